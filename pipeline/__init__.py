@@ -1,0 +1,1 @@
+"""racelens pipeline package."""

@@ -1,0 +1,91 @@
+"""racelens pipeline options: one PipelineOptions subclass, validated before any work."""
+
+from __future__ import annotations
+
+import os
+
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from transforms.corrections import Correction, load_corrections
+from transforms.course import (
+    Athlete,
+    ConfigError,
+    Course,
+    check_waves,
+    load_course,
+    load_start_list,
+)
+
+
+class RacelensOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:
+        parser.add_argument(
+            "--images",
+            default=None,
+            help="Folder (or bucket prefix) of photos, one folder per "
+            "station or any layout the course can resolve.",
+        )
+        parser.add_argument("--course", default=None, help="Course YAML file.")
+        parser.add_argument(
+            "--start-list",
+            "--start_list",
+            dest="start_list",
+            default=None,
+            help="Start list CSV (bib,name[,category,gender,club,wave,photo]).",
+        )
+        parser.add_argument("--out", default=None, help="Output folder for the Parquet results.")
+        parser.add_argument(
+            "--corrections", default=None, help="Corrections log CSV written by the dashboard."
+        )
+        parser.add_argument(
+            "--facts",
+            default=None,
+            help="Where photo facts are stored between runs (default OUT/facts).",
+        )
+        parser.add_argument(
+            "--stop-after",
+            "--stop_after",
+            dest="stop_after",
+            type=float,
+            default=None,
+            help="Streaming: stop after this many seconds and write complete outputs.",
+        )
+        parser.add_argument(
+            "--no-progress",
+            "--no_progress",
+            dest="progress",
+            action="store_false",
+            default=True,
+            help="Do not print progress lines while photos are analysed.",
+        )
+
+
+class RaceConfig:
+    """The validated inputs of a run: everything the graph needs, loaded once."""
+
+    def __init__(self, opts: RacelensOptions):
+        for name in ("images", "course", "start_list", "out"):
+            if not getattr(opts, name):
+                flag = name.replace("_", "-")
+                raise ConfigError(f"--{flag} is required")
+        if "://" not in opts.images and not os.path.isdir(opts.images):
+            raise ConfigError(f"--images: '{opts.images}' is not a folder")
+        if opts.stop_after is not None and not opts.view_as(StandardOptions).streaming:
+            raise ConfigError("--stop-after needs --streaming")
+        self.images: str = _absolute(opts.images)
+        self.out: str = _absolute(opts.out)
+        self.facts: str = (opts.facts or f"{self.out}/facts").rstrip("/")
+        self.course: Course = load_course(opts.course)
+        self.athletes: tuple[Athlete, ...] = load_start_list(opts.start_list)
+        check_waves(self.course, self.athletes, opts.start_list)
+        self.corrections: tuple[Correction, ...] = (
+            load_corrections(opts.corrections) if opts.corrections else ()
+        )
+        self.progress: bool = opts.progress
+
+
+def _absolute(location: str) -> str:
+    """Local paths are made absolute so that images.parquet names every file unambiguously."""
+    location = location.rstrip("/") or "/"
+    return location if "://" in location else os.path.abspath(location)

@@ -1,0 +1,52 @@
+"""The short summary printed at the end of a run, read back from the written results."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+import pyarrow.parquet as pq
+
+from transforms.write import (
+    IMAGES_FILE,
+    LEADERBOARD_FILE,
+    PASSAGES_FILE,
+    REVIEW_FILE,
+    STATIONS_FILE,
+)
+
+OUTPUT_FILES = (IMAGES_FILE, PASSAGES_FILE, REVIEW_FILE, LEADERBOARD_FILE, STATIONS_FILE)
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    whole = int(seconds)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}.{int(seconds * 10) % 10}"
+
+
+def summarise(out_dir: str, top: int = 10) -> str:
+    images = pq.read_table(os.path.join(out_dir, IMAGES_FILE), columns=["status"])
+    statuses = Counter(images["status"].to_pylist())
+    passages = pq.read_table(os.path.join(out_dir, PASSAGES_FILE), columns=["needs_review"])
+    unsure = sum(passages["needs_review"].to_pylist())
+    review = pq.read_table(os.path.join(out_dir, REVIEW_FILE), columns=["reason"])
+    reasons = Counter(review["reason"].to_pylist())
+    board = pq.read_table(os.path.join(out_dir, LEADERBOARD_FILE)).to_pylist()
+    lines = [
+        f"images read: {images.num_rows} ("
+        + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
+        + ")",
+        f"passages: {passages.num_rows} ({unsure} need review)",
+        f"review items: {review.num_rows}"
+        + (" (" + ", ".join(f"{n} {r}" for r, n in reasons.most_common()) + ")" if reasons else ""),
+        f"top {top}:",
+        f"  {'rank':>4}  {'bib':>6}  {'name':<24} {'category':<8} {'time':>10}",
+    ]
+    for row in [r for r in board if r["status"] == "finished"][:top]:
+        lines.append(
+            f"  {row['rank']:>4}  {row['bib']:>6}  {row['name'][:24]:<24} "
+            f"{row['category'][:8]:<8} {_clock(row['total_s']):>10}"
+        )
+    lines.append("results: " + ", ".join(os.path.join(out_dir, f) for f in OUTPUT_FILES))
+    return "\n".join(lines)

@@ -1,0 +1,32 @@
+"""The racelens distribution: `pip install .` gives the `racelens` command and the pipeline.
+
+This file is also what Beam ships to remote workers with --setup_file.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="racelens",
+    version="0.1.0",
+    description="Photo-based race timing: an Apache Beam pipeline and a Streamlit dashboard.",
+    python_requires=">=3.11",
+    packages=find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*"]),
+    install_requires=[
+        "apache-beam==2.77.0",
+        "pyarrow>=15",
+        "opencv-python-headless>=4.8",
+        "pytesseract>=0.3.10",
+        "imagehash>=4.3",
+        "fastparquet>=2024.2",
+        "streamlit>=1.40",
+        "pillow>=10.1",
+        "numpy>=1.26",
+        "pyyaml>=6",
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6"],
+        "gcp": ["apache-beam[gcp]==2.77.0"],
+        "aws": ["apache-beam[aws]==2.77.0"],
+    },
+    entry_points={"console_scripts": ["racelens=pipeline.cli:main"]},
+)

@@ -1,0 +1,1 @@
+"""racelens transforms: the PTransforms and DoFns of the pipeline."""

@@ -1,0 +1,303 @@
+"""The race as configured by the organiser: course (YAML) and start list (CSV).
+
+Both are loaded once, validated, and then passed by value into the pipeline's
+transforms (they are small and picklable). Every problem is reported as a
+`ConfigError` whose message names the file, the line and the problem, so the
+CLI can print it on one line and exit 2 before any work starts.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A course or start list that cannot be used; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Station:
+    id: str
+    name: str
+    km: float
+    lat: float | None = None
+    lon: float | None = None
+    radius_m: float = 50.0
+    cameras: tuple[str, ...] = ()
+    clock_offset_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Wave:
+    id: str
+    start: datetime  # UTC
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Per-race tuning; every value has a default that suits a road race."""
+
+    merge_window_s: float = 20.0  # repeated reads of a bib at a station within this are one passage
+    review_threshold: float = 0.75  # reads below this confidence need an official
+    burst_gap_s: float = 3.0  # photos closer than this at one station may be a burst
+    near_duplicate_bits: int = 8  # perceptual-hash distance (of 64 bits) for a near duplicate
+    health_window_s: float = 300.0  # width of the station-health windows
+    allowed_lateness_s: float = 3600.0  # a phone may upload an hour late and still count
+
+
+@dataclass(frozen=True)
+class Course:
+    race_id: str
+    race_name: str
+    timezone: str
+    start: datetime  # UTC gun time of the race
+    stations: tuple[Station, ...]
+    waves: tuple[Wave, ...] = ()
+    settings: Settings = field(default_factory=Settings)
+
+    @property
+    def station_ids(self) -> tuple[str, ...]:
+        return tuple(s.id for s in self.stations)
+
+    def station(self, station_id: str) -> Station:
+        for s in self.stations:
+            if s.id == station_id:
+                return s
+        raise KeyError(station_id)
+
+    def wave_start(self, wave_id: str | None) -> datetime:
+        for w in self.waves:
+            if w.id == wave_id:
+                return w.start
+        return self.start
+
+
+@dataclass(frozen=True)
+class Athlete:
+    bib: str
+    name: str
+    category: str = ""
+    gender: str = ""
+    club: str = ""
+    wave: str = ""
+    photo: str = ""  # reference face photo, resolved against the start list's folder
+
+
+def _read_text(path: str) -> str:
+    # Beam's FileSystems would also accept gs:// here, but config is read on the
+    # launching machine before the pipeline exists, where a local path is the norm.
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
+    try:
+        return raw.decode("utf-8-sig")  # tolerate the BOM that spreadsheet programs write
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from e
+
+
+def _parse_instant(value: Any, where: str) -> datetime:
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        try:
+            parsed = datetime.fromisoformat(str(value))
+        except ValueError as e:
+            raise ConfigError(f"{where}: '{value}' is not an ISO 8601 time") from e
+    if parsed.tzinfo is None:
+        raise ConfigError(f"{where}: '{value}' needs a UTC offset, e.g. +02:00")
+    return parsed.astimezone(UTC)
+
+
+def _lines_of_items(node: yaml.Node, key: str) -> list[int]:
+    """1-based line of each item of the top-level sequence `key`, for error messages."""
+    if not isinstance(node, yaml.MappingNode):
+        return []
+    for k, v in node.value:
+        if k.value == key and isinstance(v, yaml.SequenceNode):
+            return [item.start_mark.line + 1 for item in v.value]
+    return []
+
+
+def _number(raw: dict, key: str, default: float | None, where: str) -> float | None:
+    value = raw.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{where}: {key} must be a number, not '{value}'")
+    return float(value)
+
+
+def _parse_station(raw: Any, where: str) -> Station:
+    if not isinstance(raw, dict) or not raw.get("id"):
+        raise ConfigError(f"{where}: a station needs at least an id")
+    sid = str(raw["id"])
+    if "/" in sid or sid.strip() != sid:
+        raise ConfigError(f"{where}: station id '{sid}' must be a plain word")
+    km = _number(raw, "km", None, where)
+    if km is None:
+        raise ConfigError(f"{where}: station '{sid}' needs km")
+    lat = _number(raw, "lat", None, where)
+    lon = _number(raw, "lon", None, where)
+    if (lat is None) != (lon is None):
+        raise ConfigError(f"{where}: station '{sid}' needs both lat and lon, or neither")
+    if lat is not None and not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise ConfigError(f"{where}: station '{sid}' lat/lon out of range")
+    cameras = raw.get("cameras") or []
+    if not isinstance(cameras, list):
+        raise ConfigError(f"{where}: station '{sid}' cameras must be a list")
+    return Station(
+        id=sid,
+        name=str(raw.get("name", sid)),
+        km=km,
+        lat=lat,
+        lon=lon,
+        radius_m=_number(raw, "radius_m", 50.0, where),
+        cameras=tuple(str(c) for c in cameras),
+        clock_offset_s=_number(raw, "clock_offset_s", 0.0, where),
+    )
+
+
+def _parse_settings(raw: Any, path: str) -> Settings:
+    if raw is None:
+        return Settings()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: settings must be a mapping")
+    defaults = Settings()
+    unknown = sorted(set(raw) - set(defaults.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting '{unknown[0]}'")
+    values = {k: _number(raw, k, getattr(defaults, k), f"{path}: settings") for k in raw}
+    values = {k: int(v) if k == "near_duplicate_bits" else v for k, v in values.items()}
+    if not 0.0 <= values.get("review_threshold", 0.75) <= 1.0:
+        raise ConfigError(f"{path}: settings: review_threshold must be between 0 and 1")
+    return Settings(**values)
+
+
+def parse_course(text: str, path: str = "course.yaml") -> Course:
+    """Parses and validates a course; raises ConfigError naming the file and line."""
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f"line {mark.line + 1}: " if mark else ""
+        raise ConfigError(f"{path}: {line}not valid YAML ({getattr(e, 'problem', e)})") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with race and stations")
+    race = data.get("race")
+    if not isinstance(race, dict):
+        raise ConfigError(f"{path}: missing 'race' section")
+    for key in ("id", "timezone", "start"):
+        if not race.get(key):
+            raise ConfigError(f"{path}: race needs '{key}'")
+    try:
+        ZoneInfo(str(race["timezone"]))
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise ConfigError(f"{path}: unknown timezone '{race['timezone']}'") from e
+    raw_stations = data.get("stations")
+    if not isinstance(raw_stations, list) or len(raw_stations) < 2:
+        raise ConfigError(f"{path}: needs a list of at least two stations (start and finish)")
+    lines = _lines_of_items(node, "stations")
+    stations = tuple(
+        _parse_station(raw, f"{path}: line {lines[i] if i < len(lines) else '?'}")
+        for i, raw in enumerate(raw_stations)
+    )
+    _check_station_order(stations, lines, path)
+    waves = _parse_waves(data.get("waves"), _lines_of_items(node, "waves"), path)
+    return Course(
+        race_id=str(race["id"]),
+        race_name=str(race.get("name", race["id"])),
+        timezone=str(race["timezone"]),
+        start=_parse_instant(race["start"], f"{path}: race.start"),
+        stations=stations,
+        waves=waves,
+        settings=_parse_settings(data.get("settings"), path),
+    )
+
+
+def _check_station_order(stations: tuple[Station, ...], lines: list[int], path: str) -> None:
+    seen: set[str] = set()
+    for i, s in enumerate(stations):
+        where = f"{path}: line {lines[i] if i < len(lines) else '?'}"
+        if s.id in seen:
+            raise ConfigError(f"{where}: duplicate station id '{s.id}'")
+        seen.add(s.id)
+        if i and s.km <= stations[i - 1].km:
+            raise ConfigError(
+                f"{where}: station '{s.id}' (km {s.km}) is not after "
+                f"'{stations[i - 1].id}' (km {stations[i - 1].km}); list stations in course order"
+            )
+
+
+def _parse_waves(raw: Any, lines: list[int], path: str) -> tuple[Wave, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError(f"{path}: waves must be a list")
+    waves = []
+    for i, w in enumerate(raw):
+        where = f"{path}: line {lines[i] if i < len(lines) else '?'}"
+        if not isinstance(w, dict) or not w.get("id") or not w.get("start"):
+            raise ConfigError(f"{where}: a wave needs id and start")
+        waves.append(Wave(id=str(w["id"]), start=_parse_instant(w["start"], where)))
+    return tuple(waves)
+
+
+def load_course(path: str) -> Course:
+    return parse_course(_read_text(path), path)
+
+
+START_LIST_COLUMNS = ("bib", "name", "category", "gender", "club", "wave", "photo")
+
+
+def parse_start_list(text: str, path: str = "startlist.csv") -> tuple[Athlete, ...]:
+    """Parses a start list; raises ConfigError naming the file, line and problem."""
+    reader = csv.DictReader(io.StringIO(text))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    if len(header) == 1 and ";" in header[0]:
+        raise ConfigError(f"{path}: line 1: columns are separated by ';', expected ','")
+    missing = [c for c in ("bib", "name") if c not in header]
+    if missing:
+        raise ConfigError(f"{path}: line 1: missing column '{missing[0]}' (header: bib,name,...)")
+    reader.fieldnames = header
+    athletes: list[Athlete] = []
+    lines_of: dict[str, int] = {}
+    for row in reader:
+        line = reader.line_num
+        values = {k: (row.get(k) or "").strip() for k in START_LIST_COLUMNS}
+        if not values["bib"]:
+            raise ConfigError(f"{path}: line {line}: empty bib")
+        if not values["name"]:
+            raise ConfigError(f"{path}: line {line}: empty name for bib {values['bib']}")
+        if values["bib"] in lines_of:
+            raise ConfigError(
+                f"{path}: line {line}: duplicate bib {values['bib']} "
+                f"(first on line {lines_of[values['bib']]})"
+            )
+        lines_of[values["bib"]] = line
+        athletes.append(Athlete(**values))
+    if not athletes:
+        raise ConfigError(f"{path}: no athletes")
+    return tuple(athletes)
+
+
+def load_start_list(path: str) -> tuple[Athlete, ...]:
+    return parse_start_list(_read_text(path), path)
+
+
+def check_waves(course: Course, athletes: tuple[Athlete, ...], path: str) -> None:
+    """Every athlete's wave must exist in the course, or their times would be wrong."""
+    known = {w.id for w in course.waves}
+    for a in athletes:
+        if a.wave and a.wave not in known:
+            raise ConfigError(f"{path}: bib {a.bib}: wave '{a.wave}' is not in the course")

@@ -1,0 +1,114 @@
+"""Duplicate photos: the same file uploaded twice, and burst shots that add nothing.
+
+An exact duplicate has the same SHA-256 as another file; the first by path is
+kept. A near duplicate is a photo taken at the same station within a burst gap
+of a kept one, with a perceptual hash within a few bits of it, and no bib read
+that the kept one does not have: it shows nothing new, so it needs neither a
+passage nor a review. A frame in which a new bib appears is never a duplicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+
+import apache_beam as beam
+import imagehash
+from apache_beam.transforms import window
+from apache_beam.transforms.window import TimestampedValue
+
+from transforms.records import DUPLICATE, Photo
+
+
+def mark_exact_duplicates(copies: Iterable[Photo]) -> list[Photo]:
+    """Photos of one image_id: the first by path is kept, the others point at it."""
+    ordered = sorted(copies, key=lambda p: p.path)
+    first = ordered[0]
+    return [first] + [
+        replace(
+            p,
+            status=DUPLICATE,
+            reason="exact_duplicate",
+            duplicate_of=first.image_id,
+            duplicate_of_path=first.path,
+        )
+        for p in ordered[1:]
+    ]
+
+
+def _bibs(photo: Photo) -> set[str]:
+    return {b.bib for b in photo.facts.bibs}
+
+
+def hash_distance(a: str, b: str) -> int:
+    return imagehash.hex_to_hash(a) - imagehash.hex_to_hash(b)
+
+
+def is_near_duplicate(photo: Photo, kept: Photo, gap_s: float, max_bits: int) -> bool:
+    if photo.station_id != kept.station_id or not photo.facts.phash or not kept.facts.phash:
+        return False
+    if abs((photo.taken_at - kept.taken_at).total_seconds()) > gap_s:
+        return False
+    return hash_distance(photo.facts.phash, kept.facts.phash) <= max_bits and _bibs(photo) <= _bibs(
+        kept
+    )
+
+
+def mark_near_duplicates(photos: Iterable[Photo], gap_s: float, max_bits: int) -> list[Photo]:
+    """Photos of one station: each burst frame that adds nothing points at the kept frame."""
+    kept: list[Photo] = []
+    marked: list[Photo] = []
+    for photo in sorted(photos, key=lambda p: (p.taken_at, p.path)):
+        original = next(
+            (k for k in reversed(kept) if is_near_duplicate(photo, k, gap_s, max_bits)), None
+        )
+        if original is None:
+            kept.append(photo)
+            marked.append(photo)
+        else:
+            marked.append(
+                replace(
+                    photo,
+                    status=DUPLICATE,
+                    reason="near_duplicate",
+                    duplicate_of=original.image_id,
+                    duplicate_of_path=original.path,
+                )
+            )
+    return marked
+
+
+def _restamp(photo: Photo) -> TimestampedValue:
+    return TimestampedValue(photo, photo.taken_at.timestamp())
+
+
+def _by_station(photos: tuple[str, Iterable[Photo]], gap_s: float, bits: int) -> Iterator[Photo]:
+    _, group = photos
+    fresh = [p for p in group if p.status != DUPLICATE]
+    yield from (p for p in group if p.status == DUPLICATE)
+    yield from mark_near_duplicates(fresh, gap_s, bits)
+
+
+class DedupPhotos(beam.PTransform):
+    """Timed photos -> the same photos, with exact and near duplicates marked."""
+
+    def __init__(self, burst_gap_s: float, near_duplicate_bits: int):
+        super().__init__()
+        self._gap_s = burst_gap_s
+        self._bits = near_duplicate_bits
+
+    def expand(self, photos: beam.PCollection) -> beam.PCollection:
+        return (
+            photos
+            | "ByContent" >> beam.Map(lambda p: (p.image_id, p))
+            | "GroupCopies" >> beam.GroupByKey()
+            | "MarkExact" >> beam.FlatMap(lambda kv: mark_exact_duplicates(kv[1]))
+            | "StampAgain" >> beam.Map(_restamp)
+            # A burst is a session of photos at one station with gaps shorter than burst_gap_s.
+            | "BurstSessions" >> beam.WindowInto(window.Sessions(self._gap_s))
+            | "ByStation" >> beam.Map(lambda p: (p.station_id, p))
+            | "GroupBursts" >> beam.GroupByKey()
+            | "MarkNear" >> beam.FlatMap(_by_station, self._gap_s, self._bits)
+            | "Unwindow" >> beam.WindowInto(window.GlobalWindows())
+            | "StampOnceMore" >> beam.Map(_restamp)
+        )

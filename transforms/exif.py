@@ -1,0 +1,192 @@
+"""EXIF: what the camera says about when and where a photo was taken.
+
+Two halves. `read_exif` runs in the per-photo analysis and only copies the
+tags out of the file header (no pixel decoding). `ParseExif` runs in race
+timing: it turns those tags into a UTC event time (sub-seconds, the photo's
+UTC offset or else the course's timezone, the station's clock offset) and a
+station (folder, then camera serial, then nearest station by GPS), and stamps
+the photo with its event time for the windows downstream.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import TimestampedValue
+from PIL import Image
+
+from transforms.course import Course
+from transforms.records import REJECTED, ExifFacts, Photo
+
+_EXIF_IFD = 0x8769
+_GPS_IFD = 0x8825
+_MAKE, _MODEL = 0x010F, 0x0110
+_DATETIME_ORIGINAL, _DATETIME_DIGITIZED = 0x9003, 0x9004
+_SUBSEC_ORIGINAL, _SUBSEC_DIGITIZED = 0x9291, 0x9292
+_OFFSET_ORIGINAL = 0x9011
+_BODY_SERIAL = 0xA431
+_GPS_LAT_REF, _GPS_LAT, _GPS_LON_REF, _GPS_LON = 1, 2, 3, 4
+
+# A photo more than this far from the race start has a wrong clock or is from another day.
+MAX_DISTANCE_FROM_RACE = timedelta(days=2)
+
+_OFFSET = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    if value is None:
+        return None
+    text = str(value).strip("\x00 ").strip()
+    return text or None
+
+
+def _degrees(dms: object, ref: object) -> float | None:
+    try:
+        d, m, s = (float(x) for x in dms)  # type: ignore[union-attr]
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    value = d + m / 60 + s / 3600
+    if not math.isfinite(value):
+        return None
+    return -value if _text(ref) in ("S", "W") else value
+
+
+def _gps(gps_ifd: dict) -> tuple[float, float] | None:
+    lat = _degrees(gps_ifd.get(_GPS_LAT), gps_ifd.get(_GPS_LAT_REF))
+    lon = _degrees(gps_ifd.get(_GPS_LON), gps_ifd.get(_GPS_LON_REF))
+    if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        return None
+    return (lat, lon)
+
+
+def exif_facts(image: Image.Image) -> ExifFacts:
+    """Copies the timing-relevant tags out of an opened (not decoded) image."""
+    exif = image.getexif()
+    sub = exif.get_ifd(_EXIF_IFD)
+    original = _text(sub.get(_DATETIME_ORIGINAL))
+    camera = " ".join(t for t in (_text(exif.get(_MAKE)), _text(exif.get(_MODEL))) if t)
+    return ExifFacts(
+        datetime_original=original or _text(sub.get(_DATETIME_DIGITIZED)),
+        subsec=_text(sub.get(_SUBSEC_ORIGINAL if original else _SUBSEC_DIGITIZED)),
+        offset=_text(sub.get(_OFFSET_ORIGINAL)),
+        serial=_text(sub.get(_BODY_SERIAL)),
+        camera=camera or None,
+        gps=_gps(exif.get_ifd(_GPS_IFD)),
+    )
+
+
+def parse_offset(text: str | None) -> timezone | None:
+    """'+02:00' -> UTC+2; None for a missing or malformed offset."""
+    match = _OFFSET.match(text or "")
+    if not match:
+        return None
+    sign, hours, minutes = match.groups()
+    delta = timedelta(hours=int(hours), minutes=int(minutes))
+    if delta > timedelta(hours=14):
+        return None
+    return timezone(-delta if sign == "-" else delta)
+
+
+def parse_taken_at(exif: ExifFacts, course_tz: str, clock_offset_s: float = 0.0) -> datetime:
+    """The UTC instant a photo was taken; raises ValueError when EXIF has no usable time.
+
+    Sub-seconds are a decimal fraction written as digits ("25" is 0.25 s).
+    Without an OffsetTimeOriginal the camera is assumed to run on the
+    course's local time. clock_offset_s corrects a camera whose clock is off.
+    """
+    if not exif.datetime_original:
+        raise ValueError("no DateTimeOriginal")
+    local = datetime.strptime(exif.datetime_original[:19], "%Y:%m:%d %H:%M:%S")
+    digits = (exif.subsec or "").strip()
+    if digits.isdigit():
+        local += timedelta(seconds=float("0." + digits))
+    tz = parse_offset(exif.offset) or ZoneInfo(course_tz)
+    return local.replace(tzinfo=tz).astimezone(UTC) + timedelta(seconds=clock_offset_s)
+
+
+def distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Great-circle distance in metres (haversine)."""
+    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
+    h = (
+        math.sin((lat2 - lat1) / 2) ** 2
+        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    )
+    return 2 * 6_371_000 * math.asin(min(1.0, math.sqrt(h)))
+
+
+def resolve_station(folder: str, exif: ExifFacts, course: Course) -> str | None:
+    """Station of a photo: its folder, else its camera serial or name, else GPS within radius."""
+    if folder in course.station_ids:
+        return folder
+    for station in course.stations:
+        if station.cameras and {exif.serial, exif.camera} & set(station.cameras):
+            return station.id
+    if exif.gps is None:
+        return None
+    near = [
+        (distance_m(exif.gps, (s.lat, s.lon)), s.id)
+        for s in course.stations
+        if s.lat is not None and s.lon is not None
+    ]
+    inside = [(d, sid) for d, sid in near if d <= course.station(sid).radius_m]
+    return min(inside)[1] if inside else None
+
+
+def place_in_race(photo: Photo, course: Course) -> Photo:
+    """The photo with its station and UTC time, or rejected with the reason why not."""
+    if photo.facts.error:
+        return replace(photo, status=REJECTED, reason=photo.facts.error)
+    station_id = resolve_station(photo.folder, photo.facts.exif, course)
+    if station_id is None:
+        return replace(photo, status=REJECTED, reason="unknown_station")
+    try:
+        offset = course.station(station_id).clock_offset_s
+        taken_at = parse_taken_at(photo.facts.exif, course.timezone, offset)
+    except (ValueError, OverflowError):
+        return replace(photo, station_id=station_id, status=REJECTED, reason="bad_exif")
+    if abs(taken_at - course.start) > MAX_DISTANCE_FROM_RACE:
+        return replace(photo, station_id=station_id, status=REJECTED, reason="bad_exif")
+    return replace(photo, station_id=station_id, taken_at=taken_at)
+
+
+class _PlaceInRace(beam.DoFn):
+    REJECTED = "rejected"
+
+    def __init__(self, course: Course):
+        self._course = course
+        self._rejected = Metrics.counter("racelens", "photos_rejected")
+
+    def process(self, photo: Photo) -> Iterator[object]:
+        placed = place_in_race(photo, self._course)
+        if placed.status == REJECTED:
+            self._rejected.inc()
+            yield beam.pvalue.TaggedOutput(self.REJECTED, placed)
+        else:
+            yield TimestampedValue(placed, placed.taken_at.timestamp())
+
+
+class ParseExif(beam.PTransform):
+    """Photos -> (timed photos stamped with their event time, rejected photos)."""
+
+    def __init__(self, course: Course):
+        super().__init__()
+        self._course = course
+
+    def expand(self, photos: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        return photos | "PlaceInRace" >> beam.ParDo(_PlaceInRace(self._course)).with_outputs(
+            _PlaceInRace.REJECTED, main="timed"
+        )
+
+
+def earliest(photos: Iterable[Photo]) -> Photo:
+    """The first photo in event time; ties broken by path so the choice is stable."""
+    return min(photos, key=lambda p: (p.taken_at, p.path))

@@ -1,0 +1,177 @@
+"""Who is on a photo: bib reads checked against the start list, and the official's word.
+
+A read counts only if the bib is in the start list. A confident read of a
+listed bib is a sighting; a weak one is a sighting that needs review; a
+confident number that is not in the start list goes to review as
+unknown_bib. Each photo ends with one status (passage, review, no_athlete) and
+at most a few review items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from transforms.corrections import Decision
+from transforms.quality import is_covered
+from transforms.records import (
+    NO_ATHLETE,
+    PASSAGE,
+    REJECTED,
+    REVIEW,
+    BibSeen,
+    Photo,
+    Sighting,
+)
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    image_id: str
+    path: str
+    reason: str
+    candidates: tuple[str, ...]
+    station_id: str | None
+    taken_at: object  # datetime (UTC) or None
+
+
+@dataclass(frozen=True)
+class Identified:
+    photo: Photo
+    sightings: tuple[Sighting, ...] = ()
+    review: tuple[ReviewItem, ...] = ()
+
+
+def best_reads(bibs: tuple[BibSeen, ...]) -> list[BibSeen]:
+    """One read per number (the most confident), most confident first."""
+    best: dict[str, BibSeen] = {}
+    for read in bibs:
+        if read.bib not in best or read.confidence > best[read.bib].confidence:
+            best[read.bib] = read
+    return sorted(best.values(), key=lambda r: (-r.confidence, r.bib))
+
+
+def _sighting(photo: Photo, bib: str, confidence: float, method: str, confirmed: bool) -> Sighting:
+    return Sighting(
+        bib=bib,
+        station_id=photo.station_id,
+        at=photo.taken_at,
+        confidence=confidence,
+        image_id=photo.image_id,
+        method=method,
+        confirmed=confirmed,
+    )
+
+
+def _review(photo: Photo, reason: str, candidates: list[str]) -> ReviewItem:
+    return ReviewItem(
+        image_id=photo.image_id,
+        path=photo.path,
+        reason=reason,
+        candidates=tuple(candidates),
+        station_id=photo.station_id,
+        taken_at=photo.taken_at,
+    )
+
+
+def apply_decision(photo: Photo, decision: Decision, known: frozenset[str]) -> Identified:
+    """What an official decided overrides what the pipeline read."""
+    if decision.rejected:
+        return Identified(replace(photo, status=REJECTED, reason="rejected_by_official"))
+    if decision.assigned:
+        sightings = tuple(
+            replace(
+                _sighting(photo, c.bib, 1.0, "manual", True),
+                station_id=c.station_id or photo.station_id,
+                at=c.passed_at or photo.taken_at,
+            )
+            for c in decision.assigned
+        )
+        return Identified(replace(photo, status=PASSAGE, reason="assigned_by_official"), sightings)
+    approved = tuple(
+        _sighting(photo, r.bib, max(r.confidence, 0.99), "bib_ocr", True)
+        for r in best_reads(photo.facts.bibs)
+        if r.bib in known
+    )
+    status = PASSAGE if approved else NO_ATHLETE
+    return Identified(replace(photo, status=status, reason="approved_by_official"), approved)
+
+
+def identify(photo: Photo, known: frozenset[str], threshold: float) -> Identified:
+    """Status, sightings and review items of one timed, non-duplicate photo."""
+    reads = best_reads(photo.facts.bibs)
+    listed = [r for r in reads if r.bib in known]
+    confident = [r for r in listed if r.confidence >= threshold]
+    weak = [r for r in listed if r.confidence < threshold]
+    unknown = [r.bib for r in reads if r.bib not in known and r.confidence >= threshold]
+    sightings = tuple(
+        _sighting(photo, r.bib, r.confidence, "bib_ocr", r.confidence >= threshold) for r in listed
+    )
+    unknown_items = tuple(_review(photo, "unknown_bib", [bib]) for bib in unknown)
+    if confident:
+        return Identified(replace(photo, status=PASSAGE), sightings, unknown_items)
+    if weak:
+        reason = "low_confidence"
+        return Identified(
+            replace(photo, status=REVIEW, reason=reason),
+            sightings,
+            (_review(photo, reason, [r.bib for r in weak]),) + unknown_items,
+        )
+    if unknown:
+        return Identified(replace(photo, status=REVIEW, reason="unknown_bib"), (), unknown_items)
+    if reads:
+        reason = "number_unreadable"
+        candidates = [r.bib for r in reads]
+        return Identified(
+            replace(photo, status=REVIEW, reason=reason), (), (_review(photo, reason, candidates),)
+        )
+    if photo.facts.quality is not None and is_covered(photo.facts.quality):
+        reason = "camera_covered"
+        return Identified(
+            replace(photo, status=REVIEW, reason=reason), (), (_review(photo, reason, []),)
+        )
+    return Identified(replace(photo, status=NO_ATHLETE))
+
+
+class _Identify(beam.DoFn):
+    SIGHTINGS = "sightings"
+    REVIEW = "review"
+
+    def __init__(self, known: frozenset[str], threshold: float, decisions: dict[str, Decision]):
+        self._known = known
+        self._threshold = threshold
+        self._decisions = decisions
+        self._to_review = Metrics.counter("racelens", "review_items")
+
+    def process(self, photo: Photo) -> Iterator[object]:
+        decision = self._decisions.get(photo.image_id)
+        if photo.status is not None and decision is None:
+            yield photo  # duplicates keep their status; only an official can revive one
+            return
+        result = (
+            apply_decision(photo, decision, self._known)
+            if decision is not None
+            else identify(photo, self._known, self._threshold)
+        )
+        yield result.photo
+        for s in result.sightings:
+            yield beam.pvalue.TaggedOutput(self.SIGHTINGS, s)
+        for item in result.review:
+            self._to_review.inc()
+            yield beam.pvalue.TaggedOutput(self.REVIEW, item)
+
+
+class IdentifyAthletes(beam.PTransform):
+    """Timed photos -> (photos with a status, sightings, review items)."""
+
+    def __init__(self, bibs: frozenset[str], threshold: float, decisions: dict[str, Decision]):
+        super().__init__()
+        self._fn = _Identify(bibs, threshold, decisions)
+
+    def expand(self, photos: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        return photos | "Identify" >> beam.ParDo(self._fn).with_outputs(
+            _Identify.SIGHTINGS, _Identify.REVIEW, main="photos"
+        )

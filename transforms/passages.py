@@ -1,0 +1,232 @@
+"""Passages per station by event time, and the health of each station's camera.
+
+Sightings of one bib at one station that follow each other within the merge
+window are one passage, at the earliest photo's time: a session window per
+(station, bib). The windowing states its trigger, accumulation and allowed
+lateness explicitly, because the same composite serves batch runs (one pane
+per window) and streaming runs (early panes for the live view, late panes
+that correct a passage when a phone uploads late).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import apache_beam as beam
+from apache_beam.transforms import trigger, window
+from apache_beam.transforms.window import TimestampedValue
+
+from transforms.quality import is_blurred, is_covered
+from transforms.records import Photo, Sighting
+
+
+@dataclass(frozen=True)
+class Passage:
+    bib: str
+    station_id: str
+    passed_at: datetime
+    method: str
+    confidence: float
+    image_id: str
+    needs_review: bool
+    photos: int  # sightings merged into this passage
+
+
+def merge_sightings(sightings: Iterable[Sighting]) -> Passage:
+    """One passage from the sightings of one bib at one station within a merge window.
+
+    The time is the earliest photo's; the confidence is the best confirmed
+    read's; a passage needs review only when no sighting is confirmed.
+    """
+    ordered = sorted(sightings, key=lambda s: (s.at, s.image_id))
+    first = ordered[0]
+    confirmed = [s for s in ordered if s.confirmed]
+    manual = [s for s in ordered if s.method == "manual"]
+    return Passage(
+        bib=first.bib,
+        station_id=first.station_id,
+        passed_at=(manual or ordered)[0].at,
+        method=(manual or ordered)[0].method,
+        confidence=max(s.confidence for s in (confirmed or ordered)),
+        image_id=(manual or ordered)[0].image_id,
+        needs_review=not confirmed,
+        photos=len(ordered),
+    )
+
+
+class _MergeSightings(beam.CombineFn):
+    """Keeps the sightings of a window (a handful per passage) and merges them at output."""
+
+    def create_accumulator(self) -> list[Sighting]:
+        return []
+
+    def add_input(self, acc: list[Sighting], s: Sighting) -> list[Sighting]:
+        acc.append(s)
+        return acc
+
+    def merge_accumulators(self, accs: Iterable[list[Sighting]]) -> list[Sighting]:
+        return [s for acc in accs for s in acc]
+
+    def extract_output(self, acc: list[Sighting]) -> Passage:
+        return merge_sightings(acc)
+
+
+class PassageWindows(beam.PTransform):
+    """Session windows per key with an explicit trigger, accumulation and lateness.
+
+    In streaming, early panes every `early_s` seconds of processing time give a
+    live view (batch engines have no processing-time clock, so batch runs pass
+    None); the on-time pane fires at the watermark; each late element fires a
+    late pane.
+    Panes accumulate, so a late pane carries the whole corrected passage and
+    replaces the earlier one instead of adding a second.
+    """
+
+    def __init__(self, gap_s: float, allowed_lateness_s: float, early_s: int | None = None):
+        super().__init__()
+        self._gap_s = gap_s
+        self._lateness_s = allowed_lateness_s
+        self._early_s = early_s
+
+    def expand(self, keyed: beam.PCollection) -> beam.PCollection:
+        return keyed | "SessionWindows" >> beam.WindowInto(
+            window.Sessions(self._gap_s),
+            trigger=trigger.AfterWatermark(
+                early=trigger.AfterProcessingTime(self._early_s) if self._early_s else None,
+                late=trigger.AfterCount(1),
+            ),
+            accumulation_mode=trigger.AccumulationMode.ACCUMULATING,
+            allowed_lateness=int(self._lateness_s),
+        )
+
+
+def _stamp_sighting(s: Sighting) -> TimestampedValue:
+    return TimestampedValue(s, s.at.timestamp())
+
+
+class PassagesPerStation(beam.PTransform):
+    """Sightings -> passages, one per athlete per station visit."""
+
+    def __init__(self, merge_window_s: float, allowed_lateness_s: float):
+        super().__init__()
+        self._merge_window_s = merge_window_s
+        self._allowed_lateness_s = allowed_lateness_s
+
+    def expand(self, sightings: beam.PCollection) -> beam.PCollection:
+        return (
+            sightings
+            | "StampSightings" >> beam.Map(_stamp_sighting)
+            | "ByStationAndBib" >> beam.Map(lambda s: ((s.station_id, s.bib), s))
+            | "MergeWindows" >> PassageWindows(self._merge_window_s, self._allowed_lateness_s)
+            | "MergeSightings" >> beam.CombinePerKey(_MergeSightings())
+            | "Passages" >> beam.Values()
+        )
+
+
+@dataclass(frozen=True)
+class Frame:
+    """What station health needs of one photo."""
+
+    at: datetime
+    covered: bool
+    blurred: bool
+
+
+def _run_of(frames: list[Frame], flag: str, length: int) -> bool:
+    run = 0
+    for f in frames:
+        run = run + 1 if getattr(f, flag) else 0
+        if run >= length:
+            return True
+    return False
+
+
+def window_health(frames: Iterable[Frame], run_length: int = 3) -> str:
+    """ok, or covered / blurred when several frames in a row are so."""
+    ordered = sorted(frames, key=lambda f: f.at)
+    if _run_of(ordered, "covered", run_length):
+        return "covered"
+    if _run_of(ordered, "blurred", run_length):
+        return "blurred"
+    return "ok"
+
+
+def frame_of(photo: Photo) -> Frame:
+    q = photo.facts.quality
+    return Frame(
+        at=photo.taken_at,
+        covered=q is not None and is_covered(q),
+        blurred=q is not None and not is_covered(q) and is_blurred(q),
+    )
+
+
+class _Keyed(beam.DoFn):
+    """(station, payload) -> ((station, window start, window end), payload); times in seconds.
+
+    Seconds since the epoch, not datetimes, because a grouping key must encode
+    deterministically.
+    """
+
+    def process(
+        self, element: tuple[str, object], w: object = beam.DoFn.WindowParam
+    ) -> Iterator[tuple[tuple[str, float, float], object]]:
+        station_id, payload = element
+        yield (station_id, float(w.start), float(w.end)), payload
+
+
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def station_row(key: tuple[str, float, float], grouped: dict[str, list]) -> dict:
+    station_id, start_s, end_s = key
+    start, end = _utc(start_s), _utc(end_s)
+    frames = grouped["frames"]
+    return {
+        "station_id": station_id,
+        "window_start": start,
+        "window_end": end,
+        "images": len(frames),
+        "passages": sum(grouped["passages"]),
+        "last_photo_at": max(f.at for f in frames) if frames else None,
+        "health": window_health(frames),
+    }
+
+
+class StationHealth(beam.PTransform):
+    """(photos, passages) -> one row per station and fixed window of event time."""
+
+    def __init__(self, window_s: float):
+        super().__init__()
+        self._window_s = window_s
+
+    def _windowed(self, pcoll: beam.PCollection, label: str) -> beam.PCollection:
+        return (
+            pcoll
+            | f"{label}Windows" >> beam.WindowInto(window.FixedWindows(self._window_s))
+            | f"{label}WithWindow" >> beam.ParDo(_Keyed())
+            | f"{label}Global" >> beam.WindowInto(window.GlobalWindows())
+        )
+
+    def expand(self, inputs: tuple[beam.PCollection, beam.PCollection]) -> beam.PCollection:
+        photos, passages = inputs
+        frames = self._windowed(
+            photos
+            | "Timed" >> beam.Filter(lambda p: p.taken_at is not None)
+            | "StampPhotos" >> beam.Map(lambda p: TimestampedValue(p, p.taken_at.timestamp()))
+            | "Frames" >> beam.Map(lambda p: (p.station_id, frame_of(p))),
+            "Photo",
+        )
+        counted = self._windowed(
+            passages
+            | "StampPassages" >> beam.Map(lambda p: TimestampedValue(p, p.passed_at.timestamp()))
+            | "Ones" >> beam.Map(lambda p: (p.station_id, 1)),
+            "Passage",
+        )
+        return (
+            {"frames": frames, "passages": counted}
+            | "JoinWindows" >> beam.CoGroupByKey()
+            | "Rows" >> beam.MapTuple(station_row)
+        )

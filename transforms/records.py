@@ -1,0 +1,125 @@
+"""The records that flow between the pipeline's stages.
+
+`PhotoFacts` is what the heavy per-photo analysis learns from a photo's bytes
+alone; it knows nothing of the course, so it can be stored once per image_id
+and reused when the course, the start list or an official's decision changes.
+`Photo` is one input file on its way through race timing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+# Bump when the analysis changes what it would store, so old facts are recomputed.
+ANALYSIS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class BibSeen:
+    """One number read on a photo (the OCR's BibRead, in full-image pixels)."""
+
+    bib: str
+    confidence: float
+    box: tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class ExifFacts:
+    """The EXIF tags that timing needs, as the camera wrote them."""
+
+    datetime_original: str | None = None
+    subsec: str | None = None
+    offset: str | None = None
+    serial: str | None = None
+    camera: str | None = None  # "Make Model"
+    gps: tuple[float, float] | None = None  # (lat, lon) in degrees
+
+
+@dataclass(frozen=True)
+class Quality:
+    """Cheap image statistics on a small grey thumbnail, for covered/blurred cameras."""
+
+    brightness: float  # mean, 0..255
+    contrast: float  # standard deviation, 0..255
+    sharpness: float  # variance of the Laplacian
+
+
+@dataclass(frozen=True)
+class PhotoFacts:
+    image_id: str  # sha256 of the file's bytes, hex
+    error: str | None = None  # why the content could not be analysed (a stable reason word)
+    width: int = 0
+    height: int = 0
+    exif: ExifFacts = field(default_factory=ExifFacts)
+    phash: str | None = None  # 64-bit perceptual hash, hex
+    quality: Quality | None = None
+    bibs: tuple[BibSeen, ...] = ()
+    version: int = ANALYSIS_VERSION
+
+
+def facts_to_json(facts: PhotoFacts) -> str:
+    return json.dumps(asdict(facts), sort_keys=True, separators=(",", ":"))
+
+
+def facts_from_json(text: str) -> PhotoFacts:
+    raw = json.loads(text)
+    exif = raw.get("exif") or {}
+    if exif.get("gps") is not None:
+        exif["gps"] = tuple(exif["gps"])
+    quality = raw.get("quality")
+    return PhotoFacts(
+        image_id=raw["image_id"],
+        error=raw.get("error"),
+        width=raw.get("width", 0),
+        height=raw.get("height", 0),
+        exif=ExifFacts(**exif),
+        phash=raw.get("phash"),
+        quality=Quality(**quality) if quality else None,
+        bibs=tuple(
+            BibSeen(bib=b["bib"], confidence=b["confidence"], box=tuple(b["box"]))
+            for b in raw.get("bibs", ())
+        ),
+        version=raw.get("version", 0),
+    )
+
+
+# Image statuses of the contract.
+PASSAGE = "passage"
+REVIEW = "review"
+DUPLICATE = "duplicate"
+REJECTED = "rejected"
+NO_ATHLETE = "no_athlete"
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One input file: its facts, and what race timing has decided about it so far."""
+
+    path: str
+    folder: str  # first folder under the images root ("" for files directly in it)
+    facts: PhotoFacts
+    station_id: str | None = None
+    taken_at: datetime | None = None  # UTC, clock offset applied
+    status: str | None = None
+    reason: str | None = None
+    duplicate_of: str | None = None  # image_id of the photo this one repeats
+    duplicate_of_path: str | None = None
+
+    @property
+    def image_id(self) -> str:
+        return self.facts.image_id
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """Evidence that an athlete was at a station at a time, from one photo."""
+
+    bib: str
+    station_id: str
+    at: datetime
+    confidence: float
+    image_id: str
+    method: str  # bib_ocr, face_match, manual
+    confirmed: bool  # confident enough (or decided by an official) to need no review

@@ -1,0 +1,158 @@
+"""Writing the results: one Parquet file per output, complete or not at all.
+
+Each table is gathered, sorted into a stable order (so two runs on the same
+input give byte-identical files) and written under a temporary name that is
+renamed into place, on any Beam filesystem. The write happens in `process()`,
+which every runner executes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from transforms import schemas
+from transforms.identify import ReviewItem, best_reads
+from transforms.passages import Passage
+from transforms.records import Photo
+
+IMAGES_FILE = "images.parquet"
+PASSAGES_FILE = "passages.parquet"
+REVIEW_FILE = "review.parquet"
+LEADERBOARD_FILE = "leaderboard.parquet"
+STATIONS_FILE = "stations.parquet"
+
+
+def table_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """Readers see the old file or the new one, never half of one."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with FileSystems.create(tmp) as f:
+        f.write(data)
+    # Local rename is os.rename (atomic replace); object stores copy then delete.
+    FileSystems.rename([tmp], [path])
+
+
+def write_table(rows: list[dict], path: str, schema: pa.Schema, order: Callable | None) -> str:
+    ordered = sorted(rows, key=order) if order else rows
+    write_atomically(path, table_bytes(ordered, schema))
+    return path
+
+
+class WriteTable(beam.PTransform):
+    """Rows -> one Parquet file at `path` (written even when there are no rows)."""
+
+    def __init__(self, path: str, schema: pa.Schema, order: Callable | None = None):
+        super().__init__()
+        self._path = path
+        self._schema = schema
+        self._order = order
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        return (
+            rows
+            | "Global" >> beam.WindowInto(beam.window.GlobalWindows())
+            | "Gather" >> beam.combiners.ToList()
+            | "Write" >> beam.Map(write_table, self._path, self._schema, self._order)
+        )
+
+
+def output_path(out_dir: str, name: str) -> str:
+    return FileSystems.join(out_dir, name)
+
+
+def image_row(photo: Photo) -> dict:
+    facts = photo.facts
+    return {
+        "image_id": photo.image_id,
+        "path": photo.path,
+        "station_id": photo.station_id,
+        "taken_at": photo.taken_at,
+        "status": photo.status,
+        "reason": photo.reason,
+        "bibs": [r.bib for r in best_reads(facts.bibs)],
+        "faces": None,
+        "duplicate_of": photo.duplicate_of,
+        "duplicate_of_path": photo.duplicate_of_path,
+        "reads": [
+            {"bib": r.bib, "confidence": r.confidence, "box": list(r.box)} for r in facts.bibs
+        ],
+        "width": facts.width or None,
+        "height": facts.height or None,
+    }
+
+
+def passage_row(p: Passage) -> dict:
+    return asdict(p)
+
+
+def review_row(item: ReviewItem) -> dict:
+    row = asdict(item)
+    row["candidates"] = list(item.candidates)
+    return row
+
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+class WriteResults(beam.PTransform):
+    """The five Parquet files of the contract, each with its explicit schema and stable order."""
+
+    def __init__(self, out_dir: str, station_ids: tuple[str, ...]):
+        super().__init__()
+        self._out_dir = out_dir
+        self._station_ids = station_ids
+
+    def _path(self, name: str) -> str:
+        return FileSystems.join(self._out_dir, name)
+
+    def expand(self, outputs: dict[str, beam.PCollection]) -> beam.PCollection:
+        course_order = {sid: i for i, sid in enumerate(self._station_ids)}
+        written = [
+            outputs["images"]
+            | "ImageRows" >> beam.Map(image_row)
+            | "WriteImages"
+            >> WriteTable(self._path(IMAGES_FILE), schemas.IMAGES, lambda r: r["path"]),
+            outputs["passages"]
+            | "PassageRows" >> beam.Map(passage_row)
+            | "WritePassages"
+            >> WriteTable(
+                self._path(PASSAGES_FILE),
+                schemas.PASSAGES,
+                lambda r: (course_order[r["station_id"]], r["passed_at"], r["bib"]),
+            ),
+            outputs["review"]
+            | "ReviewRows" >> beam.Map(review_row)
+            | "WriteReview"
+            >> WriteTable(
+                self._path(REVIEW_FILE),
+                schemas.REVIEW,
+                lambda r: (r["taken_at"] or _NEVER, r["path"], r["reason"], r["candidates"]),
+            ),
+            outputs["leaderboard"]
+            | "WriteLeaderboard"
+            >> WriteTable(
+                self._path(LEADERBOARD_FILE), schemas.leaderboard_schema(self._station_ids)
+            ),
+            outputs["stations"]
+            | "WriteStations"
+            >> WriteTable(
+                self._path(STATIONS_FILE),
+                schemas.STATIONS,
+                lambda r: (course_order[r["station_id"]], r["window_start"]),
+            ),
+        ]
+        return written | "Written" >> beam.Flatten()
