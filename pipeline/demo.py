@@ -67,7 +67,7 @@ START_CLOCK_FAST_MS = 3_000  # the start camera's clock runs 3 s fast
 FRAME_W, FRAME_H = 1600, 1067
 JPEG_QUALITY = 88
 HORIZON_Y = 430
-BACKGROUND_NOISE_SIGMA = 3.0
+BACKGROUND_NOISE_SIGMA = 2.0
 PHOTO_JITTER_MS = 800  # a trigger fires this close to the crossing, either side
 COMPANION_WINDOW_MS = 1_500  # other runners this close to the photo time are in the frame
 MAX_RUNNERS = 3  # the frame is split into this many slots, one runner each
@@ -82,7 +82,7 @@ DUPLICATE_UPLOADS = 3
 CORRUPT_KEEP_SHARE = 0.4
 DARK_FRAMES = 3
 DARK_GAIN = 0.04  # keeps a covered lens's mean brightness far below 15
-DARK_LEAD_MS = 30_000  # the lens cap comes off half a minute before the first finisher
+DARK_LEAD_MS = 30_000  # how long before its first real photo the finish lens is covered
 
 # Runner geometry in pixels; the torso is sized from the bib so the bib always fits on it.
 LEG_LEN, TORSO_H, NECK, HEAD_R = 300, 280, 14, 50
@@ -108,11 +108,23 @@ INK_THRESHOLD = 60  # grey levels from the paper that count as ink when locating
 PAPERS: tuple[Color, ...] = ((248, 248, 245), (252, 243, 170), (198, 225, 250), (250, 210, 222))
 INKS: tuple[Color, ...] = ((15, 15, 15), (15, 30, 120), (130, 15, 25))
 SHIRTS: tuple[Color, ...] = (
-    (200, 30, 40), (30, 90, 200), (20, 150, 70), (240, 120, 20), (120, 40, 160),
-    (25, 25, 30), (0, 140, 150), (220, 50, 130), (90, 90, 95), (170, 140, 20),
+    (200, 30, 40),
+    (30, 90, 200),
+    (20, 150, 70),
+    (240, 120, 20),
+    (120, 40, 160),
+    (25, 25, 30),
+    (0, 140, 150),
+    (220, 50, 130),
+    (90, 90, 95),
+    (170, 140, 20),
 )
 SKINS: tuple[Color, ...] = (
-    (255, 219, 172), (241, 194, 125), (224, 172, 105), (198, 134, 66), (141, 85, 36),
+    (255, 219, 172),
+    (241, 194, 125),
+    (224, 172, 105),
+    (198, 134, 66),
+    (141, 85, 36),
     (95, 60, 40),
 )
 SHORTS: tuple[Color, ...] = ((25, 25, 30), (40, 40, 90), (60, 60, 60), (15, 60, 40))
@@ -126,8 +138,22 @@ FIRST_NAMES = {
     "M": ("Ola", "Lars", "Jakob", "Emil", "Henrik", "Magnus", "Sindre", "Bjørn", "Jonas", "Aksel"),
 }
 LAST_NAMES = (
-    "Hansen", "Johansen", "Olsen", "Larsen", "Andersen", "Pedersen", "Nilsen", "Berg",
-    "Haugen", "Bakken", "Lie", "Dahl", "Moen", "Sæther", "Ødegård", "Strand",
+    "Hansen",
+    "Johansen",
+    "Olsen",
+    "Larsen",
+    "Andersen",
+    "Pedersen",
+    "Nilsen",
+    "Berg",
+    "Haugen",
+    "Bakken",
+    "Lie",
+    "Dahl",
+    "Moen",
+    "Sæther",
+    "Ødegård",
+    "Strand",
 )
 AGE_GROUPS = (20, 35, 40, 45, 50, 55, 60)
 CLUBS = ("IL Gneist", "Tjalve", "BUL", "Koll", "Romerike ULK")
@@ -255,8 +281,8 @@ def generate_race(
     if stations < 2:
         raise ValueError(f"a demo race needs at least 2 stations (start, finish), got {stations}")
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out_dir} is not empty; choose a new directory for the demo race")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"{out_dir} exists and is not an empty directory; choose a new one")
 
     rng = np.random.default_rng(seed)
     course = _course(stations)
@@ -312,19 +338,33 @@ def _cameras(rng: np.random.Generator, course: Sequence[Station]) -> tuple[Camer
     for station in course:
         sid = station.id
         if sid == "start":
-            camera = Camera(sid, sid, "START", "Canon", "EOS R6", "SN-START-0001",
-                            clock_fast_ms=START_CLOCK_FAST_MS)
+            camera = Camera(
+                sid,
+                sid,
+                "START",
+                "Canon",
+                "EOS R6",
+                "SN-START-0001",
+                clock_fast_ms=START_CLOCK_FAST_MS,
+            )
         elif sid == "finish":
-            camera = Camera(sid, sid, "FINISH", "Canon", "EOS R5", "SN-FINISH-0001",
-                            writes_offset=False)
+            camera = Camera(
+                sid, sid, "FINISH", "Canon", "EOS R5", "SN-FINISH-0001", writes_offset=False
+            )
         elif sid == "cp1":
             # Listed in the course's `cameras`; the photos carry no GPS.
-            camera = Camera(sid, "unsorted", "CP1", "Sony", "ILCE-7M3", "SN-CP1-0001",
-                            listed=True)
+            camera = Camera(sid, "unsorted", "CP1", "Sony", "ILCE-7M3", "SN-CP1-0001", listed=True)
         elif sid == "cp2":
             # A phone nobody registered: only its GPS position tells where it stood.
-            camera = Camera(sid, "unsorted", "IMG", "Google", "Pixel 8", "PX8-4471-2093",
-                            gps=_near(rng, station.lat, station.lon))
+            camera = Camera(
+                sid,
+                "unsorted",
+                "IMG",
+                "Google",
+                "Pixel 8",
+                "PX8-4471-2093",
+                gps=_near(rng, station.lat, station.lon),
+            )
         else:
             camera = Camera(sid, sid, sid.upper(), "Nikon", "Z 6II", f"SN-{sid.upper()}-0001")
         cameras.append(camera)
@@ -361,18 +401,20 @@ def _athletes(rng: np.random.Generator, count: int) -> tuple[Athlete, ...]:
     for bib in range(FIRST_BIB, FIRST_BIB + count):
         gender = _pick(rng, ("F", "M"))
         club = "" if rng.random() < NO_CLUB_SHARE else _pick(rng, CLUBS)
-        roster.append(Athlete(
-            bib=bib,
-            name=f"{_pick(rng, FIRST_NAMES[gender])} {_pick(rng, LAST_NAMES)}",
-            category=f"{gender}{_pick(rng, AGE_GROUPS)}",
-            gender=gender,
-            club=club,
-            wave=_pick(rng, tuple(WAVE_DELAYS)),
-            shirt=_pick(rng, SHIRTS),
-            skin=_pick(rng, SKINS),
-            shorts=_pick(rng, SHORTS),
-            bib_style=random_bib_style(rng),
-        ))
+        roster.append(
+            Athlete(
+                bib=bib,
+                name=f"{_pick(rng, FIRST_NAMES[gender])} {_pick(rng, LAST_NAMES)}",
+                category=f"{gender}{_pick(rng, AGE_GROUPS)}",
+                gender=gender,
+                club=club,
+                wave=_pick(rng, tuple(WAVE_DELAYS)),
+                shirt=_pick(rng, SHIRTS),
+                skin=_pick(rng, SKINS),
+                shorts=_pick(rng, SHORTS),
+                bib_style=random_bib_style(rng),
+            )
+        )
     return tuple(roster)
 
 
@@ -387,15 +429,16 @@ def _passages(
     dropouts = round(DROPOUT_SHARE * len(roster))
     order = rng.permutation(len(roster))
     dns = set(order[:dropouts].tolist())
-    dnf = set(order[dropouts:2 * dropouts].tolist())
+    dnf = set(order[dropouts : 2 * dropouts].tolist())
     sector_km = np.diff([station.km for station in course])
     passages = []
     for i, athlete in enumerate(roster):
         start_ms = _epoch_ms(RACE_START + WAVE_DELAYS[athlete.wave])
         start_ms += int(rng.integers(START_SPREAD_MS + 1))
         pace = rng.uniform(*PACE_S_PER_KM)
-        factors = rng.uniform(1 - SECTOR_PACE_VARIATION, 1 + SECTOR_PACE_VARIATION,
-                              size=len(sector_km))
+        factors = rng.uniform(
+            1 - SECTOR_PACE_VARIATION, 1 + SECTOR_PACE_VARIATION, size=len(sector_km)
+        )
         offsets = np.concatenate([[0.0], np.cumsum(sector_km * pace * factors * 1000)])
         # A DNF passes the start and (with any checkpoint) at least one checkpoint.
         last = len(course) - 1
@@ -405,7 +448,7 @@ def _passages(
             continue
         passages += [
             Passage(athlete, station.id, start_ms + round(offset))
-            for station, offset in zip(course[:last + 1], offsets[:last + 1], strict=True)
+            for station, offset in zip(course[: last + 1], offsets[: last + 1], strict=True)
         ]
     return tuple(passages)
 
@@ -416,8 +459,9 @@ def _shots(
     """Photos triggered by passages, plus empty frames, a covered lens and a corrupt file."""
     shots: list[Shot] = []
     for camera in cameras:
-        here = sorted((p for p in passages if p.station_id == camera.station_id),
-                      key=lambda p: p.time_ms)
+        here = sorted(
+            (p for p in passages if p.station_id == camera.station_id), key=lambda p: p.time_ms
+        )
         times = np.array([p.time_ms for p in here], dtype=np.int64)
         for index, passage in enumerate(here):
             for _ in range(int(rng.integers(1, 3))):
@@ -429,10 +473,14 @@ def _shots(
     for _ in range(round(EMPTY_SHARE * len(shots))):
         camera = _pick(rng, cameras)
         shots.append(Shot(camera, int(rng.integers(first, last + 1)), blur_sigma=_blur(rng)))
+    # The finish camera starts with its lens covered: the dark frames come before its first
+    # real photo, so they are consecutive by construction. Cameras are in course order.
     finish = cameras[-1]
-    lens_off = min((s.time_ms for s in shots if s.camera == finish and s.figures), default=first)
-    shots += [Shot(finish, lens_off - DARK_LEAD_MS + k * 1000, kind=ShotKind.DARK)
-              for k in range(DARK_FRAMES)]
+    lens_off = min((s.time_ms for s in shots if s.camera == finish), default=first)
+    shots += [
+        Shot(finish, lens_off - DARK_LEAD_MS + k * 1000, kind=ShotKind.DARK)
+        for k in range(DARK_FRAMES)
+    ]
     shots.append(Shot(cameras[0], int(rng.integers(first, last + 1)), kind=ShotKind.CORRUPT))
     return shots
 
@@ -442,17 +490,21 @@ def _companions(
 ) -> list[Athlete]:
     """Up to MAX_RUNNERS - 1 other athletes crossing close enough to time_ms to be in frame."""
     distance = np.abs(times - time_ms)
-    near = [i for i in np.argsort(distance, kind="stable")
-            if distance[i] <= COMPANION_WINDOW_MS and i != index]
-    return [here[i].athlete for i in near[:MAX_RUNNERS - 1]]
+    near = [
+        i
+        for i in np.argsort(distance, kind="stable")
+        if distance[i] <= COMPANION_WINDOW_MS and i != index
+    ]
+    return [here[i].athlete for i in near[: MAX_RUNNERS - 1]]
 
 
 def _blur(rng: np.random.Generator) -> float:
     return float(rng.uniform(0.3, MAX_BLUR_SIGMA)) if rng.random() < BLURRED_SHARE else 0.0
 
 
-def _torso_width(style: BibStyle) -> int:
-    return style.width + 2 * TORSO_MARGIN
+def _torso_width(athlete: Athlete) -> int:
+    card, _ = _bib_card(athlete.bib, athlete.bib_style)  # wider than drawn for long numbers
+    return card.shape[1] + 2 * TORSO_MARGIN
 
 
 def _layout(rng: np.random.Generator, runners: Sequence[Athlete]) -> tuple[Figure, ...]:
@@ -460,19 +512,22 @@ def _layout(rng: np.random.Generator, runners: Sequence[Athlete]) -> tuple[Figur
     slot_w = FRAME_W // MAX_RUNNERS
     spare = 2 * BURST_SHIFT_PX[1]  # room for the burst frames to move right
     figures = []
-    slots = rng.permutation(MAX_RUNNERS)[:len(runners)]
+    slots = rng.permutation(MAX_RUNNERS)[: len(runners)]
     for athlete, slot in zip(runners, slots, strict=True):
-        reach = _torso_width(athlete.bib_style) // 2 + ARM_REACH
+        torso_w = _torso_width(athlete)
+        reach = torso_w // 2 + ARM_REACH
         room = max(1, slot_w - 2 * reach - spare)
-        figures.append(Figure(
-            athlete=athlete,
-            x=int(slot * slot_w + reach + rng.integers(room)),
-            ground=int(FRAME_H - 60 + rng.integers(-20, 21)),
-            stride=int(rng.integers(20, _torso_width(athlete.bib_style) // 4 + 1)),
-            arm_swing=int(rng.integers(-25, 26)),
-            bib_angle=float(rng.uniform(-BIB_MAX_ANGLE, BIB_MAX_ANGLE)),
-            occluded=bool(rng.random() < OCCLUDED_SHARE),
-        ))
+        figures.append(
+            Figure(
+                athlete=athlete,
+                x=int(slot * slot_w + reach + rng.integers(room)),
+                ground=int(FRAME_H - 60 + rng.integers(-20, 21)),
+                stride=int(rng.integers(20, torso_w // 4 + 1)),
+                arm_swing=int(rng.integers(-25, 26)),
+                bib_angle=float(rng.uniform(-BIB_MAX_ANGLE, BIB_MAX_ANGLE)),
+                occluded=bool(rng.random() < OCCLUDED_SHARE),
+            )
+        )
     return tuple(figures)
 
 
@@ -496,23 +551,27 @@ def _file_names(shots: Iterable[Shot]) -> list[tuple[str, Shot]]:
     photos = []
     for camera, taken in by_camera.items():
         taken.sort(key=lambda s: s.time_ms)
-        photos += [(f"{camera.folder}/{camera.prefix}_{n:05d}.jpg", shot)
-                   for n, shot in enumerate(taken, start=1)]
+        photos += [
+            (f"{camera.folder}/{camera.prefix}_{n:05d}.jpg", shot)
+            for n, shot in enumerate(taken, start=1)
+        ]
     return photos
 
 
 def _duplicate_uploads(rng: np.random.Generator, photos: Sequence[tuple[str, Shot]]) -> list[str]:
     """Photos with runners that an uploader will send twice."""
     candidates = [path for path, shot in photos if shot.figures]
-    chosen = rng.choice(len(candidates), size=min(DUPLICATE_UPLOADS, len(candidates)),
-                        replace=False)
+    chosen = rng.choice(
+        len(candidates), size=min(DUPLICATE_UPLOADS, len(candidates)), replace=False
+    )
     return [candidates[i] for i in sorted(chosen)]
 
 
 def _visible(shots: Iterable[Shot]) -> set[tuple[int, str]]:
     """(bib, station) pairs with at least one photo showing the bib unoccluded."""
-    return {(f.athlete.bib, s.camera.station_id)
-            for s in shots for f in s.figures if not f.occluded}
+    return {
+        (f.athlete.bib, s.camera.station_id) for s in shots for f in s.figures if not f.occluded
+    }
 
 
 # --- Writing the race's files ---------------------------------------------------------------
@@ -524,8 +583,14 @@ def _write_course(
     by_station = {camera.station_id: camera for camera in cameras}
     stations = []
     for station in course:
-        entry = {"id": station.id, "name": station.name, "km": station.km,
-                 "lat": station.lat, "lon": station.lon, "radius_m": RADIUS_M}
+        entry = {
+            "id": station.id,
+            "name": station.name,
+            "km": station.km,
+            "lat": station.lat,
+            "lon": station.lon,
+            "radius_m": RADIUS_M,
+        }
         camera = by_station[station.id]
         if camera.clock_fast_ms:
             entry["clock_offset_s"] = -camera.clock_fast_ms / 1000
@@ -533,16 +598,22 @@ def _write_course(
             entry["cameras"] = [camera.serial]
         stations.append(entry)
     course_doc = {
-        "race": {"id": RACE_ID, "name": RACE_NAME, "timezone": TIMEZONE.key,
-                 "start": RACE_START.isoformat()},
+        "race": {
+            "id": RACE_ID,
+            "name": RACE_NAME,
+            "timezone": TIMEZONE.key,
+            "start": RACE_START.isoformat(),
+        },
         "stations": stations,
-        "waves": [{"id": wave, "start": (RACE_START + delay).isoformat()}
-                  for wave, delay in WAVE_DELAYS.items()],
+        "waves": [
+            {"id": wave, "start": (RACE_START + delay).isoformat()}
+            for wave, delay in WAVE_DELAYS.items()
+        ],
     }
-    text = yaml.safe_dump(course_doc, sort_keys=False, default_flow_style=None, width=1000,
-                          allow_unicode=True)
-    path.write_text(f"# racelens demo race, generated with seed {seed}\n{text}",
-                    encoding="utf-8")
+    text = yaml.safe_dump(
+        course_doc, sort_keys=False, default_flow_style=None, width=1000, allow_unicode=True
+    )
+    path.write_text(f"# racelens demo race, generated with seed {seed}\n{text}", encoding="utf-8")
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
@@ -553,8 +624,11 @@ def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object
 
 
 def _write_startlist(path: Path, roster: Iterable[Athlete]) -> None:
-    _write_csv(path, ("bib", "name", "category", "gender", "club", "wave"),
-               ((a.bib, a.name, a.category, a.gender, a.club, a.wave) for a in roster))
+    _write_csv(
+        path,
+        ("bib", "name", "category", "gender", "club", "wave"),
+        ((a.bib, a.name, a.category, a.gender, a.club, a.wave) for a in roster),
+    )
 
 
 def _utc_iso(time_ms: int) -> str:
@@ -562,27 +636,34 @@ def _utc_iso(time_ms: int) -> str:
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{time_ms % 1000:03d}Z"
 
 
-def _write_truth(
-    path: Path, passages: Iterable[Passage], visible: set[tuple[int, str]]
-) -> None:
+def _write_truth(path: Path, passages: Iterable[Passage], visible: set[tuple[int, str]]) -> None:
     rows = sorted(passages, key=lambda p: (p.time_ms, p.athlete.bib))
-    _write_csv(path, ("bib", "station_id", "passed_at", "visible"),
-               ((p.athlete.bib, p.station_id, _utc_iso(p.time_ms),
-                 "true" if (p.athlete.bib, p.station_id) in visible else "false")
-                for p in rows))
+    _write_csv(
+        path,
+        ("bib", "station_id", "passed_at", "visible"),
+        (
+            (
+                p.athlete.bib,
+                p.station_id,
+                _utc_iso(p.time_ms),
+                "true" if (p.athlete.bib, p.station_id) in visible else "false",
+            )
+            for p in rows
+        ),
+    )
 
 
 def _write_photos(
     images: Path, photos: Sequence[tuple[str, Shot]], backgrounds: dict[str, np.ndarray]
 ) -> None:
-    # Encoding and drawing release the GIL, so threads keep every core busy without
-    # copying backgrounds into worker processes.
+    # OpenCV releases the GIL while it draws and encodes, so threads share the work across
+    # cores without copying the backgrounds into worker processes.
     def write(photo: tuple[str, Shot]) -> None:
         name, shot = photo
         frame = render_shot(shot, backgrounds[shot.camera.station_id])
         data = _jpeg(frame, shot)
         if shot.kind is ShotKind.CORRUPT:
-            data = data[:round(len(data) * CORRUPT_KEEP_SHARE)]
+            data = data[: round(len(data) * CORRUPT_KEEP_SHARE)]
         (images / name).write_bytes(data)
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
@@ -623,8 +704,9 @@ def _jpeg(frame: np.ndarray, shot: Shot) -> bytes:
     time; Pillow builds the EXIF block, which goes in as the APP1 segment right after
     the start-of-image marker, where readers look for it.
     """
-    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
-                               (cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY))
+    ok, encoded = cv2.imencode(
+        ".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), (cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY)
+    )
     if not ok:
         raise RuntimeError("OpenCV could not encode a demo photo as JPEG")
     exif = _exif(shot.camera, shot.time_ms)
@@ -652,7 +734,7 @@ def _background(rng: np.random.Generator) -> np.ndarray:
     trees[HORIZON_Y:] = False
     image[trees] = (40, 85 + rng.integers(-15, 16), 45)
     kerb_y = HORIZON_Y + 60
-    image[kerb_y:kerb_y + 8] = (225, 225, 220)
+    image[kerb_y : kerb_y + 8] = (225, 225, 220)
     image += rng.normal(0, BACKGROUND_NOISE_SIGMA, size=image.shape)
     return np.clip(image, 0, 255).astype(np.uint8)
 
@@ -671,36 +753,38 @@ def render_shot(shot: Shot, background: np.ndarray) -> np.ndarray:
 
 def _draw_runner(frame: np.ndarray, figure: Figure) -> None:
     athlete = figure.athlete
-    half = _torso_width(athlete.bib_style) // 2
+    half = _torso_width(athlete) // 2
     x, hip_y = figure.x, figure.ground - LEG_LEN
     top = hip_y - TORSO_H
     for side in (-1, 1):  # legs mid-stride, one forward and one back
         foot = (x + side * (half // 2 + figure.stride), figure.ground)
         cv2.line(frame, (x + side * half // 2, hip_y), foot, athlete.skin, LEG_W, cv2.LINE_AA)
-        cv2.ellipse(frame, (foot[0] + 10, foot[1] + 8), (32, 13), 0, 0, 360, SHOE, -1,
-                    cv2.LINE_AA)
-    cv2.rectangle(frame, (x - half + 6, hip_y - 40), (x + half - 6, hip_y + 70),
-                  athlete.shorts, -1)
+        cv2.ellipse(frame, (foot[0] + 10, foot[1] + 8), (32, 13), 0, 0, 360, SHOE, -1, cv2.LINE_AA)
+    cv2.rectangle(frame, (x - half + 6, hip_y - 40), (x + half - 6, hip_y + 70), athlete.shorts, -1)
     cv2.rectangle(frame, (x - half, top), (x + half, hip_y), athlete.shirt, -1)
     for side in (-1, 1):  # arms bent at the elbow, outside the torso so the bib stays clear
-        arm = np.array([
-            (x + side * (half + 8), top + 25),
-            (x + side * (half + 38), top + 130 + side * figure.arm_swing),
-            (x + side * (half + 20), top + 235 + side * figure.arm_swing),
-        ], dtype=np.int32)
+        arm = np.array(
+            [
+                (x + side * (half + 8), top + 25),
+                (x + side * (half + 38), top + 130 + side * figure.arm_swing),
+                (x + side * (half + 20), top + 235 + side * figure.arm_swing),
+            ],
+            dtype=np.int32,
+        )
         cv2.polylines(frame, [arm], False, athlete.skin, ARM_W, cv2.LINE_AA)
     cv2.circle(frame, (x, top - NECK - HEAD_R), HEAD_R, athlete.skin, -1, cv2.LINE_AA)
 
     bib = render_bib(athlete.bib, athlete.bib_style, figure.bib_angle)
     h, w = bib.alpha.shape[:2]
     x0, y0 = x - w // 2, top + round(BIB_CENTRE * TORSO_H) - h // 2
-    roi = frame[y0:y0 + h, x0:x0 + w]
+    roi = frame[y0 : y0 + h, x0 : x0 + w]
     roi[:] = (bib.pixels * bib.alpha + roi * (1 - bib.alpha)).astype(np.uint8)
     if figure.occluded:
         # A forearm across the chest, from the torso's edge to just past the digits.
         _, dy0, dx1, dy1 = bib.digits
-        cv2.rectangle(frame, (x - half - 10, y0 + dy0 - 10), (x0 + dx1 + 14, y0 + dy1 + 10),
-                      athlete.skin, -1)
+        cv2.rectangle(
+            frame, (x - half - 10, y0 + dy0 - 10), (x0 + dx1 + 14, y0 + dy1 + 10), athlete.skin, -1
+        )
 
 
 def render_bib(number: int, style: BibStyle, angle: float) -> BibPatch:
@@ -714,12 +798,20 @@ def render_bib(number: int, style: BibStyle, angle: float) -> BibPatch:
     matrix[:, 2] += ((out_w - width) / 2, (out_h - height) / 2)
     # Replicating the border makes the patch's corners paper-coloured, so blending by alpha
     # gives a clean edge instead of a dark fringe.
-    pixels = cv2.warpAffine(card, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_REPLICATE)
-    alpha = cv2.warpAffine(np.ones((height, width), np.float32), matrix, (out_w, out_h),
-                           flags=cv2.INTER_LINEAR, borderValue=0.0)
-    corners = np.array([[left, top, 1], [right, top, 1],
-                        [left, bottom, 1], [right, bottom, 1]]) @ matrix.T
+    pixels = cv2.warpAffine(
+        card, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    alpha = cv2.warpAffine(
+        np.ones((height, width), np.float32),
+        matrix,
+        (out_w, out_h),
+        flags=cv2.INTER_LINEAR,
+        borderValue=0.0,
+    )
+    corners = (
+        np.array([[left, top, 1], [right, top, 1], [left, bottom, 1], [right, bottom, 1]])
+        @ matrix.T
+    )
     (x0, y0), (x1, y1) = np.floor(corners.min(axis=0)), np.ceil(corners.max(axis=0))
     return BibPatch(pixels, alpha[:, :, None], (int(x0), int(y0), int(x1), int(y1)))
 
@@ -737,7 +829,7 @@ def _bib_card(number: int, style: BibStyle) -> tuple[np.ndarray, tuple[int, int,
     card = np.empty((height, width, 3), np.uint8)
     card[:] = style.paper
     left, top = (width - ink_w) // 2, (height - ink_h) // 2
-    card[top:top + ink_h, left:left + ink_w] = digits
+    card[top : top + ink_h, left : left + ink_w] = digits
     card.flags.writeable = False
     return card, (left, top, left + ink_w, top + ink_h)
 
@@ -750,7 +842,7 @@ def _print_digits(text: str, style: BibStyle) -> np.ndarray:
         printed = _hershey_digits(text, style)
     ink = np.abs(printed.astype(np.int16) - style.paper).max(axis=2) > INK_THRESHOLD
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
-    return printed[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    return printed[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
 def _hershey_digits(text: str, style: BibStyle) -> np.ndarray:
@@ -760,8 +852,16 @@ def _hershey_digits(text: str, style: BibStyle) -> np.ndarray:
     (w, h), baseline = cv2.getTextSize(text, font, scale, style.stroke)
     canvas = np.empty((h + baseline + 2 * style.stroke, w + 2 * style.stroke, 3), np.uint8)
     canvas[:] = style.paper
-    cv2.putText(canvas, text, (style.stroke, h + style.stroke), font, scale, style.ink,
-                style.stroke, cv2.LINE_AA)
+    cv2.putText(
+        canvas,
+        text,
+        (style.stroke, h + style.stroke),
+        font,
+        scale,
+        style.ink,
+        style.stroke,
+        cv2.LINE_AA,
+    )
     return canvas
 
 
@@ -773,8 +873,9 @@ def _pillow_digits(text: str, style: BibStyle) -> np.ndarray:
         font = _pillow_font(style.digit_height)
         x0, y0, x1, y1 = font.getbbox(text, stroke_width=outline)
         image = Image.new("RGB", (x1 - x0, y1 - y0), style.paper)
-        ImageDraw.Draw(image).text((-x0, -y0), text, fill=style.ink, font=font,
-                                   stroke_width=outline, stroke_fill=style.ink)
+        ImageDraw.Draw(image).text(
+            (-x0, -y0), text, fill=style.ink, font=font, stroke_width=outline, stroke_fill=style.ink
+        )
     return np.asarray(image)
 
 

@@ -48,12 +48,19 @@ RING_WIDTH = 0.25  # of the digit height
 MIN_CONTRAST = 35.0  # grey levels between digit and background medians
 MAX_BACKGROUND_SPREAD = 0.35  # background's interquartile range relative to the contrast
 
+# Adaptive threshold windows, as fractions of the working image's shorter side. A window
+# must be larger than a stroke (else thick digits are hollowed out) but not much larger
+# than a digit (else a dark shirt around a small bib drags the mean below thin strokes),
+# so small, medium and close-up digits each get their own.
+BLOCK_FRACTIONS = (1 / 24, 1 / 8, 1 / 3)
+MIN_BLOCK = 11
 ADAPTIVE_OFFSET = 8  # grey levels a pixel must differ from its neighbourhood mean
 MAX_REGIONS = 24  # per photo; bounds tesseract time on cluttered scenes
 REGION_PAD = 0.15  # padding of returned boxes, relative to line height
 
 # Tesseract page layout: every region becomes one text line of this digit height.
 OCR_DIGIT_HEIGHT = 48
+OCR_SIDE_PAD = 1.5  # crop margin left and right of a line, relative to its height
 OCR_MARGIN = 24
 OCR_LINE_GAP = 40
 # Dictionaries are useless for numbers and cost start-up time.
@@ -239,17 +246,18 @@ def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 
 def _suppress_duplicates(lines: list[_Line]) -> list[_Line]:
     kept: list[_Line] = []
-    for line in sorted(lines, key=lambda ln: ln.score, reverse=True):
+    # Of overlapping candidates the longest wins: a binarisation that lost a digit yields a
+    # shorter line that would read as a wrong number, and a confident one.
+    ranked = sorted(lines, key=lambda ln: (_char_count(ln.components), ln.score), reverse=True)
+    for line in ranked:
         if all(_overlap(line.box, k.box) < 0.5 for k in kept):
             kept.append(line)
     return kept[:MAX_REGIONS]
 
 
 def _find_lines(gray_work: np.ndarray) -> list[_Line]:
-    # Two windows: one fits the digits of a runner in a wide photo, the other the large
-    # digits of a close-up, whose thick strokes a small window would hollow out.
     short = min(gray_work.shape)
-    blocks = {max(15, short // 12) | 1, max(31, short // 3) | 1}
+    blocks = {max(MIN_BLOCK, round(short * f)) | 1 for f in BLOCK_FRACTIONS}
     lines: list[_Line] = []
     for dark_digits in (True, False):
         for block in sorted(blocks):
@@ -290,13 +298,24 @@ def find_bib_regions(image_bgr: np.ndarray) -> list[tuple[int, int, int, int]]:
 
 
 def _normalise_crop(gray: np.ndarray, line: _Line, scale: float) -> np.ndarray:
-    """Black digits on white at OCR_DIGIT_HEIGHT, straightened, clutter around removed."""
+    """Black digits on white at OCR_DIGIT_HEIGHT, straightened, clutter around removed.
+
+    The crop reaches well beyond the line sideways so that a digit the region finder missed
+    is still read (and the read then disagrees with the region instead of being short).
+    """
     x0, y0, x1, y1 = (v / scale for v in line.box)
-    pad = 0.5 * (y1 - y0)
-    c0, r0 = max(0, int(x0 - pad)), max(0, int(y0 - pad))
-    crop = gray[r0 : int(y1 + pad) + 1, c0 : int(x1 + pad) + 1]
+    height = y1 - y0
+    c0, r0 = max(0, int(x0 - OCR_SIDE_PAD * height)), max(0, int(y0 - 0.5 * height))
+    crop = gray[r0 : int(y1 + 0.5 * height) + 1, c0 : int(x1 + OCR_SIDE_PAD * height) + 1]
     zoom = OCR_DIGIT_HEIGHT / (line.digit_height / scale)
     crop = cv2.resize(crop, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC)
+    # The threshold comes from the line alone (digits and the bib between them): the
+    # surroundings, often a shirt darker than coloured ink, would pull Otsu off the digits.
+    core = crop[
+        int((y0 - r0) * zoom) : int(np.ceil((y1 - r0) * zoom)),
+        int((x0 - c0) * zoom) : int(np.ceil((x1 - c0) * zoom)),
+    ]
+    threshold, _ = cv2.threshold(core, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
     if abs(line.angle_deg) > 1.0:
         centre = (crop.shape[1] / 2, crop.shape[0] / 2)
         rotation = cv2.getRotationMatrix2D(centre, line.angle_deg, 1.0)
@@ -304,7 +323,7 @@ def _normalise_crop(gray: np.ndarray, line: _Line, scale: float) -> np.ndarray:
             crop, rotation, (crop.shape[1], crop.shape[0]), borderMode=cv2.BORDER_REPLICATE
         )
     mode = cv2.THRESH_BINARY_INV if line.dark_digits else cv2.THRESH_BINARY
-    _, ink = cv2.threshold(crop, 0, 255, mode | cv2.THRESH_OTSU)
+    _, ink = cv2.threshold(crop, threshold, 255, mode)
     return 255 - _keep_line_ink(ink)
 
 
