@@ -94,11 +94,23 @@ def _bibs(args: argparse.Namespace, _: list[str]) -> int:
 
 
 def _score(args: argparse.Namespace, _: list[str]) -> int:
-    from pipeline.score import score_run
+    import os
 
+    from pipeline.score import score_leaderboard, score_run
+
+    race = os.path.dirname(os.path.abspath(args.truth))
     score = score_run(args.out, args.truth, args.images, args.tolerance)
+    board = score_leaderboard(
+        args.out,
+        args.truth,
+        args.course or os.path.join(race, "course.yaml"),
+        args.start_list or os.path.join(race, "startlist.csv"),
+        args.tolerance,
+    )
     print(score.report())
-    return 1 if args.check and not score.meets_foundation() else 0
+    print(board.report())
+    ok = score.meets_foundation() and board.all_agree()
+    return 1 if args.check and not ok else 0
 
 
 def _parser() -> _Parser:
@@ -134,6 +146,8 @@ def _parser() -> _Parser:
     score.add_argument("--truth", required=True, help="truth.csv of the demo race.")
     score.add_argument("--images", required=True, help="Images folder of the run.")
     score.add_argument("--tolerance", type=float, default=2.0, help="Seconds (2.0).")
+    score.add_argument("--course", default=None, help="Course (default: beside truth.csv).")
+    score.add_argument("--start-list", default=None, help="Start list (default: beside truth.csv).")
     score.add_argument("--check", action="store_true", help="Exit 1 below the targets.")
     score.set_defaults(handler=_score)
     return parser

@@ -47,6 +47,7 @@ RACE_NAME = "Demo 10k"
 TIMEZONE = ZoneInfo("Europe/Oslo")
 RACE_START = datetime(2026, 5, 1, 10, 0, tzinfo=TIMEZONE)
 WAVE_DELAYS = {"A": timedelta(0), "B": timedelta(minutes=5)}
+COURSE_OPEN = timedelta(hours=3)  # the course closes three hours after the gun
 COURSE_KM = 10.0
 START_SPREAD_MS = 60_000  # athletes cross the start line up to a minute after their wave
 PACE_S_PER_KM = (210.0, 420.0)  # 3:30 to 7:00 min/km
@@ -467,7 +468,8 @@ def _shots(
             for _ in range(int(rng.integers(1, 3))):
                 time_ms = passage.time_ms + int(rng.integers(-PHOTO_JITTER_MS, PHOTO_JITTER_MS + 1))
                 runners = [passage.athlete] + _companions(times, here, index, time_ms)
-                shot = Shot(camera, time_ms, _layout(rng, runners), blur_sigma=_blur(rng))
+                figures = _layout(rng, runners, camera.station_id not in ("start", "finish"))
+                shot = Shot(camera, time_ms, figures, blur_sigma=_blur(rng))
                 shots += _burst(rng, shot)
     first, last = min(s.time_ms for s in shots), max(s.time_ms for s in shots)
     for _ in range(round(EMPTY_SHARE * len(shots))):
@@ -507,8 +509,15 @@ def _torso_width(athlete: Athlete) -> int:
     return card.shape[1] + 2 * TORSO_MARGIN
 
 
-def _layout(rng: np.random.Generator, runners: Sequence[Athlete]) -> tuple[Figure, ...]:
-    """Puts each runner in its own slot of the frame, so runners never overlap."""
+def _layout(
+    rng: np.random.Generator, runners: Sequence[Athlete], hide_bibs: bool
+) -> tuple[Figure, ...]:
+    """Puts each runner in its own slot of the frame, so runners never overlap.
+
+    Bibs are hidden by an arm only at intermediate checkpoints: a passage hidden
+    there is a missed checkpoint that the timer can live with, while a hidden
+    start or finish would change the athlete's result.
+    """
     slot_w = FRAME_W // MAX_RUNNERS
     spare = 2 * BURST_SHIFT_PX[1]  # room for the burst frames to move right
     figures = []
@@ -525,7 +534,7 @@ def _layout(rng: np.random.Generator, runners: Sequence[Athlete]) -> tuple[Figur
                 stride=int(rng.integers(20, torso_w // 4 + 1)),
                 arm_swing=int(rng.integers(-25, 26)),
                 bib_angle=float(rng.uniform(-BIB_MAX_ANGLE, BIB_MAX_ANGLE)),
-                occluded=bool(rng.random() < OCCLUDED_SHARE),
+                occluded=bool(rng.random() < OCCLUDED_SHARE) and hide_bibs,
             )
         )
     return tuple(figures)
@@ -603,6 +612,7 @@ def _write_course(
             "name": RACE_NAME,
             "timezone": TIMEZONE.key,
             "start": RACE_START.isoformat(),
+            "close": (RACE_START + COURSE_OPEN).isoformat(),
         },
         "stations": stations,
         "waves": [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
@@ -14,6 +15,7 @@ from transforms.course import (
     check_waves,
     load_course,
     load_start_list,
+    parse_instant,
 )
 
 
@@ -52,6 +54,14 @@ class RacelensOptions(PipelineOptions):
             help="Streaming: stop after this many seconds and write complete outputs.",
         )
         parser.add_argument(
+            "--as-of",
+            "--as_of",
+            dest="as_of",
+            default=None,
+            help="Time (ISO 8601) the results are for: after the course's close, athletes "
+            "still out are dnf. Default: now.",
+        )
+        parser.add_argument(
             "--no-progress",
             "--no_progress",
             dest="progress",
@@ -83,6 +93,9 @@ class RaceConfig:
             load_corrections(opts.corrections) if opts.corrections else ()
         )
         self.progress: bool = opts.progress
+        self.as_of: datetime = (
+            parse_instant(opts.as_of, "--as-of") if opts.as_of else datetime.now(UTC)
+        )
 
 
 def _absolute(location: str) -> str:

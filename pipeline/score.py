@@ -1,9 +1,16 @@
-"""Scoring a run against a demo race's truth.csv: the numbers the Foundation must reach.
+"""Scoring a run against a demo race's truth.csv.
 
-A true passage is found when passages.parquet has a row for the same bib and
-station within `tolerance_s`. A row that matches no true passage is false; a
-second row for the same bib and station is a duplicate. Every input file
-must appear exactly once in images.parquet.
+Passages: a true passage is found when passages.parquet has a row for the
+same bib and station within `tolerance_s`. A row that matches no true passage
+is false (counted apart when it awaits review); a second row for the same bib
+and station is a duplicate. Every input file must appear exactly once in
+images.parquet.
+
+Leaderboard: the expected leaderboard is built from the true passages by the
+same rules; each athlete's status must match, the ranked time must be within
+`tolerance_s`, and the rank must be one the athlete could have at that
+precision (photos time a runner to about a second, so two runners who
+crossed within the tolerance of each other may be ranked either way).
 """
 
 from __future__ import annotations
@@ -12,11 +19,14 @@ import csv
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pyarrow.parquet as pq
 
-from transforms.write import IMAGES_FILE, PASSAGES_FILE
+from transforms.course import load_course, load_start_list
+from transforms.passages import Passage
+from transforms.results import build_leaderboard
+from transforms.write import IMAGES_FILE, LEADERBOARD_FILE, PASSAGES_FILE
 
 
 @dataclass(frozen=True)
@@ -43,10 +53,11 @@ class Score:
         return self.found_visible / self.visible_passages if self.visible_passages else 1.0
 
     def meets_foundation(self) -> bool:
-        """>= 98 % found within the tolerance, no false passage, no duplicate, no file lost."""
+        """>= 98 % found within the tolerance, no false confirmed passage, no duplicate, no
+        file lost."""
         return (
             self.recall >= 0.98
-            and self.false_passages == 0
+            and self.false_confirmed == 0
             and self.duplicate_rows == 0
             and self.files_missing == 0
             and self.files_repeated == 0
@@ -111,4 +122,85 @@ def score_run(out_dir: str, truth_csv: str, images: str, tolerance_s: float = 2.
         image_rows=sum(paths.values()),
         files_missing=sum(1 for f in files if f not in paths),
         files_repeated=sum(n - 1 for n in paths.values()),
+    )
+
+
+@dataclass(frozen=True)
+class BoardScore:
+    athletes: int
+    status_agrees: int
+    time_agrees: int  # finishers whose ranked time is within the tolerance (others: both None)
+    rank_exact: int
+    rank_agrees: int  # rank possible at the tolerance
+    disagreements: tuple[str, ...]
+
+    def all_agree(self) -> bool:
+        return not self.disagreements
+
+    def report(self) -> str:
+        lines = [f"{k}: {v}" for k, v in asdict(self).items() if k != "disagreements"]
+        lines += [f"  {d}" for d in self.disagreements[:20]]
+        lines.append(f"leaderboard_agrees: {self.all_agree()}")
+        return "\n".join(lines)
+
+
+def truth_passages(truth: dict[tuple[str, str], tuple[datetime, bool]]) -> list[Passage]:
+    return [
+        Passage(bib, station, at, "truth", 1.0, "", False, 1)
+        for (bib, station), (at, _) in truth.items()
+    ]
+
+
+def possible_ranks(times: list[float], mine: float, tolerance_s: float) -> tuple[int, int]:
+    """The best and worst rank a time could have if times within the tolerance may swap."""
+    better = sum(1 for t in times if t < mine - tolerance_s)
+    not_worse = sum(1 for t in times if t <= mine + tolerance_s)
+    return better + 1, not_worse
+
+
+def _disagreement(exp: dict, got: dict | None, finish_times: list[float], tol: float) -> str:
+    if got is None:
+        return "missing from leaderboard"
+    if got["status"] != exp["status"]:
+        return f"status {got['status']} != {exp['status']}"
+    if exp["total_s"] is None:
+        return ""
+    if got["total_s"] is None or abs(got["total_s"] - exp["total_s"]) > tol:
+        return f"time {got['total_s']} != {exp['total_s']}"
+    best, worst = possible_ranks(finish_times, exp["total_s"], tol)
+    if got["rank"] is None or not best <= got["rank"] <= worst:
+        return f"rank {got['rank']} not in {best}..{worst}"
+    return ""
+
+
+def score_leaderboard(
+    out_dir: str, truth_csv: str, course_file: str, start_list: str, tolerance_s: float = 2.0
+) -> BoardScore:
+    course = load_course(course_file)
+    athletes = load_start_list(start_list)
+    as_of = datetime.now(UTC)
+    expected = build_leaderboard(truth_passages(read_truth(truth_csv)), course, athletes, as_of)
+    got = {r["bib"]: r for r in pq.read_table(os.path.join(out_dir, LEADERBOARD_FILE)).to_pylist()}
+    finish_times = [r["total_s"] for r in expected if r["total_s"] is not None]
+    problems = []
+    for exp in expected:
+        problem = _disagreement(exp, got.get(exp["bib"]), finish_times, tolerance_s)
+        if problem:
+            problems.append(f"bib {exp['bib']}: {problem}")
+    finishers = [e for e in expected if e["total_s"] is not None]
+    return BoardScore(
+        athletes=len(expected),
+        status_agrees=sum(
+            1 for e in expected if got.get(e["bib"], {}).get("status") == e["status"]
+        ),
+        time_agrees=sum(
+            1
+            for e in finishers
+            if got.get(e["bib"], {}).get("total_s") is not None
+            and abs(got[e["bib"]]["total_s"] - e["total_s"]) <= tolerance_s
+        ),
+        rank_exact=sum(1 for e in finishers if got.get(e["bib"], {}).get("rank") == e["rank"]),
+        rank_agrees=len(finishers)
+        - sum(1 for p in problems if " rank " in p or p.endswith("missing from leaderboard")),
+        disagreements=tuple(problems),
     )

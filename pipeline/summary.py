@@ -7,22 +7,24 @@ from collections import Counter
 
 import pyarrow.parquet as pq
 
+from transforms.export import clock
 from transforms.write import (
     IMAGES_FILE,
     LEADERBOARD_FILE,
     PASSAGES_FILE,
+    RESULTS_CSV,
     REVIEW_FILE,
     STATIONS_FILE,
 )
 
-OUTPUT_FILES = (IMAGES_FILE, PASSAGES_FILE, REVIEW_FILE, LEADERBOARD_FILE, STATIONS_FILE)
-
-
-def _clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    whole = int(seconds)
-    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}.{int(seconds * 10) % 10}"
+OUTPUT_FILES = (
+    IMAGES_FILE,
+    PASSAGES_FILE,
+    REVIEW_FILE,
+    LEADERBOARD_FILE,
+    STATIONS_FILE,
+    RESULTS_CSV,
+)
 
 
 def summarise(out_dir: str, top: int = 10) -> str:
@@ -33,6 +35,7 @@ def summarise(out_dir: str, top: int = 10) -> str:
     review = pq.read_table(os.path.join(out_dir, REVIEW_FILE), columns=["reason"])
     reasons = Counter(review["reason"].to_pylist())
     board = pq.read_table(os.path.join(out_dir, LEADERBOARD_FILE)).to_pylist()
+    athletes = Counter(r["status"] for r in board)
     lines = [
         f"images read: {images.num_rows} ("
         + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
@@ -40,13 +43,14 @@ def summarise(out_dir: str, top: int = 10) -> str:
         f"passages: {passages.num_rows} ({unsure} need review)",
         f"review items: {review.num_rows}"
         + (" (" + ", ".join(f"{n} {r}" for r, n in reasons.most_common()) + ")" if reasons else ""),
+        "athletes: " + ", ".join(f"{n} {s}" for s, n in sorted(athletes.items())),
         f"top {top}:",
         f"  {'rank':>4}  {'bib':>6}  {'name':<24} {'category':<8} {'time':>10}",
     ]
     for row in [r for r in board if r["status"] == "finished"][:top]:
         lines.append(
             f"  {row['rank']:>4}  {row['bib']:>6}  {row['name'][:24]:<24} "
-            f"{row['category'][:8]:<8} {_clock(row['total_s']):>10}"
+            f"{row['category'][:8]:<8} {clock(row['total_s']):>10}"
         )
     lines.append("results: " + ", ".join(os.path.join(out_dir, f) for f in OUTPUT_FILES))
     return "\n".join(lines)

@@ -4,7 +4,10 @@ Each row of the log says what one official decided about one image
 (`image_id, action, bib, station_id, passed_at, decided_at, by`). Rows are
 applied in `decided_at` order: `reject` clears what the image says, `assign`
 credits a bib (the official's word replaces the OCR's for that image), and
-`approve` confirms the reads the pipeline was unsure of.
+`approve` confirms the reads the pipeline was unsure of. Two further actions
+concern an athlete rather than an image (image_id may be empty): `dsq`
+disqualifies and `dnf` retires the athlete with that bib; `reinstate` undoes
+either.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from datetime import UTC, datetime
 from transforms.course import ConfigError
 
 CORRECTION_COLUMNS = ("image_id", "action", "bib", "station_id", "passed_at", "decided_at", "by")
-ACTIONS = ("assign", "reject", "approve")
+IMAGE_ACTIONS = ("assign", "reject", "approve")
+ATHLETE_ACTIONS = ("dsq", "dnf", "reinstate")
+ACTIONS = IMAGE_ACTIONS + ATHLETE_ACTIONS
 
 
 @dataclass(frozen=True)
@@ -28,7 +33,7 @@ class Correction:
     bib: str = ""
     station_id: str = ""
     passed_at: datetime | None = None
-    decided_at: str = ""
+    decided_at: datetime | None = None  # UTC; decisions apply in this order
     by: str = ""
 
 
@@ -41,13 +46,13 @@ class Decision:
     assigned: tuple[Correction, ...] = ()
 
 
-def _utc(text: str, where: str) -> datetime | None:
+def _utc(text: str, where: str, column: str) -> datetime | None:
     if not text:
         return None
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as e:
-        raise ConfigError(f"{where}: passed_at '{text}' is not an ISO 8601 time") from e
+        raise ConfigError(f"{where}: {column} '{text}' is not an ISO 8601 time") from e
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
@@ -63,9 +68,12 @@ def parse_corrections(text: str, path: str = "corrections.csv") -> tuple[Correct
         values = {k: (row.get(k) or "").strip() for k in CORRECTION_COLUMNS}
         if values["action"] not in ACTIONS:
             raise ConfigError(f"{where}: action must be one of {', '.join(ACTIONS)}")
-        if values["action"] == "assign" and not values["bib"]:
-            raise ConfigError(f"{where}: assign needs a bib")
-        values["passed_at"] = _utc(values["passed_at"], where)
+        if values["action"] in ("assign",) + ATHLETE_ACTIONS and not values["bib"]:
+            raise ConfigError(f"{where}: {values['action']} needs a bib")
+        if values["action"] in IMAGE_ACTIONS and not values["image_id"]:
+            raise ConfigError(f"{where}: {values['action']} needs an image_id")
+        values["passed_at"] = _utc(values["passed_at"], where, "passed_at")
+        values["decided_at"] = _utc(values["decided_at"], where, "decided_at")
         rows.append(Correction(**values))
     return tuple(rows)
 
@@ -78,15 +86,23 @@ def load_corrections(path: str) -> tuple[Correction, ...]:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
 
 
+_UNDATED = datetime.min.replace(tzinfo=UTC)
+
+
+def in_order(corrections: Iterable[Correction]) -> list[Correction]:
+    """In the order they were decided; undated rows first, the log's order breaking ties."""
+    return sorted(corrections, key=lambda c: c.decided_at or _UNDATED)
+
+
 def decide(corrections: Iterable[Correction]) -> Decision:
     """The net decision about one image from its corrections, in the order they were made."""
     decision = Decision()
-    for c in sorted(corrections, key=lambda c: c.decided_at):
+    for c in in_order(corrections):
         if c.action == "reject":
             decision = Decision(rejected=True)
         elif c.action == "assign":
             decision = Decision(assigned=decision.assigned + (c,))
-        else:
+        elif c.action == "approve":
             decision = Decision(approved=True, assigned=decision.assigned)
     return decision
 
@@ -94,5 +110,17 @@ def decide(corrections: Iterable[Correction]) -> Decision:
 def decisions_by_image(corrections: Iterable[Correction]) -> dict[str, Decision]:
     grouped: dict[str, list[Correction]] = {}
     for c in corrections:
-        grouped.setdefault(c.image_id, []).append(c)
+        if c.action in IMAGE_ACTIONS:
+            grouped.setdefault(c.image_id, []).append(c)
     return {image_id: decide(rows) for image_id, rows in grouped.items()}
+
+
+def official_statuses(corrections: Iterable[Correction]) -> dict[str, str]:
+    """bib -> dsq or dnf, as the latest athlete decision says (reinstate clears it)."""
+    statuses: dict[str, str] = {}
+    for c in in_order(corrections):
+        if c.action == "reinstate":
+            statuses.pop(c.bib, None)
+        elif c.action in ATHLETE_ACTIONS:
+            statuses[c.bib] = c.action
+    return statuses

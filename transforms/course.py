@@ -51,6 +51,11 @@ class Settings:
     near_duplicate_bits: int = 8  # perceptual-hash distance (of 64 bits) for a near duplicate
     health_window_s: float = 300.0  # width of the station-health windows
     allowed_lateness_s: float = 3600.0  # a phone may upload an hour late and still count
+    rank_by: str = "chip"  # chip (from the athlete's own start) or gun (from the wave start)
+    # Faster than min_pace or slower than max_pace between two stations is not plausible:
+    # a misread bib or a wrong clock, not a runner. Seconds per km.
+    min_pace_s_per_km: float = 150.0
+    max_pace_s_per_km: float = 1800.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,10 @@ class Course:
     stations: tuple[Station, ...]
     waves: tuple[Wave, ...] = ()
     settings: Settings = field(default_factory=Settings)
+    close: datetime | None = None  # UTC; after it, athletes still out are dnf
+
+    def is_closed(self, as_of: datetime) -> bool:
+        return self.close is not None and as_of >= self.close
 
     @property
     def station_ids(self) -> tuple[str, ...]:
@@ -89,6 +98,7 @@ class Athlete:
     club: str = ""
     wave: str = ""
     photo: str = ""  # reference face photo, resolved against the start list's folder
+    line: int = field(default=0, compare=False)  # in the start list, for error messages
 
 
 def _read_text(path: str) -> str:
@@ -105,7 +115,7 @@ def _read_text(path: str) -> str:
         raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from e
 
 
-def _parse_instant(value: Any, where: str) -> datetime:
+def parse_instant(value: Any, where: str) -> datetime:
     if isinstance(value, datetime):
         parsed = value
     else:
@@ -126,6 +136,19 @@ def _lines_of_items(node: yaml.Node, key: str) -> list[int]:
         if k.value == key and isinstance(v, yaml.SequenceNode):
             return [item.start_mark.line + 1 for item in v.value]
     return []
+
+
+def _line_of(node: yaml.Node, *keys: str) -> str:
+    """'line N: ' of a nested key (e.g. race, start) as far as it exists, for error messages."""
+    line = None
+    for key in keys:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        match = next(((k, v) for k, v in node.value if k.value == key), None)
+        if match is None:
+            break
+        line, node = match[0].start_mark.line + 1, match[1]
+    return f"line {line}: " if line else ""
 
 
 def _number(raw: dict, key: str, default: float | None, where: str) -> float | None:
@@ -167,7 +190,7 @@ def _parse_station(raw: Any, where: str) -> Station:
     )
 
 
-def _parse_settings(raw: Any, path: str) -> Settings:
+def _parse_settings(raw: Any, path: str, node: yaml.Node | None = None) -> Settings:
     if raw is None:
         return Settings()
     if not isinstance(raw, dict):
@@ -175,12 +198,21 @@ def _parse_settings(raw: Any, path: str) -> Settings:
     defaults = Settings()
     unknown = sorted(set(raw) - set(defaults.__dataclass_fields__))
     if unknown:
-        raise ConfigError(f"{path}: unknown setting '{unknown[0]}'")
-    values = {k: _number(raw, k, getattr(defaults, k), f"{path}: settings") for k in raw}
+        where = _line_of(node, "settings", unknown[0]) if node is not None else ""
+        raise ConfigError(f"{path}: {where}unknown setting '{unknown[0]}'")
+    rank_by = raw.get("rank_by", defaults.rank_by)
+    if rank_by not in ("chip", "gun"):
+        raise ConfigError(f"{path}: settings: rank_by must be chip or gun, not '{rank_by}'")
+    numbers = {k: v for k, v in raw.items() if k != "rank_by"}
+    values = {k: _number(raw, k, getattr(defaults, k), f"{path}: settings") for k in numbers}
     values = {k: int(v) if k == "near_duplicate_bits" else v for k, v in values.items()}
+    values["rank_by"] = rank_by
     if not 0.0 <= values.get("review_threshold", 0.75) <= 1.0:
         raise ConfigError(f"{path}: settings: review_threshold must be between 0 and 1")
-    return Settings(**values)
+    settings = Settings(**values)
+    if settings.min_pace_s_per_km >= settings.max_pace_s_per_km:
+        raise ConfigError(f"{path}: settings: min_pace_s_per_km must be below max_pace_s_per_km")
+    return settings
 
 
 def parse_course(text: str, path: str = "course.yaml") -> Course:
@@ -199,11 +231,12 @@ def parse_course(text: str, path: str = "course.yaml") -> Course:
         raise ConfigError(f"{path}: missing 'race' section")
     for key in ("id", "timezone", "start"):
         if not race.get(key):
-            raise ConfigError(f"{path}: race needs '{key}'")
+            raise ConfigError(f"{path}: {_line_of(node, 'race')}race needs '{key}'")
     try:
         ZoneInfo(str(race["timezone"]))
     except (ZoneInfoNotFoundError, ValueError) as e:
-        raise ConfigError(f"{path}: unknown timezone '{race['timezone']}'") from e
+        where = _line_of(node, "race", "timezone")
+        raise ConfigError(f"{path}: {where}unknown timezone '{race['timezone']}'") from e
     raw_stations = data.get("stations")
     if not isinstance(raw_stations, list) or len(raw_stations) < 2:
         raise ConfigError(f"{path}: needs a list of at least two stations (start and finish)")
@@ -218,10 +251,11 @@ def parse_course(text: str, path: str = "course.yaml") -> Course:
         race_id=str(race["id"]),
         race_name=str(race.get("name", race["id"])),
         timezone=str(race["timezone"]),
-        start=_parse_instant(race["start"], f"{path}: race.start"),
+        start=parse_instant(race["start"], f"{path}: race.start"),
         stations=stations,
         waves=waves,
-        settings=_parse_settings(data.get("settings"), path),
+        settings=_parse_settings(data.get("settings"), path, node),
+        close=parse_instant(race["close"], f"{path}: race.close") if race.get("close") else None,
     )
 
 
@@ -249,7 +283,7 @@ def _parse_waves(raw: Any, lines: list[int], path: str) -> tuple[Wave, ...]:
         where = f"{path}: line {lines[i] if i < len(lines) else '?'}"
         if not isinstance(w, dict) or not w.get("id") or not w.get("start"):
             raise ConfigError(f"{where}: a wave needs id and start")
-        waves.append(Wave(id=str(w["id"]), start=_parse_instant(w["start"], where)))
+        waves.append(Wave(id=str(w["id"]), start=parse_instant(w["start"], where)))
     return tuple(waves)
 
 
@@ -285,7 +319,7 @@ def parse_start_list(text: str, path: str = "startlist.csv") -> tuple[Athlete, .
                 f"(first on line {lines_of[values['bib']]})"
             )
         lines_of[values["bib"]] = line
-        athletes.append(Athlete(**values))
+        athletes.append(Athlete(**values, line=line))
     if not athletes:
         raise ConfigError(f"{path}: no athletes")
     return tuple(athletes)
@@ -300,4 +334,6 @@ def check_waves(course: Course, athletes: tuple[Athlete, ...], path: str) -> Non
     known = {w.id for w in course.waves}
     for a in athletes:
         if a.wave and a.wave not in known:
-            raise ConfigError(f"{path}: bib {a.bib}: wave '{a.wave}' is not in the course")
+            raise ConfigError(
+                f"{path}: line {a.line}: bib {a.bib}: wave '{a.wave}' is not in the course"
+            )

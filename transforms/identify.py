@@ -83,14 +83,23 @@ def apply_decision(photo: Photo, decision: Decision, known: frozenset[str]) -> I
         return Identified(replace(photo, status=REJECTED, reason="rejected_by_official"))
     if decision.assigned:
         sightings = tuple(
-            replace(
-                _sighting(photo, c.bib, 1.0, "manual", True),
-                station_id=c.station_id or photo.station_id,
-                at=c.passed_at or photo.taken_at,
+            s
+            for s in (
+                replace(
+                    _sighting(photo, c.bib, 1.0, "manual", True),
+                    station_id=c.station_id or photo.station_id,
+                    at=c.passed_at or photo.taken_at,
+                )
+                for c in decision.assigned
             )
-            for c in decision.assigned
+            # A photo without station or time (bad EXIF) is placed only by the official.
+            if s.station_id is not None and s.at is not None
         )
+        if not sightings:
+            return Identified(photo)
         return Identified(replace(photo, status=PASSAGE, reason="assigned_by_official"), sightings)
+    if photo.status == REJECTED:
+        return Identified(photo)
     approved = tuple(
         _sighting(photo, r.bib, max(r.confidence, 0.99), "bib_ocr", True)
         for r in best_reads(photo.facts.bibs)
@@ -106,22 +115,26 @@ def identify(photo: Photo, known: frozenset[str], threshold: float) -> Identifie
     listed = [r for r in reads if r.bib in known]
     confident = [r for r in listed if r.confidence >= threshold]
     weak = [r for r in listed if r.confidence < threshold]
-    unknown = [r.bib for r in reads if r.bib not in known and r.confidence >= threshold]
+    unknown = [r for r in reads if r.bib not in known and r.confidence >= threshold]
+    # A confident number missing from the start list stays as unconfirmed evidence,
+    # so the leaderboard can show "Unknown #1234" instead of losing a runner.
     sightings = tuple(
-        _sighting(photo, r.bib, r.confidence, "bib_ocr", r.confidence >= threshold) for r in listed
+        _sighting(photo, r.bib, r.confidence, "bib_ocr", r in confident) for r in listed + unknown
     )
-    unknown_items = tuple(_review(photo, "unknown_bib", [bib]) for bib in unknown)
+    unknown_items = tuple(_review(photo, "unknown_bib", [r.bib]) for r in unknown)
+    weak_items = (_review(photo, "low_confidence", [r.bib for r in weak]),) if weak else ()
     if confident:
-        return Identified(replace(photo, status=PASSAGE), sightings, unknown_items)
+        return Identified(replace(photo, status=PASSAGE), sightings, weak_items + unknown_items)
     if weak:
-        reason = "low_confidence"
         return Identified(
-            replace(photo, status=REVIEW, reason=reason),
+            replace(photo, status=REVIEW, reason="low_confidence"),
             sightings,
-            (_review(photo, reason, [r.bib for r in weak]),) + unknown_items,
+            weak_items + unknown_items,
         )
     if unknown:
-        return Identified(replace(photo, status=REVIEW, reason="unknown_bib"), (), unknown_items)
+        return Identified(
+            replace(photo, status=REVIEW, reason="unknown_bib"), sightings, unknown_items
+        )
     if reads:
         reason = "number_unreadable"
         candidates = [r.bib for r in reads]
@@ -149,7 +162,7 @@ class _Identify(beam.DoFn):
     def process(self, photo: Photo) -> Iterator[object]:
         decision = self._decisions.get(photo.image_id)
         if photo.status is not None and decision is None:
-            yield photo  # duplicates keep their status; only an official can revive one
+            yield photo  # duplicates and rejects keep their status; only an official changes it
             return
         result = (
             apply_decision(photo, decision, self._known)

@@ -34,17 +34,19 @@ MIN_DIGIT_HEIGHT = 8
 MAX_DIGIT_HEIGHT_FRACTION = 0.8  # of the working image's shorter side
 # width / height: "1" is a thin bar; above 1 are digits that touch (thick fonts, blur)
 DIGIT_ASPECT = (0.12, 3.2)
-CHAR_ASPECT = 0.75  # a component this many heights wide is counted as one more character
+# Width / height of one digit, narrowest and widest: how many touching digits a wide
+# component can hold. A lone "1" can be narrower; it still counts as one.
+ONE_DIGIT_ASPECT = (0.45, 0.95)
 DIGIT_FILL = (0.15, 0.95)  # component pixels / bounding box area
 
 # Chaining components into a line.
-MAX_HEIGHT_RATIO = 1.35
+MAX_HEIGHT_RATIO = 1.2
 MAX_CENTRE_SHIFT = 0.25  # vertical, relative to the mean height of the pair
 GAP_RANGE = (-0.15, 0.7)  # horizontal gap between neighbours, relative to their height
-LINE_CHARS = (2, 5)
+MAX_LINE_CHARS = 5
 
-# A bib: the background right around the digits is uniform compared with the contrast.
-RING_WIDTH = 0.25  # of the digit height
+# A bib: the background in the digits' band is uniform compared with the contrast.
+SIDE_MARGIN = 0.25  # background beside the line's ends, relative to digit height
 MIN_CONTRAST = 35.0  # grey levels between digit and background medians
 MAX_BACKGROUND_SPREAD = 0.35  # background's interquartile range relative to the contrast
 
@@ -61,6 +63,9 @@ REGION_PAD = 0.15  # padding of returned boxes, relative to line height
 # Tesseract page layout: every region becomes one text line of this digit height.
 OCR_DIGIT_HEIGHT = 48
 OCR_SIDE_PAD = 1.5  # crop margin left and right of a line, relative to its height
+LINE_BAND = 0.65  # ink kept within this many digit heights above and below the line centre
+DIGIT_ALIGNMENT = 0.2  # beside the line: a digit's top and bottom within this of the line's
+MIN_SIDE_DIGIT_WIDTH = 0.15  # beside the line: thinner is a bib edge (a "1" has a flag)
 OCR_MARGIN = 24
 OCR_LINE_GAP = 40
 # Dictionaries are useless for numbers and cost start-up time.
@@ -73,6 +78,8 @@ TESSERACT_CONFIG = (
 TESSERACT_ENV_DEFAULTS = {"OMP_THREAD_LIMIT": "1"}
 
 BIB_DIGITS = (2, 5)
+MISMATCH_FACTOR = 0.6  # confidence kept when the digit count does not fit the glyphs
+SPLIT_FACTOR = 0.7  # confidence kept when tesseract splits a region into several words
 
 
 @dataclass(frozen=True)
@@ -126,9 +133,7 @@ def _to_gray(image_bgr: np.ndarray) -> np.ndarray:
         return image_bgr
     if image_bgr.ndim == 3 and image_bgr.shape[2] == 3:
         return cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
-    raise ValueError(
-        f"expected a 2-D grayscale or HxWx3 BGR image, got shape {image_bgr.shape}"
-    )
+    raise ValueError(f"expected a 2-D grayscale or HxWx3 BGR image, got shape {image_bgr.shape}")
 
 
 def _work_scale(height: int, width: int) -> float:
@@ -167,10 +172,12 @@ def _digit_components(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return labels, rows
 
 
-def _char_count(components: np.ndarray) -> int:
-    """Characters in a line, counting a wide component as several touching digits."""
-    widths, heights = components[:, 2], components[:, 3]
-    return int(np.maximum(1, np.rint(widths / (CHAR_ASPECT * heights))).sum())
+def _char_range(components: np.ndarray) -> tuple[int, int]:
+    """Fewest and most characters a line can hold, a wide component being touching digits."""
+    aspect = components[:, 2] / components[:, 3]
+    fewest = np.maximum(1, np.rint(aspect / ONE_DIGIT_ASPECT[1])).sum()
+    most = np.maximum(1, np.rint(aspect / ONE_DIGIT_ASPECT[0])).sum()
+    return int(fewest), int(most)
 
 
 def _find(parent: list[int], i: int) -> int:
@@ -205,26 +212,25 @@ def _group_lines(rows: np.ndarray) -> list[np.ndarray]:
     # At least two components even where one wide component could be two touching digits:
     # a lone blob is far more often a bib, a logo or a limb than a fused number.
     lines = [rows[members] for members in groups.values() if len(members) >= 2]
-    return [line for line in lines if LINE_CHARS[0] <= _char_count(line) <= LINE_CHARS[1]]
+    return [line for line in lines if _char_range(line)[0] <= MAX_LINE_CHARS]
 
 
 def _bib_score(gray: np.ndarray, labels: np.ndarray, line: np.ndarray) -> float | None:
     """Contrast over background spread around a line's digits, or None if not on a bib.
 
-    Only a ring hugging the digits is looked at: a bib may be barely larger than its
-    number, and whatever lies beyond it (shirt, arms) says nothing about the bib.
+    The background looked at is the line's own band (between, inside and just beside the
+    digits): a bib may end right above and below its number, and whatever lies beyond it
+    (a sponsor band, the shirt) says nothing about whether the digits sit on paper.
     """
-    ring_width = max(2, round(RING_WIDTH * float(np.median(line[:, 3]))))
-    x0, y0 = int(line[:, 0].min()) - ring_width, int(line[:, 1].min()) - ring_width
-    x1 = int((line[:, 0] + line[:, 2]).max()) + ring_width
-    y1 = int((line[:, 1] + line[:, 3]).max()) + ring_width
-    rows, cols = slice(max(0, y0), y1 + 1), slice(max(0, x0), x1 + 1)
+    margin = max(2, round(SIDE_MARGIN * float(np.median(line[:, 3]))))
+    y0, y1 = int(line[:, 1].min()), int((line[:, 1] + line[:, 3]).max())
+    x0, x1 = int(line[:, 0].min()) - margin, int((line[:, 0] + line[:, 2]).max()) + margin
+    rows, cols = slice(y0, y1), slice(max(0, x0), x1)
     patch = gray[rows, cols]
     digits = np.isin(labels[rows, cols], line[:, 4].astype(np.int32)).astype(np.uint8)
     # The pixel next to a stroke is a blend of ink and bib: skip it.
     near = cv2.dilate(digits, np.ones((3, 3), np.uint8))
-    around = cv2.dilate(digits, np.ones((2 * ring_width + 1,) * 2, np.uint8))
-    background = patch[(around > 0) & (near == 0)]
+    background = patch[near == 0]
     if background.size == 0:
         return None
     q1, median, q3 = np.percentile(background, (25, 50, 75))
@@ -244,15 +250,25 @@ def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return iw * ih / smaller
 
 
+def _same_text(a: _Line, b: _Line) -> bool:
+    """Whether two candidates are the same line (not, say, a small line on a large blob)."""
+    ratio = a.digit_height / b.digit_height
+    return _overlap(a.box, b.box) >= 0.5 and 1 / MAX_HEIGHT_RATIO <= ratio <= MAX_HEIGHT_RATIO
+
+
 def _suppress_duplicates(lines: list[_Line]) -> list[_Line]:
+    """One candidate per text line, the most bib-like lines first, at most MAX_REGIONS."""
+    # Of the versions of a line the longest wins: a binarisation that lost a digit yields
+    # a shorter line that would read as a wrong number, and a confident one.
     kept: list[_Line] = []
-    # Of overlapping candidates the longest wins: a binarisation that lost a digit yields a
-    # shorter line that would read as a wrong number, and a confident one.
-    ranked = sorted(lines, key=lambda ln: (_char_count(ln.components), ln.score), reverse=True)
-    for line in ranked:
-        if all(_overlap(line.box, k.box) < 0.5 for k in kept):
+
+    def completeness(line: _Line) -> tuple[int, float]:
+        return _char_range(line.components)[0], line.score
+
+    for line in sorted(lines, key=completeness, reverse=True):
+        if not any(_same_text(line, k) for k in kept):
             kept.append(line)
-    return kept[:MAX_REGIONS]
+    return sorted(kept, key=lambda ln: ln.score, reverse=True)[:MAX_REGIONS]
 
 
 def _find_lines(gray_work: np.ndarray) -> list[_Line]:
@@ -269,9 +285,7 @@ def _find_lines(gray_work: np.ndarray) -> list[_Line]:
     return _suppress_duplicates(lines)
 
 
-def _padded_box(
-    line: _Line, scale: float, shape: tuple[int, ...]
-) -> tuple[int, int, int, int]:
+def _padded_box(line: _Line, scale: float, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     """Line box in the given image's pixels, padded and clipped to the image."""
     x0, y0, x1, y1 = (v / scale for v in line.box)
     pad = REGION_PAD * (y1 - y0)
@@ -297,11 +311,12 @@ def find_bib_regions(image_bgr: np.ndarray) -> list[tuple[int, int, int, int]]:
     return [_padded_box(line, scale, gray.shape) for line in lines]
 
 
-def _normalise_crop(gray: np.ndarray, line: _Line, scale: float) -> np.ndarray:
+def _normalise_crop(gray: np.ndarray, line: _Line, scale: float) -> tuple[np.ndarray, int]:
     """Black digits on white at OCR_DIGIT_HEIGHT, straightened, clutter around removed.
 
-    The crop reaches well beyond the line sideways so that a digit the region finder missed
-    is still read (and the read then disagrees with the region instead of being short).
+    The crop reaches well beyond the line sideways, so that a digit the region finder
+    missed is read too rather than giving a short, wrong number. Returns the crop and the
+    number of such digits beside the line.
     """
     x0, y0, x1, y1 = (v / scale for v in line.box)
     height = y1 - y0
@@ -309,36 +324,51 @@ def _normalise_crop(gray: np.ndarray, line: _Line, scale: float) -> np.ndarray:
     crop = gray[r0 : int(y1 + 0.5 * height) + 1, c0 : int(x1 + OCR_SIDE_PAD * height) + 1]
     zoom = OCR_DIGIT_HEIGHT / (line.digit_height / scale)
     crop = cv2.resize(crop, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC)
+    left, right = (x0 - c0) * zoom, (x1 - c0) * zoom
+    top, bottom = (y0 - r0) * zoom, (y1 - r0) * zoom
     # The threshold comes from the line alone (digits and the bib between them): the
     # surroundings, often a shirt darker than coloured ink, would pull Otsu off the digits.
-    core = crop[
-        int((y0 - r0) * zoom) : int(np.ceil((y1 - r0) * zoom)),
-        int((x0 - c0) * zoom) : int(np.ceil((x1 - c0) * zoom)),
-    ]
+    core = crop[int(top) : int(np.ceil(bottom)), int(left) : int(np.ceil(right))]
     threshold, _ = cv2.threshold(core, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    centre = ((left + right) / 2, (top + bottom) / 2)
     if abs(line.angle_deg) > 1.0:
-        centre = (crop.shape[1] / 2, crop.shape[0] / 2)
         rotation = cv2.getRotationMatrix2D(centre, line.angle_deg, 1.0)
         crop = cv2.warpAffine(
             crop, rotation, (crop.shape[1], crop.shape[0]), borderMode=cv2.BORDER_REPLICATE
         )
     mode = cv2.THRESH_BINARY_INV if line.dark_digits else cv2.THRESH_BINARY
     _, ink = cv2.threshold(crop, threshold, 255, mode)
-    return 255 - _keep_line_ink(ink)
+    kept, side_digits = _keep_line_ink(ink, centre[1], (left, right))
+    return 255 - kept, side_digits
 
 
-def _keep_line_ink(ink: np.ndarray) -> np.ndarray:
-    """Drop ink that is not part of the centred digit line: bib edges, text above/below."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
-    height, width = ink.shape
-    top, left, w, h = stats[:, 1], stats[:, 0], stats[:, 2], stats[:, 3]
-    centre_y = top + h / 2
-    band = (centre_y > 0.3 * height) & (centre_y < 0.7 * height)
-    touches_border = (top == 0) | (left == 0) | (top + h >= height) | (left + w >= width)
-    tall_enough = h >= 0.4 * OCR_DIGIT_HEIGHT
-    keep = band & ~touches_border & tall_enough
-    keep[0] = False
-    return np.where(keep[labels], 255, 0).astype(np.uint8)
+def _keep_line_ink(
+    ink: np.ndarray, centre_y: float, core: tuple[float, float]
+) -> tuple[np.ndarray, int]:
+    """Ink that belongs to the digit line centred on row centre_y, and digits beside it.
+
+    Between the line's ends (core), any ink within the line's band is kept, so that a
+    digit broken into pieces survives. Beside it only what is shaped like a whole digit of
+    the line is kept: a missed digit, but not a bib edge or a scrap of a logo. Ink that
+    runs off the crop (shirt, arms) is never kept.
+    """
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    left, top, w, h = (stats[:, i].astype(np.float64) for i in range(4))
+    bottom, digit = top + h, OCR_DIGIT_HEIGHT
+    in_band = (top >= centre_y - LINE_BAND * digit) & (bottom <= centre_y + LINE_BAND * digit)
+    in_core = (left + w / 2 >= core[0]) & (left + w / 2 <= core[1])
+    whole_digit = (
+        (np.abs(top - (centre_y - digit / 2)) <= DIGIT_ALIGNMENT * digit)
+        & (np.abs(bottom - (centre_y + digit / 2)) <= DIGIT_ALIGNMENT * digit)
+        & (w >= MIN_SIDE_DIGIT_WIDTH * digit)
+    )
+    touches_border = (
+        (top == 0) | (left == 0) | (bottom >= ink.shape[0]) | (left + w >= ink.shape[1])
+    )
+    side_digit = ~in_core & whole_digit & ~touches_border
+    keep = (in_core & in_band & (h >= 0.4 * digit) & ~touches_border) | side_digit
+    keep[0] = side_digit[0] = False  # background
+    return np.where(keep[labels], 255, 0).astype(np.uint8), int(side_digit.sum())
 
 
 def _stack_page(crops: list[np.ndarray]) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -353,6 +383,14 @@ def _stack_page(crops: list[np.ndarray]) -> tuple[np.ndarray, list[tuple[int, in
         spans.append((top, top + crop.shape[0]))
         top += crop.shape[0] + OCR_LINE_GAP
     return page, spans
+
+
+@dataclass(frozen=True)
+class _Region:
+    """A line as read: its OCR crop may show digits the line itself lacks."""
+
+    line: _Line
+    side_digits: int  # whole digits found beside the line in its OCR crop
 
 
 @dataclass(frozen=True)
@@ -379,17 +417,18 @@ def _ocr_words(page: np.ndarray) -> list[_Word]:
     ]
 
 
-def _read_confidence(text: str, word_confidence: float, n_words: int, line: _Line) -> float:
+def _read_confidence(text: str, word_confidence: float, n_words: int, region: _Region) -> float:
     """Tesseract's confidence, discounted where the read disagrees with the region's shape."""
-    agreement = 1.0 if len(text) == _char_count(line.components) else 0.6
-    split = 1.0 if n_words == 1 else 0.7
-    x0, y0, x1, y1 = line.box
-    width_per_digit = (x1 - x0) / len(text) / line.digit_height
-    plausible_width = 1.0 if 0.3 <= width_per_digit <= 1.2 else 0.6
-    return word_confidence * agreement * split * plausible_width
+    fewest, most = _char_range(region.line.components)
+    fits = fewest + region.side_digits <= len(text) <= most + region.side_digits
+    # A digit count the glyphs cannot hold means tesseract merged, split or invented
+    # characters; a number split into words means it saw a gap no bib number has.
+    agreement = 1.0 if fits else MISMATCH_FACTOR
+    split = 1.0 if n_words == 1 else SPLIT_FACTOR
+    return word_confidence * agreement * split
 
 
-def _read_line(words: list[_Word], line: _Line) -> tuple[str, float] | None:
+def _read_region(words: list[_Word], region: _Region) -> tuple[str, float] | None:
     """Digits and confidence of one region, or None for junk."""
     if not words:
         return None
@@ -398,7 +437,7 @@ def _read_line(words: list[_Word], line: _Line) -> tuple[str, float] | None:
     if not text.isdigit() or not BIB_DIGITS[0] <= len(text) <= BIB_DIGITS[1]:
         return None
     word_confidence = min(w.confidence for w in words)
-    return text, _read_confidence(text, word_confidence, len(words), line)
+    return text, _read_confidence(text, word_confidence, len(words), region)
 
 
 def read_bibs(image_bgr: np.ndarray) -> list[BibRead]:
@@ -407,14 +446,17 @@ def read_bibs(image_bgr: np.ndarray) -> list[BibRead]:
     lines, scale = _detect(gray)
     if not lines:
         return []
-    page, spans = _stack_page([_normalise_crop(gray, line, scale) for line in lines])
+    crops = [_normalise_crop(gray, line, scale) for line in lines]
+    page, spans = _stack_page([crop for crop, _ in crops])
     words = _ocr_words(page)
     best: dict[str, BibRead] = {}
-    for line, (top, bottom) in zip(lines, spans):
-        read = _read_line([w for w in words if top <= w.centre_y < bottom], line)
+    for line, (_, side_digits), (top, bottom) in zip(lines, crops, spans):
+        in_span = [w for w in words if top <= w.centre_y < bottom]
+        read = _read_region(in_span, _Region(line, side_digits))
         if read is None:
             continue
         bib, confidence = read
+        # The same number twice on a photo is one runner; keep its best read.
         if bib not in best or confidence > best[bib].confidence:
             best[bib] = BibRead(bib, confidence, _padded_box(line, scale, gray.shape))
     return sorted(best.values(), key=lambda r: r.confidence, reverse=True)

@@ -32,6 +32,7 @@ class Passage:
     image_id: str
     needs_review: bool
     photos: int  # sightings merged into this passage
+    review_reason: str | None = None  # why it needs review: low_confidence, implausible_split, ...
 
 
 def merge_sightings(sightings: Iterable[Sighting]) -> Passage:
@@ -52,6 +53,7 @@ def merge_sightings(sightings: Iterable[Sighting]) -> Passage:
         confidence=max(s.confidence for s in (confirmed or ordered)),
         image_id=(manual or ordered)[0].image_id,
         needs_review=not confirmed,
+        review_reason=None if confirmed else "low_confidence",
         photos=len(ordered),
     )
 

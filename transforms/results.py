@@ -1,23 +1,33 @@
-"""The leaderboard: one row per athlete in the start list, ranked, with splits.
+"""The leaderboard: one row per athlete, as timing software publishes it.
 
-Times count from the athlete's own start (chip time): the passage at the
-course's first station when one was seen, else the athlete's wave start
-(gun time), which the `chip_start` column flags. Only confirmed passages of
-listed athletes count; what needs review waits for an official.
+Gun time counts from the athlete's wave start (the race start without
+waves). Chip time counts from the athlete's own passage at the first station
+when it was seen, else from the gun, which `chip_start` flags. Splits are
+chip times at each station, with the time of day, the sector time since the
+previous station seen, and the pace over that sector. Ranks (overall, by
+gender, by category) use the course's `rank_by` time at tenth-of-a-second
+precision, ties sharing a rank as in RACE RESULT or Webscorer (1, 2, 2, 4).
+
+Statuses: finished; running (seen, not finished, course still open); dnf
+(seen, not finished after the course closed, or an official said so); dns
+(never seen); dsq (an official's decision). Only confirmed passages count;
+a number read confidently but missing from the start list gets a row of its
+own, "Unknown #1234", flagged and unranked, so no runner disappears.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 import apache_beam as beam
 
 from transforms.course import Athlete, Course
 from transforms.passages import Passage
-from transforms.schemas import split_column
+from transforms.schemas import pace_column, sector_column, split_column, time_of_day_column
 
-FINISHED, RUNNING, DNS = "finished", "running", "dns"
+FINISHED, RUNNING, DNF, DNS, DSQ = "finished", "running", "dnf", "dns", "dsq"
+RANK_PRECISION_S = 0.1
 
 
 def competition_ranks(values: list[float]) -> list[int]:
@@ -28,11 +38,17 @@ def competition_ranks(values: list[float]) -> list[int]:
     return ranks
 
 
-def first_passages(passages: Iterable[Passage]) -> dict[str, dict[str, datetime]]:
-    """bib -> station_id -> time of the first confirmed passage there."""
+def passages_by_bib(
+    passages: Iterable[Passage], listed: set[str]
+) -> dict[str, dict[str, datetime]]:
+    """bib -> station_id -> time of the first counted passage there.
+
+    Listed athletes count confirmed passages only; unknown bibs count what was
+    read of them (all of it awaits review anyway).
+    """
     seen: dict[str, dict[str, datetime]] = {}
     for p in passages:
-        if p.needs_review:
+        if p.needs_review and (p.bib in listed or p.review_reason != "unknown_bib"):
             continue
         at = seen.setdefault(p.bib, {})
         if p.station_id not in at or p.passed_at < at[p.station_id]:
@@ -40,37 +56,101 @@ def first_passages(passages: Iterable[Passage]) -> dict[str, dict[str, datetime]
     return seen
 
 
-def athlete_row(athlete: Athlete, times: dict[str, datetime], course: Course) -> dict:
-    first, finish = course.stations[0].id, course.stations[-1].id
+def _seconds(later: datetime, earlier: datetime) -> float:
+    return round((later - earlier).total_seconds(), 3)
+
+
+def _status(
+    times: dict[str, datetime], course: Course, as_of: datetime, official: str | None
+) -> str:
+    if official in (DSQ, DNF):
+        return official
+    if course.stations[-1].id in times:
+        return FINISHED
+    if not times:
+        return DNS
+    return DNF if course.is_closed(as_of) else RUNNING
+
+
+def _splits(times: dict[str, datetime], course: Course, start: datetime) -> dict:
+    row: dict = {}
+    previous: tuple[float, datetime] | None = None
+    for station in course.stations:
+        at = times.get(station.id)
+        row[split_column(station.id)] = _seconds(at, start) if at else None
+        row[time_of_day_column(station.id)] = at
+        sector = pace = None
+        if at is not None and previous is not None:
+            sector = _seconds(at, previous[1])
+            km = station.km - previous[0]
+            pace = round(sector / km, 1) if km > 0 else None
+        row[sector_column(station.id)] = sector
+        row[pace_column(station.id)] = pace
+        if at is not None:
+            previous = (station.km, at)
+    return row
+
+
+def athlete_row(
+    athlete: Athlete,
+    times: dict[str, datetime],
+    course: Course,
+    as_of: datetime,
+    official: str | None = None,
+    unknown: bool = False,
+) -> dict:
+    first, finish = course.stations[0], course.stations[-1]
     gun = course.wave_start(athlete.wave or None)
-    start = times.get(first, gun)
-    row = {
+    start = times.get(first.id, gun)
+    status = _status(times, course, as_of, official)
+    finished = finish.id in times and status == FINISHED
+    chip_s = _seconds(times[finish.id], start) if finished else None
+    gun_s = _seconds(times[finish.id], gun) if finished else None
+    total_s = (chip_s if course.settings.rank_by == "chip" else gun_s) if finished else None
+    missed = [s.id for s in course.stations[1:-1] if s.id not in times] if finished else []
+    flags = (
+        (["unknown_bib"] if unknown else [])
+        + (["gun_start"] if first.id not in times and times else [])
+        + (["missed_checkpoint"] if missed else [])
+    )
+    distance = finish.km - first.km
+    return {
         "rank": None,
         "bib": athlete.bib,
         "name": athlete.name,
         "category": athlete.category,
         "category_rank": None,
-        "status": FINISHED if finish in times else RUNNING if times else DNS,
-        "total_s": None,
+        "status": status,
+        "total_s": total_s,
+        **_splits(times, course, start),
         "gender": athlete.gender,
         "club": athlete.club,
         "wave": athlete.wave,
-        "gun_s": None,
-        "chip_start": "own" if first in times else "gun",
+        "gender_rank": None,
+        "chip_s": chip_s,
+        "gun_s": gun_s,
+        "chip_start": "own" if first.id in times else "gun",
+        "gap_s": None,
+        "pace_s_per_km": round(total_s / distance, 1) if total_s and distance > 0 else None,
+        "missed": missed,
+        "flags": flags,
     }
-    for station in course.stations:
-        at = times.get(station.id)
-        row[split_column(station.id)] = (
-            round((at - start).total_seconds(), 3) if at is not None else None
-        )
-    if finish in times:
-        row["total_s"] = row[split_column(finish)]
-        row["gun_s"] = round((times[finish] - gun).total_seconds(), 3)
-    return row
 
 
-def _bib_order(bib: str) -> tuple[int, str]:
+def bib_order(bib: str) -> tuple[int, str]:
     return (int(bib), bib) if bib.isdigit() else (10**12, bib)
+
+
+def _rank(rows: list[dict], rank_key: str, group: str | None = None) -> None:
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        if row["status"] == FINISHED and "unknown_bib" not in row["flags"]:
+            groups.setdefault(row[group] if group else "", []).append(row)
+    for members in groups.values():
+        members.sort(key=lambda r: (r["total_s"], bib_order(r["bib"])))
+        shown = [round(r["total_s"] / RANK_PRECISION_S) for r in members]
+        for row, rank in zip(members, competition_ranks(shown), strict=True):
+            row[rank_key] = rank
 
 
 def _furthest(row: dict, course: Course) -> tuple:
@@ -79,50 +159,78 @@ def _furthest(row: dict, course: Course) -> tuple:
     return (-max(reached, default=-1), row[split_column(last)] if last else 0.0)
 
 
-def _rank(rows: list[dict], rank_key: str, group: str | None = None) -> None:
-    groups: dict[str, list[dict]] = {}
-    for row in rows:
-        if row["status"] == FINISHED:
-            groups.setdefault(row[group] if group else "", []).append(row)
-    for members in groups.values():
-        members.sort(key=lambda r: (r["total_s"], _bib_order(r["bib"])))
-        ranks = competition_ranks([r["total_s"] for r in members])
-        for row, rank in zip(members, ranks, strict=True):
-            row[rank_key] = rank
-
-
 def build_leaderboard(
-    passages: Iterable[Passage], course: Course, athletes: Iterable[Athlete]
+    passages: Iterable[Passage],
+    course: Course,
+    athletes: Iterable[Athlete],
+    as_of: datetime,
+    officials: dict[str, str] | None = None,
 ) -> list[dict]:
-    """Every athlete of the start list, finished first by rank, then running, then dns."""
-    times = first_passages(passages)
-    rows = [athlete_row(a, times.get(a.bib, {}), course) for a in athletes]
+    """Every athlete of the start list (and every unknown bib read), in results order."""
+    athletes = list(athletes)
+    officials = officials or {}
+    listed = {a.bib for a in athletes}
+    times = passages_by_bib(passages, listed)
+    rows = [
+        athlete_row(a, times.get(a.bib, {}), course, as_of, officials.get(a.bib)) for a in athletes
+    ]
+    rows += [
+        athlete_row(Athlete(bib=bib, name=f"Unknown #{bib}"), seen, course, as_of, unknown=True)
+        for bib, seen in times.items()
+        if bib not in listed
+    ]
     _rank(rows, "rank")
     _rank(rows, "category_rank", "category")
-    order = {FINISHED: 0, RUNNING: 1, DNS: 2}
-    return sorted(
-        rows,
-        key=lambda r: (
-            order[r["status"]],
-            r["rank"] or 0,
-            _furthest(r, course) if r["status"] == RUNNING else (),
-            _bib_order(r["bib"]),
-        ),
-    )
+    _rank(rows, "gender_rank", "gender")
+    winner = min((r["total_s"] for r in rows if r["rank"] == 1), default=None)
+    for row in rows:
+        if row["rank"] is not None:
+            row["gap_s"] = round(row["total_s"] - winner, 3)
+    return sorted(rows, key=results_order(course))
+
+
+_STATUS_ORDER = {FINISHED: 0, RUNNING: 1, DNF: 2, DSQ: 3, DNS: 4}
+
+
+def results_order(course: Course) -> Callable[[dict], tuple]:
+    """Sort key of leaderboard rows: finishers by rank, then those out on the course by how
+    far they got, then dnf, dsq and dns; bib order last."""
+
+    def key(row: dict) -> tuple:
+        return (
+            _STATUS_ORDER[row["status"]],
+            row["rank"] is None,
+            row["rank"] or 0,
+            _furthest(row, course) if row["status"] in (RUNNING, DNF) else (),
+            bib_order(row["bib"]),
+        )
+
+    return key
 
 
 class BuildLeaderboard(beam.PTransform):
     """Passages -> leaderboard rows (one per athlete), from all passages of the race."""
 
-    def __init__(self, course: Course, athletes: tuple[Athlete, ...]):
+    def __init__(
+        self,
+        course: Course,
+        athletes: tuple[Athlete, ...],
+        as_of: datetime,
+        officials: dict[str, str],
+    ):
         super().__init__()
         self._course = course
         self._athletes = athletes
+        self._as_of = as_of
+        self._officials = officials
 
     def expand(self, passages: beam.PCollection) -> beam.PCollection:
         return (
             passages
             | "WholeRace" >> beam.WindowInto(beam.window.GlobalWindows())
             | "AllPassages" >> beam.combiners.ToList()
-            | "Rank" >> beam.FlatMap(build_leaderboard, self._course, self._athletes)
+            | "Rank"
+            >> beam.FlatMap(
+                build_leaderboard, self._course, self._athletes, self._as_of, self._officials
+            )
         )

@@ -49,6 +49,7 @@ PASSAGES = pa.schema(
         pa.field("image_id", pa.string(), nullable=False),
         pa.field("needs_review", pa.bool_(), nullable=False),
         pa.field("photos", pa.int32()),
+        pa.field("review_reason", pa.string()),
     ]
 )
 
@@ -80,8 +81,25 @@ def split_column(station_id: str) -> str:
     return f"at_{station_id}_s"
 
 
+def time_of_day_column(station_id: str) -> str:
+    return f"tod_{station_id}"
+
+
+def sector_column(station_id: str) -> str:
+    return f"sector_{station_id}_s"
+
+
+def pace_column(station_id: str) -> str:
+    return f"pace_{station_id}_s_per_km"
+
+
+def _per_station(station_ids: list[str], name, kind: pa.DataType) -> list[pa.Field]:
+    return [pa.field(name(s), kind) for s in station_ids]
+
+
 def leaderboard_schema(station_ids: Iterable[str]) -> pa.Schema:
-    """The leaderboard has one split column per station of the course, in course order."""
+    """The leaderboard has columns per station of the course, in course order."""
+    ids = list(station_ids)
     return pa.schema(
         [
             pa.field("rank", pa.int32()),
@@ -90,14 +108,23 @@ def leaderboard_schema(station_ids: Iterable[str]) -> pa.Schema:
             pa.field("category", pa.string()),
             pa.field("category_rank", pa.int32()),
             pa.field("status", pa.string(), nullable=False),
-            pa.field("total_s", pa.float64()),
+            pa.field("total_s", pa.float64()),  # the ranked time: chip or gun (course rank_by)
         ]
-        + [pa.field(split_column(s), pa.float64()) for s in station_ids]
+        + _per_station(ids, split_column, pa.float64())
         + [
             pa.field("gender", pa.string()),
             pa.field("club", pa.string()),
             pa.field("wave", pa.string()),
-            pa.field("gun_s", pa.float64()),  # finish time from the gun, for gun-time rankings
+            pa.field("gender_rank", pa.int32()),
+            pa.field("chip_s", pa.float64()),
+            pa.field("gun_s", pa.float64()),
             pa.field("chip_start", pa.string()),  # own (start passage seen) or gun (not seen)
+            pa.field("gap_s", pa.float64()),  # behind the winner, in the ranked time
+            pa.field("pace_s_per_km", pa.float64()),
+            pa.field("missed", pa.list_(pa.string())),  # stations between not seen at
+            pa.field("flags", pa.list_(pa.string())),  # unknown_bib, gun_start, missed_checkpoint
         ]
+        + _per_station(ids, time_of_day_column, UTC_TIME)
+        + _per_station(ids, sector_column, pa.float64())
+        + _per_station(ids, pace_column, pa.float64())
     )

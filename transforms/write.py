@@ -20,15 +20,19 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from transforms import schemas
+from transforms.course import Course
+from transforms.export import results_csv
 from transforms.identify import ReviewItem, best_reads
 from transforms.passages import Passage
 from transforms.records import Photo
+from transforms.results import results_order
 
 IMAGES_FILE = "images.parquet"
 PASSAGES_FILE = "passages.parquet"
 REVIEW_FILE = "review.parquet"
 LEADERBOARD_FILE = "leaderboard.parquet"
 STATIONS_FILE = "stations.parquet"
+RESULTS_CSV = "results.csv"
 
 
 def table_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
@@ -109,15 +113,23 @@ _NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 class WriteResults(beam.PTransform):
-    """The five Parquet files of the contract, each with its explicit schema and stable order."""
+    """The five Parquet files of the contract (each with its explicit schema and a stable
+    order) and the results as CSV."""
 
-    def __init__(self, out_dir: str, station_ids: tuple[str, ...]):
+    def __init__(self, out_dir: str, course: Course):
         super().__init__()
         self._out_dir = out_dir
-        self._station_ids = station_ids
+        self._course = course
+        self._station_ids = course.station_ids
 
     def _path(self, name: str) -> str:
         return FileSystems.join(self._out_dir, name)
+
+    def _write_csv(self, rows: list[dict]) -> str:
+        path = self._path(RESULTS_CSV)
+        ordered = sorted(rows, key=results_order(self._course))
+        write_atomically(path, results_csv(ordered, self._course).encode("utf-8"))
+        return path
 
     def expand(self, outputs: dict[str, beam.PCollection]) -> beam.PCollection:
         course_order = {sid: i for i, sid in enumerate(self._station_ids)}
@@ -145,8 +157,13 @@ class WriteResults(beam.PTransform):
             outputs["leaderboard"]
             | "WriteLeaderboard"
             >> WriteTable(
-                self._path(LEADERBOARD_FILE), schemas.leaderboard_schema(self._station_ids)
+                self._path(LEADERBOARD_FILE),
+                schemas.leaderboard_schema(self._station_ids),
+                results_order(self._course),
             ),
+            outputs["leaderboard"]
+            | "WholeBoard" >> beam.combiners.ToList()
+            | "WriteCsv" >> beam.Map(self._write_csv),
             outputs["stations"]
             | "WriteStations"
             >> WriteTable(

@@ -1,0 +1,169 @@
+"""Course (YAML) and start list (CSV): what parses, and the one-line errors an organiser sees.
+
+Every ConfigError must name the file and the line, so an organiser can fix the file
+without reading code; the CLI prints the message as it is and exits 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from tests.conftest import COURSE_YAML, START_LIST_CSV, athlete, make_course
+from transforms.course import (
+    Athlete,
+    ConfigError,
+    Settings,
+    check_waves,
+    load_course,
+    load_start_list,
+)
+
+RACE = 'race: {id: x, timezone: Europe/Oslo, start: "2026-05-01T10:00:00+02:00"}\n'
+TWO_STATIONS = "stations:\n  - {id: start, km: 0}\n  - {id: finish, km: 10}\n"
+
+# (case, course text, line the message must name, what it must say)
+BAD_COURSES = {
+    "duplicate_station_id": (
+        RACE + "stations:\n  - {id: start, km: 0}\n  - {id: start, km: 5}\n",
+        4,
+        "duplicate station id 'start'",
+    ),
+    "stations_out_of_km_order": (
+        RACE + "stations:\n  - {id: start, km: 0}\n  - {id: cp1, km: 5}\n"
+        "  - {id: cp2, km: 3}\n  - {id: finish, km: 10}\n",
+        5,
+        "station 'cp2' (km 3.0) is not after 'cp1'",
+    ),
+    "missing_race_start": (
+        "race:\n  id: x\n  timezone: Europe/Oslo\n" + TWO_STATIONS,
+        1,
+        "race needs 'start'",
+    ),
+    "bad_timezone": (
+        'race:\n  id: x\n  timezone: Europe/Olso\n  start: "2026-05-01T10:00:00+02:00"\n'
+        + TWO_STATIONS,
+        3,
+        "unknown timezone 'Europe/Olso'",
+    ),
+    "invalid_yaml": (
+        RACE + "stations:\n  - id: start\n    km: 0\n  - id: finish\n\tkm: 10\n",
+        6,
+        "not valid YAML",
+    ),
+    "unknown_setting": (
+        RACE + TWO_STATIONS + "settings:\n  merge_window_s: 15\n  burst_gap: 2\n",
+        7,
+        "unknown setting 'burst_gap'",
+    ),
+}
+
+
+# Messages that say the problem and the file but not (yet) where in the file.
+def _error(load: Callable[[str], object], path: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    message = str(caught.value)
+    assert "\n" not in message, "the CLI prints the message as one line"
+    return message
+
+
+def test_load_course__valid_course_parses_into_stations_waves_and_utc_start(
+    write_file: Callable[..., str],
+) -> None:
+    assert load_course(write_file("course.yaml", COURSE_YAML)) == make_course()
+
+
+def test_load_course__settings_override_the_defaults(write_file: Callable[..., str]) -> None:
+    text = RACE + TWO_STATIONS + "settings: {merge_window_s: 15, near_duplicate_bits: 6}\n"
+    course = load_course(write_file("course.yaml", text))
+    assert course.settings == Settings(merge_window_s=15.0, near_duplicate_bits=6)
+
+
+def test_load_course__a_bom_is_tolerated(write_file: Callable[..., str]) -> None:
+    path = write_file("course.yaml", "\ufeff".encode() + COURSE_YAML.encode())
+    assert load_course(path) == make_course()
+
+
+@pytest.mark.parametrize("case", sorted(BAD_COURSES))
+def test_load_course__error_names_the_file_and_the_problem(
+    write_file: Callable[..., str], case: str
+) -> None:
+    text, _, problem = BAD_COURSES[case]
+    path = write_file("course.yaml", text)
+    message = _error(load_course, path)
+    assert message.startswith(f"{path}: ")
+    assert problem in message
+
+
+@pytest.mark.parametrize("case", sorted(BAD_COURSES))
+def test_load_course__error_names_the_line(write_file: Callable[..., str], case: str) -> None:
+    text, line, _ = BAD_COURSES[case]
+    message = _error(load_course, write_file("course.yaml", text))
+    assert f"line {line}:" in message
+
+
+def test_load_start_list__valid_list_parses_every_column(write_file: Callable[..., str]) -> None:
+    athletes = load_start_list(write_file("startlist.csv", START_LIST_CSV))
+    assert athletes == (
+        Athlete("101", "Ingrid Berg", "F35", "F", "Tjalve", "A"),
+        Athlete("102", "Ola Hansen", "M40", "M", "", "A"),
+        Athlete("103", "Kari Lie", "F35", "F", "BUL", "B"),
+    )
+
+
+def test_load_start_list__only_bib_and_name_are_required(write_file: Callable[..., str]) -> None:
+    path = write_file("startlist.csv", "name,bib\n Ola Hansen , 7 \n")
+    assert load_start_list(path) == (Athlete("7", "Ola Hansen"),)
+
+
+def test_load_start_list__a_bom_from_a_spreadsheet_is_tolerated(
+    write_file: Callable[..., str],
+) -> None:
+    path = write_file("startlist.csv", "\ufeff".encode() + START_LIST_CSV.encode())
+    assert [a.bib for a in load_start_list(path)] == ["101", "102", "103"]
+
+
+def test_load_start_list__duplicate_bib_names_both_lines(write_file: Callable[..., str]) -> None:
+    path = write_file("startlist.csv", "bib,name\n101,Ingrid Berg\n102,Ola Hansen\n101,Kari Lie\n")
+    message = _error(load_start_list, path)
+    assert message.startswith(f"{path}: line 4: duplicate bib 101")
+    assert "line 2" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "problem"),
+    [
+        ("bib,name\n101,Ingrid Berg\n102,  \n", 3, "empty name for bib 102"),
+        ("bib,name\n101,Ingrid Berg\n,Ola Hansen\n", 3, "empty bib"),
+        ("bib;name\n101;Ingrid Berg\n", 1, "separated by ';'"),
+        ("number,name\n101,Ingrid Berg\n", 1, "missing column 'bib'"),
+    ],
+    ids=["empty_name", "empty_bib", "semicolons", "missing_bib_column"],
+)
+def test_load_start_list__error_names_the_file_the_line_and_the_problem(
+    write_file: Callable[..., str], text: str, line: int, problem: str
+) -> None:
+    path = write_file("startlist.csv", text)
+    message = _error(load_start_list, path)
+    assert message.startswith(f"{path}: line {line}: ")
+    assert problem in message
+
+
+def test_check_waves__every_listed_wave_exists() -> None:
+    check_waves(make_course(), (athlete("1", wave="A"), athlete("2", wave="B"), athlete("3")), "x")
+
+
+def test_check_waves__wave_not_in_course_names_the_file_bib_and_wave() -> None:
+    with pytest.raises(ConfigError) as caught:
+        check_waves(make_course(), (athlete("1"), athlete("2", wave="C")), "startlist.csv")
+    message = str(caught.value)
+    assert message.startswith("startlist.csv: ")
+    assert "bib 2" in message and "wave 'C'" in message
+
+
+def test_check_waves__wave_not_in_course_names_the_line(write_file: Callable[..., str]) -> None:
+    path = write_file("startlist.csv", "bib,name,wave\n1,Ola Hansen,A\n2,Kari Lie,C\n")
+    with pytest.raises(ConfigError, match="line 3"):
+        check_waves(make_course(), load_start_list(path), path)

@@ -1,0 +1,149 @@
+"""Duplicates: the same file uploaded twice, and burst frames that show nothing new."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import apache_beam as beam
+import imagehash
+import numpy as np
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+
+from tests.conftest import PROPERTY, photo, read
+from transforms.dedup import (
+    DedupPhotos,
+    hash_distance,
+    is_near_duplicate,
+    mark_exact_duplicates,
+    mark_near_duplicates,
+)
+from transforms.records import DUPLICATE, Photo
+
+GAP_S, BITS = 3.0, 8
+HASH = "ffff0000ffff0000"
+HASH_1_BIT = "ffff0000ffff0001"
+HASH_2_BITS = "ffff0000ffff0003"
+OTHER_SCENE = "0000ffff0000ffff"  # 64 bits away
+
+
+def near_of(dup: Photo, original: Photo) -> Photo:
+    return replace(
+        dup,
+        status=DUPLICATE,
+        reason="near_duplicate",
+        duplicate_of=original.image_id,
+        duplicate_of_path=original.path,
+    )
+
+
+def exact_of(dup: Photo, original: Photo) -> Photo:
+    return replace(
+        dup,
+        status=DUPLICATE,
+        reason="exact_duplicate",
+        duplicate_of=original.image_id,
+        duplicate_of_path=original.path,
+    )
+
+
+def test_hash_distance__counts_differing_bits_of_real_phashes() -> None:
+    rng = np.random.default_rng(1)
+    scene = Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8))
+    same = str(imagehash.phash(scene))
+    other = str(imagehash.phash(Image.fromarray(255 - np.asarray(scene))))
+    assert hash_distance(same, same) == 0
+    assert hash_distance(HASH, HASH_2_BITS) == 2
+    assert hash_distance(same, other) > BITS
+
+
+def test_mark_exact_duplicates__keeps_the_first_by_path() -> None:
+    first = photo("a")
+    copies = [replace(first, path="/race/images/finish/c.jpg"), first]
+    copies.append(replace(first, path="/race/images/finish/b.jpg"))
+    assert mark_exact_duplicates(copies) == [
+        first,
+        exact_of(copies[2], first),
+        exact_of(copies[0], first),
+    ]
+
+
+@PROPERTY
+@given(st.permutations(["/x/4.jpg", "/x/1.jpg", "/x/3.jpg", "/x/2.jpg"]))
+def test_mark_exact_duplicates__choice_does_not_depend_on_arrival_order(paths: list[str]) -> None:
+    marked = mark_exact_duplicates([replace(photo("a"), path=p) for p in paths])
+    assert [(p.path, p.status) for p in marked] == [
+        ("/x/1.jpg", None),
+        ("/x/2.jpg", DUPLICATE),
+        ("/x/3.jpg", DUPLICATE),
+        ("/x/4.jpg", DUPLICATE),
+    ]
+
+
+def test_dedup__burst_of_three_keeps_first() -> None:
+    first = photo("f1", seconds=0.0, bibs=(read("101"),), phash=HASH)
+    second = photo("f2", seconds=0.3, bibs=(read("101", 0.9),), phash=HASH_1_BIT)
+    third = photo("f3", seconds=0.6, bibs=(), phash=HASH_2_BITS)  # the bib turned away
+    marked = mark_near_duplicates([third, first, second], GAP_S, BITS)
+    assert marked == [first, near_of(second, first), near_of(third, first)]
+
+
+def test_dedup__frame_with_a_new_bib_is_never_a_duplicate() -> None:
+    kept = photo("f1", seconds=0.0, bibs=(read("101"),), phash=HASH)
+    newcomer = photo("f2", seconds=0.3, bibs=(read("101"), read("102")), phash=HASH)
+    assert not is_near_duplicate(newcomer, kept, GAP_S, BITS)
+    assert mark_near_duplicates([kept, newcomer], GAP_S, BITS) == [kept, newcomer]
+
+
+def test_dedup__other_station_is_not_a_duplicate() -> None:
+    kept = photo("f1", station="finish", seconds=0.0, bibs=(read("101"),))
+    elsewhere = photo("c1", station="cp1", seconds=0.1, bibs=(read("101"),))
+    assert not is_near_duplicate(elsewhere, kept, GAP_S, BITS)
+
+
+def test_dedup__more_than_the_burst_gap_apart_is_not_a_duplicate() -> None:
+    kept = photo("f1", seconds=0.0, bibs=(read("101"),))
+    later = photo("f2", seconds=GAP_S + 0.1, bibs=(read("101"),))
+    assert not is_near_duplicate(later, kept, GAP_S, BITS)
+    assert is_near_duplicate(replace(later, taken_at=kept.taken_at), kept, GAP_S, BITS)
+
+
+def test_dedup__different_scene_is_not_a_duplicate() -> None:
+    kept = photo("f1", seconds=0.0, phash=HASH)
+    other = photo("f2", seconds=0.3, phash=OTHER_SCENE)
+    assert not is_near_duplicate(other, kept, GAP_S, BITS)
+
+
+def test_dedup__photo_without_phash_is_never_a_near_duplicate() -> None:
+    kept = photo("f1", seconds=0.0)
+    assert not is_near_duplicate(photo("f2", seconds=0.3, phash=None), kept, GAP_S, BITS)
+
+
+def test_dedup_photos__marks_copies_and_bursts_and_keeps_the_rest() -> None:
+    f1 = photo("f1", seconds=0.0, bibs=(read("101"),), phash=HASH)
+    f2 = photo("f2", seconds=0.3, bibs=(read("101"),), phash=HASH_1_BIT)
+    f3 = photo("f3", seconds=0.6, bibs=(read("101"), read("102")), phash=HASH_1_BIT)
+    f4 = photo("f4", seconds=10.0, bibs=(read("101"),), phash=HASH)
+    c1 = photo("c1", station="cp1", seconds=0.3, bibs=(read("101"),), phash=HASH)
+    upload_again = replace(f1, path="/race/images/finish/upload-again.jpg")
+    with TestPipeline() as p:
+        marked = p | beam.Create([upload_again, f4, f3, c1, f2, f1]) | DedupPhotos(GAP_S, BITS)
+        assert_that(
+            marked,
+            equal_to([f1, near_of(f2, f1), f3, f4, c1, exact_of(upload_again, f1)]),
+        )
+
+
+def test_dedup_photos__output_is_stamped_with_event_time() -> None:
+    f1 = photo("f1", seconds=5.0)
+    with TestPipeline() as p:
+        stamped = (
+            p
+            | beam.Create([f1])
+            | DedupPhotos(GAP_S, BITS)
+            | beam.Map(lambda ph, ts=beam.DoFn.TimestampParam: float(ts))
+        )
+        assert_that(stamped, equal_to([f1.taken_at.timestamp()]))

@@ -1,0 +1,264 @@
+"""EXIF: reading the tags out of real JPEGs, and turning them into a station and a UTC time."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+
+from tests.conftest import GUN, PROPERTY, at, make_course, photo, write_jpeg
+from transforms.course import Course, Station
+from transforms.exif import ParseExif, exif_facts, parse_taken_at, place_in_race, resolve_station
+from transforms.records import REJECTED, ExifFacts
+
+METRES_PER_DEGREE_LAT = 111_320.0
+START_POS = (59.91, 10.75)  # the start station of make_course(), radius 60 m
+
+
+def north_of(position: tuple[float, float], metres: float) -> tuple[float, float]:
+    return (position[0] + metres / METRES_PER_DEGREE_LAT, position[1])
+
+
+def facts_of(path: Path) -> ExifFacts:
+    with Image.open(path) as image:
+        return exif_facts(image)
+
+
+# --- exif_facts -------------------------------------------------------------------------------
+
+
+def test_exif_facts__copies_time_offset_serial_camera_and_gps(tmp_path: Path) -> None:
+    path = write_jpeg(
+        tmp_path / "a.jpg",
+        datetime_original="2026:05:01 10:42:07",
+        subsec="25",
+        offset="+02:00",
+        serial="SN1234",
+        make="Sony",
+        model="ILCE-7M3",
+        gps=(59.925, 10.77),
+    )
+    facts = facts_of(path)
+    assert replace(facts, gps=None) == ExifFacts(
+        datetime_original="2026:05:01 10:42:07",
+        subsec="25",
+        offset="+02:00",
+        serial="SN1234",
+        camera="Sony ILCE-7M3",
+    )
+    assert facts.gps == pytest.approx((59.925, 10.77), abs=1e-5)
+
+
+def test_exif_facts__south_and_west_are_negative(tmp_path: Path) -> None:
+    path = write_jpeg(
+        tmp_path / "a.jpg", datetime_original="2026:05:01 10:00:00", gps=(-33.9, -70.6)
+    )
+    assert facts_of(path).gps == pytest.approx((-33.9, -70.6), abs=1e-5)
+
+
+def test_exif_facts__photo_without_exif_has_no_facts(tmp_path: Path) -> None:
+    path = tmp_path / "plain.jpg"
+    Image.new("RGB", (32, 32)).save(path, "JPEG")
+    assert facts_of(path) == ExifFacts()
+
+
+def test_exif_facts__falls_back_to_datetime_digitized(tmp_path: Path) -> None:
+    path = write_jpeg(tmp_path / "a.jpg", datetime_digitized="2026:05:01 10:00:01")
+    assert facts_of(path).datetime_original == "2026:05:01 10:00:01"
+
+
+# --- parse_taken_at ---------------------------------------------------------------------------
+
+
+def exif(when: str = "2026:05:01 10:42:07", subsec: str | None = None, offset: str | None = None):
+    return ExifFacts(datetime_original=when, subsec=subsec, offset=offset)
+
+
+@pytest.mark.parametrize(
+    ("subsec", "fraction_us"),
+    [("25", 250_000), ("250", 250_000), ("025", 25_000), ("5", 500_000), (None, 0)],
+)
+def test_parse_taken_at__subseconds_are_a_decimal_fraction(
+    subsec: str | None, fraction_us: int
+) -> None:
+    taken = parse_taken_at(exif(subsec=subsec, offset="+02:00"), "Europe/Oslo")
+    assert taken == datetime(2026, 5, 1, 8, 42, 7, fraction_us, tzinfo=UTC)
+
+
+def test_parse_taken_at__offset_in_the_photo_beats_the_course_timezone() -> None:
+    # A camera left on winter time in May: its own offset says what its clock means.
+    taken = parse_taken_at(exif(offset="+01:00"), "Europe/Oslo")
+    assert taken == datetime(2026, 5, 1, 9, 42, 7, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("when", "utc"),
+    [
+        ("2026:05:01 10:42:07", datetime(2026, 5, 1, 8, 42, 7, tzinfo=UTC)),  # CEST, +02:00
+        ("2026:01:15 10:42:07", datetime(2026, 1, 15, 9, 42, 7, tzinfo=UTC)),  # CET, +01:00
+    ],
+    ids=["summer", "winter"],
+)
+def test_parse_taken_at__without_offset_the_course_timezone_applies_with_dst(
+    when: str, utc: datetime
+) -> None:
+    assert parse_taken_at(exif(when), "Europe/Oslo") == utc
+
+
+def test_parse_taken_at__clock_offset_corrects_a_fast_camera() -> None:
+    taken = parse_taken_at(exif(subsec="50", offset="+02:00"), "Europe/Oslo", clock_offset_s=-2.5)
+    assert taken == datetime(2026, 5, 1, 8, 42, 5, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("when", [None, "", "0000:00:00 00:00:00", "yesterday"])
+def test_parse_taken_at__no_usable_datetime_original_raises(when: str | None) -> None:
+    with pytest.raises(ValueError):
+        parse_taken_at(ExifFacts(datetime_original=when, offset="+02:00"), "Europe/Oslo")
+
+
+@PROPERTY
+@given(
+    local=st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2090, 12, 31)),
+    digits=st.text("0123456789", min_size=1, max_size=6),
+    offset_quarters=st.integers(-12 * 4, 14 * 4),
+    clock_ms=st.integers(-120_000, 120_000),
+)
+def test_parse_taken_at__equals_the_hand_computed_utc_instant(
+    local: datetime, digits: str, offset_quarters: int, clock_ms: int
+) -> None:
+    minutes = abs(offset_quarters) * 15
+    offset = f"{'-' if offset_quarters < 0 else '+'}{minutes // 60:02d}:{minutes % 60:02d}"
+    facts = ExifFacts(
+        datetime_original=local.strftime("%Y:%m:%d %H:%M:%S"), subsec=digits, offset=offset
+    )
+    expected = (
+        local.replace(microsecond=int(digits.ljust(6, "0")))
+        - timedelta(minutes=offset_quarters * 15)
+        + timedelta(milliseconds=clock_ms)
+    ).replace(tzinfo=UTC)
+    taken = parse_taken_at(facts, "America/Chicago", clock_offset_s=clock_ms / 1000)
+    assert taken == expected
+    assert taken.utcoffset() == timedelta(0)
+
+
+# --- resolve_station --------------------------------------------------------------------------
+
+
+def test_resolve_station__folder_wins_over_serial_and_gps(course: Course) -> None:
+    facts = ExifFacts(serial="SN1234", gps=START_POS)
+    assert resolve_station("finish", facts, course) == "finish"
+
+
+def test_resolve_station__listed_camera_serial_in_an_unknown_folder(course: Course) -> None:
+    assert resolve_station("unsorted", ExifFacts(serial="SN1234", gps=START_POS), course) == "cp1"
+
+
+def test_resolve_station__listed_camera_name(course: Course) -> None:
+    phones = replace(course.stations[2], cameras=("Google Pixel 8",))
+    course = replace(course, stations=(*course.stations[:2], phones))
+    assert resolve_station("", ExifFacts(camera="Google Pixel 8"), course) == "finish"
+
+
+def test_resolve_station__gps_within_radius(course: Course) -> None:
+    assert resolve_station("unsorted", ExifFacts(gps=north_of(START_POS, 40)), course) == "start"
+
+
+def test_resolve_station__gps_picks_the_nearest_of_overlapping_stations() -> None:
+    course = make_course(
+        stations=(
+            Station("start", "Start", 0.0, *START_POS, radius_m=500),
+            Station("cp1", "Near", 1.0, *north_of(START_POS, 300), radius_m=500),
+            Station("finish", "Finish", 10.0, 60.5, 11.0),
+        )
+    )
+    assert resolve_station("", ExifFacts(gps=north_of(START_POS, 200)), course) == "cp1"
+    assert resolve_station("", ExifFacts(gps=north_of(START_POS, 100)), course) == "start"
+
+
+def test_resolve_station__gps_outside_every_radius_is_no_station(course: Course) -> None:
+    assert resolve_station("unsorted", ExifFacts(gps=north_of(START_POS, 80)), course) is None
+
+
+def test_resolve_station__no_folder_serial_or_gps_is_no_station(course: Course) -> None:
+    assert resolve_station("unsorted", ExifFacts(serial="SN9999"), course) is None
+
+
+# --- place_in_race ----------------------------------------------------------------------------
+
+GOOD = ExifFacts(datetime_original="2026:05:01 10:42:07", subsec="25", offset="+02:00")
+
+
+def test_place_in_race__sets_station_and_utc_time_with_the_station_clock_offset(
+    course: Course,
+) -> None:
+    placed = place_in_race(photo("a", station=None, seconds=None, folder="cp1", exif=GOOD), course)
+    assert (placed.station_id, placed.status) == ("cp1", None)
+    assert placed.taken_at == datetime(2026, 5, 1, 8, 42, 4, 750_000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("folder", "facts", "error", "reason"),
+    [
+        ("finish", GOOD, "truncated_image", "truncated_image"),
+        ("unsorted", GOOD, None, "unknown_station"),
+        ("finish", ExifFacts(offset="+02:00"), None, "bad_exif"),
+        ("finish", replace(GOOD, datetime_original="2026:04:20 10:42:07"), None, "bad_exif"),
+    ],
+    ids=["analysis_error", "unknown_station", "no_time", "far_from_the_race"],
+)
+def test_place_in_race__rejects_with_a_reason(
+    course: Course, folder: str, facts: ExifFacts, error: str | None, reason: str
+) -> None:
+    placed = place_in_race(
+        photo("a", station=None, seconds=None, folder=folder, exif=facts, error=error), course
+    )
+    assert (placed.status, placed.reason, placed.taken_at) == (REJECTED, reason, None)
+
+
+def test_place_in_race__a_day_after_the_race_still_counts(course: Course) -> None:
+    facts = replace(GOOD, datetime_original="2026:05:02 10:42:07")
+    placed = place_in_race(
+        photo("a", station=None, seconds=None, folder="finish", exif=facts), course
+    )
+    assert placed.status is None
+    assert placed.taken_at - GUN == timedelta(days=1, minutes=42, seconds=7.25)
+
+
+# --- ParseExif --------------------------------------------------------------------------------
+
+
+def test_parse_exif__timed_photos_are_stamped_and_rejected_ones_tagged(course: Course) -> None:
+    good = photo("good", station=None, seconds=None, folder="finish", exif=GOOD)
+    lost = photo("lost", station=None, seconds=None, folder="unsorted", exif=GOOD)
+    broken = photo("broken", station=None, seconds=None, folder="start", error="not_an_image")
+    taken = at(42 * 60 + 7.25)
+    with TestPipeline() as p:
+        placed = p | beam.Create([good, lost, broken]) | ParseExif(course)
+        assert_that(
+            placed.timed,
+            equal_to([replace(good, station_id="finish", taken_at=taken)]),
+            label="Timed",
+        )
+        assert_that(
+            placed.timed | beam.Map(lambda ph, ts=beam.DoFn.TimestampParam: (ph.path, float(ts))),
+            equal_to([(good.path, taken.timestamp())]),
+            label="EventTime",
+        )
+        assert_that(
+            placed.rejected,
+            equal_to(
+                [
+                    replace(lost, status=REJECTED, reason="unknown_station"),
+                    replace(broken, status=REJECTED, reason="not_an_image"),
+                ]
+            ),
+            label="Rejected",
+        )

@@ -1,0 +1,356 @@
+"""Who is on a photo: bib reads against the start list, and an official's corrections."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from tests.conftest import COVERED, photo, read
+from transforms.corrections import (
+    Correction,
+    Decision,
+    decide,
+    decisions_by_image,
+    load_corrections,
+    official_statuses,
+    parse_corrections,
+)
+from transforms.course import ConfigError
+from transforms.identify import (
+    Identified,
+    IdentifyAthletes,
+    ReviewItem,
+    apply_decision,
+    identify,
+)
+from transforms.records import DUPLICATE, NO_ATHLETE, PASSAGE, REJECTED, REVIEW, Photo, Sighting
+
+LISTED = frozenset({"101", "102", "103"})
+THRESHOLD = 0.75
+HEADER = "image_id,action,bib,station_id,passed_at,decided_at,by\n"
+
+
+def seen(ph: Photo, bib: str, confidence: float, confirmed: bool, **changes: object) -> Sighting:
+    s = Sighting(
+        bib=bib,
+        station_id=ph.station_id,
+        at=ph.taken_at,
+        confidence=confidence,
+        image_id=ph.image_id,
+        method="bib_ocr",
+        confirmed=confirmed,
+    )
+    return replace(s, **changes)
+
+
+def item(ph: Photo, reason: str, *candidates: str) -> ReviewItem:
+    return ReviewItem(ph.image_id, ph.path, reason, candidates, ph.station_id, ph.taken_at)
+
+
+# --- identify ---------------------------------------------------------------------------------
+
+
+def test_identify__confident_listed_bib_is_a_passage_with_a_confirmed_sighting() -> None:
+    ph = photo("a", bibs=(read("101", 0.93), read("101", 0.80)))
+    assert identify(ph, LISTED, THRESHOLD) == Identified(
+        replace(ph, status=PASSAGE), (seen(ph, "101", 0.93, True),)
+    )
+
+
+def test_identify__read_at_the_threshold_is_confident() -> None:
+    ph = photo("a", bibs=(read("101", THRESHOLD),))
+    assert identify(ph, LISTED, THRESHOLD).photo.status == PASSAGE
+
+
+def test_identify__weak_listed_bib_needs_review_with_an_unconfirmed_sighting() -> None:
+    ph = photo("a", bibs=(read("102", 0.5),))
+    assert identify(ph, LISTED, THRESHOLD) == Identified(
+        replace(ph, status=REVIEW, reason="low_confidence"),
+        (seen(ph, "102", 0.5, False),),
+        (item(ph, "low_confidence", "102"),),
+    )
+
+
+def test_identify__confident_unknown_bib_goes_to_review_as_unconfirmed_evidence() -> None:
+    ph = photo("a", bibs=(read("999", 0.97),))
+    assert identify(ph, LISTED, THRESHOLD) == Identified(
+        replace(ph, status=REVIEW, reason="unknown_bib"),
+        (seen(ph, "999", 0.97, False),),
+        (item(ph, "unknown_bib", "999"),),
+    )
+
+
+def test_identify__unknown_bib_next_to_a_listed_one_is_reviewed_but_the_passage_stands() -> None:
+    ph = photo("a", bibs=(read("101", 0.9), read("999", 0.95)))
+    assert identify(ph, LISTED, THRESHOLD) == Identified(
+        replace(ph, status=PASSAGE),
+        (seen(ph, "101", 0.9, True), seen(ph, "999", 0.95, False)),
+        (item(ph, "unknown_bib", "999"),),
+    )
+
+
+def test_identify__weak_listed_bib_next_to_a_confident_one_is_still_queued_for_review() -> None:
+    ph = photo("a", bibs=(read("101", 0.95), read("102", 0.5)))
+    result = identify(ph, LISTED, THRESHOLD)
+    assert seen(ph, "102", 0.5, False) in result.sightings  # a passage that needs review ...
+    assert item(ph, "low_confidence", "102") in result.review  # ... and the item to decide it
+
+
+def test_identify__weak_unknown_number_is_unreadable() -> None:
+    ph = photo("a", bibs=(read("99", 0.3),))
+    assert identify(ph, LISTED, THRESHOLD) == Identified(
+        replace(ph, status=REVIEW, reason="number_unreadable"),
+        (),
+        (item(ph, "number_unreadable", "99"),),
+    )
+
+
+def test_identify__covered_frame_is_camera_covered() -> None:
+    ph = photo("a", quality=COVERED)
+    assert identify(ph, LISTED, THRESHOLD) == Identified(
+        replace(ph, status=REVIEW, reason="camera_covered"), (), (item(ph, "camera_covered"),)
+    )
+
+
+def test_identify__nothing_read_is_no_athlete() -> None:
+    ph = photo("a")
+    assert identify(ph, LISTED, THRESHOLD) == Identified(replace(ph, status=NO_ATHLETE))
+
+
+# --- corrections ------------------------------------------------------------------------------
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def correction(action: str, decided_at: str, **fields: object) -> Correction:
+    return Correction(image_id="id-a", action=action, decided_at=at(decided_at), **fields)
+
+
+def test_apply_decision__reject_clears_what_the_photo_says() -> None:
+    ph = photo("a", bibs=(read("101"),))
+    assert apply_decision(ph, Decision(rejected=True), LISTED) == Identified(
+        replace(ph, status=REJECTED, reason="rejected_by_official")
+    )
+
+
+def test_apply_decision__assign_credits_the_bib_at_the_photo_station_and_time() -> None:
+    ph = photo("a", bibs=(read("101"),))
+    decision = decide([correction("assign", "2026-05-01T09:00:00Z", bib="103")])
+    assert apply_decision(ph, decision, LISTED) == Identified(
+        replace(ph, status=PASSAGE, reason="assigned_by_official"),
+        (seen(ph, "103", 1.0, True, method="manual"),),
+    )
+
+
+def test_apply_decision__assign_with_its_own_station_and_time() -> None:
+    ph = photo("a", station="finish", bibs=())
+    passed = datetime(2026, 5, 1, 8, 30, 1, 500_000, tzinfo=UTC)
+    decision = decide(
+        [
+            correction(
+                "assign", "2026-05-01T09:00:00Z", bib="102", station_id="cp1", passed_at=passed
+            )
+        ]
+    )
+    assert apply_decision(ph, decision, LISTED).sightings == (
+        seen(ph, "102", 1.0, True, method="manual", station_id="cp1", at=passed),
+    )
+
+
+def test_apply_decision__approve_confirms_the_weak_listed_reads() -> None:
+    ph = photo("a", bibs=(read("102", 0.5), read("999", 0.6)))
+    assert apply_decision(
+        ph, decide([correction("approve", "2026-05-01T09:00:00Z")]), LISTED
+    ) == Identified(
+        replace(ph, status=PASSAGE, reason="approved_by_official"),
+        (seen(ph, "102", 0.99, True),),
+    )
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        ([("reject", "2026-05-01T09:00:00Z"), ("assign", "2026-05-01T09:05:00Z")], "assigned"),
+        ([("assign", "2026-05-01T09:05:00Z"), ("reject", "2026-05-01T09:00:00Z")], "assigned"),
+        ([("assign", "2026-05-01T09:00:00Z"), ("reject", "2026-05-01T09:05:00Z")], "rejected"),
+        ([("reject", "2026-05-01T09:05:00Z"), ("assign", "2026-05-01T09:00:00Z")], "rejected"),
+    ],
+    ids=["reject_then_assign", "logged_out_of_order", "assign_then_reject", "reject_last"],
+)
+def test_decide__the_latest_decision_counts(rows: list[tuple[str, str]], expected: str) -> None:
+    decision = decide(correction(action, when, bib="101") for action, when in rows)
+    assert (decision.rejected, bool(decision.assigned)) == (
+        expected == "rejected",
+        expected == "assigned",
+    )
+
+
+def test_decide__orders_by_instant_when_officials_write_different_offsets() -> None:
+    # 10:30+02:00 is 08:30Z: the reject came first, the assign at 09:00Z is the latest word.
+    decision = decide(
+        [
+            correction("reject", "2026-05-01T10:30:00+02:00"),
+            correction("assign", "2026-05-01T09:00:00Z", bib="101"),
+        ]
+    )
+    assert decision.assigned and not decision.rejected
+
+
+def test_official_statuses__latest_athlete_decision_counts_and_reinstate_clears() -> None:
+    rows = [
+        Correction("", "dsq", bib="101", decided_at=at("2026-05-01T09:00:00Z")),
+        Correction("", "dnf", bib="102", decided_at=at("2026-05-01T09:05:00Z")),
+        Correction("", "reinstate", bib="102", decided_at=at("2026-05-01T09:10:00Z")),
+        Correction("", "dnf", bib="101", decided_at=at("2026-05-01T09:02:00Z")),
+    ]
+    assert official_statuses(rows) == {"101": "dnf"}
+    assert decisions_by_image(rows) == {}, "athlete decisions are about no image"
+
+
+def test_decisions_by_image__one_decision_per_image() -> None:
+    rows = [
+        Correction("x", "reject", decided_at=at("2026-05-01T09:00:00Z")),
+        Correction("y", "assign", bib="101", decided_at=at("2026-05-01T09:00:00Z")),
+        Correction("y", "assign", bib="102", decided_at=at("2026-05-01T09:01:00Z")),
+    ]
+    decisions = decisions_by_image(rows)
+    assert decisions == {"x": Decision(rejected=True), "y": Decision(assigned=tuple(rows[1:]))}
+
+
+def test_parse_corrections__reads_the_dashboard_log() -> None:
+    text = HEADER + (
+        "abc,assign,101,cp1,2026-05-01T08:30:01.5Z,2026-05-01T09:00:00Z,kari\n"
+        "def,reject,,,,2026-05-01T09:01:00Z,ola\n"
+        "ghi,assign,102,,2026-05-01T10:30:00,2026-05-01T09:02:00Z,ola\n"
+    )
+    assert parse_corrections(text) == (
+        Correction(
+            "abc",
+            "assign",
+            "101",
+            "cp1",
+            datetime(2026, 5, 1, 8, 30, 1, 500_000, tzinfo=UTC),
+            at("2026-05-01T09:00:00Z"),
+            "kari",
+        ),
+        Correction("def", "reject", decided_at=at("2026-05-01T09:01:00Z"), by="ola"),
+        Correction(
+            "ghi",
+            "assign",
+            "102",
+            passed_at=datetime(2026, 5, 1, 10, 30, tzinfo=UTC),  # no offset: UTC
+            decided_at=at("2026-05-01T09:02:00Z"),
+            by="ola",
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("id,what\nabc,reject\n", "corrections.csv: line 1: expected header"),
+        (
+            HEADER + "abc,reject,,,,2026-05-01T09:00:00Z,x\nabc,delete,,,,2026-05-01T09:01:00Z,x\n",
+            "corrections.csv: line 3: action",
+        ),
+        (
+            HEADER + "abc,assign,,,,2026-05-01T09:00:00Z,x\n",
+            "corrections.csv: line 2: assign needs a bib",
+        ),
+        (
+            HEADER + "abc,assign,101,,half past ten,2026-05-01T09:00:00Z,x\n",
+            "corrections.csv: line 2: passed_at",
+        ),
+        (
+            HEADER + ",approve,,,,2026-05-01T09:00:00Z,x\n",
+            "corrections.csv: line 2: approve needs an image_id",
+        ),
+        (HEADER + ",dsq,,,,2026-05-01T09:00:00Z,x\n", "corrections.csv: line 2: dsq needs a bib"),
+        (HEADER + "abc,reject,,,,yesterday,x\n", "corrections.csv: line 2: decided_at"),
+    ],
+    ids=[
+        "header",
+        "unknown_action",
+        "assign_without_bib",
+        "bad_passed_at",
+        "approve_without_image",
+        "dsq_without_bib",
+        "bad_decided_at",
+    ],
+)
+def test_parse_corrections__error_names_the_file_and_the_line(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{message}"):
+        parse_corrections(text, "corrections.csv")
+
+
+def test_load_corrections__missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="corrections.csv: cannot read"):
+        load_corrections(str(tmp_path / "corrections.csv"))
+
+
+# --- IdentifyAthletes -------------------------------------------------------------------------
+
+
+def test_identify_athletes__photos_sightings_and_review_are_tagged_outputs() -> None:
+    confident = photo("confident", seconds=1, bibs=(read("101", 0.9),))
+    weak = photo("weak", seconds=2, bibs=(read("102", 0.4),))
+    unknown = photo("unknown", seconds=3, bibs=(read("999", 0.9),))
+    covered = photo("covered", seconds=4, quality=COVERED)
+    empty = photo("empty", seconds=5)
+    duplicate = photo("dup", seconds=1.3, bibs=(read("101"),), status=DUPLICATE)
+    revived = photo("revived", seconds=6, bibs=(read("101"),), status=DUPLICATE)
+    rejected = photo("rejected", seconds=7, bibs=(read("101"),))
+    decisions = {
+        revived.image_id: Decision(assigned=(Correction(revived.image_id, "assign", bib="103"),)),
+        rejected.image_id: Decision(rejected=True),
+    }
+    photos = [confident, weak, unknown, covered, empty, duplicate, revived, rejected]
+    with TestPipeline() as p:
+        out = p | beam.Create(photos) | IdentifyAthletes(LISTED, THRESHOLD, decisions)
+        assert_that(
+            out.photos,
+            equal_to(
+                [
+                    replace(confident, status=PASSAGE),
+                    replace(weak, status=REVIEW, reason="low_confidence"),
+                    replace(unknown, status=REVIEW, reason="unknown_bib"),
+                    replace(covered, status=REVIEW, reason="camera_covered"),
+                    replace(empty, status=NO_ATHLETE),
+                    duplicate,
+                    replace(revived, status=PASSAGE, reason="assigned_by_official"),
+                    replace(rejected, status=REJECTED, reason="rejected_by_official"),
+                ]
+            ),
+            label="Photos",
+        )
+        assert_that(
+            out.sightings,
+            equal_to(
+                [
+                    seen(confident, "101", 0.9, True),
+                    seen(weak, "102", 0.4, False),
+                    seen(unknown, "999", 0.9, False),
+                    seen(revived, "103", 1.0, True, method="manual"),
+                ]
+            ),
+            label="Sightings",
+        )
+        assert_that(
+            out.review,
+            equal_to(
+                [
+                    item(weak, "low_confidence", "102"),
+                    item(unknown, "unknown_bib", "999"),
+                    item(covered, "camera_covered"),
+                ]
+            ),
+            label="Review",
+        )

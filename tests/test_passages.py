@@ -1,0 +1,267 @@
+"""Passages: repeated sightings of a bib at a station become one passage, batch and live;
+and the health of each station's camera per time window."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import apache_beam as beam
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.windowed_value import PaneInfoTiming
+
+from tests.conftest import BLURRED, COVERED, SHARP, at, passage, photo, sighting
+from transforms.course import Settings
+from transforms.passages import (
+    Frame,
+    PassagesPerStation,
+    StationHealth,
+    frame_of,
+    merge_sightings,
+    window_health,
+)
+
+LATENESS_S = 3600.0
+
+
+# --- merge_sightings --------------------------------------------------------------------------
+
+
+def test_merge_sightings__earliest_photo_times_the_passage() -> None:
+    later = sighting("101", 12.0, confidence=0.97)
+    first = sighting("101", 10.0, confidence=0.90)
+    assert merge_sightings([later, first]) == passage(
+        "101", "finish", 10.0, confidence=0.97, photos=2, image_id=first.image_id
+    )
+
+
+def test_merge_sightings__manual_wins_over_an_earlier_read() -> None:
+    read_first = sighting("101", 10.0)
+    official = sighting("101", 12.0, confidence=1.0, method="manual")
+    assert merge_sightings([read_first, official]) == passage(
+        "101",
+        "finish",
+        12.0,
+        confidence=1.0,
+        photos=2,
+        image_id=official.image_id,
+        method="manual",
+    )
+
+
+def test_merge_sightings__needs_review_only_when_nothing_is_confirmed() -> None:
+    weak = sighting("101", 10.0, confidence=0.6, confirmed=False)
+    weaker = sighting("101", 11.0, confidence=0.4, confirmed=False)
+    confident = sighting("101", 12.0, confidence=0.8)
+    unsure = merge_sightings([weak, weaker])
+    assert (unsure.needs_review, unsure.review_reason, unsure.confidence) == (
+        True,
+        "low_confidence",
+        0.6,
+    )
+    sure = merge_sightings([weak, weaker, confident])
+    assert (sure.needs_review, sure.review_reason, sure.confidence, sure.passed_at) == (
+        False,
+        None,
+        0.8,
+        at(10.0),
+    )
+
+
+# --- PassagesPerStation, batch ----------------------------------------------------------------
+
+
+def test_passages_per_station__reads_close_together_are_one_passage_far_apart_two() -> None:
+    sightings = [
+        sighting("101", 10.0),
+        sighting("101", 0.0),  # 10 s apart: one passage, at the earlier read
+        sighting("102", 0.0),
+        sighting("102", 60.0),  # 60 s apart: two passages
+        sighting("103", 0.0, station="cp1"),
+        sighting("103", 5.0, station="finish"),  # other station: its own passage
+        sighting("104", 0.0),
+        sighting("104", 15.0),
+        sighting("104", 30.0),  # each read within the window of the last: one passage
+    ]
+    with TestPipeline() as p:
+        passages = p | beam.Create(sightings) | PassagesPerStation(20.0, LATENESS_S)
+        assert_that(
+            passages,
+            equal_to(
+                [
+                    passage("101", "finish", 0.0, photos=2),
+                    passage("102", "finish", 0.0),
+                    passage("102", "finish", 60.0),
+                    passage("103", "cp1", 0.0),
+                    passage("103", "finish", 5.0),
+                    passage("104", "finish", 0.0, photos=3),
+                ]
+            ),
+        )
+
+
+def test_passages_per_station__default_merge_window_is_20_s() -> None:
+    window_s = Settings().merge_window_s
+    assert window_s == 20.0
+    sightings = [sighting("101", 0.0), sighting("101", 19.0), sighting("102", 0.0)]
+    sightings.append(sighting("102", 21.0))
+    with TestPipeline() as p:
+        passages = p | beam.Create(sightings) | PassagesPerStation(window_s, LATENESS_S)
+        assert_that(
+            passages,
+            equal_to(
+                [
+                    passage("101", "finish", 0.0, photos=2),
+                    passage("102", "finish", 0.0),
+                    passage("102", "finish", 21.0),
+                ]
+            ),
+        )
+
+
+# --- PassagesPerStation, streaming ------------------------------------------------------------
+
+
+class _WithPane(beam.DoFn):
+    def process(self, p, pane=beam.DoFn.PaneInfoParam):  # type: ignore[no-untyped-def]
+        yield p.passed_at, p.photos, pane.timing
+
+
+def _live(p: beam.Pipeline, stream: TestStream, lateness_s: float) -> beam.PCollection:
+    return p | stream | PassagesPerStation(20.0, lateness_s) | beam.ParDo(_WithPane())
+
+
+def _streaming() -> PipelineOptions:
+    options = PipelineOptions()
+    options.view_as(StandardOptions).streaming = True
+    return options
+
+
+def _stamped(seconds: float, image_id: str) -> TimestampedValue:
+    s = sighting("101", seconds, image_id=image_id)
+    return TimestampedValue(s, s.at.timestamp())
+
+
+def test_passage_windows__late_upload_makes_the_passage_earlier() -> None:
+    # A phone uploads a photo from 5 s before the first one, after the on-time pane fired.
+    stream = (
+        TestStream()
+        .advance_watermark_to(at(0).timestamp())
+        .add_elements([_stamped(100.0, "first-upload")])
+        .advance_watermark_to(at(300).timestamp())
+        .add_elements([_stamped(95.0, "late-upload")])
+        .advance_watermark_to_infinity()
+    )
+    with TestPipeline(options=_streaming()) as p:
+        assert_that(
+            _live(p, stream, LATENESS_S),
+            equal_to(
+                [
+                    (at(100.0), 1, PaneInfoTiming.ON_TIME),
+                    (at(95.0), 2, PaneInfoTiming.LATE),  # accumulated: the whole passage
+                ]
+            ),
+        )
+
+
+def test_passage_windows__sighting_later_than_the_allowed_lateness_is_dropped() -> None:
+    stream = (
+        TestStream()
+        .advance_watermark_to(at(0).timestamp())
+        .add_elements([_stamped(100.0, "first-upload")])
+        .advance_watermark_to(at(100 + 20 + 61).timestamp())
+        .add_elements([_stamped(95.0, "too-late")])
+        .advance_watermark_to_infinity()
+    )
+    with TestPipeline(options=_streaming()) as p:
+        assert_that(
+            _live(p, stream, lateness_s=60.0), equal_to([(at(100.0), 1, PaneInfoTiming.ON_TIME)])
+        )
+
+
+# --- Station health ---------------------------------------------------------------------------
+
+
+def frames(*flags: str) -> list[Frame]:
+    return [
+        Frame(at=at(i), covered=flag == "covered", blurred=flag == "blurred")
+        for i, flag in enumerate(flags)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("flags", "health"),
+    [
+        (("ok", "covered", "covered", "covered", "ok"), "covered"),
+        (("covered", "covered", "ok", "covered", "covered"), "ok"),
+        (("blurred", "blurred", "blurred"), "blurred"),
+        (("blurred", "blurred", "blurred", "covered", "covered", "covered"), "covered"),
+        (("blurred", "ok", "blurred", "blurred"), "ok"),
+        ((), "ok"),
+    ],
+    ids=["covered_run", "broken_run", "blurred_run", "covered_beats_blurred", "short", "empty"],
+)
+def test_window_health__runs_of_three_bad_frames(flags: tuple[str, ...], health: str) -> None:
+    assert window_health(frames(*flags)) == health
+
+
+def test_window_health__frames_are_taken_in_time_order() -> None:
+    covered = [Frame(at=at(i), covered=True, blurred=False) for i in range(3)]
+    clear = Frame(at=at(10), covered=False, blurred=False)
+    # Arrival order breaks the run; time order (covered x3, then clear) does not.
+    assert window_health([covered[0], clear, covered[1], covered[2]]) == "covered"
+
+
+def test_frame_of__a_covered_lens_is_not_also_blurred() -> None:
+    assert frame_of(photo("a", quality=COVERED)) == Frame(at(0), covered=True, blurred=False)
+    assert frame_of(photo("b", quality=BLURRED)) == Frame(at(0), covered=False, blurred=True)
+    assert frame_of(photo("c", quality=SHARP)) == Frame(at(0), covered=False, blurred=False)
+
+
+def test_station_health__one_row_per_station_and_window() -> None:
+    photos = [
+        photo("f1", seconds=10, quality=COVERED),
+        photo("f2", seconds=11, quality=COVERED),
+        photo("f3", seconds=12, quality=COVERED),
+        photo("f4", seconds=100),
+        photo("f5", seconds=400),
+        photo("c1", station="cp1", seconds=50, quality=BLURRED),
+        photo("c2", station="cp1", seconds=60),
+        photo("lost", station=None, seconds=None),  # rejected before it had a time
+    ]
+    passages = [
+        passage("101", "finish", 100),
+        passage("101", "cp1", 50),
+        passage("102", "cp1", 60),
+    ]
+
+    def row(station: str, start_s: int, images: int, count: int, last_s: float, health: str):
+        return {
+            "station_id": station,
+            "window_start": at(start_s),
+            "window_end": at(start_s) + timedelta(seconds=300),
+            "images": images,
+            "passages": count,
+            "last_photo_at": at(last_s),
+            "health": health,
+        }
+
+    with TestPipeline() as p:
+        rows = (
+            p | "Photos" >> beam.Create(photos),
+            p | "Passages" >> beam.Create(passages),
+        ) | StationHealth(300.0)
+        assert_that(
+            rows,
+            equal_to(
+                [
+                    row("finish", 0, 4, 1, 100, "covered"),
+                    row("finish", 300, 1, 0, 400, "ok"),
+                    row("cp1", 0, 2, 2, 60, "ok"),
+                ]
+            ),
+        )

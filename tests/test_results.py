@@ -1,0 +1,193 @@
+"""The leaderboard: chip and gun times, waves, ties, categories and statuses, by hand."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import apache_beam as beam
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.conftest import PROPERTY, at, athlete, make_course, passage
+from transforms.course import Course
+from transforms.passages import Passage
+from transforms.results import BuildLeaderboard, build_leaderboard, competition_ranks
+
+COURSE: Course = make_course()  # start (km 0), cp1, finish; wave A at the gun, B 300 s later
+
+ATHLETES = (
+    athlete("107", "M40", "A"),
+    athlete("101", "F35", "A"),
+    athlete("102", "M40", "A"),
+    athlete("103", "F35", "B"),
+    athlete("104", "M40", "B"),
+    athlete("105", "M40", "A"),
+    athlete("106", "F35", "A"),
+    athlete("108", "M40", "A"),
+)
+
+PASSAGES = [
+    # 101: chip time, crossed the start 30 s after the gun: 2430 - 30 = 2400.
+    passage("101", "start", 30),
+    passage("101", "cp1", 1230),
+    passage("101", "finish", 2430),
+    passage("101", "finish", 2410, needs_review=True),  # waits for an official: ignored
+    # 102: the start camera missed them: gun time of wave A, 2500.
+    passage("102", "cp1", 1300),
+    passage("102", "finish", 2500),
+    # 103: wave B, no start passage: gun time from the wave's own start, 2800 - 300 = 2500.
+    passage("103", "finish", 2800),
+    # 104: wave B, own start at 320: chip time 2920 - 320 = 2600.
+    passage("104", "start", 320),
+    passage("104", "finish", 2920),
+    # 105 reached cp1, 106 only the start (their finish needs review): both still running.
+    passage("105", "start", 5),
+    passage("105", "cp1", 1000),
+    passage("106", "start", 20),
+    passage("106", "finish", 2300, needs_review=True),
+    # 107 never seen; 108 only on a photo nobody has confirmed: both dns.
+    passage("108", "start", 40, needs_review=True),
+]
+
+
+AS_OF = at(3 * 3600)  # results as published three hours after the gun
+# The columns this file computes by hand; the leaderboard has more (extensions).
+COLUMNS = (
+    "rank",
+    "bib",
+    "category_rank",
+    "status",
+    "total_s",
+    "gun_s",
+    "chip_start",
+    "at_start_s",
+    "at_cp1_s",
+    "at_finish_s",
+)
+
+
+def row(bib: str, status: str, **values: object) -> dict:
+    base = dict.fromkeys(COLUMNS)
+    base.update(bib=bib, status=status, chip_start="gun")
+    base.update(values)
+    return base
+
+
+def board(passages: list[Passage], course: Course = COURSE, **kwargs: object) -> list[dict]:
+    rows = build_leaderboard(passages, course, ATHLETES, kwargs.pop("as_of", AS_OF), **kwargs)
+    return [{c: r[c] for c in COLUMNS} for r in rows]
+
+
+EXPECTED = [
+    row(
+        "101",
+        "finished",
+        rank=1,
+        category_rank=1,
+        total_s=2400.0,
+        gun_s=2430.0,
+        chip_start="own",
+        at_start_s=0.0,
+        at_cp1_s=1200.0,
+        at_finish_s=2400.0,
+    ),
+    row(
+        "102",
+        "finished",
+        rank=2,
+        category_rank=1,
+        total_s=2500.0,
+        gun_s=2500.0,
+        at_cp1_s=1300.0,
+        at_finish_s=2500.0,
+    ),
+    row(
+        "103",
+        "finished",
+        rank=2,
+        category_rank=2,
+        total_s=2500.0,
+        gun_s=2500.0,
+        at_finish_s=2500.0,
+    ),
+    row(
+        "104",
+        "finished",
+        rank=4,
+        category_rank=2,
+        total_s=2600.0,
+        gun_s=2620.0,
+        chip_start="own",
+        at_start_s=0.0,
+        at_finish_s=2600.0,
+    ),
+    row("105", "running", chip_start="own", at_start_s=0.0, at_cp1_s=995.0),
+    row("106", "running", chip_start="own", at_start_s=0.0),
+    row("107", "dns"),
+    row("108", "dns"),
+]
+
+
+def test_competition_ranks__ties_share_a_rank_and_the_next_skips() -> None:
+    assert competition_ranks([2400.0, 2500.0, 2500.0, 2600.0]) == [1, 2, 2, 4]
+
+
+@PROPERTY
+@given(st.lists(st.integers(0, 20), max_size=30).map(sorted))
+def test_competition_ranks__rank_is_one_plus_the_number_of_faster(values: list[int]) -> None:
+    assert competition_ranks(values) == [1 + sum(v < x for v in values) for x in values]
+
+
+def test_build_leaderboard__hand_computed_race() -> None:
+    assert board(PASSAGES) == EXPECTED
+
+
+def test_build_leaderboard__after_the_close_those_still_out_are_dnf() -> None:
+    closed = replace(COURSE, close=at(2 * 3600))
+    statuses = {r["bib"]: r["status"] for r in board(PASSAGES, closed)}
+    assert [statuses[b] for b in ("101", "105", "106", "107")] == [
+        "finished",
+        "dnf",
+        "dnf",
+        "dns",
+    ]
+
+
+def test_build_leaderboard__an_official_dsq_loses_the_rank() -> None:
+    rows = board(PASSAGES, officials={"101": "dsq"})
+    finished = [(r["bib"], r["rank"]) for r in rows if r["status"] == "finished"]
+    assert finished == [("102", 1), ("103", 1), ("104", 3)]
+    assert next(r for r in rows if r["bib"] == "101")["rank"] is None
+
+
+def test_build_leaderboard__no_passages_every_athlete_is_dns_in_bib_order() -> None:
+    rows = board([])
+    assert [(r["bib"], r["status"], r["rank"]) for r in rows] == [
+        (bib, "dns", None) for bib in sorted(a.bib for a in ATHLETES)
+    ]
+
+
+def test_build_leaderboard__unlisted_bib_gets_an_unranked_row_of_its_own() -> None:
+    seen = [passage("999", "finish", 2000, needs_review=True, review_reason="unknown_bib")]
+    rows = build_leaderboard(seen + PASSAGES, COURSE, ATHLETES, AS_OF)
+    unknown = next(r for r in rows if r["bib"] == "999")
+    assert (unknown["name"], unknown["rank"], unknown["status"]) == (
+        "Unknown #999",
+        None,
+        "finished",
+    )
+    assert "unknown_bib" in unknown["flags"]
+    assert [r["rank"] for r in rows if r["bib"] == "101"] == [1]
+
+
+def test_build_leaderboard_transform__ranks_the_whole_race() -> None:
+    with TestPipeline() as p:
+        rows = (
+            p
+            | beam.Create(PASSAGES)
+            | BuildLeaderboard(COURSE, ATHLETES, AS_OF, {})
+            | beam.Map(lambda r: {c: r[c] for c in COLUMNS})
+        )
+        assert_that(rows, equal_to(EXPECTED))

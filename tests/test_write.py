@@ -1,0 +1,158 @@
+"""Writing results: Parquet files with exactly their schema, in a stable order, replaced whole."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from tests.conftest import CONTRACT_COLUMNS, at, athlete, passage, photo, read
+from transforms import schemas
+from transforms.course import Course
+from transforms.identify import ReviewItem
+from transforms.passages import Passage
+from transforms.results import build_leaderboard
+from transforms.write import (
+    IMAGES_FILE,
+    LEADERBOARD_FILE,
+    PASSAGES_FILE,
+    REVIEW_FILE,
+    STATIONS_FILE,
+    WriteResults,
+    WriteTable,
+    passage_row,
+)
+
+SCHEMA = pa.schema(
+    [
+        pa.field("bib", pa.string(), nullable=False),
+        pa.field("passed_at", schemas.UTC_TIME),
+        pa.field("reads", pa.list_(pa.string())),
+    ]
+)
+ROWS = [
+    {"bib": "103", "passed_at": at(30.5), "reads": ["103"]},
+    {"bib": "101", "passed_at": at(10.25), "reads": []},
+    {"bib": "102", "passed_at": None, "reads": ["102", "12"]},
+]
+
+
+def _write(path: Path, rows: list[dict]) -> None:
+    with TestPipeline() as p:
+        written = (
+            p
+            | beam.Create(rows, reshuffle=False)
+            | WriteTable(str(path), SCHEMA, order=lambda r: r["bib"])
+        )
+        assert_that(written, equal_to([str(path)]))
+
+
+def test_write_table__file_has_exactly_the_schema_and_the_rows_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    _write(path, ROWS)
+    table = pq.read_table(path)
+    assert table.schema.equals(SCHEMA)
+    assert table.to_pylist() == sorted(ROWS, key=lambda r: r["bib"])
+    assert os.listdir(tmp_path) == ["t.parquet"], "no temporary file is left behind"
+
+
+def test_write_table__empty_pcollection_still_writes_the_schema(tmp_path: Path) -> None:
+    path = tmp_path / "empty.parquet"
+    _write(path, [])
+    table = pq.read_table(path)
+    assert (table.num_rows, table.schema.equals(SCHEMA)) == (0, True)
+
+
+def test_write_table__same_rows_in_another_order_give_the_same_bytes(tmp_path: Path) -> None:
+    _write(tmp_path / "a.parquet", ROWS)
+    _write(tmp_path / "b.parquet", ROWS[::-1])
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+
+
+def test_write_table__rewrite_replaces_the_file_whole(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    _write(path, ROWS)
+    with path.open("rb") as reader_of_the_old_file:
+        _write(path, ROWS[:1])
+        # A dashboard that opened the file before the rewrite still reads the complete old one.
+        assert pq.read_table(reader_of_the_old_file).num_rows == 3
+    assert pq.read_table(path).to_pylist() == ROWS[:1]
+    assert os.listdir(tmp_path) == ["t.parquet"]
+
+
+@pytest.mark.parametrize(
+    ("name", "schema"),
+    [
+        (IMAGES_FILE, schemas.IMAGES),
+        (PASSAGES_FILE, schemas.PASSAGES),
+        (REVIEW_FILE, schemas.REVIEW),
+        (LEADERBOARD_FILE, schemas.leaderboard_schema(("start", "cp1", "finish"))),
+        (STATIONS_FILE, schemas.STATIONS),
+    ],
+)
+def test_schemas__start_with_the_contract_columns(name: str, schema: pa.Schema) -> None:
+    contract = CONTRACT_COLUMNS[name]
+    assert tuple(schema.names[: len(contract)]) == contract
+
+
+def test_schemas__leaderboard_has_one_split_per_station_in_course_order() -> None:
+    names = schemas.leaderboard_schema(("start", "cp1", "finish")).names
+    splits = [n for n in names if n.startswith("at_")]
+    assert splits == ["at_start_s", "at_cp1_s", "at_finish_s"]
+
+
+def _write_results(
+    out: Path, course: Course, leaderboard: list[dict], passages: list[Passage] | None = None
+) -> None:
+    review = ReviewItem("id-r", "/x/r.jpg", "unknown_bib", ("999",), "finish", at(5))
+    image = photo("b", status="passage", bibs=(read("101"),))
+    with TestPipeline() as p:
+        outputs = {
+            "images": p | "Images" >> beam.Create([image]),
+            "passages": p | "Passages" >> beam.Create(passages or [], reshuffle=False),
+            "review": p | "Review" >> beam.Create([review]),
+            # One element unpacked in one bundle: the arrival order is exactly this list's.
+            "leaderboard": p | "Board" >> beam.Create([leaderboard]) | beam.FlatMap(lambda r: r),
+            "stations": p | "Stations" >> beam.Create([]),
+        }
+        outputs | WriteResults(str(out), course)
+
+
+def test_write_results__five_files_and_passages_in_course_order(
+    tmp_path: Path, course: Course
+) -> None:
+    passages = [
+        passage("101", "finish", 2400),
+        passage("101", "start", 30),
+        passage("102", "cp1", 1300),
+        passage("101", "cp1", 1230),
+    ]
+    _write_results(tmp_path, course, [], passages)
+    assert set(CONTRACT_COLUMNS) <= set(os.listdir(tmp_path))
+    assert not [n for n in os.listdir(tmp_path) if ".tmp" in n], "no temporary file is left"
+    written = pq.read_table(tmp_path / PASSAGES_FILE)
+    assert written.schema.equals(schemas.PASSAGES)
+    assert written.to_pylist() == [
+        passage_row(passages[1]),
+        passage_row(passages[3]),
+        passage_row(passages[2]),
+        passage_row(passages[0]),
+    ]
+
+
+def test_write_results__leaderboard_file_is_in_rank_order_whatever_the_arrival(
+    tmp_path: Path, course: Course
+) -> None:
+    athletes = tuple(athlete(b) for b in ("101", "102", "103"))
+    ranked = build_leaderboard(
+        [passage("102", "finish", 2000), passage("101", "finish", 2100)], course, athletes, at(9999)
+    )
+    _write_results(tmp_path, course, ranked[::-1])
+    board = pq.read_table(tmp_path / LEADERBOARD_FILE).to_pylist()
+    assert [r["bib"] for r in board] == ["102", "101", "103"]

@@ -1,0 +1,68 @@
+"""Results as CSV, in the column order results websites import.
+
+Place, bib and name first, then the athlete's details, one column per split
+in course order, the finish times, and the places within gender and
+category. Times are h:mm:ss.t; a blank cell is a time not taken.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from transforms.course import Course
+from transforms.schemas import split_column
+
+
+def clock(seconds: float | None) -> str:
+    """1:02:03.4 (tenths truncated, as timing software shows them); '' for no time."""
+    if seconds is None:
+        return ""
+    tenths = int(round(seconds * 1000)) // 100
+    whole, tenth = divmod(tenths, 10)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}.{tenth}"
+
+
+def pace(seconds_per_km: float | None) -> str:
+    """min:ss per km."""
+    if seconds_per_km is None:
+        return ""
+    whole = int(round(seconds_per_km))
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
+def results_csv(rows: list[dict], course: Course) -> str:
+    splits = course.stations[1:-1]
+    header = (
+        ["Place", "Bib", "Name", "Gender", "Category", "Club", "Wave", "Status"]
+        + [f"{s.name} ({s.km:g} km)" for s in splits]
+        + ["Chip Time", "Gun Time", "Pace (min/km)", "Gap", "Gender Place", "Category Place"]
+        + ["Flags"]
+    )
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for r in rows:
+        writer.writerow(
+            [
+                r["rank"] or "",
+                r["bib"],
+                r["name"],
+                r["gender"],
+                r["category"],
+                r["club"],
+                r["wave"],
+                r["status"].upper(),
+            ]
+            + [clock(r[split_column(s.id)]) for s in splits]
+            + [
+                clock(r["chip_s"]),
+                clock(r["gun_s"]),
+                pace(r["pace_s_per_km"]),
+                clock(r["gap_s"]) if r["gap_s"] else "",
+                r["gender_rank"] or "",
+                r["category_rank"] or "",
+            ]
+            + [" ".join(r["flags"])]
+        )
+    return out.getvalue()

@@ -1,0 +1,147 @@
+"""Plausibility of an athlete's passages: the checks a timer makes before publishing.
+
+A passage that implies an impossible pace (faster than the course's minimum
+pace, slower than its maximum, or earlier than the station before) is more
+likely a misread bib or a wrong clock than a runner. Per athlete, the largest
+set of passages that is plausible as a whole is kept; every other passage
+goes to review as implausible_split instead of into the results. A finisher
+not seen at a station in between is sent to review as missed_checkpoint: it
+is usually a camera that missed them, not a short cut.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from datetime import datetime
+
+import apache_beam as beam
+
+from transforms.course import Athlete, Course
+from transforms.identify import ReviewItem
+from transforms.passages import Passage
+
+# A start-line passage may precede its wave's gun by this much (camera clocks drift).
+START_TOLERANCE_S = 60.0
+
+
+def plausible(course: Course, a_km: float, a_at: datetime, b_km: float, b_at: datetime) -> bool:
+    """Can a runner at a_km at a_at be at b_km (further on) at b_at?"""
+    dt = (b_at - a_at).total_seconds()
+    dkm = b_km - a_km
+    if dkm <= 0:
+        return dt >= -START_TOLERANCE_S
+    pace = dt / dkm
+    return course.settings.min_pace_s_per_km <= pace <= course.settings.max_pace_s_per_km
+
+
+def plausible_chain(passages: list[Passage], course: Course, gun: datetime) -> set[int]:
+    """Indexes (into `passages`) of the largest plausible sequence, one passage per station.
+
+    Longest path through passages ordered by station and time, starting from
+    the gun at the first station's km; ties keep the earlier passages.
+    """
+    index = {s.id: i for i, s in enumerate(course.stations)}
+    km = {s.id: s.km for s in course.stations}
+    start_km = course.stations[0].km
+    order = sorted(
+        range(len(passages)), key=lambda i: (index[passages[i].station_id], passages[i].passed_at)
+    )
+    best: dict[int, tuple[int, int | None]] = {}  # node -> (chain length, previous node)
+    for n, i in enumerate(order):
+        p = passages[i]
+        length, prev = (
+            (1, None)
+            if plausible(course, start_km, gun, km[p.station_id], p.passed_at)
+            else (0, None)
+        )
+        for j in order[:n]:
+            q = passages[j]
+            if index[q.station_id] >= index[p.station_id] or best[j][0] == 0:
+                continue
+            if plausible(course, km[q.station_id], q.passed_at, km[p.station_id], p.passed_at):
+                if best[j][0] + 1 > length:
+                    length, prev = best[j][0] + 1, j
+        best[i] = (length, prev)
+    if not best or max(v[0] for v in best.values()) == 0:
+        return set()
+    node: int | None = max(order, key=lambda i: (best[i][0], -order.index(i)))
+    chain: set[int] = set()
+    while node is not None:
+        chain.add(node)
+        node = best[node][1]
+    return chain
+
+
+def _review(p: Passage, reason: str, station_id: str | None = None) -> ReviewItem:
+    return ReviewItem(
+        image_id=p.image_id,
+        path="",
+        reason=reason,
+        candidates=(p.bib,),
+        station_id=station_id or p.station_id,
+        taken_at=p.passed_at if station_id is None else None,
+    )
+
+
+def check_athlete(
+    passages: Iterable[Passage], course: Course, gun: datetime, listed: bool
+) -> tuple[list[Passage], list[ReviewItem]]:
+    """One athlete's passages with the implausible ones flagged, and what to review."""
+    passages = list(passages)
+    if not listed:
+        return [replace(p, needs_review=True, review_reason="unknown_bib") for p in passages], []
+    confirmed = [p for p in passages if not p.needs_review]
+    chain = plausible_chain(confirmed, course, gun)
+    checked = [p for p in passages if p.needs_review]
+    review: list[ReviewItem] = []
+    for i, p in enumerate(confirmed):
+        if i in chain:
+            checked.append(p)
+        else:
+            flagged = replace(p, needs_review=True, review_reason="implausible_split")
+            checked.append(flagged)
+            review.append(_review(flagged, "implausible_split"))
+    kept = {confirmed[i].station_id: confirmed[i] for i in chain}
+    finish = kept.get(course.stations[-1].id)
+    if finish is not None:
+        review += [
+            _review(finish, "missed_checkpoint", s.id)
+            for s in course.stations[1:-1]
+            if s.id not in kept
+        ]
+    return checked, review
+
+
+class _CheckAthlete(beam.DoFn):
+    REVIEW = "review"
+
+    def __init__(self, course: Course, athletes: tuple[Athlete, ...]):
+        self._course = course
+        self._waves = {a.bib: a.wave for a in athletes}
+
+    def process(self, element: tuple[str, Iterable[Passage]]) -> Iterator[object]:
+        bib, passages = element
+        listed = bib in self._waves
+        gun = self._course.wave_start(self._waves.get(bib) or None)
+        checked, review = check_athlete(passages, self._course, gun, listed)
+        yield from checked
+        for item in review:
+            yield beam.pvalue.TaggedOutput(self.REVIEW, item)
+
+
+class CheckSplits(beam.PTransform):
+    """Passages -> (the same passages, implausible ones flagged; review items)."""
+
+    def __init__(self, course: Course, athletes: tuple[Athlete, ...]):
+        super().__init__()
+        self._fn = _CheckAthlete(course, athletes)
+
+    def expand(self, passages: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        return (
+            passages
+            | "WholeRace" >> beam.WindowInto(beam.window.GlobalWindows())
+            | "ByBib" >> beam.Map(lambda p: (p.bib, p))
+            | "PerAthlete" >> beam.GroupByKey()
+            | "Check" >> beam.ParDo(self._fn).with_outputs(_CheckAthlete.REVIEW, main="passages")
+        )
