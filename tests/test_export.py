@@ -1,0 +1,46 @@
+"""results.csv: the column order and formats a results website imports."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from tests.conftest import at, athlete, make_course, passage
+from transforms.export import clock, pace, results_csv
+from transforms.results import build_leaderboard
+
+COURSE = make_course()
+
+
+def test_clock__tenths_truncated_like_timing_software() -> None:
+    assert clock(3725.46) == "1:02:05.4"
+    assert clock(59.99) == "0:00:59.9"
+    assert clock(None) == ""
+
+
+def test_pace__minutes_and_seconds_per_km() -> None:
+    assert pace(300.0) == "5:00"
+    assert pace(271.6) == "4:32"
+
+
+def test_results_csv__place_bib_name_then_splits_then_times() -> None:
+    ps = [
+        passage("101", "start", 10),
+        passage("101", "cp1", 1510),
+        passage("101", "finish", 3010),
+        passage("102", "start", 5),
+        passage("102", "cp1", 1300),
+    ]
+    rows = build_leaderboard(ps, COURSE, [athlete("101"), athlete("102")], at(99999))
+    table = list(csv.reader(io.StringIO(results_csv(rows, COURSE))))
+    assert table[0] == [
+        "Place", "Bib", "Name", "Gender", "Category", "Club", "Wave", "Status", "5 km (5 km)",
+        "Chip Time", "Gun Time", "Pace (min/km)", "Gap", "Gender Place", "Category Place",
+        "Flags",
+    ]  # fmt: skip
+    assert table[1][:4] == ["1", "101", "Runner 101", ""]
+    assert table[1][7:12] == ["FINISHED", "0:25:00.0", "0:50:00.0", "0:50:10.0", "5:00"]
+    assert table[2][:2] == ["", "102"] and table[2][7:9] == [
+        "RUNNING",
+        "0:21:35.0",
+    ]  # no close: still out

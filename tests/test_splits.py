@@ -1,0 +1,114 @@
+"""CheckSplits: implausible passages go to review instead of into the results."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from tests.conftest import GUN, at, athlete, make_course, passage
+from transforms.course import Settings
+from transforms.results import build_leaderboard
+from transforms.splits import CheckSplits, check_athlete, plausible
+
+COURSE = make_course()  # start km 0, cp1 km 5, finish km 10; pace 150..1800 s/km
+
+
+def flagged(passages: list) -> dict[str, str | None]:
+    return {p.station_id: p.review_reason for p in passages if p.needs_review}
+
+
+def test_plausible__pace_between_the_course_limits() -> None:
+    assert plausible(COURSE, 0.0, at(0), 5.0, at(1500))  # 5:00 per km
+    assert not plausible(COURSE, 0.0, at(0), 5.0, at(700))  # 2:20 per km: faster than 2:30
+    assert not plausible(COURSE, 0.0, at(0), 5.0, at(5 * 1800 + 60))  # slower than 30:00
+    assert not plausible(COURSE, 5.0, at(1500), 10.0, at(1400))  # earlier than the station before
+
+
+def test_check_splits__a_clean_race_needs_no_review() -> None:
+    ps = [passage("101", "start", 10), passage("101", "cp1", 1510), passage("101", "finish", 3010)]
+    checked, review = check_athlete(ps, COURSE, GUN, listed=True)
+    assert sorted(checked, key=lambda p: p.passed_at) == ps
+    assert review == []
+
+
+def test_check_splits__impossible_pace_goes_to_review_not_into_results() -> None:
+    ps = [passage("101", "start", 10), passage("101", "cp1", 400), passage("101", "finish", 3010)]
+    checked, review = check_athlete(ps, COURSE, GUN, listed=True)
+    assert flagged(checked) == {"cp1": "implausible_split"}
+    reasons = sorted((r.reason, r.station_id) for r in review)
+    assert reasons == [("implausible_split", "cp1"), ("missed_checkpoint", "cp1")]
+
+
+def test_check_splits__earlier_than_the_station_before_is_implausible() -> None:
+    ps = [passage("101", "start", 10), passage("101", "cp1", 1500), passage("101", "finish", 1400)]
+    checked, review = check_athlete(ps, COURSE, GUN, listed=True)
+    assert flagged(checked) == {"finish": "implausible_split"}
+    assert [r.reason for r in review] == ["implausible_split"]
+
+
+def test_check_splits__the_largest_plausible_set_wins_over_a_wrong_first_read() -> None:
+    # A misread at the start 40 minutes late would make both later passages impossible.
+    ps = [
+        passage("101", "start", 2400),
+        passage("101", "cp1", 1500),
+        passage("101", "finish", 3000),
+    ]
+    checked, _ = check_athlete(ps, COURSE, GUN, listed=True)
+    assert flagged(checked) == {"start": "implausible_split"}
+
+
+def test_check_splits__finisher_not_seen_between_is_a_missed_checkpoint() -> None:
+    ps = [passage("101", "start", 10), passage("101", "finish", 3010, image_id="fin")]
+    checked, review = check_athlete(ps, COURSE, GUN, listed=True)
+    assert flagged(checked) == {}
+    assert [(r.reason, r.station_id, r.image_id, r.candidates) for r in review] == [
+        ("missed_checkpoint", "cp1", "fin", ("101",))
+    ]
+
+
+def test_check_splits__unknown_bib_is_kept_for_review_without_more_items() -> None:
+    ps = [passage("999", "cp1", 1500, needs_review=True, review_reason="low_confidence")]
+    checked, review = check_athlete(ps, COURSE, GUN, listed=False)
+    assert flagged(checked) == {"cp1": "unknown_bib"}
+    assert review == []
+
+
+def test_check_splits__course_can_set_a_stricter_minimum_pace() -> None:
+    strict = make_course(settings=Settings(min_pace_s_per_km=240.0))
+    ps = [passage("101", "start", 0), passage("101", "cp1", 1000), passage("101", "finish", 2500)]
+    checked, _ = check_athlete(ps, strict, GUN, listed=True)
+    assert flagged(checked) == {"cp1": "implausible_split"}  # 3:20 per km is too fast here
+
+
+def test_check_splits__implausible_split_leaves_the_leaderboard_with_a_missed_checkpoint() -> None:
+    ps = [passage("101", "start", 10), passage("101", "cp1", 400), passage("101", "finish", 3010)]
+    checked, _ = check_athlete(ps, COURSE, GUN, listed=True)
+    (row,) = build_leaderboard(checked, COURSE, [athlete("101")], at(99999))
+    assert (row["status"], row["total_s"], row["at_cp1_s"]) == ("finished", 3000.0, None)
+    assert row["missed"] == ["cp1"] and "missed_checkpoint" in row["flags"]
+
+
+def test_check_splits_transform__flags_per_athlete() -> None:
+    ps = [
+        passage("101", "start", 10),
+        passage("101", "cp1", 400),
+        passage("101", "finish", 3010),
+        passage("102", "start", 20),
+        passage("102", "cp1", 1520),
+        passage("102", "finish", 3020),
+    ]
+    with TestPipeline() as p:
+        checked = p | beam.Create(ps) | CheckSplits(COURSE, (athlete("101"), athlete("102")))
+        assert_that(
+            checked.passages
+            | beam.Filter(lambda x: x.needs_review)
+            | beam.Map(lambda x: (x.bib, x.station_id, x.review_reason)),
+            equal_to([("101", "cp1", "implausible_split")]),
+            label="Flagged",
+        )
+        assert_that(
+            checked.review | beam.Map(lambda r: (r.candidates, r.reason)),
+            equal_to([(("101",), "implausible_split"), (("101",), "missed_checkpoint")]),
+            label="Review",
+        )
