@@ -2,6 +2,7 @@
 
     racelens demo --out DIR [--athletes N] [--stations M] [--seed S]
     racelens run --images DIR --course FILE --start-list FILE --out DIR [Beam options]
+    racelens results --out DIR [--corrections FILE] [--course FILE] [--start-list FILE]
     racelens bibs IMAGE... [--start-list FILE]
     racelens score --out DIR --truth FILE --images DIR [--check]
 
@@ -48,30 +49,63 @@ def _count_files(images: str) -> int:
     return len(FileSystems.match([images.rstrip("/") + "/**"])[0].metadata_list)
 
 
-def _run(_: argparse.Namespace, beam_argv: list[str]) -> int:
+RUN_FILE = "run.json"
+
+
+def _execute(beam_argv: list[str], retime: bool = False) -> int:
+    """Validates, runs the pipeline (with progress unless it only re-times) and summarises."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipeline.graph import run
-    from pipeline.options import RaceConfig, RacelensOptions
+    from pipeline.graph import build, build_retime, run
+    from pipeline.options import RaceConfig, RacelensOptions, run_inputs
     from pipeline.progress import Progress
     from pipeline.summary import summarise
     from transforms.photos import FactStore
+    from transforms.write import write_atomically
 
     opts = PipelineOptions(beam_argv)
     cfg = RaceConfig(opts.view_as(RacelensOptions))  # validate before anything starts
     if opts.view_as(RacelensOptions).stop_after is not None or "--streaming" in beam_argv:
         raise ConfigError("live mode (--streaming) is not available in this version yet")
-    total = _count_files(cfg.images)
-    print(f"racelens: {total} files under {cfg.images}", file=sys.stderr)
+    graph = build_retime if retime else build
     started = time.monotonic()
-    if cfg.progress:
+    if cfg.progress and not retime:
+        total = _count_files(cfg.images)
+        print(f"racelens: {total} files under {cfg.images}", file=sys.stderr)
         with Progress(FactStore(cfg.facts), total):
-            run(beam_argv)
+            run(beam_argv, graph=graph)
     else:
-        run(beam_argv)
+        run(beam_argv, graph=graph)
+    write_atomically(f"{cfg.out}/{RUN_FILE}", json.dumps(run_inputs(cfg), indent=2).encode())
     print(f"finished in {time.monotonic() - started:.1f} s", file=sys.stderr)
     print(summarise(cfg.out))
     return 0
+
+
+def _run(_: argparse.Namespace, beam_argv: list[str]) -> int:
+    return _execute(beam_argv)
+
+
+def _results(args: argparse.Namespace, beam_argv: list[str]) -> int:
+    """Re-times the last run in --out from its stored facts, with the given changes."""
+    import os
+
+    saved_path = os.path.join(args.out, RUN_FILE)
+    try:
+        with open(saved_path, encoding="utf-8") as f:
+            saved = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{saved_path}: no earlier run to re-time ({e})") from e
+    inputs = {
+        "images": saved["images"],
+        "course": args.course or saved["course"],
+        "start-list": args.start_list or saved["start_list"],
+        "facts": saved["facts"],
+        "corrections": args.corrections or saved["corrections"],
+        "as-of": args.as_of,
+    }
+    argv = [f"--{k}={v}" for k, v in inputs.items() if v] + ["--out", args.out]
+    return _execute(argv + beam_argv, retime=True)
 
 
 def _bibs(args: argparse.Namespace, _: list[str]) -> int:
@@ -136,6 +170,18 @@ def _parser() -> _Parser:
     run.add_argument("--streaming", action="store_true", help="Live mode: watch --images.")
     run.set_defaults(handler=_run)
 
+    results = sub.add_parser(
+        "results",
+        help="Time the last run again from its stored facts (no OCR): after corrections, "
+        "a changed course or start list.",
+    )
+    results.add_argument("--out", required=True, help="Output folder of an earlier run.")
+    results.add_argument("--corrections", default=None, help="Corrections log CSV.")
+    results.add_argument("--course", default=None, help="Course YAML (default: the run's).")
+    results.add_argument("--start-list", default=None, help="Start list CSV (default: the run's).")
+    results.add_argument("--as-of", default=None, help="Time the results are for (ISO 8601).")
+    results.set_defaults(handler=_results)
+
     bibs = sub.add_parser("bibs", help="Read bib numbers on photos, one JSON line per photo.")
     bibs.add_argument("images", nargs="+", help="Photo files.")
     bibs.add_argument("--start-list", default=None, help="Keep only bibs in this start list.")
@@ -168,11 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging()
     argv = sys.argv[1:] if argv is None else argv
     args, rest = _parser().parse_known_args(argv)
-    if args.command != "run" and rest:
+    if args.command not in ("run", "results") and rest:
         print(f"racelens: error: unrecognized arguments: {' '.join(rest)}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return args.handler(args, argv[1:])
+        # `run` hands all its arguments to Beam; the others pass on only what they do not know.
+        return args.handler(args, argv[1:] if args.command == "run" else rest)
     except ConfigError as e:
         print(f"racelens: error: {e}", file=sys.stderr)
         return EXIT_USAGE

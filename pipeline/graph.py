@@ -8,34 +8,56 @@ merge into one passage per session window, implausible splits go to review,
 and the leaderboard, the review queue and station health are written as
 Parquet (and the results as CSV).
 
-Run it with `racelens run --images DIR --course FILE --start-list FILE --out DIR`.
+Run it with `racelens run --images DIR --course FILE --start-list FILE --out DIR`;
+`racelens results --out DIR` times the race again from the stored facts.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import apache_beam as beam
+import pyarrow.parquet as pq
+from apache_beam.io.filesystem import BeamIOError
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.options import RaceConfig, RacelensOptions
+from transforms.course import ConfigError
 from transforms.corrections import decisions_by_image, official_statuses
 from transforms.dedup import DedupPhotos
 from transforms.exif import ParseExif
 from transforms.identify import IdentifyAthletes
 from transforms.passages import PassagesPerStation, StationHealth
-from transforms.photos import AnalysePhotos, ReadPhotos
+from transforms.photos import AnalyseContent, AnalysePhotos, ReadPhotos
 from transforms.results import BuildLeaderboard
 from transforms.splits import CheckSplits
-from transforms.write import WriteResults
+from transforms.write import IMAGES_FILE, WriteResults
 
 
 def build(p: beam.Pipeline, cfg: RaceConfig) -> beam.PCollection:
     """Wires the whole race into `p`; returns the paths of the files written."""
-    course, settings = cfg.course, cfg.course.settings
     photos = (
         p
         | "ReadPhotos" >> ReadPhotos(cfg.images)
         | "AnalysePhotos" >> AnalysePhotos(cfg.facts, cfg.images)
     )
+    return time_race(photos, cfg)
+
+
+def build_retime(p: beam.Pipeline, cfg: RaceConfig) -> beam.PCollection:
+    """The race again from the photos of the last run and their stored facts, no OCR."""
+    photos = (
+        p
+        | "LastRunPhotos" >> beam.Create(photos_of_last_run(cfg.out))
+        | "StoredFacts" >> AnalyseContent(cfg.facts, cfg.images)
+    )
+    return time_race(photos, cfg)
+
+
+def time_race(photos: beam.PCollection, cfg: RaceConfig) -> beam.PCollection:
+    """Photos with facts -> the race's results, written; returns the paths written."""
+    course, settings = cfg.course, cfg.course.settings
     placed = photos | "ParseExif" >> ParseExif(course)
     deduped = placed.timed | "DedupPhotos" >> DedupPhotos(
         settings.burst_gap_s, settings.near_duplicate_bits
@@ -71,11 +93,29 @@ def build(p: beam.Pipeline, cfg: RaceConfig) -> beam.PCollection:
     } | "WriteResults" >> WriteResults(cfg.out, course)
 
 
-def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> RaceConfig:
-    """Validates the options, builds the pipeline and runs it to completion."""
+def run(
+    argv: list[str] | None = None,
+    test_pipeline: beam.Pipeline | None = None,
+    graph: Callable[[beam.Pipeline, RaceConfig], beam.PCollection] = build,
+) -> RaceConfig:
+    """Validates the options, builds the pipeline (`build`, or `build_retime`) and runs it."""
     opts = PipelineOptions(argv)
     cfg = RaceConfig(opts.view_as(RacelensOptions))
     p = test_pipeline or beam.Pipeline(options=opts)
-    build(p, cfg)
+    graph(p, cfg)
     p.run().wait_until_finish()
     return cfg
+
+
+def photos_of_last_run(out_dir: str) -> list[tuple[str, list[str]]]:
+    """(image_id, paths) of every file in the last run's images.parquet."""
+    path = FileSystems.join(out_dir, IMAGES_FILE)
+    try:
+        with FileSystems.open(path) as f:
+            rows = pq.read_table(f, columns=["image_id", "path"]).to_pylist()
+    except (OSError, BeamIOError) as e:
+        raise ConfigError(f"{path}: no results of an earlier run to re-time ({e})") from e
+    paths: dict[str, list[str]] = {}
+    for row in rows:
+        paths.setdefault(row["image_id"], []).append(row["path"])
+    return sorted(paths.items())

@@ -92,10 +92,26 @@ class RaceConfig:
         self.corrections: tuple[Correction, ...] = (
             load_corrections(opts.corrections) if opts.corrections else ()
         )
+        self.course_file: str = _absolute(opts.course)
+        self.start_list_file: str = _absolute(opts.start_list)
+        self.corrections_file: str | None = (
+            _absolute(opts.corrections) if opts.corrections else None
+        )
         self.progress: bool = opts.progress
         self.as_of: datetime = (
             parse_instant(opts.as_of, "--as-of") if opts.as_of else datetime.now(UTC)
         )
+
+
+def run_inputs(cfg: RaceConfig) -> dict[str, str | None]:
+    """What a later `racelens results` needs to time the same race again (saved as run.json)."""
+    return {
+        "images": cfg.images,
+        "course": cfg.course_file,
+        "start_list": cfg.start_list_file,
+        "facts": cfg.facts,
+        "corrections": cfg.corrections_file,
+    }
 
 
 def _absolute(location: str) -> str:

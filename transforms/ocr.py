@@ -411,7 +411,7 @@ def _ocr_words(page: np.ndarray) -> list[_Word]:
     return [
         _Word(text.strip(), float(conf) / 100.0, left, top + height / 2)
         for text, conf, left, top, height in zip(
-            data["text"], data["conf"], data["left"], data["top"], data["height"]
+            data["text"], data["conf"], data["left"], data["top"], data["height"], strict=True
         )
         if text.strip() and float(conf) >= 0
     ]
@@ -450,7 +450,7 @@ def read_bibs(image_bgr: np.ndarray) -> list[BibRead]:
     page, spans = _stack_page([crop for crop, _ in crops])
     words = _ocr_words(page)
     best: dict[str, BibRead] = {}
-    for line, (_, side_digits), (top, bottom) in zip(lines, crops, spans):
+    for line, (_, side_digits), (top, bottom) in zip(lines, crops, spans, strict=True):
         in_span = [w for w in words if top <= w.centre_y < bottom]
         read = _read_region(in_span, _Region(line, side_digits))
         if read is None:

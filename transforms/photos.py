@@ -240,6 +240,17 @@ class ReadPhotos(beam.PTransform):
         )
 
 
+class AnalyseContent(beam.PTransform):
+    """(image_id, paths of identical files) -> one Photo per path; stored facts are reused."""
+
+    def __init__(self, store_root: str, images_root: str):
+        super().__init__()
+        self._fn = _AnalyseContent(store_root, images_root.rstrip("/"))
+
+    def expand(self, groups: beam.PCollection) -> beam.PCollection:
+        return groups | "Analyse" >> beam.ParDo(self._fn)
+
+
 class AnalysePhotos(beam.PTransform):
     """Paths -> Photos with their facts (exact copies share one analysis)."""
 
@@ -253,5 +264,5 @@ class AnalysePhotos(beam.PTransform):
             paths
             | "HashFiles" >> beam.ParDo(_HashFile())
             | "GroupCopies" >> beam.GroupByKey()
-            | "Analyse" >> beam.ParDo(_AnalyseContent(self._store_root, self._images_root))
+            | "AnalyseContent" >> AnalyseContent(self._store_root, self._images_root)
         )
