@@ -14,7 +14,7 @@ Run it with `racelens run --images DIR --course FILE --start-list FILE --out DIR
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import apache_beam as beam
 import pyarrow.parquet as pq
@@ -23,8 +23,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.options import RaceConfig, RacelensOptions
-from transforms.course import ConfigError
 from transforms.corrections import decisions_by_image, official_statuses
+from transforms.course import ConfigError
 from transforms.dedup import DedupPhotos
 from transforms.exif import ParseExif
 from transforms.identify import IdentifyAthletes
