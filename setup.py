@@ -10,12 +10,15 @@ setup(
     version="0.1.0",
     description="Photo-based race timing: an Apache Beam pipeline and a Streamlit dashboard.",
     python_requires=">=3.11",
-    packages=find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*"]),
+    packages=find_packages(
+        include=["pipeline", "pipeline.*", "transforms", "transforms.*", "dashboard", "dashboard.*"]
+    ),
     install_requires=[
         "apache-beam==2.77.0",
         "pyarrow>=15",
         "opencv-python-headless>=4.8",
         "pytesseract>=0.3.10",
+        "tesserocr>=2.7",  # in-process tesseract: no process start per photo
         "imagehash>=4.3",
         "fastparquet>=2024.2",
         "streamlit>=1.40",
@@ -24,7 +27,7 @@ setup(
         "pyyaml>=6",
     ],
     extras_require={
-        "dev": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6"],
+        "dev": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6", "selenium>=4.20"],
         "gcp": ["apache-beam[gcp]==2.77.0"],
         "aws": ["apache-beam[aws]==2.77.0"],
     },

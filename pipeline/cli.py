@@ -5,6 +5,7 @@
     racelens results --out DIR [--corrections FILE] [--course FILE] [--start-list FILE]
     racelens bibs IMAGE... [--start-list FILE]
     racelens score --out DIR --truth FILE --images DIR [--check]
+    racelens dashboard --out DIR [--port P] [--corrections FILE] [--password-file FILE]
 
 Bad arguments or unreadable configuration end with one line on stderr and exit 2.
 """
@@ -16,9 +17,12 @@ import json
 import logging
 import sys
 import time
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from transforms.course import ConfigError
+
+if TYPE_CHECKING:
+    from pipeline.options import RaceConfig
 
 EXIT_USAGE = 2
 
@@ -54,8 +58,9 @@ RUN_FILE = "run.json"
 
 def _execute(beam_argv: list[str], retime: bool = False) -> int:
     """Validates, runs the pipeline (with progress unless it only re-times) and summarises."""
-    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+    from pipeline.engines import run_on_dask, runs_on_dask
     from pipeline.graph import build, build_retime, run
     from pipeline.options import RaceConfig, RacelensOptions, run_inputs
     from pipeline.progress import Progress
@@ -65,19 +70,36 @@ def _execute(beam_argv: list[str], retime: bool = False) -> int:
 
     opts = PipelineOptions(beam_argv)
     cfg = RaceConfig(opts.view_as(RacelensOptions))  # validate before anything starts
-    if opts.view_as(RacelensOptions).stop_after is not None or "--streaming" in beam_argv:
-        raise ConfigError("live mode (--streaming) is not available in this version yet")
+    if opts.view_as(StandardOptions).streaming:
+        return _live(cfg, beam_argv, opts.view_as(RacelensOptions).stop_after)
     graph = build_retime if retime else build
+    execute = run_on_dask if runs_on_dask(opts) else run  # Dask only analyses: see engines
     started = time.monotonic()
     if cfg.progress and not retime:
         total = _count_files(cfg.images)
         print(f"racelens: {total} files under {cfg.images}", file=sys.stderr)
         with Progress(FactStore(cfg.facts), total):
-            run(beam_argv, graph=graph)
+            execute(beam_argv, graph=graph)
     else:
-        run(beam_argv, graph=graph)
+        execute(beam_argv, graph=graph)
     write_atomically(f"{cfg.out}/{RUN_FILE}", json.dumps(run_inputs(cfg), indent=2).encode())
     print(f"finished in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    print(summarise(cfg.out))
+    return 0
+
+
+def _live(cfg: RaceConfig, beam_argv: list[str], stop_after: float | None) -> int:
+    """Live mode: keeps the results in cfg.out current while photos arrive."""
+    from pipeline.live import watch
+    from pipeline.options import run_inputs
+    from pipeline.summary import summarise
+    from transforms.write import write_atomically
+
+    until = f"for {stop_after:g} s" if stop_after is not None else "until Ctrl-C"
+    print(f"racelens: watching {cfg.images} {until}", file=sys.stderr, flush=True)
+    state = watch(beam_argv, cfg.images, stop_after)
+    write_atomically(f"{cfg.out}/{RUN_FILE}", json.dumps(run_inputs(cfg), indent=2).encode())
+    print(f"live: stopped after {state.cycles} updates", file=sys.stderr)
     print(summarise(cfg.out))
     return 0
 
@@ -147,6 +169,42 @@ def _score(args: argparse.Namespace, _: list[str]) -> int:
     return 1 if args.check and not ok else 0
 
 
+def dashboard_command(args: argparse.Namespace) -> list[str]:
+    """The `streamlit run` command line of the dashboard on the results in args.out."""
+    import os
+    from pathlib import Path
+
+    import dashboard
+
+    if not os.path.isfile(os.path.join(args.out, "leaderboard.parquet")):
+        raise ConfigError(
+            f"{args.out}: no results here (run `racelens run --out {args.out}` first)"
+        )
+    app = Path(dashboard.__file__).with_name("app.py")
+    server = ["--server.port", str(args.port), "--server.headless", "true"]
+    # The finish line is often offline: no usage statistics, and no welcome banner, whose
+    # "External URL" asks a web service for this machine's public address. No watching of
+    # the installed app's source for changes either.
+    server += ["--browser.gatherUsageStats", "false", "--logger.hideWelcomeMessage", "true"]
+    server += ["--server.fileWatcherType", "none"]
+    app_args = ["--out", os.path.abspath(args.out)]
+    for flag, value in (
+        ("--corrections", args.corrections),
+        ("--password-file", args.password_file),
+    ):
+        if value:
+            app_args += [flag, os.path.abspath(value)]
+    return [sys.executable, "-m", "streamlit", "run", str(app), *server, "--", *app_args]
+
+
+def _dashboard(args: argparse.Namespace, _: list[str]) -> int:
+    import os
+
+    command = dashboard_command(args)
+    print(f"racelens: dashboard on http://localhost:{args.port} (Ctrl-C stops it)", flush=True)
+    os.execv(command[0], command)  # Streamlit takes over this process, and Ctrl-C with it
+
+
 def _parser() -> _Parser:
     from pipeline.options import RacelensOptions
 
@@ -196,6 +254,19 @@ def _parser() -> _Parser:
     score.add_argument("--start-list", default=None, help="Start list (default: beside truth.csv).")
     score.add_argument("--check", action="store_true", help="Exit 1 below the targets.")
     score.set_defaults(handler=_score)
+
+    board = sub.add_parser("dashboard", help="Start the dashboard for race officials.")
+    board.add_argument("--out", required=True, help="Output folder of a run.")
+    board.add_argument("--port", type=int, default=8501, help="Port to serve on (8501).")
+    board.add_argument(
+        "--corrections", default=None, help="Corrections log (default: OUT/corrections.csv)."
+    )
+    board.add_argument(
+        "--password-file",
+        default=None,
+        help="File holding a password every page asks for (or set RACELENS_DASHBOARD_PASSWORD).",
+    )
+    board.set_defaults(handler=_dashboard)
     return parser
 
 

@@ -29,7 +29,7 @@ from transforms.dedup import DedupPhotos
 from transforms.exif import ParseExif
 from transforms.identify import IdentifyAthletes
 from transforms.passages import PassagesPerStation, StationHealth
-from transforms.photos import AnalyseContent, AnalysePhotos, ReadPhotos
+from transforms.photos import AnalyseContent, AnalysePhotos, ReadPhotos, list_photos
 from transforms.results import BuildLeaderboard
 from transforms.splits import CheckSplits
 from transforms.write import IMAGES_FILE, WriteResults
@@ -45,12 +45,35 @@ def build(p: beam.Pipeline, cfg: RaceConfig) -> beam.PCollection:
     return time_race(photos, cfg)
 
 
+def build_analysis(p: beam.Pipeline, cfg: RaceConfig) -> beam.PCollection:
+    """Only the analysis half: every photo's facts into the fact store, nothing timed.
+
+    For engines that run per-photo work correctly but not windows (Beam's DaskRunner).
+    The files are listed here, on the launcher: a listing made inside the pipeline is a
+    single element, and the DaskRunner keeps all that follows it in one partition, on one
+    worker, whereas a `Create` is split into partitions that the workers share.
+    """
+    return (
+        p
+        | "ListedPhotos" >> beam.Create(list_photos(cfg.images))
+        | "AnalysePhotos" >> AnalysePhotos(cfg.facts, cfg.images)
+    )
+
+
 def build_retime(p: beam.Pipeline, cfg: RaceConfig) -> beam.PCollection:
     """The race again from the photos of the last run and their stored facts, no OCR."""
+    return build_from_groups(p, cfg, photos_of_last_run(cfg.out))
+
+
+def build_from_groups(
+    p: beam.Pipeline, cfg: RaceConfig, groups: list[tuple[str, list[str]]]
+) -> beam.PCollection:
+    """The race from files already hashed: (image_id, paths); photos without stored facts
+    are analysed, the others reuse their facts."""
     photos = (
         p
-        | "LastRunPhotos" >> beam.Create(photos_of_last_run(cfg.out))
-        | "StoredFacts" >> AnalyseContent(cfg.facts, cfg.images)
+        | "HashedPhotos" >> beam.Create(groups)
+        | "AnalyseContent" >> AnalyseContent(cfg.facts, cfg.images)
     )
     return time_race(photos, cfg)
 

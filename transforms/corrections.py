@@ -8,12 +8,19 @@ credits a bib (the official's word replaces the OCR's for that image), and
 concern an athlete rather than an image (image_id may be empty): `dsq`
 disqualifies and `dnf` retires the athlete with that bib; `reinstate` undoes
 either.
+
+The dashboard appends to the log with `append_corrections` (several officials
+may decide at once) and reads it with `read_corrections_leniently`, which
+reports a malformed line instead of failing; `racelens run --corrections`
+loads it strictly with `load_corrections`.
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -58,24 +65,47 @@ def _utc(text: str, where: str, column: str) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
-def parse_corrections(text: str, path: str = "corrections.csv") -> tuple[Correction, ...]:
+@dataclass(frozen=True)
+class LogReading:
+    """A corrections log as far as it could be read: its valid rows and what was wrong."""
+
+    corrections: tuple[Correction, ...] = ()
+    problems: tuple[str, ...] = ()  # one line each, naming the file and the line
+
+
+def _correction(values: dict[str, str], where: str) -> Correction:
+    if values["action"] not in ACTIONS:
+        raise ConfigError(f"{where}: action must be one of {', '.join(ACTIONS)}")
+    if values["action"] in ("assign",) + ATHLETE_ACTIONS and not values["bib"]:
+        raise ConfigError(f"{where}: {values['action']} needs a bib")
+    if values["action"] in IMAGE_ACTIONS and not values["image_id"]:
+        raise ConfigError(f"{where}: {values['action']} needs an image_id")
+    times = {column: _utc(values[column], where, column) for column in ("passed_at", "decided_at")}
+    return Correction(**(values | times))
+
+
+def _read_log(text: str, path: str) -> LogReading:
     reader = csv.DictReader(io.StringIO(text))
     if not reader.fieldnames or "image_id" not in reader.fieldnames:
-        raise ConfigError(f"{path}: line 1: expected header {','.join(CORRECTION_COLUMNS)}")
-    rows = []
+        return LogReading(
+            problems=(f"{path}: line 1: expected header {','.join(CORRECTION_COLUMNS)}",)
+        )
+    rows, problems = [], []
     for row in reader:
-        where = f"{path}: line {reader.line_num}"
         values = {k: (row.get(k) or "").strip() for k in CORRECTION_COLUMNS}
-        if values["action"] not in ACTIONS:
-            raise ConfigError(f"{where}: action must be one of {', '.join(ACTIONS)}")
-        if values["action"] in ("assign",) + ATHLETE_ACTIONS and not values["bib"]:
-            raise ConfigError(f"{where}: {values['action']} needs a bib")
-        if values["action"] in IMAGE_ACTIONS and not values["image_id"]:
-            raise ConfigError(f"{where}: {values['action']} needs an image_id")
-        values["passed_at"] = _utc(values["passed_at"], where, "passed_at")
-        values["decided_at"] = _utc(values["decided_at"], where, "decided_at")
-        rows.append(Correction(**values))
-    return tuple(rows)
+        try:
+            rows.append(_correction(values, f"{path}: line {reader.line_num}"))
+        except ConfigError as e:
+            problems.append(str(e))
+    return LogReading(tuple(rows), tuple(problems))
+
+
+def parse_corrections(text: str, path: str = "corrections.csv") -> tuple[Correction, ...]:
+    """The rows of a log; raises ConfigError naming the file and the first bad line."""
+    reading = _read_log(text, path)
+    if reading.problems:
+        raise ConfigError(reading.problems[0])
+    return reading.corrections
 
 
 def load_corrections(path: str) -> tuple[Correction, ...]:
@@ -84,6 +114,72 @@ def load_corrections(path: str) -> tuple[Correction, ...]:
             return parse_corrections(f.read(), path)
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
+
+
+def read_corrections_leniently(path: str) -> LogReading:
+    """Every valid row of the log, and one problem per line that is not; no log is no rows.
+
+    For the dashboard, which must keep working when a line was torn or mistyped.
+    """
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return LogReading()
+    except OSError as e:
+        return LogReading(problems=(f"{path}: cannot read: {e.strerror}",))
+    return _read_log(text, path) if text.strip() else LogReading()
+
+
+def _csv_line(values: Iterable[str]) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(values)
+    return out.getvalue()
+
+
+def _log_line(c: Correction) -> str:
+    """One row of the log; raises ValueError for a row that the log's readers would refuse."""
+    values = {
+        "image_id": c.image_id,
+        "action": c.action,
+        "bib": c.bib,
+        "station_id": c.station_id,
+        "passed_at": c.passed_at.astimezone(UTC).isoformat() if c.passed_at else "",
+        "decided_at": c.decided_at.astimezone(UTC).isoformat() if c.decided_at else "",
+        "by": c.by,
+    }
+    if any("\n" in v or "\r" in v for v in values.values()):
+        raise ValueError(f"a correction must not contain a line break: {c}")
+    _correction(values, "new correction")  # the same checks as reading it back
+    return _csv_line(values[k] for k in CORRECTION_COLUMNS)
+
+
+def append_corrections(path: str, rows: Iterable[Correction]) -> None:
+    """Appends rows to the log at `path`, creating it with its header.
+
+    Several officials may decide at the same moment, from one dashboard or several. Each
+    call holds an exclusive flock while it writes its rows with a single write() and
+    fsyncs them, so concurrent writers neither interleave within a line nor lose a row, and
+    exactly one of them writes the header. Invalid rows raise ValueError before anything
+    is written.
+    """
+    text = "".join(_log_line(c) for c in rows)
+    if not text:
+        return
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        if size == 0:
+            text = _csv_line(CORRECTION_COLUMNS) + text
+        elif os.pread(fd, 1, size - 1) != b"\n":
+            text = "\n" + text  # a writer died mid-line: keep that torn line apart from ours
+        data = text.encode("utf-8")
+        while data:
+            data = data[os.write(fd, data) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)  # also releases the lock
 
 
 _UNDATED = datetime.min.replace(tzinfo=UTC)

@@ -45,6 +45,11 @@ MAX_CENTRE_SHIFT = 0.25  # vertical, relative to the mean height of the pair
 GAP_RANGE = (-0.15, 0.7)  # horizontal gap between neighbours, relative to their height
 MAX_LINE_CHARS = 5
 
+# A thin bar ending a line may be the bib's edge: then the far side differs from the paper.
+BAR_ASPECT = 0.3
+EDGE_PROBE = 0.2  # width of the strips compared either side of the bar, of its height
+EDGE_CHANGE = 0.5  # far side differs from the paper by this share of the ink contrast
+
 # A bib: the background in the digits' band is uniform compared with the contrast.
 SIDE_MARGIN = 0.25  # background beside the line's ends, relative to digit height
 MIN_CONTRAST = 35.0  # grey levels between digit and background medians
@@ -215,6 +220,37 @@ def _group_lines(rows: np.ndarray) -> list[np.ndarray]:
     return [line for line in lines if _char_range(line)[0] <= MAX_LINE_CHARS]
 
 
+def _is_bib_edge(gray: np.ndarray, bar: np.ndarray, line_side: int) -> bool:
+    """Whether a thin bar at the end of a line is the bib's edge rather than a "1".
+
+    A "1" has bib paper on both sides; at an edge the far side is something else, often
+    the shirt, whose border strip the adaptive threshold turns into a bar. line_side is
+    -1 when the rest of the line lies to the bar's left, +1 when to its right.
+    """
+    x, y, w, h = (int(v) for v in bar[:4])
+    probe = max(2, round(EDGE_PROBE * h))
+    rows = gray[y : y + h]
+    inner = x - probe if line_side < 0 else x + w
+    outer = x + w if line_side < 0 else x - probe
+    if outer < 0 or outer + probe > gray.shape[1] or inner < 0 or inner + probe > gray.shape[1]:
+        return False
+    paper = float(np.median(rows[:, inner : inner + probe]))
+    beyond = float(np.median(rows[:, outer : outer + probe]))
+    ink = float(np.median(rows[:, x : x + w]))
+    return abs(beyond - paper) > EDGE_CHANGE * abs(paper - ink)
+
+
+def _trim_bib_edges(gray: np.ndarray, line: np.ndarray) -> np.ndarray:
+    """The line without bib edges that were taken for a "1" at either end."""
+    aspect = line[:, 2] / line[:, 3]
+    if len(line) >= 2 and aspect[-1] < BAR_ASPECT and _is_bib_edge(gray, line[-1], -1):
+        line = line[:-1]
+        aspect = aspect[:-1]
+    if len(line) >= 2 and aspect[0] < BAR_ASPECT and _is_bib_edge(gray, line[0], +1):
+        line = line[1:]
+    return line
+
+
 def _bib_score(gray: np.ndarray, labels: np.ndarray, line: np.ndarray) -> float | None:
     """Contrast over background spread around a line's digits, or None if not on a bib.
 
@@ -279,7 +315,8 @@ def _find_lines(gray_work: np.ndarray) -> list[_Line]:
         for block in sorted(blocks):
             labels, rows = _digit_components(_binarise(gray_work, block, dark_digits))
             for members in _group_lines(rows):
-                score = _bib_score(gray_work, labels, members)
+                members = _trim_bib_edges(gray_work, members)
+                score = _bib_score(gray_work, labels, members) if len(members) >= 2 else None
                 if score is not None:
                     lines.append(_Line(members[:, :4], dark_digits, score))
     return _suppress_duplicates(lines)

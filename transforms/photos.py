@@ -47,6 +47,16 @@ _REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_RE
 _DECODABLE = {"JPEG", "PNG", "MPO", "WEBP", "TIFF", "BMP"}
 
 
+def photos_pattern(images_root: str) -> str:
+    """The glob of every file under the images location, at any depth."""
+    return images_root.rstrip("/") + "/**"
+
+
+def list_photos(images_root: str) -> list[str]:
+    """Every file under the images location, listed now rather than inside the pipeline."""
+    return sorted(m.path for m in FileSystems.match([photos_pattern(images_root)])[0].metadata_list)
+
+
 def read_bytes(path: str) -> bytes:
     with FileSystems.open(path, compression_type="uncompressed") as f:
         return f.read()
@@ -227,7 +237,7 @@ class ReadPhotos(beam.PTransform):
 
     def __init__(self, images_root: str):
         super().__init__()
-        self._pattern = images_root.rstrip("/") + "/**"
+        self._pattern = photos_pattern(images_root)
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         return (

@@ -1,0 +1,179 @@
+"""All reading of results for the dashboard, cached.
+
+Every reader is keyed by the file's path and its modification time, so a file that a run
+(or the re-timing after a decision) has just replaced is read at once, while unchanged
+files come from the cache; the TTL only frees entries of files no longer asked for. A
+results file that does not exist yet (a live run that has just started) reads as an
+empty table with the file's schema, so pages need no special case for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import pandas as pd
+import pyarrow.parquet as pq
+import streamlit as st
+
+from transforms import schemas
+from transforms.corrections import LogReading, read_corrections_leniently
+from transforms.course import load_course
+
+CACHE_TTL_S = 600
+CACHE_ENTRIES = 64
+
+# The output files of the public contract (shared/CONTRACT.md).
+IMAGES_FILE = "images.parquet"
+PASSAGES_FILE = "passages.parquet"
+REVIEW_FILE = "review.parquet"
+LEADERBOARD_FILE = "leaderboard.parquet"
+STATIONS_FILE = "stations.parquet"
+RESULTS_CSV = "results.csv"
+RUN_FILE = "run.json"
+PARQUET_FILES = (LEADERBOARD_FILE, PASSAGES_FILE, IMAGES_FILE, REVIEW_FILE, STATIONS_FILE)
+
+_SCHEMAS = {
+    IMAGES_FILE: schemas.IMAGES,
+    PASSAGES_FILE: schemas.PASSAGES,
+    REVIEW_FILE: schemas.REVIEW,
+    STATIONS_FILE: schemas.STATIONS,
+    LEADERBOARD_FILE: schemas.leaderboard_schema(()),
+}
+
+
+@dataclass(frozen=True)
+class StationInfo:
+    id: str
+    name: str
+    km: float | None = None
+
+
+@dataclass(frozen=True)
+class Race:
+    """What the pages need of the course: names, stations in course order, local time."""
+
+    name: str
+    timezone: str
+    stations: tuple[StationInfo, ...]
+
+
+def _stamp(path: str) -> int:
+    """The file's modification time in ns; 0 when it does not exist (yet)."""
+    try:
+        return os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
+def has_results(out: str) -> bool:
+    return os.path.isfile(os.path.join(out, LEADERBOARD_FILE))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, max_entries=CACHE_ENTRIES, show_spinner=False)
+def _read_table(path: str, stamp: int) -> pd.DataFrame:
+    if not stamp:
+        return _SCHEMAS[os.path.basename(path)].empty_table().to_pandas()
+    return pq.read_table(path).to_pandas()
+
+
+def _table(out: str, name: str) -> pd.DataFrame:
+    path = os.path.join(out, name)
+    return _read_table(path, _stamp(path))
+
+
+def images(out: str) -> pd.DataFrame:
+    return _table(out, IMAGES_FILE)
+
+
+def passages(out: str) -> pd.DataFrame:
+    return _table(out, PASSAGES_FILE)
+
+
+def review(out: str) -> pd.DataFrame:
+    return _table(out, REVIEW_FILE)
+
+
+def leaderboard(out: str) -> pd.DataFrame:
+    return _table(out, LEADERBOARD_FILE)
+
+
+def stations(out: str) -> pd.DataFrame:
+    return _table(out, STATIONS_FILE)
+
+
+def results_stamp(out: str) -> int:
+    """When the results last changed (ns); what the auto-refreshing pages compare."""
+    return max(_stamp(os.path.join(out, name)) for name in PARQUET_FILES)
+
+
+def athletes(out: str) -> pd.DataFrame:
+    """The start list as the leaderboard has it (bib, name, category, status), in bib order.
+
+    Rows the pipeline added for numbers missing from the start list are left out: an
+    official assigns photos to listed athletes only.
+    """
+    board = leaderboard(out)
+    listed = board[~board["flags"].map(lambda flags: "unknown_bib" in list(flags))]
+    columns = ["bib", "name", "category", "status"]
+    return listed[columns].sort_values("bib", key=_bib_order).reset_index(drop=True)
+
+
+def _bib_order(bibs: pd.Series) -> pd.Series:
+    return bibs.map(lambda b: (int(b) if b.isdigit() else float("inf"), b))
+
+
+def _race_from_columns(out: str) -> Race:
+    """Without the run's course (a live run writes run.json only at its end), the
+    leaderboard's per-station columns still give the stations in course order."""
+    columns = leaderboard(out).columns
+    ids = [c[3:-2] for c in columns if c.startswith("at_") and c.endswith("_s")]
+    return Race(os.path.basename(out), "UTC", tuple(StationInfo(i, i) for i in ids))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, max_entries=CACHE_ENTRIES, show_spinner=False)
+def _read_race(out: str, run_stamp: int, board_stamp: int) -> Race:
+    try:
+        with open(os.path.join(out, RUN_FILE), encoding="utf-8") as f:
+            course = load_course(json.load(f)["course"])
+    except (OSError, ValueError, KeyError):  # ConfigError is a ValueError
+        return _race_from_columns(out)
+    return Race(
+        course.race_name,
+        course.timezone,
+        tuple(StationInfo(s.id, s.name, s.km) for s in course.stations),
+    )
+
+
+def race(out: str) -> Race:
+    return _read_race(
+        out, _stamp(os.path.join(out, RUN_FILE)), _stamp(os.path.join(out, LEADERBOARD_FILE))
+    )
+
+
+@st.cache_data(ttl=CACHE_TTL_S, max_entries=CACHE_ENTRIES, show_spinner=False)
+def _read_corrections(path: str, stamp: int) -> LogReading:
+    return read_corrections_leniently(path)
+
+
+def corrections(path: str) -> LogReading:
+    """The corrections log's valid rows and its malformed lines (reported, never fatal)."""
+    return _read_corrections(path, _stamp(path))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, max_entries=CACHE_ENTRIES, show_spinner=False)
+def _read_bytes(path: str, stamp: int) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def file_bytes(path: str) -> bytes | None:
+    """The bytes of a results file or the log, for a download; None when it does not exist."""
+    stamp = _stamp(path)
+    return _read_bytes(path, stamp) if stamp else None
+
+
+def clear() -> None:
+    """Forget everything read: after a decision has been re-timed into the results."""
+    st.cache_data.clear()

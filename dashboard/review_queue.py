@@ -1,0 +1,155 @@
+"""The review queue: what officials still have to decide, and the log rows a decision becomes.
+
+An item is a row of review.parquet. It is settled as soon as the corrections log holds a
+decision about it, before the re-timing has run: for a photo (low_confidence,
+unknown_bib, ...) any assign, reject or approve of that photo, since each of them fixes
+what the photo says; for an athlete (missed_checkpoint, whose photo is the athlete's
+finish) an approval of that athlete there, or a disqualification. Skipped items go to
+the back of the queue, not away.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+
+from transforms.corrections import IMAGE_ACTIONS, Correction
+
+APPROVE, ASSIGN, REJECT, DSQ = "approve", "assign", "reject", "dsq"
+ATHLETE_REASONS = frozenset({"missed_checkpoint"})
+OPENED = "opened"  # not in the queue: an official opened the photo to correct it
+
+REASON_TEXT = {
+    "low_confidence": "Bib read, but not surely",
+    "unknown_bib": "Number not in the start list",
+    "number_unreadable": "Number not readable",
+    "several_athletes": "Several athletes",
+    "face_uncertain": "Face match uncertain",
+    "camera_covered": "Camera covered?",
+    "implausible_split": "Implausible split time",
+    "missed_checkpoint": "Not seen at a checkpoint",
+    OPENED: "Opened for correction",
+}
+
+
+def reason_text(reason: str) -> str:
+    return REASON_TEXT.get(reason, reason.replace("_", " ").capitalize())
+
+
+@dataclass(frozen=True)
+class Item:
+    image_id: str
+    reason: str
+    station_id: str | None
+    candidates: tuple[str, ...]
+    taken_at: datetime | None = None
+
+    @property
+    def key(self) -> str:
+        """Identifies the item across reruns (an image may carry several items)."""
+        return "|".join((self.image_id, self.reason, self.station_id or "", *self.candidates))
+
+    @property
+    def about_athlete(self) -> bool:
+        return self.reason in ATHLETE_REASONS
+
+
+def _when(value: object) -> datetime | None:
+    return None if pd.isna(value) else pd.Timestamp(value).to_pydatetime()
+
+
+def items_of(review: pd.DataFrame) -> list[Item]:
+    return [
+        Item(
+            image_id=row.image_id,
+            reason=row.reason,
+            station_id=row.station_id or None,
+            candidates=tuple(row.candidates if row.candidates is not None else ()),
+            taken_at=_when(row.taken_at),
+        )
+        for row in review.itertuples(index=False)
+    ]
+
+
+def _settles(c: Correction, item: Item) -> bool:
+    if not item.about_athlete:
+        return c.image_id == item.image_id and c.action in IMAGE_ACTIONS
+    if c.action in ("dsq", "dnf"):
+        return c.bib in item.candidates
+    return (
+        c.action == APPROVE
+        and c.image_id == item.image_id
+        and c.bib in item.candidates
+        and c.station_id == (item.station_id or "")
+    )
+
+
+def pending(items: Iterable[Item], corrections: Sequence[Correction]) -> list[Item]:
+    """The items no decision in the log settles yet, in the queue's order."""
+    return [i for i in items if not any(_settles(c, i) for c in corrections)]
+
+
+def in_view(items: Iterable[Item], reasons: Sequence[str], stations: Sequence[str]) -> list[Item]:
+    """The items of the chosen reasons and stations (an empty choice means all)."""
+    return [
+        i
+        for i in items
+        if (not reasons or i.reason in reasons) and (not stations or i.station_id in stations)
+    ]
+
+
+def in_turn(items: Sequence[Item], skipped: Sequence[str]) -> list[Item]:
+    """The queue in the order to work through it: skipped items last, in the order skipped."""
+    later = {key: n for n, key in enumerate(skipped)}
+    return sorted(items, key=lambda i: (i.key in later, later.get(i.key, 0)))
+
+
+def counts_by_reason(items: Iterable[Item]) -> dict[str, int]:
+    """Open items per reason, most first."""
+    return dict(Counter(i.reason for i in items).most_common())
+
+
+def opened_item(images: pd.DataFrame, image_id: str) -> Item | None:
+    """An item for any photo of the run, so an official can correct a photo the pipeline
+    was sure of; None when no photo has this image_id."""
+    rows = images[images["image_id"] == image_id]
+    if rows.empty:
+        return None
+    row = rows.iloc[0]
+    bibs = tuple(row["bibs"]) if row["bibs"] is not None else ()
+    return Item(image_id, OPENED, row["station_id"] or None, bibs, _when(row["taken_at"]))
+
+
+def decision_rows(
+    action: str,
+    item: Item,
+    *,
+    official: str,
+    now: datetime,
+    bibs: Sequence[str] = (),
+    photo_station: str | None = None,
+) -> list[Correction]:
+    """The log rows for one decision about an item; raises ValueError for one that cannot be.
+
+    Image decisions name the photo's own station: the photo of a missed_checkpoint item
+    was taken at the finish, and it stays there.
+    """
+
+    def row(action: str, bib: str = "", station: str | None = photo_station) -> Correction:
+        return Correction(item.image_id, action, bib, station or "", None, now, official)
+
+    if item.about_athlete and action in (APPROVE, DSQ):
+        return [row(action, bib, item.station_id) for bib in item.candidates]
+    if action == APPROVE:
+        return [row(APPROVE)]
+    if action == REJECT and not item.about_athlete:
+        return [row(REJECT)]
+    if action == ASSIGN and not item.about_athlete:
+        if not bibs:
+            raise ValueError("Choose the athlete(s) on the photo first.")
+        return [row(ASSIGN, bib) for bib in dict.fromkeys(bibs)]
+    raise ValueError(f"{action} is not a decision about {reason_text(item.reason).lower()}")

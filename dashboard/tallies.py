@@ -1,0 +1,57 @@
+"""Counts for the stats page: how much the pipeline settled by itself, what went to review.
+
+Pure functions of the results tables, so tests call them without Streamlit.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from transforms.corrections import Correction
+
+REVIEW, DUPLICATE = "review", "duplicate"
+
+
+def settled_by_official(images: pd.DataFrame) -> pd.Series:
+    """Photos whose status an official's decision set (assigned, approved, rejected)."""
+    return images["reason"].fillna("").str.endswith("_by_official")
+
+
+def auto_resolved_share(images: pd.DataFrame) -> float | None:
+    """Of all photos, the share the pipeline settled by itself: neither waiting for review
+    nor decided by an official. None for a run without photos."""
+    if images.empty:
+        return None
+    auto = (images["status"] != REVIEW) & ~settled_by_official(images)
+    return float(auto.mean())
+
+
+def counts(frame: pd.DataFrame, column: str, label: str) -> pd.DataFrame:
+    """Rows per value of a column, most first, as a two-column table."""
+    tally = frame[column].fillna("(none)").value_counts()
+    return pd.DataFrame({label: tally.index, "Count": tally.to_numpy()})
+
+
+def review_by_reason(review: pd.DataFrame, open_keys: set[tuple[str, str]]) -> pd.DataFrame:
+    """Review items per reason: in all, and still open (open_keys: (image_id, reason))."""
+    is_open = [
+        (i, r) in open_keys for i, r in zip(review["image_id"], review["reason"], strict=True)
+    ]
+    table = (
+        review.assign(open=is_open)
+        .groupby("reason")
+        .agg(Items=("image_id", "size"), Open=("open", "sum"))
+        .sort_values("Items", ascending=False)
+        .reset_index()
+        .rename(columns={"reason": "Reason"})
+    )
+    return table.astype({"Items": int, "Open": int})
+
+
+def duplicates(images: pd.DataFrame) -> pd.DataFrame:
+    return counts(images[images["status"] == DUPLICATE], "reason", "Duplicate")
+
+
+def decisions(corrections: tuple[Correction, ...]) -> pd.DataFrame:
+    frame = pd.DataFrame({"action": [c.action for c in corrections]})
+    return counts(frame, "action", "Decision")

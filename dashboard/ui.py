@@ -1,0 +1,65 @@
+"""What the pages share: the start-up check, the header, race-local times, notices.
+
+Text that comes from outside (start-list names, file paths, error messages) goes
+through st.text, st.code or a dataframe here, never through Markdown or HTML.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import data
+from dashboard.retime import Retimer
+from dashboard.settings import Settings, SettingsError, current_settings
+
+
+def settings_or_stop() -> Settings:
+    """The dashboard's settings, or a friendly error and the end of the page."""
+    try:
+        settings = current_settings()
+    except SettingsError as e:
+        st.error(str(e))
+        st.stop()
+    if not data.has_results(settings.out):
+        problem("No results in this folder yet.", settings.out)
+        st.stop()
+    return settings
+
+
+def header(title: str, race: data.Race) -> None:
+    st.title(title)
+    st.text(race.name)
+
+
+def problem(summary: str, detail: str | Sequence[str]) -> None:
+    """An error whose detail (a path, a message, log lines) is shown verbatim."""
+    st.error(summary)
+    st.code(detail if isinstance(detail, str) else "\n".join(detail), language=None)
+
+
+def local_time(value: datetime | pd.Timestamp | None, timezone: str) -> str:
+    """h:mm:ss in the race's own time zone; '' for no time."""
+    if value is None or pd.isna(value):
+        return ""
+    return pd.Timestamp(value).tz_convert(timezone).strftime("%H:%M:%S")
+
+
+def log_problems(problems: Sequence[str]) -> None:
+    if problems:
+        st.warning(
+            f"{len(problems)} line(s) of the corrections log cannot be read and are ignored "
+            "here; fix them in the file (racelens results refuses the log until then)."
+        )
+        st.code("\n".join(problems), language=None)
+
+
+def retime_status(retimer: Retimer) -> None:
+    """Whether the latest decisions are in the results yet."""
+    if retimer.busy:
+        st.info("Re-timing the results with the latest decisions…", icon=":material/sync:")
+    elif retimer.last is not None and not retimer.last.ok:
+        problem("Re-timing after the last decision failed:", retimer.last.message)

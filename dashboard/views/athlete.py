@@ -1,0 +1,101 @@
+"""Athlete: one athlete's result, passages and splits, and every photo of them.
+
+`?bib=123` opens an athlete directly (the leaderboard links here). Each photo links to
+the review page, where an official can correct what the pipeline made of it; the photos
+download as one zip.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import board, data, photos, ui
+
+PHOTO_COLUMNS = 4
+BIB_KEY = "athlete_bib"
+
+
+def choose_athlete(everyone: pd.DataFrame) -> pd.Series | None:
+    bibs = list(everyone["bib"])
+    names = dict(zip(everyone["bib"], everyone["name"].fillna(""), strict=True))
+    asked = st.query_params.get("bib")
+    if asked is not None and asked not in names:
+        ui.problem("No athlete has this bib:", asked)
+    elif asked is not None:
+        st.session_state[BIB_KEY] = asked
+    bib = st.selectbox(
+        "Athlete (type a bib or a name)",
+        bibs,
+        format_func=lambda b: f"{b}  {names[b]}",
+        key=BIB_KEY,
+        index=None,
+        placeholder="Choose an athlete",
+    )
+    if bib is None:
+        return None
+    st.query_params["bib"] = bib  # the address names the athlete: a link to share
+    return everyone[everyone["bib"] == bib].iloc[0]
+
+
+def show_result(athlete: pd.Series) -> None:
+    st.text(f"{athlete['name']} · bib {athlete['bib']} · {athlete['category'] or ''}".strip())
+    facts = {
+        "Place": athlete["rank"],
+        "Category place": athlete["category_rank"],
+        "Status": athlete["status"].upper(),
+        "Chip": board.clock_or_blank(athlete["chip_s"]),
+        "Gun": board.clock_or_blank(athlete["gun_s"]),
+        "Pace /km": board.pace_or_blank(athlete["pace_s_per_km"]),
+    }
+    for column, (label, value) in zip(st.columns(len(facts)), facts.items(), strict=True):
+        column.metric(label, "–" if board.missing(value) or value == "" else str(value))
+
+
+def show_photos(images: pd.DataFrame, mine: pd.DataFrame, race: data.Race, bib: str) -> None:
+    st.subheader(f"Photos ({len(mine)})")
+    if mine.empty:
+        st.text("No photo shows this bib.")
+        return
+    safe_bib = re.sub(r"[^A-Za-z0-9_-]", "_", bib)
+    st.download_button(
+        f"Download {len(mine)} photos (zip)",
+        data=lambda: photos.photos_zip(images, mine["image_id"]),
+        file_name=f"photos-{safe_bib}.zip",
+        mime="application/zip",
+        key="download_photos",
+        icon=":material/download:",
+    )
+    names = {s.id: s.name for s in race.stations}
+    rows = [mine.iloc[i : i + PHOTO_COLUMNS] for i in range(0, len(mine), PHOTO_COLUMNS)]
+    for row in rows:
+        for column, (_, photo) in zip(st.columns(PHOTO_COLUMNS), row.iterrows(), strict=False):
+            with column:
+                jpeg = photos.annotated_photo(images, photo["image_id"], photos.THUMBNAIL_WIDTH)
+                if jpeg is not None:
+                    st.image(jpeg, alt="Photo of the athlete")
+                station = names.get(photo["station_id"], photo["station_id"] or "no station")
+                st.text(f"{station} · {ui.local_time(photo['taken_at'], race.timezone)}")
+                st.page_link(
+                    "views/review.py",
+                    label="Correct this photo",
+                    icon=":material/edit:",
+                    query_params={"image": photo["image_id"]},
+                )
+
+
+settings = ui.settings_or_stop()
+race = data.race(settings.out)
+ui.header("Athlete", race)
+everyone = data.leaderboard(settings.out)
+athlete = choose_athlete(everyone)
+if athlete is None:
+    st.stop()
+show_result(athlete)
+st.subheader("Passages and splits")
+passages = data.passages(settings.out)
+st.dataframe(board.passages_table(athlete, passages, race), hide_index=True)
+images = data.images(settings.out)
+show_photos(images, photos.photos_of(images, passages, athlete["bib"]), race, athlete["bib"])

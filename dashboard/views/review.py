@@ -1,0 +1,251 @@
+"""Review queue: one photo at a time, decided with a click or a key.
+
+The photo shows the bib boxes the pipeline found, with a zoomed crop of each bib beside
+it, the reason it is here and the candidate athletes. Every decision is appended to the
+corrections log at once, the item leaves the queue, and the results are re-timed in the
+background. `?image=<image_id>` opens any photo of the run, queued or not, so a photo the
+pipeline was wrongly sure of can be corrected too.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import data, photos, ui
+from dashboard.retime import retimer
+from dashboard.review_queue import (
+    APPROVE,
+    ASSIGN,
+    DSQ,
+    REJECT,
+    Item,
+    counts_by_reason,
+    decision_rows,
+    in_turn,
+    in_view,
+    items_of,
+    opened_item,
+    pending,
+    reason_text,
+)
+from dashboard.settings import Settings
+from transforms.corrections import append_corrections
+
+OFFICIAL_KEY = "official"
+OFFICIAL_NAME = "official_name"  # outlives the widget when the official visits other pages
+SKIPPED = "skipped"
+SHOWN = "review_shown"
+BIBS_KEY = "assign_bibs"
+NOTICE = "review_notice"
+DONE = {APPROVE: "Approved", ASSIGN: "Assigned", REJECT: "Rejected", DSQ: "Disqualified"}
+
+
+def _remember_official() -> None:
+    st.session_state[OFFICIAL_NAME] = st.session_state[OFFICIAL_KEY].strip()
+
+
+def _leave_item(item: Item) -> None:
+    if st.query_params.get("image") == item.image_id:
+        del st.query_params["image"]  # back to the queue once the linked photo is dealt with
+
+
+def _decide(action: str, item: Item, photo_station: str | None, settings: Settings) -> None:
+    try:
+        rows = decision_rows(
+            action,
+            item,
+            official=st.session_state.get(OFFICIAL_NAME) or "official",
+            now=datetime.now(UTC),
+            bibs=st.session_state.get(BIBS_KEY) or (),
+            photo_station=photo_station,
+        )
+        append_corrections(settings.corrections, rows)
+    except (ValueError, OSError) as e:
+        st.session_state[NOTICE] = (False, str(e))
+        return
+    retimer(settings.out, settings.corrections).request()
+    detail = ", ".join(r.bib for r in rows if r.bib)
+    st.session_state[NOTICE] = (True, f"{DONE[action]} {detail}".strip() + ".")
+    _leave_item(item)
+
+
+def _skip(item: Item) -> None:
+    st.session_state[SKIPPED] = [k for k in st.session_state.get(SKIPPED, []) if k != item.key]
+    st.session_state[SKIPPED].append(item.key)
+    _leave_item(item)
+
+
+def show_notice() -> None:
+    notice = st.session_state.pop(NOTICE, None)
+    if notice is not None:
+        ok, text = notice
+        (st.success if ok else st.error)("Decision saved." if ok else "Not saved.")
+        st.text(text)
+
+
+def choose_items(open_items: list[Item]) -> list[Item]:
+    """The filters, with the open count of each reason and station on its button."""
+    reasons = counts_by_reason(open_items)
+    chosen_reasons = st.pills(
+        "Reason",
+        list(reasons),
+        format_func=lambda r: f"{reason_text(r)} · {reasons[r]}",
+        selection_mode="multi",
+        key="filter_reasons",
+    )
+    stations = pd.Series([i.station_id or "?" for i in open_items]).value_counts()
+    chosen_stations = st.pills(
+        "Station",
+        list(stations.index),
+        format_func=lambda s: f"{s} · {stations[s]}",
+        selection_mode="multi",
+        key="filter_stations",
+    )
+    return in_view(open_items, chosen_reasons, chosen_stations)
+
+
+def show_photo(images: pd.DataFrame, item: Item) -> None:
+    jpeg = photos.annotated_photo(images, item.image_id)
+    if jpeg is None:
+        st.warning("This photo cannot be shown (missing or unreadable file).")
+        return
+    st.image(jpeg, width="stretch", alt="Photo with the bib boxes the pipeline found")
+    st.text(photos.photo_path(images, item.image_id) or "")
+
+
+def show_evidence(images: pd.DataFrame, item: Item, settings: Settings) -> None:
+    race = data.race(settings.out)
+    names = {s.id: s.name for s in race.stations}
+    where = names.get(item.station_id or "", item.station_id or "no station")
+    st.subheader(reason_text(item.reason))
+    if item.about_athlete:
+        listed = data.athletes(settings.out).set_index("bib")["name"]
+        who = ", ".join(f"{b} {listed.get(b, '')}".strip() for b in item.candidates)
+        st.text(
+            f"{who}: finished, but not seen at {where}. The photo is the finish photo. "
+            "Approve keeps the result (the missed checkpoint stays flagged); disqualify if "
+            "the course was cut."
+        )
+    else:
+        st.text(" · ".join(x for x in (where, ui.local_time(item.taken_at, race.timezone)) if x))
+    crops = photos.bib_crops(images, item.image_id, item.candidates if item.about_athlete else None)
+    for read, jpeg in crops:
+        st.image(jpeg, caption=f"{read.bib} read at {read.confidence:.0%}", alt=f"Bib {read.bib}")
+    if not crops and not item.about_athlete:
+        st.text("No bib box on this photo.")
+    show_candidates(images, item, settings)
+
+
+def show_candidates(images: pd.DataFrame, item: Item, settings: Settings) -> None:
+    reads = {r.bib: r.confidence for r in photos.reads_of(images, item.image_id)}
+    # About an athlete, only that athlete; about a photo, everyone the pipeline considered.
+    bibs = list(
+        dict.fromkeys(item.candidates if item.about_athlete else [*item.candidates, *reads])
+    )
+    if not bibs:
+        return
+    listed = data.athletes(settings.out).set_index("bib")
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "Bib": bibs,
+                "Name": [listed["name"].get(b, "not in the start list") for b in bibs],
+                "Category": [listed["category"].get(b, "") for b in bibs],
+                "Status": [listed["status"].get(b, "") for b in bibs],
+                "Read": [f"{reads[b]:.0%}" if b in reads else "" for b in bibs],
+            }
+        ),
+        hide_index=True,
+    )
+
+
+def decision_form(item: Item, photo_station: str | None, settings: Settings) -> None:
+    """The actions; keyboard: A approve, X reject, S skip, D disqualify, Ctrl+Enter assign."""
+    listed = data.athletes(settings.out)
+    names = dict(zip(listed["bib"], listed["name"].fillna(""), strict=True))
+    if st.session_state.get(SHOWN) != item.key:  # a new item: propose its own candidates
+        st.session_state[SHOWN] = item.key
+        st.session_state[BIBS_KEY] = [b for b in item.candidates if b in names]
+    with st.form("decision_form", border=True, enter_to_submit=False):
+        if not item.about_athlete:
+            st.multiselect(
+                "Athletes on the photo (type a bib or a name)",
+                list(names),
+                format_func=lambda b: f"{b}  {names[b]}",
+                key=BIBS_KEY,
+                placeholder="Start list",
+            )
+        buttons = st.columns(4 if not item.about_athlete else 3)
+        actions = (
+            [(APPROVE, "Approve", "A", "primary"), (DSQ, "Disqualify", "D", "secondary")]
+            if item.about_athlete
+            else [
+                (ASSIGN, "Assign", "Ctrl+Enter", "primary"),
+                (APPROVE, "Approve", "A", "secondary"),
+                (REJECT, "Reject", "X", "secondary"),
+            ]
+        )
+        for column, (action, label, shortcut, kind) in zip(buttons, actions, strict=False):
+            column.form_submit_button(
+                label,
+                key=action,
+                type=kind,
+                shortcut=shortcut,
+                width="stretch",
+                on_click=_decide,
+                args=(action, item, photo_station, settings),
+            )
+        buttons[-1].form_submit_button(
+            "Skip", key="skip", shortcut="S", width="stretch", on_click=_skip, args=(item,)
+        )
+
+
+def show_item(images: pd.DataFrame, item: Item, settings: Settings) -> None:
+    photo = images[images["image_id"] == item.image_id]
+    photo_station = photo["station_id"].iloc[0] if not photo.empty else None
+    left, right = st.columns([3, 2], gap="medium")
+    with left:
+        show_photo(images, item)
+    with right:
+        decision_form(item, photo_station, settings)
+        show_evidence(images, item, settings)
+
+
+def linked_item(open_items: list[Item], images: pd.DataFrame) -> Item | None:
+    """The photo named by ?image=, if any; a value that is no image_id of the run opens
+    nothing (it is never used as a path)."""
+    image_id = st.query_params.get("image")
+    if not image_id:
+        return None
+    queued = [i for i in open_items if i.image_id == image_id]
+    item = queued[0] if queued else opened_item(images, image_id)
+    if item is None:
+        ui.problem("No photo of this run has this id:", image_id)
+    return item
+
+
+settings = ui.settings_or_stop()
+ui.header("Review queue", data.race(settings.out))
+with st.sidebar:
+    st.session_state[OFFICIAL_KEY] = st.session_state.get(OFFICIAL_NAME, "")
+    st.text_input(
+        "Your name, for the log", key=OFFICIAL_KEY, on_change=_remember_official, max_chars=40
+    )
+ui.retime_status(retimer(settings.out, settings.corrections))
+log = data.corrections(settings.corrections)
+ui.log_problems(log.problems)
+show_notice()
+images = data.images(settings.out)
+open_items = pending(items_of(data.review(settings.out)), log.corrections)
+item = linked_item(open_items, images)
+if item is None:
+    queue = in_turn(choose_items(open_items), st.session_state.get(SKIPPED, []))
+    if not queue:
+        st.success("Nothing to review." if not open_items else "Nothing to review here.")
+        st.stop()
+    item = queue[0]
+    st.caption(f"{len(queue)} to review here, {len(open_items)} open in all.")
+show_item(images, item, settings)

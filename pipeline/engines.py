@@ -1,0 +1,118 @@
+"""Running racelens on Dask: the analysis on the cluster, the timing on the DirectRunner.
+
+Beam's DaskRunner runs per-photo work correctly, but it silently drops windows and
+whatever `finish_bundle` emits, and computes only one branch of a graph with several
+outputs (../shared/DESIGN.md). So `--runner=DaskRunner` runs in two phases:
+
+1. analyse on Dask: the photos, listed on the launcher, through AnalysePhotos, whose
+   facts are written to the fact store from `process()` (`build_analysis`);
+2. time on the DirectRunner: the whole race (`build`), whose AnalysePhotos finds every
+   fact stored and only hashes the files.
+
+    racelens run ... --runner=DaskRunner --dask_client_address=tcp://HOST:8786
+    racelens run ... --runner=DaskRunner [--dask_local_workers=N]   # a LocalCluster here
+
+Re-timing (`racelens results`) has nothing to analyse: it runs on the DirectRunner alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterator
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from pipeline.graph import build, build_analysis, run
+from pipeline.options import RaceConfig, RacelensOptions
+
+Graph = Callable[[beam.Pipeline, RaceConfig], beam.PCollection]
+
+# Beam 2.77 knows the DaskRunner only by its full name; racelens takes the short ones too,
+# as Beam does for the runners it knows.
+DASK_RUNNER_NAMES = ("daskrunner", "dask")
+# Photos per Dask partition unless --dask_npartitions or --dask_partition_size says
+# otherwise. A partition is one task on one worker: at ~0.2 s a photo, 16 photos keep
+# every worker busy to the end, where Beam's default of 128 would leave most of them idle.
+DEFAULT_PARTITION_SIZE = 16
+
+
+class LocalDaskOptions(PipelineOptions):
+    """The LocalCluster that racelens starts when no Dask scheduler is named."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:
+        parser.add_argument(
+            "--dask_local_workers",
+            type=int,
+            default=None,
+            help="Worker processes of the Dask LocalCluster started on this machine when "
+            "neither --dask_client_address nor --dask_scheduler_file is given "
+            "(default: one per core).",
+        )
+
+
+def runs_on_dask(opts: PipelineOptions) -> bool:
+    """Whether --runner names Beam's DaskRunner, by its short or its full name."""
+    runner = opts.view_as(StandardOptions).runner or ""
+    return runner.rsplit(".", 1)[-1].lower() in DASK_RUNNER_NAMES
+
+
+def run_on_dask(argv: list[str], graph: Graph = build) -> RaceConfig:
+    """Analyses the photos on Dask (for the whole race), then runs `graph` on the DirectRunner."""
+    if graph is build:
+        analyse_on_dask(argv)
+    # The last --runner wins: the timing half runs where windows and side outputs work.
+    return run([*argv, "--runner=DirectRunner"], graph=graph)
+
+
+def analyse_on_dask(argv: list[str]) -> None:
+    """Stores the facts of every photo, analysed by the workers of a Dask cluster."""
+    # Imported here: it imports dask.distributed (~0.5 s), which other runs do not need,
+    # and it registers Beam's DaskOptions (--dask_client_address, ...) for parsing.
+    from apache_beam.runners.dask.dask_runner import DaskRunner
+
+    opts = PipelineOptions(argv)
+    with dask_scheduler(opts) as scheduler_argv:
+        dask_opts = PipelineOptions([*argv, *scheduler_argv, *partitioning(opts)])
+        p = beam.Pipeline(runner=DaskRunner(), options=dask_opts)
+        build_analysis(p, RaceConfig(dask_opts.view_as(RacelensOptions)))
+        result = p.run()
+        try:
+            result.wait_until_finish()
+        finally:
+            result.client.close()  # the runner opens a client and leaves it open
+
+
+@contextlib.contextmanager
+def dask_scheduler(opts: PipelineOptions) -> Iterator[list[str]]:
+    """Options naming the scheduler: none when the user named one, else those of a
+    LocalCluster started for this run and closed after it."""
+    from apache_beam.runners.dask.dask_runner import DaskOptions
+    from dask.distributed import LocalCluster
+
+    named = opts.view_as(DaskOptions)
+    if named.address or named.scheduler_file:
+        yield []
+        return
+    # distributed logs every worker's start and stop at INFO, through the root handlers.
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    workers = opts.view_as(LocalDaskOptions).dask_local_workers or os.cpu_count() or 1
+    # One thread per worker process: the analysis holds the GIL in Python and OpenCV code,
+    # as in the DirectRunner's worker processes. No dashboard: its fixed port may be taken.
+    with LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        yield [f"--dask_client_address={cluster.scheduler_address}"]
+
+
+def partitioning(opts: PipelineOptions) -> list[str]:
+    """The partition size racelens chooses, unless the user chose how to partition."""
+    from apache_beam.runners.dask.dask_runner import DaskOptions
+
+    chosen = opts.view_as(DaskOptions)
+    if chosen.npartitions or chosen.partition_size:
+        return []
+    return [f"--dask_partition_size={DEFAULT_PARTITION_SIZE}"]
