@@ -67,7 +67,7 @@ def load_labels(folder: Path) -> list[tuple[str, Counter[str]]]:
 
 
 def cpu_seconds() -> float:
-    """CPU time of this process and its finished children (tesseract runs as a child)."""
+    """CPU time of this process and its finished children (tesseract may run as one)."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime

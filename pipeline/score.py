@@ -8,9 +8,10 @@ images.parquet.
 
 Leaderboard: the expected leaderboard is built from the true passages by the
 same rules; each athlete's status must match, the ranked time must be within
-`tolerance_s`, and the rank must be one the athlete could have at that
+twice `tolerance_s` (it is the difference of two passage times, each within
+`tolerance_s`), and the rank must be one the athlete could have at that
 precision (photos time a runner to about a second, so two runners who
-crossed within the tolerance of each other may be ranked either way).
+crossed within it of each other may be ranked either way).
 """
 
 from __future__ import annotations
@@ -182,9 +183,10 @@ def score_leaderboard(
     expected = build_leaderboard(truth_passages(read_truth(truth_csv)), course, athletes, as_of)
     got = {r["bib"]: r for r in pq.read_table(os.path.join(out_dir, LEADERBOARD_FILE)).to_pylist()}
     finish_times = [r["total_s"] for r in expected if r["total_s"] is not None]
+    time_tolerance = 2 * tolerance_s  # a time is the difference of two passages
     problems = []
     for exp in expected:
-        problem = _disagreement(exp, got.get(exp["bib"]), finish_times, tolerance_s)
+        problem = _disagreement(exp, got.get(exp["bib"]), finish_times, time_tolerance)
         if problem:
             problems.append(f"bib {exp['bib']}: {problem}")
     finishers = [e for e in expected if e["total_s"] is not None]
@@ -197,7 +199,7 @@ def score_leaderboard(
             1
             for e in finishers
             if got.get(e["bib"], {}).get("total_s") is not None
-            and abs(got[e["bib"]]["total_s"] - e["total_s"]) <= tolerance_s
+            and abs(got[e["bib"]]["total_s"] - e["total_s"]) <= time_tolerance
         ),
         rank_exact=sum(1 for e in finishers if got.get(e["bib"], {}).get("rank") == e["rank"]),
         rank_agrees=len(finishers)

@@ -1,10 +1,10 @@
 """Who is on a photo: bib reads checked against the start list, and the official's word.
 
 A read counts only if the bib is in the start list. A confident read of a
-listed bib is a sighting; a weak one is a sighting that needs review; a
-confident number that is not in the start list goes to review as
-unknown_bib. Each photo ends with one status (passage, review, no_athlete) and
-at most a few review items.
+listed bib is a sighting; a weak one goes to review as low_confidence (and
+becomes a sighting when an official approves it); a confident number that is
+not in the start list goes to review as unknown_bib. Each photo ends with one
+status (passage, review, no_athlete) and at most a few review items.
 """
 
 from __future__ import annotations
@@ -116,10 +116,13 @@ def identify(photo: Photo, known: frozenset[str], threshold: float) -> Identifie
     confident = [r for r in listed if r.confidence >= threshold]
     weak = [r for r in listed if r.confidence < threshold]
     unknown = [r for r in reads if r.bib not in known and r.confidence >= threshold]
-    # A confident number missing from the start list stays as unconfirmed evidence,
-    # so the leaderboard can show "Unknown #1234" instead of losing a runner.
+    # A weak read is no evidence of time: merged into a passage it could make it earlier
+    # than the runner was there. It waits in the review queue until an official approves.
+    # A confident number missing from the start list stays as unconfirmed evidence, so
+    # the leaderboard can show "Unknown #1234" instead of losing a runner.
     sightings = tuple(
-        _sighting(photo, r.bib, r.confidence, "bib_ocr", r in confident) for r in listed + unknown
+        _sighting(photo, r.bib, r.confidence, "bib_ocr", r in confident)
+        for r in confident + unknown
     )
     unknown_items = tuple(_review(photo, "unknown_bib", [r.bib]) for r in unknown)
     weak_items = (_review(photo, "low_confidence", [r.bib for r in weak]),) if weak else ()

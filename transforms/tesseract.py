@@ -21,6 +21,12 @@ import numpy as np
 
 WHITELIST = "0123456789"
 DPI = "300"  # the stitched pages have no resolution; tell tesseract a sane one
+# Word dictionaries are useless for numbers and cost start-up time (init-only settings).
+NO_DICTIONARIES = {"load_system_dawg": "0", "load_freq_dawg": "0"}
+# Tesseract's OpenMP threads make a call 2x slower on a busy or small machine, and pipeline
+# workers already use every core. setdefault keeps an explicit setting of the deployment;
+# it must be set before libtesseract starts its thread pool.
+THREAD_ENV = {"OMP_THREAD_LIMIT": "1"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,8 @@ class InProcessTesseract:
     name = "tesserocr"
 
     def __init__(self) -> None:
+        for name, value in THREAD_ENV.items():
+            os.environ.setdefault(name, value)
         import tesserocr  # imported here so that the fallback works without it
 
         self._tesserocr = tesserocr
@@ -65,7 +73,11 @@ class InProcessTesseract:
         if api is None:
             t = self._tesserocr
             api = t.PyTessBaseAPI(
-                path=tessdata_dir(), lang="eng", psm=t.PSM.SINGLE_BLOCK, oem=t.OEM.LSTM_ONLY
+                path=tessdata_dir(),
+                lang="eng",
+                psm=t.PSM.SINGLE_BLOCK,
+                oem=t.OEM.LSTM_ONLY,
+                variables=NO_DICTIONARIES,
             )
             api.SetVariable("tessedit_char_whitelist", WHITELIST)
             api.SetVariable("user_defined_dpi", DPI)
@@ -82,7 +94,10 @@ class InProcessTesseract:
         found: list[Word] = []
         iterator = api.GetIterator()
         while iterator is not None:
-            text = (iterator.GetUTF8Text(level) or "").strip()
+            try:
+                text = (iterator.GetUTF8Text(level) or "").strip()
+            except RuntimeError:  # tesserocr raises where a page has no text at all
+                break
             box = iterator.BoundingBox(level)
             if text and box:
                 x0, y0, _, y1 = box
