@@ -15,13 +15,16 @@ setup(
     ),
     install_requires=[
         "apache-beam==2.77.0",
+        # Beam's DaskRunner (`racelens run --runner=DaskRunner`), as Beam's `dask` extra pins them.
+        "dask>=2024.4.2",
+        "distributed>=2024.4.2",
         "pyarrow>=15",
         "opencv-python-headless>=4.8",
         "pytesseract>=0.3.10",
         "tesserocr>=2.7",  # in-process tesseract: no process start per photo
         "imagehash>=4.3",
         "fastparquet>=2024.2",
-        "streamlit>=1.40",
+        "streamlit>=1.67",  # the dashboard uses button shortcuts and image alt texts
         "pillow>=10.1",
         "numpy>=1.26",
         "pyyaml>=6",

@@ -13,6 +13,7 @@ import time
 import streamlit as st
 
 from dashboard.settings import SettingsError, current_settings
+from dashboard.ui import problem
 
 SIGNED_IN = "signed_in"
 PASSWORD_KEY = "password"
@@ -35,7 +36,8 @@ def require_password() -> None:
     try:
         expected = current_settings().password
     except SettingsError as e:
-        st.error(str(e))  # fail closed: a password file that cannot be read lets nobody in
+        # Fail closed: a password file that cannot be read lets nobody in.
+        problem("The dashboard cannot start:", str(e))
         st.stop()
     if expected is None or st.session_state.get(SIGNED_IN):
         return

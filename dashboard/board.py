@@ -1,8 +1,7 @@
 """The leaderboard as officials read it: selection, podium, a table of readable times, positions.
 
 Pure functions of leaderboard.parquet (as a DataFrame) and the race's stations, so tests
-can call them without Streamlit. Times are shown as timing software prints them
-(`transforms.export.clock`, h:mm:ss.t; pace m:ss per km).
+can call them without Streamlit; values are written as `dashboard.formats` says.
 """
 
 from __future__ import annotations
@@ -12,7 +11,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from dashboard.data import Race, StationInfo
-from transforms.export import clock, pace
+from dashboard.formats import clock_or_blank, local_time, missing, pace_or_blank, place_text
+from transforms.export import clock
 from transforms.schemas import pace_column, sector_column, split_column, time_of_day_column
 
 STATUSES = ("finished", "running", "dnf", "dns", "dsq")
@@ -33,22 +33,6 @@ class Placing:
         """One line of plain text: what a screen reader (or a browser test) reads out."""
         category = f" ({self.category})" if self.category else ""
         return f"{self.place}. {self.name}{category}, bib {self.bib}, {self.time}"
-
-
-def missing(value: object) -> bool:
-    return value is None or bool(pd.isna(value))
-
-
-def clock_or_blank(seconds: object) -> str:
-    return "" if missing(seconds) else clock(float(seconds))  # type: ignore[arg-type]
-
-
-def pace_or_blank(seconds_per_km: object) -> str:
-    return "" if missing(seconds_per_km) else pace(float(seconds_per_km))  # type: ignore[arg-type]
-
-
-def _local(value: object, timezone: str) -> str:
-    return "" if missing(value) else pd.Timestamp(value).tz_convert(timezone).strftime("%X")
 
 
 def categories(board: pd.DataFrame) -> list[str]:
@@ -112,7 +96,7 @@ def _per_station(row: pd.Series, station: StationInfo, show: str, timezone: str)
     if show == SECTOR_PACE:
         return pace_or_blank(row.get(pace_column(station.id)))
     if show == TIME_OF_DAY:
-        return _local(row.get(time_of_day_column(station.id)), timezone)
+        return local_time(row.get(time_of_day_column(station.id)), timezone)
     return clock_or_blank(row.get(split_column(station.id)))
 
 
@@ -123,16 +107,15 @@ def table(
     column = place_column(category)
     names = {s.id: s.name for s in race.stations}
 
-    def place(value: object) -> str:
-        return "" if missing(value) else str(int(value))
-
     shown = pd.DataFrame(
         {
-            "Place": rows[column].map(place),
+            "Place": rows[column].map(place_text),
             "Bib": rows["bib"],
             "Name": rows["name"],
             "Category": rows["category"],
             "Status": rows["status"],
+            # Before the times, where a missed checkpoint cannot scroll out of sight.
+            "Flags": [_flags(row, names) for _, row in rows.iterrows()],
             "Chip": rows["chip_s"].map(clock_or_blank),
             "Gun": rows["gun_s"].map(clock_or_blank),
             "Gap": rows["gap_s"].map(_gap),
@@ -140,13 +123,12 @@ def table(
         }
     )
     if category is None:
-        shown.insert(4, "Cat. place", rows["category_rank"].map(place))
+        shown.insert(4, "Cat. place", rows["category_rank"].map(place_text))
     # Chip splits and sector paces start at the first station; its time of day still counts.
     for station in race.stations if show == TIME_OF_DAY else race.stations[1:]:
         shown[station_label(station)] = [
             _per_station(row, station, show, race.timezone) for _, row in rows.iterrows()
         ]
-    shown["Flags"] = [_flags(row, names) for _, row in rows.iterrows()]
     return shown.reset_index(drop=True)
 
 
@@ -195,7 +177,7 @@ def passages_table(athlete: pd.Series, passages: pd.DataFrame, race: Race) -> pd
             rows.append(
                 {
                     "Station": station_label(station),
-                    "Passed at": _local(p["passed_at"], race.timezone),
+                    "Passed at": local_time(p["passed_at"], race.timezone),
                 }
                 | (timing if counted else dict.fromkeys(timing, ""))
                 | {

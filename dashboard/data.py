@@ -1,7 +1,8 @@
 """All reading of results for the dashboard, cached.
 
-Every reader is keyed by the file's path and its modification time, so a file that a run
-(or the re-timing after a decision) has just replaced is read at once, while unchanged
+Every reader is keyed by the file's path and its version (inode, size, modification
+time), so a file that a run (or the re-timing after a decision) has just replaced, or a
+decision just appended to the log, is read at once, while unchanged
 files come from the cache; the TTL only frees entries of files no longer asked for. A
 results file that does not exist yet (a live run that has just started) reads as an
 empty table with the file's schema, so pages need no special case for it.
@@ -59,12 +60,19 @@ class Race:
     stations: tuple[StationInfo, ...]
 
 
-def _stamp(path: str) -> int:
-    """The file's modification time in ns; 0 when it does not exist (yet)."""
+Version = tuple[int, int, int]
+MISSING: Version = (0, 0, 0)
+
+
+def version(path: str) -> Version:
+    """What tells a file's contents apart cheaply: inode, size and modification time. A
+    file replaced by a rename (new inode) or appended to (new size) gets a new version
+    even within one tick of the file system's clock; MISSING when it does not exist (yet)."""
     try:
-        return os.stat(path).st_mtime_ns
+        stat = os.stat(path)
     except FileNotFoundError:
-        return 0
+        return MISSING
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 def has_results(out: str) -> bool:
@@ -72,15 +80,15 @@ def has_results(out: str) -> bool:
 
 
 @st.cache_data(ttl=CACHE_TTL_S, max_entries=CACHE_ENTRIES, show_spinner=False)
-def _read_table(path: str, stamp: int) -> pd.DataFrame:
-    if not stamp:
+def _read_table(path: str, file_version: Version) -> pd.DataFrame:
+    if file_version == MISSING:
         return _SCHEMAS[os.path.basename(path)].empty_table().to_pandas()
     return pq.read_table(path).to_pandas()
 
 
 def _table(out: str, name: str) -> pd.DataFrame:
     path = os.path.join(out, name)
-    return _read_table(path, _stamp(path))
+    return _read_table(path, version(path))
 
 
 def images(out: str) -> pd.DataFrame:
@@ -103,9 +111,9 @@ def stations(out: str) -> pd.DataFrame:
     return _table(out, STATIONS_FILE)
 
 
-def results_stamp(out: str) -> int:
-    """When the results last changed (ns); what the auto-refreshing pages compare."""
-    return max(_stamp(os.path.join(out, name)) for name in PARQUET_FILES)
+def results_written_at(out: str) -> int:
+    """When the results were last written (ns since the epoch; 0 for none yet)."""
+    return max(version(os.path.join(out, name))[2] for name in PARQUET_FILES)
 
 
 def athletes(out: str) -> pd.DataFrame:
@@ -133,7 +141,7 @@ def _race_from_columns(out: str) -> Race:
 
 
 @st.cache_data(ttl=CACHE_TTL_S, max_entries=CACHE_ENTRIES, show_spinner=False)
-def _read_race(out: str, run_stamp: int, board_stamp: int) -> Race:
+def _read_race(out: str, run_version: Version, board_version: Version) -> Race:
     try:
         with open(os.path.join(out, RUN_FILE), encoding="utf-8") as f:
             course = load_course(json.load(f)["course"])
@@ -148,30 +156,30 @@ def _read_race(out: str, run_stamp: int, board_stamp: int) -> Race:
 
 def race(out: str) -> Race:
     return _read_race(
-        out, _stamp(os.path.join(out, RUN_FILE)), _stamp(os.path.join(out, LEADERBOARD_FILE))
+        out, version(os.path.join(out, RUN_FILE)), version(os.path.join(out, LEADERBOARD_FILE))
     )
 
 
 @st.cache_data(ttl=CACHE_TTL_S, max_entries=CACHE_ENTRIES, show_spinner=False)
-def _read_corrections(path: str, stamp: int) -> LogReading:
+def _read_corrections(path: str, file_version: Version) -> LogReading:
     return read_corrections_leniently(path)
 
 
 def corrections(path: str) -> LogReading:
     """The corrections log's valid rows and its malformed lines (reported, never fatal)."""
-    return _read_corrections(path, _stamp(path))
+    return _read_corrections(path, version(path))
 
 
 @st.cache_data(ttl=CACHE_TTL_S, max_entries=CACHE_ENTRIES, show_spinner=False)
-def _read_bytes(path: str, stamp: int) -> bytes:
+def _read_bytes(path: str, file_version: Version) -> bytes:
     with open(path, "rb") as f:
         return f.read()
 
 
 def file_bytes(path: str) -> bytes | None:
     """The bytes of a results file or the log, for a download; None when it does not exist."""
-    stamp = _stamp(path)
-    return _read_bytes(path, stamp) if stamp else None
+    file_version = version(path)
+    return _read_bytes(path, file_version) if file_version != MISSING else None
 
 
 def clear() -> None:

@@ -3,7 +3,7 @@
 A photo is opened only when images.parquet lists its image_id, at the path listed there.
 Nothing a page receives (a widget value, a query parameter) is ever used as a path, so a
 crafted `../../etc/passwd` can only fail to match an image_id. Decoded and drawn photos
-are cached as JPEG bytes, keyed by path and modification time.
+are cached as JPEG bytes, keyed by path and file version.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from dashboard.data import CACHE_ENTRIES, CACHE_TTL_S
+from dashboard.data import CACHE_ENTRIES, CACHE_TTL_S, Version, version
 
 PHOTO_WIDTH = 1200  # wide enough to judge a finish-line photo on a laptop screen
 THUMBNAIL_WIDTH = 360
@@ -105,12 +105,10 @@ def _draw_reads(img: Image.Image, reads: Iterable[Read], scale: float) -> None:
         draw.text((x0 + line, y + line - (top - y0)), label, fill=LABEL_TEXT, font=font)
 
 
-def _stamp(path: str) -> int:
-    return os.stat(path).st_mtime_ns
-
-
 @st.cache_data(ttl=CACHE_TTL_S, max_entries=CACHE_ENTRIES, show_spinner=False)
-def _annotated(path: str, stamp: int, reads: tuple[Read, ...], width: int) -> bytes | None:
+def _annotated(
+    path: str, file_version: Version, reads: tuple[Read, ...], width: int
+) -> bytes | None:
     img = _open(path)
     if img is None:
         return None
@@ -120,7 +118,7 @@ def _annotated(path: str, stamp: int, reads: tuple[Read, ...], width: int) -> by
 
 
 @st.cache_data(ttl=CACHE_TTL_S, max_entries=CACHE_ENTRIES, show_spinner=False)
-def _crop(path: str, stamp: int, box: tuple[int, int, int, int]) -> bytes | None:
+def _crop(path: str, file_version: Version, box: tuple[int, int, int, int]) -> bytes | None:
     img = _open(path)
     if img is None:
         return None
@@ -141,7 +139,7 @@ def annotated_photo(
     path = photo_path(images, image_id)
     if path is None:
         return None
-    return _annotated(path, _stamp(path), reads_of(images, image_id) if boxes else (), width)
+    return _annotated(path, version(path), reads_of(images, image_id) if boxes else (), width)
 
 
 def bib_crops(
@@ -154,7 +152,7 @@ def bib_crops(
         return []
     reads = [r for r in reads_of(images, image_id) if bibs is None or r.bib in bibs]
     reads.sort(key=lambda r: -r.confidence)
-    crops = [(r, _crop(path, _stamp(path), r.box)) for r in reads]
+    crops = [(r, _crop(path, version(path), r.box)) for r in reads]
     return [(r, jpeg) for r, jpeg in crops if jpeg is not None]
 
 

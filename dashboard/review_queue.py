@@ -88,9 +88,14 @@ def _settles(c: Correction, item: Item) -> bool:
     )
 
 
+def settled_by(item: Item, corrections: Iterable[Correction]) -> Correction | None:
+    """The first decision in the log that settles the item, if any."""
+    return next((c for c in corrections if _settles(c, item)), None)
+
+
 def pending(items: Iterable[Item], corrections: Sequence[Correction]) -> list[Item]:
     """The items no decision in the log settles yet, in the queue's order."""
-    return [i for i in items if not any(_settles(c, i) for c in corrections)]
+    return [i for i in items if settled_by(i, corrections) is None]
 
 
 def in_view(items: Iterable[Item], reasons: Sequence[str], stations: Sequence[str]) -> list[Item]:
@@ -98,7 +103,8 @@ def in_view(items: Iterable[Item], reasons: Sequence[str], stations: Sequence[st
     return [
         i
         for i in items
-        if (not reasons or i.reason in reasons) and (not stations or i.station_id in stations)
+        if (not reasons or i.reason in reasons)
+        and (not stations or (i.station_id or "") in stations)
     ]
 
 

@@ -1,4 +1,5 @@
-"""Counts for the stats page: how much the pipeline settled by itself, what went to review.
+"""Counts for the stats and stations pages: what the pipeline settled by itself, what went
+to review, how each station's camera is doing.
 
 Pure functions of the results tables, so tests call them without Streamlit.
 """
@@ -7,6 +8,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from dashboard.board import station_label
+from dashboard.data import Race
+from dashboard.formats import local_time
 from transforms.corrections import Correction
 
 REVIEW, DUPLICATE = "review", "duplicate"
@@ -55,3 +59,22 @@ def duplicates(images: pd.DataFrame) -> pd.DataFrame:
 def decisions(corrections: tuple[Correction, ...]) -> pd.DataFrame:
     frame = pd.DataFrame({"action": [c.action for c in corrections]})
     return counts(frame, "action", "Decision")
+
+
+def station_health(windows: pd.DataFrame, images: pd.DataFrame, race: Race) -> pd.DataFrame:
+    """One row per station in course order: health now, totals, the last photo's time."""
+    rows = []
+    for s in race.stations:
+        mine = windows[windows["station_id"] == s.id].sort_values("window_start")
+        taken = images.loc[images["station_id"] == s.id, "taken_at"].dropna()
+        rows.append(
+            {
+                "Station": station_label(s),
+                "Health now": mine["health"].iloc[-1] if not mine.empty else "no photos",
+                "Windows not ok": int((mine["health"] != "ok").sum()),
+                "Photos": int(mine["images"].sum()),
+                "Passages": int(mine["passages"].sum()),
+                "Last photo": local_time(taken.max(), race.timezone),
+            }
+        )
+    return pd.DataFrame(rows)

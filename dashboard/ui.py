@@ -1,4 +1,4 @@
-"""What the pages share: the start-up check, the header, race-local times, notices.
+"""What the pages share: the start-up check, the header, notices.
 
 Text that comes from outside (start-list names, file paths, error messages) goes
 through st.text, st.code or a dataframe here, never through Markdown or HTML.
@@ -7,9 +7,7 @@ through st.text, st.code or a dataframe here, never through Markdown or HTML.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 
-import pandas as pd
 import streamlit as st
 
 from dashboard import data
@@ -22,7 +20,7 @@ def settings_or_stop() -> Settings:
     try:
         settings = current_settings()
     except SettingsError as e:
-        st.error(str(e))
+        problem("The dashboard cannot start:", str(e))
         st.stop()
     if not data.has_results(settings.out):
         problem("No results in this folder yet.", settings.out)
@@ -35,17 +33,10 @@ def header(title: str, race: data.Race) -> None:
     st.text(race.name)
 
 
-def problem(summary: str, detail: str | Sequence[str]) -> None:
-    """An error whose detail (a path, a message, log lines) is shown verbatim."""
+def problem(summary: str, detail: str) -> None:
+    """An error whose detail (a path, an id, a message) is shown verbatim."""
     st.error(summary)
-    st.code(detail if isinstance(detail, str) else "\n".join(detail), language=None)
-
-
-def local_time(value: datetime | pd.Timestamp | None, timezone: str) -> str:
-    """h:mm:ss in the race's own time zone; '' for no time."""
-    if value is None or pd.isna(value):
-        return ""
-    return pd.Timestamp(value).tz_convert(timezone).strftime("%H:%M:%S")
+    st.code(detail, language=None)
 
 
 def log_problems(problems: Sequence[str]) -> None:

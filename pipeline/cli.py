@@ -184,9 +184,9 @@ def dashboard_command(args: argparse.Namespace) -> list[str]:
     server = ["--server.port", str(args.port), "--server.headless", "true"]
     # The finish line is often offline: no usage statistics, and no welcome banner, whose
     # "External URL" asks a web service for this machine's public address. No watching of
-    # the installed app's source for changes either.
+    # the installed app's source for changes either, and no developer menu for officials.
     server += ["--browser.gatherUsageStats", "false", "--logger.hideWelcomeMessage", "true"]
-    server += ["--server.fileWatcherType", "none"]
+    server += ["--server.fileWatcherType", "none", "--client.toolbarMode", "viewer"]
     app_args = ["--out", os.path.abspath(args.out)]
     for flag, value in (
         ("--corrections", args.corrections),

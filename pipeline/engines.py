@@ -61,8 +61,8 @@ def runs_on_dask(opts: PipelineOptions) -> bool:
 
 
 def run_on_dask(argv: list[str], graph: Graph = build) -> RaceConfig:
-    """Analyses the photos on Dask (for the whole race), then runs `graph` on the DirectRunner."""
-    if graph is build:
+    """Analyses the photos on Dask, then runs `graph` on the DirectRunner."""
+    if graph is build:  # a re-timing (build_retime) reads stored facts: nothing to analyse
         analyse_on_dask(argv)
     # The last --runner wins: the timing half runs where windows and side outputs work.
     return run([*argv, "--runner=DirectRunner"], graph=graph)

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, settings
 from PIL import Image
 from PIL.TiffImagePlugin import IFDRational
 
+from pipeline.demo import generate_race
 from transforms.course import Athlete, Course, Settings, Station, Wave
 from transforms.passages import Passage
 from transforms.records import BibSeen, ExifFacts, Photo, PhotoFacts, Quality, Sighting
@@ -43,6 +44,17 @@ WAVE_B = GUN + timedelta(minutes=5)
 def at(seconds: float) -> datetime:
     """The UTC instant `seconds` after the gun."""
     return GUN + timedelta(seconds=seconds)
+
+
+# --- The demo race ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def race(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One small demo race (103 files) for every end-to-end test: generating it takes seconds."""
+    out = tmp_path_factory.mktemp("demo") / "race"
+    generate_race(str(out), athletes=12, stations=4, seed=5)
+    return out
 
 
 # --- Course -----------------------------------------------------------------------------------

@@ -68,13 +68,18 @@ def test_identify__read_at_the_threshold_is_confident() -> None:
     assert identify(ph, LISTED, THRESHOLD).photo.status == PASSAGE
 
 
-def test_identify__weak_listed_bib_goes_to_review_and_is_no_evidence_of_time() -> None:
+def test_identify__weak_listed_bib_needs_review_with_an_unconfirmed_sighting() -> None:
     ph = photo("a", bibs=(read("102", 0.5),))
     assert identify(ph, LISTED, THRESHOLD) == Identified(
         replace(ph, status=REVIEW, reason="low_confidence"),
-        (),
+        (seen(ph, "102", 0.5, False),),
         (item(ph, "low_confidence", "102"),),
     )
+
+
+def test_identify__a_read_below_the_floor_is_only_a_review_item() -> None:
+    ph = photo("a", bibs=(read("102", 0.1),))
+    assert identify(ph, LISTED, THRESHOLD).sightings == ()
 
 
 def test_identify__confident_unknown_bib_goes_to_review_as_unconfirmed_evidence() -> None:
@@ -98,8 +103,8 @@ def test_identify__unknown_bib_next_to_a_listed_one_is_reviewed_but_the_passage_
 def test_identify__weak_listed_bib_next_to_a_confident_one_is_still_queued_for_review() -> None:
     ph = photo("a", bibs=(read("101", 0.95), read("102", 0.5)))
     result = identify(ph, LISTED, THRESHOLD)
-    assert result.sightings == (seen(ph, "101", 0.95, True),)  # the weak read is no passage ...
-    assert item(ph, "low_confidence", "102") in result.review  # ... until an official decides
+    assert seen(ph, "102", 0.5, False) in result.sightings  # unconfirmed evidence ...
+    assert item(ph, "low_confidence", "102") in result.review  # ... and the item to decide it
 
 
 def test_identify__weak_unknown_number_is_unreadable() -> None:
@@ -336,6 +341,7 @@ def test_identify_athletes__photos_sightings_and_review_are_tagged_outputs() -> 
             equal_to(
                 [
                     seen(confident, "101", 0.9, True),
+                    seen(weak, "102", 0.4, False),
                     seen(unknown, "999", 0.9, False),
                     seen(revived, "103", 1.0, True, method="manual"),
                 ]

@@ -64,11 +64,12 @@ def test_merge_sightings__needs_review_only_when_nothing_is_confirmed() -> None:
         0.6,
     )
     sure = merge_sightings([weak, weaker, confident])
+    # The weak reads 2 s earlier may be someone else: they never move a confirmed passage.
     assert (sure.needs_review, sure.review_reason, sure.confidence, sure.passed_at) == (
         False,
         None,
         0.8,
-        at(10.0),
+        at(12.0),
     )
 
 

@@ -24,7 +24,6 @@ import pytest
 from PIL import Image
 
 from pipeline.cli import main
-from pipeline.demo import generate_race
 from pipeline.score import score_run
 from tests.conftest import (
     CONTRACT_COLUMNS,
@@ -49,13 +48,6 @@ class Run:
     exit_code: int
     files: dict[str, bytes]  # the result files, as written
     facts: dict[str, tuple[int, int]]  # stored facts: path -> (inode, mtime)
-
-
-@pytest.fixture(scope="session")
-def race(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("demo") / "race"
-    generate_race(str(out), athletes=12, stations=4, seed=5)
-    return out
 
 
 def run_argv(race: Path, out: Path) -> list[str]:

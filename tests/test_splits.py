@@ -112,3 +112,44 @@ def test_check_splits_transform__flags_per_athlete() -> None:
             equal_to([(("101",), "implausible_split"), (("101",), "missed_checkpoint")]),
             label="Review",
         )
+
+
+def test_check_splits__weak_finish_read_on_the_athletes_pace_counts() -> None:
+    # 5:00 per km so far: the finish is predicted at 3010 s; a weak read at 3020 s fits.
+    ps = [
+        passage("101", "start", 10),
+        passage("101", "cp1", 1510),
+        passage("101", "finish", 3020, needs_review=True, review_reason="low_confidence"),
+    ]
+    checked, review = check_athlete(ps, COURSE, GUN, listed=True)
+    assert flagged(checked) == {}
+    assert review == []
+
+
+def test_check_splits__weak_read_far_from_the_athletes_pace_stays_in_review() -> None:
+    ps = [
+        passage("101", "start", 10),
+        passage("101", "cp1", 1510),
+        passage("101", "finish", 2500, needs_review=True, review_reason="low_confidence"),
+    ]
+    checked, _ = check_athlete(ps, COURSE, GUN, listed=True)
+    assert flagged(checked) == {"finish": "low_confidence"}
+
+
+def test_check_splits__weak_read_between_confirmed_passages_is_interpolated() -> None:
+    ps = [
+        passage("101", "start", 0),
+        passage("101", "cp1", 1480, needs_review=True, review_reason="low_confidence"),
+        passage("101", "finish", 3000),
+    ]
+    checked, review = check_athlete(ps, COURSE, GUN, listed=True)
+    assert flagged(checked) == {} and review == []
+
+
+def test_check_splits__weak_read_beside_a_confirmed_passage_adds_nothing() -> None:
+    ps = [
+        passage("101", "cp1", 1500),
+        passage("101", "cp1", 1900, needs_review=True, review_reason="low_confidence"),
+    ]
+    checked, _ = check_athlete(ps, COURSE, GUN, listed=True)
+    assert checked == [ps[0]]

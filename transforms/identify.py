@@ -1,9 +1,10 @@
 """Who is on a photo: bib reads checked against the start list, and the official's word.
 
 A read counts only if the bib is in the start list. A confident read of a
-listed bib is a sighting; a weak one goes to review as low_confidence (and
-becomes a sighting when an official approves it); a confident number that is
-not in the start list goes to review as unknown_bib. Each photo ends with one
+listed bib is a sighting; a weak one goes to review as low_confidence and is
+an unconfirmed sighting that counts only where it fits the athlete's pace; a
+confident number that is not in the start list goes to review as
+unknown_bib. Each photo ends with one
 status (passage, review, no_athlete) and at most a few review items.
 """
 
@@ -26,6 +27,8 @@ from transforms.records import (
     Photo,
     Sighting,
 )
+
+WEAK_READ_FLOOR = 0.3
 
 
 @dataclass(frozen=True)
@@ -116,13 +119,13 @@ def identify(photo: Photo, known: frozenset[str], threshold: float) -> Identifie
     confident = [r for r in listed if r.confidence >= threshold]
     weak = [r for r in listed if r.confidence < threshold]
     unknown = [r for r in reads if r.bib not in known and r.confidence >= threshold]
-    # A weak read is no evidence of time: merged into a passage it could make it earlier
-    # than the runner was there. It waits in the review queue until an official approves.
-    # A confident number missing from the start list stays as unconfirmed evidence, so
-    # the leaderboard can show "Unknown #1234" instead of losing a runner.
+    # Weak reads and confident numbers missing from the start list are unconfirmed
+    # evidence: a weak read counts only where it fits the athlete's own pace (CheckSplits),
+    # an unknown number shows as "Unknown #1234" instead of losing a runner. Reads below
+    # WEAK_READ_FLOOR are guesses, left to the review queue alone.
+    evidence = confident + [r for r in weak if r.confidence >= WEAK_READ_FLOOR] + unknown
     sightings = tuple(
-        _sighting(photo, r.bib, r.confidence, "bib_ocr", r in confident)
-        for r in confident + unknown
+        _sighting(photo, r.bib, r.confidence, "bib_ocr", r in confident) for r in evidence
     )
     unknown_items = tuple(_review(photo, "unknown_bib", [r.bib]) for r in unknown)
     weak_items = (_review(photo, "low_confidence", [r.bib for r in weak]),) if weak else ()

@@ -8,16 +8,18 @@ Two stages:
    lines of 2-5 characters. Lines whose digits sit on a uniform background with clear
    contrast (a bib) are kept; the same line found by several binarisations is kept once,
    in its longest version.
-2. Reading: each line is cut from the full-resolution image, deskewed, rescaled to a common
-   digit height and binarised to black digits on white. All crops are stacked into one page,
-   so tesseract (transforms.tesseract's engine) runs once per photo: a call has a fixed
-   cost, large when it starts a tesseract process. Words are mapped back to their line by
-   vertical position.
+2. Reading: each line is cut from the full-resolution image (with room either side for a
+   digit the first stage missed), deskewed, binarised to black digits on white and
+   rescaled to two digit heights. All crops are stacked into one page, so tesseract
+   (transforms.tesseract's engine) runs once per photo: a call has a fixed cost, large
+   when it starts a tesseract process. Words are mapped back to their crop by vertical
+   position.
 
 Confidence is tesseract's word confidence, discounted when the read disagrees with the
-region: a digit count the line's glyphs cannot hold, or a number split into several words.
-Reads of 1 or more than 5 digits are dropped. On synthetic bibs no wrong read has reached
-0.75; on real photos (bench/bib_eval.py) a few still do, see its figures.
+region (a digit count the line's glyphs cannot hold, a number split into several words) or
+when the two views of a region read differently. Reads of 1 or more than 5 digits are
+dropped. On synthetic bibs no wrong read has reached 0.75; on real photos some still do
+(bench/bib_eval.py measures both).
 """
 
 from __future__ import annotations
@@ -73,19 +75,20 @@ MAX_REGIONS = 24  # per photo; bounds tesseract time on cluttered scenes
 REGION_PAD = 0.15  # padding of returned boxes, relative to line height
 
 # Tesseract page layout: every region becomes one text line of this digit height.
-OCR_DIGIT_HEIGHT = 48
+# Every region is read at two digit heights: tesseract's misreads depend on scale (a
+# flat-topped 3 reads as 5 at one size only), so two views that agree are trustworthy.
+OCR_DIGIT_HEIGHTS = (48, 56)
 OCR_SIDE_PAD = 1.5  # crop margin left and right of a line, relative to its height
 LINE_BAND = 0.65  # ink kept within this many digit heights above and below the line centre
 DIGIT_ALIGNMENT = 0.2  # beside the line: a digit's top and bottom within this of the line's
 MIN_SIDE_DIGIT_WIDTH = 0.15  # beside the line: thinner is a bib edge (a "1" has a flag)
-STRAY_REACH = 0.7  # ink this close to a line's end, in digit heights, may belong to it
 OCR_MARGIN = 24
 OCR_LINE_GAP = 40
 
 BIB_DIGITS = (2, 5)
 MISMATCH_FACTOR = 0.6  # confidence kept when the digit count does not fit the glyphs
 SPLIT_FACTOR = 0.7  # confidence kept when tesseract splits a region into several words
-INCOMPLETE_FACTOR = 0.6  # confidence kept when stray ink at a line's end may be a digit
+DISAGREEMENT_FACTOR = 0.6  # confidence kept when a region's views read differently
 
 
 @dataclass(frozen=True)
@@ -132,19 +135,14 @@ class _Line:
 class _Crop:
     """A line's OCR crop, and what its wider view shows beside the line."""
 
-    pixels: np.ndarray  # black digits on white, OCR_DIGIT_HEIGHT tall
+    pixels: np.ndarray  # black digits on white
     side_digits: int  # whole digits beside the line, kept for tesseract to read
-    stray_ink: int  # digit-height ink at the line's ends that is not a whole digit
-
-
-@dataclass(frozen=True)
-class _Region:
-    line: _Line
-    crop: _Crop
 
 
 @dataclass(frozen=True)
 class _Word:
+    """A word tesseract read on the page of crops."""
+
     text: str
     confidence: float  # 0..1
     left: int
@@ -383,8 +381,8 @@ def find_bib_regions(image_bgr: np.ndarray) -> list[tuple[int, int, int, int]]:
     return [_padded_box(line, scale, gray.shape) for line in lines]
 
 
-def _normalise_crop(gray: np.ndarray, line: _Line, scale: float) -> _Crop:
-    """Black digits on white at OCR_DIGIT_HEIGHT, straightened, clutter around removed.
+def _normalise_crop(gray: np.ndarray, line: _Line, scale: float, digit_height: int) -> _Crop:
+    """Black digits on white at digit_height, straightened, clutter around removed.
 
     The crop reaches well beyond the line sideways, so that a digit the region finder
     missed is read too rather than giving a short, wrong number.
@@ -393,7 +391,7 @@ def _normalise_crop(gray: np.ndarray, line: _Line, scale: float) -> _Crop:
     height = y1 - y0
     c0, r0 = max(0, int(x0 - OCR_SIDE_PAD * height)), max(0, int(y0 - 0.5 * height))
     crop = gray[r0 : int(y1 + 0.5 * height) + 1, c0 : int(x1 + OCR_SIDE_PAD * height) + 1]
-    zoom = OCR_DIGIT_HEIGHT / (line.digit_height / scale)
+    zoom = digit_height / (line.digit_height / scale)
     crop = cv2.resize(crop, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC)
     left, right = (x0 - c0) * zoom, (x1 - c0) * zoom
     top, bottom = (y0 - r0) * zoom, (y1 - r0) * zoom
@@ -409,22 +407,22 @@ def _normalise_crop(gray: np.ndarray, line: _Line, scale: float) -> _Crop:
         )
     mode = cv2.THRESH_BINARY_INV if line.dark_digits else cv2.THRESH_BINARY
     _, ink = cv2.threshold(crop, threshold, 255, mode)
-    return _keep_line_ink(ink, centre[1], (left, right))
+    return _keep_line_ink(ink, centre[1], (left, right), digit_height)
 
 
-def _keep_line_ink(ink: np.ndarray, centre_y: float, core: tuple[float, float]) -> _Crop:
+def _keep_line_ink(
+    ink: np.ndarray, centre_y: float, core: tuple[float, float], digit: int
+) -> _Crop:
     """The crop with only the ink of the digit line centred on row centre_y.
 
     Between the line's ends (core), any ink within the line's band is kept, so that a
     digit broken into pieces survives. Beside it only what is shaped like a whole digit of
     the line is kept: a missed digit, but not a bib edge or a scrap of a logo. Ink that
-    runs off the crop (shirt, arms) is never kept. Other ink of digit height right at the
-    line's ends (a digit cut by the frame or merged into a smudge) is counted as stray: the
-    line may be the tail of a longer number.
+    runs off the crop (shirt, arms) is never kept.
     """
     _, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
     left, top, w, h = (stats[:, i].astype(np.float64) for i in range(4))
-    bottom, digit = top + h, OCR_DIGIT_HEIGHT
+    bottom = top + h
     in_band = (top >= centre_y - LINE_BAND * digit) & (bottom <= centre_y + LINE_BAND * digit)
     in_core = (left + w / 2 >= core[0]) & (left + w / 2 <= core[1])
     whole_digit = (
@@ -435,14 +433,10 @@ def _keep_line_ink(ink: np.ndarray, centre_y: float, core: tuple[float, float]) 
     touches_border = (
         (top == 0) | (left == 0) | (bottom >= ink.shape[0]) | (left + w >= ink.shape[1])
     )
-    digit_sized = in_band & (h >= 0.4 * digit)
     side_digit = ~in_core & whole_digit & ~touches_border
-    keep = (in_core & digit_sized & ~touches_border) | side_digit
-    gap = np.maximum(core[0] - (left + w), left - core[1])
-    stray = ~in_core & digit_sized & ~side_digit & (gap < STRAY_REACH * digit)
-    keep[0] = side_digit[0] = stray[0] = False  # background
-    pixels = np.where(keep[labels], 0, 255).astype(np.uint8)
-    return _Crop(pixels, int(side_digit.sum()), int(stray.sum()))
+    keep = (in_core & in_band & (h >= 0.4 * digit) & ~touches_border) | side_digit
+    keep[0] = side_digit[0] = False  # background
+    return _Crop(np.where(keep[labels], 0, 255).astype(np.uint8), int(side_digit.sum()))
 
 
 def _stack_page(crops: list[np.ndarray]) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -466,20 +460,25 @@ def _ocr_words(page: np.ndarray) -> list[_Word]:
     ]
 
 
-def _read_confidence(text: str, word_confidence: float, n_words: int, region: _Region) -> float:
+def _read_confidence(
+    text: str, word_confidence: float, n_words: int, line: _Line, crop: _Crop
+) -> float:
     """Tesseract's confidence, discounted where the read disagrees with the region's shape."""
-    fewest, most = _char_range(region.line.components)
-    side = region.crop.side_digits
+    fewest, most = _char_range(line.components)
+    side = crop.side_digits
     # A digit count the glyphs cannot hold means tesseract merged, split or invented
     # characters; a number split into words means it saw a gap no bib number has.
     agreement = 1.0 if fewest + side <= len(text) <= most + side else MISMATCH_FACTOR
     split = 1.0 if n_words == 1 else SPLIT_FACTOR
-    complete = 1.0 if region.crop.stray_ink == 0 else INCOMPLETE_FACTOR
-    return word_confidence * agreement * split * complete
+    return word_confidence * agreement * split
 
 
-def _read_region(words: list[_Word], region: _Region) -> tuple[str, float] | None:
-    """Digits and confidence of one region, or None for junk."""
+def _words_within(words: list[_Word], span: tuple[int, int]) -> list[_Word]:
+    return [w for w in words if span[0] <= w.centre_y < span[1]]
+
+
+def _read_crop(words: list[_Word], line: _Line, crop: _Crop) -> tuple[str, float] | None:
+    """Digits and confidence read on one crop of a line, or None for junk."""
     if not words:
         return None
     words = sorted(words, key=lambda w: w.left)
@@ -487,7 +486,17 @@ def _read_region(words: list[_Word], region: _Region) -> tuple[str, float] | Non
     if not text.isdigit() or not BIB_DIGITS[0] <= len(text) <= BIB_DIGITS[1]:
         return None
     word_confidence = min(w.confidence for w in words)
-    return text, _read_confidence(text, word_confidence, len(words), region)
+    return text, _read_confidence(text, word_confidence, len(words), line, crop)
+
+
+def _agreed_read(views: list[tuple[str, float] | None]) -> tuple[str, float] | None:
+    """The most confident read of a region's views, discounted unless all views agree."""
+    valid = [v for v in views if v is not None]
+    if not valid:
+        return None
+    bib, confidence = max(valid, key=lambda v: v[1])
+    agreed = all(v is not None and v[0] == bib for v in views)
+    return bib, confidence if agreed else confidence * DISAGREEMENT_FACTOR
 
 
 def read_bibs(image_bgr: np.ndarray) -> list[BibRead]:
@@ -496,13 +505,15 @@ def read_bibs(image_bgr: np.ndarray) -> list[BibRead]:
     lines, scale = _detect(gray)
     if not lines:
         return []
-    crops = [_normalise_crop(gray, line, scale) for line in lines]
-    page, spans = _stack_page([crop.pixels for crop in crops])
+    views = [[_normalise_crop(gray, line, scale, h) for h in OCR_DIGIT_HEIGHTS] for line in lines]
+    page, spans = _stack_page([crop.pixels for line_views in views for crop in line_views])
     words = _ocr_words(page)
+    next_span = iter(spans)  # the page holds the views line by line, in order
     best: dict[str, BibRead] = {}
-    for line, crop, (top, bottom) in zip(lines, crops, spans, strict=True):
-        in_span = [w for w in words if top <= w.centre_y < bottom]
-        read = _read_region(in_span, _Region(line, crop))
+    for line, line_views in zip(lines, views, strict=True):
+        read = _agreed_read(
+            [_read_crop(_words_within(words, next(next_span)), line, crop) for crop in line_views]
+        )
         if read is None:
             continue
         bib, confidence = read

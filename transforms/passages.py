@@ -38,20 +38,23 @@ class Passage:
 def merge_sightings(sightings: Iterable[Sighting]) -> Passage:
     """One passage from the sightings of one bib at one station within a merge window.
 
-    The time is the earliest photo's; the confidence is the best confirmed
-    read's; a passage needs review only when no sighting is confirmed.
+    The time is the earliest photo's among the best evidence there is: an
+    official's word, else confident reads, else weak ones (a weak read of the
+    same number a few seconds earlier may be someone else, so it never moves
+    a confirmed passage). A passage needs review only when no sighting is
+    confirmed.
     """
     ordered = sorted(sightings, key=lambda s: (s.at, s.image_id))
-    first = ordered[0]
     confirmed = [s for s in ordered if s.confirmed]
     manual = [s for s in ordered if s.method == "manual"]
+    best = (manual or confirmed or ordered)[0]
     return Passage(
-        bib=first.bib,
-        station_id=first.station_id,
-        passed_at=(manual or ordered)[0].at,
-        method=(manual or ordered)[0].method,
+        bib=best.bib,
+        station_id=best.station_id,
+        passed_at=best.at,
+        method=best.method,
         confidence=max(s.confidence for s in (confirmed or ordered)),
-        image_id=(manual or ordered)[0].image_id,
+        image_id=best.image_id,
         needs_review=not confirmed,
         review_reason=None if confirmed else "low_confidence",
         photos=len(ordered),

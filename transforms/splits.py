@@ -7,13 +7,18 @@ set of passages that is plausible as a whole is kept; every other passage
 goes to review as implausible_split instead of into the results. A finisher
 not seen at a station in between is sent to review as missed_checkpoint: it
 is usually a camera that missed them, not a short cut.
+
+A weak read of the athlete's bib where no confirmed passage is counts when
+its time is where the athlete's confirmed passages say they were (within a
+few percent of the predicted time): a timer accepts that read without
+looking; elsewhere it waits in the review queue.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import apache_beam as beam
 
@@ -23,6 +28,10 @@ from transforms.passages import Passage
 
 # A start-line passage may precede its wave's gun by this much (camera clocks drift).
 START_TOLERANCE_S = 60.0
+# How far a weak read may lie from the time the athlete's other passages predict.
+MIN_TOLERANCE_S = 20.0
+INTERPOLATION_TOLERANCE = 0.05  # of the time between the passages around it
+EXTRAPOLATION_TOLERANCE = 0.10  # of the time extrapolated at the athlete's pace
 
 
 def plausible(course: Course, a_km: float, a_at: datetime, b_km: float, b_at: datetime) -> bool:
@@ -84,16 +93,60 @@ def _review(p: Passage, reason: str, station_id: str | None = None) -> ReviewIte
     )
 
 
+def predicted_at(
+    station_id: str, kept: dict[str, Passage], course: Course, gun: datetime
+) -> tuple[datetime, float] | None:
+    """When the athlete should have passed `station_id`, from their confirmed passages,
+    and how far off a real passage may be (seconds); None without two anchors.
+
+    Between two passages the time is interpolated by distance; past the last
+    one it is extrapolated at the athlete's pace so far (from their start
+    passage, else the gun). A runner's pace varies, so the tolerance is a
+    share of the time predicted over, never under MIN_TOLERANCE_S.
+    """
+    km = {s.id: s.km for s in course.stations}
+    start = (
+        (course.stations[0].km, kept[course.stations[0].id].passed_at)
+        if (course.stations[0].id in kept)
+        else (course.stations[0].km, gun)
+    )
+    anchors = sorted([start] + [(km[sid], p.passed_at) for sid, p in kept.items()])
+    here = km[station_id]
+    before = [a for a in anchors if a[0] < here]
+    after = [a for a in anchors if a[0] > here]
+    if before and after:
+        (k0, t0), (k1, t1) = before[-1], after[0]
+        span = (t1 - t0).total_seconds()
+        at = t0 + (t1 - t0) * ((here - k0) / (k1 - k0))
+        return at, max(MIN_TOLERANCE_S, INTERPOLATION_TOLERANCE * span)
+    if len(before) >= 2:
+        (k0, t0), (k1, t1) = before[0], before[-1]
+        pace = (t1 - t0).total_seconds() / (k1 - k0)
+        ahead = pace * (here - k1)
+        return t1 + timedelta(seconds=ahead), max(MIN_TOLERANCE_S, EXTRAPOLATION_TOLERANCE * ahead)
+    return None
+
+
+def corroborated(weak: Passage, kept: dict[str, Passage], course: Course, gun: datetime) -> bool:
+    """A weak read counts where the athlete's confirmed passages say they were then."""
+    predicted = predicted_at(weak.station_id, kept, course, gun)
+    if predicted is None:
+        return False
+    at, tolerance = predicted
+    return abs((weak.passed_at - at).total_seconds()) <= tolerance
+
+
 def check_athlete(
     passages: Iterable[Passage], course: Course, gun: datetime, listed: bool
 ) -> tuple[list[Passage], list[ReviewItem]]:
-    """One athlete's passages with the implausible ones flagged, and what to review."""
+    """One athlete's passages with the implausible ones flagged, weak reads that fit the
+    athlete's pace confirmed, and what to review."""
     passages = list(passages)
     if not listed:
         return [replace(p, needs_review=True, review_reason="unknown_bib") for p in passages], []
     confirmed = [p for p in passages if not p.needs_review]
     chain = plausible_chain(confirmed, course, gun)
-    checked = [p for p in passages if p.needs_review]
+    checked: list[Passage] = []
     review: list[ReviewItem] = []
     for i, p in enumerate(confirmed):
         if i in chain:
@@ -103,12 +156,20 @@ def check_athlete(
             checked.append(flagged)
             review.append(_review(flagged, "implausible_split"))
     kept = {confirmed[i].station_id: confirmed[i] for i in chain}
-    finish = kept.get(course.stations[-1].id)
+    for weak in sorted((p for p in passages if p.needs_review), key=lambda p: p.passed_at):
+        if weak.station_id in kept:
+            continue  # a confirmed passage is there: the weak read adds nothing
+        if corroborated(weak, kept, course, gun):
+            checked.append(replace(weak, needs_review=False, review_reason=None))
+        else:
+            checked.append(weak)
+    confirmed_at = {p.station_id: p for p in checked if not p.needs_review}
+    finish = confirmed_at.get(course.stations[-1].id)
     if finish is not None:
         review += [
             _review(finish, "missed_checkpoint", s.id)
             for s in course.stations[1:-1]
-            if s.id not in kept
+            if s.id not in confirmed_at
         ]
     return checked, review
 

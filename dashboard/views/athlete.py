@@ -12,46 +12,52 @@ import re
 import pandas as pd
 import streamlit as st
 
-from dashboard import board, data, photos, ui
+from dashboard import board, data, formats, photos, ui
 
 PHOTO_COLUMNS = 4
 BIB_KEY = "athlete_bib"
 
 
+def _address_names_athlete() -> None:
+    """The address names the chosen athlete: a link to share, and what a reload shows."""
+    if st.session_state[BIB_KEY] is None:
+        st.query_params.pop("bib", None)
+    else:
+        st.query_params["bib"] = st.session_state[BIB_KEY]
+
+
 def choose_athlete(everyone: pd.DataFrame) -> pd.Series | None:
-    bibs = list(everyone["bib"])
     names = dict(zip(everyone["bib"], everyone["name"].fillna(""), strict=True))
     asked = st.query_params.get("bib")
     if asked is not None and asked not in names:
         ui.problem("No athlete has this bib:", asked)
+        del st.query_params["bib"]
     elif asked is not None:
         st.session_state[BIB_KEY] = asked
     bib = st.selectbox(
         "Athlete (type a bib or a name)",
-        bibs,
+        list(names),
         format_func=lambda b: f"{b}  {names[b]}",
         key=BIB_KEY,
         index=None,
         placeholder="Choose an athlete",
+        on_change=_address_names_athlete,
     )
-    if bib is None:
-        return None
-    st.query_params["bib"] = bib  # the address names the athlete: a link to share
-    return everyone[everyone["bib"] == bib].iloc[0]
+    return None if bib is None else everyone[everyone["bib"] == bib].iloc[0]
 
 
 def show_result(athlete: pd.Series) -> None:
     st.text(f"{athlete['name']} · bib {athlete['bib']} · {athlete['category'] or ''}".strip())
     facts = {
-        "Place": athlete["rank"],
-        "Category place": athlete["category_rank"],
+        "Place": formats.place_text(athlete["rank"]),
+        "Category place": formats.place_text(athlete["category_rank"]),
         "Status": athlete["status"].upper(),
-        "Chip": board.clock_or_blank(athlete["chip_s"]),
-        "Gun": board.clock_or_blank(athlete["gun_s"]),
-        "Pace /km": board.pace_or_blank(athlete["pace_s_per_km"]),
+        "Chip": formats.clock_or_blank(athlete["chip_s"]),
+        "Gun": formats.clock_or_blank(athlete["gun_s"]),
+        "Pace /km": formats.pace_or_blank(athlete["pace_s_per_km"]),
     }
     for column, (label, value) in zip(st.columns(len(facts)), facts.items(), strict=True):
-        column.metric(label, "–" if board.missing(value) or value == "" else str(value))
+        column.metric(label, value or "–")
 
 
 def show_photos(images: pd.DataFrame, mine: pd.DataFrame, race: data.Race, bib: str) -> None:
@@ -77,7 +83,7 @@ def show_photos(images: pd.DataFrame, mine: pd.DataFrame, race: data.Race, bib: 
                 if jpeg is not None:
                     st.image(jpeg, alt="Photo of the athlete")
                 station = names.get(photo["station_id"], photo["station_id"] or "no station")
-                st.text(f"{station} · {ui.local_time(photo['taken_at'], race.timezone)}")
+                st.text(f"{station} · {formats.local_time(photo['taken_at'], race.timezone)}")
                 st.page_link(
                     "views/review.py",
                     label="Correct this photo",

@@ -10,12 +10,14 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboard import board, data, ui
+from dashboard import board, data, formats, ui
 from dashboard.retime import retimer
 from dashboard.settings import Settings
 
 REFRESH_S = 5
 LEADERS_PLOTTED = 10
+ROWS_SHOWN = 25
+ROW_PX = 35  # Streamlit's default row height in a dataframe
 OVERALL = "Overall"
 
 
@@ -40,6 +42,8 @@ def show_table(rows: pd.DataFrame, race: data.Race, category: str | None, show: 
     picked = st.dataframe(
         board.table(rows, race, category, show),
         hide_index=True,
+        # Tall enough for a category's whole field, where officials expect a results list.
+        height=ROW_PX * (min(len(rows), ROWS_SHOWN) + 1) + 3,
         on_select="rerun",
         selection_mode="single-row",
         key="board_table",
@@ -59,7 +63,9 @@ def show_positions(rows: pd.DataFrame, race: data.Race) -> None:
         alt.Chart(positions)
         .mark_line(point=True)
         .encode(
-            x=alt.X("station:N", sort=alt.SortField("order"), title=None),
+            x=alt.X(
+                "station:N", sort=alt.SortField("order"), title=None, axis=alt.Axis(labelAngle=0)
+            ),
             y=alt.Y("position:Q", scale=alt.Scale(reverse=True, zero=False), title="Position"),
             color=alt.Color("athlete:N", title=f"First {LEADERS_PLOTTED}"),
             tooltip=["athlete", "station", "position", "split"],
@@ -77,9 +83,9 @@ def live_board(settings: Settings, category: str | None, query: str, show: str) 
     show_podium(everyone, category)
     show_counts(board.select(everyone, category))
     rows = board.select(everyone, category, query)
-    changed = pd.Timestamp(data.results_stamp(out), unit="ns", tz="UTC")
+    changed = pd.Timestamp(data.results_written_at(out), unit="ns", tz="UTC")
     st.caption(
-        f"Results written at {ui.local_time(changed, race.timezone)}; refreshed every "
+        f"Results written at {formats.local_time(changed, race.timezone)}; refreshed every "
         f"{REFRESH_S} s."
     )
     show_table(rows, race, category, show)

@@ -14,12 +14,13 @@ from datetime import UTC, datetime
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, photos, ui
+from dashboard import data, formats, photos, ui
 from dashboard.retime import retimer
 from dashboard.review_queue import (
     APPROVE,
     ASSIGN,
     DSQ,
+    OPENED,
     REJECT,
     Item,
     counts_by_reason,
@@ -30,9 +31,10 @@ from dashboard.review_queue import (
     opened_item,
     pending,
     reason_text,
+    settled_by,
 )
 from dashboard.settings import Settings
-from transforms.corrections import append_corrections
+from transforms.corrections import Correction, append_corrections, read_corrections_leniently
 
 OFFICIAL_KEY = "official"
 OFFICIAL_NAME = "official_name"  # outlives the widget when the official visits other pages
@@ -40,6 +42,7 @@ SKIPPED = "skipped"
 SHOWN = "review_shown"
 BIBS_KEY = "assign_bibs"
 NOTICE = "review_notice"
+RETIME_POLL_S = 2
 DONE = {APPROVE: "Approved", ASSIGN: "Assigned", REJECT: "Rejected", DSQ: "Disqualified"}
 
 
@@ -52,7 +55,19 @@ def _leave_item(item: Item) -> None:
         del st.query_params["image"]  # back to the queue once the linked photo is dealt with
 
 
+def _decided_meanwhile(item: Item, settings: Settings) -> Correction | None:
+    """Another official's decision about a queued item since this page showed it."""
+    if item.reason == OPENED:  # opened on purpose, to override what was decided
+        return None
+    return settled_by(item, read_corrections_leniently(settings.corrections).corrections)
+
+
 def _decide(action: str, item: Item, photo_station: str | None, settings: Settings) -> None:
+    earlier = _decided_meanwhile(item, settings)
+    if earlier is not None:
+        who = earlier.by or "another official"
+        st.session_state[NOTICE] = (False, f"{who} decided this one already ({earlier.action}).")
+        return
     try:
         rows = decision_rows(
             action,
@@ -79,28 +94,35 @@ def _skip(item: Item) -> None:
 
 
 def show_notice() -> None:
+    """The last decision in the sidebar, where it moves nothing; a failure on the page."""
     notice = st.session_state.pop(NOTICE, None)
-    if notice is not None:
-        ok, text = notice
-        (st.success if ok else st.error)("Decision saved." if ok else "Not saved.")
+    if notice is None:
+        return
+    ok, text = notice
+    if ok:
+        st.sidebar.success("Saved.", icon=":material/check:")
+        st.sidebar.text(text)
+    else:
+        st.error("Not saved.")
         st.text(text)
 
 
-def choose_items(open_items: list[Item]) -> list[Item]:
-    """The filters, with the open count of each reason and station on its button."""
-    reasons = counts_by_reason(open_items)
-    chosen_reasons = st.pills(
-        "Reason",
-        list(reasons),
-        format_func=lambda r: f"{reason_text(r)} · {reasons[r]}",
-        selection_mode="multi",
-        key="filter_reasons",
+def choose_items(items: list[Item], open_items: list[Item]) -> list[Item]:
+    """The filters by reason and station, and the open items they leave.
+
+    The filters offer every reason and station of the whole queue, decided items included,
+    and their labels carry no counts: a chosen filter must survive the decision that
+    empties it (Streamlit keeps a choice by its label).
+    """
+    reasons = list(dict.fromkeys(i.reason for i in items))
+    stations = list(dict.fromkeys(i.station_id or "" for i in items))
+    chosen_reasons = st.sidebar.pills(
+        "Reason", reasons, format_func=reason_text, selection_mode="multi", key="filter_reasons"
     )
-    stations = pd.Series([i.station_id or "?" for i in open_items]).value_counts()
-    chosen_stations = st.pills(
+    chosen_stations = st.sidebar.pills(
         "Station",
-        list(stations.index),
-        format_func=lambda s: f"{s} · {stations[s]}",
+        stations,
+        format_func=lambda s: s or "no station",
         selection_mode="multi",
         key="filter_stations",
     )
@@ -116,7 +138,8 @@ def show_photo(images: pd.DataFrame, item: Item) -> None:
     st.text(photos.photo_path(images, item.image_id) or "")
 
 
-def show_evidence(images: pd.DataFrame, item: Item, settings: Settings) -> None:
+def describe(item: Item, settings: Settings) -> None:
+    """Why the item is here, and where and when (or who, for an athlete)."""
     race = data.race(settings.out)
     names = {s.id: s.name for s in race.stations}
     where = names.get(item.station_id or "", item.station_id or "no station")
@@ -130,7 +153,12 @@ def show_evidence(images: pd.DataFrame, item: Item, settings: Settings) -> None:
             "the course was cut."
         )
     else:
-        st.text(" · ".join(x for x in (where, ui.local_time(item.taken_at, race.timezone)) if x))
+        taken = formats.local_time(item.taken_at, race.timezone)
+        st.text(f"{where} · {taken}" if taken else where)
+
+
+def show_evidence(images: pd.DataFrame, item: Item, settings: Settings) -> None:
+    """A zoomed crop of each bib in question, and the athletes they may be."""
     crops = photos.bib_crops(images, item.image_id, item.candidates if item.about_athlete else None)
     for read, jpeg in crops:
         st.image(jpeg, caption=f"{read.bib} read at {read.confidence:.0%}", alt=f"Bib {read.bib}")
@@ -177,8 +205,10 @@ def decision_form(item: Item, photo_station: str | None, settings: Settings) -> 
                 format_func=lambda b: f"{b}  {names[b]}",
                 key=BIBS_KEY,
                 placeholder="Start list",
+                help="Type a bib or a name and press Enter to add the athlete; then Esc and "
+                "Ctrl+Enter assign the photo to everyone chosen.",
+                select_all=False,  # "everyone was on this photo" is never the answer
             )
-        buttons = st.columns(4 if not item.about_athlete else 3)
         actions = (
             [(APPROVE, "Approve", "A", "primary"), (DSQ, "Disqualify", "D", "secondary")]
             if item.about_athlete
@@ -188,19 +218,23 @@ def decision_form(item: Item, photo_station: str | None, settings: Settings) -> 
                 (REJECT, "Reject", "X", "secondary"),
             ]
         )
-        for column, (action, label, shortcut, kind) in zip(buttons, actions, strict=False):
-            column.form_submit_button(
+        # Two buttons to a row, so that labels and shortcut hints fit a laptop's half-screen.
+        buttons = [
+            (action, label, shortcut, kind, _decide, (action, item, photo_station, settings))
+            for action, label, shortcut, kind in actions
+        ]
+        buttons.append(("skip", "Skip", "S", "secondary", _skip, (item,)))
+        columns = st.columns(2)
+        for n, (key, label, shortcut, kind, callback, args) in enumerate(buttons):
+            columns[n % 2].form_submit_button(
                 label,
-                key=action,
+                key=key,
                 type=kind,
                 shortcut=shortcut,
                 width="stretch",
-                on_click=_decide,
-                args=(action, item, photo_station, settings),
+                on_click=callback,
+                args=args,
             )
-        buttons[-1].form_submit_button(
-            "Skip", key="skip", shortcut="S", width="stretch", on_click=_skip, args=(item,)
-        )
 
 
 def show_item(images: pd.DataFrame, item: Item, settings: Settings) -> None:
@@ -210,6 +244,7 @@ def show_item(images: pd.DataFrame, item: Item, settings: Settings) -> None:
     with left:
         show_photo(images, item)
     with right:
+        describe(item, settings)
         decision_form(item, photo_station, settings)
         show_evidence(images, item, settings)
 
@@ -224,7 +259,14 @@ def linked_item(open_items: list[Item], images: pd.DataFrame) -> Item | None:
     item = queued[0] if queued else opened_item(images, image_id)
     if item is None:
         ui.problem("No photo of this run has this id:", image_id)
+        del st.query_params["image"]  # said once; the queue goes on
     return item
+
+
+@st.fragment(run_every=RETIME_POLL_S)
+def retime_notice(settings: Settings) -> None:
+    """Whether the decisions are in the results yet, kept current while the official works."""
+    ui.retime_status(retimer(settings.out, settings.corrections))
 
 
 settings = ui.settings_or_stop()
@@ -234,18 +276,23 @@ with st.sidebar:
     st.text_input(
         "Your name, for the log", key=OFFICIAL_KEY, on_change=_remember_official, max_chars=40
     )
-ui.retime_status(retimer(settings.out, settings.corrections))
+show_notice()
+with st.sidebar:
+    retime_notice(settings)
 log = data.corrections(settings.corrections)
 ui.log_problems(log.problems)
-show_notice()
 images = data.images(settings.out)
-open_items = pending(items_of(data.review(settings.out)), log.corrections)
+items = items_of(data.review(settings.out))
+open_items = pending(items, log.corrections)
 item = linked_item(open_items, images)
 if item is None:
-    queue = in_turn(choose_items(open_items), st.session_state.get(SKIPPED, []))
+    queue = in_turn(choose_items(items, open_items), st.session_state.get(SKIPPED, []))
     if not queue:
         st.success("Nothing to review." if not open_items else "Nothing to review here.")
         st.stop()
     item = queue[0]
-    st.caption(f"{len(queue)} to review here, {len(open_items)} open in all.")
+    per_reason = " · ".join(
+        f"{reason_text(r)} {n}" for r, n in counts_by_reason(open_items).items()
+    )
+    st.caption(f"{len(queue)} to review here. Open in all: {per_reason}.")
 show_item(images, item, settings)

@@ -10,72 +10,61 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboard import board, data, photos, ui
+from dashboard import board, data, formats, photos, tallies, ui
 
 REFRESH_S = 10
-HEALTH_COLOURS = {
-    "ok": "#2e7d32",
-    "covered": "#c62828",
-    "blurred": "#ef6c00",
-    "frozen": "#6a1b9a",
-    "silent": "#757575",
+HEALTH_COLOURS = {  # health state: (name of the colour, the colour)
+    "ok": ("green", "#2e7d32"),
+    "covered": ("red", "#c62828"),
+    "blurred": ("orange", "#ef6c00"),
+    "frozen": ("purple", "#6a1b9a"),
+    "silent": ("grey", "#757575"),
 }
 
 
-def _names(race: data.Race) -> dict[str, str]:
-    return {s.id: board.station_label(s) for s in race.stations}
-
-
-def station_table(windows: pd.DataFrame, images: pd.DataFrame, race: data.Race) -> pd.DataFrame:
-    """One row per station in course order: health now, totals, the last photo's time."""
-    rows = []
-    for s in race.stations:
-        mine = windows[windows["station_id"] == s.id].sort_values("window_start")
-        taken = images.loc[images["station_id"] == s.id, "taken_at"].dropna()
-        rows.append(
-            {
-                "Station": board.station_label(s),
-                "Health now": mine["health"].iloc[-1] if not mine.empty else "no photos",
-                "Windows not ok": int((mine["health"] != "ok").sum()),
-                "Photos": int(mine["images"].sum()),
-                "Passages": int(mine["passages"].sum()),
-                "Last photo": ui.local_time(
-                    taken.max() if not taken.empty else None, race.timezone
-                ),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def activity_chart(windows: pd.DataFrame, race: data.Race) -> alt.Chart:
-    """Photos and passages per window, one small chart per station, health as the dots' colour."""
+def activity_chart(windows: pd.DataFrame, station: str, timezone: str, span: tuple) -> alt.Chart:
+    """Photos per window as bars coloured by the camera's health, passages as a line."""
     frame = windows.assign(
-        station=windows["station_id"].map(_names(race)),
-        start=windows["window_start"].dt.tz_convert(race.timezone).dt.tz_localize(None),
+        start=windows["window_start"].dt.tz_convert(timezone).dt.tz_localize(None),
+        end=windows["window_end"].dt.tz_convert(timezone).dt.tz_localize(None),
     )
-    long = frame.melt(
-        id_vars=["station", "start", "health"],
-        value_vars=["images", "passages"],
-        var_name="count of",
-        value_name="n",
+    frame["middle"] = frame["start"] + (frame["end"] - frame["start"]) / 2
+    x = alt.X("start:T", title=None, scale=alt.Scale(domain=span))
+    health = alt.Scale(domain=list(HEALTH_COLOURS), range=[c for _, c in HEALTH_COLOURS.values()])
+    bars = (
+        alt.Chart(frame)
+        .mark_bar(opacity=0.75)
+        .encode(
+            x=x,
+            x2="end:T",
+            y=alt.Y("images:Q", title="Photos"),
+            y2=alt.datum(0),
+            color=alt.Color("health:N", scale=health, legend=None),
+            tooltip=["start:T", "images", "passages", "health"],
+        )
     )
-    health = alt.Scale(domain=list(HEALTH_COLOURS), range=list(HEALTH_COLOURS.values()))
-    base = alt.Chart(long).encode(
-        x=alt.X("start:T", title=f"Window start ({race.timezone})"),
-        y=alt.Y("n:Q", title=None),
-        tooltip=["station", "start:T", "count of", "n", "health"],
+    passages = (
+        alt.Chart(frame)
+        .mark_line(point=alt.OverlayMarkDef(color="#212121"), color="#212121")
+        .encode(x=alt.X("middle:T", scale=alt.Scale(domain=span)), y="passages:Q")
     )
-    lines = base.mark_line().encode(color=alt.Color("count of:N", title="Per window"))
-    dots = base.mark_point(filled=True, size=50).encode(
-        color=alt.Color("health:N", scale=health, title="Health"), shape="count of:N"
+    return alt.layer(bars, passages).properties(height=150, title=station)
+
+
+def show_activity(windows: pd.DataFrame, race: data.Race) -> None:
+    st.subheader("Photos (bars) and passages (line) per window")
+    # One legend for all the charts, as text: a legend inside a chart would narrow its plot
+    # and misalign the time axes.
+    st.caption("Bar colour: " + ", ".join(f"{name} {h}" for h, (name, _) in HEALTH_COLOURS.items()))
+    local = windows[["window_start", "window_end"]].apply(
+        lambda c: c.dt.tz_convert(race.timezone).dt.tz_localize(None)
     )
-    order = [board.station_label(s) for s in race.stations]
-    return (
-        alt.layer(lines, dots, data=long)
-        .properties(height=110)
-        .facet(row=alt.Row("station:N", sort=order, title=None))
-        .resolve_scale(color="independent")
-    )
+    span = (local["window_start"].min().isoformat(), local["window_end"].max().isoformat())
+    for s in race.stations:
+        mine = windows[windows["station_id"] == s.id]
+        if not mine.empty:
+            chart = activity_chart(mine, board.station_label(s), race.timezone, span)
+            st.altair_chart(chart, width="stretch")
 
 
 def last_photos(images: pd.DataFrame, race: data.Race) -> None:
@@ -92,7 +81,7 @@ def last_photos(images: pd.DataFrame, race: data.Race) -> None:
             jpeg = photos.annotated_photo(images, last["image_id"], photos.THUMBNAIL_WIDTH)
             if jpeg is not None:
                 st.image(jpeg, alt=f"Last photo at {s.name}")
-            st.text(f"{ui.local_time(last['taken_at'], race.timezone)} · {last['status']}")
+            st.text(f"{formats.local_time(last['taken_at'], race.timezone)} · {last['status']}")
 
 
 @st.fragment(run_every=REFRESH_S)
@@ -100,10 +89,9 @@ def live_stations(out: str) -> None:
     race = data.race(out)
     windows = data.stations(out)
     images = data.images(out)
-    st.dataframe(station_table(windows, images, race), hide_index=True)
+    st.dataframe(tallies.station_health(windows, images, race), hide_index=True)
     if not windows.empty:
-        st.subheader("Photos and passages over time")
-        st.altair_chart(activity_chart(windows, race), width="stretch")
+        show_activity(windows, race)
     last_photos(images, race)
 
 

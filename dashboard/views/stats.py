@@ -14,6 +14,7 @@ from dashboard import data, tallies, ui
 from dashboard.review_queue import items_of, pending
 from dashboard.settings import Settings
 
+DOWNLOADS_PER_ROW = 4
 DOWNLOADS = (
     (data.RESULTS_CSV, "text/csv"),
     *((name, "application/vnd.apache.parquet") for name in data.PARQUET_FILES),
@@ -43,7 +44,8 @@ def show_figures(settings: Settings) -> None:
         "Duplicates": tallies.duplicates(images),
         "Decisions by action": tallies.decisions(log.corrections),
     }
-    for column, (title, table) in zip(st.columns(len(tables)), tables.items(), strict=True):
+    columns = st.columns(2) * 2
+    for column, (title, table) in zip(columns, tables.items(), strict=True):
         with column:
             st.subheader(title)
             st.dataframe(table, hide_index=True)
@@ -53,7 +55,8 @@ def show_downloads(settings: Settings) -> None:
     st.subheader("Downloads")
     files = [(os.path.join(settings.out, name), mime) for name, mime in DOWNLOADS]
     files.append((settings.corrections, "text/csv"))
-    for column, (path, mime) in zip(st.columns(len(files)), files, strict=True):
+    columns = st.columns(DOWNLOADS_PER_ROW) * -(-len(files) // DOWNLOADS_PER_ROW)
+    for column, (path, mime) in zip(columns, files, strict=False):
         name = os.path.basename(path)
         content = data.file_bytes(path)
         column.download_button(
@@ -64,6 +67,7 @@ def show_downloads(settings: Settings) -> None:
             disabled=content is None,
             key=f"download_{name}",
             icon=":material/download:",
+            width="stretch",
         )
 
 

@@ -1,0 +1,20 @@
+# The worker container for --runner=FlinkRunner and --runner=DataflowRunner: Beam's Python
+# SDK harness with racelens and its native tools, installed as scripts/bootstrap.sh installs
+# them on a developer's machine (tests/test_portability.py checks that the two agree).
+#
+#   docker build -t racelens-worker:0.1.0 .
+#
+# The base image's entry point, Beam's SDK harness, stays: the runner starts it.
+FROM apache/beam_python3.11_sdk:2.77.0
+
+# tesseract-ocr brings the tesseract program (pytesseract) and its language data (tesserocr,
+# whose wheel bundles the library but not the data).
+RUN apt-get update -qq \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /opt/racelens
+COPY . .
+# Not editable and without the [dev] extra (test tools): a worker only runs the pipeline.
+# apache-beam is already there, with the GCP and AWS clients that gs:// and s3:// need.
+RUN pip install --no-cache-dir --disable-pip-version-check .

@@ -1,0 +1,34 @@
+"""How the dashboard writes values: blanks for what is missing, times as timing software does.
+
+Durations are h:mm:ss.t (`transforms.export.clock`, as in results.csv), paces m:ss per km,
+instants h:mm:ss in the race's own time zone.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from transforms.export import clock, pace
+
+
+def missing(value: object) -> bool:
+    return value is None or bool(pd.isna(value))
+
+
+def place_text(value: object) -> str:
+    return "" if missing(value) else str(int(value))  # type: ignore[call-overload]
+
+
+def clock_or_blank(seconds: object) -> str:
+    return "" if missing(seconds) else clock(float(seconds))  # type: ignore[arg-type]
+
+
+def pace_or_blank(seconds_per_km: object) -> str:
+    return "" if missing(seconds_per_km) else pace(float(seconds_per_km))  # type: ignore[arg-type]
+
+
+def local_time(value: object, timezone: str) -> str:
+    """A UTC instant as h:mm:ss in the race's time zone; '' for no time."""
+    if missing(value):
+        return ""
+    return pd.Timestamp(value).tz_convert(timezone).strftime("%H:%M:%S")  # type: ignore[arg-type]

@@ -1,0 +1,187 @@
+"""A small finished race written straight as results files, for the dashboard's tests.
+
+Three stations, six athletes (one whose name is HTML), small real JPEGs with a painted
+bib where the reads' boxes say, and a review queue with one item of each kind the
+dashboard treats differently. The Parquet files are written with the pipeline's own
+schemas (and the leaderboard with its own builder) in milliseconds, where a pipeline run
+would take many seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image, ImageDraw
+
+from transforms import schemas
+from transforms.course import load_course, load_start_list
+from transforms.passages import Passage
+from transforms.results import build_leaderboard
+
+GUN = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)  # 10:00 in Oslo
+HTML_NAME = "<b>Kari</b> <script>alert(1)</script>"
+PHOTO_SIZE = (400, 260)
+BIB_BOX = (150, 110, 250, 160)
+
+COURSE_YAML = """\
+race: {id: test-10k, name: Test 10k, timezone: Europe/Oslo, start: "2026-05-01T10:00:00+02:00"}
+stations:
+  - {id: start, name: Start, km: 0.0}
+  - {id: cp1, name: "5 km", km: 5.0}
+  - {id: finish, name: Finish, km: 10.0}
+"""
+
+START_LIST_CSV = f"""\
+bib,name,category,gender
+101,Ingrid Berg,F35,F
+102,Ola Hansen,M40,M
+103,{HTML_NAME},F35,F
+104,Per Dahl,M40,M
+105,Anne Moe,F35,F
+106,Siri Lunde,F35,F
+"""
+
+# bib -> seconds after the gun at each station it was seen at.
+TIMES = {
+    "101": {"start": 5, "cp1": 1200, "finish": 2400},
+    "102": {"start": 6, "finish": 2600},  # its cp1 read was weak: in review
+    "103": {"start": 7, "cp1": 1250, "finish": 2500},
+    "104": {"start": 8, "cp1": 1500},  # still running
+    "106": {"start": 9, "cp1": 1100, "finish": 2200},  # disqualified by an official
+}
+OFFICIALS = {"106": "dsq"}
+
+
+@dataclass
+class Race:
+    """Where the race's files are, and the image_ids the tests act on."""
+
+    root: Path
+    out: Path
+    images: Path
+    ids: dict[str, str] = field(default_factory=dict)  # photo name -> image_id
+
+    @property
+    def corrections(self) -> Path:
+        return self.out / "corrections.csv"
+
+
+def _at(seconds: float) -> datetime:
+    return GUN + timedelta(seconds=seconds)
+
+
+def _jpeg(path: Path, label: str, dark: bool = False) -> str:
+    """A photo with its name and a painted bib (none when dark); returns its image_id."""
+    img = Image.new("RGB", PHOTO_SIZE, (20, 20, 20) if dark else (90, 140, 200))
+    draw = ImageDraw.Draw(img)
+    draw.text((10, 10), path.stem, fill=(200, 200, 200))  # every photo's bytes differ
+    if not dark:
+        draw.rectangle(BIB_BOX, fill=(255, 255, 255))
+        draw.text((BIB_BOX[0] + 30, BIB_BOX[1] + 18), label, fill=(0, 0, 0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, "JPEG")
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _image_row(race: Race, name: str, station: str, seconds: float, **fields) -> dict:
+    path = race.images / station / f"{name}.jpg"
+    reads = fields.pop("reads", [])
+    race.ids[name] = _jpeg(path, " ".join(b for b, _ in reads), dark=fields.pop("dark", False))
+    return {
+        "image_id": race.ids[name],
+        "path": str(path),
+        "station_id": station,
+        "taken_at": _at(seconds),
+        "status": "passage",
+        "reason": None,
+        "bibs": [b for b, _ in reads],
+        "faces": None,
+        "duplicate_of": None,
+        "duplicate_of_path": None,
+        "reads": [{"bib": b, "confidence": c, "box": list(BIB_BOX)} for b, c in reads],
+        "width": PHOTO_SIZE[0],
+        "height": PHOTO_SIZE[1],
+    } | fields
+
+
+def _write(path: Path, rows: list[dict], schema: pa.Schema) -> None:
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+
+
+def build_race(root: Path) -> Race:
+    """Writes the race below root: course, start list, photos, run.json, five Parquet files."""
+    race = Race(root, root / "results", root / "images")
+    race.out.mkdir(parents=True)
+    (root / "course.yaml").write_text(COURSE_YAML, encoding="utf-8")
+    (root / "startlist.csv").write_text(START_LIST_CSV, encoding="utf-8")
+    course = load_course(str(root / "course.yaml"))
+    athletes = load_start_list(str(root / "startlist.csv"))
+
+    images, passages = [], []
+    for bib, seen in TIMES.items():
+        for station, seconds in seen.items():
+            row = _image_row(race, f"{station}-{bib}", station, seconds, reads=[(bib, 0.97)])
+            images.append(row)
+            passages.append(
+                Passage(bib, station, _at(seconds), "bib_ocr", 0.97, row["image_id"], False, 1)
+            )
+    weak = _image_row(race, "cp1-weak", "cp1", 1300, reads=[("102", 0.55)], status="review")
+    unknown = _image_row(race, "finish-999", "finish", 2700, reads=[("999", 0.95)])
+    dark = _image_row(race, "finish-dark", "finish", 2800, dark=True, status="review")
+    images += [weak | {"reason": "low_confidence"}, unknown, dark | {"reason": "camera_covered"}]
+    passages.append(
+        Passage(
+            "102", "cp1", _at(1300), "bib_ocr", 0.55, weak["image_id"], True, 1, "low_confidence"
+        )
+    )
+
+    def review(image_id: str, reason: str, bibs: list[str], station: str, at) -> dict:
+        return {
+            "image_id": image_id,
+            "reason": reason,
+            "candidates": bibs,
+            "station_id": station,
+            "taken_at": at,
+            "path": "",
+        }
+
+    reviews = [
+        review(weak["image_id"], "low_confidence", ["102"], "cp1", weak["taken_at"]),
+        review(unknown["image_id"], "unknown_bib", ["999"], "finish", unknown["taken_at"]),
+        review(dark["image_id"], "camera_covered", [], "finish", dark["taken_at"]),
+        review(race.ids["finish-102"], "missed_checkpoint", ["102"], "cp1", None),
+    ]
+    board = build_leaderboard(passages, course, athletes, _at(3000), OFFICIALS)
+    windows = [
+        {
+            "station_id": s.id,
+            "window_start": _at(0),
+            "window_end": _at(3600),
+            "images": sum(r["station_id"] == s.id for r in images),
+            "passages": sum(p.station_id == s.id for p in passages),
+            "health": "covered" if s.id == "finish" else "ok",
+            "last_photo_at": max(r["taken_at"] for r in images if r["station_id"] == s.id),
+        }
+        for s in course.stations
+    ]
+    _write(race.out / "images.parquet", images, schemas.IMAGES)
+    _write(race.out / "passages.parquet", [vars(p) for p in passages], schemas.PASSAGES)
+    _write(race.out / "review.parquet", reviews, schemas.REVIEW)
+    _write(race.out / "leaderboard.parquet", board, schemas.leaderboard_schema(course.station_ids))
+    _write(race.out / "stations.parquet", windows, schemas.STATIONS)
+    (race.out / "results.csv").write_text("Place,Bib,Name\n1,101,Ingrid Berg\n", encoding="utf-8")
+    run = {
+        "images": str(race.images),
+        "course": str(root / "course.yaml"),
+        "start_list": str(root / "startlist.csv"),
+        "facts": str(race.out / "facts"),
+        "corrections": None,
+    }
+    (race.out / "run.json").write_text(json.dumps(run), encoding="utf-8")
+    return race

@@ -1,0 +1,149 @@
+"""The corrections log as the dashboard writes and reads it: appends from several officials
+at once lose nothing and tear nothing; a bad line is reported with its number, not fatal.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import multiprocessing
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from transforms.corrections import (
+    Correction,
+    append_corrections,
+    load_corrections,
+    read_corrections_leniently,
+)
+
+WRITERS, ROWS_EACH = 4, 50
+DECIDED = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
+
+
+def decision(writer: int, n: int) -> Correction:
+    return Correction(
+        image_id=f"{writer:02d}{n:04d}" * 8,  # as long as a SHA-256, so writes are not tiny
+        action="assign",
+        bib=str(100 + n),
+        station_id="finish",
+        passed_at=DECIDED - timedelta(minutes=30),
+        decided_at=DECIDED + timedelta(seconds=n),
+        by=f"official, no. {writer}",  # a comma: the row must be quoted
+    )
+
+
+def _write_decisions(path: str, writer: int, start: multiprocessing.synchronize.Event) -> None:
+    start.wait()
+    for n in range(ROWS_EACH):
+        append_corrections(path, [decision(writer, n)])
+
+
+def test_append__concurrent_writers_lose_and_tear_nothing(tmp_path: Path) -> None:
+    log = str(tmp_path / "corrections.csv")
+    context = multiprocessing.get_context("spawn")  # no fork of the test runner's threads
+    start = context.Event()
+    writers = [
+        context.Process(target=_write_decisions, args=(log, w, start)) for w in range(WRITERS)
+    ]
+    for w in writers:
+        w.start()
+    start.set()  # all at once, to make them contend for the file
+    for w in writers:
+        w.join(60)
+    assert [w.exitcode for w in writers] == [0] * WRITERS
+    text = Path(log).read_text(encoding="utf-8")
+    assert text.count("image_id,action") == 1
+    rows = load_corrections(log)  # strict: any torn line would raise
+    assert len(rows) == WRITERS * ROWS_EACH
+    assert set(rows) == {decision(w, n) for w in range(WRITERS) for n in range(ROWS_EACH)}
+
+
+def _append_announced(path: str, row: Correction, ready: multiprocessing.synchronize.Event) -> None:
+    ready.set()
+    append_corrections(path, [row])
+
+
+def test_append__waits_while_another_writer_holds_the_lock(tmp_path: Path) -> None:
+    log = tmp_path / "corrections.csv"
+    append_corrections(str(log), [decision(0, 0)])
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    with open(log, "a", encoding="utf-8") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)  # another official's dashboard, mid-append
+        writer = context.Process(target=_append_announced, args=(str(log), decision(1, 0), ready))
+        writer.start()
+        assert ready.wait(30)
+        writer.join(0.5)
+        assert writer.is_alive()
+        assert load_corrections(str(log)) == (decision(0, 0),)
+    writer.join(30)  # closing the file released the lock
+    assert writer.exitcode == 0
+    assert load_corrections(str(log)) == (decision(0, 0), decision(1, 0))
+
+
+def test_append__creates_the_log_with_its_header_and_reads_back(tmp_path: Path) -> None:
+    log = str(tmp_path / "corrections.csv")
+    append_corrections(log, [decision(0, 0)])
+    append_corrections(log, [decision(0, 1), decision(0, 2)])
+    assert Path(log).read_text(encoding="utf-8").splitlines()[0] == (
+        "image_id,action,bib,station_id,passed_at,decided_at,by"
+    )
+    assert load_corrections(log) == (decision(0, 0), decision(0, 1), decision(0, 2))
+
+
+def test_append__after_a_torn_line_starts_on_a_new_line(tmp_path: Path) -> None:
+    log = tmp_path / "corrections.csv"
+    append_corrections(str(log), [decision(0, 0)])
+    with open(log, "a", encoding="utf-8") as f:
+        f.write("abc,assi")  # a writer died in the middle of its row
+    append_corrections(str(log), [decision(0, 1)])
+    reading = read_corrections_leniently(str(log))
+    assert reading.corrections == (decision(0, 0), decision(0, 1))
+    assert len(reading.problems) == 1 and "line 3" in reading.problems[0]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        Correction("abc", "delete"),
+        Correction("abc", "assign"),
+        Correction("", "reject"),
+        Correction("abc", "reject", by="two\nlines"),
+    ],
+    ids=["unknown_action", "assign_without_bib", "reject_without_image", "line_break"],
+)
+def test_append__a_bad_row_writes_nothing(tmp_path: Path, bad: Correction) -> None:
+    log = tmp_path / "corrections.csv"
+    with pytest.raises(ValueError):
+        append_corrections(str(log), [decision(0, 0), bad])
+    assert not log.exists()
+
+
+def test_read_leniently__reports_each_bad_line_and_keeps_the_rest(tmp_path: Path) -> None:
+    log = tmp_path / "corrections.csv"
+    log.write_text(
+        "image_id,action,bib,station_id,passed_at,decided_at,by\n"
+        "abc,reject,,,,2026-05-01T09:00:00Z,kari\n"
+        "abc,delete,,,,2026-05-01T09:01:00Z,kari\n"
+        "def,approve,,,,yesterday,ola\n"
+        "ghi,dsq,101,,,2026-05-01T09:02:00Z,ola\n",
+        encoding="utf-8",
+    )
+    reading = read_corrections_leniently(str(log))
+    assert [(c.image_id, c.action) for c in reading.corrections] == [
+        ("abc", "reject"),
+        ("ghi", "dsq"),
+    ]
+    assert [p.split(": ")[1] for p in reading.problems] == ["line 3", "line 4"]
+
+
+def test_read_leniently__a_wrong_header_is_one_problem(tmp_path: Path) -> None:
+    log = tmp_path / "corrections.csv"
+    log.write_text("id,what\nabc,reject\n", encoding="utf-8")
+    reading = read_corrections_leniently(str(log))
+    assert reading.corrections == ()
+    assert reading.problems == (
+        f"{log}: line 1: expected header image_id,action,bib,station_id,passed_at,decided_at,by",
+    )

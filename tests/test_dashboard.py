@@ -1,0 +1,553 @@
+"""The dashboard, driven through Streamlit's AppTest on a small race written as Parquet.
+
+A smoke test per page, the review actions by widget key (each must append the right rows
+to the corrections log and ask for a re-timing), the password gate, photos only by
+image_id, and start-list names shown as text. The re-timing command is replaced by a
+recorder: a real `racelens results` is exercised by the browser test.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import dashboard
+from dashboard import board, photos, retime, review_queue
+from dashboard.data import Race as RaceInfo
+from dashboard.data import StationInfo
+from dashboard.retime import Retimer
+from dashboard.review_queue import Item
+from dashboard.settings import PASSWORD_ENV, SettingsError, parse_settings
+from pipeline.cli import main
+from tests.conftest import restored_logging
+from tests.dashboard_race import HTML_NAME, Race, build_race
+from transforms.corrections import Correction, append_corrections, read_corrections_leniently
+
+APP = Path(dashboard.__file__).with_name("app.py")
+LEADERBOARD, REVIEW, STATIONS, ATHLETE, STATS = (
+    "views/leaderboard.py",
+    "views/review.py",
+    "views/stations.py",
+    "views/athlete.py",
+    "views/stats.py",
+)
+PAGES = (LEADERBOARD, REVIEW, STATIONS, ATHLETE, STATS)
+TIMEOUT_S = 30
+
+
+@pytest.fixture
+def race(tmp_path: Path) -> Race:
+    return build_race(tmp_path)
+
+
+@pytest.fixture
+def retimed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """The (out, corrections) of every re-timing the dashboard ran; each one does nothing."""
+    calls: list[tuple[str, str]] = []
+
+    def record(out: str, corrections: str) -> list[str]:
+        calls.append((out, corrections))
+        return [sys.executable, "-c", "pass"]
+
+    monkeypatch.setattr(retime, "results_command", record)
+    return calls
+
+
+@pytest.fixture
+def open_page(race: Race, retimed: list, monkeypatch: pytest.MonkeyPatch) -> Callable[..., AppTest]:
+    """Opens a page of the dashboard on the race, as `racelens dashboard --out` would."""
+    monkeypatch.setattr(sys, "argv", ["app.py", "--out", str(race.out)])
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+
+    def open_(page: str, **query: str) -> AppTest:
+        at = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S).run()
+        at.query_params.update(query)
+        at.switch_page(page).run()
+        assert not at.exception, at.exception
+        return at
+
+    return open_
+
+
+@pytest.fixture(autouse=True)
+def main_module_kept() -> Iterator[None]:
+    """AppTest runs the app as __main__ and leaves it there, and multiprocessing's spawn (in
+    later tests) would run __main__'s file, the app, in every child it starts."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
+
+
+def texts(at: AppTest) -> list[str]:
+    return [t.value for t in at.text]
+
+
+def log_rows(race: Race) -> list[dict[str, str]]:
+    with open(race.corrections, encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+# --- Every page -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("page", "expected"),
+    [
+        (LEADERBOARD, "1. Ingrid Berg (F35), bib 101, 0:39:55.0"),
+        (REVIEW, "5 km · 10:21:40"),
+        (STATIONS, "Finish (10 km)"),
+        (ATHLETE, "Test 10k"),
+        (STATS, "Test 10k"),
+    ],
+)
+def test_page__renders_the_race(open_page: Callable[..., AppTest], page: str, expected: str):
+    at = open_page(page)
+    assert not at.error
+    assert expected in texts(at)
+
+
+def test_leaderboard__podium_and_statuses_as_text(open_page: Callable[..., AppTest]) -> None:
+    at = open_page(LEADERBOARD)
+    podium = [t for t in texts(at) if t[:2] in ("1.", "2.", "3.")]
+    assert podium == [
+        "1. Ingrid Berg (F35), bib 101, 0:39:55.0",
+        f"2. {HTML_NAME} (F35), bib 103, 0:41:33.0",
+        "3. Ola Hansen (M40), bib 102, 0:43:14.0",
+    ]
+    counts = {m.label: m.value for m in at.metric}
+    assert counts == {"FINISHED": "3", "RUNNING": "1", "DNF": "0", "DNS": "1", "DSQ": "1"}
+
+
+def test_leaderboard__shows_results_rewritten_by_a_run(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    at = open_page(LEADERBOARD)
+    path = race.out / "leaderboard.parquet"
+    table = pq.read_table(path)
+    rows = table.to_pylist()
+    for row in rows:  # the winner is disqualified, the others move up
+        if row["bib"] == "101":
+            row.update(rank=None, status="dsq")
+        elif row["rank"]:
+            row["rank"] -= 1
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), path)
+    at.run()  # what the page's refresh does every few seconds
+    assert f"1. {HTML_NAME} (F35), bib 103, 0:41:33.0" in texts(at)
+
+
+def test_leaderboard__search_by_bib_or_name(open_page: Callable[..., AppTest]) -> None:
+    at = open_page(LEADERBOARD)
+    at.text_input(key="search").set_value("hansen").run()
+    assert list(at.dataframe[0].value["Bib"]) == ["102"]
+    at.text_input(key="search").set_value("10").run()
+    assert len(at.dataframe[0].value) == 6
+
+
+def test_leaderboard__per_category_podium_and_flags(open_page: Callable[..., AppTest]) -> None:
+    at = open_page(LEADERBOARD)
+    at.selectbox(key="category").set_value("M40").run()
+    assert "1. Ola Hansen (M40), bib 102, 0:43:14.0" in texts(at)
+    table = at.dataframe[0].value
+    assert list(table["Place"]) == ["1", ""]
+    assert table.set_index("Bib").loc["102", "Flags"] == "missed 5 km"
+
+
+def test_leaderboard__html_in_a_name_is_shown_as_text(open_page: Callable[..., AppTest]):
+    at = open_page(LEADERBOARD)
+    assert any(HTML_NAME in t for t in texts(at))
+    assert HTML_NAME in list(at.dataframe[0].value["Name"])
+    assert not [m for m in at.markdown if "<b>" in m.value or "<script>" in m.value]
+
+
+def test_athlete__passages_and_photos_of_an_athlete(open_page: Callable[..., AppTest]) -> None:
+    at = open_page(ATHLETE, bib="102")
+    passages = at.dataframe[0].value
+    assert list(passages["Station"]) == ["Start (0 km)", "5 km", "Finish (10 km)"]
+    assert list(passages["Counted"]) == ["yes", "no", "yes"]
+    assert "Photos (3)" in [s.value for s in at.subheader]
+    assert len(at.get("page_link")) == 3  # one "correct this photo" link per photo
+
+
+def test_athlete__choosing_an_athlete_puts_them_in_the_address(
+    open_page: Callable[..., AppTest],
+) -> None:
+    at = open_page(ATHLETE, bib="101")
+    at.selectbox(key="athlete_bib").set_value("104").run()
+    assert at.query_params["bib"] == "104"
+    assert "Per Dahl · bib 104 · M40" in texts(at)
+    assert {m.label: m.value for m in at.metric}["Status"] == "RUNNING"
+
+
+def test_athlete__unknown_bib_in_the_address_is_refused(open_page: Callable[..., AppTest]):
+    at = open_page(ATHLETE, bib="../../etc/passwd")
+    assert at.error
+    assert "../../etc/passwd" in [c.value for c in at.code]
+
+
+def test_stats__counts_and_downloads(open_page: Callable[..., AppTest]) -> None:
+    at = open_page(STATS)
+    figures = {m.label: m.value for m in at.metric}
+    assert figures["Open for review"] == "4"
+    assert figures["Decisions logged"] == "0"
+    assert len(at.get("download_button")) == 7
+
+
+# --- Review queue -----------------------------------------------------------------------------
+
+
+def test_review__approve_logs_the_photo_and_retimes(
+    open_page: Callable[..., AppTest], race: Race, retimed: list
+) -> None:
+    at = open_page(REVIEW)
+    at.sidebar.text_input(key="official").set_value("kari").run()
+    at.button(key="approve").click().run()
+    assert not at.exception
+    [row] = log_rows(race)
+    assert row | {"decided_at": ""} == {
+        "image_id": race.ids["cp1-weak"],
+        "action": "approve",
+        "bib": "",
+        "station_id": "cp1",
+        "passed_at": "",
+        "decided_at": "",
+        "by": "kari",
+    }
+    wait_for(lambda: retimed == [(str(race.out), str(race.corrections))])
+    # The decided photo has left the queue: the next item is shown.
+    assert "Number not in the start list" in [s.value for s in at.subheader]
+
+
+def test_review__assign_logs_one_row_per_athlete(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    at = open_page(REVIEW)
+    assert at.multiselect(key="assign_bibs").value == ["102"]  # the candidates, proposed
+    at.multiselect(key="assign_bibs").set_value(["101", "103"])
+    at.button(key="assign").click().run()
+    rows = log_rows(race)
+    assert [(r["action"], r["bib"], r["station_id"]) for r in rows] == [
+        ("assign", "101", "cp1"),
+        ("assign", "103", "cp1"),
+    ]
+    assert {r["image_id"] for r in rows} == {race.ids["cp1-weak"]}
+
+
+def test_review__assign_without_athlete_is_refused(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    at = open_page(REVIEW)
+    at.multiselect(key="assign_bibs").set_value([])
+    at.button(key="assign").click().run()
+    assert at.error
+    assert not race.corrections.exists()
+
+
+def test_review__reject_and_skip(open_page: Callable[..., AppTest], race: Race) -> None:
+    at = open_page(REVIEW)
+    at.button(key="skip").click().run()
+    assert "Number not in the start list" in [s.value for s in at.subheader]
+    at.button(key="reject").click().run()
+    [row] = log_rows(race)
+    assert (row["image_id"], row["action"]) == (race.ids["finish-999"], "reject")
+    # Skipped items come back after the others.
+    at.button(key="skip").click().run()
+    at.button(key="skip").click().run()
+    assert "Bib read, but not surely" in [s.value for s in at.subheader]
+
+
+def test_review__a_photo_another_official_just_decided_is_not_decided_twice(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    at = open_page(REVIEW)
+    decided = pd.Timestamp("2026-05-01T09:00:00Z").to_pydatetime()
+    other = Correction(race.ids["cp1-weak"], "reject", decided_at=decided, by="ola")
+    append_corrections(str(race.corrections), [other])  # while this page still shows it
+    at.button(key="approve").click().run()
+    assert [r["action"] for r in log_rows(race)] == ["reject"]
+    assert "ola decided this one already (reject)." in texts(at)
+
+
+def test_review__missed_checkpoint_disqualifies_the_athlete(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    at = open_page(REVIEW)
+    at.pills(key="filter_reasons").set_value(["missed_checkpoint"]).run()
+    assert "Not seen at a checkpoint" in [s.value for s in at.subheader]
+    assert "reject" not in [b.key for b in at.button]
+    at.button(key="dsq").click().run()
+    [row] = log_rows(race)
+    assert (row["image_id"], row["action"], row["bib"], row["station_id"]) == (
+        race.ids["finish-102"],
+        "dsq",
+        "102",
+        "cp1",
+    )
+    assert "Nothing to review here." in [s.value for s in at.success]
+
+
+def test_review__filter_by_station_with_counts(open_page: Callable[..., AppTest]) -> None:
+    at = open_page(REVIEW)
+    stations = at.pills(key="filter_stations")
+    assert sorted(stations.options) == ["cp1", "finish"]
+    assert "Open in all: Bib read, but not surely 1 · " in at.caption[0].value
+    stations.set_value(["finish"]).run()
+    assert "Number not in the start list" in [s.value for s in at.subheader]
+
+
+def test_review__a_malformed_log_line_is_reported_not_fatal(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    race.corrections.write_text(
+        "image_id,action,bib,station_id,passed_at,decided_at,by\n"
+        f"{race.ids['cp1-weak']},approve,,cp1,,2026-05-01T09:00:00+00:00,kari\n"
+        "abc,assi\n",
+        encoding="utf-8",
+    )
+    at = open_page(REVIEW)
+    assert at.warning
+    assert "line 3" in at.code[0].value
+    # The valid line still counts: the approved photo is no longer in the queue.
+    assert "Number not in the start list" in [s.value for s in at.subheader]
+
+
+def test_review__link_opens_any_photo_of_the_run(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    at = open_page(REVIEW, image=race.ids["finish-101"])
+    assert "Opened for correction" in [s.value for s in at.subheader]
+    at.button(key="reject").click().run()
+    assert [r["image_id"] for r in log_rows(race)] == [race.ids["finish-101"]]
+
+
+@pytest.mark.parametrize("crafted", ["../../etc/passwd", "/etc/passwd", "secret.jpg"])
+def test_review__a_crafted_path_reads_no_file(
+    open_page: Callable[..., AppTest], race: Race, crafted: str
+) -> None:
+    secret = race.root / "secret.jpg"
+    secret.write_bytes((race.images / "cp1" / "cp1-101.jpg").read_bytes())
+    at = open_page(REVIEW, image=str(secret) if crafted == "secret.jpg" else crafted)
+    assert at.error
+    # The queue goes on with its own first photo; the crafted one was never opened.
+    assert "Bib read, but not surely" in [s.value for s in at.subheader]
+    assert photos.photo_path(pd.read_parquet(race.out / "images.parquet"), str(secret)) is None
+
+
+# --- Password ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_password__every_page_asks_first(
+    open_page: Callable[..., AppTest], monkeypatch: pytest.MonkeyPatch, page: str
+) -> None:
+    monkeypatch.setenv(PASSWORD_ENV, "finish-line")
+    at = open_page(page)
+    assert [t.label for t in at.text_input] == ["Password"]
+    assert not at.dataframe and not at.text and not at.metric
+
+
+def test_password__wrong_then_right(
+    open_page: Callable[..., AppTest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(PASSWORD_ENV, "finish-line")
+    at = open_page(LEADERBOARD)
+    at.text_input(key="password").set_value("guess")
+    at.button(key="sign_in").click().run()
+    assert [e.value for e in at.error] == ["Wrong password."]
+    at.text_input(key="password").set_value("finish-line")
+    at.button(key="sign_in").click().run()
+    assert "1. Ingrid Berg (F35), bib 101, 0:39:55.0" in texts(at)
+    assert "password" not in at.session_state  # the typed password is not kept
+
+
+def test_password__an_unreadable_password_file_lets_nobody_in(
+    open_page: Callable[..., AppTest], race: Race, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv = ["app.py", "--out", str(race.out), "--password-file", str(race.root / "missing")]
+    monkeypatch.setattr(sys, "argv", argv)
+    at = open_page(LEADERBOARD)
+    assert [e.value for e in at.error] == ["The dashboard cannot start:"]
+    assert not at.dataframe and not at.text and not at.metric
+
+
+def test_password__from_a_file(race: Race, tmp_path: Path) -> None:
+    secret = tmp_path / "password.txt"
+    secret.write_text("s3cret\n", encoding="utf-8")
+    argv = ["--out", str(race.out), "--password-file", str(secret)]
+    assert parse_settings(argv, {}).password == "s3cret"
+    with pytest.raises(SettingsError, match="cannot read"):
+        parse_settings(["--out", str(race.out), "--password-file", str(tmp_path / "no")], {})
+
+
+def test_settings__corrections_log_defaults_to_the_results_folder(race: Race) -> None:
+    settings = parse_settings(["--out", str(race.out)], {PASSWORD_ENV: ""})
+    assert (settings.corrections, settings.password) == (str(race.corrections), None)
+
+
+# --- Logic without Streamlit ------------------------------------------------------------------
+
+ITEM = Item("img", "low_confidence", "cp1", ("102",))
+MISSED = Item("fin", "missed_checkpoint", "cp1", ("102",))
+
+
+def _rows(action: str, item: Item, bibs: tuple[str, ...] = ()) -> list[Correction]:
+    now = pd.Timestamp("2026-05-01T09:00:00Z").to_pydatetime()
+    return review_queue.decision_rows(
+        action, item, official="kari", now=now, bibs=bibs, photo_station="finish"
+    )
+
+
+def test_decision_rows__image_decisions_name_the_photos_station() -> None:
+    assert [(r.action, r.bib, r.station_id) for r in _rows("assign", ITEM, ("1", "2", "1"))] == [
+        ("assign", "1", "finish"),
+        ("assign", "2", "finish"),
+    ]
+    assert [(r.action, r.station_id) for r in _rows("reject", ITEM)] == [("reject", "finish")]
+
+
+def test_decision_rows__athlete_decisions_name_the_missed_station() -> None:
+    [row] = _rows("dsq", MISSED)
+    assert (row.image_id, row.action, row.bib, row.station_id) == ("fin", "dsq", "102", "cp1")
+    with pytest.raises(ValueError, match="not a decision"):
+        _rows("reject", MISSED)
+
+
+def test_pending__a_decision_settles_its_items_only() -> None:
+    other = Item("other", "unknown_bib", "finish", ("999",))
+    items = [ITEM, MISSED, other]
+    assert review_queue.pending(items, _rows("approve", ITEM)) == [MISSED, other]
+    assert review_queue.pending(items, _rows("approve", MISSED)) == [ITEM, other]
+    # An approval of the finish photo itself is no decision about the missed checkpoint.
+    assert MISSED in review_queue.pending(items, [Correction("fin", "approve")])
+
+
+def test_in_turn__skipped_items_go_last_in_the_order_skipped() -> None:
+    a, b, c = (Item(x, "low_confidence", "cp1", ()) for x in "abc")
+    assert review_queue.in_turn([a, b, c], [b.key, a.key]) == [c, b, a]
+
+
+def test_podium__ties_share_a_place() -> None:
+    rows = pd.DataFrame(
+        {
+            "bib": ["1", "2", "3", "4"],
+            "name": ["A", "B", "C", "D"],
+            "category": ["", "", "", ""],
+            "rank": [1, 2, 2, 4],
+            "total_s": [60.0, 61.0, 61.0, 62.0],
+        }
+    )
+    assert [(p.place, p.bib) for p in board.podium(rows)] == [(1, "1"), (2, "2"), (2, "3")]
+
+
+def test_station_label__adds_the_distance_unless_named_by_it() -> None:
+    assert board.station_label(StationInfo("cp1", "Bridge", 5.0)) == "Bridge (5 km)"
+    assert board.station_label(StationInfo("cp1", "3.3 km", 3.333)) == "3.3 km"
+
+
+def test_positions__order_at_each_station_after_the_start() -> None:
+    race = RaceInfo("r", "UTC", (StationInfo("s", "S", 0), StationInfo("f", "F", 1)))
+    rows = pd.DataFrame(
+        {"bib": ["1", "2"], "name": ["A", "B"], "at_s_s": [0.0, 0.0], "at_f_s": [90.0, 80.0]}
+    )
+    positions = board.positions(rows, race, leaders=2)
+    assert list(zip(positions["bib"], positions["position"], strict=True)) == [("1", 2), ("2", 1)]
+
+
+def test_photos_zip__holds_the_listed_photos_only(race: Race) -> None:
+    images = pd.read_parquet(race.out / "images.parquet")
+    ids = [race.ids["start-101"], race.ids["finish-101"], "../../etc/passwd"]
+    with zipfile.ZipFile(io.BytesIO(photos.photos_zip(images, ids))) as archive:
+        assert archive.namelist() == ["start/start-101.jpg", "finish/finish-101.jpg"]
+
+
+def test_annotated_photo__draws_on_a_copy_of_the_listed_file(race: Race) -> None:
+    images = pd.read_parquet(race.out / "images.parquet")
+    before = (race.images / "cp1" / "cp1-weak.jpg").read_bytes()
+    assert photos.annotated_photo(images, race.ids["cp1-weak"]) is not None
+    assert [r.bib for r, _ in photos.bib_crops(images, race.ids["cp1-weak"])] == ["102"]
+    assert (race.images / "cp1" / "cp1-weak.jpg").read_bytes() == before
+
+
+# --- Re-timing --------------------------------------------------------------------------------
+
+
+def test_retimer__requests_during_a_run_share_one_more_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    started = threading.Event()
+    release = threading.Event()
+    runs: list[str] = []
+
+    def fake_run(command: list[str], **_: object) -> subprocess.CompletedProcess:
+        runs.append(command[-1])
+        started.set()
+        release.wait(5)
+        return subprocess.CompletedProcess(command, 0, "", "finished in 0.1 s\n")
+
+    monkeypatch.setattr(retime.subprocess, "run", fake_run)
+    done: list[None] = []
+    retimer = Retimer(str(tmp_path), str(tmp_path / "log.csv"), on_done=lambda: done.append(None))
+    first = retimer.request()
+    assert started.wait(5)
+    second, third = retimer.request(), retimer.request()
+    assert second is third and second is not first
+    release.set()
+    assert second.result(5).ok and first.result(5).message == "finished in 0.1 s"
+    assert (len(runs), len(done), retimer.busy) == (2, 2, False)
+
+
+def test_retimer__a_failed_run_says_why(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(
+        retime,
+        "results_command",
+        lambda out, log: [sys.executable, "-c", "import sys; sys.exit('racelens: error: bad log')"],
+    )
+    retimer = Retimer(str(tmp_path), str(tmp_path / "log.csv"), on_done=lambda: None)
+    outcome = retimer.request().result(30)
+    assert (outcome.ok, outcome.message) == (False, "racelens: error: bad log")
+
+
+# --- Command ----------------------------------------------------------------------------------
+
+
+def test_command__no_results_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with restored_logging():
+        assert main(["dashboard", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no results" in err
+
+
+def test_command__runs_the_installed_app_on_the_folder(race: Race) -> None:
+    from pipeline.cli import _parser, dashboard_command
+
+    args = _parser().parse_args(["dashboard", "--out", str(race.out), "--port", "8599"])
+    command = dashboard_command(args)
+    assert command[:5] == [sys.executable, "-m", "streamlit", "run", str(APP)]
+    assert command[command.index("--server.port") + 1] == "8599"
+    assert command[command.index("--") :] == ["--", "--out", str(race.out)]
+
+
+def test_read_corrections_leniently__no_log_is_no_rows(tmp_path: Path) -> None:
+    reading = read_corrections_leniently(str(tmp_path / "corrections.csv"))
+    assert (reading.corrections, reading.problems) == ((), ())

@@ -1,0 +1,160 @@
+"""The dashboard in a real browser: `racelens dashboard` on a small demo race, headless Chromium.
+
+Reads the podium on the leaderboard, then approves the first photo of the review queue
+the way an official does (a key press), and checks that the decision reached the
+corrections log and was re-timed into the results by a real `racelens results`. Needs
+Debian's `chromium` and `chromium-driver` (scripts/bootstrap.sh installs them); skips
+only when they are missing.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pyarrow.parquet as pq
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="needs Debian's chromium and chromium-driver (apt-get install -y chromium "
+    "chromium-driver; scripts/bootstrap.sh does it)",
+)
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+WAIT_S = 60
+T = TypeVar("T")
+
+
+def racelens(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "pipeline", *args], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real run of a small demo race (a few seconds), so the re-timing can run too."""
+    race = tmp_path_factory.mktemp("browser-race")
+    racelens("demo", "--out", str(race), "--athletes", "6", "--stations", "3", "--seed", "5")
+    out = race / "results"
+    racelens(
+        "run",
+        *("--images", str(race / "images"), "--course", str(race / "course.yaml")),
+        *("--start-list", str(race / "startlist.csv"), "--out", str(out), "--no-progress"),
+    )
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def eventually(probe: Callable[[], T | None], what: str, timeout_s: float = WAIT_S) -> T:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            found = probe()
+        except (OSError, WebDriverException):
+            found = None
+        if found:
+            return found
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(results: Path) -> Iterator[str]:
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "dashboard", "--out", str(results)]
+        + ["--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://localhost:{port}"
+    try:
+        eventually(
+            lambda: urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read(), "server"
+        )
+        yield url
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    options = webdriver.ChromeOptions()
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tempfile.mkdtemp(prefix='racelens-chromium-')}")
+    options.add_argument("--window-size=1440,1000")
+    options.binary_location = CHROMIUM
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def page_texts(browser: webdriver.Chrome) -> list[str]:
+    return [e.text for e in browser.find_elements(By.CSS_SELECTOR, "[data-testid=stText]")]
+
+
+def test_browser__podium_then_a_review_decision(
+    browser: webdriver.Chrome, dashboard_url: str, results: Path
+) -> None:
+    board = pq.read_table(results / "leaderboard.parquet").to_pylist()
+    winner = next(r for r in board if r["rank"] == 1)
+    browser.get(dashboard_url)
+    podium = eventually(
+        lambda: [t for t in page_texts(browser) if t.startswith("1. ")], "the podium"
+    )
+    assert podium[0].startswith(f"1. {winner['name']} ")
+
+    # The first item of the queue, whatever the demo race's pipeline found doubtful.
+    item = pq.read_table(results / "review.parquet").to_pylist()[0]
+    browser.get(f"{dashboard_url}/review")
+    eventually(lambda: browser.find_elements(By.XPATH, "//button[.//p='Approve']"), "the queue")
+    browser.find_element(By.TAG_NAME, "body").send_keys("a")  # the Approve shortcut
+    sidebar = browser.find_element(By.CSS_SELECTOR, "[data-testid=stSidebar]")
+    eventually(lambda: "Saved." in sidebar.text, "the decision")
+
+    log = results / "corrections.csv"
+    with open(log, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["image_id"], r["action"]) for r in rows} == {(item["image_id"], "approve")}
+
+    def retimed() -> bool:
+        run = json.loads((results / "run.json").read_text(encoding="utf-8"))
+        return run["corrections"] == str(log)
+
+    eventually(retimed, "the re-timing with the log")
+    photos = pq.read_table(results / "images.parquet").to_pylist()
+    assert {r["reason"] for r in photos if r["image_id"] == item["image_id"]} == {
+        "approved_by_official"
+    }

@@ -1,0 +1,225 @@
+"""Tests of transforms.ocr on bibs rendered here, and on real dev photos where available."""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from transforms.ocr import BibRead, find_bib_regions, read_bibs
+
+Box = tuple[int, int, int, int]
+BGR = tuple[int, int, int]
+
+WHITE, YELLOW, LIGHT_BLUE, NAVY = (245, 245, 245), (170, 240, 250), (250, 225, 198), (90, 30, 20)
+BLACK, DARK_BLUE, DARK_RED = (20, 20, 20), (120, 30, 15), (25, 15, 130)
+
+
+@dataclass(frozen=True)
+class Bib:
+    number: str
+    centre: tuple[int, int]  # in the scene
+    paper: BGR = WHITE
+    ink: BGR = BLACK
+    font: int = cv2.FONT_HERSHEY_SIMPLEX
+    digit_height: int = 52
+    angle: float = 0.0  # degrees, counter-clockwise
+
+
+def _scene(seed: int, height: int = 800, width: int = 1200) -> np.ndarray:
+    """Sky-to-road gradient with sensor noise and a few blobs (trees, cars, spectators)."""
+    rng = np.random.default_rng(seed)
+    rows = np.linspace(0.0, 1.0, height)[:, None, None]
+    image = (1 - rows) * np.array([230.0, 190, 150]) + rows * np.array([90.0, 100, 110])
+    image = np.broadcast_to(image, (height, width, 3)).copy()
+    for _ in range(12):
+        colour = tuple(float(c) for c in rng.integers(0, 256, 3))
+        centre = (int(rng.integers(0, width)), int(rng.integers(0, height // 2)))
+        axes = (int(rng.integers(30, 150)), int(rng.integers(20, 90)))
+        cv2.ellipse(image, centre, axes, 0, 0, 360, colour, -1)
+    image += rng.normal(0, 4, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def _draw_runner(image: np.ndarray, bib: Bib, shirt: BGR) -> Box:
+    """A torso wearing the bib; returns the box of the bib's digits."""
+    cx, cy = bib.centre
+    cv2.rectangle(image, (cx - 130, cy - 150), (cx + 130, cy + 200), shirt, -1)
+    (unit_w, unit_h), _ = cv2.getTextSize("0", bib.font, 1.0, 1)
+    scale = bib.digit_height / unit_h
+    thickness = max(2, bib.digit_height // 12)
+    (text_w, text_h), _ = cv2.getTextSize(bib.number, bib.font, scale, thickness)
+    paper_w, paper_h = text_w + 40, text_h + 50
+    card = np.empty((paper_h, paper_w, 3), np.uint8)
+    card[:] = bib.paper
+    ink = np.zeros((paper_h, paper_w), np.uint8)
+    origin = (20, paper_h - 25)
+    cv2.putText(card, bib.number, origin, bib.font, scale, bib.ink, thickness, cv2.LINE_AA)
+    cv2.putText(ink, bib.number, origin, bib.font, scale, 255, thickness, cv2.LINE_AA)
+    # Rotate card, ink and a paper mask together about the bib's centre in the scene.
+    rotation = cv2.getRotationMatrix2D((paper_w / 2, paper_h / 2), bib.angle, 1.0)
+    rotation[:, 2] += (cx - paper_w / 2, cy - paper_h / 2)
+    size = (image.shape[1], image.shape[0])
+    paper = np.full((paper_h, paper_w), 255, np.uint8)
+    warped_card = cv2.warpAffine(card, rotation, size)
+    warped_paper = cv2.warpAffine(paper, rotation, size)[..., None] / 255.0
+    warped_ink = cv2.warpAffine(ink, rotation, size)
+    image[:] = (image * (1 - warped_paper) + warped_card * warped_paper).astype(np.uint8)
+    ys, xs = np.nonzero(warped_ink > 127)
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def _photo(bibs: list[Bib], seed: int = 1) -> tuple[np.ndarray, list[Box]]:
+    image = _scene(seed)
+    shirts = [(40, 40, 200), (160, 90, 30), (60, 140, 60)]
+    boxes = [_draw_runner(image, bib, shirts[i % len(shirts)]) for i, bib in enumerate(bibs)]
+    return cv2.GaussianBlur(image, (0, 0), 0.7), boxes
+
+
+def _intersection(a: Box, b: Box) -> int:
+    return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def _area(box: Box) -> int:
+    return (box[2] - box[0]) * (box[3] - box[1])
+
+
+def _fits(found: Box, digits: Box) -> bool:
+    """The found box covers the digits and is not much larger than them."""
+    overlap = _intersection(found, digits)
+    covered = overlap / _area(digits)
+    iou = overlap / (_area(found) + _area(digits) - overlap)
+    return covered >= 0.95 and iou >= 0.5
+
+
+def _confident(reads: list[BibRead]) -> list[BibRead]:
+    return [r for r in reads if r.confidence >= 0.75]
+
+
+SINGLE_BIBS = [
+    Bib("427", (600, 450)),
+    Bib("3081", (500, 420), YELLOW, DARK_BLUE, cv2.FONT_HERSHEY_DUPLEX, 46, angle=4.0),
+    Bib("96", (700, 480), LIGHT_BLUE, DARK_RED, cv2.FONT_HERSHEY_TRIPLEX, 60, angle=-3.0),
+    Bib("5213", (600, 450), NAVY, WHITE, digit_height=50, angle=2.0),  # light on dark
+]
+
+
+@pytest.mark.parametrize("bib", SINGLE_BIBS, ids=lambda b: b.number)
+def test_reads_a_rendered_bib_with_its_box(bib: Bib) -> None:
+    image, (digits_box,) = _photo([bib])
+
+    reads = _confident(read_bibs(image))
+
+    assert [r.bib for r in reads] == [bib.number]
+    assert reads[0].confidence <= 1.0
+    assert _fits(reads[0].box, digits_box)
+
+
+@pytest.mark.parametrize("bib", SINGLE_BIBS[:2], ids=lambda b: b.number)
+def test_finds_the_region_of_a_rendered_bib(bib: Bib) -> None:
+    image, (digits_box,) = _photo([bib])
+
+    regions = find_bib_regions(image)
+
+    assert any(_fits(region, digits_box) for region in regions)
+
+
+def test_reads_both_bibs_of_a_photo_best_first() -> None:
+    bibs = [Bib("152", (330, 450), angle=-2.0), Bib("2718", (880, 430), YELLOW, DARK_BLUE)]
+    image, boxes = _photo(bibs, seed=2)
+
+    reads = read_bibs(image)
+
+    by_number = {r.bib: r for r in _confident(reads)}
+    assert set(by_number) == {"152", "2718"}
+    for bib, box in zip(bibs, boxes, strict=True):
+        assert _fits(by_number[bib.number].box, box)
+    assert [r.confidence for r in reads] == sorted((r.confidence for r in reads), reverse=True)
+
+
+def test_accepts_a_grayscale_photo() -> None:
+    image, _ = _photo([SINGLE_BIBS[0]])
+
+    reads = _confident(read_bibs(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)))
+
+    assert [r.bib for r in reads] == ["427"]
+
+
+@pytest.mark.parametrize("value", [0, 128, 255])
+def test_uniform_image_has_no_regions_and_no_reads(value: int) -> None:
+    image = np.full((600, 900, 3), value, np.uint8)
+
+    assert find_bib_regions(image) == []
+    assert read_bibs(image) == []
+
+
+def test_scene_without_runners_has_no_confident_reads() -> None:
+    assert _confident(read_bibs(_scene(seed=3))) == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((40, 60, 3), np.float32),
+        np.zeros((40, 60, 4), np.uint8),
+        np.zeros((40, 60, 3, 1), np.uint8),
+        np.zeros(60, np.uint8),
+        np.zeros((0, 0, 3), np.uint8),
+        [[0, 255], [255, 0]],
+    ],
+    ids=["float", "bgra", "4-d", "1-d", "empty", "list"],
+)
+def test_rejects_what_is_not_a_uint8_image(bad: object) -> None:
+    with pytest.raises(ValueError, match="expected"):
+        read_bibs(bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="expected"):
+        find_bib_regions(bad)  # type: ignore[arg-type]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    arrays(
+        np.uint8,
+        st.tuples(st.integers(1, 120), st.integers(1, 120), st.just(3)),
+        elements=st.integers(0, 255),
+    )
+)
+def test_any_small_image_gives_valid_output(image: np.ndarray) -> None:
+    height, width = image.shape[:2]
+    for x0, y0, x1, y1 in find_bib_regions(image):
+        assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+    for read in read_bibs(image):
+        assert read.bib.isdigit() and 2 <= len(read.bib) <= 5
+        assert 0.0 <= read.confidence <= 1.0
+
+
+# --- Real photos ----------------------------------------------------------------------------
+
+DATA = Path(os.environ.get("RACELENS_DATA", "/work/shared/data"))
+REAL_PHOTOS = DATA / "bibs-dev"
+
+
+def test_reads_real_race_photos() -> None:
+    """A floor under the tesseract baseline on real photos (see bench/bib_eval.py)."""
+    if not (REAL_PHOTOS / "labels.csv").is_file():
+        pytest.skip(f"real dev photos not found at {REAL_PHOTOS} (set RACELENS_DATA)")
+    with open(REAL_PHOTOS / "labels.csv", newline="") as f:
+        labelled = list(csv.DictReader(f))[::3]  # a third keeps the test quick
+    hits = wrong = total = 0
+    for row in labelled:
+        image = cv2.imread(str(REAL_PHOTOS / row["file"]), cv2.IMREAD_COLOR)
+        truth = set(row["bibs"].split(";"))
+        read = {r.bib for r in _confident(read_bibs(image))}
+        hits += len(read & truth)
+        wrong += len(read - truth)
+        total += len(truth)
+    assert hits / total >= 0.2, f"recall {hits}/{total}"
+    assert hits / max(1, hits + wrong) >= 0.6, f"precision {hits}/{hits + wrong}"
