@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Set-up shared by run_local.sh, run_tests.sh and CI: tesseract (and, for the dashboard's
-# browser test, chromium) from Debian's packages, a virtual environment in .venv, and
-# racelens installed into it (editable, with dev tools).
+# Set-up shared by run_local.sh, run_tests.sh and CI: tesseract (and, with --tests, chromium
+# for the dashboard's browser test) from Debian's packages, a virtual environment in .venv,
+# and racelens installed into it (editable, with dev tools).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +13,9 @@ if ! command -v tesseract >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq tesseract-ocr >/dev/null
 fi
 
-if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+if [ "${1:-}" = "--tests" ] && {
+  ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1
+}; then
   echo "== installing chromium and chromium-driver (apt), for the dashboard's browser test"
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium chromium-driver >/dev/null
