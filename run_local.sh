@@ -13,6 +13,7 @@ echo "== generating the demo race in $DEMO/"
 echo "== timing the race (DirectRunner, 2 worker processes)"
 .venv/bin/racelens run \
   --images "$DEMO/images" --course "$DEMO/course.yaml" --start-list "$DEMO/startlist.csv" \
-  --out "$DEMO/results" --direct_running_mode=multi_processing --direct_num_workers=2
+  --out "$DEMO/results" --direct_running_mode=multi_processing --direct_num_workers=2 \
+  --default_sdk_harness_log_level=WARNING
 echo "== scoring against $DEMO/truth.csv"
 .venv/bin/racelens score --out "$DEMO/results" --truth "$DEMO/truth.csv" --images "$DEMO/images"

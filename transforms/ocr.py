@@ -74,16 +74,20 @@ ADAPTIVE_OFFSET = 8  # grey levels a pixel must differ from its neighbourhood me
 MAX_REGIONS = 24  # per photo; bounds tesseract time on cluttered scenes
 REGION_PAD = 0.15  # padding of returned boxes, relative to line height
 
-# Tesseract page layout: every region becomes one text line of this digit height.
-# Every region is read at two digit heights: tesseract's misreads depend on scale (a
-# flat-topped 3 reads as 5 at one size only), so two views that agree are trustworthy.
+# The page for tesseract: every region becomes two text lines, one per digit height.
+# Tesseract's misreads depend on scale and on the page around a line (a flat-topped 3 read
+# as 5 in one view only), so a number both views agree on is trustworthy. Views much
+# smaller than 40 px lose "1"s among larger lines.
 OCR_DIGIT_HEIGHTS = (48, 56)
 OCR_SIDE_PAD = 1.5  # crop margin left and right of a line, relative to its height
+OCR_TOP_PAD = 0.5  # crop margin above and below a line, relative to its height
+MIN_SKEW_DEG = 1.0  # lines tilted less are not rotated
+MIN_PIECE = 0.4  # of a digit's height: smaller ink within the line is noise, not a digit's part
 LINE_BAND = 0.65  # ink kept within this many digit heights above and below the line centre
 DIGIT_ALIGNMENT = 0.2  # beside the line: a digit's top and bottom within this of the line's
 MIN_SIDE_DIGIT_WIDTH = 0.15  # beside the line: thinner is a bib edge (a "1" has a flag)
-OCR_MARGIN = 24
-OCR_LINE_GAP = 40
+OCR_MARGIN = 24  # white around the page
+OCR_LINE_GAP = 40  # white between crops, so that tesseract never merges two lines
 
 BIB_DIGITS = (2, 5)
 MISMATCH_FACTOR = 0.6  # confidence kept when the digit count does not fit the glyphs
@@ -389,8 +393,9 @@ def _normalise_crop(gray: np.ndarray, line: _Line, scale: float, digit_height: i
     """
     x0, y0, x1, y1 = (v / scale for v in line.box)
     height = y1 - y0
-    c0, r0 = max(0, int(x0 - OCR_SIDE_PAD * height)), max(0, int(y0 - 0.5 * height))
-    crop = gray[r0 : int(y1 + 0.5 * height) + 1, c0 : int(x1 + OCR_SIDE_PAD * height) + 1]
+    c0, r0 = max(0, int(x0 - OCR_SIDE_PAD * height)), max(0, int(y0 - OCR_TOP_PAD * height))
+    c1, r1 = int(x1 + OCR_SIDE_PAD * height) + 1, int(y1 + OCR_TOP_PAD * height) + 1
+    crop = gray[r0:r1, c0:c1]
     zoom = digit_height / (line.digit_height / scale)
     crop = cv2.resize(crop, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC)
     left, right = (x0 - c0) * zoom, (x1 - c0) * zoom
@@ -400,7 +405,7 @@ def _normalise_crop(gray: np.ndarray, line: _Line, scale: float, digit_height: i
     core = crop[int(top) : int(np.ceil(bottom)), int(left) : int(np.ceil(right))]
     threshold, _ = cv2.threshold(core, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
     centre = ((left + right) / 2, (top + bottom) / 2)
-    if abs(line.angle_deg) > 1.0:
+    if abs(line.angle_deg) > MIN_SKEW_DEG:
         rotation = cv2.getRotationMatrix2D(centre, line.angle_deg, 1.0)
         crop = cv2.warpAffine(
             crop, rotation, (crop.shape[1], crop.shape[0]), borderMode=cv2.BORDER_REPLICATE
@@ -434,7 +439,7 @@ def _keep_line_ink(
         (top == 0) | (left == 0) | (bottom >= ink.shape[0]) | (left + w >= ink.shape[1])
     )
     side_digit = ~in_core & whole_digit & ~touches_border
-    keep = (in_core & in_band & (h >= 0.4 * digit) & ~touches_border) | side_digit
+    keep = (in_core & in_band & (h >= MIN_PIECE * digit) & ~touches_border) | side_digit
     keep[0] = side_digit[0] = False  # background
     return _Crop(np.where(keep[labels], 0, 255).astype(np.uint8), int(side_digit.sum()))
 

@@ -34,6 +34,7 @@ from transforms.records import (
     BibSeen,
     Photo,
     PhotoFacts,
+    Quality,
     facts_from_json,
     facts_to_json,
 )
@@ -117,19 +118,25 @@ def analyse_photo(data: bytes, image_id: str) -> PhotoFacts:
     image, factor = decode(data, width, height, fmt)
     if image is None:
         return PhotoFacts(image_id=image_id, error="corrupt_image", width=width, height=height)
-    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    thumb = cv2.resize(
-        gray, (THUMB_WIDTH, max(1, THUMB_WIDTH * gray.shape[0] // gray.shape[1])), cv2.INTER_AREA
-    )
+    phash, quality = thumbnail_facts(image)
     return PhotoFacts(
         image_id=image_id,
         width=width,
         height=height,
         exif=exif,
-        phash=str(imagehash.phash(Image.fromarray(thumb))),
-        quality=measure_quality(thumb),
+        phash=phash,
+        quality=quality,
         bibs=bib_reads(image, factor),
     )
+
+
+def thumbnail_facts(image: np.ndarray) -> tuple[str, Quality]:
+    """Perceptual hash and quality statistics of the photo, from one small grey thumbnail."""
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    thumb = cv2.resize(
+        gray, (THUMB_WIDTH, max(1, THUMB_WIDTH * gray.shape[0] // gray.shape[1])), cv2.INTER_AREA
+    )
+    return str(imagehash.phash(Image.fromarray(thumb))), measure_quality(thumb)
 
 
 def decode(data: bytes, width: int, height: int, fmt: str) -> tuple[np.ndarray | None, int]:
