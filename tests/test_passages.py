@@ -22,6 +22,7 @@ from transforms.passages import (
     StationHealth,
     frame_of,
     merge_sightings,
+    silent_windows,
     window_health,
 )
 
@@ -218,9 +219,33 @@ def test_window_health__frames_are_taken_in_time_order() -> None:
 
 
 def test_frame_of__a_covered_lens_is_not_also_blurred() -> None:
-    assert frame_of(photo("a", quality=COVERED)) == Frame(at(0), covered=True, blurred=False)
-    assert frame_of(photo("b", quality=BLURRED)) == Frame(at(0), covered=False, blurred=True)
-    assert frame_of(photo("c", quality=SHARP)) == Frame(at(0), covered=False, blurred=False)
+    def health_flags(quality: object) -> tuple[bool, bool]:
+        frame = frame_of(photo("a", quality=quality))
+        return frame.covered, frame.blurred
+
+    assert health_flags(COVERED) == (True, False)
+    assert health_flags(BLURRED) == (False, True)
+    assert health_flags(SHARP) == (False, False)
+
+
+def test_window_health__the_same_picture_again_and_again_is_a_frozen_camera() -> None:
+    still = [Frame(at(i), False, False, phash="f0e0c0a080402010") for i in range(5)]
+    assert window_health(still) == "frozen"
+    assert window_health(still[:4]) == "ok", "a burst of a few frames is no stuck camera"
+    moving = [Frame(at(i), False, False, phash=f"{i:x}0e0c0a0ff40201{i:x}") for i in range(5)]
+    assert window_health(moving) == "ok"
+
+
+def test_silent_windows__no_photo_while_runners_are_due() -> None:
+    def row(minute: int, images: int, passages: int) -> dict:
+        start = at(minute * 60)
+        return {"station_id": "cp1", "window_start": start, "images": images, "passages": passages}
+
+    rows = [row(0, 4, 2), row(10, 3, 1), row(20, 1, 0)]
+    silent = silent_windows(rows, 300.0)
+    assert [(r["window_start"], r["health"], r["images"]) for r in silent] == [
+        (at(300), "silent", 0)
+    ], "the gap between two busy windows; not after the last passage"
 
 
 def test_station_health__one_row_per_station_and_window() -> None:

@@ -10,14 +10,15 @@ that correct a passage when a phone uploads late).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import apache_beam as beam
 from apache_beam.transforms import trigger, window
 from apache_beam.transforms.window import TimestampedValue
 
+from transforms.dedup import hash_distance
 from transforms.quality import is_blurred, is_covered
 from transforms.records import Photo, Sighting
 
@@ -137,23 +138,42 @@ class Frame:
     at: datetime
     covered: bool
     blurred: bool
+    phash: str | None = None
 
 
-def _run_of(frames: list[Frame], flag: str, length: int) -> bool:
-    run = 0
+# A stuck camera sends the same picture again and again; a burst of a moving runner
+# differs by more than this many bits (of 64) from frame to frame.
+FROZEN_BITS = 2
+FROZEN_RUN = 5
+
+
+def _longest_run(frames: list[Frame], same: Callable[[Frame, Frame | None], bool]) -> int:
+    longest = run = 0
+    previous: Frame | None = None
     for f in frames:
-        run = run + 1 if getattr(f, flag) else 0
-        if run >= length:
-            return True
-    return False
+        run = run + 1 if same(f, previous) else 0
+        longest = max(longest, run)
+        previous = f
+    return longest
+
+
+def _is_repeat(f: Frame, previous: Frame | None) -> bool:
+    return (
+        previous is not None
+        and f.phash is not None
+        and previous.phash is not None
+        and hash_distance(f.phash, previous.phash) <= FROZEN_BITS
+    )
 
 
 def window_health(frames: Iterable[Frame], run_length: int = 3) -> str:
-    """ok, or covered / blurred when several frames in a row are so."""
+    """ok, or covered / frozen / blurred when several frames in a row are so."""
     ordered = sorted(frames, key=lambda f: f.at)
-    if _run_of(ordered, "covered", run_length):
+    if _longest_run(ordered, lambda f, _: f.covered) >= run_length:
         return "covered"
-    if _run_of(ordered, "blurred", run_length):
+    if _longest_run(ordered, _is_repeat) + 1 >= FROZEN_RUN:
+        return "frozen"
+    if _longest_run(ordered, lambda f, _: f.blurred) >= run_length:
         return "blurred"
     return "ok"
 
@@ -164,6 +184,7 @@ def frame_of(photo: Photo) -> Frame:
         at=photo.taken_at,
         covered=q is not None and is_covered(q),
         blurred=q is not None and not is_covered(q) and is_blurred(q),
+        phash=photo.facts.phash,
     )
 
 
@@ -185,6 +206,37 @@ def _utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+def silent_windows(rows: Iterable[dict], window_s: float) -> list[dict]:
+    """The windows of one station without a photo while runners were due there.
+
+    Runners are due between the station's first and last window with a
+    passage; a window in between with no photo at all is a camera gone
+    silent (flat battery, full card, no signal).
+    """
+    rows = sorted(rows, key=lambda r: r["window_start"])
+    busy = [r["window_start"] for r in rows if r["passages"]]
+    if not busy:
+        return []
+    seen = {r["window_start"] for r in rows}
+    step = timedelta(seconds=window_s)
+    silent, start = [], busy[0]
+    while start < busy[-1]:
+        if start not in seen:
+            silent.append(
+                {
+                    "station_id": rows[0]["station_id"],
+                    "window_start": start,
+                    "window_end": start + step,
+                    "images": 0,
+                    "passages": 0,
+                    "last_photo_at": None,
+                    "health": "silent",
+                }
+            )
+        start += step
+    return silent
+
+
 def station_row(key: tuple[str, float, float], grouped: dict[str, list]) -> dict:
     station_id, start_s, end_s = key
     start, end = _utc(start_s), _utc(end_s)
@@ -201,7 +253,8 @@ def station_row(key: tuple[str, float, float], grouped: dict[str, list]) -> dict
 
 
 class StationHealth(beam.PTransform):
-    """(photos, passages) -> one row per station and fixed window of event time."""
+    """(photos, passages) -> one row per station and fixed window of event time, with the
+    windows in which a station was silent."""
 
     def __init__(self, window_s: float):
         super().__init__()
@@ -230,8 +283,15 @@ class StationHealth(beam.PTransform):
             | "Ones" >> beam.Map(lambda p: (p.station_id, 1)),
             "Passage",
         )
-        return (
+        rows = (
             {"frames": frames, "passages": counted}
             | "JoinWindows" >> beam.CoGroupByKey()
             | "Rows" >> beam.MapTuple(station_row)
         )
+        silent = (
+            rows
+            | "RowsByStation" >> beam.Map(lambda r: (r["station_id"], r))
+            | "WholeDay" >> beam.GroupByKey()
+            | "SilentWindows" >> beam.FlatMapTuple(lambda _, rs: silent_windows(rs, self._window_s))
+        )
+        return (rows, silent) | "AllWindows" >> beam.Flatten()
