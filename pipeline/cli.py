@@ -56,17 +56,26 @@ def _count_files(images: str) -> int:
 RUN_FILE = "run.json"
 
 
+def _finish(cfg: RaceConfig) -> int:
+    """Records the run's inputs for `racelens results` and prints the summary."""
+    from pipeline.options import run_inputs
+    from pipeline.summary import summarise
+    from transforms.write import write_atomically
+
+    write_atomically(f"{cfg.out}/{RUN_FILE}", json.dumps(run_inputs(cfg), indent=2).encode())
+    print(summarise(cfg.out))
+    return 0
+
+
 def _execute(beam_argv: list[str], retime: bool = False) -> int:
     """Validates, runs the pipeline (with progress unless it only re-times) and summarises."""
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
     from pipeline.engines import run_on_dask, runs_on_dask
     from pipeline.graph import build, build_retime, run
-    from pipeline.options import RaceConfig, RacelensOptions, run_inputs
+    from pipeline.options import RaceConfig, RacelensOptions
     from pipeline.progress import Progress
-    from pipeline.summary import summarise
     from transforms.photos import FactStore
-    from transforms.write import write_atomically
 
     opts = PipelineOptions(beam_argv)
     cfg = RaceConfig(opts.view_as(RacelensOptions))  # validate before anything starts
@@ -82,26 +91,19 @@ def _execute(beam_argv: list[str], retime: bool = False) -> int:
             execute(beam_argv, graph=graph)
     else:
         execute(beam_argv, graph=graph)
-    write_atomically(f"{cfg.out}/{RUN_FILE}", json.dumps(run_inputs(cfg), indent=2).encode())
     print(f"finished in {time.monotonic() - started:.1f} s", file=sys.stderr)
-    print(summarise(cfg.out))
-    return 0
+    return _finish(cfg)
 
 
 def _live(cfg: RaceConfig, beam_argv: list[str], stop_after: float | None) -> int:
     """Live mode: keeps the results in cfg.out current while photos arrive."""
     from pipeline.live import watch
-    from pipeline.options import run_inputs
-    from pipeline.summary import summarise
-    from transforms.write import write_atomically
 
     until = f"for {stop_after:g} s" if stop_after is not None else "until Ctrl-C"
     print(f"racelens: watching {cfg.images} {until}", file=sys.stderr, flush=True)
     state = watch(beam_argv, cfg.images, stop_after)
-    write_atomically(f"{cfg.out}/{RUN_FILE}", json.dumps(run_inputs(cfg), indent=2).encode())
     print(f"live: stopped after {state.cycles} updates", file=sys.stderr)
-    print(summarise(cfg.out))
-    return 0
+    return _finish(cfg)
 
 
 def _run(_: argparse.Namespace, beam_argv: list[str]) -> int:
