@@ -76,11 +76,13 @@ def _execute(beam_argv: list[str], retime: bool = False) -> int:
     from pipeline.options import RaceConfig, RacelensOptions
     from pipeline.progress import Progress
     from transforms.photos import FactStore
+    from transforms.write import remove_stale_temporaries
 
     opts = PipelineOptions(beam_argv)
     cfg = RaceConfig(opts.view_as(RacelensOptions))  # validate before anything starts
     if opts.view_as(StandardOptions).streaming:
         return _live(cfg, beam_argv, opts.view_as(RacelensOptions).stop_after)
+    remove_stale_temporaries([cfg.out, cfg.facts])
     graph = build_retime if retime else build
     execute = run_on_dask if runs_on_dask(opts) else run  # Dask only analyses: see engines
     started = time.monotonic()

@@ -25,7 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.graph import build_from_groups, run
 from pipeline.options import RaceConfig
-from transforms.photos import image_id_of, read_bytes, unreadable_id
+from transforms.photos import image_id_of, read_bytes, text_path, unreadable_id
 
 # Flags of the live command that the batch cycles must not see.
 LIVE_FLAGS = ("--streaming", "--stop-after", "--stop_after")
@@ -49,7 +49,7 @@ def list_files(images: str) -> dict[str, tuple[int, float]]:
         matched = FileSystems.match([images.rstrip("/") + "/**"])[0].metadata_list
     except BeamIOError:
         return {}  # the folder may not exist yet on race morning
-    return {m.path: (m.size_in_bytes, m.last_updated_in_seconds) for m in matched}
+    return {text_path(m.path): (m.size_in_bytes, m.last_updated_in_seconds) for m in matched}
 
 
 def stable_files(

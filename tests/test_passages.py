@@ -13,8 +13,10 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.windowed_value import PaneInfoTiming
+from hypothesis import given
+from hypothesis import strategies as st
 
-from tests.conftest import BLURRED, COVERED, SHARP, at, passage, photo, sighting
+from tests.conftest import BLURRED, COVERED, PROPERTY, SHARP, at, passage, photo, sighting
 from transforms.course import Settings
 from transforms.passages import (
     Frame,
@@ -25,6 +27,7 @@ from transforms.passages import (
     silent_windows,
     window_health,
 )
+from transforms.records import Sighting
 
 LATENESS_S = 3600.0
 
@@ -72,6 +75,37 @@ def test_merge_sightings__needs_review_only_when_nothing_is_confirmed() -> None:
         0.8,
         at(12.0),
     )
+
+
+# Few distinct times and photos, so that ties (one photo read twice, two photos in the same
+# instant) are common.
+SIGHTINGS = st.lists(
+    st.builds(
+        sighting,
+        st.just("101"),
+        st.integers(0, 4).map(float),
+        confidence=st.floats(0.0, 1.0),
+        image_id=st.sampled_from(["img-a", "img-b"]),
+        method=st.sampled_from(["bib_ocr", "face_match", "manual"]),
+        confirmed=st.booleans(),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@PROPERTY
+@given(sightings=SIGHTINGS, data=st.data())
+def test_merge_sightings__earliest_of_the_best_evidence_in_any_input_order(
+    sightings: list[Sighting], data: st.DataObject
+) -> None:
+    merged = merge_sightings(sightings)
+    assert merge_sightings(data.draw(st.permutations(sightings))) == merged
+    manual = [s for s in sightings if s.method == "manual"]
+    confirmed = [s for s in sightings if s.confirmed]
+    assert merged.passed_at == min(s.at for s in manual or confirmed or sightings)
+    assert 0.0 <= merged.confidence <= 1.0
+    assert (merged.photos, merged.needs_review) == (len(sightings), not confirmed)
 
 
 # --- PassagesPerStation, batch ----------------------------------------------------------------

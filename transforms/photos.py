@@ -11,9 +11,14 @@ live batch or a crashed run resumes without analysing a photo twice.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import logging
+import os
 import posixpath
+import re
+import stat
 from collections.abc import Iterator
 
 import apache_beam as beam
@@ -46,6 +51,14 @@ TARGET_LONG_SIDE = 2000
 THUMB_WIDTH = 256
 _REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4}
 _DECODABLE = {"JPEG", "PNG", "MPO", "WEBP", "TIFF", "BMP"}
+# How a damaged JPEG or PNG begins, to tell a broken photo from a file that is none.
+_SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG"}
+# HEIC/AVIF photos are ISO media files whose first box names one of these brands; racelens
+# has no decoder for them. Other ISO media files (MP4, MOV) are videos.
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"mif1", b"msf1", b"avif"}
+_ESCAPED_BYTE = re.compile(r"\\x([89a-f][0-9a-f])")
+
+log = logging.getLogger(__name__)
 
 
 def photos_pattern(images_root: str) -> str:
@@ -55,12 +68,73 @@ def photos_pattern(images_root: str) -> str:
 
 def list_photos(images_root: str) -> list[str]:
     """Every file under the images location, listed now rather than inside the pipeline."""
-    return sorted(m.path for m in FileSystems.match([photos_pattern(images_root)])[0].metadata_list)
+    matched = FileSystems.match([photos_pattern(images_root)])[0].metadata_list
+    return sorted([text_path(m.path) for m in matched] + skipped_entries(images_root))
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path
+
+
+def text_path(path: str) -> str:
+    """A listed path as UTF-8 text, which Beam's coders, JSON and Parquet require.
+
+    Python reads a file name that is not UTF-8 with each undecodable byte as a lone
+    surrogate (os.fsdecode); such a byte is written as \\xNN instead (caf\\xe9.jpg).
+    UTF-8 names, which cameras and phones write, are unchanged.
+    """
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def os_path(path: str) -> str:
+    """The local file name behind a `text_path` (unchanged for every UTF-8 name)."""
+    if not _is_local(path) or "\\x" not in path or os.path.lexists(path):
+        return path  # a real name may contain a backslash and an x: it exists as written
+    return _ESCAPED_BYTE.sub(lambda m: chr(0xDC00 + int(m[1], 16)), path)
+
+
+def skipped_entries(images_root: str) -> list[str]:
+    """Entries under a local images folder that Beam's listing leaves out, as text paths.
+
+    Beam walks folders without following links (a link loop would list files forever, a
+    folder linked twice would count its photos twice) and drops entries it cannot stat:
+    links to folders, broken links and link loops. Each is still an input that gets a row.
+    """
+    if not _is_local(images_root):
+        return []
+    skipped = []
+    for folder, dirs, files in os.walk(images_root):
+        subfolders = [os.path.join(folder, d) for d in dirs]
+        skipped += filter(os.path.islink, subfolders)
+        # os.path.exists follows links: False for a broken link or a link loop.
+        skipped += (p for p in (os.path.join(folder, f) for f in files) if not os.path.exists(p))
+    return sorted(text_path(path) for path in skipped)
 
 
 def read_bytes(path: str) -> bytes:
+    if _is_local(path):
+        path = os_path(path)
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            # Reading a FIFO would wait forever for a writer; a folder has no bytes.
+            raise OSError(errno.EINVAL, "not a regular file", path)
     with FileSystems.open(path, compression_type="uncompressed") as f:
         return f.read()
+
+
+def unreadable_reason(path: str) -> str:
+    """Why a listed entry could not be read: symlink_loop, not_a_file or unreadable."""
+    if not _is_local(path):
+        return "unreadable"
+    local = os_path(path)
+    try:
+        mode = os.stat(local).st_mode
+    except OSError as e:
+        return "symlink_loop" if e.errno == errno.ELOOP else "unreadable"  # ELOOP: a -> b -> a
+    if stat.S_ISDIR(mode):
+        # A link to the folder it lies in, or above it, is a loop; others are linked folders.
+        target, folder = os.path.realpath(local), os.path.realpath(os.path.dirname(local))
+        return "symlink_loop" if os.path.commonpath([target, folder]) == target else "not_a_file"
+    return "unreadable" if stat.S_ISREG(mode) else "not_a_file"  # FIFO, socket, device
 
 
 def image_id_of(data: bytes) -> str:
@@ -90,7 +164,46 @@ def reduction_for(width: int, height: int) -> int:
 def _is_truncated(data: bytes, image_format: str) -> bool:
     # A JPEG cut short still decodes (the rest turns grey), so look for its end marker;
     # 0xFFD9 cannot occur inside entropy-coded data, where 0xFF is always stuffed.
+    # A PNG ends with its IEND chunk.
+    if image_format == "PNG":
+        return b"IEND" not in data[-4096:]
     return image_format in ("JPEG", "MPO") and b"\xff\xd9" not in data[-4096:]
+
+
+def unopenable_reason(data: bytes) -> str:
+    """Why bytes that Pillow cannot open are no photo: empty, broken, HEIC or something else."""
+    if not data:
+        return "empty_file"
+    for signature, image_format in _SIGNATURES.items():
+        if data.startswith(signature):
+            return "truncated_image" if _is_truncated(data, image_format) else "corrupt_image"
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        return "unsupported_format"
+    return "not_an_image"  # a video, an archive, a document...
+
+
+class Unusable(Exception):
+    """Bytes that are no photo racelens can analyse, with the stable reason word why."""
+
+    def __init__(self, reason: str, width: int = 0, height: int = 0):
+        super().__init__(reason)
+        self.reason, self.width, self.height = reason, width, height
+
+
+def open_photo(data: bytes) -> Image.Image:
+    """The photo's header, opened without decoding pixels; raises Unusable."""
+    try:
+        header = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as e:  # Pillow's own limit, far above MAX_PIXELS
+        raise Unusable("image_too_large") from e
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise Unusable(unopenable_reason(data)) from e
+    width, height = header.size
+    if header.format not in _DECODABLE:
+        raise Unusable("unsupported_format", width, height)
+    if width * height > MAX_PIXELS:
+        raise Unusable("image_too_large", width, height)
+    return header
 
 
 def _scaled(box: tuple[int, int, int, int], factor: int) -> tuple[int, int, int, int]:
@@ -100,15 +213,11 @@ def _scaled(box: tuple[int, int, int, int], factor: int) -> tuple[int, int, int,
 def analyse_photo(data: bytes, image_id: str) -> PhotoFacts:
     """Everything the race needs to know from one photo's bytes, from a single decode."""
     try:
-        header = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError, ValueError):
-        return PhotoFacts(image_id=image_id, error="not_an_image")
+        header = open_photo(data)
+    except Unusable as e:
+        return PhotoFacts(image_id=image_id, error=e.reason, width=e.width, height=e.height)
     width, height = header.size
     fmt = header.format or ""
-    if fmt not in _DECODABLE:
-        return PhotoFacts(image_id=image_id, error="unsupported_format", width=width, height=height)
-    if width * height > MAX_PIXELS:
-        return PhotoFacts(image_id=image_id, error="image_too_large", width=width, height=height)
     try:
         exif = exif_facts(header)
     except (OSError, ValueError, SyntaxError):
@@ -157,8 +266,8 @@ def read_photo_bibs(path: str) -> tuple[BibSeen, ...]:
     """The bib reads of one photo file, as the pipeline makes them (for `racelens bibs`)."""
     data = read_bytes(path)
     try:
-        header = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError, ValueError):
+        header = open_photo(data)
+    except Unusable:
         return ()
     image, factor = decode(data, *header.size, header.format or "")
     return () if image is None else bib_reads(image, factor)
@@ -225,8 +334,13 @@ class _AnalyseContent(beam.DoFn):
         try:
             data = read_bytes(path)
         except (BeamIOError, OSError):
-            return PhotoFacts(image_id=image_id, error="unreadable")  # may be transient: not stored
-        facts = analyse_photo(data, image_id)
+            # Not stored: the file may be readable on the next run.
+            return PhotoFacts(image_id=image_id, error=unreadable_reason(path))
+        try:
+            facts = analyse_photo(data, image_id)
+        except Exception:  # a library's bug on one photo must not stop the race: not stored
+            log.exception("analysing %s failed", path)
+            return PhotoFacts(image_id=image_id, error="analysis_failed")
         self._store.put(facts)
         self._analysed.inc()
         return facts
@@ -244,17 +358,24 @@ class ReadPhotos(beam.PTransform):
 
     def __init__(self, images_root: str):
         super().__init__()
+        self._root = images_root
         self._pattern = photos_pattern(images_root)
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        return (
+        matched = (
             pbegin
             | "MatchFiles"
             >> fileio.MatchFiles(
                 self._pattern, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW
             )
-            | "Paths" >> beam.Map(lambda meta: meta.path)
+            | "Paths" >> beam.Map(lambda meta: text_path(meta.path))
         )
+        skipped = (
+            pbegin
+            | "Root" >> beam.Create([self._root])
+            | "SkippedEntries" >> beam.FlatMap(skipped_entries)
+        )
+        return (matched, skipped) | "AllEntries" >> beam.Flatten()
 
 
 class AnalyseContent(beam.PTransform):

@@ -9,14 +9,18 @@ which every runner executes.
 from __future__ import annotations
 
 import io
+import logging
 import os
-from collections.abc import Callable
+import posixpath
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from datetime import UTC, datetime
 
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
+from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 
 from transforms import schemas
@@ -34,6 +38,14 @@ LEADERBOARD_FILE = "leaderboard.parquet"
 STATIONS_FILE = "stations.parquet"
 RESULTS_CSV = "results.csv"
 
+# A file being written is named `<name>.tmp-<suffix>` (write_atomically, FactStore.put): it
+# never ends in .parquet or .json, so nobody mistakes one a killed run left for an output.
+TEMPORARY_MARK = ".tmp-"
+# Writing a file takes seconds; a temporary file this old was left by a run that died.
+STALE_AFTER_S = 3600.0
+
+log = logging.getLogger(__name__)
+
 
 def table_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
     buffer = io.BytesIO()
@@ -48,6 +60,30 @@ def write_atomically(path: str, data: bytes) -> None:
         f.write(data)
     # Local rename is os.rename (atomic replace); object stores copy then delete.
     FileSystems.rename([tmp], [path])
+
+
+def remove_stale_temporaries(
+    folders: Iterable[str], older_than_s: float = STALE_AFTER_S
+) -> list[str]:
+    """Deletes the temporary files that killed runs left under `folders`; returns them.
+
+    Only old ones: a fresh one may belong to a run still writing into the same folder (live
+    mode, or the dashboard re-timing the results).
+    """
+    cutoff = time.time() - older_than_s
+    stale = sorted(
+        {
+            m.path
+            for folder in folders
+            for m in FileSystems.match([folder.rstrip("/") + "/**"])[0].metadata_list
+            if TEMPORARY_MARK in posixpath.basename(m.path) and m.last_updated_in_seconds < cutoff
+        }
+    )
+    try:
+        FileSystems.delete(stale)
+    except BeamIOError as e:  # another run cleaned up at the same time: nothing is lost
+        log.warning("could not remove every stale temporary file: %s", e)
+    return stale
 
 
 def write_table(rows: list[dict], path: str, schema: pa.Schema, order: Callable | None) -> str:
