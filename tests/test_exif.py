@@ -10,13 +10,21 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from PIL import Image
 
 from tests.conftest import GUN, PROPERTY, at, make_course, photo, write_jpeg
 from transforms.course import Course, Station
-from transforms.exif import ParseExif, exif_facts, parse_taken_at, place_in_race, resolve_station
+from transforms.exif import (
+    MAX_DISTANCE_FROM_RACE,
+    ParseExif,
+    distance_m,
+    exif_facts,
+    parse_taken_at,
+    place_in_race,
+    resolve_station,
+)
 from transforms.records import REJECTED, ExifFacts
 
 METRES_PER_DEGREE_LAT = 111_320.0
@@ -191,6 +199,60 @@ def test_resolve_station__no_folder_serial_or_gps_is_no_station(course: Course) 
     assert resolve_station("unsorted", ExifFacts(serial="SN9999"), course) is None
 
 
+@st.composite
+def courses(draw: st.DrawFn) -> Course:
+    """2-5 stations within a few km of START_POS, some without a position or a camera."""
+    stations = []
+    for i in range(draw(st.integers(2, 5))):
+        placed = draw(st.booleans()) or i == 0
+        position = north_of(START_POS, draw(st.floats(-3000, 3000))) if placed else (None, None)
+        stations.append(
+            Station(
+                f"s{i}",
+                f"Station {i}",
+                float(i),
+                *position,
+                radius_m=draw(st.floats(10, 1500)),
+                cameras=(f"SN{i}",) if draw(st.booleans()) else (),
+            )
+        )
+    return make_course(stations=tuple(stations))
+
+
+@PROPERTY
+@given(course=courses(), data=st.data())
+def test_resolve_station__folder_beats_serial_beats_gps(
+    course: Course, data: st.DataObject
+) -> None:
+    # Taken right at the first station with a position, by a camera that may be listed.
+    gps_station = next(s for s in course.stations if s.lat is not None)
+    cameras = [c for s in course.stations for c in s.cameras]
+    serial = data.draw(st.sampled_from(["SN-unknown", *cameras]))
+    facts = ExifFacts(serial=serial, gps=(gps_station.lat, gps_station.lon))
+    folder = data.draw(st.sampled_from(course.station_ids))
+    assert resolve_station(folder, facts, course) == folder
+    by_serial = [s.id for s in course.stations if serial in s.cameras]
+    assert resolve_station("unsorted", facts, course) == (by_serial or [gps_station.id])[0]
+
+
+@PROPERTY
+@given(course=courses(), metres=st.floats(-4000, 4000))
+def test_resolve_station__gps_gives_the_nearest_station_within_its_radius_or_none(
+    course: Course, metres: float
+) -> None:
+    position = north_of(START_POS, metres)
+    distances = {
+        s.id: distance_m(position, (s.lat, s.lon)) for s in course.stations if s.lat is not None
+    }
+    inside = {sid: d for sid, d in distances.items() if d <= course.station(sid).radius_m}
+    found = resolve_station("unsorted", ExifFacts(gps=position), course)
+    if not inside:
+        assert found is None
+    else:
+        assert found in inside, "never a station outside its radius"
+        assert inside[found] == min(inside.values())
+
+
 # --- place_in_race ----------------------------------------------------------------------------
 
 GOOD = ExifFacts(datetime_original="2026:05:01 10:42:07", subsec="25", offset="+02:00")
@@ -221,6 +283,52 @@ def test_place_in_race__rejects_with_a_reason(
         photo("a", station=None, seconds=None, folder=folder, exif=facts, error=error), course
     )
     assert (placed.status, placed.reason, placed.taken_at) == (REJECTED, reason, None)
+
+
+EXIF_TIME = st.from_regex(r"\d{4}:\d{2}:\d{2} \d{2}:\d{2}:\d{2}", fullmatch=True)
+OFFSET = st.from_regex(r"[+-]\d{2}:?\d{2}", fullmatch=True)
+FINISH_COURSE = make_course()
+
+
+@PROPERTY
+@given(
+    when=st.none() | EXIF_TIME | st.text(max_size=25),
+    subsec=st.none() | st.text("0123456789", max_size=9) | st.text(max_size=9),
+    offset=st.none() | OFFSET | st.text(max_size=8),
+)
+def test_place_in_race__any_exif_text_is_timed_near_the_race_or_rejected_as_bad_exif(
+    when: str | None, subsec: str | None, offset: str | None
+) -> None:
+    facts = ExifFacts(datetime_original=when, subsec=subsec, offset=offset)
+    placed = place_in_race(
+        photo("a", station=None, seconds=None, folder="finish", exif=facts), FINISH_COURSE
+    )
+    if placed.status is None:
+        assert placed.taken_at.utcoffset() == timedelta(0)
+        assert abs(placed.taken_at - GUN) <= MAX_DISTANCE_FROM_RACE
+    else:
+        assert (placed.status, placed.reason, placed.taken_at) == (REJECTED, "bad_exif", None)
+
+
+@PROPERTY
+@given(
+    utc=st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 12, 31))
+    | st.datetimes(
+        min_value=GUN.replace(tzinfo=None) - timedelta(days=3),
+        max_value=GUN.replace(tzinfo=None) + timedelta(days=3),
+    )
+)
+@example(utc=datetime(1970, 1, 1))
+@example(utc=datetime(2099, 12, 31, 23, 59, 59))
+def test_place_in_race__a_photo_more_than_two_days_from_the_start_is_bad_exif(
+    utc: datetime,
+) -> None:
+    facts = ExifFacts(datetime_original=utc.strftime("%Y:%m:%d %H:%M:%S"), offset="+00:00")
+    placed = place_in_race(
+        photo("a", station=None, seconds=None, folder="finish", exif=facts), FINISH_COURSE
+    )
+    far = abs(utc.replace(microsecond=0, tzinfo=UTC) - GUN) > MAX_DISTANCE_FROM_RACE
+    assert (placed.reason == "bad_exif") == far
 
 
 def test_place_in_race__a_day_after_the_race_still_counts(course: Course) -> None:

@@ -45,7 +45,9 @@ def merge_sightings(sightings: Iterable[Sighting]) -> Passage:
     a confirmed passage). A passage needs review only when no sighting is
     confirmed.
     """
-    ordered = sorted(sightings, key=lambda s: (s.at, s.image_id))
+    # One photo can be read twice in the same instant (OCR and a face, say): the surer read,
+    # then the method's name, decide, so the passage never depends on the arrival order.
+    ordered = sorted(sightings, key=lambda s: (s.at, s.image_id, -s.confidence, s.method))
     confirmed = [s for s in ordered if s.confirmed]
     manual = [s for s in ordered if s.method == "manual"]
     best = (manual or confirmed or ordered)[0]

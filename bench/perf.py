@@ -1,0 +1,416 @@
+"""Throughput, cost per stage, peak memory, decode floor and a naive baseline, in one run.
+
+    python bench/perf.py [--photos 200] [--megapixels 12] [--large 1000] [--sample 40]
+
+Makes a demo race of about --photos photos and upscales every photo to --megapixels
+(4:3, re-encoded, EXIF kept), so the pipeline times them against the demo's course and
+start list. Then it prints:
+- photos/s end to end of `racelens run` (a fresh process each, start-up included) on the
+  DirectRunner in-process and with 2 worker processes, every photo analysed afresh;
+- the cost per photo of each stage of the analysis, on --sample photos, and of the timing
+  half (re-timing from stored facts, which is what `racelens results` runs);
+- the peak RSS of the largest process of the 2-worker run at --photos and at --large
+  photos (the photos again, each copy made byte-distinct so it is analysed anew);
+- the decode-only floor (full size, and the pipeline's own reduced decode) and the
+  pipeline's time over it;
+- a naive baseline: a sequential loop of `analyse_photo` without Beam, then the timing half.
+Every figure is taken as wall time and as CPU time (all threads, and the Beam workers): on
+a shared machine wall time also counts other jobs, CPU time does not. Ratios compare
+figures taken in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow.parquet as pq
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+# Importing Beam warns that its GCP extra is missing: noise for a benchmark on this machine.
+logging.basicConfig(level=logging.ERROR)
+
+from pipeline.demo import generate_race  # noqa: E402
+from pipeline.graph import build_from_groups, run  # noqa: E402
+from pipeline.score import score_run  # noqa: E402
+from transforms import ocr  # noqa: E402
+from transforms.exif import exif_facts  # noqa: E402
+from transforms.photos import (  # noqa: E402
+    FactStore,
+    analyse_photo,
+    bib_reads,
+    decode,
+    image_id_of,
+    list_photos,
+    open_photo,
+    read_bytes,
+    thumbnail_facts,
+)
+from transforms.write import PASSAGES_FILE  # noqa: E402
+
+PHOTOS_PER_ATHLETE = 7.7  # what the demo race makes with 4 stations
+JPEG_QUALITY = 92  # a camera's "fine" setting
+WORKERS = 2
+MULTI = ["--direct_running_mode=multi_processing", f"--direct_num_workers={WORKERS}"]
+IN_PROCESS = ["--direct_running_mode=in_memory"]
+# Goals of issue 9.
+GOAL_PHOTOS_PER_S = 8.0
+GOAL_FLOOR_RATIO = 2.5
+GOAL_MEMORY_GROWTH = 1.25  # flat: the peak grows less than this for several times the photos
+
+
+@dataclass(frozen=True)
+class Cost:
+    wall: float  # seconds
+    cpu: float  # CPU seconds
+
+    def __sub__(self, other: Cost) -> Cost:
+        return Cost(self.wall - other.wall, self.cpu - other.cpu)
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(self.wall + other.wall, self.cpu + other.cpu)
+
+    def per(self, count: int) -> Cost:
+        return Cost(self.wall / count, self.cpu / count)
+
+
+@dataclass(frozen=True)
+class Measured:
+    cost: Cost
+    peak_rss_mb: float  # high-water mark of the largest process of the run
+
+
+@dataclass(frozen=True)
+class Race:
+    root: Path
+    photos: int
+
+    @property
+    def images(self) -> Path:
+        return self.root / "images"
+
+
+def now() -> Cost:
+    """Wall clock and this process's CPU time (all its threads)."""
+    return Cost(time.perf_counter(), time.process_time())
+
+
+def frame_size(megapixels: float) -> tuple[int, int]:
+    """Width and height of a 4:3 frame of about this many megapixels (12 -> 4000x3000)."""
+    height = round(math.sqrt(megapixels * 1e6 * 3 / 4))
+    return round(height * 4 / 3), height
+
+
+def upscale(path: str, size: tuple[int, int]) -> None:
+    """Replaces the photo by itself at `size`, its EXIF bytes kept as they were. The demo's
+    corrupt file stays as it is: the pipeline must still reject it."""
+    try:
+        with Image.open(path) as original:
+            exif = original.info["exif"]
+            pixels = original.convert("RGB").resize(size, Image.Resampling.BICUBIC)
+    except OSError:
+        return
+    pixels.save(path, "JPEG", quality=JPEG_QUALITY, exif=exif)
+
+
+def make_race(root: Path, photos: int, megapixels: float, seed: int) -> Race:
+    """A demo race of about `photos` photos, every one upscaled (in WORKERS processes)."""
+    athletes = max(1, round(photos / PHOTOS_PER_ATHLETE))
+    generate_race(str(root), athletes=athletes, stations=4, seed=seed)
+    paths = list_photos(str(root / "images"))
+    size = frame_size(megapixels)
+    with ProcessPoolExecutor(WORKERS) as pool:
+        list(pool.map(upscale, paths, [size] * len(paths), chunksize=4))
+    return Race(root, len(paths))
+
+
+def distinct_copy(data: bytes, tag: int) -> bytes:
+    """The same JPEG with a comment segment after its start marker: new bytes, same pixels."""
+    comment = f"racelens bench copy {tag}".encode()
+    segment = b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment
+    return data[:2] + segment + data[2:]
+
+
+def make_copies(race: Race, root: Path, copies: int) -> Race:
+    """The race's photos `copies` times over (course and start list shared)."""
+    root.mkdir(parents=True)
+    for name in ("course.yaml", "startlist.csv"):
+        shutil.copy(race.root / name, root / name)
+    count = 0
+    for path in map(Path, list_photos(str(race.images))):
+        data = path.read_bytes()
+        folder = root / "images" / path.parent.relative_to(race.images)
+        folder.mkdir(parents=True, exist_ok=True)
+        for tag in range(copies):
+            (folder / f"{path.stem}_{tag}{path.suffix}").write_bytes(distinct_copy(data, tag))
+            count += 1
+    return Race(root, count)
+
+
+def race_argv(race: Race, out: Path) -> list[str]:
+    return [
+        *("--images", str(race.images), "--course", str(race.root / "course.yaml")),
+        *("--start-list", str(race.root / "startlist.csv"), "--out", str(out), "--no-progress"),
+    ]
+
+
+def run_measured(argv: list[str]) -> Measured:
+    """Wall time, CPU time and peak RSS of one `racelens` process and the workers it reaps."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *argv],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    stderr = process.stderr.read()
+    # wait4 reports this child alone, with the descendants it waited for (Beam's workers):
+    # getrusage(RUSAGE_CHILDREN) would mix in every earlier run of this benchmark.
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        sys.exit(f"racelens {' '.join(argv)} failed:\n{stderr.decode(errors='replace')}")
+    cost = Cost(time.perf_counter() - started, usage.ru_utime + usage.ru_stime)
+    return Measured(cost, usage.ru_maxrss / 1024)
+
+
+class Stopwatch:
+    """Wall and CPU time per stage, summed over photos."""
+
+    def __init__(self) -> None:
+        self.costs: dict[str, list[Cost]] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        started = now()
+        yield
+        self.costs.setdefault(stage, []).append(now() - started)
+
+    def mean(self) -> dict[str, Cost]:
+        return {stage: sum(c[1:], c[0]).per(len(c)) for stage, c in self.costs.items()}
+
+
+def stage_profile(paths: list[str]) -> dict[str, Cost]:
+    """Seconds per photo of each analysis stage, each called as analyse_photo calls it."""
+    analyse_photo(read_bytes(paths[0]), "warm-up")  # tesseract's model, scipy: loaded once
+    timed = Stopwatch()
+    for path in paths:
+        with timed("read bytes"):
+            data = read_bytes(path)
+        with timed("sha256"):
+            image_id = image_id_of(data)
+        with timed("EXIF"):
+            header = open_photo(data)
+            exif_facts(header)
+        with timed("decode"):
+            image, factor = decode(data, *header.size, header.format)
+        with timed("bib search"):
+            ocr.find_bib_regions(image)
+        with timed("OCR"):
+            bib_reads(image, factor)
+        with timed("phash+quality"):
+            thumbnail_facts(image)
+        with timed("analyse_photo"):  # all but read and sha256 in one call: a cross-check
+            analyse_photo(data, image_id)
+    costs = timed.mean()
+    costs["OCR"] -= costs["bib search"]  # bib_reads searches, then reads: OCR is the rest
+    return costs
+
+
+def decode_all(paths: list[str], full_size: bool) -> Cost:
+    """Time to decode these photos once: full size in colour, or as the pipeline does."""
+    photos = [read_bytes(p) for p in paths]
+    started = now()
+    for data in photos:
+        if full_size:
+            cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        else:
+            header = open_photo(data)
+            decode(data, *header.size, header.format)
+    return now() - started
+
+
+def decode_floor(paths: list[str], full_size: bool, processes: int) -> Cost:
+    """Wall time (the slowest process) and CPU time to decode every photo once."""
+    with ProcessPoolExecutor(processes) as pool:
+        shares = [paths[i::processes] for i in range(processes)]
+        costs = list(pool.map(decode_all, shares, [full_size] * processes))
+    return Cost(max(c.wall for c in costs), sum(c.cpu for c in costs))
+
+
+def naive_baseline(race: Race, out: Path) -> tuple[Cost, Cost]:
+    """A plain loop analysing every photo (exact copies once) into a fact store, and the
+    timing half on those facts, which is what `racelens results` runs."""
+    store = FactStore(str(out / "facts"))
+    groups: dict[str, list[str]] = {}
+    started = now()
+    for path in list_photos(str(race.images)):
+        data = read_bytes(path)
+        image_id = image_id_of(data)
+        if image_id not in groups:
+            store.put(analyse_photo(data, image_id))
+        groups.setdefault(image_id, []).append(path)
+    analysed = now()
+    run(
+        [*race_argv(race, out), *IN_PROCESS],
+        graph=lambda p, cfg: build_from_groups(p, cfg, sorted(groups.items())),
+    )
+    return analysed - started, now() - analysed
+
+
+def same_passages(a: Path, b: Path) -> bool:
+    return pq.read_table(a / PASSAGES_FILE).equals(pq.read_table(b / PASSAGES_FILE))
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+@dataclass(frozen=True)
+class Results:
+    race: Race
+    large: Race
+    in_process: Measured
+    multi: Measured
+    multi_large: Measured
+    stages: dict[str, Cost]
+    naive: tuple[Cost, Cost]  # analysis loop, timing half
+    floors: dict[tuple[bool, int], Cost]  # (full size, processes) -> cost
+    recall: float
+    false_confirmed: int
+    identical: bool
+
+
+def measure(args: argparse.Namespace, tmp: Path) -> Results:
+    race = make_race(tmp / "race", args.photos, args.megapixels, args.seed)
+    large = make_copies(race, tmp / "large", max(1, round(args.large / race.photos)))
+    paths = list_photos(str(race.images))
+    mb = sum(os.path.getsize(p) for p in paths) / race.photos / 1e6
+    width, height = frame_size(args.megapixels)
+    print(
+        f"{race.photos} photos of {width}x{height} ({mb:.1f} MB each), {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f} at the start",
+        flush=True,
+    )
+    multi = run_measured(["run", *race_argv(race, tmp / "out-multi"), *MULTI])
+    in_process = run_measured(["run", *race_argv(race, tmp / "out-in"), *IN_PROCESS])
+    multi_large = run_measured(["run", *race_argv(large, tmp / "out-large"), *MULTI])
+    stages = stage_profile(paths[: args.sample])
+    naive = naive_baseline(race, tmp / "out-naive")
+    floors = {(full, n): decode_floor(paths, full, n) for full in (True, False) for n in (1, 2)}
+    score = score_run(str(tmp / "out-multi"), str(race.root / "truth.csv"), str(race.images), 2)
+    return Results(
+        race=race,
+        large=large,
+        in_process=in_process,
+        multi=multi,
+        multi_large=multi_large,
+        stages=stages,
+        naive=naive,
+        floors=floors,
+        recall=score.recall,
+        false_confirmed=score.false_confirmed,
+        identical=same_passages(tmp / "out-multi", tmp / "out-naive"),
+    )
+
+
+def report(r: Results, sample: int) -> None:
+    n = r.race.photos
+    marginal = (r.multi_large.cost - r.multi.cost).per(r.large.photos - n)
+    capacity = WORKERS / marginal.cpu
+    print("\nend to end, racelens run (fresh process, start-up included):")
+    print(f"  {'':38s} wall photos/s  CPU ms/photo")
+    for name, cost in (
+        ("DirectRunner in-process", r.in_process.cost),
+        (f"DirectRunner multi_processing x{WORKERS}", r.multi.cost),
+    ):
+        print(f"  {name:38s} {n / cost.wall:13.2f} {1000 * cost.cpu / n:13.1f}")
+    name = "multi_processing, marginal"
+    print(f"  {name:38s} {1 / marginal.wall:13.2f} {1000 * marginal.cpu:13.1f}")
+    print(f"  (marginal: {r.large.photos} against {n} photos, so start-up is left out)")
+    print(f"  capacity of {WORKERS} idle cores at the marginal CPU cost: {capacity:.1f} photos/s")
+
+    print(f"\nper photo, one process ({min(sample, n)} photos; timing half: {n}):")
+    print(f"  {'':38s}    CPU ms       wall ms")
+    for stage, cost in {**r.stages, "timing half": r.naive[1].per(n)}.items():
+        print(f"  {stage:38s} {1000 * cost.cpu:9.1f} {1000 * cost.wall:13.1f}")
+
+    growth = r.multi_large.peak_rss_mb / r.multi.peak_rss_mb
+    print("\npeak RSS, largest process of the multi_processing run:")
+    print(f"  {n:6d} photos {r.multi.peak_rss_mb:8.0f} MB")
+    print(f"  {r.large.photos:6d} photos {r.multi_large.peak_rss_mb:8.0f} MB   (x{growth:.2f})")
+
+    print("\ndecode-only floor, every photo decoded once:")
+    print(f"  {'':38s}    CPU ms   wall photos/s: 1 process  {WORKERS} processes")
+    for full, kind in ((True, "full size, colour"), (False, "as the pipeline decodes")):
+        one, two = r.floors[full, 1], r.floors[full, WORKERS]
+        print(f"  {kind:38s} {1000 * one.cpu / n:9.1f} {n / one.wall:24.2f} {n / two.wall:12.2f}")
+    print(f"  pipeline / floor: {'':19s} wall in-process  wall multi  CPU marginal")
+    for full, kind in ((True, "full size, colour"), (False, "as the pipeline decodes")):
+        one, two = r.floors[full, 1], r.floors[full, WORKERS]
+        print(
+            f"  {kind:38s} {r.in_process.cost.wall / one.wall:12.2f}x"
+            f" {r.multi.cost.wall / two.wall:10.2f}x {marginal.cpu * n / one.cpu:12.2f}x"
+        )
+
+    naive = r.naive[0] + r.naive[1]
+    print("\nnaive baseline (a sequential loop of analyse_photo, then the timing half):")
+    print(f"  {n / naive.wall:.2f} photos/s, {1000 * naive.cpu / n:.1f} CPU ms/photo")
+    print(
+        f"  pipeline / naive, wall: in-process {r.in_process.cost.wall / naive.wall:.2f}x, "
+        f"multi {r.multi.cost.wall / naive.wall:.2f}x; CPU: in-process "
+        f"{r.in_process.cost.cpu / naive.cpu:.2f}x, multi {r.multi.cost.cpu / naive.cpu:.2f}x"
+    )
+    print(f"  passages identical to the pipeline's: {r.identical}")
+    print(
+        f"\naccuracy of the multi_processing run: recall {r.recall:.4f}, "
+        f"false confirmed passages {r.false_confirmed}"
+    )
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+
+    best = max(n / r.in_process.cost.wall, n / r.multi.cost.wall)
+    floor_ratio = marginal.cpu * n / r.floors[False, 1].cpu
+    print("\ngoals:")
+    print(
+        f"  >= {GOAL_PHOTOS_PER_S:g} photos/s: measured {best:.2f} "
+        f"({verdict(best >= GOAL_PHOTOS_PER_S)}), capacity {capacity:.1f} "
+        f"({verdict(capacity >= GOAL_PHOTOS_PER_S)})"
+    )
+    print(
+        f"  <= {GOAL_FLOOR_RATIO:g}x the floor of the pipeline's decode (CPU): "
+        f"{floor_ratio:.2f}x ({verdict(floor_ratio <= GOAL_FLOOR_RATIO)})"
+    )
+    print(f"  peak memory flat: x{growth:.2f} ({verdict(growth <= GOAL_MEMORY_GROWTH)})")
+    print(f"  faster than naive (wall, multi): {verdict(r.multi.cost.wall < naive.wall)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", type=int, default=200, help="Photos, about (200).")
+    parser.add_argument("--megapixels", type=float, default=12, help="Photo size (12).")
+    parser.add_argument("--large", type=int, default=1000, help="Photos of the memory run (1000).")
+    parser.add_argument("--sample", type=int, default=40, help="Photos profiled by stage (40).")
+    parser.add_argument("--seed", type=int, default=7, help="Demo race seed (7).")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        report(measure(args, Path(tmp)), args.sample)
+
+
+if __name__ == "__main__":
+    main()
