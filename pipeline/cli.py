@@ -5,6 +5,7 @@
     racelens results --out DIR [--corrections FILE] [--course FILE] [--start-list FILE]
     racelens bibs IMAGE... [--start-list FILE]
     racelens score --out DIR --truth FILE --images DIR [--check]
+    racelens selfcheck
     racelens dashboard --out DIR [--port P] [--corrections FILE] [--password-file FILE]
 
 Bad arguments or unreadable configuration end with one line on stderr and exit 2.
@@ -209,6 +210,12 @@ def _dashboard(args: argparse.Namespace, _: list[str]) -> int:
     os.execv(command[0], command)  # Streamlit takes over this process, and Ctrl-C with it
 
 
+def _selfcheck(_: argparse.Namespace, __: list[str]) -> int:
+    from pipeline.selfcheck import selfcheck
+
+    return selfcheck()
+
+
 def _parser() -> _Parser:
     from pipeline.options import RacelensOptions
 
@@ -248,6 +255,12 @@ def _parser() -> _Parser:
     bibs.add_argument("images", nargs="+", help="Photo files.")
     bibs.add_argument("--start-list", default=None, help="Keep only bibs in this start list.")
     bibs.set_defaults(handler=_bibs)
+
+    check = sub.add_parser(
+        "selfcheck",
+        help="Run race day's worst files through the pipeline twice and count what went wrong.",
+    )
+    check.set_defaults(handler=_selfcheck)
 
     score = sub.add_parser("score", help="Score a run against a demo race's truth.csv.")
     score.add_argument("--out", required=True, help="Output folder of the run.")

@@ -25,7 +25,13 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.graph import build_from_groups, run
 from pipeline.options import RaceConfig
-from transforms.photos import image_id_of, read_bytes, text_path, unreadable_id
+from transforms.photos import (
+    image_id_of,
+    read_bytes,
+    skipped_entries,
+    text_path,
+    unreadable_id,
+)
 
 # Flags of the live command that the batch cycles must not see.
 LIVE_FLAGS = ("--streaming", "--stop-after", "--stop_after")
@@ -44,12 +50,17 @@ class LiveState:
 
 
 def list_files(images: str) -> dict[str, tuple[int, float]]:
-    """Every file under the images location with its size and modification time."""
+    """Every file under the images location with its size and modification time.
+
+    Entries that are no file (a broken link, a link to a folder) have neither: they count
+    as stable and get their row, rejected, like in a batch run.
+    """
     try:
         matched = FileSystems.match([images.rstrip("/") + "/**"])[0].metadata_list
     except BeamIOError:
         return {}  # the folder may not exist yet on race morning
-    return {text_path(m.path): (m.size_in_bytes, m.last_updated_in_seconds) for m in matched}
+    files = {text_path(m.path): (m.size_in_bytes, m.last_updated_in_seconds) for m in matched}
+    return files | {path: (0, 0.0) for path in skipped_entries(images)}
 
 
 def stable_files(

@@ -12,51 +12,54 @@ what was wrong and loses nothing.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
 import json
 import os
 import random
 import signal
-import stat
-import struct
 import subprocess
 import sys
 import time
 import tracemalloc
-import zipfile
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from PIL import Image
-from PIL.TiffImagePlugin import IFDRational
 
 from pipeline.cli import main
 from pipeline.demo import generate_race
+from pipeline.live import list_files
+from pipeline.selfcheck import (
+    BAD_GPS,
+    CORPUS,
+    Entry,
+    SelfCheck,
+    build_corpus,
+    encoded,
+    good,
+    jpeg_bomb,
+    noise,
+    png_bomb,
+    run_argv,
+    snapshot,
+    stored_path,
+)
 from tests.conftest import (
     COURSE_YAML,
-    DATETIME_ORIGINAL,
-    EXIF_IFD,
-    GPS_IFD,
-    OFFSET_ORIGINAL,
     PROPERTY,
     START_LIST_CSV,
     restored_logging,
 )
 from tests.test_course import BAD_COURSES
 from transforms import photos
-from transforms.photos import FactStore, analyse_photo
+from transforms.photos import FactStore, analyse_photo, list_photos
 from transforms.write import STALE_AFTER_S, TEMPORARY_MARK, remove_stale_temporaries
 
 REPO = Path(__file__).resolve().parents[1]
-MAKER_NOTE = 0x927C
 # What the per-photo analysis may say about bytes it cannot use (README, "Robustness").
 ANALYSIS_REASONS = {
     "empty_file",
@@ -67,209 +70,6 @@ ANALYSIS_REASONS = {
     "truncated_image",
     "corrupt_image",
 }
-
-
-# --- Files as race day brings them ------------------------------------------------------------
-
-
-def encoded(
-    image_format: str,
-    when: str | None,
-    *,
-    gps: tuple[tuple[IFDRational, ...], tuple[IFDRational, ...]] | None = None,
-    maker_note: bytes | None = None,
-) -> bytes:
-    """A small photo whose EXIF has the given local time (+02:00), GPS and maker note."""
-    exif = Image.Exif()
-    sub = exif.get_ifd(EXIF_IFD)
-    if when is not None:
-        sub[DATETIME_ORIGINAL], sub[OFFSET_ORIGINAL] = when, "+02:00"
-    if maker_note is not None:
-        sub[MAKER_NOTE] = maker_note
-    if gps is not None:
-        ifd = exif.get_ifd(GPS_IFD)
-        ifd[1], ifd[2], ifd[3], ifd[4] = "N", gps[0], "E", gps[1]
-    # The colour follows the time, so that no two of these photos are exact copies.
-    shade = sum(map(ord, when or "")) % 256
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 48), (shade, 90, 160)).save(buffer, image_format, exif=exif.tobytes())
-    return buffer.getvalue()
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def png_bomb(width: int, height: int) -> bytes:
-    """A PNG header claiming width x height pixels: 69 bytes that would decode to gigabytes."""
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", header)
-        + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-        + _png_chunk(b"IEND", b"")
-    )
-
-
-def jpeg_bomb(width: int, height: int) -> bytes:
-    """A JPEG whose frame header (SOF0) claims width x height pixels, and hardly any data."""
-
-    def segment(marker: bytes, payload: bytes) -> bytes:
-        return b"\xff" + marker + struct.pack(">H", len(payload) + 2) + payload
-
-    frame = struct.pack(">BHHB", 8, height, width, 1) + b"\x01\x11\x00"
-    scan = b"\x01\x01\x00\x00\x3f\x00"
-    return b"\xff\xd8" + segment(b"\xc0", frame) + segment(b"\xda", scan) + bytes(16) + b"\xff\xd9"
-
-
-def iso_media(brand: bytes) -> bytes:
-    """The first box of an ISO media file: an MP4 video (isom) or a HEIC photo (heic)."""
-    return struct.pack(">I", 24) + b"ftyp" + brand + bytes(4) + b"mif1" + brand + bytes(32)
-
-
-def zip_archive() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("readme.txt", "photos to follow")
-    return buffer.getvalue()
-
-
-def noise(size: int) -> bytes:
-    return random.Random(size).randbytes(size)
-
-
-def rationals(*values: tuple[int, int]) -> tuple[IFDRational, ...]:
-    return tuple(IFDRational(n, d) for n, d in values)
-
-
-def good(minute: int) -> str:
-    """A local time within the demo race (10:00 +02:00)."""
-    return f"2026:05:01 10:{minute:02d}:00"
-
-
-# --- The corpus -------------------------------------------------------------------------------
-
-Make = Callable[[bytes, Path], None]  # creates the entry at a path, given the demo race
-
-
-@dataclass(frozen=True)
-class Entry:
-    name: bytes  # below the images folder, as the file system spells it
-    make: Make
-    reason: str | None  # of its images.parquet row; None: a usable photo, not rejected
-
-
-def content(data: bytes) -> Make:
-    return lambda path, _: Path(os.fsdecode(path)).write_bytes(data)
-
-
-def demo_prefix(count: int) -> Make:
-    """The first `count` bytes of a demo photo: an upload cut short."""
-    return lambda path, race: Path(os.fsdecode(path)).write_bytes(demo_photos(race)[0][:count])
-
-
-def demo_copy(index: int) -> Make:
-    return lambda path, race: Path(os.fsdecode(path)).write_bytes(demo_photos(race)[index])
-
-
-def symlink(target: bytes) -> Make:
-    return lambda path, _: os.symlink(target, path)
-
-
-def fifo(path: bytes, _: Path) -> None:
-    os.mkfifo(path)
-
-
-def link_to_a_demo_folder(path: bytes, race: Path) -> None:
-    os.symlink(race / "images" / "start", path)
-
-
-def demo_photos(race: Path) -> list[bytes]:
-    """Finish photos of the demo race that decode completely (one demo photo is corrupt)."""
-    usable = []
-    for path in sorted((race / "images" / "finish").glob("FINISH_*[0-9].jpg")):
-        with Image.open(path) as image:
-            try:
-                image.load()
-            except OSError:
-                continue
-        usable.append(path.read_bytes())
-    return usable
-
-
-BAD_GPS = rationals((59, 0), (0, 0), (1, 0)), rationals((10, 1), (45, 0), (0, 1))
-OUT_OF_RANGE_GPS = rationals((200, 1), (0, 1), (0, 1)), rationals((500, 1), (0, 1), (0, 1))
-
-# Root cannot be denied a read by permissions (chmod 000 still reads), so the unreadable
-# entries are ones no one can read: a broken link, a link loop, a FIFO, a linked folder.
-CORPUS = [
-    Entry(b"finish/empty.jpg", content(b""), "empty_file"),
-    Entry(b"finish/cut-in-the-scan.jpg", demo_prefix(15_000), "truncated_image"),
-    Entry(b"finish/cut-in-the-header.jpg", demo_prefix(200), "truncated_image"),
-    Entry(b"finish/cut.png", content(encoded("PNG", good(1))[:-30]), "truncated_image"),
-    Entry(b"finish/bomb.png", content(png_bomb(40_000, 40_000)), "image_too_large"),
-    Entry(b"finish/bomb.jpg", content(jpeg_bomb(40_000, 40_000)), "image_too_large"),
-    # racelens decodes no HEIC (Pillow needs a plugin for it), whatever is installed.
-    Entry(b"finish/IMG_0001.HEIC", content(iso_media(b"heic")), "unsupported_format"),
-    Entry(b"finish/VID_0001.mp4", content(iso_media(b"isom")), "not_an_image"),
-    Entry(b"finish/photos.zip", content(zip_archive()), "not_an_image"),
-    Entry(b"finish/a-zip-named.jpg", content(zip_archive() + b"\x00"), "not_an_image"),
-    Entry(b"finish/1970.jpg", content(encoded("JPEG", "1970:01:01 00:00:00")), "bad_exif"),
-    Entry(b"finish/2099.png", content(encoded("PNG", "2099:05:01 10:30:00")), "bad_exif"),
-    Entry(b"finish/no-exif.png", content(encoded("PNG", None)), "bad_exif"),
-    Entry(
-        b"unsorted/gps-zero-denominators.jpg",
-        content(encoded("JPEG", good(2), gps=BAD_GPS)),
-        "unknown_station",
-    ),
-    Entry(
-        b"unsorted/gps-out-of-range.jpg",
-        content(encoded("JPEG", good(3), gps=OUT_OF_RANGE_GPS)),
-        "unknown_station",
-    ),
-    Entry(b"unsorted/loop", symlink(b".."), "symlink_loop"),
-    Entry(b"unsorted/self-loop.jpg", symlink(b"self-loop.jpg"), "symlink_loop"),
-    Entry(b"unsorted/linked-folder", link_to_a_demo_folder, "not_a_file"),
-    Entry(b"unsorted/broken-link.jpg", symlink(b"gone.jpg"), "unreadable"),
-    Entry(b"unsorted/fifo.jpg", fifo, "not_a_file"),
-    # Odd, but usable photos: nothing about them is lost.
-    Entry(b"finish/with-exif.png", content(encoded("PNG", good(4))), None),
-    Entry(b"finish/jpeg-named.png", content(encoded("JPEG", good(5))), None),
-    Entry(
-        b"finish/binary-maker-note.jpg",
-        content(encoded("JPEG", good(6), maker_note=noise(60_000))),
-        None,
-    ),
-    Entry(
-        b"finish/huge-maker-note.png",
-        content(encoded("PNG", good(7), maker_note=noise(4_000_000))),
-        None,
-    ),
-    Entry(b"finish/good.jpg", demo_copy(1), None),
-    Entry(b"finish/caf\xe9 latin-1.jpg", demo_copy(2), None),  # not UTF-8
-]
-
-
-def stored_path(images: Path, name: bytes) -> str:
-    """The path images.parquet gives: UTF-8, each undecodable byte written as \\xNN."""
-    return f"{images}/{name.decode('utf-8', 'backslashreplace')}"
-
-
-def snapshot(images: Path) -> dict[bytes, tuple]:
-    """Every entry under `images` with its mode, times, size and content (links not followed)."""
-    state = {}
-    for folder, dirs, files in os.walk(bytes(images)):
-        for name in dirs + files:
-            path = os.path.join(folder, name)
-            info = os.lstat(path)
-            if stat.S_ISLNK(info.st_mode):
-                seen = os.readlink(path)
-            elif stat.S_ISREG(info.st_mode):
-                seen = hashlib.sha256(Path(os.fsdecode(path)).read_bytes()).hexdigest()
-            else:
-                seen = None
-            state[path] = (info.st_mode, info.st_mtime_ns, info.st_size, seen)
-    return state
 
 
 @contextlib.contextmanager
@@ -288,23 +88,6 @@ def time_limit(seconds: int) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def run_argv(images: Path, course: Path, start_list: Path, out: Path) -> list[str]:
-    return [
-        "run",
-        "--images",
-        str(images),
-        "--course",
-        str(course),
-        "--start-list",
-        str(start_list),
-        "--out",
-        str(out),
-        "--no-progress",
-        "--as-of",
-        "2026-05-01T18:00:00+02:00",  # the same results whenever the test runs
-    ]
-
-
 @dataclass(frozen=True)
 class FuzzRun:
     images: Path
@@ -318,10 +101,7 @@ class FuzzRun:
 def fuzz_run(race: Path, tmp_path_factory: pytest.TempPathFactory) -> FuzzRun:
     root = tmp_path_factory.mktemp("fuzz")
     images = root / "images"
-    for folder in ("finish", "unsorted"):
-        (images / folder).mkdir(parents=True)
-    for entry in CORPUS:
-        entry.make(os.path.join(bytes(images), entry.name), race)
+    build_corpus(images, race)
     before = snapshot(images)
     argv = run_argv(images, race / "course.yaml", race / "startlist.csv", root / "out")
     with restored_logging(), time_limit(300):
@@ -349,6 +129,12 @@ def test_fuzz_run__each_entry_is_rejected_with_its_reason_or_used(
 
 def test_fuzz_run__sources_are_never_changed(fuzz_run: FuzzRun) -> None:
     assert fuzz_run.after == fuzz_run.before
+
+
+def test_listings__the_analysis_engines_and_live_mode_see_every_entry(fuzz_run: FuzzRun) -> None:
+    expected = sorted(stored_path(fuzz_run.images, e.name) for e in CORPUS)
+    assert list_photos(str(fuzz_run.images)) == expected  # Dask's analysis, bench
+    assert sorted(list_files(str(fuzz_run.images))) == expected  # live mode
 
 
 @pytest.mark.parametrize("bomb", [png_bomb, jpeg_bomb])
@@ -539,3 +325,10 @@ def test_run_start__removes_temporary_files_only_when_stale(tmp_path: Path) -> N
     removed = remove_stale_temporaries([str(tmp_path), str(tmp_path / "facts")])
     assert removed == sorted(map(str, stale))
     assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == sorted([fresh, output])
+
+
+def test_selfcheck__passes_only_when_nothing_crashed_was_lost_or_changed() -> None:
+    clean = SelfCheck(26, 26, 0, 0, 0, 0, 0)
+    assert clean.passed() and "lost files: 0" in clean.report()
+    for field in ("crashes", "lost_files", "wrong_reasons", "changed_sources", "rerun_differences"):
+        assert not replace(clean, **{field: 1}).passed(), field

@@ -119,6 +119,7 @@ def skipped_entries(images_root: str) -> list[str]:
 
 
 def read_bytes(path: str) -> bytes:
+    """The bytes of a listed file; OSError for an entry that is no regular file."""
     if _is_local(path):
         path = os_path(path)
         if not stat.S_ISREG(os.stat(path).st_mode):
@@ -331,6 +332,9 @@ class _AnalyseContent(beam.DoFn):
 
     def setup(self) -> None:
         self._store = FactStore(self._store_root)
+        # Workers already use every core: OpenCV's own threads only add hand-over costs
+        # (63 against 67-77 CPU ms per 12 MP photo on 2 cores), as tesseract's do.
+        cv2.setNumThreads(1)
 
     def _facts(self, image_id: str, path: str) -> PhotoFacts:
         stored = self._store.get(image_id)
@@ -389,7 +393,8 @@ class AnalyseContent(beam.PTransform):
 
     def __init__(self, store_root: str, images_root: str):
         super().__init__()
-        self._fn = _AnalyseContent(store_root, images_root.rstrip("/"))
+        # Listed paths are text_paths: the root they start with must be one too.
+        self._fn = _AnalyseContent(store_root, text_path(images_root.rstrip("/")))
 
     def expand(self, groups: beam.PCollection) -> beam.PCollection:
         return groups | "Analyse" >> beam.ParDo(self._fn)
