@@ -21,17 +21,17 @@ import streamlit as st
 from transforms import schemas
 from transforms.corrections import LogReading, read_corrections_leniently
 from transforms.course import load_course
+from transforms.schemas import (
+    IMAGES_FILE,
+    LEADERBOARD_FILE,
+    PASSAGES_FILE,
+    REVIEW_FILE,
+    STATIONS_FILE,
+)
 
 CACHE_TTL_S = 600
 CACHE_ENTRIES = 64
 
-# The output files of the public contract (shared/CONTRACT.md).
-IMAGES_FILE = "images.parquet"
-PASSAGES_FILE = "passages.parquet"
-REVIEW_FILE = "review.parquet"
-LEADERBOARD_FILE = "leaderboard.parquet"
-STATIONS_FILE = "stations.parquet"
-RESULTS_CSV = "results.csv"
 RUN_FILE = "run.json"
 PARQUET_FILES = (LEADERBOARD_FILE, PASSAGES_FILE, IMAGES_FILE, REVIEW_FILE, STATIONS_FILE)
 

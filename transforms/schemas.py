@@ -10,6 +10,14 @@ from collections.abc import Iterable
 
 import pyarrow as pa
 
+# The output files of the public contract (shared/CONTRACT.md), and the results as CSV.
+IMAGES_FILE = "images.parquet"
+PASSAGES_FILE = "passages.parquet"
+REVIEW_FILE = "review.parquet"
+LEADERBOARD_FILE = "leaderboard.parquet"
+STATIONS_FILE = "stations.parquet"
+RESULTS_CSV = "results.csv"
+
 UTC_TIME = pa.timestamp("ms", tz="UTC")
 
 READ = pa.struct(

@@ -30,13 +30,14 @@ from transforms.identify import ReviewItem, best_reads
 from transforms.passages import Passage
 from transforms.records import Photo
 from transforms.results import results_order
-
-IMAGES_FILE = "images.parquet"
-PASSAGES_FILE = "passages.parquet"
-REVIEW_FILE = "review.parquet"
-LEADERBOARD_FILE = "leaderboard.parquet"
-STATIONS_FILE = "stations.parquet"
-RESULTS_CSV = "results.csv"
+from transforms.schemas import (
+    IMAGES_FILE,
+    LEADERBOARD_FILE,
+    PASSAGES_FILE,
+    RESULTS_CSV,
+    REVIEW_FILE,
+    STATIONS_FILE,
+)
 
 # A file being written is named `<name>.tmp-<suffix>` (write_atomically, FactStore.put): it
 # never ends in .parquet or .json, so nobody mistakes one a killed run left for an output.

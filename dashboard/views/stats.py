@@ -13,10 +13,11 @@ import streamlit as st
 from dashboard import data, tallies, ui
 from dashboard.review_queue import items_of, pending
 from dashboard.settings import Settings
+from transforms.schemas import RESULTS_CSV
 
 DOWNLOADS_PER_ROW = 4
 DOWNLOADS = (
-    (data.RESULTS_CSV, "text/csv"),
+    (RESULTS_CSV, "text/csv"),
     *((name, "application/vnd.apache.parquet") for name in data.PARQUET_FILES),
 )
 
