@@ -1,6 +1,6 @@
 """Throughput, cost per stage, peak memory, decode floor and a naive baseline, in one run.
 
-    python bench/perf.py [--photos 200] [--megapixels 12] [--large 1000] [--sample 40]
+    python bench/perf.py [--photos 200] [--megapixels 12] [--large 800] [--sample 40]
 
 Makes a demo race of about --photos photos and upscales every photo to --megapixels
 (4:3, re-encoded, EXIF kept), so the pipeline times them against the demo's course and
@@ -11,8 +11,8 @@ start list. Then it prints:
   half (re-timing from stored facts, which is what `racelens results` runs);
 - the peak RSS of the largest process of the 2-worker run at --photos and at --large
   photos (the photos again, each copy made byte-distinct so it is analysed anew);
-- the decode-only floor (full size, and the pipeline's own reduced decode) and the
-  pipeline's time over it;
+- the decode-only floor (full size, and the pipeline's own reduced decode) in one process,
+  and the pipeline's cost over it;
 - a naive baseline: a sequential loop of `analyse_photo` without Beam, then the timing half.
 Every figure is taken as wall time and as CPU time (all threads, and the Beam workers): on
 a shared machine wall time also counts other jobs, CPU time does not. Ratios compare
@@ -60,6 +60,7 @@ from transforms.photos import (  # noqa: E402
     list_photos,
     open_photo,
     read_bytes,
+    reduction_for,
     thumbnail_facts,
 )
 from transforms.write import PASSAGES_FILE  # noqa: E402
@@ -73,6 +74,7 @@ IN_PROCESS = ["--direct_running_mode=in_memory"]
 GOAL_PHOTOS_PER_S = 8.0
 GOAL_FLOOR_RATIO = 2.5
 GOAL_MEMORY_GROWTH = 1.25  # flat: the peak grows less than this for several times the photos
+STARTED = time.monotonic()
 
 
 @dataclass(frozen=True)
@@ -203,7 +205,10 @@ class Stopwatch:
         self.costs.setdefault(stage, []).append(now() - started)
 
     def mean(self) -> dict[str, Cost]:
-        return {stage: sum(c[1:], c[0]).per(len(c)) for stage, c in self.costs.items()}
+        return {
+            stage: Cost(sum(c.wall for c in costs), sum(c.cpu for c in costs)).per(len(costs))
+            for stage, costs in self.costs.items()
+        }
 
 
 def stage_profile(paths: list[str]) -> dict[str, Cost]:
@@ -233,8 +238,9 @@ def stage_profile(paths: list[str]) -> dict[str, Cost]:
     return costs
 
 
-def decode_all(paths: list[str], full_size: bool) -> Cost:
-    """Time to decode these photos once: full size in colour, or as the pipeline does."""
+def decode_floor(paths: list[str], full_size: bool) -> Cost:
+    """Time to decode every photo once, in this process: full size in colour, or as the
+    pipeline decodes (its header read included, which it needs for the reduction)."""
     photos = [read_bytes(p) for p in paths]
     started = now()
     for data in photos:
@@ -244,14 +250,6 @@ def decode_all(paths: list[str], full_size: bool) -> Cost:
             header = open_photo(data)
             decode(data, *header.size, header.format)
     return now() - started
-
-
-def decode_floor(paths: list[str], full_size: bool, processes: int) -> Cost:
-    """Wall time (the slowest process) and CPU time to decode every photo once."""
-    with ProcessPoolExecutor(processes) as pool:
-        shares = [paths[i::processes] for i in range(processes)]
-        costs = list(pool.map(decode_all, shares, [full_size] * processes))
-    return Cost(max(c.wall for c in costs), sum(c.cpu for c in costs))
 
 
 def naive_baseline(race: Race, out: Path) -> tuple[Cost, Cost]:
@@ -291,13 +289,20 @@ class Results:
     multi_large: Measured
     stages: dict[str, Cost]
     naive: tuple[Cost, Cost]  # analysis loop, timing half
-    floors: dict[tuple[bool, int], Cost]  # (full size, processes) -> cost
+    floors: dict[bool, Cost]  # full size? -> cost
+    decoded: str  # how the pipeline decodes these photos
     recall: float
     false_confirmed: int
     identical: bool
 
 
+def note(text: str) -> None:
+    """Progress on stderr, so that a long run shows where it is."""
+    print(f"[{time.monotonic() - STARTED:5.0f} s] {text}", file=sys.stderr, flush=True)
+
+
 def measure(args: argparse.Namespace, tmp: Path) -> Results:
+    note(f"making {args.megapixels:g} MP photos")
     race = make_race(tmp / "race", args.photos, args.megapixels, args.seed)
     large = make_copies(race, tmp / "large", max(1, round(args.large / race.photos)))
     paths = list_photos(str(race.images))
@@ -308,12 +313,18 @@ def measure(args: argparse.Namespace, tmp: Path) -> Results:
         f"load average {os.getloadavg()[0]:.1f} at the start",
         flush=True,
     )
+    note("racelens run, multi_processing")
     multi = run_measured(["run", *race_argv(race, tmp / "out-multi"), *MULTI])
+    note("racelens run, in-process")
     in_process = run_measured(["run", *race_argv(race, tmp / "out-in"), *IN_PROCESS])
+    note(f"racelens run, multi_processing, {large.photos} photos")
     multi_large = run_measured(["run", *race_argv(large, tmp / "out-large"), *MULTI])
+    note("stages")
     stages = stage_profile(paths[: args.sample])
+    note("naive baseline")
     naive = naive_baseline(race, tmp / "out-naive")
-    floors = {(full, n): decode_floor(paths, full, n) for full in (True, False) for n in (1, 2)}
+    note("decode-only floors")
+    floors = {full: decode_floor(paths, full) for full in (True, False)}
     score = score_run(str(tmp / "out-multi"), str(race.root / "truth.csv"), str(race.images), 2)
     return Results(
         race=race,
@@ -324,6 +335,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> Results:
         stages=stages,
         naive=naive,
         floors=floors,
+        decoded=f"1/{reduction_for(width, height)} scale",
         recall=score.recall,
         false_confirmed=score.false_confirmed,
         identical=same_passages(tmp / "out-multi", tmp / "out-naive"),
@@ -356,26 +368,30 @@ def report(r: Results, sample: int) -> None:
     print(f"  {n:6d} photos {r.multi.peak_rss_mb:8.0f} MB")
     print(f"  {r.large.photos:6d} photos {r.multi_large.peak_rss_mb:8.0f} MB   (x{growth:.2f})")
 
-    print("\ndecode-only floor, every photo decoded once:")
-    print(f"  {'':38s}    CPU ms   wall photos/s: 1 process  {WORKERS} processes")
-    for full, kind in ((True, "full size, colour"), (False, "as the pipeline decodes")):
-        one, two = r.floors[full, 1], r.floors[full, WORKERS]
-        print(f"  {kind:38s} {1000 * one.cpu / n:9.1f} {n / one.wall:24.2f} {n / two.wall:12.2f}")
-    print(f"  pipeline / floor: {'':19s} wall in-process  wall multi  CPU marginal")
-    for full, kind in ((True, "full size, colour"), (False, "as the pipeline decodes")):
-        one, two = r.floors[full, 1], r.floors[full, WORKERS]
+    print("\ndecode-only floor, every photo decoded once, one process:")
+    print(f"  {'':38s}    CPU ms  wall photos/s")
+    kinds = ((True, "full size, colour"), (False, f"as the pipeline decodes ({r.decoded})"))
+    for full, kind in kinds:
+        print(f"  {kind:38s} {1000 * r.floors[full].cpu / n:9.1f} {n / r.floors[full].wall:14.2f}")
+    print(f"  pipeline / floor: {'':20s}CPU, marginal  wall, in-process")
+    for full, kind in kinds:
         print(
-            f"  {kind:38s} {r.in_process.cost.wall / one.wall:12.2f}x"
-            f" {r.multi.cost.wall / two.wall:10.2f}x {marginal.cpu * n / one.cpu:12.2f}x"
+            f"  {kind:38s} {marginal.cpu * n / r.floors[full].cpu:12.2f}x"
+            f" {r.in_process.cost.wall / r.floors[full].wall:17.2f}x"
         )
 
     naive = r.naive[0] + r.naive[1]
+    loop_rate = n / r.naive[0].wall
     print("\nnaive baseline (a sequential loop of analyse_photo, then the timing half):")
     print(f"  {n / naive.wall:.2f} photos/s, {1000 * naive.cpu / n:.1f} CPU ms/photo")
     print(
         f"  pipeline / naive, wall: in-process {r.in_process.cost.wall / naive.wall:.2f}x, "
         f"multi {r.multi.cost.wall / naive.wall:.2f}x; CPU: in-process "
         f"{r.in_process.cost.cpu / naive.cpu:.2f}x, multi {r.multi.cost.cpu / naive.cpu:.2f}x"
+    )
+    print(
+        f"  per further photo: multi_processing {1 / marginal.wall:.2f} photos/s, "
+        f"the loop alone {loop_rate:.2f} photos/s"
     )
     print(f"  passages identical to the pipeline's: {r.identical}")
     print(
@@ -385,7 +401,7 @@ def report(r: Results, sample: int) -> None:
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
     best = max(n / r.in_process.cost.wall, n / r.multi.cost.wall)
-    floor_ratio = marginal.cpu * n / r.floors[False, 1].cpu
+    full_ratio, reduced_ratio = (marginal.cpu * n / r.floors[full].cpu for full in (True, False))
     print("\ngoals:")
     print(
         f"  >= {GOAL_PHOTOS_PER_S:g} photos/s: measured {best:.2f} "
@@ -393,18 +409,23 @@ def report(r: Results, sample: int) -> None:
         f"({verdict(capacity >= GOAL_PHOTOS_PER_S)})"
     )
     print(
-        f"  <= {GOAL_FLOOR_RATIO:g}x the floor of the pipeline's decode (CPU): "
-        f"{floor_ratio:.2f}x ({verdict(floor_ratio <= GOAL_FLOOR_RATIO)})"
+        f"  <= {GOAL_FLOOR_RATIO:g}x the decode floor (CPU): full size {full_ratio:.2f}x "
+        f"({verdict(full_ratio <= GOAL_FLOOR_RATIO)}), the pipeline's decode {reduced_ratio:.2f}x "
+        f"({verdict(reduced_ratio <= GOAL_FLOOR_RATIO)})"
     )
     print(f"  peak memory flat: x{growth:.2f} ({verdict(growth <= GOAL_MEMORY_GROWTH)})")
-    print(f"  faster than naive (wall, multi): {verdict(r.multi.cost.wall < naive.wall)}")
+    print(
+        f"  faster than naive (wall, multi_processing): end to end "
+        f"{verdict(r.multi.cost.wall < naive.wall)}, per further photo "
+        f"{verdict(1 / marginal.wall > loop_rate)}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=200, help="Photos, about (200).")
     parser.add_argument("--megapixels", type=float, default=12, help="Photo size (12).")
-    parser.add_argument("--large", type=int, default=1000, help="Photos of the memory run (1000).")
+    parser.add_argument("--large", type=int, default=800, help="Photos of the memory run (800).")
     parser.add_argument("--sample", type=int, default=40, help="Photos profiled by stage (40).")
     parser.add_argument("--seed", type=int, default=7, help="Demo race seed (7).")
     args = parser.parse_args()
