@@ -22,6 +22,7 @@ figures taken in the same run.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import os
@@ -33,7 +34,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
@@ -173,24 +174,26 @@ def race_argv(race: Race, out: Path) -> list[str]:
     ]
 
 
-def run_measured(argv: list[str]) -> Measured:
-    """Wall time, CPU time and peak RSS of one `racelens` process and the workers it reaps."""
+def run_measured(command: list[str]) -> tuple[Measured, str]:
+    """Wall time, CPU time and peak RSS of a fresh process (start-up included) and the
+    workers it reaps; and what it printed."""
     started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", *argv],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    stderr = process.stderr.read()
-    # wait4 reports this child alone, with the descendants it waited for (Beam's workers):
-    # getrusage(RUSAGE_CHILDREN) would mix in every earlier run of this benchmark.
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode:
-        sys.exit(f"racelens {' '.join(argv)} failed:\n{stderr.decode(errors='replace')}")
+    with tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=stderr)
+        stdout = process.stdout.read().decode()
+        # wait4 reports this child alone, with the descendants it waited for (Beam's
+        # workers): getrusage(RUSAGE_CHILDREN) would mix in every earlier run here.
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode:
+            stderr.seek(0)
+            sys.exit(f"{' '.join(command)} failed:\n{stderr.read().decode(errors='replace')}")
     cost = Cost(time.perf_counter() - started, usage.ru_utime + usage.ru_stime)
-    return Measured(cost, usage.ru_maxrss / 1024)
+    return Measured(cost, usage.ru_maxrss / 1024), stdout
+
+
+def racelens(*argv: str) -> Measured:
+    return run_measured([sys.executable, "-m", "pipeline", *argv])[0]
 
 
 class Stopwatch:
@@ -283,6 +286,26 @@ def naive_baseline(race: Race, out: Path) -> tuple[Cost, Cost]:
     return analysed - started, now() - analysed
 
 
+@dataclass(frozen=True)
+class Naive:
+    whole: Measured  # a fresh process, start-up included, like `racelens run`
+    loop: Cost
+    timing_half: Cost
+
+
+def run_naive(race: Race, out: Path) -> Naive:
+    """The naive baseline in a fresh process of this script (see `naive_main`)."""
+    whole, printed = run_measured([sys.executable, __file__, "--naive", str(race.root), str(out)])
+    loop, timing_half = (Cost(**part) for part in json.loads(printed.splitlines()[-1]))
+    return Naive(whole, loop, timing_half)
+
+
+def naive_main(race_root: str, out: str) -> None:
+    """The child side of `run_naive`: runs the baseline, prints its two parts as JSON."""
+    parts = naive_baseline(Race(Path(race_root), 0), Path(out))
+    print(json.dumps([asdict(part) for part in parts]))
+
+
 def same_passages(a: Path, b: Path) -> bool:
     return pq.read_table(a / PASSAGES_FILE).equals(pq.read_table(b / PASSAGES_FILE))
 
@@ -299,7 +322,7 @@ class Results:
     multi: Measured
     multi_large: Measured
     stages: dict[str, Cost]
-    naive: tuple[Cost, Cost]  # analysis loop, timing half
+    naive: Naive
     floors: dict[str, Cost]  # how decoded -> cost
     recall: float
     false_confirmed: int
@@ -324,15 +347,15 @@ def measure(args: argparse.Namespace, tmp: Path) -> Results:
         flush=True,
     )
     note("racelens run, multi_processing")
-    multi = run_measured(["run", *race_argv(race, tmp / "out-multi"), *MULTI])
+    multi = racelens("run", *race_argv(race, tmp / "out-multi"), *MULTI)
     note("racelens run, in-process")
-    in_process = run_measured(["run", *race_argv(race, tmp / "out-in"), *IN_PROCESS])
+    in_process = racelens("run", *race_argv(race, tmp / "out-in"), *IN_PROCESS)
     note(f"racelens run, multi_processing, {large.photos} photos")
-    multi_large = run_measured(["run", *race_argv(large, tmp / "out-large"), *MULTI])
+    multi_large = racelens("run", *race_argv(large, tmp / "out-large"), *MULTI)
     note("stages")
-    stages = stage_profile(paths[: args.sample])
+    stages = stage_profile(paths[:: max(1, len(paths) // args.sample)][: args.sample])
     note("naive baseline")
-    naive = naive_baseline(race, tmp / "out-naive")
+    naive = run_naive(race, tmp / "out-naive")
     note("decode-only floors")
     factor = reduction_for(width, height)
     floors = {
@@ -374,7 +397,7 @@ def report(r: Results, sample: int) -> None:
 
     print(f"\nper photo, one process ({min(sample, n)} photos; timing half: {n}):")
     print(f"  {'':38s}    CPU ms       wall ms")
-    for stage, cost in {**r.stages, "timing half": r.naive[1].per(n)}.items():
+    for stage, cost in {**r.stages, "timing half": r.naive.timing_half.per(n)}.items():
         print(f"  {stage:38s} {1000 * cost.cpu:9.1f} {1000 * cost.wall:13.1f}")
 
     growth = r.multi_large.peak_rss_mb / r.multi.peak_rss_mb
@@ -391,9 +414,9 @@ def report(r: Results, sample: int) -> None:
             f"{ratios[kind]:22.2f}x {r.in_process.cost.wall / floor.wall:6.2f}x (in-process)"
         )
 
-    naive = r.naive[0] + r.naive[1]
-    loop_rate = n / r.naive[0].wall
-    print("\nnaive baseline (a sequential loop of analyse_photo, then the timing half):")
+    naive = r.naive.whole.cost
+    loop_rate = n / r.naive.loop.wall
+    print("\nnaive baseline (a fresh process: a loop of analyse_photo, then the timing half):")
     print(f"  {n / naive.wall:.2f} photos/s, {1000 * naive.cpu / n:.1f} CPU ms/photo")
     for part, label in ((lambda c: c.wall, "wall"), (lambda c: c.cpu, "CPU")):
         in_process, multi = (part(m.cost) / part(naive) for m in (r.in_process, r.multi))
@@ -434,12 +457,21 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=200, help="Photos, about (200).")
     parser.add_argument("--megapixels", type=float, default=12, help="Photo size (12).")
     parser.add_argument("--large", type=int, default=800, help="Photos of the memory run (800).")
-    parser.add_argument("--sample", type=int, default=40, help="Photos profiled by stage (40).")
+    parser.add_argument(
+        "--sample",
+        type=int,
+        default=40,
+        help="Photos profiled by stage, spread over the race (40).",
+    )
     parser.add_argument("--seed", type=int, default=7, help="Demo race seed (7).")
+    parser.add_argument("--naive", nargs=2, metavar=("RACE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     # As in the pipeline's workers (transforms/photos.py): stages and the naive loop then
-    # cost what they cost there, whatever order they run in.
+    # cost what they cost there.
     cv2.setNumThreads(1)
+    if args.naive:
+        naive_main(*args.naive)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         report(measure(args, Path(tmp)), args.sample)
 
