@@ -28,6 +28,11 @@ setup(
         "pillow>=10.1",
         "numpy>=1.26",
         "pyyaml>=6",
+        # Faces: dlib's HOG detector, 5-point landmarks and ResNet embeddings (MatchFaces).
+        "dlib-bin>=19.24",
+        "face-recognition-models>=0.3.0",
+        # PP-OCR (detection + recognition) through onnxruntime; the models ship in the wheel.
+        "rapidocr-onnxruntime>=1.3",
     ],
     extras_require={
         "dev": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6", "selenium>=4.20"],
