@@ -1,6 +1,6 @@
 """The `racelens` command: demo race, pipeline run, bib reading and scoring.
 
-    racelens demo --out DIR [--athletes N] [--stations M] [--seed S]
+    racelens demo --out DIR [--athletes N] [--stations M] [--seed S] [--faces DIR]
     racelens run --images DIR --course FILE --start-list FILE --out DIR [Beam options]
     racelens results --out DIR [--corrections FILE] [--course FILE] [--start-list FILE]
     racelens bibs IMAGE... [--start-list FILE]
@@ -39,12 +39,18 @@ def _demo(args: argparse.Namespace, _: list[str]) -> int:
     from pipeline.demo import generate_race
 
     summary = generate_race(
-        args.out, athletes=args.athletes, stations=args.stations, seed=args.seed
+        args.out, athletes=args.athletes, stations=args.stations, seed=args.seed, faces=args.faces
     )
     print(
         f"demo race in {args.out}: {summary.images} images, {summary.athletes} athletes, "
         f"{summary.stations} stations, {summary.passages} true passages (truth.csv)"
     )
+    if args.faces:
+        print(
+            f"real faces on {summary.face_runners} athletes (photo column of startlist.csv); "
+            f"{summary.face_only_passages} passages show the face but hide the bib "
+            "(face_only in truth.csv)"
+        )
     return 0
 
 
@@ -227,6 +233,12 @@ def _parser() -> _Parser:
     demo.add_argument("--athletes", type=int, default=200, help="Number of athletes (200).")
     demo.add_argument("--stations", type=int, default=4, help="Number of stations (4).")
     demo.add_argument("--seed", type=int, default=7, help="Random seed (7).")
+    demo.add_argument(
+        "--faces",
+        default=None,
+        help="Folder of real face photos (one folder per person, or labels.csv file,person) "
+        "to put on some runners.",
+    )
     demo.set_defaults(handler=_demo)
 
     run = sub.add_parser(

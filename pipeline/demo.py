@@ -7,6 +7,11 @@ camera serial or by GPS, a camera clock that runs fast, a camera without a UTC o
 the same file uploaded twice, bibs hidden by an arm, empty frames, a covered lens and a
 corrupt file. `truth.csv` records what really happened, for scoring the pipeline's output.
 
+With real faces (`faces=DIR`, see `pipeline.demo_faces`) some runners wear a real person's
+face, the start list gives their reference photo, and some of them have their bib hidden at
+one station, where only the face can identify them (truth.csv's `face_only` column). Faces
+draw from a random stream of their own, so the race itself is the same as without them.
+
 Generation has two phases. Planning draws every random decision, in a fixed order, from one
 seeded generator and yields plain data (athletes, passages, shots). Rendering turns each shot
 into a JPEG as a pure function of that plan, so the output is byte-identical for a seed no
@@ -17,12 +22,13 @@ from __future__ import annotations
 
 import csv
 import enum
+import math
 import os
 import shutil
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache, lru_cache
 from pathlib import Path
@@ -34,6 +40,8 @@ import numpy as np
 import yaml
 from PIL import Image, ImageDraw, ImageFont
 from PIL.TiffImagePlugin import IFDRational
+
+from pipeline.demo_faces import FACE_PX, Person, load_cast
 
 __all__ = ["DemoSummary", "generate_race"]
 
@@ -160,6 +168,13 @@ AGE_GROUPS = (20, 35, 40, 45, 50, 55, 60)
 CLUBS = ("IL Gneist", "Tjalve", "BUL", "Koll", "Romerike ULK")
 NO_CLUB_SHARE = 0.3
 
+# --- Real faces (demo --faces) ------------------------------------------------------------------
+
+FACES_STREAM = 1  # the faces' random stream: (seed, FACES_STREAM)
+FACE_SHARE = 0.5  # of the athletes who pass two stations or more, as far as there are people
+HIDDEN_SHARE = 0.75  # of the face runners: their bib is hidden at one station after the start
+FACES_FOLDER = "faces"  # reference photos, beside the start list that names them
+
 
 @dataclass(frozen=True)
 class DemoSummary:
@@ -170,6 +185,8 @@ class DemoSummary:
     athletes: int
     stations: int
     out_dir: str
+    face_runners: int = 0  # athletes with a real face (demo --faces)
+    face_only_passages: int = 0  # passages where only the face shows who it is
 
 
 @dataclass(frozen=True)
@@ -242,6 +259,7 @@ class Figure:
     arm_swing: int
     bib_angle: float
     occluded: bool
+    face: int | None = None  # index into the race's real faces; None draws a plain head
 
 
 class ShotKind(enum.Enum):
@@ -268,14 +286,37 @@ class BibPatch:
     digits: tuple[int, int, int, int]  # x0, y0, x1, y1
 
 
+@dataclass(frozen=True)
+class FaceCasting:
+    """Who wears a real face, which photo of it at each station, and where bibs are hidden."""
+
+    people: dict[int, Person] = field(default_factory=dict)  # bib -> person
+    faces: tuple[np.ndarray, ...] = ()  # every face drawn, indexed by Figure.face
+    face_at: dict[tuple[int, str], int] = field(default_factory=dict)  # (bib, station) -> face
+    hidden: frozenset[tuple[int, str]] = frozenset()  # (bib, station): the bib is hidden there
+
+    def face_only(
+        self, passages: Iterable[Passage], visible: set[tuple[int, str]]
+    ) -> set[tuple[int, str]]:
+        """Passages whose photos show the athlete's face but never the bib."""
+        return {
+            (p.athlete.bib, p.station_id)
+            for p in passages
+            if p.athlete.bib in self.people and (p.athlete.bib, p.station_id) not in visible
+        }
+
+
 def generate_race(
-    out_dir: str, athletes: int = 200, stations: int = 4, seed: int = 7
+    out_dir: str, athletes: int = 200, stations: int = 4, seed: int = 7, faces: str | None = None
 ) -> DemoSummary:
     """Writes course.yaml, startlist.csv, truth.csv and images/ for a demo race into out_dir.
 
-    The output depends only on the arguments: the same seed gives byte-identical files.
-    Raises ValueError for fewer than 1 athlete or 2 stations, or when out_dir is not empty
-    (stale photos from an earlier run would silently join the race).
+    The output depends only on the arguments (and the photos under `faces`): the same seed
+    gives byte-identical files. With `faces`, real faces from that folder go on some runners
+    and their reference photos into out_dir/faces/.
+    Raises ValueError for fewer than 1 athlete or 2 stations, when out_dir is not empty
+    (stale photos from an earlier run would silently join the race) or when `faces` holds
+    no usable person.
     """
     if athletes < 1:
         raise ValueError(f"a demo race needs at least 1 athlete, got {athletes}")
@@ -285,12 +326,17 @@ def generate_race(
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out_dir} exists and is not an empty directory; choose a new one")
 
+    cast = load_cast(faces) if faces is not None else ()
     rng = np.random.default_rng(seed)
     course = _course(stations)
     cameras = _cameras(rng, course)
     roster = _athletes(rng, athletes)
     passages = _passages(rng, roster, course)
     shots = _shots(rng, passages, cameras)
+    casting = FaceCasting()
+    if cast:
+        casting = _cast_faces(np.random.default_rng((seed, FACES_STREAM)), cast, passages, course)
+        shots = [_with_faces(shot, casting) for shot in shots]
     photos = _file_names(shots)
     duplicates = _duplicate_uploads(rng, photos)
     backgrounds = {station.id: _background(rng) for station in course}
@@ -299,9 +345,12 @@ def generate_race(
     for folder in sorted({camera.folder for camera in cameras}):
         (images / folder).mkdir(parents=True, exist_ok=True)
     _write_course(out / "course.yaml", course, cameras, seed)
-    _write_startlist(out / "startlist.csv", roster)
-    _write_truth(out / "truth.csv", passages, _visible(shots))
-    _write_photos(images, photos, backgrounds)
+    references = _copy_references(out, casting)
+    _write_startlist(out / "startlist.csv", roster, references if cast else None)
+    visible = _visible(shots)
+    face_only = casting.face_only(passages, visible) if cast else None
+    _write_truth(out / "truth.csv", passages, visible, face_only)
+    _write_photos(images, photos, backgrounds, casting.faces)
     for original in duplicates:
         shutil.copyfile(images / original, images / original.replace(".jpg", " (1).jpg"))
     return DemoSummary(
@@ -310,6 +359,8 @@ def generate_race(
         athletes=athletes,
         stations=stations,
         out_dir=str(out),
+        face_runners=len(casting.people),
+        face_only_passages=len(face_only or ()),
     )
 
 
@@ -552,6 +603,52 @@ def _burst(rng: np.random.Generator, shot: Shot) -> list[Shot]:
     return frames
 
 
+def _cast_faces(
+    rng: np.random.Generator,
+    cast: Sequence[Person],
+    passages: Sequence[Passage],
+    course: Sequence[Station],
+) -> FaceCasting:
+    """Gives real faces to a share of the athletes who pass two stations or more (one person
+    each) and hides the bib of most of them at one station after the start."""
+    stations_of: dict[int, list[str]] = {}
+    for p in passages:  # each athlete's passages come in course order, the start first
+        stations_of.setdefault(p.athlete.bib, []).append(p.station_id)
+    eligible = sorted(bib for bib, seen in stations_of.items() if len(seen) >= 2)
+    count = min(len(cast), math.ceil(FACE_SHARE * len(eligible)))
+    if count == 0:
+        return FaceCasting()
+    bibs = sorted(int(b) for b in rng.choice(eligible, size=count, replace=False))
+    people = {bib: cast[int(i)] for bib, i in zip(bibs, rng.permutation(len(cast)), strict=False)}
+    faces: list[np.ndarray] = []
+    face_at = {}
+    for bib, person in people.items():
+        # A different photo of the person at each station (as far as there are photos).
+        first, shift = len(faces), int(rng.integers(len(person.faces)))
+        faces += person.faces
+        for k, station in enumerate(course):
+            face_at[(bib, station.id)] = first + (shift + k) % len(person.faces)
+    hiders = sorted(int(b) for b in rng.choice(bibs, math.ceil(HIDDEN_SHARE * count), False))
+    hidden = frozenset((bib, _pick(rng, stations_of[bib][1:])) for bib in hiders)
+    return FaceCasting(people, tuple(faces), face_at, hidden)
+
+
+def _with_faces(shot: Shot, casting: FaceCasting) -> Shot:
+    """The shot with each cast runner's face, and their bib hidden where the casting says."""
+    station = shot.camera.station_id
+    figures = []
+    for figure in shot.figures:
+        key = (figure.athlete.bib, station)
+        if figure.athlete.bib in casting.people:
+            figure = replace(
+                figure,
+                face=casting.face_at[key],
+                occluded=figure.occluded or key in casting.hidden,
+            )
+        figures.append(figure)
+    return replace(shot, figures=tuple(figures))
+
+
 def _file_names(shots: Iterable[Shot]) -> list[tuple[str, Shot]]:
     """Each shot with its path under images/, numbered per camera in capture order."""
     by_camera: dict[Camera, list[Shot]] = {}
@@ -633,12 +730,28 @@ def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object
         writer.writerows(rows)
 
 
-def _write_startlist(path: Path, roster: Iterable[Athlete]) -> None:
-    _write_csv(
-        path,
-        ("bib", "name", "category", "gender", "club", "wave"),
-        ((a.bib, a.name, a.category, a.gender, a.club, a.wave) for a in roster),
-    )
+def _copy_references(out: Path, casting: FaceCasting) -> dict[int, str]:
+    """Copies each face runner's reference photo beside the start list; bib -> its path
+    relative to the start list."""
+    paths = {}
+    for bib, person in casting.people.items():
+        relative = f"{FACES_FOLDER}/{bib}{person.reference.suffix.lower()}"
+        (out / FACES_FOLDER).mkdir(exist_ok=True)
+        shutil.copyfile(person.reference, out / relative)
+        paths[bib] = relative
+    return paths
+
+
+def _write_startlist(
+    path: Path, roster: Iterable[Athlete], photos: dict[int, str] | None = None
+) -> None:
+    """The start list; with `photos` (demo --faces), the optional `photo` column too."""
+    header = ("bib", "name", "category", "gender", "club", "wave")
+    rows = [(a.bib, a.name, a.category, a.gender, a.club, a.wave) for a in roster]
+    if photos is not None:
+        header += ("photo",)
+        rows = [(*row, photos.get(a.bib, "")) for row, a in zip(rows, roster, strict=True)]
+    _write_csv(path, header, rows)
 
 
 def _utc_iso(time_ms: int) -> str:
@@ -646,31 +759,38 @@ def _utc_iso(time_ms: int) -> str:
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{time_ms % 1000:03d}Z"
 
 
-def _write_truth(path: Path, passages: Iterable[Passage], visible: set[tuple[int, str]]) -> None:
-    rows = sorted(passages, key=lambda p: (p.time_ms, p.athlete.bib))
-    _write_csv(
-        path,
-        ("bib", "station_id", "passed_at", "visible"),
-        (
-            (
-                p.athlete.bib,
-                p.station_id,
-                _utc_iso(p.time_ms),
-                "true" if (p.athlete.bib, p.station_id) in visible else "false",
-            )
-            for p in rows
-        ),
-    )
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _write_truth(
+    path: Path,
+    passages: Iterable[Passage],
+    visible: set[tuple[int, str]],
+    face_only: set[tuple[int, str]] | None = None,
+) -> None:
+    """The true passages; `visible`: some photo shows the bib. With faces, `face_only`: the
+    photos show the athlete's real face but never the bib."""
+    header = ("bib", "station_id", "passed_at", "visible")
+    rows = []
+    for p in sorted(passages, key=lambda p: (p.time_ms, p.athlete.bib)):
+        key = (p.athlete.bib, p.station_id)
+        row = (p.athlete.bib, p.station_id, _utc_iso(p.time_ms), _flag(key in visible))
+        rows.append(row if face_only is None else (*row, _flag(key in face_only)))
+    _write_csv(path, header if face_only is None else (*header, "face_only"), rows)
 
 
 def _write_photos(
-    images: Path, photos: Sequence[tuple[str, Shot]], backgrounds: dict[str, np.ndarray]
+    images: Path,
+    photos: Sequence[tuple[str, Shot]],
+    backgrounds: dict[str, np.ndarray],
+    faces: Sequence[np.ndarray] = (),
 ) -> None:
     # OpenCV releases the GIL while it draws and encodes, so threads share the work across
     # cores without copying the backgrounds into worker processes.
     def write(photo: tuple[str, Shot]) -> None:
         name, shot = photo
-        frame = render_shot(shot, backgrounds[shot.camera.station_id])
+        frame = render_shot(shot, backgrounds[shot.camera.station_id], faces)
         data = _jpeg(frame, shot)
         if shot.kind is ShotKind.CORRUPT:
             data = data[: round(len(data) * CORRUPT_KEEP_SHARE)]
@@ -749,13 +869,15 @@ def _background(rng: np.random.Generator) -> np.ndarray:
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def render_shot(shot: Shot, background: np.ndarray) -> np.ndarray:
-    """The RGB frame of a planned shot."""
+def render_shot(shot: Shot, background: np.ndarray, faces: Sequence[np.ndarray] = ()) -> np.ndarray:
+    """The RGB frame of a planned shot; `faces` are the real faces its figures refer to."""
     if shot.kind is ShotKind.DARK:
         return cv2.convertScaleAbs(background, alpha=DARK_GAIN)
     frame = background.copy()
     for figure in shot.figures:
         _draw_runner(frame, figure)
+        if figure.face is not None:
+            _draw_face(frame, figure, faces[figure.face])
     if shot.blur_sigma:
         frame = cv2.GaussianBlur(frame, (0, 0), shot.blur_sigma)
     return frame
@@ -795,6 +917,28 @@ def _draw_runner(frame: np.ndarray, figure: Figure) -> None:
         cv2.rectangle(
             frame, (x - half - 10, y0 + dy0 - 10), (x0 + dx1 + 14, y0 + dy1 + 10), athlete.skin, -1
         )
+
+
+@cache
+def _head_mask() -> np.ndarray:
+    """FACE_PX square alpha of an upright oval head with a soft edge.
+
+    The oval's half-axes (0.42, 0.5 of the side) contain the whole face dlib found, which
+    fills the middle 1 / (1 + 2 * FACE_MARGIN) of the crop.
+    """
+    mask = np.zeros((FACE_PX, FACE_PX), np.float32)
+    centre, axes = (FACE_PX // 2, FACE_PX // 2), (round(0.42 * FACE_PX), FACE_PX // 2 - 2)
+    cv2.ellipse(mask, centre, axes, 0, 0, 360, 1.0, -1, cv2.LINE_AA)
+    return cv2.GaussianBlur(mask, (0, 0), 2.0)[:, :, None]
+
+
+def _draw_face(frame: np.ndarray, figure: Figure, face: np.ndarray) -> None:
+    """A real face over the drawn head, its chin just above the shoulders."""
+    top = figure.ground - LEG_LEN - TORSO_H
+    x0, y0 = figure.x - FACE_PX // 2, top + NECK - FACE_PX
+    roi = frame[y0 : y0 + FACE_PX, x0 : x0 + FACE_PX]
+    alpha = _head_mask()
+    roi[:] = (face * alpha + roi * (1 - alpha)).astype(np.uint8)
 
 
 def render_bib(number: int, style: BibStyle, angle: float) -> BibPatch:
