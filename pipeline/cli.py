@@ -6,6 +6,7 @@
     racelens bibs IMAGE... [--start-list FILE]
     racelens score --out DIR --truth FILE --images DIR [--check]
     racelens selfcheck
+    racelens faces-eval DIR [--bibs DIR] [--threshold T] [--margin M]   (from the source tree)
     racelens dashboard --out DIR [--port P] [--corrections FILE] [--password-file FILE]
 
 Bad arguments or unreadable configuration end with one line on stderr and exit 2.
@@ -222,6 +223,14 @@ def _selfcheck(_: argparse.Namespace, __: list[str]) -> int:
     return selfcheck()
 
 
+def _faces_eval(_: argparse.Namespace, rest: list[str]) -> int:
+    try:
+        from bench.face_eval import main as evaluate
+    except ImportError as e:
+        raise ConfigError("faces-eval runs from the source tree (bench/ is not installed)") from e
+    return evaluate(rest)
+
+
 def _parser() -> _Parser:
     from pipeline.options import RacelensOptions
 
@@ -284,6 +293,14 @@ def _parser() -> _Parser:
     score.add_argument("--check", action="store_true", help="Exit 1 below the targets.")
     score.set_defaults(handler=_score)
 
+    # Its arguments belong to bench/face_eval.py, which parses them (and answers --help).
+    faces = sub.add_parser(
+        "faces-eval",
+        add_help=False,
+        help="Measure face identification on labelled faces (correct/wrong/review).",
+    )
+    faces.set_defaults(handler=_faces_eval)
+
     board = sub.add_parser("dashboard", help="Start the dashboard for race officials.")
     board.add_argument("--out", required=True, help="Output folder of a run.")
     board.add_argument("--port", type=int, default=8501, help="Port to serve on (8501).")
@@ -314,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging()
     argv = sys.argv[1:] if argv is None else argv
     args, rest = _parser().parse_known_args(argv)
-    if args.command not in ("run", "results") and rest:
+    if args.command not in ("run", "results", "faces-eval") and rest:
         print(f"racelens: error: unrecognized arguments: {' '.join(rest)}", file=sys.stderr)
         return EXIT_USAGE
     try:

@@ -26,6 +26,14 @@ class BibSeen:
 
 
 @dataclass(frozen=True)
+class FaceSeen:
+    """One face found on a photo: its box (full-image pixels) and 128-d descriptor."""
+
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1
+    embedding: tuple[float, ...]  # dlib's descriptor, rounded (transforms/faces.py)
+
+
+@dataclass(frozen=True)
 class ExifFacts:
     """The EXIF tags that timing needs, as the camera wrote them."""
 
@@ -56,6 +64,7 @@ class PhotoFacts:
     phash: str | None = None  # 64-bit perceptual hash, hex
     quality: Quality | None = None
     bibs: tuple[BibSeen, ...] = ()
+    faces: tuple[FaceSeen, ...] | None = None  # None: not looked for (face matching off)
     version: int = ANALYSIS_VERSION
 
 
@@ -80,6 +89,11 @@ def facts_from_json(text: str) -> PhotoFacts:
         bibs=tuple(
             BibSeen(bib=b["bib"], confidence=b["confidence"], box=tuple(b["box"]))
             for b in raw.get("bibs", ())
+        ),
+        faces=None
+        if raw.get("faces") is None
+        else tuple(
+            FaceSeen(box=tuple(f["box"]), embedding=tuple(f["embedding"])) for f in raw["faces"]
         ),
         version=raw.get("version", 0),
     )

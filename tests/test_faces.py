@@ -1,0 +1,261 @@
+"""Faces: association of bibs to faces, gallery, matching, enrolment, and real dlib on dev faces."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import apache_beam as beam
+import numpy as np
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from tests.conftest import photo
+from transforms.faces import (
+    MAX_FACE_CONFIDENCE,
+    BuildGallery,
+    Gallery,
+    associate,
+    detect_portrait_face,
+    enrolments,
+    face_models,
+    find_faces,
+    match_confidence,
+    match_face,
+    models_available,
+    untied_faces,
+)
+from transforms.records import BibSeen, FaceSeen, PhotoFacts, facts_from_json, facts_to_json
+
+DATA = Path(os.environ.get("RACELENS_DATA", "/work/shared/data"))
+FACES_DEV = DATA / "faces-dev"
+needs_models = pytest.mark.skipif(not models_available(), reason="dlib face models not installed")
+
+
+def unit(*weights: float) -> tuple[float, ...]:
+    """A 128-d descriptor: `weights` on the first axes, the rest zero."""
+    return tuple(weights) + (0.0,) * (128 - len(weights))
+
+
+def face(x: int, y: int, size: int = 60, embedding: tuple[float, ...] = unit(1.0)) -> FaceSeen:
+    return FaceSeen(box=(x, y, x + size, y + size), embedding=embedding)
+
+
+def bib_below(f: FaceSeen, bib: str, confidence: float = 0.95) -> BibSeen:
+    """A bib on the chest of the runner whose face is `f`: 3 face heights down."""
+    x0, y0, x1, y1 = f.box
+    h = y1 - y0
+    return BibSeen(bib, confidence, (x0, y0 + 3 * h, x1, y0 + 3 * h + h // 2))
+
+
+# --- association -------------------------------------------------------------------------------
+
+
+def test_associate__group_photo_ties_each_bib_to_its_own_face() -> None:
+    faces = [face(100, 100), face(300, 110), face(500, 95)]
+    bibs = [bib_below(faces[2], "3"), bib_below(faces[0], "1"), bib_below(faces[1], "2")]
+
+    tied = associate([b.box for b in bibs], [f.box for f in faces])
+
+    assert tied == {0: 2, 1: 0, 2: 1}
+
+
+def test_associate__bib_between_two_faces_is_untied() -> None:
+    left, right = face(100, 100), face(180, 100)
+    between = BibSeen("1", 0.95, (140, 280, 200, 310))  # under the gap, equally near both
+
+    assert associate([between.box], [left.box, right.box]) == {}
+
+
+def test_associate__bib_above_or_far_beside_a_face_is_untied() -> None:
+    f = face(300, 300)
+    above = (300, 150, 360, 180)
+    beside = (500, 480, 560, 510)
+
+    assert associate([above, beside], [f.box]) == {}
+
+
+def test_associate__two_bibs_wanting_one_face_are_both_untied() -> None:
+    f = face(300, 100)
+    one, two = bib_below(f, "1"), replace(bib_below(f, "2"), box=(300, 300, 360, 330))
+
+    assert associate([one.box, two.box], [f.box]) == {}
+
+
+def test_untied_faces__face_above_a_read_bib_needs_no_gallery() -> None:
+    runner, hidden = face(100, 100), face(400, 100, embedding=unit(0.0, 1.0))
+
+    assert untied_faces([bib_below(runner, "7")], [runner, hidden]) == [hidden]
+
+
+# --- gallery and matching ----------------------------------------------------------------------
+
+
+def test_gallery_nearest__per_athlete_their_nearest_descriptor() -> None:
+    gallery = Gallery.of([("1", unit(1.0)), ("1", unit(0.0, 1.0)), ("2", unit(0.5, 0.5))])
+
+    ranked = gallery.nearest(unit(0.0, 0.9))
+
+    assert [bib for bib, _ in ranked] == ["1", "2"]
+    assert ranked[0][1] == pytest.approx(0.1, abs=1e-6)
+
+
+def test_match_face__near_and_clear_names_the_athlete() -> None:
+    gallery = Gallery.of([("1", unit(1.0)), ("2", unit(0.0, 1.0))])
+
+    m = match_face(unit(0.9, 0.1), gallery, threshold=0.6, margin=0.1)
+
+    assert m.bib == "1"
+    assert m.candidates[0] == "1"
+    assert 0.75 <= m.confidence <= MAX_FACE_CONFIDENCE
+
+
+def test_match_face__second_athlete_within_margin_goes_to_review_with_both() -> None:
+    gallery = Gallery.of([("1", unit(0.5, 0.0)), ("2", unit(0.0, 0.5))])
+
+    m = match_face(unit(0.27, 0.25), gallery, threshold=0.6, margin=0.1)
+
+    assert m.bib is None
+    assert set(m.candidates) == {"1", "2"}
+
+
+def test_match_face__too_far_from_everyone_is_no_match() -> None:
+    gallery = Gallery.of([("1", unit(1.0))])
+
+    m = match_face(unit(0.0, 1.0), gallery, threshold=0.6, margin=0.1)
+
+    assert (m.bib, m.candidates) == (None, ())
+
+
+def test_match_face__empty_gallery_is_no_match() -> None:
+    m = match_face(unit(1.0), Gallery())
+
+    assert (m.bib, m.confidence, m.distance) == (None, 0.0, math.inf)
+
+
+def test_match_confidence__falls_with_distance_and_with_a_close_second() -> None:
+    clear = [match_confidence(d, 0.3, 0.6) for d in (0.3, 0.4, 0.5, 0.6, 0.7)]
+    assert clear == sorted(clear, reverse=True)
+    assert match_confidence(0.6, math.inf, 0.6) == pytest.approx(0.5)
+    assert match_confidence(0.4, 0.0, 0.6) == 0.0
+    assert max(clear) <= MAX_FACE_CONFIDENCE
+
+
+# --- enrolment ---------------------------------------------------------------------------------
+
+
+def test_enrolments__confident_listed_read_enrols_the_face_above_it() -> None:
+    f = face(100, 100, embedding=unit(0.3, 0.4))
+
+    assert enrolments([bib_below(f, "101")], [f], frozenset({"101"}), 0.75) == [
+        ("101", f.embedding)
+    ]
+
+
+def test_enrolments__weak_unlisted_or_ambiguous_reads_enrol_nothing() -> None:
+    left, right = face(100, 100), face(180, 100)
+    between = BibSeen("101", 0.95, (140, 280, 200, 310))
+    known = frozenset({"101"})
+
+    assert enrolments([bib_below(left, "101", 0.5)], [left], known, 0.75) == []
+    assert enrolments([bib_below(left, "999")], [left], known, 0.75) == []
+    assert enrolments([between], [left, right], known, 0.75) == []
+
+
+def test_build_gallery__references_and_clean_enrolments_only() -> None:
+    runner = face(100, 100, embedding=unit(0.25, 0.5))
+    pair = (face(100, 100, embedding=unit(0.1)), face(180, 100, embedding=unit(0.2)))
+    photos = [
+        replace(
+            photo("a"), facts=PhotoFacts("a", bibs=(bib_below(runner, "101"),), faces=(runner,))
+        ),
+        replace(
+            photo("b"),
+            facts=PhotoFacts("b", bibs=(BibSeen("102", 0.95, (140, 280, 200, 310)),), faces=pair),
+        ),
+    ]
+    known = frozenset({"101", "102", "103"})
+
+    with TestPipeline() as p:
+        gallery = (
+            p
+            | beam.Create(photos)
+            | BuildGallery([("103", unit(0.75))], known, 0.75)
+            | beam.Map(
+                lambda g: [(b, v[:2]) for b, v in zip(g.bibs, g.vectors.tolist(), strict=True)]
+            )
+        )
+        assert_that(gallery, equal_to([[("101", [0.25, 0.5]), ("103", [0.75, 0.0])]]))
+
+
+def test_facts_json__faces_round_trip_and_none_stays_none() -> None:
+    facts = PhotoFacts("x", faces=(face(1, 2, embedding=unit(0.125, -0.5)),))
+
+    assert facts_from_json(facts_to_json(facts)) == facts
+    assert facts_from_json(facts_to_json(PhotoFacts("y"))).faces is None
+
+
+# --- real dlib on dev faces --------------------------------------------------------------------
+
+
+def _dev(name: str) -> np.ndarray:
+    import cv2
+
+    path = FACES_DEV / name
+    if not path.exists():
+        pytest.skip(f"dev faces not found at {FACES_DEV} (set RACELENS_DATA)")
+    return cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+
+
+@needs_models
+def test_find_faces__group_photo_each_person_named_from_one_reference() -> None:
+    models = face_models()
+    gallery = Gallery.of(
+        (bib, find_faces(_dev(f"misc/{name}"), 1, models)[0].embedding)
+        for bib, name in (("1", "kit_harington_1.jpg"), ("2", "rose_leslie_1.jpg"))
+    )
+
+    group = find_faces(_dev("misc/group_kit_with_rose.jpg"), 1, models)
+
+    assert sorted(match_face(f.embedding, gallery).bib for f in group) == ["1", "2"]
+
+
+@needs_models
+def test_detect_portrait_face__tight_crop_without_detection_is_the_whole_crop() -> None:
+    crop = _dev("bbt/amy1.png")[20:130, 20:130]  # tighter than HOG's window allows
+
+    boxes = detect_portrait_face(crop, face_models())
+
+    assert len(boxes) == 1
+    assert boxes[0][2] - boxes[0][0] >= 40
+
+
+# --- faces-eval --------------------------------------------------------------------------------
+
+
+def test_faces_eval__missing_folder_is_one_line_and_exit_2(capsys: pytest.CaptureFixture) -> None:
+    from pipeline.cli import main
+
+    assert main(["faces-eval", "/no/such/folder"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+@needs_models
+def test_faces_eval__two_people_two_photos_each_all_correct(tmp_path: Path) -> None:
+    from bench.face_eval import report
+
+    names = ["amy1.png", "amy2.png", "raj1.png", "raj2.png"]
+    if not all((FACES_DEV / "bbt" / n).exists() for n in names):
+        pytest.skip(f"dev faces not found at {FACES_DEV} (set RACELENS_DATA)")
+    folder = tmp_path / "set"
+    folder.mkdir()
+    for n in names:
+        (folder / n).symlink_to(FACES_DEV / "bbt" / n)
+    (folder / "labels.csv").write_text("file,person\n" + "".join(f"{n},{n[:3]}\n" for n in names))
+
+    text = report(str(tmp_path), 0.6, 0.1, colour=False)
+
+    assert "4 probes over rotations: correct 100.0 %  wrong   0.0 %" in text

@@ -1,0 +1,386 @@
+"""Faces: who a runner is when the bib is hidden, and whose face a read bib belongs to.
+
+dlib's HOG frontal detector finds faces, its 5-point shape predictor aligns
+them and its ResNet model turns each into a 128-d descriptor whose Euclidean
+distance is small for the same person (the models ship in the
+`face-recognition-models` package; nothing is downloaded). A `Gallery` holds
+the known descriptors of each athlete: reference photos from the start list
+and the faces above the pipeline's own confident bib reads. `match_face`
+names the nearest athlete only when the distance is under a threshold and
+clearly smaller than the second-best athlete's; otherwise the face goes to
+review with its candidates. `associate` ties each read bib to the face above
+it, so a bib is never credited to another runner's face and the gallery
+stays clean.
+
+Everything here is a small function on arrays and records; `MatchFaces` and
+`BuildGallery` are the Beam shells.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import math
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import apache_beam as beam
+import cv2
+import numpy as np
+from apache_beam.metrics import Metrics
+
+from transforms.records import BibSeen, FaceSeen, Photo
+
+SHAPE_MODEL = "shape_predictor_5_face_landmarks.dat"
+DESCRIPTOR_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
+# HOG's sliding window is 80 px, so it finds faces of 80 px and more in the image it
+# searches. Each photo is scaled so that its smallest face worth identifying meets that
+# window: a face under MIN_FACE_PX has too little detail for a descriptor to tell people
+# apart, and one under MIN_FACE_FRACTION of the photo's long side is a face in the crowd,
+# not a runner the photo was taken of; both are ignored rather than guessed at. A 12 MP
+# photo is thus searched at 2000 px (faces from 160 px of the full photo), a 720 px one
+# at 1440 px (faces from 40 px).
+HOG_WINDOW_PX = 80
+MIN_FACE_PX = 40
+MIN_FACE_FRACTION = 0.04
+# Descriptors are stored rounded: 3 decimals move a distance by < 0.005, two orders
+# below the threshold, and keep a face at ~0.8 KB of facts JSON.
+EMBEDDING_DECIMALS = 3
+# dlib's published operating point: same person below 0.6 (99.38 % on LFW pairs).
+DEFAULT_THRESHOLD = 0.6
+# The best athlete must be nearer than the second best by this much: LFW's same-person
+# and different-person distance distributions overlap over about 0.1 around 0.6.
+DEFAULT_MARGIN = 0.1
+# Width of the logistic that turns distance and margin into a confidence (see match_confidence).
+CONFIDENCE_WIDTH = 0.05
+MAX_FACE_CONFIDENCE = 0.95
+# A face crop (a reference portrait, a cropped face) is at most this big; when HOG finds no
+# face in one, the whole crop is the face (HOG needs a margin around the face it finds).
+CROP_LONG_SIDE = 300
+# Association: a runner's bib is on the chest, below the face, within this many face heights
+# (centre to centre), and horizontally within this many face widths of the face's centre.
+BIB_BELOW_FACE_HEIGHTS = (1.0, 6.0)
+BIB_BESIDE_FACE_WIDTHS = 1.0
+# A bib near two faces is tied to the nearer only if the other is this much farther away.
+ASSOCIATION_RATIO = 1.5
+
+
+# ---------------------------------------------------------------------------------- models
+
+
+def models_dir() -> str | None:
+    """Folder of the model files from `face-recognition-models`, found without importing it
+    (its __init__ imports pkg_resources, which new setuptools no longer ships)."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = os.path.join(list(spec.submodule_search_locations)[0], "models")
+    wanted = (SHAPE_MODEL, DESCRIPTOR_MODEL)
+    return folder if all(os.path.isfile(os.path.join(folder, f)) for f in wanted) else None
+
+
+def models_available() -> bool:
+    """True where dlib and the model files are installed, so faces can be matched."""
+    return importlib.util.find_spec("dlib") is not None and models_dir() is not None
+
+
+@dataclass(frozen=True)
+class FaceModels:
+    detector: object
+    shape: object
+    descriptor: object
+
+
+@functools.cache
+def face_models() -> FaceModels:
+    """The dlib models, loaded once per process (from a DoFn's setup, never at import)."""
+    import dlib
+
+    folder = models_dir()
+    if folder is None:
+        raise RuntimeError("face models are not installed (pip install face-recognition-models)")
+    return FaceModels(
+        detector=dlib.get_frontal_face_detector(),
+        shape=dlib.shape_predictor(os.path.join(folder, SHAPE_MODEL)),
+        descriptor=dlib.face_recognition_model_v1(os.path.join(folder, DESCRIPTOR_MODEL)),
+    )
+
+
+# ------------------------------------------------------------------------ detect and embed
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1
+
+
+def search_scale(long_side: int) -> float:
+    """The scale at which HOG's window is the smallest face worth identifying."""
+    return HOG_WINDOW_PX / max(MIN_FACE_PX, long_side * MIN_FACE_FRACTION)
+
+
+def detect_faces(image: np.ndarray, models: FaceModels) -> list[Box]:
+    """Face boxes in `image` (grey or RGB), large enough to identify, largest first."""
+    scale = search_scale(max(image.shape[:2]))
+    searched = image if scale == 1.0 else _resized(image, scale)
+    boxes = []
+    for r in models.detector(searched, 0):
+        box = _clipped(
+            tuple(round(v / scale) for v in (r.left(), r.top(), r.right(), r.bottom())), image
+        )
+        if min(box[2] - box[0], box[3] - box[1]) >= MIN_FACE_PX:
+            boxes.append(box)
+    return sorted(boxes, key=lambda b: (-(b[2] - b[0]) * (b[3] - b[1]), b))
+
+
+def detect_portrait_face(image: np.ndarray, models: FaceModels) -> list[Box]:
+    """The face of a portrait (a reference photo or a face crop): as `detect_faces`, but a
+    small crop in which HOG finds nothing is taken as the face itself.
+
+    A face crop shows one face filling the frame, and HOG, which was trained on faces
+    with a margin of background around them, can miss exactly such a face; the shape
+    predictor then aligns the eyes and nose within the whole crop as it would within a
+    detected box. A large photo gets no such benefit of the doubt.
+    """
+    boxes = detect_faces(image, models)
+    height, width = image.shape[:2]
+    if boxes or max(height, width) > CROP_LONG_SIDE or min(height, width) < MIN_FACE_PX:
+        return boxes
+    return [(0, 0, width, height)]
+
+
+def embed_face(image: np.ndarray, box: Box, models: FaceModels) -> np.ndarray:
+    """The 128-d descriptor of the face in `box`, aligned by its 5 landmarks.
+
+    Only a region around the face is cut out (and made 3-channel, as dlib's ResNet wants),
+    so a grey 12 MP photo is never converted whole.
+    """
+    import dlib
+
+    x0, y0, x1, y1 = box
+    pad = max(x1 - x0, y1 - y0) // 2
+    rx0, ry0 = max(0, x0 - pad), max(0, y0 - pad)
+    region = image[ry0 : y1 + pad, rx0 : x1 + pad]
+    if region.ndim == 2:
+        region = cv2.cvtColor(region, cv2.COLOR_GRAY2RGB)
+    region = np.ascontiguousarray(region)
+    rect = dlib.rectangle(x0 - rx0, y0 - ry0, x1 - rx0, y1 - ry0)
+    shape = models.shape(region, rect)
+    return np.asarray(models.descriptor.compute_face_descriptor(region, shape), dtype=np.float32)
+
+
+def find_faces(image: np.ndarray, factor: int, models: FaceModels) -> tuple[FaceSeen, ...]:
+    """Every identifiable face of a photo decoded at 1/`factor`, boxes in full-size pixels."""
+    return tuple(
+        face_seen(tuple(v * factor for v in box), embed_face(image, box, models))
+        for box in detect_faces(image, models)
+    )
+
+
+def face_seen(box: Sequence[int], embedding: np.ndarray) -> FaceSeen:
+    return FaceSeen(
+        box=tuple(int(v) for v in box),
+        embedding=tuple(round(float(v), EMBEDDING_DECIMALS) for v in embedding),
+    )
+
+
+def _resized(image: np.ndarray, scale: float) -> np.ndarray:
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
+def _clipped(box: Sequence[int], image: np.ndarray) -> Box:
+    height, width = image.shape[:2]
+    x0, y0, x1, y1 = box
+    return (max(0, x0), max(0, y0), min(width, x1), min(height, y1))
+
+
+# -------------------------------------------------------------------------- gallery, match
+
+
+@dataclass(frozen=True)
+class Gallery:
+    """Known face descriptors, each labelled with the athlete's bib."""
+
+    bibs: tuple[str, ...] = ()
+    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 128), np.float32))
+
+    @staticmethod
+    def of(entries: Iterable[tuple[str, Sequence[float]]]) -> Gallery:
+        entries = sorted((bib, tuple(v)) for bib, v in entries)
+        if not entries:
+            return Gallery()
+        return Gallery(
+            bibs=tuple(bib for bib, _ in entries),
+            vectors=np.asarray([v for _, v in entries], dtype=np.float32),
+        )
+
+    def __len__(self) -> int:
+        return len(self.bibs)
+
+    def athletes(self) -> frozenset[str]:
+        return frozenset(self.bibs)
+
+    def nearest(self, embedding: Sequence[float]) -> list[tuple[str, float]]:
+        """(bib, distance of the athlete's nearest descriptor), nearest athlete first."""
+        if not self.bibs:
+            return []
+        distances = np.linalg.norm(self.vectors - np.asarray(embedding, np.float32), axis=1)
+        best: dict[str, float] = {}
+        for bib, d in zip(self.bibs, distances.tolist(), strict=True):
+            best[bib] = min(d, best.get(bib, math.inf))
+        return sorted(best.items(), key=lambda item: (item[1], item[0]))
+
+
+@dataclass(frozen=True)
+class FaceMatch:
+    """What the gallery says about one face."""
+
+    bib: str | None  # the athlete, when the match is sure; None otherwise
+    distance: float  # to the nearest athlete (inf for an empty gallery)
+    margin: float  # second-nearest athlete's distance minus the nearest's
+    confidence: float  # calibrated: how likely `bib` (or the best candidate) is right
+    candidates: tuple[str, ...]  # the athletes worth showing an official, nearest first
+
+
+def _logistic(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def match_confidence(distance: float, margin: float, threshold: float) -> float:
+    """How likely the nearest athlete is the right one, from distance and margin.
+
+    dlib's descriptors put the same person below 0.6 and another above it, with the two
+    distributions overlapping over about 0.1; a logistic of that width in (threshold -
+    distance) gives 0.5 at the threshold and ~0.88 0.1 under it. A second athlete almost
+    as near halves it (margin 0 gives 0), a clear margin leaves it whole. Capped below a
+    clear bib read, which wins where the two disagree.
+    """
+    if not math.isfinite(distance):
+        return 0.0
+    near = _logistic((threshold - distance) / CONFIDENCE_WIDTH)
+    apart = 1.0 if math.isinf(margin) else 2.0 * _logistic(margin / CONFIDENCE_WIDTH) - 1.0
+    return round(min(MAX_FACE_CONFIDENCE, near * apart), 4)
+
+
+def match_face(
+    embedding: Sequence[float],
+    gallery: Gallery,
+    threshold: float = DEFAULT_THRESHOLD,
+    margin: float = DEFAULT_MARGIN,
+) -> FaceMatch:
+    """The athlete whose face this is, if the gallery is sure: nearest under `threshold`
+    and nearer than every other athlete by at least `margin`."""
+    ranked = gallery.nearest(embedding)
+    if not ranked:
+        return FaceMatch(None, math.inf, math.inf, 0.0, ())
+    best_bib, best = ranked[0]
+    second = ranked[1][1] if len(ranked) > 1 else math.inf
+    gap = second - best
+    candidates = tuple(bib for bib, d in ranked[:3] if d < threshold + margin)
+    confidence = match_confidence(best, gap, threshold)
+    sure = best < threshold and gap >= margin
+    return FaceMatch(best_bib if sure else None, best, gap, confidence, candidates)
+
+
+# ----------------------------------------------------------------------------- association
+
+
+def _centre(box: Sequence[int]) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+
+
+def bib_face_cost(bib_box: Sequence[int], face_box: Sequence[int]) -> float | None:
+    """How far a bib is from where the face's runner wears one (in face sizes), or None
+    when the bib cannot be that runner's: not below the face, or too far to the side."""
+    fx, fy = _centre(face_box)
+    bx, by = _centre(bib_box)
+    width = max(1, face_box[2] - face_box[0])
+    height = max(1, face_box[3] - face_box[1])
+    down = (by - fy) / height
+    side = abs(bx - fx) / width
+    low, high = BIB_BELOW_FACE_HEIGHTS
+    if not low <= down <= high or side > BIB_BESIDE_FACE_WIDTHS:
+        return None
+    return math.hypot(side, down / high)
+
+
+def associate(
+    bib_boxes: Sequence[Sequence[int]], face_boxes: Sequence[Sequence[int]]
+) -> dict[int, int]:
+    """bib index -> face index, for the bibs tied to exactly one face without doubt.
+
+    Each bib goes to the face above it with the lowest cost; a bib near two faces whose
+    costs are within ASSOCIATION_RATIO of each other, or two bibs that want the same face,
+    stay untied: an ambiguous pair must neither enrol a face nor credit a bib to it.
+    """
+    choice: dict[int, int] = {}
+    for b, bib_box in enumerate(bib_boxes):
+        costs = sorted(
+            (cost, f)
+            for f, face_box in enumerate(face_boxes)
+            if (cost := bib_face_cost(bib_box, face_box)) is not None
+        )
+        if costs and (len(costs) == 1 or costs[1][0] >= ASSOCIATION_RATIO * costs[0][0]):
+            choice[b] = costs[0][1]
+    taken = list(choice.values())
+    return {b: f for b, f in choice.items() if taken.count(f) == 1}
+
+
+def enrolments(
+    bibs: Sequence[BibSeen], faces: Sequence[FaceSeen], known: frozenset[str], threshold: float
+) -> list[tuple[str, tuple[float, ...]]]:
+    """(bib, face descriptor) for each confident read of a listed bib tied to one face."""
+    reads = [r for r in bibs if r.bib in known and r.confidence >= threshold]
+    tied = associate([r.box for r in reads], [f.box for f in faces])
+    return [(reads[b].bib, faces[f].embedding) for b, f in sorted(tied.items())]
+
+
+def untied_faces(bibs: Sequence[BibSeen], faces: Sequence[FaceSeen]) -> list[FaceSeen]:
+    """The faces of a photo that no read bib is tied to: those the gallery must name."""
+    tied = set(associate([r.box for r in bibs], [f.box for f in faces]).values())
+    return [face for i, face in enumerate(faces) if i not in tied]
+
+
+# ------------------------------------------------------------------------------ Beam shells
+
+
+class _EnrolFaces(beam.DoFn):
+    """Photo -> (bib, descriptor) for each face tied to a confident read of its bib."""
+
+    def __init__(self, known: frozenset[str], threshold: float):
+        self._known = known
+        self._threshold = threshold
+        self._enrolled = Metrics.counter("racelens", "faces_enrolled")
+
+    def process(self, photo: Photo) -> Iterator[tuple[str, tuple[float, ...]]]:
+        # Duplicates and rejects (status already set) teach the gallery nothing new.
+        faces = (photo.facts.faces or ()) if photo.status is None else ()
+        for entry in enrolments(photo.facts.bibs, faces, self._known, self._threshold):
+            self._enrolled.inc()
+            yield entry
+
+
+class BuildGallery(beam.PTransform):
+    """Photos -> one Gallery (a singleton for a side input): the start list's reference
+    descriptors plus the faces above the race's own confident bib reads."""
+
+    def __init__(
+        self,
+        references: Sequence[tuple[str, tuple[float, ...]]],
+        known: frozenset[str],
+        threshold: float,
+    ):
+        super().__init__()
+        self._references = list(references)
+        self._known = known
+        self._threshold = threshold
+
+    def expand(self, photos: beam.PCollection) -> beam.PCollection:
+        enrolled = photos | "EnrolFaces" >> beam.ParDo(_EnrolFaces(self._known, self._threshold))
+        references = photos.pipeline | "ReferenceFaces" >> beam.Create(self._references)
+        return (
+            (references, enrolled)
+            | "AllFaces" >> beam.Flatten()
+            | "Global" >> beam.WindowInto(beam.window.GlobalWindows())
+            | "Gather" >> beam.combiners.ToList()
+            | "Gallery" >> beam.Map(Gallery.of)
+        )
