@@ -5,6 +5,7 @@
     racelens results --out DIR [--corrections FILE] [--course FILE] [--start-list FILE]
     racelens bibs IMAGE... [--start-list FILE]
     racelens score --out DIR --truth FILE --images DIR [--check]
+    racelens photos --out DIR --to DEST [--link] [--bib B ...]
     racelens selfcheck
     racelens faces-eval DIR [--bibs DIR] [--threshold T] [--margin M]   (from the source tree)
     racelens dashboard --out DIR [--port P] [--corrections FILE] [--password-file FILE]
@@ -164,7 +165,7 @@ def _bibs(args: argparse.Namespace, _: list[str]) -> int:
 def _score(args: argparse.Namespace, _: list[str]) -> int:
     import os
 
-    from pipeline.score import score_leaderboard, score_run
+    from pipeline.score import score_faces, score_leaderboard, score_run
 
     race = os.path.dirname(os.path.abspath(args.truth))
     score = score_run(args.out, args.truth, args.images, args.tolerance)
@@ -175,10 +176,20 @@ def _score(args: argparse.Namespace, _: list[str]) -> int:
         args.start_list or os.path.join(race, "startlist.csv"),
         args.tolerance,
     )
+    faces = score_faces(args.out, args.truth, args.tolerance)
     print(score.report())
+    print(faces.report())
     print(board.report())
-    ok = score.meets_foundation() and board.all_agree()
+    ok = score.meets_foundation() and faces.face_match_wrong == 0 and board.all_agree()
     return 1 if args.check and not ok else 0
+
+
+def _photos(args: argparse.Namespace, _: list[str]) -> int:
+    from pipeline.photo_export import export_photos
+
+    summary = export_photos(args.out, args.to, link=args.link, bibs=args.bib or ())
+    print(summary.report(args.to, "linked" if args.link else "copied"))
+    return 0
 
 
 def dashboard_command(args: argparse.Namespace) -> list[str]:
@@ -300,6 +311,20 @@ def _parser() -> _Parser:
         help="Measure face identification on labelled faces (correct/wrong/review).",
     )
     faces.set_defaults(handler=_faces_eval)
+
+    photos = sub.add_parser(
+        "photos",
+        help="Copy (or link) each athlete's photos, by bib or face, into DEST/<bib>/.",
+    )
+    photos.add_argument("--out", required=True, help="Output folder of a run.")
+    photos.add_argument("--to", required=True, help="Folder to put one folder per athlete in.")
+    photos.add_argument(
+        "--link", action="store_true", help="Symbolic links to the photos instead of copies."
+    )
+    photos.add_argument(
+        "--bib", nargs="+", default=None, help="Only these athletes (default: everyone)."
+    )
+    photos.set_defaults(handler=_photos)
 
     board = sub.add_parser("dashboard", help="Start the dashboard for race officials.")
     board.add_argument("--out", required=True, help="Output folder of a run.")

@@ -6,6 +6,12 @@ is false (counted apart when it awaits review); a second row for the same bib
 and station is a duplicate. Every input file must appear exactly once in
 images.parquet.
 
+Faces: of the passages whose photos show the athlete's face but never the bib
+(truth.csv `face_only`, from `racelens demo --faces`), how many face matching
+recovered (a `face_match` row within `tolerance_s`), and how many `face_match`
+rows are wrong: a bib that did not pass that station then (another athlete's
+face, or nobody's).
+
 Leaderboard: the expected leaderboard is built from the true passages by the
 same rules; each athlete's status must match, the ranked time must be within
 twice `tolerance_s` (it is the difference of two passage times, each within
@@ -21,6 +27,7 @@ import os
 from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import pyarrow.parquet as pq
 
@@ -76,12 +83,28 @@ def _utc(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def read_truth(path: str) -> dict[tuple[str, str], tuple[datetime, bool]]:
+class Truth(NamedTuple):
+    """One true passage of truth.csv."""
+
+    at: datetime
+    visible: bool  # some photo shows the bib
+    face_only: bool  # the photos show the athlete's real face but never the bib
+
+
+def read_truth(path: str) -> dict[tuple[str, str], Truth]:
     with open(path, newline="", encoding="utf-8") as f:
         return {
-            (r["bib"], r["station_id"]): (_utc(r["passed_at"]), r.get("visible", "true") == "true")
+            (r["bib"], r["station_id"]): Truth(
+                _utc(r["passed_at"]),
+                r.get("visible", "true") == "true",
+                r.get("face_only", "false") == "true",
+            )
             for r in csv.DictReader(f)
         }
+
+
+def _within(truth: Truth | None, at: datetime, tolerance_s: float) -> bool:
+    return truth is not None and abs((at - truth.at).total_seconds()) <= tolerance_s
 
 
 def input_files(images: str) -> list[str]:
@@ -100,8 +123,7 @@ def score_run(out_dir: str, truth_csv: str, images: str, tolerance_s: float = 2.
     false_all = false_confirmed = 0
     for p in passages:
         key = (p["bib"], p["station_id"])
-        true = truth.get(key)
-        if true is not None and abs((p["passed_at"] - true[0]).total_seconds()) <= tolerance_s:
+        if _within(truth.get(key), p["passed_at"], tolerance_s):
             matched.add(key)
         else:
             false_all += 1
@@ -112,9 +134,9 @@ def score_run(out_dir: str, truth_csv: str, images: str, tolerance_s: float = 2.
     files = input_files(images)
     return Score(
         true_passages=len(truth),
-        visible_passages=sum(1 for _, visible in truth.values() if visible),
+        visible_passages=sum(1 for t in truth.values() if t.visible),
         found=len(matched),
-        found_visible=sum(1 for k in matched if truth[k][1]),
+        found_visible=sum(1 for k in matched if truth[k].visible),
         false_passages=false_all,
         false_confirmed=false_confirmed,
         duplicate_rows=sum(n - 1 for n in rows_per_key.values()),
@@ -123,6 +145,59 @@ def score_run(out_dir: str, truth_csv: str, images: str, tolerance_s: float = 2.
         image_rows=sum(paths.values()),
         files_missing=sum(1 for f in files if f not in paths),
         files_repeated=sum(n - 1 for n in paths.values()),
+    )
+
+
+FACE_MATCH = "face_match"
+
+
+@dataclass(frozen=True)
+class FaceScore:
+    face_only_passages: int  # true passages that only the face can find
+    face_only_found: int  # of them, found by any method within the tolerance
+    face_recovered: int  # of them, found by face matching
+    face_match_passages: int  # rows with method face_match
+    face_match_wrong: int  # of them, a bib that did not pass that station then
+    wrong: tuple[str, ...]  # what each wrong face_match row is
+
+    def report(self) -> str:
+        lines = [f"{k}: {v}" for k, v in asdict(self).items() if k != "wrong"]
+        lines += [f"  {w}" for w in self.wrong[:20]]
+        return "\n".join(lines)
+
+
+def _who_passed(
+    truth: dict[tuple[str, str], Truth], station_id: str, at: datetime, tolerance_s: float
+) -> list[str]:
+    return sorted(
+        b for (b, s), t in truth.items() if s == station_id and _within(t, at, tolerance_s)
+    )
+
+
+def score_faces(out_dir: str, truth_csv: str, tolerance_s: float = 2.0) -> FaceScore:
+    """Face-only passages recovered by face matching, and face matches that are wrong."""
+    truth = read_truth(truth_csv)
+    passages = pq.read_table(os.path.join(out_dir, PASSAGES_FILE)).to_pylist()
+    found: dict[tuple[str, str], str] = {}  # face-only passage -> method that found it
+    wrong = []
+    for p in passages:
+        key = (p["bib"], p["station_id"])
+        true = truth.get(key)
+        if _within(true, p["passed_at"], tolerance_s):
+            if true.face_only:
+                found.setdefault(key, p["method"])
+        elif p["method"] == FACE_MATCH:
+            others = _who_passed(truth, p["station_id"], p["passed_at"], tolerance_s)
+            then = f"{p['passed_at']:%H:%M:%S}"
+            truly = f"truly {', '.join(others)}" if others else "nobody passed then"
+            wrong.append(f"bib {p['bib']} at {p['station_id']} {then}: {truly}")
+    return FaceScore(
+        face_only_passages=sum(1 for t in truth.values() if t.face_only),
+        face_only_found=len(found),
+        face_recovered=sum(1 for method in found.values() if method == FACE_MATCH),
+        face_match_passages=sum(1 for p in passages if p["method"] == FACE_MATCH),
+        face_match_wrong=len(wrong),
+        wrong=tuple(wrong),
     )
 
 
@@ -145,10 +220,10 @@ class BoardScore:
         return "\n".join(lines)
 
 
-def truth_passages(truth: dict[tuple[str, str], tuple[datetime, bool]]) -> list[Passage]:
+def truth_passages(truth: dict[tuple[str, str], Truth]) -> list[Passage]:
     return [
-        Passage(bib, station, at, "truth", 1.0, "", False, 1)
-        for (bib, station), (at, _) in truth.items()
+        Passage(bib, station, t.at, "truth", 1.0, "", False, 1)
+        for (bib, station), t in truth.items()
     ]
 
 

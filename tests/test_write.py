@@ -12,13 +12,14 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from tests.conftest import CONTRACT_COLUMNS, at, athlete, passage, photo, read
+from tests.conftest import CONTRACT_COLUMNS, at, athlete, passage, photo, read, sighting
 from transforms import schemas
 from transforms.course import Course
 from transforms.identify import ReviewItem
 from transforms.passages import Passage
 from transforms.results import build_leaderboard
 from transforms.write import (
+    ATHLETE_PHOTOS_FILE,
     IMAGES_FILE,
     LEADERBOARD_FILE,
     PASSAGES_FILE,
@@ -108,7 +109,11 @@ def test_schemas__leaderboard_has_one_split_per_station_in_course_order() -> Non
 
 
 def _write_results(
-    out: Path, course: Course, leaderboard: list[dict], passages: list[Passage] | None = None
+    out: Path,
+    course: Course,
+    leaderboard: list[dict],
+    passages: list[Passage] | None = None,
+    sightings: list | None = None,
 ) -> None:
     review = ReviewItem("id-r", "/x/r.jpg", "unknown_bib", ("999",), "finish", at(5))
     image = photo("b", status="passage", bibs=(read("101"),))
@@ -121,6 +126,8 @@ def _write_results(
             "leaderboard": p | "Board" >> beam.Create([leaderboard]) | beam.FlatMap(lambda r: r),
             "stations": p | "Stations" >> beam.Create([]),
         }
+        if sightings is not None:
+            outputs["sightings"] = p | "Sightings" >> beam.Create(sightings)
         outputs | WriteResults(str(out), course)
 
 
@@ -156,3 +163,14 @@ def test_write_results__leaderboard_file_is_in_rank_order_whatever_the_arrival(
     _write_results(tmp_path, course, ranked[::-1])
     board = pq.read_table(tmp_path / LEADERBOARD_FILE).to_pylist()
     assert [r["bib"] for r in board] == ["102", "101", "103"]
+
+
+def test_write_results__with_sightings_writes_athlete_photos(
+    tmp_path: Path, course: Course
+) -> None:
+    _write_results(tmp_path, course, [], sightings=[sighting("101", 0, image_id="id-b")])
+    written = pq.read_table(tmp_path / ATHLETE_PHOTOS_FILE)
+    assert written.schema.equals(schemas.ATHLETE_PHOTOS)
+    assert [(r["bib"], r["image_id"], r["method"]) for r in written.to_pylist()] == [
+        ("101", "id-b", "bib_ocr")
+    ]

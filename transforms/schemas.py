@@ -17,6 +17,8 @@ REVIEW_FILE = "review.parquet"
 LEADERBOARD_FILE = "leaderboard.parquet"
 STATIONS_FILE = "stations.parquet"
 RESULTS_CSV = "results.csv"
+# Extension: "photos of me", one row per athlete and photo they were identified on.
+ATHLETE_PHOTOS_FILE = "athlete_photos.parquet"
 
 UTC_TIME = pa.timestamp("ms", tz="UTC")
 
@@ -81,6 +83,18 @@ STATIONS = pa.schema(
         pa.field("passages", pa.int32(), nullable=False),
         pa.field("health", pa.string(), nullable=False),
         pa.field("last_photo_at", UTC_TIME),
+    ]
+)
+
+ATHLETE_PHOTOS = pa.schema(
+    [
+        pa.field("bib", pa.string(), nullable=False),
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("station_id", pa.string()),
+        pa.field("taken_at", UTC_TIME),
+        pa.field("method", pa.string(), nullable=False),  # bib_ocr, face_match, manual
+        pa.field("confidence", pa.float64(), nullable=False),
     ]
 )
 

@@ -24,6 +24,7 @@ from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 
 from transforms import schemas
+from transforms.athlete_photos import AthletePhotos
 from transforms.course import Course
 from transforms.export import results_csv
 from transforms.identify import ReviewItem, best_reads
@@ -31,6 +32,7 @@ from transforms.passages import Passage
 from transforms.records import Photo
 from transforms.results import results_order
 from transforms.schemas import (
+    ATHLETE_PHOTOS_FILE,
     IMAGES_FILE,
     LEADERBOARD_FILE,
     PASSAGES_FILE,
@@ -151,7 +153,7 @@ _NEVER = datetime.min.replace(tzinfo=UTC)
 
 class WriteResults(beam.PTransform):
     """The five Parquet files of the contract (each with its explicit schema and a stable
-    order) and the results as CSV."""
+    order) and the results as CSV; given the sightings too, athlete_photos.parquet."""
 
     def __init__(self, out_dir: str, course: Course):
         super().__init__()
@@ -209,4 +211,15 @@ class WriteResults(beam.PTransform):
                 lambda r: (course_order[r["station_id"]], r["window_start"]),
             ),
         ]
+        if "sightings" in outputs:
+            written.append(
+                (outputs["sightings"], outputs["passages"], outputs["images"])
+                | "AthletePhotos" >> AthletePhotos()
+                | "WriteAthletePhotos"
+                >> WriteTable(
+                    self._path(ATHLETE_PHOTOS_FILE),
+                    schemas.ATHLETE_PHOTOS,
+                    lambda r: (r["bib"], r["taken_at"] or _NEVER, r["path"]),
+                )
+            )
         return written | "Written" >> beam.Flatten()

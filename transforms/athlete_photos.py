@@ -1,0 +1,106 @@
+""" "Photos of me": every photo on which an athlete was identified, by bib or by face.
+
+An athlete is on a photo when a confirmed sighting says so (a confident bib read, a
+confident face match, an official's assignment) or when the photo is the one a passage of
+theirs was timed by (a weak read that the athlete's pace confirmed). One row per athlete
+and photo, with the strongest evidence; the dashboard's athlete page and `racelens photos`
+read these rows, so both show the same photos.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
+
+from transforms.passages import Passage
+from transforms.records import DUPLICATE, Photo, Sighting
+
+
+def passage_evidence(p: Passage) -> Sighting:
+    """A passage as the sighting of its athlete on the photo it was timed by."""
+    return Sighting(
+        bib=p.bib,
+        station_id=p.station_id,
+        at=p.passed_at,
+        confidence=p.confidence,
+        image_id=p.image_id,
+        method=p.method,
+        confirmed=not p.needs_review,
+    )
+
+
+def _file_of(photos: Iterable[Photo]) -> Photo | None:
+    """The file that stands for a content: an exact copy only if there is no original."""
+    return min(photos, key=lambda p: (p.status == DUPLICATE, p.path), default=None)
+
+
+def athlete_photo_rows(
+    image_id: str, evidence: Iterable[Sighting], photos: Iterable[Photo]
+) -> list[dict]:
+    """One row per athlete on the photo with this image_id (none when it has no file)."""
+    photo = _file_of(photos)
+    if photo is None:
+        return []
+    best: dict[str, Sighting] = {}
+    for s in evidence:
+        if s.bib not in best or s.confidence > best[s.bib].confidence:
+            best[s.bib] = s
+    taken_at: datetime | None = photo.taken_at
+    return [
+        {
+            "bib": s.bib,
+            "image_id": image_id,
+            "path": photo.path,
+            "station_id": s.station_id,
+            # An official may place a photo that has no EXIF time; the sighting has theirs.
+            "taken_at": taken_at or s.at,
+            "method": s.method,
+            "confidence": s.confidence,
+        }
+        for s in sorted(best.values(), key=lambda s: s.bib)
+    ]
+
+
+class _JoinPhotos(beam.DoFn):
+    def __init__(self):
+        super().__init__()
+        self._without_file = Metrics.counter("racelens", "athlete_photo_without_file")
+
+    def process(self, joined: tuple[str, dict[str, list]]) -> Iterator[dict]:
+        image_id, groups = joined
+        rows = athlete_photo_rows(image_id, groups["evidence"], groups["photos"])
+        if groups["evidence"] and not rows:
+            self._without_file.inc()
+        yield from rows
+
+
+class AthletePhotos(beam.PTransform):
+    """(sightings, passages, photos) -> one row per athlete and photo they are on."""
+
+    def expand(self, inputs: tuple[beam.PCollection, ...]) -> beam.PCollection:
+        sightings, passages, photos = inputs
+        # Passages come out of session windows; a photo is the athlete's whatever its time.
+        confirmed = (
+            sightings
+            | "SightingsGlobal" >> beam.WindowInto(GlobalWindows())
+            | "Confirmed" >> beam.Filter(lambda s: s.confirmed)
+        )
+        timed_by = (
+            passages
+            | "PassagesGlobal" >> beam.WindowInto(GlobalWindows())
+            | "PassageEvidence" >> beam.Map(passage_evidence)
+        )
+        evidence = (confirmed, timed_by) | "AllEvidence" >> beam.Flatten()
+        files = photos | "PhotosGlobal" >> beam.WindowInto(GlobalWindows())
+        return (
+            {
+                "evidence": evidence | "EvidenceByImage" >> beam.Map(lambda s: (s.image_id, s)),
+                "photos": files | "PhotosByImage" >> beam.Map(lambda p: (p.image_id, p)),
+            }
+            | "JoinOnImage" >> beam.CoGroupByKey()
+            | "Rows" >> beam.ParDo(_JoinPhotos())
+        )
