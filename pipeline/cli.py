@@ -112,7 +112,7 @@ def _live(cfg: RaceConfig, beam_argv: list[str], stop_after: float | None) -> in
 
     until = f"for {stop_after:g} s" if stop_after is not None else "until Ctrl-C"
     print(f"racelens: watching {cfg.images} {until}", file=sys.stderr, flush=True)
-    state = watch(beam_argv, cfg.images, stop_after)
+    state = watch(beam_argv, stop_after)
     print(f"live: stopped after {state.cycles} updates", file=sys.stderr)
     return _finish(cfg)
 

@@ -3,11 +3,17 @@
 Beam's DirectRunner cannot run an unbounded file watcher with live windows
 (see ../shared/DESIGN.md), so the local live mode works in small batches, as
 the design notes recommend: every poll, files that have stopped growing are
-hashed, and the race is timed again over all photos. Photos whose facts are
-stored are not analysed again, so a cycle costs the analysis of the new
-photos plus the (light) timing of the race. The results of a cycle are the
-results of a batch run over the same files, by construction; each output
-file is replaced atomically, so the dashboard never reads half a file.
+hashed and analysed (facts already stored are reused), then the race is timed
+again in-process over all photos (`pipeline.retime`: the graph's own
+functions and window functions, no pipeline start-up) and the results are
+replaced atomically, so the dashboard never reads half a file.
+
+Lateness is judged on arrival, as a streaming runner judges it: the
+watermark is the latest photo time seen so far (never ahead of the wall
+clock), and a photo whose passage window would end more than the course's
+allowed_lateness_s behind it is recorded as too_late and sent to review
+instead of being timed. A batch run has no arrival order: it times every
+photo as if all had been there from the start (a backfill).
 """
 
 from __future__ import annotations
@@ -18,20 +24,27 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TextIO
 
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.graph import build_from_groups, run
-from pipeline.options import RaceConfig
+from pipeline.options import RaceConfig, RacelensOptions
+from pipeline.retime import time_photos
+from transforms.exif import place_in_race
+from transforms.passages import advance_watermark, is_too_late
 from transforms.photos import (
+    _AnalyseContent,  # the analysis DoFn itself, called in-process
     image_id_of,
     read_bytes,
     skipped_entries,
     text_path,
     unreadable_id,
 )
+from transforms.records import Photo
+from transforms.write import write_results
 
 # Flags of the live command that the batch cycles must not see.
 LIVE_FLAGS = ("--streaming", "--stop-after", "--stop_after")
@@ -46,6 +59,9 @@ class LiveState:
     hashed: dict[str, tuple[int, float]] = field(default_factory=dict)  # (size, mtime) hashed
     first_seen: dict[str, float] = field(default_factory=dict)  # path -> wall time
     published: dict[str, float] = field(default_factory=dict)  # path -> wall time in results
+    photos: dict[str, Photo] = field(default_factory=dict)  # path -> analysed photo
+    watermark: datetime | None = None  # latest photo time seen (event time)
+    too_late: set[str] = field(default_factory=set)  # paths that arrived after the lateness
     cycles: int = 0
 
 
@@ -75,13 +91,6 @@ def hash_file(path: str) -> str:
         return image_id_of(read_bytes(path))
     except (BeamIOError, OSError):
         return unreadable_id(path)
-
-
-def groups_of(ids: dict[str, str]) -> list[tuple[str, list[str]]]:
-    grouped: dict[str, list[str]] = {}
-    for path, image_id in ids.items():
-        grouped.setdefault(image_id, []).append(path)
-    return sorted((image_id, sorted(paths)) for image_id, paths in grouped.items())
 
 
 def batch_argv(argv: list[str]) -> list[str]:
@@ -116,32 +125,77 @@ def poll(state: LiveState, images: str, final: bool = False) -> list[str]:
     for gone in set(state.ids) - set(current):
         del state.ids[gone]  # deleted from the folder: no longer an input
         del state.hashed[gone]
+        state.photos.pop(gone, None)
+        state.too_late.discard(gone)
     return new
 
 
-def cycle(state: LiveState, argv: list[str]) -> RaceConfig:
-    """Times the race over every known photo and marks them published."""
-    groups = groups_of(state.ids)
-    cfg = run(argv, graph=lambda p, c: build_from_groups(p, c, groups))
-    done = time.time()
-    for path in state.ids:
-        state.published.setdefault(path, done)
-    state.cycles += 1
-    return cfg
+class LiveRace:
+    """The race as the live mode knows it: the files taken in, their facts and lateness."""
+
+    def __init__(self, argv: list[str], log: TextIO = sys.stderr):
+        self.cfg = RaceConfig(PipelineOptions(batch_argv(argv)).view_as(RacelensOptions))
+        self.state = LiveState()
+        self._log = log
+        self._analyser = _AnalyseContent(self.cfg.facts, text_path(self.cfg.images))
+        self._analyser.setup()
+
+    def update(self, final: bool = False) -> list[str]:
+        """Takes in the files that arrived since the last update and, when anything changed
+        (or when final), writes the results; returns the new files."""
+        started = time.monotonic()
+        known = set(self.state.photos)
+        new = poll(self.state, self.cfg.images, final)
+        if not (new or final or known != set(self.state.photos)):
+            return new
+        self._take_in(new)
+        self._publish()
+        print(
+            f"live: +{len(new)} files, {len(self.state.photos)} in the results "
+            f"({len(self.state.too_late)} arrived too late), "
+            f"updated in {time.monotonic() - started:.1f} s",
+            file=self._log,
+            flush=True,
+        )
+        return new
+
+    def _take_in(self, paths: list[str]) -> None:
+        """Analyses newly arrived files and judges their lateness against the watermark as
+        it stood before they arrived (the files of one poll arrived together)."""
+        state, course = self.state, self.cfg.course
+        watermark, now = state.watermark, datetime.now(UTC)
+        gap_s, lateness_s = course.settings.merge_window_s, course.settings.allowed_lateness_s
+        for path in paths:
+            (photo,) = self._analyser.process((state.ids[path], [path]))
+            state.photos[path] = photo
+            state.too_late.discard(path)
+            taken_at = place_in_race(photo, course).taken_at
+            if taken_at is None:
+                continue  # rejected: no event time, nothing to be late for
+            if is_too_late(taken_at, watermark, gap_s, lateness_s):
+                state.too_late.add(path)
+            state.watermark = advance_watermark(state.watermark, taken_at, now)
+
+    def _publish(self) -> None:
+        """Times the race over every photo taken in and replaces the results."""
+        timed = time_photos(self.state.photos.values(), self.cfg, frozenset(self.state.too_late))
+        write_results(timed.tables(), self.cfg.out, self.cfg.course)
+        done = time.time()
+        for path in self.state.photos:
+            self.state.published.setdefault(path, done)
+        self.state.cycles += 1
 
 
 def watch(
     argv: list[str],
-    images: str,
     stop_after: float | None,
-    poll_s: float = 1.0,
+    poll_s: float = 0.25,
     log: TextIO = sys.stderr,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> LiveState:
-    """Keeps the results current until Ctrl-C, SIGTERM, `stop_after` seconds or should_stop;
-    then times the race once more over every file present, so the outputs are complete."""
-    argv = batch_argv(argv)
-    state = LiveState()
+    """Keeps the results in the --out of `argv` current until Ctrl-C, SIGTERM, `stop_after`
+    seconds or should_stop; then takes in every file present, so the outputs are complete."""
+    race = LiveRace(argv, log)
     stopping = False
 
     def stop(*_: object) -> None:
@@ -155,22 +209,12 @@ def watch(
         while not (stopping or should_stop()):
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            new = poll(state, images)
-            if new:
-                started = time.monotonic()
-                cycle(state, argv)
-                print(
-                    f"live: +{len(new)} photos, {len(state.ids)} in the results, "
-                    f"timed in {time.monotonic() - started:.1f} s",
-                    file=log,
-                    flush=True,
-                )
+            race.update()
             time.sleep(poll_s)
     except KeyboardInterrupt:
         pass  # Ctrl-C ends the watch; the outputs are completed below
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    poll(state, images, final=True)
-    cycle(state, argv)
-    return state
+    race.update(final=True)
+    return race.state

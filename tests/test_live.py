@@ -9,9 +9,11 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from pipeline.cli import main
-from pipeline.live import LiveState, batch_argv, groups_of, poll, stable_files, watch
+from pipeline.drip import differing, drip
+from pipeline.live import LiveRace, LiveState, batch_argv, poll, stable_files, watch
 from tests.conftest import restored_logging
 
 AS_OF = "2026-05-01T16:00:00+00:00"  # after the demo course closed: statuses are final
@@ -26,11 +28,6 @@ def test_stable_files__a_growing_upload_is_not_ready() -> None:
 def test_batch_argv__drops_live_flags_and_their_values() -> None:
     argv = ["--images", "x", "--streaming", "--stop-after", "30", "--stop_after=5", "--out", "o"]
     assert batch_argv(argv) == ["--images", "x", "--out", "o"]
-
-
-def test_groups_of__copies_share_one_group_in_path_order() -> None:
-    ids = {"b/2.jpg": "h1", "a/1.jpg": "h1", "c.jpg": "h2"}
-    assert groups_of(ids) == [("h1", ["a/1.jpg", "b/2.jpg"]), ("h2", ["c.jpg"])]
 
 
 def test_poll__takes_files_once_stable_rehashes_rewrites_and_forgets_deleted(
@@ -53,20 +50,14 @@ def test_poll__takes_files_once_stable_rehashes_rewrites_and_forgets_deleted(
     assert state.ids == {}
 
 
-def _argv(race: Path, images: Path, out: Path, facts: Path) -> list[str]:
+def _argv(
+    race: Path, images: Path, out: Path, facts: Path, course: Path | None = None
+) -> list[str]:
     return [
-        "--images", str(images), "--course", str(race / "course.yaml"),
+        "--images", str(images), "--course", str(course or race / "course.yaml"),
         "--start-list", str(race / "startlist.csv"), "--out", str(out),
         "--facts", str(facts), "--as-of", AS_OF, "--no-progress",
     ]  # fmt: skip
-
-
-def _drip(source: Path, target: Path, done: threading.Event) -> None:
-    """Copies the station folders one by one, the way cameras upload during a race."""
-    for folder in sorted(source.iterdir()):
-        shutil.copytree(folder, target / folder.name)
-        time.sleep(1.0)
-    done.set()
 
 
 def _table(out: Path, name: str, drop: tuple[str, ...] = ()) -> list[dict]:
@@ -74,29 +65,76 @@ def _table(out: Path, name: str, drop: tuple[str, ...] = ()) -> list[dict]:
     return sorted(rows, key=repr)
 
 
-def test_watch__dripped_race_equals_the_batch_run(race: Path, tmp_path: Path) -> None:
-    facts = tmp_path / "facts"  # shared: the live run reuses the batch run's analysis
+@pytest.fixture(scope="module")
+def batch(race: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A batch run over the race; its facts are shared (by image_id) with the live runs."""
+    out = tmp_path_factory.mktemp("batch")
     with restored_logging():
-        assert main(["run", *_argv(race, race / "images", tmp_path / "batch", facts)]) == 0
+        assert main(["run", *_argv(race, race / "images", out, out / "facts")]) == 0
+    return out
+
+
+def test_watch__dripped_race_equals_the_batch_run(race: Path, batch: Path, tmp_path: Path) -> None:
     live_images = tmp_path / "live-images"
-    live_images.mkdir()
+    live_images.mkdir()  # the folder exists, empty, when the watch starts
+    facts = batch / "facts"
     done = threading.Event()
-    copier = threading.Thread(target=_drip, args=(race / "images", live_images, done))
-    copier.start()
+    # In the order taken, a phone uploading at the end, some photos twice (pipeline/drip.py).
+    dripper = threading.Thread(target=drip, args=(race / "images", live_images, 3.0, None, done))
+    dripper.start()
     with restored_logging():
         state = watch(
             ["--streaming", *_argv(race, live_images, tmp_path / "live", facts)],
-            str(live_images),
             stop_after=None,
-            poll_s=0.3,
+            poll_s=0.1,
             should_stop=done.is_set,
         )
-    copier.join()
-    assert state.cycles >= 2, "results were updated while photos arrived, and at the end"
-    for name in ("passages.parquet", "leaderboard.parquet", "stations.parquet"):
+        dripper.join()
+        assert main(["run", *_argv(race, live_images, tmp_path / "batch", facts)]) == 0
+    assert state.cycles >= 3, "results were updated while photos arrived, and at the end"
+    assert differing(tmp_path / "live", tmp_path / "batch") == []
+    for name in ("images.parquet", "review.parquet", "stations.parquet"):
         assert _table(tmp_path / "live", name) == _table(tmp_path / "batch", name), name
-    # Same photos, found under another folder: everything but the paths agrees.
-    paths = ("path", "duplicate_of_path")
-    assert _table(tmp_path / "live", "images.parquet", paths) == _table(
-        tmp_path / "batch", "images.parquet", paths
+
+
+def _late_course(race: Path, tmp_path: Path, lateness_s: float) -> Path:
+    course = tmp_path / "course.yaml"
+    course.write_text(
+        (race / "course.yaml").read_text() + f"settings: {{allowed_lateness_s: {lateness_s}}}\n"
     )
+    return course
+
+
+def test_live_race__photo_after_the_allowed_lateness_is_recorded_and_reviewed_not_timed(
+    race: Path, batch: Path, tmp_path: Path
+) -> None:
+    # The first start photo with a passage reaches the folder after everything else: more
+    # than 60 s (+ the merge window) behind the latest photo.
+    images = pq.read_table(batch / "images.parquet").to_pylist()
+    first = min(
+        (r for r in images if r["station_id"] == "start" and r["status"] == "passage"),
+        key=lambda r: r["taken_at"],
+    )
+    late = Path(first["path"]).relative_to(race / "images")
+    live_images = tmp_path / "live-images"
+    shutil.copytree(race / "images", live_images, ignore=lambda d, names: [late.name])
+    course = _late_course(race, tmp_path, 60.0)
+    live = LiveRace(_argv(race, live_images, tmp_path / "live", batch / "facts", course))
+    live.update(final=True)
+    shutil.copyfile(race / "images" / late, live_images / late)
+    assert live.update(final=True) == [str(live_images / late)]
+
+    row = {r["path"]: r for r in _table(tmp_path / "live", "images.parquet")}[
+        str(live_images / late)
+    ]
+    assert (row["status"], row["reason"]) == ("review", "too_late")
+    review = _table(tmp_path / "live", "review.parquet")
+    assert [r["candidates"] for r in review if r["reason"] == "too_late"] == [row["bibs"]]
+    passages = _table(tmp_path / "live", "passages.parquet")
+    assert first["image_id"] not in {p["image_id"] for p in passages}
+    # A batch run (a backfill) has no arrival order: it times the photo.
+    with restored_logging():
+        backfill = _argv(race, live_images, tmp_path / "backfill", batch / "facts", course)
+        assert main(["run", *backfill]) == 0
+    timed = _table(tmp_path / "backfill", "passages.parquet")
+    assert first["image_id"] in {p["image_id"] for p in timed}

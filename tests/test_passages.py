@@ -105,7 +105,8 @@ def test_merge_sightings__earliest_of_the_best_evidence_in_any_input_order(
     confirmed = [s for s in sightings if s.confirmed]
     assert merged.passed_at == min(s.at for s in manual or confirmed or sightings)
     assert 0.0 <= merged.confidence <= 1.0
-    assert (merged.photos, merged.needs_review) == (len(sightings), not confirmed)
+    # The same sighting twice (a photo uploaded twice) is one piece of evidence.
+    assert (merged.photos, merged.needs_review) == (len(set(sightings)), not confirmed)
 
 
 # --- PassagesPerStation, batch ----------------------------------------------------------------

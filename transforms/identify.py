@@ -155,6 +155,18 @@ def identify(photo: Photo, known: frozenset[str], threshold: float) -> Identifie
     return Identified(replace(photo, status=NO_ATHLETE))
 
 
+def identify_photo(
+    photo: Photo, known: frozenset[str], threshold: float, decisions: dict[str, Decision]
+) -> Identified:
+    """What the pipeline (or an official, who has the last word) makes of one photo."""
+    decision = decisions.get(photo.image_id)
+    if decision is not None:
+        return apply_decision(photo, decision, known)
+    if photo.status is not None:
+        return Identified(photo)  # duplicates and rejects keep their status
+    return identify(photo, known, threshold)
+
+
 class _Identify(beam.DoFn):
     SIGHTINGS = "sightings"
     REVIEW = "review"
@@ -166,15 +178,7 @@ class _Identify(beam.DoFn):
         self._to_review = Metrics.counter("racelens", "review_items")
 
     def process(self, photo: Photo) -> Iterator[object]:
-        decision = self._decisions.get(photo.image_id)
-        if photo.status is not None and decision is None:
-            yield photo  # duplicates and rejects keep their status; only an official changes it
-            return
-        result = (
-            apply_decision(photo, decision, self._known)
-            if decision is not None
-            else identify(photo, self._known, self._threshold)
-        )
+        result = identify_photo(photo, self._known, self._threshold, self._decisions)
         yield result.photo
         for s in result.sightings:
             yield beam.pvalue.TaggedOutput(self.SIGHTINGS, s)

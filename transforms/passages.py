@@ -11,7 +11,7 @@ that correct a passage when a phone uploads late).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import apache_beam as beam
@@ -19,8 +19,9 @@ from apache_beam.transforms import trigger, window
 from apache_beam.transforms.window import TimestampedValue
 
 from transforms.dedup import hash_distance
+from transforms.identify import Identified, ReviewItem
 from transforms.quality import is_blurred, is_covered
-from transforms.records import Photo, Sighting
+from transforms.records import REVIEW, Photo, Sighting
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,9 @@ def merge_sightings(sightings: Iterable[Sighting]) -> Passage:
     """
     # One photo can be read twice in the same instant (OCR and a face, say): the surer read,
     # then the method's name, decide, so the passage never depends on the arrival order.
-    ordered = sorted(sightings, key=lambda s: (s.at, s.image_id, -s.confidence, s.method))
+    # A photo uploaded twice is read twice: in a streaming run both copies' sightings can
+    # reach the window (in different panes); they are one piece of evidence.
+    ordered = sorted(set(sightings), key=lambda s: (s.at, s.image_id, -s.confidence, s.method))
     confirmed = [s for s in ordered if s.confirmed]
     manual = [s for s in ordered if s.method == "manual"]
     best = (manual or confirmed or ordered)[0]
@@ -108,6 +111,48 @@ class PassageWindows(beam.PTransform):
             accumulation_mode=trigger.AccumulationMode.ACCUMULATING,
             allowed_lateness=int(self._lateness_s),
         )
+
+
+TOO_LATE = "too_late"
+
+
+def is_too_late(
+    taken_at: datetime, watermark: datetime | None, gap_s: float, allowed_lateness_s: float
+) -> bool:
+    """Would the passage windows drop this photo's sightings as too late?
+
+    Beam drops an element whose window ends more than the allowed lateness
+    behind the watermark; the session window a photo opens ends gap_s after it.
+    """
+    return watermark is not None and (
+        taken_at + timedelta(seconds=gap_s + allowed_lateness_s) < watermark
+    )
+
+
+def advance_watermark(watermark: datetime | None, taken_at: datetime, now: datetime) -> datetime:
+    """The event-time watermark after a photo arrived: the latest photo time seen so far,
+    but never ahead of the wall clock (a camera whose clock runs a day fast must not make
+    every other photo late)."""
+    seen = min(taken_at, now)
+    return seen if watermark is None else max(watermark, seen)
+
+
+def hold_too_late(identified: Identified) -> Identified:
+    """A photo that arrived after the allowed lateness: its sightings are not timed (the
+    windows would drop them), the photo is kept and goes to review. A photo without
+    sightings has nothing to be late for and keeps its status."""
+    if not identified.sightings:
+        return identified
+    photo = identified.photo
+    item = ReviewItem(
+        image_id=photo.image_id,
+        path=photo.path,
+        reason=TOO_LATE,
+        candidates=tuple(sorted({s.bib for s in identified.sightings})),
+        station_id=photo.station_id,
+        taken_at=photo.taken_at,
+    )
+    return Identified(replace(photo, status=REVIEW, reason=TOO_LATE), (), (item,))
 
 
 def _stamp_sighting(s: Sighting) -> TimestampedValue:

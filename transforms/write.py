@@ -14,7 +14,7 @@ import os
 import posixpath
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 import apache_beam as beam
@@ -151,6 +151,69 @@ def review_row(item: ReviewItem) -> dict:
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
 
+@dataclass(frozen=True)
+class Output:
+    """How one output of the graph is written: its file, schema, row and stable order."""
+
+    label: str  # CamelCase, for the Beam step names
+    name: str
+    schema: pa.Schema
+    order: Callable[[dict], object]
+    row: Callable[[object], dict] | None = None  # None: the elements are rows already
+
+
+def outputs_of(course: Course) -> dict[str, Output]:
+    """The outputs of the graph (keyed as `time_race` names them) and how each is written."""
+    course_order = {sid: i for i, sid in enumerate(course.station_ids)}
+    return {
+        "images": Output("Images", IMAGES_FILE, schemas.IMAGES, lambda r: r["path"], image_row),
+        "passages": Output(
+            "Passages",
+            PASSAGES_FILE,
+            schemas.PASSAGES,
+            lambda r: (course_order[r["station_id"]], r["passed_at"], r["bib"]),
+            passage_row,
+        ),
+        "review": Output(
+            "Review",
+            REVIEW_FILE,
+            schemas.REVIEW,
+            lambda r: (r["taken_at"] or _NEVER, r["path"], r["reason"], r["candidates"]),
+            review_row,
+        ),
+        "leaderboard": Output(
+            "Leaderboard",
+            LEADERBOARD_FILE,
+            schemas.leaderboard_schema(course.station_ids),
+            results_order(course),
+        ),
+        "stations": Output(
+            "Stations",
+            STATIONS_FILE,
+            schemas.STATIONS,
+            lambda r: (course_order[r["station_id"]], r["window_start"]),
+        ),
+    }
+
+
+def write_csv(rows: list[dict], out_dir: str, course: Course) -> str:
+    path = FileSystems.join(out_dir, RESULTS_CSV)
+    ordered = sorted(rows, key=results_order(course))
+    write_atomically(path, results_csv(ordered, course).encode("utf-8"))
+    return path
+
+
+def write_results(tables: dict[str, Iterable], out_dir: str, course: Course) -> list[str]:
+    """The same files as WriteResults, from tables held in memory (the local live mode)."""
+    written = []
+    for key, out in outputs_of(course).items():
+        rows = [out.row(e) for e in tables[key]] if out.row else list(tables[key])
+        written.append(
+            write_table(rows, FileSystems.join(out_dir, out.name), out.schema, out.order)
+        )
+    return [*written, write_csv(list(tables["leaderboard"]), out_dir, course)]
+
+
 class WriteResults(beam.PTransform):
     """The five Parquet files of the contract (each with its explicit schema and a stable
     order) and the results as CSV; given the sightings too, athlete_photos.parquet."""
@@ -159,65 +222,27 @@ class WriteResults(beam.PTransform):
         super().__init__()
         self._out_dir = out_dir
         self._course = course
-        self._station_ids = course.station_ids
-
-    def _path(self, name: str) -> str:
-        return FileSystems.join(self._out_dir, name)
-
-    def _write_csv(self, rows: list[dict]) -> str:
-        path = self._path(RESULTS_CSV)
-        ordered = sorted(rows, key=results_order(self._course))
-        write_atomically(path, results_csv(ordered, self._course).encode("utf-8"))
-        return path
 
     def expand(self, outputs: dict[str, beam.PCollection]) -> beam.PCollection:
-        course_order = {sid: i for i, sid in enumerate(self._station_ids)}
-        written = [
-            outputs["images"]
-            | "ImageRows" >> beam.Map(image_row)
-            | "WriteImages"
-            >> WriteTable(self._path(IMAGES_FILE), schemas.IMAGES, lambda r: r["path"]),
-            outputs["passages"]
-            | "PassageRows" >> beam.Map(passage_row)
-            | "WritePassages"
-            >> WriteTable(
-                self._path(PASSAGES_FILE),
-                schemas.PASSAGES,
-                lambda r: (course_order[r["station_id"]], r["passed_at"], r["bib"]),
-            ),
-            outputs["review"]
-            | "ReviewRows" >> beam.Map(review_row)
-            | "WriteReview"
-            >> WriteTable(
-                self._path(REVIEW_FILE),
-                schemas.REVIEW,
-                lambda r: (r["taken_at"] or _NEVER, r["path"], r["reason"], r["candidates"]),
-            ),
-            outputs["leaderboard"]
-            | "WriteLeaderboard"
-            >> WriteTable(
-                self._path(LEADERBOARD_FILE),
-                schemas.leaderboard_schema(self._station_ids),
-                results_order(self._course),
-            ),
+        written = []
+        for key, out in outputs_of(self._course).items():
+            rows = outputs[key]
+            if out.row is not None:
+                rows = rows | f"{out.label}Rows" >> beam.Map(out.row)
+            path = FileSystems.join(self._out_dir, out.name)
+            written.append(rows | f"Write{out.label}" >> WriteTable(path, out.schema, out.order))
+        written.append(
             outputs["leaderboard"]
             | "WholeBoard" >> beam.combiners.ToList()
-            | "WriteCsv" >> beam.Map(self._write_csv),
-            outputs["stations"]
-            | "WriteStations"
-            >> WriteTable(
-                self._path(STATIONS_FILE),
-                schemas.STATIONS,
-                lambda r: (course_order[r["station_id"]], r["window_start"]),
-            ),
-        ]
+            | "WriteCsv" >> beam.Map(write_csv, self._out_dir, self._course)
+        )
         if "sightings" in outputs:
             written.append(
                 (outputs["sightings"], outputs["passages"], outputs["images"])
                 | "AthletePhotos" >> AthletePhotos()
                 | "WriteAthletePhotos"
                 >> WriteTable(
-                    self._path(ATHLETE_PHOTOS_FILE),
+                    FileSystems.join(self._out_dir, ATHLETE_PHOTOS_FILE),
                     schemas.ATHLETE_PHOTOS,
                     lambda r: (r["bib"], r["taken_at"] or _NEVER, r["path"]),
                 )

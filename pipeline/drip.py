@@ -1,0 +1,115 @@
+"""A race day replayed: the demo race's photos dripped into a folder as cameras upload them.
+
+    python -m pipeline.drip drip RACE/images TARGET [--seconds 90]
+    python -m pipeline.drip compare LIVE_OUT BATCH_OUT
+
+`drip` copies the photos in the order they were taken, squeezed into
+`--seconds`, except that one station's phone has no signal and uploads all
+its photos when the race is over (late, within the course's allowed
+lateness), and every TWICE_EVERY-th photo is uploaded a second time under
+another name. `compare` says whether two runs' passages and leaderboards are
+equal row for row (exit 1 if not). `run_local.sh --live`, bench/live_latency.py
+and tests/test_live.py use both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from PIL import Image
+
+from transforms.exif import exif_facts
+from transforms.schemas import LEADERBOARD_FILE, PASSAGES_FILE
+
+LATE_PHONE_PREFIX = "IMG_"  # the demo's phone (placed by GPS): uploads when the race is over
+TWICE_EVERY = 25  # every 25th photo is uploaded a second time
+COMPARED = (PASSAGES_FILE, LEADERBOARD_FILE)
+
+
+def taken(path: Path) -> str:
+    """EXIF DateTimeOriginal with sub-seconds, sortable as text ("" when unreadable)."""
+    try:
+        with Image.open(path) as image:
+            exif = exif_facts(image)
+    except OSError:
+        return ""
+    return f"{exif.datetime_original or ''}.{exif.subsec or ''}"
+
+
+def upload_plan(images: Path) -> list[Path]:
+    """Photos in the order they reach the folder: time taken, the late phone last."""
+    photos = sorted((p for p in images.rglob("*") if p.is_file()), key=lambda p: (taken(p), p))
+    late = [p for p in photos if p.name.startswith(LATE_PHONE_PREFIX)]
+    return [p for p in photos if not p.name.startswith(LATE_PHONE_PREFIX)] + late
+
+
+def uploads(plan: list[Path], source: Path) -> list[list[Path]]:
+    """The files each photo of the plan lands as (relative to the folder): one or two."""
+    landed = []
+    for i, photo in enumerate(plan):
+        relative = photo.relative_to(source)
+        again = relative.with_name(f"{photo.stem} (again){photo.suffix}")
+        landed.append([relative, again] if i % TWICE_EVERY == 0 else [relative])
+    return landed
+
+
+def drip(
+    source: Path,
+    target: Path,
+    seconds: float,
+    landed: dict[str, float] | None = None,
+    done: threading.Event | None = None,
+) -> None:
+    """Copies the photos under `source` into `target` as planned; `landed` gets each file's
+    path and the wall time it landed; `done` is set at the end."""
+    plan = upload_plan(source)
+    gap = seconds / max(1, len(plan))
+    for photo, copies in zip(plan, uploads(plan, source), strict=True):
+        for relative in copies:
+            destination = target / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(photo, destination)
+            if landed is not None:
+                landed[str(destination)] = time.time()
+        time.sleep(gap)
+    if done is not None:
+        done.set()
+
+
+def table(out: Path, name: str) -> list[dict]:
+    return sorted(pq.read_table(out / name).to_pylist(), key=repr)
+
+
+def differing(live: Path, batch: Path) -> list[str]:
+    """The compared outputs whose rows differ between two runs."""
+    return [name for name in COMPARED if table(live, name) != table(batch, name)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.drip", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("drip", help="Drip a race's photos into a folder.")
+    d.add_argument("source", type=Path, help="The race's images folder.")
+    d.add_argument("target", type=Path, help="The folder the live run watches.")
+    d.add_argument("--seconds", type=float, default=90.0, help="Length of the drip (90).")
+    c = sub.add_parser("compare", help="Do two runs have the same passages and leaderboard?")
+    c.add_argument("live", type=Path)
+    c.add_argument("batch", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "drip":
+        drip(args.source, args.target, args.seconds)
+        return 0
+    diff = differing(args.live, args.batch)
+    same = ", ".join(n.removesuffix(".parquet") for n in COMPARED)
+    print(f"streaming results equal batch results ({same}): {not diff}")
+    return 1 if diff else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Race timing in-process: the Time half of the graph over photos already analysed.
+
+The local live mode times the race again each time photos land. Starting a
+Beam pipeline for that costs seconds even when idle (and a minute on this
+busy machine), which alone breaks a 5 s latency goal. Timing is light (a few
+hundred bytes per photo, see ../shared/DESIGN.md), so the live mode calls the
+functions that the graph's composites wrap, in the graph's order, and groups
+by event time with Beam's own window functions (Sessions, FixedWindows)
+assigning and merging the windows. Its answers are those of a batch run on
+the same files; tests/test_live.py checks that row for row.
+
+Keep this module in step with `pipeline.graph.time_race`: a stage added there
+is added here.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+from apache_beam.transforms import window
+from apache_beam.transforms.window import BoundedWindow, WindowFn
+from apache_beam.utils.timestamp import Timestamp
+
+from pipeline.options import RaceConfig
+from transforms.corrections import decisions_by_image, official_statuses
+from transforms.dedup import mark_exact_duplicates, mark_near_duplicates
+from transforms.exif import place_in_race
+from transforms.identify import ReviewItem, identify_photo
+from transforms.passages import (
+    Frame,
+    Passage,
+    frame_of,
+    hold_too_late,
+    merge_sightings,
+    silent_windows,
+    station_row,
+)
+from transforms.records import DUPLICATE, REJECTED, Photo, Sighting
+from transforms.results import build_leaderboard
+from transforms.splits import check_athlete
+
+
+class _Merges(WindowFn.MergeContext):
+    """Records which windows a WindowFn merged into which."""
+
+    def __init__(self, windows: Iterable[BoundedWindow]):
+        super().__init__(windows)
+        self.into: dict[BoundedWindow, BoundedWindow] = {}
+
+    def merge(self, to_be_merged: Iterable[BoundedWindow], merge_result: BoundedWindow) -> None:
+        self.into.update({w: merge_result for w in to_be_merged})
+
+
+def _stamp(at: datetime) -> Timestamp:
+    return Timestamp.of(at.timestamp())  # as TimestampedValue stamps it in the graph
+
+
+T = TypeVar("T")
+
+
+def group_in_windows(
+    items: Iterable[T],
+    key: Callable[[T], Hashable],
+    at: Callable[[T], datetime],
+    fn: WindowFn,
+) -> dict[tuple[Hashable, BoundedWindow], list[T]]:
+    """Items grouped per key and window, as a GroupByKey after WindowInto(fn) groups them
+    (merging windows merged per key)."""
+    by_key: dict[Hashable, list[tuple[BoundedWindow, T]]] = defaultdict(list)
+    for item in items:
+        (w,) = fn.assign(WindowFn.AssignContext(_stamp(at(item))))
+        by_key[key(item)].append((w, item))
+    grouped: dict[tuple[Hashable, BoundedWindow], list[T]] = defaultdict(list)
+    for k, assigned in by_key.items():
+        merges = _Merges({w for w, _ in assigned})
+        if fn.is_merging():
+            fn.merge(merges)
+        for w, item in assigned:
+            grouped[(k, merges.into.get(w, w))].append(item)
+    return grouped
+
+
+def dedup(photos: list[Photo], burst_gap_s: float, bits: int) -> list[Photo]:
+    """DedupPhotos: exact copies, then burst sessions per station."""
+    copies: dict[str, list[Photo]] = defaultdict(list)
+    for p in photos:
+        copies[p.image_id].append(p)
+    marked = [p for group in copies.values() for p in mark_exact_duplicates(group)]
+    bursts = group_in_windows(
+        marked, lambda p: p.station_id, lambda p: p.taken_at, window.Sessions(burst_gap_s)
+    )
+    deduped = []
+    for group in bursts.values():
+        deduped += [p for p in group if p.status == DUPLICATE]
+        deduped += mark_near_duplicates(
+            [p for p in group if p.status != DUPLICATE], burst_gap_s, bits
+        )
+    return deduped
+
+
+def passages_per_station(sightings: list[Sighting], merge_window_s: float) -> list[Passage]:
+    """PassagesPerStation: a session window per (station, bib)."""
+    sessions = group_in_windows(
+        sightings, lambda s: (s.station_id, s.bib), lambda s: s.at, window.Sessions(merge_window_s)
+    )
+    return [merge_sightings(group) for group in sessions.values()]
+
+
+def check_splits(
+    passages: list[Passage], cfg: RaceConfig
+) -> tuple[list[Passage], list[ReviewItem]]:
+    """CheckSplits: each athlete's passages checked as a whole."""
+    waves = {a.bib: a.wave for a in cfg.athletes}
+    by_bib: dict[str, list[Passage]] = defaultdict(list)
+    for p in passages:
+        by_bib[p.bib].append(p)
+    checked: list[Passage] = []
+    review: list[ReviewItem] = []
+    for bib, theirs in by_bib.items():
+        gun = cfg.course.wave_start(waves.get(bib) or None)
+        kept, flagged = check_athlete(theirs, cfg.course, gun, bib in waves)
+        checked += kept
+        review += flagged
+    return checked, review
+
+
+def station_health(photos: list[Photo], passages: list[Passage], window_s: float) -> list[dict]:
+    """StationHealth: one row per station and fixed window, and the silent windows."""
+    fixed = window.FixedWindows(window_s)
+    frames: dict[tuple, list[Frame]] = defaultdict(list)
+    counted: dict[tuple, list[int]] = defaultdict(list)
+    timed = [p for p in photos if p.taken_at is not None]
+    for (station_id, w), group in group_in_windows(
+        timed, lambda p: p.station_id, lambda p: p.taken_at, fixed
+    ).items():
+        frames[(station_id, float(w.start), float(w.end))] = [frame_of(p) for p in group]
+    for (station_id, w), group in group_in_windows(
+        passages, lambda p: p.station_id, lambda p: p.passed_at, fixed
+    ).items():
+        counted[(station_id, float(w.start), float(w.end))] = [1] * len(group)
+    rows = [
+        station_row(key, {"frames": frames.get(key, []), "passages": counted.get(key, [])})
+        for key in frames.keys() | counted.keys()
+    ]
+    by_station: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_station[row["station_id"]].append(row)
+    return rows + [s for rs in by_station.values() for s in silent_windows(rs, window_s)]
+
+
+@dataclass(frozen=True)
+class Timed:
+    """The race's results, as the graph's WriteResults receives them."""
+
+    images: list[Photo]
+    passages: list[Passage]
+    review: list[ReviewItem]
+    leaderboard: list[dict]
+    stations: list[dict]
+
+    def tables(self) -> dict[str, list]:
+        return {
+            "images": self.images,
+            "passages": self.passages,
+            "review": self.review,
+            "leaderboard": self.leaderboard,
+            "stations": self.stations,
+        }
+
+
+def time_photos(
+    photos: Iterable[Photo], cfg: RaceConfig, too_late: frozenset[str] = frozenset()
+) -> Timed:
+    """`time_race` without a pipeline. Photos whose path is in `too_late` arrived after the
+    allowed lateness (live mode only): their sightings are not timed; they go to review."""
+    settings = cfg.course.settings
+    placed = [place_in_race(p, cfg.course) for p in photos]
+    known = frozenset(a.bib for a in cfg.athletes)
+    decisions = decisions_by_image(cfg.corrections)
+    deduped = dedup(
+        [p for p in placed if p.status != REJECTED],
+        settings.burst_gap_s,
+        settings.near_duplicate_bits,
+    )
+    identified = [
+        identify_photo(p, known, settings.review_threshold, decisions)
+        for p in deduped + [p for p in placed if p.status == REJECTED]
+    ]
+    # An official's decision on a late photo times it like any other.
+    identified = [
+        hold_too_late(i) if i.photo.path in too_late and i.photo.image_id not in decisions else i
+        for i in identified
+    ]
+    sightings = [s for i in identified for s in i.sightings]
+    passages, split_review = check_splits(
+        passages_per_station(sightings, settings.merge_window_s), cfg
+    )
+    images = [i.photo for i in identified]
+    return Timed(
+        images=images,
+        passages=passages,
+        review=[r for i in identified for r in i.review] + split_review,
+        leaderboard=build_leaderboard(
+            passages, cfg.course, cfg.athletes, cfg.as_of, official_statuses(cfg.corrections)
+        ),
+        stations=station_health(images, passages, settings.health_window_s),
+    )
