@@ -8,9 +8,13 @@
 FROM apache/beam_python3.11_sdk:2.77.0
 
 # tesseract-ocr brings the tesseract program (pytesseract) and its language data (tesserocr,
-# whose wheel bundles the library but not the data).
+# whose wheel bundles the library but not the data). The others are the GL, GLib and X11
+# libraries that OpenCV's Qt loads on `import cv2` (rapidocr-onnxruntime requires
+# opencv-python, not the headless build). dlib-bin, face-recognition-models and
+# rapidocr-onnxruntime come with racelens from setup.py; their models ship in the packages.
 RUN apt-get update -qq \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr \
+       libgl1 libglib2.0-0 libsm6 libice6 libx11-6 libxext6 libxcb1 \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/racelens

@@ -7,10 +7,14 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-if ! command -v tesseract >/dev/null 2>&1; then
-  echo "== installing tesseract-ocr (apt)"
+# Besides tesseract: the GL, GLib and X11 libraries that OpenCV's Qt loads on `import cv2`
+# (rapidocr-onnxruntime requires opencv-python, not the headless build); the Dockerfile
+# installs the same, and tests/test_portability.py checks both against the installed wheels.
+if ! command -v tesseract >/dev/null 2>&1 || ! /sbin/ldconfig -p | grep -q 'libGL\.so\.1'; then
+  echo "== installing tesseract-ocr and OpenCV's system libraries (apt)"
   as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq tesseract-ocr >/dev/null
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq tesseract-ocr \
+    libgl1 libglib2.0-0 libsm6 libice6 libx11-6 libxext6 libxcb1 >/dev/null
 fi
 
 if [ "${1:-}" = "--tests" ] && {

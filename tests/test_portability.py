@@ -11,9 +11,12 @@ scripts/bootstrap.sh installs on a developer's machine.
 from __future__ import annotations
 
 import ast
+import contextlib
 import io
 import re
+import shutil
 import socket
+import subprocess
 from pathlib import Path
 
 import apache_beam as beam
@@ -126,8 +129,9 @@ _DIRECT_IO = re.compile(
 )
 # Modules where that is right: the course, start list and corrections log are read on the
 # launcher before the graph exists (the log is appended by the dashboard), and tesseract's
-# language data lies on every worker's own disk, installed by the worker container.
-_OWN_DISK_MODULES = {"course.py", "corrections.py", "tesseract.py"}
+# language data and dlib's face models lie on every worker's own disk, installed by the
+# worker container.
+_OWN_DISK_MODULES = {"course.py", "corrections.py", "tesseract.py", "faces.py"}
 # Elsewhere, a function may touch a path's disk only after asking this whether it is local:
 # photos.py does, for the links, FIFOs and odd names that Beam's listing passes over.
 _LOCAL_CHECK = "_is_local"
@@ -197,12 +201,93 @@ def dockerfile() -> str:
     return (REPO / "Dockerfile").read_text(encoding="utf-8")
 
 
-def test_dockerfile__installs_what_bootstrap_installs(dockerfile: str) -> None:
-    bootstrap = (REPO / "scripts" / "bootstrap.sh").read_text(encoding="utf-8")
+@pytest.fixture(scope="module")
+def bootstrap() -> str:
+    return (REPO / "scripts" / "bootstrap.sh").read_text(encoding="utf-8")
+
+
+def test_dockerfile__installs_what_bootstrap_installs(dockerfile: str, bootstrap: str) -> None:
     # chromium is for the dashboard's browser test only, as the [dev] extra is test tools.
     worker_apt = apt_packages(bootstrap) - {"chromium", "chromium-driver"}
-    assert apt_packages(dockerfile) == worker_apt == {"tesseract-ocr"}
+    assert apt_packages(dockerfile) == worker_apt
+    assert "tesseract-ocr" in worker_apt
+    # `pip install .` installs setup.py's install_requires: dlib-bin, face-recognition-models,
+    # rapidocr-onnxruntime and the rest, with the models they ship.
     assert pip_targets(dockerfile) == pip_targets(bootstrap) == {"."}
+
+
+# Libraries every image with a CPython has: glibc's, the C++ runtime's and zlib.
+BASE_LIBRARIES = {
+    *("libc.so.6", "libm.so.6", "libpthread.so.0", "libdl.so.2", "librt.so.1", "libutil.so.1"),
+    *("ld-linux-x86-64.so.2", "libstdc++.so.6", "libgcc_s.so.1", "libz.so.1"),
+}
+# The Debian package of each other system library that an installed wheel's native code
+# loads (opencv-python's bundled Qt: GL, GLib, X11).
+DEBIAN_PACKAGE = {
+    "libGL.so.1": "libgl1",
+    "libglib-2.0.so.0": "libglib2.0-0",
+    "libgthread-2.0.so.0": "libglib2.0-0",
+    "libSM.so.6": "libsm6",
+    "libICE.so.6": "libice6",
+    "libX11.so.6": "libx11-6",
+    "libXext.so.6": "libxext6",
+    "libxcb.so.1": "libxcb1",
+}
+
+
+def installed_requirements() -> set[str]:
+    """setup.py's install_requires and everything they require, as installed here."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    setup = (REPO / "setup.py").read_text(encoding="utf-8")
+    listed = setup[
+        setup.index("install_requires=[") : setup.index("],", setup.index("install_requires"))
+    ]
+    todo, seen = re.findall(r'"([A-Za-z0-9_.-]+)', listed), set()
+    while todo:
+        name = todo.pop().lower().replace("_", "-")
+        if name in seen:
+            continue
+        seen.add(name)
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            for raw in metadata.requires(name) or []:
+                requirement = Requirement(raw)
+                if not requirement.marker or requirement.marker.evaluate({"extra": ""}):
+                    todo.append(requirement.name)
+    return seen
+
+
+def system_libraries_needed() -> set[str]:
+    """The shared libraries that the installed requirements' native code loads and does not
+    bundle (readelf's NEEDED entries)."""
+    from importlib import metadata
+
+    objects = []
+    for name in installed_requirements():
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            files = metadata.distribution(name).files or []
+            objects += [
+                Path(metadata.distribution(name).locate_file(f)) for f in files if ".so" in f.name
+            ]
+    needed: set[str] = set()
+    for path in objects:
+        elf = subprocess.run(["readelf", "-d", str(path)], capture_output=True, text=True).stdout
+        needed |= set(re.findall(r"\(NEEDED\).*\[(.+)\]", elf))
+    return needed - {path.name for path in objects}
+
+
+@pytest.mark.skipif(not shutil.which("readelf"), reason="readelf (binutils) is not installed")
+def test_dockerfile_and_bootstrap__install_the_system_libraries_the_wheels_load(
+    dockerfile: str, bootstrap: str
+) -> None:
+    missing = system_libraries_needed() - BASE_LIBRARIES
+    unknown = missing - DEBIAN_PACKAGE.keys()
+    assert not unknown, f"name the Debian package of {sorted(unknown)} in DEBIAN_PACKAGE"
+    packages = {DEBIAN_PACKAGE[library] for library in missing}
+    assert packages <= apt_packages(dockerfile), "the Dockerfile installs them"
+    assert packages <= apt_packages(bootstrap), "scripts/bootstrap.sh installs them"
 
 
 def test_dockerfile__starts_from_the_sdk_image_of_the_beam_version_racelens_pins(
