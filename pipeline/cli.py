@@ -90,7 +90,13 @@ def _execute(beam_argv: list[str], retime: bool = False) -> int:
     opts = PipelineOptions(beam_argv)
     cfg = RaceConfig(opts.view_as(RacelensOptions))  # validate before anything starts
     if opts.view_as(StandardOptions).streaming:
-        return _live(cfg, beam_argv, opts.view_as(RacelensOptions).stop_after)
+        from pipeline.streaming import run_streaming, runs_locally
+
+        stop_after = opts.view_as(RacelensOptions).stop_after
+        if runs_locally(opts):
+            return _live(cfg, beam_argv, stop_after)
+        run_streaming(beam_argv, stop_after)
+        return _finish(cfg)
     remove_stale_temporaries([cfg.out, cfg.facts])
     graph = build_retime if retime else build
     execute = run_on_dask if runs_on_dask(opts) else run  # Dask only analyses: see engines

@@ -1,6 +1,6 @@
 """A race day replayed: the demo race's photos dripped into a folder as cameras upload them.
 
-    python -m pipeline.drip drip RACE/images TARGET [--seconds 90]
+    python -m pipeline.drip drip RACE/images TARGET [--seconds S]
     python -m pipeline.drip compare LIVE_OUT BATCH_OUT
 
 `drip` copies the photos in the order they were taken, squeezed into
@@ -29,6 +29,8 @@ from transforms.schemas import LEADERBOARD_FILE, PASSAGES_FILE
 
 LATE_PHONE_PREFIX = "IMG_"  # the demo's phone (placed by GPS): uploads when the race is over
 TWICE_EVERY = 25  # every 25th photo is uploaded a second time
+# Analysing a demo photo takes about 0.2 s of a core: a slower drip lets the live mode keep up.
+SECONDS_PER_PHOTO = 0.4
 COMPARED = (PASSAGES_FILE, LEADERBOARD_FILE)
 
 
@@ -62,14 +64,15 @@ def uploads(plan: list[Path], source: Path) -> list[list[Path]]:
 def drip(
     source: Path,
     target: Path,
-    seconds: float,
+    seconds: float | None = None,
     landed: dict[str, float] | None = None,
     done: threading.Event | None = None,
 ) -> None:
-    """Copies the photos under `source` into `target` as planned; `landed` gets each file's
-    path and the wall time it landed; `done` is set at the end."""
+    """Copies the photos under `source` into `target` as planned, in `seconds` (default
+    SECONDS_PER_PHOTO each); `landed` gets each file's path and the wall time it landed;
+    `done` is set at the end."""
     plan = upload_plan(source)
-    gap = seconds / max(1, len(plan))
+    gap = SECONDS_PER_PHOTO if seconds is None else seconds / max(1, len(plan))
     for photo, copies in zip(plan, uploads(plan, source), strict=True):
         for relative in copies:
             destination = target / relative
@@ -97,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("drip", help="Drip a race's photos into a folder.")
     d.add_argument("source", type=Path, help="The race's images folder.")
     d.add_argument("target", type=Path, help="The folder the live run watches.")
-    d.add_argument("--seconds", type=float, default=90.0, help="Length of the drip (90).")
+    d.add_argument(
+        "--seconds", type=float, default=None, help="Length of the drip (0.4 s per photo)."
+    )
     c = sub.add_parser("compare", help="Do two runs have the same passages and leaderboard?")
     c.add_argument("live", type=Path)
     c.add_argument("batch", type=Path)

@@ -29,7 +29,7 @@ from pipeline.options import RaceConfig
 from transforms.corrections import decisions_by_image, official_statuses
 from transforms.dedup import mark_exact_duplicates, mark_near_duplicates
 from transforms.exif import place_in_race
-from transforms.identify import ReviewItem, identify_photo
+from transforms.identify import Identified, ReviewItem, identify_photo
 from transforms.passages import (
     Frame,
     Passage,
@@ -172,11 +172,11 @@ class Timed:
         }
 
 
-def time_photos(
+def identify_all(
     photos: Iterable[Photo], cfg: RaceConfig, too_late: frozenset[str] = frozenset()
-) -> Timed:
-    """`time_race` without a pipeline. Photos whose path is in `too_late` arrived after the
-    allowed lateness (live mode only): their sightings are not timed; they go to review."""
+) -> list[Identified]:
+    """ParseExif, DedupPhotos and IdentifyAthletes. Photos whose path is in `too_late` arrived
+    after the allowed lateness (live modes only): their sightings are held for review."""
     settings = cfg.course.settings
     placed = [place_in_race(p, cfg.course) for p in photos]
     known = frozenset(a.bib for a in cfg.athletes)
@@ -191,21 +191,32 @@ def time_photos(
         for p in deduped + [p for p in placed if p.status == REJECTED]
     ]
     # An official's decision on a late photo times it like any other.
-    identified = [
+    return [
         hold_too_late(i) if i.photo.path in too_late and i.photo.image_id not in decisions else i
         for i in identified
     ]
-    sightings = [s for i in identified for s in i.sightings]
-    passages, split_review = check_splits(
-        passages_per_station(sightings, settings.merge_window_s), cfg
-    )
+
+
+def results_of(identified: list[Identified], passages: list[Passage], cfg: RaceConfig) -> Timed:
+    """CheckSplits, BuildLeaderboard and StationHealth over the photos and their passages."""
+    checked, split_review = check_splits(passages, cfg)
     images = [i.photo for i in identified]
     return Timed(
         images=images,
-        passages=passages,
+        passages=checked,
         review=[r for i in identified for r in i.review] + split_review,
         leaderboard=build_leaderboard(
-            passages, cfg.course, cfg.athletes, cfg.as_of, official_statuses(cfg.corrections)
+            checked, cfg.course, cfg.athletes, cfg.as_of, official_statuses(cfg.corrections)
         ),
-        stations=station_health(images, passages, settings.health_window_s),
+        stations=station_health(images, checked, cfg.course.settings.health_window_s),
     )
+
+
+def time_photos(
+    photos: Iterable[Photo], cfg: RaceConfig, too_late: frozenset[str] = frozenset()
+) -> Timed:
+    """`time_race` without a pipeline."""
+    identified = identify_all(photos, cfg, too_late)
+    sightings = [s for i in identified for s in i.sightings]
+    passages = passages_per_station(sightings, cfg.course.settings.merge_window_s)
+    return results_of(identified, passages, cfg)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import apache_beam as beam
 from apache_beam.transforms import trigger, window
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 from apache_beam.transforms.window import TimestampedValue
 
 from transforms.dedup import hash_distance
@@ -160,21 +161,122 @@ def _stamp_sighting(s: Sighting) -> TimestampedValue:
 
 
 class PassagesPerStation(beam.PTransform):
-    """Sightings -> passages, one per athlete per station visit."""
+    """Sightings -> passages, one per athlete per station visit (in streaming, one per pane:
+    `current_passages` keeps the latest)."""
 
-    def __init__(self, merge_window_s: float, allowed_lateness_s: float):
+    def __init__(
+        self, merge_window_s: float, allowed_lateness_s: float, early_s: int | None = None
+    ):
         super().__init__()
         self._merge_window_s = merge_window_s
         self._allowed_lateness_s = allowed_lateness_s
+        self._early_s = early_s
 
     def expand(self, sightings: beam.PCollection) -> beam.PCollection:
         return (
             sightings
             | "StampSightings" >> beam.Map(_stamp_sighting)
             | "ByStationAndBib" >> beam.Map(lambda s: ((s.station_id, s.bib), s))
-            | "MergeWindows" >> PassageWindows(self._merge_window_s, self._allowed_lateness_s)
+            | "MergeWindows"
+            >> PassageWindows(self._merge_window_s, self._allowed_lateness_s, self._early_s)
             | "MergeSightings" >> beam.CombinePerKey(_MergeSightings())
             | "Passages" >> beam.Values()
+        )
+
+
+@dataclass(frozen=True)
+class PassagePane:
+    """A passage as one pane of its session window said it (streaming)."""
+
+    passage: Passage
+    window_start: float  # seconds since the epoch
+    window_end: float
+    pane_index: int
+
+
+class WithPane(beam.DoFn):
+    """Passage -> PassagePane, from the window and pane it was fired in."""
+
+    def process(
+        self,
+        p: Passage,
+        w: object = beam.DoFn.WindowParam,
+        pane: object = beam.DoFn.PaneInfoParam,
+    ) -> Iterator[PassagePane]:
+        yield PassagePane(p, float(w.start), float(w.end), pane.index)
+
+
+def _supersedes(newer: PassagePane, older: PassagePane) -> bool:
+    if (newer.passage.station_id, newer.passage.bib) != (
+        older.passage.station_id,
+        older.passage.bib,
+    ):
+        return False
+    same = (newer.window_start, newer.window_end) == (older.window_start, older.window_end)
+    if same:
+        return newer.pane_index > older.pane_index
+    return newer.window_start <= older.window_start and older.window_end <= newer.window_end
+
+
+def current_passages(panes: Iterable[PassagePane]) -> list[Passage]:
+    """The passages the latest panes give, in any arrival order.
+
+    Panes accumulate: a window's later pane carries all of its sightings and
+    replaces its earlier panes; a late sighting that bridges two sessions
+    merges them into a window that contains both, whose pane replaces theirs.
+    So a late photo corrects a passage instead of adding a second one.
+    """
+    by_key: dict[tuple[str, str], list[PassagePane]] = {}
+    for pane in panes:
+        by_key.setdefault((pane.passage.station_id, pane.passage.bib), []).append(pane)
+    return [
+        pane.passage
+        for group in by_key.values()
+        for pane in set(group)
+        if not any(_supersedes(other, pane) for other in group)
+    ]
+
+
+class _MarkTooLate(beam.DoFn):
+    """Keeps the race's event-time watermark in state and sends photos that arrive more than
+    the allowed lateness behind it to the TOO_LATE output (one key: the whole race)."""
+
+    TOO_LATE = TOO_LATE
+    WATERMARK = ReadModifyWriteStateSpec("watermark", beam.coders.FloatCoder())
+
+    def __init__(self, gap_s: float, allowed_lateness_s: float):
+        self._gap_s = gap_s
+        self._lateness_s = allowed_lateness_s
+
+    def process(
+        self,
+        element: tuple[str, Photo],
+        watermark: object = beam.DoFn.StateParam(WATERMARK),
+    ) -> Iterator[object]:
+        _, photo = element
+        seen = watermark.read()
+        before = _utc(seen) if seen is not None else None
+        after = advance_watermark(before, photo.taken_at, datetime.now(UTC))
+        watermark.write(after.timestamp())
+        if is_too_late(photo.taken_at, before, self._gap_s, self._lateness_s):
+            yield beam.pvalue.TaggedOutput(self.TOO_LATE, photo)
+        else:
+            yield photo
+
+
+class MarkTooLate(beam.PTransform):
+    """Timed photos -> (on_time, too_late), judged on arrival against the watermark, as the
+    local live mode judges them."""
+
+    def __init__(self, gap_s: float, allowed_lateness_s: float):
+        super().__init__()
+        self._fn = _MarkTooLate(gap_s, allowed_lateness_s)
+
+    def expand(self, photos: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        return (
+            photos
+            | "WholeRace" >> beam.Map(lambda p: ("race", p))
+            | "Judge" >> beam.ParDo(self._fn).with_outputs(TOO_LATE, main="on_time")
         )
 
 
@@ -312,7 +414,6 @@ class StationHealth(beam.PTransform):
             pcoll
             | f"{label}Windows" >> beam.WindowInto(window.FixedWindows(self._window_s))
             | f"{label}WithWindow" >> beam.ParDo(_Keyed())
-            | f"{label}Global" >> beam.WindowInto(window.GlobalWindows())
         )
 
     def expand(self, inputs: tuple[beam.PCollection, beam.PCollection]) -> beam.PCollection:
@@ -334,6 +435,14 @@ class StationHealth(beam.PTransform):
             {"frames": frames, "passages": counted}
             | "JoinWindows" >> beam.CoGroupByKey()
             | "Rows" >> beam.MapTuple(station_row)
+            # The whole day, once the watermark has passed it: silent windows are gaps between
+            # busy ones. (A stated trigger, so that a streaming run accepts the grouping.)
+            | "Day"
+            >> beam.WindowInto(
+                window.GlobalWindows(),
+                trigger=trigger.AfterWatermark(),
+                accumulation_mode=trigger.AccumulationMode.DISCARDING,
+            )
         )
         silent = (
             rows

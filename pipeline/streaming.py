@@ -1,0 +1,164 @@
+"""`racelens run --streaming` on a runner with unbounded sources (Flink, Dataflow, Prism).
+
+The images location is watched with `fileio.MatchContinuously`; each new file
+is hashed and analysed once, stamped with its event time (ParseExif) and
+judged late or not on arrival (MarkTooLate). Sightings go through the real
+event-time windows of PassagesPerStation: session windows per (station, bib)
+with early panes every EARLY_S seconds for the live view, the on-time pane
+at the watermark, a late pane per late photo, accumulating, and the course's
+allowed lateness. Every SNAPSHOT_S seconds of processing time, the photos
+and the passage panes seen so far are gathered and the results rewritten
+atomically: the latest pane of each window replaces the earlier ones
+(`current_passages`), and the per-photo statuses, split checks, leaderboard
+and station health are computed by the same functions as the local live mode.
+
+Beam's DirectRunner cannot run this graph with live windows here
+(../shared/DESIGN.md): on it, `racelens run --streaming` is the local live
+mode (`pipeline.live`). tests/test_streaming.py builds this graph and runs
+its windowed parts with TestStream.
+"""
+
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.transforms import trigger, window
+
+from pipeline.options import RaceConfig, RacelensOptions
+from pipeline.retime import identify_all, results_of
+from transforms.corrections import decisions_by_image
+from transforms.exif import ParseExif
+from transforms.identify import IdentifyAthletes
+from transforms.passages import (
+    TOO_LATE,
+    MarkTooLate,
+    PassagesPerStation,
+    WithPane,
+    current_passages,
+)
+from transforms.photos import AnalyseContent, _HashFile, photos_pattern, text_path
+from transforms.write import write_results
+
+POLL_S = 5.0  # how often the images location is listed
+EARLY_S = 5  # early panes of open passage windows, for the live view
+SNAPSHOT_S = 5  # results rewritten this often (processing time)
+
+PHOTO, LATE, PANE = "photo", "late", "pane"
+# Runners that have no unbounded file source here: `--streaming` on them is the local live mode.
+LOCAL_RUNNERS = {"DirectRunner", "SwitchingDirectRunner", "BundleBasedDirectRunner", "DaskRunner"}
+
+
+def publish_snapshot(items: list[tuple[str, object]], cfg: RaceConfig) -> list[str]:
+    """Writes the results from everything seen so far: photos, late paths, passage panes."""
+    photos = [item for kind, item in items if kind == PHOTO]
+    late = frozenset(item for kind, item in items if kind == LATE)
+    panes = [item for kind, item in items if kind == PANE]
+    timed = results_of(identify_all(photos, cfg, late), current_passages(panes), cfg)
+    return write_results(timed.tables(), cfg.out, cfg.course)
+
+
+class WatchPhotos(beam.PTransform):
+    """The images location, watched: each file once, as it appears."""
+
+    def __init__(self, images_root: str, poll_s: float = POLL_S):
+        super().__init__()
+        self._pattern = photos_pattern(images_root)
+        self._poll_s = poll_s
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        return (
+            pbegin
+            | "MatchContinuously" >> fileio.MatchContinuously(self._pattern, interval=self._poll_s)
+            | "Paths" >> beam.Map(lambda meta: text_path(meta.path))
+        )
+
+
+class TimeLive(beam.PTransform):
+    """Analysed photos, as they arrive -> the results, rewritten every SNAPSHOT_S seconds."""
+
+    def __init__(
+        self, cfg: RaceConfig, early_s: int | None = EARLY_S, snapshot_s: int | None = SNAPSHOT_S
+    ):
+        super().__init__()
+        self._cfg = cfg
+        self._early_s = early_s
+        self._snapshot_s = snapshot_s
+
+    def expand(self, photos: beam.PCollection) -> beam.PCollection:
+        cfg, settings = self._cfg, self._cfg.course.settings
+        placed = photos | "ParseExif" >> ParseExif(cfg.course)
+        judged = placed.timed | "MarkTooLate" >> MarkTooLate(
+            settings.merge_window_s, settings.allowed_lateness_s
+        )
+        identified = judged.on_time | "IdentifyAthletes" >> IdentifyAthletes(
+            frozenset(a.bib for a in cfg.athletes),
+            settings.review_threshold,
+            decisions_by_image(cfg.corrections),
+        )
+        panes = (
+            identified.sightings
+            | "PassagesPerStation"
+            >> PassagesPerStation(
+                settings.merge_window_s, settings.allowed_lateness_s, self._early_s
+            )
+            | "WithPane" >> beam.ParDo(WithPane())
+        )
+        seen = {
+            "Photos": photos | "Photos" >> beam.Map(lambda p: (PHOTO, p)),
+            "LatePaths": judged[TOO_LATE] | "LatePaths" >> beam.Map(lambda p: (LATE, p.path)),
+            "Panes": panes | "Panes" >> beam.Map(lambda p: (PANE, p)),
+        }
+        return (
+            [pcoll | f"{label}Snapshots" >> self._snapshots() for label, pcoll in seen.items()]
+            | "Seen" >> beam.Flatten()
+            | "SoFar" >> beam.CombineGlobally(beam.combiners.ToListCombineFn()).without_defaults()
+            | "WriteResults" >> beam.Map(publish_snapshot, cfg)
+        )
+
+    def _snapshots(self) -> beam.WindowInto:
+        """All that was seen so far, fired every snapshot_s seconds of processing time (or
+        once, when the stream ends, for snapshot_s None)."""
+        fire = (
+            trigger.Repeatedly(trigger.AfterProcessingTime(self._snapshot_s))
+            if self._snapshot_s
+            else trigger.AfterWatermark()
+        )
+        return beam.WindowInto(
+            window.GlobalWindows(),
+            trigger=fire,
+            accumulation_mode=trigger.AccumulationMode.ACCUMULATING,
+        )
+
+
+def build_streaming(p: beam.Pipeline, cfg: RaceConfig) -> beam.PCollection:
+    """The live race on a runner with unbounded sources; returns the paths written."""
+    return (
+        p
+        | "WatchPhotos" >> WatchPhotos(cfg.images)
+        | "HashFiles" >> beam.ParDo(_HashFile())
+        # One file at a time: copies uploaded later are duplicates by their image_id.
+        | "OneFileEach" >> beam.MapTuple(lambda image_id, path: (image_id, [path]))
+        | "AnalyseContent" >> AnalyseContent(cfg.facts, cfg.images)
+        | "TimeLive" >> TimeLive(cfg)
+    )
+
+
+def runs_locally(opts: PipelineOptions) -> bool:
+    """Is the runner one without unbounded sources here, so the local live mode serves?"""
+    runner = opts.view_as(StandardOptions).runner
+    name = runner if isinstance(runner, str) or runner is None else type(runner).__name__
+    return (name or "DirectRunner") in LOCAL_RUNNERS
+
+
+def run_streaming(argv: list[str], stop_after: float | None) -> RaceConfig:
+    """Runs the live graph until the job ends, or for `stop_after` seconds and cancels it."""
+    opts = PipelineOptions(argv)
+    cfg = RaceConfig(opts.view_as(RacelensOptions))
+    p = beam.Pipeline(options=opts)
+    build_streaming(p, cfg)
+    result = p.run()
+    result.wait_until_finish(duration=int(stop_after * 1000) if stop_after else None)
+    if stop_after:
+        result.cancel()
+    return cfg

@@ -1,0 +1,147 @@
+"""The streaming graph for runners with unbounded sources: built here, not run (Beam's
+DirectRunner cannot run an unbounded file watcher with live windows, ../shared/DESIGN.md);
+its windowed parts run with TestStream in tests/test_windows.py."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import apache_beam as beam
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.test_stream import TestStream
+from apache_beam.transforms import trigger, window
+from apache_beam.transforms.window import TimestampedValue
+
+from pipeline import streaming
+from pipeline.cli import main
+from pipeline.options import RaceConfig, RacelensOptions
+from pipeline.streaming import TimeLive, build_streaming, runs_locally
+from tests.conftest import at, athlete, make_course, photo, read
+from transforms.exif import parse_taken_at
+from transforms.records import ExifFacts
+
+
+def _argv(race: Path, tmp_path: Path) -> list[str]:
+    return [
+        "--images", str(race / "images"), "--course", str(race / "course.yaml"),
+        "--start-list", str(race / "startlist.csv"), "--out", str(tmp_path / "out"),
+        "--streaming",
+    ]  # fmt: skip
+
+
+def _applied(p: beam.Pipeline) -> dict[str, beam.PTransform]:
+    found: dict[str, beam.PTransform] = {}
+
+    class Collect(beam.pipeline.PipelineVisitor):
+        def enter_composite_transform(self, node) -> None:  # type: ignore[no-untyped-def]
+            found[node.full_label] = node.transform
+
+        def visit_transform(self, node) -> None:  # type: ignore[no-untyped-def]
+            found[node.full_label] = node.transform
+
+    p.visit(Collect())
+    return found
+
+
+def test_build_streaming__watches_the_folder_and_times_passages_in_event_time_windows(
+    race: Path, tmp_path: Path
+) -> None:
+    opts = PipelineOptions(_argv(race, tmp_path))
+    cfg = RaceConfig(opts.view_as(RacelensOptions))
+    p = beam.Pipeline(options=opts)
+    build_streaming(p, cfg)
+    applied = _applied(p)
+    assert "WatchPhotos/MatchContinuously" in applied
+    assert "TimeLive/MarkTooLate" in applied
+    sessions = applied["TimeLive/PassagesPerStation/MergeWindows/SessionWindows"].windowing
+    settings = cfg.course.settings
+    assert sessions.windowfn == window.Sessions(settings.merge_window_s)
+    # Triggers have no equality: their text says what they are.
+    assert repr(sessions.triggerfn) == repr(
+        trigger.AfterWatermark(
+            early=trigger.AfterProcessingTime(streaming.EARLY_S), late=trigger.AfterCount(1)
+        )
+    )
+    assert sessions.accumulation_mode == trigger.AccumulationMode.ACCUMULATING
+    assert sessions.allowed_lateness == settings.allowed_lateness_s
+    snapshots = applied["TimeLive/PanesSnapshots"].windowing
+    assert repr(snapshots.triggerfn) == repr(
+        trigger.Repeatedly(trigger.AfterProcessingTime(streaming.SNAPSHOT_S))
+    )
+    assert snapshots.accumulation_mode == trigger.AccumulationMode.ACCUMULATING
+
+
+@pytest.mark.parametrize(
+    ("runner", "local"),
+    [(None, True), ("DirectRunner", True), ("DaskRunner", True), ("FlinkRunner", False)],
+)
+def test_runs_locally__only_runners_without_unbounded_sources(
+    runner: str | None, local: bool
+) -> None:
+    argv = ["--streaming"] + ([f"--runner={runner}"] if runner else [])
+    assert runs_locally(PipelineOptions(argv)) is local
+
+
+def test_run_streaming__chosen_for_a_runner_with_unbounded_sources(
+    race: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[list[str], float | None]] = []
+    monkeypatch.setattr(streaming, "run_streaming", lambda argv, stop: calls.append((argv, stop)))
+    monkeypatch.setattr("pipeline.cli._finish", lambda cfg: 0)
+    argv = ["run", *_argv(race, tmp_path), "--runner=FlinkRunner", "--stop-after", "5"]
+    assert main(argv) == 0
+    assert calls == [(argv[1:], 5.0)]
+
+
+def _uploaded(name: str, folder: str, local_time: str, bib: str, image_id: str = "") -> object:
+    """A photo as AnalyseContent gives it: facts only; ParseExif places and times it."""
+    exif = ExifFacts(datetime_original=f"2026:05:01 {local_time}", offset="+02:00")
+    p = photo(name, folder=folder, station=None, seconds=None, exif=exif, bibs=(read(bib),))
+    p = replace(p, facts=replace(p.facts, image_id=image_id or p.image_id))
+    return TimestampedValue(p, parse_taken_at(exif, "Europe/Oslo").timestamp())
+
+
+def test_time_live__late_photo_corrects_copy_counts_once_too_late_is_held(
+    tmp_path: Path,
+) -> None:
+    cfg = SimpleNamespace(
+        course=make_course(),
+        athletes=(athlete("101"), athlete("102")),
+        corrections=(),
+        out=str(tmp_path),
+        as_of=at(7200),
+    )
+    stream = (
+        TestStream()
+        .add_elements([_uploaded("a", "finish", "10:30:00", "101", "same-bytes")])
+        .add_elements([_uploaded("start-102", "start", "10:00:05", "102")])
+        .advance_processing_time(10)
+        .add_elements([_uploaded("a-again", "finish", "10:30:00", "101", "same-bytes")])
+        .add_elements([_uploaded("later", "finish", "11:20:00", "102")])  # watermark 11:20
+        .add_elements([_uploaded("phone", "finish", "10:29:55", "101")])  # 50 min late: counts
+        .add_elements([_uploaded("stale", "start", "10:00:30", "102")])  # 80 min: too late
+        .advance_processing_time(10)
+        .advance_watermark_to_infinity()
+    )
+    # Written once, when the stream ends: on Beam's DirectRunner, processing-time snapshots
+    # of session-windowed panes never let a test pipeline finish.
+    with TestPipeline(options=PipelineOptions(["--streaming"])) as p:
+        _ = p | stream | TimeLive(cfg, early_s=None, snapshot_s=None)  # type: ignore[arg-type]
+    passages = pq.read_table(tmp_path / "passages.parquet").to_pylist()
+    assert sorted((r["bib"], r["station_id"], r["passed_at"]) for r in passages) == [
+        ("101", "finish", at(1795)),  # corrected by the phone's photo, 5 s earlier
+        ("102", "finish", at(4800)),
+        ("102", "start", at(5)),
+    ]
+    images = {
+        r["path"].rsplit("/", 1)[1]: (r["status"], r["reason"])
+        for r in pq.read_table(tmp_path / "images.parquet").to_pylist()
+    }
+    assert images["stale.jpg"] == ("review", "too_late")
+    copies = sorted([images["a.jpg"], images["a-again.jpg"]], key=repr)
+    assert copies == [("duplicate", "exact_duplicate"), ("passage", None)]
