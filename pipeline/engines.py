@@ -4,10 +4,11 @@ Beam's DaskRunner runs per-photo work correctly, but it silently drops windows a
 whatever `finish_bundle` emits, and computes only one branch of a graph with several
 outputs (../shared/DESIGN.md). So `--runner=DaskRunner` runs in two phases:
 
-1. analyse on Dask: the photos, listed on the launcher, through AnalysePhotos, whose
-   facts are written to the fact store from `process()` (`build_analysis`);
-2. time on the DirectRunner: the whole race (`build`), whose AnalysePhotos finds every
-   fact stored and only hashes the files.
+1. analyse on Dask: the photos, listed on the launcher, each read once on a worker,
+   hashed and analysed, its facts written to the fact store from `process()`
+   (`build_analysis`); the workers hand back (image_id, path) of every file;
+2. time on the DirectRunner: the race from those files and their stored facts
+   (`build_from_groups`), so the launcher neither reads nor hashes a photo again.
 
     racelens run ... --runner=DaskRunner --dask_client_address=tcp://HOST:8786
     racelens run ... --runner=DaskRunner [--dask_local_workers=N]   # a LocalCluster here
@@ -18,6 +19,7 @@ Re-timing (`racelens results`) has nothing to analyse: it runs on the DirectRunn
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -25,7 +27,7 @@ from collections.abc import Callable, Iterator
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipeline.graph import build, build_analysis, run
+from pipeline.graph import build, build_analysis, build_from_groups, grouped_copies, run
 from pipeline.options import RaceConfig, RacelensOptions
 
 Graph = Callable[[beam.Pipeline, RaceConfig], beam.PCollection]
@@ -63,13 +65,15 @@ def runs_on_dask(opts: PipelineOptions) -> bool:
 def run_on_dask(argv: list[str], graph: Graph = build) -> RaceConfig:
     """Analyses the photos on Dask, then runs `graph` on the DirectRunner."""
     if graph is build:  # a re-timing (build_retime) reads stored facts: nothing to analyse
-        analyse_on_dask(argv)
+        groups = analyse_on_dask(argv)
+        graph = functools.partial(build_from_groups, groups=groups)
     # The last --runner wins: the timing half runs where windows and side outputs work.
     return run([*argv, "--runner=DirectRunner"], graph=graph)
 
 
-def analyse_on_dask(argv: list[str]) -> None:
-    """Stores the facts of every photo, analysed by the workers of a Dask cluster."""
+def analyse_on_dask(argv: list[str]) -> list[tuple[str, list[str]]]:
+    """Stores the facts of every photo, analysed by the workers of a Dask cluster;
+    returns (image_id, paths of its exact copies) of every file."""
     # Imported here: it imports dask.distributed (~0.5 s), which other runs do not need,
     # and it registers Beam's DaskOptions (--dask_client_address, ...) for parsing.
     from apache_beam.runners.dask.dask_runner import DaskRunner
@@ -81,9 +85,12 @@ def analyse_on_dask(argv: list[str]) -> None:
         build_analysis(p, RaceConfig(dask_opts.view_as(RacelensOptions)))
         result = p.run()
         try:
-            result.wait_until_finish()
+            # The runner computes the graph's last step as one collection, whose elements
+            # the client gathers (raising a worker's error here): (image_id, path) pairs.
+            [files] = result.client.gather(result.futures)
         finally:
             result.client.close()  # the runner opens a client and leaves it open
+    return grouped_copies(files)
 
 
 @contextlib.contextmanager

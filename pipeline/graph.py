@@ -14,7 +14,7 @@ Run it with `racelens run --images DIR --course FILE --start-list FILE --out DIR
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import apache_beam as beam
 import pyarrow.parquet as pq
@@ -29,7 +29,13 @@ from transforms.dedup import DedupPhotos
 from transforms.exif import ParseExif
 from transforms.identify import IdentifyAthletes
 from transforms.passages import PassagesPerStation, StationHealth
-from transforms.photos import AnalyseContent, AnalysePhotos, ReadPhotos, list_photos
+from transforms.photos import (
+    AnalyseContent,
+    AnalysePhotos,
+    ReadPhotos,
+    StoreFacts,
+    list_photos,
+)
 from transforms.results import BuildLeaderboard
 from transforms.splits import CheckSplits
 from transforms.write import IMAGES_FILE, WriteResults
@@ -46,7 +52,8 @@ def build(p: beam.Pipeline, cfg: RaceConfig) -> beam.PCollection:
 
 
 def build_analysis(p: beam.Pipeline, cfg: RaceConfig) -> beam.PCollection:
-    """Only the analysis half: every photo's facts into the fact store, nothing timed.
+    """Only the analysis half: every photo's facts into the fact store, nothing timed;
+    returns (image_id, path) of every file.
 
     For engines that run per-photo work correctly but not windows (Beam's DaskRunner).
     The files are listed here, on the launcher: a listing made inside the pipeline is a
@@ -56,7 +63,7 @@ def build_analysis(p: beam.Pipeline, cfg: RaceConfig) -> beam.PCollection:
     return (
         p
         | "ListedPhotos" >> beam.Create(list_photos(cfg.images))
-        | "AnalysePhotos" >> AnalysePhotos(cfg.facts, cfg.images)
+        | "StoreFacts" >> StoreFacts(cfg.facts)
     )
 
 
@@ -138,7 +145,12 @@ def photos_of_last_run(out_dir: str) -> list[tuple[str, list[str]]]:
             rows = pq.read_table(f, columns=["image_id", "path"]).to_pylist()
     except (OSError, BeamIOError) as e:
         raise ConfigError(f"{path}: no results of an earlier run to re-time ({e})") from e
+    return grouped_copies((row["image_id"], row["path"]) for row in rows)
+
+
+def grouped_copies(files: Iterable[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    """(image_id, path) of every file -> (image_id, paths of its exact copies), sorted."""
     paths: dict[str, list[str]] = {}
-    for row in rows:
-        paths.setdefault(row["image_id"], []).append(row["path"])
-    return sorted(paths.items())
+    for image_id, path in files:
+        paths.setdefault(image_id, []).append(path)
+    return sorted((image_id, sorted(copies)) for image_id, copies in paths.items())

@@ -1,20 +1,23 @@
 """More cores, or more machines, give the results of one process, row for row.
 
 An in-process DirectRunner run of the shared demo race is the reference. The
-DirectRunner with two worker processes and Dask with a LocalCluster of two worker
-processes each analyse every photo afresh (each run has its own fact store) and
-must write the same rows in every output file.
+DirectRunner with two worker processes and Dask (a scheduler and two workers, each
+a process of its own, as on a cluster) each analyse every photo afresh (each run has
+its own fact store) and must write the same rows in every output file.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
-from dask.distributed import Client
+from dask.distributed import Client, get_task_stream
 
 from pipeline import engines
 from pipeline.cli import main
@@ -23,6 +26,7 @@ from pipeline.summary import OUTPUT_FILES
 from tests.conftest import restored_logging
 
 Results = dict[str, object]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def run_race(race: Path, out: Path, *engine_argv: str) -> Path:
@@ -73,8 +77,43 @@ def test_direct_runner__two_worker_processes_give_the_in_process_results(
     assert_same_results(out, in_process)
 
 
-def test_dask__local_cluster_analyses_every_photo_and_the_results_are_the_in_process_ones(
-    race: Path, in_process: Results, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A dask.distributed scheduler and two single-threaded workers, each its own process
+    started by the `dask` command as on a cluster; yields the scheduler file."""
+    folder = tmp_path_factory.mktemp("dask")
+    scheduler_file = folder / "scheduler.json"
+    # The workers import racelens from this checkout, as a cluster's from its install.
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+
+    def start(*args: str) -> subprocess.Popen:
+        command = [sys.executable, "-m", "dask", *args, "--dashboard-address=:0"]
+        return subprocess.Popen(
+            command, env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    started = [start("scheduler", "--port=0", f"--scheduler-file={scheduler_file}")]
+    try:
+        worker = ("worker", f"--scheduler-file={scheduler_file}", "--nthreads=1", "--no-nanny")
+        started += [start(*worker, f"--local-directory={folder}") for _ in range(2)]
+        with Client(scheduler_file=str(scheduler_file), timeout=60) as client:
+            client.wait_for_workers(2, timeout=60)
+        yield scheduler_file
+    finally:
+        for process in started:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def test_dask__a_cluster_of_separate_processes_analyses_every_photo_with_the_in_process_results(
+    race: Path,
+    in_process: Results,
+    dask_cluster: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     out = tmp_path / "out"
     stored_before_timing: list[Path] = []
@@ -85,9 +124,19 @@ def test_dask__local_cluster_analyses_every_photo_and_the_results_are_the_in_pro
         return time_race(argv, graph=graph)
 
     monkeypatch.setattr(engines, "run", spy)
-    run_race(race, out, "--runner=DaskRunner", "--dask_local_workers=2")
+    with Client(scheduler_file=str(dask_cluster)) as client, get_task_stream(client) as tasks:
+        # Small partitions, so that both workers get some of this small race.
+        run_race(
+            race,
+            out,
+            "--runner=DaskRunner",
+            f"--dask_scheduler_file={dask_cluster}",
+            "--dask_partition_size=4",
+        )
     assert stored_before_timing, "Dask stored the facts before the timing started"
     assert fact_files(out) == stored_before_timing, "the DirectRunner analysed nothing more"
+    analysing = {t["worker"] for t in tasks.data if "apply_dofn_to_bundle" in str(t["key"])}
+    assert len(analysing) == 2, "both workers analysed photos"
     assert_same_results(out, in_process)
 
 

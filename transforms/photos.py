@@ -250,7 +250,9 @@ def analyse_photo(data: bytes, image_id: str) -> PhotoFacts:
 def thumbnail_facts(gray: np.ndarray) -> tuple[str, Quality]:
     """Perceptual hash and quality statistics of the grey photo, from one small thumbnail."""
     thumb = cv2.resize(
-        gray, (THUMB_WIDTH, max(1, THUMB_WIDTH * gray.shape[0] // gray.shape[1])), cv2.INTER_AREA
+        gray,
+        (THUMB_WIDTH, max(1, THUMB_WIDTH * gray.shape[0] // gray.shape[1])),
+        interpolation=cv2.INTER_AREA,
     )
     return str(imagehash.phash(Image.fromarray(thumb))), measure_quality(thumb)
 
@@ -320,12 +322,11 @@ class _HashFile(beam.DoFn):
             yield unreadable_id(path), path
 
 
-class _AnalyseContent(beam.DoFn):
-    """(image_id, paths of identical files) -> one Photo per path, analysed once."""
+class _FactsDoFn(beam.DoFn):
+    """Analyses photos into the fact store, from `process()`."""
 
-    def __init__(self, store_root: str, images_root: str):
+    def __init__(self, store_root: str):
         self._store_root = store_root
-        self._images_root = images_root
         self._analysed = Metrics.counter("racelens", "photos_analysed")
         self._reused = Metrics.counter("racelens", "photos_reused")
         self._store: FactStore | None = None
@@ -335,6 +336,25 @@ class _AnalyseContent(beam.DoFn):
         # Workers already use every core: OpenCV's own threads only add hand-over costs,
         # as tesseract's do (measured: 59 against 67 CPU ms per 12 MP photo).
         cv2.setNumThreads(1)
+
+    def _analyse(self, data: bytes, image_id: str, path: str) -> PhotoFacts:
+        """The photo's facts, stored unless the analysis failed."""
+        try:
+            facts = analyse_photo(data, image_id)
+        except Exception:  # a library's bug on one photo must not stop the race: not stored
+            log.exception("analysing %s failed", path)
+            return PhotoFacts(image_id=image_id, error="analysis_failed")
+        self._store.put(facts)
+        self._analysed.inc()
+        return facts
+
+
+class _AnalyseContent(_FactsDoFn):
+    """(image_id, paths of identical files) -> one Photo per path, analysed once."""
+
+    def __init__(self, store_root: str, images_root: str):
+        super().__init__(store_root)
+        self._images_root = images_root
 
     def _facts(self, image_id: str, path: str) -> PhotoFacts:
         stored = self._store.get(image_id)
@@ -346,14 +366,7 @@ class _AnalyseContent(beam.DoFn):
         except (BeamIOError, OSError):
             # Not stored: the file may be readable on the next run.
             return PhotoFacts(image_id=image_id, error=unreadable_reason(path))
-        try:
-            facts = analyse_photo(data, image_id)
-        except Exception:  # a library's bug on one photo must not stop the race: not stored
-            log.exception("analysing %s failed", path)
-            return PhotoFacts(image_id=image_id, error="analysis_failed")
-        self._store.put(facts)
-        self._analysed.inc()
-        return facts
+        return self._analyse(data, image_id, path)
 
     def process(self, element: tuple[str, list[str]]) -> Iterator[Photo]:
         image_id, paths = element
@@ -361,6 +374,23 @@ class _AnalyseContent(beam.DoFn):
         facts = self._facts(image_id, paths[0])
         for path in paths:
             yield Photo(path=path, folder=folder_of(path, self._images_root), facts=facts)
+
+
+class _StoreFacts(_FactsDoFn):
+    """path -> (image_id, path), the photo's facts stored first; the file is read once."""
+
+    def process(self, path: str) -> Iterator[tuple[str, str]]:
+        try:
+            data = read_bytes(path)
+        except (BeamIOError, OSError):
+            yield unreadable_id(path), path  # the timing run finds why it cannot be read
+            return
+        image_id = image_id_of(data)
+        if self._store.get(image_id) is None:
+            self._analyse(data, image_id, path)
+        else:
+            self._reused.inc()
+        yield image_id, path
 
 
 class ReadPhotos(beam.PTransform):
@@ -415,3 +445,18 @@ class AnalysePhotos(beam.PTransform):
             | "GroupCopies" >> beam.GroupByKey()
             | "AnalyseContent" >> AnalyseContent(self._store_root, self._images_root)
         )
+
+
+class StoreFacts(beam.PTransform):
+    """Paths -> (image_id, path), every photo's facts in the store: the analysis alone.
+
+    One step per file, no grouping: a shuffle costs a distributed engine more than it
+    saves here. Exact copies may then both be analysed, into the same stored facts.
+    """
+
+    def __init__(self, store_root: str):
+        super().__init__()
+        self._fn = _StoreFacts(store_root)
+
+    def expand(self, paths: beam.PCollection) -> beam.PCollection:
+        return paths | "Store" >> beam.ParDo(self._fn)
