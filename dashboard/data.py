@@ -22,6 +22,7 @@ from transforms import schemas
 from transforms.corrections import LogReading, read_corrections_leniently
 from transforms.course import load_course
 from transforms.schemas import (
+    ATHLETE_PHOTOS_FILE,
     IMAGES_FILE,
     LEADERBOARD_FILE,
     PASSAGES_FILE,
@@ -41,6 +42,7 @@ _SCHEMAS = {
     REVIEW_FILE: schemas.REVIEW,
     STATIONS_FILE: schemas.STATIONS,
     LEADERBOARD_FILE: schemas.leaderboard_schema(()),
+    ATHLETE_PHOTOS_FILE: schemas.ATHLETE_PHOTOS,
 }
 
 
@@ -109,6 +111,11 @@ def leaderboard(out: str) -> pd.DataFrame:
 
 def stations(out: str) -> pd.DataFrame:
     return _table(out, STATIONS_FILE)
+
+
+def athlete_photos(out: str) -> pd.DataFrame:
+    """Every photo each athlete was identified on (by bib, face or an official)."""
+    return _table(out, ATHLETE_PHOTOS_FILE)
 
 
 def results_written_at(out: str) -> int:

@@ -175,9 +175,7 @@ def photos_zip(images: pd.DataFrame, image_ids: Iterable[str]) -> bytes:
     return out.getvalue()
 
 
-def photos_of(images: pd.DataFrame, passages: pd.DataFrame, bib: str) -> pd.DataFrame:
-    """The photos of one athlete in time order: every photo on which their bib was read,
-    and the photo of each of their passages (which also finds manual assignments)."""
-    read_on = images["bibs"].map(lambda bibs: bibs is not None and bib in list(bibs))
-    passed = images["image_id"].isin(passages.loc[passages["bib"] == bib, "image_id"])
-    return images[read_on | passed].drop_duplicates("image_id").sort_values("taken_at")
+def photos_of(athlete_photos: pd.DataFrame, bib: str) -> pd.DataFrame:
+    """The photos one athlete was identified on (athlete_photos.parquet), in time order."""
+    mine = athlete_photos[athlete_photos["bib"] == bib]
+    return mine.sort_values(["taken_at", "path"], na_position="last")

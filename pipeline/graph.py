@@ -5,8 +5,8 @@ quality, bib reads; facts stored by image_id), then timed as a race: EXIF
 gives each photo its station and event time, duplicates are marked, bib
 reads are checked against the start list, sightings of a bib at a station
 merge into one passage per session window, implausible splits go to review,
-and the leaderboard, the review queue and station health are written as
-Parquet (and the results as CSV).
+and the leaderboard, the review queue, station health and each athlete's
+photos are written as Parquet (and the results as CSV).
 
 Run it with `racelens run --images DIR --course FILE --start-list FILE --out DIR`;
 `racelens results --out DIR` times the race again from the stored facts.
@@ -23,6 +23,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.options import RaceConfig, RacelensOptions
+from transforms.athlete_photos import AthletePhotos
 from transforms.corrections import decisions_by_image, official_statuses
 from transforms.course import ConfigError
 from transforms.dedup import DedupPhotos
@@ -120,6 +121,8 @@ def time_race(photos: beam.PCollection, cfg: RaceConfig) -> beam.PCollection:
         "leaderboard": leaderboard,
         "stations": (identified.photos, passages)
         | "StationHealth" >> StationHealth(settings.health_window_s),
+        "athlete_photos": (identified.sightings, passages, identified.photos)
+        | "AthletePhotos" >> AthletePhotos(),
     } | "WriteResults" >> WriteResults(cfg.out, course)
 
 

@@ -26,6 +26,7 @@ from apache_beam.transforms.window import BoundedWindow, WindowFn
 from apache_beam.utils.timestamp import Timestamp
 
 from pipeline.options import RaceConfig
+from transforms.athlete_photos import athlete_photos_of
 from transforms.corrections import decisions_by_image, official_statuses
 from transforms.dedup import mark_exact_duplicates, mark_near_duplicates
 from transforms.exif import place_in_race
@@ -161,6 +162,7 @@ class Timed:
     review: list[ReviewItem]
     leaderboard: list[dict]
     stations: list[dict]
+    athlete_photos: list[dict]
 
     def tables(self) -> dict[str, list]:
         return {
@@ -169,6 +171,7 @@ class Timed:
             "review": self.review,
             "leaderboard": self.leaderboard,
             "stations": self.stations,
+            "athlete_photos": self.athlete_photos,
         }
 
 
@@ -209,6 +212,9 @@ def results_of(identified: list[Identified], passages: list[Passage], cfg: RaceC
             checked, cfg.course, cfg.athletes, cfg.as_of, official_statuses(cfg.corrections)
         ),
         stations=station_health(images, checked, cfg.course.settings.health_window_s),
+        athlete_photos=athlete_photos_of(
+            [s for i in identified for s in i.sightings], checked, images
+        ),
     )
 
 

@@ -114,6 +114,26 @@ def _write(path: Path, rows: list[dict], schema: pa.Schema) -> None:
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
 
 
+# Athlete 104 was also recognised by face on 103's photo at cp1.
+FACE_MATCH = ("104", "cp1-103", 0.9)
+
+
+def _athlete_photos(images: list[dict], passages: list[Passage]) -> list[dict]:
+    """The photo of each passage, and FACE_MATCH, as the pipeline lists them."""
+    by_id = {row["image_id"]: row for row in images}
+
+    def row(bib: str, image: dict, method: str, confidence: float) -> dict:
+        fields = ("image_id", "path", "station_id", "taken_at")
+        return {"bib": bib, "method": method, "confidence": confidence} | {
+            f: image[f] for f in fields
+        }
+
+    rows = [row(p.bib, by_id[p.image_id], p.method, p.confidence) for p in passages]
+    bib, name, confidence = FACE_MATCH
+    face_photo = next(r for r in images if r["path"].endswith(f"/{name}.jpg"))
+    return rows + [row(bib, face_photo, "face_match", confidence)]
+
+
 def build_race(root: Path) -> Race:
     """Writes the race below root: course, start list, photos, run.json, five Parquet files."""
     race = Race(root, root / "results", root / "images")
@@ -175,6 +195,11 @@ def build_race(root: Path) -> Race:
     _write(race.out / "review.parquet", reviews, schemas.REVIEW)
     _write(race.out / "leaderboard.parquet", board, schemas.leaderboard_schema(course.station_ids))
     _write(race.out / "stations.parquet", windows, schemas.STATIONS)
+    _write(
+        race.out / schemas.ATHLETE_PHOTOS_FILE,
+        _athlete_photos(images, passages),
+        schemas.ATHLETE_PHOTOS,
+    )
     (race.out / "results.csv").write_text("Place,Bib,Name\n1,101,Ingrid Berg\n", encoding="utf-8")
     run = {
         "images": str(race.images),

@@ -188,6 +188,14 @@ def test_athlete__passages_and_photos_of_an_athlete(open_page: Callable[..., App
     assert len(at.get("page_link")) == 3  # one "correct this photo" link per photo
 
 
+def test_athlete__photos_recognised_by_face_are_among_the_athletes_photos(
+    open_page: Callable[..., AppTest],
+) -> None:
+    at = open_page(ATHLETE, bib="104")
+    assert "Photos (3)" in [s.value for s in at.subheader]
+    assert [t for t in texts(at) if t.endswith("· by face")] == ["5 km · 10:20:50 · by face"]
+
+
 def test_athlete__choosing_an_athlete_puts_them_in_the_address(
     open_page: Callable[..., AppTest],
 ) -> None:

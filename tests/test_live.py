@@ -93,7 +93,7 @@ def test_watch__dripped_race_equals_the_batch_run(race: Path, batch: Path, tmp_p
         assert main(["run", *_argv(race, live_images, tmp_path / "batch", facts)]) == 0
     assert state.cycles >= 3, "results were updated while photos arrived, and at the end"
     assert differing(tmp_path / "live", tmp_path / "batch") == []
-    for name in ("images.parquet", "review.parquet", "stations.parquet"):
+    for name in ("images.parquet", "review.parquet", "stations.parquet", "athlete_photos.parquet"):
         assert _table(tmp_path / "live", name) == _table(tmp_path / "batch", name), name
 
 

@@ -157,6 +157,19 @@ def test_run__finds_the_true_passages_without_false_or_duplicate_rows(
     assert (score.files_missing, score.files_repeated) == (0, 0), score.report()
 
 
+def test_run__athlete_photos_hold_each_passage_photo_and_export_one_folder_per_athlete(
+    first_run: Run, tmp_path: Path
+) -> None:
+    photos = pq.read_table(first_run.out / "athlete_photos.parquet").to_pylist()
+    listed = {(r["bib"], r["image_id"]) for r in photos}
+    passages = pq.read_table(first_run.out / "passages.parquet").to_pylist()
+    assert {(p["bib"], p["image_id"]) for p in passages} <= listed
+    assert len(listed) == len(photos), "one row per athlete and photo"
+    assert main(["photos", "--out", str(first_run.out), "--to", str(tmp_path)]) == 0
+    exported = Counter(p.parent.name for p in tmp_path.rglob("*.jpg"))
+    assert exported == Counter(r["bib"] for r in photos)
+
+
 def test_run__leaderboard_has_one_row_per_athlete_of_the_start_list(
     race: Path, first_run: Run
 ) -> None:

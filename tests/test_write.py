@@ -12,7 +12,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from tests.conftest import CONTRACT_COLUMNS, at, athlete, passage, photo, read, sighting
+from tests.conftest import CONTRACT_COLUMNS, at, athlete, passage, photo, read
 from transforms import schemas
 from transforms.course import Course
 from transforms.identify import ReviewItem
@@ -113,7 +113,7 @@ def _write_results(
     course: Course,
     leaderboard: list[dict],
     passages: list[Passage] | None = None,
-    sightings: list | None = None,
+    athlete_photos: list[dict] | None = None,
 ) -> None:
     review = ReviewItem("id-r", "/x/r.jpg", "unknown_bib", ("999",), "finish", at(5))
     image = photo("b", status="passage", bibs=(read("101"),))
@@ -125,9 +125,8 @@ def _write_results(
             # One element unpacked in one bundle: the arrival order is exactly this list's.
             "leaderboard": p | "Board" >> beam.Create([leaderboard]) | beam.FlatMap(lambda r: r),
             "stations": p | "Stations" >> beam.Create([]),
+            "athlete_photos": p | "AthletePhotos" >> beam.Create(athlete_photos or []),
         }
-        if sightings is not None:
-            outputs["sightings"] = p | "Sightings" >> beam.Create(sightings)
         outputs | WriteResults(str(out), course)
 
 
@@ -165,12 +164,31 @@ def test_write_results__leaderboard_file_is_in_rank_order_whatever_the_arrival(
     assert [r["bib"] for r in board] == ["102", "101", "103"]
 
 
-def test_write_results__with_sightings_writes_athlete_photos(
-    tmp_path: Path, course: Course
-) -> None:
-    _write_results(tmp_path, course, [], sightings=[sighting("101", 0, image_id="id-b")])
+def test_write_results__athlete_photos_by_bib_then_time(tmp_path: Path, course: Course) -> None:
+    def row(bib: str, image: str, seconds: float | None) -> dict:
+        taken = None if seconds is None else at(seconds)
+        return {
+            "bib": bib,
+            "image_id": f"id-{image}",
+            "path": f"/x/{image}.jpg",
+            "station_id": "finish",
+            "taken_at": taken,
+            "method": "face_match",
+            "confidence": 0.8,
+        }
+
+    rows = [
+        row("102", "a", 50),
+        row("101", "c", 90),
+        row("101", "no-exif", None),
+        row("101", "b", 10),
+    ]
+    _write_results(tmp_path, course, [], athlete_photos=rows)
     written = pq.read_table(tmp_path / ATHLETE_PHOTOS_FILE)
     assert written.schema.equals(schemas.ATHLETE_PHOTOS)
-    assert [(r["bib"], r["image_id"], r["method"]) for r in written.to_pylist()] == [
-        ("101", "id-b", "bib_ocr")
+    assert [(r["bib"], r["image_id"]) for r in written.to_pylist()] == [
+        ("101", "id-no-exif"),
+        ("101", "id-b"),
+        ("101", "id-c"),
+        ("102", "id-a"),
     ]

@@ -9,6 +9,7 @@ read these rows, so both show the same photos.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
@@ -63,6 +64,19 @@ def athlete_photo_rows(
         }
         for s in sorted(best.values(), key=lambda s: s.bib)
     ]
+
+
+def athlete_photos_of(
+    sightings: Iterable[Sighting], passages: Iterable[Passage], photos: Iterable[Photo]
+) -> list[dict]:
+    """What AthletePhotos gives, without a pipeline (the local live mode)."""
+    evidence: dict[str, list[Sighting]] = defaultdict(list)
+    for s in [s for s in sightings if s.confirmed] + [passage_evidence(p) for p in passages]:
+        evidence[s.image_id].append(s)
+    files: dict[str, list[Photo]] = defaultdict(list)
+    for photo in photos:
+        files[photo.image_id].append(photo)
+    return [row for i, found in evidence.items() for row in athlete_photo_rows(i, found, files[i])]
 
 
 class _JoinPhotos(beam.DoFn):

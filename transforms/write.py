@@ -24,7 +24,6 @@ from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 
 from transforms import schemas
-from transforms.athlete_photos import AthletePhotos
 from transforms.course import Course
 from transforms.export import results_csv
 from transforms.identify import ReviewItem, best_reads
@@ -193,6 +192,12 @@ def outputs_of(course: Course) -> dict[str, Output]:
             schemas.STATIONS,
             lambda r: (course_order[r["station_id"]], r["window_start"]),
         ),
+        "athlete_photos": Output(
+            "AthletePhotos",
+            ATHLETE_PHOTOS_FILE,
+            schemas.ATHLETE_PHOTOS,
+            lambda r: (r["bib"], r["taken_at"] or _NEVER, r["path"]),
+        ),
     }
 
 
@@ -215,8 +220,8 @@ def write_results(tables: dict[str, Iterable], out_dir: str, course: Course) -> 
 
 
 class WriteResults(beam.PTransform):
-    """The five Parquet files of the contract (each with its explicit schema and a stable
-    order) and the results as CSV; given the sightings too, athlete_photos.parquet."""
+    """The five Parquet files of the contract and athlete_photos.parquet (each with its
+    explicit schema and a stable order), and the results as CSV."""
 
     def __init__(self, out_dir: str, course: Course):
         super().__init__()
@@ -236,15 +241,4 @@ class WriteResults(beam.PTransform):
             | "WholeBoard" >> beam.combiners.ToList()
             | "WriteCsv" >> beam.Map(write_csv, self._out_dir, self._course)
         )
-        if "sightings" in outputs:
-            written.append(
-                (outputs["sightings"], outputs["passages"], outputs["images"])
-                | "AthletePhotos" >> AthletePhotos()
-                | "WriteAthletePhotos"
-                >> WriteTable(
-                    FileSystems.join(self._out_dir, ATHLETE_PHOTOS_FILE),
-                    schemas.ATHLETE_PHOTOS,
-                    lambda r: (r["bib"], r["taken_at"] or _NEVER, r["path"]),
-                )
-            )
         return written | "Written" >> beam.Flatten()

@@ -1,5 +1,8 @@
 """Athlete: one athlete's result, passages and splits, and every photo of them.
 
+The photos are those the pipeline identified the athlete on, by bib or by face
+(athlete_photos.parquet, the same list `racelens photos` exports).
+
 `?bib=123` opens an athlete directly (the leaderboard links here). Each photo links to
 the review page, where an official can correct what the pipeline made of it; the photos
 download as one zip.
@@ -15,6 +18,7 @@ import streamlit as st
 from dashboard import board, data, formats, photos, ui
 
 PHOTO_COLUMNS = 4
+HOW = {"bib_ocr": "by bib", "face_match": "by face", "manual": "by an official"}
 BIB_KEY = "athlete_bib"
 
 
@@ -63,7 +67,7 @@ def show_result(athlete: pd.Series) -> None:
 def show_photos(images: pd.DataFrame, mine: pd.DataFrame, race: data.Race, bib: str) -> None:
     st.subheader(f"Photos ({len(mine)})")
     if mine.empty:
-        st.text("No photo shows this bib.")
+        st.text("No photo shows this athlete.")
         return
     safe_bib = re.sub(r"[^A-Za-z0-9_-]", "_", bib)
     st.download_button(
@@ -83,7 +87,8 @@ def show_photos(images: pd.DataFrame, mine: pd.DataFrame, race: data.Race, bib: 
                 if jpeg is not None:
                     st.image(jpeg, alt="Photo of the athlete")
                 station = names.get(photo["station_id"], photo["station_id"] or "no station")
-                st.text(f"{station} · {formats.local_time(photo['taken_at'], race.timezone)}")
+                when = formats.local_time(photo["taken_at"], race.timezone)
+                st.text(f"{station} · {when} · {HOW.get(photo['method'], photo['method'])}")
                 st.page_link(
                     "views/review.py",
                     label="Correct this photo",
@@ -104,4 +109,5 @@ st.subheader("Passages and splits")
 passages = data.passages(settings.out)
 st.dataframe(board.passages_table(athlete, passages, race), hide_index=True)
 images = data.images(settings.out)
-show_photos(images, photos.photos_of(images, passages, athlete["bib"]), race, athlete["bib"])
+mine = photos.photos_of(data.athlete_photos(settings.out), athlete["bib"])
+show_photos(images, mine, race, athlete["bib"])
