@@ -44,9 +44,7 @@ def measure(athletes: int, seconds: float, work: Path) -> int:
     )
     load = os.getloadavg()[0]
     dripper.start()
-    state = watch(
-        [*argv, "--out", str(work / "live")], str(live_images), None, should_stop=done.is_set
-    )
+    state = watch([*argv, "--out", str(work / "live")], None, should_stop=done.is_set)
     dripper.join()
     latencies = sorted(state.published[p] - landed[p] for p in landed if p in state.published)
     batch = ["run", *argv, "--out", str(work / "batch"), "--facts", str(work / "live" / "facts")]
