@@ -57,7 +57,6 @@ class LiveState:
     sizes: dict[str, tuple[int, float]] = field(default_factory=dict)  # path -> (size, mtime)
     ids: dict[str, str] = field(default_factory=dict)  # path -> image_id, once stable
     hashed: dict[str, tuple[int, float]] = field(default_factory=dict)  # (size, mtime) hashed
-    first_seen: dict[str, float] = field(default_factory=dict)  # path -> wall time
     published: dict[str, float] = field(default_factory=dict)  # path -> wall time in results
     photos: dict[str, Photo] = field(default_factory=dict)  # path -> analysed photo
     watermark: datetime | None = None  # latest photo time seen (event time)
@@ -111,10 +110,7 @@ def batch_argv(argv: list[str]) -> list[str]:
 
 def poll(state: LiveState, images: str, final: bool = False) -> list[str]:
     """Takes in the files ready since the last poll (all present ones when final)."""
-    now = time.time()
     current = list_files(images)
-    for path in current:
-        state.first_seen.setdefault(path, now)
     ready = set(current) if final else stable_files(state.sizes, current)
     state.sizes = current
     # New files, and files rewritten since they were hashed (an upload that was retried).
