@@ -41,7 +41,7 @@ import yaml
 from PIL import Image, ImageDraw, ImageFont
 from PIL.TiffImagePlugin import IFDRational
 
-from pipeline.demo_faces import FACE_PX, Person, load_cast
+from pipeline.demo_faces import FACE_PX, Person, load_cast, paste_head
 
 __all__ = ["DemoSummary", "generate_race"]
 
@@ -919,26 +919,11 @@ def _draw_runner(frame: np.ndarray, figure: Figure) -> None:
         )
 
 
-@cache
-def _head_mask() -> np.ndarray:
-    """FACE_PX square alpha of an upright oval head with a soft edge.
-
-    The oval's half-axes (0.42, 0.5 of the side) contain the whole face dlib found, which
-    fills the middle 1 / (1 + 2 * FACE_MARGIN) of the crop.
-    """
-    mask = np.zeros((FACE_PX, FACE_PX), np.float32)
-    centre, axes = (FACE_PX // 2, FACE_PX // 2), (round(0.42 * FACE_PX), FACE_PX // 2 - 2)
-    cv2.ellipse(mask, centre, axes, 0, 0, 360, 1.0, -1, cv2.LINE_AA)
-    return cv2.GaussianBlur(mask, (0, 0), 2.0)[:, :, None]
-
-
 def _draw_face(frame: np.ndarray, figure: Figure, face: np.ndarray) -> None:
     """A real face over the drawn head, its chin just above the shoulders."""
     top = figure.ground - LEG_LEN - TORSO_H
     x0, y0 = figure.x - FACE_PX // 2, top + NECK - FACE_PX
-    roi = frame[y0 : y0 + FACE_PX, x0 : x0 + FACE_PX]
-    alpha = _head_mask()
-    roi[:] = (face * alpha + roi * (1 - alpha)).astype(np.uint8)
+    paste_head(frame[y0 : y0 + FACE_PX, x0 : x0 + FACE_PX], face)
 
 
 def render_bib(number: int, style: BibStyle, angle: float) -> BibPatch:

@@ -15,13 +15,14 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["FACE_PX", "Person", "find_people", "load_cast"]
+__all__ = ["FACE_PX", "Person", "find_people", "load_cast", "paste_head"]
 
 LABELS = "labels.csv"
 PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
@@ -33,6 +34,11 @@ FACE_MARGIN = 0.3  # of the found face's side, added on every side: forehead, ch
 # ones (the 150 px crops of faces-dev/bbt) once upsampled.
 DETECT_LONG_SIDE = 800
 UPSAMPLE_BELOW = 400
+# A face goes on a runner only if HOG finds it, as drawn, at each of these scales: found at
+# one scale and missed at the next is a face in half profile or half in shadow, which a
+# pipeline (searching at whatever scale its photos need) finds or not by chance.
+CHECK_SCALES = (1.0, 1.1, 1.25, 1.4, 1.6)
+CHECK_BACKGROUND = 150  # grey around the drawn head while checking
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,36 @@ def crop_face(rgb: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     return cv2.resize(square, (FACE_PX, FACE_PX), interpolation=cv2.INTER_AREA)
 
 
+@cache
+def head_mask() -> np.ndarray:
+    """FACE_PX square alpha of an upright oval head with a soft edge.
+
+    The oval's half-axes (0.42, 0.5 of the side) contain the whole face dlib found, which
+    fills the middle 1 / (1 + 2 * FACE_MARGIN) of the crop.
+    """
+    mask = np.zeros((FACE_PX, FACE_PX), np.float32)
+    centre, axes = (FACE_PX // 2, FACE_PX // 2), (round(0.42 * FACE_PX), FACE_PX // 2 - 2)
+    cv2.ellipse(mask, centre, axes, 0, 0, 360, 1.0, -1, cv2.LINE_AA)
+    return cv2.GaussianBlur(mask, (0, 0), 2.0)[:, :, None]
+
+
+def paste_head(roi: np.ndarray, face: np.ndarray) -> None:
+    """Draws the face crop as an oval head into roi (FACE_PX square, same channels)."""
+    alpha = head_mask() if roi.ndim == 3 else head_mask()[:, :, 0]
+    roi[:] = (face * alpha + roi * (1 - alpha)).astype(np.uint8)
+
+
+def found_at_every_scale(face: np.ndarray, detector) -> bool:
+    """Does HOG find exactly one face in the crop drawn as a head, at every CHECK_SCALES?"""
+    canvas = np.full((2 * FACE_PX, 2 * FACE_PX), CHECK_BACKGROUND, np.uint8)
+    grey = cv2.cvtColor(face, cv2.COLOR_RGB2GRAY)
+    paste_head(canvas[FACE_PX // 2 : -FACE_PX // 2, FACE_PX // 2 : -FACE_PX // 2], grey)
+    return all(
+        len(detector(cv2.resize(canvas, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR), 0)) == 1
+        for s in CHECK_SCALES
+    )
+
+
 def _faces(files: Sequence[Path], detector) -> Iterator[tuple[Path, np.ndarray]]:
     for path in files:
         rgb = _rgb(path)
@@ -131,7 +167,8 @@ def _faces(files: Sequence[Path], detector) -> Iterator[tuple[Path, np.ndarray]]
 
 
 def load_cast(root: str) -> tuple[Person, ...]:
-    """The people under root who can play a runner (two photos with one face each, at least).
+    """The people under root who can play a runner: a reference photo (the first with one
+    face) and at least one other photo whose face HOG finds at every scale when drawn.
 
     Raises ValueError when root is no folder or nobody qualifies.
     """
@@ -141,9 +178,9 @@ def load_cast(root: str) -> tuple[Person, ...]:
     cast = []
     for name, files in find_people(Path(root)).items():
         found = list(_faces(files, detector))
-        if len(found) >= 2:
-            reference = found[0][0]
-            cast.append(Person(name, reference, tuple(face for _, face in found[1:])))
+        drawn = tuple(face for _, face in found[1:] if found_at_every_scale(face, detector))
+        if drawn:
+            cast.append(Person(name, found[0][0], drawn))
     if not cast:
         raise ValueError(
             f"--faces {root}: no person with two photos showing one face each "
