@@ -1,9 +1,10 @@
 """The racelens pipeline: photos in, passages, leaderboard and review queue out.
 
 Photos are read and analysed one by one (hash, EXIF tags, perceptual hash,
-quality, bib reads; facts stored by image_id), then timed as a race: EXIF
+quality, bib reads, faces; facts stored by image_id), then timed as a race: EXIF
 gives each photo its station and event time, duplicates are marked, bib
-reads are checked against the start list, sightings of a bib at a station
+reads are checked against the start list, faces without a read bib are matched
+against a gallery of the athletes' faces, sightings of a bib at a station
 merge into one passage per session window, implausible splits go to review,
 and the leaderboard, the review queue, station health and each athlete's
 photos are written as Parquet (and the results as CSV).
@@ -28,7 +29,8 @@ from transforms.corrections import decisions_by_image, official_statuses
 from transforms.course import ConfigError
 from transforms.dedup import DedupPhotos
 from transforms.exif import ParseExif
-from transforms.identify import IdentifyAthletes
+from transforms.faces import BuildGallery, faces_enabled, reference_photos
+from transforms.identify import FaceRule, IdentifyAthletes
 from transforms.passages import PassagesPerStation, StationHealth
 from transforms.photos import (
     AnalyseContent,
@@ -47,7 +49,7 @@ def build(p: beam.Pipeline, cfg: RaceConfig) -> beam.PCollection:
     photos = (
         p
         | "ReadPhotos" >> ReadPhotos(cfg.images)
-        | "AnalysePhotos" >> AnalysePhotos(cfg.facts, cfg.images)
+        | "AnalysePhotos" >> AnalysePhotos(cfg.facts, cfg.images, faces_on(cfg))
     )
     return time_race(photos, cfg)
 
@@ -64,7 +66,7 @@ def build_analysis(p: beam.Pipeline, cfg: RaceConfig) -> beam.PCollection:
     return (
         p
         | "ListedPhotos" >> beam.Create(list_photos(cfg.images))
-        | "StoreFacts" >> StoreFacts(cfg.facts)
+        | "StoreFacts" >> StoreFacts(cfg.facts, faces_on(cfg))
     )
 
 
@@ -81,7 +83,7 @@ def build_from_groups(
     photos = (
         p
         | "HashedPhotos" >> beam.Create(groups)
-        | "AnalyseContent" >> AnalyseContent(cfg.facts, cfg.images)
+        | "AnalyseContent" >> AnalyseContent(cfg.facts, cfg.images, faces_on(cfg))
     )
     return time_race(photos, cfg)
 
@@ -93,15 +95,27 @@ def time_race(photos: beam.PCollection, cfg: RaceConfig) -> beam.PCollection:
     deduped = placed.timed | "DedupPhotos" >> DedupPhotos(
         settings.burst_gap_s, settings.near_duplicate_bits
     )
+    known = frozenset(a.bib for a in cfg.athletes)
+    gallery = (
+        deduped
+        | "BuildGallery"
+        >> BuildGallery(
+            reference_photos(cfg.athletes, cfg.start_list_file), known, settings.review_threshold
+        )
+        if faces_on(cfg)
+        else None
+    )
     # Rejected photos pass through too: an official may place one that EXIF could not.
     identified = (
         (deduped, placed.rejected)
         | "AllPhotos" >> beam.Flatten()
         | "IdentifyAthletes"
         >> IdentifyAthletes(
-            frozenset(a.bib for a in cfg.athletes),
+            known,
             settings.review_threshold,
             decisions_by_image(cfg.corrections),
+            gallery,
+            FaceRule(settings.face_threshold, settings.face_margin),
         )
     )
     checked = (
@@ -124,6 +138,10 @@ def time_race(photos: beam.PCollection, cfg: RaceConfig) -> beam.PCollection:
         "athlete_photos": (identified.sightings, passages, identified.photos)
         | "AthletePhotos" >> AthletePhotos(),
     } | "WriteResults" >> WriteResults(cfg.out, course)
+
+
+def faces_on(cfg: RaceConfig) -> bool:
+    return faces_enabled(cfg.course.settings)
 
 
 def run(

@@ -34,6 +34,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline.options import RaceConfig, RacelensOptions
 from pipeline.retime import time_photos
 from transforms.exif import place_in_race
+from transforms.faces import faces_enabled
 from transforms.passages import advance_watermark, is_too_late
 from transforms.photos import (
     _AnalyseContent,  # the analysis DoFn itself, called in-process
@@ -133,7 +134,9 @@ class LiveRace:
         self.cfg = RaceConfig(PipelineOptions(batch_argv(argv)).view_as(RacelensOptions))
         self.state = LiveState()
         self._log = log
-        self._analyser = _AnalyseContent(self.cfg.facts, text_path(self.cfg.images))
+        self._analyser = _AnalyseContent(
+            self.cfg.facts, text_path(self.cfg.images), faces_enabled(self.cfg.course.settings)
+        )
         self._analyser.setup()
 
     def update(self, final: bool = False) -> list[str]:

@@ -30,7 +30,8 @@ from transforms.athlete_photos import athlete_photos_of
 from transforms.corrections import decisions_by_image, official_statuses
 from transforms.dedup import mark_exact_duplicates, mark_near_duplicates
 from transforms.exif import place_in_race
-from transforms.identify import Identified, ReviewItem, identify_photo
+from transforms.faces import faces_enabled, gallery_of, reference_photos
+from transforms.identify import FaceRule, Identified, ReviewItem, identify_photo
 from transforms.passages import (
     Frame,
     Passage,
@@ -189,8 +190,20 @@ def identify_all(
         settings.burst_gap_s,
         settings.near_duplicate_bits,
     )
+    gallery = (
+        gallery_of(
+            deduped,
+            reference_photos(cfg.athletes, cfg.start_list_file),
+            known,
+            settings.review_threshold,
+        )
+        # Photos analysed without faces (face matching off) have nothing to match.
+        if faces_enabled(settings) and any(p.facts.faces for p in deduped)
+        else None
+    )
+    face_rule = FaceRule(settings.face_threshold, settings.face_margin)
     identified = [
-        identify_photo(p, known, settings.review_threshold, decisions)
+        identify_photo(p, known, settings.review_threshold, decisions, gallery, face_rule)
         for p in deduped + [p for p in placed if p.status == REJECTED]
     ]
     # An official's decision on a late photo times it like any other.

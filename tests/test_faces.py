@@ -13,7 +13,8 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from tests.conftest import photo
+from tests.conftest import athlete, photo
+from transforms.course import Settings, parse_course
 from transforms.faces import (
     MAX_FACE_CONFIDENCE,
     BuildGallery,
@@ -22,13 +23,27 @@ from transforms.faces import (
     detect_portrait_face,
     enrolments,
     face_models,
+    faces_enabled,
     find_faces,
+    gallery_of,
     match_confidence,
     match_face,
     models_available,
+    reference_photos,
     untied_faces,
 )
-from transforms.records import BibSeen, FaceSeen, PhotoFacts, facts_from_json, facts_to_json
+from transforms.identify import FaceRule, IdentifyAthletes, identify, identify_faces
+from transforms.records import (
+    NO_ATHLETE,
+    PASSAGE,
+    REVIEW,
+    BibSeen,
+    FaceSeen,
+    Photo,
+    PhotoFacts,
+    facts_from_json,
+    facts_to_json,
+)
 
 DATA = Path(os.environ.get("RACELENS_DATA", "/work/shared/data"))
 FACES_DEV = DATA / "faces-dev"
@@ -165,30 +180,55 @@ def test_enrolments__weak_unlisted_or_ambiguous_reads_enrol_nothing() -> None:
     assert enrolments([between], [left, right], known, 0.75) == []
 
 
-def test_build_gallery__references_and_clean_enrolments_only() -> None:
+def test_build_gallery__clean_enrolments_only() -> None:
     runner = face(100, 100, embedding=unit(0.25, 0.5))
     pair = (face(100, 100, embedding=unit(0.1)), face(180, 100, embedding=unit(0.2)))
+    between = BibSeen("102", 0.95, (140, 280, 200, 310))
     photos = [
-        replace(
-            photo("a"), facts=PhotoFacts("a", bibs=(bib_below(runner, "101"),), faces=(runner,))
-        ),
-        replace(
-            photo("b"),
-            facts=PhotoFacts("b", bibs=(BibSeen("102", 0.95, (140, 280, 200, 310)),), faces=pair),
-        ),
+        with_faces("a", (runner,), bibs=(bib_below(runner, "101"),)),
+        with_faces("b", pair, bibs=(between,)),  # ambiguous: enrols no one
+        replace(with_faces("c", (runner,), bibs=(bib_below(runner, "103"),)), status="duplicate"),
     ]
-    known = frozenset({"101", "102", "103"})
 
     with TestPipeline() as p:
         gallery = (
             p
             | beam.Create(photos)
-            | BuildGallery([("103", unit(0.75))], known, 0.75)
+            | BuildGallery([], KNOWN, 0.75)
             | beam.Map(
                 lambda g: [(b, v[:2]) for b, v in zip(g.bibs, g.vectors.tolist(), strict=True)]
             )
         )
-        assert_that(gallery, equal_to([[("101", [0.25, 0.5]), ("103", [0.75, 0.0])]]))
+        assert_that(gallery, equal_to([[("101", [0.25, 0.5])]]))
+
+
+def test_gallery_of__in_process_gallery_is_the_pipelines() -> None:
+    runner = face(100, 100, embedding=unit(0.25, 0.5))
+    photos = [
+        with_faces("a", (runner,), bibs=(bib_below(runner, "101"),)),
+        replace(with_faces("c", (runner,), bibs=(bib_below(runner, "103"),)), status="duplicate"),
+    ]
+
+    gallery = gallery_of(photos, [], KNOWN, 0.75)
+
+    assert gallery.bibs == ("101",)
+    assert gallery.vectors[:, :2].tolist() == [[0.25, 0.5]]
+
+
+@needs_models
+def test_build_gallery__reference_photo_with_a_face_enrols_one_without_is_skipped() -> None:
+    reference = FACES_DEV / "misc" / "obama_5.jpg"
+    if not reference.exists():
+        pytest.skip(f"dev faces not found at {FACES_DEV} (set RACELENS_DATA)")
+
+    with TestPipeline() as p:
+        gallery = (
+            p
+            | beam.Create([])
+            | BuildGallery([("101", str(reference)), ("102", "/no/such.jpg")], KNOWN, 0.75)
+            | beam.Map(lambda g: (g.bibs, g.vectors.shape))
+        )
+        assert_that(gallery, equal_to([(("101",), (1, 128))]))
 
 
 def test_facts_json__faces_round_trip_and_none_stays_none() -> None:
@@ -231,6 +271,154 @@ def test_detect_portrait_face__tight_crop_without_detection_is_the_whole_crop() 
 
     assert len(boxes) == 1
     assert boxes[0][2] - boxes[0][0] >= 40
+
+
+# --- identification --------------------------------------------------------------------------
+
+KNOWN = frozenset({"101", "102", "103"})
+RULE = FaceRule(threshold=0.6, margin=0.1)
+GALLERY = Gallery.of([("101", unit(1.0)), ("102", unit(0.0, 1.0)), ("103", unit(0.0, 0.0, 1.0))])
+
+
+def with_faces(name: str, faces: tuple[FaceSeen, ...], bibs: tuple[BibSeen, ...] = ()) -> Photo:
+    ph = photo(name, bibs=bibs)
+    return replace(ph, facts=replace(ph.facts, faces=faces))
+
+
+def faced(ph: Photo, gallery: Gallery = GALLERY):
+    return identify_faces(identify(ph, KNOWN, 0.75), gallery, RULE)
+
+
+def test_identify_faces__face_without_bib_is_a_confirmed_face_match_passage() -> None:
+    ph = with_faces("a", (face(100, 100, embedding=unit(0.95, 0.05)),))
+
+    result = faced(ph)
+
+    assert result.photo.status == PASSAGE
+    [s] = result.sightings
+    assert (s.bib, s.method, s.confirmed) == ("101", "face_match", True)
+    assert 0.75 <= s.confidence <= MAX_FACE_CONFIDENCE
+    assert result.review == ()
+
+
+def test_identify_faces__face_between_two_athletes_goes_to_review_with_both() -> None:
+    close = Gallery.of([("101", unit(0.5)), ("102", unit(0.0, 0.5))])
+    ph = with_faces("a", (face(100, 100, embedding=unit(0.27, 0.25)),))
+
+    result = faced(ph, close)
+
+    assert (result.photo.status, result.photo.reason) == (REVIEW, "face_uncertain")
+    assert result.sightings == ()
+    assert [(i.reason, set(i.candidates)) for i in result.review] == [
+        ("face_uncertain", {"101", "102"})
+    ]
+
+
+def test_identify_faces__unknown_faces_review_as_unknown_face_or_several_athletes() -> None:
+    stranger = unit(0.0, 0.0, 0.0, 1.0)
+    one = faced(with_faces("a", (face(100, 100, embedding=stranger),)))
+    two = faced(with_faces("b", (face(100, 100, embedding=stranger), face(400, 100, 60, stranger))))
+
+    assert (one.photo.reason, [i.reason for i in one.review]) == ("unknown_face", ["unknown_face"])
+    assert two.photo.reason == "several_athletes"
+    assert [i.reason for i in two.review] == ["unknown_face", "unknown_face"]
+
+
+def test_identify_faces__bib_under_a_face_wins_over_what_the_face_looks_like() -> None:
+    runner = face(100, 100, embedding=unit(0.0, 1.0))  # looks like 102, wears 101
+    ph = with_faces("a", (runner,), bibs=(bib_below(runner, "101"),))
+
+    result = faced(ph)
+
+    assert [(s.bib, s.method) for s in result.sightings] == [("101", "bib_ocr")]
+
+
+def test_identify_faces__spectator_on_a_passage_photo_needs_no_review() -> None:
+    runner = face(100, 100, embedding=unit(1.0))
+    spectator = face(400, 100, embedding=unit(0.0, 0.0, 0.0, 1.0))
+    ph = with_faces("a", (runner, spectator), bibs=(bib_below(runner, "101"),))
+
+    result = faced(ph)
+
+    assert result.photo.status == PASSAGE
+    assert result.review == ()
+
+
+def test_identify_faces__no_face_no_bib_stays_no_athlete() -> None:
+    assert faced(with_faces("a", ())).photo.status == NO_ATHLETE
+
+
+def test_identify_athletes__gallery_side_input_names_the_hidden_bib_runner() -> None:
+    hidden = with_faces("a", (face(100, 100, embedding=unit(0.0, 0.0, 0.95)),))
+    read = photo("b", bibs=(BibSeen("101", 0.95, (10, 10, 60, 40)),))
+
+    with TestPipeline() as p:
+        gallery = p | "Gallery" >> beam.Create([GALLERY])
+        out = p | beam.Create([hidden, read]) | IdentifyAthletes(KNOWN, 0.75, {}, gallery, RULE)
+        assert_that(
+            out.sightings | beam.Map(lambda s: (s.bib, s.image_id, s.method, s.confirmed)),
+            equal_to([("103", "id-a", "face_match", True), ("101", "id-b", "bib_ocr", True)]),
+        )
+
+
+# --- privacy -----------------------------------------------------------------------------------
+
+
+def test_privacy__faces_off_in_the_course_turns_face_matching_off() -> None:
+    course = parse_course(
+        "race: {id: r, timezone: UTC, start: '2026-05-01T10:00:00+00:00'}\n"
+        "stations: [{id: a, km: 0}, {id: b, km: 1}]\n"
+        "settings: {faces: false}\n"
+    )
+
+    assert course.settings.faces is False
+    assert not faces_enabled(course.settings)
+    assert faces_enabled(Settings()) == models_available()
+
+
+def test_privacy__faces_setting_must_be_a_boolean() -> None:
+    from transforms.course import ConfigError
+
+    with pytest.raises(ConfigError, match="faces must be true or false"):
+        parse_course(
+            "race: {id: r, timezone: UTC, start: '2026-05-01T10:00:00+00:00'}\n"
+            "stations: [{id: a, km: 0}, {id: b, km: 1}]\n"
+            "settings: {faces: 'no'}\n"
+        )
+
+
+def test_privacy__analysis_without_face_matching_stores_no_faces(tmp_path: Path) -> None:
+    import cv2
+
+    from transforms.photos import FactStore, _AnalyseContent
+
+    image = tmp_path / "images" / "a.jpg"
+    image.parent.mkdir()
+    cv2.imwrite(str(image), np.full((200, 300), 128, np.uint8))
+    store = FactStore(str(tmp_path / "facts"))
+    store.put(PhotoFacts("id-a", faces=(face(1, 1),)))  # from an earlier run with faces on
+    off = _AnalyseContent(str(tmp_path / "facts"), str(tmp_path / "images"), faces=False)
+    off.setup()
+
+    [reused] = off.process(("id-a", [str(image)]))
+    [fresh] = off.process(("id-b", [str(image)]))
+
+    assert reused.facts.faces is None
+    assert fresh.facts.faces is None
+    assert '"faces":null' in Path(store.path_of("id-b")).read_text()
+
+
+def test_reference_photos__relative_paths_are_read_from_the_start_lists_folder() -> None:
+    athletes = [
+        replace(athlete("101"), photo="faces/101.jpg"),
+        athlete("102"),
+        replace(athlete("103"), photo="/abs/103.png"),
+    ]
+
+    assert reference_photos(athletes, "/race/startlist.csv") == [
+        ("101", "/race/faces/101.jpg"),
+        ("103", "/abs/103.png"),
+    ]
 
 
 # --- faces-eval --------------------------------------------------------------------------------

@@ -56,6 +56,13 @@ class Settings:
     # a misread bib or a wrong clock, not a runner. Seconds per km.
     min_pace_s_per_km: float = 150.0
     max_pace_s_per_km: float = 1800.0
+    # Faces (transforms/faces.py): off means no face is looked for and no descriptor stored,
+    # for races whose runners did not agree to it. A face names an athlete when its distance
+    # to the athlete's gallery is under face_threshold and the next athlete is face_margin
+    # farther (dlib's operating point; see the README's Faces section).
+    faces: bool = True
+    face_threshold: float = 0.6
+    face_margin: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -203,10 +210,18 @@ def _parse_settings(raw: Any, path: str, node: yaml.Node | None = None) -> Setti
     rank_by = raw.get("rank_by", defaults.rank_by)
     if rank_by not in ("chip", "gun"):
         raise ConfigError(f"{path}: settings: rank_by must be chip or gun, not '{rank_by}'")
-    numbers = {k: v for k, v in raw.items() if k != "rank_by"}
+    faces = raw.get("faces", defaults.faces)
+    if not isinstance(faces, bool):
+        raise ConfigError(f"{path}: settings: faces must be true or false, not '{faces}'")
+    numbers = {k: v for k, v in raw.items() if k not in ("rank_by", "faces")}
     values = {k: _number(raw, k, getattr(defaults, k), f"{path}: settings") for k in numbers}
     values = {k: int(v) if k == "near_duplicate_bits" else v for k, v in values.items()}
     values["rank_by"] = rank_by
+    values["faces"] = faces
+    if not 0.0 < values.get("face_threshold", 0.6) < 2.0 or values.get("face_margin", 0) < 0:
+        raise ConfigError(
+            f"{path}: settings: face_threshold must be between 0 and 2, face_margin at least 0"
+        )
     if not 0.0 <= values.get("review_threshold", 0.75) <= 1.0:
         raise ConfigError(f"{path}: settings: review_threshold must be between 0 and 1")
     settings = Settings(**values)

@@ -20,17 +20,23 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import logging
 import math
-import os
+import posixpath
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import apache_beam as beam
 import cv2
 import numpy as np
+from apache_beam.io.filesystem import BeamIOError
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from transforms.course import Athlete, Settings
 from transforms.records import BibSeen, FaceSeen, Photo
+
+log = logging.getLogger(__name__)
 
 SHAPE_MODEL = "shape_predictor_5_face_landmarks.dat"
 DESCRIPTOR_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
@@ -75,14 +81,20 @@ def models_dir() -> str | None:
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
         return None
-    folder = os.path.join(list(spec.submodule_search_locations)[0], "models")
+    folder = posixpath.join(list(spec.submodule_search_locations)[0], "models")
     wanted = (SHAPE_MODEL, DESCRIPTOR_MODEL)
-    return folder if all(os.path.isfile(os.path.join(folder, f)) for f in wanted) else None
+    return folder if all(FileSystems.exists(posixpath.join(folder, f)) for f in wanted) else None
 
 
 def models_available() -> bool:
     """True where dlib and the model files are installed, so faces can be matched."""
     return importlib.util.find_spec("dlib") is not None and models_dir() is not None
+
+
+def faces_enabled(settings: Settings) -> bool:
+    """Face matching runs when the race allows it and the models are installed; otherwise
+    the pipeline runs exactly as it does without faces."""
+    return settings.faces and models_available()
 
 
 @dataclass(frozen=True)
@@ -102,8 +114,8 @@ def face_models() -> FaceModels:
         raise RuntimeError("face models are not installed (pip install face-recognition-models)")
     return FaceModels(
         detector=dlib.get_frontal_face_detector(),
-        shape=dlib.shape_predictor(os.path.join(folder, SHAPE_MODEL)),
-        descriptor=dlib.face_recognition_model_v1(os.path.join(folder, DESCRIPTOR_MODEL)),
+        shape=dlib.shape_predictor(posixpath.join(folder, SHAPE_MODEL)),
+        descriptor=dlib.face_recognition_model_v1(posixpath.join(folder, DESCRIPTOR_MODEL)),
     )
 
 
@@ -173,6 +185,12 @@ def find_faces(image: np.ndarray, factor: int, models: FaceModels) -> tuple[Face
         face_seen(tuple(v * factor for v in box), embed_face(image, box, models))
         for box in detect_faces(image, models)
     )
+
+
+def portrait_face(image: np.ndarray, models: FaceModels) -> FaceSeen | None:
+    """The face of a reference photo (its largest), or None when it shows none."""
+    boxes = detect_portrait_face(image, models)
+    return face_seen(boxes[0], embed_face(image, boxes[0], models)) if boxes else None
 
 
 def face_seen(box: Sequence[int], embedding: np.ndarray) -> FaceSeen:
@@ -343,6 +361,78 @@ def untied_faces(bibs: Sequence[BibSeen], faces: Sequence[FaceSeen]) -> list[Fac
 # ------------------------------------------------------------------------------ Beam shells
 
 
+def reference_photos(athletes: Iterable[Athlete], start_list_file: str) -> list[tuple[str, str]]:
+    """(bib, path) of each athlete's reference photo, relative paths read from the start
+    list's folder."""
+    folder = posixpath.dirname(start_list_file)
+    return [
+        (
+            a.bib,
+            a.photo
+            if posixpath.isabs(a.photo) or "://" in a.photo
+            else posixpath.join(folder, a.photo),
+        )
+        for a in athletes
+        if a.photo
+    ]
+
+
+@functools.cache
+def reference_face(path: str) -> tuple[float, ...] | None:
+    """The descriptor of the face on a reference photo; None when the photo cannot be read
+    or shows no face (logged with its path: descriptors never go to logs). Cached per
+    process, as the live mode builds the gallery again at every update."""
+    try:
+        with FileSystems.open(path, compression_type="uncompressed") as f:
+            data = np.frombuffer(f.read(), np.uint8)
+    except (BeamIOError, OSError):
+        data = np.zeros(0, np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
+    face = None if image is None else portrait_face(image, face_models())
+    if face is None:
+        log.warning("no face found on reference photo %s", path)
+    return None if face is None else face.embedding
+
+
+def photo_enrolments(
+    photo: Photo, known: frozenset[str], threshold: float
+) -> list[tuple[str, tuple[float, ...]]]:
+    """What one timed photo adds to the gallery; duplicates and rejects (their status already
+    set) teach it nothing new."""
+    faces = (photo.facts.faces or ()) if photo.status is None else ()
+    return enrolments(photo.facts.bibs, faces, known, threshold)
+
+
+def gallery_of(
+    photos: Iterable[Photo],
+    references: Sequence[tuple[str, str]],
+    known: frozenset[str],
+    threshold: float,
+) -> Gallery:
+    """BuildGallery without a pipeline (for the live mode's in-process timing)."""
+    entries = [(bib, v) for bib, path in references if (v := reference_face(path)) is not None]
+    entries += [e for p in photos for e in photo_enrolments(p, known, threshold)]
+    return Gallery.of(entries)
+
+
+class _EmbedReference(beam.DoFn):
+    """(bib, reference photo path) -> (bib, descriptor); photos without a face are skipped."""
+
+    def __init__(self) -> None:
+        self._unusable = Metrics.counter("racelens", "reference_photos_unusable")
+
+    def setup(self) -> None:
+        face_models()
+
+    def process(self, element: tuple[str, str]) -> Iterator[tuple[str, tuple[float, ...]]]:
+        bib, path = element
+        embedding = reference_face(path)
+        if embedding is not None:
+            yield bib, embedding
+        else:
+            self._unusable.inc()
+
+
 class _EnrolFaces(beam.DoFn):
     """Photo -> (bib, descriptor) for each face tied to a confident read of its bib."""
 
@@ -352,31 +442,30 @@ class _EnrolFaces(beam.DoFn):
         self._enrolled = Metrics.counter("racelens", "faces_enrolled")
 
     def process(self, photo: Photo) -> Iterator[tuple[str, tuple[float, ...]]]:
-        # Duplicates and rejects (status already set) teach the gallery nothing new.
-        faces = (photo.facts.faces or ()) if photo.status is None else ()
-        for entry in enrolments(photo.facts.bibs, faces, self._known, self._threshold):
+        for entry in photo_enrolments(photo, self._known, self._threshold):
             self._enrolled.inc()
             yield entry
 
 
 class BuildGallery(beam.PTransform):
-    """Photos -> one Gallery (a singleton for a side input): the start list's reference
-    descriptors plus the faces above the race's own confident bib reads."""
+    """Photos -> one Gallery (a singleton for a side input): the faces of the start list's
+    reference photos plus the faces above the race's own confident bib reads."""
 
     def __init__(
-        self,
-        references: Sequence[tuple[str, tuple[float, ...]]],
-        known: frozenset[str],
-        threshold: float,
+        self, references: Sequence[tuple[str, str]], known: frozenset[str], threshold: float
     ):
         super().__init__()
-        self._references = list(references)
+        self._references = list(references)  # (bib, reference photo path)
         self._known = known
         self._threshold = threshold
 
     def expand(self, photos: beam.PCollection) -> beam.PCollection:
         enrolled = photos | "EnrolFaces" >> beam.ParDo(_EnrolFaces(self._known, self._threshold))
-        references = photos.pipeline | "ReferenceFaces" >> beam.Create(self._references)
+        references = (
+            photos.pipeline
+            | "ReferencePhotos" >> beam.Create(self._references)
+            | "ReferenceFaces" >> beam.ParDo(_EmbedReference())
+        )
         return (
             (references, enrolled)
             | "AllFaces" >> beam.Flatten()

@@ -6,6 +6,12 @@ an unconfirmed sighting that counts only where it fits the athlete's pace; a
 confident number that is not in the start list goes to review as
 unknown_bib. Each photo ends with one
 status (passage, review, no_athlete) and at most a few review items.
+
+Where face matching is on, the faces that no read bib is tied to are matched
+against the race's gallery (`identify_faces`): a sure match is a confirmed
+`face_match` sighting, an unsure one goes to review as face_uncertain with its
+candidates, and an unknown face on a photo nobody was identified on as
+unknown_face.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from transforms.corrections import Decision
+from transforms.faces import Gallery, match_face, untied_faces
 from transforms.quality import is_covered
 from transforms.records import (
     NO_ATHLETE,
@@ -155,30 +162,94 @@ def identify(photo: Photo, known: frozenset[str], threshold: float) -> Identifie
     return Identified(replace(photo, status=NO_ATHLETE))
 
 
+@dataclass(frozen=True)
+class FaceRule:
+    """When a face names an athlete (course settings face_threshold and face_margin)."""
+
+    threshold: float
+    margin: float
+
+
+def identify_faces(result: Identified, gallery: Gallery, rule: FaceRule) -> Identified:
+    """Adds what the faces of a photo say to what its bibs said.
+
+    Only faces that no read bib is tied to are matched: a number under a face is that
+    runner's, and a face never overrides it. A face matched surely to an athlete whose
+    bib was already read on the photo adds nothing. On a photo that already has a passage,
+    unsure and unknown faces (spectators, runners behind) are left alone; on any other
+    photo they go to review: face_uncertain with the candidates, unknown_face, or
+    several_athletes when more than one face needs an official.
+    """
+    photo = result.photo
+    faces = photo.facts.faces
+    if not faces or photo.status not in (PASSAGE, REVIEW, NO_ATHLETE):
+        return result
+    read = {s.bib for s in result.sightings}
+    sightings, unsure = [], []
+    for face in untied_faces(photo.facts.bibs, faces):
+        m = match_face(face.embedding, gallery, rule.threshold, rule.margin)
+        if m.bib is None:
+            unsure.append(
+                _review(
+                    photo, "face_uncertain" if m.candidates else "unknown_face", list(m.candidates)
+                )
+            )
+        elif m.bib not in read:
+            read.add(m.bib)
+            sightings.append(_sighting(photo, m.bib, m.confidence, "face_match", True))
+    if sightings:
+        passage = photo if photo.status == PASSAGE else replace(photo, status=PASSAGE, reason=None)
+        return Identified(passage, result.sightings + tuple(sightings), result.review)
+    if photo.status == PASSAGE or not unsure:
+        return result
+    reason = "several_athletes" if len(unsure) > 1 else unsure[0].reason
+    return Identified(
+        replace(photo, status=REVIEW, reason=photo.reason or reason),
+        result.sightings,
+        result.review + tuple(unsure),
+    )
+
+
 def identify_photo(
-    photo: Photo, known: frozenset[str], threshold: float, decisions: dict[str, Decision]
+    photo: Photo,
+    known: frozenset[str],
+    threshold: float,
+    decisions: dict[str, Decision],
+    gallery: Gallery | None = None,
+    faces: FaceRule | None = None,
 ) -> Identified:
-    """What the pipeline (or an official, who has the last word) makes of one photo."""
+    """What the pipeline (or an official, who has the last word) makes of one photo; with
+    a gallery, faces identify the athletes that bibs did not."""
     decision = decisions.get(photo.image_id)
     if decision is not None:
         return apply_decision(photo, decision, known)
     if photo.status is not None:
         return Identified(photo)  # duplicates and rejects keep their status
-    return identify(photo, known, threshold)
+    result = identify(photo, known, threshold)
+    return result if gallery is None else identify_faces(result, gallery, faces)
 
 
 class _Identify(beam.DoFn):
     SIGHTINGS = "sightings"
     REVIEW = "review"
 
-    def __init__(self, known: frozenset[str], threshold: float, decisions: dict[str, Decision]):
+    def __init__(
+        self,
+        known: frozenset[str],
+        threshold: float,
+        decisions: dict[str, Decision],
+        faces: FaceRule | None = None,
+    ):
         self._known = known
         self._threshold = threshold
         self._decisions = decisions
+        self._faces = faces
         self._to_review = Metrics.counter("racelens", "review_items")
 
-    def process(self, photo: Photo) -> Iterator[object]:
-        result = identify_photo(photo, self._known, self._threshold, self._decisions)
+    def process(self, photo: Photo, gallery: Gallery | None = None) -> Iterator[object]:
+        result = identify_photo(
+            photo, self._known, self._threshold, self._decisions, gallery, self._faces
+        )
         yield result.photo
         for s in result.sightings:
             yield beam.pvalue.TaggedOutput(self.SIGHTINGS, s)
@@ -188,13 +259,26 @@ class _Identify(beam.DoFn):
 
 
 class IdentifyAthletes(beam.PTransform):
-    """Timed photos -> (photos with a status, sightings, review items)."""
+    """Timed photos -> (photos with a status, sightings, review items).
 
-    def __init__(self, bibs: frozenset[str], threshold: float, decisions: dict[str, Decision]):
+    With a gallery (a singleton PCollection of `Gallery`, from BuildGallery) and its
+    FaceRule, faces identify the athletes that bibs did not.
+    """
+
+    def __init__(
+        self,
+        bibs: frozenset[str],
+        threshold: float,
+        decisions: dict[str, Decision],
+        gallery: beam.PCollection | None = None,
+        faces: FaceRule | None = None,
+    ):
         super().__init__()
-        self._fn = _Identify(bibs, threshold, decisions)
+        self._fn = _Identify(bibs, threshold, decisions, faces)
+        self._gallery = gallery
 
     def expand(self, photos: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        return photos | "Identify" >> beam.ParDo(self._fn).with_outputs(
+        side = {} if self._gallery is None else {"gallery": beam.pvalue.AsSingleton(self._gallery)}
+        return photos | "Identify" >> beam.ParDo(self._fn, **side).with_outputs(
             _Identify.SIGHTINGS, _Identify.REVIEW, main="photos"
         )

@@ -3,7 +3,8 @@
 ReadPhotos lists every file under the images location (any Beam filesystem).
 AnalysePhotos hashes each file, groups exact copies so their content is
 analysed once, and turns the bytes into `PhotoFacts`: EXIF tags, a perceptual
-hash, quality statistics and bib reads, all from a single grey decode. Facts are
+hash, quality statistics, bib reads and (where face matching is on) faces, all
+from a single grey decode. Facts are
 kept in a `FactStore` keyed by image_id and written from `process()` (engines
 such as Beam's DaskRunner drop what `finish_bundle` emits), so a re-run, a
 live batch or a crashed run resumes without analysing a photo twice.
@@ -20,6 +21,7 @@ import posixpath
 import re
 import stat
 from collections.abc import Iterator
+from dataclasses import replace
 
 import apache_beam as beam
 import cv2
@@ -32,6 +34,7 @@ from apache_beam.metrics import Metrics
 from PIL import Image, UnidentifiedImageError
 
 from transforms.exif import exif_facts
+from transforms.faces import FaceModels, face_models, find_faces
 from transforms.ocr import read_bibs
 from transforms.quality import measure_quality
 from transforms.records import (
@@ -218,8 +221,13 @@ def _scaled(box: tuple[int, int, int, int], factor: int) -> tuple[int, int, int,
     return tuple(int(v * factor) for v in box)  # type: ignore[return-value]
 
 
-def analyse_photo(data: bytes, image_id: str) -> PhotoFacts:
-    """Everything the race needs to know from one photo's bytes, from a single decode."""
+def analyse_photo(data: bytes, image_id: str, faces: FaceModels | None = None) -> PhotoFacts:
+    """Everything the race needs to know from one photo's bytes, from a single decode.
+
+    Faces are looked for only with `faces` (the models); without, `faces` stays None.
+    dlib's descriptors are as good on the grey decode as on colour (faces-dev: the same
+    correct, wrong and review counts), so faces need no decode of their own.
+    """
     try:
         header = open_photo(data)
     except Unusable as e:
@@ -244,6 +252,7 @@ def analyse_photo(data: bytes, image_id: str) -> PhotoFacts:
         phash=phash,
         quality=quality,
         bibs=bib_reads(gray, factor),
+        faces=None if faces is None else find_faces(gray, factor, faces),
     )
 
 
@@ -325,8 +334,10 @@ class _HashFile(beam.DoFn):
 class _FactsDoFn(beam.DoFn):
     """Analyses photos into the fact store, from `process()`."""
 
-    def __init__(self, store_root: str):
+    def __init__(self, store_root: str, faces: bool = False):
         self._store_root = store_root
+        self._faces = faces
+        self._models: FaceModels | None = None
         self._analysed = Metrics.counter("racelens", "photos_analysed")
         self._reused = Metrics.counter("racelens", "photos_reused")
         self._store: FactStore | None = None
@@ -336,11 +347,26 @@ class _FactsDoFn(beam.DoFn):
         # Workers already use every core: OpenCV's own threads only add hand-over costs,
         # as tesseract's do (measured: 59 against 67 CPU ms per 12 MP photo).
         cv2.setNumThreads(1)
+        if self._faces:
+            self._models = face_models()
+
+    def _reusable(self, image_id: str) -> PhotoFacts | None:
+        """The stored facts as this run needs them; None where they must be analysed.
+
+        Where face matching is off, faces an earlier run found are not used; where it is
+        on, facts stored while it was off are analysed again to find the faces.
+        """
+        stored = self._store.get(image_id)
+        if stored is None or stored.error:
+            return stored
+        if not self._faces:
+            return stored if stored.faces is None else replace(stored, faces=None)
+        return stored if stored.faces is not None else None
 
     def _analyse(self, data: bytes, image_id: str, path: str) -> PhotoFacts:
         """The photo's facts, stored unless the analysis failed."""
         try:
-            facts = analyse_photo(data, image_id)
+            facts = analyse_photo(data, image_id, self._models)
         except Exception:  # a library's bug on one photo must not stop the race: not stored
             log.exception("analysing %s failed", path)
             return PhotoFacts(image_id=image_id, error="analysis_failed")
@@ -352,12 +378,12 @@ class _FactsDoFn(beam.DoFn):
 class _AnalyseContent(_FactsDoFn):
     """(image_id, paths of identical files) -> one Photo per path, analysed once."""
 
-    def __init__(self, store_root: str, images_root: str):
-        super().__init__(store_root)
+    def __init__(self, store_root: str, images_root: str, faces: bool = False):
+        super().__init__(store_root, faces)
         self._images_root = images_root
 
     def _facts(self, image_id: str, path: str) -> PhotoFacts:
-        stored = self._store.get(image_id)
+        stored = self._reusable(image_id)
         if stored is not None:
             self._reused.inc()
             return stored
@@ -386,7 +412,7 @@ class _StoreFacts(_FactsDoFn):
             yield unreadable_id(path), path  # the timing run finds why it cannot be read
             return
         image_id = image_id_of(data)
-        if self._store.get(image_id) is None:
+        if self._reusable(image_id) is None:
             self._analyse(data, image_id, path)
         else:
             self._reused.inc()
@@ -421,10 +447,10 @@ class ReadPhotos(beam.PTransform):
 class AnalyseContent(beam.PTransform):
     """(image_id, paths of identical files) -> one Photo per path; stored facts are reused."""
 
-    def __init__(self, store_root: str, images_root: str):
+    def __init__(self, store_root: str, images_root: str, faces: bool = False):
         super().__init__()
         # Listed paths are text_paths: the root they start with must be one too.
-        self._fn = _AnalyseContent(store_root, text_path(images_root.rstrip("/")))
+        self._fn = _AnalyseContent(store_root, text_path(images_root.rstrip("/")), faces)
 
     def expand(self, groups: beam.PCollection) -> beam.PCollection:
         return groups | "Analyse" >> beam.ParDo(self._fn)
@@ -433,17 +459,18 @@ class AnalyseContent(beam.PTransform):
 class AnalysePhotos(beam.PTransform):
     """Paths -> Photos with their facts (exact copies share one analysis)."""
 
-    def __init__(self, store_root: str, images_root: str):
+    def __init__(self, store_root: str, images_root: str, faces: bool = False):
         super().__init__()
         self._store_root = store_root
         self._images_root = images_root.rstrip("/")
+        self._faces = faces
 
     def expand(self, paths: beam.PCollection) -> beam.PCollection:
         return (
             paths
             | "HashFiles" >> beam.ParDo(_HashFile())
             | "GroupCopies" >> beam.GroupByKey()
-            | "AnalyseContent" >> AnalyseContent(self._store_root, self._images_root)
+            | "AnalyseContent" >> AnalyseContent(self._store_root, self._images_root, self._faces)
         )
 
 
@@ -454,9 +481,9 @@ class StoreFacts(beam.PTransform):
     saves here. Exact copies may then both be analysed, into the same stored facts.
     """
 
-    def __init__(self, store_root: str):
+    def __init__(self, store_root: str, faces: bool = False):
         super().__init__()
-        self._fn = _StoreFacts(store_root)
+        self._fn = _StoreFacts(store_root, faces)
 
     def expand(self, paths: beam.PCollection) -> beam.PCollection:
         return paths | "Store" >> beam.ParDo(self._fn)

@@ -126,7 +126,7 @@ def image_row(photo: Photo) -> dict:
         "status": photo.status,
         "reason": photo.reason,
         "bibs": [r.bib for r in best_reads(facts.bibs)],
-        "faces": None,
+        "faces": None if facts.faces is None else len(facts.faces),
         "duplicate_of": photo.duplicate_of,
         "duplicate_of_path": photo.duplicate_of_path,
         "reads": [
