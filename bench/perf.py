@@ -8,8 +8,7 @@ start list. Then it prints:
 - photos/s end to end of `racelens run` (a fresh process each, start-up included) on the
   DirectRunner in-process and with 2 worker processes, every photo analysed afresh;
 - the cost per photo of each stage of the analysis, on --sample photos (faces: dlib's
-  find_faces, n/a where its models are not installed; "in analyse_photo" says whether the
-  pipeline's analysis runs it), and
+  find_faces, where the course and the installed models turn faces on; n/a otherwise), and
   of the timing half (re-timing from stored facts, which is what `racelens results` runs),
   split into writing (the output files encoded and written again) and the rest (EXIF
   placing, dedup, windowing into passages, leaderboard);
@@ -59,7 +58,9 @@ from pipeline.demo import generate_race  # noqa: E402
 from pipeline.graph import build_from_groups, run  # noqa: E402
 from pipeline.score import score_run  # noqa: E402
 from transforms import ocr  # noqa: E402
+from transforms.course import load_course  # noqa: E402
 from transforms.exif import exif_facts  # noqa: E402
+from transforms.faces import FaceModels, face_models, faces_enabled, find_faces  # noqa: E402
 from transforms.photos import (  # noqa: E402
     FactStore,
     analyse_photo,
@@ -263,11 +264,10 @@ class Stopwatch:
         }
 
 
-def stage_profile(paths: list[str]) -> dict[str, Cost | None]:
-    """Seconds per photo of each analysis stage, each called as analyse_photo calls it;
-    None for a stage racelens does not have yet."""
-    analyse_photo(read_bytes(paths[0]), "warm-up")  # tesseract's model, scipy: loaded once
-    face_finder = faces_stage()
+def stage_profile(paths: list[str], models: FaceModels | None) -> dict[str, Cost | None]:
+    """Seconds per photo of each analysis stage, each called as analyse_photo calls it
+    (faces with `models`); None for faces without them."""
+    analyse_photo(read_bytes(paths[0]), "warm-up", models)  # models load once, then cached
     timed = Stopwatch()
     for path in paths:
         with timed("read"):
@@ -285,29 +285,23 @@ def stage_profile(paths: list[str]) -> dict[str, Cost | None]:
             bib_reads(image, factor)
         with timed("phash+quality"):
             thumbnail_facts(image)
-        if face_finder:
+        if models:
             with timed("faces"):
-                face_finder(image, factor)
+                find_faces(image, factor, models)
         with timed("analyse_photo"):  # all but read and sha256 in one call: a cross-check
-            facts = analyse_photo(data, image_id)
+            analyse_photo(data, image_id, models)
     costs: dict[str, Cost | None] = timed.mean()
     costs["OCR"] -= costs["bib search"]  # bib_reads searches, then reads: OCR is the rest
-    in_analysis = "in analyse_photo" if getattr(facts, "faces", None) is not None else "not in it"
-    costs[f"faces ({in_analysis})"] = costs.pop("faces", None)
+    costs["faces"] = costs.get("faces")
     costs["analyse_photo (all but read, hash)"] = costs.pop("analyse_photo")
     return costs
 
 
-def faces_stage() -> Callable[[np.ndarray, int], object] | None:
-    """dlib's face finding as the pipeline would call it, or None where it is missing."""
-    try:
-        from transforms import faces
-    except ImportError:
-        return None
-    if not faces.models_available():
-        return None
-    models = faces.face_models()
-    return lambda image, factor: faces.find_faces(image, factor, models)
+def race_face_models(race: Race) -> FaceModels | None:
+    """dlib's models where the race's pipeline looks for faces (course setting, models
+    installed), else None: the stages and the naive loop then do what the pipeline does."""
+    settings = load_course(str(race.root / "course.yaml")).settings
+    return face_models() if faces_enabled(settings) else None
 
 
 def full_size_colour(data: bytes) -> None:
@@ -347,13 +341,14 @@ def naive_baseline(race: Race, out: Path) -> tuple[Cost, Cost, Cost]:
     """A plain loop analysing every photo (exact copies once) into a fact store, the
     timing half on those facts, which is what `racelens results` runs, and its writing."""
     store = FactStore(str(out / "facts"))
+    models = race_face_models(race)
     groups: dict[str, list[str]] = {}
     started = now()
     for path in list_photos(str(race.images)):
         data = read_bytes(path)
         image_id = image_id_of(data)
         if image_id not in groups:
-            store.put(analyse_photo(data, image_id))
+            store.put(analyse_photo(data, image_id, models))
         groups.setdefault(image_id, []).append(path)
     analysed = now()
     run(
@@ -456,7 +451,8 @@ def measure(args: argparse.Namespace, tmp: Path) -> Results:
         shutil.rmtree(copies.root)  # 10,000 photos of 12 MP fill tens of GB
         shutil.rmtree(out)
     note("stages")
-    stages = stage_profile(paths[:: max(1, len(paths) // args.sample)][: args.sample])
+    sampled = paths[:: max(1, len(paths) // args.sample)][: args.sample]
+    stages = stage_profile(sampled, race_face_models(race))
     note("naive baseline")
     naive = run_naive(race, tmp / "out-naive")
     note("decode-only floors")
