@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 
 from transforms.export import clock
 from transforms.write import (
+    ATHLETE_PHOTOS_FILE,
     IMAGES_FILE,
     LEADERBOARD_FILE,
     PASSAGES_FILE,
@@ -23,6 +24,7 @@ OUTPUT_FILES = (
     REVIEW_FILE,
     LEADERBOARD_FILE,
     STATIONS_FILE,
+    ATHLETE_PHOTOS_FILE,
     RESULTS_CSV,
 )
 
