@@ -344,7 +344,7 @@ def generate_race(
     images = out / "images"
     for folder in sorted({camera.folder for camera in cameras}):
         (images / folder).mkdir(parents=True, exist_ok=True)
-    _write_course(out / "course.yaml", course, cameras, seed)
+    _write_course(out / "course.yaml", course, cameras, seed, faces is not None)
     references = _copy_references(out, casting)
     _write_startlist(out / "startlist.csv", roster, references if cast else None)
     visible = _visible(shots)
@@ -684,7 +684,7 @@ def _visible(shots: Iterable[Shot]) -> set[tuple[int, str]]:
 
 
 def _write_course(
-    path: Path, course: Sequence[Station], cameras: Sequence[Camera], seed: int
+    path: Path, course: Sequence[Station], cameras: Sequence[Camera], seed: int, faces: bool
 ) -> None:
     by_station = {camera.station_id: camera for camera in cameras}
     stations = []
@@ -717,6 +717,10 @@ def _write_course(
             for wave, delay in WAVE_DELAYS.items()
         ],
     }
+    if not faces:
+        # The runners' heads are drawn, not faces: looking for faces would only cost time
+        # (dlib's HOG is the dearest step of the analysis). `demo --faces` leaves them on.
+        course_doc["settings"] = {"faces": False}
     text = yaml.safe_dump(
         course_doc, sort_keys=False, default_flow_style=None, width=1000, allow_unicode=True
     )

@@ -62,8 +62,10 @@ def run_argv(race: Path, out: Path) -> list[str]:
         "--out",
         str(out),
         "--no-progress",
-        # Two workers: faster on CI, and any dependence on arrival order shows up.
-        "--direct_running_mode=multi_threading",
+        # Two worker processes, as run_local.sh runs: any dependence on arrival order shows
+        # up. (Beam's multi_threading mode once failed here decoding a pane, a race inside
+        # Beam's thread-shared harness.)
+        "--direct_running_mode=multi_processing",
         "--direct_num_workers=2",
     ]
 
