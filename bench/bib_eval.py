@@ -1,15 +1,25 @@
-"""Measure transforms.ocr.read_bibs: precision, recall and F1 over bib instances, ms per image.
+"""Measure bib reading: precision, recall and F1 over bib instances, ms per image.
 
 A data set is a folder with labels.csv (`file,bibs`, bibs joined by `;`, file relative to the
-folder). Labels are compared by their digits, since read_bibs returns digits only: a crop
-labelled "T2182" counts as read when "2182" is read.
+folder). Labels are compared by their digits, since reads are digits only: a crop labelled
+"T2182" counts as read when "2182" is read. Each photo is read once; the figures are printed
+without a start list and with one (transforms.bibs.StartList, the dictionary the pipeline
+and `racelens bibs --start-list` use). The start list holds every labelled bib plus
+distractors, as a race lists far more runners than its photos show: numbers drawn at random
+(seeded) from the labelled bibs' range until the list holds --start-list-size bibs.
 
     python bench/bib_eval.py                              # $RACELENS_DATA/bibs-dev
+    python bench/bib_eval.py --split tune                 # first half (choose parameters)
+    python bench/bib_eval.py --split holdout              # second half (report)
+    python bench/bib_eval.py --megapixels 12              # as 12 MP JPEGs, pipeline decode
     python bench/bib_eval.py /work/shared/data/bib-crops-dev
     python bench/bib_eval.py --demo 60                    # a synthetic race of 60 athletes
 
-RACELENS_DATA defaults to /work/shared/data. --demo generates a race with pipeline.demo into
-a temporary folder and labels each photo with the bibs the generator drew unoccluded on it.
+RACELENS_DATA defaults to /work/shared/data; RACELENS_OCR_ENGINE picks the engine (ppocr,
+tesserocr, pytesseract). --megapixels enlarges each photo to that size, encodes it as a JPEG
+and times the pipeline's own decode and read (transforms.photos), so that ms per photo is
+what ReadBibs costs on a camera's photo. --demo generates a race with pipeline.demo into a
+temporary folder and labels each photo with the bibs the generator drew unoccluded on it.
 """
 
 from __future__ import annotations
@@ -17,13 +27,15 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import random
 import re
 import resource
 import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -31,10 +43,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from transforms.ocr import BibRead, read_bibs  # noqa: E402
+from transforms.bibs import StartList  # noqa: E402
+from transforms.ocr import BibRead, match_start_list, read_bibs  # noqa: E402
+from transforms.photos import bib_reads, decode, open_photo  # noqa: E402
+from transforms.tesseract import engine_name  # noqa: E402
 
 THRESHOLDS = (0.0, 0.5, 0.75, 0.9)
-ERROR_THRESHOLD = 0.75  # --errors lists images whose reads at this confidence are wrong
+REVIEW_THRESHOLD = 0.75  # the course setting's default: reads below it go to review
+START_LIST_SEED = 0
 
 
 @dataclass
@@ -57,6 +73,45 @@ class Tally:
         return f"P {precision:.3f}  R {recall:.3f}  F1 {f1:.3f}  (tp {tp}, fp {fp}, fn {fn})"
 
 
+@dataclass
+class Calibration:
+    """Precision of the reads above and below the review threshold."""
+
+    right: Counter[bool] = field(default_factory=Counter)
+    total: Counter[bool] = field(default_factory=Counter)
+
+    def add(self, truth: Counter[str], reads: list[BibRead]) -> None:
+        for r in reads:
+            above = r.confidence >= REVIEW_THRESHOLD
+            self.total[above] += 1
+            self.right[above] += r.bib in truth
+
+    def line(self) -> str:
+        parts = []
+        for above, name in ((True, ">="), (False, "<")):
+            n = self.total[above]
+            share = f"{self.right[above] / n:.3f}" if n else "-"
+            parts.append(f"reads {name} {REVIEW_THRESHOLD}: precision {share} ({n} reads)")
+        return "; ".join(parts)
+
+
+@dataclass
+class Result:
+    tallies: dict[float, Tally] = field(default_factory=lambda: {t: Tally() for t in THRESHOLDS})
+    calibration: Calibration = field(default_factory=Calibration)
+
+    def add(self, truth: Counter[str], reads: list[BibRead]) -> None:
+        for threshold, tally in self.tallies.items():
+            tally.add(truth, Counter(r.bib for r in reads if r.confidence >= threshold))
+        self.calibration.add(truth, reads)
+
+    def print(self, title: str) -> None:
+        print(f"  {title}")
+        for threshold, tally in self.tallies.items():
+            print(f"    confidence >= {threshold:.2f}: {tally.line()}")
+        print(f"    {self.calibration.line()}")
+
+
 def load_labels(folder: Path) -> list[tuple[str, Counter[str]]]:
     with open(folder / "labels.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -67,6 +122,28 @@ def load_labels(folder: Path) -> list[tuple[str, Counter[str]]]:
     return labels
 
 
+def split(labels: list[tuple[str, Counter[str]]], part: str) -> list[tuple[str, Counter[str]]]:
+    """The first half of the photos by name (tune), the second (holdout), or all.
+
+    Halves by name rather than at random: consecutive photos are bursts of the same
+    runners, which a random split would put on both sides.
+    """
+    labels = sorted(labels)
+    half = len(labels) // 2
+    return {"tune": labels[:half], "holdout": labels[half:], "all": labels}[part]
+
+
+def race_start_list(labels: list[tuple[str, Counter[str]]], size: int) -> StartList:
+    """Every labelled bib plus random numbers from their range, size bibs in all."""
+    bibs = {bib for _, truth in labels for bib in truth}
+    numbers = [int(b) for b in bibs]
+    rng = random.Random(START_LIST_SEED)
+    low, high = min(numbers), max(numbers)
+    while len(bibs) < min(size, high - low + 1):
+        bibs.add(str(rng.randint(low, high)))
+    return StartList(bibs)
+
+
 def cpu_seconds() -> float:
     """CPU time of this process and its finished children (tesseract may run as one)."""
     own = resource.getrusage(resource.RUSAGE_SELF)
@@ -74,10 +151,37 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def evaluate(folder: Path, limit: int | None, show_errors: bool) -> None:
-    labels = load_labels(folder)[:limit]
-    warm_up(folder, labels)
-    tallies = {t: Tally() for t in THRESHOLDS}
+def as_jpeg(image: np.ndarray, megapixels: float) -> bytes:
+    """The image enlarged to about this many megapixels, as a camera's JPEG (quality 90)."""
+    zoom = (megapixels * 1e6 / (image.shape[0] * image.shape[1])) ** 0.5
+    large = cv2.resize(image, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC)
+    return cv2.imencode(".jpg", large, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+
+
+def reader(megapixels: float | None) -> Callable[[np.ndarray], list[BibRead]]:
+    """Reads a photo directly, or as the pipeline reads a camera's JPEG of that size."""
+    if megapixels is None:
+        return read_bibs
+
+    def read_as_pipeline(image: np.ndarray) -> list[BibRead]:
+        data = as_jpeg(image, megapixels)  # not timed: the camera made it
+        start = time.perf_counter(), cpu_seconds()
+        header = open_photo(data)
+        gray, factor = decode(data, *header.size, header.format or "")
+        reads = [BibRead(r.bib, r.confidence, r.box) for r in bib_reads(gray, factor)]
+        read_as_pipeline.spent = (time.perf_counter() - start[0], cpu_seconds() - start[1])
+        return reads
+
+    return read_as_pipeline
+
+
+def evaluate(
+    folder: Path, labels: list[tuple[str, Counter[str]]], args: argparse.Namespace
+) -> None:
+    read = reader(args.megapixels)
+    start_list = race_start_list(labels, args.start_list_size)
+    warm_up(folder, labels, read)
+    plain, listed = Result(), Result()
     wall = cpu = 0.0
     images = 0
     for name, truth in labels:
@@ -86,34 +190,48 @@ def evaluate(folder: Path, limit: int | None, show_errors: bool) -> None:
             print(f"skipped unreadable {name}", file=sys.stderr)
             continue
         start_wall, start_cpu = time.perf_counter(), cpu_seconds()
-        reads = read_bibs(image)
-        wall += time.perf_counter() - start_wall
-        cpu += cpu_seconds() - start_cpu
+        reads = read(image)
+        spent = getattr(read, "spent", None)
+        if spent is None:
+            spent = (time.perf_counter() - start_wall, cpu_seconds() - start_cpu)
+        wall, cpu = wall + spent[0], cpu + spent[1]
         images += 1
-        for threshold, tally in tallies.items():
-            tally.add(truth, Counter(r.bib for r in reads if r.confidence >= threshold))
-        if show_errors:
-            report_errors(name, truth, reads)
-    print(f"{folder}: {images} images, {sum(sum(t.values()) for _, t in labels)} bibs")
-    for threshold, tally in tallies.items():
-        print(f"  confidence >= {threshold:.2f}: {tally.line()}")
+        matched = match_start_list(reads, start_list)
+        plain.add(truth, reads)
+        listed.add(truth, matched)
+        if args.errors:
+            report_errors(name, truth, reads, matched)
+    size = f"{args.megapixels} MP JPEGs, " if args.megapixels else ""
+    print(
+        f"{folder} ({args.split}, {size}engine {engine_name()}): {images} images, "
+        f"{sum(sum(t.values()) for _, t in labels)} bibs"
+    )
+    plain.print("without a start list")
+    listed.print(f"with a start list of {len(start_list.bibs)} bibs (labels + random)")
     if images:
         print(f"  {1000 * wall / images:.0f} ms wall, {1000 * cpu / images:.0f} ms CPU per image")
 
 
-def warm_up(folder: Path, labels: list[tuple[str, Counter[str]]]) -> None:
+def warm_up(
+    folder: Path,
+    labels: list[tuple[str, Counter[str]]],
+    read: Callable[[np.ndarray], list[BibRead]],
+) -> None:
     """Read one labelled photo untimed, so that the OCR engine's start-up is not counted."""
     for name, truth in labels:
         image = cv2.imread(str(folder / name), cv2.IMREAD_COLOR)
         if image is not None and truth:
-            read_bibs(image)
+            read(image)
             return
 
 
-def report_errors(name: str, truth: Counter[str], reads: list[BibRead]) -> None:
-    if Counter(r.bib for r in reads if r.confidence >= ERROR_THRESHOLD) != truth:
+def report_errors(
+    name: str, truth: Counter[str], reads: list[BibRead], matched: list[BibRead]
+) -> None:
+    if Counter(r.bib for r in matched if r.confidence >= REVIEW_THRESHOLD) != truth:
         found = ", ".join(f"{r.bib}@{r.confidence:.2f}" for r in reads)
-        print(f"  {name}: truth {sorted(truth.elements())}, read [{found}]")
+        listed = ", ".join(f"{r.bib}@{r.confidence:.2f}" for r in matched)
+        print(f"  {name}: truth {sorted(truth.elements())}, read [{found}], listed [{listed}]")
 
 
 def demo_race(out: Path, athletes: int, stations: int, seed: int) -> Path:
@@ -160,13 +278,30 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7, help="demo race seed")
     parser.add_argument("--limit", type=int, help="evaluate only the first LIMIT images")
     parser.add_argument("--errors", action="store_true", help="list images read wrongly")
+    parser.add_argument(
+        "--split",
+        choices=("all", "tune", "holdout"),
+        default="all",
+        help="photos to use: all, the first half by name (tune) or the second (holdout)",
+    )
+    parser.add_argument(
+        "--start-list-size",
+        type=int,
+        default=1000,
+        help="bibs in the generated start list: the labelled ones plus random numbers",
+    )
+    parser.add_argument(
+        "--megapixels",
+        type=float,
+        help="enlarge each photo to this size and read it as the pipeline reads a JPEG",
+    )
     args = parser.parse_args()
     if args.demo is None:
-        evaluate(args.folder, args.limit, args.errors)
+        evaluate(args.folder, split(load_labels(args.folder), args.split)[: args.limit], args)
         return
     with tempfile.TemporaryDirectory(prefix="bib-eval-demo-") as out:
         images = demo_race(Path(out), args.demo, args.stations, args.seed)
-        evaluate(images, args.limit, args.errors)
+        evaluate(images, split(load_labels(images), args.split)[: args.limit], args)
 
 
 if __name__ == "__main__":

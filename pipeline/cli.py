@@ -150,15 +150,14 @@ def _results(args: argparse.Namespace, beam_argv: list[str]) -> int:
 
 
 def _bibs(args: argparse.Namespace, _: list[str]) -> int:
+    from transforms.bibs import StartList
     from transforms.course import load_start_list
     from transforms.photos import read_photo_bibs
 
-    listed = {a.bib for a in load_start_list(args.start_list)} if args.start_list else None
+    listed = StartList(a.bib for a in load_start_list(args.start_list)) if args.start_list else None
     for path in args.images:
         started = time.perf_counter()
-        reads = read_photo_bibs(path)
-        if listed is not None:
-            reads = tuple(r for r in reads if r.bib in listed)
+        reads = read_photo_bibs(path, listed)
         line = {
             "path": path,
             "bibs": [{"bib": r.bib, "confidence": r.confidence, "box": list(r.box)} for r in reads],
@@ -291,7 +290,11 @@ def _parser() -> _Parser:
 
     bibs = sub.add_parser("bibs", help="Read bib numbers on photos, one JSON line per photo.")
     bibs.add_argument("images", nargs="+", help="Photo files.")
-    bibs.add_argument("--start-list", default=None, help="Keep only bibs in this start list.")
+    bibs.add_argument(
+        "--start-list",
+        default=None,
+        help="Read only bibs in this start list (a near miss is mapped to its listed bib).",
+    )
     bibs.set_defaults(handler=_bibs)
 
     check = sub.add_parser(

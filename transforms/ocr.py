@@ -1,25 +1,30 @@
-"""Find race bib numbers on a photo and read them with tesseract.
+"""Find race bib numbers on a photo and read them with PP-OCR or tesseract.
 
 Two stages:
 
 1. Region finding, pure OpenCV/numpy on a grayscale copy at a working resolution. For both
    polarities (dark digits on a light bib, light digits on a dark bib) and three adaptive
    threshold windows, connected components with digit-like geometry are chained into text
-   lines of 2-5 characters. Lines whose digits sit on a uniform background with clear
-   contrast (a bib) are kept; the same line found by several binarisations is kept once,
-   in its longest version.
-2. Reading: each line is cut from the full-resolution image (with room either side for a
-   digit the first stage missed), deskewed, binarised to black digits on white and
-   rescaled to two digit heights. All crops are stacked into one page, so tesseract
-   (transforms.tesseract's engine) runs once per photo: a call has a fixed cost, large
-   when it starts a tesseract process. Words are mapped back to their crop by vertical
-   position.
+   lines of 2-5 characters, ranked by how bib-like their background is (contrast over
+   spread); the same line found by several binarisations is kept once, in its longest
+   version.
+2. Reading, by the engine RACELENS_OCR_ENGINE names (default "auto": PP-OCR where
+   rapidocr-onnxruntime is installed, else tesseract):
+   - ppocr: each line is cut from the full-resolution grey image with some room around it
+     and PP-OCRv4's recogniser (transforms.ppocr) reads the crops in small batches. It
+     reads real bibs far better than tesseract (bench/bib_eval.py), so the region finder
+     may hand it looser candidates; a crop of a word or a clock reads as such and is
+     rejected by the digit rules (transforms.bibs).
+   - tesserocr / pytesseract: each line is deskewed, binarised to black digits on white
+     and rescaled to two digit heights; all crops are stacked into one page, so tesseract
+     (transforms.tesseract) runs once per photo. Only lines on a clearly uniform background
+     are read: tesseract reads clutter as digits. Words are mapped back to their crop by
+     vertical position, and the confidence is discounted when the read disagrees with the
+     region (a digit count the line's glyphs cannot hold, a split number) or when the two
+     views of a region read differently.
 
-Confidence is tesseract's word confidence, discounted when the read disagrees with the
-region (a digit count the line's glyphs cannot hold, a number split into several words) or
-when the two views of a region read differently. Reads of 1 or more than 5 digits are
-dropped. On synthetic bibs no wrong read has reached 0.75; on real photos some still do
-(bench/bib_eval.py measures both).
+Reads then pass the bib rules, or the start list as a dictionary where one is given
+(transforms.bibs): the same code serves `racelens bibs --start-list` and the pipeline.
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from transforms.tesseract import default_engine
+from transforms.bibs import StartList, bib_span
+from transforms.ppocr import recogniser
+from transforms.tesseract import default_engine, engine_name
 
 # Working resolution for region finding: large photos are shrunk (speed; 1600 px photos are
 # halved, which OpenCV does fastest), tiny crops of a single bib are enlarged so that their
@@ -58,10 +65,7 @@ BAR_ASPECT = 0.3
 EDGE_PROBE = 0.2  # width of the strips compared either side of the bar, of its height
 EDGE_CHANGE = 0.5  # far side differs from the paper by this share of the ink contrast
 
-# A bib: the background in the digits' band is uniform compared with the contrast.
 SIDE_MARGIN = 0.25  # background beside the line's ends, relative to digit height
-MIN_CONTRAST = 35.0  # grey levels between digit and background medians
-MAX_BACKGROUND_SPREAD = 0.35  # background's interquartile range relative to the contrast
 
 # Adaptive threshold windows, as fractions of the working image's shorter side. A window
 # must be larger than a stroke (else thick digits are hollowed out) but not much larger
@@ -71,7 +75,6 @@ BLOCK_FRACTIONS = (1 / 24, 1 / 8, 1 / 3)
 MIN_BLOCK = 11
 ADAPTIVE_OFFSET = 8  # grey levels a pixel must differ from its neighbourhood mean
 
-MAX_REGIONS = 24  # per photo; bounds tesseract time on cluttered scenes
 REGION_PAD = 0.15  # padding of returned boxes, relative to line height
 
 # The page for tesseract: every region becomes two text lines, one per digit height.
@@ -89,10 +92,32 @@ MIN_SIDE_DIGIT_WIDTH = 0.15  # beside the line: thinner is a bib edge (a "1" has
 OCR_MARGIN = 24  # white around the page
 OCR_LINE_GAP = 40  # white between crops, so that tesseract never merges two lines
 
+# PP-OCR crops: room around the line, relative to its height.
+PP_SIDE_PAD = 1.0
+PP_TOP_PAD = 0.15
+
 BIB_DIGITS = (2, 5)
 MISMATCH_FACTOR = 0.6  # confidence kept when the digit count does not fit the glyphs
 SPLIT_FACTOR = 0.7  # confidence kept when tesseract splits a region into several words
 DISAGREEMENT_FACTOR = 0.6  # confidence kept when a region's views read differently
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Which lines go to the reader: those on a bib-like background, the most bib-like first."""
+
+    min_contrast: float  # grey levels between digit and background medians
+    max_spread: float  # background's interquartile range relative to the contrast
+    max_regions: int  # per photo; bounds reading time on cluttered scenes
+
+
+# Tesseract reads clutter as confident digits: only lines whose digits sit on a uniform
+# background with clear contrast (a bib) are worth its time.
+STRICT = Candidates(min_contrast=35.0, max_spread=0.35, max_regions=24)
+# PP-OCR reads clutter as clutter, so it gets every digit line, the most bib-like first: on
+# bibs-dev the strict rule lets 75 of 100 bibs through, this one 93 (red digits on a creased
+# bib, a bib's shadow).
+LOOSE = Candidates(min_contrast=1.0, max_spread=float("inf"), max_regions=12)
 
 
 @dataclass(frozen=True)
@@ -133,6 +158,15 @@ class _Line:
         cx, cy = c[:, 0] + c[:, 2] / 2, c[:, 1] + c[:, 3] / 2
         slope = np.polyfit(cx, cy, 1)[0]
         return float(np.degrees(np.arctan(slope)))
+
+
+@dataclass(frozen=True)
+class _Read:
+    """A bib number read on one candidate line."""
+
+    bib: str
+    confidence: float
+    line: _Line
 
 
 @dataclass(frozen=True)
@@ -283,7 +317,9 @@ def _trim_bib_edges(gray: np.ndarray, line: np.ndarray) -> np.ndarray:
     return line
 
 
-def _bib_score(gray: np.ndarray, labels: np.ndarray, line: np.ndarray) -> float | None:
+def _bib_score(
+    gray: np.ndarray, labels: np.ndarray, line: np.ndarray, wanted: Candidates
+) -> float | None:
     """Contrast over background spread around a line's digits, or None if not on a bib.
 
     The background looked at is the line's own band (between, inside and just beside the
@@ -303,7 +339,7 @@ def _bib_score(gray: np.ndarray, labels: np.ndarray, line: np.ndarray) -> float 
         return None
     q1, median, q3 = np.percentile(background, (25, 50, 75))
     contrast = abs(median - float(np.median(patch[digits > 0])))
-    if contrast < MIN_CONTRAST or (q3 - q1) > MAX_BACKGROUND_SPREAD * contrast:
+    if contrast < wanted.min_contrast or (q3 - q1) > wanted.max_spread * contrast:
         return None
     return contrast / (q3 - q1 + 1.0)
 
@@ -324,8 +360,8 @@ def _same_text(a: _Line, b: _Line) -> bool:
     return _overlap(a.box, b.box) >= 0.5 and 1 / MAX_HEIGHT_RATIO <= ratio <= MAX_HEIGHT_RATIO
 
 
-def _suppress_duplicates(lines: list[_Line]) -> list[_Line]:
-    """One candidate per text line, the most bib-like lines first, at most MAX_REGIONS."""
+def _suppress_duplicates(lines: list[_Line], max_regions: int) -> list[_Line]:
+    """One candidate per text line, the most bib-like lines first, at most max_regions."""
     # Of the versions of a line the longest wins: a binarisation that lost a digit yields
     # a shorter line that would read as a wrong number, and a confident one.
     kept: list[_Line] = []
@@ -336,10 +372,10 @@ def _suppress_duplicates(lines: list[_Line]) -> list[_Line]:
     for line in sorted(lines, key=completeness, reverse=True):
         if not any(_same_text(line, k) for k in kept):
             kept.append(line)
-    return sorted(kept, key=lambda ln: ln.score, reverse=True)[:MAX_REGIONS]
+    return sorted(kept, key=lambda ln: ln.score, reverse=True)[:max_regions]
 
 
-def _find_lines(gray_work: np.ndarray) -> list[_Line]:
+def _find_lines(gray_work: np.ndarray, wanted: Candidates) -> list[_Line]:
     """Bib-like digit lines of every polarity and threshold window, duplicates removed."""
     short = min(gray_work.shape)
     blocks = {max(MIN_BLOCK, round(short * f)) | 1 for f in BLOCK_FRACTIONS}
@@ -349,10 +385,12 @@ def _find_lines(gray_work: np.ndarray) -> list[_Line]:
             labels, rows = _digit_components(_binarise(gray_work, block, dark_digits))
             for members in _group_lines(rows):
                 members = _trim_bib_edges(gray_work, members)
-                score = _bib_score(gray_work, labels, members) if len(members) >= 2 else None
+                score = (
+                    _bib_score(gray_work, labels, members, wanted) if len(members) >= 2 else None
+                )
                 if score is not None:
                     lines.append(_Line(members[:, :4], dark_digits, score))
-    return _suppress_duplicates(lines)
+    return _suppress_duplicates(lines, wanted.max_regions)
 
 
 def _padded_box(line: _Line, scale: float, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -367,7 +405,7 @@ def _padded_box(line: _Line, scale: float, shape: tuple[int, ...]) -> tuple[int,
     )
 
 
-def _detect(gray: np.ndarray) -> tuple[list[_Line], float]:
+def _detect(gray: np.ndarray, wanted: Candidates) -> tuple[list[_Line], float]:
     """Candidate lines in working-image pixels, and the working image's scale."""
     scale = _work_scale(*gray.shape)
     size = (round(gray.shape[1] * scale), round(gray.shape[0] * scale))
@@ -375,13 +413,15 @@ def _detect(gray: np.ndarray) -> tuple[list[_Line], float]:
         return [], scale
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
     work = cv2.resize(gray, size, interpolation=interpolation)
-    return _find_lines(work), scale
+    return _find_lines(work, wanted), scale
 
 
-def find_bib_regions(image_bgr: np.ndarray) -> list[tuple[int, int, int, int]]:
+def find_bib_regions(
+    image_bgr: np.ndarray, wanted: Candidates = STRICT
+) -> list[tuple[int, int, int, int]]:
     """Candidate boxes of bib numbers (text lines of 2-5 digits), most bib-like first."""
     gray = _to_gray(image_bgr)
-    lines, scale = _detect(gray)
+    lines, scale = _detect(gray, wanted)
     return [_padded_box(line, scale, gray.shape) for line in lines]
 
 
@@ -504,25 +544,77 @@ def _agreed_read(views: list[tuple[str, float] | None]) -> tuple[str, float] | N
     return bib, confidence if agreed else confidence * DISAGREEMENT_FACTOR
 
 
-def read_bibs(image_bgr: np.ndarray) -> list[BibRead]:
-    """All bib numbers read on the photo, best first; at most one read per region."""
-    gray = _to_gray(image_bgr)
-    lines, scale = _detect(gray)
-    if not lines:
-        return []
+def _tesseract_reads(gray: np.ndarray, lines: list[_Line], scale: float) -> list[_Read]:
+    """Reads of the lines by tesseract: one page of two views per line, one call."""
     views = [[_normalise_crop(gray, line, scale, h) for h in OCR_DIGIT_HEIGHTS] for line in lines]
     page, spans = _stack_page([crop.pixels for line_views in views for crop in line_views])
     words = _ocr_words(page)
     next_span = iter(spans)  # the page holds the views line by line, in order
-    best: dict[str, BibRead] = {}
+    reads = []
     for line, line_views in zip(lines, views, strict=True):
         read = _agreed_read(
             [_read_crop(_words_within(words, next(next_span)), line, crop) for crop in line_views]
         )
-        if read is None:
+        if read is not None:
+            reads.append(_Read(read[0], read[1], line))
+    return reads
+
+
+def _line_crop(gray: np.ndarray, line: _Line, scale: float) -> np.ndarray:
+    """The line cut from the full-resolution image with room around it for PP-OCR.
+
+    Sideways room lets the recogniser see a digit the region finder missed (else it reads a
+    short, wrong number); little room above and below keeps other lines out.
+    """
+    x0, y0, x1, y1 = (v / scale for v in line.box)
+    height = y1 - y0
+    c0, r0 = max(0, int(x0 - PP_SIDE_PAD * height)), max(0, int(y0 - PP_TOP_PAD * height))
+    c1, r1 = int(x1 + PP_SIDE_PAD * height) + 1, int(y1 + PP_TOP_PAD * height) + 1
+    return gray[r0:r1, c0:c1]
+
+
+def _ppocr_reads(gray: np.ndarray, lines: list[_Line], scale: float) -> list[_Read]:
+    """Reads of the lines by PP-OCR's recogniser, those that hold a bib number."""
+    crops = [_line_crop(gray, line, scale) for line in lines]
+    reads = []
+    for line, read in zip(lines, recogniser().read_lines(crops), strict=True):
+        span = bib_span(read.text)
+        if span is not None:
+            # The digits' confidence: scraps of the bib's edge beside them do not matter.
+            digits = read.char_confidences[span[0] : span[1]]
+            reads.append(_Read(read.text[span[0] : span[1]], min(digits), line))
+    return reads
+
+
+def read_bibs(image_bgr: np.ndarray, start_list: StartList | None = None) -> list[BibRead]:
+    """All bib numbers read on the photo, best first; at most one read per number.
+
+    With a start list, only its bibs are returned (a near miss mapped to the listed bib, at
+    a lower confidence); without one, every number that passes the bib rules.
+    """
+    gray = _to_gray(image_bgr)
+    engine = engine_name()
+    lines, scale = _detect(gray, LOOSE if engine == "ppocr" else STRICT)
+    if not lines:
+        return []
+    reads = (_ppocr_reads if engine == "ppocr" else _tesseract_reads)(gray, lines, scale)
+    found = [BibRead(r.bib, r.confidence, _padded_box(r.line, scale, gray.shape)) for r in reads]
+    return match_start_list(found, start_list)
+
+
+def match_start_list(reads: list[BibRead], start_list: StartList | None) -> list[BibRead]:
+    """One read per number (the most confident), mapped through the start list if any."""
+    best: dict[str, BibRead] = {}
+    for read in reads:
+        matched = (
+            (read.bib, read.confidence)
+            if start_list is None
+            else start_list.match(read.bib, read.confidence)
+        )
+        if matched is None:
             continue
-        bib, confidence = read
+        bib, confidence = matched
         # The same number twice on a photo is one runner; keep its best read.
         if bib not in best or confidence > best[bib].confidence:
-            best[bib] = BibRead(bib, confidence, _padded_box(line, scale, gray.shape))
+            best[bib] = BibRead(bib, confidence, read.box)
     return sorted(best.values(), key=lambda r: r.confidence, reverse=True)

@@ -33,6 +33,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from PIL import Image, UnidentifiedImageError
 
+from transforms.bibs import StartList
 from transforms.exif import exif_facts
 from transforms.faces import FaceModels, face_models, find_faces
 from transforms.ocr import read_bibs
@@ -278,15 +279,17 @@ def decode(data: bytes, width: int, height: int, fmt: str) -> tuple[np.ndarray |
     return cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED[factor]), factor
 
 
-def bib_reads(image: np.ndarray, factor: int) -> tuple[BibSeen, ...]:
-    """Bib reads with boxes in the full-size photo's pixels."""
+def bib_reads(
+    image: np.ndarray, factor: int, start_list: StartList | None = None
+) -> tuple[BibSeen, ...]:
+    """Bib reads with boxes in the full-size photo's pixels (only listed bibs, given a list)."""
     return tuple(
         BibSeen(bib=r.bib, confidence=round(r.confidence, 4), box=_scaled(r.box, factor))
-        for r in read_bibs(image)
+        for r in read_bibs(image, start_list)
     )
 
 
-def read_photo_bibs(path: str) -> tuple[BibSeen, ...]:
+def read_photo_bibs(path: str, start_list: StartList | None = None) -> tuple[BibSeen, ...]:
     """The bib reads of one photo file, as the pipeline makes them (for `racelens bibs`)."""
     data = read_bytes(path)
     try:
@@ -294,7 +297,7 @@ def read_photo_bibs(path: str) -> tuple[BibSeen, ...]:
     except Unusable:
         return ()
     image, factor = decode(data, *header.size, header.format or "")
-    return () if image is None else bib_reads(image, factor)
+    return () if image is None else bib_reads(image, factor, start_list)
 
 
 class FactStore:

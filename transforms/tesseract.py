@@ -1,4 +1,5 @@
-"""Tesseract engines behind one interface: words with confidences and boxes on a page.
+"""Tesseract engines behind one interface (words with confidences and boxes on a page), and
+the choice of OCR engine (RACELENS_OCR_ENGINE) between them and PP-OCR (transforms.ppocr).
 
 pytesseract starts a tesseract process per call, and that start-up is most of
 its cost (measured: 231 ms per stitched page against 9 ms in-process through
@@ -12,6 +13,7 @@ block of text lines, with the LSTM recogniser.
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import threading
 from dataclasses import dataclass
@@ -129,12 +131,36 @@ class ProcessTesseract:
 
 
 _ENGINES = {"tesserocr": InProcessTesseract, "pytesseract": ProcessTesseract}
+PPOCR = "ppocr"  # transforms.ppocr: not a tesseract, but chosen by the same setting
+ENGINE_ENV = "RACELENS_OCR_ENGINE"
 _default: Engine | None = None
 _lock = threading.Lock()
 
 
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def engine_name() -> str:
+    """The engine RACELENS_OCR_ENGINE names: ppocr, tesserocr or pytesseract.
+
+    "auto" (the default) is ppocr where rapidocr-onnxruntime is installed (it reads real bibs
+    best, bench/bib_eval.py), else tesserocr, else pytesseract.
+    """
+    name = os.environ.get(ENGINE_ENV, "auto")
+    if name == "auto":
+        if _installed("rapidocr_onnxruntime") and _installed("onnxruntime"):
+            return PPOCR
+        return "tesserocr" if _installed("tesserocr") else "pytesseract"
+    if name != PPOCR and name not in _ENGINES:
+        raise ValueError(
+            f"unknown OCR engine '{name}' (use {PPOCR}, {', '.join(_ENGINES)} or auto)"
+        )
+    return name
+
+
 def make_engine(name: str = "auto") -> Engine:
-    """An engine by name; "auto" is tesserocr when it is installed, else pytesseract."""
+    """A tesseract engine by name; "auto" is tesserocr when it is installed, else pytesseract."""
     if name == "auto":
         try:
             return InProcessTesseract()
@@ -146,9 +172,10 @@ def make_engine(name: str = "auto") -> Engine:
 
 
 def default_engine() -> Engine:
-    """The process's engine, created on first use (never at import time)."""
+    """The process's tesseract engine, created on first use (never at import time)."""
     global _default
     with _lock:
         if _default is None:
-            _default = make_engine(os.environ.get("RACELENS_OCR_ENGINE", "auto"))
+            name = os.environ.get(ENGINE_ENV, "auto")
+            _default = make_engine(name if name in _ENGINES else "auto")
         return _default

@@ -1,0 +1,158 @@
+"""Tests of the bib rules and the start list as a dictionary (transforms.bibs), of the OCR
+engine choice and PP-OCR's recogniser, and of AnalysePhotos on real dev photos."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from pathlib import Path
+
+import apache_beam as beam
+import cv2
+import numpy as np
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that
+
+from transforms.bibs import SNAP_FACTOR, StartList, parse_bib
+from transforms.ppocr import recogniser
+from transforms.tesseract import engine_name
+
+
+@pytest.mark.parametrize(
+    ("text", "bib"),
+    [
+        ("3638", "3638"),
+        ("48", "48"),
+        ("T2182", "2182"),  # a wave or distance prefix
+        ("1404.", "1404"),  # scraps of the bib's edge
+        ("3708=", "3708"),
+        ("#58", "58"),
+        (" 755 ", "755"),
+    ],
+)
+def test_parse_bib__numbers_of_two_to_five_digits_are_bibs(text: str, bib: str) -> None:
+    assert parse_bib(text) == bib
+
+
+@pytest.mark.parametrize(
+    "text", ["7", "123456", "1:49:58", "49:", "auto", "R4", "36 38", "AB123", "1958km", ""]
+)
+def test_parse_bib__other_text_is_no_bib(text: str) -> None:
+    assert parse_bib(text) is None
+
+
+def test_start_list__listed_bib_keeps_its_confidence() -> None:
+    assert StartList(["3638", "3719"]).match("3638", 0.9) == ("3638", 0.9)
+
+
+@pytest.mark.parametrize(
+    ("read", "listed"),
+    [("3639", "3638"), ("13638", "3638"), ("638", "3638")],
+    ids=["substitution", "insertion", "deletion"],
+)
+def test_start_list__one_edit_away_maps_to_the_listed_bib_below_review(
+    read: str, listed: str
+) -> None:
+    bib, confidence = StartList([listed, "2500"]).match(read, 1.0)
+
+    assert bib == listed
+    assert confidence == SNAP_FACTOR < 0.75
+
+
+def test_start_list__ambiguous_or_far_reads_are_dropped() -> None:
+    start_list = StartList(["3638", "3688", "2500"])
+
+    assert start_list.match("3678", 1.0) is None  # one edit from two runners
+    assert start_list.match("1958", 1.0) is None  # far from every runner
+
+
+def test_start_list__empty_list_is_an_error() -> None:
+    with pytest.raises(ValueError, match="at least one bib"):
+        StartList([])
+
+
+@pytest.mark.parametrize(
+    ("setting", "engine"),
+    [("ppocr", "ppocr"), ("tesserocr", "tesserocr"), ("pytesseract", "pytesseract")],
+)
+def test_engine_name__follows_the_setting(
+    setting: str, engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RACELENS_OCR_ENGINE", setting)
+    assert engine_name() == engine
+
+
+def test_engine_name__auto_is_ppocr_where_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RACELENS_OCR_ENGINE", raising=False)
+    assert engine_name() == "ppocr"
+
+
+def test_engine_name__unknown_engine_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RACELENS_OCR_ENGINE", "easyocr")
+    with pytest.raises(ValueError, match="unknown OCR engine 'easyocr'"):
+        engine_name()
+
+
+def _line(text: str, height: int = 60) -> np.ndarray:
+    """Dark digits on a light grey strip, as a bib line looks once cut out."""
+    scale = height / 30
+    (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 4)
+    strip = np.full((h + 30, w + 30), 230, np.uint8)
+    cv2.putText(strip, text, (15, h + 15), cv2.FONT_HERSHEY_SIMPLEX, scale, 20, 4, cv2.LINE_AA)
+    return strip
+
+
+def test_recogniser__reads_each_line_in_order_with_confidences() -> None:
+    texts = ["3638", "47", "RUN", "90215"]
+
+    reads = recogniser().read_lines([_line(t, 40 + 10 * i) for i, t in enumerate(texts)])
+
+    assert [r.text for r in reads] == texts
+    for r in reads:
+        assert len(r.char_confidences) == len(r.text)
+        assert 0.9 <= r.confidence <= 1.0
+
+
+def test_recogniser__no_crops_no_reads() -> None:
+    assert recogniser().read_lines([]) == []
+
+
+# --- Real photos through the pipeline's analysis ---------------------------------------------
+
+DATA = Path(os.environ.get("RACELENS_DATA", "/work/shared/data"))
+REAL_PHOTOS = DATA / "bibs-dev"
+# Photos of the held-out half (bench/bib_eval.py --split holdout) with one clear bib each.
+HANDFUL = ["set1_59.JPG", "set1_66.JPG", "set1_67.JPG", "set1_73.JPG", "set1_78.JPG"]
+
+
+def test_analyse_photos__reads_real_race_photos(tmp_path: Path) -> None:
+    """AnalysePhotos (decode, ReadBibs) reads the bibs of real photos confidently."""
+    from transforms.photos import AnalysePhotos
+
+    if not (REAL_PHOTOS / "labels.csv").is_file():
+        pytest.skip(f"real dev photos not found at {REAL_PHOTOS} (set RACELENS_DATA)")
+    with open(REAL_PHOTOS / "labels.csv", newline="") as f:
+        truth = {r["file"]: r["bibs"] for r in csv.DictReader(f) if r["file"] in HANDFUL}
+    images = tmp_path / "images" / "cp1"
+    images.mkdir(parents=True)
+    for name in HANDFUL:  # copied into the test's own folder, never into the repository
+        shutil.copy(REAL_PHOTOS / name, images / name)
+
+    def check(photos: list) -> None:
+        read = {
+            Path(p.path).name: {r.bib for r in p.facts.bibs if r.confidence >= 0.75} for p in photos
+        }
+        hits = sum(truth[name] in bibs for name, bibs in read.items())
+        wrong = sum(len(bibs - {truth[name]}) for name, bibs in read.items())
+        assert sorted(read) == sorted(HANDFUL)
+        assert hits >= 4 and wrong == 0, read
+
+    with TestPipeline() as p:
+        photos = (
+            p
+            | beam.Create(sorted(str(images / name) for name in HANDFUL))
+            | AnalysePhotos(str(tmp_path / "facts"), str(tmp_path / "images"))
+        )
+        assert_that(photos, check)

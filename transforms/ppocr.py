@@ -1,0 +1,129 @@
+"""PP-OCRv4 text-line recognition through onnxruntime (the models ship in rapidocr-onnxruntime).
+
+Only the recogniser is used: racelens finds the candidate lines itself (transforms.ocr), far
+cheaper than PP-OCR's detector on a whole photo (measured on bibs-dev: the detector costs
+200-550 ms per photo on one core at the resolutions small bibs need, the line finder 85 ms).
+The recogniser reads a grey crop of one text line and returns its characters with their
+probabilities; the model knows Chinese, Latin letters and digits, so a crop of a sponsor's
+word reads as letters and is rejected later instead of being forced into digits.
+
+Sessions are created on first use in each process (never at import) with one intra-op
+thread: pipeline workers already use every core, and a second thread per session only adds
+contention (the same policy as tesseract's OMP_THREAD_LIMIT).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+REC_MODEL = "ch_PP-OCRv4_rec_infer.onnx"
+REC_HEIGHT = 48  # the model's input height
+MIN_WIDTH = 16  # narrower inputs leave the model too few time steps for two digits
+BATCH = 8  # crops per model call, similar widths together (padding costs time)
+# Crops are padded to the batch's widest; the widest is capped so one long sponsor line
+# does not make a whole batch slow. A bib line is at most ~6 digit widths.
+MAX_WIDTH = 8 * REC_HEIGHT
+
+
+@dataclass(frozen=True)
+class LineRead:
+    """What the recogniser read on one crop."""
+
+    text: str
+    char_confidences: tuple[float, ...]  # one per character of text, 0..1
+
+    @property
+    def confidence(self) -> float:
+        """The weakest character's probability: one doubtful digit makes a doubtful bib."""
+        return min(self.char_confidences, default=0.0)
+
+
+def models_dir() -> str:
+    """Where rapidocr-onnxruntime keeps its ONNX models."""
+    import rapidocr_onnxruntime
+
+    return os.path.join(os.path.dirname(rapidocr_onnxruntime.__file__), "models")
+
+
+class PpOcrRecogniser:
+    """PP-OCRv4 line recogniser, one onnxruntime session per process."""
+
+    name = "ppocr"
+
+    def __init__(self) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(
+            os.path.join(models_dir(), REC_MODEL),
+            sess_options=options,
+            providers=["CPUExecutionProvider"],
+        )
+        self._input = self._session.get_inputs()[0].name
+        # CTC classes: blank, the model's character list, then a space.
+        characters = self._session.get_modelmeta().custom_metadata_map["character"]
+        self._characters = ["", *characters.splitlines(), " "]
+        self._lock = threading.Lock()  # one run at a time per session keeps one thread
+
+    def read_lines(self, crops: list[np.ndarray]) -> list[LineRead]:
+        """The text on each grey (or BGR) crop of one text line, in the crops' order."""
+        if not crops:
+            return []
+        widths = [_input_width(c) for c in crops]
+        order = np.argsort(widths)
+        reads: list[LineRead | None] = [None] * len(crops)
+        for start in range(0, len(crops), BATCH):
+            chunk = order[start : start + BATCH]
+            width = max(widths[i] for i in chunk)
+            batch = np.stack([_normalise(crops[i], widths[i], width) for i in chunk])
+            with self._lock:
+                probabilities = self._session.run(None, {self._input: batch})[0]
+            for i, p in zip(chunk, probabilities, strict=True):
+                reads[i] = self._decode(p)
+        return [r for r in reads if r is not None]
+
+    def _decode(self, probabilities: np.ndarray) -> LineRead:
+        """Greedy CTC decoding: best class per step, repeats merged, blanks dropped."""
+        best = probabilities.argmax(axis=1)
+        keep = np.ones(len(best), bool)
+        keep[1:] = best[1:] != best[:-1]
+        keep &= best != 0
+        confidences = probabilities.max(axis=1)[keep]
+        text = "".join(self._characters[i] for i in best[keep])
+        return LineRead(text, tuple(float(c) for c in confidences))
+
+
+def _input_width(crop: np.ndarray) -> int:
+    height, width = crop.shape[:2]
+    return int(np.clip(np.ceil(REC_HEIGHT * width / max(1, height)), MIN_WIDTH, MAX_WIDTH))
+
+
+def _normalise(crop: np.ndarray, width: int, padded_width: int) -> np.ndarray:
+    """The crop as the model's 3 x 48 x W input in [-1, 1], padded with zeros on the right."""
+    resized = cv2.resize(crop, (width, REC_HEIGHT), interpolation=cv2.INTER_LINEAR)
+    grey = resized if resized.ndim == 2 else cv2.cvtColor(resized, cv2.COLOR_BGR2GRAY)
+    values = grey.astype(np.float32) / 127.5 - 1.0
+    out = np.zeros((3, REC_HEIGHT, padded_width), np.float32)
+    out[:, :, :width] = values
+    return out
+
+
+_recogniser: PpOcrRecogniser | None = None
+_lock = threading.Lock()
+
+
+def recogniser() -> PpOcrRecogniser:
+    """The process's recogniser, created on first use (never at import time)."""
+    global _recogniser
+    with _lock:
+        if _recogniser is None:
+            _recogniser = PpOcrRecogniser()
+        return _recogniser
