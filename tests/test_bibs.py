@@ -4,6 +4,7 @@ engine choice and PP-OCR's recogniser, and of AnalysePhotos on real dev photos."
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 from pathlib import Path
@@ -15,6 +16,8 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 
+from pipeline.cli import main
+from tests.test_ocr import SINGLE_BIBS, _photo
 from transforms.bibs import SNAP_FACTOR, StartList, parse_bib
 from transforms.ppocr import recogniser
 from transforms.tesseract import engine_name
@@ -117,6 +120,34 @@ def test_recogniser__reads_each_line_in_order_with_confidences() -> None:
 
 def test_recogniser__no_crops_no_reads() -> None:
     assert recogniser().read_lines([]) == []
+
+
+@pytest.mark.parametrize(
+    ("listed", "expected"),
+    [(["427", "3081"], [("427", 0.75)]), (["428", "3081"], [("428", 0.0)]), (["3081"], [])],
+    ids=["listed", "one-edit-away", "not-listed"],
+)
+def test_bibs_cli__start_list_is_the_dictionary(
+    listed: list[str],
+    expected: list[tuple[str, float]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    keep_logging: None,
+) -> None:
+    """`racelens bibs --start-list`: listed reads kept, near misses mapped below review."""
+    image, _ = _photo([SINGLE_BIBS[0]])  # bib 427
+    photo = tmp_path / "photo.jpg"
+    cv2.imwrite(str(photo), image)
+    start_list = tmp_path / "startlist.csv"
+    start_list.write_text("bib,name\n" + "".join(f"{b},Runner {b}\n" for b in listed))
+
+    assert main(["bibs", str(photo), "--start-list", str(start_list)]) == 0
+
+    (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    confident = [(r["bib"], r["confidence"] >= 0.75) for r in line["bibs"]]
+    assert [b for b, _ in confident] == [b for b, _ in expected]
+    for (_, is_confident), (_, floor) in zip(confident, expected, strict=True):
+        assert is_confident == (floor >= 0.75)
 
 
 # --- Real photos through the pipeline's analysis ---------------------------------------------

@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 
 from transforms.bibs import StartList, bib_span
-from transforms.ppocr import recogniser
+from transforms.ppocr import LineRead, recogniser
 from transforms.tesseract import default_engine, engine_name
 
 # Working resolution for region finding: large photos are shrunk (speed; 1600 px photos are
@@ -92,9 +92,8 @@ MIN_SIDE_DIGIT_WIDTH = 0.15  # beside the line: thinner is a bib edge (a "1" has
 OCR_MARGIN = 24  # white around the page
 OCR_LINE_GAP = 40  # white between crops, so that tesseract never merges two lines
 
-# PP-OCR crops: room around the line, relative to its height.
-PP_SIDE_PAD = 1.0
-PP_TOP_PAD = 0.15
+# PP-OCR crops: room around the line (sideways, above and below), relative to its height.
+PP_VIEWS = ((1.0, 0.15),)
 
 BIB_DIGITS = (2, 5)
 MISMATCH_FACTOR = 0.6  # confidence kept when the digit count does not fit the glyphs
@@ -560,7 +559,9 @@ def _tesseract_reads(gray: np.ndarray, lines: list[_Line], scale: float) -> list
     return reads
 
 
-def _line_crop(gray: np.ndarray, line: _Line, scale: float) -> np.ndarray:
+def _line_crop(
+    gray: np.ndarray, line: _Line, scale: float, pad: tuple[float, float]
+) -> np.ndarray:
     """The line cut from the full-resolution image with room around it for PP-OCR.
 
     Sideways room lets the recogniser see a digit the region finder missed (else it reads a
@@ -568,22 +569,31 @@ def _line_crop(gray: np.ndarray, line: _Line, scale: float) -> np.ndarray:
     """
     x0, y0, x1, y1 = (v / scale for v in line.box)
     height = y1 - y0
-    c0, r0 = max(0, int(x0 - PP_SIDE_PAD * height)), max(0, int(y0 - PP_TOP_PAD * height))
-    c1, r1 = int(x1 + PP_SIDE_PAD * height) + 1, int(y1 + PP_TOP_PAD * height) + 1
+    side, top = pad
+    c0, r0 = max(0, int(x0 - side * height)), max(0, int(y0 - top * height))
+    c1, r1 = int(x1 + side * height) + 1, int(y1 + top * height) + 1
     return gray[r0:r1, c0:c1]
 
 
 def _ppocr_reads(gray: np.ndarray, lines: list[_Line], scale: float) -> list[_Read]:
     """Reads of the lines by PP-OCR's recogniser, those that hold a bib number."""
-    crops = [_line_crop(gray, line, scale) for line in lines]
+    crops = [_line_crop(gray, line, scale, pad) for line in lines for pad in PP_VIEWS]
+    texts = iter(recogniser().read_lines(crops))
     reads = []
-    for line, read in zip(lines, recogniser().read_lines(crops), strict=True):
-        span = bib_span(read.text)
-        if span is not None:
-            # The digits' confidence: scraps of the bib's edge beside them do not matter.
-            digits = read.char_confidences[span[0] : span[1]]
-            reads.append(_Read(read.text[span[0] : span[1]], min(digits), line))
+    for line in lines:
+        read = _agreed_read([_bib_of(next(texts)) for _ in PP_VIEWS])
+        if read is not None:
+            reads.append(_Read(read[0], read[1], line))
     return reads
+
+
+def _bib_of(read: LineRead) -> tuple[str, float] | None:
+    """The bib number on a recognised line and the confidence of its digits, or None."""
+    span = bib_span(read.text)
+    if span is None:
+        return None
+    # The digits' confidence: scraps of the bib's edge beside them do not matter.
+    return read.text[span[0] : span[1]], min(read.char_confidences[span[0] : span[1]])
 
 
 def read_bibs(image_bgr: np.ndarray, start_list: StartList | None = None) -> list[BibRead]:
