@@ -559,9 +559,7 @@ def _tesseract_reads(gray: np.ndarray, lines: list[_Line], scale: float) -> list
     return reads
 
 
-def _line_crop(
-    gray: np.ndarray, line: _Line, scale: float, pad: tuple[float, float]
-) -> np.ndarray:
+def _line_crop(gray: np.ndarray, line: _Line, scale: float, pad: tuple[float, float]) -> np.ndarray:
     """The line cut from the full-resolution image with room around it for PP-OCR.
 
     Sideways room lets the recogniser see a digit the region finder missed (else it reads a
