@@ -296,6 +296,7 @@ def main() -> None:
         help="enlarge each photo to this size and read it as the pipeline reads a JPEG",
     )
     args = parser.parse_args()
+    cv2.setNumThreads(1)  # one core, as in a pipeline worker (transforms.photos)
     if args.demo is None:
         evaluate(args.folder, split(load_labels(args.folder), args.split)[: args.limit], args)
         return
