@@ -129,9 +129,9 @@ _DIRECT_IO = re.compile(
 )
 # Modules where that is right: the course, start list and corrections log are read on the
 # launcher before the graph exists (the log is appended by the dashboard), and tesseract's
-# language data and dlib's face models lie on every worker's own disk, installed by the
+# language data, PP-OCR's and dlib's models lie on every worker's own disk, installed by the
 # worker container.
-_OWN_DISK_MODULES = {"course.py", "corrections.py", "tesseract.py", "faces.py"}
+_OWN_DISK_MODULES = {"course.py", "corrections.py", "tesseract.py", "ppocr.py", "faces.py"}
 # Elsewhere, a function may touch a path's disk only after asking this whether it is local:
 # photos.py does, for the links, FIFOs and odd names that Beam's listing passes over.
 _LOCAL_CHECK = "_is_local"

@@ -93,7 +93,7 @@ OCR_MARGIN = 24  # white around the page
 OCR_LINE_GAP = 40  # white between crops, so that tesseract never merges two lines
 
 # PP-OCR crops: room around the line (sideways, above and below), relative to its height.
-PP_VIEWS = ((0.6, 0.15),)
+PP_VIEWS = ((1.0, 0.15),)
 
 BIB_DIGITS = (2, 5)
 MISMATCH_FACTOR = 0.6  # confidence kept when the digit count does not fit the glyphs
