@@ -626,18 +626,16 @@ def read_bibs(image_bgr: np.ndarray, start_list: StartList | None = None) -> lis
 
 
 def match_start_list(reads: list[BibRead], start_list: StartList | None) -> list[BibRead]:
-    """One read per number (the most confident), mapped through the start list if any."""
-    best: dict[str, BibRead] = {}
-    for read in reads:
-        matched = (
-            (read.bib, read.confidence)
-            if start_list is None
-            else start_list.match(read.bib, read.confidence)
-        )
-        if matched is None:
-            continue
-        bib, confidence = matched
-        # The same number twice on a photo is one runner; keep its best read.
-        if bib not in best or confidence > best[bib].confidence:
-            best[bib] = BibRead(bib, confidence, read.box)
-    return sorted(best.values(), key=lambda r: r.confidence, reverse=True)
+    """One read per number and per bib, mapped through the start list if any, best first."""
+    matched = (
+        [(r.bib, r.confidence, r.box) for r in reads]
+        if start_list is None
+        else [(m[0], m[1], r.box) for r in reads if (m := start_list.match(r.bib, r.confidence))]
+    )
+    kept: list[BibRead] = []
+    for bib, confidence, box in sorted(matched, key=lambda m: m[1], reverse=True):
+        # The same number twice on a photo is one runner; two numbers in one place are one
+        # bib read twice (a part of it, or with its edge as a digit): the best read stands.
+        if not any(k.bib == bib or _overlap(k.box, box) >= 0.5 for k in kept):
+            kept.append(BibRead(bib, confidence, box))
+    return kept
