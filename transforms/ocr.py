@@ -99,12 +99,6 @@ BIB_DIGITS = (2, 5)
 MISMATCH_FACTOR = 0.6  # confidence kept when the digit count does not fit the glyphs
 SPLIT_FACTOR = 0.7  # confidence kept when tesseract splits a region into several words
 DISAGREEMENT_FACTOR = 0.6  # confidence kept when a region's views read differently
-# Bibs are printed dark on light paper; light digits on a dark ground are far more often a
-# race clock, a screen or a shirt's print (confident reads on bibs-dev's tuning half: 0 right,
-# 2 wrong; on all of it 1 right, 8 wrong, against 81 right and 6 wrong of dark digits, 4 of
-# those real bibs the labels lack). Such a read keeps this much of its confidence, below the
-# review threshold: an official decides.
-LIGHT_DIGITS_FACTOR = 0.7
 
 
 @dataclass(frozen=True)
@@ -614,14 +608,7 @@ def read_bibs(image_bgr: np.ndarray, start_list: StartList | None = None) -> lis
     if not lines:
         return []
     reads = (_ppocr_reads if engine == "ppocr" else _tesseract_reads)(gray, lines, scale)
-    found = [
-        BibRead(
-            r.bib,
-            r.confidence * (1.0 if r.line.dark_digits else LIGHT_DIGITS_FACTOR),
-            _padded_box(r.line, scale, gray.shape),
-        )
-        for r in reads
-    ]
+    found = [BibRead(r.bib, r.confidence, _padded_box(r.line, scale, gray.shape)) for r in reads]
     return match_start_list(found, start_list)
 
 
