@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from transforms.course import ConfigError
 from transforms.photos import os_path
 from transforms.schemas import ATHLETE_PHOTOS_FILE, LEADERBOARD_FILE
+from transforms.write import temporary_name
 
 RUN_FILE = "run.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -81,7 +82,7 @@ def place(source: str, target: str, link: bool) -> bool:
     if _in_place(source, target, link):
         return False
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    temporary = f"{target}.tmp-{os.getpid()}"
+    temporary = temporary_name(target)
     if link:
         os.symlink(source, temporary)
     else:

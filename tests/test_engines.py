@@ -8,6 +8,7 @@ its own fact store) and must write the same rows in every output file.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -24,6 +25,8 @@ from pipeline.cli import main
 from pipeline.graph import build, build_retime
 from pipeline.summary import OUTPUT_FILES
 from tests.conftest import restored_logging
+from transforms.photos import FactStore
+from transforms.records import PhotoFacts
 
 Results = dict[str, object]
 REPO = Path(__file__).resolve().parents[1]
@@ -195,3 +198,25 @@ def test_run_on_dask__analyses_only_a_whole_race_and_times_on_the_direct_runner(
     engines.run_on_dask(["--runner=DaskRunner"], graph=graph)
     assert [engine for engine, _ in calls] == ["dask"] * analysed + ["direct"]
     assert PipelineOptions(calls[-1][1]).get_all_options()["runner"] == "DirectRunner"
+
+
+def _put_repeatedly(root: str, image_id: str, times: int) -> None:
+    store = FactStore(root)
+    for _ in range(times):
+        store.put(PhotoFacts(image_id=image_id, width=8, height=8))
+
+
+def test_fact_store__worker_processes_storing_the_same_photo_at_once_all_succeed(
+    tmp_path: Path,
+) -> None:
+    # Exact copies of a photo are analysed by different workers, each storing its facts.
+    root = str(tmp_path / "facts")
+    fork = multiprocessing.get_context("fork")
+    writers = [fork.Process(target=_put_repeatedly, args=(root, "ab-same", 300)) for _ in range(2)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=60)
+    assert [w.exitcode for w in writers] == [0, 0], "no writer lost its temporary file"
+    assert FactStore(root).get("ab-same") == PhotoFacts(image_id="ab-same", width=8, height=8)
+    assert [p.name for p in (tmp_path / "facts").rglob("*") if p.is_file()] == ["ab-same.json"]

@@ -47,6 +47,7 @@ from transforms.records import (
     facts_from_json,
     facts_to_json,
 )
+from transforms.write import temporary_name
 
 # Larger images are refused before decoding: a decompression bomb must not exhaust memory.
 MAX_PIXELS = 120_000_000
@@ -326,7 +327,7 @@ class FactStore:
 
     def put(self, facts: PhotoFacts) -> None:
         path = self.path_of(facts.image_id)
-        tmp = f"{path}.tmp-{id(facts):x}"
+        tmp = temporary_name(path)
         with FileSystems.create(tmp) as f:
             f.write(facts_to_json(facts).encode("utf-8"))
         FileSystems.rename([tmp], [path])

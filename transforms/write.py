@@ -13,6 +13,7 @@ import logging
 import os
 import posixpath
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -40,8 +41,8 @@ from transforms.schemas import (
     STATIONS_FILE,
 )
 
-# A file being written is named `<name>.tmp-<suffix>` (write_atomically, FactStore.put): it
-# never ends in .parquet or .json, so nobody mistakes one a killed run left for an output.
+# A file being written is named `<name>.tmp-<suffix>` (temporary_name): it never ends in
+# .parquet or .json, so nobody mistakes one a killed run left for an output.
 TEMPORARY_MARK = ".tmp-"
 # Writing a file takes seconds; a temporary file this old was left by a run that died.
 STALE_AFTER_S = 3600.0
@@ -55,9 +56,16 @@ def table_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
     return buffer.getvalue()
 
 
+def temporary_name(path: str) -> str:
+    """A name to write `path` under before renaming it, that no other writer uses: processes
+    on several machines (same pid) and threads of one process may write the same path at
+    once (exact copies of a photo analysed side by side)."""
+    return f"{path}{TEMPORARY_MARK}{os.getpid()}-{uuid.uuid4().hex}"
+
+
 def write_atomically(path: str, data: bytes) -> None:
     """Readers see the old file or the new one, never half of one."""
-    tmp = f"{path}.tmp-{os.getpid()}"
+    tmp = temporary_name(path)
     with FileSystems.create(tmp) as f:
         f.write(data)
     # Local rename is os.rename (atomic replace); object stores copy then delete.
