@@ -30,9 +30,23 @@ REASON_TEXT = {
     "several_athletes": "Several athletes",
     "face_uncertain": "Face match uncertain",
     "camera_covered": "Camera covered?",
+    "camera_blurred": "Camera blurred?",
+    "camera_frozen": "Camera frozen?",
+    "camera_silent": "Camera silent?",
     "implausible_split": "Implausible split time",
     "missed_checkpoint": "Not seen at a checkpoint",
     OPENED: "Opened for correction",
+}
+
+# Station health items (transforms/health.py) are about a camera, shown by one of its photos.
+_SEE_TO = " Approve once the camera is seen to (the photo keeps what was read on it)."
+HEALTH_NOTES = {
+    "camera_covered": "The lens looked covered or dark, several photos in a row." + _SEE_TO,
+    "camera_blurred": "Blurred photos, several in a row; this is the last of them." + _SEE_TO,
+    "camera_frozen": "The same picture again and again: a stuck camera? This is the last of "
+    "them." + _SEE_TO,
+    "camera_silent": "No photo while runners were due; this is the last photo before the "
+    "silence (battery, card, signal?)." + _SEE_TO,
 }
 
 

@@ -5,8 +5,8 @@ quality, bib reads, faces; facts stored by image_id), then timed as a race: EXIF
 gives each photo its station and event time, duplicates are marked, bib
 reads are checked against the start list, faces without a read bib are matched
 against a gallery of the athletes' faces, sightings of a bib at a station
-merge into one passage per session window, implausible splits go to review,
-and the leaderboard, the review queue, station health and each athlete's
+merge into one passage per session window, implausible splits and cameras in
+bad health go to review, and the leaderboard, the review queue, station health and each athlete's
 photos are written as Parquet (and the results as CSV).
 
 Run it with `racelens run --images DIR --course FILE --start-list FILE --out DIR`;
@@ -30,6 +30,7 @@ from transforms.course import ConfigError
 from transforms.dedup import DedupPhotos
 from transforms.exif import ParseExif
 from transforms.faces import BuildGallery, faces_enabled, reference_photos
+from transforms.health import ReviewStationHealth
 from transforms.identify import FaceRule, IdentifyAthletes
 from transforms.passages import PassagesPerStation, StationHealth
 from transforms.photos import (
@@ -128,13 +129,17 @@ def time_race(photos: beam.PCollection, cfg: RaceConfig) -> beam.PCollection:
     leaderboard = passages | "BuildLeaderboard" >> BuildLeaderboard(
         course, cfg.athletes, cfg.as_of, official_statuses(cfg.corrections)
     )
+    stations = (identified.photos, passages) | "StationHealth" >> StationHealth(
+        settings.health_window_s
+    )
+    health_review = (stations, identified.photos) | "ReviewStationHealth" >> ReviewStationHealth()
     return {
         "images": identified.photos,
         "passages": passages,
-        "review": (identified.review, checked.review) | "AllReview" >> beam.Flatten(),
+        "review": (identified.review, checked.review, health_review)
+        | "AllReview" >> beam.Flatten(),
         "leaderboard": leaderboard,
-        "stations": (identified.photos, passages)
-        | "StationHealth" >> StationHealth(settings.health_window_s),
+        "stations": stations,
         "athlete_photos": (identified.sightings, passages, identified.photos)
         | "AthletePhotos" >> AthletePhotos(),
     } | "WriteResults" >> WriteResults(cfg.out, course)

@@ -31,6 +31,7 @@ from transforms.corrections import decisions_by_image, official_statuses
 from transforms.dedup import mark_exact_duplicates, mark_near_duplicates
 from transforms.exif import place_in_race
 from transforms.faces import faces_enabled, gallery_of, reference_photos
+from transforms.health import review_of_health
 from transforms.identify import FaceRule, Identified, ReviewItem, identify_photo
 from transforms.passages import (
     Frame,
@@ -214,17 +215,21 @@ def identify_all(
 
 
 def results_of(identified: list[Identified], passages: list[Passage], cfg: RaceConfig) -> Timed:
-    """CheckSplits, BuildLeaderboard and StationHealth over the photos and their passages."""
+    """CheckSplits, BuildLeaderboard, StationHealth and ReviewStationHealth over the photos
+    and their passages."""
     checked, split_review = check_splits(passages, cfg)
     images = [i.photo for i in identified]
+    stations = station_health(images, checked, cfg.course.settings.health_window_s)
     return Timed(
         images=images,
         passages=checked,
-        review=[r for i in identified for r in i.review] + split_review,
+        review=[r for i in identified for r in i.review]
+        + split_review
+        + review_of_health(stations, images),
         leaderboard=build_leaderboard(
             checked, cfg.course, cfg.athletes, cfg.as_of, official_statuses(cfg.corrections)
         ),
-        stations=station_health(images, checked, cfg.course.settings.health_window_s),
+        stations=stations,
         athlete_photos=athlete_photos_of(
             [s for i in identified for s in i.sightings], checked, images
         ),

@@ -322,6 +322,15 @@ def test_review__filter_by_station_with_counts(open_page: Callable[..., AppTest]
     assert "Number not in the start list" in [s.value for s in at.subheader]
 
 
+def test_review__camera_item_says_what_its_photo_stands_for(
+    open_page: Callable[..., AppTest],
+) -> None:
+    at = open_page(REVIEW)
+    at.pills(key="filter_reasons").set_value(["camera_covered"]).run()
+    assert "Camera covered?" in [s.value for s in at.subheader]
+    assert any(c.value == review_queue.HEALTH_NOTES["camera_covered"] for c in at.caption)
+
+
 def test_review__a_malformed_log_line_is_reported_not_fatal(
     open_page: Callable[..., AppTest], race: Race
 ) -> None:

@@ -12,6 +12,7 @@ from apache_beam.testing.util import BeamAssertException, assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
 from tests.conftest import BLURRED, COVERED, at, passage, photo, read, sighting
+from transforms.health import ReviewStationHealth
 from transforms.identify import Identified
 from transforms.passages import (
     TOO_LATE,
@@ -185,8 +186,9 @@ def test_station_health__each_state_in_its_window_as_photos_stream_in() -> None:
     stream = stream.advance_watermark_to(at(400).timestamp()).advance_watermark_to_infinity()
     with TestPipeline(options=_streaming()) as p:
         items = p | stream
+        streamed = items | "Photos" >> beam.Filter(lambda x: isinstance(x, Photo))
         rows = (
-            items | "Photos" >> beam.Filter(lambda x: isinstance(x, Photo)),
+            streamed,
             items | "Passages" >> beam.Filter(lambda x: isinstance(x, Passage)),
         ) | StationHealth(300.0)
         assert_that(
@@ -200,4 +202,20 @@ def test_station_health__each_state_in_its_window_as_photos_stream_in() -> None:
                     ("finish", at(0), "frozen"),
                 ]
             ),
+            label="CheckHealth",
+        )
+        # The covered frames are no camera_covered photos here (they went through no
+        # IdentifyAthletes), so the covered window goes to review too.
+        review = (rows, streamed) | ReviewStationHealth()
+        assert_that(
+            review | beam.Map(lambda r: (r.station_id, r.reason, r.image_id)),
+            equal_to(
+                [
+                    ("start", "camera_covered", "id-start-0-2"),
+                    ("start", "camera_silent", "id-start-0-2"),
+                    ("cp1", "camera_blurred", "id-cp1-0-2"),
+                    ("finish", "camera_frozen", "id-finish-0-4"),
+                ]
+            ),
+            label="CheckReview",
         )

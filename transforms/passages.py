@@ -401,6 +401,17 @@ def station_row(key: tuple[str, float, float], grouped: dict[str, list]) -> dict
     }
 
 
+def whole_day() -> beam.WindowInto:
+    """The whole race day as one window, once the watermark has passed it: for groupings
+    that need every window of a station. (A stated trigger, so that a streaming run accepts
+    the grouping.)"""
+    return beam.WindowInto(
+        window.GlobalWindows(),
+        trigger=trigger.AfterWatermark(),
+        accumulation_mode=trigger.AccumulationMode.DISCARDING,
+    )
+
+
 class StationHealth(beam.PTransform):
     """(photos, passages) -> one row per station and fixed window of event time, with the
     windows in which a station was silent."""
@@ -435,14 +446,8 @@ class StationHealth(beam.PTransform):
             {"frames": frames, "passages": counted}
             | "JoinWindows" >> beam.CoGroupByKey()
             | "Rows" >> beam.MapTuple(station_row)
-            # The whole day, once the watermark has passed it: silent windows are gaps between
-            # busy ones. (A stated trigger, so that a streaming run accepts the grouping.)
-            | "Day"
-            >> beam.WindowInto(
-                window.GlobalWindows(),
-                trigger=trigger.AfterWatermark(),
-                accumulation_mode=trigger.AccumulationMode.DISCARDING,
-            )
+            # Silent windows are gaps between busy ones.
+            | "Day" >> whole_day()
         )
         silent = (
             rows

@@ -20,6 +20,7 @@ from dashboard.review_queue import (
     APPROVE,
     ASSIGN,
     DSQ,
+    HEALTH_NOTES,
     OPENED,
     REJECT,
     Item,
@@ -155,6 +156,8 @@ def describe(item: Item, settings: Settings) -> None:
     else:
         taken = formats.local_time(item.taken_at, race.timezone)
         st.text(f"{where} · {taken}" if taken else where)
+        if item.reason in HEALTH_NOTES:
+            st.caption(HEALTH_NOTES[item.reason])
 
 
 def show_evidence(images: pd.DataFrame, item: Item, settings: Settings) -> None:
