@@ -3,7 +3,7 @@
 The images location is watched with `fileio.MatchContinuously`; each new file
 is hashed and analysed once, stamped with its event time (ParseExif) and
 judged late or not on arrival (MarkTooLate). Sightings go through the real
-event-time windows of PassagesPerStation: session windows per (station, bib)
+event-time windows of VisitsPerStation: session windows per (station, bib)
 with early panes every EARLY_S seconds for the live view, the on-time pane
 at the watermark, a late pane per late photo, accumulating, and the course's
 allowed lateness. Every SNAPSHOT_S seconds of processing time, the photos
@@ -11,6 +11,19 @@ and the passage panes seen so far are gathered and the results rewritten
 atomically: the latest pane of each window replaces the earlier ones
 (`current_passages`), and the per-photo statuses, split checks, leaderboard
 and station health are computed by the same functions as the local live mode.
+
+Faces are matched against a gallery side input that grows as photos arrive
+(the start list's reference photos, then each clean enrolment), republished
+as often as the results: a photo is matched against the gallery as it stood
+when it arrived, so a face-only photo that lands before the athlete's first
+clean bib read (and who has no reference photo) gets no face passage, where a
+batch run, with the whole day's gallery, times it.
+
+The snapshots know more than the windows did: burst duplicates are marked over
+every photo seen (a frame that repeats its neighbour is known as such in
+whatever order the burst arrived), faces are matched against the whole gallery
+seen so far. A passage is merged again from those of its window's sightings
+that the snapshot's timing keeps, so a burst duplicate adds nothing to it.
 
 Beam's DirectRunner cannot run this graph with live windows here
 (../shared/DESIGN.md): on it, `racelens run --streaming` is the local live
@@ -29,11 +42,12 @@ from pipeline.options import RaceConfig, RacelensOptions
 from pipeline.retime import identify_all, results_of
 from transforms.corrections import decisions_by_image
 from transforms.exif import ParseExif
-from transforms.identify import IdentifyAthletes
+from transforms.faces import BuildGallery, faces_enabled, reference_photos
+from transforms.identify import FaceRule, IdentifyAthletes
 from transforms.passages import (
     TOO_LATE,
     MarkTooLate,
-    PassagesPerStation,
+    VisitsPerStation,
     WithPane,
     current_passages,
 )
@@ -54,7 +68,9 @@ def publish_snapshot(items: list[tuple[str, object]], cfg: RaceConfig) -> list[s
     photos = [item for kind, item in items if kind == PHOTO]
     late = frozenset(item for kind, item in items if kind == LATE)
     panes = [item for kind, item in items if kind == PANE]
-    timed = results_of(identify_all(photos, cfg, late), current_passages(panes), cfg)
+    identified = identify_all(photos, cfg, late)
+    sightings = {s for i in identified for s in i.sightings}
+    timed = results_of(identified, current_passages(panes, sightings), cfg)
     return write_results(timed.tables(), cfg.out, cfg.course)
 
 
@@ -91,17 +107,30 @@ class TimeLive(beam.PTransform):
         judged = placed.timed | "MarkTooLate" >> MarkTooLate(
             settings.merge_window_s, settings.allowed_lateness_s
         )
+        known = frozenset(a.bib for a in cfg.athletes)
+        gallery = (
+            judged.on_time
+            | "BuildGallery"
+            >> BuildGallery(
+                reference_photos(cfg.athletes, cfg.start_list_file),
+                known,
+                settings.review_threshold,
+                self._fire(),
+            )
+            if faces_enabled(settings)
+            else None
+        )
         identified = judged.on_time | "IdentifyAthletes" >> IdentifyAthletes(
-            frozenset(a.bib for a in cfg.athletes),
+            known,
             settings.review_threshold,
             decisions_by_image(cfg.corrections),
+            gallery,
+            FaceRule(settings.face_threshold, settings.face_margin),
         )
         panes = (
             identified.sightings
-            | "PassagesPerStation"
-            >> PassagesPerStation(
-                settings.merge_window_s, settings.allowed_lateness_s, self._early_s
-            )
+            | "VisitsPerStation"
+            >> VisitsPerStation(settings.merge_window_s, settings.allowed_lateness_s, self._early_s)
             | "WithPane" >> beam.ParDo(WithPane())
         )
         seen = {
@@ -116,17 +145,20 @@ class TimeLive(beam.PTransform):
             | "WriteResults" >> beam.Map(publish_snapshot, cfg)
         )
 
-    def _snapshots(self) -> beam.WindowInto:
-        """All that was seen so far, fired every snapshot_s seconds of processing time (or
-        once, when the stream ends, for snapshot_s None)."""
-        fire = (
+    def _fire(self) -> trigger.TriggerFn:
+        """Every snapshot_s seconds of processing time (or once, when the stream ends, for
+        snapshot_s None)."""
+        return (
             trigger.Repeatedly(trigger.AfterProcessingTime(self._snapshot_s))
             if self._snapshot_s
             else trigger.AfterWatermark()
         )
+
+    def _snapshots(self) -> beam.WindowInto:
+        """All that was seen so far, fired by `_fire`."""
         return beam.WindowInto(
             window.GlobalWindows(),
-            trigger=fire,
+            trigger=self._fire(),
             accumulation_mode=trigger.AccumulationMode.ACCUMULATING,
         )
 
@@ -139,7 +171,8 @@ def build_streaming(p: beam.Pipeline, cfg: RaceConfig) -> beam.PCollection:
         | "HashFiles" >> beam.ParDo(_HashFile())
         # One file at a time: copies uploaded later are duplicates by their image_id.
         | "OneFileEach" >> beam.MapTuple(lambda image_id, path: (image_id, [path]))
-        | "AnalyseContent" >> AnalyseContent(cfg.facts, cfg.images)
+        | "AnalyseContent"
+        >> AnalyseContent(cfg.facts, cfg.images, faces_enabled(cfg.course.settings))
         | "TimeLive" >> TimeLive(cfg)
     )
 

@@ -22,8 +22,9 @@ from pipeline.cli import main
 from pipeline.options import RaceConfig, RacelensOptions
 from pipeline.streaming import TimeLive, build_streaming, runs_locally
 from tests.conftest import at, athlete, make_course, photo, read
+from tests.test_faces import bib_below, face, needs_models, unit
 from transforms.exif import parse_taken_at
-from transforms.records import ExifFacts
+from transforms.records import ExifFacts, FaceSeen
 
 
 def _argv(race: Path, tmp_path: Path) -> list[str]:
@@ -58,7 +59,7 @@ def test_build_streaming__watches_the_folder_and_times_passages_in_event_time_wi
     applied = _applied(p)
     assert "WatchPhotos/MatchContinuously" in applied
     assert "TimeLive/MarkTooLate" in applied
-    sessions = applied["TimeLive/PassagesPerStation/MergeWindows/SessionWindows"].windowing
+    sessions = applied["TimeLive/VisitsPerStation/MergeWindows/SessionWindows"].windowing
     settings = cfg.course.settings
     assert sessions.windowfn == window.Sessions(settings.merge_window_s)
     # Triggers have no equality: their text says what they are.
@@ -98,26 +99,42 @@ def test_run_streaming__chosen_for_a_runner_with_unbounded_sources(
     assert calls == [(argv[1:], 5.0)]
 
 
-def _uploaded(name: str, folder: str, local_time: str, bib: str, image_id: str = "") -> object:
-    """A photo as AnalyseContent gives it: facts only; ParseExif places and times it."""
+def _uploaded(
+    name: str,
+    folder: str,
+    local_time: str,
+    bib: str,
+    image_id: str = "",
+    faces: tuple[FaceSeen, ...] | None = None,
+) -> object:
+    """A photo as AnalyseContent gives it: facts only; ParseExif places and times it. Its
+    bib is read below its face, if it has one."""
     exif = ExifFacts(datetime_original=f"2026:05:01 {local_time}", offset="+02:00")
-    p = photo(name, folder=folder, station=None, seconds=None, exif=exif, bibs=(read(bib),))
-    p = replace(p, facts=replace(p.facts, image_id=image_id or p.image_id))
+    bibs = () if not bib else (bib_below(faces[0], bib),) if faces else (read(bib),)
+    p = photo(name, folder=folder, station=None, seconds=None, exif=exif, bibs=bibs)
+    p = replace(p, facts=replace(p.facts, image_id=image_id or p.image_id, faces=faces))
     return TimestampedValue(p, parse_taken_at(exif, "Europe/Oslo").timestamp())
 
 
-def test_time_live__late_photo_corrects_copy_counts_once_too_late_is_held(
-    tmp_path: Path,
-) -> None:
-    cfg = SimpleNamespace(
-        course=make_course(),
+def _config(tmp_path: Path, **settings: object) -> SimpleNamespace:
+    return SimpleNamespace(
+        course=make_course(**settings),
         athletes=(athlete("101"), athlete("102")),
         corrections=(),
         out=str(tmp_path),
         as_of=at(7200),
+        start_list_file=str(tmp_path / "startlist.csv"),  # no reference photos
     )
+
+
+def test_time_live__late_photo_corrects_copy_and_burst_frame_count_once_too_late_is_held(
+    tmp_path: Path,
+) -> None:
+    cfg = _config(tmp_path)
     stream = (
         TestStream()
+        # The next frame of a burst (the same picture) lands before the first.
+        .add_elements([_uploaded("a-burst", "finish", "10:30:01", "101")])
         .add_elements([_uploaded("a", "finish", "10:30:00", "101", "same-bytes")])
         .add_elements([_uploaded("start-102", "start", "10:00:05", "102")])
         .advance_processing_time(10)
@@ -133,15 +150,57 @@ def test_time_live__late_photo_corrects_copy_counts_once_too_late_is_held(
     with TestPipeline(options=PipelineOptions(["--streaming"])) as p:
         _ = p | stream | TimeLive(cfg, early_s=None, snapshot_s=None)  # type: ignore[arg-type]
     passages = pq.read_table(tmp_path / "passages.parquet").to_pylist()
-    assert sorted((r["bib"], r["station_id"], r["passed_at"]) for r in passages) == [
-        ("101", "finish", at(1795)),  # corrected by the phone's photo, 5 s earlier
-        ("102", "finish", at(4800)),
-        ("102", "start", at(5)),
+    assert sorted((r["bib"], r["station_id"], r["passed_at"], r["photos"]) for r in passages) == [
+        ("101", "finish", at(1795), 2),  # corrected by the phone's photo, 5 s earlier; "a"
+        ("102", "finish", at(4800), 1),
+        ("102", "start", at(5), 1),
     ]
     images = {
         r["path"].rsplit("/", 1)[1]: (r["status"], r["reason"])
         for r in pq.read_table(tmp_path / "images.parquet").to_pylist()
     }
     assert images["stale.jpg"] == ("review", "too_late")
+    assert images["a-burst.jpg"] == ("duplicate", "near_duplicate")
     copies = sorted([images["a.jpg"], images["a-again.jpg"]], key=repr)
     assert copies == [("duplicate", "exact_duplicate"), ("passage", None)]
+
+
+@needs_models
+def test_time_live__face_only_photo_timed_by_the_gallery_side_input(tmp_path: Path) -> None:
+    runner = face(100, 100, embedding=unit(0.25, 0.5))
+    stream = (
+        TestStream()
+        .add_elements([_uploaded("face-only", "start", "10:00:05", "", faces=(runner,))])
+        .add_elements([_uploaded("finish", "finish", "10:30:00", "101", faces=(runner,))])
+        .advance_watermark_to_infinity()
+    )
+    with TestPipeline(options=PipelineOptions(["--streaming"])) as p:
+        _ = p | stream | TimeLive(_config(tmp_path), early_s=None, snapshot_s=None)  # type: ignore[arg-type]
+    passages = pq.read_table(tmp_path / "passages.parquet").to_pylist()
+    assert sorted((r["bib"], r["station_id"], r["passed_at"], r["method"]) for r in passages) == [
+        ("101", "finish", at(1800), "bib_ocr"),  # the clean enrolment of 101's face
+        ("101", "start", at(5), "face_match"),
+    ]
+
+
+@needs_models
+def test_build_streaming__faces_matched_against_a_gallery_republished_as_it_grows(
+    race: Path, tmp_path: Path
+) -> None:
+    course = tmp_path / "course.yaml"
+    course.write_text(
+        (race / "course.yaml").read_text().replace("faces: false", "faces: true"), "utf-8"
+    )
+    argv = _argv(race, tmp_path)
+    argv[argv.index("--course") + 1] = str(course)
+    opts = PipelineOptions(argv)
+    p = beam.Pipeline(options=opts)
+    build_streaming(p, RaceConfig(opts.view_as(RacelensOptions)))
+    applied = _applied(p)
+    gallery = applied["TimeLive/BuildGallery/Republished"].windowing
+    assert repr(gallery.triggerfn) == repr(
+        trigger.Repeatedly(trigger.AfterProcessingTime(streaming.SNAPSHOT_S))
+    )
+    assert gallery.accumulation_mode == trigger.AccumulationMode.ACCUMULATING
+    assert applied["TimeLive/IdentifyAthletes/Identify/ParDo(_Identify)"].side_inputs, "the gallery"
+    assert applied["AnalyseContent/Analyse"].fn._faces, "faces looked for on each new photo"

@@ -1,6 +1,6 @@
 """Event-time semantics of the live race, with TestStream: late photos correct passages,
 photos after the allowed lateness are held, duplicates across panes count once, and each
-station health state shows in its window."""
+station health state shows in its window and reaches review."""
 
 from __future__ import annotations
 
@@ -19,12 +19,13 @@ from transforms.passages import (
     MarkTooLate,
     Passage,
     PassagePane,
-    PassagesPerStation,
     StationHealth,
+    VisitsPerStation,
     WithPane,
     current_passages,
     hold_too_late,
     is_too_late,
+    merge_sightings,
 )
 from transforms.records import Photo, Sighting
 
@@ -43,7 +44,7 @@ def _stamped(s: Sighting) -> TimestampedValue:
 
 
 def _panes(p: beam.Pipeline, stream: TestStream) -> beam.PCollection:
-    return p | stream | PassagesPerStation(GAP_S, LATENESS_S) | beam.ParDo(WithPane())
+    return p | stream | VisitsPerStation(GAP_S, LATENESS_S) | beam.ParDo(WithPane())
 
 
 def _current_are(expected: list[Passage]):  # type: ignore[no-untyped-def]
@@ -101,6 +102,15 @@ def test_passage_windows__duplicate_upload_in_a_later_pane_counts_once() -> None
     with TestPipeline(options=_streaming()) as p:
         expected = passage("101", "finish", 100.0, image_id="same-bytes")
         assert_that(_panes(p, stream), _current_are([expected]))
+
+
+def test_current_passages__sightings_left_out_by_the_timing_are_merged_out() -> None:
+    kept = sighting("101", 100.0, image_id="kept")
+    burst = sighting("101", 101.0, image_id="burst", confidence=0.99)  # a near duplicate
+    pane = PassagePane(merge_sightings([kept, burst]), 100.0, 121.0, 0, (kept, burst))
+    assert pane.passage.photos == 2
+    assert current_passages([pane], {kept}) == [passage("101", "finish", 100.0, image_id="kept")]
+    assert current_passages([pane], set()) == [], "nothing the timing keeps: no passage"
 
 
 # --- Too late ---------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ import numpy as np
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+from apache_beam.transforms import trigger
 
 from transforms.course import Athlete, Settings
 from transforms.records import BibSeen, FaceSeen, Photo
@@ -447,17 +448,33 @@ class _EnrolFaces(beam.DoFn):
             yield entry
 
 
+def _gallery_of_gathered(entries: Iterable[tuple[str, Sequence[float]] | None]) -> Gallery:
+    return Gallery.of(e for e in entries if e is not None)  # None: the streaming seed
+
+
 class BuildGallery(beam.PTransform):
     """Photos -> one Gallery (a singleton for a side input): the faces of the start list's
-    reference photos plus the faces above the race's own confident bib reads."""
+    reference photos plus the faces above the race's own confident bib reads.
+
+    In a streaming run the gallery grows as photos arrive: it is published again each time
+    `republish` fires (every few seconds of processing time, say), each time whole
+    (accumulating), and a side input sees its latest firing. A seed makes the first firing
+    carry a gallery even for a race without reference photos, since a side input holds
+    back its main input until its first pane.
+    """
 
     def __init__(
-        self, references: Sequence[tuple[str, str]], known: frozenset[str], threshold: float
+        self,
+        references: Sequence[tuple[str, str]],
+        known: frozenset[str],
+        threshold: float,
+        republish: trigger.TriggerFn | None = None,
     ):
         super().__init__()
         self._references = list(references)  # (bib, reference photo path)
         self._known = known
         self._threshold = threshold
+        self._republish = republish
 
     def expand(self, photos: beam.PCollection) -> beam.PCollection:
         enrolled = photos | "EnrolFaces" >> beam.ParDo(_EnrolFaces(self._known, self._threshold))
@@ -466,10 +483,24 @@ class BuildGallery(beam.PTransform):
             | "ReferencePhotos" >> beam.Create(self._references)
             | "ReferenceFaces" >> beam.ParDo(_EmbedReference())
         )
+        if self._republish is None:
+            return (
+                (references, enrolled)
+                | "AllFaces" >> beam.Flatten()
+                | "Global" >> beam.WindowInto(beam.window.GlobalWindows())
+                | "Gather" >> beam.combiners.ToList()
+                | "Gallery" >> beam.Map(Gallery.of)
+            )
+        seed = photos.pipeline | "Seed" >> beam.Create([None])
         return (
-            (references, enrolled)
+            (seed, references, enrolled)
             | "AllFaces" >> beam.Flatten()
-            | "Global" >> beam.WindowInto(beam.window.GlobalWindows())
-            | "Gather" >> beam.combiners.ToList()
-            | "Gallery" >> beam.Map(Gallery.of)
+            | "Republished"
+            >> beam.WindowInto(
+                beam.window.GlobalWindows(),
+                trigger=self._republish,
+                accumulation_mode=trigger.AccumulationMode.ACCUMULATING,
+            )
+            | "Gather" >> beam.CombineGlobally(beam.combiners.ToListCombineFn()).without_defaults()
+            | "Gallery" >> beam.Map(_gallery_of_gathered)
         )

@@ -10,7 +10,7 @@ that correct a passage when a phone uploads late).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -38,6 +38,10 @@ class Passage:
     review_reason: str | None = None  # why it needs review: low_confidence, implausible_split, ...
 
 
+def _evidence_order(s: Sighting) -> tuple:
+    return s.at, s.image_id, -s.confidence, s.method
+
+
 def merge_sightings(sightings: Iterable[Sighting]) -> Passage:
     """One passage from the sightings of one bib at one station within a merge window.
 
@@ -51,7 +55,7 @@ def merge_sightings(sightings: Iterable[Sighting]) -> Passage:
     # then the method's name, decide, so the passage never depends on the arrival order.
     # A photo uploaded twice is read twice: in a streaming run both copies' sightings can
     # reach the window (in different panes); they are one piece of evidence.
-    ordered = sorted(set(sightings), key=lambda s: (s.at, s.image_id, -s.confidence, s.method))
+    ordered = sorted(set(sightings), key=_evidence_order)
     confirmed = [s for s in ordered if s.confirmed]
     manual = [s for s in ordered if s.method == "manual"]
     best = (manual or confirmed or ordered)[0]
@@ -68,8 +72,8 @@ def merge_sightings(sightings: Iterable[Sighting]) -> Passage:
     )
 
 
-class _MergeSightings(beam.CombineFn):
-    """Keeps the sightings of a window (a handful per passage) and merges them at output."""
+class _GatherSightings(beam.CombineFn):
+    """The sightings of a window (a handful per passage), each once, in a stable order."""
 
     def create_accumulator(self) -> list[Sighting]:
         return []
@@ -81,8 +85,8 @@ class _MergeSightings(beam.CombineFn):
     def merge_accumulators(self, accs: Iterable[list[Sighting]]) -> list[Sighting]:
         return [s for acc in accs for s in acc]
 
-    def extract_output(self, acc: list[Sighting]) -> Passage:
-        return merge_sightings(acc)
+    def extract_output(self, acc: list[Sighting]) -> tuple[Sighting, ...]:
+        return tuple(sorted(set(acc), key=_evidence_order))
 
 
 class PassageWindows(beam.PTransform):
@@ -160,9 +164,9 @@ def _stamp_sighting(s: Sighting) -> TimestampedValue:
     return TimestampedValue(s, s.at.timestamp())
 
 
-class PassagesPerStation(beam.PTransform):
-    """Sightings -> passages, one per athlete per station visit (in streaming, one per pane:
-    `current_passages` keeps the latest)."""
+class VisitsPerStation(beam.PTransform):
+    """Sightings -> the sightings of each visit of an athlete to a station, a tuple per pane
+    of its session window (batch: one pane per window)."""
 
     def __init__(
         self, merge_window_s: float, allowed_lateness_s: float, early_s: int | None = None
@@ -179,31 +183,49 @@ class PassagesPerStation(beam.PTransform):
             | "ByStationAndBib" >> beam.Map(lambda s: ((s.station_id, s.bib), s))
             | "MergeWindows"
             >> PassageWindows(self._merge_window_s, self._allowed_lateness_s, self._early_s)
-            | "MergeSightings" >> beam.CombinePerKey(_MergeSightings())
-            | "Passages" >> beam.Values()
+            | "GatherSightings" >> beam.CombinePerKey(_GatherSightings())
+            | "Visits" >> beam.Values()
+        )
+
+
+class PassagesPerStation(beam.PTransform):
+    """Sightings -> passages, one per athlete per station visit."""
+
+    def __init__(self, merge_window_s: float, allowed_lateness_s: float):
+        super().__init__()
+        self._visits = VisitsPerStation(merge_window_s, allowed_lateness_s)
+
+    def expand(self, sightings: beam.PCollection) -> beam.PCollection:
+        return (
+            sightings
+            | "VisitsPerStation" >> self._visits
+            | "MergeSightings" >> beam.Map(merge_sightings)
         )
 
 
 @dataclass(frozen=True)
 class PassagePane:
-    """A passage as one pane of its session window said it (streaming)."""
+    """A passage as one pane of its session window said it (streaming), with the sightings
+    it was merged from."""
 
     passage: Passage
     window_start: float  # seconds since the epoch
     window_end: float
     pane_index: int
+    sightings: tuple[Sighting, ...]
 
 
 class WithPane(beam.DoFn):
-    """Passage -> PassagePane, from the window and pane it was fired in."""
+    """A visit's sightings -> PassagePane, from the window and pane it was fired in."""
 
     def process(
         self,
-        p: Passage,
+        sightings: tuple[Sighting, ...],
         w: object = beam.DoFn.WindowParam,
         pane: object = beam.DoFn.PaneInfoParam,
     ) -> Iterator[PassagePane]:
-        yield PassagePane(p, float(w.start), float(w.end), pane.index)
+        passage = merge_sightings(sightings)
+        yield PassagePane(passage, float(w.start), float(w.end), pane.index, sightings)
 
 
 def _supersedes(newer: PassagePane, older: PassagePane) -> bool:
@@ -218,23 +240,35 @@ def _supersedes(newer: PassagePane, older: PassagePane) -> bool:
     return newer.window_start <= older.window_start and older.window_end <= newer.window_end
 
 
-def current_passages(panes: Iterable[PassagePane]) -> list[Passage]:
+def current_passages(
+    panes: Iterable[PassagePane], timed: Collection[Sighting] | None = None
+) -> list[Passage]:
     """The passages the latest panes give, in any arrival order.
 
     Panes accumulate: a window's later pane carries all of its sightings and
     replaces its earlier panes; a late sighting that bridges two sessions
     merges them into a window that contains both, whose pane replaces theirs.
     So a late photo corrects a passage instead of adding a second one.
+
+    With `timed`, the sightings that the race's timing keeps over every photo
+    seen so far, each passage is merged again from those of its sightings: a
+    frame that turned out to be a burst duplicate (known only once its burst
+    is seen whole, in whatever order its frames arrived) adds nothing to its
+    passage, as in a batch run.
     """
     by_key: dict[tuple[str, str], list[PassagePane]] = {}
     for pane in panes:
         by_key.setdefault((pane.passage.station_id, pane.passage.bib), []).append(pane)
-    return [
-        pane.passage
+    current = [
+        pane
         for group in by_key.values()
         for pane in set(group)
         if not any(_supersedes(other, pane) for other in group)
     ]
+    if timed is None:
+        return [pane.passage for pane in current]
+    kept = ([s for s in pane.sightings if s in timed] for pane in current)
+    return [merge_sightings(sightings) for sightings in kept if sightings]
 
 
 class _MarkTooLate(beam.DoFn):
