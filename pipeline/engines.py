@@ -23,12 +23,18 @@ import functools
 import logging
 import os
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipeline.graph import build, build_analysis, build_from_groups, grouped_copies, run
 from pipeline.options import RaceConfig, RacelensOptions
+from transforms import records
+from transforms.course import ConfigError
+
+if TYPE_CHECKING:
+    from dask.distributed import Client
 
 Graph = Callable[[beam.Pipeline, RaceConfig], beam.PCollection]
 
@@ -76,11 +82,15 @@ def analyse_on_dask(argv: list[str]) -> list[tuple[str, list[str]]]:
     returns (image_id, paths of its exact copies) of every file."""
     # Imported here: it imports dask.distributed (~0.5 s), which other runs do not need,
     # and it registers Beam's DaskOptions (--dask_client_address, ...) for parsing.
-    from apache_beam.runners.dask.dask_runner import DaskRunner
+    from apache_beam.runners.dask.dask_runner import DaskOptions, DaskRunner
+    from dask.distributed import Client
 
     opts = PipelineOptions(argv)
     with dask_scheduler(opts) as scheduler_argv:
         dask_opts = PipelineOptions([*argv, *scheduler_argv, *partitioning(opts)])
+        named = dask_opts.view_as(DaskOptions)
+        with Client(address=named.address, scheduler_file=named.scheduler_file) as client:
+            require_same_analysis(client)
         p = beam.Pipeline(runner=DaskRunner(), options=dask_opts)
         build_analysis(p, RaceConfig(dask_opts.view_as(RacelensOptions)))
         result = p.run()
@@ -91,6 +101,31 @@ def analyse_on_dask(argv: list[str]) -> list[tuple[str, list[str]]]:
         finally:
             result.client.close()  # the runner opens a client and leaves it open
     return grouped_copies(files)
+
+
+def analysis_version() -> int:
+    """The version of the facts this process stores and reads (read when called, so that
+    on a worker it is the worker's)."""
+    return records.ANALYSIS_VERSION
+
+
+def require_same_analysis(client: Client) -> None:
+    """Raises ConfigError unless every worker stores the facts the launcher will read.
+
+    Facts are stored under their analysis version; a launcher of another version finds
+    none of them and, without this check, analyses every photo again on its own (as a
+    benchmark did whose launcher started before main moved to a new version and its
+    second cluster's workers after). Checked before any photo is sent: workers that join
+    later are not checked.
+    """
+    here = analysis_version()
+    other = {w: v for w, v in client.run(analysis_version).items() if v != here}
+    if other:
+        raise ConfigError(
+            f"Dask workers {', '.join(sorted(other))} analyse photos as racelens analysis "
+            f"version {', '.join(sorted({str(v) for v in other.values()}))}, this launcher "
+            f"as version {here}: run the same racelens on both"
+        )
 
 
 @contextlib.contextmanager

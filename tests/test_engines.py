@@ -25,6 +25,7 @@ from pipeline.cli import main
 from pipeline.graph import build, build_retime
 from pipeline.summary import OUTPUT_FILES
 from tests.conftest import restored_logging
+from transforms import photos, records
 from transforms.photos import FactStore
 from transforms.records import PhotoFacts
 
@@ -120,13 +121,19 @@ def test_dask__a_cluster_of_separate_processes_analyses_every_photo_with_the_in_
 ) -> None:
     out = tmp_path / "out"
     stored_before_timing: list[Path] = []
-    time_race = engines.run
+    analysed_by_launcher: list[str] = []
+    time_race, analyse = engines.run, photos.analyse_photo
 
     def spy(argv: list[str], graph: engines.Graph) -> object:
         stored_before_timing.extend(fact_files(out))
         return time_race(argv, graph=graph)
 
+    def analyse_here(data: bytes, image_id: str, *args: object) -> object:
+        analysed_by_launcher.append(image_id)  # the workers are other processes: not theirs
+        return analyse(data, image_id, *args)
+
     monkeypatch.setattr(engines, "run", spy)
+    monkeypatch.setattr(photos, "analyse_photo", analyse_here)
     with Client(scheduler_file=str(dask_cluster)) as client, get_task_stream(client) as tasks:
         # Small partitions, so that both workers get some of this small race.
         run_race(
@@ -137,10 +144,30 @@ def test_dask__a_cluster_of_separate_processes_analyses_every_photo_with_the_in_
             "--dask_partition_size=4",
         )
     assert stored_before_timing, "Dask stored the facts before the timing started"
-    assert fact_files(out) == stored_before_timing, "the DirectRunner analysed nothing more"
+    assert fact_files(out) == stored_before_timing, "the DirectRunner stored nothing more"
+    assert analysed_by_launcher == [], "the timing found every photo's facts: no analysis"
     analysing = {t["worker"] for t in tasks.data if "apply_dofn_to_bundle" in str(t["key"])}
     assert len(analysing) == 2, "both workers analysed photos"
     assert_same_results(out, in_process)
+
+
+def test_dask__workers_of_another_analysis_version_are_refused_before_the_timing(
+    race: Path,
+    dask_cluster: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The timing reads facts of the launcher's version only; it would find none of theirs.
+    launcher = records.ANALYSIS_VERSION + 1
+    monkeypatch.setattr(records, "ANALYSIS_VERSION", launcher)
+    with pytest.raises(AssertionError):
+        run_race(
+            race, tmp_path / "out", "--runner=DaskRunner", f"--dask_scheduler_file={dask_cluster}"
+        )
+    error = capsys.readouterr().err
+    assert f"as version {launcher}: run the same racelens" in error, error
+    assert not (tmp_path / "out" / "images.parquet").exists(), "no race was timed"
 
 
 def test_dask_scheduler__starts_a_local_cluster_of_worker_processes_when_none_is_named() -> None:
