@@ -31,6 +31,8 @@ setup(
         # Faces: dlib's HOG detector, 5-point landmarks and ResNet embeddings (MatchFaces).
         "dlib-bin>=19.24",
         "face-recognition-models>=0.3.0",
+        # The face ResNet's matrix products on one BLAS thread (transforms/face_net.py).
+        "threadpoolctl>=3.1",
         # PP-OCR (detection + recognition) through onnxruntime; the models ship in the wheel.
         "rapidocr-onnxruntime>=1.3",
     ],

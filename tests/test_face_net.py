@@ -1,0 +1,45 @@
+"""dlib's face recognition ResNet in numpy gives dlib's own descriptors."""
+
+from __future__ import annotations
+
+import posixpath
+
+import numpy as np
+import pytest
+
+from transforms.face_net import CHIP_SIZE, FaceNet
+from transforms.faces import DESCRIPTOR_MODEL, face_models, models_available, models_dir
+
+needs_models = pytest.mark.skipif(not models_available(), reason="dlib face models not installed")
+
+
+def chip(seed: int) -> np.ndarray:
+    """A smooth random 150 x 150 RGB image: any input must give dlib's numbers."""
+    small = np.random.default_rng(seed).integers(0, 256, (15, 15, 3), dtype=np.uint8)
+    return np.ascontiguousarray(np.repeat(np.repeat(small, 10, axis=0), 10, axis=1))
+
+
+@needs_models
+@pytest.mark.parametrize("seed", [1, 2])
+def test_describe__dlibs_descriptor_of_the_same_chip(seed: int) -> None:
+    import dlib
+
+    dlib_net = dlib.face_recognition_model_v1(posixpath.join(models_dir(), DESCRIPTOR_MODEL))
+    image = chip(seed)
+
+    ours = face_models().descriptor.describe(image)
+
+    theirs = np.asarray(dlib_net.compute_face_descriptor(image))
+    assert ours.shape == (128,)
+    assert np.abs(ours - theirs).max() < 1e-5
+
+
+def test_of__bytes_of_another_file_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="not dlib's face recognition ResNet"):
+        FaceNet.of(b"\x01\x05con_4\x01\x02\x01\x02\x01\x01\x01\x01\x01\x01" + bytes(8))
+
+
+@needs_models
+def test_describe__chip_of_another_size_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="150x150x3"):
+        face_models().descriptor.describe(np.zeros((CHIP_SIZE, CHIP_SIZE), np.uint8))
