@@ -114,4 +114,6 @@ class ReviewStationHealth(beam.PTransform):
             | "PerStation" >> beam.CoGroupByKey()
             | "Spells"
             >> beam.FlatMapTuple(lambda sid, got: health_review(sid, got["rows"], got["shots"]))
+            # Back in the plain global window of the other review items, to flatten with them.
+            | "Unwindow" >> beam.WindowInto(beam.window.GlobalWindows())
         )
