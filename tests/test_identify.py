@@ -12,6 +12,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from tests.conftest import COVERED, photo, read
+from transforms.bibs import SNAP_FACTOR
 from transforms.corrections import (
     Correction,
     Decision,
@@ -116,6 +117,27 @@ def test_identify__weak_unknown_number_is_unreadable() -> None:
     )
 
 
+def test_identify__read_one_edit_from_a_listed_bib_is_that_bib_to_review() -> None:
+    ph = photo("a", bibs=(read("201", 0.9),))  # a misread first digit of 101
+    assert identify(ph, LISTED, THRESHOLD) == Identified(
+        replace(ph, status=REVIEW, reason="low_confidence"),
+        (seen(ph, "101", 0.9 * SNAP_FACTOR, False),),
+        (item(ph, "low_confidence", "101"),),
+    )
+
+
+def test_identify__read_one_edit_from_two_listed_bibs_stays_unknown() -> None:
+    ph = photo("a", bibs=(read("104", 0.9),))  # 101, 102 or 103: no guessing
+    assert identify(ph, LISTED, THRESHOLD).photo.reason == "unknown_bib"
+
+
+def test_identify__exact_read_of_a_bib_outranks_a_corrected_one() -> None:
+    ph = photo("a", bibs=(read("1011", 0.99), read("101", 0.8)))
+    assert identify(ph, LISTED, THRESHOLD) == Identified(
+        replace(ph, status=PASSAGE), (seen(ph, "101", 0.8, True),)
+    )
+
+
 def test_identify__covered_frame_is_camera_covered() -> None:
     ph = photo("a", quality=COVERED)
     assert identify(ph, LISTED, THRESHOLD) == Identified(
@@ -178,6 +200,12 @@ def test_apply_decision__approve_confirms_the_weak_listed_reads() -> None:
         replace(ph, status=PASSAGE, reason="approved_by_official"),
         (seen(ph, "102", 0.99, True),),
     )
+
+
+def test_apply_decision__approve_confirms_the_corrected_bib_the_official_was_shown() -> None:
+    ph = photo("a", bibs=(read("201", 0.9),))
+    approved = apply_decision(ph, decide([correction("approve", "2026-05-01T09:00:00Z")]), LISTED)
+    assert approved.sightings == (seen(ph, "101", 0.99, True),)
 
 
 @pytest.mark.parametrize(
@@ -310,6 +338,7 @@ def test_identify_athletes__photos_sightings_and_review_are_tagged_outputs() -> 
     unknown = photo("unknown", seconds=3, bibs=(read("999", 0.9),))
     covered = photo("covered", seconds=4, quality=COVERED)
     empty = photo("empty", seconds=5)
+    near = photo("near", seconds=8, bibs=(read("1033", 0.9),))
     duplicate = photo("dup", seconds=1.3, bibs=(read("101"),), status=DUPLICATE)
     revived = photo("revived", seconds=6, bibs=(read("101"),), status=DUPLICATE)
     rejected = photo("rejected", seconds=7, bibs=(read("101"),))
@@ -317,7 +346,7 @@ def test_identify_athletes__photos_sightings_and_review_are_tagged_outputs() -> 
         revived.image_id: Decision(assigned=(Correction(revived.image_id, "assign", bib="103"),)),
         rejected.image_id: Decision(rejected=True),
     }
-    photos = [confident, weak, unknown, covered, empty, duplicate, revived, rejected]
+    photos = [confident, weak, unknown, covered, empty, near, duplicate, revived, rejected]
     with TestPipeline() as p:
         out = p | beam.Create(photos) | IdentifyAthletes(LISTED, THRESHOLD, decisions)
         assert_that(
@@ -329,6 +358,7 @@ def test_identify_athletes__photos_sightings_and_review_are_tagged_outputs() -> 
                     replace(unknown, status=REVIEW, reason="unknown_bib"),
                     replace(covered, status=REVIEW, reason="camera_covered"),
                     replace(empty, status=NO_ATHLETE),
+                    replace(near, status=REVIEW, reason="low_confidence"),
                     duplicate,
                     replace(revived, status=PASSAGE, reason="assigned_by_official"),
                     replace(rejected, status=REJECTED, reason="rejected_by_official"),
@@ -343,6 +373,7 @@ def test_identify_athletes__photos_sightings_and_review_are_tagged_outputs() -> 
                     seen(confident, "101", 0.9, True),
                     seen(weak, "102", 0.4, False),
                     seen(unknown, "999", 0.9, False),
+                    seen(near, "103", 0.9 * SNAP_FACTOR, False),
                     seen(revived, "103", 1.0, True, method="manual"),
                 ]
             ),
@@ -355,6 +386,7 @@ def test_identify_athletes__photos_sightings_and_review_are_tagged_outputs() -> 
                     item(weak, "low_confidence", "102"),
                     item(unknown, "unknown_bib", "999"),
                     item(covered, "camera_covered"),
+                    item(near, "low_confidence", "103"),
                 ]
             ),
             label="Review",

@@ -43,6 +43,20 @@ def _one_edit(bib: str) -> set[str]:
     return deletions | substitutions | insertions
 
 
+def listed_bib(bib: str, confidence: float, listed: frozenset[str]) -> tuple[str, float] | None:
+    """The listed bib a read stands for and the read's confidence, or None.
+
+    A listed read stands as it is; a read one edit from exactly one listed bib becomes that
+    bib at SNAP_FACTOR of its confidence; anything else is no bib of this race.
+    """
+    if bib in listed:
+        return bib, confidence
+    near = _one_edit(bib) & listed
+    if len(near) != 1:  # none, or ambiguous: no guessing between runners
+        return None
+    return next(iter(near)), confidence * SNAP_FACTOR
+
+
 class StartList:
     """The bibs of one race, for mapping a read to the listed bib it most likely is."""
 
@@ -53,9 +67,4 @@ class StartList:
 
     def match(self, bib: str, confidence: float) -> tuple[str, float] | None:
         """The listed bib a read stands for and the read's confidence, or None."""
-        if bib in self.bibs:
-            return bib, confidence
-        near = _one_edit(bib) & self.bibs
-        if len(near) != 1:  # none, or ambiguous: no guessing between runners
-            return None
-        return next(iter(near)), confidence * SNAP_FACTOR
+        return listed_bib(bib, confidence, self.bibs)

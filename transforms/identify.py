@@ -1,7 +1,10 @@
 """Who is on a photo: bib reads checked against the start list, and the official's word.
 
-A read counts only if the bib is in the start list. A confident read of a
-listed bib is a sighting; a weak one goes to review as low_confidence and is
+A read counts only if the bib is in the start list, which serves as a dictionary:
+a read one edit (a digit misread, lost or added) from exactly one listed bib
+stands for that bib at 0.7 of its confidence (transforms.bibs.listed_bib), so
+that with the default threshold such a correction is always looked at. A
+confident read of a listed bib is a sighting; a weak one goes to review as low_confidence and is
 an unconfirmed sighting that counts only where it fits the athlete's pace; a
 confident number that is not in the start list goes to review as
 unknown_bib. Each photo ends with one
@@ -22,6 +25,7 @@ from dataclasses import dataclass, replace
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from transforms.bibs import listed_bib
 from transforms.corrections import Decision
 from transforms.faces import Gallery, match_face, untied_faces
 from transforms.quality import is_covered
@@ -62,6 +66,20 @@ def best_reads(bibs: tuple[BibSeen, ...]) -> list[BibSeen]:
         if read.bib not in best or read.confidence > best[read.bib].confidence:
             best[read.bib] = read
     return sorted(best.values(), key=lambda r: (-r.confidence, r.bib))
+
+
+def listed_reads(reads: list[BibSeen], known: frozenset[str]) -> list[BibSeen]:
+    """The reads that stand for listed bibs, as those bibs: one per bib, most confident first.
+
+    The start list is known only here, not where bibs are read (a photo's facts are stored
+    independent of any race's list), so its use as a dictionary belongs here.
+    """
+    mapped = (
+        replace(read, bib=m[0], confidence=m[1])
+        for read in reads
+        if (m := listed_bib(read.bib, read.confidence, known))
+    )
+    return best_reads(tuple(mapped))
 
 
 def _sighting(photo: Photo, bib: str, confidence: float, method: str, confirmed: bool) -> Sighting:
@@ -112,8 +130,7 @@ def apply_decision(photo: Photo, decision: Decision, known: frozenset[str]) -> I
         return Identified(photo)
     approved = tuple(
         _sighting(photo, r.bib, max(r.confidence, 0.99), "bib_ocr", True)
-        for r in best_reads(photo.facts.bibs)
-        if r.bib in known
+        for r in listed_reads(best_reads(photo.facts.bibs), known)
     )
     status = PASSAGE if approved else NO_ATHLETE
     return Identified(replace(photo, status=status, reason="approved_by_official"), approved)
@@ -122,10 +139,14 @@ def apply_decision(photo: Photo, decision: Decision, known: frozenset[str]) -> I
 def identify(photo: Photo, known: frozenset[str], threshold: float) -> Identified:
     """Status, sightings and review items of one timed, non-duplicate photo."""
     reads = best_reads(photo.facts.bibs)
-    listed = [r for r in reads if r.bib in known]
+    listed = listed_reads(reads, known)
     confident = [r for r in listed if r.confidence >= threshold]
     weak = [r for r in listed if r.confidence < threshold]
-    unknown = [r for r in reads if r.bib not in known and r.confidence >= threshold]
+    unknown = [
+        r
+        for r in reads
+        if r.confidence >= threshold and listed_bib(r.bib, r.confidence, known) is None
+    ]
     # Weak reads and confident numbers missing from the start list are unconfirmed
     # evidence: a weak read counts only where it fits the athlete's own pace (CheckSplits),
     # an unknown number shows as "Unknown #1234" instead of losing a runner. Reads below
