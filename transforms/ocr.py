@@ -30,9 +30,12 @@ Reads then pass the bib rules, or the start list as a dictionary where one is gi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
 
 from transforms.bibs import StartList, bib_span
 from transforms.ppocr import LineRead, recogniser
@@ -138,7 +141,7 @@ class _Line:
     dark_digits: bool
     score: float  # contrast / background spread; higher is more bib-like
 
-    @property
+    @cached_property
     def box(self) -> tuple[float, float, float, float]:
         c = self.components
         return (
@@ -148,7 +151,7 @@ class _Line:
             float((c[:, 1] + c[:, 3]).max()),
         )
 
-    @property
+    @cached_property
     def digit_height(self) -> float:
         return float(np.median(self.components[:, 3]))
 
@@ -251,39 +254,29 @@ def _char_range(components: np.ndarray) -> tuple[int, int]:
     return int(fewest), int(most)
 
 
-def _root(parent: list[int], i: int) -> int:
-    """Union-find root of i, halving the path on the way."""
-    while parent[i] != i:
-        parent[i] = parent[parent[i]]
-        i = parent[i]
-    return i
-
-
 def _group_lines(rows: np.ndarray) -> list[np.ndarray]:
     """Chain components of similar height that sit side by side into lines of 2-5."""
-    rows = rows[np.argsort(rows[:, 0])]
+    rows = rows[np.argsort(rows[:, 0], kind="stable")]
     x0, y0, w, h = rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]
     x1, cy = x0 + w, y0 + h / 2
-    parent = list(range(len(rows)))
-    for i in range(len(rows)):
-        reach = x1[i] + GAP_RANGE[1] * h[i]
-        j = i + 1
-        while j < len(rows) and x0[j] <= reach:
-            pair_h = (h[i] + h[j]) / 2
-            gap = x0[j] - x1[i]
-            if (
-                max(h[i], h[j]) <= MAX_HEIGHT_RATIO * min(h[i], h[j])
-                and abs(cy[i] - cy[j]) <= MAX_CENTRE_SHIFT * pair_h
-                and gap >= GAP_RANGE[0] * pair_h
-            ):
-                parent[_root(parent, j)] = _root(parent, i)
-            j += 1
-    groups: dict[int, list[int]] = {}
-    for i in range(len(rows)):
-        groups.setdefault(_root(parent, i), []).append(i)
+    n = len(rows)
+    # Every pair (i, j), j after i, whose left edge lies within i's reach (x0 is sorted).
+    ends = np.searchsorted(x0, x1 + GAP_RANGE[1] * h, side="right")
+    counts = np.maximum(0, ends - np.arange(n) - 1)
+    i = np.repeat(np.arange(n), counts)
+    j = i + 1 + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    pair_h = (h[i] + h[j]) / 2
+    linked = (
+        (np.maximum(h[i], h[j]) <= MAX_HEIGHT_RATIO * np.minimum(h[i], h[j]))
+        & (np.abs(cy[i] - cy[j]) <= MAX_CENTRE_SHIFT * pair_h)
+        & (x0[j] - x1[i] >= GAP_RANGE[0] * pair_h)
+    )
+    graph = csr_matrix((np.ones(linked.sum()), (i[linked], j[linked])), shape=(n, n))
+    _, group = connected_components(graph, directed=False)
     # At least two components even where one wide component could be two touching digits:
     # a lone blob is far more often a bib, a logo or a limb than a fused number.
-    lines = [rows[members] for members in groups.values() if len(members) >= 2]
+    sizes = np.bincount(group, minlength=n)
+    lines = [rows[group == g] for g in np.unique(group[sizes[group] >= 2])]
     return [line for line in lines if _char_range(line)[0] <= MAX_LINE_CHARS]
 
 
@@ -332,7 +325,10 @@ def _bib_score(
     x0, x1 = int(line[:, 0].min()) - margin, int((line[:, 0] + line[:, 2]).max()) + margin
     rows, cols = slice(y0, y1), slice(max(0, x0), x1)
     patch = gray[rows, cols]
-    digits = np.isin(labels[rows, cols], line[:, 4].astype(np.int32)).astype(np.uint8)
+    patch_labels = labels[rows, cols]
+    digits = np.zeros(patch.shape, np.uint8)
+    for label in line[:, 4].astype(np.int32):  # 2-5 labels: cheaper than np.isin
+        digits[patch_labels == label] = 1
     # The pixel next to a stroke is a blend of ink and bib: skip it.
     near = cv2.dilate(digits, np.ones((3, 3), np.uint8))
     background = patch[near == 0]
