@@ -34,7 +34,7 @@ from transforms import records
 from transforms.course import ConfigError
 
 if TYPE_CHECKING:
-    from dask.distributed import Client
+    from dask.distributed import Client, LocalCluster
 
 Graph = Callable[[beam.Pipeline, RaceConfig], beam.PCollection]
 
@@ -133,21 +133,35 @@ def dask_scheduler(opts: PipelineOptions) -> Iterator[list[str]]:
     """Options naming the scheduler: none when the user named one, else those of a
     LocalCluster started for this run and closed after it."""
     from apache_beam.runners.dask.dask_runner import DaskOptions
-    from dask.distributed import LocalCluster
 
     named = opts.view_as(DaskOptions)
     if named.address or named.scheduler_file:
         yield []
         return
+    workers = opts.view_as(LocalDaskOptions).dask_local_workers or os.cpu_count() or 1
+    with local_cluster(workers) as cluster:
+        yield [f"--dask_client_address={cluster.scheduler_address}"]
+
+
+@contextlib.contextmanager
+def local_cluster(workers: int) -> Iterator[LocalCluster]:
+    """A LocalCluster of `workers` single-threaded worker processes, closed on exit."""
+    import dask
+    from dask.distributed import LocalCluster
+
     # distributed logs every worker's start and stop at INFO, through the root handlers.
     logging.getLogger("distributed").setLevel(logging.WARNING)
-    workers = opts.view_as(LocalDaskOptions).dask_local_workers or os.cpu_count() or 1
     # One thread per worker process: the analysis holds the GIL in Python and OpenCV code,
-    # as in the DirectRunner's worker processes. No dashboard: its fixed port may be taken.
-    with LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster:
-        yield [f"--dask_client_address={cluster.scheduler_address}"]
+    # as in the DirectRunner's worker processes. No dashboard: its fixed port may be taken;
+    # and so no profiling either: the workers would sample their stacks 100 times a second
+    # for it, 1 to 2 % of a core each (bench/engines.py measures the workers' other threads).
+    with (
+        dask.config.set({"distributed.worker.profile.enabled": False}),
+        LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+    ):
+        yield cluster
 
 
 def partitioning(opts: PipelineOptions) -> list[str]:

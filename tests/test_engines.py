@@ -15,6 +15,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
+import dask
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -143,11 +145,15 @@ def test_dask__a_cluster_of_separate_processes_analyses_every_photo_with_the_in_
             f"--dask_scheduler_file={dask_cluster}",
             "--dask_partition_size=4",
         )
+        opencv_threads = client.run(cv2.getNumThreads)
     assert stored_before_timing, "Dask stored the facts before the timing started"
     assert fact_files(out) == stored_before_timing, "the DirectRunner stored nothing more"
     assert analysed_by_launcher == [], "the timing found every photo's facts: no analysis"
     analysing = {t["worker"] for t in tasks.data if "apply_dofn_to_bundle" in str(t["key"])}
     assert len(analysing) == 2, "both workers analysed photos"
+    # Parallelism comes from worker processes, one core each: OpenCV's own threads would
+    # compete with the other workers for the cores (photos.py sets this in the DoFns' setup).
+    assert set(opencv_threads.values()) == {1}, opencv_threads
     assert_same_results(out, in_process)
 
 
@@ -175,7 +181,11 @@ def test_dask_scheduler__starts_a_local_cluster_of_worker_processes_when_none_is
         [address] = [a.split("=", 1)[1] for a in argv if a.startswith("--dask_client_address=")]
         with Client(address) as client:
             pids = set(client.run(os.getpid).values())
+            threads = set(client.run(lambda dask_worker: dask_worker.state.nthreads).values())
+            profiling = client.run(dask.config.get, "distributed.worker.profile.enabled")
     assert len(pids) == 2 and os.getpid() not in pids
+    assert threads == {1}, "one task thread per worker process"
+    assert set(profiling.values()) == {False}, "no statistical profiler taking CPU"
 
 
 @pytest.mark.parametrize(
