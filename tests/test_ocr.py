@@ -14,7 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from transforms import ocr
 from transforms.ocr import BibRead, find_bib_regions, read_bibs
+from transforms.ppocr import LineRead
 
 Box = tuple[int, int, int, int]
 BGR = tuple[int, int, int]
@@ -223,3 +225,53 @@ def test_reads_real_race_photos() -> None:
         total += len(truth)
     assert hits / total >= 0.2, f"recall {hits}/{total}"
     assert hits / max(1, hits + wrong) >= 0.6, f"precision {hits}/{hits + wrong}"
+
+
+# --- Ranking and reading budget ---------------------------------------------------------------
+
+
+def test_find_bib_regions__a_line_of_more_digits_ranks_first() -> None:
+    # Same paper, ink and contrast: only the count of digits in a row tells them apart.
+    image, (pair, number) = _photo([Bib("38", (300, 450)), Bib("3838", (850, 450))])
+
+    first = find_bib_regions(image, ocr.LOOSE)[0]
+
+    assert _fits(first, number), (first, pair, number)
+
+
+class _FakeRecogniser:
+    """Reads every crop as the same text and counts the crops it was given."""
+
+    def __init__(self, text: str, confidence: float):
+        self.read = LineRead(text, tuple(confidence for _ in text))
+        self.crops = 0
+
+    def read_lines(self, crops: list[np.ndarray]) -> list[LineRead]:
+        self.crops += len(crops)
+        return [self.read for _ in crops]
+
+
+def _lines(count: int) -> list[ocr._Line]:
+    """count two-digit lines one under the other, in working pixels."""
+    return [
+        ocr._Line(np.array([[10.0, 20 * i, 8, 12], [20.0, 20 * i, 8, 12]]), True, 1.0)
+        for i in range(count)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "confidence", "lines_read"),
+    [("12", 0.95, ocr.PP_FIRST_LINES), ("12", 0.5, 12), ("ab", 0.95, 12)],
+    ids=["sure read", "weak read", "no bib"],
+)
+def test_read_bibs__reads_further_lines_only_without_a_sure_read(
+    monkeypatch: pytest.MonkeyPatch, text: str, confidence: float, lines_read: int
+) -> None:
+    fake = _FakeRecogniser(text, confidence)
+    monkeypatch.setattr(ocr, "recogniser", lambda: fake)
+    monkeypatch.setattr(ocr, "engine_name", lambda: "ppocr")
+    monkeypatch.setattr(ocr, "_detect", lambda gray, wanted: (_lines(12), 1.0))
+
+    read_bibs(np.full((300, 100), 200, np.uint8))
+
+    assert fake.crops == lines_read
