@@ -4,9 +4,10 @@ Beam's DaskRunner runs per-photo work correctly, but it silently drops windows a
 whatever `finish_bundle` emits, and computes only one branch of a graph with several
 outputs (../shared/DESIGN.md). So `--runner=DaskRunner` runs in two phases:
 
-1. analyse on Dask: the photos, listed on the launcher, each read once on a worker,
-   hashed and analysed, its facts written to the fact store from `process()`
-   (`build_analysis`); the workers hand back (image_id, path) of every file;
+1. analyse on Dask: once every worker is known to store facts of the launcher's
+   analysis version (`require_same_analysis`), the photos, listed on the launcher, each
+   read once on a worker, hashed and analysed, its facts written to the fact store from
+   `process()` (`build_analysis`); the workers hand back (image_id, path) of every file;
 2. time on the DirectRunner: the race from those files and their stored facts
    (`build_from_groups`), so the launcher neither reads nor hashes a photo again.
 
