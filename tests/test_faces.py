@@ -26,6 +26,7 @@ from transforms.faces import (
     faces_enabled,
     find_faces,
     gallery_of,
+    hog_faces,
     match_confidence,
     match_face,
     models_available,
@@ -261,6 +262,39 @@ def test_find_faces__group_photo_each_person_named_from_one_reference() -> None:
     group = find_faces(_dev("misc/group_kit_with_rose.jpg"), 1, models)
 
     assert sorted(match_face(f.embedding, gallery).bib for f in group) == ["1", "2"]
+
+
+@needs_models
+# 84 px: only the finer search around a proposal finds its box; 140 px: the coarser levels.
+@pytest.mark.parametrize("face_px", [84, 100, 140])
+def test_hog_faces__face_in_a_large_photo_found_as_the_whole_pyramid_finds_it(
+    face_px: int,
+) -> None:
+    import cv2
+
+    portrait = _dev("misc/obama_1.jpg")
+    detector = face_models().detector
+    [whole] = hog_boxes(portrait, detector)
+    scale = face_px / (whole[2] - whole[0])
+    face = cv2.resize(portrait, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    photo = np.full((1333, 2000), 128, np.uint8)  # a 12 MP photo as HOG searches it
+    photo[700 : 700 + face.shape[0], 900 : 900 + face.shape[1]] = face
+    expected = hog_boxes(photo, detector)
+
+    found = hog_faces(photo, detector)
+
+    assert len(expected) == 1
+    assert len(found) == 1 and iou(found[0], expected[0]) > 0.7
+
+
+def hog_boxes(image: np.ndarray, detector) -> list[tuple[int, int, int, int]]:
+    """The faces of HOG's whole pyramid."""
+    return [(r.left(), r.top(), r.right(), r.bottom()) for r in detector(image, 0)]
+
+
+def iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+    inter = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 @needs_models
