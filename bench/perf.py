@@ -1,10 +1,11 @@
 """Throughput, cost per stage, peak memory, decode floor and a naive baseline, in one run.
 
     python bench/perf.py [--photos 200] [--megapixels 12] [--memory 1000 10000] [--sample 40]
+                         [--faces ../shared/data/faces-dev]
 
-Makes a demo race of about --photos photos and upscales every photo to --megapixels
-(4:3, re-encoded, EXIF kept), so the pipeline times them against the demo's course and
-start list. Then it prints:
+Makes a demo race of about --photos photos (with --faces, real faces on its runners and
+faces on in its course) and upscales every photo to --megapixels (4:3, re-encoded, EXIF
+kept), so the pipeline times them against the demo's course and start list. Then it prints:
 - photos/s end to end of `racelens run` (a fresh process each, start-up included) on the
   DirectRunner in-process and with 2 worker processes, every photo analysed afresh;
 - the cost per photo of each stage of the analysis, on --sample photos (faces: dlib's
@@ -144,10 +145,13 @@ def upscale(path: str, size: tuple[int, int]) -> None:
     pixels.save(path, "JPEG", quality=JPEG_QUALITY, exif=exif)
 
 
-def make_race(root: Path, photos: int, megapixels: float, seed: int) -> Race:
-    """A demo race of about `photos` photos, every one upscaled (in WORKERS processes)."""
+def make_race(
+    root: Path, photos: int, megapixels: float, seed: int, faces: str | None = None
+) -> Race:
+    """A demo race of about `photos` photos, every one upscaled (in WORKERS processes);
+    with `faces`, real faces on its runners and faces on in its course."""
     athletes = max(1, round(photos / PHOTOS_PER_ATHLETE))
-    generate_race(str(root), athletes=athletes, stations=4, seed=seed)
+    generate_race(str(root), athletes=athletes, stations=4, seed=seed, faces=faces)
     paths = list_photos(str(root / "images"))
     size = frame_size(megapixels)
     with ProcessPoolExecutor(WORKERS) as pool:
@@ -169,12 +173,15 @@ def make_copies(
     known: FactStore | None = None,
     store: FactStore | None = None,
 ) -> Race:
-    """The race's photos `copies` times over (course and start list shared). With `known`,
+    """The race's photos `copies` times over (course, start list and its reference photos
+    shared). With `known`,
     the facts of each original found there go into `store` for each of its copies: same
     pixels, same facts, so the run that reads them skips the analysis."""
     root.mkdir(parents=True)
     for name in ("course.yaml", "startlist.csv"):
         shutil.copy(race.root / name, root / name)
+    if (race.root / "faces").is_dir():  # the start list's reference photos
+        shutil.copytree(race.root / "faces", root / "faces")
     count = 0
     for path in map(Path, list_photos(str(race.images))):
         data = path.read_bytes()
@@ -420,13 +427,14 @@ def note(text: str) -> None:
 
 def measure(args: argparse.Namespace, tmp: Path) -> Results:
     note(f"making {args.megapixels:g} MP photos")
-    race = make_race(tmp / "race", args.photos, args.megapixels, args.seed)
+    race = make_race(tmp / "race", args.photos, args.megapixels, args.seed, args.faces)
     paths = list_photos(str(race.images))
     mb = sum(os.path.getsize(p) for p in paths) / race.photos / 1e6
     width, height = frame_size(args.megapixels)
+    faces = "on" if race_face_models(race) else "off"
     print(
-        f"{race.photos} photos of {width}x{height} ({mb:.1f} MB each), {os.cpu_count()} cores, "
-        f"load average {os.getloadavg()[0]:.1f} at the start",
+        f"{race.photos} photos of {width}x{height} ({mb:.1f} MB each), faces {faces}, "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start",
         flush=True,
     )
     note("racelens run, multi_processing")
@@ -594,6 +602,13 @@ def main() -> None:
         "the pipeline without the analysis, whose memory is per photo. Default: none.",
     )
     parser.add_argument("--seed", type=int, default=7, help="Demo race seed (7).")
+    parser.add_argument(
+        "--faces",
+        metavar="DIR",
+        help="Real faces on the demo's runners (as `racelens demo --faces DIR`, e.g. "
+        "../shared/data/faces-dev): the course then looks for faces, as a real race does. "
+        "Default: none, and faces off.",
+    )
     parser.add_argument("--naive", nargs=2, metavar=("RACE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     # As in the pipeline's workers (transforms/photos.py): stages and the naive loop then

@@ -54,16 +54,18 @@ HOG_WINDOW_PX = 80
 MIN_FACE_PX = 40
 MIN_FACE_FRACTION = 0.04
 # HOG scans a pyramid of the searched image, each level 5/6 of the one above, so a face is
-# found at the level where it is 80 to 96 px. The two finest levels (faces of 80 to 115 px)
-# are half of the work, and faces that small are rare: the pyramid from its third level on
-# is searched whole, and the two finest levels only around what that search finds at least
-# a little face-like (score PROPOSAL_THRESHOLD, under the detector's 0): a face of 80 to
-# 115 px still scores so in a window one or two levels too large. bibs-dev at 12 MP: 108 of
-# the 109 faces the whole pyramid finds, at 0.6 of its cost (bench/face_eval.py).
+# found at the level where it is 80 to 96 px. The three finest levels (faces of 80 to 138 px)
+# are two thirds of the work. So the pyramid from its fourth level on is searched whole, and
+# the finer levels only around what that search finds at least a little face-like (score
+# PROPOSAL_THRESHOLD, under the detector's 0): a face of 80 to 138 px still scores so in a
+# window up to three levels too large. Of the faces the whole pyramid finds, this finds all
+# 109 of bibs-dev at 12 MP (and 2 other boxes; `faces-eval --bibs`) at 0.55 of the cost.
+# Chosen on bibs-dev among 2 to 4 levels searched finer and thresholds from -0.6 to -1.6.
+# Photos enlarged to be searched (under 2000 px) are searched whole (see hog_faces).
 PYRAMID_RATE = 6  # dlib's pyramid_down<6>: each level 5/6 of the one above
-FINE_LEVELS = 2
-PROPOSAL_THRESHOLD = -0.8
-PROPOSAL_MARGIN = 0.5  # the finer search spans this many box widths around a proposal
+FINE_LEVELS = 3
+PROPOSAL_THRESHOLD = -1.2
+PROPOSAL_MARGIN = 0.35  # the finer search spans this many box widths around a proposal
 # Two detections are one face when they overlap by more than this (intersection over union),
 # or when the smaller lies almost wholly inside the larger: the highest score stands.
 SAME_FACE_OVERLAP = 0.5
@@ -162,18 +164,22 @@ def detect_faces(image: np.ndarray, models: FaceModels) -> list[Box]:
     """Face boxes in `image` (grey or RGB), large enough to identify, largest first."""
     searched, scale = searched_image(image)
     boxes = []
-    for found in hog_faces(searched, models.detector):
+    for found in hog_faces(searched, models.detector, enlarged=scale > 1):
         box = _clipped(tuple(round(v / scale) for v in found), image)
         if min(box[2] - box[0], box[3] - box[1]) >= MIN_FACE_PX:
             boxes.append(box)
     return sorted(boxes, key=lambda b: (-(b[2] - b[0]) * (b[3] - b[1]), b))
 
 
-def hog_faces(image: np.ndarray, detector) -> list[Box]:
+def hog_faces(image: np.ndarray, detector, enlarged: bool = False) -> list[Box]:
     """The faces dlib's HOG detector finds in `image`: its pyramid from the FINE_LEVELS-th
-    level on searched whole, the finer levels only around proposals (see FINE_LEVELS)."""
+    level on searched whole, the finer levels only around proposals (see FINE_LEVELS). An
+    enlarged image is searched whole: its finest levels are interpolated, proposals there
+    are weaker (bibs-dev at its own size, enlarged about 2x: 65 of the 94 faces found)."""
     import dlib
 
+    if enlarged:
+        return [_box_of(rect) for rect in detector(image, 0)]
     pyramid = dlib.pyramid_down(PYRAMID_RATE)
     coarse = image
     for _ in range(FINE_LEVELS):
