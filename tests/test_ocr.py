@@ -240,15 +240,18 @@ def test_find_bib_regions__a_line_of_more_digits_ranks_first() -> None:
 
 
 class _FakeRecogniser:
-    """Reads every crop as the same text and counts the crops it was given."""
+    """Reads every crop of its n-th call as the n-th text (the last one after that)."""
 
-    def __init__(self, text: str, confidence: float):
-        self.read = LineRead(text, tuple(confidence for _ in text))
+    def __init__(self, *reads: tuple[str, float]):
+        self.reads = [LineRead(text, tuple(conf for _ in text)) for text, conf in reads]
         self.crops = 0
+        self.calls = 0
 
     def read_lines(self, crops: list[np.ndarray]) -> list[LineRead]:
+        read = self.reads[min(self.calls, len(self.reads) - 1)]
         self.crops += len(crops)
-        return [self.read for _ in crops]
+        self.calls += 1
+        return [read for _ in crops]
 
 
 def _lines(count: int) -> list[ocr._Line]:
@@ -259,19 +262,41 @@ def _lines(count: int) -> list[ocr._Line]:
     ]
 
 
-@pytest.mark.parametrize(
-    ("text", "confidence", "lines_read"),
-    [("12", 0.95, ocr.PP_FIRST_LINES), ("12", 0.5, 12), ("ab", 0.95, 12)],
-    ids=["sure read", "weak read", "no bib"],
-)
-def test_read_bibs__reads_further_lines_only_without_a_sure_read(
-    monkeypatch: pytest.MonkeyPatch, text: str, confidence: float, lines_read: int
-) -> None:
-    fake = _FakeRecogniser(text, confidence)
+def _read_with(monkeypatch: pytest.MonkeyPatch, fake: _FakeRecogniser) -> list[BibRead]:
+    """read_bibs with PP-OCR as the fake, on a photo where 12 lines are found."""
     monkeypatch.setattr(ocr, "recogniser", lambda: fake)
     monkeypatch.setattr(ocr, "engine_name", lambda: "ppocr")
     monkeypatch.setattr(ocr, "_detect", lambda gray, wanted: (_lines(12), 1.0))
+    return read_bibs(np.full((300, 100), 200, np.uint8))
 
-    read_bibs(np.full((300, 100), 200, np.uint8))
 
-    assert fake.crops == lines_read
+@pytest.mark.parametrize(
+    ("text", "confidence", "crops"),
+    # A weak read is read twice (a second view of its line), a sure one and a word once.
+    [("12", 0.95, ocr.PP_FIRST_LINES), ("12", 0.3, 2 * 12), ("ab", 0.95, 12)],
+    ids=["sure read", "weak read", "no bib"],
+)
+def test_read_bibs__reads_further_lines_only_without_a_sure_read(
+    monkeypatch: pytest.MonkeyPatch, text: str, confidence: float, crops: int
+) -> None:
+    fake = _FakeRecogniser((text, confidence))
+
+    _read_with(monkeypatch, fake)
+
+    assert fake.crops == crops
+
+
+def test_read_bibs__two_views_that_agree_make_a_weak_read_sure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reads = _read_with(monkeypatch, _FakeRecogniser(("12", 0.6), ("12", 0.5)))
+
+    assert [(r.bib, round(r.confidence, 6)) for r in reads] == [("12", 0.8)]
+
+
+def test_read_bibs__a_second_view_that_disagrees_leaves_the_read_weak(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reads = _read_with(monkeypatch, _FakeRecogniser(("12", 0.6), ("13", 0.99), ("", 0.0)))
+
+    assert [(r.bib, r.confidence) for r in reads] == [("12", pytest.approx(0.6))]
