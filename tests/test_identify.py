@@ -12,7 +12,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from tests.conftest import COVERED, photo, read
-from transforms.bibs import SNAP_FACTOR
+from transforms.bibs import SNAP_FACTOR, listed_bib
 from transforms.corrections import (
     Correction,
     Decision,
@@ -136,6 +136,21 @@ def test_identify__exact_read_of_a_bib_outranks_a_corrected_one() -> None:
     assert identify(ph, LISTED, THRESHOLD) == Identified(
         replace(ph, status=PASSAGE), (seen(ph, "101", 0.8, True),)
     )
+
+
+def test_identify__start_list_is_looked_up_once_per_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    looked_up: list[str] = []
+
+    def counting(bib: str, confidence: float, known: frozenset[str]) -> tuple[str, float] | None:
+        looked_up.append(bib)
+        return listed_bib(bib, confidence, known)
+
+    monkeypatch.setattr("transforms.identify.listed_bib", counting)
+    ph = photo("a", bibs=(read("101", 0.9), read("999", 0.9), read("102", 0.5)))
+    identify(ph, LISTED, THRESHOLD)
+    assert sorted(looked_up) == ["101", "102", "999"]
 
 
 def test_identify__covered_frame_is_camera_covered() -> None:

@@ -68,18 +68,23 @@ def best_reads(bibs: tuple[BibSeen, ...]) -> list[BibSeen]:
     return sorted(best.values(), key=lambda r: (-r.confidence, r.bib))
 
 
-def listed_reads(reads: list[BibSeen], known: frozenset[str]) -> list[BibSeen]:
-    """The reads that stand for listed bibs, as those bibs: one per bib, most confident first.
+def as_listed(reads: list[BibSeen], known: frozenset[str]) -> list[BibSeen | None]:
+    """Each read as the listed bib it stands for, or None where it is no bib of this race.
 
     The start list is known only here, not where bibs are read (a photo's facts are stored
     independent of any race's list), so its use as a dictionary belongs here.
     """
-    mapped = (
+    return [
         replace(read, bib=m[0], confidence=m[1])
-        for read in reads
         if (m := listed_bib(read.bib, read.confidence, known))
-    )
-    return best_reads(tuple(mapped))
+        else None
+        for read in reads
+    ]
+
+
+def listed_reads(mapped: list[BibSeen | None]) -> list[BibSeen]:
+    """The reads that stand for listed bibs, as those bibs: one per bib, most confident first."""
+    return best_reads(tuple(m for m in mapped if m is not None))
 
 
 def _sighting(photo: Photo, bib: str, confidence: float, method: str, confirmed: bool) -> Sighting:
@@ -130,7 +135,7 @@ def apply_decision(photo: Photo, decision: Decision, known: frozenset[str]) -> I
         return Identified(photo)
     approved = tuple(
         _sighting(photo, r.bib, max(r.confidence, 0.99), "bib_ocr", True)
-        for r in listed_reads(best_reads(photo.facts.bibs), known)
+        for r in listed_reads(as_listed(best_reads(photo.facts.bibs), known))
     )
     status = PASSAGE if approved else NO_ATHLETE
     return Identified(replace(photo, status=status, reason="approved_by_official"), approved)
@@ -139,13 +144,12 @@ def apply_decision(photo: Photo, decision: Decision, known: frozenset[str]) -> I
 def identify(photo: Photo, known: frozenset[str], threshold: float) -> Identified:
     """Status, sightings and review items of one timed, non-duplicate photo."""
     reads = best_reads(photo.facts.bibs)
-    listed = listed_reads(reads, known)
+    mapped = as_listed(reads, known)  # the start list is looked up once per read
+    listed = listed_reads(mapped)
     confident = [r for r in listed if r.confidence >= threshold]
     weak = [r for r in listed if r.confidence < threshold]
     unknown = [
-        r
-        for r in reads
-        if r.confidence >= threshold and listed_bib(r.bib, r.confidence, known) is None
+        r for r, m in zip(reads, mapped, strict=True) if m is None and r.confidence >= threshold
     ]
     # Weak reads and confident numbers missing from the start list are unconfirmed
     # evidence: a weak read counts only where it fits the athlete's own pace (CheckSplits),
