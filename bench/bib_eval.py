@@ -221,7 +221,8 @@ def evaluate(
     folder: Path, labels: list[tuple[str, Counter[str]]], args: argparse.Namespace
 ) -> None:
     read = reader(args.megapixels)
-    omitted = label_omissions(folder)
+    named = {name for name, _ in labels}
+    omitted = {name: bibs for name, bibs in label_omissions(folder).items() if name in named}
     start_list = race_start_list(labels, args.start_list_size)
     start_list = StartList(start_list.bibs | {b for bibs in omitted.values() for b in bibs})
     warm_up(folder, labels, read)
@@ -252,12 +253,11 @@ def evaluate(
         f"{folder} ({args.split}, {size}engine {engine_name()}): {images} images, "
         f"{sum(sum(t.values()) for _, t in labels)} bibs"
     )
-    named = {name for name, _ in labels}
-    extra = sum(sum(bibs.values()) for name, bibs in omitted.items() if name in named)
+    extra = sum(sum(bibs.values()) for bibs in omitted.values())
     for with_omitted in (False, True) if extra else (False,):
         truths = "as labelled"
         if with_omitted:
-            truths = f"with the label omissions of {OMISSIONS.name} ({extra} bibs)"
+            truths = f"with the {extra} label omission(s) of {OMISSIONS.name}"
         results[with_omitted, False].print(f"{truths}, without a start list")
         results[with_omitted, True].print(
             f"{truths}, with a start list of {len(start_list.bibs)} bibs (labels + random)"
