@@ -300,3 +300,21 @@ def test_read_bibs__a_second_view_that_disagrees_leaves_the_read_weak(
     reads = _read_with(monkeypatch, _FakeRecogniser(("12", 0.6), ("13", 0.99), ("", 0.0)))
 
     assert [(r.bib, r.confidence) for r in reads] == [("12", pytest.approx(0.6))]
+
+
+@pytest.mark.parametrize(
+    ("other", "kept"),
+    # A line reaching into a bib from the side (its crop read "207" of "2078") overlaps the
+    # bib's box by a sixth: one bib read twice. Two bibs side by side stay two reads.
+    [
+        (BibRead("207", 0.8, (0, 0, 113, 40)), ["2078"]),
+        (BibRead("3521", 0.8, (181, 0, 260, 40)), ["2078", "3521"]),
+    ],
+    ids=["same place", "next bib"],
+)
+def test_match_start_list__two_numbers_in_one_place_are_one_bib(
+    other: BibRead, kept: list[str]
+) -> None:
+    reads = [BibRead("2078", 0.99, (100, 0, 180, 40)), other]
+
+    assert [r.bib for r in ocr.match_start_list(reads, None)] == kept

@@ -129,6 +129,8 @@ STRICT = Candidates(min_contrast=35.0, max_spread=0.35, max_regions=24)
 LOOSE = Candidates(min_contrast=1.0, max_spread=float("inf"), max_regions=16)
 PP_FIRST_LINES = 8
 SURE_READ = 0.75  # the default review threshold: a read the pipeline would confirm
+# Two reads whose boxes overlap by this share of the smaller are one bib read twice.
+SAME_PLACE = 0.1
 
 
 @dataclass(frozen=True)
@@ -650,6 +652,6 @@ def match_start_list(reads: list[BibRead], start_list: StartList | None) -> list
     for bib, confidence, box in sorted(matched, key=lambda m: m[1], reverse=True):
         # The same number twice on a photo is one runner; two numbers in one place are one
         # bib read twice (a part of it, or with its edge as a digit): the best read stands.
-        if not any(k.bib == bib or _overlap(k.box, box) >= 0.5 for k in kept):
+        if not any(k.bib == bib or _overlap(k.box, box) >= SAME_PLACE for k in kept):
             kept.append(BibRead(bib, confidence, box))
     return kept
