@@ -14,6 +14,7 @@ distractors, as a race lists far more runners than its photos show: numbers draw
     python bench/bib_eval.py --megapixels 12              # as 12 MP JPEGs, pipeline decode
     python bench/bib_eval.py /work/shared/data/bib-crops-dev
     python bench/bib_eval.py --demo 60                    # a synthetic race of 60 athletes
+    python bench/bib_eval.py --tesseract-opinion          # does tesseract agree with PP-OCR?
 
 RACELENS_DATA defaults to /work/shared/data; RACELENS_OCR_ENGINE picks the engine (ppocr,
 tesserocr, pytesseract). --megapixels enlarges each photo to that size, encodes it as a JPEG
@@ -27,6 +28,12 @@ checked by eye on the photo, with its box (x0 y0 x1 y1, photo pixels) and what t
 shows; the data folder is never changed. Where the list names bibs of the evaluated folder
 (matched by the folder's name), every figure is printed twice: as labelled, and with those
 bibs counted as labelled (they are in the start list either way).
+
+--tesseract-opinion asks tesseract (the engine RACELENS_OCR_ENGINE=tesserocr uses) to read
+every line PP-OCR read as a bib, on the photos as they are, and counts where it agrees, reads
+another number or nothing, by PP-OCR's confidence and whether PP-OCR's read is right (labels
+with the omissions), with tesseract's CPU time per photo: a second opinion is worth its cost
+only if agreement or disagreement separates right reads from wrong ones.
 
 Reliability: for the reads in each confidence bin, the share that is right, so that one can
 see whether the review threshold (0.75) separates right reads from wrong ones.
@@ -53,6 +60,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from transforms import ocr  # noqa: E402
 from transforms.bibs import StartList  # noqa: E402
 from transforms.ocr import BibRead, match_start_list, read_bibs  # noqa: E402
 from transforms.photos import bib_reads, decode, open_photo  # noqa: E402
@@ -139,6 +147,44 @@ class Result:
             print(f"    confidence >= {threshold:.2f}: {tally.line()}")
         for line in self.reliability.lines():
             print(f"    {line}")
+
+
+OPINION_BANDS = (REVIEW_THRESHOLD, 0.97)  # PP-OCR confidence: below, between, above
+VERDICTS = ("agrees", "differs", "nothing")
+
+
+@dataclass
+class Opinions:
+    """Tesseract's verdict on PP-OCR's line reads, by PP-OCR's confidence and correctness."""
+
+    counts: Counter[tuple[int, bool, str]] = field(default_factory=Counter)
+    cpu: float = 0.0
+    photos: int = 0
+
+    def add(self, image: np.ndarray, truth: Counter[str]) -> None:
+        gray = ocr._to_gray(image)
+        reads, scale = ocr._line_reads(gray, "ppocr")
+        start = cpu_seconds()
+        second = ocr._tesseract_reads(gray, [r.line for r in reads], scale) if reads else []
+        self.cpu += cpu_seconds() - start
+        self.photos += 1
+        for r in reads:
+            other = next((t.bib for t in second if t.line is r.line), None)
+            verdict = VERDICTS[2] if other is None else VERDICTS[other != r.bib]
+            band = sum(r.confidence >= edge for edge in OPINION_BANDS)
+            self.counts[band, r.bib in truth, verdict] += 1
+
+    def print(self) -> None:
+        ms = 1000 * self.cpu / max(1, self.photos)
+        print(f"  tesseract's opinion of PP-OCR's line reads ({ms:.0f} ms CPU per photo)")
+        columns = [(right, verdict) for right in (True, False) for verdict in VERDICTS]
+        names = (f"{'right' if right else 'wrong'} {verdict}" for right, verdict in columns)
+        print(f"    {'PP-OCR confidence':18s}" + "".join(f"{n:>15s}" for n in names))
+        edges = (0.0, *OPINION_BANDS, 1.0)
+        for band in range(len(edges) - 1):
+            cells = "".join(f"{self.counts[band, r, v]:15d}" for r, v in columns)
+            close = "]" if band == len(edges) - 2 else ")"
+            print(f"    [{edges[band]:.2f}, {edges[band + 1]:.2f}{close}{'':6s}{cells}")
 
 
 def load_labels(folder: Path) -> list[tuple[str, Counter[str]]]:
@@ -228,6 +274,7 @@ def evaluate(
     warm_up(folder, labels, read)
     # As labelled, and with the label omissions counted as bibs: without and with a start list.
     results = {(o, listed): Result() for o in (False, True) for listed in (False, True)}
+    opinions = Opinions() if args.tesseract_opinion else None
     wall = cpu = 0.0
     images = 0
     for name, truth in labels:
@@ -248,6 +295,8 @@ def evaluate(
             result.add(full if with_omitted else truth, matched if listed else reads)
         if args.errors:
             report_errors(name, truth, reads, matched)
+        if opinions is not None:
+            opinions.add(image, full)
     size = f"{args.megapixels} MP JPEGs, " if args.megapixels else ""
     print(
         f"{folder} ({args.split}, {size}engine {engine_name()}): {images} images, "
@@ -262,6 +311,8 @@ def evaluate(
         results[with_omitted, True].print(
             f"{truths}, with a start list of {len(start_list.bibs)} bibs (labels + random)"
         )
+    if opinions is not None:
+        opinions.print()
     if images:
         print(f"  {1000 * wall / images:.0f} ms wall, {1000 * cpu / images:.0f} ms CPU per image")
 
@@ -332,6 +383,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7, help="demo race seed")
     parser.add_argument("--limit", type=int, help="evaluate only the first LIMIT images")
     parser.add_argument("--errors", action="store_true", help="list images read wrongly")
+    parser.add_argument(
+        "--tesseract-opinion",
+        action="store_true",
+        help="count where tesseract agrees with PP-OCR's line reads (see the docstring)",
+    )
     parser.add_argument(
         "--split",
         choices=("all", "tune", "holdout"),

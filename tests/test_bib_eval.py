@@ -6,7 +6,11 @@ import csv
 from collections import Counter
 from pathlib import Path
 
-from bench.bib_eval import OMISSIONS, Reliability, label_omissions
+import numpy as np
+import pytest
+
+from bench.bib_eval import OMISSIONS, Opinions, Reliability, label_omissions
+from transforms import ocr
 from transforms.ocr import BibRead
 
 BOX = (0, 0, 10, 10)
@@ -34,4 +38,25 @@ def test_reliability__reads_fall_in_their_bins_and_count_right_ones() -> None:
     assert table.right == Counter({3: 1, 5: 1})
     assert table.lines()[0] == (
         "reads >= 0.75: precision 1.000 (2 reads); reads < 0.75: precision 0.000 (1 reads)"
+    )
+
+
+def test_opinions__tesseract_verdicts_by_confidence_and_truth(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lines = [object(), object(), object()]
+    pp = [
+        ocr._Read("12", 0.99, lines[0]),
+        ocr._Read("34", 0.8, lines[1]),
+        ocr._Read("56", 0.3, lines[2]),
+    ]
+    said = [ocr._Read("12", 0.9, lines[0]), ocr._Read("39", 0.9, lines[1])]
+    monkeypatch.setattr(ocr, "_line_reads", lambda gray, engine: (pp, 1.0))
+    monkeypatch.setattr(ocr, "_tesseract_reads", lambda gray, lines, scale: said)
+    opinions = Opinions()
+
+    opinions.add(np.zeros((8, 8), np.uint8), Counter({"12": 1, "56": 1}))
+
+    assert opinions.counts == Counter(
+        {(2, True, "agrees"): 1, (1, False, "differs"): 1, (0, True, "nothing"): 1}
     )

@@ -627,18 +627,22 @@ def read_bibs(image_bgr: np.ndarray, start_list: StartList | None = None) -> lis
     a lower confidence); without one, every number that passes the bib rules.
     """
     gray = _to_gray(image_bgr)
-    engine = engine_name()
-    lines, scale = _detect(gray, LOOSE if engine == "ppocr" else STRICT)
-    if not lines:
-        return []
-    if engine == "ppocr":
-        reads = _ppocr_reads(gray, lines[:PP_FIRST_LINES], scale)
-        if not any(r.confidence >= SURE_READ for r in reads):
-            reads += _ppocr_reads(gray, lines[PP_FIRST_LINES:], scale)
-    else:
-        reads = _tesseract_reads(gray, lines, scale)
+    reads, scale = _line_reads(gray, engine_name())
     found = [BibRead(r.bib, r.confidence, _padded_box(r.line, scale, gray.shape)) for r in reads]
     return match_start_list(found, start_list)
+
+
+def _line_reads(gray: np.ndarray, engine: str) -> tuple[list[_Read], float]:
+    """The engine's bib reads of the photo's candidate lines, and the lines' scale."""
+    lines, scale = _detect(gray, LOOSE if engine == "ppocr" else STRICT)
+    if not lines:
+        return [], scale
+    if engine != "ppocr":
+        return _tesseract_reads(gray, lines, scale), scale
+    reads = _ppocr_reads(gray, lines[:PP_FIRST_LINES], scale)
+    if not any(r.confidence >= SURE_READ for r in reads):
+        reads += _ppocr_reads(gray, lines[PP_FIRST_LINES:], scale)
+    return reads, scale
 
 
 def match_start_list(reads: list[BibRead], start_list: StartList | None) -> list[BibRead]:
