@@ -118,6 +118,22 @@ def test_recogniser__reads_each_line_in_order_with_confidences() -> None:
         assert 0.9 <= r.confidence <= 1.0
 
 
+def test_recogniser__a_separator_half_seen_between_characters_is_kept() -> None:
+    model = recogniser()
+    chars = model._characters
+    one, three, colon = chars.index("1"), chars.index("3"), chars.index(":")
+    steps = np.zeros((5, len(chars)), np.float32)
+    steps[:, 0] = 1.0  # blank
+    steps[1, [0, one]] = 0.1, 0.9
+    steps[2, [0, colon]] = 0.7, 0.3  # a colon the decoding does not keep
+    steps[3, [0, three]] = 0.05, 0.95
+
+    read = model._decode(steps)
+
+    assert read.text == "13"
+    assert read.separators == (pytest.approx(0.3),)
+
+
 def test_recogniser__no_crops_no_reads() -> None:
     assert recogniser().read_lines([]) == []
 

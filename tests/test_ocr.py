@@ -318,3 +318,21 @@ def test_match_start_list__two_numbers_in_one_place_are_one_bib(
     reads = [BibRead("2078", 0.99, (100, 0, 180, 40)), other]
 
     assert [r.bib for r in ocr.match_start_list(reads, None)] == kept
+
+
+@pytest.mark.parametrize(
+    ("text", "separators", "bib"),
+    # A race clock's "1:35:40" read without its colons, which the recogniser half saw.
+    [
+        ("13540", (0.0, 0.3, 0.0, 0.2), None),
+        ("13540", (0.0, 0.01, 0.0, 0.02), "13540"),
+        ("#354", (0.5, 0.0, 0.0), "354"),  # a hole beside the number is no separator
+    ],
+    ids=["clock", "bib", "scrap beside"],
+)
+def test_bib_of__a_separator_between_digits_makes_a_time(
+    text: str, separators: tuple[float, ...], bib: str | None
+) -> None:
+    read = ocr._bib_of(LineRead(text, tuple(0.99 for _ in text), separators))
+
+    assert (read[0] if read else None) == bib

@@ -27,6 +27,9 @@ MIN_WIDTH = 16  # narrower inputs leave the model too few time steps for two dig
 # Time grows with the width; a bib line with its margins is at most ~6 digit widths, and a
 # longer line (a sponsor's slogan) is squeezed rather than allowed to cost more.
 MAX_WIDTH = 8 * REC_HEIGHT
+# Punctuation that splits a number: a clock's colons, a decimal point (the model's own
+# characters, half- and full-width).
+SEPARATORS = ":.：。·．"
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,9 @@ class LineRead:
 
     text: str
     char_confidences: tuple[float, ...]  # one per character of text, 0..1
+    # Per gap between neighbouring characters: the highest probability of a separator there,
+    # read or not (a race clock's colons are thin dots that the recogniser half sees).
+    separators: tuple[float, ...] = ()
 
     @property
     def confidence(self) -> float:
@@ -70,6 +76,7 @@ class PpOcrRecogniser:
         # CTC classes: blank, the model's character list, then a space.
         characters = self._session.get_modelmeta().custom_metadata_map["character"]
         self._characters = ["", *characters.splitlines(), " "]
+        self._separators = [i for i, c in enumerate(self._characters) if c and c in SEPARATORS]
         self._lock = threading.Lock()  # one run at a time per session keeps one thread
 
     def read_lines(self, crops: list[np.ndarray]) -> list[LineRead]:
@@ -91,7 +98,10 @@ class PpOcrRecogniser:
         keep &= best != 0
         confidences = probabilities.max(axis=1)[keep]
         text = "".join(self._characters[i] for i in best[keep])
-        return LineRead(text, tuple(float(c) for c in confidences))
+        separator = probabilities[:, self._separators].sum(axis=1)
+        steps = np.flatnonzero(keep)  # where each character was read
+        gaps = (separator[a:b].max() for a, b in zip(steps[:-1], steps[1:] + 1, strict=True))
+        return LineRead(text, tuple(float(c) for c in confidences), tuple(float(g) for g in gaps))
 
 
 def _normalise(crop: np.ndarray) -> np.ndarray:
