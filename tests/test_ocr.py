@@ -94,12 +94,11 @@ def _area(box: Box) -> int:
     return (box[2] - box[0]) * (box[3] - box[1])
 
 
-def _fits(found: Box, digits: Box) -> bool:
+def _fits(found: Box, digits: Box, covered: float = 0.95) -> bool:
     """The found box covers the digits and is not much larger than them."""
     overlap = _intersection(found, digits)
-    covered = overlap / _area(digits)
     iou = overlap / (_area(found) + _area(digits) - overlap)
-    return covered >= 0.95 and iou >= 0.5
+    return overlap >= covered * _area(digits) and iou >= 0.5
 
 
 def _confident(reads: list[BibRead]) -> list[BibRead]:
@@ -227,6 +226,26 @@ def test_reads_real_race_photos() -> None:
     assert hits / max(1, hits + wrong) >= 0.6, f"precision {hits}/{hits + wrong}"
 
 
+# Bibs of small digits with thin strokes that only the smallest threshold window finds.
+SMALL_BIBS = [("set1_25.JPG", "869"), ("set1_61.JPG", "1679"), ("set1_64.JPG", "435")]
+
+
+@pytest.mark.parametrize(("name", "bib"), SMALL_BIBS)
+def test_find_bib_regions__finds_small_bibs_of_real_photos(name: str, bib: str) -> None:
+    if not (REAL_PHOTOS / "boxes.csv").is_file():
+        pytest.skip(f"real dev photos not found at {REAL_PHOTOS} (set RACELENS_DATA)")
+    with open(REAL_PHOTOS / "boxes.csv", newline="") as f:
+        row = next(r for r in csv.DictReader(f) if (r["file"], r["bib"]) == (name, bib))
+    digits = tuple(
+        round(float(row[k])) for k in ("bib_minCol", "bib_minRow", "bib_maxCol", "bib_maxRow")
+    )
+    image = cv2.imread(str(REAL_PHOTOS / name), cv2.IMREAD_COLOR)
+
+    regions = find_bib_regions(image, ocr.LOOSE)[: ocr.PP_FIRST_LINES]
+
+    assert any(_fits(r, digits, covered=0.8) for r in regions), (regions, digits)
+
+
 # --- Ranking and reading budget ---------------------------------------------------------------
 
 
@@ -336,3 +355,16 @@ def test_bib_of__a_separator_between_digits_makes_a_time(
     read = ocr._bib_of(LineRead(text, tuple(0.99 for _ in text), separators))
 
     assert (read[0] if read else None) == bib
+
+
+def test_suppress_duplicates__a_line_more_windows_found_ranks_first() -> None:
+    # The same line found by two windows (a shorter version nested in it) outranks a line
+    # with a better background that only one window found.
+    once = ocr._Line(np.array([[10.0, 10, 8, 12], [20, 10, 8, 12]]), True, 3.0)
+    twice = ocr._Line(np.array([[10.0, 50, 8, 12], [20, 50, 8, 12], [30, 50, 8, 12]]), True, 2.0)
+    shorter = ocr._Line(twice.components[:2], False, 1.0)
+
+    kept = ocr._suppress_duplicates([once, twice, shorter], max_regions=5)
+
+    assert [line.box for line in kept] == [twice.box, once.box]
+    assert kept[0].score == 4.0
