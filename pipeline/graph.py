@@ -15,14 +15,16 @@ Run it with `racelens run --images DIR --course FILE --start-list FILE --out DIR
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 
 import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, WorkerOptions
 
+from pipeline.memory import launching_workers
 from pipeline.options import RaceConfig, RacelensOptions
 from transforms.athlete_photos import AthletePhotos
 from transforms.corrections import decisions_by_image, official_statuses
@@ -157,10 +159,34 @@ def run(
     """Validates the options, builds the pipeline (`build`, or `build_retime`) and runs it."""
     opts = PipelineOptions(argv)
     cfg = RaceConfig(opts.view_as(RacelensOptions))
+    quiet_workers(opts)
     p = test_pipeline or beam.Pipeline(options=opts)
     graph(p, cfg)
-    p.run().wait_until_finish()
+    # With worker processes, this one analyses no photo: see pipeline/memory.py.
+    launcher_only = opts.view_as(DirectOptions).direct_running_mode == "multi_processing"
+    with launching_workers() if launcher_only else contextlib.nullcontext():
+        p.run().wait_until_finish()
     return cfg
+
+
+# Beam's SDK worker processes log at INFO by default: a dozen lines of their own start and
+# stop each, on the terminal of `racelens run`. WARNING keeps what may matter.
+WORKER_LOG_LEVEL = "WARNING"
+# And each worker parses the pipeline's options again and warns of every flag it does not
+# know: racelens' own (--images, --out, ...) and two of Beam's that its re-parsing misreads
+# (--pipeline_type_check, --direct_runner_use_stacked_bundle; apache/beam#29474). The
+# launcher has parsed and checked every flag already, and warns of a mistyped one itself.
+WORKER_LOG_LEVELS = {"apache_beam.options.pipeline_options": "ERROR"}
+
+
+def quiet_workers(opts: PipelineOptions) -> None:
+    """Sets the workers' log levels to WORKER_LOG_LEVEL(S) where the user set none."""
+    worker = opts.view_as(WorkerOptions)
+    worker.default_sdk_harness_log_level = worker.default_sdk_harness_log_level or WORKER_LOG_LEVEL
+    worker.sdk_harness_log_level_overrides = {
+        **WORKER_LOG_LEVELS,
+        **(worker.sdk_harness_log_level_overrides or {}),
+    }
 
 
 def photos_of_last_run(out_dir: str) -> list[tuple[str, list[str]]]:

@@ -1,0 +1,81 @@
+"""The DirectRunner launcher: its workers' log levels and the launcher's heap."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions, WorkerOptions
+
+from pipeline.graph import WORKER_LOG_LEVEL, WORKER_LOG_LEVELS, quiet_workers
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Whether glibc maps a block of 2 or 3 MiB: a 4 MiB block freed first raises glibc's own
+# threshold above them, so outside launching_workers it does not (the heap grows instead).
+MAPPED_BLOCKS = """
+import ctypes, json, os
+from pipeline.memory import launching_workers
+
+class Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = Mallinfo2
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+
+def mapped(size):
+    others = libc.mallinfo2().hblks
+    block = libc.malloc(size)
+    held = libc.mallinfo2().hblks
+    libc.free(block)
+    return held > others
+
+libc.free(libc.malloc(4 << 20))
+before = mapped(2 << 20)
+with launching_workers():
+    during, arenas = mapped(3 << 20), os.environ.get("MALLOC_ARENA_MAX")
+print(json.dumps([before, during, mapped(3 << 20), arenas, os.environ.get("MALLOC_ARENA_MAX")]))
+"""
+
+
+def test_quiet_workers__sets_levels_the_user_left_unset() -> None:
+    opts = PipelineOptions([])
+    quiet_workers(opts)
+    worker = opts.view_as(WorkerOptions)
+    assert worker.default_sdk_harness_log_level == WORKER_LOG_LEVEL
+    assert worker.sdk_harness_log_level_overrides == WORKER_LOG_LEVELS
+
+
+def test_quiet_workers__levels_the_user_set_win() -> None:
+    chosen = {"apache_beam.options.pipeline_options": "INFO"}
+    opts = PipelineOptions(
+        [
+            "--default_sdk_harness_log_level=DEBUG",
+            f"--sdk_harness_log_level_overrides={json.dumps(chosen)}",
+        ]
+    )
+    quiet_workers(opts)
+    worker = opts.view_as(WorkerOptions)
+    assert worker.default_sdk_harness_log_level == "DEBUG"
+    assert worker.sdk_harness_log_level_overrides == chosen
+
+
+def test_launching_workers__maps_large_blocks_and_sets_worker_arenas_only_meanwhile() -> None:
+    probe = subprocess.run(
+        [sys.executable, "-c", MAPPED_BLOCKS],
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO), "PATH": ""},
+        capture_output=True,
+        text=True,
+    )
+    if "mallinfo2" in probe.stderr:
+        pytest.skip("malloc is not glibc's (2.33 or later): nothing to check")
+    assert probe.returncode == 0, probe.stderr
+    assert json.loads(probe.stdout) == [False, True, False, "2", None]
