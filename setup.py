@@ -32,9 +32,8 @@ setup(
         # Faces: dlib's HOG detector, 5-point landmarks and ResNet embeddings (MatchFaces).
         "dlib-bin>=19.24",
         "face-recognition-models>=0.3.0",
-        # The face ResNet's matrix products on one BLAS thread (transforms/face_net.py).
-        "threadpoolctl>=3.1",
         # PP-OCR (detection + recognition) through onnxruntime; the models ship in the wheel.
+        # onnxruntime also runs dlib's face ResNet (transforms/face_net.py).
         "rapidocr-onnxruntime>=1.3",
     ],
     extras_require={

@@ -269,7 +269,7 @@ def search_check(gray: np.ndarray, models: FaceModels) -> Counter:
     start = time.process_time()
     whole = [(r.left(), r.top(), r.right(), r.bottom()) for r in models.detector(searched, 0)]
     middle = time.process_time()
-    found = hog_faces(searched, models.detector)
+    found = hog_faces(searched, models)
     end = time.process_time()
     return Counter(
         whole=len(whole),

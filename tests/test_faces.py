@@ -270,21 +270,40 @@ def test_find_faces__group_photo_each_person_named_from_one_reference() -> None:
 def test_hog_faces__face_in_a_large_photo_found_as_the_whole_pyramid_finds_it(
     face_px: int,
 ) -> None:
-    import cv2
+    models = face_models()
+    photo = photo_with_face(face_px, models.detector)
+    expected = hog_boxes(photo, models.detector)
 
-    portrait = _dev("misc/obama_1.jpg")
-    detector = face_models().detector
-    [whole] = hog_boxes(portrait, detector)
-    scale = face_px / (whole[2] - whole[0])
-    face = cv2.resize(portrait, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    photo = np.full((1333, 2000), 128, np.uint8)  # a 12 MP photo as HOG searches it
-    photo[700 : 700 + face.shape[0], 900 : 900 + face.shape[1]] = face
-    expected = hog_boxes(photo, detector)
-
-    found = hog_faces(photo, detector)
+    found = hog_faces(photo, models)
 
     assert len(expected) == 1
     assert len(found) == 1 and iou(found[0], expected[0]) > 0.7
+
+
+@needs_models
+def test_single_level__scans_the_image_and_no_smaller_level_of_it() -> None:
+    models = face_models()
+    # HOG's window is 80 px: a face boxed 72 px is found in the image itself, 140 px only
+    # in a level two or three below it.
+    small, large = photo_with_face(72, models.detector), photo_with_face(140, models.detector)
+
+    assert hog_boxes(small, models.level_detector) == hog_boxes(small, models.detector)
+    assert hog_boxes(large, models.level_detector) == []
+    assert len(hog_boxes(large, models.detector)) == 1
+
+
+def photo_with_face(face_px: int, detector) -> np.ndarray:
+    """A 12 MP photo as HOG searches it (2000 px, flat grey) with a face about `face_px`
+    wide as HOG's whole pyramid boxes it."""
+    import cv2
+
+    portrait = _dev("misc/obama_1.jpg")
+    [whole] = hog_boxes(portrait, detector)
+    scale = face_px / (whole[2] - whole[0])
+    face = cv2.resize(portrait, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    photo = np.full((1333, 2000), 128, np.uint8)
+    photo[700 : 700 + face.shape[0], 900 : 900 + face.shape[1]] = face
+    return photo
 
 
 def hog_boxes(image: np.ndarray, detector) -> list[tuple[int, int, int, int]]:

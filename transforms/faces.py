@@ -4,7 +4,7 @@ dlib's HOG frontal detector finds faces, its 5-point shape predictor aligns
 them and its ResNet model turns each into a 128-d descriptor whose Euclidean
 distance is small for the same person (the models ship in the
 `face-recognition-models` package; nothing is downloaded; the ResNet runs in
-numpy, `transforms.face_net`, four times cheaper than in dlib). A `Gallery` holds
+onnxruntime, `transforms.face_net`, 18 times cheaper than in dlib). A `Gallery` holds
 the known descriptors of each athlete: reference photos from the start list
 and the faces above the pipeline's own confident bib reads. `match_face`
 names the nearest athlete only when the distance is under a threshold and
@@ -23,7 +23,9 @@ import functools
 import importlib.util
 import logging
 import math
+import os
 import posixpath
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -36,7 +38,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms import trigger
 
 from transforms.course import Athlete, Settings
-from transforms.face_net import CHIP_PADDING, CHIP_SIZE, FaceNet
+from transforms.face_net import CHIP_PADDING, CHIP_SIZE, FaceNet, pack_int, unpack_int
 from transforms.records import BibSeen, FaceSeen, Photo
 
 log = logging.getLogger(__name__)
@@ -58,10 +60,13 @@ MIN_FACE_FRACTION = 0.04
 # are two thirds of the work. So the pyramid from its fourth level on is searched whole, and
 # the finer levels only around what that search finds at least a little face-like (score
 # PROPOSAL_THRESHOLD, under the detector's 0): a face of 80 to 138 px still scores so in a
-# window up to three levels too large. Of the faces the whole pyramid finds, this finds all
-# 109 of bibs-dev at 12 MP (and 2 other boxes; `faces-eval --bibs`) at 0.55 of the cost.
-# Chosen on bibs-dev among 2 to 4 levels searched finer and thresholds from -0.6 to -1.6.
-# Photos enlarged to be searched (under 2000 px) are searched whole (see hog_faces).
+# window up to three levels too large. Around a proposal each finer level is searched on its
+# own pixels, the very ones the whole pyramid scans (a crop's own pyramid would resample
+# them). Of the faces the whole pyramid finds, this finds all 109 of bibs-dev at 12 MP and no
+# other box (`faces-eval --bibs`) at 0.5 of the cost. Chosen on bibs-dev among 2 to 4 levels
+# searched finer and thresholds from -0.6 to -1.8 (a coarse level made by OpenCV's resize
+# instead of dlib's lost 5 of the 109: the proposals need dlib's pixels). Photos enlarged to
+# be searched (under 2000 px) are searched whole (see hog_faces).
 PYRAMID_RATE = 6  # dlib's pyramid_down<6>: each level 5/6 of the one above
 FINE_LEVELS = 3
 PROPOSAL_THRESHOLD = -1.2
@@ -120,6 +125,7 @@ def faces_enabled(settings: Settings) -> bool:
 @dataclass(frozen=True)
 class FaceModels:
     detector: object
+    level_detector: object  # the same detector, scanning only the image it is given
     shape: object
     descriptor: FaceNet
 
@@ -129,19 +135,45 @@ def face_models() -> FaceModels:
     """The dlib models, loaded once per process (from a DoFn's setup, never at import)."""
     import dlib
 
+    from transforms.photos import read_bytes  # photos imports this module
+
     folder = models_dir()
     if folder is None:
         raise RuntimeError("face models are not installed (pip install face-recognition-models)")
+    detector = dlib.get_frontal_face_detector()
     return FaceModels(
-        detector=dlib.get_frontal_face_detector(),
+        detector=detector,
+        level_detector=single_level(detector),
         shape=dlib.shape_predictor(posixpath.join(folder, SHAPE_MODEL)),
-        descriptor=FaceNet.of(_read(posixpath.join(folder, DESCRIPTOR_MODEL))),
+        descriptor=FaceNet.of(read_bytes(posixpath.join(folder, DESCRIPTOR_MODEL))),
     )
 
 
-def _read(path: str) -> bytes:
-    with FileSystems.open(path, compression_type="uncompressed") as f:
-        return f.read()
+# How dlib serialises its HOG detector, up to the pyramid's depth: the object detector's
+# version, the scanner's version, its feature extractor and cached features (none), cell
+# size, padding and window width and height; then the most pyramid levels it scans.
+_DETECTOR_HEAD = (2, 1, 0, 0, 8, 0, 80, 80)
+
+
+def single_level(detector):
+    """`detector` scanning the image it is given and no smaller level of it (dlib's Python
+    API has no such setting, so its serialised form is edited and loaded again)."""
+    import dlib
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "detector.svm")
+        detector.save(path)
+        with open(path, "rb") as f:
+            data = f.read()
+        at, head = 0, []
+        for _ in range(len(_DETECTOR_HEAD)):
+            value, at = unpack_int(data, at)
+            head.append(value)
+        if tuple(head) != _DETECTOR_HEAD:
+            raise ValueError(f"not dlib's HOG detector as dlib 19-20 saves it: {head}")
+        with open(path, "wb") as f:
+            f.write(data[:at] + pack_int(1) + data[unpack_int(data, at)[1] :])
+        return dlib.fhog_object_detector(path)
 
 
 # ------------------------------------------------------------------------ detect and embed
@@ -164,14 +196,14 @@ def detect_faces(image: np.ndarray, models: FaceModels) -> list[Box]:
     """Face boxes in `image` (grey or RGB), large enough to identify, largest first."""
     searched, scale = searched_image(image)
     boxes = []
-    for found in hog_faces(searched, models.detector, enlarged=scale > 1):
+    for found in hog_faces(searched, models, enlarged=scale > 1):
         box = _clipped(tuple(round(v / scale) for v in found), image)
         if min(box[2] - box[0], box[3] - box[1]) >= MIN_FACE_PX:
             boxes.append(box)
     return sorted(boxes, key=lambda b: (-(b[2] - b[0]) * (b[3] - b[1]), b))
 
 
-def hog_faces(image: np.ndarray, detector, enlarged: bool = False) -> list[Box]:
+def hog_faces(image: np.ndarray, models: FaceModels, enlarged: bool = False) -> list[Box]:
     """The faces dlib's HOG detector finds in `image`: its pyramid from the FINE_LEVELS-th
     level on searched whole, the finer levels only around proposals (see FINE_LEVELS). An
     enlarged image is searched whole: its finest levels are interpolated, proposals there
@@ -179,12 +211,12 @@ def hog_faces(image: np.ndarray, detector, enlarged: bool = False) -> list[Box]:
     import dlib
 
     if enlarged:
-        return [_box_of(rect) for rect in detector(image, 0)]
+        return [_box_of(rect) for rect in models.detector(image, 0)]
     pyramid = dlib.pyramid_down(PYRAMID_RATE)
-    coarse = image
+    levels = [image]
     for _ in range(FINE_LEVELS):
-        coarse = pyramid(coarse)
-    rects, scores, _ = detector.run(coarse, 0, PROPOSAL_THRESHOLD)
+        levels.append(pyramid(levels[-1]))
+    rects, scores, _ = models.detector.run(levels[-1], 0, PROPOSAL_THRESHOLD)
     # A proposal this small may be a finer face seen in too large a window.
     finer_below = 1.3 * HOG_WINDOW_PX * (PYRAMID_RATE / (PYRAMID_RATE - 1)) ** FINE_LEVELS
     found, searched = [], []
@@ -195,19 +227,29 @@ def hog_faces(image: np.ndarray, detector, enlarged: bool = False) -> list[Box]:
         region = _grown(box, PROPOSAL_MARGIN, image)
         if box[2] - box[0] < finer_below and not any(_inside(region, r) for r in searched):
             searched.append(region)
-            found += _finer_faces(image, region, detector, finer_below / 1.3)
+            found += _finer_faces(levels[:FINE_LEVELS], region, models.level_detector)
     return _one_per_face(found)
 
 
-def _finer_faces(image: np.ndarray, region: Box, detector, below: float) -> list[tuple[float, Box]]:
-    """(score, box) of the faces under `below` px that HOG finds in a region of `image`."""
-    x0, y0, x1, y1 = region
-    rects, scores, _ = detector.run(np.ascontiguousarray(image[y0:y1, x0:x1]), 0, 0.0)
-    return [
-        (score, (b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0))
-        for rect, score in zip(rects, scores, strict=True)
-        if (b := _box_of(rect))[2] - b[0] < below
-    ]
+def _finer_faces(
+    levels: Sequence[np.ndarray], region: Box, level_detector
+) -> list[tuple[float, Box]]:
+    """(score, box in the finest level's pixels) of the faces HOG finds in a region of each
+    of the pyramid's `levels`, each searched alone on its own pixels."""
+    import dlib
+
+    pyramid = dlib.pyramid_down(PYRAMID_RATE)
+    found = []
+    for level, pixels in enumerate(levels):
+        left, top, right, bottom = _box_of(pyramid.rect_down(dlib.rectangle(*region), level))
+        x0, y0, x1, y1 = _clipped((left, top, right + 1, bottom + 1), pixels)
+        crop = np.ascontiguousarray(pixels[y0:y1, x0:x1])
+        rects, scores, _ = level_detector.run(crop, 0, 0.0)
+        found += [
+            (score, _box_of(pyramid.rect_up(dlib.translate_rect(rect, dlib.point(x0, y0)), level)))
+            for rect, score in zip(rects, scores, strict=True)
+        ]
+    return found
 
 
 def _one_per_face(found: list[tuple[float, Box]]) -> list[Box]:
@@ -484,8 +526,10 @@ def reference_face(path: str) -> tuple[float, ...] | None:
     """The descriptor of the face on a reference photo; None when the photo cannot be read
     or shows no face (logged with its path: descriptors never go to logs). Cached per
     process, as the live mode builds the gallery again at every update."""
+    from transforms.photos import read_bytes  # photos imports this module
+
     try:
-        data = np.frombuffer(_read(path), np.uint8)
+        data = np.frombuffer(read_bytes(path), np.uint8)
     except (BeamIOError, OSError):
         data = np.zeros(0, np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
