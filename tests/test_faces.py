@@ -20,6 +20,7 @@ from transforms.faces import (
     BuildGallery,
     Gallery,
     associate,
+    detect_faces,
     detect_portrait_face,
     enrolments,
     face_models,
@@ -278,6 +279,21 @@ def test_hog_faces__face_in_a_large_photo_found_as_the_whole_pyramid_finds_it(
 
     assert len(expected) == 1
     assert len(found) == 1 and iou(found[0], expected[0]) > 0.7
+
+
+@needs_models
+def test_detect_faces__photo_searched_smaller_gives_boxes_in_its_own_pixels() -> None:
+    import cv2
+
+    models = face_models()
+    searched = photo_with_face(100, models.detector)  # 2000 px: searched as it is
+    [expected] = hog_boxes(searched, models.detector)
+    scale = 3000 / 2000  # a 24 MP photo decoded at 1/2, searched at 2000 px
+    photo = cv2.resize(searched, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+
+    [found] = detect_faces(photo, models)
+
+    assert iou(found, tuple(round(v * scale) for v in expected)) > 0.8
 
 
 @needs_models

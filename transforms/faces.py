@@ -345,8 +345,12 @@ def face_seen(box: Sequence[int], embedding: np.ndarray) -> FaceSeen:
 
 
 def _resized(image: np.ndarray, scale: float) -> np.ndarray:
+    """`image` scaled for HOG: bilinear down to half size (as HOG's own pyramid steps are;
+    INTER_AREA at such non-integer scales costs ~20 CPU ms from a 3:2 12 MP or a 24 MP
+    decode, bilinear 3 to 4), averaging pixels below that, where bilinear would skip them."""
     size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    interpolation = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR
+    return cv2.resize(image, size, interpolation=interpolation)
 
 
 def _clipped(box: Sequence[int], image: np.ndarray) -> Box:
