@@ -213,8 +213,8 @@ def rss_high_water(process: psutil.Process) -> int:
     Not wait4's ru_maxrss: a child's counts the RSS of the process that forked it, this
     benchmark (hundreds of MB once it has profiled the stages), as if the child had it."""
     with open(f"/proc/{process.pid}/status") as status:
-        line = next(line for line in status if line.startswith("VmHWM:"))
-    return int(line.split()[1]) * 1024
+        peak = [line.split()[1] for line in status if line.startswith("VmHWM:")]
+    return int(peak[0]) * 1024 if peak else 0  # none: a zombie, its memory freed
 
 
 class RssPeaks(threading.Thread):
