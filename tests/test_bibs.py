@@ -29,6 +29,9 @@ from transforms.tesseract import engine_name
         ("3638", "3638"),
         ("48", "48"),
         ("T2182", "2182"),  # a wave or distance prefix
+        ("CT4018", "4018"),  # a prefix of two letters
+        ("SO495", "0495"),  # a prefixed bib's leading 0 read as the letter O
+        ("S0374", "0374"),
         ("1404.", "1404"),  # scraps of the bib's edge
         ("3708=", "3708"),
         ("#58", "58"),
@@ -40,7 +43,8 @@ def test_parse_bib__numbers_of_two_to_five_digits_are_bibs(text: str, bib: str) 
 
 
 @pytest.mark.parametrize(
-    "text", ["7", "123456", "1:49:58", "49:", "auto", "R4", "36 38", "AB123", "1958km", ""]
+    "text",
+    ["7", "123456", "1:49:58", "49:", "auto", "R4", "36 38", "ABC123", "SOB56", "1958km", ""],
 )
 def test_parse_bib__other_text_is_no_bib(text: str) -> None:
     assert parse_bib(text) is None

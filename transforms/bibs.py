@@ -1,7 +1,8 @@
 """What counts as a bib number: digit rules, and the start list as a dictionary.
 
-Without a start list a read is a bib when it is 2-5 digits, optionally after one letter (a
-wave or distance prefix such as "T2182" reads as "2182") and between scraps of the bib's edge
+Without a start list a read is a bib when it is 2-5 digits, optionally after one or two
+letters (a wave or distance prefix such as "T2182" or "CT4018" reads as "2182", "4018"; an O
+right after the prefix is the digit 0, "SO495" reads as "0495") and between scraps of the bib's edge
 or holes (read as "." "=" "#" and the like); anything else (clock times "1:49:58", words,
 prices) is not. With a start list, a read that is not listed
 is mapped to the listed bib one edit away (a digit misread, lost or invented) when exactly
@@ -14,8 +15,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-# Scraps at either end are any characters but letters, digits and a clock's colon.
-BIB_PATTERN = re.compile(r"[^\w:]*[A-Za-z]?(\d{2,5})[^\w:]*")
+# Scraps at either end are any characters but letters, digits and a clock's colon. The
+# recogniser reads a prefixed bib's leading 0 as the letter O ("SO495" for S0495): an O
+# between the prefix and the digits is taken as 0 (the lazy prefix leaves it to the number).
+BIB_PATTERN = re.compile(r"[^\w:]*[A-Za-z]{0,2}?((?<=[A-Za-z])[Oo]\d{1,4}|\d{2,5})[^\w:]*")
+# The letters read for a digit inside a bib number's span.
+LOOKALIKE_DIGITS = str.maketrans("Oo", "00")
 DIGITS = "0123456789"
 # A bib one edit from the read: 0.7 keeps a perfect read (1.0) just under the default review
 # threshold 0.75, so a corrected read is always looked at by an official.
@@ -28,10 +33,15 @@ def bib_span(text: str) -> tuple[int, int] | None:
     return match.span(1) if match else None
 
 
+def bib_digits(text: str, span: tuple[int, int]) -> str:
+    """The digits of the bib number at span in text (an O read for a 0 made the digit)."""
+    return text[span[0] : span[1]].translate(LOOKALIKE_DIGITS)
+
+
 def parse_bib(text: str) -> str | None:
     """The bib number a recognised text line holds, or None when it holds no bib."""
     span = bib_span(text)
-    return text[span[0] : span[1]] if span else None
+    return bib_digits(text, span) if span else None
 
 
 def _one_edit(bib: str) -> set[str]:

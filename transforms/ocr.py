@@ -37,7 +37,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
-from transforms.bibs import StartList, bib_span
+from transforms.bibs import StartList, bib_digits, bib_span
 from transforms.ppocr import LineRead, recogniser
 from transforms.tesseract import default_engine, engine_name
 
@@ -650,7 +650,7 @@ def _bib_of(read: LineRead) -> tuple[str, float] | None:
     if max(read.separators[span[0] : span[1] - 1], default=0.0) >= UNREAD_SEPARATOR:
         return None
     # The digits' confidence: scraps of the bib's edge beside them do not matter.
-    return read.text[span[0] : span[1]], min(read.char_confidences[span[0] : span[1]])
+    return bib_digits(read.text, span), min(read.char_confidences[span[0] : span[1]])
 
 
 def read_bibs(image_bgr: np.ndarray, start_list: StartList | None = None) -> list[BibRead]:

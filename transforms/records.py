@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 # Bump when the analysis changes what it would store, so old facts are recomputed.
-ANALYSIS_VERSION = 15
+ANALYSIS_VERSION = 16
 
 
 @dataclass(frozen=True)
