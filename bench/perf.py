@@ -466,7 +466,8 @@ def measure(args: argparse.Namespace, tmp: Path) -> Results:
     paths = list_photos(str(race.images))
     mb = sum(os.path.getsize(p) for p in paths) / race.photos / 1e6
     width, height = frame_size(args.megapixels)
-    faces = "on" if race_face_models(race) else "off"
+    models = race_face_models(race)
+    faces = "on" if models else "off"
     print(
         f"{race.photos} photos of {width}x{height} ({mb:.1f} MB each), faces {faces}, "
         f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start",
@@ -480,7 +481,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> Results:
     memory = [copies_run(race, tmp, count, prestored=True) for count in args.memory]
     note("stages")
     sampled = paths[:: max(1, len(paths) // args.sample)][: args.sample]
-    stages = stage_profile(sampled, race_face_models(race))
+    stages = stage_profile(sampled, models)
     note("naive baseline")
     naive = run_naive(race, tmp / "out-naive")
     note("decode-only floors")

@@ -159,7 +159,9 @@ class _Line:
 
     components: np.ndarray  # (n, 4) float: x, y, w, h of each character, left to right
     dark_digits: bool
-    score: float  # contrast over background spread, times digits beyond one: most bib-like first
+    # Contrast over background spread, times digits beyond one, times the binarisations that
+    # found the line (_suppress_duplicates): the most bib-like first.
+    score: float
 
     @cached_property
     def box(self) -> tuple[float, float, float, float]:
