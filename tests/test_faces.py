@@ -26,12 +26,14 @@ from transforms.faces import (
     face_models,
     faces_enabled,
     find_faces,
+    frontal_detector,
     gallery_of,
     hog_faces,
     match_confidence,
     match_face,
     models_available,
     reference_photos,
+    saved_form,
     untied_faces,
 )
 from transforms.identify import FaceRule, IdentifyAthletes, identify, identify_faces
@@ -306,6 +308,46 @@ def test_single_level__scans_the_image_and_no_smaller_level_of_it() -> None:
     assert hog_boxes(small, models.level_detector) == hog_boxes(small, models.detector)
     assert hog_boxes(large, models.level_detector) == []
     assert len(hog_boxes(large, models.detector)) == 1
+
+
+@needs_models
+def test_frontal_detector__built_once_then_loaded_as_the_same_detector(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dlib
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    dlibs = saved_form(dlib.get_frontal_face_detector())
+
+    built = frontal_detector()
+    [copy] = (tmp_path / "racelens").iterdir()
+    copy.write_bytes(copy.read_bytes() + b"the copy, not dlib's build")  # to tell them apart
+    loaded = frontal_detector()
+
+    assert saved_form(built) == dlibs
+    assert saved_form(loaded) == dlibs
+    assert copy.read_bytes().endswith(b"the copy, not dlib's build")
+
+
+@needs_models
+def test_frontal_detector__damaged_copy_is_built_and_saved_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    copy = Path(frontal_detector_path(tmp_path))
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(b"\x01\x02half a detector")
+
+    detector = frontal_detector()
+
+    assert saved_form(detector) == copy.read_bytes()
+    assert len(detector(np.full((100, 100), 128, np.uint8), 0)) == 0
+
+
+def frontal_detector_path(cache: Path) -> str:
+    import dlib
+
+    return str(cache / "racelens" / f"frontal_face_detector-dlib-{dlib.__version__}.svm")
 
 
 def photo_with_face(face_px: int, detector) -> np.ndarray:

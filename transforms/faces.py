@@ -140,13 +140,54 @@ def face_models() -> FaceModels:
     folder = models_dir()
     if folder is None:
         raise RuntimeError("face models are not installed (pip install face-recognition-models)")
-    detector = dlib.get_frontal_face_detector()
+    detector = frontal_detector()
     return FaceModels(
         detector=detector,
         level_detector=single_level(detector),
         shape=dlib.shape_predictor(posixpath.join(folder, SHAPE_MODEL)),
         descriptor=FaceNet.of(read_bytes(posixpath.join(folder, DESCRIPTOR_MODEL))),
     )
+
+
+def cache_dir() -> str:
+    """Where racelens keeps what it derives from installed models: $XDG_CACHE_HOME/racelens
+    (~/.cache/racelens by default)."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(root, "racelens")
+
+
+def frontal_detector():
+    """dlib's HOG face detector, loaded from its saved form in `cache_dir()`.
+
+    dlib.get_frontal_face_detector() decodes the detector from a text form compiled into
+    dlib: 0.8 CPU s, which every worker of every run paid before its first photo. The saved
+    form (the same bytes as dlib saves the built detector) loads in 2 ms, so it is saved
+    once per dlib version; a missing, damaged or unwritable copy costs only the build.
+    """
+    import dlib
+
+    from transforms.write import write_atomically  # write imports this module
+
+    path = os.path.join(cache_dir(), f"frontal_face_detector-dlib-{dlib.__version__}.svm")
+    try:
+        return dlib.fhog_object_detector(path)
+    except RuntimeError:  # no copy yet, or a damaged one: built and saved again
+        pass
+    detector = dlib.get_frontal_face_detector()
+    try:
+        write_atomically(path, saved_form(detector))  # workers starting together: no halves
+    except (OSError, BeamIOError):
+        log.debug("face detector not cached in %s", path, exc_info=True)
+    return detector
+
+
+def saved_form(detector) -> bytes:
+    """The bytes dlib saves a HOG detector as."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "detector.svm")
+        detector.save(path)
+        with open(path, "rb") as f:
+            return f.read()
 
 
 # How dlib serialises its HOG detector, up to the pyramid's depth: the object detector's
@@ -160,17 +201,15 @@ def single_level(detector):
     API has no such setting, so its serialised form is edited and loaded again)."""
     import dlib
 
+    data = saved_form(detector)
+    at, head = 0, []
+    for _ in range(len(_DETECTOR_HEAD)):
+        value, at = unpack_int(data, at)
+        head.append(value)
+    if tuple(head) != _DETECTOR_HEAD:
+        raise ValueError(f"not dlib's HOG detector as dlib 19-20 saves it: {head}")
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "detector.svm")
-        detector.save(path)
-        with open(path, "rb") as f:
-            data = f.read()
-        at, head = 0, []
-        for _ in range(len(_DETECTOR_HEAD)):
-            value, at = unpack_int(data, at)
-            head.append(value)
-        if tuple(head) != _DETECTOR_HEAD:
-            raise ValueError(f"not dlib's HOG detector as dlib 19-20 saves it: {head}")
         with open(path, "wb") as f:
             f.write(data[:at] + pack_int(1) + data[unpack_int(data, at)[1] :])
         return dlib.fhog_object_detector(path)
