@@ -7,7 +7,8 @@ Makes a demo race of about --photos photos (with --faces, real faces on its runn
 faces on in its course) and upscales every photo to --megapixels (4:3, re-encoded, EXIF
 kept), so the pipeline times them against the demo's course and start list. Then it prints:
 - photos/s end to end of `racelens run` (a fresh process each, start-up included) on the
-  DirectRunner in-process and with 2 worker processes, every photo analysed afresh;
+  DirectRunner in-process and with 2 worker processes, every photo analysed afresh, and the
+  start-up alone: a 2-worker run of the same race without its photos;
 - the cost per photo of each stage of the analysis, on --sample photos (faces: dlib's
   find_faces, where the course and the installed models turn faces on; n/a otherwise), and
   of the timing half (re-timing from stored facts, which is what `racelens results` runs),
@@ -420,6 +421,7 @@ class Results:
     race: Race
     in_process: Measured
     multi: Measured
+    startup: Measured  # multi_processing, the race without its photos
     marginal: CopiesRun  # analysed
     memory: list[CopiesRun]  # facts stored beforehand
     stages: dict[str, Cost | None]
@@ -460,6 +462,17 @@ def copies_run(race: Race, tmp: Path, count: int, prestored: bool) -> CopiesRun:
     return CopiesRun(copies.photos, measured, prestored)
 
 
+def startup_run(race: Race, tmp: Path) -> Measured:
+    """A 2-worker run of the race without its photos (its course, start list and reference
+    photos kept): what a run costs before and beside its photos."""
+    empty = make_copies(race, tmp / "copies-none", 0)
+    note(f"racelens run, multi_processing, no photo (load {load()})")
+    measured = racelens("run", *race_argv(empty, tmp / "out-none"), *MULTI)
+    shutil.rmtree(empty.root)
+    shutil.rmtree(tmp / "out-none")
+    return measured
+
+
 def measure(args: argparse.Namespace, tmp: Path) -> Results:
     note(f"making {args.megapixels:g} MP photos")
     race = make_race(tmp / "race", args.photos, args.megapixels, args.seed, args.faces)
@@ -477,6 +490,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> Results:
     multi = racelens("run", *race_argv(race, tmp / "out-multi"), *MULTI)
     note("racelens run, in-process")
     in_process = racelens("run", *race_argv(race, tmp / "out-in"), *IN_PROCESS)
+    startup = startup_run(race, tmp)
     marginal = copies_run(race, tmp, args.marginal, prestored=False)
     memory = [copies_run(race, tmp, count, prestored=True) for count in args.memory]
     note("stages")
@@ -496,6 +510,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> Results:
         race=race,
         in_process=in_process,
         multi=multi,
+        startup=startup,
         marginal=marginal,
         memory=memory,
         stages=stages,
@@ -523,6 +538,12 @@ def report(r: Results, sample: int) -> None:
     name = "multi_processing, marginal"
     print(f"  {name:38s} {1 / marginal.wall:13.2f} {1000 * marginal.cpu:13.1f}")
     print(f"  (marginal: {most} against {n} photos, so start-up is left out)")
+    fixed = r.multi.cost - Cost(marginal.wall * n, marginal.cpu * n)  # less n further photos
+    print(
+        f"  start-up, multi_processing: {r.startup.cost.wall:.1f} s wall, "
+        f"{r.startup.cost.cpu:.1f} CPU s on no photo; the {n}-photo run less {n} "
+        f"further photos: {fixed.wall:.1f} s wall, {fixed.cpu:.1f} CPU s"
+    )
     print(f"  capacity of {WORKERS} idle cores at the marginal CPU cost: {capacity:.1f} photos/s")
 
     print(f"\nper photo, one process ({min(sample, n)} photos; timing half: {n}):")
