@@ -20,14 +20,17 @@ from transforms.passages import Passage
 from transforms.results import build_leaderboard
 from transforms.write import (
     ATHLETE_PHOTOS_FILE,
+    BATCH_ROWS,
     IMAGES_FILE,
     LEADERBOARD_FILE,
     PASSAGES_FILE,
     REVIEW_FILE,
     STATIONS_FILE,
+    GatherTable,
     WriteResults,
     WriteTable,
     passage_row,
+    table_bytes,
 )
 
 SCHEMA = pa.schema(
@@ -74,6 +77,55 @@ def test_write_table__same_rows_in_another_order_give_the_same_bytes(tmp_path: P
     _write(tmp_path / "a.parquet", ROWS)
     _write(tmp_path / "b.parquet", ROWS[::-1])
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+
+
+def _many_rows(count: int) -> list[dict]:
+    """Rows in no order, a few of them tied on the file's milliseconds."""
+    rows = [
+        {"bib": str(i % 97), "passed_at": at((i * 7919) % count / 3), "reads": [str(i)] * (i % 3)}
+        for i in range(count)
+    ]
+    # Apart by 0.8 ms in the rows, in the same millisecond in the file; the later bib first.
+    rows[5] = {"bib": "a", "passed_at": at(0.0009), "reads": []}
+    rows[9] = {"bib": "b", "passed_at": at(0.0001), "reads": ["b"]}
+    return rows
+
+
+def _by_time(row: dict) -> tuple:
+    return row["passed_at"], row["bib"]
+
+
+def test_gather_table__batches_give_the_table_sorted_rows_give() -> None:
+    rows = _many_rows(3 * BATCH_ROWS + 17)
+    expected = pa.Table.from_pylist(sorted(rows, key=_by_time), schema=SCHEMA)
+    with TestPipeline() as p:
+        gathered = (
+            p
+            | beam.Create(rows)
+            | beam.CombineGlobally(GatherTable(SCHEMA, _by_time))
+            | beam.Map(lambda table: table.equals(expected))
+        )
+        assert_that(gathered, equal_to([True]))
+
+
+def test_gather_table__orders_by_the_rows_microseconds_not_the_files_milliseconds() -> None:
+    rows = _many_rows(20)
+    with TestPipeline() as p:
+        bibs = (
+            p
+            | beam.Create(rows)
+            | beam.CombineGlobally(GatherTable(SCHEMA, _by_time))
+            | beam.Map(lambda table: table.column("bib").to_pylist()[:2])
+        )
+        assert_that(bibs, equal_to([["0", "b"]]))
+
+
+def test_write_table__file_is_byte_for_byte_the_sorted_rows_file(tmp_path: Path) -> None:
+    rows = _many_rows(2 * BATCH_ROWS + 5)
+    path = tmp_path / "t.parquet"
+    with TestPipeline() as p:
+        _ = p | beam.Create(rows) | WriteTable(str(path), SCHEMA, order=_by_time)
+    assert path.read_bytes() == table_bytes(sorted(rows, key=_by_time), SCHEMA)
 
 
 def test_write_table__rewrite_replaces_the_file_whole(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import posixpath
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 import apache_beam as beam
@@ -50,10 +50,14 @@ STALE_AFTER_S = 3600.0
 log = logging.getLogger(__name__)
 
 
-def table_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
+def parquet_bytes(table: pa.Table) -> bytes:
     buffer = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), buffer, compression="zstd")
+    pq.write_table(table, buffer, compression="zstd")
     return buffer.getvalue()
+
+
+def table_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
+    return parquet_bytes(pa.Table.from_pylist(rows, schema=schema))
 
 
 def temporary_name(path: str) -> str:
@@ -102,6 +106,72 @@ def write_table(rows: list[dict], path: str, schema: pa.Schema, order: Callable 
     return path
 
 
+# Rows are held as Arrow record batches of this many rows while they are gathered: columns
+# hold a row in a fraction of what its dict does (an images.parquet row: ~1.8 KB as a dict).
+BATCH_ROWS = 256
+
+
+@dataclass
+class Gathered:
+    """Rows on their way into one table: the batched ones, then those not batched yet, and
+    the sort key of each, in that order."""
+
+    batches: list[pa.RecordBatch] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)
+    keys: list = field(default_factory=list)
+
+
+class GatherTable(beam.CombineFn):
+    """Rows -> one Arrow table of `schema`, sorted by `order` as `sorted(rows, key=order)`
+    sorts them (stable; None: arrival order).
+
+    The keys are taken from the rows as they arrive, not from the table: its timestamps
+    are milliseconds, the rows' microseconds."""
+
+    def __init__(self, schema: pa.Schema, order: Callable[[dict], object] | None = None):
+        super().__init__()
+        self._schema = schema
+        self._order = order
+
+    def create_accumulator(self) -> Gathered:
+        return Gathered()
+
+    def add_input(self, gathered: Gathered, row: dict) -> Gathered:
+        gathered.rows.append(row)
+        if self._order is not None:
+            gathered.keys.append(self._order(row))
+        if len(gathered.rows) >= BATCH_ROWS:
+            self.compact(gathered)
+        return gathered
+
+    def compact(self, gathered: Gathered) -> Gathered:
+        if gathered.rows:
+            gathered.batches.append(pa.RecordBatch.from_pylist(gathered.rows, schema=self._schema))
+            gathered.rows = []
+        return gathered
+
+    def merge_accumulators(self, accumulators: Iterable[Gathered]) -> Gathered:
+        merged = Gathered()
+        for gathered in accumulators:
+            self.compact(gathered)
+            merged.batches.extend(gathered.batches)
+            merged.keys.extend(gathered.keys)
+        return merged
+
+    def extract_output(self, gathered: Gathered) -> pa.Table:
+        table = pa.Table.from_batches(self.compact(gathered).batches, schema=self._schema)
+        if self._order is not None:
+            ordered = sorted(range(len(gathered.keys)), key=gathered.keys.__getitem__)
+            table = table.take(pa.array(ordered, pa.int64()))
+        # One chunk, as from_pylist makes: the file's bytes then do not depend on batching.
+        return table.combine_chunks()
+
+
+def write_arrow(table: pa.Table, path: str) -> str:
+    write_atomically(path, parquet_bytes(table))
+    return path
+
+
 class WriteTable(beam.PTransform):
     """Rows -> one Parquet file at `path` (written even when there are no rows)."""
 
@@ -115,8 +185,8 @@ class WriteTable(beam.PTransform):
         return (
             rows
             | "Global" >> beam.WindowInto(beam.window.GlobalWindows())
-            | "Gather" >> beam.combiners.ToList()
-            | "Write" >> beam.Map(write_table, self._path, self._schema, self._order)
+            | "Gather" >> beam.CombineGlobally(GatherTable(self._schema, self._order))
+            | "Write" >> beam.Map(write_arrow, self._path)
         )
 
 
