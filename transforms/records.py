@@ -9,6 +9,7 @@ and reused when the course, the start list or an official's decision changes.
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
@@ -137,3 +138,59 @@ class Sighting:
     image_id: str
     method: str  # bib_ocr, face_match, manual
     confirmed: bool  # confident enough (or decided by an official) to need no review
+
+
+def _facts_fields(facts: PhotoFacts) -> tuple:
+    exif, quality = facts.exif, facts.quality
+    return (
+        facts.image_id,
+        facts.error,
+        facts.width,
+        facts.height,
+        (exif.datetime_original, exif.subsec, exif.offset, exif.serial, exif.camera, exif.gps),
+        facts.phash,
+        None if quality is None else (quality.brightness, quality.contrast, quality.sharpness),
+        tuple((b.bib, b.confidence, b.box) for b in facts.bibs),
+        None if facts.faces is None else tuple((f.box, f.embedding) for f in facts.faces),
+        facts.version,
+    )
+
+
+def _facts_of(fields: tuple) -> PhotoFacts:
+    image_id, error, width, height, exif, phash, quality, bibs, faces, version = fields
+    return PhotoFacts(
+        image_id=image_id,
+        error=error,
+        width=width,
+        height=height,
+        exif=ExifFacts(*exif),
+        phash=phash,
+        quality=None if quality is None else Quality(*quality),
+        bibs=tuple(BibSeen(*b) for b in bibs),
+        faces=None if faces is None else tuple(FaceSeen(*f) for f in faces),
+        version=version,
+    )
+
+
+def pack_photo(photo: Photo) -> bytes:
+    """A Photo as bytes: its fields as plain tuples, pickled without class or field names.
+
+    About half of what Beam's own encoding of a Photo takes, and a third of the Photo in
+    memory: what a GroupByKey of Photos holds in the DirectRunner's launcher."""
+    fields = (
+        photo.path,
+        photo.folder,
+        _facts_fields(photo.facts),
+        photo.station_id,
+        photo.taken_at,
+        photo.status,
+        photo.reason,
+        photo.duplicate_of,
+        photo.duplicate_of_path,
+    )
+    return pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def unpack_photo(data: bytes) -> Photo:
+    path, folder, facts, *timing = pickle.loads(data)
+    return Photo(path, folder, _facts_of(facts), *timing)
