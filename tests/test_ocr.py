@@ -228,10 +228,13 @@ def test_reads_real_race_photos() -> None:
 
 # Bibs of small digits with thin strokes that only the smallest threshold window finds.
 SMALL_BIBS = [("set1_25.JPG", "869"), ("set1_61.JPG", "1679"), ("set1_64.JPG", "435")]
+# A bib whose digits touch its shadowed top edge: only the search within the bib's paper
+# (ocr._on_paper) finds it.
+TOUCHING_BIBS = [("set1_76.JPG", "3621")]
 
 
-@pytest.mark.parametrize(("name", "bib"), SMALL_BIBS)
-def test_find_bib_regions__finds_small_bibs_of_real_photos(name: str, bib: str) -> None:
+@pytest.mark.parametrize(("name", "bib"), SMALL_BIBS + TOUCHING_BIBS)
+def test_find_bib_regions__hard_bibs_of_real_photos_among_first_lines(name: str, bib: str) -> None:
     if not (REAL_PHOTOS / "boxes.csv").is_file():
         pytest.skip(f"real dev photos not found at {REAL_PHOTOS} (set RACELENS_DATA)")
     with open(REAL_PHOTOS / "boxes.csv", newline="") as f:
@@ -244,6 +247,29 @@ def test_find_bib_regions__finds_small_bibs_of_real_photos(name: str, bib: str) 
     regions = find_bib_regions(image, ocr.LOOSE)[: ocr.PP_FIRST_LINES]
 
     assert any(_fits(r, digits, covered=0.8) for r in regions), (regions, digits)
+
+
+def _strapped_bib() -> tuple[np.ndarray, Box]:
+    """A bib with a dark strap across its top that touches every digit's top."""
+    image = _scene(seed=4)
+    digits = _draw_runner(image, Bib("4807", (600, 450)), (40, 40, 200))
+    cv2.rectangle(
+        image, (digits[0] - 60, digits[1] - 20), (digits[2] + 60, digits[1] + 3), BLACK, -1
+    )
+    return cv2.GaussianBlur(image, (0, 0), 0.7), digits
+
+
+@pytest.mark.parametrize(("paper_search", "found"), [(True, True), (False, False)])
+def test_find_bib_regions__digits_touching_a_strap_found_within_the_paper(
+    monkeypatch: pytest.MonkeyPatch, paper_search: bool, found: bool
+) -> None:
+    if not paper_search:
+        monkeypatch.setattr(ocr, "PAPER_MAX_BLOCK", 0.0)
+    image, digits = _strapped_bib()
+
+    regions = find_bib_regions(image, ocr.LOOSE)[: ocr.PP_FIRST_LINES]
+
+    assert any(_fits(r, digits, covered=0.8) for r in regions) is found
 
 
 # --- Ranking and reading budget ---------------------------------------------------------------
