@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import replace
 
 from apache_beam.coders import coders
@@ -33,7 +34,10 @@ def test_unpack_photo__keeps_what_is_missing_missing() -> None:
     assert (back.facts.faces, back.taken_at, back.facts.quality) == (None, None, None)
 
 
-def test_pack_photo__takes_under_half_of_beams_own_encoding() -> None:
+def test_photo__beam_encodes_it_packed_in_under_60_percent_of_its_fields_bytes() -> None:
     seen = photo("f1", bibs=(read("101"),), exif=EXIF)
-    beams = len(coders.FastPrimitivesCoder().encode(seen))
-    assert len(pack_photo(seen)) < beams / 2
+    coder = coders.FastPrimitivesCoder()
+    encoded = coder.encode(seen)
+    assert coder.decode(encoded) == seen
+    # The fields pickled as they are: each record's class and field names with its values.
+    assert len(encoded) < 0.6 * len(pickle.dumps(vars(seen)))
