@@ -15,6 +15,7 @@ distractors, as a race lists far more runners than its photos show: numbers draw
     python bench/bib_eval.py /work/shared/data/bib-crops-dev
     python bench/bib_eval.py --demo 60                    # a synthetic race of 60 athletes
     python bench/bib_eval.py --tesseract-opinion          # does tesseract agree with PP-OCR?
+    python bench/bib_eval.py --torso labelled             # + the torso below each labelled face
 
 RACELENS_DATA defaults to /work/shared/data; RACELENS_OCR_ENGINE picks the engine (ppocr,
 tesserocr, pytesseract). --megapixels enlarges each photo to that size, encodes it as a JPEG
@@ -34,6 +35,11 @@ every line PP-OCR read as a bib, on the photos as they are, and counts where it 
 another number or nothing, by PP-OCR's confidence and whether PP-OCR's read is right (labels
 with the omissions), with tesseract's CPU time per photo: a second opinion is worth its cost
 only if agreement or disagreement separates right reads from wrong ones.
+
+--torso adds a second search below each runner's face (transforms.ocr.torso_lines, its best
+lines read like the others): below the faces of the data's boxes.csv ("labelled", as the
+pipeline could hand over the faces it detects anyway) or of dlib's HOG detector ("hog", its
+cost counted). At the data's own size only.
 
 Reliability: for the reads in each confidence bin, the share that is right, so that one can
 see whether the review threshold (0.75) separates right reads from wrong ones.
@@ -69,6 +75,8 @@ from transforms.tesseract import engine_name  # noqa: E402
 THRESHOLDS = (0.0, 0.5, 0.75, 0.9)
 REVIEW_THRESHOLD = 0.75  # the course setting's default: reads below it go to review
 START_LIST_SEED = 0
+FACE_BOX = ("minCol", "minRow", "maxCol", "maxRow")  # boxes.csv's face columns as x0 y0 x1 y1
+Box = tuple[int, int, int, int]
 
 
 @dataclass
@@ -275,6 +283,7 @@ def evaluate(
     # As labelled, and with the label omissions counted as bibs: without and with a start list.
     results = {(o, listed): Result() for o in (False, True) for listed in (False, True)}
     opinions = Opinions() if args.tesseract_opinion else None
+    faces = torso_faces(folder, args.torso) if args.torso else None
     wall = cpu = 0.0
     images = 0
     for name, truth in labels:
@@ -287,6 +296,13 @@ def evaluate(
         spent = getattr(read, "spent", None)
         if spent is None:
             spent = (time.perf_counter() - start_wall, cpu_seconds() - start_cpu)
+        if faces is not None:
+            start_wall, start_cpu = time.perf_counter(), cpu_seconds()
+            reads = reads + torso_reads(image, faces(name, image), reads)
+            spent = (
+                spent[0] + time.perf_counter() - start_wall,
+                spent[1] + cpu_seconds() - start_cpu,
+            )
         wall, cpu = wall + spent[0], cpu + spent[1]
         images += 1
         matched = match_start_list(reads, start_list)
@@ -315,6 +331,39 @@ def evaluate(
         opinions.print()
     if images:
         print(f"  {1000 * wall / images:.0f} ms wall, {1000 * cpu / images:.0f} ms CPU per image")
+
+
+def torso_faces(folder: Path, source: str) -> Callable[[str, np.ndarray], list[Box]]:
+    """Face boxes (x0, y0, x1, y1) of a photo: the labelled ones, or those HOG finds."""
+    if source == "hog":
+        from transforms.faces import detect_faces, face_models
+
+        models = face_models()
+        return lambda name, image: detect_faces(image, models)
+    labelled: dict[str, list[Box]] = {}
+    with open(folder / "boxes.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            box = tuple(round(float(row[f"face_{k}"])) for k in FACE_BOX)
+            labelled.setdefault(row["file"], []).append(box)  # type: ignore[arg-type]
+    return lambda name, image: labelled.get(name, [])
+
+
+def torso_reads(image: np.ndarray, faces: list[Box], found: list[BibRead]) -> list[BibRead]:
+    """The reads of the best lines below each face (transforms.ocr.torso_lines) where no sure
+    read (found) lies there yet: a second pass only where it is needed."""
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    sure = [r.box for r in found if r.confidence >= ocr.SURE_READ]
+    reads = []
+    for face in faces:
+        torso = ocr.torso_box(face, gray.shape)
+        if any(ocr._overlap(box, torso) >= 0.5 for box in sure):
+            continue
+        lines, scale = ocr.torso_lines(gray, face)
+        found = ocr._ppocr_reads(gray, lines, scale) if lines else []
+        reads += [
+            BibRead(r.bib, r.confidence, ocr._padded_box(r.line, scale, gray.shape)) for r in found
+        ]
+    return reads
 
 
 def warm_up(
@@ -405,7 +454,14 @@ def main() -> None:
         type=float,
         help="enlarge each photo to this size and read it as the pipeline reads a JPEG",
     )
+    parser.add_argument(
+        "--torso",
+        choices=("labelled", "hog"),
+        help="also read the torso below each face: the folder's boxes.csv faces, or HOG's",
+    )
     args = parser.parse_args()
+    if args.torso and (args.megapixels or args.demo is not None):
+        parser.error("--torso reads the data's photos at their own size only")
     cv2.setNumThreads(1)  # one core, as in a pipeline worker (transforms.photos)
     if args.demo is None:
         evaluate(args.folder, split(load_labels(args.folder), args.split)[: args.limit], args)

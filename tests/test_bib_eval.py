@@ -9,7 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.bib_eval import OMISSIONS, Opinions, Reliability, label_omissions
+from bench.bib_eval import (
+    OMISSIONS,
+    Opinions,
+    Reliability,
+    label_omissions,
+    torso_faces,
+    torso_reads,
+)
 from transforms import ocr
 from transforms.ocr import BibRead
 
@@ -60,3 +67,31 @@ def test_opinions__tesseract_verdicts_by_confidence_and_truth(
     assert opinions.counts == Counter(
         {(2, True, "agrees"): 1, (1, False, "differs"): 1, (0, True, "nothing"): 1}
     )
+
+
+def test_torso_faces__labelled_faces_as_boxes_by_file(tmp_path: Path) -> None:
+    (tmp_path / "boxes.csv").write_text(
+        "file,bib,bib_minRow,bib_maxRow,bib_minCol,bib_maxCol,"
+        "face_minRow,face_maxRow,face_minCol,face_maxCol\n"
+        "a.JPG,12,50,60,10,30,10.4,30,12,28.6\n"
+    )
+    faces = torso_faces(tmp_path, "labelled")
+
+    assert faces("a.JPG", np.zeros((1, 1, 3), np.uint8)) == [(12, 10, 29, 30)]
+    assert faces("b.JPG", np.zeros((1, 1, 3), np.uint8)) == []
+
+
+def test_torso_reads__searches_only_below_faces_without_a_sure_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    searched = []
+    monkeypatch.setattr(ocr, "torso_lines", lambda gray, face: searched.append(face) or ([], 1.0))
+    faces = [(10, 10, 30, 30), (110, 10, 130, 30)]
+    sure_below_first = [
+        BibRead("12", 0.9, (12, 45, 28, 55)),
+        BibRead("34", 0.5, (112, 45, 128, 55)),
+    ]
+
+    torso_reads(np.zeros((200, 200, 3), np.uint8), faces, sure_below_first)
+
+    assert searched == [faces[1]]

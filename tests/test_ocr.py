@@ -272,6 +272,25 @@ def test_find_bib_regions__digits_touching_a_strap_found_within_the_paper(
     assert any(_fits(r, digits, covered=0.8) for r in regions) is found
 
 
+@pytest.mark.parametrize(("face_x", "found"), [(600, True), (250, False)], ids=["above", "aside"])
+def test_torso_lines__finds_the_bib_below_a_face_only(face_x: int, found: bool) -> None:
+    image, (digits,) = _photo([Bib("4807", (600, 450))])
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    face = (face_x - 40, 200, face_x + 40, 300)  # the bib hangs 1.5 face heights below
+
+    lines, scale = ocr.torso_lines(gray, face)
+
+    assert len(lines) <= ocr.TORSO_LINES
+    boxes = [ocr._padded_box(line, scale, gray.shape) for line in lines]
+    assert any(_fits(box, digits, covered=0.8) for box in boxes) is found, boxes
+
+
+def test_torso_lines__face_at_the_photo_bottom_gives_nothing() -> None:
+    gray = np.full((400, 600), 200, np.uint8)
+
+    assert ocr.torso_lines(gray, (280, 340, 320, 399)) == ([], pytest.approx(48 / 59))
+
+
 # --- Ranking and reading budget ---------------------------------------------------------------
 
 
