@@ -18,8 +18,10 @@ from apache_beam.testing.util import assert_that
 
 from pipeline.cli import main
 from tests.test_ocr import SINGLE_BIBS, _photo
+from transforms import ocr
 from transforms.bibs import SNAP_FACTOR, StartList, parse_bib
-from transforms.ppocr import recogniser
+from transforms.ocr import read_bibs
+from transforms.ppocr import LineRead, recogniser
 from transforms.tesseract import engine_name
 
 
@@ -207,3 +209,87 @@ def test_analyse_photos__reads_real_race_photos(tmp_path: Path) -> None:
             | AnalysePhotos(str(tmp_path / "facts"), str(tmp_path / "images"))
         )
         assert_that(photos, check)
+
+
+def test_recogniser__extents_place_each_character_where_it_was_read() -> None:
+    model = recogniser()
+    chars = model._characters
+    steps = np.zeros((10, len(chars)), np.float32)
+    steps[:, 0] = 1.0  # blank
+    steps[[2, 3], 0], steps[[2, 3], chars.index("4")] = 0.0, 1.0  # a "4" over two steps
+    steps[7, 0], steps[7, chars.index("2")] = 0.0, 1.0
+
+    read = model._decode(steps)
+
+    assert read.text == "42"
+    assert read.extents == ((0.2, 0.4), (0.7, 0.8))
+
+
+def _spaced_digits(text: str, digit_height: int = 40, gap: float = 0.15) -> tuple:
+    """Dark digits drawn one by one on light paper; the image and each digit's x, y, w, h."""
+    image = np.full((3 * digit_height, 900), 235, np.uint8)
+    x, boxes = 3 * digit_height, []
+    for ch in text:
+        (w, h), _ = cv2.getTextSize(ch, cv2.FONT_HERSHEY_SIMPLEX, digit_height / 22, 5)
+        cv2.putText(
+            image, ch, (x, 2 * digit_height), cv2.FONT_HERSHEY_SIMPLEX, digit_height / 22, 20, 5
+        )
+        boxes.append((x, 2 * digit_height - h, w, h))
+        x += w + round(gap * digit_height)
+    return image, np.array(boxes, np.float64)
+
+
+@pytest.mark.parametrize(("rounds", "expected"), [(ocr.FURTHER_ROUNDS, "2151"), (0, "215")])
+def test_ppocr_reads__a_number_read_against_its_crop_side_is_followed_further(
+    monkeypatch: pytest.MonkeyPatch, rounds: int, expected: str
+) -> None:
+    # The line finder found "21" of "2151": the crop's room shows "5", the last "1" is cut.
+    image, digits = _spaced_digits("2151")
+    line = ocr._Line(digits[:2], True, 1.0)
+    monkeypatch.setattr(ocr, "FURTHER_ROUNDS", rounds)
+
+    reads = ocr._ppocr_reads(image, [line], 1.0)
+
+    assert [r.bib for r in reads] == [expected]
+
+
+def _read_at(text: str, start: float, end: float) -> LineRead:
+    """A read whose characters lie evenly between start and end (fractions of the crop)."""
+    edges = np.linspace(start, end, len(text) + 1)
+    return LineRead(text, (0.99,) * len(text), (), tuple(zip(edges[:-1], edges[1:], strict=True)))
+
+
+@pytest.mark.parametrize(
+    ("read", "box", "expected"),
+    [
+        (_read_at("406", 0.25, 0.75), (100, 0, 200, 20), (False, False)),  # room both sides
+        (_read_at("406", 0.02, 0.98), (100, 0, 200, 20), (True, True)),  # against both
+        (_read_at("T406", 0.02, 0.98), (100, 0, 200, 20), (False, True)),  # a prefix before
+        (_read_at("406", 0.25, 0.98), (100, 0, 200, 20), (False, True)),
+        (_read_at("406", 0.25, 0.98), (100, 0, 300, 20), (False, False)),  # the photo ends
+        (_read_at("T406", 0.02, 0.75), (0, 0, 200, 20), (False, False)),  # the photo ends
+        (_read_at("Wai", 0.02, 0.98), (100, 0, 200, 20), (False, False)),  # no number
+        (LineRead("406", (0.99,) * 3), (100, 0, 200, 20), (False, False)),  # where unknown
+    ],
+)
+def test_short_sides__only_a_number_against_a_side_the_photo_goes_on_beyond(
+    read: LineRead, box: tuple[int, int, int, int], expected: tuple[bool, bool]
+) -> None:
+    assert ocr._short_sides(read, box, height=10.0, width=300) == expected
+
+
+CROPS = DATA / "bib-crops-dev"
+
+
+@pytest.mark.parametrize(
+    ("name", "bib"),
+    # Lines the finder found in part: "S084" of S0847, "T401" and "012" of T4012, "711" of S0711.
+    [("00006.jpg", "0847"), ("00011.jpg", "4012"), ("00105.jpg", "0711")],
+)
+def test_read_bibs__real_bibs_cut_by_the_line_crop_are_read_whole(name: str, bib: str) -> None:
+    if not (CROPS / name).is_file():
+        pytest.skip(f"real bib crops not found at {CROPS} (set RACELENS_DATA)")
+
+    reads = read_bibs(cv2.imread(str(CROPS / name), cv2.IMREAD_COLOR))
+
+    assert [r.bib for r in reads][:1] == [bib], reads

@@ -126,7 +126,17 @@ OCR_MARGIN = 24  # white around the page
 OCR_LINE_GAP = 40  # white between crops, so that tesseract never merges two lines
 
 # PP-OCR crops: room around the line (sideways, above and below), relative to its height.
-PP_VIEWS = ((1.0, 0.15),)
+# More room sideways for every line lets clutter in (bibs-dev with a start list at 0.75:
+# 2.0 line heights, R 0.870 -> 0.810), so only a number read against its crop's side is
+# followed further: where it ends within FURTHER_WHEN line heights of a side the photo goes
+# on beyond, that side is widened by FURTHER, at most FURTHER_ROUNDS times (bib-crops-dev,
+# whose line finder often misses a digit fused with its neighbour or the bib's edge:
+# S0847 read "084", T4012 as "401" and "012", S0711 as "711"; R 0.696 -> 0.754, P 0.944 ->
+# 0.969; bibs-dev one right read less: a bib's edge read as a leading "1", at 0.52).
+PP_VIEW = (1.0, 0.15)
+FURTHER_WHEN = 0.75
+FURTHER = 1.5
+FURTHER_ROUNDS = 2
 # A weak read is read again from a tighter crop (half a digit height of room): the
 # recogniser's doubt often comes from what lies beside the number (the bib's edge, a fold).
 # Where both views read the same number, its doubt is the product of theirs (tuning half of
@@ -702,30 +712,93 @@ def _tesseract_reads(gray: np.ndarray, lines: list[_Line], scale: float) -> list
     return reads
 
 
+def _crop_box(
+    line: _Line, scale: float, shape: tuple[int, ...], room: tuple[float, float, float]
+) -> tuple[int, int, int, int]:
+    """Where a line's crop lies in the full-resolution image, clipped to it.
+
+    room: left, right, and above and below the line, in line heights.
+    """
+    x0, y0, x1, y1 = (v / scale for v in line.box)
+    height = y1 - y0
+    left, right, top = room
+    c0, r0 = max(0, int(x0 - left * height)), max(0, int(y0 - top * height))
+    c1 = min(shape[1], int(x1 + right * height) + 1)
+    r1 = min(shape[0], int(y1 + top * height) + 1)
+    return c0, r0, c1, r1
+
+
+def _cut(gray: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    return gray[box[1] : box[3], box[0] : box[2]]
+
+
 def _line_crop(gray: np.ndarray, line: _Line, scale: float, pad: tuple[float, float]) -> np.ndarray:
     """The line cut from the full-resolution image with room around it for PP-OCR.
 
     Sideways room lets the recogniser see a digit the region finder missed (else it reads a
     short, wrong number); little room above and below keeps other lines out.
     """
-    x0, y0, x1, y1 = (v / scale for v in line.box)
-    height = y1 - y0
-    side, top = pad
-    c0, r0 = max(0, int(x0 - side * height)), max(0, int(y0 - top * height))
-    c1, r1 = int(x1 + side * height) + 1, int(y1 + top * height) + 1
-    return gray[r0:r1, c0:c1]
+    return _cut(gray, _crop_box(line, scale, gray.shape, (pad[0], pad[0], pad[1])))
 
 
 def _ppocr_reads(gray: np.ndarray, lines: list[_Line], scale: float) -> list[_Read]:
     """Reads of the lines by PP-OCR's recogniser, those that hold a bib number."""
-    crops = [_line_crop(gray, line, scale, pad) for line in lines for pad in PP_VIEWS]
-    texts = iter(recogniser().read_lines(crops))
+    side, top = PP_VIEW
+    boxes = [_crop_box(line, scale, gray.shape, (side, side, top)) for line in lines]
+    texts = recogniser().read_lines([_cut(gray, box) for box in boxes])
     reads = []
-    for line in lines:
-        read = _agreed_read([_bib_of(next(texts)) for _ in PP_VIEWS])
+    for line, box, text in zip(lines, boxes, texts, strict=True):
+        read = _looked_further(gray, (line.box[3] - line.box[1]) / scale, box, text)
         if read is not None:
             reads.append(_Read(read[0], read[1], line))
     return _looked_again(gray, reads, scale)
+
+
+def _short_sides(
+    text: LineRead, box: tuple[int, int, int, int], height: float, width: int
+) -> tuple[bool, bool]:
+    """Whether the number read on the crop at box ends against its left, right side.
+
+    A digit cut by the crop's side is not read at all: the number read stops short of it,
+    next to that side. Where the crop reaches the photo's side, there is nothing further.
+    """
+    span = bib_span(text.text)
+    if span is None or not text.extents:
+        return False, False
+    near = FURTHER_WHEN * height
+    pixels = box[2] - box[0]
+    left = bool(text.extents[span[0]][0] * pixels < near) and box[0] > 0
+    right = bool((1.0 - text.extents[span[1] - 1][1]) * pixels < near) and box[2] < width
+    return left, right
+
+
+def _looked_further(
+    gray: np.ndarray, height: float, box: tuple[int, int, int, int], text: LineRead
+) -> tuple[str, float] | None:
+    """The bib read on a line's crop, followed sideways while it ends against the crop's side.
+
+    Where a wider crop reads the number with more digits on that side, they are the
+    number's: the region finder missed them (a digit fused with its neighbour or with the
+    bib's edge) and the narrower crop cut them.
+    """
+    read = _bib_of(text)
+    for _ in range(FURTHER_ROUNDS):
+        left, right = _short_sides(text, box, height, gray.shape[1])
+        if read is None or not (left or right):
+            break
+        grow = FURTHER * height
+        box = (
+            max(0, int(box[0] - grow * left)),
+            box[1],
+            min(gray.shape[1], int(box[2] + grow * right)),
+            box[3],
+        )
+        text = recogniser().read_lines([_cut(gray, box)])[0]
+        wider = _bib_of(text)
+        if wider is None or len(wider[0]) <= len(read[0]) or read[0] not in wider[0]:
+            break
+        read = wider
+    return read
 
 
 def _looked_again(gray: np.ndarray, reads: list[_Read], scale: float) -> list[_Read]:

@@ -41,6 +41,9 @@ class LineRead:
     # Per gap between neighbouring characters: the highest probability of a separator there,
     # read or not (a race clock's colons are thin dots that the recogniser half sees).
     separators: tuple[float, ...] = ()
+    # Per character: where the recogniser read it, as (start, end) fractions of the crop's
+    # width (its CTC steps), so that a number read against the crop's edge can be told.
+    extents: tuple[tuple[float, float], ...] = ()
 
     @property
     def confidence(self) -> float:
@@ -101,7 +104,24 @@ class PpOcrRecogniser:
         separator = probabilities[:, self._separators].sum(axis=1)
         steps = np.flatnonzero(keep)  # where each character was read
         gaps = (separator[a:b].max() for a, b in zip(steps[:-1], steps[1:] + 1, strict=True))
-        return LineRead(text, tuple(float(c) for c in confidences), tuple(float(g) for g in gaps))
+        return LineRead(
+            text,
+            tuple(float(c) for c in confidences),
+            tuple(float(g) for g in gaps),
+            _extents(best, steps),
+        )
+
+
+def _extents(best: np.ndarray, steps: np.ndarray) -> tuple[tuple[float, float], ...]:
+    """Each read character's steps, from its first to its last repeat, as width fractions."""
+    n = len(best)
+    extents = []
+    for step in steps:
+        end = step + 1
+        while end < n and best[end] == best[step]:
+            end += 1
+        extents.append((float(step / n), float(end / n)))
+    return tuple(extents)
 
 
 def _normalise(crop: np.ndarray) -> np.ndarray:
