@@ -293,3 +293,19 @@ def test_read_bibs__real_bibs_cut_by_the_line_crop_are_read_whole(name: str, bib
     reads = read_bibs(cv2.imread(str(CROPS / name), cv2.IMREAD_COLOR))
 
     assert [r.bib for r in reads][:1] == [bib], reads
+
+
+@pytest.mark.parametrize(
+    ("grow", "slope", "expected"),
+    [
+        ((0.0, 20.0), 0.0, (100, 50, 220, 70)),  # level: rows kept
+        ((0.0, 20.0), -0.25, (100, 45, 220, 70)),  # rising rightwards: room above
+        ((20.0, 0.0), -0.25, (80, 50, 200, 75)),  # and leftwards it falls: room below
+        ((20.0, 20.0), 0.25, (80, 45, 220, 75)),
+        ((200.0, 200.0), 0.0, (0, 50, 300, 70)),  # clipped to the photo
+    ],
+)
+def test_wider_box__grows_along_the_line_tilt(
+    grow: tuple[float, float], slope: float, expected: tuple[int, int, int, int]
+) -> None:
+    assert ocr._wider_box((100, 50, 200, 70), grow, slope, (100, 300)) == expected

@@ -129,10 +129,10 @@ OCR_LINE_GAP = 40  # white between crops, so that tesseract never merges two lin
 # More room sideways for every line lets clutter in (bibs-dev with a start list at 0.75:
 # 2.0 line heights, R 0.870 -> 0.810), so only a number read against its crop's side is
 # followed further: where it ends within FURTHER_WHEN line heights of a side the photo goes
-# on beyond, that side is widened by FURTHER, at most FURTHER_ROUNDS times (bib-crops-dev,
-# whose line finder often misses a digit fused with its neighbour or the bib's edge:
-# S0847 read "084", T4012 as "401" and "012", S0711 as "711"; R 0.696 -> 0.754, P 0.944 ->
-# 0.969; bibs-dev one right read less: a bib's edge read as a leading "1", at 0.52).
+# on beyond, that side is widened by FURTHER along the line's tilt, at most FURTHER_ROUNDS
+# times (bib-crops-dev, whose line finder often misses a digit fused with its neighbour or
+# the bib's edge: S0847 read "084", T4012 as "401" and "012", S0711 as "711"; with a start
+# list at 0.75 R 0.696 -> 0.758, P 0.944 -> 0.980; bibs-dev unchanged).
 PP_VIEW = (1.0, 0.15)
 FURTHER_WHEN = 0.75
 FURTHER = 1.5
@@ -748,7 +748,7 @@ def _ppocr_reads(gray: np.ndarray, lines: list[_Line], scale: float) -> list[_Re
     texts = recogniser().read_lines([_cut(gray, box) for box in boxes])
     reads = []
     for line, box, text in zip(lines, boxes, texts, strict=True):
-        read = _looked_further(gray, (line.box[3] - line.box[1]) / scale, box, text)
+        read = _looked_further(gray, line, scale, box, text)
         if read is not None:
             reads.append(_Read(read[0], read[1], line))
     return _looked_again(gray, reads, scale)
@@ -772,27 +772,41 @@ def _short_sides(
     return left, right
 
 
+def _wider_box(
+    box: tuple[int, int, int, int],
+    grow: tuple[float, float],
+    slope: float,
+    shape: tuple[int, ...],
+) -> tuple[int, int, int, int]:
+    """The crop box grown by grow pixels left and right along a line of this slope, clipped."""
+    drops = (-grow[0] * slope, grow[1] * slope)  # rows the line falls at each new end
+    return (
+        max(0, int(box[0] - grow[0])),
+        max(0, int(box[1] + min(0.0, *drops))),
+        min(shape[1], int(box[2] + grow[1])),
+        min(shape[0], int(np.ceil(box[3] + max(0.0, *drops)))),
+    )
+
+
 def _looked_further(
-    gray: np.ndarray, height: float, box: tuple[int, int, int, int], text: LineRead
+    gray: np.ndarray, line: _Line, scale: float, box: tuple[int, int, int, int], text: LineRead
 ) -> tuple[str, float] | None:
     """The bib read on a line's crop, followed sideways while it ends against the crop's side.
 
     Where a wider crop reads the number with more digits on that side, they are the
     number's: the region finder missed them (a digit fused with its neighbour or with the
-    bib's edge) and the narrower crop cut them.
+    bib's edge) and the narrower crop cut them. The crop widens along the line's tilt, so
+    that the digits further on are not cut at the top or bottom either.
     """
+    height = (line.box[3] - line.box[1]) / scale
+    grow = FURTHER * height
+    slope = float(np.tan(np.radians(line.angle_deg)))  # rows down per column rightwards
     read = _bib_of(text)
     for _ in range(FURTHER_ROUNDS):
         left, right = _short_sides(text, box, height, gray.shape[1])
         if read is None or not (left or right):
             break
-        grow = FURTHER * height
-        box = (
-            max(0, int(box[0] - grow * left)),
-            box[1],
-            min(gray.shape[1], int(box[2] + grow * right)),
-            box[3],
-        )
+        box = _wider_box(box, (grow * left, grow * right), slope, gray.shape)
         text = recogniser().read_lines([_cut(gray, box)])[0]
         wider = _bib_of(text)
         if wider is None or len(wider[0]) <= len(read[0]) or read[0] not in wider[0]:
