@@ -27,7 +27,6 @@ setup(
         "streamlit>=1.67",  # the dashboard uses button shortcuts and image alt texts
         "pillow>=10.1",
         "numpy>=1.26",
-        "scipy>=1.10",  # sparse connected components chain digits into lines (transforms.ocr)
         "pyyaml>=6",
         # Faces: dlib's HOG detector, 5-point landmarks and ResNet embeddings (MatchFaces).
         "dlib-bin>=19.24",

@@ -419,3 +419,40 @@ def test_suppress_duplicates__a_line_more_windows_found_ranks_first() -> None:
 
     assert [line.box for line in kept] == [twice.box, once.box]
     assert kept[0].score == 4.0
+
+
+def _reference_groups(n: int, pairs: list[tuple[int, int]]) -> list[list[int]]:
+    """Connected groups by plain union-find, each listed by its members, smallest first."""
+    parent = list(range(n))
+
+    def root(a: int) -> int:
+        while parent[a] != a:
+            a = parent[a]
+        return a
+
+    for a, b in pairs:
+        parent[max(root(a), root(b))] = min(root(a), root(b))
+    groups: dict[int, list[int]] = {}
+    for node in range(n):
+        groups.setdefault(root(node), []).append(node)
+    return [groups[r] for r in sorted(groups)]
+
+
+@given(
+    st.integers(1, 40).flatmap(
+        lambda n: st.tuples(
+            st.just(n), st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)))
+        )
+    )
+)
+def test_smallest_member__groups_as_union_find_in_order_of_smallest_member(
+    graph: tuple[int, list[tuple[int, int]]],
+) -> None:
+    n, pairs = graph
+    i = np.array([a for a, _ in pairs], dtype=np.int64)
+    j = np.array([b for _, b in pairs], dtype=np.int64)
+
+    group = ocr._smallest_member(n, i, j)
+
+    found = [np.flatnonzero(group == g).tolist() for g in np.unique(group)]
+    assert found == _reference_groups(n, pairs)
