@@ -456,3 +456,13 @@ def test_smallest_member__groups_as_union_find_in_order_of_smallest_member(
 
     found = [np.flatnonzero(group == g).tolist() for g in np.unique(group)]
     assert found == _reference_groups(n, pairs)
+
+
+@given(
+    arrays(np.uint8, st.integers(1, 300)),
+    st.lists(st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0]), min_size=1, max_size=3),
+)
+def test_percentiles__as_numpy_percentile(values: np.ndarray, quantiles: list[float]) -> None:
+    expected = np.percentile(values, [100 * q for q in quantiles]).tolist()
+
+    assert ocr._percentiles(values, tuple(quantiles)) == expected
