@@ -36,10 +36,12 @@ another number or nothing, by PP-OCR's confidence and whether PP-OCR's read is r
 with the omissions), with tesseract's CPU time per photo: a second opinion is worth its cost
 only if agreement or disagreement separates right reads from wrong ones.
 
---torso adds a second search below each runner's face (transforms.ocr.torso_lines, its best
-lines read like the others): below the faces of the data's boxes.csv ("labelled", as the
-pipeline could hand over the faces it detects anyway) or of dlib's HOG detector ("hog", its
-cost counted). At the data's own size only.
+--torso adds a second search below each runner's face without a sure read
+(transforms.ocr.torso_reads): below the faces of the data's boxes.csv ("labelled") or of
+dlib's HOG detector ("hog", its cost counted), at the data's own size; or, with --megapixels,
+as the pipeline does it ("pipeline": transforms.faces.find_faces on the pipeline's decode,
+then transforms.photos.torso_bibs; the faces' cost is the faces stage's, not counted). The
+figures are printed before and after the torso pass, with the torso pass's own CPU time.
 
 Reliability: for the reads in each confidence bin, the share that is right, so that one can
 see whether the review threshold (0.75) separates right reads from wrong ones.
@@ -69,7 +71,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from transforms import ocr  # noqa: E402
 from transforms.bibs import StartList  # noqa: E402
 from transforms.ocr import BibRead, match_start_list, read_bibs  # noqa: E402
-from transforms.photos import bib_reads, decode, open_photo  # noqa: E402
+from transforms.photos import bib_reads, decode, open_photo, torso_bibs  # noqa: E402
 from transforms.tesseract import engine_name  # noqa: E402
 
 THRESHOLDS = (0.0, 0.5, 0.75, 0.9)
@@ -254,19 +256,33 @@ def as_jpeg(image: np.ndarray, megapixels: float) -> bytes:
     return cv2.imencode(".jpg", large, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
 
 
-def reader(megapixels: float | None) -> Callable[[np.ndarray], list[BibRead]]:
-    """Reads a photo directly, or as the pipeline reads a camera's JPEG of that size."""
+def reader(megapixels: float | None, torso: bool = False) -> Callable[[np.ndarray], list[BibRead]]:
+    """Reads a photo directly, or as the pipeline reads a camera's JPEG of that size; with
+    torso, the pipeline's torso pass follows (its reads in .torso, its CPU s in .torso_cpu)."""
     if megapixels is None:
         return read_bibs
+    models = None
+    if torso:
+        from transforms.faces import face_models
+
+        models = face_models()
 
     def read_as_pipeline(image: np.ndarray) -> list[BibRead]:
         data = as_jpeg(image, megapixels)  # not timed: the camera made it
         start = time.perf_counter(), cpu_seconds()
         header = open_photo(data)
         gray, factor = decode(data, *header.size, header.format or "")
-        reads = [BibRead(r.bib, r.confidence, r.box) for r in bib_reads(gray, factor)]
+        bibs = bib_reads(gray, factor)
         read_as_pipeline.spent = (time.perf_counter() - start[0], cpu_seconds() - start[1])
-        return reads
+        if models is not None:
+            from transforms.faces import find_faces
+
+            found = find_faces(gray, factor, models)  # not timed: the faces stage's cost
+            start_cpu = cpu_seconds()
+            after = torso_bibs(gray, factor, found, bibs) if found else bibs
+            read_as_pipeline.torso_cpu = cpu_seconds() - start_cpu
+            read_as_pipeline.torso = [BibRead(r.bib, r.confidence, r.box) for r in after]
+        return [BibRead(r.bib, r.confidence, r.box) for r in bibs]
 
     return read_as_pipeline
 
@@ -274,7 +290,7 @@ def reader(megapixels: float | None) -> Callable[[np.ndarray], list[BibRead]]:
 def evaluate(
     folder: Path, labels: list[tuple[str, Counter[str]]], args: argparse.Namespace
 ) -> None:
-    read = reader(args.megapixels)
+    read = reader(args.megapixels, args.torso == "pipeline")
     named = {name for name, _ in labels}
     omitted = {name: bibs for name, bibs in label_omissions(folder).items() if name in named}
     start_list = race_start_list(labels, args.start_list_size)
@@ -282,9 +298,10 @@ def evaluate(
     warm_up(folder, labels, read)
     # As labelled, and with the label omissions counted as bibs: without and with a start list.
     results = {(o, listed): Result() for o in (False, True) for listed in (False, True)}
+    before = {key: Result() for key in results} if args.torso else None
     opinions = Opinions() if args.tesseract_opinion else None
-    faces = torso_faces(folder, args.torso) if args.torso else None
-    wall = cpu = 0.0
+    faces = torso_faces(folder, args.torso) if args.torso in ("labelled", "hog") else None
+    wall = cpu = torso_cpu = 0.0
     images = 0
     for name, truth in labels:
         image = cv2.imread(str(folder / name), cv2.IMREAD_COLOR)
@@ -296,17 +313,20 @@ def evaluate(
         spent = getattr(read, "spent", None)
         if spent is None:
             spent = (time.perf_counter() - start_wall, cpu_seconds() - start_cpu)
+        full = truth + omitted.get(name, Counter())
+        if before is not None:
+            matched = match_start_list(reads, start_list)
+            for (with_omitted, listed), result in before.items():
+                result.add(full if with_omitted else truth, matched if listed else reads)
         if faces is not None:
-            start_wall, start_cpu = time.perf_counter(), cpu_seconds()
-            reads = reads + torso_reads(image, faces(name, image), reads)
-            spent = (
-                spent[0] + time.perf_counter() - start_wall,
-                spent[1] + cpu_seconds() - start_cpu,
-            )
+            start_cpu = cpu_seconds()
+            reads = ocr.torso_reads(image, faces(name, image), reads)
+            torso_cpu += cpu_seconds() - start_cpu
+        elif args.torso == "pipeline":
+            reads, torso_cpu = read.torso, torso_cpu + read.torso_cpu
         wall, cpu = wall + spent[0], cpu + spent[1]
         images += 1
         matched = match_start_list(reads, start_list)
-        full = truth + omitted.get(name, Counter())
         for (with_omitted, listed), result in results.items():
             result.add(full if with_omitted else truth, matched if listed else reads)
         if args.errors:
@@ -319,18 +339,25 @@ def evaluate(
         f"{sum(sum(t.values()) for _, t in labels)} bibs"
     )
     extra = sum(sum(bibs.values()) for bibs in omitted.values())
-    for with_omitted in (False, True) if extra else (False,):
-        truths = "as labelled"
-        if with_omitted:
-            truths = f"with the {extra} label omission(s) of {OMISSIONS.name}"
-        results[with_omitted, False].print(f"{truths}, without a start list")
-        results[with_omitted, True].print(
-            f"{truths}, with a start list of {len(start_list.bibs)} bibs (labels + random)"
-        )
+    stages = [("", results)] if before is None else [("before the torso pass: ", before)]
+    stages += [] if before is None else [(f"with the torso pass ({args.torso}): ", results)]
+    for stage, tallies in stages:
+        for with_omitted in (False, True) if extra else (False,):
+            truths = "as labelled"
+            if with_omitted:
+                truths = f"with the {extra} label omission(s) of {OMISSIONS.name}"
+            tallies[with_omitted, False].print(f"{stage}{truths}, without a start list")
+            tallies[with_omitted, True].print(
+                f"{stage}{truths}, with a start list of {len(start_list.bibs)} bibs "
+                "(labels + random)"
+            )
     if opinions is not None:
         opinions.print()
     if images:
         print(f"  {1000 * wall / images:.0f} ms wall, {1000 * cpu / images:.0f} ms CPU per image")
+    if images and args.torso:
+        faces_cost = ", HOG's faces included" if args.torso == "hog" else ""
+        print(f"  torso pass: {1000 * torso_cpu / images:.0f} ms CPU per image{faces_cost}")
 
 
 def torso_faces(folder: Path, source: str) -> Callable[[str, np.ndarray], list[Box]]:
@@ -346,24 +373,6 @@ def torso_faces(folder: Path, source: str) -> Callable[[str, np.ndarray], list[B
             box = tuple(round(float(row[f"face_{k}"])) for k in FACE_BOX)
             labelled.setdefault(row["file"], []).append(box)  # type: ignore[arg-type]
     return lambda name, image: labelled.get(name, [])
-
-
-def torso_reads(image: np.ndarray, faces: list[Box], found: list[BibRead]) -> list[BibRead]:
-    """The reads of the best lines below each face (transforms.ocr.torso_lines) where no sure
-    read (found) lies there yet: a second pass only where it is needed."""
-    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    sure = [r.box for r in found if r.confidence >= ocr.SURE_READ]
-    reads = []
-    for face in faces:
-        torso = ocr.torso_box(face, gray.shape)
-        if any(ocr._overlap(box, torso) >= 0.5 for box in sure):
-            continue
-        lines, scale = ocr.torso_lines(gray, face)
-        found = ocr._ppocr_reads(gray, lines, scale) if lines else []
-        reads += [
-            BibRead(r.bib, r.confidence, ocr._padded_box(r.line, scale, gray.shape)) for r in found
-        ]
-    return reads
 
 
 def warm_up(
@@ -456,12 +465,15 @@ def main() -> None:
     )
     parser.add_argument(
         "--torso",
-        choices=("labelled", "hog"),
-        help="also read the torso below each face: the folder's boxes.csv faces, or HOG's",
+        choices=("labelled", "hog", "pipeline"),
+        help="also read the torso below each face: the folder's boxes.csv faces, HOG's, "
+        "or as the pipeline does (with --megapixels)",
     )
     args = parser.parse_args()
-    if args.torso and (args.megapixels or args.demo is not None):
-        parser.error("--torso reads the data's photos at their own size only")
+    if args.torso in ("labelled", "hog") and (args.megapixels or args.demo is not None):
+        parser.error("--torso labelled|hog reads the data's photos at their own size only")
+    if args.torso == "pipeline" and not args.megapixels:
+        parser.error("--torso pipeline needs --megapixels (the pipeline's decode)")
     cv2.setNumThreads(1)  # one core, as in a pipeline worker (transforms.photos)
     if args.demo is None:
         evaluate(args.folder, split(load_labels(args.folder), args.split)[: args.limit], args)

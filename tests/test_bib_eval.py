@@ -15,7 +15,6 @@ from bench.bib_eval import (
     Reliability,
     label_omissions,
     torso_faces,
-    torso_reads,
 )
 from transforms import ocr
 from transforms.ocr import BibRead
@@ -79,19 +78,3 @@ def test_torso_faces__labelled_faces_as_boxes_by_file(tmp_path: Path) -> None:
 
     assert faces("a.JPG", np.zeros((1, 1, 3), np.uint8)) == [(12, 10, 29, 30)]
     assert faces("b.JPG", np.zeros((1, 1, 3), np.uint8)) == []
-
-
-def test_torso_reads__searches_only_below_faces_without_a_sure_read(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    searched = []
-    monkeypatch.setattr(ocr, "torso_lines", lambda gray, face: searched.append(face) or ([], 1.0))
-    faces = [(10, 10, 30, 30), (110, 10, 130, 30)]
-    sure_below_first = [
-        BibRead("12", 0.9, (12, 45, 28, 55)),
-        BibRead("34", 0.5, (112, 45, 128, 55)),
-    ]
-
-    torso_reads(np.zeros((200, 200, 3), np.uint8), faces, sure_below_first)
-
-    assert searched == [faces[1]]

@@ -291,6 +291,51 @@ def test_torso_lines__face_at_the_photo_bottom_gives_nothing() -> None:
     assert ocr.torso_lines(gray, (280, 340, 320, 399)) == ([], pytest.approx(48 / 59))
 
 
+# A bib whose digits are 9 px high: too small for the whole photo's search, which shrinks the
+# photo to WORK_MAX_SIDE; FACE is where the runner's face would be, two digit heights high.
+SMALL_BIB = Bib("4807", (600, 450), digit_height=14)
+FACE = (590, 405, 610, 425)
+
+
+def test_torso_reads__reads_a_bib_below_a_face_that_the_photo_search_misses() -> None:
+    image, (digits,) = _photo([SMALL_BIB])
+    found = read_bibs(image)
+
+    reads = ocr.torso_reads(image, [FACE], found)
+
+    assert found == []
+    assert [r.bib for r in _confident(reads)] == ["4807"]
+    assert _fits(reads[0].box, digits, covered=0.8)
+
+
+def test_torso_reads__a_read_in_the_same_place_is_not_added_twice() -> None:
+    image, (digits,) = _photo([SMALL_BIB])
+    weak = BibRead("4801", 0.5, digits)
+
+    reads = ocr.torso_reads(image, [FACE], [weak])
+
+    assert [(r.bib, r.confidence >= ocr.SURE_READ) for r in reads] == [("4807", True)]
+
+
+def test_torso_reads__searches_only_below_faces_without_a_sure_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    searched = []
+    monkeypatch.setattr(
+        ocr, "torso_lines", lambda gray, face, wanted: searched.append(face) or ([], 1.0)
+    )
+    faces = [(10, 10, 30, 30), (110, 10, 130, 30)]
+    sure_below_first = [
+        BibRead("12", 0.9, (12, 45, 28, 55)),
+        BibRead("34", 0.5, (112, 45, 128, 55)),
+    ]
+
+    reads = ocr.torso_reads(np.zeros((200, 200, 3), np.uint8), faces, sure_below_first)
+
+    assert searched == [faces[1]]
+    assert reads == sure_below_first
+
+
 # --- Ranking and reading budget ---------------------------------------------------------------
 
 

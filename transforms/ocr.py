@@ -30,6 +30,7 @@ Reads then pass the bib rules, or the start list as a dictionary where one is gi
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -612,6 +613,35 @@ def torso_lines(
     shift = np.array([c0 * scale, r0 * scale, 0.0, 0.0])
     lines = _find_lines(work, wanted)[:TORSO_LINES]
     return [replace(ln, components=ln.components + shift) for ln in lines], scale
+
+
+def torso_reads(
+    image_bgr: np.ndarray,
+    faces: Sequence[tuple[float, float, float, float]],
+    found: list[BibRead],
+    start_list: StartList | None = None,
+) -> list[BibRead]:
+    """The reads found (read_bibs'), joined by those of the best lines below each face
+    (x0, y0, x1, y1 in the image's pixels) whose torso holds no sure read yet; at most one
+    read per number and per place, the best standing (match_start_list).
+
+    A second pass only where it is needed: bibs too small or too far down the whole photo's
+    ranking to be read there are searched at the face's scale (torso_lines).
+    """
+    gray = _to_gray(image_bgr)
+    engine = engine_name()
+    sure = [r.box for r in found if r.confidence >= SURE_READ]
+    new: list[BibRead] = []
+    for face in faces:
+        if any(_overlap(box, torso_box(face, gray.shape)) >= 0.5 for box in sure):
+            continue
+        lines, scale = torso_lines(gray, face, LOOSE if engine == "ppocr" else STRICT)
+        if not lines:
+            continue
+        reader = _ppocr_reads if engine == "ppocr" else _tesseract_reads
+        reads = reader(gray, lines, scale)
+        new += [BibRead(r.bib, r.confidence, _padded_box(r.line, scale, gray.shape)) for r in reads]
+    return match_start_list(found + match_start_list(new, start_list), None)
 
 
 def _normalise_crop(gray: np.ndarray, line: _Line, scale: float, digit_height: int) -> _Crop:

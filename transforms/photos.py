@@ -36,11 +36,12 @@ from PIL import Image, UnidentifiedImageError
 from transforms.bibs import StartList
 from transforms.exif import exif_facts
 from transforms.faces import FaceModels, face_models, find_faces
-from transforms.ocr import read_bibs
+from transforms.ocr import BibRead, read_bibs, torso_reads
 from transforms.quality import measure_quality
 from transforms.records import (
     ANALYSIS_VERSION,
     BibSeen,
+    FaceSeen,
     Photo,
     PhotoFacts,
     Quality,
@@ -223,6 +224,11 @@ def _scaled(box: tuple[int, int, int, int], factor: int) -> tuple[int, int, int,
     return tuple(int(v * factor) for v in box)  # type: ignore[return-value]
 
 
+def _reduced(box: tuple[int, int, int, int], factor: int) -> tuple[int, int, int, int]:
+    """A full-size box in the frame of a decode at 1/`factor` (the inverse of _scaled)."""
+    return tuple(v // factor for v in box)  # type: ignore[return-value]
+
+
 def analyse_photo(data: bytes, image_id: str, faces: FaceModels | None = None) -> PhotoFacts:
     """Everything the race needs to know from one photo's bytes, from a single decode.
 
@@ -246,6 +252,8 @@ def analyse_photo(data: bytes, image_id: str, faces: FaceModels | None = None) -
     if gray is None:
         return PhotoFacts(image_id=image_id, error="corrupt_image", width=width, height=height)
     phash, quality = thumbnail_facts(gray)
+    found = None if faces is None else find_faces(gray, factor, faces)
+    bibs = bib_reads(gray, factor)
     return PhotoFacts(
         image_id=image_id,
         width=width,
@@ -253,8 +261,8 @@ def analyse_photo(data: bytes, image_id: str, faces: FaceModels | None = None) -
         exif=exif,
         phash=phash,
         quality=quality,
-        bibs=bib_reads(gray, factor),
-        faces=None if faces is None else find_faces(gray, factor, faces),
+        bibs=bibs if not found else torso_bibs(gray, factor, found, bibs),
+        faces=found,
     )
 
 
@@ -284,10 +292,25 @@ def bib_reads(
     image: np.ndarray, factor: int, start_list: StartList | None = None
 ) -> tuple[BibSeen, ...]:
     """Bib reads with boxes in the full-size photo's pixels (only listed bibs, given a list)."""
+    return _seen(read_bibs(image, start_list), factor)
+
+
+def _seen(reads: list[BibRead], factor: int) -> tuple[BibSeen, ...]:
+    """Reads in a decode at 1/`factor` as facts, boxes in full-size pixels."""
     return tuple(
         BibSeen(bib=r.bib, confidence=round(r.confidence, 4), box=_scaled(r.box, factor))
-        for r in read_bibs(image, start_list)
+        for r in reads
     )
+
+
+def torso_bibs(
+    image: np.ndarray, factor: int, faces: tuple[FaceSeen, ...], bibs: tuple[BibSeen, ...]
+) -> tuple[BibSeen, ...]:
+    """The bib reads joined by those below the faces without a sure read (ocr.torso_reads):
+    faces found anyway guide a second search to bibs the whole photo's search misses."""
+    found = [BibRead(b.bib, b.confidence, _reduced(b.box, factor)) for b in bibs]
+    boxes = [_reduced(f.box, factor) for f in faces]
+    return _seen(torso_reads(image, boxes, found), factor)
 
 
 def read_photo_bibs(path: str, start_list: StartList | None = None) -> tuple[BibSeen, ...]:

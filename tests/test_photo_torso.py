@@ -1,0 +1,41 @@
+"""AnalysePhotos' torso pass: faces found on the photo guide a second bib search below them."""
+
+from __future__ import annotations
+
+import cv2
+import pytest
+
+from tests.test_ocr import FACE, SMALL_BIB, _photo
+from transforms import photos
+from transforms.records import FaceSeen
+
+
+@pytest.mark.parametrize(("faces_on", "bibs"), [(True, ["4807"]), (False, [])])
+def test_analyse_photo__faces_on_read_the_bib_below_a_face(
+    monkeypatch: pytest.MonkeyPatch, faces_on: bool, bibs: list[str]
+) -> None:
+    image, _ = _photo([SMALL_BIB])
+    data = cv2.imencode(".png", image)[1].tobytes()  # a full-size decode: factor 1
+    face = FaceSeen(box=FACE, embedding=(0.0,) * 128)
+    monkeypatch.setattr(photos, "find_faces", lambda gray, factor, models: (face,))
+
+    facts = photos.analyse_photo(data, "torso", object() if faces_on else None)
+
+    assert [b.bib for b in facts.bibs if b.confidence >= 0.75] == bibs
+    assert facts.faces == ((face,) if faces_on else None)
+
+
+def test_torso_bibs__face_boxes_are_scaled_to_the_decode_and_reads_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    image, _ = _photo([SMALL_BIB])
+    half = cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), None, fx=0.5, fy=0.5)
+    seen = []
+    monkeypatch.setattr(
+        photos, "torso_reads", lambda gray, faces, found: seen.append((faces, found)) or found
+    )
+    bib = photos.BibSeen(bib="12", confidence=0.5, box=(20, 40, 60, 80))
+    face = FaceSeen(box=tuple(2 * v for v in FACE), embedding=())
+
+    assert photos.torso_bibs(half, 2, (face,), (bib,)) == (bib,)
+    assert seen == [([FACE], [photos.BibRead("12", 0.5, (10, 20, 30, 40))])]
