@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
+import numpy as np
 import pytest
 
 from tests.test_ocr import FACE, SMALL_BIB, _photo
 from transforms import photos
-from transforms.records import FaceSeen
+from transforms.records import FaceSeen, PhotoFacts
 
 
 @pytest.mark.parametrize(("faces_on", "bibs"), [(True, ["4807"]), (False, [])])
@@ -39,3 +42,25 @@ def test_torso_bibs__face_boxes_are_scaled_to_the_decode_and_reads_back(
 
     assert photos.torso_bibs(half, 2, (face,), (bib,)) == (bib,)
     assert seen == [([FACE], [photos.BibRead("12", 0.5, (10, 20, 30, 40))])]
+
+
+def test_analyse_content__faces_off_analyses_again_where_faces_were_found(
+    tmp_path: Path,
+) -> None:
+    image = tmp_path / "images" / "a.png"
+    image.parent.mkdir()
+    cv2.imwrite(str(image), np.full((200, 300), 128, np.uint8))
+    store = photos.FactStore(str(tmp_path / "facts"))
+    torso_read = (photos.BibSeen(bib="12", confidence=0.9, box=(0, 0, 9, 9)),)
+    face = FaceSeen(box=(0, 0, 9, 9), embedding=())
+    # From earlier runs with faces on: one photo with a face (and a torso read), one without.
+    store.put(PhotoFacts("id-face", bibs=torso_read, faces=(face,)))
+    store.put(PhotoFacts("id-none", bibs=torso_read, faces=()))
+    off = photos._AnalyseContent(str(tmp_path / "facts"), str(tmp_path / "images"))
+    off.setup()
+
+    [again] = off.process(("id-face", [str(image)]))
+    [reused] = off.process(("id-none", [str(image)]))
+
+    assert (again.facts.bibs, again.facts.faces) == ((), None)
+    assert (reused.facts.bibs, reused.facts.faces) == (torso_read, None)

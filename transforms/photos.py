@@ -386,13 +386,16 @@ class _FactsDoFn(beam.DoFn):
     def _reusable(self, image_id: str) -> PhotoFacts | None:
         """The stored facts as this run needs them; None where they must be analysed.
 
-        Where face matching is off, faces an earlier run found are not used; where it is
-        on, facts stored while it was off are analysed again to find the faces.
+        Where face matching is off, faces an earlier run found are not used, and a photo
+        where it found some is analysed again (the torso pass below them may have added bib
+        reads); where it is on, facts stored while it was off are analysed again.
         """
         stored = self._store.get(image_id)
         if stored is None or stored.error:
             return stored
         if not self._faces:
+            if stored.faces:
+                return None
             return stored if stored.faces is None else replace(stored, faces=None)
         return stored if stored.faces is not None else None
 
