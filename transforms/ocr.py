@@ -622,11 +622,12 @@ def torso_reads(
     start_list: StartList | None = None,
 ) -> list[BibRead]:
     """The reads found (read_bibs'), joined by those of the best lines below each face
-    (x0, y0, x1, y1 in the image's pixels) whose torso holds no sure read yet; at most one
-    read per number and per place, the best standing (match_start_list).
+    (x0, y0, x1, y1 in the image's pixels) whose torso holds no sure read yet; best first.
 
     A second pass only where it is needed: bibs too small or too far down the whole photo's
-    ranking to be read there are searched at the face's scale (torso_lines).
+    ranking to be read there are searched at the face's scale (torso_lines). A torso read of
+    a number already read, or in the same place as a read, is dropped: the found reads stand
+    (bibs-dev at 12 MP: a torso read of a face beside a bib read "363" where "3638" was read).
     """
     gray = _to_gray(image_bgr)
     engine = engine_name()
@@ -641,7 +642,12 @@ def torso_reads(
         reader = _ppocr_reads if engine == "ppocr" else _tesseract_reads
         reads = reader(gray, lines, scale)
         new += [BibRead(r.bib, r.confidence, _padded_box(r.line, scale, gray.shape)) for r in reads]
-    return match_start_list(found + match_start_list(new, start_list), None)
+    added = [
+        r
+        for r in match_start_list(new, start_list)
+        if not any(f.bib == r.bib or _overlap(f.box, r.box) >= SAME_PLACE for f in found)
+    ]
+    return sorted(found + added, key=lambda r: r.confidence, reverse=True)
 
 
 def _normalise_crop(gray: np.ndarray, line: _Line, scale: float, digit_height: int) -> _Crop:
