@@ -9,7 +9,12 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from tests.conftest import at, passage, photo, sighting
-from transforms.athlete_photos import AthletePhotos, athlete_photo_rows, athlete_photos_of
+from transforms.athlete_photos import (
+    AthletePhotos,
+    athlete_photo_rows,
+    athlete_photos_of,
+    photo_file,
+)
 from transforms.records import DUPLICATE
 
 
@@ -74,7 +79,9 @@ def test_athlete_photo_rows__strongest_evidence_wins_and_official_time_without_e
         sighting("101", 200, image_id="id-e", method="face_match", confidence=0.8),
         sighting("101", 200, image_id="id-e", method="manual", confidence=1.0),
     ]
-    assert athlete_photo_rows("id-e", evidence, [no_time]) == [_row("101", "e", 200, "manual", 1.0)]
+    rows = athlete_photo_rows("id-e", evidence, [photo_file(no_time)])
+
+    assert rows == [_row("101", "e", 200, "manual", 1.0)]
 
 
 def test_athlete_photo_rows__evidence_without_a_file_gives_no_row() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -34,23 +35,37 @@ def passage_evidence(p: Passage) -> Sighting:
     )
 
 
-def _file_of(photos: Iterable[Photo]) -> Photo | None:
+class PhotoFile(NamedTuple):
+    """What a row needs of a Photo. The join holds the photos of a whole race at once (the
+    DirectRunner's launcher keeps a grouping's input whole), so it carries these three
+    fields rather than whole Photos with their reads and faces."""
+
+    duplicate: bool
+    path: str
+    taken_at: datetime | None
+
+
+def photo_file(photo: Photo) -> PhotoFile:
+    return PhotoFile(photo.status == DUPLICATE, photo.path, photo.taken_at)
+
+
+def _file_of(files: Iterable[PhotoFile]) -> PhotoFile | None:
     """The file that stands for a content: an exact copy only if there is no original."""
-    return min(photos, key=lambda p: (p.status == DUPLICATE, p.path), default=None)
+    return min(files, key=lambda f: (f.duplicate, f.path), default=None)
 
 
 def athlete_photo_rows(
-    image_id: str, evidence: Iterable[Sighting], photos: Iterable[Photo]
+    image_id: str, evidence: Iterable[Sighting], files: Iterable[PhotoFile]
 ) -> list[dict]:
     """One row per athlete on the photo with this image_id (none when it has no file)."""
-    photo = _file_of(photos)
+    photo = _file_of(files)
     if photo is None:
         return []
     best: dict[str, Sighting] = {}
     for s in evidence:
         if s.bib not in best or s.confidence > best[s.bib].confidence:
             best[s.bib] = s
-    taken_at: datetime | None = photo.taken_at
+    taken_at = photo.taken_at
     return [
         {
             "bib": s.bib,
@@ -73,9 +88,9 @@ def athlete_photos_of(
     evidence: dict[str, list[Sighting]] = defaultdict(list)
     for s in [s for s in sightings if s.confirmed] + [passage_evidence(p) for p in passages]:
         evidence[s.image_id].append(s)
-    files: dict[str, list[Photo]] = defaultdict(list)
+    files: dict[str, list[PhotoFile]] = defaultdict(list)
     for photo in photos:
-        files[photo.image_id].append(photo)
+        files[photo.image_id].append(photo_file(photo))
     return [row for i, found in evidence.items() for row in athlete_photo_rows(i, found, files[i])]
 
 
@@ -113,7 +128,8 @@ class AthletePhotos(beam.PTransform):
         return (
             {
                 "evidence": evidence | "EvidenceByImage" >> beam.Map(lambda s: (s.image_id, s)),
-                "photos": files | "PhotosByImage" >> beam.Map(lambda p: (p.image_id, p)),
+                "photos": files
+                | "PhotosByImage" >> beam.Map(lambda p: (p.image_id, photo_file(p))),
             }
             | "JoinOnImage" >> beam.CoGroupByKey()
             | "Rows" >> beam.ParDo(_JoinPhotos())
