@@ -38,6 +38,8 @@ from transforms.tesseract import engine_name
         ("3708=", "3708"),
         ("#58", "58"),
         (" 755 ", "755"),
+        ("\uff14\uff10\uff16\uff13", "4063"),  # full-width digits, as widely spaced ones read
+        ("T\uff14\uff10\uff16", "406"),
     ],
 )
 def test_parse_bib__numbers_of_two_to_five_digits_are_bibs(text: str, bib: str) -> None:
@@ -46,7 +48,20 @@ def test_parse_bib__numbers_of_two_to_five_digits_are_bibs(text: str, bib: str) 
 
 @pytest.mark.parametrize(
     "text",
-    ["7", "123456", "1:49:58", "49:", "auto", "R4", "36 38", "ABC123", "SOB56", "1958km", ""],
+    [
+        "7",
+        "123456",
+        "1:49:58",
+        "49:",
+        "auto",
+        "R4",
+        "36 38",
+        "ABC123",
+        "SOB56",
+        "1958km",
+        "",
+        "\u0663\u0664\u0665",  # Arabic-Indic digits: no bib of this model's scripts
+    ],
 )
 def test_parse_bib__other_text_is_no_bib(text: str) -> None:
     assert parse_bib(text) is None

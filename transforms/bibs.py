@@ -15,13 +15,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+DIGITS = "0123456789"
+
 # Scraps at either end are any characters but letters, digits and a clock's colon. The
 # recogniser reads a prefixed bib's leading 0 as the letter O ("SO495" for S0495): an O
 # between the prefix and the digits is taken as 0 (the lazy prefix leaves it to the number).
-BIB_PATTERN = re.compile(r"[^\w:]*[A-Za-z]{0,2}?((?<=[A-Za-z])[Oo]\d{1,4}|\d{2,5})[^\w:]*")
-# The letters read for a digit inside a bib number's span.
-LOOKALIKE_DIGITS = str.maketrans("Oo", "00")
-DIGITS = "0123456789"
+# Digits are ASCII or full-width: the recogniser knows Chinese text and reads widely spaced
+# digits as full-width ones ("４０６３"); other scripts' digits (\d) are no bib.
+_DIGIT = "[0-9\uff10-\uff19]"
+BIB_PATTERN = re.compile(
+    rf"[^\w:]*[A-Za-z]{{0,2}}?((?<=[A-Za-z])[Oo]{_DIGIT}{{1,4}}|{_DIGIT}{{2,5}})[^\w:]*"
+)
+# The characters read for a digit inside a bib number's span: an O, a full-width digit.
+LOOKALIKE_DIGITS = str.maketrans("Oo" + "".join(chr(0xFF10 + d) for d in range(10)), "00" + DIGITS)
 # A bib one edit from the read: 0.7 keeps a perfect read (1.0) just under the default review
 # threshold 0.75, so a corrected read is always looked at by an official.
 SNAP_FACTOR = 0.7
