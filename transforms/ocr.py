@@ -99,11 +99,10 @@ PAPER_SAME_HEIGHT = 1.5  # a paper line this much shorter than a found line on i
 
 # The torso below a face (torso_lines): half its width and its top and bottom below the
 # chin, in face widths and heights; the face's height it is searched at; lines kept.
-# Measured, not yet in read_bibs (it needs the faces stage's boxes): bibs-dev with its
-# labelled faces, read below each face without a sure read there, 92 of 100 bibs at >= 0.75
-# with the start list (89 without the torso search), none wrong (bench/bib_eval.py --torso
-# labelled); with faces of dlib's HOG on the photos themselves no bib more (the runners'
-# faces it misses are too small for it) at about +170 CPU ms a photo.
+# torso_reads needs faces, so the pipeline runs it only with face matching on, below the
+# faces its faces stage found. bibs-dev with its labelled faces: 92 of 100 bibs at >= 0.75
+# with the start list (89 without), none wrong (bench/bib_eval.py --torso labelled); as 12 MP
+# JPEGs with the pipeline's faces, recall 0.880 -> 0.900 (--megapixels 12 --torso pipeline).
 TORSO = (1.5, 0.5, 4.5)
 TORSO_FACE_PX = 48
 TORSO_LINES = 2
@@ -556,12 +555,17 @@ def _padded_box(line: _Line, scale: float, shape: tuple[int, ...]) -> tuple[int,
 def _detect(gray: np.ndarray, wanted: Candidates) -> tuple[list[_Line], float]:
     """Candidate lines in working-image pixels, and the working image's scale."""
     scale = _work_scale(*gray.shape)
+    work = _scaled_for_search(gray, scale)
+    return ([] if work is None else _find_lines(work, wanted)), scale
+
+
+def _scaled_for_search(gray: np.ndarray, scale: float) -> np.ndarray | None:
+    """gray resized by scale, or None where that is too thin to hold a digit."""
     size = (round(gray.shape[1] * scale), round(gray.shape[0] * scale))
-    if min(size) < MIN_DIGIT_HEIGHT:  # a strip too thin to hold a digit
-        return [], scale
+    if min(size) < MIN_DIGIT_HEIGHT:
+        return None
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-    work = cv2.resize(gray, size, interpolation=interpolation)
-    return _find_lines(work, wanted), scale
+    return cv2.resize(gray, size, interpolation=interpolation)
 
 
 def find_bib_regions(
@@ -605,11 +609,9 @@ def torso_lines(
         return [], 1.0
     c0, r0, c1, r1 = torso_box(face, gray.shape)
     scale = TORSO_FACE_PX / height
-    size = (round((c1 - c0) * scale), round((r1 - r0) * scale))
-    if min(size) < MIN_DIGIT_HEIGHT:  # the face is at the photo's bottom or edge
+    work = _scaled_for_search(gray[r0:r1, c0:c1], scale)
+    if work is None:  # the face is at the photo's bottom or edge
         return [], scale
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-    work = cv2.resize(gray[r0:r1, c0:c1], size, interpolation=interpolation)
     shift = np.array([c0 * scale, r0 * scale, 0.0, 0.0])
     lines = _find_lines(work, wanted)[:TORSO_LINES]
     return [replace(ln, components=ln.components + shift) for ln in lines], scale
@@ -636,12 +638,12 @@ def torso_reads(
     for face in faces:
         if any(_overlap(box, torso_box(face, gray.shape)) >= 0.5 for box in sure):
             continue
-        lines, scale = torso_lines(gray, face, LOOSE if engine == "ppocr" else STRICT)
+        lines, scale = torso_lines(gray, face, _wanted_by(engine))
         if not lines:
             continue
         reader = _ppocr_reads if engine == "ppocr" else _tesseract_reads
         reads = reader(gray, lines, scale)
-        new += [BibRead(r.bib, r.confidence, _padded_box(r.line, scale, gray.shape)) for r in reads]
+        new += _boxed(reads, scale, gray.shape)
     added = [
         r
         for r in match_start_list(new, start_list)
@@ -924,13 +926,22 @@ def read_bibs(image_bgr: np.ndarray, start_list: StartList | None = None) -> lis
     """
     gray = _to_gray(image_bgr)
     reads, scale = _line_reads(gray, engine_name())
-    found = [BibRead(r.bib, r.confidence, _padded_box(r.line, scale, gray.shape)) for r in reads]
-    return match_start_list(found, start_list)
+    return match_start_list(_boxed(reads, scale, gray.shape), start_list)
+
+
+def _boxed(reads: list[_Read], scale: float, shape: tuple[int, ...]) -> list[BibRead]:
+    """Line reads as bib reads, each with its line's padded box in the photo's pixels."""
+    return [BibRead(r.bib, r.confidence, _padded_box(r.line, scale, shape)) for r in reads]
+
+
+def _wanted_by(engine: str) -> Candidates:
+    """The candidate lines an engine reads (see STRICT and LOOSE)."""
+    return LOOSE if engine == "ppocr" else STRICT
 
 
 def _line_reads(gray: np.ndarray, engine: str) -> tuple[list[_Read], float]:
     """The engine's bib reads of the photo's candidate lines, and the lines' scale."""
-    lines, scale = _detect(gray, LOOSE if engine == "ppocr" else STRICT)
+    lines, scale = _detect(gray, _wanted_by(engine))
     if not lines:
         return [], scale
     if engine != "ppocr":
