@@ -25,7 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, WorkerOptions
 
 from pipeline.memory import launching_workers
-from pipeline.options import RaceConfig, RacelensOptions
+from pipeline.options import RaceConfig, RacelensOptions, ViewedOnce
 from transforms.athlete_photos import AthletePhotos
 from transforms.corrections import decisions_by_image, official_statuses
 from transforms.course import ConfigError
@@ -157,7 +157,7 @@ def run(
     graph: Callable[[beam.Pipeline, RaceConfig], beam.PCollection] = build,
 ) -> RaceConfig:
     """Validates the options, builds the pipeline (`build`, or `build_retime`) and runs it."""
-    opts = PipelineOptions(argv)
+    opts = ViewedOnce(argv)
     cfg = RaceConfig(opts.view_as(RacelensOptions))
     quiet_workers(opts)
     p = test_pipeline or beam.Pipeline(options=opts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from apache_beam.portability import common_urns
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -24,13 +26,18 @@ from transforms.write import (
     IMAGES_FILE,
     LEADERBOARD_FILE,
     PASSAGES_FILE,
+    RESULTS_CSV,
     REVIEW_FILE,
     STATIONS_FILE,
     GatherTable,
+    OutputFile,
+    Route,
+    WriteFiles,
     WriteResults,
-    WriteTable,
+    outputs_of,
     passage_row,
     table_bytes,
+    write_arrow,
 )
 
 SCHEMA = pa.schema(
@@ -47,12 +54,16 @@ ROWS = [
 ]
 
 
+def _write_table(rows: beam.PCollection, path: Path, order) -> beam.PCollection:
+    """Rows -> the one file at `path`, as WriteResults writes each of its Parquet files."""
+    files = {path.name: OutputFile(GatherTable(SCHEMA, order), write_arrow)}
+    return {"Rows": rows} | WriteFiles(str(path.parent), files, {"Rows": Route((path.name,))})
+
+
 def _write(path: Path, rows: list[dict]) -> None:
     with TestPipeline() as p:
-        written = (
-            p
-            | beam.Create(rows, reshuffle=False)
-            | WriteTable(str(path), SCHEMA, order=lambda r: r["bib"])
+        written = _write_table(
+            p | beam.Create(rows, reshuffle=False), path, order=lambda r: r["bib"]
         )
         assert_that(written, equal_to([str(path)]))
 
@@ -124,7 +135,7 @@ def test_write_table__file_is_byte_for_byte_the_sorted_rows_file(tmp_path: Path)
     rows = _many_rows(2 * BATCH_ROWS + 5)
     path = tmp_path / "t.parquet"
     with TestPipeline() as p:
-        _ = p | beam.Create(rows) | WriteTable(str(path), SCHEMA, order=_by_time)
+        _write_table(p | beam.Create(rows), path, order=_by_time)
     assert path.read_bytes() == table_bytes(sorted(rows, key=_by_time), SCHEMA)
 
 
@@ -204,7 +215,7 @@ def test_write_results__five_files_and_passages_in_course_order(
     ]
 
 
-def test_write_results__leaderboard_file_is_in_rank_order_whatever_the_arrival(
+def test_write_results__leaderboard_and_csv_are_in_rank_order_whatever_the_arrival(
     tmp_path: Path, course: Course
 ) -> None:
     athletes = tuple(athlete(b) for b in ("101", "102", "103"))
@@ -214,6 +225,24 @@ def test_write_results__leaderboard_file_is_in_rank_order_whatever_the_arrival(
     _write_results(tmp_path, course, ranked[::-1])
     board = pq.read_table(tmp_path / LEADERBOARD_FILE).to_pylist()
     assert [r["bib"] for r in board] == ["102", "101", "103"]
+    with (tmp_path / RESULTS_CSV).open(encoding="utf-8") as f:
+        assert [r["Bib"] for r in csv.DictReader(f)] == ["102", "101", "103"]
+
+
+def test_write_results__every_file_is_gathered_in_one_grouping(course: Course) -> None:
+    # Each worker sets up every stage of the graph at start-up: one grouping for the seven
+    # files, not one (and a stage for its default) per file.
+    p = beam.Pipeline()
+    outputs = {key: p | key >> beam.Create([]) for key in outputs_of(course)}
+    outputs | "WriteResults" >> WriteResults("/nowhere", course)
+    transforms = p.to_runner_api().components.transforms.values()
+    groupings = [
+        t.unique_name
+        for t in transforms
+        if t.spec.urn == common_urns.primitives.GROUP_BY_KEY.urn
+        and t.unique_name.startswith("WriteResults/")
+    ]
+    assert len(groupings) == 1, groupings
 
 
 def test_write_results__athlete_photos_by_bib_then_time(tmp_path: Path, course: Course) -> None:

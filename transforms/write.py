@@ -8,13 +8,14 @@ which every runner executes.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
 import posixpath
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -23,6 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms import schemas
 from transforms.course import Course
@@ -172,21 +175,98 @@ def write_arrow(table: pa.Table, path: str) -> str:
     return path
 
 
-class WriteTable(beam.PTransform):
-    """Rows -> one Parquet file at `path` (written even when there are no rows)."""
+@dataclass(frozen=True)
+class OutputFile:
+    """How one file is gathered from its rows and written: `write(gather's output, path)`."""
 
-    def __init__(self, path: str, schema: pa.Schema, order: Callable | None = None):
+    gather: beam.CombineFn
+    write: Callable[[object, str], str]
+
+
+class GatherParts(beam.DoFn):
+    """An output's elements -> (file name, part) per file at the end of each bundle: the
+    part gathers the bundle's rows of that file (`row` makes them from the elements) with
+    the file's CombineFn, where the rows are made.
+
+    As Beam does for a combine after a grouping, so that only the parts (Arrow batches,
+    see GatherTable) travel to the launcher and wait there; done by hand because the parts
+    of every file meet in one grouping (WriteFiles), whose input Beam's own lifting would
+    hold whole, row by row."""
+
+    def __init__(self, names: tuple[str, ...], row: Callable | None, files: dict[str, OutputFile]):
         super().__init__()
-        self._path = path
-        self._schema = schema
-        self._order = order
+        self._names = names
+        self._row = row
+        self._gathers = {name: files[name].gather for name in names}
 
-    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+    def start_bundle(self) -> None:
+        self._parts = {name: gather.create_accumulator() for name, gather in self._gathers.items()}
+        self._empty = True
+
+    def process(self, element: object) -> None:
+        row = self._row(element) if self._row else element
+        for name, gather in self._gathers.items():
+            self._parts[name] = gather.add_input(self._parts[name], row)
+        self._empty = False
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        if self._empty:
+            return
+        for name, part in self._parts.items():
+            gathered = (name, self._gathers[name].compact(part))
+            yield WindowedValue(gathered, GlobalWindow().max_timestamp(), (GlobalWindow(),))
+
+
+def empty_parts(_, files: dict[str, OutputFile]) -> Iterator[tuple[str, object]]:
+    return ((name, file.gather.create_accumulator()) for name, file in files.items())
+
+
+def write_parts(named: tuple[str, Iterable], out_dir: str, files: dict[str, OutputFile]) -> str:
+    name, parts = named
+    gather = files[name].gather
+    gathered = gather.extract_output(gather.merge_accumulators(parts))
+    return files[name].write(gathered, FileSystems.join(out_dir, name))
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where the elements of one output go: a row each (`row` makes it from the element;
+    None: the element is the row) into each file named."""
+
+    names: tuple[str, ...]
+    row: Callable | None = None
+
+
+class WriteFiles(beam.PTransform):
+    """Outputs (a dict of PCollections, keyed as `routes`) -> one file per name in
+    `files`, in `out_dir`, each written even when no row goes into it; returns the paths.
+
+    Every file is gathered in one grouping, whatever their number: at start-up each worker
+    sets up every stage of the graph, and a CombineGlobally per file made two of each."""
+
+    def __init__(self, out_dir: str, files: dict[str, OutputFile], routes: dict[str, Route]):
+        super().__init__()
+        self._out_dir = out_dir
+        self._files = files
+        self._routes = routes
+
+    def expand(self, outputs: dict[str, beam.PCollection]) -> beam.PCollection:
+        parts = [
+            outputs[key]
+            | f"{key}Parts" >> beam.ParDo(GatherParts(route.names, route.row, self._files))
+            | f"{key}Global" >> beam.WindowInto(beam.window.GlobalWindows())
+            for key, route in self._routes.items()
+        ]
+        empty = (
+            parts[0].pipeline
+            | "Start" >> beam.Impulse()
+            | "EmptyParts" >> beam.FlatMap(empty_parts, self._files)
+        )
         return (
-            rows
-            | "Global" >> beam.WindowInto(beam.window.GlobalWindows())
-            | "Gather" >> beam.CombineGlobally(GatherTable(self._schema, self._order))
-            | "Write" >> beam.Map(write_arrow, self._path)
+            (*parts, empty)
+            | "AllParts" >> beam.Flatten()
+            | "GroupParts" >> beam.GroupByKey()
+            | "Write" >> beam.Map(write_parts, self._out_dir, self._files)
         )
 
 
@@ -279,8 +359,7 @@ def outputs_of(course: Course) -> dict[str, Output]:
     }
 
 
-def write_csv(rows: list[dict], out_dir: str, course: Course) -> str:
-    path = FileSystems.join(out_dir, RESULTS_CSV)
+def write_csv(rows: list[dict], path: str, course: Course) -> str:
     ordered = sorted(rows, key=results_order(course))
     write_atomically(path, results_csv(ordered, course).encode("utf-8"))
     return path
@@ -294,12 +373,13 @@ def write_results(tables: dict[str, Iterable], out_dir: str, course: Course) -> 
         written.append(
             write_table(rows, FileSystems.join(out_dir, out.name), out.schema, out.order)
         )
-    return [*written, write_csv(list(tables["leaderboard"]), out_dir, course)]
+    csv_path = FileSystems.join(out_dir, RESULTS_CSV)
+    return [*written, write_csv(list(tables["leaderboard"]), csv_path, course)]
 
 
 class WriteResults(beam.PTransform):
     """The five Parquet files of the contract and athlete_photos.parquet (each with its
-    explicit schema and a stable order), and the results as CSV."""
+    explicit schema and a stable order), and the results as CSV (the leaderboard's rows)."""
 
     def __init__(self, out_dir: str, course: Course):
         super().__init__()
@@ -307,16 +387,20 @@ class WriteResults(beam.PTransform):
         self._course = course
 
     def expand(self, outputs: dict[str, beam.PCollection]) -> beam.PCollection:
-        written = []
-        for key, out in outputs_of(self._course).items():
-            rows = outputs[key]
-            if out.row is not None:
-                rows = rows | f"{out.label}Rows" >> beam.Map(out.row)
-            path = FileSystems.join(self._out_dir, out.name)
-            written.append(rows | f"Write{out.label}" >> WriteTable(path, out.schema, out.order))
-        written.append(
-            outputs["leaderboard"]
-            | "WholeBoard" >> beam.combiners.ToList()
-            | "WriteCsv" >> beam.Map(write_csv, self._out_dir, self._course)
+        outs = outputs_of(self._course)
+        files = {
+            out.name: OutputFile(GatherTable(out.schema, out.order), write_arrow)
+            for out in outs.values()
+        }
+        files[RESULTS_CSV] = OutputFile(
+            beam.combiners.ToListCombineFn(), functools.partial(write_csv, course=self._course)
         )
-        return written | "Written" >> beam.Flatten()
+        routes = {
+            out.label: Route(
+                (out.name, RESULTS_CSV) if key == "leaderboard" else (out.name,), out.row
+            )
+            for key, out in outs.items()
+        }
+        return {out.label: outputs[key] for key, out in outs.items()} | "Write" >> WriteFiles(
+            self._out_dir, files, routes
+        )
