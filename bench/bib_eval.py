@@ -60,7 +60,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
 import cv2
@@ -281,8 +281,8 @@ def reader(megapixels: float | None, torso: bool = False) -> Callable[[np.ndarra
             start_cpu = cpu_seconds()
             after = torso_bibs(gray, factor, found, bibs) if found else bibs
             read_as_pipeline.torso_cpu = cpu_seconds() - start_cpu
-            read_as_pipeline.torso = [BibRead(r.bib, r.confidence, r.box) for r in after]
-        return [BibRead(r.bib, r.confidence, r.box) for r in bibs]
+            read_as_pipeline.torso = [BibRead(*astuple(r)) for r in after]
+        return [BibRead(*astuple(r)) for r in bibs]
 
     return read_as_pipeline
 

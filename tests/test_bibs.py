@@ -15,11 +15,13 @@ import numpy as np
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipeline.cli import main
 from tests.test_ocr import SINGLE_BIBS, _photo
 from transforms import ocr
-from transforms.bibs import SNAP_FACTOR, StartList, parse_bib
+from transforms.bibs import SNAP_FACTOR, StartList, listed_bib, parse_bib
 from transforms.ocr import read_bibs
 from transforms.ppocr import LineRead, recogniser
 from transforms.tesseract import engine_name
@@ -324,3 +326,110 @@ def test_wider_box__grows_along_the_line_tilt(
     grow: tuple[float, float], slope: float, expected: tuple[int, int, int, int]
 ) -> None:
     assert ocr._wider_box((100, 50, 200, 70), grow, slope, (100, 300)) == expected
+
+
+def _steps(chars: list[str], columns: list[dict[str, float]]) -> np.ndarray:
+    """Recogniser output of one step per column (its classes' probabilities), blanks between."""
+    steps = np.zeros((2 * len(columns) + 1, len(chars)), np.float32)
+    steps[:, 0] = 1.0  # blank
+    for i, column in enumerate(columns):
+        steps[2 * i + 1, 0] = 0.0
+        for char, p in column.items():
+            steps[2 * i + 1, chars.index(char)] = p
+    return steps
+
+
+def test_recogniser__a_zero_half_read_as_the_letter_o_keeps_both_readings() -> None:
+    model = recogniser()
+    columns = [{"S": 1.0}, {"0": 0.6, "O": 0.3, "o": 0.05, "8": 0.05}, {"4": 0.9, "A": 0.1}]
+
+    read = model._decode(_steps(model._characters, columns))
+
+    assert read.text == "S04"
+    assert read.char_confidences == pytest.approx((1.0, 0.6, 0.9))
+    assert read.zeros == pytest.approx((0.0, 0.95, 0.0))
+    assert read.letters == pytest.approx((1.0, 0.0, 0.1))  # O is a 0's shape, no letter
+
+
+def test_recogniser__a_prefix_letter_read_as_a_digit_keeps_its_letter_evidence() -> None:
+    model = recogniser()
+    columns = [{"8": 0.7, "S": 0.25, "B": 0.05}, {"0": 1.0}, {"4": 1.0}, {"2": 1.0}]
+
+    read = model._decode(_steps(model._characters, columns))
+
+    assert read.text == "8042"
+    assert read.letters[0] == pytest.approx(0.3)
+    assert read.letters[1:] == (0.0, 0.0, 0.0)
+
+
+def _read(text: str, confidences: tuple[float, ...], **per_char: tuple[float, ...]) -> LineRead:
+    """A read with per-character letter and 0 probabilities (none unless given)."""
+    none = (0.0,) * len(text)
+    return LineRead(
+        text, confidences, (), (), per_char.get("letters", none), per_char.get("zeros", none)
+    )
+
+
+SURE_REST = (0.7, 0.9, 0.9, 0.9, 0.9)  # a weak first digit, sure others
+LETTER_FIRST = (0.2, 0.0, 0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("read", "expected"),
+    [
+        (_read("80424", SURE_REST, letters=LETTER_FIRST), ("80424", 0.7, 0.9)),  # 8 may be S
+        (_read("80424", SURE_REST, letters=(0.001, 0, 0, 0, 0)), ("80424", 0.7, 0.0)),  # sure 8
+        (_read("L80424", (0.5, *SURE_REST), letters=(0.9, *LETTER_FIRST)), ("80424", 0.7, 0.9)),
+        (_read("80", (0.7, 0.9), letters=(0.2, 0.0)), ("80", 0.7, 0.0)),  # 1 digit is no bib
+        (LineRead("80424", SURE_REST), ("80424", 0.7, 0.0)),  # where unknown
+        # A 0 read as much as O: sure after a prefix letter, read or maybe read as a digit.
+        (_read("S0424", (1, 0.6, 1, 1, 1), zeros=(0, 0.95, 0, 0, 0)), ("0424", 0.95, 0.0)),
+        (_read("SO424", (1, 0.6, 1, 1, 1), zeros=(0, 0.95, 0, 0, 0)), ("0424", 0.95, 0.0)),
+        (_read("2000", (1, 1, 1, 0.6), zeros=(0, 1, 1, 0.95)), ("2000", 0.6, 0.0)),  # no prefix
+        (
+            _read("80424", (1, 0.6, 1, 1, 1), letters=LETTER_FIRST, zeros=(0, 0.95, 0, 0, 0)),
+            ("80424", 0.6, 0.95),
+        ),
+    ],
+)
+def test_bib_of__a_first_digit_that_may_be_a_letter_gives_the_rest_its_confidence(
+    read: LineRead, expected: tuple[str, float, float]
+) -> None:
+    assert ocr._bib_of(read) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("listed", "expected"),
+    [
+        (["0424", "3081"], ("0424", 0.9)),  # the rest listed: the prefix letter's bib
+        (["80424", "0424"], ("80424", 0.96)),  # the whole listed: it stands
+        (["80425", "3081"], ("80425", 0.96 * SNAP_FACTOR)),  # one edit from the whole
+        (["0424", "10000"], ("0424", 0.96 * SNAP_FACTOR)),  # a bib as long: snapped
+        (["3081"], None),
+    ],
+)
+def test_start_list__a_first_digit_that_may_be_a_prefix_letter(
+    listed: list[str], expected: tuple[str, float] | None
+) -> None:
+    assert StartList(listed).match("80424", 0.96, unprefixed=0.9) == expected
+
+
+@given(
+    bib=st.text("0123456789", min_size=2, max_size=5),
+    listed=st.sets(st.text("0123456789", min_size=1, max_size=5), min_size=1, max_size=30),
+    confidence=st.floats(0.0, 1.0),
+    unprefixed=st.floats(0.0, 1.0),
+)
+def test_listed_bib__prefix_evidence_only_adds_the_bib_without_its_first_digit(
+    bib: str, listed: set[str], confidence: float, unprefixed: float
+) -> None:
+    known = frozenset(listed)
+    without = listed_bib(bib, confidence, known)
+    with_evidence = listed_bib(bib, confidence, known, unprefixed)
+
+    too_long = len(bib) > max(len(b) for b in known)
+    if bib in known or not unprefixed or not too_long or bib[1:] not in known:
+        assert with_evidence == without  # nothing else changes
+    else:
+        assert with_evidence == (bib[1:], unprefixed)
+    assert with_evidence is None or with_evidence[0] in known

@@ -30,7 +30,16 @@ from transforms.identify import (
     apply_decision,
     identify,
 )
-from transforms.records import DUPLICATE, NO_ATHLETE, PASSAGE, REJECTED, REVIEW, Photo, Sighting
+from transforms.records import (
+    DUPLICATE,
+    NO_ATHLETE,
+    PASSAGE,
+    REJECTED,
+    REVIEW,
+    BibSeen,
+    Photo,
+    Sighting,
+)
 
 LISTED = frozenset({"101", "102", "103"})
 THRESHOLD = 0.75
@@ -143,14 +152,26 @@ def test_identify__start_list_is_looked_up_once_per_read(
 ) -> None:
     looked_up: list[str] = []
 
-    def counting(bib: str, confidence: float, known: frozenset[str]) -> tuple[str, float] | None:
+    def counting(
+        bib: str, confidence: float, known: frozenset[str], unprefixed: float = 0.0
+    ) -> tuple[str, float] | None:
         looked_up.append(bib)
-        return listed_bib(bib, confidence, known)
+        return listed_bib(bib, confidence, known, unprefixed)
 
     monkeypatch.setattr("transforms.identify.listed_bib", counting)
     ph = photo("a", bibs=(read("101", 0.9), read("999", 0.9), read("102", 0.5)))
     identify(ph, LISTED, THRESHOLD)
     assert sorted(looked_up) == ["101", "102", "999"]
+
+
+def test_identify__a_prefix_letter_read_as_a_digit_is_the_listed_bib_of_the_rest() -> None:
+    # "S101" read "8101": longer than every listed bib, and its 8 may be a letter.
+    ph = photo("a", bibs=(BibSeen("8101", 0.6, (10, 10, 60, 40), unprefixed=0.95),))
+
+    result = identify(ph, LISTED, THRESHOLD)
+
+    assert [(s.bib, s.confidence, s.confirmed) for s in result.sightings] == [("101", 0.95, True)]
+    assert result.photo.status == PASSAGE
 
 
 def test_identify__covered_frame_is_camera_covered() -> None:

@@ -448,7 +448,7 @@ def test_bib_of__a_separator_between_digits_makes_a_time(
 def test_bib_of__an_o_after_the_prefix_is_a_zero_the_prefix_not_counted() -> None:
     read = ocr._bib_of(LineRead("SO495", (0.3, 0.9, 0.99, 0.99, 0.99)))
 
-    assert read == ("0495", 0.9)
+    assert read == ("0495", 0.9, 0.0)
 
 
 def test_suppress_duplicates__a_line_more_windows_found_ranks_first() -> None:

@@ -7,13 +7,17 @@ or holes (read as "." "=" "#" and the like); anything else (clock times "1:49:58
 prices) is not. With a start list, a read that is not listed
 is mapped to the listed bib one edit away (a digit misread, lost or invented) when exactly
 one such bib exists, and its confidence is cut by SNAP_FACTOR so that such a read goes to
-review; a read further from every listed bib is not a bib of this race.
+review; a read further from every listed bib is not a bib of this race. A prefix letter
+read as a digit ("S0424" read "80424") is the one guess a start list settles: where the
+read is longer than every listed bib and the recogniser saw a letter in its first digit's
+place too, it stands for its other digits if those are listed, at their confidence.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 DIGITS = "0123456789"
 
@@ -59,18 +63,31 @@ def _one_edit(bib: str) -> set[str]:
     return deletions | substitutions | insertions
 
 
-def listed_bib(bib: str, confidence: float, listed: frozenset[str]) -> tuple[str, float] | None:
+def listed_bib(
+    bib: str, confidence: float, listed: frozenset[str], unprefixed: float = 0.0
+) -> tuple[str, float] | None:
     """The listed bib a read stands for and the read's confidence, or None.
 
-    A listed read stands as it is; a read one edit from exactly one listed bib becomes that
+    A listed read stands as it is; a read longer than every listed bib whose first digit
+    may be a prefix letter (its other digits' confidence unprefixed > 0) stands for those
+    digits where they are listed; a read one edit from exactly one listed bib becomes that
     bib at SNAP_FACTOR of its confidence; anything else is no bib of this race.
     """
     if bib in listed:
         return bib, confidence
+    # Only a read too long for any bib of the race: a digit is more often misread than a
+    # letter is (a race clock's edge read "6157" has a little of a letter in its 6).
+    if unprefixed > 0.0 and len(bib) > _longest(listed) and bib[1:] in listed:
+        return bib[1:], unprefixed
     near = _one_edit(bib) & listed
     if len(near) != 1:  # none, or ambiguous: no guessing between runners
         return None
     return next(iter(near)), confidence * SNAP_FACTOR
+
+
+@lru_cache(maxsize=4)  # a race's list, looked up for every read
+def _longest(listed: frozenset[str]) -> int:
+    return max(map(len, listed), default=0)
 
 
 class StartList:
@@ -81,6 +98,8 @@ class StartList:
         if not self.bibs:
             raise ValueError("a start list needs at least one bib")
 
-    def match(self, bib: str, confidence: float) -> tuple[str, float] | None:
-        """The listed bib a read stands for and the read's confidence, or None."""
-        return listed_bib(bib, confidence, self.bibs)
+    def match(
+        self, bib: str, confidence: float, unprefixed: float = 0.0
+    ) -> tuple[str, float] | None:
+        """The listed bib a read stands for and the read's confidence, or None (listed_bib)."""
+        return listed_bib(bib, confidence, self.bibs, unprefixed)

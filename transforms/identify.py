@@ -75,8 +75,8 @@ def as_listed(reads: list[BibSeen], known: frozenset[str]) -> list[BibSeen | Non
     independent of any race's list), so its use as a dictionary belongs here.
     """
     return [
-        replace(read, bib=m[0], confidence=m[1])
-        if (m := listed_bib(read.bib, read.confidence, known))
+        replace(read, bib=m[0], confidence=m[1], unprefixed=0.0)
+        if (m := listed_bib(read.bib, read.confidence, known, read.unprefixed))
         else None
         for read in reads
     ]

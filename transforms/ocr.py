@@ -33,6 +33,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -173,6 +174,12 @@ SURE_READ = 0.75  # the default review threshold: a read the pipeline would conf
 # reads reaches 0.03; five reads of a race clock on bibs-dev reach 0.13-0.45, and one of the
 # same clock on bibs-dev as 12 MP JPEGs 0.096.
 UNREAD_SEPARATOR = 0.05
+# Probability of a letter in a number's first digit's place from which that digit may be a
+# prefix letter read as a digit ("S0424" read "80424", "T2135" read "12135"): the read then
+# also stands for its other digits, which a start list settles (transforms.bibs.listed_bib).
+# Measured on the line reads of bib-crops-dev: 82 of 85 prefix letters read as digits reach
+# it (median 0.09), 12 of 312 leading digits that are a bib's (median 0.0002).
+PREFIX_EVIDENCE = 0.01
 # Two reads whose boxes overlap by this share of the smaller are one bib read twice.
 SAME_PLACE = 0.1
 
@@ -184,6 +191,9 @@ class BibRead:
     bib: str  # digits only, e.g. "1234"
     confidence: float  # 0..1
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in the given image's pixels
+    # The confidence of the bib without its first digit, which may be a prefix letter read
+    # as a digit (PREFIX_EVIDENCE); 0.0 where nothing says so.
+    unprefixed: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -226,6 +236,15 @@ class _Read:
     bib: str
     confidence: float
     line: _Line
+    unprefixed: float = 0.0  # as BibRead's
+
+
+class _Bib(NamedTuple):
+    """The bib number on a recognised line."""
+
+    bib: str
+    confidence: float  # its digits' weakest probability
+    unprefixed: float  # as BibRead's
 
 
 @dataclass(frozen=True)
@@ -825,7 +844,7 @@ def _ppocr_reads(gray: np.ndarray, lines: list[_Line], scale: float) -> list[_Re
     for line, box, text in zip(lines, boxes, texts, strict=True):
         read = _looked_further(gray, line, scale, box, text)
         if read is not None:
-            reads.append(_Read(read[0], read[1], line))
+            reads.append(_Read(read.bib, read.confidence, line, read.unprefixed))
     return _looked_again(gray, reads, scale)
 
 
@@ -865,7 +884,7 @@ def _wider_box(
 
 def _looked_further(
     gray: np.ndarray, line: _Line, scale: float, box: tuple[int, int, int, int], text: LineRead
-) -> tuple[str, float] | None:
+) -> _Bib | None:
     """The bib read on a line's crop, followed sideways while it ends against the crop's side.
 
     Where a wider crop reads the number with more digits on that side, they are the
@@ -884,7 +903,7 @@ def _looked_further(
         box = _wider_box(box, (grow * left, grow * right), slope, gray.shape)
         text = recogniser().read_lines([_cut(gray, box)])[0]
         wider = _bib_of(text)
-        if wider is None or len(wider[0]) <= len(read[0]) or read[0] not in wider[0]:
+        if wider is None or len(wider.bib) <= len(read.bib) or read.bib not in wider.bib:
             break
         read = wider
     return read
@@ -898,14 +917,33 @@ def _looked_again(gray: np.ndarray, reads: list[_Read], scale: float) -> list[_R
     return [r if i not in again else _agreement(r, _bib_of(again[i])) for i, r in enumerate(reads)]
 
 
-def _agreement(read: _Read, second: tuple[str, float] | None) -> _Read:
-    """The read, its doubt multiplied by the second view's where both read the same number."""
-    if second is None or second[0] != read.bib:
+def _agreement(read: _Read, second: _Bib | None) -> _Read:
+    """The read, its doubt multiplied by the second view's where both read the same number.
+
+    Where the second view reads the number without its first digit, which the first view
+    saw may be a prefix letter, the doubt of the number without it is multiplied so.
+    """
+    if second is None:
         return read
-    return replace(read, confidence=1.0 - (1.0 - read.confidence) * (1.0 - second[1]))
+    if second.bib == read.bib:
+        return replace(
+            read,
+            confidence=_both(read.confidence, second.confidence),
+            unprefixed=_both(read.unprefixed, second.unprefixed)
+            if read.unprefixed and second.unprefixed
+            else max(read.unprefixed, second.unprefixed),
+        )
+    if read.unprefixed and second.bib == read.bib[1:]:
+        return replace(read, unprefixed=_both(read.unprefixed, second.confidence))
+    return read
 
 
-def _bib_of(read: LineRead) -> tuple[str, float] | None:
+def _both(a: float, b: float) -> float:
+    """The confidence of two views that read the same: their doubts multiplied."""
+    return 1.0 - (1.0 - a) * (1.0 - b)
+
+
+def _bib_of(read: LineRead) -> _Bib | None:
     """The bib number on a recognised line and the confidence of its digits, or None."""
     span = bib_span(read.text)
     if span is None:
@@ -915,7 +953,25 @@ def _bib_of(read: LineRead) -> tuple[str, float] | None:
     if max(read.separators[span[0] : span[1] - 1], default=0.0) >= UNREAD_SEPARATOR:
         return None
     # The digits' confidence: scraps of the bib's edge beside them do not matter.
-    return bib_digits(read.text, span), min(read.char_confidences[span[0] : span[1]])
+    bib = bib_digits(read.text, span)
+    digits = read.char_confidences[span[0] : span[1]]
+    known = len(read.zeros) == len(read.letters) == len(read.text)
+    zeros = read.zeros[span[0] : span[1]] if known else digits
+    after_letter = span[0] > 0 and read.text[span[0] - 1].isalpha()
+    confidence = min(_after_prefix(bib, digits, zeros) if after_letter else digits)
+    may_be_letter = known and len(bib) > BIB_DIGITS[0] and read.letters[span[0]] >= PREFIX_EVIDENCE
+    unprefixed = min(_after_prefix(bib[1:], digits[1:], zeros[1:])) if may_be_letter else 0.0
+    return _Bib(bib, confidence, unprefixed)
+
+
+def _after_prefix(
+    bib: str, confidences: Sequence[float], zeros: Sequence[float]
+) -> Sequence[float]:
+    """The digits' confidences where a prefix letter precedes them: a leading 0 is as much
+    a 0 read as O (the bib rules read it so: "SO495"), since the recogniser splits its
+    belief in a prefixed bib's 0 between the two."""
+    first = max(confidences[0], zeros[0]) if bib[0] == "0" else confidences[0]
+    return [first, *confidences[1:]]
 
 
 def read_bibs(image_bgr: np.ndarray, start_list: StartList | None = None) -> list[BibRead]:
@@ -931,7 +987,9 @@ def read_bibs(image_bgr: np.ndarray, start_list: StartList | None = None) -> lis
 
 def _boxed(reads: list[_Read], scale: float, shape: tuple[int, ...]) -> list[BibRead]:
     """Line reads as bib reads, each with its line's padded box in the photo's pixels."""
-    return [BibRead(r.bib, r.confidence, _padded_box(r.line, scale, shape)) for r in reads]
+    return [
+        BibRead(r.bib, r.confidence, _padded_box(r.line, scale, shape), r.unprefixed) for r in reads
+    ]
 
 
 def _wanted_by(engine: str) -> Candidates:
@@ -955,14 +1013,18 @@ def _line_reads(gray: np.ndarray, engine: str) -> tuple[list[_Read], float]:
 def match_start_list(reads: list[BibRead], start_list: StartList | None) -> list[BibRead]:
     """One read per number and per bib, mapped through the start list if any, best first."""
     matched = (
-        [(r.bib, r.confidence, r.box) for r in reads]
+        reads
         if start_list is None
-        else [(m[0], m[1], r.box) for r in reads if (m := start_list.match(r.bib, r.confidence))]
+        else [
+            BibRead(m[0], m[1], r.box)
+            for r in reads
+            if (m := start_list.match(r.bib, r.confidence, r.unprefixed))
+        ]
     )
     kept: list[BibRead] = []
-    for bib, confidence, box in sorted(matched, key=lambda m: m[1], reverse=True):
+    for read in sorted(matched, key=lambda r: r.confidence, reverse=True):
         # The same number twice on a photo is one runner; two numbers in one place are one
         # bib read twice (a part of it, or with its edge as a digit): the best read stands.
-        if not any(k.bib == bib or _overlap(k.box, box) >= SAME_PLACE for k in kept):
-            kept.append(BibRead(bib, confidence, box))
+        if not any(k.bib == read.bib or _overlap(k.box, read.box) >= SAME_PLACE for k in kept):
+            kept.append(read)
     return kept

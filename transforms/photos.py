@@ -298,7 +298,12 @@ def bib_reads(
 def _seen(reads: list[BibRead], factor: int) -> tuple[BibSeen, ...]:
     """Reads in a decode at 1/`factor` as facts, boxes in full-size pixels."""
     return tuple(
-        BibSeen(bib=r.bib, confidence=round(r.confidence, 4), box=_scaled(r.box, factor))
+        BibSeen(
+            bib=r.bib,
+            confidence=round(r.confidence, 4),
+            box=_scaled(r.box, factor),
+            unprefixed=round(r.unprefixed, 4),
+        )
         for r in reads
     )
 
@@ -308,7 +313,7 @@ def torso_bibs(
 ) -> tuple[BibSeen, ...]:
     """The bib reads joined by those below the faces without a sure read (ocr.torso_reads):
     faces found anyway guide a second search to bibs the whole photo's search misses."""
-    found = [BibRead(b.bib, b.confidence, _reduced(b.box, factor)) for b in bibs]
+    found = [BibRead(b.bib, b.confidence, _reduced(b.box, factor), b.unprefixed) for b in bibs]
     boxes = [_reduced(f.box, factor) for f in faces]
     return _seen(torso_reads(image, boxes, found), factor)
 

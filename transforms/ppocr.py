@@ -30,6 +30,12 @@ MAX_WIDTH = 8 * REC_HEIGHT
 # Punctuation that splits a number: a clock's colons, a decimal point (the model's own
 # characters, half- and full-width).
 SEPARATORS = ":.：。·．"
+# Latin letters but the shapes of a 0 (O, o, Q: a bib's rules read an O as 0): what a bib's
+# prefix letter ("T2182", "S0374") is read as when it is not read as a digit.
+LETTERS = "ABCDEFGHIJKLMNPRSTUVWXYZabcdefghijklmnpqrstuvwxyz"
+# The glyphs of a 0: the recogniser splits its belief in a printed 0 between 0 and O (a
+# prefixed bib's leading 0, "S0495", is read 0 at 0.6 and O at 0.35).
+ZEROS = "0Oo\uff10"
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,12 @@ class LineRead:
     # Per character: where the recogniser read it, as (start, end) fractions of the crop's
     # width (its CTC steps), so that a number read against the crop's edge can be told.
     extents: tuple[tuple[float, float], ...] = ()
+    # Per character: the highest probability, over its steps, that a letter was read there
+    # (LETTERS), so that a prefix letter read as a digit ("S0424" as "80424") can be told.
+    letters: tuple[float, ...] = ()
+    # Per character: the probability that a 0 of any glyph was read there (ZEROS), where
+    # it was read, so that a 0 read as much as O is a sure 0 where the bib rules read O so.
+    zeros: tuple[float, ...] = ()
 
     @property
     def confidence(self) -> float:
@@ -79,8 +91,13 @@ class PpOcrRecogniser:
         # CTC classes: blank, the model's character list, then a space.
         characters = self._session.get_modelmeta().custom_metadata_map["character"]
         self._characters = ["", *characters.splitlines(), " "]
-        self._separators = [i for i, c in enumerate(self._characters) if c and c in SEPARATORS]
+        self._separators = self._classes(SEPARATORS)
+        self._letters = self._classes(LETTERS)
+        self._zeros = self._classes(ZEROS)
         self._lock = threading.Lock()  # one run at a time per session keeps one thread
+
+    def _classes(self, characters: str) -> list[int]:
+        return [i for i, c in enumerate(self._characters) if c and c in characters]
 
     def read_lines(self, crops: list[np.ndarray]) -> list[LineRead]:
         """The text on each grey (or BGR) crop of one text line, in the crops' order."""
@@ -99,16 +116,23 @@ class PpOcrRecogniser:
         keep = np.ones(len(best), bool)
         keep[1:] = best[1:] != best[:-1]
         keep &= best != 0
-        confidences = probabilities.max(axis=1)[keep]
-        text = "".join(self._characters[i] for i in best[keep])
-        separator = probabilities[:, self._separators].sum(axis=1)
         steps = np.flatnonzero(keep)  # where each character was read
+        text = "".join(self._characters[i] for i in best[steps])
+        confidences = probabilities[steps, best[steps]]
+        zeros = probabilities[steps][:, self._zeros].sum(axis=1)
+        separator = probabilities[:, self._separators].sum(axis=1)
         gaps = (separator[a:b].max() for a, b in zip(steps[:-1], steps[1:] + 1, strict=True))
+        extents = _extents(best, steps)
+        letter = probabilities[:, self._letters].sum(axis=1)
+        n = len(best)
+        letters = (letter[round(a * n) : round(b * n)].max() for a, b in extents)
         return LineRead(
             text,
             tuple(float(c) for c in confidences),
             tuple(float(g) for g in gaps),
-            _extents(best, steps),
+            extents,
+            tuple(float(v) for v in letters),
+            tuple(float(z) for z in zeros),
         )
 
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 # Bump when the analysis changes what it would store, so old facts are recomputed.
-ANALYSIS_VERSION = 20
+ANALYSIS_VERSION = 21
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,9 @@ class BibSeen:
     bib: str
     confidence: float
     box: tuple[int, int, int, int]
+    # The confidence of the bib without its first digit, which the recogniser saw may be a
+    # prefix letter (transforms.bibs.listed_bib); 0.0 where nothing says so.
+    unprefixed: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,12 @@ def facts_from_json(text: str) -> PhotoFacts:
         phash=raw.get("phash"),
         quality=Quality(**quality) if quality else None,
         bibs=tuple(
-            BibSeen(bib=b["bib"], confidence=b["confidence"], box=tuple(b["box"]))
+            BibSeen(
+                bib=b["bib"],
+                confidence=b["confidence"],
+                box=tuple(b["box"]),
+                unprefixed=b.get("unprefixed", 0.0),
+            )
             for b in raw.get("bibs", ())
         ),
         faces=None
@@ -155,7 +163,7 @@ def _facts_fields(facts: PhotoFacts) -> tuple:
         (exif.datetime_original, exif.subsec, exif.offset, exif.serial, exif.camera, exif.gps),
         facts.phash,
         None if quality is None else (quality.brightness, quality.contrast, quality.sharpness),
-        tuple((b.bib, b.confidence, b.box) for b in facts.bibs),
+        tuple((b.bib, b.confidence, b.box, b.unprefixed) for b in facts.bibs),
         None if facts.faces is None else tuple((f.box, f.embedding) for f in facts.faces),
         facts.version,
     )
