@@ -509,3 +509,55 @@ def test_percentiles__as_numpy_percentile(values: np.ndarray, quantiles: list[fl
     expected = np.percentile(values, [100 * q for q in quantiles]).tolist()
 
     assert ocr._percentiles(values, tuple(quantiles)) == expected
+
+
+def _tilted_line(angle: float, height: int = 20) -> tuple[np.ndarray, ocr._Line]:
+    """Four dark digit-sized blocks on white along a line tilted by angle (degrees, y down)."""
+    image = np.full((200, 300), 230, np.uint8)
+    slope = np.tan(np.radians(angle))
+    components = []
+    for k in range(4):
+        x = 80 + 30 * k
+        y = 90 + (x - 80) * slope
+        cv2.rectangle(image, (x, int(y)), (x + 12, int(y) + height), 20, -1)
+        components.append((x, int(y), 13, height + 1))
+    return image, ocr._Line(np.array(components, np.float64), True, 1.0)
+
+
+def _ink_rise(crop: np.ndarray) -> float:
+    """Rows the ink's centre climbs from the crop's left third to its right third."""
+    rows = np.arange(crop.shape[0])[:, None]
+    ink = crop < 128
+    third = crop.shape[1] // 3
+    left, right = ink[:, :third], ink[:, -third:]
+    return float((rows * left).sum() / left.sum() - (rows * right).sum() / right.sum())
+
+
+@pytest.mark.parametrize("angle", [-20.0, 20.0])
+def test_cut__a_line_tilted_beyond_straighten_deg_is_cut_level(angle: float) -> None:
+    image, line = _tilted_line(angle)
+    box = ocr._crop_box(line, 1.0, image.shape, (1.0, 1.0, 0.15))
+
+    level = ocr._cut(image, box, line, 1.0)
+
+    as_is = image[box[1] : box[3], box[0] : box[2]]
+    assert abs(_ink_rise(as_is)) > 15
+    assert abs(_ink_rise(level)) < 2
+    assert level.shape[0] < 1.8 * 21  # the line's own height with room, not its tilted box's
+
+
+def test_cut__a_line_tilted_less_is_cut_as_it_is() -> None:
+    image, line = _tilted_line(ocr.STRAIGHTEN_DEG / 2)
+    box = ocr._crop_box(line, 1.0, image.shape, (1.0, 1.0, 0.15))
+
+    assert np.array_equal(ocr._cut(image, box, line, 1.0), image[box[1] : box[3], box[0] : box[2]])
+
+
+def test_read_bibs__a_bib_tilted_25_degrees_is_read_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    image, _ = _photo(
+        [Bib("3081", (600, 450), font=cv2.FONT_HERSHEY_DUPLEX, digit_height=30, angle=25)]
+    )
+
+    assert [r.bib for r in _confident(read_bibs(image))] == ["3081"]
+    monkeypatch.setattr(ocr, "STRAIGHTEN_DEG", 90.0)  # read as cut: a digit misread, doubtful
+    assert [r.bib for r in _confident(read_bibs(image))] == []
