@@ -16,6 +16,7 @@ Bad arguments or unreadable configuration end with one line on stderr and exit 2
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -76,14 +77,16 @@ def _finish(cfg: RaceConfig) -> int:
     return 0
 
 
-def _execute(beam_argv: list[str], retime: bool = False) -> int:
-    """Validates, runs the pipeline (with progress unless it only re-times) and summarises."""
+def _execute(beam_argv: list[str], retime: bool = False, own_process: bool = False) -> int:
+    """Validates, runs the pipeline (with progress unless it only re-times) and summarises;
+    `own_process`: this process runs only this command (pipeline/workers.py forks it)."""
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
     from pipeline.engines import run_on_dask, runs_on_dask
     from pipeline.graph import build, build_retime, run
     from pipeline.options import RaceConfig, RacelensOptions
     from pipeline.progress import Progress
+    from pipeline.workers import forked_workers
     from transforms.photos import FactStore
     from transforms.write import remove_stale_temporaries
 
@@ -101,13 +104,16 @@ def _execute(beam_argv: list[str], retime: bool = False) -> int:
     graph = build_retime if retime else build
     execute = run_on_dask if runs_on_dask(opts) else run  # Dask only analyses: see engines
     started = time.monotonic()
-    if cfg.progress and not retime:
-        total = _count_files(cfg.images)
-        print(f"racelens: {total} files under {cfg.images}", file=sys.stderr)
-        with Progress(FactStore(cfg.facts), total):
+    # Forked before the progress thread starts, and only from a process that has run no
+    # pipeline before: gRPC's state would be copied, broken (see pipeline/workers.py).
+    with forked_workers(opts) if own_process else contextlib.nullcontext():
+        if cfg.progress and not retime:
+            total = _count_files(cfg.images)
+            print(f"racelens: {total} files under {cfg.images}", file=sys.stderr)
+            with Progress(FactStore(cfg.facts), total):
+                execute(beam_argv, graph=graph)
+        else:
             execute(beam_argv, graph=graph)
-    else:
-        execute(beam_argv, graph=graph)
     print(f"finished in {time.monotonic() - started:.1f} s", file=sys.stderr)
     return _finish(cfg)
 
@@ -123,8 +129,8 @@ def _live(cfg: RaceConfig, beam_argv: list[str], stop_after: float | None) -> in
     return _finish(cfg)
 
 
-def _run(_: argparse.Namespace, beam_argv: list[str]) -> int:
-    return _execute(beam_argv)
+def _run(args: argparse.Namespace, beam_argv: list[str]) -> int:
+    return _execute(beam_argv, own_process=args.own_process)
 
 
 def _results(args: argparse.Namespace, beam_argv: list[str]) -> int:
@@ -146,7 +152,7 @@ def _results(args: argparse.Namespace, beam_argv: list[str]) -> int:
         "as-of": args.as_of,
     }
     argv = [f"--{k}={v}" for k, v in inputs.items() if v] + ["--out", args.out]
-    return _execute(argv + beam_argv, retime=True)
+    return _execute(argv + beam_argv, retime=True, own_process=args.own_process)
 
 
 def _bibs(args: argparse.Namespace, _: list[str]) -> int:
@@ -363,8 +369,10 @@ def _configure_logging() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     _configure_logging()
+    own_process = argv is None  # the `racelens` program, not a call from other code
     argv = sys.argv[1:] if argv is None else argv
     args, rest = _parser().parse_known_args(argv)
+    args.own_process = own_process
     if args.command not in ("run", "results", "faces-eval") and rest:
         print(f"racelens: error: unrecognized arguments: {' '.join(rest)}", file=sys.stderr)
         return EXIT_USAGE

@@ -24,6 +24,7 @@ from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, WorkerOptions
 
+from pipeline import workers
 from pipeline.memory import launching_workers
 from pipeline.options import RaceConfig, RacelensOptions, ViewedOnce
 from transforms.athlete_photos import AthletePhotos
@@ -160,10 +161,10 @@ def run(
     opts = ViewedOnce(argv)
     cfg = RaceConfig(opts.view_as(RacelensOptions))
     quiet_workers(opts)
-    p = test_pipeline or beam.Pipeline(options=opts)
-    graph(p, cfg)
     # With worker processes, this one analyses no photo: see pipeline/memory.py.
     launcher_only = opts.view_as(DirectOptions).direct_running_mode == "multi_processing"
+    p = test_pipeline or beam.Pipeline(runner=workers.runner_for(opts), options=opts)
+    graph(p, cfg)
     with launching_workers() if launcher_only else contextlib.nullcontext():
         p.run().wait_until_finish()
     return cfg

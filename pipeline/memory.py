@@ -21,20 +21,33 @@ from contextlib import contextmanager
 
 # mallopt's parameter numbers, from glibc's malloc.h. glibc raises the trim threshold (free
 # memory at the heap's top kept, not given back) to twice the mmap threshold with it.
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
 MAPPED_FROM = 128 * 1024  # glibc's starting mmap threshold (and trim threshold), kept fixed
 HEAP_BELOW = 32 * 1024 * 1024  # the most glibc raises it to: where a busy process ends up
 WORKER_ARENAS = {"MALLOC_ARENA_MAX": "2"}  # read by glibc when a process starts
 
 
-def _set_thresholds(mmap_from: int, trim_from: int) -> bool:
-    """Fixes glibc's mmap and trim thresholds in this process; False where malloc is not
-    glibc's."""
+def _mallopt(*settings: tuple[int, int]) -> bool:
+    """Sets glibc's malloc parameters in this process; False where malloc is not glibc's."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # no mallopt in this C library (macOS)
         return False
-    return bool(mallopt(M_MMAP_THRESHOLD, mmap_from) and mallopt(M_TRIM_THRESHOLD, trim_from))
+    return all([mallopt(parameter, value) for parameter, value in settings])
+
+
+def hold_worker_arenas() -> None:
+    """Holds this process, and those it forks (pipeline/workers.py), to WORKER_ARENAS
+    unless this process was started with a setting of its own: glibc reads the variable
+    only when a process starts, and a forked worker starts as a copy."""
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        _mallopt((M_ARENA_MAX, int(WORKER_ARENAS["MALLOC_ARENA_MAX"])))
+
+
+def _set_thresholds(mmap_from: int, trim_from: int) -> bool:
+    """Fixes glibc's mmap and trim thresholds in this process; False where malloc is not
+    glibc's."""
+    return _mallopt((M_MMAP_THRESHOLD, mmap_from), (M_TRIM_THRESHOLD, trim_from))
 
 
 @contextmanager

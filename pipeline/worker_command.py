@@ -1,0 +1,51 @@
+"""The worker command of a DirectRunner run whose workers are forked (pipeline/workers.py).
+
+Beam starts it as each worker process and watches it: it has the zygote fork a worker with
+this process's environment (the addresses Beam gives a worker), waits for that worker and
+exits with its status. It imports nothing but the standard library: it must start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import sys
+
+ADDRESS_VARIABLE = "RACELENS_WORKER_ZYGOTE"  # the zygote's socket
+EXIT = struct.Struct("!i")  # a worker's exit status, sent back to its command
+SIZE = struct.Struct("!I")  # the length of the environment that follows it
+
+
+def command() -> str:
+    """The command Beam runs for each worker."""
+    return f"{sys.executable} -m pipeline.worker_command"
+
+
+def exactly(connection: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = connection.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("the other end closed")
+        data += chunk
+    return data
+
+
+def main() -> int:
+    """Has the zygote fork a worker with this process's environment, waits for it, returns
+    its exit status."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection.connect(os.environ[ADDRESS_VARIABLE])
+        environment = json.dumps(dict(os.environ)).encode()
+        connection.sendall(SIZE.pack(len(environment)) + environment)
+        try:
+            (code,) = EXIT.unpack(exactly(connection, EXIT.size))
+        except ConnectionError:
+            return 1  # the worker died without a word
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Beam's worker processes forked from a warm process, not started afresh.
+
+With `--direct_running_mode=multi_processing`, Beam's FnApiRunner starts each worker as
+`python -m apache_beam.runners.worker.sdk_worker_main`, which imports Beam and racelens
+with OpenCV, onnxruntime and pyarrow again (~1.5-2 CPU s, before the worker can set up a
+stage), in every worker of every run, after the launcher has done the same. Instead, the
+launcher forks one process, the zygote, once it has imported all that and before it starts
+any thread of its own (`forked_workers`); while the launcher builds the graph, the zygote
+imports what only workers need (WARM_MODULES), then forks a worker each time Beam runs its
+worker command (pipeline/worker_command.py), which hands the zygote the environment Beam
+gives a worker (the addresses of its control and logging services, the options), waits
+for that worker and exits with its status. A worker so forked runs Beam's own worker main,
+as a fresh one does. The native threads that numpy, OpenCV, pyarrow and onnxruntime start
+at import are fork-aware (glibc's malloc, OpenBLAS and jemalloc reset their state in a
+child); the workers create their own onnxruntime sessions and OpenCV settings in setup().
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import select
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.portability import python_urns
+from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
+
+from pipeline import worker_command
+from pipeline.memory import hold_worker_arenas
+from pipeline.worker_command import ADDRESS_VARIABLE, EXIT, SIZE, exactly
+
+# What the workers import when their stages are set up (unpickling the DoFns): imported by
+# the zygote ahead, once for every worker.
+WARM_MODULES = ("apache_beam.runners.worker.sdk_worker_main", "pipeline.graph")
+
+
+def forkable(opts: PipelineOptions) -> bool:
+    """Whether the options run the batch DirectRunner with worker processes."""
+    standard = opts.view_as(StandardOptions)
+    return (
+        (standard.runner or "DirectRunner").rsplit(".", 1)[-1] in ("DirectRunner", "FnApiRunner")
+        and not standard.streaming
+        and opts.view_as(DirectOptions).direct_running_mode == "multi_processing"
+    )
+
+
+class ForkedWorkersRunner(FnApiRunner):
+    """Beam's FnApiRunner, its worker processes forked by the zygote of `forked_workers`."""
+
+    def run_via_runner_api(self, pipeline_proto, options):
+        for environment in pipeline_proto.components.environments.values():
+            if environment.urn == python_urns.SUBPROCESS_SDK:
+                environment.payload = worker_command.command().encode()
+        return super().run_via_runner_api(pipeline_proto, options)
+
+
+def runner_for(opts: PipelineOptions) -> FnApiRunner | None:
+    """The runner of `opts` while a zygote serves (see `forked_workers`); None (Beam's
+    choice) otherwise."""
+    return ForkedWorkersRunner() if ADDRESS_VARIABLE in os.environ and forkable(opts) else None
+
+
+@contextlib.contextmanager
+def forked_workers(opts: PipelineOptions) -> Iterator[None]:
+    """Meanwhile, where `opts` run the batch DirectRunner with worker processes, a zygote
+    forks them (`runner_for` gives the runner that asks it to).
+
+    Only for a process that has run no pipeline on worker processes before (no gRPC
+    channel or server yet: a fork copies gRPC's threads' state without the threads, and a
+    worker forked from it waits for good); `racelens` forks in its own process only. Not
+    where this process runs a thread of its own: the zygote would hold a copy of any lock
+    that thread holds at the fork (the stderr buffer's, say), locked for good. Nor where a
+    socket cannot be had: Beam then starts its workers as it does by itself."""
+    if not (forkable(opts) and threading.active_count() == 1 and hasattr(os, "fork")):
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="racelens-workers-")
+    address = os.path.join(folder, "zygote")
+    listener = _listener(address)
+    try:
+        with _zygote(listener, address) if listener else contextlib.nullcontext():
+            yield
+    finally:
+        if listener:
+            listener.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _listener(address: str) -> socket.socket | None:
+    """A socket listening at `address`; None where none can (a path too long, say)."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(address)
+        listener.listen(16)
+    except OSError:
+        listener.close()
+        return None
+    return listener
+
+
+@contextlib.contextmanager
+def _zygote(listener: socket.socket, address: str) -> Iterator[None]:
+    """Meanwhile, a forked process serves worker commands on `listener` (its address in
+    ADDRESS_VARIABLE); it ends with this context (or this process)."""
+    launcher_alive, alive_writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the zygote
+        os.close(alive_writer)
+        _serve(listener, launcher_alive)
+    listener.close()
+    os.close(launcher_alive)
+    os.environ[ADDRESS_VARIABLE] = address
+    try:
+        yield
+    finally:
+        del os.environ[ADDRESS_VARIABLE]
+        os.close(alive_writer)  # the zygote sees its end of the pipe close, and exits
+        os.waitpid(pid, 0)
+
+
+def _serve(listener: socket.socket, launcher_alive: int) -> None:
+    """The zygote: imports WARM_MODULES, then forks a worker for each connection until
+    the launcher closes its end of `launcher_alive`. Never returns."""
+    code = 0
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the launcher's to handle
+        hold_worker_arenas()
+        for name in WARM_MODULES:
+            __import__(name)
+        while True:
+            ready, _, _ = select.select([listener, launcher_alive], [], [])
+            if launcher_alive in ready:
+                break
+            connection, _ = listener.accept()
+            if os.fork() == 0:
+                listener.close()
+                os.close(launcher_alive)
+                _work(connection)
+            connection.close()
+            _reap(os.WNOHANG)
+        _reap(0)
+    except BaseException:  # noqa: BLE001 - a zygote must not return into the launcher's code
+        logging.exception("racelens worker zygote failed")
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _reap(options: int) -> None:
+    """Collects the workers that have ended (their status went to their clients); with
+    `options` 0, waits for all of them (so that their CPU time counts as the zygote's
+    children's, as Beam's own workers' counts as the launcher's)."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, options)[0]:
+            pass
+
+
+def _work(connection: socket.socket) -> None:
+    """A forked worker: takes its client's environment, runs Beam's worker main, sends its
+    exit status back. Never returns."""
+    code = 1
+    try:
+        (size,) = SIZE.unpack(exactly(connection, SIZE.size))
+        os.environ.update(json.loads(exactly(connection, size)))
+        # The client is the process Beam watches (and kills on failure): go with it.
+        threading.Thread(target=_exit_with, args=(connection,), daemon=True).start()
+        # As in a fresh interpreter: Beam's worker sets up its own logging.
+        for handler in logging.root.handlers[:]:
+            logging.root.removeHandler(handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        from apache_beam.runners.worker import sdk_worker_main
+
+        sdk_worker_main.main(sys.argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:  # noqa: BLE001 - reported to the client as a failed worker
+        logging.exception("racelens worker failed")
+    finally:
+        with contextlib.suppress(OSError):
+            connection.sendall(EXIT.pack(code))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _exit_with(connection: socket.socket) -> None:
+    """Ends this worker when its client's end of `connection` closes."""
+    with contextlib.suppress(OSError):
+        while connection.recv(1):
+            pass
+    os._exit(1)

@@ -1,0 +1,94 @@
+"""DirectRunner workers forked from a zygote (pipeline/workers.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.workers import forked_workers, runner_for
+
+REPO = Path(__file__).resolve().parents[1]
+TWO_WORKERS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+
+# Runs in a fresh interpreter (no thread of its own, as `racelens run`): a pipeline on two
+# workers (its options after sys.argv[2]) that fails in them if sys.argv[1] is "fail";
+# writes what its workers saw to sys.argv[2], prints how it ended and what outlived it.
+PIPELINE = """
+import sys, wave  # wave: a module only this launcher imports, before forking
+import apache_beam as beam
+import psutil
+from apache_beam.options.pipeline_options import PipelineOptions
+from pipeline.workers import forked_workers, runner_for
+
+def seen(_, fail):
+    if fail:
+        raise ValueError("a worker's DoFn failed")
+    return "wave" in sys.modules
+
+opts = PipelineOptions(sys.argv[3:])
+seen_file = sys.argv[2]
+try:
+    with forked_workers(opts):
+        with beam.Pipeline(runner=runner_for(opts), options=opts) as p:
+            _ = (
+                p
+                | beam.Create(range(4))
+                | beam.Map(seen, sys.argv[1] == "fail")
+                | beam.combiners.ToList()
+                | beam.Map(lambda s, path: open(path, "w").write(repr(sorted(set(s)))), seen_file)
+            )
+    print("finished")
+except Exception as e:
+    print("failed:", type(e).__name__)
+print("left:", len(psutil.Process().children(recursive=True)))
+"""
+
+
+def _run(kind: str, tmp_path: Path) -> tuple[str, str]:
+    seen = tmp_path / "seen"
+    done = subprocess.run(
+        [sys.executable, "-c", PIPELINE, kind, str(seen), *TWO_WORKERS],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=True,
+    )
+    return done.stdout, seen.read_text() if seen.exists() else ""
+
+
+def test_forked_workers__workers_start_with_the_launchers_modules(tmp_path: Path) -> None:
+    printed, seen = _run("ok", tmp_path)
+    assert printed.splitlines() == ["finished", "left: 0"]
+    assert seen == "[True]", "every element was handled by a forked worker"
+
+
+def test_forked_workers__a_workers_failure_fails_the_run_and_leaves_no_process(
+    tmp_path: Path,
+) -> None:
+    printed, _ = _run("fail", tmp_path)
+    assert printed.splitlines()[0].startswith("failed:")
+    assert printed.splitlines()[-1] == "left: 0"
+
+
+def test_forked_workers__not_while_another_thread_runs() -> None:
+    opts = PipelineOptions(TWO_WORKERS)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        with forked_workers(opts):
+            assert runner_for(opts) is None, "Beam starts its workers afresh"
+    finally:
+        stop.set()
+        other.join()
+
+
+def test_forked_workers__not_for_in_process_runs() -> None:
+    opts = PipelineOptions(["--direct_running_mode=in_memory"])
+    with forked_workers(opts):
+        assert runner_for(opts) is None
