@@ -14,6 +14,7 @@ from bench.bib_eval import (
     Opinions,
     Reliability,
     label_omissions,
+    resized,
     torso_faces,
 )
 from transforms import ocr
@@ -78,3 +79,17 @@ def test_torso_faces__labelled_faces_as_boxes_by_file(tmp_path: Path) -> None:
 
     assert faces("a.JPG", np.zeros((1, 1, 3), np.uint8)) == [(12, 10, 29, 30)]
     assert faces("b.JPG", np.zeros((1, 1, 3), np.uint8)) == []
+
+
+@pytest.mark.parametrize(("factor", "shape"), [(0.5, (50, 80)), (1.25, (125, 200))])
+def test_resized__by_the_factor_shrunk_without_aliasing(
+    factor: float, shape: tuple[int, int]
+) -> None:
+    stripes = np.zeros((100, 160), np.uint8)
+    stripes[:, ::2] = 255  # one-pixel stripes: aliasing would leave them black and white
+
+    out = resized(stripes, factor)
+
+    assert out.shape == shape
+    if factor < 1:
+        assert np.all(np.abs(out.astype(int) - 128) <= 1)
