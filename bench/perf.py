@@ -2,6 +2,7 @@
 
     python bench/perf.py [--photos 200] [--megapixels 12] [--marginal 1000]
                          [--memory 1000 10000] [--sample 40] [--faces ../shared/data/faces-dev]
+    python bench/perf.py --startup RUNS [--faces ../shared/data/faces-dev]   # start-up only
 
 Makes a demo race of about --photos photos (with --faces, real faces on its runners and
 faces on in its course) and upscales every photo to --megapixels (4:3, re-encoded, EXIF
@@ -149,13 +150,17 @@ def upscale(path: str, size: tuple[int, int]) -> None:
     pixels.save(path, "JPEG", quality=JPEG_QUALITY, exif=exif)
 
 
+def athletes_for(photos: int) -> int:
+    """Athletes of a demo race of about `photos` photos."""
+    return max(1, round(photos / PHOTOS_PER_ATHLETE))
+
+
 def make_race(
     root: Path, photos: int, megapixels: float, seed: int, faces: str | None = None
 ) -> Race:
     """A demo race of about `photos` photos, every one upscaled (in WORKERS processes);
     with `faces`, real faces on its runners and faces on in its course."""
-    athletes = max(1, round(photos / PHOTOS_PER_ATHLETE))
-    generate_race(str(root), athletes=athletes, stations=4, seed=seed, faces=faces)
+    generate_race(str(root), athletes=athletes_for(photos), stations=4, seed=seed, faces=faces)
     paths = list_photos(str(root / "images"))
     size = frame_size(megapixels)
     with ProcessPoolExecutor(WORKERS) as pool:
@@ -473,6 +478,25 @@ def startup_run(race: Race, tmp: Path) -> Measured:
     return measured
 
 
+def startup_only(args: argparse.Namespace, tmp: Path) -> None:
+    """Prints the start-up of --startup runs on no photo, one by one, and their mean."""
+    root = tmp / "race"
+    athletes = athletes_for(args.photos)
+    generate_race(str(root), athletes=athletes, stations=4, seed=args.seed, faces=args.faces)
+    race = Race(root, 0)
+    costs = []
+    for _ in range(args.startup):
+        measured = startup_run(race, tmp)
+        costs.append(measured.cost)
+        print(
+            f"start-up, multi_processing, no photo: {measured.cost.wall:5.1f} s wall "
+            f"{measured.cost.cpu:5.1f} CPU s  (load average {load()})",
+            flush=True,
+        )
+    mean = sum(costs, Cost(0, 0)).per(len(costs))
+    print(f"mean of {len(costs)}: {mean.wall:.1f} s wall, {mean.cpu:.1f} CPU s")
+
+
 def measure(args: argparse.Namespace, tmp: Path) -> Results:
     note(f"making {args.megapixels:g} MP photos")
     race = make_race(tmp / "race", args.photos, args.megapixels, args.seed, args.faces)
@@ -657,6 +681,13 @@ def main() -> None:
         "../shared/data/faces-dev): the course then looks for faces, as a real race does. "
         "Default: none, and faces off.",
     )
+    parser.add_argument(
+        "--startup",
+        type=int,
+        metavar="RUNS",
+        help="Only the start-up: RUNS 2-worker runs of the race on no photo (its course, start "
+        "list and reference faces), each timed; no photo is made, so it takes seconds a run.",
+    )
     parser.add_argument("--naive", nargs=2, metavar=("RACE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     # As in the pipeline's workers (transforms/photos.py): stages and the naive loop then
@@ -666,7 +697,10 @@ def main() -> None:
         naive_main(*args.naive)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        report(measure(args, Path(tmp)), args.sample)
+        if args.startup:
+            startup_only(args, Path(tmp))
+        else:
+            report(measure(args, Path(tmp)), args.sample)
 
 
 if __name__ == "__main__":

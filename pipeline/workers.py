@@ -18,6 +18,7 @@ child); the workers create their own onnxruntime sessions and OpenCV settings in
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -38,9 +39,16 @@ from pipeline import worker_command
 from pipeline.memory import hold_worker_arenas
 from pipeline.worker_command import ADDRESS_VARIABLE, EXIT, SIZE, exactly
 
-# What the workers import when their stages are set up (unpickling the DoFns): imported by
-# the zygote ahead, once for every worker.
-WARM_MODULES = ("apache_beam.runners.worker.sdk_worker_main", "pipeline.graph")
+# What a worker imports that the launcher has not: Beam's worker main, and what the
+# analysis imports on its first photo (imagehash's phash scipy's FFT, PP-OCR's package,
+# dlib: ~0.35 CPU s). Imported by the zygote while the launcher builds the graph, once for
+# every worker; those not installed are left to fail where they are used.
+WARM_MODULES = (
+    "apache_beam.runners.worker.sdk_worker_main",
+    "scipy.fftpack",
+    "rapidocr_onnxruntime",
+    "dlib",
+)
 
 
 def forkable(opts: PipelineOptions) -> bool:
@@ -135,7 +143,8 @@ def _serve(listener: socket.socket, launcher_alive: int) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the launcher's to handle
         hold_worker_arenas()
         for name in WARM_MODULES:
-            __import__(name)
+            with contextlib.suppress(ImportError):
+                importlib.import_module(name)
         while True:
             ready, _, _ = select.select([listener, launcher_alive], [], [])
             if launcher_alive in ready:
