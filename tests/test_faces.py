@@ -20,6 +20,7 @@ from transforms.faces import (
     BuildGallery,
     Gallery,
     associate,
+    boxes_overlap,
     detect_faces,
     detect_portrait_face,
     enrolments,
@@ -32,6 +33,7 @@ from transforms.faces import (
     match_confidence,
     match_face,
     models_available,
+    pyramid,
     reference_photos,
     saved_form,
     untied_faces,
@@ -296,6 +298,40 @@ def test_detect_faces__photo_searched_smaller_gives_boxes_in_its_own_pixels() ->
     [found] = detect_faces(photo, models)
 
     assert iou(found, tuple(round(v * scale) for v in expected)) > 0.8
+
+
+def test_pyramid__dlibs_level_sizes_down_to_the_smallest_it_scans() -> None:
+    import cv2
+    import dlib
+
+    noise = np.random.default_rng(1).integers(0, 256, (300, 400), np.uint8)
+    image = cv2.GaussianBlur(noise, (0, 0), 2)  # a photo's detail, not pixel noise
+    expected = [image]
+    while min(5 * n // 6 for n in expected[-1].shape) >= 64:
+        expected.append(dlib.pyramid_down(6)(expected[-1]))
+
+    levels = pyramid(image)
+
+    assert [level.shape for level in levels] == [level.shape for level in expected]
+    # OpenCV's bilinear steps against dlib's: the same picture (they sample 0.1 px apart)
+    assert np.abs(levels[1].astype(int) - expected[1]).mean() < 1
+
+
+def test_boxes_overlap__one_face_when_boxes_nearly_coincide_or_one_holds_the_other() -> None:
+    thresholds = (0.33, 0.79)  # the frontal detector's
+    box = (0, 0, 99, 99)  # inclusive, as dlib's rectangles
+
+    assert boxes_overlap(box, (10, 10, 109, 109), thresholds)  # 8,100 of 12,100 px spanned
+    assert boxes_overlap(box, (20, 20, 59, 59), thresholds)  # held whole
+    assert not boxes_overlap(box, (60, 0, 159, 99), thresholds)  # 4,000 of 16,000, 0.4 of each
+    assert not boxes_overlap(box, (100, 0, 199, 99), thresholds)  # side by side
+
+
+@needs_models
+def test_face_models__overlap_test_read_from_the_detectors_saved_form() -> None:
+    match, covered = face_models().overlap
+
+    assert (round(match, 2), round(covered, 2)) == (0.33, 0.79)
 
 
 @needs_models

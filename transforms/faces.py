@@ -62,14 +62,16 @@ MIN_FACE_FRACTION = 0.04
 # PROPOSAL_THRESHOLD, under the detector's 0): a face of 80 to 138 px still scores so in a
 # window up to three levels too large. Around a proposal each finer level is searched on its
 # own pixels, the very ones the whole pyramid scans (a crop's own pyramid would resample
-# them). Of the faces the whole pyramid finds, this finds all 109 of bibs-dev at 12 MP and no
-# other box (`faces-eval --bibs`) at 0.5 of the cost. Chosen on bibs-dev among 2 to 4 levels
-# searched finer and thresholds from -0.6 to -1.8 (a coarse level made by OpenCV's resize
-# instead of dlib's lost 5 of the 109: the proposals need dlib's pixels). Photos enlarged to
-# be searched (under 2000 px) are searched whole (see hog_faces).
+# them). Chosen on bibs-dev at 12 MP among 2 to 4 levels searched finer and thresholds from
+# -0.6 to -1.8 (`faces-eval --bibs`): 109 of the 110 faces dlib's whole pyramid finds. The
+# levels are made by OpenCV's bilinear resize in dlib's sizes, each scanned alone (the same
+# 109; dlib's own resampling cost 3 times as much, its area average lost 5 proposals near
+# the threshold). Photos enlarged to be searched (under 2000 px) are searched whole by dlib
+# (see hog_faces).
 PYRAMID_RATE = 6  # dlib's pyramid_down<6>: each level 5/6 of the one above
 FINE_LEVELS = 3
 PROPOSAL_THRESHOLD = -1.2
+MIN_LEVEL_PX = 64  # dlib's detector scans no smaller level
 PROPOSAL_MARGIN = 0.35  # the finer search spans this many box widths around a proposal
 # Two detections are one face when they overlap by more than this (intersection over union),
 # or when the smaller lies almost wholly inside the larger: the highest score stands.
@@ -126,6 +128,7 @@ def faces_enabled(settings: Settings) -> bool:
 class FaceModels:
     detector: object
     level_detector: object  # the same detector, scanning only the image it is given
+    overlap: tuple[float, float]  # its test of two boxes being one face (see boxes_overlap)
     shape: object
     descriptor: FaceNet
 
@@ -144,6 +147,7 @@ def face_models() -> FaceModels:
     return FaceModels(
         detector=detector,
         level_detector=single_level(detector),
+        overlap=overlap_thresholds(detector),
         shape=dlib.shape_predictor(posixpath.join(folder, SHAPE_MODEL)),
         descriptor=FaceNet.of(read_bytes(posixpath.join(folder, DESCRIPTOR_MODEL))),
     )
@@ -192,8 +196,21 @@ def saved_form(detector) -> bytes:
 
 # How dlib serialises its HOG detector, up to the pyramid's depth: the object detector's
 # version, the scanner's version, its feature extractor and cached features (none), cell
-# size, padding and window width and height; then the most pyramid levels it scans.
+# size, padding and window width and height; then the most pyramid levels it scans, the
+# smallest level's width and height, a double (the training's regularisation), the feature
+# count, and its overlap test's two thresholds (doubles: mantissa and power of two).
 _DETECTOR_HEAD = (2, 1, 0, 0, 8, 0, 80, 80)
+
+
+def _depth_at(data: bytes) -> int:
+    """Where the saved HOG detector `data` holds its pyramid's depth."""
+    at, head = 0, []
+    for _ in range(len(_DETECTOR_HEAD)):
+        value, at = unpack_int(data, at)
+        head.append(value)
+    if tuple(head) != _DETECTOR_HEAD:
+        raise ValueError(f"not dlib's HOG detector as dlib 19-20 saves it: {head}")
+    return at
 
 
 def single_level(detector):
@@ -202,17 +219,26 @@ def single_level(detector):
     import dlib
 
     data = saved_form(detector)
-    at, head = 0, []
-    for _ in range(len(_DETECTOR_HEAD)):
-        value, at = unpack_int(data, at)
-        head.append(value)
-    if tuple(head) != _DETECTOR_HEAD:
-        raise ValueError(f"not dlib's HOG detector as dlib 19-20 saves it: {head}")
+    at = _depth_at(data)
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "detector.svm")
         with open(path, "wb") as f:
             f.write(data[:at] + pack_int(1) + data[unpack_int(data, at)[1] :])
         return dlib.fhog_object_detector(path)
+
+
+def overlap_thresholds(detector) -> tuple[float, float]:
+    """The two thresholds of `detector`'s test of two boxes being one (see boxes_overlap)."""
+    data = saved_form(detector)
+    at = _depth_at(data)
+    for _ in range(6):  # depth, smallest width and height, a double, the feature count
+        at = unpack_int(data, at)[1]
+    values = []
+    for _ in range(2):
+        mantissa, at = unpack_int(data, at)
+        exponent, at = unpack_int(data, at)
+        values.append(math.ldexp(mantissa, exponent))
+    return values[0], values[1]
 
 
 # ------------------------------------------------------------------------ detect and embed
@@ -247,20 +273,13 @@ def hog_faces(image: np.ndarray, models: FaceModels, enlarged: bool = False) -> 
     level on searched whole, the finer levels only around proposals (see FINE_LEVELS). An
     enlarged image is searched whole: its finest levels are interpolated, proposals there
     are weaker (bibs-dev at its own size, enlarged about 2x: 65 of the 94 faces found)."""
-    import dlib
-
     if enlarged:
         return [_box_of(rect) for rect in models.detector(image, 0)]
-    pyramid = dlib.pyramid_down(PYRAMID_RATE)
-    levels = [image]
-    for _ in range(FINE_LEVELS):
-        levels.append(pyramid(levels[-1]))
-    rects, scores, _ = models.detector.run(levels[-1], 0, PROPOSAL_THRESHOLD)
+    levels = pyramid(image)
     # A proposal this small may be a finer face seen in too large a window.
     finer_below = 1.3 * HOG_WINDOW_PX * (PYRAMID_RATE / (PYRAMID_RATE - 1)) ** FINE_LEVELS
     found, searched = [], []
-    for rect, score in zip(rects, scores, strict=True):
-        box = _box_of(pyramid.rect_up(rect, FINE_LEVELS))
+    for score, box in _coarse_search(levels, models):
         if score >= 0:
             found.append((score, box))
         region = _grown(box, PROPOSAL_MARGIN, image)
@@ -270,6 +289,40 @@ def hog_faces(image: np.ndarray, models: FaceModels, enlarged: bool = False) -> 
     return _one_per_face(found)
 
 
+def pyramid(image: np.ndarray) -> list[np.ndarray]:
+    """`image` and the levels of HOG's pyramid below it, each in the size dlib's
+    pyramid_down<6> gives (5/6 of the one above, rounded down) while it is at least
+    MIN_LEVEL_PX, made by OpenCV's bilinear resize (dlib's own costs 3 times as much)."""
+    levels = [image]
+    while True:
+        height, width = ((PYRAMID_RATE - 1) * n // PYRAMID_RATE for n in levels[-1].shape[:2])
+        if min(height, width) < MIN_LEVEL_PX:
+            return levels
+        levels.append(cv2.resize(levels[-1], (width, height), interpolation=cv2.INTER_LINEAR))
+
+
+def _coarse_search(levels: Sequence[np.ndarray], models: FaceModels) -> list[tuple[float, Box]]:
+    """(score, box in the finest level's pixels) of what HOG finds at least a little
+    face-like (PROPOSAL_THRESHOLD) in the pyramid's `levels` from FINE_LEVELS on, each level
+    scanned whole, then of overlapping boxes the best only, as dlib's detector keeps them
+    (highest score first, its own overlap test), best first."""
+    import dlib
+
+    pyramid_down = dlib.pyramid_down(PYRAMID_RATE)
+    found = []
+    for level in range(FINE_LEVELS, len(levels)):
+        rects, scores, _ = models.level_detector.run(levels[level], 0, PROPOSAL_THRESHOLD)
+        found += [
+            (score, _box_of(pyramid_down.rect_up(rect, level)))
+            for rect, score in zip(rects, scores, strict=True)
+        ]
+    kept: list[tuple[float, Box]] = []
+    for score, box in sorted(found, key=lambda f: -f[0]):
+        if not any(boxes_overlap(box, k, models.overlap) for _, k in kept):
+            kept.append((score, box))
+    return kept
+
+
 def _finer_faces(
     levels: Sequence[np.ndarray], region: Box, level_detector
 ) -> list[tuple[float, Box]]:
@@ -277,18 +330,36 @@ def _finer_faces(
     of the pyramid's `levels`, each searched alone on its own pixels."""
     import dlib
 
-    pyramid = dlib.pyramid_down(PYRAMID_RATE)
+    pyramid_down = dlib.pyramid_down(PYRAMID_RATE)
     found = []
     for level, pixels in enumerate(levels):
-        left, top, right, bottom = _box_of(pyramid.rect_down(dlib.rectangle(*region), level))
+        left, top, right, bottom = _box_of(pyramid_down.rect_down(dlib.rectangle(*region), level))
         x0, y0, x1, y1 = _clipped((left, top, right + 1, bottom + 1), pixels)
         crop = np.ascontiguousarray(pixels[y0:y1, x0:x1])
         rects, scores, _ = level_detector.run(crop, 0, 0.0)
         found += [
-            (score, _box_of(pyramid.rect_up(dlib.translate_rect(rect, dlib.point(x0, y0)), level)))
+            (
+                score,
+                _box_of(pyramid_down.rect_up(dlib.translate_rect(rect, dlib.point(x0, y0)), level)),
+            )
             for rect, score in zip(rects, scores, strict=True)
         ]
     return found
+
+
+def boxes_overlap(a: Box, b: Box, thresholds: tuple[float, float]) -> bool:
+    """dlib's test_box_overlap on inclusive boxes: the intersection over the box spanning
+    both above the first threshold, or over either box above the second."""
+    match, covered = thresholds
+    inner = _inclusive_area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
+    if inner == 0:
+        return False
+    outer = _inclusive_area((min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])))
+    return inner > match * outer or inner > covered * min(_inclusive_area(a), _inclusive_area(b))
+
+
+def _inclusive_area(box: Box) -> int:
+    return max(0, box[2] - box[0] + 1) * max(0, box[3] - box[1] + 1)
 
 
 def _one_per_face(found: list[tuple[float, Box]]) -> list[Box]:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 # Bump when the analysis changes what it would store, so old facts are recomputed.
-ANALYSIS_VERSION = 22
+ANALYSIS_VERSION = 23
 
 
 @dataclass(frozen=True)
