@@ -26,7 +26,7 @@ import math
 import os
 import posixpath
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import apache_beam as beam
@@ -60,18 +60,25 @@ MIN_FACE_FRACTION = 0.04
 # are two thirds of the work. So the pyramid from its fourth level on is searched whole, and
 # the finer levels only around what that search finds at least a little face-like (score
 # PROPOSAL_THRESHOLD, under the detector's 0): a face of 80 to 138 px still scores so in a
-# window up to three levels too large. Around a proposal each finer level is searched on its
-# own pixels, the very ones the whole pyramid scans (a crop's own pyramid would resample
-# them). Chosen on bibs-dev at 12 MP among 2 to 4 levels searched finer and thresholds from
-# -0.6 to -1.8 (`faces-eval --bibs`): 109 of the 110 faces dlib's whole pyramid finds. The
-# levels are made by OpenCV's bilinear resize in dlib's sizes, each scanned alone (the same
-# 109; dlib's own resampling cost 3 times as much, its area average lost 5 proposals near
-# the threshold). Photos enlarged to be searched (under 2000 px) are searched whole by dlib
+# window up to three levels too large. Chosen on bibs-dev at 12 MP among 2 to 4 levels
+# searched finer and thresholds from -0.6 to -1.8 (`faces-eval --bibs`). Of the coarser
+# levels, SPARSE_LEVELS (the 5th and 7th: faces of 166 to 199 px and 239 to 287) are
+# scanned only around what the levels on either side find a little face-like (one level
+# off, a face still scores so): a quarter of the coarser levels' work. A region is searched
+# on the level's own pixels, cut at a multiple of HOG's 8 px cell, so that its cells are
+# the very ones the whole level's scan sees (cut anywhere, scores move: 108 of the 110 faces
+# and 4 other boxes). The levels are made by OpenCV's bilinear resize in dlib's sizes, each
+# scanned alone (dlib's own resampling costs 3 times as much; an area average, which smooths
+# edges, lost 5 proposals near the threshold). bibs-dev at 12 MP: 109 of the 110 faces
+# dlib's whole pyramid finds and 1 other box, 86 of its 100 labelled faces (the whole
+# pyramid 85). Photos enlarged to be searched (under 2000 px) are searched whole by dlib
 # (see hog_faces).
 PYRAMID_RATE = 6  # dlib's pyramid_down<6>: each level 5/6 of the one above
 FINE_LEVELS = 3
+SPARSE_LEVELS = (4, 6)
 PROPOSAL_THRESHOLD = -1.2
 MIN_LEVEL_PX = 64  # dlib's detector scans no smaller level
+HOG_CELL_PX = 8
 PROPOSAL_MARGIN = 0.35  # the finer search spans this many box widths around a proposal
 # Two detections are one face when they overlap by more than this (intersection over union),
 # or when the smaller lies almost wholly inside the larger: the highest score stands.
@@ -270,23 +277,21 @@ def detect_faces(image: np.ndarray, models: FaceModels) -> list[Box]:
 
 def hog_faces(image: np.ndarray, models: FaceModels, enlarged: bool = False) -> list[Box]:
     """The faces dlib's HOG detector finds in `image`: its pyramid from the FINE_LEVELS-th
-    level on searched whole, the finer levels only around proposals (see FINE_LEVELS). An
-    enlarged image is searched whole: its finest levels are interpolated, proposals there
-    are weaker (bibs-dev at its own size, enlarged about 2x: 65 of the 94 faces found)."""
+    level on searched whole but for SPARSE_LEVELS, the finer levels only around proposals
+    (see FINE_LEVELS). An enlarged image is searched whole: its finest levels are
+    interpolated, proposals there are weaker (bibs-dev at its own size, enlarged about 2x:
+    65 of the 94 faces found)."""
     if enlarged:
         return [_box_of(rect) for rect in models.detector(image, 0)]
     levels = pyramid(image)
     # A proposal this small may be a finer face seen in too large a window.
     finer_below = 1.3 * HOG_WINDOW_PX * (PYRAMID_RATE / (PYRAMID_RATE - 1)) ** FINE_LEVELS
-    found, searched = [], []
-    for score, box in _coarse_search(levels, models):
-        if score >= 0:
-            found.append((score, box))
-        region = _grown(box, PROPOSAL_MARGIN, image)
-        if box[2] - box[0] < finer_below and not any(_inside(region, r) for r in searched):
-            searched.append(region)
-            found += _finer_faces(levels[:FINE_LEVELS], region, models.level_detector)
-    return _one_per_face(found)
+    proposals = _coarse_search(levels, models)
+    found = [(score, box) for score, box in proposals if score >= 0]
+    for region in _regions([box for _, box in proposals if box[2] - box[0] < finer_below], image):
+        for level in range(FINE_LEVELS):
+            found += _level_faces(levels[level], level, region, models.level_detector, 0.0)
+    return [box for _, box in _one_per_face(found, _same_face)]
 
 
 def pyramid(image: np.ndarray) -> list[np.ndarray]:
@@ -303,48 +308,61 @@ def pyramid(image: np.ndarray) -> list[np.ndarray]:
 
 def _coarse_search(levels: Sequence[np.ndarray], models: FaceModels) -> list[tuple[float, Box]]:
     """(score, box in the finest level's pixels) of what HOG finds at least a little
-    face-like (PROPOSAL_THRESHOLD) in the pyramid's `levels` from FINE_LEVELS on, each level
-    scanned whole, then of overlapping boxes the best only, as dlib's detector keeps them
-    (highest score first, its own overlap test), best first."""
-    import dlib
-
-    pyramid_down = dlib.pyramid_down(PYRAMID_RATE)
-    found = []
-    for level in range(FINE_LEVELS, len(levels)):
-        rects, scores, _ = models.level_detector.run(levels[level], 0, PROPOSAL_THRESHOLD)
-        found += [
-            (score, _box_of(pyramid_down.rect_up(rect, level)))
-            for rect, score in zip(rects, scores, strict=True)
+    face-like (PROPOSAL_THRESHOLD) in the pyramid's `levels` from FINE_LEVELS on: each level
+    scanned whole, but SPARSE_LEVELS only around what the levels on either side find; then
+    of overlapping boxes the best only, as dlib's detector keeps them (highest score first,
+    its own overlap test), best first."""
+    scanned = [lv for lv in range(FINE_LEVELS, len(levels)) if lv not in SPARSE_LEVELS]
+    found = {
+        level: _level_faces(levels[level], level, None, models.level_detector, PROPOSAL_THRESHOLD)
+        for level in scanned
+    }
+    for level in (lv for lv in SPARSE_LEVELS if lv < len(levels)):
+        near = [box for lv in (level - 1, level + 1) for _, box in found.get(lv, [])]
+        found[level] = [
+            face
+            for region in _regions(near, levels[0])
+            for face in _level_faces(
+                levels[level], level, region, models.level_detector, PROPOSAL_THRESHOLD
+            )
         ]
-    kept: list[tuple[float, Box]] = []
-    for score, box in sorted(found, key=lambda f: -f[0]):
-        if not any(boxes_overlap(box, k, models.overlap) for _, k in kept):
-            kept.append((score, box))
-    return kept
+    return _one_per_face(
+        [face for faces in found.values() for face in faces],
+        lambda a, b: boxes_overlap(a, b, models.overlap),
+    )
 
 
-def _finer_faces(
-    levels: Sequence[np.ndarray], region: Box, level_detector
+def _regions(proposals: Sequence[Box], image: np.ndarray) -> list[Box]:
+    """The regions of `image` searched around `proposals` (each PROPOSAL_MARGIN wider on
+    every side; one inside a region already searched is not searched again)."""
+    regions: list[Box] = []
+    for box in proposals:
+        region = _grown(box, PROPOSAL_MARGIN, image)
+        if not any(_inside(region, r) for r in regions):
+            regions.append(region)
+    return regions
+
+
+def _level_faces(
+    pixels: np.ndarray, level: int, region: Box | None, level_detector, threshold: float
 ) -> list[tuple[float, Box]]:
-    """(score, box in the finest level's pixels) of the faces HOG finds in a region of each
-    of the pyramid's `levels`, each searched alone on its own pixels."""
+    """(score, box in the finest level's pixels) of what HOG finds scoring `threshold` and
+    up in the pyramid's level `level` (its `pixels`), whole or within `region` (a box in
+    the finest level's pixels), scanned on its own pixels."""
     import dlib
 
     pyramid_down = dlib.pyramid_down(PYRAMID_RATE)
-    found = []
-    for level, pixels in enumerate(levels):
+    x0, y0 = 0, 0
+    if region is not None:
         left, top, right, bottom = _box_of(pyramid_down.rect_down(dlib.rectangle(*region), level))
         x0, y0, x1, y1 = _clipped((left, top, right + 1, bottom + 1), pixels)
-        crop = np.ascontiguousarray(pixels[y0:y1, x0:x1])
-        rects, scores, _ = level_detector.run(crop, 0, 0.0)
-        found += [
-            (
-                score,
-                _box_of(pyramid_down.rect_up(dlib.translate_rect(rect, dlib.point(x0, y0)), level)),
-            )
-            for rect, score in zip(rects, scores, strict=True)
-        ]
-    return found
+        x0, y0 = x0 - x0 % HOG_CELL_PX, y0 - y0 % HOG_CELL_PX
+        pixels = np.ascontiguousarray(pixels[y0:y1, x0:x1])
+    rects, scores, _ = level_detector.run(pixels, 0, threshold)
+    return [
+        (score, _box_of(pyramid_down.rect_up(dlib.translate_rect(rect, dlib.point(x0, y0)), level)))
+        for rect, score in zip(rects, scores, strict=True)
+    ]
 
 
 def boxes_overlap(a: Box, b: Box, thresholds: tuple[float, float]) -> bool:
@@ -362,12 +380,15 @@ def _inclusive_area(box: Box) -> int:
     return max(0, box[2] - box[0] + 1) * max(0, box[3] - box[1] + 1)
 
 
-def _one_per_face(found: list[tuple[float, Box]]) -> list[Box]:
-    """The best-scoring box of each face, as the detector's own search keeps it."""
-    kept: list[Box] = []
-    for _, box in sorted(found, key=lambda f: -f[0]):
-        if not any(_same_face(box, k) for k in kept):
-            kept.append(box)
+def _one_per_face(
+    found: list[tuple[float, Box]], same: Callable[[Box, Box], bool]
+) -> list[tuple[float, Box]]:
+    """The best-scoring box of each face, best first, as the detector's own search keeps
+    them: a box `same` as a better one is dropped."""
+    kept: list[tuple[float, Box]] = []
+    for score, box in sorted(found, key=lambda f: -f[0]):
+        if not any(same(box, k) for _, k in kept):
+            kept.append((score, box))
     return kept
 
 
