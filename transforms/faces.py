@@ -62,12 +62,13 @@ MIN_FACE_FRACTION = 0.04
 # PROPOSAL_THRESHOLD, under the detector's 0): a face of 80 to 138 px still scores so in a
 # window up to three levels too large. Chosen on bibs-dev at 12 MP among 2 to 4 levels
 # searched finer and thresholds from -0.6 to -1.8 (`faces-eval --bibs`). Of the coarser
-# levels, SPARSE_LEVELS (the 5th and 7th: faces of 166 to 199 px and 239 to 287) are
-# scanned only around what the levels on either side find a little face-like (one level
-# off, a face still scores so): a quarter of the coarser levels' work. A region is searched
-# on the level's own pixels, cut at a multiple of HOG's 8 px cell, so that its cells are
-# the very ones the whole level's scan sees (cut anywhere, scores move: 108 of the 110 faces
-# and 4 other boxes). The levels are made by OpenCV's bilinear resize in dlib's sizes, each
+# levels, SPARSE_LEVELS (the 5th, 7th, 9th and 11th: faces of 166 to 199 px, 239 to 287,
+# 344 to 413 and 495 to 594) are scanned only around what the levels on either side find a
+# little face-like (one level off, a face still scores so): a third of the coarser levels'
+# work, for the same faces (the 5th and 7th alone: the same too). A region is searched on
+# the level's own pixels, cut at a multiple of HOG's 8 px cell, so that its cells are the
+# very ones the whole level's scan sees (cut anywhere, scores move: 108 of the 110 faces and
+# 4 other boxes). The levels are made by OpenCV's bilinear resize in dlib's sizes, each
 # scanned alone (dlib's own resampling costs 3 times as much; an area average, which smooths
 # edges, lost 5 proposals near the threshold). bibs-dev at 12 MP: 109 of the 110 faces
 # dlib's whole pyramid finds and 1 other box, 86 of its 100 labelled faces (the whole
@@ -75,7 +76,7 @@ MIN_FACE_FRACTION = 0.04
 # (see hog_faces).
 PYRAMID_RATE = 6  # dlib's pyramid_down<6>: each level 5/6 of the one above
 FINE_LEVELS = 3
-SPARSE_LEVELS = (4, 6)
+SPARSE_LEVELS = (4, 6, 8, 10)
 PROPOSAL_THRESHOLD = -1.2
 MIN_LEVEL_PX = 64  # dlib's detector scans no smaller level
 HOG_CELL_PX = 8
