@@ -52,6 +52,11 @@ as the pipeline does it ("pipeline": transforms.faces.find_faces on the pipeline
 then transforms.photos.torso_bibs; the faces' cost is the faces stage's, not counted). The
 figures are printed before and after the torso pass, with the torso pass's own CPU time.
 
+--errors lists the images read wrongly and counts why each labelled bib was missed with the
+start list at the review threshold (miss_cause): nothing read, read only below the
+threshold (right, or a prefix letter read as one more digit before it, or another near miss
+the list corrected), digits missed, a digit misread, or another number read.
+
 Reliability: for the reads in each confidence bin, the share that is right, so that one can
 see whether the review threshold (0.75) separates right reads from wrong ones.
 """
@@ -322,6 +327,7 @@ def evaluate(
     opinions = Opinions() if args.tesseract_opinion else None
     faces = torso_faces(folder, args.torso) if args.torso in ("labelled", "hog") else None
     wall = cpu = torso_cpu = 0.0
+    causes: Counter[str] = Counter()  # why labelled bibs were missed (--errors)
     images = 0
     for name, truth in labels:
         image = cv2.imread(str(folder / name), cv2.IMREAD_COLOR)
@@ -350,7 +356,7 @@ def evaluate(
         for (with_omitted, listed), result in results.items():
             result.add(full if with_omitted else truth, matched if listed else reads)
         if args.errors:
-            report_errors(name, truth, reads, matched)
+            report_errors(name, truth, reads, matched, causes)
         if opinions is not None:
             opinions.add(image, full)
     size = f"{args.megapixels} MP JPEGs, " if args.megapixels else ""
@@ -372,6 +378,10 @@ def evaluate(
                 f"{stage}{truths}, with a start list of {len(start_list.bibs)} bibs "
                 "(labels + random)"
             )
+    if args.errors:
+        print(f"  missed bibs with the start list at {REVIEW_THRESHOLD}, by cause (as labelled)")
+        for cause in MISS_CAUSES:
+            print(f"    {causes[cause]:4d}  {cause}")
     if opinions is not None:
         opinions.print()
     if images:
@@ -409,10 +419,49 @@ def warm_up(
             return
 
 
+MISS_CAUSES = (
+    "nothing read",
+    "right read, below the threshold",
+    "prefix letter read as a digit, mapped below the threshold",
+    "prefix letter read as a digit, not mapped",
+    "other near miss, mapped below the threshold",
+    "digits missed",
+    "a digit misread",
+    "another number",
+)
+
+
+def miss_cause(bib: str, reads: list[BibRead], matched: list[BibRead]) -> str:
+    """Why a labelled bib was not read at the review threshold (one of MISS_CAUSES)."""
+    read = [r.bib for r in reads]
+    one_before = [b for b in read if len(b) == len(bib) + 1 and b.endswith(bib)]
+    if not read:
+        return MISS_CAUSES[0]
+    if bib in read:
+        return MISS_CAUSES[1]
+    if one_before:
+        return MISS_CAUSES[2 if bib in {r.bib for r in matched} else 3]
+    if bib in {r.bib for r in matched}:
+        return MISS_CAUSES[4]
+    if any(len(b) < len(bib) and b in bib for b in read):
+        return MISS_CAUSES[5]
+    if any(len(b) == len(bib) for b in read):
+        return MISS_CAUSES[6]
+    return MISS_CAUSES[7]
+
+
 def report_errors(
-    name: str, truth: Counter[str], reads: list[BibRead], matched: list[BibRead]
+    name: str,
+    truth: Counter[str],
+    reads: list[BibRead],
+    matched: list[BibRead],
+    causes: Counter[str],
 ) -> None:
-    if Counter(r.bib for r in matched if r.confidence >= REVIEW_THRESHOLD) != truth:
+    """Prints an image read wrongly; counts its missed bibs in causes by miss_cause."""
+    sure = Counter(r.bib for r in matched if r.confidence >= REVIEW_THRESHOLD)
+    for bib in (truth - sure).elements():
+        causes[miss_cause(bib, reads, matched)] += 1
+    if sure != truth:
         found = ", ".join(f"{r.bib}@{r.confidence:.2f}" for r in reads)
         listed = ", ".join(f"{r.bib}@{r.confidence:.2f}" for r in matched)
         print(f"  {name}: truth {sorted(truth.elements())}, read [{found}], listed [{listed}]")

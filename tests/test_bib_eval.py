@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 from bench.bib_eval import (
+    MISS_CAUSES,
     OMISSIONS,
     Opinions,
     Reliability,
     label_omissions,
+    miss_cause,
     resized,
     torso_faces,
 )
@@ -93,3 +95,30 @@ def test_resized__by_the_factor_shrunk_without_aliasing(
     assert out.shape == shape
     if factor < 1:
         assert np.all(np.abs(out.astype(int) - 128) <= 1)
+
+
+@pytest.mark.parametrize(
+    ("reads", "matched", "cause"),
+    [
+        ([], [], "nothing read"),
+        ([("0424", 0.6)], [("0424", 0.6)], "right read, below the threshold"),
+        (
+            [("80424", 0.96)],
+            [("0424", 0.67)],
+            "prefix letter read as a digit, mapped below the threshold",
+        ),
+        ([("80424", 0.96)], [], "prefix letter read as a digit, not mapped"),
+        ([("0425", 0.9)], [("0424", 0.63)], "other near miss, mapped below the threshold"),
+        ([("424", 0.98)], [], "digits missed"),
+        ([("0425", 0.9)], [], "a digit misread"),
+        ([("77", 0.9)], [], "another number"),
+    ],
+)
+def test_miss_cause__why_a_labelled_bib_was_not_read_surely(
+    reads: list[tuple[str, float]], matched: list[tuple[str, float]], cause: str
+) -> None:
+    def as_reads(pairs: list[tuple[str, float]]) -> list[BibRead]:
+        return [BibRead(bib, confidence, BOX) for bib, confidence in pairs]
+
+    assert miss_cause("0424", as_reads(reads), as_reads(matched)) == cause
+    assert cause in MISS_CAUSES
