@@ -92,6 +92,21 @@ def build_from_groups(
     return time_race(photos, cfg)
 
 
+def identify_athletes(
+    cfg: RaceConfig, known: frozenset[str], gallery: beam.PCollection | None
+) -> IdentifyAthletes:
+    """IdentifyAthletes as the race's course, start list (`known`) and the officials'
+    decisions set it, batch and live alike."""
+    settings = cfg.course.settings
+    return IdentifyAthletes(
+        known,
+        settings.review_threshold,
+        decisions_by_image(cfg.corrections),
+        gallery,
+        FaceRule(settings.face_threshold, settings.face_margin),
+    )
+
+
 def time_race(photos: beam.PCollection, cfg: RaceConfig) -> beam.PCollection:
     """Photos with facts -> the race's results, written; returns the paths written."""
     course, settings = cfg.course, cfg.course.settings
@@ -113,14 +128,7 @@ def time_race(photos: beam.PCollection, cfg: RaceConfig) -> beam.PCollection:
     identified = (
         (deduped, placed.rejected)
         | "AllPhotos" >> beam.Flatten()
-        | "IdentifyAthletes"
-        >> IdentifyAthletes(
-            known,
-            settings.review_threshold,
-            decisions_by_image(cfg.corrections),
-            gallery,
-            FaceRule(settings.face_threshold, settings.face_margin),
-        )
+        | "IdentifyAthletes" >> identify_athletes(cfg, known, gallery)
     )
     checked = (
         identified.sightings

@@ -38,12 +38,11 @@ from apache_beam.io import fileio
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.transforms import trigger, window
 
+from pipeline.graph import identify_athletes
 from pipeline.options import RaceConfig, RacelensOptions
 from pipeline.retime import identify_all, results_of
-from transforms.corrections import decisions_by_image
 from transforms.exif import ParseExif
 from transforms.faces import BuildGallery, faces_enabled, reference_photos
-from transforms.identify import FaceRule, IdentifyAthletes
 from transforms.passages import (
     TOO_LATE,
     MarkTooLate,
@@ -120,13 +119,7 @@ class TimeLive(beam.PTransform):
             if faces_enabled(settings)
             else None
         )
-        identified = judged.on_time | "IdentifyAthletes" >> IdentifyAthletes(
-            known,
-            settings.review_threshold,
-            decisions_by_image(cfg.corrections),
-            gallery,
-            FaceRule(settings.face_threshold, settings.face_margin),
-        )
+        identified = judged.on_time | "IdentifyAthletes" >> identify_athletes(cfg, known, gallery)
         panes = (
             identified.sightings
             | "VisitsPerStation"
