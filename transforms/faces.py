@@ -62,10 +62,13 @@ MIN_FACE_FRACTION = 0.04
 # PROPOSAL_THRESHOLD, under the detector's 0): a face of 80 to 138 px still scores so in a
 # window up to three levels too large. Chosen on bibs-dev at 12 MP among 2 to 4 levels
 # searched finer and thresholds from -0.6 to -1.8 (`faces-eval --bibs`). Of the coarser
-# levels, SPARSE_LEVELS (the 5th, 7th, 9th and 11th: faces of 166 to 199 px, 239 to 287,
-# 344 to 413 and 495 to 594) are scanned only around what the levels on either side find a
-# little face-like (one level off, a face still scores so): a third of the coarser levels'
-# work, for the same faces (the 5th and 7th alone: the same too). A region is searched on
+# levels, only WHOLE_LEVELS (the 4th, 6th and 8th, then every third: faces of 138 to 166 px,
+# 199 to 239, 287 to 344, 594 to 713, ...) are scanned whole; each level between only
+# around what the nearest whole levels on either side find a little face-like (one level
+# off, a face still scores so, and each such level has a whole one next to it): the same
+# faces for 0.56 of the coarser levels' pixels (every other level whole, session 6: 0.61,
+# 7 CPU ms more a 4:3 12 MP photo; every third level from the 4th on: 0.46, but 4 boxes of
+# bibs-dev at 12 MP move; whole levels 3, 5, 8, 11, ...: 2 faces lost). A region is searched on
 # the level's own pixels, cut at a multiple of HOG's 8 px cell, so that its cells are the
 # very ones the whole level's scan sees (cut anywhere, scores move: 108 of the 110 faces and
 # 4 other boxes). The levels are made by OpenCV's bilinear resize in dlib's sizes, each
@@ -76,7 +79,7 @@ MIN_FACE_FRACTION = 0.04
 # (see hog_faces).
 PYRAMID_RATE = 6  # dlib's pyramid_down<6>: each level 5/6 of the one above
 FINE_LEVELS = 3
-SPARSE_LEVELS = (4, 6, 8, 10)
+WHOLE_LEVELS = (3, 5, 7, 10, 13, 16)  # and the levels below the last, around its finds
 PROPOSAL_THRESHOLD = -1.2
 MIN_LEVEL_PX = 64  # dlib's detector scans no smaller level
 HOG_CELL_PX = 8
@@ -278,7 +281,8 @@ def detect_faces(image: np.ndarray, models: FaceModels) -> list[Box]:
 
 def hog_faces(image: np.ndarray, models: FaceModels, enlarged: bool = False) -> list[Box]:
     """The faces dlib's HOG detector finds in `image`: its pyramid from the FINE_LEVELS-th
-    level on searched whole but for SPARSE_LEVELS, the finer levels only around proposals
+    level on searched (WHOLE_LEVELS whole, the rest around what those find), the finer
+    levels only around proposals
     (see FINE_LEVELS). An enlarged image is searched whole: its finest levels are
     interpolated, proposals there are weaker (bibs-dev at its own size, enlarged about 2x:
     65 of the 94 faces found)."""
@@ -309,17 +313,17 @@ def pyramid(image: np.ndarray) -> list[np.ndarray]:
 
 def _coarse_search(levels: Sequence[np.ndarray], models: FaceModels) -> list[tuple[float, Box]]:
     """(score, box in the finest level's pixels) of what HOG finds at least a little
-    face-like (PROPOSAL_THRESHOLD) in the pyramid's `levels` from FINE_LEVELS on: each level
-    scanned whole, but SPARSE_LEVELS only around what the levels on either side find; then
-    of overlapping boxes the best only, as dlib's detector keeps them (highest score first,
-    its own overlap test), best first."""
-    scanned = [lv for lv in range(FINE_LEVELS, len(levels)) if lv not in SPARSE_LEVELS]
+    face-like (PROPOSAL_THRESHOLD) in the pyramid's `levels` from FINE_LEVELS on: WHOLE_LEVELS
+    scanned whole, every other level only around what the nearest of those on either side
+    find; then of overlapping boxes the best only, as dlib's detector keeps them (highest
+    score first, its own overlap test), best first."""
+    whole = [lv for lv in WHOLE_LEVELS if lv < len(levels)]
     found = {
         level: _level_faces(levels[level], level, None, models.level_detector, PROPOSAL_THRESHOLD)
-        for level in scanned
+        for level in whole
     }
-    for level in (lv for lv in SPARSE_LEVELS if lv < len(levels)):
-        near = [box for lv in (level - 1, level + 1) for _, box in found.get(lv, [])]
+    for level in (lv for lv in range(FINE_LEVELS, len(levels)) if lv not in whole):
+        near = [box for lv in nearest_whole(level, whole) for _, box in found[lv]]
         found[level] = [
             face
             for region in _regions(near, levels[0])
@@ -331,6 +335,13 @@ def _coarse_search(levels: Sequence[np.ndarray], models: FaceModels) -> list[tup
         [face for faces in found.values() for face in faces],
         lambda a, b: boxes_overlap(a, b, models.overlap),
     )
+
+
+def nearest_whole(level: int, whole: Sequence[int]) -> tuple[int, ...]:
+    """The levels of `whole` (ascending) nearest `level` below and above it, where any."""
+    below = [lv for lv in whole if lv < level][-1:]
+    above = [lv for lv in whole if lv > level][:1]
+    return (*below, *above)
 
 
 def _regions(proposals: Sequence[Box], image: np.ndarray) -> list[Box]:
