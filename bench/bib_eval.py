@@ -17,6 +17,7 @@ distractors, as a race lists far more runners than its photos show: numbers draw
     python bench/bib_eval.py --demo 60                    # a synthetic race of 60 athletes
     python bench/bib_eval.py --tesseract-opinion          # does tesseract agree with PP-OCR?
     python bench/bib_eval.py --torso labelled             # + the torso below each labelled face
+    python bench/bib_eval.py --reads reads.tsv            # + every photo's reads, to diff
 
 RACELENS_DATA defaults to /work/shared/data; RACELENS_OCR_ENGINE picks the engine (ppocr,
 tesserocr, pytesseract). --megapixels enlarges each photo to that size, encodes it as a JPEG
@@ -56,6 +57,10 @@ figures are printed before and after the torso pass, with the torso pass's own C
 start list at the review threshold (miss_cause): nothing read, read only below the
 threshold (right, or a prefix letter read as one more digit before it, or another near miss
 the list corrected), digits missed, a digit misread, or another number read.
+
+--reads writes every photo's final reads (bib, confidence, box, unprefixed) to a file, one
+photo a line in label order: two versions of the reader read alike where the files are equal
+(`diff`), a stricter proof than equal figures that a change (for speed, say) lost nothing.
 
 Reliability: for the reads in each confidence bin, the share that is right, so that one can
 see whether the review threshold (0.75) separates right reads from wrong ones.
@@ -328,6 +333,7 @@ def evaluate(
     faces = torso_faces(folder, args.torso) if args.torso in ("labelled", "hog") else None
     wall = cpu = torso_cpu = 0.0
     causes: Counter[str] = Counter()  # why labelled bibs were missed (--errors)
+    dump = [] if args.reads else None
     images = 0
     for name, truth in labels:
         image = cv2.imread(str(folder / name), cv2.IMREAD_COLOR)
@@ -357,8 +363,12 @@ def evaluate(
             result.add(full if with_omitted else truth, matched if listed else reads)
         if args.errors:
             report_errors(name, truth, reads, matched, causes)
+        if dump is not None:
+            dump.append(reads_line(name, reads))
         if opinions is not None:
             opinions.add(image, full)
+    if dump is not None:
+        args.reads.write_text("".join(f"{line}\n" for line in dump))
     size = f"{args.megapixels} MP JPEGs, " if args.megapixels else ""
     size += f"scaled by {args.scale}, " if args.scale else ""
     print(
@@ -389,6 +399,19 @@ def evaluate(
     if images and args.torso:
         faces_cost = ", HOG's faces included" if args.torso == "hog" else ""
         print(f"  torso pass: {1000 * torso_cpu / images:.0f} ms CPU per image{faces_cost}")
+
+
+def reads_line(name: str, reads: list[BibRead]) -> str:
+    """A photo's reads as one line of text (--reads): name, then each read, best first."""
+    return "\t".join(
+        [
+            name,
+            *(
+                f"{r.bib} {r.confidence:.6f} {' '.join(map(str, r.box))} {r.unprefixed:.6f}"
+                for r in reads
+            ),
+        ]
+    )
 
 
 def torso_faces(folder: Path, source: str) -> Callable[[str, np.ndarray], list[Box]]:
@@ -543,6 +566,12 @@ def main() -> None:
         "--scale",
         type=float,
         help="read each photo resized by this factor (see the docstring)",
+    )
+    parser.add_argument(
+        "--reads",
+        type=Path,
+        metavar="FILE",
+        help="write every photo's reads to FILE, one photo a line (to diff two versions)",
     )
     args = parser.parse_args()
     if args.scale is not None and (args.scale <= 0 or args.megapixels or args.torso):

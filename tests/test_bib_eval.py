@@ -16,6 +16,7 @@ from bench.bib_eval import (
     Reliability,
     label_omissions,
     miss_cause,
+    reads_line,
     resized,
     torso_faces,
 )
@@ -122,3 +123,11 @@ def test_miss_cause__why_a_labelled_bib_was_not_read_surely(
 
     assert miss_cause("0424", as_reads(reads), as_reads(matched)) == cause
     assert cause in MISS_CAUSES
+
+
+def test_reads_line__name_then_each_read_with_its_box() -> None:
+    reads = [BibRead("1234", 0.9876543, (1, 2, 30, 40), 0.5), BibRead("56", 0.25, BOX)]
+    assert reads_line("a.jpg", reads) == (
+        "a.jpg\t1234 0.987654 1 2 30 40 0.500000\t56 0.250000 0 0 10 10 0.000000"
+    )
+    assert reads_line("b.jpg", []) == "b.jpg"
