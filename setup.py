@@ -34,6 +34,8 @@ setup(
         # PP-OCR (detection + recognition) through onnxruntime; the models ship in the wheel.
         # onnxruntime also runs dlib's face ResNet (transforms/face_net.py).
         "rapidocr-onnxruntime>=1.3",
+        # Folds PP-OCR's recogniser into fewer ops when it loads (transforms/ppocr_model.py).
+        "onnx>=1.15",
     ],
     extras_require={
         "dev": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6", "selenium>=4.20"],

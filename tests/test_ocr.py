@@ -511,6 +511,19 @@ def test_percentiles__as_numpy_percentile(values: np.ndarray, quantiles: list[fl
     assert ocr._percentiles(values, tuple(quantiles)) == expected
 
 
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.floats(0.2, 0.8))
+def test_digit_components__labels_as_opencvs_default_labelling(seed: int, ink: float) -> None:
+    # Pixel noise: labelling algorithms that number components otherwise differ on it.
+    binary = (np.random.default_rng(seed).random((200, 300)) < ink).astype(np.uint8) * 255
+    _, expected, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+
+    labels, rows = ocr._digit_components(binary)
+
+    assert np.array_equal(labels, expected)
+    assert np.array_equal(rows[:, :4], stats[rows[:, 4].astype(int), :4])
+
+
 def _tilted_line(angle: float, height: int = 20) -> tuple[np.ndarray, ocr._Line]:
     """Four dark digit-sized blocks on white along a line tilted by angle (degrees, y down)."""
     image = np.full((200, 300), 230, np.uint8)
