@@ -27,11 +27,35 @@ def test_describe__dlibs_descriptor_of_the_same_chip(seed: int) -> None:
     dlib_net = dlib.face_recognition_model_v1(posixpath.join(models_dir(), DESCRIPTOR_MODEL))
     image = chip(seed)
 
-    ours = face_models().descriptor.describe(image)
+    [ours] = face_models().descriptor.describe([image])
 
     theirs = np.asarray(dlib_net.compute_face_descriptor(image))
     assert ours.shape == (128,)
     assert np.abs(ours - theirs).max() < 1e-5
+
+
+@needs_models
+def test_describe__a_batch_gives_each_chips_own_descriptor() -> None:
+    net = face_models().descriptor
+    chips = [chip(1), chip(2), chip(3)]
+
+    together = net.describe(chips)
+
+    alone = np.concatenate([net.describe([c]) for c in chips])
+    assert together.shape == (3, 128)
+    assert np.abs(together - alone).max() < 1e-6
+    assert np.abs(together[0] - together[1]).max() > 0.01  # three faces, not one three times
+
+
+@needs_models
+def test_describe__grey_chip_is_its_three_channels() -> None:
+    net = face_models().descriptor
+    grey = chip(4)[:, :, 0]
+
+    [ours] = net.describe([grey])
+
+    [rgb] = net.describe([np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))])
+    assert np.abs(ours - rgb).max() < 1e-6
 
 
 def test_of__bytes_of_another_file_is_a_value_error() -> None:
@@ -42,4 +66,4 @@ def test_of__bytes_of_another_file_is_a_value_error() -> None:
 @needs_models
 def test_describe__chip_of_another_size_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="150x150x3"):
-        face_models().descriptor.describe(np.zeros((CHIP_SIZE, CHIP_SIZE), np.uint8))
+        face_models().descriptor.describe([np.zeros((CHIP_SIZE, CHIP_SIZE - 1), np.uint8)])

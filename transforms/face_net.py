@@ -117,12 +117,20 @@ class FaceNet:
         stem, linear = _conv(*pairs[0], 7, 2), layers[-1][1].reshape(256, 128)
         return FaceNet(stem, blocks, linear, _session(onnx_model(stem, blocks, linear)))
 
-    def describe(self, chip: np.ndarray) -> np.ndarray:
-        """The 128-d descriptor of an aligned 150 x 150 RGB face chip (uint8)."""
-        if chip.shape != (CHIP_SIZE, CHIP_SIZE, 3):
-            raise ValueError(f"a face chip is {CHIP_SIZE}x{CHIP_SIZE}x3, not {chip.shape}")
-        x = (chip.transpose(2, 0, 1).astype(np.float32) - CHANNEL_MEANS[:, None, None]) / 256
-        return self.session.run(None, {_INPUT: x[None]})[0][0]
+    def describe(self, chips: Sequence[np.ndarray]) -> np.ndarray:
+        """The 128-d descriptors, (faces, 128), of aligned 150 x 150 face chips (uint8, RGB,
+        or grey: a grey chip is its three channels), run as one batch (a photo's faces
+        together cost 0.8 of them one by one from two faces on, the same numbers)."""
+        for chip in chips:
+            if chip.shape not in ((CHIP_SIZE, CHIP_SIZE, 3), (CHIP_SIZE, CHIP_SIZE)):
+                raise ValueError(
+                    f"a face chip is {CHIP_SIZE}x{CHIP_SIZE}x3 or grey, not {chip.shape}"
+                )
+        x = np.empty((len(chips), 3, CHIP_SIZE, CHIP_SIZE), np.float32)
+        for i, chip in enumerate(chips):
+            channels = chip.transpose(2, 0, 1) if chip.ndim == 3 else chip[None]
+            x[i] = (channels - CHANNEL_MEANS[:, None, None]) / 256
+        return self.session.run(None, {_INPUT: x})[0]
 
 
 def _session(model: bytes) -> onnxruntime.InferenceSession:
@@ -139,6 +147,7 @@ def _session(model: bytes) -> onnxruntime.InferenceSession:
 # ------------------------------------------------------------------- the network as ONNX
 
 _INPUT = "chip"
+_BATCH = "faces"  # the batch axis, of any length
 _OPSET = 17
 _IR_VERSION = 8
 _FLOAT, _INT64 = 1, 7  # ONNX's TensorProto data types
@@ -169,8 +178,8 @@ def onnx_model(stem: Conv, blocks: Sequence[tuple[Conv, Conv]], linear: np.ndarr
         *[(1, n) for n in graph.nodes],
         (2, "dlib_face_recognition_resnet_model_v1"),
         *[(5, t) for t in graph.constants],
-        (11, _value_info(_INPUT, (1, 3, CHIP_SIZE, CHIP_SIZE))),
-        (12, _value_info(x, (1, 128))),
+        (11, _value_info(_INPUT, (_BATCH, 3, CHIP_SIZE, CHIP_SIZE))),
+        (12, _value_info(x, (_BATCH, 128))),
     )
     return _message((1, _IR_VERSION), (8, _message((1, ""), (2, _OPSET))), (7, body))
 
@@ -228,8 +237,9 @@ class _Graph:
         return self.node("Pad", [x, self.constant(np.array([0] * 4 + [0] + ends, np.int64))])
 
 
-def _value_info(name: str, shape: Sequence[int]) -> bytes:
-    dims = b"".join(_field(1, _message((1, d))) for d in shape)
+def _value_info(name: str, shape: Sequence[int | str]) -> bytes:
+    """A tensor's name and shape, each axis a length or a name (any length)."""
+    dims = b"".join(_field(1, _message((1 if isinstance(d, int) else 2, d))) for d in shape)
     tensor_type = _message((1, _FLOAT), (2, dims))
     return _message((1, name), (2, _message((1, tensor_type))))
 

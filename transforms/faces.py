@@ -447,30 +447,40 @@ def detect_portrait_face(image: np.ndarray, models: FaceModels) -> list[Box]:
 
 
 def embed_face(image: np.ndarray, box: Box, models: FaceModels) -> np.ndarray:
-    """The 128-d descriptor of the face in `box`, aligned by its 5 landmarks.
+    """The 128-d descriptor of the face in `box` (see embed_faces)."""
+    return embed_faces(image, [box], models)[0]
 
-    Only a region around the face is cut out (and made 3-channel, as dlib's ResNet wants),
-    so a grey 12 MP photo is never converted whole.
-    """
+
+def embed_faces(image: np.ndarray, boxes: Sequence[Box], models: FaceModels) -> np.ndarray:
+    """The 128-d descriptors, (faces, 128), of the faces in `boxes`, each aligned by its 5
+    landmarks, described in one batch."""
+    if not boxes:
+        return np.zeros((0, 128), np.float32)
+    chips = [face_chip(image, box, models) for box in boxes]
+    return models.descriptor.describe(chips).astype(np.float32)
+
+
+def face_chip(image: np.ndarray, box: Box, models: FaceModels) -> np.ndarray:
+    """The face in `box` aligned by its 5 landmarks as dlib's ResNet takes it, grey or RGB
+    as `image` is. Only a region around the face is cut out. A grey chip is the RGB one
+    of the grey image, channel for channel (dlib's landmarks read a pixel's mean), at 0.6
+    of its CPU with the conversion (faces-dev: the same descriptors)."""
     import dlib
 
     x0, y0, x1, y1 = box
     pad = max(x1 - x0, y1 - y0) // 2
     rx0, ry0 = max(0, x0 - pad), max(0, y0 - pad)
-    region = image[ry0 : y1 + pad, rx0 : x1 + pad]
-    if region.ndim == 2:
-        region = cv2.cvtColor(region, cv2.COLOR_GRAY2RGB)
-    region = np.ascontiguousarray(region)
+    region = np.ascontiguousarray(image[ry0 : y1 + pad, rx0 : x1 + pad])
     rect = dlib.rectangle(x0 - rx0, y0 - ry0, x1 - rx0, y1 - ry0)
-    chip = dlib.get_face_chip(region, models.shape(region, rect), CHIP_SIZE, CHIP_PADDING)
-    return models.descriptor.describe(chip).astype(np.float32)
+    return dlib.get_face_chip(region, models.shape(region, rect), CHIP_SIZE, CHIP_PADDING)
 
 
 def find_faces(image: np.ndarray, factor: int, models: FaceModels) -> tuple[FaceSeen, ...]:
     """Every identifiable face of a photo decoded at 1/`factor`, boxes in full-size pixels."""
+    boxes = detect_faces(image, models)
     return tuple(
-        face_seen(tuple(v * factor for v in box), embed_face(image, box, models))
-        for box in detect_faces(image, models)
+        face_seen(tuple(v * factor for v in box), embedding)
+        for box, embedding in zip(boxes, embed_faces(image, boxes, models), strict=True)
     )
 
 
