@@ -10,6 +10,11 @@ a worker, which does, every image array would then be mapped and zeroed afresh: 
 per 12 MP photo (5x the page faults), so the workers keep glibc's threshold and are only
 held to two arenas (the heaps glibc gives threads that allocate at once; each keeps what
 is freed in it). README, Performance, has the figures at 1,000 and 10,000 photos.
+
+Beam's SDK worker (each worker process, and an in-process run's own) keeps the processor
+of each fused stage for its next bundle, and with it the stream that carried the stage's
+last output: a buffer of up to twice the collection's encoded size (one bundle is half a
+collection), for every stage, for the rest of the run. `release_sent_outputs` lets it go.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import ctypes
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from apache_beam.runners.worker import bundle_processor
 
 # mallopt's parameter numbers, from glibc's malloc.h. glibc raises the trim threshold (free
 # memory at the heap's top kept, not given back) to twice the mmap threshold with it.
@@ -69,3 +76,26 @@ def launching_workers() -> Iterator[None]:
             os.environ.pop(name, None)
         if mapped:
             _set_thresholds(HEAP_BELOW, 2 * HEAP_BELOW)
+
+
+def release_sent_outputs() -> None:
+    """Has Beam's SDK worker, in this process and those it forks, drop each output stream
+    of a bundle once the bundle's output is sent (`DataOutputOperation.finish`): the next
+    bundle of the stage gets a stream of its own (`set_output_stream`), so nothing reads
+    the old one again. Idempotent."""
+    operation = bundle_processor.DataOutputOperation
+    if getattr(operation.finish, "releases_output", False):
+        return
+    finish = operation.finish
+
+    def finish_and_release(self: bundle_processor.DataOutputOperation) -> None:
+        finish(self)
+        self.output_stream = None
+
+    finish_and_release.releases_output = True
+    operation.finish = finish_and_release
+
+
+# At import: the launcher imports this module before it forks its zygote (pipeline/workers.py),
+# so every worker forked from it, and the worker inside an in-process run, has it.
+release_sent_outputs()

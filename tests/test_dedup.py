@@ -7,6 +7,7 @@ from dataclasses import replace
 import apache_beam as beam
 import imagehash
 import numpy as np
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given
@@ -58,6 +59,18 @@ def test_hash_distance__counts_differing_bits_of_real_phashes() -> None:
     assert hash_distance(same, same) == 0
     assert hash_distance(HASH, HASH_2_BITS) == 2
     assert hash_distance(same, other) > BITS
+
+
+@PROPERTY
+@given(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1))
+def test_hash_distance__is_imagehash_s_own(a: int, b: int) -> None:
+    ha, hb = f"{a:016x}", f"{b:016x}"
+    assert hash_distance(ha, hb) == imagehash.hex_to_hash(ha) - imagehash.hex_to_hash(hb)
+
+
+def test_hash_distance__hashes_of_different_sizes_raise() -> None:
+    with pytest.raises(ValueError, match="different sizes"):
+        hash_distance(HASH, HASH + "00")
 
 
 def test_mark_exact_duplicates__keeps_the_first_by_path() -> None:

@@ -7,10 +7,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import apache_beam as beam
 import pytest
+from apache_beam.coders import coders
 from apache_beam.options.pipeline_options import PipelineOptions, WorkerOptions
+from apache_beam.runners import common
+from apache_beam.runners.worker import bundle_processor, data_plane, statesampler
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.counters import CounterFactory
+from apache_beam.utils.windowed_value import WindowedValue
 
 from pipeline.graph import WORKER_LOG_LEVEL, WORKER_LOG_LEVELS, quiet_workers
+from pipeline.memory import release_sent_outputs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,3 +89,42 @@ def test_launching_workers__maps_large_blocks_and_sets_worker_arenas_only_meanwh
         pytest.skip("malloc is not glibc's (2.33 or later): nothing to check")
     assert probe.returncode == 0, probe.stderr
     assert json.loads(probe.stdout) == [False, True, False, "2", None]
+
+
+def _output_operation() -> bundle_processor.DataOutputOperation:
+    counters = CounterFactory()
+    return bundle_processor.DataOutputOperation(
+        common.NameContext("Out"),
+        "Out",
+        {},
+        counters,
+        statesampler.StateSampler("test", counters),
+        coders.WindowedValueCoder(coders.BytesCoder()),
+        "Out",
+        None,
+    )
+
+
+def test_release_sent_outputs__a_finished_bundle_sends_its_output_and_keeps_no_stream() -> None:
+    release_sent_outputs()
+    release_sent_outputs()  # idempotent: the stream is still closed once
+    operation, sent = _output_operation(), []
+    operation.set_output_stream(data_plane.ClosableOutputStream(close_callback=sent.append))
+    operation.process(WindowedValue(b"photo", 0, [GlobalWindow()]))
+    operation.finish()
+    assert len(sent) == 1 and sent[0].endswith(b"photo")
+    assert operation.output_stream is None
+
+
+def test_release_sent_outputs__stages_of_many_bundles_give_every_element() -> None:
+    release_sent_outputs()
+    with TestPipeline() as p:
+        grouped = (
+            p
+            | beam.Create(range(1000))
+            | beam.Map(lambda n: (n % 7, n))
+            | beam.GroupByKey()
+            | beam.MapTuple(lambda key, ns: (key, sum(ns)))
+        )
+        expected = [(k, sum(n for n in range(1000) if n % 7 == k)) for k in range(7)]
+        assert_that(grouped, equal_to(expected))

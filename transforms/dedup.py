@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 
 import apache_beam as beam
-import imagehash
 from apache_beam.transforms import window
 from apache_beam.transforms.window import TimestampedValue
 
@@ -41,7 +40,11 @@ def _bibs(photo: Photo) -> set[str]:
 
 
 def hash_distance(a: str, b: str) -> int:
-    return imagehash.hex_to_hash(a) - imagehash.hex_to_hash(b)
+    """Bits that differ between two perceptual hashes (hex, as imagehash writes them): what
+    imagehash's `hex_to_hash(a) - hex_to_hash(b)` gives, at 1 us against its ~100."""
+    if len(a) != len(b):
+        raise ValueError(f"perceptual hashes of different sizes: {a!r}, {b!r}")
+    return (int(a, 16) ^ int(b, 16)).bit_count()
 
 
 def is_near_duplicate(photo: Photo, kept: Photo, gap_s: float, max_bits: int) -> bool:
