@@ -524,6 +524,22 @@ def test_digit_components__labels_as_opencvs_default_labelling(seed: int, ink: f
     assert np.array_equal(rows[:, :4], stats[rows[:, 4].astype(int), :4])
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    arrays(np.uint8, st.tuples(st.integers(1, 60), st.integers(1, 60))),
+    st.integers(1, 40).map(lambda k: 2 * k + 1),
+)
+def test_binarise__as_opencvs_adaptive_threshold(gray: np.ndarray, block: int) -> None:
+    method, offset = cv2.ADAPTIVE_THRESH_MEAN_C, ocr.ADAPTIVE_OFFSET
+    dark = cv2.adaptiveThreshold(gray, 255, method, cv2.THRESH_BINARY_INV, block, offset)
+    light = cv2.adaptiveThreshold(gray, 255, method, cv2.THRESH_BINARY, block, -offset)
+
+    binaries = ocr._binarise(gray, block)
+
+    assert np.array_equal(binaries[True], dark)
+    assert np.array_equal(binaries[False], light)
+
+
 def _tilted_line(angle: float, height: int = 20) -> tuple[np.ndarray, ocr._Line]:
     """Four dark digit-sized blocks on white along a line tilted by angle (degrees, y down)."""
     image = np.full((200, 300), 230, np.uint8)

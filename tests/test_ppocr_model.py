@@ -63,7 +63,10 @@ def _run(model: onnx.ModelProto | bytes, x: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize(
     ("pads", "ops"),
-    [(0, ["Conv", "HardSwish", "Conv", "Relu"]), (1, ["Conv", "HardSwish", "Add", "Conv", "Relu"])],
+    [
+        (0, ["Conv", "HardSwish", "Conv", "Relu"]),
+        (1, ["Conv", "HardSwish", "Conv", "Conv", "Relu"]),
+    ],
 )
 def test_folded__affine_blocks_and_hard_swish_folded_same_output(pads: int, ops: list[str]) -> None:
     x = np.random.default_rng(1).normal(size=(1, 2, 6, 9)).astype(np.float32)
@@ -75,7 +78,7 @@ def test_folded__affine_blocks_and_hard_swish_folded_same_output(pads: int, ops:
     np.testing.assert_allclose(_run(model, x), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_folded__an_affine_read_by_other_than_a_conv_stays() -> None:
+def test_folded__an_affine_read_by_other_than_a_conv_becomes_a_depthwise_conv() -> None:
     model = _block(0)
     model.graph.node.append(helper.make_node("Relu", ["z"], ["z_out"]))
     model.graph.output.append(helper.make_tensor_value_info("z_out", TensorProto.FLOAT, None))
@@ -84,8 +87,9 @@ def test_folded__an_affine_read_by_other_than_a_conv_stays() -> None:
 
     model = folded(model)
 
-    ops = ["Conv", "HardSwish", "Mul", "Add", "Conv", "Relu", "Relu"]
+    ops = ["Conv", "HardSwish", "Conv", "Conv", "Relu", "Relu"]
     assert [n.op_type for n in model.graph.node] == ops
+    assert helper.get_attribute_value(model.graph.node[2].attribute[0]) == 4  # group
     np.testing.assert_allclose(_run(model, x), expected, rtol=1e-5, atol=1e-5)
 
 
