@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import sys
@@ -83,7 +84,7 @@ def _execute(beam_argv: list[str], retime: bool = False, own_process: bool = Fal
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
     from pipeline.engines import run_on_dask, runs_on_dask
-    from pipeline.graph import build, build_retime, run
+    from pipeline.graph import build, build_retime, load_models, run
     from pipeline.options import RaceConfig, RacelensOptions
     from pipeline.progress import Progress
     from pipeline.workers import forked_workers
@@ -106,7 +107,8 @@ def _execute(beam_argv: list[str], retime: bool = False, own_process: bool = Fal
     started = time.monotonic()
     # Forked before the progress thread starts, and only from a process that has run no
     # pipeline before: gRPC's state would be copied, broken (see pipeline/workers.py).
-    with forked_workers(opts) if own_process else contextlib.nullcontext():
+    loading = functools.partial(load_models, cfg, analyses=not retime)
+    with forked_workers(opts, loading) if own_process else contextlib.nullcontext():
         if cfg.progress and not retime:
             total = _count_files(cfg.images)
             print(f"racelens: {total} files under {cfg.images}", file=sys.stderr)

@@ -19,6 +19,7 @@ import contextlib
 from collections.abc import Callable, Iterable
 
 import apache_beam as beam
+import cv2
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
@@ -32,7 +33,7 @@ from transforms.corrections import decisions_by_image, official_statuses
 from transforms.course import ConfigError
 from transforms.dedup import DedupPhotos
 from transforms.exif import ParseExif
-from transforms.faces import BuildGallery, faces_enabled, reference_photos
+from transforms.faces import BuildGallery, faces_enabled, reference_face, reference_photos
 from transforms.health import ReviewStationHealth
 from transforms.identify import FaceRule, IdentifyAthletes
 from transforms.passages import PassagesPerStation, StationHealth
@@ -41,6 +42,7 @@ from transforms.photos import (
     AnalysePhotos,
     ReadPhotos,
     StoreFacts,
+    analysis_models,
     list_photos,
 )
 from transforms.results import BuildLeaderboard
@@ -158,6 +160,24 @@ def time_race(photos: beam.PCollection, cfg: RaceConfig) -> beam.PCollection:
 
 def faces_on(cfg: RaceConfig) -> bool:
     return faces_enabled(cfg.course.settings)
+
+
+def load_models(cfg: RaceConfig, analyses: bool = True) -> None:
+    """Loads what the race's workers load before or on their first photo: where the run
+    `analyses` photos, the analysis' models; with faces, the descriptors of the local
+    reference photos (BuildGallery's; each process keeps them). Called by the zygote
+    (pipeline/workers.py) while the launcher builds the graph, it spares every worker of
+    the run its own loading (with faces ~0.9 CPU s each, and the reference faces)."""
+    # OpenCV on one thread, as in the workers (_FactsDoFn.setup): a thread pool of its own,
+    # once started here, would be copied into each worker without its threads, and the
+    # worker's first OpenCV call would wait for them for good.
+    cv2.setNumThreads(1)
+    if analyses:
+        analysis_models(faces_on(cfg))
+    if faces_on(cfg):
+        for _, path in reference_photos(cfg.athletes, cfg.start_list_file):
+            if "://" not in path:  # a remote filesystem's client may start threads
+                reference_face(path)
 
 
 def run(

@@ -6,18 +6,22 @@ with OpenCV, onnxruntime and pyarrow again (~1.5-2 CPU s, before the worker can 
 stage), in every worker of every run, after the launcher has done the same. Instead, the
 launcher forks one process, the zygote, once it has imported all that and before it starts
 any thread of its own (`forked_workers`); while the launcher builds the graph, the zygote
-imports what only workers need (WARM_MODULES), then forks a worker each time Beam runs its
-worker command (pipeline/worker_command.py), which hands the zygote the environment Beam
-gives a worker (the addresses of its control and logging services, the options), waits
-for that worker and exits with its status. A worker so forked runs Beam's own worker main,
+imports what only workers need (WARM_MODULES) and loads what every worker loads (the
+race's models, `load`), then forks a worker each time Beam runs its worker command
+(pipeline/worker_command.py), which hands the zygote the environment Beam gives a worker
+(the addresses of its control and logging services, the options), waits for that worker
+and exits with its status. A worker so forked runs Beam's own worker main,
 as a fresh one does. The native threads that numpy, OpenCV, pyarrow and onnxruntime start
 at import are fork-aware (glibc's malloc, OpenBLAS and jemalloc reset their state in a
-child); the workers create their own onnxruntime sessions and OpenCV settings in setup().
+child); onnxruntime's sessions, made with one thread and so starting none, run in a forked
+worker as in the process that made them (the same outputs); OpenCV's settings are made per
+worker in setup().
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib
 import json
 import logging
@@ -29,7 +33,7 @@ import socket
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.portability import python_urns
@@ -78,9 +82,12 @@ def runner_for(opts: PipelineOptions) -> FnApiRunner | None:
 
 
 @contextlib.contextmanager
-def forked_workers(opts: PipelineOptions) -> Iterator[None]:
+def forked_workers(
+    opts: PipelineOptions, load: Callable[[], object] | None = None
+) -> Iterator[None]:
     """Meanwhile, where `opts` run the batch DirectRunner with worker processes, a zygote
-    forks them (`runner_for` gives the runner that asks it to).
+    forks them (`runner_for` gives the runner that asks it to), once it has called `load`:
+    what that loads (models, say) every worker has from the start, shared copy-on-write.
 
     Only for a process that has run no pipeline on worker processes before (no gRPC
     channel or server yet: a fork copies gRPC's threads' state without the threads, and a
@@ -95,7 +102,7 @@ def forked_workers(opts: PipelineOptions) -> Iterator[None]:
     address = os.path.join(folder, "zygote")
     listener = _listener(address)
     try:
-        with _zygote(listener, address) if listener else contextlib.nullcontext():
+        with _zygote(listener, address, load) if listener else contextlib.nullcontext():
             yield
     finally:
         if listener:
@@ -116,14 +123,16 @@ def _listener(address: str) -> socket.socket | None:
 
 
 @contextlib.contextmanager
-def _zygote(listener: socket.socket, address: str) -> Iterator[None]:
+def _zygote(
+    listener: socket.socket, address: str, load: Callable[[], object] | None
+) -> Iterator[None]:
     """Meanwhile, a forked process serves worker commands on `listener` (its address in
     ADDRESS_VARIABLE); it ends with this context (or this process)."""
     launcher_alive, alive_writer = os.pipe()
     pid = os.fork()
     if pid == 0:  # the zygote
         os.close(alive_writer)
-        _serve(listener, launcher_alive)
+        _serve(listener, launcher_alive, load)
     listener.close()
     os.close(launcher_alive)
     os.environ[ADDRESS_VARIABLE] = address
@@ -135,9 +144,9 @@ def _zygote(listener: socket.socket, address: str) -> Iterator[None]:
         os.waitpid(pid, 0)
 
 
-def _serve(listener: socket.socket, launcher_alive: int) -> None:
-    """The zygote: imports WARM_MODULES, then forks a worker for each connection until
-    the launcher closes its end of `launcher_alive`. Never returns."""
+def _serve(listener: socket.socket, launcher_alive: int, load: Callable[[], object] | None) -> None:
+    """The zygote: imports WARM_MODULES, calls `load`, then forks a worker for each
+    connection until the launcher closes its end of `launcher_alive`. Never returns."""
     code = 0
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the launcher's to handle
@@ -145,6 +154,8 @@ def _serve(listener: socket.socket, launcher_alive: int) -> None:
         for name in WARM_MODULES:
             with contextlib.suppress(ImportError):
                 importlib.import_module(name)
+        if load is not None:
+            _loaded(load)
         while True:
             ready, _, _ = select.select([listener, launcher_alive], [], [])
             if launcher_alive in ready:
@@ -162,6 +173,32 @@ def _serve(listener: socket.socket, launcher_alive: int) -> None:
         code = 1
     finally:
         os._exit(code)
+
+
+def _loaded(load: Callable[[], object]) -> None:
+    """Calls `load`; where it fails, the workers load what they need themselves (and fail
+    where they use it)."""
+    try:
+        load()
+    except Exception:  # noqa: BLE001 - not the zygote's to fail for
+        logging.warning("racelens worker zygote: loading failed", exc_info=True)
+    _release_freed()
+    if native_threads() > 1:  # a fork copies none of them: a worker may wait on one
+        logging.warning("racelens worker zygote: loading started threads; workers may hang")
+
+
+def _release_freed() -> None:
+    """Gives the memory that loading used and freed (decoded photos, model files read) back
+    to the system: every worker would start with it resident (~70 MB with faces)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to release
+        ctypes.CDLL(None).malloc_trim(0)
+
+
+def native_threads() -> int:
+    """The threads of this process, Python's and native libraries' alike (Linux)."""
+    with contextlib.suppress(OSError):
+        return len(os.listdir("/proc/self/task"))
+    return 1
 
 
 def _reap(options: int) -> None:

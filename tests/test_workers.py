@@ -15,10 +15,12 @@ REPO = Path(__file__).resolve().parents[1]
 TWO_WORKERS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 
 # Runs in a fresh interpreter (no thread of its own, as `racelens run`): a pipeline on two
-# workers (its options after sys.argv[2]) that fails in them if sys.argv[1] is "fail";
-# writes what its workers saw to sys.argv[2], prints how it ended and what outlived it.
+# workers (its options after sys.argv[2]) that fails in them if sys.argv[1] is "fail", whose
+# zygote loads (marks the wave module) or, if sys.argv[1] is "load-fails", fails to; writes
+# what its workers saw to sys.argv[2], prints how it ended, whether the launcher loaded
+# anything and what outlived it.
 PIPELINE = """
-import sys, wave  # wave: a module only this launcher imports, before forking
+import os, sys, wave  # wave: a module only this launcher imports, before forking
 import apache_beam as beam
 import psutil
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -27,12 +29,17 @@ from pipeline.workers import forked_workers, runner_for
 def seen(_, fail):
     if fail:
         raise ValueError("a worker's DoFn failed")
-    return "wave" in sys.modules
+    return "wave" in sys.modules, getattr(wave, "loaded_by", None) not in (None, os.getpid())
+
+def load():
+    if sys.argv[1] == "load-fails":
+        raise OSError("a model file is missing")
+    wave.loaded_by = os.getpid()
 
 opts = PipelineOptions(sys.argv[3:])
 seen_file = sys.argv[2]
 try:
-    with forked_workers(opts):
+    with forked_workers(opts, load):
         with beam.Pipeline(runner=runner_for(opts), options=opts) as p:
             _ = (
                 p
@@ -44,6 +51,7 @@ try:
     print("finished")
 except Exception as e:
     print("failed:", type(e).__name__)
+print("launcher loaded:", hasattr(wave, "loaded_by"))
 print("left:", len(psutil.Process().children(recursive=True)))
 """
 
@@ -61,10 +69,18 @@ def _run(kind: str, tmp_path: Path) -> tuple[str, str]:
     return done.stdout, seen.read_text() if seen.exists() else ""
 
 
-def test_forked_workers__workers_start_with_the_launchers_modules(tmp_path: Path) -> None:
+def test_forked_workers__workers_start_with_the_launchers_modules_and_the_zygotes_loads(
+    tmp_path: Path,
+) -> None:
     printed, seen = _run("ok", tmp_path)
-    assert printed.splitlines() == ["finished", "left: 0"]
-    assert seen == "[True]", "every element was handled by a forked worker"
+    assert printed.splitlines() == ["finished", "launcher loaded: False", "left: 0"]
+    assert seen == "[(True, True)]", "every element was handled by a worker the zygote forked"
+
+
+def test_forked_workers__a_failed_load_is_left_to_the_workers(tmp_path: Path) -> None:
+    printed, seen = _run("load-fails", tmp_path)
+    assert printed.splitlines() == ["finished", "launcher loaded: False", "left: 0"]
+    assert seen == "[(True, False)]"
 
 
 def test_forked_workers__a_workers_failure_fails_the_run_and_leaves_no_process(

@@ -20,7 +20,9 @@ Everything here is a small function on arrays and records; `MatchFaces` and
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
+import json
 import logging
 import math
 import os
@@ -39,7 +41,7 @@ from apache_beam.transforms import trigger
 
 from transforms.course import Athlete, Settings
 from transforms.face_net import CHIP_PADDING, CHIP_SIZE, FaceNet, pack_int, unpack_int
-from transforms.records import BibSeen, FaceSeen, Photo
+from transforms.records import ANALYSIS_VERSION, BibSeen, FaceSeen, Photo
 
 log = logging.getLogger(__name__)
 
@@ -682,18 +684,56 @@ def reference_photos(athletes: Iterable[Athlete], start_list_file: str) -> list[
 def reference_face(path: str) -> tuple[float, ...] | None:
     """The descriptor of the face on a reference photo; None when the photo cannot be read
     or shows no face (logged with its path: descriptors never go to logs). Cached per
-    process, as the live mode builds the gallery again at every update."""
+    process, as the live mode builds the gallery again at every update, and on disk by the
+    photo's content (`reference_cache`): finding and describing a start list's faces cost
+    every run ~0.1 CPU s a photo."""
     from transforms.photos import read_bytes  # photos imports this module
 
     try:
-        data = np.frombuffer(read_bytes(path), np.uint8)
+        data = read_bytes(path)
     except (BeamIOError, OSError):
-        data = np.zeros(0, np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
-    face = None if image is None else portrait_face(image, face_models())
+        data = b""  # not cached: the file may be readable next time
+    cache = reference_cache(data) if data else None
+    stored = _stored_reference(cache) if cache else None
+    if stored is not None:
+        face = stored[0]
+    else:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE) if data else None
+        found = None if image is None else portrait_face(image, face_models())
+        face = None if found is None else found.embedding
+        if cache:
+            _store_reference(cache, face)
     if face is None:
         log.warning("no face found on reference photo %s", path)
-    return None if face is None else face.embedding
+    return face
+
+
+def reference_cache(data: bytes) -> str:
+    """Where the descriptor of a reference photo with these bytes is kept: in `cache_dir()`,
+    by the analysis version (a change to finding or describing faces bumps it) and the
+    bytes' SHA-256."""
+    digest = hashlib.sha256(data).hexdigest()
+    return os.path.join(cache_dir(), "reference-faces", f"v{ANALYSIS_VERSION}", f"{digest}.json")
+
+
+def _stored_reference(path: str) -> tuple[tuple[float, ...] | None] | None:
+    """(the descriptor kept at `path`, None for no face); None where none is kept (or a
+    damaged one, found again)."""
+    try:
+        with open(path, "rb") as f:
+            face = json.loads(f.read())["embedding"]
+        return (None if face is None else tuple(float(v) for v in face),)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _store_reference(path: str, face: tuple[float, ...] | None) -> None:
+    from transforms.write import write_atomically  # write imports this module
+
+    try:  # runs starting together write whole files; an unwritable cache costs the search
+        write_atomically(path, json.dumps({"embedding": face}).encode())
+    except (OSError, BeamIOError):
+        log.debug("reference face not cached in %s", path, exc_info=True)
 
 
 def photo_enrolments(
@@ -718,13 +758,11 @@ def gallery_of(
 
 
 class _EmbedReference(beam.DoFn):
-    """(bib, reference photo path) -> (bib, descriptor); photos without a face are skipped."""
+    """(bib, reference photo path) -> (bib, descriptor); photos without a face are skipped.
+    No models loaded in setup: reference_face loads them for a photo not in its cache."""
 
     def __init__(self) -> None:
         self._unusable = Metrics.counter("racelens", "reference_photos_unusable")
-
-    def setup(self) -> None:
-        face_models()
 
     def process(self, element: tuple[str, str]) -> Iterator[tuple[str, tuple[float, ...]]]:
         bib, path = element

@@ -37,6 +37,7 @@ from transforms.bibs import StartList
 from transforms.exif import exif_facts
 from transforms.faces import FaceModels, face_models, find_faces
 from transforms.ocr import BibRead, read_bibs, torso_reads
+from transforms.ppocr import recogniser
 from transforms.quality import measure_quality
 from transforms.records import (
     ANALYSIS_VERSION,
@@ -48,6 +49,7 @@ from transforms.records import (
     facts_from_json,
     facts_to_json,
 )
+from transforms.tesseract import PPOCR, engine_name
 from transforms.write import temporary_name
 
 # Larger images are refused before decoding: a decompression bomb must not exhaust memory.
@@ -316,6 +318,15 @@ def torso_bibs(
     found = [BibRead(b.bib, b.confidence, _reduced(b.box, factor), b.unprefixed) for b in bibs]
     boxes = [_reduced(f.box, factor) for f in faces]
     return _seen(torso_reads(image, boxes, found), factor)
+
+
+def analysis_models(faces: bool) -> FaceModels | None:
+    """Loads what analysing photos loads (once per process: DoFn setup the face models,
+    the first photo PP-OCR's recogniser where it reads the bibs), for a zygote to load
+    once before it forks the workers that share them (pipeline/workers.py)."""
+    if engine_name() == PPOCR:
+        recogniser()
+    return face_models() if faces else None
 
 
 def read_photo_bibs(path: str, start_list: StartList | None = None) -> tuple[BibSeen, ...]:
