@@ -25,6 +25,7 @@ from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, WorkerOptions
 
+import pipeline.dofn_specs  # noqa: F401  (applied at import: see there)
 from pipeline import workers
 from pipeline.memory import launching_workers
 from pipeline.options import RaceConfig, RacelensOptions, ViewedOnce
