@@ -108,3 +108,30 @@ def test_forked_workers__not_for_in_process_runs() -> None:
     opts = PipelineOptions(["--direct_running_mode=in_memory"])
     with forked_workers(opts):
         assert runner_for(opts) is None
+
+
+# The racelens program's end (pipeline/cli.py): what `_ended` must still do, and the
+# interpreter's teardown (an object's __del__ at exit) it skips.
+ENDED = """
+import atexit, sys
+from pipeline import cli
+
+class TornDown:
+    def __del__(self):
+        print("torn down")
+
+kept = TornDown()
+atexit.register(print, "exit handler")
+print("buffered", end=" ")
+sys.stderr.write("error output")
+cli._ended(3)
+"""
+
+
+def test_ended__runs_exit_handlers_flushes_and_skips_the_teardown() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", ENDED], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 3
+    assert done.stdout == "buffered exit handler\n"
+    assert done.stderr.endswith("error output")
