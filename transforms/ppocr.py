@@ -10,7 +10,7 @@ word reads as letters and is rejected later instead of being forced into digits.
 Sessions are created on first use in each process (never at import) with one intra-op
 thread: pipeline workers already use every core, and a second thread per session only adds
 contention (the same policy as tesseract's OMP_THREAD_LIMIT). The model is loaded with its
-affine blocks folded into its convolutions (transforms.ppocr_model): the same reads at 0.7
+affine blocks folded into its convolutions (transforms.ppocr_model): the same reads at 0.66
 of the CPU time.
 """
 
