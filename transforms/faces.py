@@ -819,7 +819,8 @@ class BuildGallery(beam.PTransform):
         enrolled = photos | "EnrolFaces" >> beam.ParDo(_EnrolFaces(self._known, self._threshold))
         references = (
             photos.pipeline
-            | "ReferencePhotos" >> beam.Create(self._references)
+            # A few paths: reshuffling them (Beam's default) is a stage more, for nothing.
+            | "ReferencePhotos" >> beam.Create(self._references, reshuffle=False)
             | "ReferenceFaces" >> beam.ParDo(_EmbedReference())
         )
         if self._republish is None:
