@@ -34,7 +34,13 @@ from transforms.corrections import decisions_by_image, official_statuses
 from transforms.course import ConfigError
 from transforms.dedup import DedupPhotos
 from transforms.exif import ParseExif
-from transforms.faces import BuildGallery, faces_enabled, reference_face, reference_photos
+from transforms.faces import (
+    BuildGallery,
+    faces_enabled,
+    reference_face,
+    reference_kept,
+    reference_photos,
+)
 from transforms.health import ReviewStationHealth
 from transforms.identify import FaceRule, IdentifyAthletes
 from transforms.passages import PassagesPerStation, StationHealth
@@ -166,9 +172,11 @@ def faces_on(cfg: RaceConfig) -> bool:
 def load_models(cfg: RaceConfig, analyses: bool = True) -> None:
     """Loads what the race's workers load before or on their first photo: where the run
     `analyses` photos, the analysis' models; with faces, the descriptors of the local
-    reference photos (BuildGallery's; each process keeps them). Called by the zygote
-    (pipeline/workers.py) while the launcher builds the graph, it spares every worker of
-    the run its own loading (with faces ~0.9 CPU s each, and the reference faces)."""
+    reference photos kept on disk (BuildGallery's; each process keeps them). Called by the
+    zygote (pipeline/workers.py) while the launcher builds the graph, it spares every
+    worker of the run its own loading (with faces ~0.9 CPU s each). Reference faces not
+    kept yet (~0.1 CPU s each) are left to the workers, which share them out and keep them
+    for the next run: a long start list's would hold up both workers here."""
     # OpenCV on one thread, as in the workers (_FactsDoFn.setup): a thread pool of its own,
     # once started here, would be copied into each worker without its threads, and the
     # worker's first OpenCV call would wait for them for good.
@@ -177,7 +185,8 @@ def load_models(cfg: RaceConfig, analyses: bool = True) -> None:
         analysis_models(faces_on(cfg))
     if faces_on(cfg):
         for _, path in reference_photos(cfg.athletes, cfg.start_list_file):
-            if "://" not in path:  # a remote filesystem's client may start threads
+            # Local only: a remote filesystem's client may start threads.
+            if "://" not in path and reference_kept(path):
                 reference_face(path)
 
 

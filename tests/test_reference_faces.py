@@ -4,7 +4,6 @@ loads for its workers (pipeline.graph.load_models)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -102,14 +101,15 @@ def _race(photos: list[str]) -> SimpleNamespace:
         (False, False, []),
     ],
 )
-def test_load_models__analysis_models_and_local_reference_faces(
+def test_load_models__analysis_models_and_the_local_reference_faces_kept(
     monkeypatch: pytest.MonkeyPatch, faces_on: bool, analyses: bool, loaded: list[str]
 ) -> None:
     calls: list[str] = []
     monkeypatch.setattr(graph, "faces_on", lambda cfg: faces_on)
     monkeypatch.setattr(graph, "analysis_models", lambda on: calls.append(f"models {on}"))
     monkeypatch.setattr(graph, "reference_face", calls.append)
-    race = _race(["faces/a.jpg", "/abs/b.jpg", "gs://bucket/c.jpg", ""])
+    monkeypatch.setattr(graph, "reference_kept", lambda path: "unkept" not in path)
+    race = _race(["faces/a.jpg", "/abs/b.jpg", "/abs/unkept.jpg", "gs://bucket/c.jpg", ""])
 
     graph.load_models(race, analyses)
 
@@ -117,8 +117,8 @@ def test_load_models__analysis_models_and_local_reference_faces(
 
 
 # A fresh interpreter (no OpenCV thread pool yet) loads as the zygote does, a race with
-# faces whose reference photos (sys.argv[1:]) are searched afresh; prints its threads
-# before and after, and how many faces it described.
+# faces whose reference photos are sys.argv[1:]; prints its threads before and after, and
+# how many reference faces it then holds.
 ZYGOTE_LOAD = """
 import sys
 from types import SimpleNamespace
@@ -129,30 +129,34 @@ graph.faces_on = lambda cfg: True
 before = native_threads()
 athletes = [SimpleNamespace(bib=str(100 + i), photo=p) for i, p in enumerate(sys.argv[1:])]
 graph.load_models(SimpleNamespace(athletes=athletes, start_list_file="/x/list.csv"))
-print(before, native_threads(), sum(graph.reference_face(p) is not None for p in sys.argv[1:]))
+print(before, native_threads(), graph.reference_face.cache_info().currsize)
 """
 
 
 @pytest.mark.skipif(not faces.models_available(), reason="dlib face models not installed")
-def test_load_models__starts_no_thread_a_fork_would_lose(tmp_path: Path) -> None:
+def test_load_models__starts_no_thread_and_reads_only_the_faces_kept(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     noise = np.random.default_rng(1).integers(0, 255, (1200, 900), np.uint8)
     cv2.imwrite(str(tmp_path / "large.jpg"), noise)  # searched by OpenCV's resizing, no face
     cv2.imwrite(str(tmp_path / "crop.jpg"), noise[:200, :150])  # a crop: described
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            ZYGOTE_LOAD,
-            str(tmp_path / "large.jpg"),
-            str(tmp_path / "crop.jpg"),
-        ],
-        cwd=Path(__file__).resolve().parents[1],
-        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    before, after, described = done.stdout.split()
-    assert after == before, "threads started while loading"
-    assert described == "1"
+    photos = [str(tmp_path / "large.jpg"), str(tmp_path / "crop.jpg")]
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+    def zygote_load() -> list[str]:
+        return subprocess.run(
+            [sys.executable, "-c", ZYGOTE_LOAD, *photos],
+            cwd=Path(__file__).resolve().parents[1],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout.split()
+
+    before, after, held = zygote_load()
+    assert (after, held) == (before, "0"), "nothing kept yet: left to the workers"
+    faces.reference_face.cache_clear()
+    assert [faces.reference_face(p) is None for p in photos] == [True, False]  # kept now
+    faces.reference_face.cache_clear()
+    before, after, held = zygote_load()
+    assert (after, held) == (before, "2")

@@ -708,6 +708,15 @@ def reference_face(path: str) -> tuple[float, ...] | None:
     return face
 
 
+def reference_kept(path: str) -> bool:
+    """Whether the descriptor of the local reference photo at `path` is kept on disk."""
+    try:
+        with open(path, "rb") as f:
+            return os.path.exists(reference_cache(f.read()))
+    except OSError:
+        return False
+
+
 def reference_cache(data: bytes) -> str:
     """Where the descriptor of a reference photo with these bytes is kept: in `cache_dir()`,
     by the analysis version (a change to finding or describing faces bumps it) and the
