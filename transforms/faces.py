@@ -284,10 +284,9 @@ def detect_faces(image: np.ndarray, models: FaceModels) -> list[Box]:
 def hog_faces(image: np.ndarray, models: FaceModels, enlarged: bool = False) -> list[Box]:
     """The faces dlib's HOG detector finds in `image`: its pyramid from the FINE_LEVELS-th
     level on searched (WHOLE_LEVELS whole, the rest around what those find), the finer
-    levels only around proposals
-    (see FINE_LEVELS). An enlarged image is searched whole: its finest levels are
-    interpolated, proposals there are weaker (bibs-dev at its own size, enlarged about 2x:
-    65 of the 94 faces found)."""
+    levels only around proposals (see FINE_LEVELS). An enlarged image is searched whole:
+    its finest levels are interpolated, proposals there are weaker (bibs-dev at its own
+    size, enlarged about 2x: 65 of the 94 faces found)."""
     if enlarged:
         return [_box_of(rect) for rect in models.detector(image, 0)]
     levels = pyramid(image)

@@ -146,15 +146,26 @@ def _to_opset_14(graph: _Graph) -> None:
             node.input.append(name)
 
 
+def _affine(graph: _Graph, mul: onnx.NodeProto) -> tuple[onnx.NodeProto, str, float, float] | None:
+    """(the Add, x, s, c) where `mul` and the one Add reading it compute x * s + c with
+    constant scalars s and c; None otherwise."""
+    operand = graph.scalar_operand(mul)
+    add = operand and graph.only_consumer(mul.output[0], "Add")
+    shift = add and graph.scalar_operand(add)
+    if not shift:
+        return None
+    return add, operand[0], operand[1], shift[1]
+
+
 def _fold_affine_after_convs(graph: _Graph) -> int:
     """Conv then * s + c: the convolution with weights s * W and bias s * b + c."""
     folded = 0
     for conv in graph.ops("Conv"):
         mul = graph.only_consumer(conv.output[0], "Mul")
-        add = mul and graph.only_consumer(mul.output[0], "Add")
-        if not add or not graph.scalar_operand(mul) or not graph.scalar_operand(add):
+        affine = mul and _affine(graph, mul)
+        if not affine:
             continue
-        scale, shift = graph.scalar_operand(mul)[1], graph.scalar_operand(add)[1]
+        add, _, scale, shift = affine
         weights, bias = graph.conv_weights(conv)
         graph.set_weights(conv, weights * scale, bias * scale + shift)
         graph.bypass(mul, conv.output[0])
@@ -209,12 +220,11 @@ def _fold_affine_into_convs(graph: _Graph) -> int:
     where no convolution pads (zeros that + c would no longer reach), c / s joins the biases."""
     folded = 0
     for mul in graph.ops("Mul"):
-        operand = graph.scalar_operand(mul)
-        add = operand and graph.only_consumer(mul.output[0], "Add")
-        if not add or not graph.scalar_operand(add) or operand[1] == 0.0:
+        affine = _affine(graph, mul)
+        if not affine or affine[2] == 0.0:
             continue
-        x, scale = operand
-        shift = graph.scalar_operand(add)[1] / scale
+        add, x, scale, shift = affine
+        shift /= scale
         convs = graph.consumers(add.output[0])
         if add.output[0] in graph.outputs or not all(
             _reads_as_data(c, add.output[0]) for c in convs
@@ -263,13 +273,11 @@ def _affine_as_convs(graph: _Graph) -> int:
     """The * s + c left (read by other than convolutions) as 1x1 depthwise convolutions."""
     replaced = 0
     for mul in graph.ops("Mul"):
-        operand = graph.scalar_operand(mul)
-        add = operand and graph.only_consumer(mul.output[0], "Add")
-        channels = operand and _out_channels(graph, operand[0])
-        if not add or not graph.scalar_operand(add) or not channels:
+        affine = _affine(graph, mul)
+        channels = affine and _out_channels(graph, affine[1])
+        if not channels:
             continue
-        x, scale = operand
-        shift = graph.scalar_operand(add)[1]
+        add, x, scale, shift = affine
         graph.replace(add, _per_channel(x, scale, shift, channels, add.output[0], graph))
         graph.remove(mul)
         replaced += 1
