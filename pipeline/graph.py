@@ -37,8 +37,7 @@ from transforms.exif import ParseExif
 from transforms.faces import (
     BuildGallery,
     faces_enabled,
-    reference_face,
-    reference_kept,
+    load_kept_reference,
     reference_photos,
 )
 from transforms.health import ReviewStationHealth
@@ -186,8 +185,8 @@ def load_models(cfg: RaceConfig, analyses: bool = True) -> None:
     if faces_on(cfg):
         for _, path in reference_photos(cfg.athletes, cfg.start_list_file):
             # Local only: a remote filesystem's client may start threads.
-            if "://" not in path and reference_kept(path):
-                reference_face(path)
+            if "://" not in path:
+                load_kept_reference(path)
 
 
 def run(

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from pipeline import graph
-from transforms import faces
+from transforms import faces, photos
 from transforms.records import FaceSeen
 
 DESCRIPTOR = tuple(float(i) / 128 for i in range(128))
@@ -34,9 +34,9 @@ def searches(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[int,
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(faces, "portrait_face", portrait_face)
     monkeypatch.setattr(faces, "face_models", lambda: None)
-    faces.reference_face.cache_clear()
+    faces.forget_reference_faces()
     yield found
-    faces.reference_face.cache_clear()
+    faces.forget_reference_faces()
 
 
 def _photo(path: Path, shade: int, size: int = 32) -> str:
@@ -51,7 +51,7 @@ def test_reference_face__found_once_then_read_from_disk_by_content(
     same = _photo(tmp_path / "b.png", 200)  # other name, same bytes
 
     assert faces.reference_face(first) == DESCRIPTOR
-    faces.reference_face.cache_clear()  # a new run
+    faces.forget_reference_faces()  # a new run
     assert faces.reference_face(first) == DESCRIPTOR
     assert faces.reference_face(same) == DESCRIPTOR
     assert len(searches) == 1
@@ -63,11 +63,11 @@ def test_reference_face__changed_photo_or_damaged_cache_is_searched_again(
     path = _photo(tmp_path / "a.png", 200)
     faces.reference_face(path)
     Path(faces.reference_cache(Path(path).read_bytes())).write_text("{not json")
-    faces.reference_face.cache_clear()
+    faces.forget_reference_faces()
     assert faces.reference_face(path) == DESCRIPTOR
 
     _photo(tmp_path / "a.png", 200, size=40)
-    faces.reference_face.cache_clear()
+    faces.forget_reference_faces()
     assert faces.reference_face(path) == DESCRIPTOR
     assert searches == [(32, 32), (32, 32), (40, 40)]
 
@@ -80,11 +80,28 @@ def test_reference_face__no_face_is_kept_too_an_unreadable_photo_is_not(
 
     assert faces.reference_face(dark) is None
     assert faces.reference_face(missing) is None
-    faces.reference_face.cache_clear()
+    faces.forget_reference_faces()
     _photo(tmp_path / "later.png", 200)
     assert faces.reference_face(dark) is None
     assert faces.reference_face(missing) == DESCRIPTOR
     assert searches == [(32, 32), (32, 32)], "the dark photo searched once, the missing once"
+
+
+def test_load_kept_reference__reads_a_kept_photo_once_never_searches(
+    searches: list[tuple[int, int]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept = _photo(tmp_path / "kept.png", 200)
+    unkept = _photo(tmp_path / "unkept.png", 200, size=40)
+    faces.reference_face(kept)  # kept on disk from an earlier run
+    faces.forget_reference_faces()
+    reads: list[str] = []
+    read_bytes = photos.read_bytes
+    monkeypatch.setattr(photos, "read_bytes", lambda path: reads.append(path) or read_bytes(path))
+
+    assert [faces.load_kept_reference(p) for p in (kept, unkept)] == [True, False]
+    assert faces.reference_face(kept) == DESCRIPTOR
+    assert reads == [kept, unkept], "the kept photo read once, the other not searched"
+    assert searches == [(32, 32)]
 
 
 def _race(photos: list[str]) -> SimpleNamespace:
@@ -107,9 +124,8 @@ def test_load_models__analysis_models_and_the_local_reference_faces_kept(
     calls: list[str] = []
     monkeypatch.setattr(graph, "faces_on", lambda cfg: faces_on)
     monkeypatch.setattr(graph, "analysis_models", lambda on: calls.append(f"models {on}"))
-    monkeypatch.setattr(graph, "reference_face", calls.append)
-    monkeypatch.setattr(graph, "reference_kept", lambda path: "unkept" not in path)
-    race = _race(["faces/a.jpg", "/abs/b.jpg", "/abs/unkept.jpg", "gs://bucket/c.jpg", ""])
+    monkeypatch.setattr(graph, "load_kept_reference", calls.append)
+    race = _race(["faces/a.jpg", "/abs/b.jpg", "gs://bucket/c.jpg", ""])
 
     graph.load_models(race, analyses)
 
@@ -124,12 +140,13 @@ import sys
 from types import SimpleNamespace
 from pipeline import graph
 from pipeline.workers import native_threads
+from transforms import faces
 
 graph.faces_on = lambda cfg: True
 before = native_threads()
 athletes = [SimpleNamespace(bib=str(100 + i), photo=p) for i, p in enumerate(sys.argv[1:])]
 graph.load_models(SimpleNamespace(athletes=athletes, start_list_file="/x/list.csv"))
-print(before, native_threads(), graph.reference_face.cache_info().currsize)
+print(before, native_threads(), len(faces._reference_faces))
 """
 
 
@@ -155,8 +172,8 @@ def test_load_models__starts_no_thread_and_reads_only_the_faces_kept(
 
     before, after, held = zygote_load()
     assert (after, held) == (before, "0"), "nothing kept yet: left to the workers"
-    faces.reference_face.cache_clear()
+    faces.forget_reference_faces()
     assert [faces.reference_face(p) is None for p in photos] == [True, False]  # kept now
-    faces.reference_face.cache_clear()
+    faces.forget_reference_faces()
     before, after, held = zygote_load()
     assert (after, held) == (before, "2")

@@ -679,41 +679,56 @@ def reference_photos(athletes: Iterable[Athlete], start_list_file: str) -> list[
     ]
 
 
-@functools.cache
+# Descriptors of reference photos by path (None: no face), per process: the live mode
+# builds the gallery again at every update, and a zygote loads them for its workers.
+_reference_faces: dict[str, tuple[float, ...] | None] = {}
+
+
 def reference_face(path: str) -> tuple[float, ...] | None:
     """The descriptor of the face on a reference photo; None when the photo cannot be read
-    or shows no face (logged with its path: descriptors never go to logs). Cached per
-    process, as the live mode builds the gallery again at every update, and on disk by the
-    photo's content (`reference_cache`): finding and describing a start list's faces cost
-    every run ~0.1 CPU s a photo."""
+    or shows no face (logged with its path: descriptors never go to logs). Kept per
+    process, and on disk by the photo's content (`reference_cache`): finding and describing
+    a start list's faces cost every run ~0.1 CPU s a photo."""
+    if path not in _reference_faces:
+        _reference_faces[path] = _reference_lookup(path, search=True)[0]
+    return _reference_faces[path]
+
+
+def load_kept_reference(path: str) -> bool:
+    """Whether the descriptor of the reference photo at `path` is kept on disk; if so, it is
+    loaded as `reference_face` loads it (the photo read once), and never searched for."""
+    kept = _reference_lookup(path, search=False)
+    if kept is not None:
+        _reference_faces[path] = kept[0]
+    return kept is not None
+
+
+def forget_reference_faces() -> None:
+    """Empties this process's descriptors (those kept on disk stay)."""
+    _reference_faces.clear()
+
+
+def _reference_lookup(path: str, search: bool) -> tuple[tuple[float, ...] | None] | None:
+    """(the descriptor of the reference photo at `path`, None for no face): the one kept on
+    disk, else with `search` the one found (and kept); None where none is kept and not
+    `search`."""
     from transforms.photos import read_bytes  # photos imports this module
 
     try:
         data = read_bytes(path)
     except (BeamIOError, OSError):
-        data = b""  # not cached: the file may be readable next time
+        data = b""  # not kept: the file may be readable next time
     cache = reference_cache(data) if data else None
-    stored = _stored_reference(cache) if cache else None
-    if stored is not None:
-        face = stored[0]
-    else:
+    looked_up = _stored_reference(cache) if cache else None
+    if looked_up is None and search:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE) if data else None
         found = None if image is None else portrait_face(image, face_models())
-        face = None if found is None else found.embedding
+        looked_up = (None if found is None else found.embedding,)
         if cache:
-            _store_reference(cache, face)
-    if face is None:
+            _store_reference(cache, looked_up[0])
+    if looked_up == (None,):
         log.warning("no face found on reference photo %s", path)
-    return face
-
-
-def reference_kept(path: str) -> bool:
-    """Whether the descriptor of the local reference photo at `path` is kept on disk."""
-    try:
-        with open(path, "rb") as f:
-            return os.path.exists(reference_cache(f.read()))
-    except OSError:
-        return False
+    return looked_up
 
 
 def reference_cache(data: bytes) -> str:
