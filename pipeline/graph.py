@@ -55,6 +55,10 @@ from transforms.results import BuildLeaderboard
 from transforms.splits import CheckSplits
 from transforms.write import IMAGES_FILE, WriteResults
 
+# The analysis of each photo: with forked worker processes, it and what precedes it run in
+# them, the timing half after it in the launcher (pipeline/workers.py).
+ANALYSIS = ("AnalysePhotos", "AnalyseContent", "StoreFacts")
+
 
 def build(p: beam.Pipeline, cfg: RaceConfig) -> beam.PCollection:
     """Wires the whole race into `p`; returns the paths of the files written."""
@@ -198,9 +202,10 @@ def run(
     opts = ViewedOnce(argv)
     cfg = RaceConfig(opts.view_as(RacelensOptions))
     quiet_workers(opts)
-    # With worker processes, this one analyses no photo: see pipeline/memory.py.
+    # With worker processes, this one analyses no photo (it times the race): pipeline/memory.py.
     launcher_only = opts.view_as(DirectOptions).direct_running_mode == "multi_processing"
-    p = test_pipeline or beam.Pipeline(runner=workers.runner_for(opts), options=opts)
+    runner = workers.runner_for(opts, ANALYSIS)
+    p = test_pipeline or beam.Pipeline(runner=runner, options=opts)
     graph(p, cfg)
     with launching_workers() if launcher_only else contextlib.nullcontext():
         p.run().wait_until_finish()

@@ -86,6 +86,23 @@ def test_direct_runner__two_worker_processes_give_the_in_process_results(
     assert_same_results(out, in_process)
 
 
+def test_racelens_program__forked_workers_give_the_in_process_results(
+    race: Path, in_process: Results, tmp_path: Path
+) -> None:
+    # Its own process, as `racelens run`: the workers are forked (pipeline/workers.py) and
+    # the launcher times the race after their analysis.
+    argv = run_argv(race, tmp_path / "out", "--direct_running_mode=multi_processing")
+    subprocess.run(
+        [sys.executable, "-m", "pipeline", *argv, "--direct_num_workers=2"],
+        cwd=REPO,
+        capture_output=True,
+        timeout=300,
+        check=True,
+    )
+    assert fact_files(tmp_path / "out"), "the worker processes analysed the photos"
+    assert_same_results(tmp_path / "out", in_process)
+
+
 @pytest.fixture(scope="module")
 def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A dask.distributed scheduler and two single-threaded workers, each its own process

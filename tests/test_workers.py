@@ -7,18 +7,20 @@ import sys
 import threading
 from pathlib import Path
 
+import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.workers import forked_workers, runner_for
+from pipeline.workers import after, forked_workers, runner_for
 
 REPO = Path(__file__).resolve().parents[1]
 TWO_WORKERS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 
 # Runs in a fresh interpreter (no thread of its own, as `racelens run`): a pipeline on two
 # workers (its options after sys.argv[2]) that fails in them if sys.argv[1] is "fail", whose
-# zygote loads (marks the wave module) or, if sys.argv[1] is "load-fails", fails to; writes
-# what its workers saw to sys.argv[2], prints how it ended, whether the launcher loaded
-# anything and what outlived it.
+# zygote loads (marks the wave module) or, if sys.argv[1] is "load-fails", fails to; its
+# "Analyse" step runs in the workers, what follows in the launcher; writes what the steps
+# saw to sys.argv[2], prints how it ended, whether the launcher loaded anything and what
+# outlived it.
 PIPELINE = """
 import os, sys, wave  # wave: a module only this launcher imports, before forking
 import apache_beam as beam
@@ -31,6 +33,9 @@ def seen(_, fail):
         raise ValueError("a worker's DoFn failed")
     return "wave" in sys.modules, getattr(wave, "loaded_by", None) not in (None, os.getpid())
 
+def where(seen, launcher):
+    return (*seen, os.getpid() == launcher)
+
 def load():
     if sys.argv[1] == "load-fails":
         raise OSError("a model file is missing")
@@ -40,11 +45,12 @@ opts = PipelineOptions(sys.argv[3:])
 seen_file = sys.argv[2]
 try:
     with forked_workers(opts, load):
-        with beam.Pipeline(runner=runner_for(opts), options=opts) as p:
+        with beam.Pipeline(runner=runner_for(opts, ["Analyse"]), options=opts) as p:
             _ = (
                 p
                 | beam.Create(range(4))
-                | beam.Map(seen, sys.argv[1] == "fail")
+                | "Analyse" >> beam.Map(seen, sys.argv[1] == "fail")
+                | "After" >> beam.Map(where, os.getpid())
                 | beam.combiners.ToList()
                 | beam.Map(lambda s, path: open(path, "w").write(repr(sorted(set(s)))), seen_file)
             )
@@ -74,13 +80,13 @@ def test_forked_workers__workers_start_with_the_launchers_modules_and_the_zygote
 ) -> None:
     printed, seen = _run("ok", tmp_path)
     assert printed.splitlines() == ["finished", "launcher loaded: False", "left: 0"]
-    assert seen == "[(True, True)]", "every element was handled by a worker the zygote forked"
+    assert seen == "[(True, True, True)]", "analysed by workers the zygote forked, then here"
 
 
 def test_forked_workers__a_failed_load_is_left_to_the_workers(tmp_path: Path) -> None:
     printed, seen = _run("load-fails", tmp_path)
     assert printed.splitlines() == ["finished", "launcher loaded: False", "left: 0"]
-    assert seen == "[(True, False)]"
+    assert seen == "[(True, False, True)]"
 
 
 def test_forked_workers__a_workers_failure_fails_the_run_and_leaves_no_process(
@@ -89,6 +95,24 @@ def test_forked_workers__a_workers_failure_fails_the_run_and_leaves_no_process(
     printed, _ = _run("fail", tmp_path)
     assert printed.splitlines()[0].startswith("failed:")
     assert printed.splitlines()[-1] == "left: 0"
+
+
+def test_after__what_reads_the_analysis_directly_or_not_and_runs_in_python() -> None:
+    p = beam.Pipeline()
+    listed = p | "Listed" >> beam.Create([1, 2])
+    analysed = listed | "Analyse" >> beam.Map(lambda x: (x % 2, x))
+    alone = p | "Alone" >> beam.Create([3])
+    joined = (
+        (analysed | "Grouped" >> beam.GroupByKey(), alone | "AlsoListed" >> beam.Map(str))
+        | "Joined" >> beam.Flatten()
+        | "Mixed" >> beam.Map(lambda x, side: x, beam.pvalue.AsList(listed))
+    )
+    _ = alone | "Side" >> beam.Map(lambda x, side: x, beam.pvalue.AsList(joined))
+    components = p.to_runner_api().components
+
+    found = {components.transforms[i].unique_name for i in after(components, ["Analyse"])}
+
+    assert found == {"Joined", "Mixed", "Side"}, "the GroupByKey is the runner's"
 
 
 def test_forked_workers__not_while_another_thread_runs() -> None:
