@@ -35,11 +35,17 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 
+from apache_beam.metrics.monitoring_infos import consolidate
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.portability import python_urns
-from apache_beam.portability.api import beam_runner_api_pb2
-from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
+from apache_beam.portability.api import beam_fn_api_pb2, beam_runner_api_pb2
+from apache_beam.runners.portability.fn_api_runner.fn_runner import (
+    BundleManager,
+    FnApiRunner,
+    ParallelBundleManager,
+)
 from apache_beam.transforms import environments
+from apache_beam.utils import thread_pool_executor
 
 from pipeline import worker_command
 from pipeline.memory import hold_worker_arenas
@@ -102,6 +108,89 @@ class ForkedWorkersRunner(FnApiRunner):
             runner_execution_context, bundle_context_manager, bundle_input
         )
 
+    def _get_bundle_manager(self, bundle_context_manager):
+        manager = super()._get_bundle_manager(bundle_context_manager)
+        names = (t.unique_name for t in bundle_context_manager.stage.transforms)
+        if type(manager) is ParallelBundleManager and any(_named(n, self._analysis) for n in names):
+            return SharedOutBundleManager(
+                bundle_context_manager,
+                manager._progress_frequency,
+                cache_token_generator=manager._cache_token_generator,
+            )
+        return manager
+
+
+class SharedOutBundleManager(ParallelBundleManager):
+    """Runs a stage's input as bundles that each worker takes when it is free, smaller and
+    smaller (a bundle holds 1 / (2 x workers) of what is left, at least one part), so that
+    the workers end together. Beam's ParallelBundleManager hands each worker a fixed half:
+    the one with the slower photos ended the analysis up to a second after the other."""
+
+    def process_bundle(
+        self, inputs, expected_outputs, fired_timers, expected_output_timers, dry_run=False
+    ):
+        handlers = self.bundle_context_manager.worker_handlers
+        if len(inputs) != 1 or fired_timers or expected_output_timers or len(handlers) < 2:
+            return super().process_bundle(
+                inputs, expected_outputs, fired_timers, expected_output_timers, dry_run
+            )
+        [(transform_id, buffer)] = inputs.items()
+        left = [part for part in buffer.partition(PARTS) if any(part)]
+        if not left:  # no element: Beam's empty bundles, as ever
+            return super().process_bundle(
+                inputs, expected_outputs, fired_timers, expected_output_timers, dry_run
+            )
+        taking = threading.Lock()
+
+        def take() -> list[bytes]:
+            with taking:
+                taken = left[: max(1, len(left) // (2 * len(handlers)))]
+                del left[: len(taken)]
+            return [data for part in taken for data in part]
+
+        def work(handler) -> list:
+            done = []
+            while taken := take():
+                on_handler = BundleManager(
+                    _OnWorker(self.bundle_context_manager, handler),
+                    self._progress_frequency,
+                    cache_token_generator=self._cache_token_generator,
+                )
+                done.append(
+                    on_handler.process_bundle(
+                        {transform_id: taken}, expected_outputs, {}, {}, dry_run
+                    )
+                )
+            return done
+
+        with thread_pool_executor.shared_unbounded_instance() as executor:
+            results = [result for done in executor.map(work, handlers) for result in done]
+        merged = beam_fn_api_pb2.InstructionResponse(
+            process_bundle=beam_fn_api_pb2.ProcessBundleResponse(
+                monitoring_infos=consolidate(
+                    info for result, _ in results for info in result.process_bundle.monitoring_infos
+                )
+            ),
+            error=next((result.error for result, _ in results if result.error), ""),
+        )
+        return merged, [split for _, splits in results for split in splits]
+
+
+# The parts a stage's input is cut into for SharedOutBundleManager: the smallest bundle at
+# the end of the analysis is one part, one photo up to ~4,000 photos.
+PARTS = 4096
+
+
+class _OnWorker:
+    """A stage's bundle context whose bundles all go to one worker."""
+
+    def __init__(self, context, handler):
+        self._context = context
+        self.worker_handlers = [handler]
+
+    def __getattr__(self, name):
+        return getattr(self._context, name)
+
 
 # The environment of the transforms that run in the launcher (see ForkedWorkersRunner).
 LAUNCHER = "racelens-launcher"
@@ -111,20 +200,25 @@ def after(components: beam_runner_api_pb2.Components, analysis: Sequence[str]) -
     """The ids of the leaf transforms of `components` that run in an SDK environment and
     read, directly or not, what the transforms named in `analysis` (or inside them) write."""
     leaves = {i: t for i, t in components.transforms.items() if not t.subtransforms}
-
-    def analyses(name: str) -> bool:
-        return any(name == a or name.startswith(a + "/") for a in analysis)
-
-    written = {p for t in leaves.values() if analyses(t.unique_name) for p in t.outputs.values()}
+    written = {
+        p for t in leaves.values() if _named(t.unique_name, analysis) for p in t.outputs.values()
+    }
     found: set[str] = set()
     while more := {
         i
         for i, t in leaves.items()
-        if i not in found and not analyses(t.unique_name) and written & set(t.inputs.values())
+        if i not in found
+        and not _named(t.unique_name, analysis)
+        and written & set(t.inputs.values())
     }:
         found |= more
         written |= {p for i in more for p in leaves[i].outputs.values()}
     return {i for i in found if leaves[i].environment_id}  # not GroupByKey: the runner's
+
+
+def _named(name: str, analysis: Sequence[str]) -> bool:
+    """Whether the transform named `name` is one of those named in `analysis`, or in one."""
+    return any(name == a or name.startswith(a + "/") for a in analysis)
 
 
 def runner_for(opts: PipelineOptions, analysis: Sequence[str] = ()) -> FnApiRunner | None:

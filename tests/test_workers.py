@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -95,6 +96,57 @@ def test_forked_workers__a_workers_failure_fails_the_run_and_leaves_no_process(
     printed, _ = _run("fail", tmp_path)
     assert printed.splitlines()[0].startswith("failed:")
     assert printed.splitlines()[-1] == "left: 0"
+
+
+# A fresh interpreter again: 12 elements analysed by two forked workers; writes to sys.argv[1]
+# the size of each bundle they were analysed in and the elements.
+BUNDLES = """
+import json, sys, uuid
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from pipeline.workers import forked_workers, runner_for
+
+class Bundled(beam.DoFn):
+    def start_bundle(self):
+        self.bundle = uuid.uuid4().hex
+
+    def process(self, element):
+        yield self.bundle, element
+
+def write(pairs, path):
+    sizes = {}
+    for bundle, _ in pairs:
+        sizes[bundle] = sizes.get(bundle, 0) + 1
+    open(path, "w").write(json.dumps([sorted(sizes.values()), sorted(e for _, e in pairs)]))
+
+opts = PipelineOptions(sys.argv[2:])
+with forked_workers(opts):
+    with beam.Pipeline(runner=runner_for(opts, ["Analyse"]), options=opts) as p:
+        _ = (
+            p
+            | beam.Create(range(12))
+            | "Analyse" >> beam.ParDo(Bundled())
+            | beam.combiners.ToList()
+            | beam.Map(write, sys.argv[1])
+        )
+"""
+
+
+def test_forked_workers__the_analysis_shared_out_in_smaller_and_smaller_bundles(
+    tmp_path: Path,
+) -> None:
+    written = tmp_path / "bundles"
+    subprocess.run(
+        [sys.executable, "-c", BUNDLES, str(written), *TWO_WORKERS],
+        cwd=REPO,
+        capture_output=True,
+        timeout=240,
+        check=True,
+    )
+    sizes, elements = json.loads(written.read_text())
+    assert elements == list(range(12))
+    # A quarter of what is left each time (2 workers), at least one: 3, 2, then ones.
+    assert sizes == [1] * 7 + [2, 3], "not Beam's two halves of 6"
 
 
 def test_after__what_reads_the_analysis_directly_or_not_and_runs_in_python() -> None:
