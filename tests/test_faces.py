@@ -17,8 +17,11 @@ from tests.conftest import athlete, photo
 from transforms.course import Settings, parse_course
 from transforms.faces import (
     MAX_FACE_CONFIDENCE,
+    MEASURE_LEVEL,
     BuildGallery,
     Gallery,
+    _level_faces,
+    _textured_level_faces,
     associate,
     boxes_overlap,
     detect_faces,
@@ -29,6 +32,7 @@ from transforms.faces import (
     find_faces,
     frontal_detector,
     gallery_of,
+    gradient_sums,
     hog_faces,
     match_confidence,
     match_face,
@@ -37,6 +41,8 @@ from transforms.faces import (
     pyramid,
     reference_photos,
     saved_form,
+    scan_regions,
+    textured_windows,
     untied_faces,
 )
 from transforms.identify import FaceRule, IdentifyAthletes, identify, identify_faces
@@ -319,6 +325,91 @@ def test_pyramid__dlibs_level_sizes_down_to_the_smallest_it_scans() -> None:
     assert [level.shape for level in levels] == [level.shape for level in expected]
     # OpenCV's bilinear steps against dlib's: the same picture (they sample 0.1 px apart)
     assert np.abs(levels[1].astype(int) - expected[1]).mean() < 1
+
+
+def test_gradient_sums__integral_image_of_central_differences() -> None:
+    image = np.random.default_rng(2).integers(0, 256, (37, 53), np.uint8)
+    pixels = image.astype(int)
+    grads = np.zeros_like(pixels)
+    grads[:, 1:-1] += np.abs(pixels[:, 2:] - pixels[:, :-2])
+    grads[1:-1] += np.abs(pixels[2:] - pixels[:-2])
+    expected = np.zeros((38, 54), int)
+    expected[1:, 1:] = grads.cumsum(0).cumsum(1)
+
+    assert np.array_equal(gradient_sums(image), expected)
+
+
+@needs_models
+def test_textured_windows__a_flat_photo_textured_only_where_its_face_is() -> None:
+    models = face_models()
+    photo = photo_with_face(180, models.detector)
+    [(x0, y0, x1, y1)] = hog_boxes(photo, models.detector)
+    levels = pyramid(photo)
+    scale = (5 / 6) ** 3  # the face at the 4th level, where it is ~100 px
+
+    windows = textured_windows(
+        levels[3].shape, 3, gradient_sums(levels[MEASURE_LEVEL]), MEASURE_LEVEL
+    )
+
+    # window (row, col) spans 80 px from 8 * ((row, col) - 3) - 3
+    row, col = (round((v * scale - 40 + 3) / 8) + 3 for v in ((y0 + y1) / 2, (x0 + x1) / 2))
+    assert windows[row, col]  # centred on the face
+    assert not windows[3:20, 3:20].any()  # the flat grey top left
+    assert windows.mean() < 0.3  # the portrait around the face is a third of the photo
+
+
+def test_scan_regions__far_apart_patches_each_scanned_alone() -> None:
+    windows = np.zeros((100, 120), bool)
+    windows[5:10, 4:12] = True
+    windows[70:90, 80:115] = True
+
+    regions = scan_regions(windows)
+
+    assert sorted(regions) == [(5, 4, 9, 11), (70, 80, 89, 114)]
+    assert scan_regions(np.zeros((10, 10), bool)) == []
+
+
+def test_scan_regions__near_patches_one_scan_every_window_covered() -> None:
+    windows = np.zeros((60, 60), bool)
+    windows[10:20, 10:20] = True
+    windows[22:30, 15:25] = True  # two cells apart: one scan costs less than two
+    windows[40:42, 50] = True
+
+    regions = scan_regions(windows)
+
+    covered = np.zeros_like(windows)
+    for r0, c0, r1, c1 in regions:
+        covered[r0 : r1 + 1, c0 : c1 + 1] = True
+    assert (10, 10, 29, 24) in regions
+    assert not (windows & ~covered).any()
+
+
+@needs_models
+@pytest.mark.parametrize("level", [3, 5, 7])
+def test_textured_level_faces__the_whole_levels_boxes_and_scores(level: int) -> None:
+    import cv2
+
+    models = face_models()
+    photo = photo_with_face(200, models.detector)
+    photo[100:500, 100:500] = photo[600:1000, 900:1300]  # the face again, far away
+    noise = np.random.default_rng(3).integers(0, 256, (400, 900), np.uint8)
+    photo[900:1300, 1000:1900] = cv2.GaussianBlur(noise, (0, 0), 3)  # texture beside it
+    levels = pyramid(photo)
+    windows = textured_windows(
+        levels[level].shape, level, gradient_sums(levels[MEASURE_LEVEL]), MEASURE_LEVEL
+    )
+    threshold = -2.5  # scored windows everywhere in the texture, up to the regions' cuts
+    whole = _level_faces(levels[level], level, None, models.level_detector, threshold)
+
+    found = _textured_level_faces(levels[level], level, windows, models, threshold)
+
+    assert len(scan_regions(windows)) >= 2
+    assert len(whole) >= 10
+    assert sorted(box for _, box in found) == sorted(box for _, box in whole)
+    # the same sums, but dlib's vector arithmetic may round them differently in a region
+    assert sorted(found, key=lambda f: f[1]) == [
+        (pytest.approx(score, abs=1e-5), box) for score, box in sorted(whole, key=lambda f: f[1])
+    ]
 
 
 def test_nearest_whole__the_whole_levels_either_side_or_the_one_there_is() -> None:
