@@ -42,6 +42,7 @@ from transforms.faces import (
     reference_photos,
     saved_form,
     scan_regions,
+    textured_cuts,
     textured_windows,
     untied_faces,
 )
@@ -296,6 +297,19 @@ def test_hog_faces__face_in_a_large_photo_found_as_the_whole_pyramid_finds_it(
 
 
 @needs_models
+def test_hog_faces__colour_photo_found_as_the_whole_pyramid_finds_it() -> None:
+    models = face_models()
+    grey = photo_with_face(180, models.detector)
+    photo = np.dstack([grey, grey, np.full_like(grey, 90)])  # a flat colour around the face
+    expected = hog_boxes(photo, models.detector)
+
+    found = hog_faces(photo, models)
+
+    assert len(expected) == 1
+    assert found == expected
+
+
+@needs_models
 def test_detect_faces__photo_searched_smaller_gives_boxes_in_its_own_pixels() -> None:
     import cv2
 
@@ -401,9 +415,11 @@ def test_textured_level_faces__the_whole_levels_boxes_and_scores(level: int) -> 
     threshold = -2.5  # scored windows everywhere in the texture, up to the regions' cuts
     whole = _level_faces(levels[level], level, None, models.level_detector, threshold)
 
-    found = _textured_level_faces(levels[level], level, windows, models, threshold)
+    cuts = textured_cuts(windows, levels[level].shape)
 
-    assert len(scan_regions(windows)) >= 2
+    found = _textured_level_faces(levels[level], level, cuts, models, threshold)
+
+    assert len(cuts) >= 2
     assert len(whole) >= 10
     assert sorted(box for _, box in found) == sorted(box for _, box in whole)
     # the same sums, but dlib's vector arithmetic may round them differently in a region

@@ -95,14 +95,14 @@ EXACT_MARGIN_PX = 21
 # Flat windows. A face is not flat: every window scoring PROPOSAL_THRESHOLD or more on
 # bibs-dev and the demo's photos at 12 MP has a mean |dx| + |dy| of 2.9 grey levels a pixel
 # or more in its centre (FLAT_INSET_PX in from each side), faces 10.5 and more; a clear sky,
-# a road, a backdrop under 1. So a whole level finer than MEASURE_LEVEL whose windows are
-# mostly flat (textured under MOSTLY_TEXTURED of them) is scanned only in regions around its
-# textured windows (scan_regions), each window's texture measured once on MEASURE_LEVEL's
-# pixels (~0.3 CPU ms a photo). The boxes and scores are the whole level's.
+# a road, a backdrop under 1. So a whole level is scanned only in regions around its
+# textured windows (scan_regions) where these are under MOSTLY_SCANNED of the level, each
+# window's texture measured on MEASURE_LEVEL's pixels (~0.3 CPU ms a photo). The boxes and
+# scores are the whole level's.
 FLAT_GRADIENT = 1.0
 FLAT_INSET_PX = 16
 MEASURE_LEVEL = 8
-MOSTLY_TEXTURED = 0.6
+MOSTLY_SCANNED = 0.8
 SCAN_FIXED_CELLS = 110  # a dlib scan's fixed cost (~0.2 ms), in cells of a whole level's scan
 PROPOSAL_MARGIN = 0.35  # the finer search spans this many box widths around a proposal
 # Two detections are one face when they overlap by more than this (intersection over union),
@@ -361,29 +361,28 @@ def _whole_level_faces(
 ) -> list[tuple[float, Box]]:
     """What HOG finds scoring PROPOSAL_THRESHOLD and up in the pyramid's level `level` (its
     `pixels`) scanned whole; a level finer than level `at` (`sums`, its gradient_sums)
-    with few textured windows only around those (see FLAT_GRADIENT)."""
-    if level < at:
-        windows = textured_windows(pixels.shape, level, sums, at)
-        if windows.mean() < MOSTLY_TEXTURED:
-            return _textured_level_faces(pixels, level, windows, models, PROPOSAL_THRESHOLD)
+    only around its textured windows where that scans under MOSTLY_SCANNED of it (see
+    FLAT_GRADIENT; coarser levels are small, each scan's fixed cost most of theirs)."""
+    height, width = pixels.shape[:2]
+    windows = textured_windows((height, width), level, sums, at) if level < at else None
+    if windows is not None and windows.mean() < MOSTLY_SCANNED:
+        cuts = textured_cuts(windows, (height, width))
+        if sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in cuts) < MOSTLY_SCANNED * height * width:
+            return _textured_level_faces(pixels, level, cuts, models, PROPOSAL_THRESHOLD)
     return _level_faces(pixels, level, None, models.level_detector, PROPOSAL_THRESHOLD)
 
 
 def _textured_level_faces(
-    pixels: np.ndarray, level: int, windows: np.ndarray, models: FaceModels, threshold: float
+    pixels: np.ndarray, level: int, cuts: Sequence[Box], models: FaceModels, threshold: float
 ) -> list[tuple[float, Box]]:
     """What HOG finds scoring `threshold` and up in the pyramid's level `level` (its
-    `pixels`) where `windows` (see textured_windows) are textured, as the whole level's
-    scan finds it: each region of scan_regions is cut from the level's own pixels at a
-    multiple of HOG's cell, so a box at least EXACT_MARGIN_PX inside its cuts scores as in
-    the whole level; a box nearer a cut is another region's or a flat window's, and is
-    dropped. Of overlapping boxes the best only, as dlib's scan keeps them."""
-    height, width = pixels.shape
+    `pixels`) within `cuts` (see textured_cuts) as the whole level's scan finds it: a box
+    at least EXACT_MARGIN_PX inside a cut scores as in the whole level; a box nearer a cut
+    is another cut's or a flat window's, and is dropped. Of overlapping boxes the best
+    only, as dlib's scan keeps them."""
+    height, width = pixels.shape[:2]
     found: list[tuple[float, Box]] = []
-    for r0, c0, r1, c1 in scan_regions(windows):
-        (x0, x1), (y0, y1) = _cut(c0, c1, width), _cut(r0, r1, height)
-        if (x0, y0, x1, y1) == (0, 0, width, height):
-            return _level_faces(pixels, level, None, models.level_detector, threshold)
+    for x0, y0, x1, y1 in cuts:
         exact = (
             x0 + EXACT_MARGIN_PX if x0 else 0,
             y0 + EXACT_MARGIN_PX if y0 else 0,
@@ -399,6 +398,18 @@ def _textured_level_faces(
     return [(score, _level_box_up(box, level)) for score, box in kept]
 
 
+def textured_cuts(windows: np.ndarray, shape: tuple[int, int]) -> list[Box]:
+    """The regions, (x0, y0, x1, y1), cut from a level of `shape` at multiples of HOG's
+    cell to scan its textured `windows` (see textured_windows) EXACT_MARGIN_PX inside them:
+    those of scan_regions."""
+    height, width = shape
+    return [
+        (x0, y0, x1, y1)
+        for r0, c0, r1, c1 in scan_regions(windows)
+        for (x0, x1), (y0, y1) in [(_cut(c0, c1, width), _cut(r0, r1, height))]
+    ]
+
+
 def _cut(first: int, last: int, size: int) -> tuple[int, int]:
     """Where a level of `size` pixels along one side is cut, at multiples of HOG's cell, to
     scan its windows `first` to `last` (see textured_windows) EXACT_MARGIN_PX inside."""
@@ -409,7 +420,9 @@ def _cut(first: int, last: int, size: int) -> tuple[int, int]:
 
 def gradient_sums(pixels: np.ndarray) -> np.ndarray:
     """The integral image, (rows + 1, cols + 1), of |dx| + |dy| (central differences, 0 on
-    the edges)."""
+    the edges) of grey `pixels` (RGB ones: of their grey)."""
+    if pixels.ndim == 3:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
     dx = cv2.absdiff(pixels[:, 2:], pixels[:, :-2])
     dy = cv2.absdiff(pixels[2:], pixels[:-2])
     return cv2.integral(cv2.copyMakeBorder(dx, 0, 0, 1, 1, cv2.BORDER_CONSTANT)) + cv2.integral(
@@ -423,26 +436,32 @@ def textured_windows(shape: tuple[int, int], level: int, sums: np.ndarray, at: i
     FLAT_GRADIENT a pixel of `level`, measured on the pyramid's level `at` (`sums`, its
     gradient_sums). Window (row, col) is HOG_WINDOW_PX square, its top-left corner at
     HOG_CELL_PX * ((row, col) - HANGING_CELLS) - WINDOW_SHIFT_PX."""
-    scale = ((PYRAMID_RATE - 1) / PYRAMID_RATE) ** (at - level)  # of `level`'s pixels at `at`
+    top, bottom, left, right, least = _window_centres(shape, level, sums.shape, at)
+    rows = sums[bottom] - sums[top]
+    return rows[:, right] - rows[:, left] >= least
 
-    def centres(size: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
+
+@functools.lru_cache(maxsize=32)
+def _window_centres(
+    shape: tuple[int, int], level: int, sums_shape: tuple[int, int], at: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For textured_windows: the rows and columns of level `at`'s integral image bounding
+    each window's centre, and the least sum of |dx| + |dy| over it of a textured one (the
+    same for every photo of a size)."""
+    scale = ((PYRAMID_RATE - 1) / PYRAMID_RATE) ** (at - level)  # of `level`'s pixels at `at`
+    bounds = []
+    for size, limit in zip(shape, sums_shape, strict=True):
         windows = np.arange(-(-size // HOG_CELL_PX) + HANGING_CELLS)
         first = HOG_CELL_PX * (windows - HANGING_CELLS) - WINDOW_SHIFT_PX + FLAT_INSET_PX
         last = first + HOG_WINDOW_PX - 2 * FLAT_INSET_PX
-        return (
+        bounds += [
             np.clip(np.floor(first * scale).astype(int), 0, limit - 1),
             np.clip(np.ceil(last * scale).astype(int), 0, limit - 1),
-        )
-
-    (top, bottom), (left, right) = (
-        centres(shape[0], sums.shape[0]),
-        centres(shape[1], sums.shape[1]),
-    )
-    rows = sums[bottom] - sums[top]
-    total = rows[:, right] - rows[:, left]
+        ]
+    top, bottom, left, right = bounds
     area = np.outer(np.maximum(bottom - top, 1), np.maximum(right - left, 1))
     # A gradient of g a pixel of `level` is g / scale a pixel of `at`.
-    return total >= FLAT_GRADIENT / scale * area
+    return top, bottom, left, right, FLAT_GRADIENT / scale * area
 
 
 Region = tuple[int, int, int, int]  # first row, first col, last row, last col (inclusive)
