@@ -55,9 +55,10 @@ from transforms.results import BuildLeaderboard
 from transforms.splits import CheckSplits
 from transforms.write import IMAGES_FILE, WriteResults
 
-# The analysis of each photo: with forked worker processes, it and what precedes it run in
-# them, the timing half after it in the launcher (pipeline/workers.py).
-ANALYSIS = ("AnalysePhotos", "AnalyseContent", "StoreFacts")
+# The transforms that analyse photos: with forked worker processes, they and what precedes
+# them run in those, each worker taking photos while it is free, and the timing half after
+# them runs in the launcher (pipeline/workers.py).
+ANALYSIS = ("AnalysePhotos/AnalyseContent", "AnalyseContent", "StoreFacts")
 
 
 def build(p: beam.Pipeline, cfg: RaceConfig) -> beam.PCollection:

@@ -16,6 +16,12 @@ at import are fork-aware (glibc's malloc, OpenBLAS and jemalloc reset their stat
 child); onnxruntime's sessions, made with one thread and so starting none, run in a forked
 worker as in the process that made them (the same outputs); OpenCV's settings are made per
 worker in setup().
+
+The runner (`ForkedWorkersRunner`) also changes two things in how Beam uses its workers:
+the stage that analyses photos is handed out in bundles each worker takes when it is free
+(SharedOutBundleManager), so both end together, and what follows the analysis, the timing
+half, runs in the launcher itself (Beam's in-process worker), stage after stage, with no
+process to wake and no collection sent to a worker and back.
 """
 
 from __future__ import annotations
