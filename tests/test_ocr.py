@@ -501,6 +501,46 @@ def test_smallest_member__groups_as_union_find_in_order_of_smallest_member(
     assert found == _reference_groups(n, pairs)
 
 
+def _reference_lines(rows: np.ndarray) -> list[np.ndarray]:
+    """_group_lines spelt plainly: each group of 2 or more (by its smallest member) in x
+    order, those that can hold at most MAX_LINE_CHARS characters."""
+    rows = rows[np.argsort(rows[:, 0], kind="stable")]
+    x0, y0, w, h = rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]
+    i, j = np.triu_indices(len(rows), 1)
+    pair_h = (h[i] + h[j]) / 2
+    linked = (
+        (x0[j] <= x0[i] + w[i] + ocr.GAP_RANGE[1] * h[i])
+        & (np.maximum(h[i], h[j]) <= ocr.MAX_HEIGHT_RATIO * np.minimum(h[i], h[j]))
+        & (np.abs(y0[i] + h[i] / 2 - y0[j] - h[j] / 2) <= ocr.MAX_CENTRE_SHIFT * pair_h)
+        & (x0[j] - x0[i] - w[i] >= ocr.GAP_RANGE[0] * pair_h)
+    )
+    group = ocr._smallest_member(len(rows), i[linked], j[linked])
+    lines = [rows[group == g] for g in np.unique(group) if (group == g).sum() >= 2]
+    return [line for line in lines if ocr._char_range(line)[0] <= ocr.MAX_LINE_CHARS]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 60))
+def test_group_lines__as_the_plain_grouping(seed: int, n: int) -> None:
+    # Components on a coarse grid of sizes and places: ties, chains and wide blobs come up.
+    rng = np.random.default_rng(seed)
+    rows = np.column_stack(
+        [
+            rng.integers(0, 20, n) * 10.0,
+            rng.integers(0, 4, n) * 8.0,
+            rng.integers(1, 6, n) * 6.0,
+            rng.integers(3, 6, n) * 6.0,
+            np.arange(1, n + 1, dtype=np.float64),
+        ]
+    )
+
+    found = ocr._group_lines(rows)
+
+    expected = _reference_lines(rows)
+    assert len(found) == len(expected)
+    assert all(np.array_equal(a, b) for a, b in zip(found, expected, strict=True))
+
+
 @given(
     arrays(np.uint8, st.integers(1, 300)),
     st.lists(st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0]), min_size=1, max_size=3),
@@ -522,6 +562,21 @@ def test_digit_components__labels_as_opencvs_default_labelling(seed: int, ink: f
 
     assert np.array_equal(labels, expected)
     assert np.array_equal(rows[:, :4], stats[rows[:, 4].astype(int), :4])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 12), st.integers(2, 12))
+def test_scaled_for_search__a_shrink_by_2_5_as_opencvs_inter_area(
+    seed: int, fifths_high: int, fifths_wide: int
+) -> None:
+    # Noise and flat patches: every pixel value and every rounding case comes up.
+    rng = np.random.default_rng(seed)
+    gray = rng.integers(0, 256, (10 * fifths_high, 10 * fifths_wide), np.uint8)
+    gray[: gray.shape[0] // 2] = rng.integers(0, 256)
+    expected = cv2.resize(gray, (4 * fifths_wide, 4 * fifths_high), interpolation=cv2.INTER_AREA)
+
+    assert np.array_equal(ocr._scaled_for_search(gray, 0.4), expected)
+    assert np.array_equal(ocr._shrink_by_5_2(gray), expected)
 
 
 @settings(max_examples=40, deadline=None)
