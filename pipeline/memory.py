@@ -15,16 +15,28 @@ Beam's SDK worker (each worker process, and an in-process run's own) keeps the p
 of each fused stage for its next bundle, and with it the stream that carried the stage's
 last output: a buffer of up to twice the collection's encoded size (one bundle is half a
 collection), for every stage, for the rest of the run. `release_sent_outputs` lets it go.
+
+The launcher holds every collection between stages, encoded, and Beam moves a stage's input
+and output between it and the workers as one message a bundle (up to 10 MiB): on its way
+each was copied three or four times at once (a stream, a Data message, the Elements
+message gathering them, gRPC's serialisation), so the launcher's peak was several times
+the largest collection. `send_in_pieces` has them cross in pieces of PIECE bytes instead,
+and has the launcher give back after each stage the pages freed in its heap.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
-from apache_beam.runners.worker import bundle_processor
+from apache_beam.coders.coder_impl import create_OutputStream
+from apache_beam.runners.portability.fn_api_runner import execution, fn_runner
+from apache_beam.runners.worker import bundle_processor, data_plane
+from apache_beam.transforms import trigger
+from apache_beam.transforms.window import GlobalWindow, GlobalWindows
+from apache_beam.utils import windowed_value
 
 # mallopt's parameter numbers, from glibc's malloc.h. glibc raises the trim threshold (free
 # memory at the heap's top kept, not given back) to twice the mmap threshold with it.
@@ -32,15 +44,23 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
 MAPPED_FROM = 128 * 1024  # glibc's starting mmap threshold (and trim threshold), kept fixed
 HEAP_BELOW = 32 * 1024 * 1024  # the most glibc raises it to: where a busy process ends up
 WORKER_ARENAS = {"MALLOC_ARENA_MAX": "2"}  # read by glibc when a process starts
+# What a message between the launcher and a worker carries at most, about: large enough to
+# be a mapped block in the launcher (given back once sent), small beside a collection.
+PIECE = 2 * MAPPED_FROM
+
+
+def _libc_function(name: str) -> Callable[..., int] | None:
+    """glibc's function `name`, or None where the C library has none (macOS)."""
+    try:
+        return getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
 
 
 def _mallopt(*settings: tuple[int, int]) -> bool:
     """Sets glibc's malloc parameters in this process; False where malloc is not glibc's."""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # no mallopt in this C library (macOS)
-        return False
-    return all([mallopt(parameter, value) for parameter, value in settings])
+    mallopt = _libc_function("mallopt")
+    return mallopt is not None and all([mallopt(parameter, value) for parameter, value in settings])
 
 
 def hold_worker_arenas() -> None:
@@ -96,6 +116,107 @@ def release_sent_outputs() -> None:
     operation.finish = finish_and_release
 
 
+def _piecewise_stream(
+    close_callback: Callable[[bytes], None] | None,
+    flush_callback: Callable[[bytes], None] | None,
+    data_buffer_time_limit_ms: int,
+) -> data_plane.ClosableOutputStream:
+    """Beam's `ClosableOutputStream.create`, flushing at PIECE bytes rather than 10 MiB."""
+    if data_buffer_time_limit_ms > 0:
+        return data_plane.TimeBasedBufferingClosableOutputStream(
+            close_callback, flush_callback, PIECE, data_buffer_time_limit_ms
+        )
+    return data_plane.SizeBasedBufferingClosableOutputStream(close_callback, flush_callback, PIECE)
+
+
+def _send_input_in_pieces(
+    self: fn_runner.BundleManager,
+    process_bundle_id: str,
+    read_transform_id: str,
+    byte_streams: Iterable[bytes] | None,
+) -> None:
+    """Beam's `BundleManager._send_input_to_worker`, flushed after each stream of elements (a
+    piece received from a worker, or from `_grouped_in_pieces`) rather than only at the end."""
+    data_out = self._worker_handler.data_conn.output_stream(process_bundle_id, read_transform_id)
+    for byte_stream in byte_streams or []:
+        data_out.write(byte_stream)
+        data_out.maybe_flush()
+    data_out.close()
+
+
+def _windowed_key_values(windowing: object) -> Callable[[object, list], Iterable]:
+    """How Beam's `GroupingBuffer.partition` fires a key's values: once, in the global
+    window, or as the trigger driver of the windowing says."""
+    if windowing.is_default():
+        globally = GlobalWindows.windowed_value(
+            None,
+            timestamp=GlobalWindow().max_timestamp(),
+            pane_info=windowed_value.PaneInfo(
+                is_first=True,
+                is_last=True,
+                timing=windowed_value.PaneInfoTiming.ON_TIME,
+                index=0,
+                nonspeculative_index=0,
+            ),
+        ).with_value
+        return lambda key, values: [globally((key, values))]
+    return trigger.create_trigger_driver(windowing, True).process_entire_key
+
+
+def _grouped_in_pieces(self: execution.GroupingBuffer, n: int) -> list[list[bytes]]:
+    """Beam's `GroupingBuffer.partition` (the same keys to the same of the `n` parts, in the
+    same order), each part as pieces of about PIECE bytes rather than one stream, and each
+    key's decoded values dropped once encoded rather than all at the end."""
+    if not self._grouped_output:
+        fire = _windowed_key_values(self._windowing)
+        coder_impl = self._post_grouped_coder.get_impl()
+        key_coder_impl = self._key_coder.get_impl()
+        parts: list[list[bytes]] = [[] for _ in range(n)]
+        streams = [create_OutputStream() for _ in range(n)]
+        for index, encoded_key in enumerate(list(self._table)):
+            stream = streams[index % n]
+            for fired in fire(key_coder_impl.decode(encoded_key), self._table.pop(encoded_key)):
+                coder_impl.encode_to_stream(fired, stream, True)
+            if stream.size() >= PIECE:
+                parts[index % n].append(stream.get())
+                streams[index % n] = create_OutputStream()
+        for part, stream in zip(parts, streams, strict=True):
+            part.append(stream.get())
+        self._grouped_output = parts
+    return self._grouped_output
+
+
+def _trimming_after(run_stage: Callable[..., object]) -> Callable[..., object]:
+    """`run_stage`, then the heap's free pages given back (glibc's malloc_trim): a stage
+    frees thousands of small blocks (decoded groups, elements) between longer-lived ones,
+    which would otherwise stay in the launcher's RSS, and its peak, for the next stage."""
+    trim = _libc_function("malloc_trim")
+
+    def run_and_trim(*args: object, **kwargs: object) -> object:
+        try:
+            return run_stage(*args, **kwargs)
+        finally:
+            if trim is not None:
+                trim(0)
+
+    return run_and_trim
+
+
+def send_in_pieces() -> None:
+    """Has the data between the launcher and its workers, in this process and those it forks,
+    cross in pieces of about PIECE bytes (messages, and the parts of a grouping's output),
+    and the launcher give its heap's free pages back after each stage. Idempotent."""
+    if getattr(fn_runner.FnApiRunner._execute_bundle, "trims", False):
+        return
+    data_plane.ClosableOutputStream.create = staticmethod(_piecewise_stream)
+    data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD = PIECE  # the most gathered into one message
+    fn_runner.BundleManager._send_input_to_worker = _send_input_in_pieces
+    execution.GroupingBuffer.partition = _grouped_in_pieces
+    fn_runner.FnApiRunner._execute_bundle = _trimming_after(fn_runner.FnApiRunner._execute_bundle)
+    fn_runner.FnApiRunner._execute_bundle.trims = True
+
+
 # At import: the launcher imports this module before it forks its zygote (pipeline/workers.py),
-# so every worker forked from it, and the worker inside an in-process run, has it.
+# so every worker forked from it, and the worker inside an in-process run, has them.
 release_sent_outputs()
+send_in_pieces()

@@ -10,17 +10,20 @@ from pathlib import Path
 import apache_beam as beam
 import pytest
 from apache_beam.coders import coders
+from apache_beam.coders.coder_impl import create_InputStream
 from apache_beam.options.pipeline_options import PipelineOptions, WorkerOptions
 from apache_beam.runners import common
+from apache_beam.runners.portability.fn_api_runner import execution
 from apache_beam.runners.worker import bundle_processor, data_plane, statesampler
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms import core, window
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.counters import CounterFactory
 from apache_beam.utils.windowed_value import WindowedValue
 
 from pipeline.graph import WORKER_LOG_LEVEL, WORKER_LOG_LEVELS, quiet_workers
-from pipeline.memory import release_sent_outputs
+from pipeline.memory import PIECE, release_sent_outputs, send_in_pieces
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -128,3 +131,70 @@ def test_release_sent_outputs__stages_of_many_bundles_give_every_element() -> No
         )
         expected = [(k, sum(n for n in range(1000) if n % 7 == k)) for k in range(7)]
         assert_that(grouped, equal_to(expected))
+
+
+KEYED = coders.WindowedValueCoder(
+    coders.TupleCoder([coders.StrUtf8Coder(), coders.BytesCoder()]), coders.GlobalWindowCoder()
+)
+GROUPED = coders.WindowedValueCoder(
+    coders.TupleCoder([coders.StrUtf8Coder(), coders.IterableCoder(coders.BytesCoder())]),
+    coders.GlobalWindowCoder(),
+)
+
+
+def _decoded(parts: list[list[bytes]]) -> list[list[tuple]]:
+    """Each part's (key, values), piece after piece."""
+    impl = GROUPED.get_impl()
+    decoded = []
+    for part in parts:
+        values = []
+        for piece in part:
+            stream = create_InputStream(piece)
+            while stream.size() > 0:
+                key, grouped = impl.decode_from_stream(stream, True).value
+                values.append((key, list(grouped)))
+        decoded.append(values)
+    return decoded
+
+
+def test_send_in_pieces__a_grouping_goes_out_in_pieces_with_its_keys_in_order() -> None:
+    send_in_pieces()
+    send_in_pieces()  # idempotent
+    buffer = execution.GroupingBuffer(KEYED, GROUPED, core.Windowing(window.GlobalWindows()))
+    keys = [f"k{n:03d}" for n in range(300)]
+    for key in keys:  # ~1.2 MB in all: several pieces in each of 2 parts
+        value = WindowedValue((key, key.encode() * 1000), 0, [GlobalWindow()])
+        buffer.append(KEYED.get_impl().encode_nested(value))
+    parts = buffer.partition(2)
+    assert all(len(part) > 1 for part in parts)
+    assert all(len(piece) < 2 * PIECE for part in parts for piece in part)
+    assert _decoded(parts) == [
+        [(key, [key.encode() * 1000]) for key in keys[i::2]] for i in range(2)
+    ]
+    assert buffer.partition(2) is parts  # partitioned once, as Beam's
+
+
+def test_send_in_pieces__pieces_flush_at_piece_size() -> None:
+    send_in_pieces()
+    flushed: list[bytes] = []
+    closed: list[bytes] = []
+    stream = data_plane.ClosableOutputStream.create(closed.append, flushed.append, 0)
+    for _ in range(10):
+        stream.write(b"x" * (PIECE // 4))
+        stream.maybe_flush()
+    stream.close()
+    assert [len(piece) for piece in flushed] == [5 * PIECE // 4, 5 * PIECE // 4]
+    assert len(b"".join(flushed + closed)) == 10 * (PIECE // 4)
+
+
+def test_send_in_pieces__groupings_larger_than_pieces_give_every_element() -> None:
+    send_in_pieces()
+    with TestPipeline() as p:
+        grouped = (
+            p
+            | beam.Create(range(3000))
+            | beam.Map(lambda n: (n % 11, bytes(300)))
+            | beam.GroupByKey()
+            | beam.MapTuple(lambda key, values: (key, len(list(values))))
+        )
+        assert_that(grouped, equal_to([(k, len(range(k, 3000, 11))) for k in range(11)]))
