@@ -22,6 +22,10 @@ each was copied three or four times at once (a stream, a Data message, the Eleme
 message gathering them, gRPC's serialisation), so the launcher's peak was several times
 the largest collection. `send_in_pieces` has them cross in pieces of PIECE bytes instead,
 and has the launcher give back after each stage the pages freed in its heap.
+
+pyarrow allocates from the C library's malloc here, not its default mimalloc, which kept
+what the timing half's Arrow tables freed: set in pipeline/__init__.py, before pyarrow's
+import.
 """
 
 from __future__ import annotations

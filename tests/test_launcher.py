@@ -198,3 +198,20 @@ def test_send_in_pieces__groupings_larger_than_pieces_give_every_element() -> No
             | beam.MapTuple(lambda key, values: (key, len(list(values))))
         )
         assert_that(grouped, equal_to([(k, len(range(k, 3000, 11))) for k in range(11)]))
+
+
+ARROW_POOL = "import pipeline, pyarrow; print(pyarrow.default_memory_pool().backend_name)"
+
+
+@pytest.mark.parametrize(("chosen", "expected"), [(None, "system"), ("mimalloc", "mimalloc")])
+def test_pipeline_package__arrow_allocates_from_malloc_unless_told_otherwise(
+    chosen: str | None, expected: str
+) -> None:
+    env = {"PYTHONPATH": str(REPO), "PATH": ""}
+    if chosen:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = chosen
+    probe = subprocess.run(
+        [sys.executable, "-c", ARROW_POOL], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == expected
