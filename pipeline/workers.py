@@ -141,22 +141,19 @@ class SharedOutBundleManager(ParallelBundleManager):
                 inputs, expected_outputs, fired_timers, expected_output_timers, dry_run
             )
         [(transform_id, buffer)] = inputs.items()
-        left = [part for part in buffer.partition(PARTS) if any(part)]
-        if not left:  # no element: Beam's empty bundles, as ever
-            return super().process_bundle(
-                inputs, expected_outputs, fired_timers, expected_output_timers, dry_run
-            )
+        # No element: one empty bundle (a buffer, once cut, cannot be cut again for Beam's).
+        left = [part for part in buffer.partition(PARTS) if any(part)] or [[]]
         taking = threading.Lock()
 
-        def take() -> list[bytes]:
+        def take() -> list[bytes] | None:
             with taking:
                 taken = left[: max(1, len(left) // (2 * len(handlers)))]
                 del left[: len(taken)]
-            return [data for part in taken for data in part]
+            return [data for part in taken for data in part] if taken else None
 
         def work(handler) -> list:
             done = []
-            while taken := take():
+            while (taken := take()) is not None:
                 on_handler = BundleManager(
                     _OnWorker(self.bundle_context_manager, handler),
                     self._progress_frequency,

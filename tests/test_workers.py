@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import apache_beam as beam
+import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.workers import after, forked_workers, runner_for
@@ -98,8 +99,8 @@ def test_forked_workers__a_workers_failure_fails_the_run_and_leaves_no_process(
     assert printed.splitlines()[-1] == "left: 0"
 
 
-# A fresh interpreter again: 12 elements analysed by two forked workers; writes to sys.argv[1]
-# the size of each bundle they were analysed in and the elements.
+# A fresh interpreter again: sys.argv[2] elements analysed by two forked workers; writes to
+# sys.argv[1] the size of each bundle they were analysed in and the elements.
 BUNDLES = """
 import json, sys, uuid
 import apache_beam as beam
@@ -119,12 +120,12 @@ def write(pairs, path):
         sizes[bundle] = sizes.get(bundle, 0) + 1
     open(path, "w").write(json.dumps([sorted(sizes.values()), sorted(e for _, e in pairs)]))
 
-opts = PipelineOptions(sys.argv[2:])
+opts = PipelineOptions(sys.argv[3:])
 with forked_workers(opts):
     with beam.Pipeline(runner=runner_for(opts, ["Analyse"]), options=opts) as p:
         _ = (
             p
-            | beam.Create(range(12))
+            | beam.Create(range(int(sys.argv[2])))
             | "Analyse" >> beam.ParDo(Bundled())
             | beam.combiners.ToList()
             | beam.Map(write, sys.argv[1])
@@ -132,21 +133,26 @@ with forked_workers(opts):
 """
 
 
+@pytest.mark.parametrize(
+    ("elements", "sizes"),
+    [
+        # A quarter of what is left each time (2 workers), at least one: 3, 2, then ones.
+        (12, [1] * 7 + [2, 3]),
+        (0, []),  # Beam's halves were cut already: one empty bundle
+    ],
+)
 def test_forked_workers__the_analysis_shared_out_in_smaller_and_smaller_bundles(
-    tmp_path: Path,
+    tmp_path: Path, elements: int, sizes: list[int]
 ) -> None:
     written = tmp_path / "bundles"
     subprocess.run(
-        [sys.executable, "-c", BUNDLES, str(written), *TWO_WORKERS],
+        [sys.executable, "-c", BUNDLES, str(written), str(elements), *TWO_WORKERS],
         cwd=REPO,
         capture_output=True,
         timeout=240,
         check=True,
     )
-    sizes, elements = json.loads(written.read_text())
-    assert elements == list(range(12))
-    # A quarter of what is left each time (2 workers), at least one: 3, 2, then ones.
-    assert sizes == [1] * 7 + [2, 3], "not Beam's two halves of 6"
+    assert json.loads(written.read_text()) == [sizes, list(range(elements))]
 
 
 def test_after__what_reads_the_analysis_directly_or_not_and_runs_in_python() -> None:
