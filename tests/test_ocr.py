@@ -564,6 +564,41 @@ def test_digit_components__labels_as_opencvs_default_labelling(seed: int, ink: f
     assert np.array_equal(rows[:, :4], stats[rows[:, 4].astype(int), :4])
 
 
+def _reference_bib_score(gray: np.ndarray, labels: np.ndarray, line: np.ndarray) -> float | None:
+    """_bib_score with the background and the digits copied out and np.percentile."""
+    margin = max(2, round(ocr.SIDE_MARGIN * float(np.median(line[:, 3]))))
+    y0, y1 = int(line[:, 1].min()), int((line[:, 1] + line[:, 3]).max())
+    x0, x1 = int(line[:, 0].min()) - margin, int((line[:, 0] + line[:, 2]).max()) + margin
+    patch, patch_labels = gray[y0:y1, max(0, x0) : x1], labels[y0:y1, max(0, x0) : x1]
+    digits = np.isin(patch_labels, line[:, 4].astype(int)).astype(np.uint8)
+    background = patch[cv2.dilate(digits, np.ones((3, 3), np.uint8)) == 0]
+    if background.size == 0:
+        return None
+    q1, median, q3 = np.percentile(background, [25, 50, 75])
+    contrast = abs(median - np.median(patch[digits > 0]))
+    wanted = ocr.LOOSE
+    if contrast < wanted.min_contrast or (q3 - q1) > wanted.max_spread * contrast:
+        return None
+    return float(contrast / (q3 - q1 + 1.0))
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.integers(0, 2**16), st.sampled_from([1 / 48, 1 / 24, 1 / 8]))
+def test_bib_score__as_the_background_and_digits_copied_out(seed: int, window: float) -> None:
+    # Rendered bibs on a scene with blobs: lines of digits, of blobs, at the image's edge.
+    image, _ = _photo([Bib("4821", (400, 300)), Bib("37", (800, 420), YELLOW, DARK_BLUE)], seed)
+    gray = cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), (600, 400))
+    scored = 0
+    for ink in ocr._binarise(gray, round(400 * window) | 1).values():
+        labels, rows = ocr._digit_components(ink)
+        for line in ocr._group_lines(rows):
+            expected = _reference_bib_score(gray, labels, line)
+
+            assert ocr._bib_score(gray, labels, line, ocr.LOOSE) == expected
+            scored += expected is not None
+    assert scored
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(2, 12), st.integers(2, 12))
 def test_scaled_for_search__a_shrink_by_2_5_as_opencvs_inter_area(

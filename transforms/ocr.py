@@ -113,6 +113,8 @@ TORSO = (1.5, 0.5, 4.5)
 TORSO_FACE_PX = 48
 TORSO_LINES = 2
 
+_NEIGHBOURS = np.ones((3, 3), np.uint8)  # a pixel's 8 neighbours and itself
+
 REGION_PAD = 0.15  # padding of returned boxes, relative to line height
 
 # The page for tesseract: every region becomes two text lines, one per digit height.
@@ -443,7 +445,12 @@ def _percentiles(values: np.ndarray, quantiles: tuple[float, ...]) -> list[float
     less cost: _bib_score asks for them about a hundred times per photo, on small patches
     where np.percentile's own overhead, not the sorting, is most of the work.
     """
-    counts = np.bincount(values, minlength=256).cumsum()
+    return _histogram_quantiles(np.bincount(values, minlength=256), quantiles)
+
+
+def _histogram_quantiles(histogram: np.ndarray, quantiles: tuple[float, ...]) -> list[float]:
+    """_percentiles of the values counted by a histogram of the 256 grey levels."""
+    counts = histogram.cumsum()
     last = int(counts[-1]) - 1
     at = [q * last for q in quantiles]
     ranks = [r for p in at for r in (int(p), min(int(p) + 1, last))]
@@ -464,22 +471,26 @@ def _bib_score(
     digits): a bib may end right above and below its number, and whatever lies beyond it
     (a sponsor band, the shirt) says nothing about whether the digits sit on paper.
     """
-    margin = max(2, round(SIDE_MARGIN * statistics.median(line[:, 3].tolist())))
-    y0, y1 = int(line[:, 1].min()), int((line[:, 1] + line[:, 3]).max())
-    x0, x1 = int(line[:, 0].min()) - margin, int((line[:, 0] + line[:, 2]).max()) + margin
+    xs, ys, ws, hs, ids = line.T.tolist()  # a few values: Python's min and max are cheaper
+    margin = max(2, round(SIDE_MARGIN * statistics.median(hs)))
+    y0, y1 = int(min(ys)), int(max(y + h for y, h in zip(ys, hs, strict=True)))
+    x0, x1 = int(min(xs)) - margin, int(max(x + w for x, w in zip(xs, ws, strict=True))) + margin
     rows, cols = slice(y0, y1), slice(max(0, x0), x1)
     patch = gray[rows, cols]
     patch_labels = labels[rows, cols]
-    digits = np.zeros(patch.shape, np.uint8)
-    for label in line[:, 4].astype(np.int32):  # 2-5 labels: cheaper than np.isin
-        digits[patch_labels == label] = 1
-    # The pixel next to a stroke is a blend of ink and bib: skip it.
-    near = cv2.dilate(digits, np.ones((3, 3), np.uint8))
-    background = patch[near == 0]
-    if background.size == 0:
+    digits = patch_labels == int(ids[0])
+    for label in ids[1:]:  # 2-5 labels: cheaper than np.isin
+        digits |= patch_labels == int(label)
+    digits = digits.view(np.uint8)
+    # The pixel next to a stroke is a blend of ink and bib: skip it. Histograms under masks
+    # count the grey levels of each part without copying it out.
+    background = cv2.compare(cv2.dilate(digits, _NEIGHBOURS), 0, cv2.CMP_EQ)
+    histogram = cv2.calcHist([patch], [0], background, [256], [0, 256]).ravel().astype(np.int64)
+    if not histogram.any():
         return None
-    q1, median, q3 = _percentiles(background, (0.25, 0.5, 0.75))
-    contrast = abs(median - _percentiles(patch[digits > 0], (0.5,))[0])
+    q1, median, q3 = _histogram_quantiles(histogram, (0.25, 0.5, 0.75))
+    ink = cv2.calcHist([patch], [0], digits, [256], [0, 256]).ravel().astype(np.int64)
+    contrast = abs(median - _histogram_quantiles(ink, (0.5,))[0])
     if contrast < wanted.min_contrast or (q3 - q1) > wanted.max_spread * contrast:
         return None
     return contrast / (q3 - q1 + 1.0)
