@@ -31,6 +31,7 @@ from transforms.write import (
     REVIEW_FILE,
     STATIONS_FILE,
     Gathered,
+    GatherParts,
     GatherTable,
     OutputFile,
     Route,
@@ -295,3 +296,17 @@ def test_write_results__athlete_photos_by_bib_then_time(tmp_path: Path, course: 
         ("101", "id-c"),
         ("102", "id-a"),
     ]
+
+
+def test_gather_parts__yields_each_files_part_and_keeps_none_after_its_bundle() -> None:
+    rows = _many_rows(BATCH_ROWS + 3)
+    files = {"t.parquet": OutputFile(GatherTable(SCHEMA, _by_time), write_arrow)}
+    parts = GatherParts(("t.parquet",), None, files)
+    parts.start_bundle()
+    for row in rows:
+        parts.process(row)
+    [(name, part)] = [value.value for value in parts.finish_bundle()]
+    expected = pa.Table.from_pylist(sorted(rows, key=_by_time), schema=SCHEMA)
+    assert name == "t.parquet"
+    assert files[name].gather.extract_output(part).equals(expected)
+    assert parts._parts == {}

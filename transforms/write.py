@@ -236,9 +236,12 @@ class GatherParts(beam.DoFn):
         self._empty = False
 
     def finish_bundle(self) -> Iterator[WindowedValue]:
+        # The parts go with the bundle: Beam keeps this DoFn for its next bundle, and in the
+        # launcher's in-process worker a bundle is the whole collection, held until then.
+        parts, self._parts = self._parts, {}
         if self._empty:
             return
-        for name, part in self._parts.items():
+        for name, part in parts.items():
             gathered = (name, self._gathers[name].compact(part))
             yield WindowedValue(gathered, GlobalWindow().max_timestamp(), (GlobalWindow(),))
 
