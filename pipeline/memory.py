@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from apache_beam.coders.coder_impl import create_OutputStream
+from apache_beam.portability.api import beam_fn_api_pb2
 from apache_beam.runners.portability.fn_api_runner import execution, fn_runner
 from apache_beam.runners.worker import bundle_processor, data_plane
 from apache_beam.transforms import trigger
@@ -206,16 +207,43 @@ def _trimming_after(run_stage: Callable[..., object]) -> Callable[..., object]:
     return run_and_trim
 
 
+def _input_elements_released(
+    self: data_plane.InMemoryDataChannel,
+    instruction_id: str,
+    unused_expected_inputs: object,
+    abort_callback: Callable[[], bool] | None = None,
+) -> Iterator[beam_fn_api_pb2.Elements.Data | beam_fn_api_pb2.Elements.Timers]:
+    """Beam's `InMemoryDataChannel.input_elements`, each message let go once read: Beam
+    held them all until the last was read, beside what the reader made of them (a stage's
+    whole input or output, in the launcher's in-process worker, held twice)."""
+    other_inputs = []
+    elements = self._inputs
+    index = 0
+    while index < len(elements):  # as Beam's loop: messages added meanwhile are read too
+        element, elements[index] = elements[index], None
+        index += 1
+        if element.instruction_id != instruction_id:
+            other_inputs.append(element)
+        elif isinstance(element, beam_fn_api_pb2.Elements.Timers):
+            if not element.is_last:
+                yield element
+        elif element.data or element.is_last:
+            yield element
+    self._inputs = other_inputs
+
+
 def send_in_pieces() -> None:
     """Has the data between the launcher and its workers, in this process and those it forks,
     cross in pieces of about PIECE bytes (messages, and the parts of a grouping's output),
-    and the launcher give its heap's free pages back after each stage. Idempotent."""
+    each message of an in-process worker let go once read, and the launcher give its heap's
+    free pages back after each stage. Idempotent."""
     if getattr(fn_runner.FnApiRunner._execute_bundle, "trims", False):
         return
     data_plane.ClosableOutputStream.create = staticmethod(_piecewise_stream)
     data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD = PIECE  # the most gathered into one message
     fn_runner.BundleManager._send_input_to_worker = _send_input_in_pieces
     execution.GroupingBuffer.partition = _grouped_in_pieces
+    data_plane.InMemoryDataChannel.input_elements = _input_elements_released
     fn_runner.FnApiRunner._execute_bundle = _trimming_after(fn_runner.FnApiRunner._execute_bundle)
     fn_runner.FnApiRunner._execute_bundle.trims = True
 

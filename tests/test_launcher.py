@@ -12,6 +12,7 @@ import pytest
 from apache_beam.coders import coders
 from apache_beam.coders.coder_impl import create_InputStream
 from apache_beam.options.pipeline_options import PipelineOptions, WorkerOptions
+from apache_beam.portability.api import beam_fn_api_pb2
 from apache_beam.runners import common
 from apache_beam.runners.portability.fn_api_runner import execution
 from apache_beam.runners.worker import bundle_processor, data_plane, statesampler
@@ -215,3 +216,18 @@ def test_pipeline_package__arrow_allocates_from_malloc_unless_told_otherwise(
     )
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip() == expected
+
+
+def test_send_in_pieces__an_in_process_channel_lets_each_message_go_once_read() -> None:
+    send_in_pieces()
+    channel = data_plane.InMemoryDataChannel()
+    for instruction, data in (("a", b"1"), ("b", b"2"), ("a", b"3")):
+        channel._inputs.append(
+            beam_fn_api_pb2.Elements.Data(instruction_id=instruction, transform_id="t", data=data)
+        )
+    read = []
+    for element in channel.input_elements("a", ["t"]):
+        read.append(element.data)
+        assert all(held is not element for held in channel._inputs)  # read: let go
+    assert read == [b"1", b"3"]
+    assert [element.data for element in channel._inputs] == [b"2"]  # another bundle's, kept
