@@ -19,7 +19,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
 from transforms.passages import Passage
-from transforms.records import DUPLICATE, Photo, Sighting
+from transforms.records import DUPLICATE, Photo, Sighting, pack_time, unpack_time
 
 
 def passage_evidence(p: Passage) -> Sighting:
@@ -47,6 +47,17 @@ class PhotoFile(NamedTuple):
 
 def photo_file(photo: Photo) -> PhotoFile:
     return PhotoFile(photo.status == DUPLICATE, photo.path, photo.taken_at)
+
+
+def photo_file_fields(photo: Photo) -> tuple:
+    """A photo's PhotoFile as plain fields, its time packed: ~70 bytes encoded, against ~200
+    as a PhotoFile (Beam encodes a NamedTuple with its pickled class)."""
+    return photo.status == DUPLICATE, photo.path, pack_time(photo.taken_at)
+
+
+def photo_file_of(fields: tuple) -> PhotoFile:
+    duplicate, path, taken_at = fields
+    return PhotoFile(duplicate, path, unpack_time(taken_at))
 
 
 def _file_of(files: Iterable[PhotoFile]) -> PhotoFile | None:
@@ -101,7 +112,8 @@ class _JoinPhotos(beam.DoFn):
 
     def process(self, joined: tuple[str, dict[str, list]]) -> Iterator[dict]:
         image_id, groups = joined
-        rows = athlete_photo_rows(image_id, groups["evidence"], groups["photos"])
+        files = map(photo_file_of, groups["photos"])
+        rows = athlete_photo_rows(image_id, groups["evidence"], files)
         if groups["evidence"] and not rows:
             self._without_file.inc()
         yield from rows
@@ -129,7 +141,7 @@ class AthletePhotos(beam.PTransform):
             {
                 "evidence": evidence | "EvidenceByImage" >> beam.Map(lambda s: (s.image_id, s)),
                 "photos": files
-                | "PhotosByImage" >> beam.Map(lambda p: (p.image_id, photo_file(p))),
+                | "PhotosByImage" >> beam.Map(lambda p: (p.image_id, photo_file_fields(p))),
             }
             | "JoinOnImage" >> beam.CoGroupByKey()
             | "Rows" >> beam.ParDo(_JoinPhotos())

@@ -22,7 +22,7 @@ import apache_beam as beam
 
 from transforms.identify import ReviewItem
 from transforms.passages import whole_day
-from transforms.records import Photo
+from transforms.records import Photo, pack_time, unpack_time
 
 HEALTH_REASONS = {
     "covered": "camera_covered",
@@ -44,6 +44,17 @@ class Shot:
 
 def shot_of(photo: Photo) -> Shot:
     return Shot(at=photo.taken_at, path=photo.path, image_id=photo.image_id, reason=photo.reason)
+
+
+def shot_fields(photo: Photo) -> tuple:
+    """A photo's Shot as plain fields, its time packed: what the join holds of each photo
+    (~130 bytes encoded, against ~290 as a Shot, which Beam pickles with its class)."""
+    return pack_time(photo.taken_at), photo.path, photo.image_id, photo.reason
+
+
+def shot_of_fields(fields: tuple) -> Shot:
+    at, path, image_id, reason = fields
+    return Shot(unpack_time(at), path, image_id, reason)
 
 
 def spells(rows: Iterable[dict]) -> list[list[dict]]:
@@ -106,14 +117,16 @@ class ReviewStationHealth(beam.PTransform):
         shots = (
             photos
             | "Timed" >> beam.Filter(lambda p: p.taken_at is not None)
-            | "Shots" >> beam.Map(lambda p: (p.station_id, shot_of(p)))
+            | "Shots" >> beam.Map(lambda p: (p.station_id, shot_fields(p)))
             | "ShotsDay" >> whole_day()
         )
         return (
             {"rows": rows, "shots": shots}
             | "PerStation" >> beam.CoGroupByKey()
             | "Spells"
-            >> beam.FlatMapTuple(lambda sid, got: health_review(sid, got["rows"], got["shots"]))
+            >> beam.FlatMapTuple(
+                lambda sid, got: health_review(sid, got["rows"], map(shot_of_fields, got["shots"]))
+            )
             # Back in the plain global window of the other review items, to flatten with them.
             | "Unwindow" >> beam.WindowInto(beam.window.GlobalWindows())
         )
