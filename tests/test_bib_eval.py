@@ -6,6 +6,7 @@ import csv
 from collections import Counter
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -131,3 +132,26 @@ def test_reads_line__name_then_each_read_with_its_box() -> None:
         "a.jpg\t1234 0.987654 1 2 30 40 0.500000\t56 0.250000 0 0 10 10 0.000000"
     )
     assert reads_line("b.jpg", []) == "b.jpg"
+
+
+def test_bib_ab__this_tree_against_itself_reads_alike_and_times_both(tmp_path: Path) -> None:
+    from bench.bib_ab import REPO, compare, load_other, spread
+
+    for k, number in enumerate(["4821", "37"]):
+        photo = np.full((480, 640, 3), 235, np.uint8)
+        cv2.putText(photo, number, (200, 260), cv2.FONT_HERSHEY_SIMPLEX, 3, (20, 20, 20), 8)
+        cv2.imwrite(str(tmp_path / f"photo{k}.jpg"), photo)
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not a photo")
+    paths = spread(sorted(str(p) for p in tmp_path.iterdir()), 3)
+
+    costs, alike, decoded = compare(load_other(REPO), paths)
+
+    assert (alike, decoded) == (2, 2)
+    assert all(old > 0 and new > 0 for old, new in costs.values())
+
+
+def test_bib_ab__spread_takes_at_most_count_evenly() -> None:
+    from bench.bib_ab import spread
+
+    assert spread([str(k) for k in range(10)], 3) == ["0", "3", "6"]
+    assert spread(["a", "b"], 40) == ["a", "b"]
