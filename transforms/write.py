@@ -55,9 +55,13 @@ STALE_AFTER_S = 3600.0
 log = logging.getLogger(__name__)
 
 
+def write_parquet(table: pa.Table, sink: object) -> None:
+    pq.write_table(table, sink, compression="zstd")
+
+
 def parquet_bytes(table: pa.Table) -> bytes:
     buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd")
+    write_parquet(table, buffer)
     return buffer.getvalue()
 
 
@@ -74,9 +78,14 @@ def temporary_name(path: str) -> str:
 
 def write_atomically(path: str, data: bytes) -> None:
     """Readers see the old file or the new one, never half of one."""
+    write_atomically_by(path, lambda f: f.write(data))
+
+
+def write_atomically_by(path: str, write: Callable[[object], object]) -> None:
+    """As write_atomically, the file's bytes written by `write(file)`."""
     tmp = temporary_name(path)
     with FileSystems.create(tmp) as f:
-        f.write(data)
+        write(f)
     # Local rename is os.rename (atomic replace); object stores copy then delete.
     FileSystems.rename([tmp], [path])
 
@@ -197,7 +206,8 @@ class GatherTable(beam.CombineFn):
 
 
 def write_arrow(table: pa.Table, path: str) -> str:
-    write_atomically(path, parquet_bytes(table))
+    # Straight into the file: the whole file in memory, and a copy of it, are not needed.
+    write_atomically_by(path, functools.partial(write_parquet, table))
     return path
 
 
