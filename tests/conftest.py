@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,6 +34,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "filterwarnings", "ignore:cannot collect test class 'Test(Pipeline|Stream)'"
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def scratch_temp_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every temporary file and folder of the suite, in this process and in those it starts,
+    under pytest's own base folder (of which pytest keeps the last three): Beam makes a
+    folder for each pipeline and removes it only when the pipeline runs, and sinks leave
+    theirs when a test stops them early, so each suite left dozens in /tmp."""
+    scratch = tmp_path_factory.mktemp("tmp")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TMPDIR", str(scratch))
+        patch.setattr(tempfile, "tempdir", None)  # tempfile's cached choice, made again
+        yield scratch
 
 
 # --- Time -------------------------------------------------------------------------------------
