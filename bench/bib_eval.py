@@ -98,6 +98,7 @@ REVIEW_THRESHOLD = 0.75  # the course setting's default: reads below it go to re
 START_LIST_SEED = 0
 FACE_BOX = ("minCol", "minRow", "maxCol", "maxRow")  # boxes.csv's face columns as x0 y0 x1 y1
 Box = tuple[int, int, int, int]
+DATA = Path(os.environ.get("RACELENS_DATA", "/work/shared/data"))  # the real photos' folder
 
 
 @dataclass
@@ -515,13 +516,12 @@ def demo_race(out: Path, athletes: int, stations: int, seed: int) -> Path:
 
 
 def main() -> None:
-    data = Path(os.environ.get("RACELENS_DATA", "/work/shared/data"))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "folder",
         nargs="?",
         type=Path,
-        default=data / "bibs-dev",
+        default=DATA / "bibs-dev",
         help="folder with labels.csv (default: $RACELENS_DATA/bibs-dev)",
     )
     parser.add_argument(
