@@ -20,7 +20,6 @@ boxes, to the last bit).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import time
@@ -33,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.common import DATA, load_module  # noqa: E402
 from transforms import ocr  # noqa: E402
 from transforms.photos import Unusable, decode, list_photos, open_photo, read_bytes  # noqa: E402
 
@@ -41,13 +41,10 @@ STAGES = ("finding", "read_bibs")
 
 def load_other(tree: Path) -> ModuleType:
     """The other tree's transforms.ocr, reading with its own transforms.ppocr."""
-    modules = {}
-    for name in ("ppocr", "ocr"):
-        spec = importlib.util.spec_from_file_location(
-            f"other_{name}", tree / "transforms" / f"{name}.py"
-        )
-        modules[name] = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(modules[name])  # its dataclasses look themselves up there
+    modules = {
+        name: load_module(f"other_{name}", tree / "transforms" / f"{name}.py")
+        for name in ("ppocr", "ocr")
+    }
     modules["ocr"].recogniser = modules["ppocr"].recogniser
     return modules["ocr"]
 
@@ -55,7 +52,6 @@ def load_other(tree: Path) -> ModuleType:
 def perf_race(root: Path) -> Path:
     """The images of bench/perf.py's race in root, made there first unless it is there."""
     if not (root / "images").is_dir():
-        from bench.bib_eval import DATA
         from bench.perf import make_race
 
         make_race(root, 200, 12, 7, str(DATA / "faces-dev"))

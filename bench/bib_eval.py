@@ -19,11 +19,12 @@ distractors, as a race lists far more runners than its photos show: numbers draw
     python bench/bib_eval.py --torso labelled             # + the torso below each labelled face
     python bench/bib_eval.py --reads reads.tsv            # + every photo's reads, to diff
 
-RACELENS_DATA defaults to /work/shared/data; RACELENS_OCR_ENGINE picks the engine (ppocr,
-tesserocr, pytesseract). --megapixels enlarges each photo to that size, encodes it as a JPEG
-and times the pipeline's own decode and read (transforms.photos), so that ms per photo is
-what ReadBibs costs on a camera's photo. --demo generates a race with pipeline.demo into a
-temporary folder and labels each photo with the bibs the generator drew unoccluded on it.
+RACELENS_DATA defaults to ../shared/data beside the repository (bench/common.py);
+RACELENS_OCR_ENGINE picks the engine (ppocr, tesserocr, pytesseract). --megapixels enlarges
+each photo to that size, encodes it as a JPEG and times the pipeline's own decode and read
+(transforms.photos), so that ms per photo is what ReadBibs costs on a camera's photo. --demo
+generates a race with pipeline.demo into a temporary folder and labels each photo with the
+bibs the generator drew unoccluded on it.
 
 --scale reads each photo resized by that factor, as if its bibs were that much larger or
 smaller in the frame. The figures move by a bib or two between nearby scales (the 8 and 16
@@ -70,7 +71,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import random
 import re
 import resource
@@ -87,6 +87,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import DATA  # noqa: E402
 from transforms import ocr  # noqa: E402
 from transforms.bibs import StartList  # noqa: E402
 from transforms.ocr import BibRead, match_start_list, read_bibs  # noqa: E402
@@ -98,7 +99,6 @@ REVIEW_THRESHOLD = 0.75  # the course setting's default: reads below it go to re
 START_LIST_SEED = 0
 FACE_BOX = ("minCol", "minRow", "maxCol", "maxRow")  # boxes.csv's face columns as x0 y0 x1 y1
 Box = tuple[int, int, int, int]
-DATA = Path(os.environ.get("RACELENS_DATA", "/work/shared/data"))  # the real photos' folder
 
 
 @dataclass

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import importlib.util
 import logging
 import os
 import statistics
@@ -36,11 +35,11 @@ sys.path.insert(0, str(REPO))
 logging.basicConfig(level=logging.ERROR)
 
 from bench.bib_eval import as_jpeg  # noqa: E402
+from bench.common import DATA, load_module  # noqa: E402
 from bench.perf import make_race  # noqa: E402
 from transforms import faces  # noqa: E402
 from transforms.photos import decode, list_photos, open_photo, read_bytes  # noqa: E402
 
-DATA = Path(os.environ.get("RACELENS_DATA", REPO.parent / "shared" / "data"))
 MEGAPIXELS = 12
 
 
@@ -56,13 +55,7 @@ class Comparison:
 
 def load_version(path: str) -> ModuleType:
     """The faces module at `path`, loaded beside transforms.faces."""
-    spec = importlib.util.spec_from_file_location("faces_before", path)
-    if spec is None or spec.loader is None:
-        raise ValueError(f"not a Python file: {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_module("faces_before", Path(path))
 
 
 def decoded(data: bytes) -> tuple[np.ndarray, int]:

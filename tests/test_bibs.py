@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from apache_beam.testing.util import assert_that
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bench.common import DATA
 from pipeline.cli import main
 from tests.test_ocr import SINGLE_BIBS, _photo
 from transforms import ocr
@@ -191,7 +191,6 @@ def test_bibs_cli__start_list_is_the_dictionary(
 
 # --- Real photos through the pipeline's analysis ---------------------------------------------
 
-DATA = Path(os.environ.get("RACELENS_DATA", "/work/shared/data"))
 REAL_PHOTOS = DATA / "bibs-dev"
 # Photos of the held-out half (bench/bib_eval.py --split holdout) with one clear bib each.
 HANDFUL = ["set1_59.JPG", "set1_66.JPG", "set1_67.JPG", "set1_73.JPG", "set1_78.JPG"]

@@ -4,7 +4,6 @@ in the start list, and passages where only the face shows who passed."""
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import cv2
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
+from bench.common import DATA
 from pipeline.cli import main
 from pipeline.demo import (
     FACES_FOLDER,
@@ -29,9 +29,6 @@ from pipeline.demo import (
 from pipeline.demo import Athlete as DemoAthlete
 from pipeline.demo_faces import find_people, load_cast
 
-DATA = Path(os.environ.get("RACELENS_DATA", Path(__file__).resolve().parents[2] / "shared/data"))
-if not DATA.is_dir():
-    DATA = Path("/work/shared/data")
 BBT = DATA / "faces-dev" / "bbt"  # 8 people x 5 face crops, with labels.csv
 
 

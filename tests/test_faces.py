@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from bench.common import DATA
 from tests.conftest import athlete, photo
 from transforms.course import Settings, parse_course
 from transforms.faces import (
@@ -59,7 +59,6 @@ from transforms.records import (
     facts_to_json,
 )
 
-DATA = Path(os.environ.get("RACELENS_DATA", "/work/shared/data"))
 FACES_DEV = DATA / "faces-dev"
 needs_models = pytest.mark.skipif(not models_available(), reason="dlib face models not installed")
 

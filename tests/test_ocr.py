@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import csv
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -14,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from bench.common import DATA
 from transforms import ocr
 from transforms.ocr import BibRead, find_bib_regions, read_bibs
 from transforms.ppocr import LineRead
@@ -204,7 +203,6 @@ def test_any_small_image_gives_valid_output(image: np.ndarray) -> None:
 
 # --- Real photos ----------------------------------------------------------------------------
 
-DATA = Path(os.environ.get("RACELENS_DATA", "/work/shared/data"))
 REAL_PHOTOS = DATA / "bibs-dev"
 
 
