@@ -39,10 +39,7 @@ if [ "$LIVE" = 1 ]; then
   exit
 fi
 
-echo "== timing the race (DirectRunner, 2 worker processes)"
-.venv/bin/racelens run \
-  --images "$DEMO/images" "${RACE[@]}" \
-  --out "$DEMO/results" --direct_running_mode=multi_processing --direct_num_workers=2 \
-  --default_sdk_harness_log_level=WARNING
+echo "== timing the race (DirectRunner, a worker process per core)"
+.venv/bin/racelens run --images "$DEMO/images" "${RACE[@]}" --out "$DEMO/results"
 echo "== scoring against $DEMO/truth.csv"
 .venv/bin/racelens score --out "$DEMO/results" --truth "$DEMO/truth.csv" --images "$DEMO/images"

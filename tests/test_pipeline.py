@@ -6,6 +6,7 @@ each test then checks one promise of the contract on the files that run wrote.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import hashlib
 import json
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from pipeline import cli
 from pipeline.cli import main
 from pipeline.score import score_run
 from tests.conftest import (
@@ -245,6 +247,63 @@ def test_python_m_pipeline__help_lists_the_commands() -> None:
     assert done.returncode == 0, done.stderr
     for command in ("demo", "run", "bibs"):
         assert command in done.stdout
+
+
+def test_python_m_pipeline__run_forks_a_worker_per_core_by_default_with_the_same_results(
+    race: Path, first_run: Run, tmp_path: Path
+) -> None:
+    argv = [a for a in run_argv(race, tmp_path / "out") if not a.startswith("--direct_")]
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", *argv],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    written = result_files(tmp_path / "out")
+    assert {name: written[name] for name in CONTRACT_COLUMNS} == {
+        name: first_run.files[name] for name in CONTRACT_COLUMNS
+    }
+
+
+@pytest.mark.parametrize(
+    ("own_process", "cores", "added"),
+    [
+        (True, 3, ["--direct_running_mode=multi_processing", "--direct_num_workers=3"]),
+        (True, 1, []),
+        (False, 3, []),  # main() called by other code: no forking its process
+    ],
+)
+def test_run__the_racelens_program_uses_a_worker_process_per_core(
+    monkeypatch: pytest.MonkeyPatch, own_process: bool, cores: int, added: list[str]
+) -> None:
+    executed: list[list[str]] = []
+    monkeypatch.setattr(cli, "_execute", lambda argv, **_: executed.append(argv) or 0)
+    monkeypatch.setattr(cli, "usable_cores", lambda: cores)
+    cli._run(argparse.Namespace(own_process=own_process), ["--images", "photos"])
+    assert executed == [["--images", "photos", *added]]
+
+
+def test_with_worker_processes__as_many_as_the_user_asks_for() -> None:
+    assert cli.with_worker_processes(["--direct_num_workers=4"], cores=1) == [
+        "--direct_num_workers=4",
+        "--direct_running_mode=multi_processing",
+    ]
+
+
+@pytest.mark.parametrize(
+    "chosen",
+    [
+        ["--direct_running_mode=in_memory"],
+        ["--direct_running_mode", "multi_threading"],
+        ["--runner=DirectRunner"],
+        ["--runner", "DaskRunner"],
+        ["--streaming"],
+    ],
+)
+def test_with_worker_processes__the_users_choice_of_execution_stands(chosen: list[str]) -> None:
+    assert cli.with_worker_processes(["--out", "o", *chosen], cores=2) == ["--out", "o", *chosen]
 
 
 # --- An official's corrections -----------------------------------------------------------------
