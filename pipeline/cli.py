@@ -393,6 +393,18 @@ def _configure_logging() -> None:
     logging.basicConfig(
         level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True
     )
+    logging.getLogger(WORKER_LOG_RELAY).addFilter(_without_beams_worker_noise)
+
+
+# The launcher's logger that passes on its workers' log lines, and what of them is noise: each
+# worker warned that no main session was staged for it (for Dataflow's workers), twice a run
+# on the terminal. racelens' workers need none: they import what they run.
+WORKER_LOG_RELAY = "apache_beam.runners.portability.local_job_service"
+WORKER_NOISE = "No semi_persistent_directory found"
+
+
+def _without_beams_worker_noise(record: logging.LogRecord) -> bool:
+    return WORKER_NOISE not in record.getMessage()
 
 
 def main(argv: list[str] | None = None) -> int:
