@@ -343,11 +343,12 @@ def test_pyramid__dlibs_level_sizes_down_to_the_smallest_it_scans() -> None:
 def test_gradient_sums__integral_image_of_central_differences() -> None:
     image = np.random.default_rng(2).integers(0, 256, (37, 53), np.uint8)
     pixels = image.astype(int)
-    grads = np.zeros_like(pixels)
-    grads[:, 1:-1] += np.abs(pixels[:, 2:] - pixels[:, :-2])
-    grads[1:-1] += np.abs(pixels[2:] - pixels[:-2])
-    expected = np.zeros((38, 54), int)
-    expected[1:, 1:] = grads.cumsum(0).cumsum(1)
+    across, along = np.zeros_like(pixels), np.zeros_like(pixels)
+    across[:, 1:-1] = np.abs(pixels[:, 2:] - pixels[:, :-2])
+    along[1:-1] = np.abs(pixels[2:] - pixels[:-2])
+    expected = np.zeros((2, 38, 54), int)
+    expected[0, 1:, 1:] = across.cumsum(0).cumsum(1)
+    expected[1, 1:, 1:] = along.cumsum(0).cumsum(1)
 
     assert np.array_equal(gradient_sums(image), expected)
 
@@ -369,6 +370,27 @@ def test_textured_windows__a_flat_photo_textured_only_where_its_face_is() -> Non
     assert windows[row, col]  # centred on the face
     assert not windows[3:20, 3:20].any()  # the flat grey top left
     assert windows.mean() < 0.3  # the portrait around the face is a third of the photo
+
+
+def _stripes(axis: int) -> np.ndarray:
+    """A 1600 x 1200 photo of 40 px stripes across `axis` (0: horizontal stripes)."""
+    return (np.indices((1200, 1600))[axis] // 40 % 2 * 200).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("image", "textured"),
+    [(_stripes(0), False), (_stripes(1), False), (_stripes(0) ^ _stripes(1), True)],
+    ids=["horizontal-edges", "vertical-edges", "checks"],
+)
+def test_textured_windows__edges_in_one_direction_only_are_flat(
+    image: np.ndarray, textured: bool
+) -> None:
+    levels = pyramid(image)
+
+    windows = textured_windows(levels[3].shape, 3, gradient_sums(levels[8]), 8)
+
+    inner = windows[4:-4, 4:-4]  # windows hanging off the photo see its flat padding
+    assert inner.all() if textured else not inner.any()
 
 
 def test_scan_regions__far_apart_patches_each_scanned_alone() -> None:

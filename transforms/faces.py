@@ -93,16 +93,20 @@ HANGING_CELLS = 3
 # the whole level when it is EXACT_MARGIN_PX or more inside the cuts (measured on bibs-dev).
 EXACT_MARGIN_PX = 21
 # Flat windows. A face is not flat: every window scoring PROPOSAL_THRESHOLD or more on
-# bibs-dev and the demo's photos at 12 MP has a mean |dx| + |dy| of 2.9 grey levels a pixel
-# or more in its centre (FLAT_INSET_PX in from each side), faces 10.5 and more; a clear sky,
-# a road, a backdrop under 1. So a whole level finer than MEASURE_LEVEL (the 4th, 6th and
-# 8th) is scanned only in regions around its textured windows (scan_regions) where those
-# cover under MOSTLY_SCANNED of it, each window's texture measured on MEASURE_LEVEL's pixels
-# (~0.3 CPU ms a photo; the coarser levels are small, a scan's fixed cost most of theirs).
-# The boxes are the whole level's, their scores to ~1e-7 (dlib's vector sums round
-# differently in a cut). On bench/perf.py's 12 MP demo photos, half sky and track: 0.81x
-# the CPU of finding their faces; on bibs-dev at 12 MP, textured throughout: 1.02x.
-FLAT_GRADIENT = 1.0
+# bibs-dev and the demo's photos at 12 MP has a mean |dx| and a mean |dy| of 1.23 grey levels
+# a pixel or more each in its centre (FLAT_INSET_PX in from each side), faces 4.7 and more
+# (HOG's face filters weigh edges across and along the face); a clear sky, a road, a
+# backdrop, the straight horizontal edges of a track or a hedge under 0.5 in one of them. So
+# a whole level finer than MEASURE_LEVEL (the 4th, 6th and 8th) is scanned only in regions
+# around its textured windows (scan_regions) where those cover under MOSTLY_SCANNED of it,
+# each window's texture measured on MEASURE_LEVEL's pixels (~0.3 CPU ms a photo; the
+# coarser levels are small, a scan's fixed cost most of theirs). The boxes are the whole
+# level's, their scores to ~1e-7 (dlib's vector sums round differently in a cut). On
+# bench/perf.py's 12 MP demo photos, half sky and track: 0.81x the CPU of finding their
+# faces (session 8, with |dx| + |dy| under 1 as flat: 0.26 of the 4th level's windows
+# textured, 0.56 of the 8th's), 0.94x that again with each direction tested (0.15, 0.28);
+# on bibs-dev at 12 MP, textured throughout: 1.02x, then 1.00x (0.94 -> 0.91 textured).
+FLAT_GRADIENT = 0.5
 FLAT_INSET_PX = 16
 MEASURE_LEVEL = 8
 MOSTLY_SCANNED = 0.8
@@ -360,7 +364,11 @@ def _coarse_search(levels: Sequence[np.ndarray], models: FaceModels) -> list[tup
 
 
 def _whole_level_faces(
-    pixels: np.ndarray, level: int, sums: np.ndarray, at: int, models: FaceModels
+    pixels: np.ndarray,
+    level: int,
+    sums: tuple[np.ndarray, np.ndarray],
+    at: int,
+    models: FaceModels,
 ) -> list[tuple[float, Box]]:
     """What HOG finds scoring PROPOSAL_THRESHOLD and up in the pyramid's level `level` (its
     `pixels`) scanned whole; a level finer than level `at` (`sums`, its gradient_sums)
@@ -421,27 +429,39 @@ def _cut(first: int, last: int, size: int) -> tuple[int, int]:
     return max(0, start - start % HOG_CELL_PX), min(size, end - end % -HOG_CELL_PX)
 
 
-def gradient_sums(pixels: np.ndarray) -> np.ndarray:
-    """The integral image, (rows + 1, cols + 1), of |dx| + |dy| (central differences, 0 on
-    the edges) of grey `pixels` (RGB ones: of their grey)."""
+def gradient_sums(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The integral images, each (rows + 1, cols + 1), of |dx| and of |dy| (central
+    differences, 0 on the edges) of grey `pixels` (RGB ones: of their grey)."""
     if pixels.ndim == 3:
         pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
     dx = cv2.absdiff(pixels[:, 2:], pixels[:, :-2])
     dy = cv2.absdiff(pixels[2:], pixels[:-2])
-    return cv2.integral(cv2.copyMakeBorder(dx, 0, 0, 1, 1, cv2.BORDER_CONSTANT)) + cv2.integral(
-        cv2.copyMakeBorder(dy, 1, 1, 0, 0, cv2.BORDER_CONSTANT)
+    return (
+        cv2.integral(cv2.copyMakeBorder(dx, 0, 0, 1, 1, cv2.BORDER_CONSTANT)),
+        cv2.integral(cv2.copyMakeBorder(dy, 1, 1, 0, 0, cv2.BORDER_CONSTANT)),
     )
 
 
-def textured_windows(shape: tuple[int, int], level: int, sums: np.ndarray, at: int) -> np.ndarray:
+def textured_windows(
+    shape: tuple[int, int], level: int, sums: tuple[np.ndarray, np.ndarray], at: int
+) -> np.ndarray:
     """Whether each window dlib scans in the pyramid's level `level` (of `shape`) is
-    textured: the mean |dx| + |dy| of its centre (FLAT_INSET_PX in from each side) at least
-    FLAT_GRADIENT a pixel of `level`, measured on the pyramid's level `at` (`sums`, its
-    gradient_sums). Window (row, col) is HOG_WINDOW_PX square, its top-left corner at
-    HOG_CELL_PX * ((row, col) - HANGING_CELLS) - WINDOW_SHIFT_PX."""
-    top, bottom, left, right, least = _window_centres(shape, level, sums.shape, at)
-    rows = sums[bottom] - sums[top]
-    return rows[:, right] - rows[:, left] >= least
+    textured: the mean |dx| and the mean |dy| of its centre (FLAT_INSET_PX in from each
+    side) each at least FLAT_GRADIENT a pixel of `level`, measured on the pyramid's level
+    `at` (`sums`, its gradient_sums). Window (row, col) is HOG_WINDOW_PX square, its
+    top-left corner at HOG_CELL_PX * ((row, col) - HANGING_CELLS) - WINDOW_SHIFT_PX."""
+    top, bottom, left, right, least = _window_centres(shape, level, sums[0].shape, at)
+    across, along = (_box_sums(integral, top, bottom, left, right) for integral in sums)
+    return (across >= least) & (along >= least)
+
+
+def _box_sums(
+    integral: np.ndarray, top: np.ndarray, bottom: np.ndarray, left: np.ndarray, right: np.ndarray
+) -> np.ndarray:
+    """(rows, cols): the sum of the image whose integral image is `integral` over rows
+    top[i] to bottom[i] and columns left[j] to right[j] (each end excluded)."""
+    rows = integral[bottom] - integral[top]
+    return rows[:, right] - rows[:, left]
 
 
 @functools.lru_cache(maxsize=32)
@@ -449,8 +469,8 @@ def _window_centres(
     shape: tuple[int, int], level: int, sums_shape: tuple[int, int], at: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For textured_windows: the rows and columns of level `at`'s integral image bounding
-    each window's centre, and the least sum of |dx| + |dy| over it of a textured one (the
-    same for every photo of a size)."""
+    each window's centre, and the least sum of |dx|, and of |dy|, over it of a textured one
+    (the same for every photo of a size)."""
     scale = ((PYRAMID_RATE - 1) / PYRAMID_RATE) ** (at - level)  # of `level`'s pixels at `at`
     bounds = []
     for size, limit in zip(shape, sums_shape, strict=True):
