@@ -462,6 +462,87 @@ def test_suppress_duplicates__a_line_more_windows_found_ranks_first() -> None:
     assert kept[0].score == 4.0
 
 
+def _plain_overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    return iw * ih / min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+
+
+def _plain_same_text(a: ocr._Line, b: ocr._Line, height_ratio: float) -> bool:
+    ratio = a.digit_height / b.digit_height
+    return _plain_overlap(a.box, b.box) >= 0.5 and 1 / height_ratio <= ratio <= height_ratio
+
+
+def _plain_suppression(
+    lines: list[ocr._Line], max_regions: int
+) -> list[tuple[tuple[float, ...], bool, float]]:
+    """_suppress_duplicates spelt plainly, one pair at a time."""
+    kept: list[ocr._Line] = []
+    versions: list[int] = []
+    by_completeness = sorted(
+        lines, key=lambda ln: (ocr._char_range(ln.components)[0], ln.score), reverse=True
+    )
+    for line in by_completeness:
+        same = next(
+            (i for i, k in enumerate(kept) if _plain_same_text(line, k, ocr.MAX_HEIGHT_RATIO)),
+            None,
+        )
+        if same is None:
+            kept.append(line)
+            versions.append(1)
+        else:
+            versions[same] += 1
+    voted = [(k.box, k.dark_digits, k.score * n) for k, n in zip(kept, versions, strict=True)]
+    return sorted(voted, key=lambda v: v[2], reverse=True)[:max_regions]
+
+
+def _random_lines(seed: int, n: int) -> list[ocr._Line]:
+    """Lines of 2-4 components on a coarse grid: nested, touching, of heights at the
+    ratio's bounds (10 against 12), and tied scores."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for _ in range(n):
+        count, height = int(rng.integers(2, 5)), float(rng.choice([10.0, 12.0, 15.0, 30.0]))
+        x, y = rng.integers(0, 12, 2) * 5.0
+        widths = rng.choice([2.0, 5.0, 8.0, 20.0], count)
+        xs = x + np.concatenate([[0.0], np.cumsum(widths[:-1] + 1.0)])
+        rows = np.column_stack([xs, np.full(count, y), widths, np.full(count, height)])
+        lines.append(ocr._Line(rows, bool(rng.integers(2)), float(rng.integers(1, 4))))
+    return lines
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 30), st.sampled_from([1.2, 1.5]))
+def test_same_texts__as_the_pairwise_test(seed: int, n: int, height_ratio: float) -> None:
+    lines = _random_lines(seed, n)
+    others = lines[: n // 2] + _random_lines(seed + 1, 5)
+
+    same = ocr._same_texts(lines, others, height_ratio)
+
+    expected = [[_plain_same_text(a, b, height_ratio) for b in others] for a in lines]
+    assert same.shape == (len(lines), len(others))
+    assert same.tolist() == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 30), st.integers(1, 20))
+def test_suppress_duplicates__as_the_plain_suppression(seed: int, n: int, regions: int) -> None:
+    lines = _random_lines(seed, n)
+
+    kept = ocr._suppress_duplicates(lines, regions)
+
+    assert [(k.box, k.dark_digits, k.score) for k in kept] == _plain_suppression(lines, regions)
+
+
+def test_line_box__spans_its_components() -> None:
+    line = ocr._Line(np.array([[10.5, 7.0, 3.25, 12.0], [4.0, 9.5, 2.0, 10.0]]), True, 1.0)
+
+    assert line.box == (4.0, 7.0, 13.75, 19.5)
+    assert line.fewest_chars == 2
+
+
 def _reference_groups(n: int, pairs: list[tuple[int, int]]) -> list[list[int]]:
     """Connected groups by plain union-find, each listed by its members, smallest first."""
     parent = list(range(n))
