@@ -658,19 +658,19 @@ def _shrink_by_5_2(gray: np.ndarray) -> np.ndarray:
     Each output pixel is the mean of 2.5 x 2.5 source pixels, weighted in fifths along each
     axis, so 25 times it is a whole number N. OpenCV averages in floats and rounds to the
     nearest; N / 25 lies at least 0.02 from any half, far beyond the floats' error, so N / 25
-    rounded here is the same pixel."""
+    rounded here is the same pixel. Columns are summed as strided views, not transposed
+    there and back (0.88 of that version's CPU)."""
     out = np.empty((gray.shape[0] * 2 // 5, gray.shape[1] * 2 // 5), np.uint8)
-    for row_parity, rows in enumerate(_in_fifths(gray)):
-        for column_parity, sums in enumerate(_in_fifths(cv2.transpose(rows))):
-            mean = cv2.convertScaleAbs(cv2.transpose(sums), alpha=1 / 25)
-            out[row_parity::2, column_parity::2] = mean
+    for row_parity, rows in enumerate(_in_fifths([gray[k::5] for k in range(5)])):
+        for column_parity, sums in enumerate(_in_fifths([rows[:, k::5] for k in range(5)])):
+            out[row_parity::2, column_parity::2] = cv2.convertScaleAbs(sums, alpha=1 / 25)
     return out
 
 
-def _in_fifths(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every 5 rows r0..r4 as two, in uint16: 2 r0 + 2 r1 + r2 and r2 + 2 r3 + 2 r4 (the
-    fifths of rows that the even and the odd output row of a shrink by 2.5 take)."""
-    r = [rows[k::5] for k in range(5)]
+def _in_fifths(r: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Every 5 rows (or columns) r0..r4 as two, in uint16: 2 r0 + 2 r1 + r2 and
+    r2 + 2 r3 + 2 r4 (the fifths that the even and the odd output row of a shrink by 2.5
+    take)."""
     first = np.add(r[0], r[1], dtype=np.uint16)
     second = np.add(r[3], r[4], dtype=np.uint16)
     for sums in (first, second):
