@@ -106,3 +106,87 @@ def test_folded_model_bytes__the_recogniser_reads_as_the_shipped_model() -> None
     assert len(onnx.load_from_string(folded_model_bytes(path)).graph.node) < 0.6 * len(
         [n for n in onnx.load(path).graph.node if n.op_type != "Constant"]
     )
+
+
+def _options() -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return options
+
+
+def _line_input() -> np.ndarray:
+    line = np.full((60, 200), 235, np.uint8)
+    cv2.putText(line, "2178", (12, 48), cv2.FONT_HERSHEY_SIMPLEX, 1.6, 20, 4)
+    return ppocr._normalise(line)
+
+
+def _output(session: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+@pytest.fixture
+def rec_model(tmp_path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The shipped recogniser, racelens' cache folder empty under tmp_path."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return os.path.join(ppocr.models_dir(), ppocr.REC_MODEL)
+
+
+def test_folded_session__folded_once_then_loaded_from_the_kept_file(
+    rec_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x = _line_input()
+    expected = _run(folded_model_bytes(rec_model), x)
+
+    first = _output(ppocr.folded_session(rec_model, _options()), x)
+    with open(ppocr.kept_model(rec_model), "rb") as f:
+        kept = f.read()
+
+    def no_folding(path: str) -> bytes:
+        raise AssertionError("folded again")
+
+    monkeypatch.setattr("transforms.ppocr_model.folded_model_bytes", no_folding)
+    again = _output(ppocr.folded_session(rec_model, _options()), x)
+
+    assert kept == folded_model_bytes(rec_model)
+    assert np.array_equal(first, expected)
+    assert np.array_equal(again, expected)
+
+
+def test_folded_session__a_damaged_kept_file_is_folded_and_kept_again(rec_model: str) -> None:
+    path = ppocr.kept_model(rec_model)
+    os.makedirs(os.path.dirname(path))
+    with open(path, "wb") as f:
+        f.write(b"not a model")
+
+    session = ppocr.folded_session(rec_model, _options())
+
+    with open(path, "rb") as f:
+        assert f.read() == folded_model_bytes(rec_model)
+    assert np.array_equal(
+        _output(session, _line_input()), _run(folded_model_bytes(rec_model), _line_input())
+    )
+
+
+def test_folded_session__an_unwritable_cache_costs_only_the_folding(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocked = tmp_path / "a file"
+    blocked.write_bytes(b"")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))  # no folder can be made under it
+    rec_model = os.path.join(ppocr.models_dir(), ppocr.REC_MODEL)
+
+    session = ppocr.folded_session(rec_model, _options())
+
+    assert not os.path.exists(ppocr.kept_model(rec_model))
+    assert np.array_equal(
+        _output(session, _line_input()), _run(folded_model_bytes(rec_model), _line_input())
+    )
+
+
+def test_kept_model__another_model_is_kept_apart(rec_model: str, tmp_path) -> None:
+    other = tmp_path / ppocr.REC_MODEL
+    with open(rec_model, "rb") as f:
+        other.write_bytes(f.read() + b"\0")
+
+    assert ppocr.kept_model(str(other)) != ppocr.kept_model(rec_model)
+    assert os.path.basename(ppocr.kept_model(rec_model)).startswith("ch_PP-OCRv4_rec_infer-")

@@ -11,19 +11,28 @@ Sessions are created on first use in each process (never at import) with one int
 thread: pipeline workers already use every core, and a second thread per session only adds
 contention (the same policy as tesseract's OMP_THREAD_LIMIT). The model is loaded with its
 affine blocks folded into its convolutions (transforms.ppocr_model): the same reads at 0.66
-of the CPU time.
+of the CPU time. The folded model is kept as a file in racelens' cache folder, made once per
+shipped model and folding code (`kept_model`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import logging
 import os
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
+if TYPE_CHECKING:
+    import onnxruntime as ort
+
 REC_MODEL = "ch_PP-OCRv4_rec_infer.onnx"
+PROVIDERS = ["CPUExecutionProvider"]
 REC_HEIGHT = 48  # the model's input height
 MIN_WIDTH = 16  # narrower inputs leave the model too few time steps for two digits
 # Time grows with the width; a bib line with its margins is at most ~6 digit widths, and a
@@ -38,6 +47,8 @@ LETTERS = "ABCDEFGHIJKLMNPRSTUVWXYZabcdefghijklmnpqrstuvwxyz"
 # The glyphs of a 0: the recogniser splits its belief in a printed 0 between 0 and O (a
 # prefixed bib's leading 0, "S0495", is read 0 at 0.6 and O at 0.35).
 ZEROS = "0Oo\uff10"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,10 +77,61 @@ class LineRead:
 
 
 def models_dir() -> str:
-    """Where rapidocr-onnxruntime keeps its ONNX models."""
-    import rapidocr_onnxruntime
+    """Where rapidocr-onnxruntime keeps its ONNX models. Found, not imported: the package
+    imports its own pipeline (shapely, pyclipper...), 0.09 CPU s that racelens never uses."""
+    spec = importlib.util.find_spec("rapidocr_onnxruntime")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("rapidocr_onnxruntime is not installed")
+    return os.path.join(os.path.dirname(spec.origin), "models")
 
-    return os.path.join(os.path.dirname(rapidocr_onnxruntime.__file__), "models")
+
+def kept_model(source: str) -> str:
+    """Where the folded form of the model at source is kept: in racelens' cache folder
+    (faces.cache_dir), named by the digests of the shipped model and of the folding code
+    (transforms/ppocr_model.py), so that a change to either makes a new file."""
+    from transforms.faces import cache_dir
+
+    digest = hashlib.sha256()
+    folding = importlib.util.find_spec("transforms.ppocr_model")
+    for path in (source, folding.origin if folding else None):
+        with open(str(path), "rb") as f:
+            digest.update(hashlib.sha256(f.read()).digest())
+    stem = os.path.splitext(os.path.basename(source))[0]
+    return os.path.join(cache_dir(), "ppocr", f"{stem}-folded-{digest.hexdigest()[:24]}.onnx")
+
+
+def folded_session(source: str, options: ort.SessionOptions) -> ort.InferenceSession:
+    """An onnxruntime session of the model at source, folded (transforms.ppocr_model).
+
+    Folding costs 0.19 CPU s and importing onnx for it 0.15, in every process that reads
+    bibs (the pipeline's zygote, before it forks the workers), so the folded model is saved
+    once (`kept_model`, 0.02 CPU s to name) and loaded from there; a missing or damaged copy
+    is folded and saved again, and an unwritable cache costs only the folding.
+    """
+    import onnxruntime as ort
+    from apache_beam.io.filesystem import BeamIOError
+    from onnxruntime.capi.onnxruntime_pybind11_state import (
+        Fail,
+        InvalidGraph,
+        InvalidProtobuf,
+        NoSuchFile,
+    )
+
+    from transforms.write import write_atomically
+
+    path = kept_model(source)
+    try:
+        return ort.InferenceSession(path, sess_options=options, providers=PROVIDERS)
+    except (NoSuchFile, InvalidProtobuf, InvalidGraph, Fail):
+        pass
+    from transforms.ppocr_model import folded_model_bytes
+
+    model = folded_model_bytes(source)
+    try:
+        write_atomically(path, model)  # processes starting together: no halves
+    except (OSError, BeamIOError):
+        log.debug("folded recogniser not kept in %s", path, exc_info=True)
+    return ort.InferenceSession(model, sess_options=options, providers=PROVIDERS)
 
 
 class PpOcrRecogniser:
@@ -80,17 +142,11 @@ class PpOcrRecogniser:
     def __init__(self) -> None:
         import onnxruntime as ort
 
-        from transforms.ppocr_model import folded_model_bytes
-
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        self._session = ort.InferenceSession(
-            folded_model_bytes(os.path.join(models_dir(), REC_MODEL)),
-            sess_options=options,
-            providers=["CPUExecutionProvider"],
-        )
+        self._session = folded_session(os.path.join(models_dir(), REC_MODEL), options)
         self._input = self._session.get_inputs()[0].name
         # CTC classes: blank, the model's character list, then a space.
         characters = self._session.get_modelmeta().custom_metadata_map["character"]

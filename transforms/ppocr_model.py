@@ -16,8 +16,10 @@ onnxruntime fuses into the convolution before it:
 - * 1: nothing.
 
 Only the float rounding differs (bench/bib_eval.py --reads on bibs-dev, as 12 MP JPEGs and
-bib-crops-dev: the same bibs and boxes on every photo). The folding runs once per process
-when the recogniser starts (0.25 CPU s), on the model as rapidocr-onnxruntime ships it.
+bib-crops-dev: the same bibs and boxes on every photo). The folding runs when a recogniser
+first starts (0.19 CPU s, and 0.15 to import onnx), on the model as rapidocr-onnxruntime
+ships it; the result is kept as a file, from which later processes load it
+(transforms.ppocr.folded_session).
 """
 
 from __future__ import annotations
