@@ -96,17 +96,18 @@ EXACT_MARGIN_PX = 21
 # bibs-dev and the demo's photos at 12 MP has a mean |dx| and a mean |dy| of 1.23 grey levels
 # a pixel or more each in its centre (FLAT_INSET_PX in from each side), faces 4.7 and more
 # (HOG's face filters weigh edges across and along the face); a clear sky, a road, a
-# backdrop, the straight horizontal edges of a track or a hedge under 0.5 in one of them. So
-# a whole level finer than MEASURE_LEVEL (the 4th, 6th and 8th) is scanned only in regions
+# backdrop, the straight horizontal edges of a track or a hedge under 0.4 in one of them
+# (3.1 and 11.7 times under those; session 8's |dx| + |dy| under 1: 2.9 and 10.5). So a
+# whole level finer than MEASURE_LEVEL (the 4th, 6th and 8th) is scanned only in regions
 # around its textured windows (scan_regions) where those cover under MOSTLY_SCANNED of it,
 # each window's texture measured on MEASURE_LEVEL's pixels (~0.3 CPU ms a photo; the
 # coarser levels are small, a scan's fixed cost most of theirs). The boxes are the whole
 # level's, their scores to ~1e-7 (dlib's vector sums round differently in a cut). On
 # bench/perf.py's 12 MP demo photos, half sky and track: 0.81x the CPU of finding their
-# faces (session 8, with |dx| + |dy| under 1 as flat: 0.26 of the 4th level's windows
-# textured, 0.56 of the 8th's), 0.94x that again with each direction tested (0.15, 0.28);
-# on bibs-dev at 12 MP, textured throughout: 1.02x, then 1.00x (0.94 -> 0.91 textured).
-FLAT_GRADIENT = 0.5
+# faces (session 8, |dx| + |dy| tested: 0.26 of the 4th level's windows textured, 0.56 of
+# the 8th's), 0.95x that again with each direction tested (0.16, 0.29); on bibs-dev at
+# 12 MP, textured throughout: 1.02x, then 1.00x (0.94 -> 0.92 of the 4th level textured).
+FLAT_GRADIENT = 0.4
 FLAT_INSET_PX = 16
 MEASURE_LEVEL = 8
 MOSTLY_SCANNED = 0.8
