@@ -26,6 +26,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, WorkerOptions
 
 import pipeline.dofn_specs  # noqa: F401  (applied at import: see there)
+import pipeline.state_sampler  # noqa: F401  (applied at import: see there)
 from pipeline import workers
 from pipeline.memory import launching_workers
 from pipeline.options import RaceConfig, RacelensOptions, ViewedOnce
@@ -55,10 +56,12 @@ from transforms.results import BuildLeaderboard
 from transforms.splits import CheckSplits
 from transforms.write import IMAGES_FILE, WriteResults
 
-# The transforms that analyse photos: with forked worker processes, they and what precedes
-# them run in those, each worker taking photos while it is free, and the timing half after
-# them runs in the launcher (pipeline/workers.py).
+# The transforms that analyse photos: with forked worker processes, they run in those, each
+# worker taking photos while it is free, and so does the hashing of each file before them
+# (PER_PHOTO); all else, the listing of the photos and the timing half, runs in the launcher
+# (pipeline/workers.py).
 ANALYSIS = ("AnalysePhotos/AnalyseContent", "AnalyseContent", "StoreFacts")
+PER_PHOTO = ("AnalysePhotos/HashFiles",)
 
 
 def build(p: beam.Pipeline, cfg: RaceConfig) -> beam.PCollection:
@@ -205,7 +208,7 @@ def run(
     quiet_workers(opts)
     # With worker processes, this one analyses no photo (it times the race): pipeline/memory.py.
     launcher_only = opts.view_as(DirectOptions).direct_running_mode == "multi_processing"
-    runner = workers.runner_for(opts, ANALYSIS)
+    runner = workers.runner_for(opts, ANALYSIS, PER_PHOTO)
     p = test_pipeline or beam.Pipeline(runner=runner, options=opts)
     graph(p, cfg)
     with launching_workers() if launcher_only else contextlib.nullcontext():

@@ -19,15 +19,17 @@ worker in setup().
 
 The runner (`ForkedWorkersRunner`) also changes two things in how Beam uses its workers:
 the stage that analyses photos is handed out in bundles each worker takes when it is free
-(SharedOutBundleManager), so both end together, and what follows the analysis, the timing
-half, runs in the launcher itself (Beam's in-process worker), stage after stage, with no
-process to wake and no collection sent to a worker and back.
+(SharedOutBundleManager), so both end together, and all but the analysis and the hashing
+of each photo before it runs in the launcher itself (Beam's in-process worker), stage after
+stage, with no process to wake and no collection sent to a worker and back: the steps
+before the analysis while the workers start, the timing half after it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import importlib
 import json
 import logging
@@ -82,15 +84,18 @@ def forkable(opts: PipelineOptions) -> bool:
 class ForkedWorkersRunner(FnApiRunner):
     """Beam's FnApiRunner, its worker processes forked by the zygote of `forked_workers`.
 
-    With `analysis` (names of transforms), what reads their output, directly or not, runs
-    in this process instead (Beam's in-process worker, one bundle a stage): the timing half
-    after the analysis is ~25 small stages, which cost less CPU here (one stage processor
+    With `analysis` (names of transforms), only it and `per_photo` (what comes before it
+    photo by photo: hashing each file) run in the workers, and everything else in this
+    process (Beam's in-process worker, one bundle a stage): listing the photos and the
+    steps that start from nothing, before the analysis, while the workers start; the
+    timing half after it, ~25 small stages, which cost less CPU here (one stage processor
     each, not two, and no collection sent to a worker and back) and wait for no process to
     be scheduled, whereas the workers would wait for one another at every stage."""
 
-    def __init__(self, analysis: Sequence[str] = ()):
+    def __init__(self, analysis: Sequence[str] = (), per_photo: Sequence[str] = ()):
         super().__init__()
         self._analysis = tuple(analysis)
+        self._on_workers = (*analysis, *per_photo)
 
     def run_via_runner_api(self, pipeline_proto, options):
         components = pipeline_proto.components
@@ -103,7 +108,7 @@ class ForkedWorkersRunner(FnApiRunner):
             components.environments[LAUNCHER].CopyFrom(
                 environments.EmbeddedPythonEnvironment.default().to_runner_api(None)
             )
-            for transform_id in after(components, self._analysis):
+            for transform_id in in_launcher(components, self._on_workers):
                 components.transforms[transform_id].environment_id = LAUNCHER
         return super().run_via_runner_api(pipeline_proto, options)
 
@@ -199,24 +204,21 @@ class _OnWorker:
 LAUNCHER = "racelens-launcher"
 
 
-def after(components: beam_runner_api_pb2.Components, analysis: Sequence[str]) -> set[str]:
-    """The ids of the leaf transforms of `components` that run in an SDK environment and
-    read, directly or not, what the transforms named in `analysis` (or inside them) write."""
-    leaves = {i: t for i, t in components.transforms.items() if not t.subtransforms}
-    written = {
-        p for t in leaves.values() if _named(t.unique_name, analysis) for p in t.outputs.values()
-    }
-    found: set[str] = set()
-    while more := {
-        i
-        for i, t in leaves.items()
-        if i not in found
-        and not _named(t.unique_name, analysis)
-        and written & set(t.inputs.values())
-    }:
-        found |= more
-        written |= {p for i in more for p in leaves[i].outputs.values()}
-    return {i for i in found if leaves[i].environment_id}  # not GroupByKey: the runner's
+def in_launcher(components: beam_runner_api_pb2.Components, on_workers: Sequence[str]) -> set[str]:
+    """The ids of the transforms of `components` that run in an SDK environment and are
+    neither named in `on_workers`, nor inside one, nor hold one. Composites count: Beam's
+    runner expands some (a CombinePerKey into its lifted steps) in the composite's
+    environment."""
+    transforms = components.transforms
+
+    @functools.cache
+    def holds(transform_id: str) -> bool:
+        transform = transforms[transform_id]
+        return _named(transform.unique_name, on_workers) or any(
+            holds(i) for i in transform.subtransforms
+        )
+
+    return {i for i, t in transforms.items() if t.environment_id and not holds(i)}
 
 
 def _named(name: str, analysis: Sequence[str]) -> bool:
@@ -224,12 +226,14 @@ def _named(name: str, analysis: Sequence[str]) -> bool:
     return any(name == a or name.startswith(a + "/") for a in analysis)
 
 
-def runner_for(opts: PipelineOptions, analysis: Sequence[str] = ()) -> FnApiRunner | None:
-    """The runner of `opts` while a zygote serves (see `forked_workers`), which runs what
-    follows the transforms named in `analysis` in this process; None (Beam's choice)
-    otherwise."""
+def runner_for(
+    opts: PipelineOptions, analysis: Sequence[str] = (), per_photo: Sequence[str] = ()
+) -> FnApiRunner | None:
+    """The runner of `opts` while a zygote serves (see `forked_workers`), which runs all
+    but the transforms named in `analysis` and `per_photo` in this process; None (Beam's
+    choice) otherwise."""
     if ADDRESS_VARIABLE in os.environ and forkable(opts):
-        return ForkedWorkersRunner(analysis)
+        return ForkedWorkersRunner(analysis, per_photo)
     return None
 
 

@@ -12,7 +12,8 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.workers import after, forked_workers, runner_for
+import pipeline.state_sampler  # noqa: F401  (applied at import, as pipeline/graph.py does)
+from pipeline.workers import forked_workers, in_launcher, runner_for
 
 REPO = Path(__file__).resolve().parents[1]
 TWO_WORKERS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
@@ -20,9 +21,9 @@ TWO_WORKERS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2
 # Runs in a fresh interpreter (no thread of its own, as `racelens run`): a pipeline on two
 # workers (its options after sys.argv[2]) that fails in them if sys.argv[1] is "fail", whose
 # zygote loads (marks the wave module) or, if sys.argv[1] is "load-fails", fails to; its
-# "Analyse" step runs in the workers, what follows in the launcher; writes what the steps
-# saw to sys.argv[2], prints how it ended, whether the launcher loaded anything and what
-# outlived it.
+# "Analyse" step runs in the workers, what comes before and after it (a combine too) in the
+# launcher; writes what the steps saw to sys.argv[2], prints how it ended, whether the
+# launcher loaded anything and what outlived it.
 PIPELINE = """
 import os, sys, wave  # wave: a module only this launcher imports, before forking
 import apache_beam as beam
@@ -30,13 +31,30 @@ import psutil
 from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline.workers import forked_workers, runner_for
 
-def seen(_, fail):
+def seen(before, fail):
     if fail:
         raise ValueError("a worker's DoFn failed")
-    return "wave" in sys.modules, getattr(wave, "loaded_by", None) not in (None, os.getpid())
+    loaded = getattr(wave, "loaded_by", None) not in (None, os.getpid())
+    return (*before, "wave" in sys.modules, loaded)
 
 def where(seen, launcher):
     return (*seen, os.getpid() == launcher)
+
+class Gathered(beam.CombineFn):
+    def __init__(self, launcher):
+        self.launcher = launcher
+
+    def create_accumulator(self):
+        return []
+
+    def add_input(self, gathered, seen):
+        return [*gathered, (*seen, os.getpid() == self.launcher)]
+
+    def merge_accumulators(self, accumulators):
+        return [seen for gathered in accumulators for seen in gathered]
+
+    def extract_output(self, gathered):
+        return gathered
 
 def load():
     if sys.argv[1] == "load-fails":
@@ -51,9 +69,10 @@ try:
             _ = (
                 p
                 | beam.Create(range(4))
+                | "Before" >> beam.Map(lambda _, launcher: (os.getpid() == launcher,), os.getpid())
                 | "Analyse" >> beam.Map(seen, sys.argv[1] == "fail")
                 | "After" >> beam.Map(where, os.getpid())
-                | beam.combiners.ToList()
+                | beam.CombineGlobally(Gathered(os.getpid()))
                 | beam.Map(lambda s, path: open(path, "w").write(repr(sorted(set(s)))), seen_file)
             )
     print("finished")
@@ -82,13 +101,13 @@ def test_forked_workers__workers_start_with_the_launchers_modules_and_the_zygote
 ) -> None:
     printed, seen = _run("ok", tmp_path)
     assert printed.splitlines() == ["finished", "launcher loaded: False", "left: 0"]
-    assert seen == "[(True, True, True)]", "analysed by workers the zygote forked, then here"
+    assert seen == "[(True, True, True, True, True)]", "analysed by workers the zygote forked"
 
 
 def test_forked_workers__a_failed_load_is_left_to_the_workers(tmp_path: Path) -> None:
     printed, seen = _run("load-fails", tmp_path)
     assert printed.splitlines() == ["finished", "launcher loaded: False", "left: 0"]
-    assert seen == "[(True, False, True)]"
+    assert seen == "[(True, True, False, True, True)]"
 
 
 def test_forked_workers__a_workers_failure_fails_the_run_and_leaves_no_process(
@@ -155,22 +174,26 @@ def test_forked_workers__the_analysis_shared_out_in_smaller_and_smaller_bundles(
     assert json.loads(written.read_text()) == [sizes, list(range(elements))]
 
 
-def test_after__what_reads_the_analysis_directly_or_not_and_runs_in_python() -> None:
+def test_in_launcher__all_but_the_analysis_and_its_per_photo_steps_and_runs_in_python() -> None:
     p = beam.Pipeline()
     listed = p | "Listed" >> beam.Create([1, 2])
-    analysed = listed | "Analyse" >> beam.Map(lambda x: (x % 2, x))
-    alone = p | "Alone" >> beam.Create([3])
-    joined = (
-        (analysed | "Grouped" >> beam.GroupByKey(), alone | "AlsoListed" >> beam.Map(str))
-        | "Joined" >> beam.Flatten()
-        | "Mixed" >> beam.Map(lambda x, side: x, beam.pvalue.AsList(listed))
+    analysed = (
+        listed
+        | "Hash" >> beam.Map(lambda x: (x % 2, x))
+        | "Copies" >> beam.GroupByKey()
+        | "Analyse" >> beam.Map(lambda kv: kv)
     )
-    _ = alone | "Side" >> beam.Map(lambda x, side: x, beam.pvalue.AsList(joined))
+    _ = analysed | "Count" >> beam.combiners.Count.Globally()
     components = p.to_runner_api().components
 
-    found = {components.transforms[i].unique_name for i in after(components, ["Analyse"])}
+    found = {components.transforms[i].unique_name for i in in_launcher(components, ["Analyse"])}
+    kept = {components.transforms[i].unique_name for i in in_launcher(components, ["Hash"])}
 
-    assert found == {"Joined", "Mixed", "Side"}, "the GroupByKey is the runner's"
+    assert "Analyse" not in found and "Hash" in found and "Listed/Map(decode)" in found
+    assert not any(name.startswith("Copies") for name in found), "the GroupByKey is the runner's"
+    # The combiner's composite too: Beam's runner lifts it into steps in its environment.
+    assert "Count/CombineGlobally(CountCombineFn)/CombinePerKey" in found
+    assert "Hash" not in kept and "Analyse" in kept
 
 
 def test_forked_workers__not_while_another_thread_runs() -> None:
@@ -217,3 +240,15 @@ def test_ended__runs_exit_handlers_flushes_and_skips_the_teardown() -> None:
     assert done.returncode == 3
     assert done.stdout == "buffered exit handler\n"
     assert done.stderr.endswith("error output")
+
+
+def test_state_sampler__bundles_made_after_import_sample_every_few_ms() -> None:
+    from apache_beam.runners.worker import bundle_processor
+    from apache_beam.utils.counters import CounterFactory
+
+    from pipeline.state_sampler import SAMPLING_PERIOD_MS
+
+    # The one bundle_processor makes for each bundle: its end waits for the next sample.
+    sampler = bundle_processor.statesampler.StateSampler("stage", CounterFactory())
+
+    assert sampler.sampling_period_ms == SAMPLING_PERIOD_MS <= 20
