@@ -1,4 +1,4 @@
-"""Beam's DoFn state and timer specs, looked at once per DoFn object."""
+"""Beam's DoFn state and timer specs, looked at once per DoFn class (or object)."""
 
 from __future__ import annotations
 
@@ -48,3 +48,13 @@ def test_cache_dofn_specs__stateful_dofns_still_run_with_their_state() -> None:
             | beam.combiners.Top.PerKey(1)
         )
         assert_that(counted, equal_to([("a", [2]), ("b", [1])]))
+
+
+def test_cache_dofn_specs__kept_per_class_unless_the_dofn_holds_a_method_of_its_own() -> None:
+    cache_dofn_specs()
+    first, second = _MarkTooLate(3.0, 60.0), _MarkTooLate(5.0, 60.0)
+    assert userstate.get_dofn_specs(second) is userstate.get_dofn_specs(first)
+    # FlatMap's DoFn holds what it is given as its process method: here a stateful one.
+    holding = beam.FlatMap(_Count().process).fn
+    assert userstate.get_dofn_specs(holding) == ({_Count.SEEN}, set())
+    assert userstate.get_dofn_specs(beam.FlatMap(len).fn) == (set(), set())
