@@ -242,13 +242,17 @@ def test_ended__runs_exit_handlers_flushes_and_skips_the_teardown() -> None:
     assert done.stderr.endswith("error output")
 
 
-def test_state_sampler__bundles_made_after_import_sample_every_few_ms() -> None:
-    from apache_beam.runners.worker import bundle_processor
+def test_state_sampler__a_bundles_sampler_tracks_its_step_without_a_thread() -> None:
+    from apache_beam.runners.worker import bundle_processor, statesampler
     from apache_beam.utils.counters import CounterFactory
 
-    from pipeline.state_sampler import SAMPLING_PERIOD_MS
-
-    # The one bundle_processor makes for each bundle: its end waits for the next sample.
+    # The one bundle_processor makes for each bundle, as it uses it.
     sampler = bundle_processor.statesampler.StateSampler("stage", CounterFactory())
+    threads = threading.active_count()
+    sampler.start()
+    started = threading.active_count()
+    sampler.stop_if_still_running()
 
-    assert sampler.sampling_period_ms == SAMPLING_PERIOD_MS <= 20
+    assert started == threads, "no sampling thread, so no waiting for it at the end"
+    assert sampler.started and sampler.finished
+    assert statesampler.get_current_tracker() is None
