@@ -8,9 +8,10 @@
 Runs `racelens run` in this process as the `racelens` program does (workers forked from a
 zygote), with hooks that note when each process reaches each phase, and prints the
 timeline when it ends: the launcher's imports, graph and runner; the zygote's loading;
-each worker's fork, first and last photo (and its CPU seconds then); the stages after the
-analysis (where they ran, their wall and the launcher's CPU); the exit. Seconds are wall
-clock from the launcher's start, taken in each process (monotonic, shared by them).
+each worker's fork, first and last photo (and its CPU seconds then, and its seconds between
+photos); the stages after the analysis (where they ran, their wall and the launcher's CPU);
+the exit. Seconds are wall clock from the launcher's start, taken in each process
+(monotonic, shared by them).
 """
 
 from __future__ import annotations
@@ -94,6 +95,18 @@ def process(self, element):
 photos._AnalyseContent.process = process
 
 
+def between_photos(noted: list[tuple[float, float, str]]) -> float:
+    """The seconds from the end of each photo to the start of the next, in the order the
+    process noted them: a worker's time out of the analysis (bundle ends, its own waits)."""
+    gaps, ended = 0.0, None
+    for at, _, what in noted:
+        if what == "photo end":
+            ended = at
+        elif what == "photo" and ended is not None:
+            gaps, ended = gaps + at - ended, None
+    return gaps
+
+
 def timeline() -> str:
     """The events as phases, one line each."""
     events = defaultdict(list)
@@ -120,7 +133,8 @@ def timeline() -> str:
             lines.append(
                 f"{first[pid]['worker forked'][0]:7.2f} s  worker {pid}: forked; first photo at "
                 f"{first[pid]['photo'][0]:.2f} s, last done at {last[pid]['photo end'][0]:.2f} s"
-                f" ({count} photos, CPU {last[pid]['photo end'][1]:.2f} s)"
+                f" ({count} photos, CPU {last[pid]['photo end'][1]:.2f} s, "
+                f"{between_photos(events[pid]):.2f} s between them)"
             )
     stages = [(at, cpu, what) for at, cpu, what in events[LAUNCHER] if what.startswith("stage")]
     ends = [at for pid in events for at, _, what in events[pid] if what == "photo end"]
