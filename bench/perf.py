@@ -305,15 +305,16 @@ def stage_profile(paths: list[str], models: FaceModels | None) -> dict[str, Cost
             exif_facts(header)
         with timed("decode"):
             image, factor = decode(data, *header.size, header.format)
-        with timed("bib search"):
-            ocr.find_bib_regions(image)
-        with timed("OCR"):
-            bib_reads(image, factor)
-        with timed("phash+quality"):
-            thumbnail_facts(image)
+        found = ()
         if models:
             with timed("faces"):
-                find_faces(image, factor, models)
+                found = find_faces(image, factor, models)
+        with timed("bib search"):
+            ocr.find_bib_regions(image, ocr.LOOSE)  # the lines read_bibs reads
+        with timed("OCR"):
+            bib_reads(image, factor, faces=found)  # not the lines on faces, as in the pipeline
+        with timed("phash+quality"):
+            thumbnail_facts(image)
         with timed("analyse_photo"):  # all but read and sha256 in one call: a cross-check
             analyse_photo(data, image_id, models)
     costs: dict[str, Cost | None] = timed.mean()

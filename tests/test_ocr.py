@@ -295,6 +295,14 @@ SMALL_BIB = Bib("4807", (600, 450), digit_height=14)
 FACE = (590, 405, 610, 425)
 
 
+def test_read_bibs__a_line_on_a_face_is_not_read() -> None:
+    image, (on_face, beside) = _photo([Bib("427", (300, 450)), Bib("3081", (900, 420))])
+    face = (on_face[0] - 10, on_face[1] - 20, on_face[2] + 10, on_face[3] + 20)
+
+    assert {r.bib for r in _confident(read_bibs(image))} == {"427", "3081"}
+    assert [r.bib for r in _confident(read_bibs(image, faces=[face]))] == ["3081"]
+
+
 def test_torso_reads__reads_a_bib_below_a_face_that_the_photo_search_misses() -> None:
     image, (digits,) = _photo([SMALL_BIB])
     found = read_bibs(image)

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.test_ocr import FACE, SMALL_BIB, _photo
+from tests.test_ocr import FACE, SMALL_BIB, Bib, _photo
 from transforms import photos
 from transforms.records import FaceSeen, PhotoFacts
 
@@ -26,6 +26,35 @@ def test_analyse_photo__faces_on_read_the_bib_below_a_face(
 
     assert [b.bib for b in facts.bibs if b.confidence >= 0.75] == bibs
     assert facts.faces == ((face,) if faces_on else None)
+
+
+@pytest.mark.parametrize(("faces_on", "bibs"), [(True, []), (False, ["427"])])
+def test_analyse_photo__faces_on_a_line_on_a_face_is_not_read(
+    monkeypatch: pytest.MonkeyPatch, faces_on: bool, bibs: list[str]
+) -> None:
+    image, [digits] = _photo([Bib("427", (600, 450))])
+    data = cv2.imencode(".png", image)[1].tobytes()  # a full-size decode: factor 1
+    face = FaceSeen(
+        box=(digits[0] - 10, digits[1] - 20, digits[2] + 10, digits[3] + 20), embedding=()
+    )
+    monkeypatch.setattr(photos, "find_faces", lambda gray, factor, models: (face,))
+
+    facts = photos.analyse_photo(data, "face", object() if faces_on else None)
+
+    assert [b.bib for b in facts.bibs if b.confidence >= 0.75] == bibs
+
+
+def test_bib_reads__lines_on_faces_are_not_read_face_boxes_scaled_to_the_decode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen = []
+    monkeypatch.setattr(
+        photos, "read_bibs", lambda image, start_list, faces: seen.append(faces) or []
+    )
+    face = FaceSeen(box=tuple(2 * v for v in FACE), embedding=())
+
+    assert photos.bib_reads(np.zeros((60, 80), np.uint8), 2, faces=(face,)) == ()
+    assert seen == [[FACE]]
 
 
 def test_torso_bibs__face_boxes_are_scaled_to_the_decode_and_reads_back(

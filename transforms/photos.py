@@ -255,7 +255,7 @@ def analyse_photo(data: bytes, image_id: str, faces: FaceModels | None = None) -
         return PhotoFacts(image_id=image_id, error="corrupt_image", width=width, height=height)
     phash, quality = thumbnail_facts(gray)
     found = None if faces is None else find_faces(gray, factor, faces)
-    bibs = bib_reads(gray, factor)
+    bibs = bib_reads(gray, factor, faces=found or ())
     return PhotoFacts(
         image_id=image_id,
         width=width,
@@ -291,10 +291,14 @@ def decode(data: bytes, width: int, height: int, fmt: str) -> tuple[np.ndarray |
 
 
 def bib_reads(
-    image: np.ndarray, factor: int, start_list: StartList | None = None
+    image: np.ndarray,
+    factor: int,
+    start_list: StartList | None = None,
+    faces: tuple[FaceSeen, ...] = (),
 ) -> tuple[BibSeen, ...]:
     """Bib reads with boxes in the full-size photo's pixels (only listed bibs, given a list)."""
-    return _seen(read_bibs(image, start_list), factor)
+    boxes = [_reduced(f.box, factor) for f in faces]
+    return _seen(read_bibs(image, start_list, boxes), factor)
 
 
 def _seen(reads: list[BibRead], factor: int) -> tuple[BibSeen, ...]:
