@@ -61,13 +61,13 @@ from pipeline.memory import hold_worker_arenas
 from pipeline.worker_command import ADDRESS_VARIABLE, EXIT, SIZE, exactly
 
 # What a worker imports that the launcher has not: Beam's worker main, and what the
-# analysis imports on its first photo (imagehash's phash scipy's FFT, PP-OCR's package,
-# dlib: ~0.35 CPU s). Imported by the zygote while the launcher builds the graph, once for
-# every worker; those not installed are left to fail where they are used.
+# analysis imports on its first photo (imagehash's phash scipy's FFT, dlib). Imported by the
+# zygote while the launcher builds the graph, once for every worker; those not installed are
+# left to fail where they are used. (PP-OCR's package is not imported at all: its models are
+# found by transforms/ppocr.py, and onnxruntime comes with loading them.)
 WARM_MODULES = (
     "apache_beam.runners.worker.sdk_worker_main",
     "scipy.fftpack",
-    "rapidocr_onnxruntime",
     "dlib",
 )
 

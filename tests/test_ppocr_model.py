@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -13,6 +16,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from transforms import ppocr
 from transforms.ppocr_model import folded, folded_model_bytes
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _constant(name: str, value: np.ndarray) -> onnx.NodeProto:
@@ -190,3 +195,17 @@ def test_kept_model__another_model_is_kept_apart(rec_model: str, tmp_path) -> No
 
     assert ppocr.kept_model(str(other)) != ppocr.kept_model(rec_model)
     assert os.path.basename(ppocr.kept_model(rec_model)).startswith("ch_PP-OCRv4_rec_infer-")
+
+
+def test_recogniser__loads_without_importing_rapidocrs_package() -> None:
+    # Its package imports all of rapidocr's pipeline (~0.1-0.3 CPU s): the workers' zygote
+    # (pipeline/workers.py) no longer imports it, so loading must not either.
+    probe = (
+        "import sys; from transforms import ppocr; ppocr.recogniser(); "
+        "print(sorted(m for m in sys.modules if m.startswith('rapidocr')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
