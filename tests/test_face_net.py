@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
 
 import numpy as np
@@ -67,3 +68,25 @@ def test_of__bytes_of_another_file_is_a_value_error() -> None:
 def test_describe__chip_of_another_size_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="150x150x3"):
         face_models().descriptor.describe([np.zeros((CHIP_SIZE, CHIP_SIZE - 1), np.uint8)])
+
+
+@needs_models
+def test_kept__written_once_then_loaded_with_the_same_descriptors(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = posixpath.join(models_dir(), DESCRIPTOR_MODEL)
+    with open(path, "rb") as f:
+        [expected] = FaceNet.of(f.read()).describe([chip(5)])
+
+    [first] = FaceNet.kept(path).describe([chip(5)])
+
+    def no_parsing(data: bytes) -> bytes:
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr("transforms.face_net.model_bytes", no_parsing)
+    [again] = FaceNet.kept(path).describe([chip(5)])
+
+    assert np.array_equal(first, expected)
+    assert np.array_equal(again, expected)
+    assert os.listdir(tmp_path / "racelens" / "faces")[0].startswith("dlib_face_recognition")

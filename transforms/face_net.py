@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import onnxruntime
 
+from transforms.kept import PROVIDERS, kept_path, kept_session
+
+MODEL_STEM = "dlib_face_recognition_resnet_model_v1"
 CHIP_SIZE = 150  # dlib aligns each face to a 150 x 150 RGB chip (get_face_chip)
 CHIP_PADDING = 0.25
 # dlib's input_rgb_image: each channel less its mean over the training set, / 256.
@@ -91,31 +95,21 @@ def _conv(params: np.ndarray, scale_shift: np.ndarray, size: int, stride: int) -
 class FaceNet:
     """The network, ready to describe aligned face chips."""
 
-    stem: Conv
-    blocks: tuple[tuple[Conv, Conv], ...]  # (first, second); the first strides 2 to halve
-    linear: np.ndarray  # (256, 128)
-    session: onnxruntime.InferenceSession = field(repr=False, compare=False)
+    session: onnxruntime.InferenceSession
 
     @staticmethod
     def of(data: bytes) -> FaceNet:
         """The network of a dlib_face_recognition_resnet_model_v1.dat file's bytes."""
-        layers = read_parameters(data)
-        convs = 2 * sum(STAGE_BLOCKS) + 1
-        if [kind for kind, _ in layers] != ["con_4", "affine_"] * convs + ["fc_2"]:
-            raise ValueError("not dlib's face recognition ResNet")
-        pairs = [
-            (conv, affine)
-            for (_, conv), (_, affine) in zip(layers[:-1:2], layers[1::2], strict=True)
-        ]
-        strides = [
-            2 if stage and i == 0 else 1 for stage, n in enumerate(STAGE_BLOCKS) for i in range(n)
-        ]
-        blocks = tuple(
-            (_conv(*pairs[1 + 2 * b], 3, stride), _conv(*pairs[2 + 2 * b], 3, 1))
-            for b, stride in enumerate(strides)
-        )
-        stem, linear = _conv(*pairs[0], 7, 2), layers[-1][1].reshape(256, 128)
-        return FaceNet(stem, blocks, linear, _session(onnx_model(stem, blocks, linear)))
+        return FaceNet(onnxruntime.InferenceSession(model_bytes(data), _options(), PROVIDERS))
+
+    @staticmethod
+    def kept(path: str) -> FaceNet:
+        """The network of the model file at path, written as ONNX once and kept in racelens'
+        cache folder: parsing dlib's file and writing the graph cost 0.10-0.13 CPU s in the
+        zygote of every run, naming and loading the kept graph 0.04 (most of it the digest
+        of the 22 MB file)."""
+        kept = kept_path("faces", MODEL_STEM, [path, __file__], "onnx")
+        return FaceNet(kept_session(kept, lambda: model_bytes(Path(path).read_bytes()), _options()))
 
     def describe(self, chips: Sequence[np.ndarray]) -> np.ndarray:
         """The 128-d descriptors, (faces, 128), of aligned 150 x 150 face chips (uint8, RGB,
@@ -133,7 +127,27 @@ class FaceNet:
         return self.session.run(None, {_INPUT: x})[0]
 
 
-def _session(model: bytes) -> onnxruntime.InferenceSession:
+def model_bytes(data: bytes) -> bytes:
+    """The network of a dlib_face_recognition_resnet_model_v1.dat file's bytes, as a
+    serialised ONNX model."""
+    layers = read_parameters(data)
+    convs = 2 * sum(STAGE_BLOCKS) + 1
+    if [kind for kind, _ in layers] != ["con_4", "affine_"] * convs + ["fc_2"]:
+        raise ValueError("not dlib's face recognition ResNet")
+    pairs = [
+        (conv, affine) for (_, conv), (_, affine) in zip(layers[:-1:2], layers[1::2], strict=True)
+    ]
+    strides = [
+        2 if stage and i == 0 else 1 for stage, n in enumerate(STAGE_BLOCKS) for i in range(n)
+    ]
+    blocks = tuple(
+        (_conv(*pairs[1 + 2 * b], 3, stride), _conv(*pairs[2 + 2 * b], 3, 1))
+        for b, stride in enumerate(strides)
+    )
+    return onnx_model(_conv(*pairs[0], 7, 2), blocks, layers[-1][1].reshape(256, 128))
+
+
+def _options() -> onnxruntime.SessionOptions:
     # One thread: the workers already use every core, and a face is too small a job to
     # share (spread over BLAS threads while other workers ran, the numpy version of this
     # network cost 8x the CPU).
@@ -141,7 +155,7 @@ def _session(model: bytes) -> onnxruntime.InferenceSession:
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    return options
 
 
 # ------------------------------------------------------------------- the network as ONNX
@@ -176,7 +190,7 @@ def onnx_model(stem: Conv, blocks: Sequence[tuple[Conv, Conv]], linear: np.ndarr
     x = graph.node("MatMul", [x, graph.constant(linear)])
     body = _message(
         *[(1, n) for n in graph.nodes],
-        (2, "dlib_face_recognition_resnet_model_v1"),
+        (2, MODEL_STEM),
         *[(5, t) for t in graph.constants],
         (11, _value_info(_INPUT, (_BATCH, 3, CHIP_SIZE, CHIP_SIZE))),
         (12, _value_info(x, (_BATCH, 128))),

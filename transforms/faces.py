@@ -41,6 +41,7 @@ from apache_beam.transforms import trigger
 
 from transforms.course import Athlete, Settings
 from transforms.face_net import CHIP_PADDING, CHIP_SIZE, FaceNet, pack_int, unpack_int
+from transforms.kept import cache_dir
 from transforms.records import ANALYSIS_VERSION, BibSeen, FaceSeen, Photo
 
 log = logging.getLogger(__name__)
@@ -178,8 +179,6 @@ def face_models() -> FaceModels:
     """The dlib models, loaded once per process (from a DoFn's setup, never at import)."""
     import dlib
 
-    from transforms.photos import read_bytes  # photos imports this module
-
     folder = models_dir()
     if folder is None:
         raise RuntimeError("face models are not installed (pip install face-recognition-models)")
@@ -189,15 +188,8 @@ def face_models() -> FaceModels:
         level_detector=single_level(detector),
         overlap=overlap_thresholds(detector),
         shape=dlib.shape_predictor(posixpath.join(folder, SHAPE_MODEL)),
-        descriptor=FaceNet.of(read_bytes(posixpath.join(folder, DESCRIPTOR_MODEL))),
+        descriptor=FaceNet.kept(posixpath.join(folder, DESCRIPTOR_MODEL)),
     )
-
-
-def cache_dir() -> str:
-    """Where racelens keeps what it derives from installed models: $XDG_CACHE_HOME/racelens
-    (~/.cache/racelens by default)."""
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(root, "racelens")
 
 
 def frontal_detector():
