@@ -2,6 +2,7 @@
 
     python bench/perf.py [--photos 200] [--megapixels 12] [--marginal 1000]
                          [--memory 1000 10000] [--sample 40] [--faces ../shared/data/faces-dev]
+                         [--real ../shared/data/bibs-dev]
     python bench/perf.py --startup RUNS [--faces ../shared/data/faces-dev]   # start-up only
 
 Makes a demo race of about --photos photos (with --faces, real faces on its runners and
@@ -24,7 +25,10 @@ kept), so the pipeline times them against the demo's course and start list. Then
   analysis holds per photo in flight (each set of copies is deleted after its run);
 - the decode-only floor in one process (full size in colour, in colour at the pipeline's
   reduction, and as the pipeline decodes) and the pipeline's cost over each;
-- a naive baseline: a sequential loop of `analyse_photo` without Beam, then the timing half.
+- a naive baseline: a sequential loop of `analyse_photo` without Beam, then the timing half;
+- with --real DIR, the stages and the decode floors again on real race photos (e.g.
+  ../shared/data/bibs-dev, enlarged to --megapixels): the demo's drawn scenes hold far fewer
+  edges and lines than a real race's photos, so the analysis costs less on them.
 Every figure is taken as wall time and as CPU time (all threads, and the Beam workers): on
 a shared machine wall time also counts other jobs, CPU time does not. Ratios compare
 figures taken in the same run.
@@ -60,6 +64,7 @@ sys.path.insert(0, str(REPO))
 # Importing Beam warns that its GCP extra is missing: noise for a benchmark on this machine.
 logging.basicConfig(level=logging.ERROR)
 
+from bench.bib_eval import as_jpeg  # noqa: E402
 from pipeline.demo import generate_race  # noqa: E402
 from pipeline.graph import build_from_groups, run  # noqa: E402
 from pipeline.score import score_run  # noqa: E402
@@ -91,6 +96,8 @@ GOAL_PHOTOS_PER_S = 8.0
 GOAL_FLOOR_RATIO = 2.5
 GOAL_MEMORY_GROWTH = 1.25  # flat: the peak grows less than this for several times the photos
 STARTED = time.monotonic()
+ANALYSIS = "analyse_photo (all but read, hash)"
+FULL_SIZE = "full size, colour"
 REDUCED_COLOUR = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4}
 
 
@@ -320,7 +327,7 @@ def stage_profile(paths: list[str], models: FaceModels | None) -> dict[str, Cost
     costs: dict[str, Cost | None] = timed.mean()
     costs["OCR"] -= costs["bib search"]  # bib_reads searches, then reads: OCR is the rest
     costs["faces"] = costs.get("faces")
-    costs["analyse_photo (all but read, hash)"] = costs.pop("analyse_photo")
+    costs[ANALYSIS] = costs.pop("analyse_photo")
     return costs
 
 
@@ -344,6 +351,45 @@ def reduced_colour(data: bytes) -> None:
 def as_the_pipeline(data: bytes) -> None:
     header = open_photo(data)
     decode(data, *header.size, header.format)
+
+
+def sample(paths: list[str], count: int) -> list[str]:
+    """count of paths, spread over them."""
+    return paths[:: max(1, len(paths) // count)][:count]
+
+
+def enlarged_real_photos(folder: Path, out: Path, count: int, megapixels: float) -> list[str]:
+    """count photos of folder, spread over it, each enlarged to about megapixels as
+    bench/bib_eval.py --megapixels makes them (their own aspect, JPEG quality 90)."""
+    out.mkdir()
+    paths = []
+    for path in sample(sorted(str(p) for p in folder.glob("*.[jJ][pP][gG]")), count):
+        enlarged = out / Path(path).name
+        enlarged.write_bytes(as_jpeg(cv2.imread(path), megapixels))
+        paths.append(str(enlarged))
+    if not paths:
+        raise SystemExit(f"perf.py: error: no JPEG in --real {folder}")
+    return paths
+
+
+def real_photos(args: argparse.Namespace, tmp: Path, models: FaceModels | None) -> RealPhotos:
+    """Stages and decode floors on real race photos: the demo's drawn scenes hold far fewer
+    lines and edges, so they cost the analysis less than a real race's photos do."""
+    note(f"stages on real photos ({args.real})")
+    paths = enlarged_real_photos(args.real, tmp / "real", args.sample, args.megapixels)
+    size = max(Image.open(p).size for p in paths)
+    floors = decode_floors(paths, reduction_for(*size))
+    per_photo = {kind: cost.per(len(paths)) for kind, cost in floors.items()}
+    return RealPhotos(args.real, len(paths), size, stage_profile(paths, models), per_photo)
+
+
+def decode_floors(paths: list[str], factor: int) -> dict[str, Cost]:
+    """Time to decode every photo once in each way the floors are taken (at 1/factor)."""
+    return {
+        FULL_SIZE: decode_floor(paths, full_size_colour),
+        f"1/{factor} scale, colour": decode_floor(paths, reduced_colour),
+        "as the pipeline decodes": decode_floor(paths, as_the_pipeline),
+    }
 
 
 def decode_floor(paths: list[str], decoder: Callable[[bytes], None]) -> Cost:
@@ -436,6 +482,18 @@ class Results:
     recall: float
     false_confirmed: int
     identical: bool
+    real: RealPhotos | None  # with --real
+
+
+@dataclass(frozen=True)
+class RealPhotos:
+    """The analysis of real race photos enlarged to the bench's size, in one process."""
+
+    folder: Path
+    photos: int
+    size: tuple[int, int]  # of the largest, width x height
+    stages: dict[str, Cost | None]
+    floors: dict[str, Cost]  # how decoded -> cost, per photo
 
 
 def load() -> str:
@@ -519,17 +577,11 @@ def measure(args: argparse.Namespace, tmp: Path) -> Results:
     marginal = copies_run(race, tmp, args.marginal, prestored=False)
     memory = [copies_run(race, tmp, count, prestored=True) for count in args.memory]
     note("stages")
-    sampled = paths[:: max(1, len(paths) // args.sample)][: args.sample]
-    stages = stage_profile(sampled, models)
+    stages = stage_profile(sample(paths, args.sample), models)
     note("naive baseline")
     naive = run_naive(race, tmp / "out-naive")
     note("decode-only floors")
-    factor = reduction_for(width, height)
-    floors = {
-        "full size, colour": decode_floor(paths, full_size_colour),
-        f"1/{factor} scale, colour": decode_floor(paths, reduced_colour),
-        "as the pipeline decodes": decode_floor(paths, as_the_pipeline),
-    }
+    floors = decode_floors(paths, reduction_for(width, height))
     score = score_run(str(tmp / "out-multi"), str(race.root / "truth.csv"), str(race.images), 2)
     return Results(
         race=race,
@@ -544,6 +596,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> Results:
         recall=score.recall,
         false_confirmed=score.false_confirmed,
         identical=same_passages(tmp / "out-multi", tmp / "out-naive"),
+        real=real_photos(args, tmp, models) if args.real else None,
     )
 
 
@@ -572,17 +625,14 @@ def report(r: Results, sample: int) -> None:
     print(f"  capacity of {WORKERS} idle cores at the marginal CPU cost: {capacity:.1f} photos/s")
 
     print(f"\nper photo, one process ({min(sample, n)} photos; timing half: {n}):")
-    print(f"  {'':38s}    CPU ms       wall ms")
     timing = {
         "windowing and the rest of timing": (r.naive.timing_half - r.naive.writing).per(n),
         "writing": r.naive.writing.per(n),
         "timing half (the two above)": r.naive.timing_half.per(n),
     }
-    for stage, cost in {**r.stages, **timing}.items():
-        if cost is None:
-            print(f"  {stage:38s} {'n/a':>9s} {'n/a':>13s}")
-        else:
-            print(f"  {stage:38s} {1000 * cost.cpu:9.1f} {1000 * cost.wall:13.1f}")
+    print_stages({**r.stages, **timing})
+    if r.real:
+        print_real(r.real)
 
     runs = [CopiesRun(n, r.multi, False), r.marginal, *r.memory]
     fewest, biggest = r.memory[0].run, r.memory[-1].run
@@ -638,6 +688,14 @@ def report(r: Results, sample: int) -> None:
     print(f"  <= {GOAL_FLOOR_RATIO:g}x the decode floor (CPU):")
     for kind, ratio in ratios.items():
         print(f"    {kind:36s} {ratio:5.2f}x ({verdict(ratio <= GOAL_FLOOR_RATIO)})")
+    if r.real:
+        capacity = WORKERS / real_analysis(r.real).cpu
+        full_size = real_analysis(r.real).cpu / r.real.floors[FULL_SIZE].cpu
+        print(
+            f"  on real photos, one process: capacity {capacity:.1f} photos/s "
+            f"({verdict(capacity >= GOAL_PHOTOS_PER_S)}), analyse_photo {full_size:.2f}x the "
+            f"full-size decode ({verdict(full_size <= GOAL_FLOOR_RATIO)})"
+        )
     photos = f"{r.memory[0].photos} -> {r.memory[-1].photos} photos"
     print(
         f"  peak memory flat, {photos} (facts stored beforehand): "
@@ -649,6 +707,40 @@ def report(r: Results, sample: int) -> None:
         f"{verdict(r.multi.cost.wall < naive.wall)}, per further photo "
         f"{verdict(1 / marginal.wall > loop_rate)}"
     )
+
+
+def print_stages(stages: dict[str, Cost | None]) -> None:
+    print(f"  {'':38s}    CPU ms       wall ms")
+    for stage, cost in stages.items():
+        if cost is None:
+            print(f"  {stage:38s} {'n/a':>9s} {'n/a':>13s}")
+        else:
+            print(f"  {stage:38s} {1000 * cost.cpu:9.1f} {1000 * cost.wall:13.1f}")
+
+
+def real_analysis(real: RealPhotos) -> Cost:
+    analysis = real.stages[ANALYSIS]
+    assert analysis is not None  # stage_profile always times it
+    return analysis
+
+
+def print_real(real: RealPhotos) -> None:
+    width, height = real.size
+    print(
+        f"\nper photo, one process, real race photos ({real.photos} of {real.folder}, "
+        f"enlarged to {width}x{height}):"
+    )
+    print_stages(real.stages)
+    analysis = real_analysis(real)
+    print(
+        f"  capacity of {WORKERS} idle cores at analyse_photo's CPU (the read, the hash and "
+        f"the timing half left out): {WORKERS / analysis.cpu:.1f} photos/s"
+    )
+    for kind, floor in real.floors.items():
+        print(
+            f"  decode floor, {kind:30s} {1000 * floor.cpu:9.1f}  analyse_photo / floor "
+            f"{analysis.cpu / floor.cpu:5.2f}x"
+        )
 
 
 def main() -> None:
@@ -681,6 +773,14 @@ def main() -> None:
         help="Real faces on the demo's runners (as `racelens demo --faces DIR`, e.g. "
         "../shared/data/faces-dev): the course then looks for faces, as a real race does. "
         "Default: none, and faces off.",
+    )
+    parser.add_argument(
+        "--real",
+        type=Path,
+        metavar="DIR",
+        help="Real race photos (e.g. ../shared/data/bibs-dev): the stages are also profiled on "
+        "--sample of them, each enlarged to --megapixels as bench/bib_eval.py makes them. "
+        "Default: none.",
     )
     parser.add_argument(
         "--startup",
