@@ -29,6 +29,9 @@ from typing import TYPE_CHECKING, NoReturn
 from transforms.course import ConfigError
 
 if TYPE_CHECKING:
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.interrupted import Ender
     from pipeline.options import RaceConfig
 
 EXIT_USAGE = 2
@@ -82,27 +85,46 @@ def _finish(cfg: RaceConfig) -> int:
 
 def _execute(beam_argv: list[str], retime: bool = False, own_process: bool = False) -> int:
     """Validates, runs the pipeline (with progress unless it only re-times) and summarises;
-    `own_process`: this process runs only this command (pipeline/workers.py forks it)."""
+    `own_process`: this process runs only this command (pipeline/workers.py forks it, and
+    Ctrl-C and SIGTERM end it cleanly: pipeline/interrupted.py; code calling main() keeps
+    its own handling)."""
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-    from pipeline.engines import run_on_dask, runs_on_dask
-    from pipeline.graph import build, build_retime, load_models, run
+    from pipeline.interrupted import stopped_on_signals
     from pipeline.options import RaceConfig, RacelensOptions
-    from pipeline.progress import Progress
-    from pipeline.workers import forked_workers
-    from transforms.photos import FactStore
-    from transforms.write import remove_stale_temporaries
 
     opts = PipelineOptions(beam_argv)
     cfg = RaceConfig(opts.view_as(RacelensOptions))  # validate before anything starts
+    stopping = stopped_on_signals(cfg.out, cfg.facts) if own_process else contextlib.nullcontext([])
     if opts.view_as(StandardOptions).streaming:
         from pipeline.streaming import run_streaming, runs_locally
 
         stop_after = opts.view_as(RacelensOptions).stop_after
         if runs_locally(opts):
-            return _live(cfg, beam_argv, stop_after)
+            with stopping:
+                return _live(cfg, beam_argv, stop_after)
         run_streaming(beam_argv, stop_after)
         return _finish(cfg)
+    with stopping as ends:
+        return _batch(opts, cfg, beam_argv, retime, own_process, ends)
+
+
+def _batch(
+    opts: PipelineOptions,
+    cfg: RaceConfig,
+    beam_argv: list[str],
+    retime: bool,
+    own_process: bool,
+    ends: list[Ender],
+) -> int:
+    """_execute's batch run; puts what ends its worker processes at once in `ends`."""
+    from pipeline.engines import run_on_dask, runs_on_dask
+    from pipeline.graph import build, build_retime, load_models, run
+    from pipeline.progress import Progress
+    from pipeline.workers import forked_workers, no_workers_to_end
+    from transforms.photos import FactStore
+    from transforms.write import remove_stale_temporaries
+
     remove_stale_temporaries([cfg.out, cfg.facts])
     graph = build_retime if retime else build
     execute = run_on_dask if runs_on_dask(opts) else run  # Dask only analyses: see engines
@@ -110,7 +132,9 @@ def _execute(beam_argv: list[str], retime: bool = False, own_process: bool = Fal
     # Forked before the progress thread starts, and only from a process that has run no
     # pipeline before: gRPC's state would be copied, broken (see pipeline/workers.py).
     loading = functools.partial(load_models, cfg, analyses=not retime)
-    with forked_workers(opts, loading) if own_process else contextlib.nullcontext():
+    in_here = contextlib.nullcontext(no_workers_to_end)
+    with forked_workers(opts, loading) if own_process else in_here as end_workers:
+        ends.append(end_workers)
         if cfg.progress and not retime:
             total = _count_files(cfg.images)
             print(f"racelens: {total} files under {cfg.images}", file=sys.stderr)
@@ -127,8 +151,7 @@ def _live(cfg: RaceConfig, beam_argv: list[str], stop_after: float | None) -> in
     from pipeline.live import watch
 
     until = f"for {stop_after:g} s" if stop_after is not None else "until Ctrl-C"
-    print(f"racelens: watching {cfg.images} {until}", file=sys.stderr, flush=True)
-    state = watch(beam_argv, stop_after)
+    state = watch(beam_argv, stop_after, watching=f"racelens: watching {cfg.images} {until}")
     print(f"live: stopped after {state.cycles} updates", file=sys.stderr)
     return _finish(cfg)
 

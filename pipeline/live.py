@@ -31,6 +31,7 @@ from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipeline.interrupted import SIGNALS
 from pipeline.options import RaceConfig, RacelensOptions
 from pipeline.retime import time_photos
 from transforms.exif import place_in_race
@@ -191,29 +192,43 @@ def watch(
     poll_s: float = 0.25,
     log: TextIO = sys.stderr,
     should_stop: Callable[[], bool] = lambda: False,
+    watching: str = "",
 ) -> LiveState:
     """Keeps the results in the --out of `argv` current until Ctrl-C, SIGTERM, `stop_after`
-    seconds or should_stop; then takes in every file present, so the outputs are complete."""
-    race = LiveRace(argv, log)
+    seconds or should_stop; then takes in every file present, so the outputs are complete.
+    The signals end the watch between two updates, from the moment the line `watching` is
+    printed; a second one (an update that does not end, say) is the handlers' from before,
+    as is any while the outputs are completed: under the `racelens` program, it ends the
+    program at once (pipeline/interrupted.py)."""
     stopping = False
 
-    def stop(*_: object) -> None:
+    def stop(signum: int, _: object) -> None:
         nonlocal stopping
+        if stopping:
+            signal.signal(signum, previous[signum])
+            signal.raise_signal(signum)
         stopping = True
 
     on_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, stop) if on_main else None
-    deadline = time.monotonic() + stop_after if stop_after is not None else None
+    previous = {each: signal.signal(each, stop) for each in SIGNALS} if on_main else {}
+    if watching:
+        print(watching, file=log, flush=True)
     try:
+        race = LiveRace(argv, log)
+        deadline = time.monotonic() + stop_after if stop_after is not None else None
         while not (stopping or should_stop()):
             if deadline is not None and time.monotonic() >= deadline:
                 break
             race.update()
             time.sleep(poll_s)
-    except KeyboardInterrupt:
-        pass  # Ctrl-C ends the watch; the outputs are completed below
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for each, handler in previous.items():
+            signal.signal(each, handler)
+    if stopping:
+        print(
+            "live: stopping; taking in the files present (Ctrl-C again: at once)",
+            file=log,
+            flush=True,
+        )
     race.update(final=True)
     return race.state

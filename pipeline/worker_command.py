@@ -3,12 +3,16 @@
 Beam starts it as each worker process and watches it: it has the zygote fork a worker with
 this process's environment (the addresses Beam gives a worker), waits for that worker and
 exits with its status. It imports nothing but the standard library: it must start fast.
+Stopping is the launcher's to handle: Ctrl-C and SIGTERM leave this process alone (no
+traceback on the terminal); the launcher kills the worker, and this process ends with it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
+import signal
 import socket
 import struct
 import sys
@@ -19,8 +23,9 @@ SIZE = struct.Struct("!I")  # the length of the environment that follows it
 
 
 def command() -> str:
-    """The command Beam runs for each worker."""
-    return f"{sys.executable} -m pipeline.worker_command"
+    """The command Beam runs for each worker, through a shell that it replaces: a shell
+    left waiting would end on Ctrl-C, and Beam would report its worker dead."""
+    return f"exec {shlex.quote(sys.executable)} -m pipeline.worker_command"
 
 
 def exactly(connection: socket.socket, size: int) -> bytes:
@@ -36,6 +41,8 @@ def exactly(connection: socket.socket, size: int) -> bytes:
 def main() -> int:
     """Has the zygote fork a worker with this process's environment, waits for it, returns
     its exit status."""
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, signal.SIG_IGN)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
         connection.connect(os.environ[ADDRESS_VARIABLE])
         environment = json.dumps(dict(os.environ)).encode()

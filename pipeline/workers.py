@@ -257,10 +257,12 @@ def runner_for(
 @contextlib.contextmanager
 def forked_workers(
     opts: PipelineOptions, load: Callable[[], object] | None = None
-) -> Iterator[None]:
+) -> Iterator[Callable[[], frozenset[int]]]:
     """Meanwhile, where `opts` run the batch DirectRunner with worker processes, a zygote
     forks them (`runner_for` gives the runner that asks it to), once it has called `load`:
     what that loads (models, say) every worker has from the start, shared copy-on-write.
+    Yields what ends the zygote and its workers at once (and gives their pids), for a
+    launcher about to end without leaving this context (see pipeline/interrupted.py).
 
     Only for a process that has run no pipeline on worker processes before (no gRPC
     channel or server yet: a fork copies gRPC's threads' state without the threads, and a
@@ -269,18 +271,53 @@ def forked_workers(
     that thread holds at the fork (the stderr buffer's, say), locked for good. Nor where a
     socket cannot be had: Beam then starts its workers as it does by itself."""
     if not (forkable(opts) and threading.active_count() == 1 and hasattr(os, "fork")):
-        yield
+        yield no_workers_to_end
         return
     folder = tempfile.mkdtemp(prefix="racelens-workers-")
     address = os.path.join(folder, "zygote")
     listener = _listener(address)
-    try:
-        with _zygote(listener, address, load) if listener else contextlib.nullcontext():
-            yield
-    finally:
-        if listener:
-            listener.close()
+    if listener is None:
         shutil.rmtree(folder, ignore_errors=True)
+        yield no_workers_to_end
+        return
+    try:
+        with _zygote(listener, address, load) as zygote:
+            yield functools.partial(_end_at_once, zygote, folder)
+    finally:
+        listener.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def no_workers_to_end() -> frozenset[int]:
+    """Where Beam starts its workers itself, or runs in this process."""
+    return frozenset()
+
+
+def _end_at_once(zygote: int, folder: str) -> frozenset[int]:
+    """Kills the zygote and every worker it forked (its process group) and removes the
+    folder of its socket; waits for the zygote only (the workers are not this process's
+    children), so that none is left where this process ends at once. Returns the pids it
+    killed: what they were writing is left under temporary names (transforms/write.py)."""
+    killed = group_members(zygote)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(zygote, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(zygote, 0)
+    shutil.rmtree(folder, ignore_errors=True)
+    return killed
+
+
+def group_members(group: int) -> frozenset[int]:
+    """The pids of the processes in process group `group` (Linux; elsewhere none known)."""
+    members = set()
+    with contextlib.suppress(OSError):
+        for entry in (e for e in os.scandir("/proc") if e.name.isdigit()):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                # /proc/PID/stat: "PID (COMMAND) STATE PPID PGRP ...", COMMAND may hold spaces
+                with open(f"/proc/{entry.name}/stat", encoding="utf-8") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[2]) == group:
+                        members.add(int(entry.name))
+    return frozenset(members)
 
 
 def _listener(address: str) -> socket.socket | None:
@@ -298,19 +335,23 @@ def _listener(address: str) -> socket.socket | None:
 @contextlib.contextmanager
 def _zygote(
     listener: socket.socket, address: str, load: Callable[[], object] | None
-) -> Iterator[None]:
+) -> Iterator[int]:
     """Meanwhile, a forked process serves worker commands on `listener` (its address in
-    ADDRESS_VARIABLE); it ends with this context (or this process)."""
+    ADDRESS_VARIABLE); it ends with this context (or this process). Yields its pid, which
+    is also the id of its process group, its workers' too: Ctrl-C at a terminal is not
+    theirs (the launcher ends them: a SIGINT or SIGTERM sent to the launcher alone must
+    stop them as well), and one kill ends them all."""
     launcher_alive, alive_writer = os.pipe()
     pid = os.fork()
     if pid == 0:  # the zygote
         os.close(alive_writer)
         _serve(listener, launcher_alive, load)
+    _own_group(pid)  # here too: the launcher may kill the group before the zygote has run
     listener.close()
     os.close(launcher_alive)
     os.environ[ADDRESS_VARIABLE] = address
     try:
-        yield
+        yield pid
     finally:
         del os.environ[ADDRESS_VARIABLE]
         os.close(alive_writer)  # the zygote sees its end of the pipe close, and exits
@@ -322,7 +363,11 @@ def _serve(listener: socket.socket, launcher_alive: int, load: Callable[[], obje
     connection until the launcher closes its end of `launcher_alive`. Never returns."""
     code = 0
     try:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the launcher's to handle
+        _own_group(0)
+        # Stopping is the launcher's to handle (it kills this group); not the handlers
+        # forked with this process's copy of the launcher.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         hold_worker_arenas()
         for name in WARM_MODULES:
             with contextlib.suppress(ImportError):
@@ -346,6 +391,12 @@ def _serve(listener: socket.socket, launcher_alive: int, load: Callable[[], obje
         code = 1
     finally:
         os._exit(code)
+
+
+def _own_group(pid: int) -> None:
+    """Makes process `pid` (0: this one) the leader of a process group of its own."""
+    with contextlib.suppress(OSError):  # the zygote has ended already
+        os.setpgid(pid, 0)
 
 
 def _loaded(load: Callable[[], object]) -> None:

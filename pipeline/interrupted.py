@@ -1,0 +1,124 @@
+"""How `racelens run` and `racelens results` stop when interrupted.
+
+Ctrl-C at a terminal (SIGINT to its foreground process group), a SIGINT sent to the launcher
+alone, and SIGTERM (docker stop, systemd, a CI timeout) all end the launcher at once, with
+the worker processes it started, one line on stderr saying what is kept, and exit 128 + the
+signal's number (130, 143: the shell's convention). Nothing is lost that the next run needs:
+every stored fact and every output is written under a temporary name and renamed into place
+(transforms/write.py), so each is whole or absent; the temporary files of the processes
+ended are removed; the next run of the same command takes up the stored facts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import signal
+import sys
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator
+
+from apache_beam.io.filesystem import BeamIOError
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.progress import count_facts
+from transforms.photos import FactStore
+from transforms.write import TEMPORARY_MARK
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+OUTPUT_SUFFIXES = (".parquet", ".csv", ".json")
+
+# What ends processes this one started (its workers), returning their pids.
+Ender = Callable[[], Collection[int]]
+
+
+@contextlib.contextmanager
+def stopped_on_signals(out: str, facts: str) -> Iterator[list[Ender]]:
+    """Meanwhile, SIGINT and SIGTERM end this process as the module says; before that, each
+    Ender put in the yielded list is called. For a process that runs this command only: it
+    ends without unwinding, other threads and all."""
+    ends: list[Ender] = []
+    started = time.time()
+
+    def stop(signum: int, _: object) -> None:
+        for each in SIGNALS:  # an impatient second Ctrl-C must not interrupt the stopping
+            signal.signal(each, signal.SIG_IGN)
+        terminal = _quieted_stderr()
+        try:
+            ended = {os.getpid()}.union(*(end() for end in ends))
+            remove_temporaries_of([out, facts], ended)
+            kept = count_facts(FactStore(facts))
+            line = interrupted_line(kept, facts, results_state(out, started))
+            os.write(terminal, f"{line}\n".encode())
+        finally:
+            os._exit(128 + signum)
+
+    previous = {each: signal.signal(each, stop) for each in SIGNALS}
+    try:
+        yield ends
+    finally:
+        for each, handler in previous.items():
+            signal.signal(each, handler)
+
+
+def _quieted_stderr() -> int:
+    """Points this process's stderr at /dev/null and returns a copy of the real one: Beam's
+    threads report the workers they lose while the run stops, which is no news."""
+    terminal = os.dup(sys.stderr.fileno())
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stderr.fileno())
+    os.close(devnull)
+    return terminal
+
+
+def remove_temporaries_of(folders: Iterable[str], writers: Collection[int]) -> list[str]:
+    """Deletes the temporary files under `folders` of the processes `writers` (their pid is
+    in the name: transforms/write.py's temporary_name), which will never finish them;
+    returns them. Others' are left: a run on another machine may be writing into the same
+    folder."""
+    marks = tuple(f"{TEMPORARY_MARK}{pid}-" for pid in writers)
+    left = sorted(
+        {
+            m.path
+            for folder in folders
+            for m in _matched(f"{folder.rstrip('/')}/**")
+            if any(mark in posixpath.basename(m.path) for mark in marks)
+        }
+    )
+    with contextlib.suppress(BeamIOError):  # gone already: nothing to remove
+        FileSystems.delete(left)
+    return left
+
+
+def _matched(pattern: str) -> list:
+    """The metadata of the files `pattern` matches; none where its folder does not exist."""
+    try:
+        return FileSystems.match([pattern])[0].metadata_list
+    except BeamIOError:
+        return []
+
+
+def results_state(out: str, since: float) -> str:
+    """What the results in `out` are, of a run started at `since` (epoch seconds)."""
+    outputs = [
+        m
+        for m in _matched(f"{out.rstrip('/')}/*")
+        if m.path.endswith(OUTPUT_SUFFIXES) and TEMPORARY_MARK not in posixpath.basename(m.path)
+    ]
+    if not outputs:
+        return f"no results are written in {out} yet"
+    if all(m.last_updated_in_seconds < since for m in outputs):
+        return f"the results in {out} are the previous run's, untouched"
+    if all(m.last_updated_in_seconds >= since for m in outputs):
+        return f"the results in {out} are this run's"
+    return f"some results in {out} are this run's and some the previous run's"
+
+
+def interrupted_line(kept: int, facts: str, results: str) -> str:
+    """The one line an interrupted run leaves on the terminal."""
+    photos = "photo" if kept == 1 else "photos"
+    return (
+        f"racelens: interrupted; the facts of {kept} {photos} analysed so far are kept in "
+        f"{facts}, {results}; run the same command again to carry on"
+    )

@@ -1,0 +1,248 @@
+"""Stopping `racelens run` on worker processes: Ctrl-C, a SIGINT to the launcher alone and
+SIGTERM (pipeline/interrupted.py), with real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+
+from pipeline.demo import generate_race
+from pipeline.interrupted import interrupted_line, remove_temporaries_of, results_state
+from pipeline.progress import count_facts
+from transforms.photos import FactStore
+from transforms.write import TEMPORARY_MARK
+
+REPO = Path(__file__).resolve().parents[1]
+WAIT_S = 120  # generous: a loaded 2-core machine starts a run in 2-10 s
+
+# `racelens` (its arguments after sys.argv[2]) whose analysis of a photo, once sys.argv[2]
+# photos have been analysed, never ends: the stop lands while photos are being analysed,
+# some facts stored. Each analysed photo leaves a file in the folder sys.argv[1]; a worker
+# that stops for good leaves "stuck-PID" there, and a fact half written in the store under
+# a temporary name. The workers are forked from this process, so they analyse with the
+# stuck function too.
+STUCK_RUN = """
+import logging, os, runpy, sys, time
+logging.basicConfig(level=logging.ERROR)  # Beam's import warning, as `racelens` silences it
+import transforms.photos as photos
+from transforms.write import temporary_name
+
+marks, keep = sys.argv[1], int(sys.argv[2])
+store = os.path.join(sys.argv[sys.argv.index("--out") + 1], "facts")
+analyse_photo = photos.analyse_photo
+
+def stuck_after_some(data, image_id, faces=None):
+    facts = analyse_photo(data, image_id, faces)
+    if len(os.listdir(marks)) >= keep:
+        os.makedirs(store, exist_ok=True)
+        with open(temporary_name(os.path.join(store, image_id + ".json")), "w") as half:
+            half.write("{")
+        open(os.path.join(marks, f"stuck-{os.getpid()}"), "w").close()
+        time.sleep(3600)
+    open(os.path.join(marks, image_id), "w").close()
+    return facts
+
+photos.analyse_photo = stuck_after_some
+sys.argv = ["racelens", *sys.argv[3:]]
+runpy.run_module("pipeline", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def race(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    race = tmp_path_factory.mktemp("interrupted") / "race"
+    generate_race(str(race), athletes=3, stations=2, seed=5)  # 18 photos, 15 to analyse
+    return race
+
+
+def run_argv(race: Path, out: Path) -> list[str]:
+    return [
+        "run",
+        *("--images", str(race / "images"), "--course", str(race / "course.yaml")),
+        *("--start-list", str(race / "startlist.csv"), "--out", str(out), "--no-progress"),
+        "--direct_num_workers=2",  # worker processes, whatever the cores
+    ]
+
+
+def racelens(argv: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *argv],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S * 2,
+    )
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(race: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("uninterrupted") / "out"
+    assert racelens(run_argv(race, out)).returncode == 0
+    return out
+
+
+def results(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in out.iterdir() if p.suffix in (".parquet", ".csv")}
+
+
+def stored(out: Path) -> int:
+    return count_facts(FactStore(str(out / "facts")))
+
+
+def wait_for(what: Callable[[], bool], process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not what():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
+    """Those still running (a zombie has ended: only its parent's wait is missing)."""
+    running = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                running.append(process)
+        except psutil.NoSuchProcess:
+            pass
+    return running
+
+
+def interrupted_run(race: Path, out: Path, marks: Path, send: Callable[[int], None]) -> tuple:
+    """A stuck run, `send(its pid)` once a worker is stuck; its exit code, its stderr and its
+    processes (the zygote, the workers, their commands) that outlived it by WAIT_S."""
+    marks.mkdir()
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", STUCK_RUN, str(marks), "2", *run_argv(race, out)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        process_group=0,  # as a terminal runs a command: its own foreground process group
+    )
+    wait_for(lambda: any(p.name.startswith("stuck-") for p in marks.iterdir()), launcher)
+    started = psutil.Process(launcher.pid).children(recursive=True)
+    stuck = {int(p.name.removeprefix("stuck-")) for p in marks.glob("stuck-*")}
+    assert stuck <= {p.pid for p in started}, "the stuck worker is the launcher's descendant"
+    send(launcher.pid)
+    _, err = launcher.communicate(timeout=WAIT_S)
+    deadline = time.monotonic() + WAIT_S
+    while alive(started) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return launcher.returncode, err, alive(started)
+
+
+# How each is sent to the launcher, and the exit code it ends with.
+STOPS = {
+    "Ctrl-C": (lambda pid: os.killpg(pid, signal.SIGINT), 130),
+    "SIGINT to the launcher alone": (lambda pid: os.kill(pid, signal.SIGINT), 130),
+    "SIGTERM": (lambda pid: os.kill(pid, signal.SIGTERM), 143),
+}
+
+
+def test_run__interrupted_ends_all_its_processes_in_one_line_and_the_next_run_resumes(
+    race: Path, uninterrupted: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    kept = 0
+    # One after the other on the same race: each run takes up the facts the earlier stored.
+    for stop, (send, code) in STOPS.items():
+        returncode, err, left = interrupted_run(race, out, tmp_path / stop, send)
+        kept, before = stored(out), kept
+        assert returncode == code, (stop, err)
+        assert err.splitlines() == [
+            interrupted_line(kept, str(out / "facts"), f"no results are written in {out} yet")
+        ], (stop, err)
+        assert not left, (stop, [p.cmdline() for p in left])
+        assert not list(out.rglob(f"*{TEMPORARY_MARK}*")), stop
+        assert kept > before, stop
+    assert kept < stored(uninterrupted)
+
+    resumed = racelens(run_argv(race, out))
+    assert resumed.returncode == 0, resumed.stderr
+    assert results(out) == results(uninterrupted)
+    assert stored(out) == stored(uninterrupted)
+
+
+def test_results_state__none_the_previous_runs_or_some_of_this_ones(tmp_path: Path) -> None:
+    assert results_state(str(tmp_path), time.time()) == f"no results are written in {tmp_path} yet"
+    (tmp_path / "images.parquet").write_bytes(b"PAR1")
+    (tmp_path / "results.csv").write_text("bib\n")
+    (tmp_path / "leaderboard.parquet.tmp-7-a").write_bytes(b"PA")  # being written: not one
+    os.utime(tmp_path / "images.parquet", (1_000, 1_000))
+    os.utime(tmp_path / "results.csv", (1_000, 1_000))
+    previous = f"the results in {tmp_path} are the previous run's, untouched"
+    assert results_state(str(tmp_path), 2_000) == previous
+    os.utime(tmp_path / "results.csv", (3_000, 3_000))
+    mixed = f"some results in {tmp_path} are this run's and some the previous run's"
+    assert results_state(str(tmp_path), 2_000) == mixed
+    os.utime(tmp_path / "images.parquet", (3_000, 3_000))
+    assert results_state(str(tmp_path), 2_000) == f"the results in {tmp_path} are this run's"
+
+
+def test_remove_temporaries_of__the_ended_processes_only(tmp_path: Path) -> None:
+    (tmp_path / "facts" / "ab").mkdir(parents=True)
+    ended = tmp_path / "facts" / "ab" / f"abc.json{TEMPORARY_MARK}1234-ff"
+    elsewhere = tmp_path / f"images.parquet{TEMPORARY_MARK}12345-ff"  # pid 12345 still writes
+    for path in (ended, elsewhere, tmp_path / "facts" / "ab" / "abd.json"):
+        path.write_text("{")
+    folders = [str(tmp_path), str(tmp_path / "facts"), str(tmp_path / "gone")]
+    assert remove_temporaries_of(folders, {1234, 99}) == [str(ended)]
+    assert sorted(p.name for p in tmp_path.rglob("*.*")) == ["abd.json", elsewhere.name]
+
+
+def live_argv(race: Path, out: Path) -> list[str]:
+    return [*run_argv(race, out)[:-2], "--streaming"]
+
+
+def started_live(argv: list[str]) -> subprocess.Popen:
+    """`argv` run in a process group of its own (as a terminal runs a command), once it
+    watches: signals end the watch from then on."""
+    launcher = subprocess.Popen(
+        [sys.executable, *argv],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        process_group=0,
+    )
+    first = launcher.stderr.readline()
+    assert first.startswith("racelens: watching "), first + launcher.communicate()[1]
+    return launcher
+
+
+def test_live__ctrl_c_completes_the_outputs_and_exits_0(
+    race: Path, uninterrupted: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    launcher = started_live(["-m", "pipeline", *live_argv(race, out)])
+    os.killpg(launcher.pid, signal.SIGINT)
+    _, err = launcher.communicate(timeout=WAIT_S)
+    assert launcher.returncode == 0, err
+    assert "live: stopping; taking in the files present" in err and "Traceback" not in err, err
+    assert stored(out) == stored(uninterrupted)
+    assert (out / "leaderboard.parquet").is_file()
+
+
+def test_live__a_second_ctrl_c_ends_a_stuck_update_at_once_in_one_line(
+    race: Path, tmp_path: Path
+) -> None:
+    out, marks = tmp_path / "out", tmp_path / "marks"
+    marks.mkdir()
+    launcher = started_live(["-c", STUCK_RUN, str(marks), "2", *live_argv(race, out)])
+    os.killpg(launcher.pid, signal.SIGINT)
+    wait_for(lambda: any(p.name.startswith("stuck-") for p in marks.iterdir()), launcher)
+    os.killpg(launcher.pid, signal.SIGINT)
+    _, err = launcher.communicate(timeout=WAIT_S)
+    assert launcher.returncode == 130, err
+    line = interrupted_line(stored(out), str(out / "facts"), f"no results are written in {out} yet")
+    assert err.splitlines()[-1] == line and "Traceback" not in err, err
