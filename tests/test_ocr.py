@@ -651,6 +651,48 @@ def test_digit_components__labels_as_opencvs_default_labelling(seed: int, ink: f
     assert np.array_equal(rows[:, :4], stats[rows[:, 4].astype(int), :4])
 
 
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.floats(0.2, 0.8))
+def test_digit_components__keeps_the_components_shaped_like_a_digit(seed: int, ink: float) -> None:
+    # Discs and rings of every size and shape over pixel noise: specks, digits, bars, blobs.
+    rng = np.random.default_rng(seed)
+    binary = ((rng.random((200, 300)) < ink / 10) * 255).astype(np.uint8)
+    for _ in range(40):
+        centre, axes = rng.integers(0, (300, 200)), rng.integers(1, 30, 2)
+        thickness = int(rng.choice([-1, 1, 2, 4]))
+        cv2.ellipse(binary, centre.tolist(), axes.tolist(), 0, 0, 360, 255, thickness)
+    _, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    x, y, w, h, area = stats[1:].T.astype(np.float64)
+    expected = np.flatnonzero(
+        (h >= ocr.MIN_DIGIT_HEIGHT)
+        & (h <= ocr.MAX_DIGIT_HEIGHT_FRACTION * 200)
+        & (w / h >= ocr.DIGIT_ASPECT[0])
+        & (w / h <= ocr.DIGIT_ASPECT[1])
+        & (area / (w * h) >= ocr.DIGIT_FILL[0])
+        & (area / (w * h) <= ocr.DIGIT_FILL[1])
+    )
+
+    _, rows = ocr._digit_components(binary)
+
+    assert rows[:, 4].astype(int).tolist() == (expected + 1).tolist()
+
+
+@given(
+    st.lists(arrays(np.uint8, st.integers(1, 300)), min_size=1, max_size=3),
+    st.lists(
+        st.tuples(st.integers(0, 2), st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0])), min_size=1
+    ),
+)
+def test_quantiles_of_parts__as_numpy_percentile_of_each_part(
+    parts: list[np.ndarray], asked: list[tuple[int, float]]
+) -> None:
+    asked = [(part % len(parts), q) for part, q in asked]
+    counts = np.concatenate([np.bincount(p, minlength=256) for p in parts]).cumsum()
+    expected = [float(np.percentile(parts[part], 100 * q)) for part, q in asked]
+
+    assert ocr._quantiles_of_parts(counts, tuple(asked)) == expected
+
+
 def _reference_bib_score(gray: np.ndarray, labels: np.ndarray, line: np.ndarray) -> float | None:
     """_bib_score with the background and the digits copied out and np.percentile."""
     margin = max(2, round(ocr.SIDE_MARGIN * float(np.median(line[:, 3]))))
