@@ -130,8 +130,16 @@ _DIRECT_IO = re.compile(
 # Modules where that is right: the course, start list and corrections log are read on the
 # launcher before the graph exists (the log is appended by the dashboard), and tesseract's
 # language data, PP-OCR's and dlib's models lie on every worker's own disk, installed by the
-# worker container.
-_OWN_DISK_MODULES = {"course.py", "corrections.py", "tesseract.py", "ppocr.py", "faces.py"}
+# worker container, and what is derived from them is kept in its own cache folder (kept.py).
+_OWN_DISK_MODULES = {
+    "course.py",
+    "corrections.py",
+    "tesseract.py",
+    "ppocr.py",
+    "faces.py",
+    "face_net.py",
+    "kept.py",
+}
 # Elsewhere, a function may touch a path's disk only after asking this whether it is local:
 # photos.py does, for the links, FIFOs and odd names that Beam's listing passes over.
 _LOCAL_CHECK = "_is_local"
