@@ -22,6 +22,7 @@ import functools
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from typing import TYPE_CHECKING, NoReturn
@@ -431,9 +432,11 @@ def _without_beams_worker_noise(record: logging.LogRecord) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _configure_logging()
     own_process = argv is None  # the `racelens` program, not a call from other code
     argv = sys.argv[1:] if argv is None else argv
+    if own_process and argv[:1] in (["run"], ["results"]):
+        _stop_plainly_on_signals()  # while Beam is imported, before a run has anything to stop
+    _configure_logging()
     args, rest = _parser().parse_known_args(argv)
     args.own_process = own_process
     if args.command not in ("run", "results", "faces-eval") and rest:
@@ -453,6 +456,18 @@ def main(argv: list[str] | None = None) -> int:
     if own_process and args.command in ("run", "results"):
         _ended(code)
     return code
+
+
+def _stop_plainly_on_signals() -> None:
+    """Meanwhile (until a run's own handling, pipeline/interrupted.py, and after it), Ctrl-C
+    and SIGTERM end this process with one line, not a traceback of whatever it imports."""
+
+    def stop(signum: int, _: object) -> None:
+        os.write(sys.stderr.fileno(), b"racelens: interrupted; nothing was being written\n")
+        os._exit(128 + signum)
+
+    for each in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(each, stop)
 
 
 def _ended(code: int) -> NoReturn:

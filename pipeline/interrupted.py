@@ -29,8 +29,8 @@ from transforms.write import TEMPORARY_MARK
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 OUTPUT_SUFFIXES = (".parquet", ".csv", ".json")
 
-# What ends processes this one started (its workers), returning their pids.
-Ender = Callable[[], Collection[int]]
+# What ends processes this one started (its workers) at once.
+Ender = Callable[[], None]
 
 
 @contextlib.contextmanager
@@ -46,8 +46,11 @@ def stopped_on_signals(out: str, facts: str) -> Iterator[list[Ender]]:
             signal.signal(each, signal.SIG_IGN)
         terminal = _quieted_stderr()
         try:
-            ended = {os.getpid()}.union(*(end() for end in ends))
-            remove_temporaries_of([out, facts], ended)
+            started_here = descendants(os.getpid())
+            for end in ends:
+                end()
+            _kill(started_here)  # Dask's, multiprocessing's; the workers' are gone already
+            remove_temporaries_of([out, facts], {os.getpid(), *started_here})
             kept = count_facts(FactStore(facts))
             line = interrupted_line(kept, facts, results_state(out, started))
             os.write(terminal, f"{line}\n".encode())
@@ -70,6 +73,30 @@ def _quieted_stderr() -> int:
     os.dup2(devnull, sys.stderr.fileno())
     os.close(devnull)
     return terminal
+
+
+def descendants(pid: int) -> frozenset[int]:
+    """The pids of the processes that process `pid` started, and that they started, ...
+    (Linux; elsewhere none known)."""
+    parents: dict[int, int] = {}
+    with contextlib.suppress(OSError):
+        for entry in (e for e in os.scandir("/proc") if e.name.isdigit()):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                # /proc/PID/stat: "PID (COMMAND) STATE PPID ...", COMMAND may hold spaces
+                with open(f"/proc/{entry.name}/stat", encoding="utf-8") as stat:
+                    parents[int(entry.name)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+    found: set[int] = set()
+    new = {pid}
+    while new:
+        new = {child for child, parent in parents.items() if parent in new} - found
+        found |= new
+    return frozenset(found)
+
+
+def _kill(pids: Iterable[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def remove_temporaries_of(folders: Iterable[str], writers: Collection[int]) -> list[str]:

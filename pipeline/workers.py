@@ -257,12 +257,12 @@ def runner_for(
 @contextlib.contextmanager
 def forked_workers(
     opts: PipelineOptions, load: Callable[[], object] | None = None
-) -> Iterator[Callable[[], frozenset[int]]]:
+) -> Iterator[Callable[[], None]]:
     """Meanwhile, where `opts` run the batch DirectRunner with worker processes, a zygote
     forks them (`runner_for` gives the runner that asks it to), once it has called `load`:
     what that loads (models, say) every worker has from the start, shared copy-on-write.
-    Yields what ends the zygote and its workers at once (and gives their pids), for a
-    launcher about to end without leaving this context (see pipeline/interrupted.py).
+    Yields what ends the zygote and its workers at once, for a launcher about to end
+    without leaving this context (see pipeline/interrupted.py).
 
     Only for a process that has run no pipeline on worker processes before (no gRPC
     channel or server yet: a fork copies gRPC's threads' state without the threads, and a
@@ -288,36 +288,19 @@ def forked_workers(
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def no_workers_to_end() -> frozenset[int]:
+def no_workers_to_end() -> None:
     """Where Beam starts its workers itself, or runs in this process."""
-    return frozenset()
 
 
-def _end_at_once(zygote: int, folder: str) -> frozenset[int]:
-    """Kills the zygote and every worker it forked (its process group) and removes the
-    folder of its socket; waits for the zygote only (the workers are not this process's
-    children), so that none is left where this process ends at once. Returns the pids it
-    killed: what they were writing is left under temporary names (transforms/write.py)."""
-    killed = group_members(zygote)
+def _end_at_once(zygote: int, folder: str) -> None:
+    """Kills the zygote and every worker it forked (its process group: one kill, whatever
+    it is forking) and removes the folder of its socket; waits for the zygote only (the
+    workers are not this process's children)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(zygote, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(zygote, 0)
     shutil.rmtree(folder, ignore_errors=True)
-    return killed
-
-
-def group_members(group: int) -> frozenset[int]:
-    """The pids of the processes in process group `group` (Linux; elsewhere none known)."""
-    members = set()
-    with contextlib.suppress(OSError):
-        for entry in (e for e in os.scandir("/proc") if e.name.isdigit()):
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                # /proc/PID/stat: "PID (COMMAND) STATE PPID PGRP ...", COMMAND may hold spaces
-                with open(f"/proc/{entry.name}/stat", encoding="utf-8") as stat:
-                    if int(stat.read().rsplit(")", 1)[1].split()[2]) == group:
-                        members.add(int(entry.name))
-    return frozenset(members)
 
 
 def _listener(address: str) -> socket.socket | None:
