@@ -20,7 +20,12 @@ from transforms.faces import (
     MEASURE_LEVEL,
     BuildGallery,
     Gallery,
+    _level_box_up,
     _level_faces,
+    _region_cut,
+    _scan,
+    _scanned_in,
+    _seed_levels,
     _textured_level_faces,
     associate,
     boxes_overlap,
@@ -36,6 +41,7 @@ from transforms.faces import (
     hog_faces,
     match_confidence,
     match_face,
+    merged_cuts,
     models_available,
     nearest_whole,
     pyramid,
@@ -434,7 +440,7 @@ def test_textured_level_faces__the_whole_levels_boxes_and_scores(level: int) -> 
         levels[level].shape, level, gradient_sums(levels[MEASURE_LEVEL]), MEASURE_LEVEL
     )
     threshold = -2.5  # scored windows everywhere in the texture, up to the regions' cuts
-    whole = _level_faces(levels[level], level, None, models.level_detector, threshold)
+    whole = _level_faces(levels[level], level, None, models, threshold)
 
     cuts = textured_cuts(windows, levels[level].shape)
 
@@ -447,6 +453,87 @@ def test_textured_level_faces__the_whole_levels_boxes_and_scores(level: int) -> 
     assert sorted(found, key=lambda f: f[1]) == [
         (pytest.approx(score, abs=1e-5), box) for score, box in sorted(whole, key=lambda f: f[1])
     ]
+
+
+@needs_models
+@pytest.mark.parametrize("size", [(81, 80), (97, 301), (203, 157), (164, 180)])
+def test_scanned_in__the_windows_dlibs_scan_of_a_cut_scores(size: tuple[int, int]) -> None:
+    pixels = np.random.default_rng(5).integers(0, 256, (400, 500), np.uint8)
+    cut = (48, 64, 48 + size[1], 64 + size[0])
+    inner = np.ascontiguousarray(pixels[cut[1] : cut[3], cut[0] : cut[2]])
+
+    rects, _, _ = face_models().window_detector.run(inner, 0, -100.0)
+
+    corners = {(r.right() + cut[0], r.bottom() + cut[1]) for r in rects}
+    # windows' right and bottom edges at 8 px steps: those _scanned_in holds
+    grid = [(x, y) for x in range(-3, 600, 8) for y in range(-3, 500, 8)]
+    assert corners == {(x, y) for x, y in grid if _scanned_in((x - 72, y - 72, x, y), cut)}
+
+
+class _CountedScans:
+    """A level detector that counts its scans."""
+
+    def __init__(self, detector) -> None:
+        self.detector, self.scans = detector, 0
+
+    def run(self, *args):
+        self.scans += 1
+        return self.detector.run(*args)
+
+
+def _alone(pixels: np.ndarray, level: int, region, models, threshold: float) -> list:
+    """What dlib's scan of `region`'s cut alone finds, as _level_faces reports it."""
+    cut = _region_cut(region, level, pixels)
+    return [
+        (score, _level_box_up(box, level))
+        for score, box in _scan(pixels, cut, models.level_detector, threshold)
+    ]
+
+
+@needs_models
+def test_level_faces__regions_apart_each_as_dlibs_scan_of_it_alone() -> None:
+    models = face_models()
+    photo = photo_with_face(110, models.detector)  # found in the 2nd level
+    photo[100:400, 100:400] = photo[650:950, 880:1180]  # the face again, up left
+    levels = pyramid(photo)
+    regions = [(60, 60, 440, 440), (840, 610, 1220, 990)]
+    counted = replace(models, window_detector=_CountedScans(models.window_detector))
+
+    found = _level_faces(levels[1], 1, regions, counted, -2.5)
+
+    alone = [face for r in regions for face in _alone(levels[1], 1, r, models, -2.5)]
+    assert counted.window_detector.scans == 2
+    assert len(alone) >= 4
+    assert sorted(found) == sorted(alone)
+
+
+@needs_models
+def test_level_faces__overlapping_regions_one_scan_the_same_face() -> None:
+    models = face_models()
+    levels = pyramid(photo_with_face(110, models.detector))
+    regions = [(840, 610, 1220, 990), (880, 650, 1260, 1030)]
+    counted = replace(models, window_detector=_CountedScans(models.window_detector))
+
+    found = _level_faces(levels[1], 1, regions, counted, 0.0)
+
+    alone = [face for r in regions for face in _alone(levels[1], 1, r, models, 0.0)]
+    assert counted.window_detector.scans == 1
+    assert {box for _, box in found} == {box for _, box in alone} != set()
+
+
+def test_merged_cuts__overlapping_cuts_scanned_once_far_ones_alone() -> None:
+    near = [(0, 0, 200, 200), (40, 40, 240, 240)]
+    far = (800, 800, 900, 900)
+
+    merged = merged_cuts([*near, far, near[0]])
+
+    assert sorted(merged) == [(0, 0, 240, 240), far]
+
+
+def test_seed_levels__proposals_at_most_three_levels_too_large_of_the_smallest_two() -> None:
+    assert list(_seed_levels(0)) == [3]
+    assert list(_seed_levels(1)) == [3, 4]
+    assert list(_seed_levels(2)) == [3, 4]
 
 
 def test_nearest_whole__the_whole_levels_either_side_or_the_one_there_is() -> None:

@@ -30,6 +30,7 @@ import posixpath
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import apache_beam as beam
 import cv2
@@ -58,30 +59,36 @@ DESCRIPTOR_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
 HOG_WINDOW_PX = 80
 MIN_FACE_PX = 40
 MIN_FACE_FRACTION = 0.04
-# HOG scans a pyramid of the searched image, each level 5/6 of the one above, so a face is
-# found at the level where it is 80 to 96 px. The three finest levels (faces of 80 to 138 px)
-# are two thirds of the work. So the pyramid from its fourth level on is searched whole, and
-# the finer levels only around what that search finds at least a little face-like (score
-# PROPOSAL_THRESHOLD, under the detector's 0): a face of 80 to 138 px still scores so in a
-# window up to three levels too large. Chosen on bibs-dev at 12 MP among 2 to 4 levels
-# searched finer and thresholds from -0.6 to -1.8 (`faces-eval --bibs`). Of the coarser
-# levels, only WHOLE_LEVELS (the 4th, 6th and 8th, then every third: faces of 138 to 166 px,
-# 199 to 239, 287 to 344, 594 to 713, ...) are scanned whole; each level between only
-# around what the nearest whole levels on either side find a little face-like (one level
-# off, a face still scores so, and each such level has a whole one next to it): the same
-# faces for 0.56 of the coarser levels' pixels (every other level whole, session 6: 0.61,
-# 7 CPU ms more a 4:3 12 MP photo; every third level from the 4th on: 0.46, but 4 boxes of
-# bibs-dev at 12 MP move; whole levels 3, 5, 8, 11, ...: 2 faces lost). A region is searched on
-# the level's own pixels, cut at a multiple of HOG's 8 px cell, so that its cells are the
-# very ones the whole level's scan sees (cut anywhere, scores move: 108 of the 110 faces and
-# 4 other boxes). The levels are made by OpenCV's bilinear resize in dlib's sizes, each
-# scanned alone (dlib's own resampling costs 3 times as much; an area average, which smooths
-# edges, lost 5 proposals near the threshold). bibs-dev at 12 MP: 109 of the 110 faces
-# dlib's whole pyramid finds and 1 other box, 86 of its 100 labelled faces (the whole
-# pyramid 85). Photos enlarged to be searched (under 2000 px) are searched whole by dlib
-# (see hog_faces).
+# HOG scans a pyramid of the searched image, each level 5/6 of the one above, so a face is found
+# at the level where it is 80 to 96 px. The three finest levels (faces of 80 to 138 px) are two
+# thirds of the work. So the pyramid from its fourth level on is searched whole, and the finer
+# levels only around what that search finds at least a little face-like (score PROPOSAL_THRESHOLD,
+# under the detector's 0) in its 4th and 5th levels (SEED_LEVELS), each finer level around those
+# at most three levels above it: a face of 80 to 138 px still scores so in a window up to three
+# levels too large. Chosen on bibs-dev at 12 MP among 2 to 4 levels searched finer and thresholds
+# from -0.6 to -1.8 (`faces-eval --bibs`); until session 10 every proposal under 1.3 windows of
+# the 4th level searched all three finer levels (the 6th level's narrower boxes among them): the
+# same faces for 0.7 of their CPU on bibs-dev at 12 MP. Of the coarser levels, only WHOLE_LEVELS
+# (the 4th, 6th and 8th, then every third: faces of 138 to 166 px, 199 to 239, 287 to 344, 594 to
+# 713, ...) are scanned whole; each level between only around what the nearest whole levels on
+# either side find a little face-like (one level off, a face still scores so, and each such level
+# has a whole one next to it): the same faces for 0.56 of the coarser levels' pixels (every other
+# level whole, session 6: 0.61, 7 CPU ms more a 4:3 12 MP photo; every third level from the 4th
+# on: 0.46, but 4 boxes of bibs-dev at 12 MP move; whole levels 3, 5, 8, 11, ...: 2 faces lost). A
+# region is searched on the level's own pixels, cut at a multiple of HOG's 8 px cell, so that its
+# cells are the very ones the whole level's scan sees (cut anywhere, scores move: 108 of the 110
+# faces and 4 other boxes). A level's regions are cut together where one scan costs less than two
+# (merged_cuts; each scan has a fixed cost), each region keeping the windows a scan of it alone
+# scores, the best of overlapping ones (window_detector keeps them all); only windows near a
+# region's cuts score otherwise, as in the whole level (bibs-dev at 12 MP: the same boxes but one,
+# a cell off, for 0.95 of the CPU). The levels are made by OpenCV's bilinear resize in dlib's
+# sizes, each scanned alone (dlib's own resampling costs 3 times as much; an area average, which
+# smooths edges, lost 5 proposals near the threshold). bibs-dev at 12 MP: 109 of the 110 faces
+# dlib's whole pyramid finds and 1 other box, 86 of its 100 labelled faces (the whole pyramid 85).
+# Photos enlarged to be searched (under 2000 px) are searched whole by dlib (see hog_faces).
 PYRAMID_RATE = 6  # dlib's pyramid_down<6>: each level 5/6 of the one above
 FINE_LEVELS = 3
+SEED_LEVELS = 2  # the finer levels are searched around proposals of the 4th and 5th levels
 WHOLE_LEVELS = (3, 5, 7, 10, 13, 16)  # and the levels below the last, around its finds
 PROPOSAL_THRESHOLD = -1.2
 MIN_LEVEL_PX = 64  # dlib's detector scans no smaller level
@@ -170,6 +177,7 @@ class FaceModels:
     detector: object
     level_detector: object  # the same detector, scanning only the image it is given
     overlap: tuple[float, float]  # its test of two boxes being one face (see boxes_overlap)
+    window_detector: object  # level_detector keeping every window scored (see unsuppressed)
     shape: object
     descriptor: FaceNet
 
@@ -183,10 +191,12 @@ def face_models() -> FaceModels:
     if folder is None:
         raise RuntimeError("face models are not installed (pip install face-recognition-models)")
     detector = frontal_detector()
+    level_detector = single_level(detector)
     return FaceModels(
         detector=detector,
-        level_detector=single_level(detector),
+        level_detector=level_detector,
         overlap=overlap_thresholds(detector),
+        window_detector=unsuppressed(level_detector),
         shape=dlib.shape_predictor(posixpath.join(folder, SHAPE_MODEL)),
         descriptor=FaceNet.kept(posixpath.join(folder, DESCRIPTOR_MODEL)),
     )
@@ -248,23 +258,39 @@ def _depth_at(data: bytes) -> int:
 def single_level(detector):
     """`detector` scanning the image it is given and no smaller level of it (dlib's Python
     API has no such setting, so its serialised form is edited and loaded again)."""
-    import dlib
-
     data = saved_form(detector)
     at = _depth_at(data)
+    return _loaded(data[:at] + pack_int(1) + data[unpack_int(data, at)[1] :])
+
+
+def unsuppressed(detector):
+    """`detector` keeping every window scoring its threshold, not only the best of
+    overlapping ones: its test of two boxes being one set to never hold (both thresholds
+    1; see boxes_overlap), so that the windows of a merged scan can be kept as a scan of
+    each region alone keeps them (see _level_faces)."""
+    data = saved_form(detector)
+    at = _overlap_at(data)
+    after = at
+    for _ in range(4):  # two doubles, each a mantissa and a power of two
+        after = unpack_int(data, after)[1]
+    return _loaded(data[:at] + (pack_int(1) + pack_int(0)) * 2 + data[after:])
+
+
+def _loaded(data: bytes):
+    """The HOG detector dlib saved as `data`."""
+    import dlib
+
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "detector.svm")
         with open(path, "wb") as f:
-            f.write(data[:at] + pack_int(1) + data[unpack_int(data, at)[1] :])
+            f.write(data)
         return dlib.fhog_object_detector(path)
 
 
 def overlap_thresholds(detector) -> tuple[float, float]:
     """The two thresholds of `detector`'s test of two boxes being one (see boxes_overlap)."""
     data = saved_form(detector)
-    at = _depth_at(data)
-    for _ in range(6):  # depth, smallest width and height, a double, the feature count
-        at = unpack_int(data, at)[1]
+    at = _overlap_at(data)
     values = []
     for _ in range(2):
         mantissa, at = unpack_int(data, at)
@@ -273,9 +299,18 @@ def overlap_thresholds(detector) -> tuple[float, float]:
     return values[0], values[1]
 
 
+def _overlap_at(data: bytes) -> int:
+    """Where the saved HOG detector `data` holds its overlap test's two thresholds."""
+    at = _depth_at(data)
+    for _ in range(6):  # depth, smallest width and height, a double, the feature count
+        at = unpack_int(data, at)[1]
+    return at
+
+
 # ------------------------------------------------------------------------ detect and embed
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1
+_Found = TypeVar("_Found", tuple[float, Box], tuple[float, Box, int])  # score, box, ...
 
 
 def search_scale(long_side: int) -> float:
@@ -309,14 +344,18 @@ def hog_faces(image: np.ndarray, models: FaceModels, enlarged: bool = False) -> 
     if enlarged:
         return [_box_of(rect) for rect in models.detector(image, 0)]
     levels = pyramid(image)
-    # A proposal this small may be a finer face seen in too large a window.
-    finer_below = 1.3 * HOG_WINDOW_PX * (PYRAMID_RATE / (PYRAMID_RATE - 1)) ** FINE_LEVELS
     proposals = _coarse_search(levels, models)
-    found = [(score, box) for score, box in proposals if score >= 0]
-    for region in _regions([box for _, box in proposals if box[2] - box[0] < finer_below], image):
-        for level in range(FINE_LEVELS):
-            found += _level_faces(levels[level], level, region, models.level_detector, 0.0)
+    found = [(score, box) for score, box, _ in proposals if score >= 0]
+    for level in range(FINE_LEVELS):
+        seeds = [box for _, box, at in proposals if at in _seed_levels(level)]
+        found += _level_faces(levels[level], level, _regions(seeds, image), models, 0.0)
     return [box for _, box in _one_per_face(found, _same_face)]
+
+
+def _seed_levels(level: int) -> range:
+    """The levels whose proposals a finer `level` is searched around: the smallest proposals
+    (SEED_LEVELS levels from FINE_LEVELS on), at most FINE_LEVELS levels above `level`."""
+    return range(FINE_LEVELS, min(FINE_LEVELS + SEED_LEVELS, level + FINE_LEVELS + 1))
 
 
 def pyramid(image: np.ndarray) -> list[np.ndarray]:
@@ -331,8 +370,10 @@ def pyramid(image: np.ndarray) -> list[np.ndarray]:
         levels.append(cv2.resize(levels[-1], (width, height), interpolation=cv2.INTER_LINEAR))
 
 
-def _coarse_search(levels: Sequence[np.ndarray], models: FaceModels) -> list[tuple[float, Box]]:
-    """(score, box in the finest level's pixels) of what HOG finds at least a little
+def _coarse_search(
+    levels: Sequence[np.ndarray], models: FaceModels
+) -> list[tuple[float, Box, int]]:
+    """(score, box in the finest level's pixels, level) of what HOG finds at least a little
     face-like (PROPOSAL_THRESHOLD) in the pyramid's `levels` from FINE_LEVELS on: WHOLE_LEVELS
     scanned whole, every other level only around what the nearest of those on either side
     find; then of overlapping boxes the best only, as dlib's detector keeps them (highest
@@ -343,15 +384,10 @@ def _coarse_search(levels: Sequence[np.ndarray], models: FaceModels) -> list[tup
     found = {level: _whole_level_faces(levels[level], level, sums, at, models) for level in whole}
     for level in (lv for lv in range(FINE_LEVELS, len(levels)) if lv not in whole):
         near = [box for lv in nearest_whole(level, whole) for _, box in found[lv]]
-        found[level] = [
-            face
-            for region in _regions(near, levels[0])
-            for face in _level_faces(
-                levels[level], level, region, models.level_detector, PROPOSAL_THRESHOLD
-            )
-        ]
+        regions = _regions(near, levels[0])
+        found[level] = _level_faces(levels[level], level, regions, models, PROPOSAL_THRESHOLD)
     return _one_per_face(
-        [face for faces in found.values() for face in faces],
+        [(score, box, level) for level, faces in found.items() for score, box in faces],
         lambda a, b: boxes_overlap(a, b, models.overlap),
     )
 
@@ -373,7 +409,7 @@ def _whole_level_faces(
         cuts = textured_cuts(windows, (height, width))
         if sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in cuts) < MOSTLY_SCANNED * height * width:
             return _textured_level_faces(pixels, level, cuts, models, PROPOSAL_THRESHOLD)
-    return _level_faces(pixels, level, None, models.level_detector, PROPOSAL_THRESHOLD)
+    return _level_faces(pixels, level, None, models, PROPOSAL_THRESHOLD)
 
 
 def _textured_level_faces(
@@ -554,23 +590,93 @@ def _regions(proposals: Sequence[Box], image: np.ndarray) -> list[Box]:
 
 
 def _level_faces(
-    pixels: np.ndarray, level: int, region: Box | None, level_detector, threshold: float
+    pixels: np.ndarray,
+    level: int,
+    regions: Sequence[Box] | None,
+    models: FaceModels,
+    threshold: float,
 ) -> list[tuple[float, Box]]:
     """(score, box in the finest level's pixels) of what HOG finds scoring `threshold` and
-    up in the pyramid's level `level` (its `pixels`), whole or within `region` (a box in
-    the finest level's pixels), scanned on its own pixels."""
+    up in the pyramid's level `level` (its `pixels`), scanned on its own pixels: whole, or
+    within each of `regions` (boxes in the finest level's pixels) as a scan of that region
+    alone keeps its windows (those it scans, the best of overlapping ones, by dlib's test),
+    the regions' cuts scanned together where one scan costs less than two (merged_cuts)."""
+    if regions is None:
+        found = _scan(pixels, None, models.level_detector, threshold)
+        return [(score, _level_box_up(box, level)) for score, box in found]
+    cuts = [_region_cut(region, level, pixels) for region in regions]
+    scanned = {
+        merged: _scan(pixels, merged, models.window_detector, threshold)
+        for merged in merged_cuts(cuts)
+    }
+    kept = []
+    for cut in cuts:
+        windows = next(found for merged, found in scanned.items() if _inside(cut, merged))
+        kept += _one_per_face(
+            [(score, box) for score, box in windows if _scanned_in(box, cut)],
+            lambda a, b: boxes_overlap(a, b, models.overlap),
+        )
+    return [(score, _level_box_up(box, level)) for score, box in kept]
+
+
+def _region_cut(region: Box, level: int, pixels: np.ndarray) -> Box:
+    """The cut of the pyramid's level `level` (its `pixels`) scanned for `region` (a box in
+    the finest level's pixels): the region's box in the level, its left and top edges
+    moved out to a multiple of HOG's cell, so that its cells are the whole level's."""
     import dlib
 
-    cut = None
-    if region is not None:
-        down = dlib.pyramid_down(PYRAMID_RATE).rect_down(dlib.rectangle(*region), level)
-        left, top, right, bottom = _box_of(down)
-        x0, y0, x1, y1 = _clipped((left, top, right + 1, bottom + 1), pixels)
-        cut = (x0 - x0 % HOG_CELL_PX, y0 - y0 % HOG_CELL_PX, x1, y1)
-    return [
-        (score, _level_box_up(box, level))
-        for score, box in _scan(pixels, cut, level_detector, threshold)
-    ]
+    down = dlib.pyramid_down(PYRAMID_RATE).rect_down(dlib.rectangle(*region), level)
+    left, top, right, bottom = _box_of(down)
+    x0, y0, x1, y1 = _clipped((left, top, right + 1, bottom + 1), pixels)
+    return (x0 - x0 % HOG_CELL_PX, y0 - y0 % HOG_CELL_PX, x1, y1)
+
+
+def _scanned_in(box: Box, cut: Box) -> bool:
+    """Whether a scan of `cut` alone scores the window of `box` (in the level's pixels, as
+    dlib's scan reports it). dlib scans round(n / cell) - 2 windows along a side of n
+    pixels, at HOG_CELL_PX steps from HANGING_CELLS cells and WINDOW_SHIFT_PX before its
+    start. Their boxes' right and bottom edges are the windows' wherever the scan starts;
+    their left and top edges are not (a window hanging off the scan's start is boxed
+    HOG_WINDOW_PX wide, one inside it a cell narrower)."""
+    first = HOG_WINDOW_PX - HANGING_CELLS * HOG_CELL_PX - WINDOW_SHIFT_PX
+    return all(
+        0 <= box[axis] - start - first <= HOG_CELL_PX * (_cells(end - start) - 3)
+        for axis, start, end in ((2, cut[0], cut[2]), (3, cut[1], cut[3]))
+    )
+
+
+def _cells(size: int) -> int:
+    """HOG's cells along a side of `size` pixels, as dlib counts them (rounded)."""
+    return (size + HOG_CELL_PX // 2) // HOG_CELL_PX
+
+
+def merged_cuts(cuts: Sequence[Box]) -> list[Box]:
+    """`cuts` of a level, those whose span costs less to scan than they do apart (see
+    _cut_cost) replaced by it, the best such pair first, until no pair would gain."""
+    merged = list(dict.fromkeys(cuts))
+    while True:
+        best, pair = 0.0, None
+        for i, a in enumerate(merged):
+            for b in merged[i + 1 :]:
+                span = _span(a, b)
+                gain = _cut_cost(a) + _cut_cost(b) - _cut_cost(span)
+                if gain > best:
+                    best, pair = gain, (a, b, span)
+        if pair is None:
+            return merged
+        a, b, span = pair
+        merged = [c for c in merged if c not in (a, b)] + [span]
+
+
+def _span(a: Box, b: Box) -> Box:
+    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+
+
+def _cut_cost(cut: Box) -> float:
+    """What a dlib scan of `cut` costs, in units of ~1.7 CPU us: fitted on scans of 4 to 64
+    cells a side, (rows + 8) x (columns + 12) cells and a fixed ~0.1 ms."""
+    rows, cols = (cut[3] - cut[1]) / HOG_CELL_PX, (cut[2] - cut[0]) / HOG_CELL_PX
+    return (rows + 8) * (cols + 12) + 50
 
 
 def _scan(
@@ -612,15 +718,13 @@ def _inclusive_area(box: Box) -> int:
     return max(0, box[2] - box[0] + 1) * max(0, box[3] - box[1] + 1)
 
 
-def _one_per_face(
-    found: list[tuple[float, Box]], same: Callable[[Box, Box], bool]
-) -> list[tuple[float, Box]]:
+def _one_per_face(found: list[_Found], same: Callable[[Box, Box], bool]) -> list[_Found]:
     """The best-scoring box of each face, best first, as the detector's own search keeps
-    them: a box `same` as a better one is dropped."""
-    kept: list[tuple[float, Box]] = []
-    for score, box in sorted(found, key=lambda f: -f[0]):
-        if not any(same(box, k) for _, k in kept):
-            kept.append((score, box))
+    them: a box `same` as a better one is dropped. Each of `found` is (score, box, ...)."""
+    kept: list[_Found] = []
+    for face in sorted(found, key=lambda f: -f[0]):
+        if not any(same(face[1], k[1]) for k in kept):
+            kept.append(face)
     return kept
 
 
