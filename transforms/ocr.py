@@ -566,13 +566,15 @@ def _suppress_duplicates(lines: list[_Line], max_regions: int) -> list[_Line]:
     # Of the versions of a line the longest wins: a binarisation that lost a digit yields
     # a shorter line that would read as a wrong number, and a confident one.
     ordered = sorted(lines, key=lambda ln: (ln.fewest_chars, ln.score), reverse=True)
-    same = _same_texts(ordered, ordered)
     kept: list[int] = []
     versions: list[int] = []
-    for i in range(len(ordered)):
-        first = np.flatnonzero(same[i, kept])[:1]  # the first kept line it is a version of
-        if len(first):
-            versions[first[0]] += 1
+    # As Python lists: a line is checked against a few kept lines, where numpy's overhead
+    # per row would cost more than the checks.
+    for i, same in enumerate(_same_texts(ordered, ordered).tolist()):
+        for slot, k in enumerate(kept):  # the first kept line it is a version of
+            if same[k]:
+                versions[slot] += 1
+                break
         else:
             kept.append(i)
             versions.append(1)
