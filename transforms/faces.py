@@ -654,18 +654,20 @@ def merged_cuts(cuts: Sequence[Box]) -> list[Box]:
     """`cuts` of a level, those whose span costs less to scan than they do apart (see
     _cut_cost) replaced by it, the best such pair first, until no pair would gain."""
     merged = list(dict.fromkeys(cuts))
+    costs = {cut: _cut_cost(cut) for cut in merged}
     while True:
         best, pair = 0.0, None
         for i, a in enumerate(merged):
             for b in merged[i + 1 :]:
                 span = _span(a, b)
-                gain = _cut_cost(a) + _cut_cost(b) - _cut_cost(span)
+                gain = costs[a] + costs[b] - _cut_cost(span)
                 if gain > best:
                     best, pair = gain, (a, b, span)
         if pair is None:
             return merged
         a, b, span = pair
         merged = [c for c in merged if c not in (a, b)] + [span]
+        costs[span] = _cut_cost(span)
 
 
 def _span(a: Box, b: Box) -> Box:
