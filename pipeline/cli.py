@@ -467,7 +467,8 @@ def _stop_plainly_on_signals() -> None:
         os._exit(128 + signum)
 
     for each in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(each, stop)
+        if signal.getsignal(each) is not signal.SIG_IGN:  # as pipeline/interrupted.handled_by
+            signal.signal(each, stop)
 
 
 def _ended(code: int) -> NoReturn:

@@ -57,12 +57,23 @@ def stopped_on_signals(out: str, facts: str) -> Iterator[list[Ender]]:
         finally:
             os._exit(128 + signum)
 
-    previous = {each: signal.signal(each, stop) for each in SIGNALS}
+    previous = handled_by(stop)
     try:
         yield ends
     finally:
         for each, handler in previous.items():
             signal.signal(each, handler)
+
+
+def handled_by(handler: Callable[[int, object], None]) -> dict[int, object]:
+    """Makes `handler` handle SIGNALS, but those this process ignores (a command that a
+    script starts in the background ignores Ctrl-C, as the script means); returns the
+    handlers it replaced."""
+    return {
+        each: signal.signal(each, handler)
+        for each in SIGNALS
+        if signal.getsignal(each) is not signal.SIG_IGN
+    }
 
 
 def _quieted_stderr() -> int:

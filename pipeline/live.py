@@ -31,7 +31,7 @@ from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.interrupted import SIGNALS
+from pipeline.interrupted import handled_by
 from pipeline.options import RaceConfig, RacelensOptions
 from pipeline.retime import time_photos
 from transforms.exif import place_in_race
@@ -210,7 +210,7 @@ def watch(
         stopping = True
 
     on_main = threading.current_thread() is threading.main_thread()
-    previous = {each: signal.signal(each, stop) for each in SIGNALS} if on_main else {}
+    previous = handled_by(stop) if on_main else {}
     if watching:
         print(watching, file=log, flush=True)
     try:

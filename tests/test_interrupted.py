@@ -15,7 +15,12 @@ import psutil
 import pytest
 
 from pipeline.demo import generate_race
-from pipeline.interrupted import interrupted_line, remove_temporaries_of, results_state
+from pipeline.interrupted import (
+    handled_by,
+    interrupted_line,
+    remove_temporaries_of,
+    results_state,
+)
 from pipeline.progress import count_facts
 from transforms.photos import FactStore
 from transforms.write import TEMPORARY_MARK
@@ -246,3 +251,19 @@ def test_live__a_second_ctrl_c_ends_a_stuck_update_at_once_in_one_line(
     assert launcher.returncode == 130, err
     line = interrupted_line(stored(out), str(out / "facts"), f"no results are written in {out} yet")
     assert err.splitlines()[-1] == line and "Traceback" not in err, err
+
+
+def test_handled_by__not_a_signal_this_process_ignores() -> None:
+    def handler(signum: int, _: object) -> None:
+        raise AssertionError(signum)
+
+    before = {each: signal.signal(each, signal.SIG_DFL) for each in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as for a command a script runs in the background
+    try:
+        replaced = handled_by(handler)
+        assert replaced == {signal.SIGTERM: signal.SIG_DFL}
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is handler
+    finally:
+        for each, previous in before.items():
+            signal.signal(each, previous)
