@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.common import DATA, load_module  # noqa: E402
+from bench.common import DATA, load_module, spread  # noqa: E402
 from transforms import ocr  # noqa: E402
 from transforms.photos import Unusable, decode, list_photos, open_photo, read_bytes  # noqa: E402
 
@@ -56,11 +56,6 @@ def perf_race(root: Path) -> Path:
 
         make_race(root, 200, 12, 7, str(DATA / "faces-dev"))
     return root / "images"
-
-
-def spread(paths: list[str], count: int) -> list[str]:
-    """At most count of the paths, evenly spread (as bench/perf.py samples its stages)."""
-    return paths[:: max(1, len(paths) // count)][:count]
 
 
 def reads_of(version: ModuleType, gray) -> list[tuple]:

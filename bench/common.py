@@ -34,3 +34,8 @@ def load_module(name: str, path: Path) -> ModuleType:
     sys.modules[name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+def spread(paths: list[str], count: int) -> list[str]:
+    """At most count of the paths, evenly spread (as bench/perf.py samples its stages)."""
+    return paths[:: max(1, len(paths) // count)][:count]

@@ -65,6 +65,7 @@ sys.path.insert(0, str(REPO))
 logging.basicConfig(level=logging.ERROR)
 
 from bench.bib_eval import as_jpeg  # noqa: E402
+from bench.common import spread  # noqa: E402
 from pipeline.demo import generate_race  # noqa: E402
 from pipeline.graph import build_from_groups, run  # noqa: E402
 from pipeline.score import score_run  # noqa: E402
@@ -353,17 +354,12 @@ def as_the_pipeline(data: bytes) -> None:
     decode(data, *header.size, header.format)
 
 
-def sample(paths: list[str], count: int) -> list[str]:
-    """count of paths, spread over them."""
-    return paths[:: max(1, len(paths) // count)][:count]
-
-
 def enlarged_real_photos(folder: Path, out: Path, count: int, megapixels: float) -> list[str]:
     """count photos of folder, spread over it, each enlarged to about megapixels as
     bench/bib_eval.py --megapixels makes them (their own aspect, JPEG quality 90)."""
     out.mkdir()
     paths = []
-    for path in sample(sorted(str(p) for p in folder.glob("*.[jJ][pP][gG]")), count):
+    for path in spread(sorted(str(p) for p in folder.glob("*.[jJ][pP][gG]")), count):
         enlarged = out / Path(path).name
         enlarged.write_bytes(as_jpeg(cv2.imread(path), megapixels))
         paths.append(str(enlarged))
@@ -577,7 +573,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> Results:
     marginal = copies_run(race, tmp, args.marginal, prestored=False)
     memory = [copies_run(race, tmp, count, prestored=True) for count in args.memory]
     note("stages")
-    stages = stage_profile(sample(paths, args.sample), models)
+    stages = stage_profile(spread(paths, args.sample), models)
     note("naive baseline")
     naive = run_naive(race, tmp / "out-naive")
     note("decode-only floors")

@@ -35,8 +35,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.bib_ab import spread  # noqa: E402
+from bench.common import spread  # noqa: E402
 from transforms import ocr, ppocr  # noqa: E402
+from transforms.kept import PROVIDERS  # noqa: E402
 from transforms.photos import Unusable, decode, list_photos, open_photo, read_bytes  # noqa: E402
 
 SURE = 0.75  # the review threshold
@@ -77,7 +78,7 @@ def runner(model: str | bytes) -> Run:
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    session = ort.InferenceSession(model, options, providers=ppocr.PROVIDERS)
+    session = ort.InferenceSession(model, options, providers=PROVIDERS)
     name = session.get_inputs()[0].name
     return lambda x: session.run(None, {name: x})[0][0]
 

@@ -135,7 +135,8 @@ def test_reads_line__name_then_each_read_with_its_box() -> None:
 
 
 def test_bib_ab__this_tree_against_itself_reads_alike_and_times_both(tmp_path: Path) -> None:
-    from bench.bib_ab import REPO, compare, load_other, spread
+    from bench.bib_ab import REPO, compare, load_other
+    from bench.common import spread
 
     for k, number in enumerate(["4821", "37"]):
         photo = np.full((480, 640, 3), 235, np.uint8)
@@ -151,7 +152,7 @@ def test_bib_ab__this_tree_against_itself_reads_alike_and_times_both(tmp_path: P
 
 
 def test_bib_ab__spread_takes_at_most_count_evenly() -> None:
-    from bench.bib_ab import spread
+    from bench.common import spread
 
     assert spread([str(k) for k in range(10)], 3) == ["0", "3", "6"]
     assert spread(["a", "b"], 40) == ["a", "b"]

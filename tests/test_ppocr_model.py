@@ -157,37 +157,6 @@ def test_folded_session__folded_once_then_loaded_from_the_kept_file(
     assert np.array_equal(again, expected)
 
 
-def test_folded_session__a_damaged_kept_file_is_folded_and_kept_again(rec_model: str) -> None:
-    path = ppocr.kept_model(rec_model)
-    os.makedirs(os.path.dirname(path))
-    with open(path, "wb") as f:
-        f.write(b"not a model")
-
-    session = ppocr.folded_session(rec_model, _options())
-
-    with open(path, "rb") as f:
-        assert f.read() == folded_model_bytes(rec_model)
-    assert np.array_equal(
-        _output(session, _line_input()), _run(folded_model_bytes(rec_model), _line_input())
-    )
-
-
-def test_folded_session__an_unwritable_cache_costs_only_the_folding(
-    tmp_path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    blocked = tmp_path / "a file"
-    blocked.write_bytes(b"")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))  # no folder can be made under it
-    rec_model = os.path.join(ppocr.models_dir(), ppocr.REC_MODEL)
-
-    session = ppocr.folded_session(rec_model, _options())
-
-    assert not os.path.exists(ppocr.kept_model(rec_model))
-    assert np.array_equal(
-        _output(session, _line_input()), _run(folded_model_bytes(rec_model), _line_input())
-    )
-
-
 def test_kept_model__another_model_is_kept_apart(rec_model: str, tmp_path) -> None:
     other = tmp_path / ppocr.REC_MODEL
     with open(rec_model, "rb") as f:

@@ -17,9 +17,7 @@ shipped model and folding code (`kept_model`).
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -28,11 +26,12 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from transforms.kept import kept_path, kept_session
+
 if TYPE_CHECKING:
     import onnxruntime as ort
 
 REC_MODEL = "ch_PP-OCRv4_rec_infer.onnx"
-PROVIDERS = ["CPUExecutionProvider"]
 REC_HEIGHT = 48  # the model's input height
 MIN_WIDTH = 16  # narrower inputs leave the model too few time steps for two digits
 # Time grows with the width; a bib line with its margins is at most ~6 digit widths, and a
@@ -47,8 +46,6 @@ LETTERS = "ABCDEFGHIJKLMNPRSTUVWXYZabcdefghijklmnpqrstuvwxyz"
 # The glyphs of a 0: the recogniser splits its belief in a printed 0 between 0 and O (a
 # prefixed bib's leading 0, "S0495", is read 0 at 0.6 and O at 0.35).
 ZEROS = "0Oo\uff10"
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -86,52 +83,30 @@ def models_dir() -> str:
 
 
 def kept_model(source: str) -> str:
-    """Where the folded form of the model at source is kept: in racelens' cache folder
-    (faces.cache_dir), named by the digests of the shipped model and of the folding code
-    (transforms/ppocr_model.py), so that a change to either makes a new file."""
-    from transforms.faces import cache_dir
-
-    digest = hashlib.sha256()
+    """Where the folded form of the model at source is kept (transforms.kept), named by the
+    digests of the shipped model and of the folding code (transforms/ppocr_model.py), so
+    that a change to either makes a new file."""
     folding = importlib.util.find_spec("transforms.ppocr_model")
-    for path in (source, folding.origin if folding else None):
-        with open(str(path), "rb") as f:
-            digest.update(hashlib.sha256(f.read()).digest())
+    if folding is None or folding.origin is None:
+        raise ModuleNotFoundError("transforms.ppocr_model is missing")
     stem = os.path.splitext(os.path.basename(source))[0]
-    return os.path.join(cache_dir(), "ppocr", f"{stem}-folded-{digest.hexdigest()[:24]}.onnx")
+    return kept_path("ppocr", f"{stem}-folded", [source, folding.origin], "onnx")
 
 
 def folded_session(source: str, options: ort.SessionOptions) -> ort.InferenceSession:
     """An onnxruntime session of the model at source, folded (transforms.ppocr_model).
 
     Folding costs 0.19 CPU s and importing onnx for it 0.15, in every process that reads
-    bibs (the pipeline's zygote, before it forks the workers), so the folded model is saved
-    once (`kept_model`, 0.02 CPU s to name) and loaded from there; a missing or damaged copy
-    is folded and saved again, and an unwritable cache costs only the folding.
+    bibs (the pipeline's zygote, before it forks the workers), so the folded model is kept
+    once (`kept_model`, 0.02 CPU s to name) and loaded from there.
     """
-    import onnxruntime as ort
-    from apache_beam.io.filesystem import BeamIOError
-    from onnxruntime.capi.onnxruntime_pybind11_state import (
-        Fail,
-        InvalidGraph,
-        InvalidProtobuf,
-        NoSuchFile,
-    )
+    return kept_session(kept_model(source), lambda: _folded(source), options)
 
-    from transforms.write import write_atomically
 
-    path = kept_model(source)
-    try:
-        return ort.InferenceSession(path, sess_options=options, providers=PROVIDERS)
-    except (NoSuchFile, InvalidProtobuf, InvalidGraph, Fail):
-        pass
-    from transforms.ppocr_model import folded_model_bytes
+def _folded(source: str) -> bytes:
+    from transforms.ppocr_model import folded_model_bytes  # imports onnx: only to fold
 
-    model = folded_model_bytes(source)
-    try:
-        write_atomically(path, model)  # processes starting together: no halves
-    except (OSError, BeamIOError):
-        log.debug("folded recogniser not kept in %s", path, exc_info=True)
-    return ort.InferenceSession(model, sess_options=options, providers=PROVIDERS)
+    return folded_model_bytes(source)
 
 
 class PpOcrRecogniser:
