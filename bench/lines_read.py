@@ -60,29 +60,35 @@ class Recorder:
     def __init__(self) -> None:
         self.calls: list[Call] = []
         self.kind = "first"
-        self.lines: list[ocr._Line] = []
+        self.line: ocr._Line | None = None  # the line of the crop last cut
         self.scale = 1.0
         self._patched: list[tuple[object, str, object]] = []
 
     def __enter__(self) -> Recorder:
         rec = ppocr.recogniser()
-        read_lines, reads = rec.read_lines, ocr._ppocr_reads
+        read_lines, reads, cut = rec.read_lines, ocr._ppocr_reads, ocr._cut
 
         def recorded(crops: list[np.ndarray]) -> list[ppocr.LineRead]:
             out = []
-            for k, crop in enumerate(crops):
+            for crop in crops:
                 start = time.process_time()
                 read = read_lines([crop])[0]
                 spent = (time.process_time() - start) * 1e3
-                line = self.lines[k] if self.kind in ("first", "rest") else None
+                line = self.line if self.kind in ("first", "rest") else None
                 self.calls.append(
                     Call(self.kind, _width(crop), spent, _text(read), line, self.scale)
                 )
                 out.append(read)
             return out
 
+        def cut_of(
+            gray: np.ndarray, box: tuple[int, ...], line: ocr._Line, scale: float
+        ) -> np.ndarray:
+            self.line = line
+            return cut(gray, box, line, scale)
+
         def batch(gray: np.ndarray, lines: list[ocr._Line], scale: float) -> list[ocr._Read]:
-            self.lines, self.scale = lines, scale
+            self.scale = scale
             try:
                 return reads(gray, lines, scale)
             finally:
@@ -90,6 +96,7 @@ class Recorder:
 
         self._patch(rec, "read_lines", recorded)
         self._patch(ocr, "_ppocr_reads", batch)
+        self._patch(ocr, "_cut", cut_of)
         self._patch(ocr, "_looked_further", self._as("further", ocr._looked_further))
         self._patch(ocr, "_looked_again", self._as("again", ocr._looked_again))
         return self

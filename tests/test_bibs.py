@@ -437,3 +437,79 @@ def test_listed_bib__prefix_evidence_only_adds_the_bib_without_its_first_digit(
     else:
         assert with_evidence == (bib[1:], unprefixed)
     assert with_evidence is None or with_evidence[0] in known
+
+
+class _Reader:
+    """A stand-in recogniser: each crop read as the text given for its line, counted."""
+
+    def __init__(self, texts: dict[int, tuple[str, float]]) -> None:
+        self.texts = texts  # by the line's left edge
+        self.read: list[int] = []
+
+    def read_lines(self, crops: list[np.ndarray]) -> list[LineRead]:
+        reads = []
+        for crop in crops:
+            left = int(crop[0, 0])  # _cut_as_left's crop
+            self.read.append(left)
+            text, confidence = self.texts.get(left, ("", 0.0))
+            reads.append(LineRead(text, (confidence,) * len(text)))
+        return reads
+
+
+def _cut_as_left(
+    gray: np.ndarray, box: tuple[int, ...], line: ocr._Line, scale: float
+) -> np.ndarray:
+    """A crop that tells the stand-in reader which line it is: its left edge."""
+    return np.full((1, 1), int(line.components[0, 0]))
+
+
+def _reading(monkeypatch: pytest.MonkeyPatch, texts: dict[int, tuple[str, float]]) -> _Reader:
+    reader = _Reader(texts)
+    monkeypatch.setattr(ocr, "recogniser", lambda: reader)
+    monkeypatch.setattr(ocr, "_cut", _cut_as_left)
+    return reader
+
+
+def _lines_at(lefts: list[int]) -> list[ocr._Line]:
+    """A line of two characters 10 px high at each left edge, 19 px wide."""
+    return [
+        ocr._Line(np.array([[x, 10, 9, 10], [x + 10, 10, 9, 10]], np.float64), True, 1.0)
+        for x in lefts
+    ]
+
+
+IMAGE = np.zeros((40, 800), np.uint8)
+
+
+def test_ppocr_reads__a_line_on_a_bib_already_read_surely_is_not_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The crop of the line at 105 (10 px of room each side) holds the line at 100; 200's not.
+    reader = _reading(monkeypatch, {100: ("3638", 0.99), 105: ("638", 0.995), 200: ("47", 0.99)})
+
+    reads = ocr._ppocr_reads(IMAGE, _lines_at([100, 105, 200]), 1.0)
+
+    assert [r.bib for r in reads] == ["3638", "47"]
+    assert reader.read == [100, 200]
+
+
+def test_ppocr_reads__a_line_on_a_weak_read_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    reader = _reading(monkeypatch, {100: ("3638", ocr.SURELY_READ - 0.01), 105: ("638", 0.99)})
+
+    ocr._ppocr_reads(IMAGE, _lines_at([100, 105]), 1.0)
+
+    assert reader.read[:2] == [100, 105]
+
+
+def test_line_reads__the_rest_is_read_up_to_its_first_sure_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lefts = [10 + 50 * i for i in range(14)]
+    sure = lefts[ocr.PP_FIRST_LINES + 2]
+    reader = _reading(monkeypatch, {lefts[0]: ("12", 0.3), sure: ("512", 0.99)})
+    monkeypatch.setattr(ocr, "_detect", lambda gray, wanted: (_lines_at(lefts), 1.0))
+
+    reads, _ = ocr._line_reads(IMAGE, "ppocr")
+
+    assert [r.bib for r in reads] == ["12", "512"]
+    assert [x for x in reader.read if x != lefts[0]] == lefts[1 : ocr.PP_FIRST_LINES + 3]

@@ -353,18 +353,25 @@ def test_find_bib_regions__a_line_of_more_digits_ranks_first() -> None:
 
 
 class _FakeRecogniser:
-    """Reads every crop of its n-th call as the n-th text (the last one after that)."""
+    """Reads every crop of its n-th view as the n-th text (the last one after that): a crop
+    of another width than the one before begins the next view (the lines of _lines are all
+    alike, so each view of them, first or tighter, cuts crops of one width)."""
 
     def __init__(self, *reads: tuple[str, float]):
         self.reads = [LineRead(text, tuple(conf for _ in text)) for text, conf in reads]
         self.crops = 0
-        self.calls = 0
+        self.views = 0
+        self.width: int | None = None
 
     def read_lines(self, crops: list[np.ndarray]) -> list[LineRead]:
-        read = self.reads[min(self.calls, len(self.reads) - 1)]
+        reads = []
+        for crop in crops:
+            if self.width is not None and crop.shape[1] != self.width:
+                self.views += 1
+            self.width = crop.shape[1]
+            reads.append(self.reads[min(self.views, len(self.reads) - 1)])
         self.crops += len(crops)
-        self.calls += 1
-        return [read for _ in crops]
+        return reads
 
 
 def _lines(count: int) -> list[ocr._Line]:
