@@ -42,7 +42,7 @@ from apache_beam.transforms import trigger
 
 from transforms.course import Athlete, Settings
 from transforms.face_net import CHIP_PADDING, CHIP_SIZE, FaceNet, pack_int, unpack_int
-from transforms.kept import cache_dir
+from transforms.kept import cache_dir, keep
 from transforms.records import ANALYSIS_VERSION, BibSeen, FaceSeen, Photo
 
 log = logging.getLogger(__name__)
@@ -212,18 +212,13 @@ def frontal_detector():
     """
     import dlib
 
-    from transforms.write import write_atomically  # write imports this module
-
     path = os.path.join(cache_dir(), f"frontal_face_detector-dlib-{dlib.__version__}.svm")
     try:
         return dlib.fhog_object_detector(path)
     except RuntimeError:  # no copy yet, or a damaged one: built and saved again
         pass
     detector = dlib.get_frontal_face_detector()
-    try:
-        write_atomically(path, saved_form(detector))  # workers starting together: no halves
-    except (OSError, BeamIOError):
-        log.debug("face detector not cached in %s", path, exc_info=True)
+    keep(path, saved_form(detector))
     return detector
 
 
@@ -1076,12 +1071,7 @@ def _stored_reference(path: str) -> tuple[tuple[float, ...] | None] | None:
 
 
 def _store_reference(path: str, face: tuple[float, ...] | None) -> None:
-    from transforms.write import write_atomically  # write imports this module
-
-    try:  # runs starting together write whole files; an unwritable cache costs the search
-        write_atomically(path, json.dumps({"embedding": face}).encode())
-    except (OSError, BeamIOError):
-        log.debug("reference face not cached in %s", path, exc_info=True)
+    keep(path, json.dumps({"embedding": face}).encode())
 
 
 def photo_enrolments(

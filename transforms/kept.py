@@ -45,7 +45,6 @@ def kept_session(
     """An onnxruntime session of the model kept at path; made by `make` and kept there first
     when there is no such file or it is damaged."""
     import onnxruntime as ort
-    from apache_beam.io.filesystem import BeamIOError
     from onnxruntime.capi.onnxruntime_pybind11_state import (
         Fail,
         InvalidGraph,
@@ -53,15 +52,23 @@ def kept_session(
         NoSuchFile,
     )
 
-    from transforms.write import write_atomically
-
     try:
         return ort.InferenceSession(path, sess_options=options, providers=PROVIDERS)
     except (NoSuchFile, InvalidProtobuf, InvalidGraph, Fail):
         pass
     model = make()
-    try:
-        write_atomically(path, model)  # processes starting together: no halves
-    except (OSError, BeamIOError):
-        log.debug("model not kept in %s", path, exc_info=True)
+    keep(path, model)
     return ort.InferenceSession(model, sess_options=options, providers=PROVIDERS)
+
+
+def keep(path: str, data: bytes) -> None:
+    """Writes data to path whole (processes starting together see no halves); an unwritable
+    cache costs only what the next process derives again."""
+    from apache_beam.io.filesystem import BeamIOError
+
+    from transforms.write import write_atomically  # write imports faces, which imports this
+
+    try:
+        write_atomically(path, data)
+    except (OSError, BeamIOError):
+        log.debug("not kept in %s", path, exc_info=True)
