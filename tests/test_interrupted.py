@@ -122,6 +122,13 @@ def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
     return running
 
 
+def as_a_terminal_starts_it() -> None:
+    """In the child before it runs: Ctrl-C's signal at its default, as a terminal's shell
+    leaves it for a command it runs. A suite started in the background (`cmd &`) passes
+    SIGINT on ignored, and Python, like racelens, leaves an ignored SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupted_run(race: Path, out: Path, marks: Path, send: Callable[[int], None]) -> tuple:
     """A stuck run, `send(its pid)` once a worker is stuck; its exit code, its stderr and its
     processes (the zygote, the workers, their commands) that outlived it by WAIT_S."""
@@ -133,6 +140,7 @@ def interrupted_run(race: Path, out: Path, marks: Path, send: Callable[[int], No
         stderr=subprocess.PIPE,
         text=True,
         process_group=0,  # as a terminal runs a command: its own foreground process group
+        preexec_fn=as_a_terminal_starts_it,
     )
     wait_for(lambda: any(p.name.startswith("stuck-") for p in marks.iterdir()), launcher)
     started = psutil.Process(launcher.pid).children(recursive=True)
@@ -219,6 +227,7 @@ def started_live(argv: list[str]) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         process_group=0,
+        preexec_fn=as_a_terminal_starts_it,
     )
     first = launcher.stderr.readline()
     assert first.startswith("racelens: watching "), first + launcher.communicate()[1]
