@@ -49,7 +49,9 @@ def summarise(out_dir: str, top: int = 10) -> str:
         f"top {top}:",
         f"  {'rank':>4}  {'bib':>6}  {'name':<24} {'category':<8} {'time':>10}",
     ]
-    for row in [r for r in board if r["status"] == "finished"][:top]:
+    # Ranked finishers only: an unknown bib's row (a read not on the start list, flagged for
+    # review) finishes unranked and has no category.
+    for row in [r for r in board if r["rank"] is not None][:top]:
         lines.append(
             f"  {row['rank']:>4}  {row['bib']:>6}  {row['name'][:24]:<24} "
             f"{row['category'][:8]:<8} {clock(row['total_s']):>10}"
