@@ -835,17 +835,20 @@ def _jpeg(frame: np.ndarray, shot: Shot) -> bytes:
     """The RGB frame as a JPEG carrying the camera's EXIF.
 
     OpenCV encodes twice as fast as Pillow, and JPEG encoding is most of the generator's
-    time; Pillow builds the EXIF block, which goes in as the APP1 segment right after
-    the start-of-image marker, where readers look for it.
+    time; Pillow builds the EXIF block.
     """
     ok, encoded = cv2.imencode(
         ".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), (cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY)
     )
     if not ok:
         raise RuntimeError("OpenCV could not encode a demo photo as JPEG")
-    exif = _exif(shot.camera, shot.time_ms)
-    data = encoded.tobytes()
-    return data[:2] + b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + exif + data[2:]
+    return with_exif(encoded.tobytes(), _exif(shot.camera, shot.time_ms))
+
+
+def with_exif(jpeg: bytes, exif: bytes) -> bytes:
+    """The JPEG with the EXIF block as an APP1 segment right after its start-of-image
+    marker, where readers look for it."""
+    return jpeg[:2] + b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + exif + jpeg[2:]
 
 
 # --- Rendering ------------------------------------------------------------------------------
