@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,8 +17,10 @@ from bench.common import DATA
 from tests.conftest import athlete, photo
 from transforms.course import Settings, parse_course
 from transforms.faces import (
+    FRONT_FILTER,
     MAX_FACE_CONFIDENCE,
     MEASURE_LEVEL,
+    PROPOSAL_THRESHOLD,
     BuildGallery,
     Gallery,
     _level_box_up,
@@ -27,6 +30,7 @@ from transforms.faces import (
     _scanned_in,
     _seed_levels,
     _textured_level_faces,
+    _whole_level_faces,
     associate,
     boxes_overlap,
     detect_faces,
@@ -35,6 +39,7 @@ from transforms.faces import (
     face_models,
     faces_enabled,
     find_faces,
+    front_windows,
     frontal_detector,
     gallery_of,
     gradient_sums,
@@ -51,6 +56,7 @@ from transforms.faces import (
     textured_cuts,
     textured_windows,
     untied_faces,
+    with_filters,
 )
 from transforms.identify import FaceRule, IdentifyAthletes, identify, identify_faces
 from transforms.records import (
@@ -573,6 +579,68 @@ def test_single_level__scans_the_image_and_no_smaller_level_of_it() -> None:
     assert hog_boxes(small, models.level_detector) == hog_boxes(small, models.detector)
     assert hog_boxes(large, models.level_detector) == []
     assert len(hog_boxes(large, models.detector)) == 1
+
+
+def _scored(rects, scores, filters, numbers: Sequence[int]) -> dict[tuple[int, ...], float]:
+    """(left, top, right, filter number): score of each window of a detector's run, its
+    filters numbered by `numbers`."""
+    return {
+        (r.left(), r.top(), r.right(), numbers[f]): s
+        for r, s, f in zip(rects, scores, filters, strict=True)
+    }
+
+
+@needs_models
+@pytest.mark.parametrize("keep", [[FRONT_FILTER], [4, 1]])
+def test_with_filters__each_filter_kept_scores_the_windows_it_scores_in_the_whole_detector(
+    keep: list[int],
+) -> None:
+    models = face_models()
+    pixels = pyramid(photo_with_face(110, models.detector))[1]  # the face ~90 px
+
+    every = models.window_detector.run(pixels, 0, -1.5)
+    alone = with_filters(models.window_detector, keep).run(pixels, 0, -1.5)
+
+    wanted = {key: s for key, s in _scored(*every, range(5)).items() if key[3] in keep}
+    assert len(wanted) >= 3
+    assert _scored(*alone, keep) == pytest.approx(wanted, abs=1e-9)
+
+
+@needs_models
+def test_front_windows__those_the_front_filter_scores_whole_or_in_textured_cuts() -> None:
+    models = face_models()
+    levels = pyramid(photo_with_face(200, models.detector))  # the face ~80 px at the 6th level
+    pixels = levels[5]
+    windows = textured_windows(pixels.shape, 5, gradient_sums(levels[MEASURE_LEVEL]), MEASURE_LEVEL)
+    rects, _, _ = models.front_detector.run(pixels, 0, PROPOSAL_THRESHOLD)
+
+    whole = front_windows(pixels, None, None, models)
+    cut = front_windows(pixels, textured_cuts(windows, pixels.shape), windows, models)
+
+    # window (row, col) spans 80 px from 8 * ((row, col) - 3) - 3, its box to the end
+    ends = {(r.bottom(), r.right()) for r in rects}
+    assert len(ends) >= 3
+    assert {
+        (8 * (r - 3) - 3 + 80, 8 * (c - 3) - 3 + 80) for r, c in zip(*whole.nonzero(), strict=True)
+    } == ends
+    assert cut.any()
+    assert (cut == whole & windows).all()
+
+
+@needs_models
+def test_whole_level_faces__a_level_scanned_by_its_front_filter_finds_its_faces() -> None:
+    models = face_models()
+    levels = pyramid(photo_with_face(200, models.detector))
+    sums = gradient_sums(levels[MEASURE_LEVEL])
+
+    found = _whole_level_faces(levels[5], 5, sums, MEASURE_LEVEL, models)
+
+    whole = _level_faces(levels[5], 5, None, models, PROPOSAL_THRESHOLD)
+    faces = [(score, box) for score, box in whole if score >= 0]
+    assert len(faces) == 1
+    assert [(score, box) for score, box in found if score >= 0] == [
+        (pytest.approx(score, abs=1e-5), box) for score, box in faces
+    ]
 
 
 @needs_models

@@ -92,11 +92,30 @@ SEED_LEVELS = 2  # the finer levels are searched around proposals of the 4th and
 WHOLE_LEVELS = (3, 5, 7, 10, 13, 16)  # and the levels below the last, around its finds
 PROPOSAL_THRESHOLD = -1.2
 MIN_LEVEL_PX = 64  # dlib's detector scans no smaller level
+# dlib's frontal detector is five detectors in one, each a filter over the same HOG features of a
+# window: a face looking ahead (FRONT_FILTER), to the left, to the right, and ahead rotated left
+# and right; a window scores the best of the five. Of a level's scan, the features are ~0.6 of
+# the CPU, each filter ~0.08 (bibs-dev at 12 MP, the 4th level). The whole levels from the 6th on,
+# whose proposals the finest levels are not searched around, are scanned with the front filter
+# alone, then with all five only around the windows it scores PROPOSAL_THRESHOLD or more (cut as
+# textured_cuts cuts, each such window scored as in the whole level): of the windows the front
+# filter sees, they keep the best of overlapping ones, as their whole scan keeps them. A face
+# there that only another filter sees is found a level off (bibs-dev: two windows of the 6th
+# level scoring 0.5 and 1.25, their front filter under -1.2, each outscored by its face at the
+# 5th, which is searched around the 4th's proposals too).
+# bench/faces_ab.py: the same faces on bibs-dev at 12 MP, the bench's photos and a 205-photo demo
+# race at 0.88-0.90x the CPU. Tried: the 4th level so too (6 of bibs-dev's 110 faces lost, each
+# seeded there only by a window another filter scores -1.2 or more, its front -1.65 to -2.3); a
+# front threshold of -1.5 (0.96x HOG's search); the left and right filters too, at 0 (0.95x).
+FRONT_FILTER = 0
 HOG_CELL_PX = 8
 # dlib's windows in a level: HOG_WINDOW_PX square, their corners WINDOW_SHIFT_PX before a
 # multiple of HOG's cell, up to HANGING_CELLS cells off the level's top and left edges.
 WINDOW_SHIFT_PX = 3
 HANGING_CELLS = 3
+# dlib boxes a window of its scan with right and bottom edges this far past a multiple of
+# HOG's cell (its left and top edges move where it hangs off the scanned image).
+WINDOW_END_PX = HOG_WINDOW_PX - HANGING_CELLS * HOG_CELL_PX - WINDOW_SHIFT_PX
 # A window scanned in a region cut from its level at a multiple of HOG's cell scores as in
 # the whole level when it is EXACT_MARGIN_PX or more inside the cuts (measured on bibs-dev).
 EXACT_MARGIN_PX = 21
@@ -178,6 +197,7 @@ class FaceModels:
     level_detector: object  # the same detector, scanning only the image it is given
     overlap: tuple[float, float]  # its test of two boxes being one face (see boxes_overlap)
     window_detector: object  # level_detector keeping every window scored (see unsuppressed)
+    front_detector: object  # window_detector with its FRONT_FILTER alone (see with_filters)
     shape: object
     descriptor: FaceNet
 
@@ -192,11 +212,13 @@ def face_models() -> FaceModels:
         raise RuntimeError("face models are not installed (pip install face-recognition-models)")
     detector = frontal_detector()
     level_detector = single_level(detector)
+    window_detector = unsuppressed(level_detector)
     return FaceModels(
         detector=detector,
         level_detector=level_detector,
         overlap=overlap_thresholds(detector),
-        window_detector=unsuppressed(level_detector),
+        window_detector=window_detector,
+        front_detector=with_filters(window_detector, [FRONT_FILTER]),
         shape=dlib.shape_predictor(posixpath.join(folder, SHAPE_MODEL)),
         descriptor=FaceNet.kept(posixpath.join(folder, DESCRIPTOR_MODEL)),
     )
@@ -235,7 +257,8 @@ def saved_form(detector) -> bytes:
 # version, the scanner's version, its feature extractor and cached features (none), cell
 # size, padding and window width and height; then the most pyramid levels it scans, the
 # smallest level's width and height, a double (the training's regularisation), the feature
-# count, and its overlap test's two thresholds (doubles: mantissa and power of two).
+# count, its overlap test's two thresholds (doubles: mantissa and power of two), and its
+# filters: their count, then each one's weights (a column: rows, columns, then doubles).
 _DETECTOR_HEAD = (2, 1, 0, 0, 8, 0, 80, 80)
 
 
@@ -264,11 +287,26 @@ def unsuppressed(detector):
     1; see boxes_overlap), so that the windows of a merged scan can be kept as a scan of
     each region alone keeps them (see _level_faces)."""
     data = saved_form(detector)
-    at = _overlap_at(data)
-    after = at
-    for _ in range(4):  # two doubles, each a mantissa and a power of two
-        after = unpack_int(data, after)[1]
-    return _loaded(data[:at] + (pack_int(1) + pack_int(0)) * 2 + data[after:])
+    return _loaded(
+        data[: _overlap_at(data)] + (pack_int(1) + pack_int(0)) * 2 + data[_filters_at(data) :]
+    )
+
+
+def with_filters(detector, keep: Sequence[int]):
+    """`detector` holding only its filters `keep` (see FRONT_FILTER), in that order: each scores
+    a window as it does in `detector` (its serialised form edited, as dlib's Python API cannot)."""
+    data = saved_form(detector)
+    at = _filters_at(data)
+    count, start = unpack_int(data, at)
+    spans = []
+    for _ in range(count):
+        rows, end = unpack_int(data, start)
+        columns, end = unpack_int(data, end)
+        for _ in range(2 * abs(rows * columns)):  # each weight a mantissa and a power of two
+            end = unpack_int(data, end)[1]
+        spans.append(data[start:end])
+        start = end
+    return _loaded(data[:at] + pack_int(len(keep)) + b"".join(spans[k] for k in keep))
 
 
 def _loaded(data: bytes):
@@ -298,6 +336,14 @@ def _overlap_at(data: bytes) -> int:
     """Where the saved HOG detector `data` holds its overlap test's two thresholds."""
     at = _depth_at(data)
     for _ in range(6):  # depth, smallest width and height, a double, the feature count
+        at = unpack_int(data, at)[1]
+    return at
+
+
+def _filters_at(data: bytes) -> int:
+    """Where the saved HOG detector `data` holds its count of filters."""
+    at = _overlap_at(data)
+    for _ in range(4):  # two doubles, each a mantissa and a power of two
         at = unpack_int(data, at)[1]
     return at
 
@@ -397,14 +443,37 @@ def _whole_level_faces(
     """What HOG finds scoring PROPOSAL_THRESHOLD and up in the pyramid's level `level` (its
     `pixels`) scanned whole; a level finer than level `at` (`sums`, its gradient_sums)
     only around its textured windows where that scans under MOSTLY_SCANNED of it (see
-    FLAT_GRADIENT; coarser levels are small, each scan's fixed cost most of theirs)."""
+    FLAT_GRADIENT; coarser levels are small, each scan's fixed cost most of theirs). A
+    level from the 6th on only around the windows its front filter scores so (see
+    FRONT_FILTER)."""
     height, width = pixels.shape[:2]
     windows = textured_windows((height, width), level, sums, at) if level < at else None
+    cuts = None
     if windows is not None and windows.mean() < MOSTLY_SCANNED:
-        cuts = textured_cuts(windows, (height, width))
-        if sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in cuts) < MOSTLY_SCANNED * height * width:
-            return _textured_level_faces(pixels, level, cuts, models, PROPOSAL_THRESHOLD)
-    return _level_faces(pixels, level, None, models, PROPOSAL_THRESHOLD)
+        textured = textured_cuts(windows, (height, width))
+        area = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in textured)
+        cuts = textured if area < MOSTLY_SCANNED * height * width else None
+    if level >= FINE_LEVELS + SEED_LEVELS:  # the finest levels are not searched around its finds
+        front = front_windows(pixels, cuts, windows, models)
+        cuts = textured_cuts(front, (height, width))
+    if cuts is None:
+        return _level_faces(pixels, level, None, models, PROPOSAL_THRESHOLD)
+    return _textured_level_faces(pixels, level, cuts, models, PROPOSAL_THRESHOLD)
+
+
+def front_windows(
+    pixels: np.ndarray, cuts: Sequence[Box] | None, windows: np.ndarray | None, models: FaceModels
+) -> np.ndarray:
+    """Whether each window dlib scans in a pyramid level (its `pixels`; see textured_windows)
+    scores PROPOSAL_THRESHOLD or more by its front filter alone: the level scanned whole, or
+    its `cuts` (see textured_cuts), where only the `windows` they were cut for count (each
+    of those scored there as in the whole level)."""
+    height, width = pixels.shape[:2]
+    found = np.zeros((_windows_along(height), _windows_along(width)), bool)
+    for cut in [None] if cuts is None else cuts:
+        for _, box in _scan(pixels, cut, models.front_detector, PROPOSAL_THRESHOLD):
+            found[_window_at(box)] = True
+    return found if cuts is None else found & windows
 
 
 def _textured_level_faces(
@@ -498,7 +567,7 @@ def _window_centres(
     scale = ((PYRAMID_RATE - 1) / PYRAMID_RATE) ** (at - level)  # of `level`'s pixels at `at`
     bounds = []
     for size, limit in zip(shape, sums_shape, strict=True):
-        windows = np.arange(-(-size // HOG_CELL_PX) + HANGING_CELLS)
+        windows = np.arange(_windows_along(size))
         first = HOG_CELL_PX * (windows - HANGING_CELLS) - WINDOW_SHIFT_PX + FLAT_INSET_PX
         last = first + HOG_WINDOW_PX - 2 * FLAT_INSET_PX
         bounds += [
@@ -509,6 +578,16 @@ def _window_centres(
     area = np.outer(np.maximum(bottom - top, 1), np.maximum(right - left, 1))
     # A gradient of g a pixel of `level` is g / scale a pixel of `at`.
     return top, bottom, left, right, FLAT_GRADIENT / scale * area
+
+
+def _windows_along(size: int) -> int:
+    """The windows of textured_windows along a level's side of `size` pixels."""
+    return -(-size // HOG_CELL_PX) + HANGING_CELLS
+
+
+def _window_at(box: Box) -> tuple[int, int]:
+    """(row, col) of textured_windows of the window dlib's scan of a level boxes `box`."""
+    return (box[3] - WINDOW_END_PX) // HOG_CELL_PX, (box[2] - WINDOW_END_PX) // HOG_CELL_PX
 
 
 Region = tuple[int, int, int, int]  # first row, first col, last row, last col (inclusive)
@@ -633,9 +712,8 @@ def _scanned_in(box: Box, cut: Box) -> bool:
     start. Their boxes' right and bottom edges are the windows' wherever the scan starts;
     their left and top edges are not (a window hanging off the scan's start is boxed
     HOG_WINDOW_PX wide, one inside it a cell narrower)."""
-    first = HOG_WINDOW_PX - HANGING_CELLS * HOG_CELL_PX - WINDOW_SHIFT_PX
     return all(
-        0 <= box[axis] - start - first <= HOG_CELL_PX * (_cells(end - start) - 3)
+        0 <= box[axis] - start - WINDOW_END_PX <= HOG_CELL_PX * (_cells(end - start) - 3)
         for axis, start, end in ((2, cut[0], cut[2]), (3, cut[1], cut[3]))
     )
 
