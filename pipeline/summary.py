@@ -46,12 +46,18 @@ def summarise(out_dir: str, top: int = 10) -> str:
         f"review items: {review.num_rows}"
         + (" (" + ", ".join(f"{n} {r}" for r, n in reasons.most_common()) + ")" if reasons else ""),
         "athletes: " + ", ".join(f"{n} {s}" for s, n in sorted(athletes.items())),
-        f"top {top}:",
-        f"  {'rank':>4}  {'bib':>6}  {'name':<24} {'category':<8} {'time':>10}",
     ]
     # Ranked finishers only: an unknown bib's row (a read not on the start list, flagged for
     # review) finishes unranked and has no category.
-    for row in [r for r in board if r["rank"] is not None][:top]:
+    ranked = [r for r in board if r["rank"] is not None][:top]
+    if ranked:
+        lines += [
+            f"top {top}:",
+            f"  {'rank':>4}  {'bib':>6}  {'name':<24} {'category':<8} {'time':>10}",
+        ]
+    else:
+        lines.append("no finisher ranked yet")
+    for row in ranked:
         lines.append(
             f"  {row['rank']:>4}  {row['bib']:>6}  {row['name'][:24]:<24} "
             f"{row['category'][:8]:<8} {clock(row['total_s']):>10}"

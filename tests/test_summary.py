@@ -41,3 +41,16 @@ def test_summary__top_lists_ranked_finishers_and_an_unknown_finisher_does_not_br
     assert "Ada Runner" in summary
     assert "Unknown #3638" not in summary
     assert "athletes: 2 finished" in summary
+
+
+def test_summary__says_so_when_no_finisher_is_ranked(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"status": ["review"]}), tmp_path / IMAGES_FILE)
+    pq.write_table(pa.table({"needs_review": [True]}), tmp_path / PASSAGES_FILE)
+    pq.write_table(pa.table({"reason": ["unknown_bib"]}), tmp_path / REVIEW_FILE)
+    board = [finisher(None, "3638", "Unknown #3638", None, 3500.0)]
+    pq.write_table(pa.Table.from_pylist(board), tmp_path / LEADERBOARD_FILE)
+
+    summary = summarise(str(tmp_path))
+
+    assert "no finisher ranked yet" in summary
+    assert "top 10" not in summary
