@@ -138,6 +138,10 @@ class PpOcrRecogniser:
         """The text on each grey (or BGR) crop of one text line, in the crops' order."""
         # One crop per call: on one thread, batches (padded to their widest crop) cost more
         # per crop than single calls (measured: 8 crops 240 px wide, 44 against 31 ms each).
+        # Nor are crops joined side by side: a call's fixed part is small (joined without a
+        # gap, 0.96-0.98x the CPU), and half of the lines read otherwise beside others (the
+        # model's squeeze-excite pools and attention span the whole input, and its
+        # convolutions see a neighbour where they saw padding; bench/recogniser_ab.py --joined).
         reads = []
         for crop in crops:
             with self._lock:
