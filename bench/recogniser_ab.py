@@ -147,14 +147,25 @@ def compare(
 ) -> dict[str, Measured]:
     """Each variant's CPU seconds over the lines and its reads, the variants taking turns
     on each line, the first alternating."""
-    measured = {name: Measured(reads=[]) for name in runs}
-    names = list(runs)
-    for k, x in enumerate(inputs):
+    ways = {name: lambda group, run=run: [run(x) for x in group] for name, run in runs.items()}
+    return by_turns(ways, [[x] for x in inputs], decode_line)
+
+
+def by_turns(
+    ways: dict[str, Callable[[list[np.ndarray]], list[np.ndarray]]],
+    groups: list[list[np.ndarray]],
+    decode_line: Callable[[np.ndarray], ppocr.LineRead],
+) -> dict[str, Measured]:
+    """CPU seconds and reads of each way of reading a group of inputs (one probabilities
+    array an input), the ways taking turns on each group, the first alternating."""
+    measured = {name: Measured(reads=[]) for name in ways}
+    names = list(ways)
+    for k, inputs in enumerate(groups):
         for name in names if k % 2 == 0 else names[::-1]:
             start = time.process_time()
-            probabilities = runs[name](x)
+            probabilities = ways[name](inputs)
             measured[name].cpu_s += time.process_time() - start
-            measured[name].reads.append(decode_line(probabilities))
+            measured[name].reads.extend(decode_line(p) for p in probabilities)
     return measured
 
 
@@ -199,15 +210,7 @@ def compare_joined(
     }
     for gap in gaps:
         ways[f"joined, gap {gap}"] = lambda inputs, gap=gap: read_joined(run, inputs, gap)
-    measured = {name: Measured(reads=[]) for name in ways}
-    names = list(ways)
-    for k, inputs in enumerate(groups):
-        for name in names if k % 2 == 0 else names[::-1]:
-            start = time.process_time()
-            probabilities = ways[name](inputs)
-            measured[name].cpu_s += time.process_time() - start
-            measured[name].reads.extend(decode_line(p) for p in probabilities)
-    return measured
+    return by_turns(ways, groups, decode_line)
 
 
 def agreement(reads: list[ppocr.LineRead], reference: list[ppocr.LineRead]) -> str:
