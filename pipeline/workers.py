@@ -111,7 +111,7 @@ class ForkedWorkersRunner(FnApiRunner):
             )
             for transform_id in in_launcher(components, self._on_workers):
                 components.transforms[transform_id].environment_id = LAUNCHER
-        with _state_uncached():
+        with _state_uncached(), late_workers_ended():
             return super().run_via_runner_api(pipeline_proto, options)
 
     def _execute_bundle(self, runner_execution_context, bundle_context_manager, bundle_input):
@@ -146,6 +146,33 @@ def _state_uncached() -> Iterator[None]:
         yield
     finally:
         worker_handlers.STATE_CACHE_SIZE_MB = size
+
+
+class EndingControlConnection(worker_handlers.ControlConnection):
+    """Beam's runner end of a worker's control stream, which its close ends even where the
+    worker has not connected yet. Beam's close ends only a stream already connected: a
+    worker that connects after it waits for an instruction for good, and the close waits
+    for that worker to exit. Such a worker is one slow to start (under load) and given no
+    bundle: a stage of no element has one, for one worker (SharedOutBundleManager), and a
+    failed bundle ends the run while another worker may still be starting."""
+
+    def close(self) -> None:
+        with worker_handlers.ControlConnection._lock:  # held as the worker connects, too
+            if self._state == worker_handlers.BeamFnControlServicer.UNSTARTED_STATE:
+                # What that worker reads first when it connects: it ends.
+                self.push(worker_handlers.BeamFnControlServicer._DONE_MARKER)
+        super().close()
+
+
+@contextlib.contextmanager
+def late_workers_ended() -> Iterator[None]:
+    """Meanwhile, the control connections Beam's runner makes are EndingControlConnection."""
+    made = worker_handlers.ControlConnection
+    worker_handlers.ControlConnection = EndingControlConnection
+    try:
+        yield
+    finally:
+        worker_handlers.ControlConnection = made
 
 
 class SharedOutBundleManager(ParallelBundleManager):

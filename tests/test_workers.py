@@ -11,9 +11,10 @@ from pathlib import Path
 import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.portability.fn_api_runner import worker_handlers
 
 import pipeline.state_sampler  # noqa: F401  (applied at import, as pipeline/graph.py does)
-from pipeline.workers import forked_workers, in_launcher, runner_for
+from pipeline.workers import forked_workers, in_launcher, late_workers_ended, runner_for
 
 REPO = Path(__file__).resolve().parents[1]
 TWO_WORKERS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
@@ -172,6 +173,29 @@ def test_forked_workers__the_analysis_shared_out_in_smaller_and_smaller_bundles(
         check=True,
     )
     assert json.loads(written.read_text()) == [sizes, list(range(elements))]
+
+
+class _Connecting:
+    """The gRPC context of a worker's control stream as it connects."""
+
+    def invocation_metadata(self) -> list[tuple[str, str]]:
+        return [("worker_id", "late")]
+
+
+def test_late_workers_ended__a_worker_connecting_after_the_runners_close_ends() -> None:
+    with late_workers_ended():
+        servicer = worker_handlers.BeamFnControlServicer(worker_manager=None)
+    servicer.get_conn_by_worker_id("late").close()  # the runner's end, before the worker's
+
+    # The worker connects, with nothing to send back: the stream of instructions it reads.
+    instructions = servicer.Control(iter(()), _Connecting())
+    read: list = []
+    reading = threading.Thread(target=lambda: read.extend(instructions), daemon=True)
+    reading.start()
+    reading.join(timeout=30)
+
+    assert not reading.is_alive(), "the worker would wait for an instruction for good"
+    assert read == []
 
 
 def test_in_launcher__all_but_the_analysis_and_its_per_photo_steps_and_runs_in_python() -> None:
