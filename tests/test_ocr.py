@@ -635,14 +635,11 @@ def test_group_lines__as_the_plain_grouping(seed: int, n: int) -> None:
     assert all(np.array_equal(a, b) for a, b in zip(found, expected, strict=True))
 
 
-@given(
-    arrays(np.uint8, st.integers(1, 300)),
-    st.lists(st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0]), min_size=1, max_size=3),
-)
-def test_percentiles__as_numpy_percentile(values: np.ndarray, quantiles: list[float]) -> None:
-    expected = np.percentile(values, [100 * q for q in quantiles]).tolist()
+@given(st.lists(arrays(np.uint8, st.integers(1, 300)), min_size=1, max_size=3))
+def test_medians__as_numpy_median(parts: list[np.ndarray]) -> None:
+    expected = [float(np.median(part)) for part in parts]
 
-    assert ocr._percentiles(values, tuple(quantiles)) == expected
+    assert ocr._medians(parts) == expected
 
 
 @settings(max_examples=20, deadline=None)

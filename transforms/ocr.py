@@ -29,6 +29,7 @@ Reads then pass the bib rules, or the start list as a dictionary where one is gi
 
 from __future__ import annotations
 
+import operator
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -240,17 +241,16 @@ class _Line:
         # 2-5 rows: Python's min and max over them cost a fifth of numpy's four reductions,
         # and _suppress_duplicates asks for the boxes of ~150 lines a photo.
         xs, ys, ws, hs = self.components.T.tolist()
-        return (
-            min(xs),
-            min(ys),
-            max(x + w for x, w in zip(xs, ws, strict=True)),
-            max(y + h for y, h in zip(ys, hs, strict=True)),
-        )
+        return min(xs), min(ys), max(map(operator.add, xs, ws)), max(map(operator.add, ys, hs))
 
     @cached_property
     def fewest_chars(self) -> int:
-        """The fewest characters the line can hold (_char_range's first)."""
-        return int(_fewest_chars(self.components).sum())
+        """The fewest characters the line can hold (_char_range's first), in Python floats:
+        _fewest_chars' numbers (round, as np.rint, rounds halves to even) at ~0.4 of its
+        cost on 2-5 rows, for the ~90 lines a photo that _suppress_duplicates sorts."""
+        return sum(
+            max(1, round(w / h / ONE_DIGIT_ASPECT[1])) for _, _, w, h in self.components.tolist()
+        )
 
     @cached_property
     def digit_height(self) -> float:
@@ -350,7 +350,8 @@ def _digit_components(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     tall = np.flatnonzero(
         (heights >= MIN_DIGIT_HEIGHT) & (heights <= MAX_DIGIT_HEIGHT_FRACTION * min(binary.shape))
     )
-    x, y, w, h, area = stats[tall + 1].T.astype(np.float64)
+    shapes = stats[tall + 1].astype(np.float64)
+    _, _, w, h, area = shapes.T
     aspect = w / h
     fill = area / (w * h)
     keep = (
@@ -359,8 +360,8 @@ def _digit_components(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         & (fill >= DIGIT_FILL[0])
         & (fill <= DIGIT_FILL[1])
     )
-    ids = tall[keep] + 1
-    rows = np.column_stack([x[keep], y[keep], w[keep], h[keep], ids.astype(np.float64)])
+    rows = shapes[keep]
+    rows[:, 4] = tall[keep] + 1  # the label in place of the area: one copy, not five stacked
     return labels, rows
 
 
@@ -391,7 +392,7 @@ def _smallest_member(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         np.minimum.at(spread, i, low)
         np.minimum.at(spread, j, low)
         spread = spread[spread]
-        if np.array_equal(spread, group):
+        if (spread == group).all():  # np.array_equal's checks cost more on ~200 nodes
             return group
         group = spread
 
@@ -417,18 +418,20 @@ def _group_lines(rows: np.ndarray) -> list[np.ndarray]:
     group = _smallest_member(n, i[linked], j[linked])
     # At least two components even where one wide component could be two touching digits:
     # a lone blob is far more often a bib, a logo or a limb than a fused number.
-    members = np.flatnonzero(np.bincount(group, minlength=n)[group] >= 2)
-    if not len(members):
+    sizes = np.bincount(group, minlength=n)
+    lengths = sizes[sizes >= 2]  # of the lines, in the order of their smallest member
+    if not len(lengths):
         return []
     # Lines in the order of their smallest member, each in x order (the sort is stable).
-    members = members[np.argsort(group[members], kind="stable")]
-    starts = np.flatnonzero(np.diff(group[members], prepend=-1))
+    order = np.argsort(group, kind="stable")
+    members = order[sizes[group[order]] >= 2]
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
     fewest = np.add.reduceat(_fewest_chars(rows[members]), starts).tolist()
-    ends = [*starts[1:].tolist(), len(members)]
     rows = rows[members]
     return [
         rows[a:b]
-        for a, b, chars in zip(starts.tolist(), ends, fewest, strict=True)
+        for a, b, chars in zip(starts.tolist(), ends.tolist(), fewest, strict=True)
         if chars <= MAX_LINE_CHARS
     ]
 
@@ -447,47 +450,52 @@ def _is_bib_edge(gray: np.ndarray, bar: np.ndarray, line_side: int) -> bool:
     outer = x + w if line_side < 0 else x - probe
     if outer < 0 or outer + probe > gray.shape[1] or inner < 0 or inner + probe > gray.shape[1]:
         return False
-    paper, beyond, ink = (
-        _percentiles(rows[:, a : a + width].ravel(), (0.5,))[0]
-        for a, width in ((inner, probe), (outer, probe), (x, w))
+    paper, beyond, ink = _medians(
+        [rows[:, a : a + width].ravel() for a, width in ((inner, probe), (outer, probe), (x, w))]
     )
     return abs(beyond - paper) > EDGE_CHANGE * abs(paper - ink)
 
 
 def _trim_bib_edges(gray: np.ndarray, line: np.ndarray) -> np.ndarray:
     """The line without bib edges that were taken for a "1" at either end."""
-    aspect = line[:, 2] / line[:, 3]
-    if len(line) >= 2 and aspect[-1] < BAR_ASPECT and _is_bib_edge(gray, line[-1], -1):
+    if len(line) < 2:
+        return line
+    # The two ends' aspects as Python floats: numpy's per-call overhead on a handful of rows
+    # cost more than the checks.
+    sizes = line[:, 2:4].tolist()
+    (w_first, h_first), (w_last, h_last) = sizes[0], sizes[-1]
+    if w_last / h_last < BAR_ASPECT and _is_bib_edge(gray, line[-1], -1):
         line = line[:-1]
-        aspect = aspect[:-1]
-    if len(line) >= 2 and aspect[0] < BAR_ASPECT and _is_bib_edge(gray, line[0], +1):
+    if len(line) >= 2 and w_first / h_first < BAR_ASPECT and _is_bib_edge(gray, line[0], +1):
         line = line[1:]
     return line
 
 
-def _percentiles(values: np.ndarray, quantiles: tuple[float, ...]) -> list[float]:
-    """np.percentile's (linear) quantiles of uint8 values, read off their histogram.
+def _medians(parts: Sequence[np.ndarray]) -> list[float]:
+    """np.median of each of a few non-empty arrays of uint8 values, read off their histograms.
 
-    The same numbers (ranks of integers interpolated at quarters are exact in floats) at
-    less cost: _bib_score asks for them about a hundred times per photo, on small patches
-    where np.percentile's own overhead, not the sorting, is most of the work.
+    The same numbers (ranks of integers interpolated at halves are exact in floats) at less
+    cost: on the small strips _is_bib_edge compares, np.median's own overhead, not the
+    sorting, is most of the work, and the histograms laid end to end are searched at once.
     """
-    counts = np.bincount(values, minlength=256).cumsum()
-    return _quantiles_of_parts(counts, tuple((0, q) for q in quantiles))
+    counts = np.concatenate([np.bincount(part, minlength=256) for part in parts]).cumsum()
+    return _quantiles_of_parts(counts, tuple((k, 0.5) for k in range(len(parts))))
 
 
 def _quantiles_of_parts(counts: np.ndarray, asked: tuple[tuple[int, float], ...]) -> list[float]:
-    """_percentiles of the grey levels counted in histograms of 256 bins laid end to end,
+    """Quantiles of the grey levels counted in histograms of 256 bins laid end to end,
     from their running count: for each (part, quantile) asked, that quantile of that part's
-    values. All in one search: per call, numpy's overhead is most of the cost."""
+    values. All in one search: per call, numpy's overhead is most of the cost (so the parts'
+    running totals are read in one call, not a numpy scalar at a time)."""
+    totals = counts[255::256].tolist()
     ats, ranks = [], []
     for part, q in asked:
-        below = int(counts[256 * part - 1]) if part else 0
-        last = int(counts[256 * part + 255]) - below - 1
+        below = totals[part - 1] if part else 0
+        last = totals[part] - below - 1
         at = q * last
         ats.append(at)
         ranks += [below + int(at), below + min(int(at) + 1, last)]
-    value = np.searchsorted(counts, ranks, side="right").tolist()
+    value = counts.searchsorted(ranks, side="right").tolist()
     out = []
     for k, ((part, _), p) in enumerate(zip(asked, ats, strict=True)):
         low, high = float(value[2 * k] - 256 * part), float(value[2 * k + 1] - 256 * part)
@@ -507,8 +515,8 @@ def _bib_score(
     """
     xs, ys, ws, hs, ids = line.T.tolist()  # a few values: Python's min and max are cheaper
     margin = max(2, round(SIDE_MARGIN * statistics.median(hs)))
-    y0, y1 = int(min(ys)), int(max(y + h for y, h in zip(ys, hs, strict=True)))
-    x0, x1 = int(min(xs)) - margin, int(max(x + w for x, w in zip(xs, ws, strict=True))) + margin
+    y0, y1 = int(min(ys)), int(max(map(operator.add, ys, hs)))  # map: 0.75 of a generator's
+    x0, x1 = int(min(xs)) - margin, int(max(map(operator.add, xs, ws))) + margin
     rows, cols = slice(y0, y1), slice(max(0, x0), x1)
     patch_labels = labels[rows, cols]
     digits = patch_labels == int(ids[0])
@@ -585,7 +593,8 @@ def _suppress_duplicates(lines: list[_Line], max_regions: int) -> list[_Line]:
             kept.append(i)
             versions.append(1)
     voted = [
-        replace(ordered[k], score=ordered[k].score * n) for k, n in zip(kept, versions, strict=True)
+        _Line(ordered[k].components, ordered[k].dark_digits, ordered[k].score * n)
+        for k, n in zip(kept, versions, strict=True)
     ]
     return sorted(voted, key=lambda ln: ln.score, reverse=True)[:max_regions]
 
