@@ -308,5 +308,5 @@ def test_gather_parts__yields_each_files_part_and_keeps_none_after_its_bundle() 
     [(name, part)] = [value.value for value in parts.finish_bundle()]
     expected = pa.Table.from_pylist(sorted(rows, key=_by_time), schema=SCHEMA)
     assert name == "t.parquet"
-    assert files[name].gather.extract_output(part).equals(expected)
+    assert files[name].gather.extract_output(pickle.loads(part)).equals(expected)
     assert parts._parts == {}
