@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import signal
+import stat
 import sys
 import time
 from typing import TYPE_CHECKING, NoReturn
@@ -218,7 +219,7 @@ def _bibs(args: argparse.Namespace, _: list[str]) -> int:
     from transforms.photos import read_photo_bibs
 
     listed = StartList(a.bib for a in load_start_list(args.start_list)) if args.start_list else None
-    for path in args.images:
+    for path in photo_files(args.images):
         started = time.perf_counter()
         reads = read_photo_bibs(path, listed)
         line = {
@@ -228,6 +229,21 @@ def _bibs(args: argparse.Namespace, _: list[str]) -> int:
         }
         print(json.dumps(line), flush=True)
     return 0
+
+
+def photo_files(paths: list[str]) -> list[str]:
+    """The paths, once each is seen to be a file; raises ConfigError naming the first that is
+    not, before any photo is read: a folder or a mistyped name is a bad argument, not a photo
+    to report (it ended the command with a traceback, after the lines of the photos before it)."""
+    for path in paths:
+        try:
+            is_file = stat.S_ISREG(os.stat(path).st_mode)
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
+        if not is_file:
+            hint = f" (a folder: give its photos, e.g. {path}/*.jpg)" if os.path.isdir(path) else ""
+            raise ConfigError(f"{path}: not a photo file{hint}")
+    return paths
 
 
 def _score(args: argparse.Namespace, _: list[str]) -> int:

@@ -189,6 +189,34 @@ def test_bibs_cli__start_list_is_the_dictionary(
         assert is_confident == (floor >= 0.75)
 
 
+@pytest.mark.parametrize(
+    ("given", "error"),
+    [
+        ("photos", "photos: not a photo file (a folder: give its photos, e.g. "),
+        ("missing.jpg", "missing.jpg: cannot read: No such file or directory"),
+    ],
+)
+def test_bibs_cli__a_folder_or_a_missing_file_is_a_one_line_error(
+    given: str,
+    error: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    keep_logging: None,
+) -> None:
+    """An official gives `racelens bibs` a folder of photos or mistypes a name: exit 2 with
+    one line naming it, before any photo is read (it was a traceback after the first lines)."""
+    (tmp_path / "photos").mkdir()
+    photo = tmp_path / "photo.jpg"
+    cv2.imwrite(str(photo), _photo([SINGLE_BIBS[0]])[0])
+
+    assert main(["bibs", str(photo), str(tmp_path / given)]) == 2
+
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"racelens: error: {tmp_path / error}")
+    assert len(err.splitlines()) == 1
+
+
 # --- Real photos through the pipeline's analysis ---------------------------------------------
 
 REAL_PHOTOS = DATA / "bibs-dev"
