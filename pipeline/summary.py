@@ -37,7 +37,10 @@ def summarise(out_dir: str, top: int = 10) -> str:
     review = pq.read_table(os.path.join(out_dir, REVIEW_FILE), columns=["reason"])
     reasons = Counter(review["reason"].to_pylist())
     board = pq.read_table(os.path.join(out_dir, LEADERBOARD_FILE)).to_pylist()
-    athletes = Counter(r["status"] for r in board)
+    # A bib read that is not on the start list has a row of its own ("Unknown #bib"), to
+    # review; it is no athlete of the race, so it is counted apart.
+    unknown = sum("unknown_bib" in (r["flags"] or ()) for r in board)
+    athletes = Counter(r["status"] for r in board if "unknown_bib" not in (r["flags"] or ()))
     lines = [
         f"images read: {images.num_rows} ("
         + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
@@ -45,7 +48,9 @@ def summarise(out_dir: str, top: int = 10) -> str:
         f"passages: {passages.num_rows} ({unsure} need review)",
         f"review items: {review.num_rows}"
         + (" (" + ", ".join(f"{n} {r}" for r, n in reasons.most_common()) + ")" if reasons else ""),
-        "athletes: " + ", ".join(f"{n} {s}" for s, n in sorted(athletes.items())),
+        "athletes: "
+        + (", ".join(f"{n} {s}" for s, n in sorted(athletes.items())) or "none")
+        + (f"; unknown bibs read: {unknown}" if unknown else ""),
     ]
     # Ranked finishers only: an unknown bib's row (a read not on the start list, flagged for
     # review) finishes unranked and has no category.

@@ -19,10 +19,11 @@ def finisher(rank: int | None, bib: str, name: str, category: str | None, total_
         "category": category,
         "status": "finished",
         "total_s": total_s,
+        "flags": [] if rank is not None else ["unknown_bib"],
     }
 
 
-def test_summary__top_lists_ranked_finishers_and_an_unknown_finisher_does_not_break_it(
+def test_summary__top_lists_ranked_finishers_and_counts_an_unknown_bib_apart(
     tmp_path: Path,
 ) -> None:
     # A real race's photos read bibs that are not on the start list: each becomes an
@@ -40,7 +41,7 @@ def test_summary__top_lists_ranked_finishers_and_an_unknown_finisher_does_not_br
 
     assert "Ada Runner" in summary
     assert "Unknown #3638" not in summary
-    assert "athletes: 2 finished" in summary
+    assert "athletes: 1 finished; unknown bibs read: 1" in summary
 
 
 def test_summary__says_so_when_no_finisher_is_ranked(tmp_path: Path) -> None:
@@ -53,4 +54,5 @@ def test_summary__says_so_when_no_finisher_is_ranked(tmp_path: Path) -> None:
     summary = summarise(str(tmp_path))
 
     assert "no finisher ranked yet" in summary
+    assert "athletes: none; unknown bibs read: 1" in summary
     assert "top 10" not in summary
