@@ -23,7 +23,9 @@ import contextlib
 import functools
 import logging
 import os
+import signal
 from collections.abc import Callable, Iterator
+from multiprocessing import resource_tracker
 from typing import TYPE_CHECKING
 
 import apache_beam as beam
@@ -156,13 +158,41 @@ def local_cluster(workers: int) -> Iterator[LocalCluster]:
     # as in the DirectRunner's worker processes. No dashboard: its fixed port may be taken;
     # and so no profiling either: the workers would sample their stacks 100 times a second
     # for it, 1 to 2 % of a core each (bench/engines.py measures the workers' other threads).
-    with (
-        dask.config.set({"distributed.worker.profile.enabled": False}),
-        LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-    ):
+    with dask.config.set({"distributed.worker.profile.enabled": False}), sigint_blocked():
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            # Without a dashboard the scheduler still serves its other pages, at port 8787
+            # unless told, warning on the terminal when another Dask cluster holds it.
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+            # Each worker imports Beam quietly before anything else (pipeline/dask_worker.py).
+            preload=["pipeline.dask_worker", *dask.config.get("distributed.worker.preload")],
+        )
+    with cluster:
         yield cluster
+
+
+@contextlib.contextmanager
+def sigint_blocked() -> Iterator[None]:
+    """Meanwhile SIGINT is blocked in this thread, and so in the threads it starts and the
+    processes they start, for good: a thread and a process inherit the signal mask.
+
+    A terminal's Ctrl-C goes to its whole foreground process group. A LocalCluster's worker
+    processes would stop on it by themselves, logging the tasks they cancel, before
+    racelens' one line (pipeline/interrupted.py, which ends them anyway). Started with
+    SIGINT blocked (by the cluster's event-loop thread, started meanwhile) they never see it.
+    In this thread a SIGINT that comes meanwhile waits, and is handled once unblocked.
+    """
+    # The first process that multiprocessing starts starts its resource tracker first, and
+    # unblocks SIGINT in the starting thread after (Python 3.11): started now, it is not.
+    resource_tracker.ensure_running()
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def partitioning(opts: PipelineOptions) -> list[str]:

@@ -3,6 +3,7 @@ SIGTERM (pipeline/interrupted.py), with real processes."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -28,21 +29,17 @@ from transforms.write import TEMPORARY_MARK
 REPO = Path(__file__).resolve().parents[1]
 WAIT_S = 120  # generous: a loaded 2-core machine starts a run in 2-10 s
 
-# `racelens` (its arguments after sys.argv[2]) whose analysis of a photo, once sys.argv[2]
-# photos have been analysed, never ends: the stop lands while photos are being analysed,
-# some facts stored. Each analysed photo leaves a file in the folder sys.argv[1]; a worker
-# that stops for good leaves "stuck-PID" there, and a fact half written in the store under
-# a temporary name. The workers are forked from this process, so they analyse with the
-# stuck function too.
-STUCK_RUN = """
-import logging, os, runpy, sys, time
-logging.basicConfig(level=logging.ERROR)  # Beam's import warning, as `racelens` silences it
+# An analysis of a photo that, once `keep` photos have been analysed, never ends: the stop
+# lands while photos are being analysed, some facts stored. Each analysed photo leaves a file
+# in the folder `marks`; a worker that stops for good leaves "stuck-PID" there, and a fact
+# half written in the `store` under a temporary name.
+STUCK = """
+import os, time
 import transforms.photos as photos
 from transforms.write import temporary_name
 
-marks, keep = sys.argv[1], int(sys.argv[2])
-store = os.path.join(sys.argv[sys.argv.index("--out") + 1], "facts")
-analyse_photo = photos.analyse_photo
+# The unstuck function, kept where this runs twice (a Dask worker may run its preload twice).
+analyse_photo = photos.__dict__.setdefault("unstuck", photos.analyse_photo)
 
 def stuck_after_some(data, image_id, faces=None):
     facts = analyse_photo(data, image_id, faces)
@@ -56,8 +53,25 @@ def stuck_after_some(data, image_id, faces=None):
     return facts
 
 photos.analyse_photo = stuck_after_some
+"""
+# `racelens` (its arguments after sys.argv[2]) whose analysis is stuck once sys.argv[2] photos
+# have been analysed, sys.argv[1] the marks. The workers are forked from this process, so
+# they analyse with the stuck function too.
+STUCK_RUN = f"""
+import logging, os, runpy, sys
+logging.basicConfig(level=logging.ERROR)  # Beam's import warning, as `racelens` silences it
+marks, keep = sys.argv[1], int(sys.argv[2])
+store = os.path.join(sys.argv[sys.argv.index("--out") + 1], "facts")
+{STUCK}
 sys.argv = ["racelens", *sys.argv[3:]]
 runpy.run_module("pipeline", run_name="__main__", alter_sys=True)
+"""
+# The same in a Dask worker, as its preload: the marks, the photos and the store from its
+# environment.
+STUCK_DASK_WORKER = f"""
+import os
+marks, keep, store = os.environ["STUCK_MARKS"], 2, os.environ["STUCK_STORE"]
+{STUCK}
 """
 
 
@@ -129,13 +143,21 @@ def as_a_terminal_starts_it() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def interrupted_run(race: Path, out: Path, marks: Path, send: Callable[[int], None]) -> tuple:
-    """A stuck run, `send(its pid)` once a worker is stuck; its exit code, its stderr and its
-    processes (the zygote, the workers, their commands) that outlived it by WAIT_S."""
+def stuck_run(race: Path, out: Path, marks: Path) -> list[str]:
+    return [sys.executable, "-c", STUCK_RUN, str(marks), "2", *run_argv(race, out)]
+
+
+def interrupted_run(
+    command: list[str], marks: Path, send: Callable[[int], None], env: dict | None = None
+) -> tuple:
+    """`command`, a stuck run, `send(its pid)` once a worker is stuck; its exit code, its
+    stderr and its processes (the zygote, the workers, their commands) that outlived it by
+    WAIT_S."""
     marks.mkdir()
     launcher = subprocess.Popen(
-        [sys.executable, "-c", STUCK_RUN, str(marks), "2", *run_argv(race, out)],
+        command,
         cwd=REPO,
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -169,7 +191,8 @@ def test_run__interrupted_ends_all_its_processes_in_one_line_and_the_next_run_re
     kept = 0
     # One after the other on the same race: each run takes up the facts the earlier stored.
     for stop, (send, code) in STOPS.items():
-        returncode, err, left = interrupted_run(race, out, tmp_path / stop, send)
+        marks = tmp_path / stop
+        returncode, err, left = interrupted_run(stuck_run(race, out, marks), marks, send)
         kept, before = stored(out), kept
         assert returncode == code, (stop, err)
         assert err.splitlines() == [
@@ -181,6 +204,34 @@ def test_run__interrupted_ends_all_its_processes_in_one_line_and_the_next_run_re
     assert kept < stored(uninterrupted)
 
     resumed = racelens(run_argv(race, out))
+    assert resumed.returncode == 0, resumed.stderr
+    assert results(out) == results(uninterrupted)
+    assert stored(out) == stored(uninterrupted)
+
+
+def test_run_on_dask__ctrl_c_ends_it_in_the_one_line_alone_and_the_next_run_resumes(
+    race: Path, uninterrupted: Path, tmp_path: Path
+) -> None:
+    out, marks, worker = tmp_path / "out", tmp_path / "marks", tmp_path / "stuck_worker.py"
+    worker.write_text(STUCK_DASK_WORKER)
+    argv = [*run_argv(race, out), "--runner=DaskRunner", "--dask_local_workers=2"]
+    stuck_workers = {
+        **os.environ,
+        "DASK_DISTRIBUTED__WORKER__PRELOAD": json.dumps([str(worker)]),
+        "STUCK_MARKS": str(marks),
+        "STUCK_STORE": str(out / "facts"),
+    }
+    send, code = STOPS["Ctrl-C"]
+    command = [sys.executable, "-m", "pipeline", *argv]
+    returncode, err, left = interrupted_run(command, marks, send, stuck_workers)
+    line = interrupted_line(stored(out), str(out / "facts"), f"no results are written in {out} yet")
+    # The workers' own Ctrl-C (a task cancelled) and their Beam import's warning are not in it.
+    assert (returncode, err.splitlines()) == (code, [line]), err
+    assert not left, [p.cmdline() for p in left]
+    assert not list(out.rglob(f"*{TEMPORARY_MARK}*"))
+    assert 0 < stored(out) < stored(uninterrupted)
+
+    resumed = racelens(argv)
     assert resumed.returncode == 0, resumed.stderr
     assert results(out) == results(uninterrupted)
     assert stored(out) == stored(uninterrupted)
