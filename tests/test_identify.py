@@ -209,7 +209,7 @@ def test_apply_decision__assign_credits_the_bib_at_the_photo_station_and_time() 
     decision = decide([correction("assign", "2026-05-01T09:00:00Z", bib="103")])
     assert apply_decision(ph, decision, LISTED) == Identified(
         replace(ph, status=PASSAGE, reason="assigned_by_official"),
-        (seen(ph, "103", 1.0, True, method="manual"),),
+        (seen(ph, "103", 1.0, True, method="manual", official=True),),
     )
 
 
@@ -224,7 +224,7 @@ def test_apply_decision__assign_with_its_own_station_and_time() -> None:
         ]
     )
     assert apply_decision(ph, decision, LISTED).sightings == (
-        seen(ph, "102", 1.0, True, method="manual", station_id="cp1", at=passed),
+        seen(ph, "102", 1.0, True, method="manual", station_id="cp1", at=passed, official=True),
     )
 
 
@@ -234,14 +234,14 @@ def test_apply_decision__approve_confirms_the_weak_listed_reads() -> None:
         ph, decide([correction("approve", "2026-05-01T09:00:00Z")]), LISTED
     ) == Identified(
         replace(ph, status=PASSAGE, reason="approved_by_official"),
-        (seen(ph, "102", 0.99, True),),
+        (seen(ph, "102", 0.99, True, official=True),),
     )
 
 
 def test_apply_decision__approve_confirms_the_corrected_bib_the_official_was_shown() -> None:
     ph = photo("a", bibs=(read("201", 0.9),))
     approved = apply_decision(ph, decide([correction("approve", "2026-05-01T09:00:00Z")]), LISTED)
-    assert approved.sightings == (seen(ph, "101", 0.99, True),)
+    assert approved.sightings == (seen(ph, "101", 0.99, True, official=True),)
 
 
 @pytest.mark.parametrize(
@@ -410,7 +410,7 @@ def test_identify_athletes__photos_sightings_and_review_are_tagged_outputs() -> 
                     seen(weak, "102", 0.4, False),
                     seen(unknown, "999", 0.9, False),
                     seen(near, "103", 0.9 * SNAP_FACTOR, False),
-                    seen(revived, "103", 1.0, True, method="manual"),
+                    seen(revived, "103", 1.0, True, method="manual", official=True),
                 ]
             ),
             label="Sightings",

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from types import SimpleNamespace
+
 import apache_beam as beam
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from tests.conftest import GUN, at, athlete, make_course, passage
+from pipeline.retime import Timed, passages_per_station, results_of
+from tests.conftest import GUN, at, athlete, make_course, passage, photo, read
+from transforms.corrections import Correction, decisions_by_image
 from transforms.course import Settings
+from transforms.identify import identify_photo
 from transforms.results import build_leaderboard
 from transforms.splits import CheckSplits, check_athlete, plausible
 
@@ -56,6 +63,91 @@ def test_check_splits__the_largest_plausible_set_wins_over_a_wrong_first_read() 
     ]
     checked, _ = check_athlete(ps, COURSE, GUN, listed=True)
     assert flagged(checked) == {"start": "implausible_split"}
+
+
+def test_check_splits__an_approved_passage_stays_and_the_read_against_it_is_flagged() -> None:
+    # cp1 at 400 s is faster than the course allows, from the gun or the start read: the pace
+    # check drops it (test above), but an official approved it, so the start read goes.
+    ps = [
+        passage("101", "start", 10),
+        replace(passage("101", "cp1", 400), official=True),
+        passage("101", "finish", 3010),
+    ]
+    checked, review = check_athlete(ps, COURSE, GUN, listed=True)
+    assert flagged(checked) == {"start": "implausible_split"}
+    assert [(r.reason, r.station_id) for r in review] == [("implausible_split", "start")]
+
+
+@pytest.mark.parametrize(
+    ("official", "dropped"),
+    [(None, "finish"), ("finish", "cp1"), ("cp1", "finish")],
+    ids=["two_reads_as_before", "official_finish", "official_cp1"],
+)
+def test_check_splits__of_two_conflicting_passages_the_official_one_stays(
+    official: str | None, dropped: str
+) -> None:
+    # The finish 100 s before cp1: one of them is wrong; without an official, the earlier
+    # station's passage stays (ties keep the earlier passages).
+    ps = [
+        replace(p, official=p.station_id == official)
+        for p in (passage("101", "cp1", 1500), passage("101", "finish", 1400))
+    ]
+    checked, review = check_athlete(ps, COURSE, GUN, listed=True)
+    assert flagged(checked) == {dropped: "implausible_split"}
+    assert [r.station_id for r in review if r.reason == "implausible_split"] == [dropped]
+
+
+def test_check_splits__two_officials_that_conflict_are_both_kept() -> None:
+    ps = [
+        replace(passage("101", "cp1", 1500), official=True),
+        replace(passage("101", "finish", 1400), official=True),
+    ]
+    checked, review = check_athlete(ps, COURSE, GUN, listed=True)
+    assert flagged(checked) == {} and review == []
+
+
+WALKER = photo("walker", station="finish", seconds=18600, bibs=(read("102"),))
+
+
+def time_walker(*corrections: Correction) -> Timed:
+    """Race timing of one photo as the live mode and the dashboard's re-timing do it: bib
+    102 read surely at the finish 5 h 10 min after the gun, slower than the course's
+    slowest pace (30:00 per km)."""
+    settings = COURSE.settings
+    decisions = decisions_by_image(corrections)
+    known = frozenset({"101", "102"})
+    identified = [identify_photo(WALKER, known, settings.review_threshold, decisions)]
+    sightings = [s for i in identified for s in i.sightings]
+    passages = passages_per_station(sightings, settings.merge_window_s)
+    cfg = SimpleNamespace(
+        course=COURSE,
+        athletes=(athlete("101"), athlete("102")),
+        as_of=at(8 * 3600),
+        corrections=corrections,
+    )
+    return results_of(identified, passages, cfg)
+
+
+@pytest.mark.parametrize(
+    "decision",
+    [
+        Correction(WALKER.image_id, "approve", decided_at=at(20000)),
+        Correction(WALKER.image_id, "assign", bib="102", decided_at=at(20000)),
+    ],
+    ids=["approve", "assign"],
+)
+def test_check_splits__an_official_decision_on_an_implausible_split_times_the_athlete(
+    decision: Correction,
+) -> None:
+    def outcome(timed: Timed) -> tuple:
+        (p,) = timed.passages
+        (row,) = [r for r in timed.leaderboard if r["bib"] == "102"]
+        reasons = sorted(r.reason for r in timed.review if r.image_id == WALKER.image_id)
+        return p.needs_review, reasons, row["status"], row["total_s"]
+
+    assert outcome(time_walker()) == (True, ["implausible_split"], "dns", None)
+    # The official approved (or assigned) the photo the review item showed: it counts.
+    assert outcome(time_walker(decision)) == (False, ["missed_checkpoint"], "finished", 18600.0)
 
 
 def test_check_splits__finisher_not_seen_between_is_a_missed_checkpoint() -> None:

@@ -87,7 +87,9 @@ def listed_reads(mapped: list[BibSeen | None]) -> list[BibSeen]:
     return best_reads(tuple(m for m in mapped if m is not None))
 
 
-def _sighting(photo: Photo, bib: str, confidence: float, method: str, confirmed: bool) -> Sighting:
+def _sighting(
+    photo: Photo, bib: str, confidence: float, method: str, confirmed: bool, official: bool = False
+) -> Sighting:
     return Sighting(
         bib=bib,
         station_id=photo.station_id,
@@ -96,6 +98,7 @@ def _sighting(photo: Photo, bib: str, confidence: float, method: str, confirmed:
         image_id=photo.image_id,
         method=method,
         confirmed=confirmed,
+        official=official,
     )
 
 
@@ -111,7 +114,12 @@ def _review(photo: Photo, reason: str, candidates: list[str]) -> ReviewItem:
 
 
 def apply_decision(photo: Photo, decision: Decision, known: frozenset[str]) -> Identified:
-    """What an official decided overrides what the pipeline read."""
+    """What an official decided overrides what the pipeline read.
+
+    The sightings an official approved or assigned are marked official: an approved read is
+    otherwise a sure OCR read like any other, and the pace check that sent it to review
+    would drop it again (CheckSplits never flags an official passage).
+    """
     if decision.rejected:
         return Identified(replace(photo, status=REJECTED, reason="rejected_by_official"))
     if decision.assigned:
@@ -119,7 +127,7 @@ def apply_decision(photo: Photo, decision: Decision, known: frozenset[str]) -> I
             s
             for s in (
                 replace(
-                    _sighting(photo, c.bib, 1.0, "manual", True),
+                    _sighting(photo, c.bib, 1.0, "manual", True, official=True),
                     station_id=c.station_id or photo.station_id,
                     at=c.passed_at or photo.taken_at,
                 )
@@ -134,7 +142,7 @@ def apply_decision(photo: Photo, decision: Decision, known: frozenset[str]) -> I
     if photo.status == REJECTED:
         return Identified(photo)
     approved = tuple(
-        _sighting(photo, r.bib, max(r.confidence, 0.99), "bib_ocr", True)
+        _sighting(photo, r.bib, max(r.confidence, 0.99), "bib_ocr", True, official=True)
         for r in listed_reads(as_listed(best_reads(photo.facts.bibs), known))
     )
     status = PASSAGE if approved else NO_ATHLETE

@@ -36,6 +36,8 @@ class Passage:
     needs_review: bool
     photos: int  # sightings merged into this passage
     review_reason: str | None = None  # why it needs review: low_confidence, implausible_split, ...
+    # One of its sightings an official decided: CheckSplits never flags it (internal, no column).
+    official: bool = False
 
 
 def _evidence_order(s: Sighting) -> tuple:
@@ -49,7 +51,7 @@ def merge_sightings(sightings: Iterable[Sighting]) -> Passage:
     official's word, else confident reads, else weak ones (a weak read of the
     same number a few seconds earlier may be someone else, so it never moves
     a confirmed passage). A passage needs review only when no sighting is
-    confirmed.
+    confirmed, and is official when an official decided one of its sightings.
     """
     # One photo can be read twice in the same instant (OCR and a face, say): the surer read,
     # then the method's name, decide, so the passage never depends on the arrival order.
@@ -69,6 +71,7 @@ def merge_sightings(sightings: Iterable[Sighting]) -> Passage:
         needs_review=not confirmed,
         review_reason=None if confirmed else "low_confidence",
         photos=len(ordered),
+        official=any(s.official for s in ordered),
     )
 
 

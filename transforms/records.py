@@ -153,6 +153,8 @@ class Sighting:
     image_id: str
     method: str  # bib_ocr, face_match, manual
     confirmed: bool  # confident enough (or decided by an official) to need no review
+    # An official approved or assigned it: CheckSplits never flags it (internal, no column).
+    official: bool = False
 
 
 # A face descriptor's components are rounded to thousandths (transforms/faces.py) and lie

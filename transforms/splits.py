@@ -4,9 +4,12 @@ A passage that implies an impossible pace (faster than the course's minimum
 pace, slower than its maximum, or earlier than the station before) is more
 likely a misread bib or a wrong clock than a runner. Per athlete, the largest
 set of passages that is plausible as a whole is kept; every other passage
-goes to review as implausible_split instead of into the results. A finisher
-not seen at a station in between is sent to review as missed_checkpoint: it
-is usually a camera that missed them, not a short cut.
+goes to review as implausible_split instead of into the results. A passage
+an official approved or assigned is never flagged: the set kept is the one
+with the most of them, so a read that conflicts with the official goes to
+review instead. A finisher not seen at a station in between is sent to
+review as missed_checkpoint: it is usually a camera that missed them, not a
+short cut.
 
 A weak read of the athlete's bib where no confirmed passage is counts when
 its time is where the athlete's confirmed passages say they were (within a
@@ -45,10 +48,14 @@ def plausible(course: Course, a_km: float, a_at: datetime, b_km: float, b_at: da
 
 
 def plausible_chain(passages: list[Passage], course: Course, gun: datetime) -> set[int]:
-    """Indexes (into `passages`) of the largest plausible sequence, one passage per station.
+    """Indexes (into `passages`) of the plausible sequence, one passage per station, that
+    holds the most official passages and, of those, the most passages.
 
-    Longest path through passages ordered by station and time, starting from
-    the gun at the first station's km; ties keep the earlier passages.
+    Heaviest path through passages ordered by station and time, starting from
+    the gun at the first station's km; ties keep the earlier passages. An
+    official passage counts before any number of reads, so a read that
+    conflicts with an official's decision is the one left out; it may start a
+    chain whatever the gun says (the official saw the photo).
     """
     index = {s.id: i for i, s in enumerate(course.stations)}
     km = {s.id: s.km for s in course.stations}
@@ -56,25 +63,27 @@ def plausible_chain(passages: list[Passage], course: Course, gun: datetime) -> s
     order = sorted(
         range(len(passages)), key=lambda i: (index[passages[i].station_id], passages[i].passed_at)
     )
-    best: dict[int, tuple[int, int | None]] = {}  # node -> (chain length, previous node)
+    # node -> ((official passages, passages) of the best chain ending there, previous node);
+    # None where no plausible chain reaches the node.
+    best: dict[int, tuple[tuple[int, int] | None, int | None]] = {}
     for n, i in enumerate(order):
         p = passages[i]
-        length, prev = (
-            (1, None)
-            if plausible(course, start_km, gun, km[p.station_id], p.passed_at)
-            else (0, None)
-        )
+        official = int(p.official)
+        starts = p.official or plausible(course, start_km, gun, km[p.station_id], p.passed_at)
+        weight, prev = ((official, 1) if starts else None), None
         for j in order[:n]:
-            q = passages[j]
-            if index[q.station_id] >= index[p.station_id] or best[j][0] == 0:
+            q, before = passages[j], best[j][0]
+            if index[q.station_id] >= index[p.station_id] or before is None:
                 continue
             if plausible(course, km[q.station_id], q.passed_at, km[p.station_id], p.passed_at):
-                if best[j][0] + 1 > length:
-                    length, prev = best[j][0] + 1, j
-        best[i] = (length, prev)
-    if not best or max(v[0] for v in best.values()) == 0:
+                longer = (before[0] + official, before[1] + 1)
+                if weight is None or longer > weight:
+                    weight, prev = longer, j
+        best[i] = (weight, prev)
+    reached = [i for i in order if best[i][0] is not None]
+    if not reached:
         return set()
-    node: int | None = max(order, key=lambda i: (best[i][0], -order.index(i)))
+    node: int | None = max(reached, key=lambda i: (best[i][0], -order.index(i)))
     chain: set[int] = set()
     while node is not None:
         chain.add(node)
@@ -149,7 +158,9 @@ def check_athlete(
     checked: list[Passage] = []
     review: list[ReviewItem] = []
     for i, p in enumerate(confirmed):
-        if i in chain:
+        # An official's word stands even where it conflicts with another official's (a
+        # chain holds one of them): only the pipeline's reads are flagged.
+        if i in chain or p.official:
             checked.append(p)
         else:
             flagged = replace(p, needs_review=True, review_reason="implausible_split")

@@ -358,7 +358,9 @@ def image_row(photo: Photo) -> dict:
 
 
 def passage_row(p: Passage) -> dict:
-    return asdict(p)
+    row = asdict(p)
+    del row["official"]  # internal to CheckSplits, no column of passages.parquet
+    return row
 
 
 def review_row(item: ReviewItem) -> dict:
