@@ -39,8 +39,9 @@ def summarise(out_dir: str, top: int = 10) -> str:
     board = pq.read_table(os.path.join(out_dir, LEADERBOARD_FILE)).to_pylist()
     # A bib read that is not on the start list has a row of its own ("Unknown #bib"), to
     # review; it is no athlete of the race, so it is counted apart.
-    unknown = sum("unknown_bib" in (r["flags"] or ()) for r in board)
-    athletes = Counter(r["status"] for r in board if "unknown_bib" not in (r["flags"] or ()))
+    listed = [r for r in board if "unknown_bib" not in (r["flags"] or ())]
+    athletes = Counter(r["status"] for r in listed)
+    unknown = len(board) - len(listed)
     lines = [
         f"images read: {images.num_rows} ("
         + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
