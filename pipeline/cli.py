@@ -81,7 +81,7 @@ def _finish(cfg: RaceConfig) -> int:
     from transforms.write import write_atomically
 
     write_atomically(f"{cfg.out}/{RUN_FILE}", json.dumps(run_inputs(cfg), indent=2).encode())
-    print(summarise(cfg.out))
+    print(summarise(cfg.out, cfg.corrections))
     return 0
 
 
@@ -359,7 +359,9 @@ def _parser() -> _Parser:
     results.add_argument("--corrections", default=None, help="Corrections log CSV.")
     results.add_argument("--course", default=None, help="Course YAML (default: the run's).")
     results.add_argument("--start-list", default=None, help="Start list CSV (default: the run's).")
-    results.add_argument("--as-of", default=None, help="Time the results are for (ISO 8601).")
+    results.add_argument(
+        "--as-of", default=None, help="The results at this time (ISO 8601): later passages wait."
+    )
     results.set_defaults(handler=_results)
 
     bibs = sub.add_parser("bibs", help="Read bib numbers on photos, one JSON line per photo.")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from datetime import datetime
 
 from apache_beam.options.pipeline_options import PipelineOptions, PipelineOptionsT, StandardOptions
 
@@ -58,8 +58,8 @@ class RacelensOptions(PipelineOptions):
             "--as_of",
             dest="as_of",
             default=None,
-            help="Time (ISO 8601) the results are for: after the course's close, athletes "
-            "still out are dnf. Default: now.",
+            help="Time (ISO 8601) the results are for: passages after it do not count, and "
+            "after the course's close athletes still out are dnf. Default: now, every passage.",
         )
         parser.add_argument(
             "--no-progress",
@@ -119,9 +119,7 @@ class RaceConfig:
             _absolute(opts.corrections) if opts.corrections else None
         )
         self.progress: bool = opts.progress
-        self.as_of: datetime = (
-            parse_instant(opts.as_of, "--as-of") if opts.as_of else datetime.now(UTC)
-        )
+        self.as_of: datetime | None = parse_instant(opts.as_of, "--as-of") if opts.as_of else None
 
 
 def run_inputs(cfg: RaceConfig) -> dict[str, str | None]:

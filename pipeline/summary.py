@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Sequence
 
 import pyarrow.parquet as pq
 
+from dashboard.review_queue import items_of, pending
+from transforms.corrections import Correction
 from transforms.export import clock
 from transforms.write import (
     ATHLETE_PHOTOS_FILE,
@@ -29,13 +32,25 @@ OUTPUT_FILES = (
 )
 
 
-def summarise(out_dir: str, top: int = 10) -> str:
+def review_line(out_dir: str, corrections: Sequence[Correction]) -> str:
+    """The items still open, as the dashboard's queue shows them: the pipeline writes every
+    item it raised, and an item the corrections log already settles is no work left."""
+    items = items_of(pq.read_table(os.path.join(out_dir, REVIEW_FILE)).to_pandas())
+    open_items = pending(items, corrections)
+    reasons = Counter(i.reason for i in open_items)
+    settled = len(items) - len(open_items)
+    return (
+        f"review items: {len(open_items)} open"
+        + (" (" + ", ".join(f"{n} {r}" for r, n in reasons.most_common()) + ")" if reasons else "")
+        + (f"; {settled} settled in the corrections log" if settled else "")
+    )
+
+
+def summarise(out_dir: str, corrections: Sequence[Correction] = (), top: int = 10) -> str:
     images = pq.read_table(os.path.join(out_dir, IMAGES_FILE), columns=["status"])
     statuses = Counter(images["status"].to_pylist())
     passages = pq.read_table(os.path.join(out_dir, PASSAGES_FILE), columns=["needs_review"])
     unsure = sum(passages["needs_review"].to_pylist())
-    review = pq.read_table(os.path.join(out_dir, REVIEW_FILE), columns=["reason"])
-    reasons = Counter(review["reason"].to_pylist())
     board = pq.read_table(os.path.join(out_dir, LEADERBOARD_FILE)).to_pylist()
     # A bib read that is not on the start list has a row of its own ("Unknown #bib"), to
     # review; it is no athlete of the race, so it is counted apart.
@@ -47,8 +62,7 @@ def summarise(out_dir: str, top: int = 10) -> str:
         + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
         + ")",
         f"passages: {passages.num_rows} ({unsure} need review)",
-        f"review items: {review.num_rows}"
-        + (" (" + ", ".join(f"{n} {r}" for r, n in reasons.most_common()) + ")" if reasons else ""),
+        review_line(out_dir, corrections),
         "athletes: "
         + (", ".join(f"{n} {s}" for s, n in sorted(athletes.items())) or "none")
         + (f"; unknown bibs read: {unknown}" if unknown else ""),

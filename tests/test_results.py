@@ -155,6 +155,22 @@ def test_build_leaderboard__after_the_close_those_still_out_are_dnf() -> None:
     ]
 
 
+def test_build_leaderboard__as_of_a_time_counts_only_the_passages_until_then() -> None:
+    # "The results at 0:42": 101 had finished (2430 s), 102 was past cp1 but not yet in
+    # (finish at 2500 s), 103 (wave B) had not been seen at all.
+    rows = {r["bib"]: r for r in board(PASSAGES, as_of=at(2450))}
+    assert (rows["101"]["status"], rows["101"]["rank"]) == ("finished", 1)
+    assert (rows["102"]["status"], rows["102"]["at_cp1_s"]) == ("running", 1300.0)
+    assert rows["103"]["status"] == "dns"
+    assert {r["bib"]: r["status"] for r in board(PASSAGES, as_of=at(2500))}["102"] == "finished"
+
+
+def test_build_leaderboard__without_a_time_every_passage_counts_as_of_now() -> None:
+    assert board(PASSAGES, as_of=None) == EXPECTED
+    closed = replace(COURSE, close=at(2 * 3600))  # at() is in the past: the race has closed
+    assert {r["bib"]: r["status"] for r in board(PASSAGES, closed, as_of=None)}["105"] == "dnf"
+
+
 def test_build_leaderboard__an_official_dsq_loses_the_rank() -> None:
     rows = board(PASSAGES, officials={"101": "dsq"})
     finished = [(r["bib"], r["rank"]) for r in rows if r["status"] == "finished"]

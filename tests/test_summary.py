@@ -8,6 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.summary import summarise
+from transforms.corrections import Correction
+from transforms.schemas import REVIEW
 from transforms.write import IMAGES_FILE, LEADERBOARD_FILE, PASSAGES_FILE, REVIEW_FILE
 
 
@@ -23,6 +25,14 @@ def finisher(rank: int | None, bib: str, name: str, category: str | None, total_
     }
 
 
+def write_review(out: Path, *items: tuple[str, str, list[str]]) -> None:
+    rows = [
+        {"image_id": image_id, "reason": reason, "candidates": bibs, "station_id": "finish"}
+        for image_id, reason, bibs in items
+    ]
+    pq.write_table(pa.Table.from_pylist(rows, schema=REVIEW), out / REVIEW_FILE)
+
+
 def test_summary__top_lists_ranked_finishers_and_counts_an_unknown_bib_apart(
     tmp_path: Path,
 ) -> None:
@@ -30,7 +40,7 @@ def test_summary__top_lists_ranked_finishers_and_counts_an_unknown_bib_apart(
     # unranked "Unknown #bib" finisher without a category, which once crashed the summary.
     pq.write_table(pa.table({"status": ["passage", "review"]}), tmp_path / IMAGES_FILE)
     pq.write_table(pa.table({"needs_review": [False, True]}), tmp_path / PASSAGES_FILE)
-    pq.write_table(pa.table({"reason": ["unknown_bib"]}), tmp_path / REVIEW_FILE)
+    write_review(tmp_path, ("img1", "unknown_bib", ["3638"]))
     board = [
         finisher(1, "101", "Ada Runner", "M40", 3600.0),
         finisher(None, "3638", "Unknown #3638", None, 3500.0),
@@ -47,7 +57,7 @@ def test_summary__top_lists_ranked_finishers_and_counts_an_unknown_bib_apart(
 def test_summary__says_so_when_no_finisher_is_ranked(tmp_path: Path) -> None:
     pq.write_table(pa.table({"status": ["review"]}), tmp_path / IMAGES_FILE)
     pq.write_table(pa.table({"needs_review": [True]}), tmp_path / PASSAGES_FILE)
-    pq.write_table(pa.table({"reason": ["unknown_bib"]}), tmp_path / REVIEW_FILE)
+    write_review(tmp_path, ("img1", "unknown_bib", ["3638"]))
     board = [finisher(None, "3638", "Unknown #3638", None, 3500.0)]
     pq.write_table(pa.Table.from_pylist(board), tmp_path / LEADERBOARD_FILE)
 
@@ -56,3 +66,24 @@ def test_summary__says_so_when_no_finisher_is_ranked(tmp_path: Path) -> None:
     assert "no finisher ranked yet" in summary
     assert "athletes: none; unknown bibs read: 1" in summary
     assert "top 10" not in summary
+
+
+def test_summary__counts_the_items_the_corrections_log_settles_apart(tmp_path: Path) -> None:
+    # The pipeline writes every item it raised; the official's queue shows only those no
+    # decision settles, and the summary must give the same count of work left.
+    pq.write_table(pa.table({"status": ["review"] * 3}), tmp_path / IMAGES_FILE)
+    pq.write_table(pa.table({"needs_review": [True]}), tmp_path / PASSAGES_FILE)
+    write_review(
+        tmp_path,
+        ("img1", "low_confidence", ["101"]),
+        ("img2", "unknown_bib", ["3638"]),
+        ("img3", "low_confidence", ["102"]),
+    )
+    pq.write_table(
+        pa.Table.from_pylist([finisher(1, "101", "Ada", "M40", 1.0)]), tmp_path / LEADERBOARD_FILE
+    )
+    decisions = (Correction("img1", "approve", "101", "finish"), Correction("img9", "reject"))
+
+    assert "review items: 3 open (2 low_confidence, 1 unknown_bib)" in summarise(str(tmp_path))
+    summary = summarise(str(tmp_path), decisions)
+    assert "review items: 2 open (1 unknown_bib, 1 low_confidence); 1 settled" in summary

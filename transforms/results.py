@@ -18,7 +18,7 @@ own, "Unknown #1234", flagged and unranked, so no runner disappears.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 import apache_beam as beam
 
@@ -163,19 +163,24 @@ def build_leaderboard(
     passages: Iterable[Passage],
     course: Course,
     athletes: Iterable[Athlete],
-    as_of: datetime,
+    as_of: datetime | None,
     officials: dict[str, str] | None = None,
 ) -> list[dict]:
-    """Every athlete of the start list (and every unknown bib read), in results order."""
+    """Every athlete of the start list (and every unknown bib read), in results order: the
+    results at `as_of` (a passage after it does not count yet), or with every passage as they
+    stand now (None: a live run's leaderboard is built again and again, so now is each time's)."""
     athletes = list(athletes)
     officials = officials or {}
     listed = {a.bib for a in athletes}
+    if as_of is not None:
+        passages = [p for p in passages if p.passed_at <= as_of]
+    at = as_of or datetime.now(UTC)
     times = passages_by_bib(passages, listed)
     rows = [
-        athlete_row(a, times.get(a.bib, {}), course, as_of, officials.get(a.bib)) for a in athletes
+        athlete_row(a, times.get(a.bib, {}), course, at, officials.get(a.bib)) for a in athletes
     ]
     rows += [
-        athlete_row(Athlete(bib=bib, name=f"Unknown #{bib}"), seen, course, as_of, unknown=True)
+        athlete_row(Athlete(bib=bib, name=f"Unknown #{bib}"), seen, course, at, unknown=True)
         for bib, seen in times.items()
         if bib not in listed
     ]
@@ -215,7 +220,7 @@ class BuildLeaderboard(beam.PTransform):
         self,
         course: Course,
         athletes: tuple[Athlete, ...],
-        as_of: datetime,
+        as_of: datetime | None,
         officials: dict[str, str],
     ):
         super().__init__()
