@@ -140,8 +140,9 @@ def _bib_order(bibs: pd.Series) -> pd.Series:
 
 
 def _race_from_columns(out: str) -> Race:
-    """Without the run's course (a live run writes run.json only at its end), the
-    leaderboard's per-station columns still give the stations in course order."""
+    """Without the run's course (results copied without their run.json, or written by a
+    racelens of before live runs recorded their inputs at their start), the leaderboard's
+    per-station columns still give the stations in course order."""
     columns = leaderboard(out).columns
     ids = [c[3:-2] for c in columns if c.startswith("at_") and c.endswith("_s")]
     return Race(os.path.basename(out), "UTC", tuple(StationInfo(i, i) for i in ids))

@@ -6,6 +6,8 @@ memory out of the dashboard, and on a background thread, so an official goes on 
 next photo at once. Decisions made while a re-timing runs are all picked up by exactly
 one more run after it. A lock file next to the results serialises the runs of several
 dashboards on one folder, so the last run to finish is the one that read the whole log.
+While a live run keeps the folder's results, it times the log's decisions in itself at its
+next poll, and the dashboard runs nothing (pipeline/live_lock.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from datetime import UTC, datetime
 import streamlit as st
 
 from dashboard import data
+from pipeline.live_lock import live_run_log
 
 TIMEOUT_S = 300
 LOCK_FILE = ".retime.lock"
@@ -83,6 +86,9 @@ class Retimer:
         return outcome
 
     def _retime(self) -> Outcome:
+        live_log = live_run_log(self._out)
+        if live_log is not None:
+            return self._left_to_live_run(live_log)
         command = results_command(self._out, self._corrections)
         with open(os.path.join(self._out, LOCK_FILE), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -96,6 +102,16 @@ class Retimer:
             message = _last_line(done.stderr) or f"exit code {done.returncode}"
             return Outcome(False, message, datetime.now(UTC))
         return Outcome(True, _last_line(done.stderr), datetime.now(UTC))
+
+    def _left_to_live_run(self, live_log: str) -> Outcome:
+        """A live run times the decisions in, if they are in the log it reads."""
+        if live_log == self._corrections:
+            return Outcome(True, "the live run times the decisions in", datetime.now(UTC))
+        message = (
+            f"a live run keeps these results and reads the log {live_log}, not "
+            f"{self._corrections}: start the dashboard with --corrections {live_log}"
+        )
+        return Outcome(False, message, datetime.now(UTC))
 
 
 @st.cache_resource(show_spinner=False)

@@ -74,13 +74,20 @@ def _count_files(images: str) -> int:
 RUN_FILE = "run.json"
 
 
-def _finish(cfg: RaceConfig) -> int:
-    """Records the run's inputs for `racelens results` and prints the summary."""
+def record_inputs(cfg: RaceConfig) -> None:
+    """Saves the run's inputs (run.json) for `racelens results`, `racelens photos` and the
+    dashboard (the race's name, stations and time zone); a live run, with its first results."""
     from pipeline.options import run_inputs
-    from pipeline.summary import summarise
     from transforms.write import write_atomically
 
     write_atomically(f"{cfg.out}/{RUN_FILE}", json.dumps(run_inputs(cfg), indent=2).encode())
+
+
+def _finish(cfg: RaceConfig) -> int:
+    """Records the run's inputs for `racelens results` and prints the summary."""
+    from pipeline.summary import summarise
+
+    record_inputs(cfg)
     print(summarise(cfg.out, cfg.corrections))
     return 0
 
@@ -195,6 +202,14 @@ def usable_cores() -> int:
 
 def _results(args: argparse.Namespace, beam_argv: list[str]) -> int:
     """Re-times the last run in --out from its stored facts, with the given changes."""
+    from pipeline.live_lock import live_run_log
+
+    live_log = live_run_log(args.out)
+    if live_log is not None:  # each run would replace the other's files
+        raise ConfigError(
+            f"--out {args.out}: a live run keeps these results (it times the decisions in "
+            f"{live_log} itself); stop it first to re-time with other inputs"
+        )
     saved_path = os.path.join(args.out, RUN_FILE)
     try:
         with open(saved_path, encoding="utf-8") as f:

@@ -8,6 +8,11 @@ again in-process over all photos (`pipeline.retime`: the graph's own
 functions and window functions, no pipeline start-up) and the results are
 replaced atomically, so the dashboard never reads half a file.
 
+The officials' decisions are timed in the same way: the corrections log (--corrections,
+else RESULTS/corrections.csv, the dashboard's own) is read again whenever it changed, and
+a dashboard leaves the re-timing to the live run while it runs (pipeline/live_lock.py).
+Statuses are as of each update, so athletes still out become dnf when the course closes.
+
 Lateness is judged on arrival, as a streaming runner judges it: the
 watermark is the latest photo time seen so far (never ahead of the wall
 clock), and a photo whose passage window would end more than the course's
@@ -18,6 +23,7 @@ photo as if all had been there from the start (a backfill).
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -31,9 +37,13 @@ from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from dashboard.settings import CORRECTIONS_FILE
+from pipeline.cli import record_inputs
 from pipeline.interrupted import handled_by
+from pipeline.live_lock import hold_live_lock
 from pipeline.options import RaceConfig, RacelensOptions
 from pipeline.retime import time_photos
+from transforms.corrections import read_corrections_leniently
 from transforms.exif import place_in_race
 from transforms.faces import faces_enabled
 from transforms.passages import advance_watermark, is_too_late
@@ -87,6 +97,19 @@ def stable_files(
     return {path for path, state in current.items() if previous.get(path) == state}
 
 
+FileVersion = tuple[int, int, int]
+
+
+def file_version(path: str) -> FileVersion | None:
+    """What tells a file's contents apart cheaply (inode, size, modification time), or None
+    for no file: the corrections log is appended to, or replaced, while the run goes on."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
 def hash_file(path: str) -> str:
     try:
         return image_id_of(read_bytes(path))
@@ -135,19 +158,34 @@ class LiveRace:
         self.cfg = RaceConfig(PipelineOptions(batch_argv(argv)).view_as(RacelensOptions))
         self.state = LiveState()
         self._log = log
+        self._closed = self._closed_now()
+        # Decisions are logged while the run goes on: by the dashboard, into its default log
+        # in the results folder, unless both are given another.
+        self._decisions = self.cfg.corrections_file or os.path.join(self.cfg.out, CORRECTIONS_FILE)
+        self._decisions_version = file_version(self._decisions)
+        self._read_decisions()
+        self._lock = hold_live_lock(self.cfg.out, self._decisions)
         self._analyser = _AnalyseContent(
             self.cfg.facts, text_path(self.cfg.images), faces_enabled(self.cfg.course.settings)
         )
         self._analyser.setup()
 
+    def close(self) -> None:
+        """Lets the dashboard re-time the results by itself again."""
+        self._lock.close()
+
     def update(self, final: bool = False) -> list[str]:
         """Takes in the files that arrived since the last update and, when anything changed
-        (or when final), writes the results; returns the new files."""
+        (a file, a decision, the course's closing; or when final), writes the results;
+        returns the new files."""
         started = time.monotonic()
         known = set(self.state.photos)
         new = poll(self.state, self.cfg.images, final)
-        if not (new or final or known != set(self.state.photos)):
+        decided = self._decisions_changed()
+        if not (new or final or decided or self._closing() or known != set(self.state.photos)):
             return new
+        if decided:
+            self._read_decisions()
         self._take_in(new)
         self._publish()
         print(
@@ -158,6 +196,29 @@ class LiveRace:
             flush=True,
         )
         return new
+
+    def _decisions_changed(self) -> bool:
+        current = file_version(self._decisions)
+        changed = current != self._decisions_version
+        self._decisions_version = current
+        return changed
+
+    def _read_decisions(self) -> None:
+        """The log's valid rows; a line torn or mistyped while the race goes on is reported
+        and left out (the dashboard does the same), not the end of the live run."""
+        reading = read_corrections_leniently(self._decisions)
+        for problem in reading.problems:
+            print(f"live: ignored: {problem}", file=self._log, flush=True)
+        self.cfg.corrections = reading.corrections
+
+    def _closed_now(self) -> bool:
+        """Is the course closed for the leaderboard built now (as of --as-of, if given)?"""
+        return self.cfg.course.is_closed(self.cfg.as_of or datetime.now(UTC))
+
+    def _closing(self) -> bool:
+        """Has the course closed since the results were last written? Athletes still out
+        become dnf then, with no photo arriving to start an update."""
+        return self.state.cycles > 0 and self._closed_now() != self._closed
 
     def _take_in(self, paths: list[str]) -> None:
         """Analyses newly arrived files and judges their lateness against the watermark as
@@ -178,8 +239,11 @@ class LiveRace:
 
     def _publish(self) -> None:
         """Times the race over every photo taken in and replaces the results."""
+        self._closed = self._closed_now()
         timed = time_photos(self.state.photos.values(), self.cfg, frozenset(self.state.too_late))
         write_results(timed.tables(), self.cfg.out, self.cfg.course)
+        if self.state.cycles == 0:  # with the first results: the dashboard's race and stations
+            record_inputs(self.cfg)
         done = time.time()
         for path in self.state.photos:
             self.state.published.setdefault(path, done)
@@ -231,4 +295,5 @@ def watch(
             flush=True,
         )
     race.update(final=True)
+    race.close()
     return race.state

@@ -32,6 +32,7 @@ from dashboard.retime import Retimer
 from dashboard.review_queue import Item
 from dashboard.settings import PASSWORD_ENV, SettingsError, parse_settings
 from pipeline.cli import main
+from pipeline.live_lock import hold_live_lock
 from tests.conftest import restored_logging
 from tests.dashboard_race import HTML_NAME, Race, build_race
 from transforms.corrections import Correction, append_corrections, read_corrections_leniently
@@ -541,6 +542,23 @@ def test_retimer__a_failed_run_says_why(monkeypatch: pytest.MonkeyPatch, tmp_pat
     retimer = Retimer(str(tmp_path), str(tmp_path / "log.csv"), on_done=lambda: None)
     outcome = retimer.request().result(30)
     assert (outcome.ok, outcome.message) == (False, "racelens: error: bad log")
+
+
+def test_retimer__leaves_the_decisions_to_a_live_run_on_the_folder(
+    retimed: list, tmp_path: Path
+) -> None:
+    # A live run times the log's decisions in itself: a `racelens results` beside it would
+    # replace its files, and the live run would put its own back at its next update.
+    log = tmp_path / "corrections.csv"
+    live = hold_live_lock(str(tmp_path), str(log))
+    try:
+        ours = Retimer(str(tmp_path), str(log), on_done=lambda: None).request().result(30)
+        other = Retimer(str(tmp_path), str(tmp_path / "mine.csv"), on_done=lambda: None)
+        elsewhere = other.request().result(30)
+    finally:
+        live.close()
+    assert ours.ok and retimed == []
+    assert not elsewhere.ok and str(log) in elsewhere.message
 
 
 # --- Command ----------------------------------------------------------------------------------

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -14,7 +17,9 @@ import pytest
 from pipeline.cli import main
 from pipeline.drip import differing, drip
 from pipeline.live import LiveRace, LiveState, batch_argv, poll, stable_files, watch
+from pipeline.live_lock import live_run_log
 from tests.conftest import restored_logging
+from transforms.corrections import Correction, append_corrections
 
 AS_OF = "2026-05-01T16:00:00+00:00"  # after the demo course closed: statuses are final
 
@@ -138,3 +143,81 @@ def test_live_race__photo_after_the_allowed_lateness_is_recorded_and_reviewed_no
         assert main(["run", *backfill]) == 0
     timed = _table(tmp_path / "backfill", "passages.parquet")
     assert first["image_id"] in {p["image_id"] for p in timed}
+
+
+def _live_copy(race: Path, tmp_path: Path, folders: tuple[str, ...] = ()) -> Path:
+    """The race's photos in a folder to watch: those of the station `folders` when given."""
+    live_images = tmp_path / "live-images"
+
+    def left_out(folder: str, names: list[str]) -> list[str]:
+        at_top = folders and folder == str(race / "images")
+        return [n for n in names if n not in folders] if at_top else []
+
+    shutil.copytree(race / "images", live_images, ignore=left_out)
+    return live_images
+
+
+def test_live_race__an_officials_decision_reaches_the_live_results_at_once(
+    race: Path, batch: Path, tmp_path: Path
+) -> None:
+    # The dashboard appends to RESULTS/corrections.csv (its default log) while the live run
+    # keeps the results: the next poll times the decision in, without a new photo.
+    out = tmp_path / "live"
+    live = LiveRace(_argv(race, _live_copy(race, tmp_path), out, batch / "facts"))
+    assert live_run_log(str(out)) == str(out / "corrections.csv")
+    live.update(final=True)
+    timed = _table(out, "passages.parquet")[0]
+    decided = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    append_corrections(
+        str(out / "corrections.csv"),
+        [Correction(timed["image_id"], "reject", decided_at=decided, by="kari")],
+    )
+    assert live.update() == []
+    assert timed["image_id"] not in {p["image_id"] for p in _table(out, "passages.parquet")}
+    live.close()
+    assert live_run_log(str(out)) is None  # the dashboard re-times by itself again
+
+
+def test_live_race__inputs_recorded_from_the_start_and_no_batch_re_timing_beside_it(
+    race: Path, batch: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The dashboard takes the race's name, stations and time zone from run.json, and
+    # `racelens photos` the images folder, while the live run goes on: it comes with the
+    # first results (the second poll, when the files have stopped growing).
+    out, images = tmp_path / "live", _live_copy(race, tmp_path)
+    live = LiveRace(_argv(race, images, out, batch / "facts"))
+    live.update()
+    assert not (out / "run.json").exists()  # nothing is written before the first results
+    live.update()
+    saved = json.loads((out / "run.json").read_text())
+    assert (saved["course"], saved["images"]) == (str(race / "course.yaml"), str(images))
+    # `racelens results` by hand would replace the live run's files with others (and the
+    # live run would put its own back at the next photo): it says so instead.
+    with restored_logging():
+        assert main(["results", "--out", str(out)]) == 2
+    assert "a live run keeps these results" in capsys.readouterr().err
+    live.close()
+
+
+def test_live_race__athletes_still_out_when_the_course_closes_become_dnf(
+    race: Path, batch: Path, tmp_path: Path
+) -> None:
+    # Only the start's photos have arrived when the course closes, a few seconds from now.
+    close = datetime.now(UTC) + timedelta(seconds=3)
+    course = tmp_path / "course.yaml"
+    closing = f"close: '{close.isoformat()}'"
+    course.write_text(re.sub(r"close: '[^']*'", closing, (race / "course.yaml").read_text()))
+    images = _live_copy(race, tmp_path, ("start",))
+    argv = _argv(race, images, tmp_path / "live", batch / "facts", course)
+    live = LiveRace(argv[:-3] + argv[-1:])  # without --as-of: as of each update
+    live.update(final=True)
+    out = _statuses(tmp_path / "live", "running")
+    assert out
+    time.sleep(max(0.0, (close - datetime.now(UTC)).total_seconds()) + 0.1)
+    live.update()
+    assert _statuses(tmp_path / "live", "dnf") == out
+
+
+def _statuses(out: Path, status: str) -> set[str]:
+    """The bibs of the leaderboard with this status."""
+    return {r["bib"] for r in _table(out, "leaderboard.parquet") if r["status"] == status}

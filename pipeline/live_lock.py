@@ -1,0 +1,52 @@
+"""The mark a live run leaves on its results folder while it runs.
+
+A live run (`racelens run --streaming` on this machine) times the officials' decisions in
+itself, at its next poll, from the corrections log it reads. The dashboard must then not
+re-time the folder with `racelens results` (nor may anyone by hand): that run would
+replace the live run's files with its own, which hold no photo as arrived too late and
+which the live run's next update replaces in turn. So the live run holds an advisory lock
+on OUT/.live.lock for as long as it runs (the system drops it with the process, however
+that ends), with the path of the log it reads inside. This module has no heavy imports:
+the dashboard uses it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from typing import TextIO
+
+from transforms.course import ConfigError
+
+LIVE_LOCK_FILE = ".live.lock"
+
+
+def hold_live_lock(out: str, log: str) -> TextIO:
+    """Marks `out` as a live run's that reads `log`, until the returned file is closed;
+    raises ConfigError when another live run writes there (each would replace the other's
+    results)."""
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, LIVE_LOCK_FILE)
+    lock = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open while the run lasts
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as e:
+        lock.close()
+        raise ConfigError(f"--out {out}: another live run writes these results") from e
+    lock.truncate(0)
+    lock.write(log)
+    lock.flush()
+    return lock
+
+
+def live_run_log(out: str) -> str | None:
+    """The corrections log that a live run on `out` reads, or None when none runs there."""
+    try:
+        with open(os.path.join(out, LIVE_LOCK_FILE), encoding="utf-8") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return lock.read().strip()
+            return None  # left by a run that has ended (closing the file lets go of it)
+    except FileNotFoundError:
+        return None
