@@ -4,7 +4,8 @@ An item is a row of review.parquet. It is settled as soon as the corrections log
 decision about it, before the re-timing has run: for a photo (low_confidence,
 unknown_bib, ...) any assign, reject or approve of that photo, since each of them fixes
 what the photo says; for an athlete (missed_checkpoint, whose photo is the athlete's
-finish) an approval of that athlete there, or a disqualification. Skipped items go to
+finish) an approval of that athlete there (logged as `reinstate`: the athlete stays in
+the results), or a disqualification. Skipped items go to
 the back of the queue, not away.
 """
 
@@ -20,6 +21,10 @@ import pandas as pd
 from transforms.corrections import IMAGE_ACTIONS, Correction
 
 APPROVE, ASSIGN, REJECT, DSQ = "approve", "assign", "reject", "dsq"
+# "The result stands": logged as an athlete decision, so that it decides nothing about the
+# photo shown (the athlete's finish photo, where an image approval would confirm every weak
+# read of another runner on it, unseen, and settle that runner's own item).
+KEEP = "reinstate"
 ATHLETE_REASONS = frozenset({"missed_checkpoint"})
 OPENED = "opened"  # not in the queue: an official opened the photo to correct it
 
@@ -95,7 +100,7 @@ def _settles(c: Correction, item: Item) -> bool:
     if c.action in ("dsq", "dnf"):
         return c.bib in item.candidates
     return (
-        c.action == APPROVE
+        c.action in (KEEP, APPROVE)  # APPROVE: the rows of dashboards before KEEP
         and c.image_id == item.image_id
         and c.bib in item.candidates
         and c.station_id == (item.station_id or "")
@@ -163,7 +168,8 @@ def decision_rows(
         return Correction(item.image_id, action, bib, station or "", None, now, official)
 
     if item.about_athlete and action in (APPROVE, DSQ):
-        return [row(action, bib, item.station_id) for bib in item.candidates]
+        logged = KEEP if action == APPROVE else DSQ
+        return [row(logged, bib, item.station_id) for bib in item.candidates]
     if action == APPROVE:
         return [row(APPROVE)]
     if action == REJECT and not item.about_athlete:

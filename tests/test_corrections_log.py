@@ -11,14 +11,20 @@ from pathlib import Path
 
 import pytest
 
+from dashboard.review_queue import APPROVE, Item, decision_rows, pending
+from tests.conftest import photo, read
 from transforms.corrections import (
     Correction,
     append_corrections,
+    decisions_by_image,
     load_corrections,
+    official_statuses,
     read_corrections_leniently,
 )
+from transforms.identify import identify_photo
 
 WRITERS, ROWS_EACH = 4, 50
+LISTED, THRESHOLD = frozenset({"101", "102"}), 0.75
 DECIDED = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
 
 
@@ -147,3 +153,18 @@ def test_read_leniently__a_wrong_header_is_one_problem(tmp_path: Path) -> None:
     assert reading.problems == (
         f"{log}: line 1: expected header image_id,action,bib,station_id,passed_at,decided_at,by",
     )
+
+
+def test_approving_a_missed_checkpoint_leaves_the_finish_photo_as_read() -> None:
+    # The finish photo of a runner not seen at cp1 also shows another runner, read weakly.
+    # "Approve: the result stands" is about the first runner, not a word on the second's read,
+    # which stays in the queue (it was approved with the photo, unseen, and timed), and on
+    # the leaderboard the runner stays in the results.
+    finish = photo("f", bibs=(read("101", 0.98), read("102", 0.5)))
+    missed = Item(finish.image_id, "missed_checkpoint", "cp1", ("101",))
+    weak = Item(finish.image_id, "low_confidence", "finish", ("102",))
+    rows = decision_rows(APPROVE, missed, official="kari", now=DECIDED, photo_station="finish")
+    as_read = identify_photo(finish, LISTED, THRESHOLD, {})
+    assert identify_photo(finish, LISTED, THRESHOLD, decisions_by_image(rows)) == as_read
+    assert pending([missed, weak], rows) == [weak]
+    assert official_statuses(rows) == {}

@@ -29,7 +29,7 @@ from dashboard import board, photos, retime, review_queue
 from dashboard.data import Race as RaceInfo
 from dashboard.data import StationInfo
 from dashboard.retime import Retimer
-from dashboard.review_queue import Item
+from dashboard.review_queue import KEEP, Item
 from dashboard.settings import PASSWORD_ENV, SettingsError, parse_settings
 from pipeline.cli import main
 from pipeline.live_lock import hold_live_lock
@@ -445,6 +445,8 @@ def test_decision_rows__image_decisions_name_the_photos_station() -> None:
 def test_decision_rows__athlete_decisions_name_the_missed_station() -> None:
     [row] = _rows("dsq", MISSED)
     assert (row.image_id, row.action, row.bib, row.station_id) == ("fin", "dsq", "102", "cp1")
+    [row] = _rows("approve", MISSED)  # the result stands: nothing decided about the photo
+    assert (row.image_id, row.action, row.bib, row.station_id) == ("fin", KEEP, "102", "cp1")
     with pytest.raises(ValueError, match="not a decision"):
         _rows("reject", MISSED)
 
@@ -456,6 +458,9 @@ def test_pending__a_decision_settles_its_items_only() -> None:
     assert review_queue.pending(items, _rows("approve", MISSED)) == [ITEM, other]
     # An approval of the finish photo itself is no decision about the missed checkpoint.
     assert MISSED in review_queue.pending(items, [Correction("fin", "approve")])
+    # As logged by dashboards before KEEP, an approval of the athlete there still settles it.
+    kept_before = Correction("fin", "approve", "102", "cp1")
+    assert review_queue.pending(items, [kept_before]) == [ITEM, other]
 
 
 def test_in_turn__skipped_items_go_last_in_the_order_skipped() -> None:
