@@ -85,7 +85,11 @@ def has_results(out: str) -> bool:
 def _read_table(path: str, file_version: Version) -> pd.DataFrame:
     if file_version == MISSING:
         return _SCHEMAS[os.path.basename(path)].empty_table().to_pandas()
-    return pq.read_table(path).to_pandas()
+    # From one open file: a run replaces its results by renaming new files into place, and
+    # pyarrow given a path opens it again for the pages after the footer, so a replacement
+    # in between (every second in a live run) failed the page.
+    with open(path, "rb") as f:
+        return pq.read_table(f).to_pandas()
 
 
 def _table(out: str, name: str) -> pd.DataFrame:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import subprocess
 import sys
 import threading
@@ -25,7 +26,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import dashboard
-from dashboard import board, photos, retime, review_queue
+from dashboard import board, data, photos, retime, review_queue
 from dashboard.data import Race as RaceInfo
 from dashboard.data import StationInfo
 from dashboard.retime import Retimer
@@ -154,6 +155,32 @@ def test_leaderboard__shows_results_rewritten_by_a_run(
     pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), path)
     at.run()  # what the page's refresh does every few seconds
     assert f"1. {HTML_NAME} (F35), bib 103, 0:41:33.0" in texts(at)
+
+
+def test_data__reads_results_that_a_run_replaces_meanwhile(race: Race) -> None:
+    # A live run replaces its results every second, each file by renaming a new one into
+    # place. Read by path, pyarrow opened a file twice (its footer, then its pages) and a
+    # replacement in between failed the page ("Unexpected end of stream").
+    path = race.out / "leaderboard.parquet"
+    table = pq.read_table(path)
+    stop = threading.Event()
+
+    def replace_again_and_again() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            pq.write_table(table.slice(0, 1 + n % table.num_rows), f"{path}.tmp")
+            os.replace(f"{path}.tmp", path)
+
+    writer = threading.Thread(target=replace_again_and_again)
+    writer.start()
+    try:
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            assert not data.leaderboard(str(race.out)).empty
+    finally:
+        stop.set()
+        writer.join()
 
 
 def test_leaderboard__search_by_bib_or_name(open_page: Callable[..., AppTest]) -> None:
