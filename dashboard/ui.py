@@ -13,6 +13,9 @@ import streamlit as st
 from dashboard import data
 from dashboard.retime import Retimer
 from dashboard.settings import Settings, SettingsError, current_settings
+from pipeline.live_lock import live_run_log
+
+WAIT_FOR_RESULTS_S = 2
 
 
 def settings_or_stop() -> Settings:
@@ -24,8 +27,19 @@ def settings_or_stop() -> Settings:
         st.stop()
     if not data.has_results(settings.out):
         problem("No results in this folder yet.", settings.out)
+        if live_run_log(settings.out) is not None:
+            st.caption("The live run has no photo yet: its results come with the first ones.")
+            _await_first_results(settings.out)
         st.stop()
     return settings
+
+
+@st.fragment(run_every=WAIT_FOR_RESULTS_S)
+def _await_first_results(out: str) -> None:
+    """Shows the page once a live run has written its first results (race morning: the
+    dashboard is opened before any camera uploads)."""
+    if data.has_results(out):
+        st.rerun()
 
 
 def header(title: str, race: data.Race) -> None:

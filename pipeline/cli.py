@@ -294,8 +294,11 @@ def dashboard_command(args: argparse.Namespace) -> list[str]:
     from pathlib import Path
 
     import dashboard
+    from pipeline.live_lock import live_run_log
 
-    if not os.path.isfile(os.path.join(args.out, "leaderboard.parquet")):
+    # A live run writes its first results with its first photos: its folder is one to open.
+    has_results = os.path.isfile(os.path.join(args.out, "leaderboard.parquet"))
+    if not has_results and live_run_log(args.out) is None:
         raise ConfigError(
             f"{args.out}: no results here (run `racelens run --out {args.out}` first)"
         )

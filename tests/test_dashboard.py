@@ -605,6 +605,25 @@ def test_command__no_results_is_a_one_line_error(
     assert err.count("\n") == 1 and "no results" in err
 
 
+def test_command__a_live_run_before_its_first_results_is_a_dashboard_to_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Race morning: the live run watches a folder no camera has uploaded to yet.
+    from pipeline.cli import _parser, dashboard_command
+
+    out = tmp_path / "live-results"
+    live = hold_live_lock(str(out), str(out / "corrections.csv"))
+    try:
+        args = _parser().parse_args(["dashboard", "--out", str(out)])
+        assert dashboard_command(args)[-2:] == ["--out", str(out)]
+        monkeypatch.setattr(sys, "argv", ["app.py", "--out", str(out)])
+        at = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S).run()
+    finally:
+        live.close()
+    assert [e.value for e in at.error] == ["No results in this folder yet."]
+    assert "The live run has no photo yet" in " ".join(c.value for c in at.caption)
+
+
 def test_command__runs_the_installed_app_on_the_folder(race: Race) -> None:
     from pipeline.cli import _parser, dashboard_command
 
