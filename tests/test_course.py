@@ -81,6 +81,19 @@ def test_load_course__settings_override_the_defaults(write_file: Callable[..., s
     assert course.settings == Settings(merge_window_s=15.0, near_duplicate_bits=6)
 
 
+@pytest.mark.parametrize(
+    "setting",
+    ["merge_window_s: 0", "burst_gap_s: -1", "health_window_s: 0", "health_window_s: -300"],
+)
+def test_load_course__a_window_or_gap_of_no_length_is_a_config_error(
+    write_file: Callable[..., str], setting: str
+) -> None:
+    # Beam's windows refuse them: a run ended with Beam's traceback, not the one line.
+    path = write_file("course.yaml", RACE + TWO_STATIONS + f"settings: {{{setting}}}\n")
+    name = setting.split(":")[0]
+    assert f"settings: {name} must be above 0" in _error(load_course, path)
+
+
 def test_load_course__a_bom_is_tolerated(write_file: Callable[..., str]) -> None:
     path = write_file("course.yaml", "\ufeff".encode() + COURSE_YAML.encode())
     assert load_course(path) == make_course()

@@ -197,6 +197,10 @@ def _parse_station(raw: Any, where: str) -> Station:
     )
 
 
+# Settings that are a length of time: a window, a session gap, a burst's gap.
+POSITIVE_SETTINGS = ("merge_window_s", "burst_gap_s", "health_window_s")
+
+
 def _parse_settings(raw: Any, path: str, node: yaml.Node | None = None) -> Settings:
     if raw is None:
         return Settings()
@@ -224,6 +228,10 @@ def _parse_settings(raw: Any, path: str, node: yaml.Node | None = None) -> Setti
         )
     if not 0.0 <= values.get("review_threshold", 0.75) <= 1.0:
         raise ConfigError(f"{path}: settings: review_threshold must be between 0 and 1")
+    # Beam's session and fixed windows need a length: 0 or less ended the run in a traceback.
+    for name in POSITIVE_SETTINGS:
+        if values.get(name, 1.0) <= 0:
+            raise ConfigError(f"{path}: settings: {name} must be above 0, not {values[name]:g}")
     settings = Settings(**values)
     if settings.min_pace_s_per_km >= settings.max_pace_s_per_km:
         raise ConfigError(f"{path}: settings: min_pace_s_per_km must be below max_pace_s_per_km")
