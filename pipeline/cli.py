@@ -104,6 +104,7 @@ def _execute(beam_argv: list[str], retime: bool = False, own_process: bool = Fal
 
     opts = PipelineOptions(beam_argv)
     cfg = RaceConfig(opts.view_as(RacelensOptions))  # validate before anything starts
+    check_output_folders(cfg)
     stopping = stopped_on_signals(cfg.out, cfg.facts) if own_process else contextlib.nullcontext([])
     if opts.view_as(StandardOptions).streaming:
         from pipeline.streaming import run_streaming, runs_locally
@@ -116,6 +117,24 @@ def _execute(beam_argv: list[str], retime: bool = False, own_process: bool = Fal
         return _finish(cfg)
     with stopping as ends:
         return _batch(opts, cfg, beam_argv, retime, own_process, ends)
+
+
+def check_output_folders(cfg: RaceConfig) -> None:
+    """Raises ConfigError where a local --out or --facts cannot hold the run's files, or lies
+    inside --images, where a second run read the first one's outputs and facts as photos."""
+    from transforms.write import unwritable, within
+
+    for flag, folder in (("--out", cfg.out), ("--facts", cfg.facts)):
+        if "://" in folder:
+            continue
+        if "://" not in cfg.images and within(folder, cfg.images):
+            raise ConfigError(
+                f"{flag}: '{folder}' is inside --images: its files would be read as photos "
+                "(put it beside the photos' folder)"
+            )
+        problem = unwritable(folder)
+        if problem:
+            raise ConfigError(f"{flag}: cannot write in '{folder}': {problem}")
 
 
 def _batch(

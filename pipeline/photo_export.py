@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from transforms.course import ConfigError
 from transforms.photos import os_path
 from transforms.schemas import ATHLETE_PHOTOS_FILE, LEADERBOARD_FILE
-from transforms.write import temporary_name
+from transforms.write import temporary_name, within
 
 RUN_FILE = "run.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -116,8 +116,7 @@ def _check_dest(dest: str, images: str | None) -> None:
     if os.path.exists(dest) and not os.path.isdir(dest):
         raise ConfigError(f"--to {dest}: exists and is not a folder")
     if images is not None and "://" not in images:
-        root, target = os.path.realpath(images), os.path.realpath(dest)
-        if os.path.commonpath([root, target]) == root:
+        if within(dest, images):
             raise ConfigError(
                 f"--to {dest}: inside the race's photos ({images}); the copies would join the race"
             )

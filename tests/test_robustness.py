@@ -227,6 +227,43 @@ def test_run__bad_configuration_is_one_line_exit_2_and_nothing_written(
     assert not out.exists(), "nothing is written before the input is valid"
 
 
+# Where an engineer points --out or --facts wrongly: (its folder, the message's end)
+BAD_OUTPUT_PLACES = {
+    "out_is_a_file": (lambda root: ["--out", str(root / "a-file")], "is not a folder"),
+    "out_under_a_file": (lambda root: ["--out", str(root / "a-file" / "out")], "is not a folder"),
+    # A second run read the first one's outputs and facts as photos (231 rejected rows).
+    "out_inside_images": (
+        lambda root: ["--out", str(root / "images" / "out")],
+        "inside --images: its files would be read as photos",
+    ),
+    "facts_inside_images": (
+        lambda root: ["--out", str(root / "out"), "--facts", str(root / "images" / "facts")],
+        "inside --images: its files would be read as photos",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_OUTPUT_PLACES)
+def test_run__an_output_folder_it_cannot_use_is_one_line_exit_2_and_nothing_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], keep_logging: None, case: str
+) -> None:
+    (tmp_path / "images" / "finish").mkdir(parents=True)
+    (tmp_path / "images" / "finish" / "a.jpg").write_bytes(encoded("JPEG", good(10)))
+    (tmp_path / "course.yaml").write_text(COURSE_YAML, encoding="utf-8")
+    (tmp_path / "startlist.csv").write_text(START_LIST_CSV, encoding="utf-8")
+    (tmp_path / "a-file").write_text("not a folder", encoding="utf-8")
+    before = snapshot(tmp_path)
+    places, problem = BAD_OUTPUT_PLACES[case]
+    argv = run_argv(
+        tmp_path / "images", tmp_path / "course.yaml", tmp_path / "startlist.csv", tmp_path / "out"
+    )
+    assert main([*argv, *places(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("racelens: error: --"), err
+    assert problem in err, err
+    assert snapshot(tmp_path) == before, "nothing is written before the outputs' place is valid"
+
+
 # --- Crash safety -----------------------------------------------------------------------------
 
 RESULTS = ("*.parquet", "results.csv")
