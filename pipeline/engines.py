@@ -37,6 +37,7 @@ from transforms import records
 from transforms.course import ConfigError
 
 if TYPE_CHECKING:
+    from apache_beam.runners.dask.dask_runner import DaskOptions
     from dask.distributed import Client, LocalCluster
 
 Graph = Callable[[beam.Pipeline, RaceConfig], beam.PCollection]
@@ -86,13 +87,11 @@ def analyse_on_dask(argv: list[str]) -> list[tuple[str, list[str]]]:
     # Imported here: it imports dask.distributed (~0.5 s), which other runs do not need,
     # and it registers Beam's DaskOptions (--dask_client_address, ...) for parsing.
     from apache_beam.runners.dask.dask_runner import DaskOptions, DaskRunner
-    from dask.distributed import Client
 
     opts = PipelineOptions(argv)
     with dask_scheduler(opts) as scheduler_argv:
         dask_opts = PipelineOptions([*argv, *scheduler_argv, *partitioning(opts)])
-        named = dask_opts.view_as(DaskOptions)
-        with Client(address=named.address, scheduler_file=named.scheduler_file) as client:
+        with scheduler_client(dask_opts.view_as(DaskOptions)) as client:
             require_same_analysis(client)
         p = beam.Pipeline(runner=DaskRunner(), options=dask_opts)
         build_analysis(p, RaceConfig(dask_opts.view_as(RacelensOptions)))
@@ -104,6 +103,24 @@ def analyse_on_dask(argv: list[str]) -> list[tuple[str, list[str]]]:
         finally:
             result.client.close()  # the runner opens a client and leaves it open
     return grouped_copies(files)
+
+
+def scheduler_client(named: DaskOptions) -> Client:
+    """A client of the scheduler the options name; raises ConfigError where there is none to
+    reach: Dask's client waits for a scheduler file for good (a typo hung the run) and ends
+    an unreachable address with its traceback, after `distributed.comm.timeouts.connect`."""
+    from dask.distributed import Client
+
+    if named.scheduler_file and not os.path.isfile(named.scheduler_file):
+        raise ConfigError(
+            f"--dask_scheduler_file: no file '{named.scheduler_file}' (a scheduler started "
+            "with `dask scheduler --scheduler-file FILE` writes it)"
+        )
+    try:
+        return Client(address=named.address, scheduler_file=named.scheduler_file)
+    except OSError as e:  # refused, timed out, an address that does not resolve
+        where = named.address or f"the address in {named.scheduler_file}"
+        raise ConfigError(f"cannot reach the Dask scheduler at {where}: {e}") from e
 
 
 def analysis_version() -> int:
@@ -141,9 +158,19 @@ def dask_scheduler(opts: PipelineOptions) -> Iterator[list[str]]:
     if named.address or named.scheduler_file:
         yield []
         return
-    workers = opts.view_as(LocalDaskOptions).dask_local_workers or os.cpu_count() or 1
+    workers = local_workers(opts.view_as(LocalDaskOptions).dask_local_workers)
     with local_cluster(workers) as cluster:
         yield [f"--dask_client_address={cluster.scheduler_address}"]
+
+
+def local_workers(given: int | None) -> int:
+    """The LocalCluster's worker count: `given`, else one per core. Raises ConfigError below
+    one: a cluster of none left the run waiting for good."""
+    if given is None:
+        return os.cpu_count() or 1
+    if given < 1:
+        raise ConfigError(f"--dask_local_workers must be 1 or more, not {given}")
+    return given
 
 
 @contextlib.contextmanager

@@ -27,7 +27,9 @@ from pipeline.cli import main
 from pipeline.graph import build, build_retime
 from pipeline.summary import OUTPUT_FILES
 from tests.conftest import restored_logging
+from tests.test_robustness import time_limit
 from transforms import photos, records
+from transforms.course import ConfigError
 from transforms.photos import FactStore
 from transforms.records import PhotoFacts
 
@@ -197,6 +199,37 @@ def test_dask__workers_of_another_analysis_version_are_refused_before_the_timing
     assert not (tmp_path / "out" / "images.parquet").exists(), "no race was timed"
 
 
+@pytest.mark.parametrize(
+    ("named", "problem"),
+    [
+        # Dask's client waited for the file for good: a typo hung the run.
+        (
+            "--dask_scheduler_file={tmp}/typo.json",
+            "--dask_scheduler_file: no file '{tmp}/typo.json'",
+        ),
+        # A traceback of Dask's, after its 30 s (2 s here) of trying.
+        ("--dask_client_address=tcp://127.0.0.1:1", "cannot reach the Dask scheduler at"),
+    ],
+)
+def test_dask__a_scheduler_not_there_is_one_line_exit_2(
+    race: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    named: str,
+    problem: str,
+) -> None:
+    argv = run_argv(race, tmp_path / "out", "--runner=DaskRunner", named.format(tmp=tmp_path))
+    with (
+        restored_logging(),
+        time_limit(60),
+        dask.config.set({"distributed.comm.timeouts.connect": "2s"}),
+    ):
+        assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and problem.format(tmp=tmp_path) in error, error
+    assert not (tmp_path / "out" / "images.parquet").exists(), "no race was timed"
+
+
 def test_dask_scheduler__starts_a_local_cluster_of_worker_processes_when_none_is_named() -> None:
     with engines.dask_scheduler(PipelineOptions(["--dask_local_workers=2"])) as argv:
         [address] = [a.split("=", 1)[1] for a in argv if a.startswith("--dask_client_address=")]
@@ -207,6 +240,14 @@ def test_dask_scheduler__starts_a_local_cluster_of_worker_processes_when_none_is
     assert len(pids) == 2 and os.getpid() not in pids
     assert threads == {1}, "one task thread per worker process"
     assert set(profiling.values()) == {False}, "no statistical profiler taking CPU"
+
+
+@pytest.mark.parametrize("workers", ["0", "-1"])
+def test_dask_scheduler__a_local_cluster_of_no_worker_is_a_config_error(workers: str) -> None:
+    # -1 started a cluster of none, and the run waited for good; 0 meant one per core.
+    with pytest.raises(ConfigError, match=f"--dask_local_workers must be 1 or more, not {workers}"):
+        with engines.dask_scheduler(PipelineOptions([f"--dask_local_workers={workers}"])):
+            pass
 
 
 @pytest.mark.parametrize(
