@@ -283,6 +283,7 @@ def photo_files(paths: list[str]) -> list[str]:
 def _score(args: argparse.Namespace, _: list[str]) -> int:
     from pipeline.score import score_faces, score_leaderboard, score_run
 
+    check_score_inputs(args.out, args.truth, args.images)
     race = os.path.dirname(os.path.abspath(args.truth))
     score = score_run(args.out, args.truth, args.images, args.tolerance)
     board = score_leaderboard(
@@ -298,6 +299,20 @@ def _score(args: argparse.Namespace, _: list[str]) -> int:
     print(board.report())
     ok = score.meets_foundation() and faces.face_match_wrong == 0 and board.all_agree()
     return 1 if args.check and not ok else 0
+
+
+def check_score_inputs(out: str, truth: str, images: str) -> None:
+    """Raises ConfigError naming the first input `racelens score` reads that is not there (a
+    results file, truth.csv: it ended with a traceback), or an --images that is no folder
+    (the run was scored against no file at all)."""
+    from transforms.schemas import IMAGES_FILE, LEADERBOARD_FILE, PASSAGES_FILE
+
+    results = [os.path.join(out, name) for name in (PASSAGES_FILE, IMAGES_FILE, LEADERBOARD_FILE)]
+    for path in [*results, truth]:
+        if not os.path.isfile(path):
+            raise ConfigError(f"{path}: not found")
+    if not os.path.isdir(images):
+        raise ConfigError(f"--images: '{images}' is not a folder")
 
 
 def _photos(args: argparse.Namespace, _: list[str]) -> int:

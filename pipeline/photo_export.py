@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from transforms.course import ConfigError
 from transforms.photos import os_path
 from transforms.schemas import ATHLETE_PHOTOS_FILE, LEADERBOARD_FILE
-from transforms.write import temporary_name, within
+from transforms.write import temporary_name, unwritable, within
 
 RUN_FILE = "run.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -113,8 +113,9 @@ def _images_root(out: str) -> str | None:
 
 
 def _check_dest(dest: str, images: str | None) -> None:
-    if os.path.exists(dest) and not os.path.isdir(dest):
-        raise ConfigError(f"--to {dest}: exists and is not a folder")
+    problem = unwritable(dest)
+    if problem:
+        raise ConfigError(f"--to {dest}: cannot write in it: {problem}")
     if images is not None and "://" not in images:
         if within(dest, images):
             raise ConfigError(

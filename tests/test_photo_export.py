@@ -125,6 +125,7 @@ def test_photos__missing_source_is_counted_not_fatal(results, tmp_path: Path) ->
     [
         ("no_results", "athlete_photos.parquet: not found"),
         ("dest_is_file", "not a folder"),
+        ("dest_under_a_file", "not a folder"),  # it was NotADirectoryError's traceback
         ("dest_in_images", "the copies would join the race"),
         ("unknown_bib", "--bib 999: no athlete"),
         ("no_dest", "the following arguments are required: --to"),
@@ -138,6 +139,7 @@ def test_photos__bad_arguments_exit_2_with_one_line(
     argv = {
         "no_results": ["--out", str(tmp_path / "nothing"), "--to", str(tmp_path / "e")],
         "dest_is_file": ["--out", str(out), "--to", str(tmp_path / "file")],
+        "dest_under_a_file": ["--out", str(out), "--to", str(tmp_path / "file" / "mine")],
         "dest_in_images": ["--out", str(out), "--to", str(tmp_path / "images" / "mine")],
         "unknown_bib": ["--out", str(out), "--to", str(tmp_path / "e"), "--bib", "101", "999"],
         "no_dest": ["--out", str(out)],

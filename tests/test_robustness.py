@@ -264,6 +264,28 @@ def test_run__an_output_folder_it_cannot_use_is_one_line_exit_2_and_nothing_writ
     assert snapshot(tmp_path) == before, "nothing is written before the outputs' place is valid"
 
 
+@pytest.mark.parametrize("missing", ["results", "truth", "images"])
+def test_score__an_input_not_there_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], missing: str
+) -> None:
+    # Each ended the command with a traceback (FileNotFoundError), or, for --images, scored
+    # the run against no file at all.
+    (tmp_path / "out").mkdir()
+    for name in ("images.parquet", "passages.parquet", "leaderboard.parquet"):
+        (tmp_path / "out" / name).write_bytes(b"")
+    (tmp_path / "truth.csv").write_text("bib,station_id,passed_at\n", encoding="utf-8")
+    (tmp_path / "images").mkdir()
+    gone = {"results": "out/passages.parquet", "truth": "truth.csv", "images": "images"}[missing]
+    if missing == "images":
+        (tmp_path / gone).rmdir()
+    else:
+        (tmp_path / gone).unlink()
+    argv = ["score", "--out", str(tmp_path / "out"), "--truth", str(tmp_path / "truth.csv")]
+    assert main([*argv, "--images", str(tmp_path / "images")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tmp_path / gone}" in err, err
+
+
 # --- Crash safety -----------------------------------------------------------------------------
 
 RESULTS = ("*.parquet", "results.csv")
