@@ -119,11 +119,30 @@ def _execute(beam_argv: list[str], retime: bool = False, own_process: bool = Fal
         return _batch(opts, cfg, beam_argv, retime, own_process, ends)
 
 
+def within(path: str, folder: str) -> bool:
+    """Whether local `path` is `folder` or lies below it, links resolved."""
+    root, target = os.path.realpath(folder), os.path.realpath(path)
+    return os.path.commonpath([root, target]) == root
+
+
+def unwritable(folder: str) -> str | None:
+    """Why files cannot be made in local `folder` (created as needed), or None: the nearest
+    part of it that exists must be a folder this process may write in. Asked before a run
+    starts, as a file in the way or a read-only disk otherwise failed its first write, in a
+    worker, with Beam's traceback. (A full disk shows only when written to.)"""
+    existing = os.path.abspath(folder)  # its parents end at the root, never at ''
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"'{existing}' is not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):  # also false on a read-only file system
+        return f"'{existing}' is not writable"
+    return None
+
+
 def check_output_folders(cfg: RaceConfig) -> None:
     """Raises ConfigError where a local --out or --facts cannot hold the run's files, or lies
     inside --images, where a second run read the first one's outputs and facts as photos."""
-    from transforms.write import unwritable, within
-
     for flag, folder in (("--out", cfg.out), ("--facts", cfg.facts)):
         if "://" in folder:
             continue

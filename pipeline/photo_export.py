@@ -19,10 +19,11 @@ from dataclasses import dataclass
 
 import pyarrow.parquet as pq
 
+from pipeline.cli import unwritable, within
 from transforms.course import ConfigError
 from transforms.photos import os_path
 from transforms.schemas import ATHLETE_PHOTOS_FILE, LEADERBOARD_FILE
-from transforms.write import temporary_name, unwritable, within
+from transforms.write import temporary_name
 
 RUN_FILE = "run.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")

@@ -116,27 +116,6 @@ def remove_stale_temporaries(
     return stale
 
 
-def within(path: str, folder: str) -> bool:
-    """Whether local `path` is `folder` or lies below it, links resolved."""
-    root, target = os.path.realpath(folder), os.path.realpath(path)
-    return os.path.commonpath([root, target]) == root
-
-
-def unwritable(folder: str) -> str | None:
-    """Why files cannot be made in local `folder` (created as needed), or None: the nearest
-    part of it that exists must be a folder this process may write in. Asked before a run
-    starts, as a file in the way or a read-only disk otherwise failed its first write, in a
-    worker, with Beam's traceback. (A full disk shows only when written to.)"""
-    existing = folder
-    while not os.path.lexists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        return f"'{existing}' is not a folder"
-    if not os.access(existing, os.W_OK | os.X_OK):  # also false on a read-only file system
-        return f"'{existing}' is not writable"
-    return None
-
-
 def write_table(rows: list[dict], path: str, schema: pa.Schema, order: Callable | None) -> str:
     ordered = sorted(rows, key=order) if order else rows
     write_atomically(path, table_bytes(ordered, schema))
