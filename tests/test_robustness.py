@@ -137,6 +137,28 @@ def test_listings__the_analysis_engines_and_live_mode_see_every_entry(fuzz_run: 
     assert sorted(list_files(str(fuzz_run.images))) == expected  # live mode
 
 
+def test_list_photos__a_folder_it_cannot_list_is_an_unreadable_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A card's folder copied with another user's permissions: its photos were left out of
+    # the listing without a word (Beam's and os.walk both skip what they cannot list).
+    images, locked = tmp_path / "images", tmp_path / "images" / "start"
+    locked.mkdir(parents=True)
+    (locked / "a.jpg").write_bytes(encoded("JPEG", good(1)))
+    (images / "finish").mkdir()
+    (images / "finish" / "b.jpg").write_bytes(encoded("JPEG", good(2)))
+    scandir = os.scandir
+
+    def denied(path: object = ".") -> object:
+        if os.fspath(path) == str(locked):
+            raise PermissionError(13, "Permission denied", str(locked))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", denied)
+    assert list_photos(str(images)) == [str(images / "finish" / "b.jpg"), str(locked)]
+    assert photos.unreadable_reason(str(locked)) == "unreadable"
+
+
 @pytest.mark.parametrize("bomb", [png_bomb, jpeg_bomb])
 def test_analyse_photo__a_decompression_bomb_is_refused_from_its_header(
     bomb: Callable[[int, int], bytes],

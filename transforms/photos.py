@@ -113,17 +113,19 @@ def skipped_entries(images_root: str) -> list[str]:
 
     Beam walks folders without following links (a link loop would list files forever, a
     folder linked twice would count its photos twice) and drops entries it cannot stat:
-    links to folders, broken links and link loops. Each is still an input that gets a row.
+    links to folders, broken links and link loops; and folders it cannot list (their
+    photos would be lost without a word). Each is still an input that gets a row.
     """
     if not _is_local(images_root):
         return []
-    skipped = []
-    for folder, dirs, files in os.walk(images_root):
+    skipped: list[str] = []
+    unlisted: list[str] = []  # os.walk reports each folder it cannot list, the error naming it
+    for folder, dirs, files in os.walk(images_root, onerror=lambda e: unlisted.append(e.filename)):
         subfolders = [os.path.join(folder, d) for d in dirs]
         skipped += filter(os.path.islink, subfolders)
         # os.path.exists follows links: False for a broken link or a link loop.
         skipped += (p for p in (os.path.join(folder, f) for f in files) if not os.path.exists(p))
-    return sorted(text_path(path) for path in skipped)
+    return sorted(text_path(path) for path in skipped + unlisted)
 
 
 def read_bytes(path: str) -> bytes:
@@ -146,6 +148,8 @@ def unreadable_reason(path: str) -> str:
         mode = os.stat(local).st_mode
     except OSError as e:
         return "symlink_loop" if e.errno == errno.ELOOP else "unreadable"  # ELOOP: a -> b -> a
+    if stat.S_ISDIR(mode) and not os.path.islink(local):
+        return "unreadable"  # a folder is listed only where it could not be listed itself
     if stat.S_ISDIR(mode):
         # A link to the folder it lies in, or above it, is a loop; others are linked folders.
         target, folder = os.path.realpath(local), os.path.realpath(os.path.dirname(local))
