@@ -30,7 +30,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.cli import main
+from pipeline.cli import count_files, main
 from pipeline.demo import generate_race
 from pipeline.live import list_files
 from pipeline.selfcheck import (
@@ -135,6 +135,7 @@ def test_listings__the_analysis_engines_and_live_mode_see_every_entry(fuzz_run: 
     expected = sorted(stored_path(fuzz_run.images, e.name) for e in CORPUS)
     assert list_photos(str(fuzz_run.images)) == expected  # Dask's analysis, bench
     assert sorted(list_files(str(fuzz_run.images))) == expected  # live mode
+    assert count_files(str(fuzz_run.images)) == len(expected)  # the progress lines' total
 
 
 def test_list_photos__a_folder_it_cannot_list_is_an_unreadable_entry(
