@@ -250,6 +250,23 @@ def test_run__bad_configuration_is_one_line_exit_2_and_nothing_written(
     assert not out.exists(), "nothing is written before the input is valid"
 
 
+def test_run__a_corrections_log_that_is_not_utf8_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], keep_logging: None
+) -> None:
+    # Saved from a spreadsheet as Latin-1: it ended the run with UnicodeDecodeError's traceback.
+    (tmp_path / "images").mkdir()
+    (tmp_path / "course.yaml").write_text(COURSE_YAML, encoding="utf-8")
+    (tmp_path / "startlist.csv").write_text(START_LIST_CSV, encoding="utf-8")
+    log = tmp_path / "corrections.csv"
+    log.write_bytes(b"image_id,action,bib,station_id,passed_at,decided_at,by\n\xe9")
+    out = tmp_path / "out"
+    argv = run_argv(tmp_path / "images", tmp_path / "course.yaml", tmp_path / "startlist.csv", out)
+    assert main([*argv, "--corrections", str(log)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"racelens: error: {log}: not UTF-8 text (byte 55)\n", err
+    assert not out.exists(), "nothing is written before the input is valid"
+
+
 # Where an engineer points --out or --facts wrongly: (its folder, the message's end)
 BAD_OUTPUT_PLACES = {
     "out_is_a_file": (lambda root: ["--out", str(root / "a-file")], "is not a folder"),

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from transforms.course import ConfigError
+from transforms.course import ConfigError, _read_text
 
 CORRECTION_COLUMNS = ("image_id", "action", "bib", "station_id", "passed_at", "decided_at", "by")
 IMAGE_ACTIONS = ("assign", "reject", "approve")
@@ -109,11 +109,8 @@ def parse_corrections(text: str, path: str = "corrections.csv") -> tuple[Correct
 
 
 def load_corrections(path: str) -> tuple[Correction, ...]:
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            return parse_corrections(f.read(), path)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
+    # Read as the course and start list are: text that is not UTF-8 is one line too.
+    return parse_corrections(_read_text(path), path)
 
 
 def read_corrections_leniently(path: str) -> LogReading:
