@@ -17,7 +17,8 @@ Lateness is judged on arrival, as a streaming runner judges it: the
 watermark is the latest photo time seen so far (never ahead of the wall
 clock), and a photo whose passage window would end more than the course's
 allowed_lateness_s behind it is recorded as too_late and sent to review
-instead of being timed. A batch run has no arrival order: it times every
+instead of being timed; started again, the live run keeps holding the photos that the
+results hold as too late. A batch run has no arrival order: it times every
 photo as if all had been there from the start (a backfill).
 """
 
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
 
+import pyarrow.parquet as pq
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -46,7 +48,7 @@ from pipeline.retime import time_photos
 from transforms.corrections import read_corrections_leniently
 from transforms.exif import place_in_race
 from transforms.faces import faces_enabled
-from transforms.passages import advance_watermark, is_too_late
+from transforms.passages import TOO_LATE, advance_watermark, is_too_late
 from transforms.photos import (
     _AnalyseContent,  # the analysis DoFn itself, called in-process
     image_id_of,
@@ -56,6 +58,7 @@ from transforms.photos import (
     unreadable_id,
 )
 from transforms.records import Photo
+from transforms.schemas import IMAGES_FILE
 from transforms.write import write_results
 
 # Flags of the live command that the batch cycles must not see.
@@ -110,6 +113,21 @@ def file_version(path: str) -> FileVersion | None:
     return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
+def held_too_late(out: str) -> dict[str, str]:
+    """The photos (path -> image_id) that the results in `out` hold as arrived too late.
+
+    A live run started again takes in every file present at its first poll, all arriving
+    together, so none would be late: the photos held before keep the judgment of their
+    arrival, and their review items stay in the official's queue.
+    """
+    try:
+        with open(os.path.join(out, IMAGES_FILE), "rb") as f:
+            rows = pq.read_table(f, columns=["path", "image_id", "reason"]).to_pylist()
+    except FileNotFoundError:
+        return {}  # a first start
+    return {r["path"]: r["image_id"] for r in rows if r["reason"] == TOO_LATE}
+
+
 def hash_file(path: str) -> str:
     try:
         return image_id_of(read_bytes(path))
@@ -158,6 +176,7 @@ class LiveRace:
         self.cfg = RaceConfig(PipelineOptions(batch_argv(argv)).view_as(RacelensOptions))
         self.state = LiveState()
         self._log = log
+        self._held = held_too_late(self.cfg.out)
         self._closed = self._closed_now()
         # Decisions are logged while the run goes on: by the dashboard, into its default log
         # in the results folder, unless both are given another.
@@ -233,7 +252,8 @@ class LiveRace:
             taken_at = place_in_race(photo, course).taken_at
             if taken_at is None:
                 continue  # rejected: no event time, nothing to be late for
-            if is_too_late(taken_at, watermark, gap_s, lateness_s):
+            held = self._held.pop(path, None) == photo.image_id  # the same file as then
+            if held or is_too_late(taken_at, watermark, gap_s, lateness_s):
                 state.too_late.add(path)
             state.watermark = advance_watermark(state.watermark, taken_at, now)
 

@@ -110,11 +110,10 @@ def _late_course(race: Path, tmp_path: Path, lateness_s: float) -> Path:
     return course
 
 
-def test_live_race__photo_after_the_allowed_lateness_is_recorded_and_reviewed_not_timed(
-    race: Path, batch: Path, tmp_path: Path
-) -> None:
-    # The first start photo with a passage reaches the folder after everything else: more
-    # than 60 s (+ the merge window) behind the latest photo.
+def _late_arrival(race: Path, batch: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """The first start photo with a passage (relative to the race's images), and a folder to
+    watch holding every photo but that one: it reaches the folder after everything else,
+    more than 60 s (+ the merge window) behind the latest photo."""
     images = pq.read_table(batch / "images.parquet").to_pylist()
     first = min(
         (r for r in images if r["station_id"] == "start" and r["status"] == "passage"),
@@ -123,6 +122,16 @@ def test_live_race__photo_after_the_allowed_lateness_is_recorded_and_reviewed_no
     late = Path(first["path"]).relative_to(race / "images")
     live_images = tmp_path / "live-images"
     shutil.copytree(race / "images", live_images, ignore=lambda d, names: [late.name])
+    return late, live_images
+
+
+def test_live_race__photo_after_the_allowed_lateness_is_recorded_and_reviewed_not_timed(
+    race: Path, batch: Path, tmp_path: Path
+) -> None:
+    late, live_images = _late_arrival(race, batch, tmp_path)
+    first = {r["path"]: r for r in pq.read_table(batch / "images.parquet").to_pylist()}[
+        str(race / "images" / late)
+    ]
     course = _late_course(race, tmp_path, 60.0)
     live = LiveRace(_argv(race, live_images, tmp_path / "live", batch / "facts", course))
     live.update(final=True)
@@ -143,6 +152,27 @@ def test_live_race__photo_after_the_allowed_lateness_is_recorded_and_reviewed_no
         assert main(["run", *backfill]) == 0
     timed = _table(tmp_path / "backfill", "passages.parquet")
     assert first["image_id"] in {p["image_id"] for p in timed}
+
+
+def test_live_race__a_restart_keeps_the_photos_that_arrived_too_late_held(
+    race: Path, batch: Path, tmp_path: Path
+) -> None:
+    # Stopped and started again (Ctrl-C, a reboot), the live run takes in every file at its
+    # first poll, all "arriving" together: a photo held as too late was then timed, unseen,
+    # and its review item left the official's queue.
+    late, images = _late_arrival(race, batch, tmp_path)
+    course = _late_course(race, tmp_path, 60.0)
+    argv = _argv(race, images, tmp_path / "live", batch / "facts", course)
+    first = LiveRace(argv)
+    first.update(final=True)
+    shutil.copyfile(race / "images" / late, images / late)
+    first.update(final=True)
+    first.close()
+    held = _table(tmp_path / "live", "images.parquet")
+    restarted = LiveRace(argv)
+    restarted.update(final=True)
+    assert _table(tmp_path / "live", "images.parquet") == held
+    assert restarted.state.too_late == {str(images / late)}
 
 
 def _live_copy(race: Path, tmp_path: Path, folders: tuple[str, ...] = ()) -> Path:
