@@ -12,10 +12,12 @@ ended are removed; the next run of the same command takes up the stored facts.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import posixpath
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 
@@ -23,6 +25,7 @@ from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.progress import count_facts
+from pipeline.worker_command import WORKER_LOST
 from transforms.photos import FactStore
 from transforms.write import TEMPORARY_MARK
 
@@ -40,9 +43,13 @@ def stopped_on_signals(out: str, facts: str) -> Iterator[list[Ender]]:
     ends without unwinding, other threads and all."""
     ends: list[Ender] = []
     started = time.time()
+    stopping = threading.Event()
 
     def stop(signum: int, _: object) -> None:
-        for each in SIGNALS:  # an impatient second Ctrl-C must not interrupt the stopping
+        stopping.set()
+        # An impatient second Ctrl-C must not interrupt the stopping, nor the commands of the
+        # workers it ends, which see them end without a word.
+        for each in (*SIGNALS, WORKER_LOST):
             signal.signal(each, signal.SIG_IGN)
         terminal = _quieted_stderr()
         try:
@@ -52,17 +59,52 @@ def stopped_on_signals(out: str, facts: str) -> Iterator[list[Ender]]:
             _kill(started_here)  # Dask's, multiprocessing's; the workers' are gone already
             remove_temporaries_of([out, facts], {os.getpid(), *started_here})
             kept = count_facts(FactStore(facts))
-            line = interrupted_line(kept, facts, results_state(out, started))
+            line_of = worker_lost_line if signum == WORKER_LOST else interrupted_line
+            line = line_of(kept, facts, results_state(out, started))
             os.write(terminal, f"{line}\n".encode())
         finally:
-            os._exit(128 + signum)
+            os._exit(1 if signum == WORKER_LOST else 128 + signum)
 
     previous = handled_by(stop)
+    previous[WORKER_LOST] = signal.signal(WORKER_LOST, stop)  # from a worker's command
     try:
-        yield ends
+        with news_held_back_for(stopping):
+            yield ends
     finally:
         for each, handler in previous.items():
             signal.signal(each, handler)
+
+
+# How long another thread's error waits before it is reported: a worker that dies closes its
+# streams to this process at once, and Beam's threads report them (a traceback each) before
+# its command has told this process (WORKER_LOST). Once the stop has begun they are no news.
+HELD_BACK_S = 0.5
+
+
+@contextlib.contextmanager
+def news_held_back_for(stopping: threading.Event) -> Iterator[None]:
+    """Meanwhile, an exception that ends a thread other than the main one, and an error it
+    logs, is reported HELD_BACK_S later, unless `stopping` is set by then: then never."""
+
+    def reported(report: Callable[[threading.ExceptHookArgs], object]) -> Callable:
+        return lambda args: None if stopping.wait(HELD_BACK_S) else report(args)
+
+    def unless_stopping(record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR or threading.current_thread() is threading.main_thread():
+            return True
+        return not stopping.wait(HELD_BACK_S)
+
+    hook = threading.excepthook
+    threading.excepthook = reported(hook)
+    handlers = logging.getLogger().handlers
+    for handler in handlers:
+        handler.addFilter(unless_stopping)
+    try:
+        yield
+    finally:
+        threading.excepthook = hook
+        for handler in handlers:
+            handler.removeFilter(unless_stopping)
 
 
 def handled_by(handler: Callable[[int, object], None]) -> dict[int, object]:
@@ -155,8 +197,19 @@ def results_state(out: str, since: float) -> str:
 
 def interrupted_line(kept: int, facts: str, results: str) -> str:
     """The one line an interrupted run leaves on the terminal."""
+    return _stopped_line("interrupted", kept, facts, results)
+
+
+def worker_lost_line(kept: int, facts: str, results: str) -> str:
+    """The one line a run leaves on the terminal when a worker process of its died."""
+    return _stopped_line(
+        "a worker process ended without a word (killed: out of memory?)", kept, facts, results
+    )
+
+
+def _stopped_line(why: str, kept: int, facts: str, results: str) -> str:
     photos = "photo" if kept == 1 else "photos"
     return (
-        f"racelens: interrupted; the facts of {kept} {photos} analysed so far are kept in "
+        f"racelens: {why}; the facts of {kept} {photos} analysed so far are kept in "
         f"{facts}, {results}; run the same command again to carry on"
     )

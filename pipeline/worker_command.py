@@ -18,6 +18,11 @@ import struct
 import sys
 
 ADDRESS_VARIABLE = "RACELENS_WORKER_ZYGOTE"  # the zygote's socket
+LAUNCHER_VARIABLE = "RACELENS_WORKER_LAUNCHER"  # the pid of the launcher the zygote serves
+# What this command sends its launcher when its worker died without a word (the kernel's OOM
+# killer, say): Beam would end the run with its threads' tracebacks (pipeline/interrupted.py
+# ends it with one line instead).
+WORKER_LOST = signal.SIGUSR1
 EXIT = struct.Struct("!i")  # a worker's exit status, sent back to its command
 SIZE = struct.Struct("!I")  # the length of the environment that follows it
 
@@ -49,9 +54,18 @@ def main() -> int:
         connection.sendall(SIZE.pack(len(environment)) + environment)
         try:
             (code,) = EXIT.unpack(exactly(connection, EXIT.size))
-        except ConnectionError:
-            return 1  # the worker died without a word
+        except ConnectionError:  # the worker died without a word
+            _tell_launcher()
+            return 1
     return code
+
+
+def _tell_launcher() -> None:
+    """Sends WORKER_LOST to the launcher, where it is still this process's parent: where it
+    died, a process that adopted this one (init, a service manager) must not be signalled."""
+    launcher = int(os.environ.get(LAUNCHER_VARIABLE, "0"))
+    if launcher and os.getppid() == launcher:
+        os.kill(launcher, WORKER_LOST)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ from apache_beam.utils import thread_pool_executor
 
 from pipeline import worker_command
 from pipeline.memory import hold_worker_arenas
-from pipeline.worker_command import ADDRESS_VARIABLE, EXIT, SIZE, exactly
+from pipeline.worker_command import ADDRESS_VARIABLE, EXIT, LAUNCHER_VARIABLE, SIZE, exactly
 
 # What a worker imports that the launcher has not: Beam's worker main, and what the
 # analysis imports on its first photo (imagehash's phash scipy's FFT, dlib). Imported by the
@@ -360,10 +360,12 @@ def _zygote(
     listener.close()
     os.close(launcher_alive)
     os.environ[ADDRESS_VARIABLE] = address
+    os.environ[LAUNCHER_VARIABLE] = str(os.getpid())
     try:
         yield pid
     finally:
         del os.environ[ADDRESS_VARIABLE]
+        del os.environ[LAUNCHER_VARIABLE]
         os.close(alive_writer)  # the zygote sees its end of the pipe close, and exits
         os.waitpid(pid, 0)
 

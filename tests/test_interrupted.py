@@ -21,6 +21,7 @@ from pipeline.interrupted import (
     interrupted_line,
     remove_temporaries_of,
     results_state,
+    worker_lost_line,
 )
 from pipeline.progress import count_facts
 from transforms.photos import FactStore
@@ -207,6 +208,36 @@ def test_run__interrupted_ends_all_its_processes_in_one_line_and_the_next_run_re
     assert resumed.returncode == 0, resumed.stderr
     assert results(out) == results(uninterrupted)
     assert stored(out) == stored(uninterrupted)
+
+
+def kill_a_stuck_worker(marks: Path) -> Callable[[int], None]:
+    """What kills one stuck worker with SIGKILL, as the kernel's OOM killer does."""
+
+    def send(_: int) -> None:
+        stuck = min(marks.glob("stuck-*"))
+        os.kill(int(stuck.name.removeprefix("stuck-")), signal.SIGKILL)
+
+    return send
+
+
+def test_run__a_worker_killed_ends_it_in_one_line_exit_1_and_the_next_run_resumes(
+    race: Path, uninterrupted: Path, tmp_path: Path
+) -> None:
+    # It ended with 116-236 lines of Beam's threads' tracebacks ("Channel closed prematurely").
+    out, marks = tmp_path / "out", tmp_path / "marks"
+    command = stuck_run(race, out, marks)
+    returncode, err, left = interrupted_run(command, marks, kill_a_stuck_worker(marks))
+    results_now = f"no results are written in {out} yet"
+    assert (returncode, err.splitlines()) == (
+        1,
+        [worker_lost_line(stored(out), str(out / "facts"), results_now)],
+    ), err
+    assert not left, [p.cmdline() for p in left]
+    assert not list(out.rglob(f"*{TEMPORARY_MARK}*"))
+
+    resumed = racelens(run_argv(race, out))
+    assert resumed.returncode == 0, resumed.stderr
+    assert results(out) == results(uninterrupted)
 
 
 def test_run_on_dask__ctrl_c_ends_it_in_the_one_line_alone_and_the_next_run_resumes(
