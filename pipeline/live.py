@@ -191,7 +191,8 @@ class LiveRace:
 
     def close(self) -> None:
         """Lets the dashboard re-time the results by itself again."""
-        self._lock.close()
+        if self._lock is not None:
+            self._lock.close()
 
     def update(self, final: bool = False) -> list[str]:
         """Takes in the files that arrived since the last update and, when anything changed

@@ -21,10 +21,12 @@ from transforms.course import ConfigError
 LIVE_LOCK_FILE = ".live.lock"
 
 
-def hold_live_lock(out: str, log: str) -> TextIO:
+def hold_live_lock(out: str, log: str) -> TextIO | None:
     """Marks `out` as a live run's that reads `log`, until the returned file is closed;
     raises ConfigError when another live run writes there (each would replace the other's
-    results)."""
+    results). None for results on another file system (gs://...), which no dashboard reads."""
+    if "://" in out:
+        return None
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, LIVE_LOCK_FILE)
     lock = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open while the run lasts

@@ -17,7 +17,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.drip import differing, drip
 from pipeline.live import LiveRace, LiveState, batch_argv, poll, stable_files, watch
-from pipeline.live_lock import live_run_log
+from pipeline.live_lock import hold_live_lock, live_run_log
 from tests.conftest import restored_logging
 from transforms.corrections import Correction, append_corrections
 
@@ -251,3 +251,12 @@ def test_live_race__athletes_still_out_when_the_course_closes_become_dnf(
 def _statuses(out: Path, status: str) -> set[str]:
     """The bibs of the leaderboard with this status."""
     return {r["bib"] for r in _table(out, "leaderboard.parquet") if r["status"] == status}
+
+
+def test_hold_live_lock__results_on_another_file_system_make_no_local_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # --out gs://...: no dashboard reads such results, and os.makedirs made ./gs:/... here.
+    monkeypatch.chdir(tmp_path)
+    assert hold_live_lock("gs://bucket/results", "gs://bucket/results/corrections.csv") is None
+    assert list(tmp_path.iterdir()) == []
