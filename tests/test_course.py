@@ -152,8 +152,10 @@ def test_load_start_list__duplicate_bib_names_both_lines(write_file: Callable[..
         ("bib,name\n101,Ingrid Berg\n,Ola Hansen\n", 3, "empty bib"),
         ("bib;name\n101;Ingrid Berg\n", 1, "separated by ';'"),
         ("number,name\n101,Ingrid Berg\n", 1, "missing column 'bib'"),
+        # The quote ran on to the file's end: bib 102 was lost, 101 named "Ingrid\n102,Ola".
+        ('bib,name\n100,Kari Lie\n101,"Ingrid\n102,Ola\n', 4, "bib 101: a value runs over"),
     ],
-    ids=["empty_name", "empty_bib", "semicolons", "missing_bib_column"],
+    ids=["empty_name", "empty_bib", "semicolons", "missing_bib_column", "unclosed_quote"],
 )
 def test_load_start_list__error_names_the_file_the_line_and_the_problem(
     write_file: Callable[..., str], text: str, line: int, problem: str

@@ -332,6 +332,13 @@ def parse_start_list(text: str, path: str = "startlist.csv") -> tuple[Athlete, .
     for row in reader:
         line = reader.line_num
         values = {k: (row.get(k) or "").strip() for k in START_LIST_COLUMNS}
+        if any("\n" in v for v in values.values()):
+            # A quote left open runs on to the next one, swallowing the athletes between
+            # (the line is where the value ends: the bib names where it began).
+            raise ConfigError(
+                f"{path}: line {line}: bib {values['bib']}: a value runs over several lines "
+                "(an unclosed quote?)"
+            )
         if not values["bib"]:
             raise ConfigError(f"{path}: line {line}: empty bib")
         if not values["name"]:
