@@ -106,7 +106,7 @@ class RaceConfig:
             raise ConfigError("--stop-after needs --streaming")
         self.images: str = _absolute(opts.images)
         self.out: str = _absolute(opts.out)
-        self.facts: str = (opts.facts or f"{self.out}/facts").rstrip("/")
+        self.facts: str = _absolute(opts.facts) if opts.facts else f"{self.out}/facts"
         self.course: Course = load_course(opts.course)
         self.athletes: tuple[Athlete, ...] = load_start_list(opts.start_list)
         check_waves(self.course, self.athletes, opts.start_list)

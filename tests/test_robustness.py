@@ -27,12 +27,14 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
 from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.cli import count_files, main
 from pipeline.demo import generate_race
 from pipeline.live import list_files
+from pipeline.options import RaceConfig, RacelensOptions, run_inputs
 from pipeline.selfcheck import (
     BAD_GPS,
     CORPUS,
@@ -265,6 +267,20 @@ def test_run__a_corrections_log_that_is_not_utf8_is_one_line_exit_2(
     err = capsys.readouterr().err
     assert err == f"racelens: error: {log}: not UTF-8 text (byte 55)\n", err
     assert not out.exists(), "nothing is written before the input is valid"
+
+
+def test_run_inputs__a_relative_facts_folder_is_recorded_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Recorded as given, `racelens results` started elsewhere (the dashboard's) found no
+    # facts, analysed every photo again and stored them in a new folder where it ran.
+    (tmp_path / "images").mkdir()
+    (tmp_path / "course.yaml").write_text(COURSE_YAML, encoding="utf-8")
+    (tmp_path / "startlist.csv").write_text(START_LIST_CSV, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    argv = run_argv(Path("images"), Path("course.yaml"), Path("startlist.csv"), Path("out"))
+    cfg = RaceConfig(PipelineOptions([*argv[1:], "--facts", "facts"]).view_as(RacelensOptions))
+    assert run_inputs(cfg)["facts"] == str(tmp_path / "facts")
 
 
 # Where an engineer points --out or --facts wrongly: (its folder, the message's end)
