@@ -244,6 +244,12 @@ def _results(args: argparse.Namespace, beam_argv: list[str]) -> int:
     """Re-times the last run in --out from its stored facts, with the given changes."""
     from pipeline.live_lock import live_run_log
 
+    if "--images" in {arg.split("=", 1)[0] for arg in beam_argv}:
+        # Beam's options would take it, and no photo of the last run would lie in it.
+        raise ConfigError(
+            "racelens results re-times the last run's photos: --images is not taken "
+            "(run `racelens run` on other photos)"
+        )
     live_log = live_run_log(args.out)
     if live_log is not None:  # each run would replace the other's files
         raise ConfigError(
@@ -256,6 +262,12 @@ def _results(args: argparse.Namespace, beam_argv: list[str]) -> int:
             saved = json.load(f)
     except (OSError, ValueError) as e:
         raise ConfigError(f"{saved_path}: no earlier run to re-time ({e})") from e
+    images = saved["images"]
+    if "://" not in images and not os.path.isdir(images):  # RaceConfig would name --images
+        raise ConfigError(
+            f"{saved_path}: the run's photos folder {images} is not there any more (moved?); "
+            "run `racelens run` on them where they are now"
+        )
     inputs = {
         "images": saved["images"],
         "course": args.course or saved["course"],

@@ -283,6 +283,37 @@ def test_run_inputs__a_relative_facts_folder_is_recorded_absolute(
     assert run_inputs(cfg)["facts"] == str(tmp_path / "facts")
 
 
+def test_results__photos_moved_since_the_run_is_one_line_naming_run_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], keep_logging: None
+) -> None:
+    # It said "--images: ... is not a folder", an option `racelens results` does not take.
+    (tmp_path / "out").mkdir()
+    (tmp_path / "course.yaml").write_text(COURSE_YAML, encoding="utf-8")
+    (tmp_path / "startlist.csv").write_text(START_LIST_CSV, encoding="utf-8")
+    saved = {"images": str(tmp_path / "moved"), "facts": str(tmp_path / "out" / "facts")}
+    saved |= {"course": str(tmp_path / "course.yaml"), "corrections": None}
+    saved["start_list"] = str(tmp_path / "startlist.csv")
+    (tmp_path / "out" / "run.json").write_text(json.dumps(saved), encoding="utf-8")
+    assert main(["results", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    run_json = tmp_path / "out" / "run.json"
+    assert err == (
+        f"racelens: error: {run_json}: the run's photos folder {tmp_path / 'moved'} is not "
+        "there any more (moved?); run `racelens run` on them where they are now\n"
+    ), err
+
+
+def test_results__other_photos_are_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], keep_logging: None
+) -> None:
+    # Passed on to Beam's options, --images placed none of the last run's photos by folder
+    # (a race moved, then re-timed: 150 of 225 photos rejected as unknown_station).
+    argv = ["results", "--out", str(tmp_path / "out"), "--images", str(tmp_path / "images")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--images" in err and "racelens run" in err, err
+
+
 # Where an engineer points --out or --facts wrongly: (its folder, the message's end)
 BAD_OUTPUT_PLACES = {
     "out_is_a_file": (lambda root: ["--out", str(root / "a-file")], "is not a folder"),
