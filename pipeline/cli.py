@@ -106,6 +106,7 @@ def _execute(beam_argv: list[str], retime: bool = False, own_process: bool = Fal
 
     opts = PipelineOptions(beam_argv)
     cfg = RaceConfig(opts.view_as(RacelensOptions))  # validate before anything starts
+    check_images_folder(cfg.images)
     check_output_folders(cfg)
     stopping = stopped_on_signals(cfg.out, cfg.facts) if own_process else contextlib.nullcontext([])
     if opts.view_as(StandardOptions).streaming:
@@ -140,6 +141,18 @@ def unwritable(folder: str) -> str | None:
     if not os.access(existing, os.W_OK | os.X_OK):  # also false on a read-only file system
         return f"'{existing}' is not writable"
     return None
+
+
+def check_images_folder(images: str) -> None:
+    """Raises ConfigError where a local --images cannot be listed: the run found no photo
+    there, and every athlete was dns."""
+    if "://" in images:
+        return
+    try:
+        with os.scandir(images):  # opened, not read: a folder of many photos costs nothing
+            pass
+    except OSError as e:
+        raise ConfigError(f"--images: cannot list '{images}': {e.strerror}") from e
 
 
 def check_output_folders(cfg: RaceConfig) -> None:

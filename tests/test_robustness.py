@@ -314,6 +314,32 @@ def test_results__other_photos_are_refused_in_one_line(
     assert err.count("\n") == 1 and "--images" in err and "racelens run" in err, err
 
 
+def test_run__an_images_folder_it_cannot_list_is_one_line_exit_2(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    keep_logging: None,
+) -> None:
+    # It ran on no photo, the folder a row of its own and every athlete dns, exit 0.
+    (tmp_path / "images").mkdir()
+    (tmp_path / "course.yaml").write_text(COURSE_YAML, encoding="utf-8")
+    (tmp_path / "startlist.csv").write_text(START_LIST_CSV, encoding="utf-8")
+    scandir, images = os.scandir, str(tmp_path / "images")
+
+    def denied(path: object = ".") -> object:
+        if str(path) == images:  # not os.fspath: shutil passes folders' descriptors too
+            raise PermissionError(13, "Permission denied", images)
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", denied)
+    out = tmp_path / "out"
+    argv = run_argv(tmp_path / "images", tmp_path / "course.yaml", tmp_path / "startlist.csv", out)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == f"racelens: error: --images: cannot list '{images}': Permission denied\n", err
+    assert not out.exists(), "nothing is written before the input is valid"
+
+
 # Where an engineer points --out or --facts wrongly: (its folder, the message's end)
 BAD_OUTPUT_PLACES = {
     "out_is_a_file": (lambda root: ["--out", str(root / "a-file")], "is not a folder"),
