@@ -5,8 +5,9 @@ decision about it, before the re-timing has run: for a photo (low_confidence,
 unknown_bib, ...) any assign, reject or approve of that photo, since each of them fixes
 what the photo says; for an athlete (missed_checkpoint, whose photo is the athlete's
 finish) an approval of that athlete there (logged as `reinstate`: the athlete stays in
-the results), or a disqualification. Skipped items go to
-the back of the queue, not away.
+the results), or a disqualification; for a camera (camera_covered, ...: the photo stands
+for the spell of bad health) the official's word that it was seen to (`seen`), which
+decides nothing about the photo. Skipped items go to the back of the queue, not away.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ APPROVE, ASSIGN, REJECT, DSQ = "approve", "assign", "reject", "dsq"
 # photo shown (the athlete's finish photo, where an image approval would confirm every weak
 # read of another runner on it, unseen, and settle that runner's own item).
 KEEP = "reinstate"
+# "The camera was seen to": not an image approval, which would confirm the weak reads of
+# the photo shown (the spell's last one) unseen, and settle that photo's own items.
+SEEN = "seen"
 ATHLETE_REASONS = frozenset({"missed_checkpoint"})
 OPENED = "opened"  # not in the queue: an official opened the photo to correct it
 
@@ -55,6 +59,9 @@ HEALTH_NOTES = {
 }
 
 
+HEALTH_REASONS = frozenset(HEALTH_NOTES)
+
+
 def reason_text(reason: str) -> str:
     return REASON_TEXT.get(reason, reason.replace("_", " ").capitalize())
 
@@ -76,6 +83,15 @@ class Item:
     def about_athlete(self) -> bool:
         return self.reason in ATHLETE_REASONS
 
+    @property
+    def about_camera(self) -> bool:
+        return self.reason in HEALTH_REASONS
+
+    @property
+    def about_photo(self) -> bool:
+        """What the photo says is the question (not an athlete's result, not a camera)."""
+        return not (self.about_athlete or self.about_camera)
+
 
 def _when(value: object) -> datetime | None:
     return None if pd.isna(value) else pd.Timestamp(value).to_pydatetime()
@@ -95,7 +111,9 @@ def items_of(review: pd.DataFrame) -> list[Item]:
 
 
 def _settles(c: Correction, item: Item) -> bool:
-    if not item.about_athlete:
+    if item.about_camera:
+        return c.image_id == item.image_id and c.action == SEEN
+    if item.about_photo:
         return c.image_id == item.image_id and c.action in IMAGE_ACTIONS
     if c.action in ("dsq", "dnf"):
         return c.bib in item.candidates
@@ -170,11 +188,11 @@ def decision_rows(
     if item.about_athlete and action in (APPROVE, DSQ):
         logged = KEEP if action == APPROVE else DSQ
         return [row(logged, bib, item.station_id) for bib in item.candidates]
-    if action == APPROVE:
-        return [row(APPROVE)]
-    if action == REJECT and not item.about_athlete:
-        return [row(REJECT)]
-    if action == ASSIGN and not item.about_athlete:
+    if item.about_camera and action == APPROVE:
+        return [row(SEEN, "", item.station_id)]
+    if item.about_photo and action in (APPROVE, REJECT):
+        return [row(action)]
+    if item.about_photo and action == ASSIGN:
         if not bibs:
             raise ValueError("Choose the athlete(s) on the photo first.")
         return [row(ASSIGN, bib) for bib in dict.fromkeys(bibs)]

@@ -30,13 +30,18 @@ from dashboard import board, data, photos, retime, review_queue
 from dashboard.data import Race as RaceInfo
 from dashboard.data import StationInfo
 from dashboard.retime import Retimer
-from dashboard.review_queue import KEEP, Item
+from dashboard.review_queue import KEEP, SEEN, Item
 from dashboard.settings import PASSWORD_ENV, SettingsError, parse_settings
 from pipeline.cli import main
 from pipeline.live_lock import hold_live_lock
 from tests.conftest import restored_logging
 from tests.dashboard_race import HTML_NAME, Race, build_race
-from transforms.corrections import Correction, append_corrections, read_corrections_leniently
+from transforms.corrections import (
+    Correction,
+    append_corrections,
+    decisions_by_image,
+    read_corrections_leniently,
+)
 
 APP = Path(dashboard.__file__).with_name("app.py")
 LEADERBOARD, REVIEW, STATIONS, ATHLETE, STATS = (
@@ -452,6 +457,7 @@ def test_settings__corrections_log_defaults_to_the_results_folder(race: Race) ->
 
 ITEM = Item("img", "low_confidence", "cp1", ("102",))
 MISSED = Item("fin", "missed_checkpoint", "cp1", ("102",))
+COVERED = Item("dark", "camera_covered", "cp1", ())
 
 
 def _rows(action: str, item: Item, bibs: tuple[str, ...] = ()) -> list[Correction]:
@@ -476,6 +482,21 @@ def test_decision_rows__athlete_decisions_name_the_missed_station() -> None:
     assert (row.image_id, row.action, row.bib, row.station_id) == ("fin", KEEP, "102", "cp1")
     with pytest.raises(ValueError, match="not a decision"):
         _rows("reject", MISSED)
+
+
+def test_decision_rows__a_camera_seen_to_decides_nothing_about_its_photo() -> None:
+    [row] = _rows("approve", COVERED)
+    assert (row.image_id, row.action, row.bib, row.station_id) == ("dark", SEEN, "", "cp1")
+    assert decisions_by_image([row]) == {}  # the photo's weak reads stay unconfirmed
+    with pytest.raises(ValueError, match="not a decision about camera covered"):
+        _rows("reject", COVERED)
+
+
+def test_pending__a_camera_item_and_its_photos_items_settle_apart() -> None:
+    unsure = Item("dark", "low_confidence", "cp1", ("101",))
+    items = [COVERED, unsure]
+    assert review_queue.pending(items, _rows("approve", COVERED)) == [unsure]
+    assert review_queue.pending(items, _rows("approve", unsure)) == [COVERED]
 
 
 def test_pending__a_decision_settles_its_items_only() -> None:

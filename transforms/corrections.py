@@ -7,7 +7,8 @@ credits a bib (the official's word replaces the OCR's for that image), and
 `approve` confirms the reads the pipeline was unsure of. Two further actions
 concern an athlete rather than an image (image_id may be empty): `dsq`
 disqualifies and `dnf` retires the athlete with that bib; `reinstate` undoes
-either.
+either. `seen` says an official saw to a camera (a station health item, named by
+the photo that stood for the spell): it decides nothing about that photo.
 
 The dashboard appends to the log with `append_corrections` (several officials
 may decide at once) and reads it with `read_corrections_leniently`, which
@@ -30,7 +31,8 @@ from transforms.course import ConfigError, _read_text
 CORRECTION_COLUMNS = ("image_id", "action", "bib", "station_id", "passed_at", "decided_at", "by")
 IMAGE_ACTIONS = ("assign", "reject", "approve")
 ATHLETE_ACTIONS = ("dsq", "dnf", "reinstate")
-ACTIONS = IMAGE_ACTIONS + ATHLETE_ACTIONS
+CAMERA_ACTIONS = ("seen",)
+ACTIONS = IMAGE_ACTIONS + ATHLETE_ACTIONS + CAMERA_ACTIONS
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ def _correction(values: dict[str, str], where: str) -> Correction:
         raise ConfigError(f"{where}: action must be one of {', '.join(ACTIONS)}")
     if values["action"] in ("assign",) + ATHLETE_ACTIONS and not values["bib"]:
         raise ConfigError(f"{where}: {values['action']} needs a bib")
-    if values["action"] in IMAGE_ACTIONS and not values["image_id"]:
+    if values["action"] in IMAGE_ACTIONS + CAMERA_ACTIONS and not values["image_id"]:
         raise ConfigError(f"{where}: {values['action']} needs an image_id")
     times = {column: _utc(values[column], where, column) for column in ("passed_at", "decided_at")}
     return Correction(**(values | times))
