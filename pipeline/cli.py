@@ -157,7 +157,17 @@ def check_images_folder(images: str) -> None:
 
 def check_output_folders(cfg: RaceConfig) -> None:
     """Raises ConfigError where a local --out or --facts cannot hold the run's files, or lies
-    inside --images, where a second run read the first one's outputs and facts as photos."""
+    inside --images, where a second run read the first one's outputs and facts as photos, or
+    where a live run keeps the results in --out: each run would replace the other's files
+    (a batch run, `racelens results` by hand or the dashboard's, another live run)."""
+    from pipeline.live_lock import live_run_log
+
+    live_log = live_run_log(cfg.out)
+    if live_log is not None:
+        raise ConfigError(
+            f"--out {cfg.out}: a live run keeps these results (it times the decisions in "
+            f"{live_log} itself); stop it first, or give another --out"
+        )
     for flag, folder in (("--out", cfg.out), ("--facts", cfg.facts)):
         if "://" in folder:
             continue
@@ -255,19 +265,11 @@ def usable_cores() -> int:
 
 def _results(args: argparse.Namespace, beam_argv: list[str]) -> int:
     """Re-times the last run in --out from its stored facts, with the given changes."""
-    from pipeline.live_lock import live_run_log
-
     if "--images" in {arg.split("=", 1)[0] for arg in beam_argv}:
         # Beam's options would take it, and no photo of the last run would lie in it.
         raise ConfigError(
             "racelens results re-times the last run's photos: --images is not taken "
             "(run `racelens run` on other photos)"
-        )
-    live_log = live_run_log(args.out)
-    if live_log is not None:  # each run would replace the other's files
-        raise ConfigError(
-            f"--out {args.out}: a live run keeps these results (it times the decisions in "
-            f"{live_log} itself); stop it first to re-time with other inputs"
         )
     saved_path = os.path.join(args.out, RUN_FILE)
     try:

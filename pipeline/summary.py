@@ -58,9 +58,12 @@ def summarise(out_dir: str, corrections: Sequence[Correction] = (), top: int = 1
     athletes = Counter(r["status"] for r in listed)
     unknown = len(board) - len(listed)
     lines = [
-        f"images read: {images.num_rows} ("
-        + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
-        + ")",
+        f"images read: {images.num_rows}"
+        + (
+            " (" + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) + ")"
+            if statuses
+            else ""
+        ),
         f"passages: {passages.num_rows} ({unsure} need review)",
         review_line(out_dir, corrections),
         "athletes: "

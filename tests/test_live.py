@@ -221,11 +221,12 @@ def test_live_race__inputs_recorded_from_the_start_and_no_batch_re_timing_beside
     live.update()
     saved = json.loads((out / "run.json").read_text())
     assert (saved["course"], saved["images"]) == (str(race / "course.yaml"), str(images))
-    # `racelens results` by hand would replace the live run's files with others (and the
-    # live run would put its own back at the next photo): it says so instead.
-    with restored_logging():
-        assert main(["results", "--out", str(out)]) == 2
-    assert "a live run keeps these results" in capsys.readouterr().err
+    # `racelens results` by hand, or a batch run, would replace the live run's files with
+    # others (and the live run would put its own back at the next photo): each says so.
+    for command in (["results", "--out", str(out)], ["run", *_argv(race, images, out, batch)]):
+        with restored_logging():
+            assert main(command) == 2
+        assert "a live run keeps these results" in capsys.readouterr().err
     live.close()
 
 

@@ -87,3 +87,15 @@ def test_summary__counts_the_items_the_corrections_log_settles_apart(tmp_path: P
     assert "review items: 3 open (2 low_confidence, 1 unknown_bib)" in summarise(str(tmp_path))
     summary = summarise(str(tmp_path), decisions)
     assert "review items: 2 open (1 unknown_bib, 1 low_confidence); 1 settled" in summary
+
+
+def test_summary__no_photo_read_is_said_plainly(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"status": pa.array([], pa.string())}), tmp_path / IMAGES_FILE)
+    pq.write_table(pa.table({"needs_review": pa.array([], pa.bool_())}), tmp_path / PASSAGES_FILE)
+    write_review(tmp_path)
+    board = [{**finisher(None, "101", "Ada", "M40", 0.0), "status": "dns", "total_s": None}]
+    pq.write_table(pa.Table.from_pylist(board), tmp_path / LEADERBOARD_FILE)
+
+    lines = summarise(str(tmp_path)).splitlines()
+
+    assert lines[:3] == ["images read: 0", "passages: 0 (0 need review)", "review items: 0 open"]
