@@ -195,5 +195,11 @@ def decision_rows(
     if item.about_photo and action == ASSIGN:
         if not bibs:
             raise ValueError("Choose the athlete(s) on the photo first.")
+        if not photo_station or item.taken_at is None:
+            # The log's rows would credit the bibs with no passage anywhere: say so instead.
+            raise ValueError(
+                "This photo has no station or no time (its EXIF?), so an assignment would "
+                "time nothing: reject it or skip it."
+            )
         return [row(ASSIGN, bib) for bib in dict.fromkeys(bibs)]
     raise ValueError(f"{action} is not a decision about {reason_text(item.reason).lower()}")

@@ -17,6 +17,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -362,6 +363,9 @@ def test_review__camera_item_says_what_its_photo_stands_for(
     at.pills(key="filter_reasons").set_value(["camera_covered"]).run()
     assert "Camera covered?" in [s.value for s in at.subheader]
     assert any(c.value == review_queue.HEALTH_NOTES["camera_covered"] for c in at.caption)
+    # Seen to, or later: nothing to assign or reject about a camera.
+    assert {"Approve", "Skip"} <= {b.label for b in at.button}
+    assert not {"Assign", "Reject"} & {b.label for b in at.button}
 
 
 def test_review__a_malformed_log_line_is_reported_not_fatal(
@@ -455,7 +459,8 @@ def test_settings__corrections_log_defaults_to_the_results_folder(race: Race) ->
 
 # --- Logic without Streamlit ------------------------------------------------------------------
 
-ITEM = Item("img", "low_confidence", "cp1", ("102",))
+TAKEN = pd.Timestamp("2026-05-01T08:40:00Z").to_pydatetime()
+ITEM = Item("img", "low_confidence", "cp1", ("102",), TAKEN)
 MISSED = Item("fin", "missed_checkpoint", "cp1", ("102",))
 COVERED = Item("dark", "camera_covered", "cp1", ())
 
@@ -473,6 +478,18 @@ def test_decision_rows__image_decisions_name_the_photos_station() -> None:
         ("assign", "2", "finish"),
     ]
     assert [(r.action, r.station_id) for r in _rows("reject", ITEM)] == [("reject", "finish")]
+
+
+def test_decision_rows__no_assignment_where_the_photo_has_no_station_or_time() -> None:
+    # Bad EXIF: the rows would credit the bib with no passage anywhere, and say "Assigned".
+    untimed = replace(ITEM, taken_at=None)
+    with pytest.raises(ValueError, match="no station or no time"):
+        _rows("assign", untimed, ("102",))
+    with pytest.raises(ValueError, match="no station or no time"):
+        review_queue.decision_rows(
+            "assign", ITEM, official="kari", now=TAKEN, bibs=("102",), photo_station=None
+        )
+    assert [r.action for r in _rows("reject", untimed)] == ["reject"]
 
 
 def test_decision_rows__athlete_decisions_name_the_missed_station() -> None:

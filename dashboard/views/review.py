@@ -201,7 +201,7 @@ def decision_form(item: Item, photo_station: str | None, settings: Settings) -> 
         st.session_state[SHOWN] = item.key
         st.session_state[BIBS_KEY] = [b for b in item.candidates if b in names]
     with st.form("decision_form", border=True, enter_to_submit=False):
-        if not item.about_athlete:
+        if item.about_photo:
             st.multiselect(
                 "Athletes on the photo (type a bib or a name)",
                 list(names),
@@ -213,13 +213,14 @@ def decision_form(item: Item, photo_station: str | None, settings: Settings) -> 
                 select_all=False,  # "everyone was on this photo" is never the answer
             )
         actions = (
-            [(APPROVE, "Approve", "A", "primary"), (DSQ, "Disqualify", "D", "secondary")]
-            if item.about_athlete
-            else [
+            [
                 (ASSIGN, "Assign", "Ctrl+Enter", "primary"),
                 (APPROVE, "Approve", "A", "secondary"),
                 (REJECT, "Reject", "X", "secondary"),
             ]
+            if item.about_photo
+            else [(APPROVE, "Approve", "A", "primary")]
+            + ([(DSQ, "Disqualify", "D", "secondary")] if item.about_athlete else [])
         )
         # Two buttons to a row, so that labels and shortcut hints fit a laptop's half-screen.
         buttons = [
