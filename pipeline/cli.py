@@ -162,12 +162,6 @@ def check_output_folders(cfg: RaceConfig) -> None:
     (a batch run, `racelens results` by hand or the dashboard's, another live run)."""
     from pipeline.live_lock import live_run_log
 
-    live_log = live_run_log(cfg.out)
-    if live_log is not None:
-        raise ConfigError(
-            f"--out {cfg.out}: a live run keeps these results (it times the decisions in "
-            f"{live_log} itself); stop it first, or give another --out"
-        )
     for flag, folder in (("--out", cfg.out), ("--facts", cfg.facts)):
         if "://" in folder:
             continue
@@ -179,6 +173,12 @@ def check_output_folders(cfg: RaceConfig) -> None:
         problem = unwritable(folder)
         if problem:
             raise ConfigError(f"{flag}: cannot write in '{folder}': {problem}")
+    live_log = live_run_log(cfg.out)
+    if live_log is not None:
+        raise ConfigError(
+            f"--out {cfg.out}: a live run keeps these results (it times the decisions in "
+            f"{live_log} itself); stop it first, or give another --out"
+        )
 
 
 def _batch(
