@@ -43,6 +43,7 @@ REASON_TEXT = {
     "camera_frozen": "Camera frozen?",
     "camera_silent": "Camera silent?",
     "implausible_split": "Implausible split time",
+    "too_late": "Arrived too late to be timed",
     "missed_checkpoint": "Not seen at a checkpoint",
     OPENED: "Opened for correction",
 }
@@ -60,6 +61,13 @@ HEALTH_NOTES = {
 
 
 HEALTH_REASONS = frozenset(HEALTH_NOTES)
+# What else an official needs to know to decide an item, beside its photo and reads.
+REASON_NOTES = HEALTH_NOTES | {
+    "too_late": "This photo came in more than the course's allowed lateness after the "
+    "race's latest photos (a camera that uploaded late?), so what was read on it is not "
+    "timed. Approve to time the reads, assign to time the athletes you see, reject to "
+    "leave it out.",
+}
 
 
 def reason_text(reason: str) -> str:

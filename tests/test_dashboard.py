@@ -43,6 +43,7 @@ from transforms.corrections import (
     decisions_by_image,
     read_corrections_leniently,
 )
+from transforms.passages import TOO_LATE
 
 APP = Path(dashboard.__file__).with_name("app.py")
 LEADERBOARD, REVIEW, STATIONS, ATHLETE, STATS = (
@@ -675,3 +676,10 @@ def test_command__runs_the_installed_app_on_the_folder(race: Race) -> None:
 def test_read_corrections_leniently__no_log_is_no_rows(tmp_path: Path) -> None:
     reading = read_corrections_leniently(str(tmp_path / "corrections.csv"))
     assert (reading.corrections, reading.problems) == ((), ())
+
+
+def test_reason_text__a_photo_held_as_too_late_is_explained() -> None:
+    # The live mode holds such photos in review (transforms/passages.py); the official must
+    # see why, and what each decision does there.
+    assert review_queue.reason_text(TOO_LATE) == "Arrived too late to be timed"
+    assert "allowed lateness" in review_queue.REASON_NOTES[TOO_LATE]

@@ -20,8 +20,8 @@ from dashboard.review_queue import (
     APPROVE,
     ASSIGN,
     DSQ,
-    HEALTH_NOTES,
     OPENED,
+    REASON_NOTES,
     REJECT,
     Item,
     counts_by_reason,
@@ -156,8 +156,8 @@ def describe(item: Item, settings: Settings) -> None:
     else:
         taken = formats.local_time(item.taken_at, race.timezone)
         st.text(f"{where} · {taken}" if taken else where)
-        if item.reason in HEALTH_NOTES:
-            st.caption(HEALTH_NOTES[item.reason])
+        if item.reason in REASON_NOTES:
+            st.caption(REASON_NOTES[item.reason])
 
 
 def show_evidence(images: pd.DataFrame, item: Item, settings: Settings) -> None:
