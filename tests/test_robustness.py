@@ -234,17 +234,22 @@ BAD_CONFIG = {
 }
 
 
+def race_argv(root: Path) -> list[str]:
+    """`racelens run`'s arguments for a race of no photo yet in `root` (images/, course.yaml
+    and startlist.csv made there), its results in root/out."""
+    (root / "images").mkdir()
+    (root / "course.yaml").write_text(COURSE_YAML, encoding="utf-8")
+    (root / "startlist.csv").write_text(START_LIST_CSV, encoding="utf-8")
+    return run_argv(root / "images", root / "course.yaml", root / "startlist.csv", root / "out")
+
+
 @pytest.mark.parametrize("case", BAD_CONFIG)
 def test_run__bad_configuration_is_one_line_exit_2_and_nothing_written(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], keep_logging: None, case: str
 ) -> None:
-    (tmp_path / "images").mkdir()
-    (tmp_path / "course.yaml").write_text(COURSE_YAML, encoding="utf-8")
-    (tmp_path / "startlist.csv").write_text(START_LIST_CSV, encoding="utf-8")
+    argv, out = race_argv(tmp_path), tmp_path / "out"
     bad_file, text, line, problem = BAD_CONFIG[case]
     (tmp_path / bad_file).write_text(text, encoding="utf-8")
-    out = tmp_path / "out"
-    argv = run_argv(tmp_path / "images", tmp_path / "course.yaml", tmp_path / "startlist.csv", out)
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("racelens: error: "), err
@@ -256,13 +261,9 @@ def test_run__a_corrections_log_that_is_not_utf8_is_one_line_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], keep_logging: None
 ) -> None:
     # Saved from a spreadsheet as Latin-1: it ended the run with UnicodeDecodeError's traceback.
-    (tmp_path / "images").mkdir()
-    (tmp_path / "course.yaml").write_text(COURSE_YAML, encoding="utf-8")
-    (tmp_path / "startlist.csv").write_text(START_LIST_CSV, encoding="utf-8")
+    argv, out = race_argv(tmp_path), tmp_path / "out"
     log = tmp_path / "corrections.csv"
     log.write_bytes(b"image_id,action,bib,station_id,passed_at,decided_at,by\n\xe9")
-    out = tmp_path / "out"
-    argv = run_argv(tmp_path / "images", tmp_path / "course.yaml", tmp_path / "startlist.csv", out)
     assert main([*argv, "--corrections", str(log)]) == 2
     err = capsys.readouterr().err
     assert err == f"racelens: error: {log}: not UTF-8 text (byte 55)\n", err
@@ -274,11 +275,8 @@ def test_run_inputs__a_relative_facts_folder_is_recorded_absolute(
 ) -> None:
     # Recorded as given, `racelens results` started elsewhere (the dashboard's) found no
     # facts, analysed every photo again and stored them in a new folder where it ran.
-    (tmp_path / "images").mkdir()
-    (tmp_path / "course.yaml").write_text(COURSE_YAML, encoding="utf-8")
-    (tmp_path / "startlist.csv").write_text(START_LIST_CSV, encoding="utf-8")
     monkeypatch.chdir(tmp_path)
-    argv = run_argv(Path("images"), Path("course.yaml"), Path("startlist.csv"), Path("out"))
+    argv = race_argv(Path("."))
     cfg = RaceConfig(PipelineOptions([*argv[1:], "--facts", "facts"]).view_as(RacelensOptions))
     assert run_inputs(cfg)["facts"] == str(tmp_path / "facts")
 
@@ -321,9 +319,7 @@ def test_run__an_images_folder_it_cannot_list_is_one_line_exit_2(
     keep_logging: None,
 ) -> None:
     # It ran on no photo, the folder a row of its own and every athlete dns, exit 0.
-    (tmp_path / "images").mkdir()
-    (tmp_path / "course.yaml").write_text(COURSE_YAML, encoding="utf-8")
-    (tmp_path / "startlist.csv").write_text(START_LIST_CSV, encoding="utf-8")
+    argv, out = race_argv(tmp_path), tmp_path / "out"
     scandir, images = os.scandir, str(tmp_path / "images")
 
     def denied(path: object = ".") -> object:
@@ -332,8 +328,6 @@ def test_run__an_images_folder_it_cannot_list_is_one_line_exit_2(
         return scandir(path)
 
     monkeypatch.setattr(os, "scandir", denied)
-    out = tmp_path / "out"
-    argv = run_argv(tmp_path / "images", tmp_path / "course.yaml", tmp_path / "startlist.csv", out)
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err == f"racelens: error: --images: cannot list '{images}': Permission denied\n", err
@@ -360,16 +354,12 @@ BAD_OUTPUT_PLACES = {
 def test_run__an_output_folder_it_cannot_use_is_one_line_exit_2_and_nothing_written(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], keep_logging: None, case: str
 ) -> None:
-    (tmp_path / "images" / "finish").mkdir(parents=True)
+    argv = race_argv(tmp_path)
+    (tmp_path / "images" / "finish").mkdir()
     (tmp_path / "images" / "finish" / "a.jpg").write_bytes(encoded("JPEG", good(10)))
-    (tmp_path / "course.yaml").write_text(COURSE_YAML, encoding="utf-8")
-    (tmp_path / "startlist.csv").write_text(START_LIST_CSV, encoding="utf-8")
     (tmp_path / "a-file").write_text("not a folder", encoding="utf-8")
     before = snapshot(tmp_path)
     places, problem = BAD_OUTPUT_PLACES[case]
-    argv = run_argv(
-        tmp_path / "images", tmp_path / "course.yaml", tmp_path / "startlist.csv", tmp_path / "out"
-    )
     assert main([*argv, *places(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("racelens: error: --"), err
