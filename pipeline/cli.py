@@ -105,6 +105,10 @@ def _execute(beam_argv: list[str], retime: bool = False, own_process: bool = Fal
     from pipeline.options import RaceConfig, RacelensOptions
 
     opts = PipelineOptions(beam_argv)
+    if opts.view_as(StandardOptions).streaming and opts.view_as(RacelensOptions).corrections:
+        from transforms.corrections import start_log
+
+        start_log(opts.view_as(RacelensOptions).corrections)  # race morning: no decision yet
     cfg = RaceConfig(opts.view_as(RacelensOptions))  # validate before anything starts
     check_images_folder(cfg.images)
     check_output_folders(cfg)

@@ -261,3 +261,29 @@ def test_hold_live_lock__results_on_another_file_system_make_no_local_folder(
     monkeypatch.chdir(tmp_path)
     assert hold_live_lock("gs://bucket/results", "gs://bucket/results/corrections.csv") is None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_live_run__a_corrections_log_not_there_yet_starts_empty(
+    race: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # On race morning the log the officials will decide into does not exist yet.
+    images, log = tmp_path / "live-images", tmp_path / "decisions" / "corrections.csv"
+    images.mkdir()
+    argv = [
+        "run",
+        "--streaming",
+        "--stop-after",
+        "0",
+        *_argv(race, images, tmp_path / "out", tmp_path / "facts"),
+    ]
+    with restored_logging():
+        assert main([*argv, "--corrections", str(log)]) == 0
+    assert log.read_text() == "image_id,action,bib,station_id,passed_at,decided_at,by\n"
+    saved = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert saved["corrections"] == str(log)  # racelens results reads it afterwards
+    # A path that cannot be a file is still refused, in one line.
+    capsys.readouterr()
+    with restored_logging():
+        assert main([*argv, "--corrections", str(tmp_path / "decisions")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "decisions" in err, err

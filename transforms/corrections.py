@@ -181,6 +181,26 @@ def append_corrections(path: str, rows: Iterable[Correction]) -> None:
         os.close(fd)  # also releases the lock
 
 
+def start_log(path: str) -> None:
+    """Makes an empty log (its header) at `path` where there is none yet, its folder too: a
+    live run starts on race morning, before any decision. Raises ConfigError, one line,
+    where `path` cannot be a file (a folder, a file in the way of its folder, no write
+    access)."""
+    if os.path.isfile(path):
+        return
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise ConfigError(f"--corrections: cannot make the log '{path}': {e.strerror}") from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_size == 0:  # a dashboard may have made it meanwhile
+            os.write(fd, _csv_line(CORRECTION_COLUMNS).encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
 _UNDATED = datetime.min.replace(tzinfo=UTC)
 
 
