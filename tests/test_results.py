@@ -12,8 +12,14 @@ from hypothesis import strategies as st
 
 from tests.conftest import PROPERTY, at, athlete, make_course, passage
 from transforms.course import Course
+from transforms.export import clock
 from transforms.passages import Passage
-from transforms.results import BuildLeaderboard, build_leaderboard, competition_ranks
+from transforms.results import (
+    BuildLeaderboard,
+    build_leaderboard,
+    competition_ranks,
+    tenths,
+)
 
 COURSE: Course = make_course()  # start (km 0), cp1, finish; wave A at the gun, B 300 s later
 
@@ -207,3 +213,33 @@ def test_build_leaderboard_transform__ranks_the_whole_race() -> None:
             | beam.Map(lambda r: {c: r[c] for c in COLUMNS})
         )
         assert_that(rows, equal_to(EXPECTED))
+
+
+def finishers(times: list[float]) -> list[dict]:
+    """Leaderboard rows of athletes 1..n who finished in these chip times (no start photo)."""
+    athletes = [athlete(str(i + 1)) for i in range(len(times))]
+    seen = [passage(a.bib, "finish", t) for a, t in zip(athletes, times, strict=True)]
+    return build_leaderboard(seen, COURSE, athletes, AS_OF)
+
+
+def test_build_leaderboard__ties_are_equal_times_as_shown_to_the_tenth() -> None:
+    # 40:00.04 and 40:00.06 both read 0:40:00.0 (tenths truncated): one place, no gap.
+    # 40:00.14 reads 0:40:00.1, a tenth behind; 40:01.05 reads 0:40:01.0, a second behind.
+    rows = finishers([2400.04, 2400.06, 2400.14, 2401.05])
+    assert [(clock(r["total_s"]), r["rank"], r["gap_s"]) for r in rows] == [
+        ("0:40:00.0", 1, 0.0),
+        ("0:40:00.0", 1, 0.0),
+        ("0:40:00.1", 3, 0.1),
+        ("0:40:01.0", 4, 1.0),
+    ]
+
+
+@PROPERTY
+@given(st.lists(st.integers(2_400_000, 2_400_400).map(lambda ms: ms / 1000), min_size=1))
+def test_build_leaderboard__place_and_gap_follow_the_times_as_shown(times: list[float]) -> None:
+    rows = finishers(times)
+    shown = [clock(r["total_s"]) for r in rows]
+    assert [r["rank"] for r in rows] == [1 + sum(s < x for s in shown) for x in shown]
+    assert [clock(r["gap_s"]) for r in rows] == [
+        clock(tenths(r["total_s"]) / 10 - tenths(rows[0]["total_s"]) / 10) for r in rows
+    ]

@@ -11,6 +11,7 @@ import csv
 import io
 
 from transforms.course import Course
+from transforms.results import tenths
 from transforms.schemas import split_column
 
 
@@ -18,8 +19,7 @@ def clock(seconds: float | None) -> str:
     """1:02:03.4 (tenths truncated, as timing software shows them); '' for no time."""
     if seconds is None:
         return ""
-    tenths = int(round(seconds * 1000)) // 100
-    whole, tenth = divmod(tenths, 10)
+    whole, tenth = divmod(tenths(seconds), 10)
     return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}.{tenth}"
 
 

@@ -6,7 +6,9 @@ when it was seen, else from the gun, which `chip_start` flags. Splits are
 chip times at each station, with the time of day, the sector time since the
 previous station seen, and the pace over that sector. Ranks (overall, by
 gender, by category) use the course's `rank_by` time at tenth-of-a-second
-precision, ties sharing a rank as in RACE RESULT or Webscorer (1, 2, 2, 4).
+precision, ties sharing a rank as in RACE RESULT or Webscorer (1, 2, 2, 4): the tenths
+are those shown (truncated), so equal times on the results share a place, and the gap to the
+leader is the difference of the times shown.
 
 Statuses: finished; running (seen, not finished, course still open); dnf
 (seen, not finished after the course closed, or an official said so); dns
@@ -27,7 +29,12 @@ from transforms.passages import Passage
 from transforms.schemas import pace_column, sector_column, split_column, time_of_day_column
 
 FINISHED, RUNNING, DNF, DNS, DSQ = "finished", "running", "dnf", "dns", "dsq"
-RANK_PRECISION_S = 0.1
+
+
+def tenths(seconds: float) -> int:
+    """Whole tenths of a time as shown: truncated as timing software shows it (to the
+    millisecond first, so 59.9 stored as 59.89999... still shows 59.9)."""
+    return int(round(seconds * 1000)) // 100
 
 
 def competition_ranks(values: list[float]) -> list[int]:
@@ -148,7 +155,7 @@ def _rank(rows: list[dict], rank_key: str, group: str | None = None) -> None:
             groups.setdefault(row[group] if group else "", []).append(row)
     for members in groups.values():
         members.sort(key=lambda r: (r["total_s"], bib_order(r["bib"])))
-        shown = [round(r["total_s"] / RANK_PRECISION_S) for r in members]
+        shown = [tenths(r["total_s"]) for r in members]
         for row, rank in zip(members, competition_ranks(shown), strict=True):
             row[rank_key] = rank
 
@@ -187,10 +194,10 @@ def build_leaderboard(
     _rank(rows, "rank")
     _rank(rows, "category_rank", "category")
     _rank(rows, "gender_rank", "gender")
-    winner = min((r["total_s"] for r in rows if r["rank"] == 1), default=None)
+    winner = min((tenths(r["total_s"]) for r in rows if r["rank"] == 1), default=None)
     for row in rows:
         if row["rank"] is not None:
-            row["gap_s"] = round(row["total_s"] - winner, 3)
+            row["gap_s"] = (tenths(row["total_s"]) - winner) / 10
     return sorted(rows, key=results_order(course))
 
 
