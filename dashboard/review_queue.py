@@ -20,6 +20,7 @@ from datetime import datetime
 import pandas as pd
 
 from transforms.corrections import IMAGE_ACTIONS, Correction
+from transforms.dedup import STATION_CONFLICT
 
 APPROVE, ASSIGN, REJECT, DSQ = "approve", "assign", "reject", "dsq"
 # "The result stands": logged as an athlete decision, so that it decides nothing about the
@@ -44,6 +45,7 @@ REASON_TEXT = {
     "camera_silent": "Camera silent?",
     "implausible_split": "Implausible split time",
     "too_late": "Arrived too late to be timed",
+    STATION_CONFLICT: "Came in for several stations",
     "missed_checkpoint": "Not seen at a checkpoint",
     OPENED: "Opened for correction",
 }
@@ -67,6 +69,9 @@ REASON_NOTES = HEALTH_NOTES | {
     "race's latest photos (a camera that uploaded late?), so what was read on it is not "
     "timed. Approve to time the reads, assign to time the athletes you see, reject to "
     "leave it out.",
+    STATION_CONFLICT: "The same photo came in in the folders of several stations (copied "
+    "into the wrong one?), so it is timed at none of them. Choose its station: assign times "
+    "the athletes you choose there, at that station's time of the photo; reject leaves it out.",
 }
 
 
@@ -105,12 +110,18 @@ def _when(value: object) -> datetime | None:
     return None if pd.isna(value) else pd.Timestamp(value).to_pydatetime()
 
 
+def text_or_none(value: object) -> str | None:
+    """A text cell as text, or None where it is null or empty (pandas reads a null string
+    cell as NaN, which is truthy)."""
+    return None if pd.isna(value) or not value else str(value)
+
+
 def items_of(review: pd.DataFrame) -> list[Item]:
     return [
         Item(
             image_id=row.image_id,
             reason=row.reason,
-            station_id=row.station_id or None,
+            station_id=text_or_none(row.station_id),
             candidates=tuple(row.candidates if row.candidates is not None else ()),
             taken_at=_when(row.taken_at),
         )
@@ -172,7 +183,25 @@ def opened_item(images: pd.DataFrame, image_id: str) -> Item | None:
         return None
     row = rows.iloc[0]
     bibs = tuple(row["bibs"]) if row["bibs"] is not None else ()
-    return Item(image_id, OPENED, row["station_id"] or None, bibs, _when(row["taken_at"]))
+    return Item(image_id, OPENED, text_or_none(row["station_id"]), bibs, _when(row["taken_at"]))
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and when an official says a photo was taken."""
+
+    station_id: str
+    passed_at: datetime | None  # None: the photo's own time
+
+
+def copies_of(images: pd.DataFrame, image_id: str) -> list[Placement]:
+    """Each station a copy of the photo came in for (in path order), at its time there (a
+    station's clock offset gives each copy its own)."""
+    places: dict[str, Placement] = {}
+    for row in images[images["image_id"] == image_id].sort_values("path").itertuples():
+        if text_or_none(row.station_id) and row.station_id not in places:
+            places[row.station_id] = Placement(row.station_id, _when(row.taken_at))
+    return list(places.values())
 
 
 def decision_rows(
@@ -183,31 +212,45 @@ def decision_rows(
     now: datetime,
     bibs: Sequence[str] = (),
     photo_station: str | None = None,
+    placed: Placement | None = None,
 ) -> list[Correction]:
     """The log rows for one decision about an item; raises ValueError for one that cannot be.
 
     Image decisions name the photo's own station: the photo of a missed_checkpoint item
-    was taken at the finish, and it stays there.
+    was taken at the finish, and it stays there. An assignment names the station and time
+    the official `placed` the photo at, where given (a photo that came in for several
+    stations must be placed).
     """
 
-    def row(action: str, bib: str = "", station: str | None = photo_station) -> Correction:
-        return Correction(item.image_id, action, bib, station or "", None, now, official)
+    def row(
+        action: str, bib: str = "", station: str | None = photo_station, at: datetime | None = None
+    ) -> Correction:
+        return Correction(item.image_id, action, bib, station or "", at, now, official)
 
     if item.about_athlete and action in (APPROVE, DSQ):
         logged = KEEP if action == APPROVE else DSQ
         return [row(logged, bib, item.station_id) for bib in item.candidates]
     if item.about_camera and action == APPROVE:
         return [row(SEEN, "", item.station_id)]
+    in_doubt = item.reason == STATION_CONFLICT
+    if in_doubt and action == APPROVE:
+        raise ValueError(
+            "Approving would time the reads at a station in doubt: choose the photo's "
+            "station and assign the athletes on it."
+        )
     if item.about_photo and action in (APPROVE, REJECT):
         return [row(action)]
     if item.about_photo and action == ASSIGN:
         if not bibs:
             raise ValueError("Choose the athlete(s) on the photo first.")
-        if not photo_station or item.taken_at is None:
+        if in_doubt and placed is None:
+            raise ValueError("Choose the station this photo was taken at first.")
+        station, at = (placed.station_id, placed.passed_at) if placed else (photo_station, None)
+        if not station or (at is None and item.taken_at is None):
             # The log's rows would credit the bibs with no passage anywhere: say so instead.
             raise ValueError(
                 "This photo has no station or no time (its EXIF?), so an assignment would "
                 "time nothing: reject it or skip it."
             )
-        return [row(ASSIGN, bib) for bib in dict.fromkeys(bibs)]
+        return [row(ASSIGN, bib, station, at) for bib in dict.fromkeys(bibs)]
     raise ValueError(f"{action} is not a decision about {reason_text(item.reason).lower()}")

@@ -28,7 +28,7 @@ from apache_beam.utils.timestamp import Timestamp
 from pipeline.options import RaceConfig
 from transforms.athlete_photos import athlete_photos_of
 from transforms.corrections import decisions_by_image, official_statuses
-from transforms.dedup import mark_exact_duplicates, mark_near_duplicates
+from transforms.dedup import bursting, mark_exact_duplicates, mark_near_duplicates
 from transforms.exif import place_in_race
 from transforms.faces import faces_enabled, gallery_of, reference_photos
 from transforms.health import review_of_health
@@ -42,7 +42,7 @@ from transforms.passages import (
     silent_windows,
     station_row,
 )
-from transforms.records import DUPLICATE, REJECTED, Photo, Sighting
+from transforms.records import REJECTED, Photo, Sighting
 from transforms.results import build_leaderboard
 from transforms.splits import check_athlete
 
@@ -98,10 +98,8 @@ def dedup(photos: list[Photo], burst_gap_s: float, bits: int) -> list[Photo]:
     )
     deduped = []
     for group in bursts.values():
-        deduped += [p for p in group if p.status == DUPLICATE]
-        deduped += mark_near_duplicates(
-            [p for p in group if p.status != DUPLICATE], burst_gap_s, bits
-        )
+        deduped += [p for p in group if p.status is not None]
+        deduped += mark_near_duplicates(bursting(group), burst_gap_s, bits)
     return deduped
 
 

@@ -683,3 +683,51 @@ def test_reason_text__a_photo_held_as_too_late_is_explained() -> None:
     # see why, and what each decision does there.
     assert review_queue.reason_text(TOO_LATE) == "Arrived too late to be timed"
     assert "allowed lateness" in review_queue.REASON_NOTES[TOO_LATE]
+
+
+def _photo_in_two_folders(race: Race) -> str:
+    """cp1-weak's photo, copied into finish/ too (where a clock offset gives it another time):
+    in review as station_conflict, timed nowhere, as the pipeline leaves it."""
+    copy = race.images / "finish" / "cp1-weak.jpg"
+    copy.write_bytes((race.images / "cp1" / "cp1-weak.jpg").read_bytes())
+    image_id = race.ids["cp1-weak"]
+    images = pq.read_table(race.out / "images.parquet")
+    rows = images.to_pylist()
+    [kept] = [r for r in rows if r["image_id"] == image_id]
+    kept.update(status="review", reason="station_conflict")
+    rows.append(
+        kept
+        | {"path": str(copy), "station_id": "finish", "status": "duplicate"}
+        | {"reason": "exact_duplicate", "duplicate_of": image_id, "duplicate_of_path": kept["path"]}
+        | {"taken_at": pd.Timestamp("2026-05-01T08:21:43Z").to_pydatetime()}
+    )
+    pq.write_table(pa.Table.from_pylist(rows, schema=images.schema), race.out / "images.parquet")
+    review = [
+        {"image_id": image_id, "reason": "station_conflict", "candidates": ["102"],
+         "station_id": None, "taken_at": None, "path": ""}
+    ]  # fmt: skip
+    schema = pq.read_schema(race.out / "review.parquet")
+    pq.write_table(pa.Table.from_pylist(review, schema=schema), race.out / "review.parquet")
+    return image_id
+
+
+def test_review__a_photo_of_two_stations_is_assigned_where_the_official_says(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    image_id = _photo_in_two_folders(race)
+    at = open_page(REVIEW)
+    assert "Came in for several stations" in [s.value for s in at.subheader]
+    assert "5 km and Finish" in texts(at)
+    assert "approve" not in [b.key for b in at.button]  # its reads' station is in doubt
+    at.button(key="assign").click().run()  # no station chosen yet
+    assert "Choose the station this photo was taken at first." in texts(at)
+    assert not race.corrections.exists()
+    place = at.radio(key="place_station")
+    assert place.options == ["5 km · 10:21:40", "Finish · 10:21:43"]
+    place.set_value("finish")
+    at.button(key="assign").click().run()
+    [row] = log_rows(race)
+    assert (row["image_id"], row["action"], row["bib"], row["station_id"]) == (
+        image_id, "assign", "102", "finish",
+    )  # fmt: skip
+    assert row["passed_at"] == "2026-05-01T08:21:43+00:00"  # finish's time of the photo

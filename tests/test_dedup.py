@@ -16,13 +16,14 @@ from PIL import Image
 
 from tests.conftest import PROPERTY, photo, read
 from transforms.dedup import (
+    STATION_CONFLICT,
     DedupPhotos,
     hash_distance,
     is_near_duplicate,
     mark_exact_duplicates,
     mark_near_duplicates,
 )
-from transforms.records import DUPLICATE, Photo
+from transforms.records import DUPLICATE, REVIEW, Photo
 
 GAP_S, BITS = 3.0, 8
 HASH = "ffff0000ffff0000"
@@ -81,6 +82,17 @@ def test_mark_exact_duplicates__keeps_the_first_by_path() -> None:
         first,
         exact_of(copies[2], first),
         exact_of(copies[0], first),
+    ]
+
+
+def test_mark_exact_duplicates__one_photo_in_two_station_folders_is_timed_at_neither() -> None:
+    # A start photo copied by mistake into finish/: which station is it? Only an official
+    # can say; the first copy by path (finish/ before start/) was kept and timed there.
+    start = photo("a", station="start", seconds=5.0, bibs=(read("101"),))
+    copy = replace(start, path="/race/images/finish/a.jpg", folder="finish", station_id="finish")
+    assert mark_exact_duplicates([start, copy]) == [
+        replace(copy, status=REVIEW, reason=STATION_CONFLICT),
+        exact_of(start, copy),
     ]
 
 
@@ -148,6 +160,17 @@ def test_dedup_photos__marks_copies_and_bursts_and_keeps_the_rest() -> None:
             marked,
             equal_to([f1, near_of(f2, f1), f3, f4, c1, exact_of(upload_again, f1)]),
         )
+
+
+def test_dedup_photos__a_photo_of_two_stations_is_no_burst_frame_at_either() -> None:
+    # In finish/ by mistake, the start photo must not hide a finish frame as its burst copy.
+    f1 = photo("f1", seconds=0.2, bibs=(read("101"),), phash=HASH)
+    start = photo("s1", station="start", seconds=0.0, bibs=(read("101"),), phash=HASH)
+    copy = replace(start, path="/race/images/finish/s1.jpg", folder="finish", station_id="finish")
+    conflict = replace(copy, status=REVIEW, reason=STATION_CONFLICT)
+    with TestPipeline() as p:
+        marked = p | beam.Create([f1, start, copy]) | DedupPhotos(GAP_S, BITS)
+        assert_that(marked, equal_to([f1, conflict, exact_of(start, copy)]))
 
 
 def test_dedup_photos__output_is_stamped_with_event_time() -> None:

@@ -1,10 +1,14 @@
 """Duplicate photos: the same file uploaded twice, and burst shots that add nothing.
 
 An exact duplicate has the same SHA-256 as another file; the first by path is
-kept. A near duplicate is a photo taken at the same station within a burst gap
-of a kept one, with a perceptual hash within a few bits of it, and no bib read
-that the kept one does not have: it shows nothing new, so it needs neither a
-passage nor a review. A frame in which a new bib appears is never a duplicate.
+kept. Copies of one photo in the folders of different stations (a start photo
+copied into finish/ by mistake) leave its station in doubt: the first copy is
+kept, timed at neither station, for an official to place (station_conflict).
+
+A near duplicate is a photo taken at the same station within a burst gap of a
+kept one, with a perceptual hash within a few bits of it, and no bib read that
+the kept one does not have: it shows nothing new, so it needs neither a passage
+nor a review. A frame in which a new bib appears is never a duplicate.
 """
 
 from __future__ import annotations
@@ -16,18 +20,25 @@ import apache_beam as beam
 from apache_beam.transforms import window
 from apache_beam.transforms.window import TimestampedValue
 
-from transforms.records import DUPLICATE, Photo, pack_photo, unpack_photo
+from transforms.records import DUPLICATE, REVIEW, Photo, pack_photo, unpack_photo
+
+EXACT_DUPLICATE = "exact_duplicate"
+STATION_CONFLICT = "station_conflict"
 
 
 def mark_exact_duplicates(copies: Iterable[Photo]) -> list[Photo]:
-    """Photos of one image_id: the first by path is kept, the others point at it."""
+    """Photos of one image_id: the first by path is kept, the others point at it. Copies
+    placed at different stations put the kept one in review: timing it at either station
+    would be a guess (a start photo in finish/ took its runners' start passages)."""
     ordered = sorted(copies, key=lambda p: p.path)
     first = ordered[0]
+    if len({p.station_id for p in ordered}) > 1:
+        first = replace(first, status=REVIEW, reason=STATION_CONFLICT)
     return [first] + [
         replace(
             p,
             status=DUPLICATE,
-            reason="exact_duplicate",
+            reason=EXACT_DUPLICATE,
             duplicate_of=first.image_id,
             duplicate_of_path=first.path,
         )
@@ -97,9 +108,14 @@ def _copies(group: tuple[str, Iterable[bytes]]) -> list[Photo]:
 
 def _by_station(packed: tuple[str, Iterable[bytes]], gap_s: float, bits: int) -> Iterator[Photo]:
     group = [unpack_photo(p) for p in packed[1]]
-    fresh = [p for p in group if p.status != DUPLICATE]
-    yield from (p for p in group if p.status == DUPLICATE)
-    yield from mark_near_duplicates(fresh, gap_s, bits)
+    yield from (p for p in group if p.status is not None)
+    yield from mark_near_duplicates(bursting(group), gap_s, bits)
+
+
+def bursting(photos: Iterable[Photo]) -> list[Photo]:
+    """The photos that take part in bursts: not copies, nor photos whose station is in
+    doubt (they would hide a frame of the station they were wrongly put in)."""
+    return [p for p in photos if p.status is None]
 
 
 class DedupPhotos(beam.PTransform):

@@ -27,6 +27,7 @@ from apache_beam.metrics import Metrics
 
 from transforms.bibs import listed_bib
 from transforms.corrections import Decision
+from transforms.dedup import EXACT_DUPLICATE, STATION_CONFLICT
 from transforms.faces import Gallery, match_face, untied_faces
 from transforms.quality import is_covered
 from transforms.records import (
@@ -111,6 +112,13 @@ def _review(photo: Photo, reason: str, candidates: list[str]) -> ReviewItem:
         station_id=photo.station_id,
         taken_at=photo.taken_at,
     )
+
+
+def in_doubt(photo: Photo, known: frozenset[str]) -> ReviewItem:
+    """The review item of a photo that came in for several stations: no station or time
+    (each copy's folder gives its own), the athletes read on it."""
+    bibs = [r.bib for r in listed_reads(as_listed(best_reads(photo.facts.bibs), known))]
+    return replace(_review(photo, STATION_CONFLICT, bibs), station_id=None, taken_at=None)
 
 
 def apply_decision(photo: Photo, decision: Decision, known: frozenset[str]) -> Identified:
@@ -254,8 +262,11 @@ def identify_photo(
     """What the pipeline (or an official, who has the last word) makes of one photo; with
     a gallery, faces identify the athletes that bibs did not."""
     decision = decisions.get(photo.image_id)
-    if decision is not None:
+    # An exact copy stays the copy of the photo decided: one row each, as read.
+    if decision is not None and photo.reason != EXACT_DUPLICATE:
         return apply_decision(photo, decision, known)
+    if photo.reason == STATION_CONFLICT:
+        return Identified(photo, (), (in_doubt(photo, known),))
     if photo.status is not None:
         return Identified(photo)  # duplicates and rejects keep their status
     result = identify(photo, known, threshold)

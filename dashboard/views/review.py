@@ -23,7 +23,10 @@ from dashboard.review_queue import (
     OPENED,
     REASON_NOTES,
     REJECT,
+    STATION_CONFLICT,
     Item,
+    Placement,
+    copies_of,
     counts_by_reason,
     decision_rows,
     in_turn,
@@ -33,6 +36,7 @@ from dashboard.review_queue import (
     pending,
     reason_text,
     settled_by,
+    text_or_none,
 )
 from dashboard.settings import Settings
 from transforms.corrections import Correction, append_corrections, read_corrections_leniently
@@ -42,6 +46,7 @@ OFFICIAL_NAME = "official_name"  # outlives the widget when the official visits 
 SKIPPED = "skipped"
 SHOWN = "review_shown"
 BIBS_KEY = "assign_bibs"
+PLACE_KEY = "place_station"
 NOTICE = "review_notice"
 RETIME_POLL_S = 2
 DONE = {APPROVE: "Approved", ASSIGN: "Assigned", REJECT: "Rejected", DSQ: "Disqualified"}
@@ -63,7 +68,19 @@ def _decided_meanwhile(item: Item, settings: Settings) -> Correction | None:
     return settled_by(item, read_corrections_leniently(settings.corrections).corrections)
 
 
-def _decide(action: str, item: Item, photo_station: str | None, settings: Settings) -> None:
+def _placement(places: list[Placement]) -> Placement | None:
+    """The station (and its time of the photo) the official chose, if any."""
+    chosen = st.session_state.get(PLACE_KEY)
+    return next((p for p in places if p.station_id == chosen), None)
+
+
+def _decide(
+    action: str,
+    item: Item,
+    photo_station: str | None,
+    settings: Settings,
+    places: list[Placement] = (),
+) -> None:
     earlier = _decided_meanwhile(item, settings)
     if earlier is not None:
         who = earlier.by or "another official"
@@ -77,6 +94,7 @@ def _decide(action: str, item: Item, photo_station: str | None, settings: Settin
             now=datetime.now(UTC),
             bibs=st.session_state.get(BIBS_KEY) or (),
             photo_station=photo_station,
+            placed=_placement(places),
         )
         append_corrections(settings.corrections, rows)
     except (ValueError, OSError) as e:
@@ -139,7 +157,7 @@ def show_photo(images: pd.DataFrame, item: Item) -> None:
     st.text(photos.photo_path(images, item.image_id) or "")
 
 
-def describe(item: Item, settings: Settings) -> None:
+def describe(item: Item, settings: Settings, places: list[Placement]) -> None:
     """Why the item is here, and where and when (or who, for an athlete)."""
     race = data.race(settings.out)
     names = {s.id: s.name for s in race.stations}
@@ -153,6 +171,8 @@ def describe(item: Item, settings: Settings) -> None:
             "Approve keeps the result (the missed checkpoint stays flagged); disqualify if "
             "the course was cut."
         )
+    elif item.reason == STATION_CONFLICT:
+        st.text(" and ".join(names.get(p.station_id, p.station_id) for p in places))
     else:
         taken = formats.local_time(item.taken_at, race.timezone)
         st.text(f"{where} · {taken}" if taken else where)
@@ -193,14 +213,34 @@ def show_candidates(images: pd.DataFrame, item: Item, settings: Settings) -> Non
     )
 
 
-def decision_form(item: Item, photo_station: str | None, settings: Settings) -> None:
+def choose_station(places: list[Placement], settings: Settings) -> None:
+    """The stations a photo in doubt came in for, each with its time of the photo there."""
+    race = data.race(settings.out)
+    names = {s.id: s.name for s in race.stations}
+    times = {p.station_id: formats.local_time(p.passed_at, race.timezone) for p in places}
+    st.radio(
+        "Taken at",
+        [p.station_id for p in places],
+        format_func=lambda s: f"{names.get(s, s)} · {times[s]}".strip(" ·"),
+        index=None,
+        key=PLACE_KEY,
+    )
+
+
+def decision_form(
+    item: Item, photo_station: str | None, settings: Settings, places: list[Placement]
+) -> None:
     """The actions; keyboard: A approve, X reject, S skip, D disqualify, Ctrl+Enter assign."""
     listed = data.athletes(settings.out)
     names = dict(zip(listed["bib"], listed["name"].fillna(""), strict=True))
+    in_doubt = item.reason == STATION_CONFLICT
     if st.session_state.get(SHOWN) != item.key:  # a new item: propose its own candidates
         st.session_state[SHOWN] = item.key
         st.session_state[BIBS_KEY] = [b for b in item.candidates if b in names]
+        st.session_state[PLACE_KEY] = None
     with st.form("decision_form", border=True, enter_to_submit=False):
+        if in_doubt:
+            choose_station(places, settings)
         if item.about_photo:
             st.multiselect(
                 "Athletes on the photo (type a bib or a name)",
@@ -218,13 +258,23 @@ def decision_form(item: Item, photo_station: str | None, settings: Settings) -> 
                 (APPROVE, "Approve", "A", "secondary"),
                 (REJECT, "Reject", "X", "secondary"),
             ]
-            if item.about_photo
+            # Approving would time the reads where the photo's station is in doubt.
+            if item.about_photo and not in_doubt
+            else [(ASSIGN, "Assign", "Ctrl+Enter", "primary"), (REJECT, "Reject", "X", "secondary")]
+            if in_doubt
             else [(APPROVE, "Approve", "A", "primary")]
             + ([(DSQ, "Disqualify", "D", "secondary")] if item.about_athlete else [])
         )
         # Two buttons to a row, so that labels and shortcut hints fit a laptop's half-screen.
         buttons = [
-            (action, label, shortcut, kind, _decide, (action, item, photo_station, settings))
+            (
+                action,
+                label,
+                shortcut,
+                kind,
+                _decide,
+                (action, item, photo_station, settings, places),
+            )
             for action, label, shortcut, kind in actions
         ]
         buttons.append(("skip", "Skip", "S", "secondary", _skip, (item,)))
@@ -242,14 +292,16 @@ def decision_form(item: Item, photo_station: str | None, settings: Settings) -> 
 
 
 def show_item(images: pd.DataFrame, item: Item, settings: Settings) -> None:
-    photo = images[images["image_id"] == item.image_id]
-    photo_station = photo["station_id"].iloc[0] if not photo.empty else None
+    # The photo's own row: an exact copy's shares its image_id.
+    photo = images[(images["image_id"] == item.image_id) & (images["reason"] != "exact_duplicate")]
+    photo_station = text_or_none(photo["station_id"].iloc[0]) if not photo.empty else None
     left, right = st.columns([3, 2], gap="medium")
     with left:
         show_photo(images, item)
     with right:
-        describe(item, settings)
-        decision_form(item, photo_station, settings)
+        places = copies_of(images, item.image_id)
+        describe(item, settings, places)
+        decision_form(item, photo_station, settings, places)
         show_evidence(images, item, settings)
 
 

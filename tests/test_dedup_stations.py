@@ -1,0 +1,84 @@
+"""One photo in the folders of two stations: an official places it, nothing guesses."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from pipeline.cli import main
+from tests.conftest import restored_logging
+from transforms.corrections import Correction, append_corrections
+
+AS_OF = "2026-05-01T16:00:00+00:00"
+
+
+def _rows(out: Path, name: str) -> list[dict]:
+    return pq.read_table(out / name).to_pylist()
+
+
+def _run(race: Path, images: Path, out: Path, *extra: str) -> None:
+    argv = [
+        "run", "--images", str(images), "--course", str(race / "course.yaml"),
+        "--start-list", str(race / "startlist.csv"), "--out", str(out),
+        "--as-of", AS_OF, "--no-progress", *extra,
+    ]  # fmt: skip
+    with restored_logging():
+        assert main(argv) == 0
+
+
+def test_run__a_start_photo_copied_into_finish_waits_for_an_official(
+    race: Path, tmp_path: Path
+) -> None:
+    images = tmp_path / "images"
+    shutil.copytree(race / "images", images)
+    first = _rows_of_run(race, images, tmp_path / "before")
+    start = next(
+        r
+        for r in sorted(first, key=lambda r: r["path"])
+        if r["station_id"] == "start" and r["status"] == "passage" and len(r["bibs"]) >= 2
+    )
+    copy = images / "finish" / Path(start["path"]).name
+    shutil.copyfile(start["path"], copy)
+    out = tmp_path / "out"
+    _run(race, images, out)
+
+    rows = {r["path"]: r for r in _rows(out, "images.parquet")}
+    assert len(rows) == len(first) + 1  # every file one row
+    kept, other = rows[str(copy)], rows[start["path"]]  # finish/ comes first by path
+    assert (kept["status"], kept["reason"]) == ("review", "station_conflict")
+    assert (other["status"], other["reason"]) == ("duplicate", "exact_duplicate")
+    assert other["duplicate_of"] == start["image_id"]
+    [item] = [r for r in _rows(out, "review.parquet") if r["image_id"] == start["image_id"]]
+    assert item["reason"] == "station_conflict"
+    assert set(item["candidates"]) == set(start["bibs"])
+    assert (item["station_id"], item["taken_at"]) == (None, None)
+    # Timed at neither station: no passage from it, no implausible finish to review.
+    passages = _rows(out, "passages.parquet")
+    assert start["image_id"] not in {p["image_id"] for p in passages}
+    assert not [r for r in _rows(out, "review.parquet") if r["reason"] == "implausible_split"]
+
+    # The official says it is the start's: assigned there, at the start copy's time.
+    log = tmp_path / "corrections.csv"
+    decided = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    append_corrections(
+        str(log),
+        [
+            Correction(start["image_id"], "assign", b, "start", start["taken_at"], decided, "kari")
+            for b in start["bibs"]
+        ],
+    )
+    _run(race, images, out, "--corrections", str(log))
+    timed = {(p["bib"], p["station_id"], p["passed_at"]) for p in _rows(out, "passages.parquet")}
+    assert {(b, "start", start["taken_at"]) for b in start["bibs"]} <= timed
+    rows = {r["path"]: r for r in _rows(out, "images.parquet")}
+    assert rows[str(copy)]["reason"] == "assigned_by_official"
+    assert rows[start["path"]]["status"] == "duplicate"  # still the other copy's row
+    assert start["image_id"] not in {r["image_id"] for r in _rows(out, "review.parquet")}
+
+
+def _rows_of_run(race: Path, images: Path, out: Path) -> list[dict]:
+    _run(race, images, out)
+    return _rows(out, "images.parquet")
