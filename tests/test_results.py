@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import PROPERTY, at, athlete, make_course, passage
-from transforms.course import Course
+from transforms.course import Athlete, Course
 from transforms.export import clock
 from transforms.passages import Passage
 from transforms.results import (
@@ -242,4 +242,20 @@ def test_build_leaderboard__place_and_gap_follow_the_times_as_shown(times: list[
     assert [r["rank"] for r in rows] == [1 + sum(s < x for s in shown) for x in shown]
     assert [clock(r["gap_s"]) for r in rows] == [
         clock(tenths(r["total_s"]) / 10 - tenths(rows[0]["total_s"]) / 10) for r in rows
+    ]
+
+
+def test_build_leaderboard__no_category_or_gender_no_place_in_one() -> None:
+    # A start list's blank category (or gender) is no category: those athletes get no
+    # category place (results.csv's Category Place stays blank), and the others' places
+    # are within their own category ("M 40": a category with a space is one like any other).
+    runners = [Athlete("1", "Åse Ødegård"), Athlete("2", "Bo", gender="M")]
+    runners += [Athlete("3", "Li", category="M 40", gender="M"), Athlete("4", "Per", "M 40")]
+    seen = [passage(a.bib, "finish", 2400 + 100 * i) for i, a in enumerate(runners)]
+    rows = build_leaderboard(seen, COURSE, runners, AS_OF)
+    assert [(r["bib"], r["rank"], r["category_rank"], r["gender_rank"]) for r in rows] == [
+        ("1", 1, None, None),
+        ("2", 2, None, 1),
+        ("3", 3, 1, 2),
+        ("4", 4, 2, None),
     ]

@@ -151,6 +151,9 @@ def bib_order(bib: str) -> tuple[int, str]:
 def _rank(rows: list[dict], rank_key: str, group: str | None = None) -> None:
     groups: dict[str, list[dict]] = {}
     for row in rows:
+        # A blank category or gender is none: no place among the others left blank.
+        if group and not row[group]:
+            continue
         if row["status"] == FINISHED and "unknown_bib" not in row["flags"]:
             groups.setdefault(row[group] if group else "", []).append(row)
     for members in groups.values():
