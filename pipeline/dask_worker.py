@@ -15,3 +15,17 @@ try:
     import apache_beam  # noqa: F401
 finally:
     _root.setLevel(_level)
+
+from transforms.write import NoRoom  # noqa: E402 - after Beam's quiet import
+
+# A task that found the disk full: the launcher ends the run with one line naming the folder
+# (pipeline/interrupted.py), which Dask's report of the failed task would only precede.
+_NO_ROOM_REPORT = f"{NoRoom.__name__}("
+
+
+def _not_of_a_full_disk(record: logging.LogRecord) -> bool:
+    args = record.args if isinstance(record.args, tuple) else ()
+    return not any(str(arg).startswith(_NO_ROOM_REPORT) for arg in args)
+
+
+logging.getLogger("distributed.worker").addFilter(_not_of_a_full_disk)

@@ -35,6 +35,7 @@ from pipeline.graph import build, build_analysis, build_from_groups, grouped_cop
 from pipeline.options import RaceConfig, RacelensOptions
 from transforms import records
 from transforms.course import ConfigError
+from transforms.write import NoRoom, tell_no_room
 
 if TYPE_CHECKING:
     from apache_beam.runners.dask.dask_runner import DaskOptions
@@ -100,6 +101,9 @@ def analyse_on_dask(argv: list[str]) -> list[tuple[str, list[str]]]:
             # The runner computes the graph's last step as one collection, whose elements
             # the client gathers (raising a worker's error here): (image_id, path) pairs.
             [files] = result.client.gather(result.futures)
+        except NoRoom as e:  # a worker's disk full: told here, as a forked worker tells it
+            tell_no_room(e.filename)
+            raise
         finally:
             result.client.close()  # the runner opens a client and leaves it open
     return grouped_copies(files)

@@ -7,6 +7,9 @@ signal's number (130, 143: the shell's convention). Nothing is lost that the nex
 every stored fact and every output is written under a temporary name and renamed into place
 (transforms/write.py), so each is whole or absent; the temporary files of the processes
 ended are removed; the next run of the same command takes up the stored facts.
+
+A worker process that dies without a word (WORKER_LOST) and a write that finds its disk full
+(NO_ROOM, in the launcher or a worker it forked) end the run the same way, exit 1.
 """
 
 from __future__ import annotations
@@ -27,9 +30,15 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.progress import count_facts
 from pipeline.worker_command import WORKER_LOST
 from transforms.photos import FactStore
-from transforms.write import TEMPORARY_MARK
+from transforms.write import TEMPORARY_MARK, no_room_told_to
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# What a process of the run sends the launcher once a write of its found the disk full, the
+# write's path told through a pipe: a failed write would end the run with the tracebacks of
+# every worker and of Beam (~250 lines).
+NO_ROOM = signal.SIGUSR2
+# How long that process waits to be ended by the launcher before it fails the write itself.
+NO_ROOM_WAIT_S = 30.0
 OUTPUT_SUFFIXES = (".parquet", ".csv", ".json")
 
 # What ends processes this one started (its workers) at once.
@@ -44,12 +53,22 @@ def stopped_on_signals(out: str, facts: str) -> Iterator[list[Ender]]:
     ends: list[Ender] = []
     started = time.time()
     stopping = threading.Event()
+    launcher = os.getpid()
+    told, telling = os.pipe()  # a forked process tells the launcher a full disk's path here
+    os.set_blocking(told, False)
+
+    def no_room(path: str) -> None:
+        os.write(telling, f"{path}\0".encode(errors="surrogateescape"))
+        os.kill(launcher, NO_ROOM)
+        # Ended meanwhile: a worker by the launcher, the launcher by its handler (at once
+        # on its main thread, on another while this one waits).
+        time.sleep(NO_ROOM_WAIT_S)
 
     def stop(signum: int, _: object) -> None:
         stopping.set()
         # An impatient second Ctrl-C must not interrupt the stopping, nor the commands of the
         # workers it ends, which see them end without a word.
-        for each in (*SIGNALS, WORKER_LOST):
+        for each in (*SIGNALS, WORKER_LOST, NO_ROOM):
             signal.signal(each, signal.SIG_IGN)
         terminal = _quieted_stderr()
         try:
@@ -59,20 +78,37 @@ def stopped_on_signals(out: str, facts: str) -> Iterator[list[Ender]]:
             _kill(started_here)  # Dask's, multiprocessing's; the workers' are gone already
             remove_temporaries_of([out, facts], {os.getpid(), *started_here})
             kept = count_facts(FactStore(facts))
-            line_of = worker_lost_line if signum == WORKER_LOST else interrupted_line
-            line = line_of(kept, facts, results_state(out, started))
+            results = results_state(out, started)
+            if signum == NO_ROOM:
+                full = os.read(told, 65536).split(b"\0")[0].decode(errors="surrogateescape")
+                line = no_room_line(folder_of(full, (facts, out)), kept, facts, results)
+            elif signum == WORKER_LOST:
+                line = worker_lost_line(kept, facts, results)
+            else:
+                line = interrupted_line(kept, facts, results)
             os.write(terminal, f"{line}\n".encode())
         finally:
-            os._exit(1 if signum == WORKER_LOST else 128 + signum)
+            os._exit(1 if signum in (WORKER_LOST, NO_ROOM) else 128 + signum)
 
     previous = handled_by(stop)
     previous[WORKER_LOST] = signal.signal(WORKER_LOST, stop)  # from a worker's command
+    previous[NO_ROOM] = signal.signal(NO_ROOM, stop)
     try:
-        with news_held_back_for(stopping):
+        with news_held_back_for(stopping), no_room_told_to(no_room):
             yield ends
     finally:
         for each, handler in previous.items():
             signal.signal(each, handler)
+        os.close(told)
+        os.close(telling)
+
+
+def folder_of(path: str, folders: Iterable[str]) -> str:
+    """The first of `folders` that holds `path`; else the folder `path` is in."""
+    for folder in folders:
+        if path.startswith(folder.rstrip("/") + "/"):
+            return folder
+    return posixpath.dirname(path)
 
 
 # How long another thread's error waits before it is reported: a worker that dies closes its
@@ -207,9 +243,27 @@ def worker_lost_line(kept: int, facts: str, results: str) -> str:
     )
 
 
-def _stopped_line(why: str, kept: int, facts: str, results: str) -> str:
+def no_room_line(folder: str, kept: int, facts: str, results: str) -> str:
+    """The one line a run leaves on the terminal when a write found the disk of `folder`
+    full."""
+    return _stopped_line(
+        f"no space left on device in {folder}",
+        kept,
+        facts,
+        results,
+        then="make room there, then run the same command again to carry on",
+    )
+
+
+def _stopped_line(
+    why: str,
+    kept: int,
+    facts: str,
+    results: str,
+    then: str = "run the same command again to carry on",
+) -> str:
     photos = "photo" if kept == 1 else "photos"
     return (
         f"racelens: {why}; the facts of {kept} {photos} analysed so far are kept in "
-        f"{facts}, {results}; run the same command again to carry on"
+        f"{facts}, {results}; {then}"
     )

@@ -3,6 +3,7 @@ SIGTERM (pipeline/interrupted.py), with real processes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from pipeline.demo import generate_race
 from pipeline.interrupted import (
     handled_by,
     interrupted_line,
+    no_room_line,
     remove_temporaries_of,
     results_state,
     worker_lost_line,
@@ -238,6 +240,88 @@ def test_run__a_worker_killed_ends_it_in_one_line_exit_1_and_the_next_run_resume
     resumed = racelens(run_argv(race, out))
     assert resumed.returncode == 0, resumed.stderr
     assert results(out) == results(uninterrupted)
+
+
+# A disk that fills once FULL_AFTER facts are stored in the folder FULL_FACTS: a file created
+# under FULL_FOLDER from then on is left half written, and its write fails as a full disk
+# fails it (ENOSPC).
+FULL_DISK = """
+import errno, os
+from apache_beam.io.filesystems import FileSystems
+
+full, keep, facts = (os.environ[f"FULL_{name}"] for name in ("FOLDER", "AFTER", "FACTS"))
+create = FileSystems.__dict__.get("unfilled", FileSystems.create)  # a preload may run twice
+FileSystems.unfilled = create
+
+def create_on_a_full_disk(path, *args, **kwargs):
+    made = create(path, *args, **kwargs)
+    stored = sum(f.endswith(".json") for _, _, files in os.walk(facts) for f in files)
+    if path.startswith(full + os.sep) and stored >= int(keep):
+        made.write(b"{")
+        made.close()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return made
+
+FileSystems.create = create_on_a_full_disk
+"""
+# `racelens` (its arguments after sys.argv[0]) on that disk. The workers are forked from this
+# process, so they write on the same disk.
+FULL_DISK_RUN = f"""
+import logging, runpy, sys
+logging.basicConfig(level=logging.ERROR)  # Beam's import warning, as `racelens` silences it
+{FULL_DISK}
+sys.argv = ["racelens", *sys.argv[1:]]
+runpy.run_module("pipeline", run_name="__main__", alter_sys=True)
+"""
+
+
+def run_to_its_end(command: list[str], env: dict[str, str]) -> tuple:
+    """`command`'s exit code, its stderr, and the processes it started that outlived it by
+    WAIT_S (those seen while it ran)."""
+    launcher = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    started: list[psutil.Process] = []
+    deadline = time.monotonic() + WAIT_S
+    while launcher.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            children = psutil.Process(launcher.pid).children(recursive=True)
+            started += [p for p in children if p not in started]
+        time.sleep(0.05)
+    _, err = launcher.communicate(timeout=WAIT_S)
+    while alive(started) and time.monotonic() < deadline + WAIT_S:
+        time.sleep(0.05)
+    return launcher.returncode, err.decode(), alive(started)
+
+
+@pytest.mark.parametrize(
+    ("full", "engine"), [("facts", "forked"), ("out", "forked"), ("facts", "dask")]
+)
+def test_run__a_full_disk_ends_it_in_one_line_naming_the_folder_and_the_next_run_resumes(
+    race: Path, uninterrupted: Path, tmp_path: Path, full: str, engine: str
+) -> None:
+    # It ended with ~250 lines of the workers' and Beam's tracebacks, exit 1.
+    out, facts = tmp_path / "out", tmp_path / "facts"
+    argv = [*run_argv(race, out), "--facts", str(facts)]
+    folder, keep = (facts, 3) if full == "facts" else (out, 0)
+    env = {**os.environ, "FULL_FOLDER": str(folder), "FULL_AFTER": str(keep)}
+    env["FULL_FACTS"] = str(facts)
+    if engine == "dask":
+        (tmp_path / "full_disk.py").write_text(FULL_DISK)
+        env["DASK_DISTRIBUTED__WORKER__PRELOAD"] = json.dumps([str(tmp_path / "full_disk.py")])
+        argv += ["--runner=DaskRunner", "--dask_local_workers=2"]
+    returncode, err, left = run_to_its_end([sys.executable, "-c", FULL_DISK_RUN, *argv], env)
+    kept = count_facts(FactStore(str(facts)))
+    line = no_room_line(str(folder), kept, str(facts), f"no results are written in {out} yet")
+    assert (returncode, err.splitlines()) == (1, [line]), err
+    assert not left, [p.cmdline() for p in left]
+    assert not [*out.rglob(f"*{TEMPORARY_MARK}*"), *facts.rglob(f"*{TEMPORARY_MARK}*")]
+    assert kept >= keep
+
+    resumed = racelens(argv)
+    assert resumed.returncode == 0, resumed.stderr
+    assert results(out) == results(uninterrupted)
+    assert count_facts(FactStore(str(facts))) == stored(uninterrupted)
 
 
 def test_run_on_dask__ctrl_c_ends_it_in_the_one_line_alone_and_the_next_run_resumes(

@@ -12,6 +12,7 @@ what was wrong and loses nothing.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import random
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 from hypothesis import given
 from hypothesis import strategies as st
@@ -59,7 +61,14 @@ from tests.conftest import (
 from tests.test_course import BAD_COURSES
 from transforms import photos
 from transforms.photos import FactStore, analyse_photo, list_photos
-from transforms.write import STALE_AFTER_S, TEMPORARY_MARK, remove_stale_temporaries
+from transforms.write import (
+    STALE_AFTER_S,
+    TEMPORARY_MARK,
+    NoRoom,
+    no_room_told_to,
+    remove_stale_temporaries,
+    write_atomically,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 # What the per-photo analysis may say about bytes it cannot use (README, "Robustness").
@@ -487,6 +496,26 @@ def test_run_start__removes_temporary_files_only_when_stale(tmp_path: Path) -> N
     removed = remove_stale_temporaries([str(tmp_path), str(tmp_path / "facts")])
     assert removed == sorted(map(str, stale))
     assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == sorted([fresh, output])
+
+
+@pytest.mark.parametrize("no_room", [errno.ENOSPC, errno.EDQUOT])
+def test_write_atomically__a_full_disk_leaves_nothing_and_is_told_the_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_room: int
+) -> None:
+    create = FileSystems.create
+
+    def create_on_a_full_disk(path: str, *args, **kwargs):
+        made = create(path, *args, **kwargs)
+        made.write(b"{")
+        made.close()
+        raise OSError(no_room, os.strerror(no_room))
+
+    monkeypatch.setattr(FileSystems, "create", create_on_a_full_disk)
+    path, told = tmp_path / "ab" / "ab12.json", []
+    with no_room_told_to(told.append), pytest.raises(NoRoom, match=str(path)):
+        write_atomically(str(path), b"{}")
+    assert told == [str(path)]
+    assert not list(tmp_path.rglob("*.*")), "a half-written file is left"
 
 
 def test_selfcheck__passes_only_when_nothing_crashed_was_lost_or_changed() -> None:

@@ -50,7 +50,7 @@ from transforms.records import (
     facts_to_json,
 )
 from transforms.tesseract import PPOCR, engine_name
-from transforms.write import temporary_name
+from transforms.write import write_atomically
 
 # Larger images are refused before decoding: a decompression bomb must not exhaust memory.
 MAX_PIXELS = 120_000_000
@@ -373,11 +373,7 @@ class FactStore:
             return None  # a damaged entry is recomputed, never trusted
 
     def put(self, facts: PhotoFacts) -> None:
-        path = self.path_of(facts.image_id)
-        tmp = temporary_name(path)
-        with FileSystems.create(tmp) as f:
-            f.write(facts_to_json(facts).encode("utf-8"))
-        FileSystems.rename([tmp], [path])
+        write_atomically(self.path_of(facts.image_id), facts_to_json(facts).encode("utf-8"))
 
 
 class _HashFile(beam.DoFn):

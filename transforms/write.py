@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import functools
 import io
 import logging
@@ -84,12 +85,59 @@ def write_atomically(path: str, data: bytes) -> None:
 
 
 def write_atomically_by(path: str, write: Callable[[object], object]) -> None:
-    """As write_atomically, the file's bytes written by `write(file)`."""
+    """As write_atomically, the file's bytes written by `write(file)`. Where it fails, the
+    temporary file is removed; where the disk (or quota) is full, whatever `no_room_told_to`
+    gave is told `path` first, then NoRoom is raised."""
     tmp = temporary_name(path)
-    with FileSystems.create(tmp) as f:
-        write(f)
-    # Local rename is os.rename (atomic replace); object stores copy then delete.
-    FileSystems.rename([tmp], [path])
+    try:
+        with FileSystems.create(tmp) as f:
+            write(f)
+        # Local rename is os.rename (atomic replace); object stores copy then delete.
+        FileSystems.rename([tmp], [path])
+    except BaseException as e:
+        with contextlib.suppress(BeamIOError):  # not made, or gone
+            FileSystems.delete([tmp])
+        if not _no_room(e):
+            raise
+        tell_no_room(path)
+        raise NoRoom(errno.ENOSPC, "no space left on device", path) from e
+
+
+# What a write that finds its disk full fails with: no space, or the user's quota used up.
+NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+class NoRoom(OSError):
+    """A write found its disk (or quota) full; `filename` is the file it was writing."""
+
+
+def _no_room(error: BaseException) -> bool:
+    """Whether `error` is a write's that found its disk full (Beam wraps a rename's)."""
+    if isinstance(error, BeamIOError):
+        return any(map(_no_room, error.exception_details.values()))
+    return isinstance(error, OSError) and error.errno in NO_ROOM
+
+
+# Told the path of each write that finds its disk full, before it fails (no_room_told_to).
+_TOLD_OF_NO_ROOM: list[Callable[[str], None]] = []
+
+
+def tell_no_room(path: str) -> None:
+    """Tells what `no_room_told_to` gave that a write of `path` found its disk full."""
+    for tell in _TOLD_OF_NO_ROOM:
+        tell(path)
+
+
+@contextlib.contextmanager
+def no_room_told_to(tell: Callable[[str], None]) -> Iterator[None]:
+    """Meanwhile, a write that finds its disk full calls `tell(its path)` before it fails,
+    in this process and in those it forks: a launcher ends its run there in one line
+    (pipeline/interrupted.py) where the failure would end it with every worker's traceback."""
+    _TOLD_OF_NO_ROOM.append(tell)
+    try:
+        yield
+    finally:
+        _TOLD_OF_NO_ROOM.remove(tell)
 
 
 def remove_stale_temporaries(
