@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from datetime import datetime
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -60,6 +61,7 @@ class Race:
     name: str
     timezone: str
     stations: tuple[StationInfo, ...]
+    start: datetime | None = None  # the gun, UTC: the race's day
 
 
 Version = tuple[int, int, int]
@@ -163,6 +165,7 @@ def _read_race(out: str, run_version: Version, board_version: Version) -> Race:
         course.race_name,
         course.timezone,
         tuple(StationInfo(s.id, s.name, s.km) for s in course.stations),
+        course.start,
     )
 
 

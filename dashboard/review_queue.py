@@ -15,12 +15,17 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, time
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from transforms.corrections import IMAGE_ACTIONS, Correction
-from transforms.dedup import STATION_CONFLICT
+from transforms.corrections import (
+    IMAGE_ACTIONS,
+    STATION_CONFLICT,
+    UNPLACED,
+    Correction,
+)
 
 APPROVE, ASSIGN, REJECT, DSQ = "approve", "assign", "reject", "dsq"
 # "The result stands": logged as an athlete decision, so that it decides nothing about the
@@ -46,6 +51,8 @@ REASON_TEXT = {
     "implausible_split": "Implausible split time",
     "too_late": "Arrived too late to be timed",
     STATION_CONFLICT: "Came in for several stations",
+    "bad_exif": "No time on the photo",
+    "unknown_station": "No station for the photo",
     "missed_checkpoint": "Not seen at a checkpoint",
     OPENED: "Opened for correction",
 }
@@ -72,6 +79,16 @@ REASON_NOTES = HEALTH_NOTES | {
     STATION_CONFLICT: "The same photo came in in the folders of several stations (copied "
     "into the wrong one?), so it is timed at none of them. Choose its station: assign times "
     "the athletes you choose there, at that station's time of the photo; reject leaves it out.",
+}
+_PLACE_IT = (
+    " Choose its station and give the time it was taken (from the photo, or from a photo "
+    "taken beside it), then assign the athletes on it; reject leaves it out."
+)
+REASON_NOTES |= {
+    "bad_exif": "The camera wrote no usable time on this photo (its EXIF), so it is not timed."
+    + _PLACE_IT,
+    "unknown_station": "Neither its folder nor its camera or GPS names a station, so it is "
+    "not timed." + _PLACE_IT,
 }
 
 
@@ -194,6 +211,23 @@ class Placement:
     passed_at: datetime | None  # None: the photo's own time
 
 
+def needs_place(item: Item, photo_station: str | None) -> bool:
+    """Must the official say where and when the photo was taken before assigning it?"""
+    in_doubt = item.reason in UNPLACED or not photo_station or item.taken_at is None
+    return item.about_photo and item.reason != STATION_CONFLICT and in_doubt
+
+
+def race_day_time(text: str, timezone: str, start: datetime) -> datetime:
+    """A time of day on the race's day, local (10:21:40, 10:21:40.5), as UTC; raises
+    ValueError with a line an official understands."""
+    try:
+        clock = time.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"'{text}' is not a time of day (as 10:21:40).") from None
+    zone = ZoneInfo(timezone)
+    return datetime.combine(start.astimezone(zone).date(), clock, zone).astimezone(UTC)
+
+
 def copies_of(images: pd.DataFrame, image_id: str) -> list[Placement]:
     """Each station a copy of the photo came in for (in path order), at its time there (a
     station's clock offset gives each copy its own)."""
@@ -238,6 +272,11 @@ def decision_rows(
             "Approving would time the reads at a station in doubt: choose the photo's "
             "station and assign the athletes on it."
         )
+    if item.reason in UNPLACED and action == APPROVE:
+        raise ValueError(
+            "Approving times nothing on a photo without station or time: give them and "
+            "assign the athletes on it."
+        )
     if item.about_photo and action in (APPROVE, REJECT):
         return [row(action)]
     if item.about_photo and action == ASSIGN:
@@ -250,7 +289,7 @@ def decision_rows(
             # The log's rows would credit the bibs with no passage anywhere: say so instead.
             raise ValueError(
                 "This photo has no station or no time (its EXIF?), so an assignment would "
-                "time nothing: reject it or skip it."
+                "time nothing: give its station and time, or reject it."
             )
         return [row(ASSIGN, bib, station, at) for bib in dict.fromkeys(bibs)]
     raise ValueError(f"{action} is not a decision about {reason_text(item.reason).lower()}")

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import fcntl
 import multiprocessing
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from dashboard.review_queue import APPROVE, Item, decision_rows, pending
+from dashboard.review_queue import APPROVE, Item, Placement, decision_rows, pending
 from tests.conftest import photo, read
 from transforms.corrections import (
     Correction,
@@ -168,3 +169,26 @@ def test_approving_a_missed_checkpoint_leaves_the_finish_photo_as_read() -> None
     assert identify_photo(finish, LISTED, THRESHOLD, decisions_by_image(rows)) == as_read
     assert pending([missed, weak], rows) == [weak]
     assert official_statuses(rows) == {}
+
+
+def test_a_photo_without_time_is_in_review_and_timed_where_the_official_places_it() -> None:
+    # Bad EXIF: the photo of 101's finish has no time (and one in no station folder has no
+    # station); read surely all the same. An official must see it, and can place it.
+    no_time = replace(photo("f", bibs=(read("101", 0.98),)), status="rejected", reason="bad_exif")
+    no_station = replace(no_time, station_id=None, reason="unknown_station")
+    for rejected in (no_time, no_station):
+        shown = identify_photo(rejected, LISTED, THRESHOLD, {})
+        assert shown.photo == rejected and shown.sightings == ()
+        assert [(i.reason, i.candidates) for i in shown.review] == [(rejected.reason, ("101",))]
+    item = Item(no_time.image_id, "bad_exif", "finish", ("101",))
+    placed = Placement("finish", DECIDED - timedelta(minutes=50))
+    rows = decision_rows("assign", item, official="kari", now=DECIDED, bibs=("101",), placed=placed)
+    for rejected in (no_time, no_station):
+        timed = identify_photo(rejected, LISTED, THRESHOLD, decisions_by_image(rows))
+        assert [(s.bib, s.station_id, s.at) for s in timed.sightings] == [
+            ("101", "finish", placed.passed_at)
+        ]
+        assert timed.review == ()
+    # A photo without reads stays as it was: nothing for an official there.
+    blank = replace(no_time, facts=replace(no_time.facts, bibs=()))
+    assert identify_photo(blank, LISTED, THRESHOLD, {}).review == ()

@@ -719,6 +719,8 @@ def test_review__a_photo_of_two_stations_is_assigned_where_the_official_says(
     assert "Came in for several stations" in [s.value for s in at.subheader]
     assert "5 km and Finish" in texts(at)
     assert "approve" not in [b.key for b in at.button]  # its reads' station is in doubt
+    assert not at.warning
+    assert at.radio(key="place_station").value is None
     at.button(key="assign").click().run()  # no station chosen yet
     assert "Choose the station this photo was taken at first." in texts(at)
     assert not race.corrections.exists()
@@ -731,3 +733,47 @@ def test_review__a_photo_of_two_stations_is_assigned_where_the_official_says(
         image_id, "assign", "102", "finish",
     )  # fmt: skip
     assert row["passed_at"] == "2026-05-01T08:21:43+00:00"  # finish's time of the photo
+
+
+def _photo_without_time(race: Race) -> str:
+    """cp1-weak's photo with a broken clock: rejected as bad_exif, in review (a listed bib
+    was read on it), as the pipeline leaves it."""
+    image_id = race.ids["cp1-weak"]
+    images = pq.read_table(race.out / "images.parquet")
+    rows = images.to_pylist()
+    for row in rows:
+        if row["image_id"] == image_id:
+            row.update(status="rejected", reason="bad_exif", taken_at=None)
+    pq.write_table(pa.Table.from_pylist(rows, schema=images.schema), race.out / "images.parquet")
+    review = [
+        {"image_id": image_id, "reason": "bad_exif", "candidates": ["102"],
+         "station_id": "cp1", "taken_at": None, "path": ""}
+    ]  # fmt: skip
+    schema = pq.read_schema(race.out / "review.parquet")
+    pq.write_table(pa.Table.from_pylist(review, schema=schema), race.out / "review.parquet")
+    return image_id
+
+
+def test_review__a_photo_without_time_is_timed_where_and_when_the_official_says(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    image_id = _photo_without_time(race)
+    at = open_page(REVIEW)
+    assert "No time on the photo" in [s.value for s in at.subheader]
+    assert "approve" not in [b.key for b in at.button]  # it would time nothing
+    assert not at.warning
+    assert at.selectbox(key="place_station").value == "cp1"  # its folder's station
+    at.button(key="assign").click().run()  # no time given yet
+    assert any("no station or no time" in t for t in texts(at))
+    at.text_input(key="place_time").set_value("25:61")
+    at.button(key="assign").click().run()
+    assert "'25:61' is not a time of day (as 10:21:40)." in texts(at)
+    assert not race.corrections.exists()
+    at.selectbox(key="place_station").set_value("finish")
+    at.text_input(key="place_time").set_value("10:21:40.5")  # Oslo, the race's day
+    at.button(key="assign").click().run()
+    [row] = log_rows(race)
+    assert (row["image_id"], row["action"], row["bib"], row["station_id"]) == (
+        image_id, "assign", "102", "finish",
+    )  # fmt: skip
+    assert row["passed_at"] == "2026-05-01T08:21:40.500000+00:00"

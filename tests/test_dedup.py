@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from tests.conftest import PROPERTY, photo, read
+from transforms.corrections import STATION_CONFLICT
 from transforms.dedup import (
-    STATION_CONFLICT,
     DedupPhotos,
     hash_distance,
     is_near_duplicate,

@@ -34,6 +34,11 @@ ATHLETE_ACTIONS = ("dsq", "dnf", "reinstate")
 CAMERA_ACTIONS = ("seen",)
 ACTIONS = IMAGE_ACTIONS + ATHLETE_ACTIONS + CAMERA_ACTIONS
 
+# Photos whose place in the race only an official can give (an assignment's station_id and
+# passed_at): the same photo came in for several stations; it has no time or no station.
+STATION_CONFLICT = "station_conflict"
+UNPLACED = frozenset({"bad_exif", "unknown_station"})
+
 
 @dataclass(frozen=True)
 class Correction:

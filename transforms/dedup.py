@@ -20,10 +20,10 @@ import apache_beam as beam
 from apache_beam.transforms import window
 from apache_beam.transforms.window import TimestampedValue
 
+from transforms.corrections import STATION_CONFLICT
 from transforms.records import DUPLICATE, REVIEW, Photo, pack_photo, unpack_photo
 
 EXACT_DUPLICATE = "exact_duplicate"
-STATION_CONFLICT = "station_conflict"
 
 
 def mark_exact_duplicates(copies: Iterable[Photo]) -> list[Photo]:

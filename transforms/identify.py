@@ -26,8 +26,8 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from transforms.bibs import listed_bib
-from transforms.corrections import Decision
-from transforms.dedup import EXACT_DUPLICATE, STATION_CONFLICT
+from transforms.corrections import STATION_CONFLICT, UNPLACED, Decision
+from transforms.dedup import EXACT_DUPLICATE
 from transforms.faces import Gallery, match_face, untied_faces
 from transforms.quality import is_covered
 from transforms.records import (
@@ -119,6 +119,13 @@ def in_doubt(photo: Photo, known: frozenset[str]) -> ReviewItem:
     (each copy's folder gives its own), the athletes read on it."""
     bibs = [r.bib for r in listed_reads(as_listed(best_reads(photo.facts.bibs), known))]
     return replace(_review(photo, STATION_CONFLICT, bibs), station_id=None, taken_at=None)
+
+
+def unplaced(photo: Photo, known: frozenset[str]) -> Identified:
+    """A photo without time or station: rejected, and in review where a listed bib was read
+    on it (a finish photo with a broken clock would otherwise lose its runners unseen)."""
+    bibs = [r.bib for r in listed_reads(as_listed(best_reads(photo.facts.bibs), known))]
+    return Identified(photo, (), (_review(photo, photo.reason, bibs),) if bibs else ())
 
 
 def apply_decision(photo: Photo, decision: Decision, known: frozenset[str]) -> Identified:
@@ -267,6 +274,8 @@ def identify_photo(
         return apply_decision(photo, decision, known)
     if photo.reason == STATION_CONFLICT:
         return Identified(photo, (), (in_doubt(photo, known),))
+    if photo.status == REJECTED and photo.reason in UNPLACED:
+        return unplaced(photo, known)
     if photo.status is not None:
         return Identified(photo)  # duplicates and rejects keep their status
     result = identify(photo, known, threshold)

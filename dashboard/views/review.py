@@ -9,6 +9,7 @@ pipeline was wrongly sure of can be corrected too.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -23,7 +24,6 @@ from dashboard.review_queue import (
     OPENED,
     REASON_NOTES,
     REJECT,
-    STATION_CONFLICT,
     Item,
     Placement,
     copies_of,
@@ -32,14 +32,21 @@ from dashboard.review_queue import (
     in_turn,
     in_view,
     items_of,
+    needs_place,
     opened_item,
     pending,
+    race_day_time,
     reason_text,
     settled_by,
     text_or_none,
 )
 from dashboard.settings import Settings
-from transforms.corrections import Correction, append_corrections, read_corrections_leniently
+from transforms.corrections import (
+    STATION_CONFLICT,
+    Correction,
+    append_corrections,
+    read_corrections_leniently,
+)
 
 OFFICIAL_KEY = "official"
 OFFICIAL_NAME = "official_name"  # outlives the widget when the official visits other pages
@@ -47,9 +54,15 @@ SKIPPED = "skipped"
 SHOWN = "review_shown"
 BIBS_KEY = "assign_bibs"
 PLACE_KEY = "place_station"
+TIME_KEY = "place_time"
 NOTICE = "review_notice"
 RETIME_POLL_S = 2
-DONE = {APPROVE: "Approved", ASSIGN: "Assigned", REJECT: "Rejected", DSQ: "Disqualified"}
+DONE = {
+    APPROVE: "Approved",
+    ASSIGN: "Assigned",
+    REJECT: "Rejected",
+    DSQ: "Disqualified",
+}
 
 
 def _remember_official() -> None:
@@ -68,19 +81,31 @@ def _decided_meanwhile(item: Item, settings: Settings) -> Correction | None:
     return settled_by(item, read_corrections_leniently(settings.corrections).corrections)
 
 
-def _placement(places: list[Placement]) -> Placement | None:
-    """The station (and its time of the photo) the official chose, if any."""
+@dataclass(frozen=True)
+class Shown:
+    """What the page knows of an item's photo besides the item."""
+
+    station: str | None  # the photo's own station (its folder's, its camera's)
+    places: list[Placement]  # the stations its copies came in for
+
+
+def _placement(item: Item, shown: Shown, settings: Settings) -> Placement | None:
+    """Where and when the official says the photo was taken, if the item asks them: one of
+    the stations a photo in doubt came in for, or the station and time given for a photo
+    without them. Raises ValueError for a time that is none."""
     chosen = st.session_state.get(PLACE_KEY)
-    return next((p for p in places if p.station_id == chosen), None)
+    if item.reason == STATION_CONFLICT:
+        return next((p for p in shown.places if p.station_id == chosen), None)
+    if not needs_place(item, shown.station) or not chosen:
+        return None
+    text = (st.session_state.get(TIME_KEY) or "").strip()
+    race = data.race(settings.out)
+    if text and race.start is None:
+        raise ValueError("The race's day is not known here (no run.json): no time can be given.")
+    return Placement(chosen, race_day_time(text, race.timezone, race.start) if text else None)
 
 
-def _decide(
-    action: str,
-    item: Item,
-    photo_station: str | None,
-    settings: Settings,
-    places: list[Placement] = (),
-) -> None:
+def _decide(action: str, item: Item, shown: Shown, settings: Settings) -> None:
     earlier = _decided_meanwhile(item, settings)
     if earlier is not None:
         who = earlier.by or "another official"
@@ -93,8 +118,8 @@ def _decide(
             official=st.session_state.get(OFFICIAL_NAME) or "official",
             now=datetime.now(UTC),
             bibs=st.session_state.get(BIBS_KEY) or (),
-            photo_station=photo_station,
-            placed=_placement(places),
+            photo_station=shown.station,
+            placed=_placement(item, shown, settings),
         )
         append_corrections(settings.corrections, rows)
     except (ValueError, OSError) as e:
@@ -157,7 +182,7 @@ def show_photo(images: pd.DataFrame, item: Item) -> None:
     st.text(photos.photo_path(images, item.image_id) or "")
 
 
-def describe(item: Item, settings: Settings, places: list[Placement]) -> None:
+def describe(item: Item, settings: Settings, shown: Shown) -> None:
     """Why the item is here, and where and when (or who, for an athlete)."""
     race = data.race(settings.out)
     names = {s.id: s.name for s in race.stations}
@@ -172,12 +197,12 @@ def describe(item: Item, settings: Settings, places: list[Placement]) -> None:
             "the course was cut."
         )
     elif item.reason == STATION_CONFLICT:
-        st.text(" and ".join(names.get(p.station_id, p.station_id) for p in places))
+        st.text(" and ".join(names.get(p.station_id, p.station_id) for p in shown.places))
     else:
         taken = formats.local_time(item.taken_at, race.timezone)
         st.text(f"{where} · {taken}" if taken else where)
-        if item.reason in REASON_NOTES:
-            st.caption(REASON_NOTES[item.reason])
+    if not item.about_athlete and item.reason in REASON_NOTES:
+        st.caption(REASON_NOTES[item.reason])
 
 
 def show_evidence(images: pd.DataFrame, item: Item, settings: Settings) -> None:
@@ -222,25 +247,56 @@ def choose_station(places: list[Placement], settings: Settings) -> None:
         "Taken at",
         [p.station_id for p in places],
         format_func=lambda s: f"{names.get(s, s)} · {times[s]}".strip(" ·"),
-        index=None,
-        key=PLACE_KEY,
+        key=PLACE_KEY,  # none chosen at first (decision_form)
     )
 
 
-def decision_form(
-    item: Item, photo_station: str | None, settings: Settings, places: list[Placement]
-) -> None:
+def place_photo(settings: Settings) -> None:
+    """The station and local time of day of a photo that has none (bad EXIF)."""
+    race = data.race(settings.out)
+    names = {s.id: s.name for s in race.stations}
+    st.selectbox(
+        "Taken at",
+        list(names),
+        format_func=lambda s: names[s],
+        key=PLACE_KEY,
+        placeholder="Station",
+    )
+    st.text_input("Time of day, local", key=TIME_KEY, placeholder="10:21:40", max_chars=15)
+
+
+def actions_for(item: Item, shown: Shown) -> list[tuple[str, str, str, str]]:
+    """(action, label, shortcut, kind) of the buttons an item offers, Skip aside."""
+    assign, reject = (
+        (ASSIGN, "Assign", "Ctrl+Enter", "primary"),
+        (REJECT, "Reject", "X", "secondary"),
+    )
+    if item.reason == STATION_CONFLICT or needs_place(item, shown.station):
+        # Approving would time the reads at a station in doubt, or nothing at all.
+        return [assign, reject]
+    if item.about_photo:
+        return [assign, (APPROVE, "Approve", "A", "secondary"), reject]
+    approve = [(APPROVE, "Approve", "A", "primary")]
+    return approve + ([(DSQ, "Disqualify", "D", "secondary")] if item.about_athlete else [])
+
+
+def decision_form(item: Item, shown: Shown, settings: Settings) -> None:
     """The actions; keyboard: A approve, X reject, S skip, D disqualify, Ctrl+Enter assign."""
     listed = data.athletes(settings.out)
     names = dict(zip(listed["bib"], listed["name"].fillna(""), strict=True))
-    in_doubt = item.reason == STATION_CONFLICT
+    to_place = needs_place(item, shown.station)
     if st.session_state.get(SHOWN) != item.key:  # a new item: propose its own candidates
         st.session_state[SHOWN] = item.key
         st.session_state[BIBS_KEY] = [b for b in item.candidates if b in names]
-        st.session_state[PLACE_KEY] = None
+        st.session_state[PLACE_KEY] = shown.station if to_place else None
+        st.session_state[TIME_KEY] = formats.local_time(
+            item.taken_at, data.race(settings.out).timezone
+        )
     with st.form("decision_form", border=True, enter_to_submit=False):
-        if in_doubt:
-            choose_station(places, settings)
+        if item.reason == STATION_CONFLICT:
+            choose_station(shown.places, settings)
+        if to_place:
+            place_photo(settings)
         if item.about_photo:
             st.multiselect(
                 "Athletes on the photo (type a bib or a name)",
@@ -252,19 +308,6 @@ def decision_form(
                 "Ctrl+Enter assign the photo to everyone chosen.",
                 select_all=False,  # "everyone was on this photo" is never the answer
             )
-        actions = (
-            [
-                (ASSIGN, "Assign", "Ctrl+Enter", "primary"),
-                (APPROVE, "Approve", "A", "secondary"),
-                (REJECT, "Reject", "X", "secondary"),
-            ]
-            # Approving would time the reads where the photo's station is in doubt.
-            if item.about_photo and not in_doubt
-            else [(ASSIGN, "Assign", "Ctrl+Enter", "primary"), (REJECT, "Reject", "X", "secondary")]
-            if in_doubt
-            else [(APPROVE, "Approve", "A", "primary")]
-            + ([(DSQ, "Disqualify", "D", "secondary")] if item.about_athlete else [])
-        )
         # Two buttons to a row, so that labels and shortcut hints fit a laptop's half-screen.
         buttons = [
             (
@@ -273,9 +316,9 @@ def decision_form(
                 shortcut,
                 kind,
                 _decide,
-                (action, item, photo_station, settings, places),
+                (action, item, shown, settings),
             )
-            for action, label, shortcut, kind in actions
+            for action, label, shortcut, kind in actions_for(item, shown)
         ]
         buttons.append(("skip", "Skip", "S", "secondary", _skip, (item,)))
         columns = st.columns(2)
@@ -294,14 +337,16 @@ def decision_form(
 def show_item(images: pd.DataFrame, item: Item, settings: Settings) -> None:
     # The photo's own row: an exact copy's shares its image_id.
     photo = images[(images["image_id"] == item.image_id) & (images["reason"] != "exact_duplicate")]
-    photo_station = text_or_none(photo["station_id"].iloc[0]) if not photo.empty else None
+    shown = Shown(
+        station=text_or_none(photo["station_id"].iloc[0]) if not photo.empty else None,
+        places=copies_of(images, item.image_id),
+    )
     left, right = st.columns([3, 2], gap="medium")
     with left:
         show_photo(images, item)
     with right:
-        places = copies_of(images, item.image_id)
-        describe(item, settings, places)
-        decision_form(item, photo_station, settings, places)
+        describe(item, settings, shown)
+        decision_form(item, shown, settings)
         show_evidence(images, item, settings)
 
 
