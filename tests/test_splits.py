@@ -245,3 +245,16 @@ def test_check_splits__weak_read_beside_a_confirmed_passage_adds_nothing() -> No
     ]
     checked, _ = check_athlete(ps, COURSE, GUN, listed=True)
     assert checked == [ps[0]]
+
+
+def test_check_splits__weak_read_after_only_a_start_passage_waits_for_review() -> None:
+    # Seen at the start, then only a weak read at cp1 (a runner who dropped out there; any
+    # runner mid-race in a live run): the start gives no pace to predict cp1 by, so the read
+    # waits for an official. The start was once an anchor twice, and CheckSplits stopped
+    # the run with a ZeroDivisionError.
+    ps = [
+        passage("101", "start", 10),
+        passage("101", "cp1", 1500, needs_review=True, review_reason="low_confidence"),
+    ]
+    checked, review = check_athlete(ps, COURSE, GUN, listed=True)
+    assert flagged(checked) == {"cp1": "low_confidence"} and review == []

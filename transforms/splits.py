@@ -114,12 +114,10 @@ def predicted_at(
     share of the time predicted over, never under MIN_TOLERANCE_S.
     """
     km = {s.id: s.km for s in course.stations}
-    start = (
-        (course.stations[0].km, kept[course.stations[0].id].passed_at)
-        if (course.stations[0].id in kept)
-        else (course.stations[0].km, gun)
-    )
-    anchors = sorted([start] + [(km[sid], p.passed_at) for sid, p in kept.items()])
+    # One anchor per km: the start passage replaces the gun (twice, the start alone was
+    # two anchors and the pace over their 0 km divided by zero).
+    at_km = {course.stations[0].km: gun} | {km[sid]: p.passed_at for sid, p in kept.items()}
+    anchors = sorted(at_km.items())
     here = km[station_id]
     before = [a for a in anchors if a[0] < here]
     after = [a for a in anchors if a[0] > here]
