@@ -259,3 +259,18 @@ def test_build_leaderboard__no_category_or_gender_no_place_in_one() -> None:
         ("3", 3, 1, 2),
         ("4", 4, 2, None),
     ]
+
+
+def test_build_leaderboard__a_start_photo_before_the_gun_starts_the_chip_at_the_gun() -> None:
+    # The front row stands on the line before the gun: the start camera's photos of them
+    # make a passage 30 s before it. Nobody's chip starts before their wave's gun, so chip
+    # time is never longer than gun time. 104 (wave B, gun at 300 s) was photographed in the
+    # pen as wave A left, at 10 s: their chip also starts at their own wave's gun.
+    seen = [passage("101", "start", -30), passage("101", "cp1", 1200)]
+    seen += [passage("101", "finish", 2400), passage("104", "start", 10)]
+    seen += [passage("104", "finish", 2700)]
+    rows = {r["bib"]: r for r in build_leaderboard(seen, COURSE, ATHLETES, AS_OF)}
+    assert [
+        (r["chip_s"], r["gun_s"], r["at_start_s"], r["at_cp1_s"], r["tod_start"])
+        for r in (rows["101"], rows["104"])
+    ] == [(2400.0, 2400.0, 0.0, 1200.0, at(0)), (2400.0, 2400.0, 0.0, None, at(300))]

@@ -2,7 +2,8 @@
 
 Gun time counts from the athlete's wave start (the race start without
 waves). Chip time counts from the athlete's own passage at the first station
-when it was seen, else from the gun, which `chip_start` flags. Splits are
+when it was seen, else from the gun, which `chip_start` flags; a start passage
+before the gun counts as at the gun. Splits are
 chip times at each station, with the time of day, the sector time since the
 previous station seen, and the pace over that sector. Ranks (overall, by
 gender, by category) use the course's `rank_by` time at tenth-of-a-second
@@ -98,6 +99,15 @@ def _splits(times: dict[str, datetime], course: Course, start: datetime) -> dict
     return row
 
 
+def _started_at_the_gun(times: dict[str, datetime], start_id: str, gun: datetime) -> dict:
+    """A start passage before the athlete's gun (the front row photographed waiting on the
+    line; a later wave's runner in the pen as an earlier wave left) is a start at the gun:
+    no chip starts before it, so no chip time is longer than the gun time."""
+    if start_id in times and times[start_id] < gun:
+        return {**times, start_id: gun}
+    return times
+
+
 def athlete_row(
     athlete: Athlete,
     times: dict[str, datetime],
@@ -108,6 +118,7 @@ def athlete_row(
 ) -> dict:
     first, finish = course.stations[0], course.stations[-1]
     gun = course.wave_start(athlete.wave or None)
+    times = _started_at_the_gun(times, first.id, gun)
     start = times.get(first.id, gun)
     status = _status(times, course, as_of, official)
     finished = finish.id in times and status == FINISHED
