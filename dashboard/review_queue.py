@@ -23,11 +23,12 @@ import pandas as pd
 from transforms.corrections import (
     IMAGE_ACTIONS,
     STATION_CONFLICT,
+    TOO_LATE,
     UNPLACED,
     Correction,
 )
 
-APPROVE, ASSIGN, REJECT, DSQ = "approve", "assign", "reject", "dsq"
+APPROVE, ASSIGN, REJECT, DSQ, ACCEPT = "approve", "assign", "reject", "dsq", "accept"
 # "The result stands": logged as an athlete decision, so that it decides nothing about the
 # photo shown (the athlete's finish photo, where an image approval would confirm every weak
 # read of another runner on it, unseen, and settle that runner's own item).
@@ -49,7 +50,7 @@ REASON_TEXT = {
     "camera_frozen": "Camera frozen?",
     "camera_silent": "Camera silent?",
     "implausible_split": "Implausible split time",
-    "too_late": "Arrived too late to be timed",
+    TOO_LATE: "Arrived too late to be timed",
     STATION_CONFLICT: "Came in for several stations",
     "bad_exif": "No time on the photo",
     "unknown_station": "No station for the photo",
@@ -72,10 +73,10 @@ HEALTH_NOTES = {
 HEALTH_REASONS = frozenset(HEALTH_NOTES)
 # What else an official needs to know to decide an item, beside its photo and reads.
 REASON_NOTES = HEALTH_NOTES | {
-    "too_late": "This photo came in more than the course's allowed lateness after the "
-    "race's latest photos (a camera that uploaded late?), so what was read on it is not "
-    "timed. Approve to time the reads, assign to time the athletes you see, reject to "
-    "leave it out.",
+    TOO_LATE: "These photos of the station came in more than the course's allowed lateness "
+    "after the race's latest photos (a camera that uploaded late?), so what was read on them "
+    "is not timed. Accept all to time them as if they had come in time (sure reads timed, "
+    "unsure ones to this queue), reject all to leave them out, or open them one by one.",
     STATION_CONFLICT: "The same photo came in in the folders of several stations (copied "
     "into the wrong one?), so it is timed at none of them. Choose its station: assign times "
     "the athletes you choose there, at that station's time of the photo; reject leaves it out.",
@@ -228,6 +229,14 @@ def race_day_time(text: str, timezone: str, start: datetime) -> datetime:
     return datetime.combine(start.astimezone(zone).date(), clock, zone).astimezone(UTC)
 
 
+def late_batch(images: pd.DataFrame, item: Item) -> list[str]:
+    """The photos (image_ids, in the order taken) that a too_late item stands for: its
+    station's photos held as arrived too late."""
+    late = images[images["reason"] == TOO_LATE]
+    at_station = late[late["station_id"].map(text_or_none) == item.station_id]
+    return list(dict.fromkeys(at_station.sort_values(["taken_at", "path"])["image_id"]))
+
+
 def copies_of(images: pd.DataFrame, image_id: str) -> list[Placement]:
     """Each station a copy of the photo came in for (in path order), at its time there (a
     station's clock offset gives each copy its own)."""
@@ -247,13 +256,15 @@ def decision_rows(
     bibs: Sequence[str] = (),
     photo_station: str | None = None,
     placed: Placement | None = None,
+    batch: Sequence[str] = (),
 ) -> list[Correction]:
     """The log rows for one decision about an item; raises ValueError for one that cannot be.
 
     Image decisions name the photo's own station: the photo of a missed_checkpoint item
     was taken at the finish, and it stays there. An assignment names the station and time
     the official `placed` the photo at, where given (a photo that came in for several
-    stations must be placed).
+    stations must be placed). A too_late item's accept or reject is one row for each photo
+    of its `batch` (late_batch).
     """
 
     def row(
@@ -266,6 +277,11 @@ def decision_rows(
         return [row(logged, bib, item.station_id) for bib in item.candidates]
     if item.about_camera and action == APPROVE:
         return [row(SEEN, "", item.station_id)]
+    if item.reason == TOO_LATE and action in (ACCEPT, REJECT):
+        return [
+            Correction(image_id, action, "", photo_station or "", None, now, official)
+            for image_id in batch or (item.image_id,)
+        ]
     in_doubt = item.reason == STATION_CONFLICT
     if in_doubt and action == APPROVE:
         raise ValueError(

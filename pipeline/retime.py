@@ -38,6 +38,7 @@ from transforms.passages import (
     Passage,
     frame_of,
     hold_too_late,
+    late_batches,
     merge_sightings,
     silent_windows,
     station_row,
@@ -206,10 +207,10 @@ def identify_all(
         for p in deduped + [p for p in placed if p.status == REJECTED]
     ]
     # An official's decision on a late photo times it like any other.
-    return [
+    return late_batches(
         hold_too_late(i) if i.photo.path in too_late and i.photo.image_id not in decisions else i
         for i in identified
-    ]
+    )
 
 
 def results_of(identified: list[Identified], passages: list[Passage], cfg: RaceConfig) -> Timed:

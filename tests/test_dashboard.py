@@ -777,3 +777,33 @@ def test_review__a_photo_without_time_is_timed_where_and_when_the_official_says(
         image_id, "assign", "102", "finish",
     )  # fmt: skip
     assert row["passed_at"] == "2026-05-01T08:21:40.500000+00:00"
+
+
+def test_review__a_station_uploading_late_is_accepted_together(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # finish-101 and finish-103 came in after the allowed lateness: one item for both.
+    late = [race.ids["finish-101"], race.ids["finish-103"]]  # in the order taken
+    images = pq.read_table(race.out / "images.parquet")
+    rows = images.to_pylist()
+    for row in rows:
+        if row["image_id"] in late:
+            row.update(status="review", reason=TOO_LATE)
+    pq.write_table(pa.Table.from_pylist(rows, schema=images.schema), race.out / "images.parquet")
+    first = next(r for r in rows if r["image_id"] == late[0])
+    review = [
+        {"image_id": late[0], "reason": TOO_LATE, "candidates": ["101", "103"],
+         "station_id": "finish", "taken_at": first["taken_at"], "path": ""}
+    ]  # fmt: skip
+    schema = pq.read_schema(race.out / "review.parquet")
+    pq.write_table(pa.Table.from_pylist(review, schema=schema), race.out / "review.parquet")
+    at = open_page(REVIEW)
+    assert "Arrived too late to be timed" in [s.value for s in at.subheader]
+    assert "Finish · 2 photos held" in texts(at)
+    assert sorted(b.label for b in at.button) == ["Accept all 2", "Reject all 2", "Skip"]
+    at.button(key="accept").click().run()
+    assert [(r["image_id"], r["action"], r["station_id"]) for r in log_rows(race)] == [
+        (late[0], "accept", "finish"),
+        (late[1], "accept", "finish"),
+    ]
+    assert "Nothing to review." in [s.value for s in at.success]

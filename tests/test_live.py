@@ -11,9 +11,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from dashboard.review_queue import ACCEPT, decision_rows, items_of
 from pipeline.cli import main
 from pipeline.drip import differing, drip
 from pipeline.live import LiveRace, LiveState, batch_argv, poll, stable_files, watch
@@ -287,3 +289,35 @@ def test_live_run__a_corrections_log_not_there_yet_starts_empty(
         assert main([*argv, "--corrections", str(tmp_path / "decisions")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "decisions" in err, err
+
+
+def test_live_race__a_station_uploading_late_is_one_review_item_accepted_at_once(
+    race: Path, batch: Path, tmp_path: Path
+) -> None:
+    # The finish camera uploads after the race: each of its photos more than the allowed
+    # lateness behind the others was one too_late item, a queue an official cannot work.
+    course = _late_course(race, tmp_path, 60.0)
+    images = _live_copy(race, tmp_path, ("start", "unsorted"))
+    out = tmp_path / "live"
+    live = LiveRace(_argv(race, images, out, batch / "facts", course))
+    live.update(final=True)
+    shutil.copytree(race / "images" / "finish", images / "finish")
+    live.update(final=True)
+    held = [r for r in _table(out, "images.parquet") if r["reason"] == "too_late"]
+    assert len(held) > 1 and {r["station_id"] for r in held} == {"finish"}
+    [item] = [r for r in _table(out, "review.parquet") if r["reason"] == "too_late"]
+    assert item["station_id"] == "finish"
+    assert set(item["candidates"]) <= {b for r in held for b in r["bibs"]}
+    # Accepted together: timed as if they had come in time, the official's word on each.
+    batch_item = items_of(pd.read_parquet(out / "review.parquet"))
+    [late] = [i for i in batch_item if i.reason == "too_late"]
+    rows = decision_rows(
+        ACCEPT, late, official="kari", now=datetime.now(UTC), batch=[r["image_id"] for r in held]
+    )
+    assert len(rows) == len(held)
+    append_corrections(str(out / "corrections.csv"), rows)
+    live.update()
+    assert not [r for r in _table(out, "images.parquet") if r["reason"] == "too_late"]
+    assert not [r for r in _table(out, "review.parquet") if r["reason"] == "too_late"]
+    assert _table(out, "passages.parquet") == _table(batch, "passages.parquet")
+    live.close()

@@ -3,8 +3,9 @@
 Each row of the log says what one official decided about one image
 (`image_id, action, bib, station_id, passed_at, decided_at, by`). Rows are
 applied in `decided_at` order: `reject` clears what the image says, `assign`
-credits a bib (the official's word replaces the OCR's for that image), and
-`approve` confirms the reads the pipeline was unsure of. Two further actions
+credits a bib (the official's word replaces the OCR's for that image),
+`approve` confirms the reads the pipeline was unsure of, and `accept` times a
+photo that arrived too late (live modes) as if it had come in time. Two further actions
 concern an athlete rather than an image (image_id may be empty): `dsq`
 disqualifies and `dnf` retires the athlete with that bib; `reinstate` undoes
 either. `seen` says an official saw to a camera (a station health item, named by
@@ -29,7 +30,8 @@ from datetime import UTC, datetime
 from transforms.course import ConfigError, _read_text
 
 CORRECTION_COLUMNS = ("image_id", "action", "bib", "station_id", "passed_at", "decided_at", "by")
-IMAGE_ACTIONS = ("assign", "reject", "approve")
+# accept: a photo held as arrived too late (live modes) is timed as if it had come in time.
+IMAGE_ACTIONS = ("assign", "reject", "approve", "accept")
 ATHLETE_ACTIONS = ("dsq", "dnf", "reinstate")
 CAMERA_ACTIONS = ("seen",)
 ACTIONS = IMAGE_ACTIONS + ATHLETE_ACTIONS + CAMERA_ACTIONS
@@ -38,6 +40,9 @@ ACTIONS = IMAGE_ACTIONS + ATHLETE_ACTIONS + CAMERA_ACTIONS
 # passed_at): the same photo came in for several stations; it has no time or no station.
 STATION_CONFLICT = "station_conflict"
 UNPLACED = frozenset({"bad_exif", "unknown_station"})
+# A photo that arrived after the allowed lateness (live modes), held until an official
+# accepts it (or decides it otherwise).
+TOO_LATE = "too_late"
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,12 @@ class Decision:
     rejected: bool = False
     approved: bool = False
     assigned: tuple[Correction, ...] = ()
+    accepted: bool = False  # timed as read, although it arrived too late
+
+    @property
+    def overrides(self) -> bool:
+        """Does the official's word replace what the pipeline makes of the photo?"""
+        return self.rejected or self.approved or bool(self.assigned)
 
 
 def _utc(text: str, where: str, column: str) -> datetime | None:
@@ -224,6 +235,8 @@ def decide(corrections: Iterable[Correction]) -> Decision:
             decision = Decision(assigned=decision.assigned + (c,))
         elif c.action == "approve":
             decision = Decision(approved=True, assigned=decision.assigned)
+        elif c.action == "accept":
+            decision = Decision(accepted=True)
     return decision
 
 

@@ -270,7 +270,7 @@ def identify_photo(
     a gallery, faces identify the athletes that bibs did not."""
     decision = decisions.get(photo.image_id)
     # An exact copy stays the copy of the photo decided: one row each, as read.
-    if decision is not None and photo.reason != EXACT_DUPLICATE:
+    if decision is not None and decision.overrides and photo.reason != EXACT_DUPLICATE:
         return apply_decision(photo, decision, known)
     if photo.reason == STATION_CONFLICT:
         return Identified(photo, (), (in_doubt(photo, known),))

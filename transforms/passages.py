@@ -19,6 +19,7 @@ from apache_beam.transforms import trigger, window
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 from apache_beam.transforms.window import TimestampedValue
 
+from transforms.corrections import TOO_LATE
 from transforms.dedup import hash_distance
 from transforms.identify import Identified, ReviewItem
 from transforms.quality import is_blurred, is_covered
@@ -121,9 +122,6 @@ class PassageWindows(beam.PTransform):
         )
 
 
-TOO_LATE = "too_late"
-
-
 def is_too_late(
     taken_at: datetime, watermark: datetime | None, gap_s: float, allowed_lateness_s: float
 ) -> bool:
@@ -161,6 +159,37 @@ def hold_too_late(identified: Identified) -> Identified:
         taken_at=photo.taken_at,
     )
     return Identified(replace(photo, status=REVIEW, reason=TOO_LATE), (), (item,))
+
+
+def late_batches(identified: Iterable[Identified]) -> list[Identified]:
+    """The photos, with one too_late review item per station instead of one per photo held.
+
+    A phone that uploads after the race sent every photo of its station to the queue, one
+    item each. Its photos are one question for an official (accept them together, reject
+    them, or open them one by one): the item shows the station's earliest late photo and
+    names every athlete read on its late photos.
+    """
+    identified = list(identified)
+    per_station: dict[str | None, list[ReviewItem]] = {}
+    for item in (r for i in identified for r in i.review if r.reason == TOO_LATE):
+        per_station.setdefault(item.station_id, []).append(item)
+    shown = {
+        min(items, key=lambda r: (r.taken_at, r.path)): tuple(
+            sorted({bib for r in items for bib in r.candidates})
+        )
+        for items in per_station.values()
+    }
+    return [
+        replace(
+            i,
+            review=tuple(
+                replace(r, candidates=shown[r]) if r in shown else r
+                for r in i.review
+                if r.reason != TOO_LATE or r in shown
+            ),
+        )
+        for i in identified
+    ]
 
 
 def _stamp_sighting(s: Sighting) -> TimestampedValue:

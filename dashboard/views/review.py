@@ -9,6 +9,7 @@ pipeline was wrongly sure of can be corrected too.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -18,6 +19,7 @@ import streamlit as st
 from dashboard import data, formats, photos, ui
 from dashboard.retime import retimer
 from dashboard.review_queue import (
+    ACCEPT,
     APPROVE,
     ASSIGN,
     DSQ,
@@ -32,6 +34,7 @@ from dashboard.review_queue import (
     in_turn,
     in_view,
     items_of,
+    late_batch,
     needs_place,
     opened_item,
     pending,
@@ -43,6 +46,7 @@ from dashboard.review_queue import (
 from dashboard.settings import Settings
 from transforms.corrections import (
     STATION_CONFLICT,
+    TOO_LATE,
     Correction,
     append_corrections,
     read_corrections_leniently,
@@ -62,6 +66,7 @@ DONE = {
     ASSIGN: "Assigned",
     REJECT: "Rejected",
     DSQ: "Disqualified",
+    ACCEPT: "Accepted",
 }
 
 
@@ -87,6 +92,7 @@ class Shown:
 
     station: str | None  # the photo's own station (its folder's, its camera's)
     places: list[Placement]  # the stations its copies came in for
+    batch: list[str]  # the photos a too_late item stands for (image_ids)
 
 
 def _placement(item: Item, shown: Shown, settings: Settings) -> Placement | None:
@@ -120,13 +126,16 @@ def _decide(action: str, item: Item, shown: Shown, settings: Settings) -> None:
             bibs=st.session_state.get(BIBS_KEY) or (),
             photo_station=shown.station,
             placed=_placement(item, shown, settings),
+            batch=shown.batch,
         )
         append_corrections(settings.corrections, rows)
     except (ValueError, OSError) as e:
         st.session_state[NOTICE] = (False, str(e))
         return
     retimer(settings.out, settings.corrections).request()
-    detail = ", ".join(r.bib for r in rows if r.bib)
+    detail = ", ".join(r.bib for r in rows if r.bib) or (
+        f"{len(rows)} photos" if len(rows) > 1 else ""
+    )
     st.session_state[NOTICE] = (True, f"{DONE[action]} {detail}".strip() + ".")
     _leave_item(item)
 
@@ -198,6 +207,8 @@ def describe(item: Item, settings: Settings, shown: Shown) -> None:
         )
     elif item.reason == STATION_CONFLICT:
         st.text(" and ".join(names.get(p.station_id, p.station_id) for p in shown.places))
+    elif item.reason == TOO_LATE:
+        st.text(f"{where} · {len(shown.batch)} photos held")
     else:
         taken = formats.local_time(item.taken_at, race.timezone)
         st.text(f"{where} · {taken}" if taken else where)
@@ -271,6 +282,12 @@ def actions_for(item: Item, shown: Shown) -> list[tuple[str, str, str, str]]:
         (ASSIGN, "Assign", "Ctrl+Enter", "primary"),
         (REJECT, "Reject", "X", "secondary"),
     )
+    if item.reason == TOO_LATE:
+        n = len(shown.batch)
+        return [
+            (ACCEPT, f"Accept all {n}", "A", "primary"),
+            (REJECT, f"Reject all {n}", "X", "secondary"),
+        ]
     if item.reason == STATION_CONFLICT or needs_place(item, shown.station):
         # Approving would time the reads at a station in doubt, or nothing at all.
         return [assign, reject]
@@ -297,7 +314,7 @@ def decision_form(item: Item, shown: Shown, settings: Settings) -> None:
             choose_station(shown.places, settings)
         if to_place:
             place_photo(settings)
-        if item.about_photo:
+        if item.about_photo and item.reason != TOO_LATE:
             st.multiselect(
                 "Athletes on the photo (type a bib or a name)",
                 list(names),
@@ -340,6 +357,7 @@ def show_item(images: pd.DataFrame, item: Item, settings: Settings) -> None:
     shown = Shown(
         station=text_or_none(photo["station_id"].iloc[0]) if not photo.empty else None,
         places=copies_of(images, item.image_id),
+        batch=late_batch(images, item) if item.reason == TOO_LATE else [],
     )
     left, right = st.columns([3, 2], gap="medium")
     with left:
@@ -347,7 +365,20 @@ def show_item(images: pd.DataFrame, item: Item, settings: Settings) -> None:
     with right:
         describe(item, settings, shown)
         decision_form(item, shown, settings)
+        if item.reason == TOO_LATE:
+            late_photos(images, shown.batch, settings)
         show_evidence(images, item, settings)
+
+
+def late_photos(images: pd.DataFrame, batch: list[str], settings: Settings) -> None:
+    """Links to each photo a too_late item stands for, to decide one by one."""
+    race = data.race(settings.out)
+    rows = images[images["image_id"].isin(batch)].drop_duplicates("image_id")
+    with st.expander(f"The {len(batch)} photos, one by one"):
+        for row in rows.sort_values(["taken_at", "path"]).itertuples():
+            taken = formats.local_time(row.taken_at, race.timezone)
+            name = os.path.basename(row.path)
+            st.markdown(f"[{taken} · {name}](?image={row.image_id})")
 
 
 def linked_item(open_items: list[Item], images: pd.DataFrame) -> Item | None:
