@@ -274,3 +274,47 @@ def test_build_leaderboard__a_start_photo_before_the_gun_starts_the_chip_at_the_
         (r["chip_s"], r["gun_s"], r["at_start_s"], r["at_cp1_s"], r["tod_start"])
         for r in (rows["101"], rows["104"])
     ] == [(2400.0, 2400.0, 0.0, 1200.0, at(0)), (2400.0, 2400.0, 0.0, None, at(300))]
+
+
+def sectors(row: dict) -> list[tuple]:
+    return [(row[f"sector_{s}_s"], row[f"pace_{s}_s_per_km"]) for s in ("start", "cp1", "finish")]
+
+
+def test_build_leaderboard__sectors_run_from_the_chip_start_and_across_a_missed_station() -> None:
+    # 102's start was not photographed: their first sector runs from the gun, as their
+    # splits do (20:00 for 5 km: 240 s/km). 101 was not seen at cp1: one sector from the
+    # start to the finish, 40:00 over 10 km.
+    seen = [passage("102", "cp1", 1200), passage("102", "finish", 2500)]
+    seen += [passage("101", "start", 0), passage("101", "finish", 2400)]
+    rows = {r["bib"]: r for r in build_leaderboard(seen, COURSE, ATHLETES, AS_OF)}
+    assert sectors(rows["102"]) == [(None, None), (1200.0, 240.0), (1300.0, 260.0)]
+    assert sectors(rows["101"]) == [(None, None), (None, None), (2400.0, 240.0)]
+
+
+@st.composite
+def runner(draw: st.DrawFn, bib: int) -> tuple[Athlete, list[Passage]]:
+    """An athlete of wave A or B and their passages: a start up to a minute before their gun
+    to two after it, a pace of 3:20 to 6:40 per km, each station seen or missed."""
+    wave = draw(st.sampled_from(["A", "B"]))
+    start = (300 if wave == "B" else 0) + draw(st.integers(-60_000, 120_000)) / 1000
+    pace = draw(st.integers(200_000, 400_000)) / 1000
+    seen = [s for s in COURSE.stations if draw(st.booleans())]
+    return athlete(str(bib), wave=wave), [
+        passage(str(bib), s.id, start + pace * s.km) for s in seen
+    ]
+
+
+@PROPERTY
+@given(
+    st.lists(st.integers(1, 10**4), min_size=1, max_size=8, unique=True).flatmap(
+        lambda bibs: st.tuples(*(runner(b) for b in bibs))
+    )
+)
+def test_build_leaderboard__times_add_up_for_every_finisher(field: tuple) -> None:
+    athletes = [a for a, _ in field]
+    rows = build_leaderboard([p for _, ps in field for p in ps], COURSE, athletes, AS_OF)
+    for r in (r for r in rows if r["status"] == "finished"):
+        sectors = [r[f"sector_{s.id}_s"] for s in COURSE.stations]
+        assert r["chip_s"] <= r["gun_s"]
+        assert r["at_finish_s"] == r["chip_s"]
+        assert abs(sum(s for s in sectors if s is not None) - r["chip_s"]) < 0.005

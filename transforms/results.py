@@ -82,13 +82,16 @@ def _status(
 
 def _splits(times: dict[str, datetime], course: Course, start: datetime) -> dict:
     row: dict = {}
-    previous: tuple[float, datetime] | None = None
+    first = course.stations[0]
+    # The first sector runs from the chip start, the gun where the start was not seen, as
+    # the splits do: else a missed start photo left the first sector and its pace blank.
+    previous = (first.km, start)
     for station in course.stations:
         at = times.get(station.id)
         row[split_column(station.id)] = _seconds(at, start) if at else None
         row[time_of_day_column(station.id)] = at
         sector = pace = None
-        if at is not None and previous is not None:
+        if at is not None and station != first:
             sector = _seconds(at, previous[1])
             km = station.km - previous[0]
             pace = round(sector / km, 1) if km > 0 else None
