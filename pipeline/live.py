@@ -207,7 +207,7 @@ class LiveRace:
         if decided:
             self._read_decisions()
         self._take_in(new)
-        self._publish()
+        self._publish(final)
         print(
             f"live: +{len(new)} files, {len(self.state.photos)} in the results "
             f"({len(self.state.too_late)} arrived too late), "
@@ -258,10 +258,12 @@ class LiveRace:
                 state.too_late.add(path)
             state.watermark = advance_watermark(state.watermark, taken_at, now)
 
-    def _publish(self) -> None:
-        """Times the race over every photo taken in and replaces the results."""
+    def _publish(self, final: bool) -> None:
+        """Times the race over every photo taken in and replaces the results; `final`: the
+        watch ends, so every photo is in (as for a batch run)."""
         self._closed = self._closed_now()
-        timed = time_photos(self.state.photos.values(), self.cfg, frozenset(self.state.too_late))
+        late = frozenset(self.state.too_late)
+        timed = time_photos(self.state.photos.values(), self.cfg, late, live=True, ended=final)
         write_results(timed.tables(), self.cfg.out, self.cfg.course)
         if self.state.cycles == 0:  # with the first results: the dashboard's race and stations
             record_inputs(self.cfg)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from apache_beam.transforms import window
@@ -27,7 +27,7 @@ from apache_beam.utils.timestamp import Timestamp
 
 from pipeline.options import RaceConfig
 from transforms.athlete_photos import athlete_photos_of
-from transforms.corrections import decisions_by_image, official_statuses
+from transforms.corrections import TOO_LATE, decisions_by_image, official_statuses
 from transforms.dedup import bursting, mark_exact_duplicates, mark_near_duplicates
 from transforms.exif import place_in_race
 from transforms.faces import faces_enabled, gallery_of, reference_photos
@@ -45,7 +45,7 @@ from transforms.passages import (
 )
 from transforms.records import REJECTED, Photo, Sighting
 from transforms.results import build_leaderboard
-from transforms.splits import check_athlete
+from transforms.splits import Arrivals, check_athlete
 
 
 class _Merges(WindowFn.MergeContext):
@@ -113,9 +113,10 @@ def passages_per_station(sightings: list[Sighting], merge_window_s: float) -> li
 
 
 def check_splits(
-    passages: list[Passage], cfg: RaceConfig
+    passages: list[Passage], cfg: RaceConfig, arrivals: Arrivals | None = None
 ) -> tuple[list[Passage], list[ReviewItem]]:
-    """CheckSplits: each athlete's passages checked as a whole."""
+    """CheckSplits: each athlete's passages checked as a whole (live: as far as the
+    stations' photos have come in)."""
     waves = {a.bib: a.wave for a in cfg.athletes}
     by_bib: dict[str, list[Passage]] = defaultdict(list)
     for p in passages:
@@ -124,7 +125,7 @@ def check_splits(
     review: list[ReviewItem] = []
     for bib, theirs in by_bib.items():
         gun = cfg.course.wave_start(waves.get(bib) or None)
-        kept, flagged = check_athlete(theirs, cfg.course, gun, bib in waves)
+        kept, flagged = check_athlete(theirs, cfg.course, gun, bib in waves, arrivals)
         checked += kept
         review += flagged
     return checked, review
@@ -213,11 +214,42 @@ def identify_all(
     )
 
 
-def results_of(identified: list[Identified], passages: list[Passage], cfg: RaceConfig) -> Timed:
+def arrivals_of(
+    identified: Iterable[Identified], cfg: RaceConfig, now: datetime, ended: bool = False
+) -> Arrivals:
+    """How far each station's photos have come in, from the photos taken in so far (the
+    watermark as the live modes keep it: the latest photo time, never ahead of now), and
+    who was read on the photos held as arrived too late."""
+    latest: dict[str, datetime] = {}
+    held: set[tuple[str, str]] = set()
+    for i in identified:
+        p = i.photo
+        if p.station_id is not None and p.taken_at is not None:
+            latest[p.station_id] = max(p.taken_at, latest.get(p.station_id, p.taken_at))
+        held |= {(r.station_id, b) for r in i.review if r.reason == TOO_LATE for b in r.candidates}
+    settings = cfg.course.settings
+    return Arrivals(
+        latest,
+        min(max(latest.values()), now) if latest else None,
+        timedelta(seconds=settings.merge_window_s + settings.allowed_lateness_s),
+        frozenset(held),
+        ended,
+    )
+
+
+def results_of(
+    identified: list[Identified],
+    passages: list[Passage],
+    cfg: RaceConfig,
+    live: bool = False,
+    ended: bool = False,
+) -> Timed:
     """CheckSplits, BuildLeaderboard, StationHealth and ReviewStationHealth over the photos
-    and their passages."""
-    checked, split_review = check_splits(passages, cfg)
+    and their passages; `live`: photos may still come (a missed checkpoint waits for them),
+    until the watch has `ended`."""
     images = [i.photo for i in identified]
+    arrivals = arrivals_of(identified, cfg, datetime.now(UTC), ended) if live else None
+    checked, split_review = check_splits(passages, cfg, arrivals)
     stations = station_health(images, checked, cfg.course.settings.health_window_s)
     return Timed(
         images=images,
@@ -236,10 +268,14 @@ def results_of(identified: list[Identified], passages: list[Passage], cfg: RaceC
 
 
 def time_photos(
-    photos: Iterable[Photo], cfg: RaceConfig, too_late: frozenset[str] = frozenset()
+    photos: Iterable[Photo],
+    cfg: RaceConfig,
+    too_late: frozenset[str] = frozenset(),
+    live: bool = False,
+    ended: bool = False,
 ) -> Timed:
-    """`time_race` without a pipeline."""
+    """`time_race` without a pipeline; `live`: photos may still come, until `ended`."""
     identified = identify_all(photos, cfg, too_late)
     sightings = [s for i in identified for s in i.sightings]
     passages = passages_per_station(sightings, cfg.course.settings.merge_window_s)
-    return results_of(identified, passages, cfg)
+    return results_of(identified, passages, cfg, live, ended)

@@ -69,7 +69,7 @@ def publish_snapshot(items: list[tuple[str, object]], cfg: RaceConfig) -> list[s
     panes = [item for kind, item in items if kind == PANE]
     identified = identify_all(photos, cfg, late)
     sightings = {s for i in identified for s in i.sightings}
-    timed = results_of(identified, current_passages(panes, sightings), cfg)
+    timed = results_of(identified, current_passages(panes, sightings), cfg, live=True)
     return write_results(timed.tables(), cfg.out, cfg.course)
 
 

@@ -321,3 +321,20 @@ def test_live_race__a_station_uploading_late_is_one_review_item_accepted_at_once
     assert not [r for r in _table(out, "review.parquet") if r["reason"] == "too_late"]
     assert _table(out, "passages.parquet") == _table(batch, "passages.parquet")
     live.close()
+
+
+def test_live_race__no_missed_checkpoint_before_the_checkpoints_photos_can_have_come(
+    race: Path, batch: Path, tmp_path: Path
+) -> None:
+    # The checkpoints' phones (unsorted/, placed by camera serial) have sent nothing yet.
+    out = tmp_path / "live"
+    images = _live_copy(race, tmp_path, ("start", "finish"))
+    live = LiveRace(_argv(race, images, out, batch / "facts"))
+    live.update()
+    live.update()  # the files have stopped growing: taken in
+    assert _table(out, "passages.parquet")
+    assert not [r for r in _table(out, "review.parquet") if r["reason"] == "missed_checkpoint"]
+    # The watch ends: every photo there is is in, as in a batch run over them.
+    live.update(final=True)
+    assert [r for r in _table(out, "review.parquet") if r["reason"] == "missed_checkpoint"]
+    live.close()

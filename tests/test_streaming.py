@@ -204,3 +204,50 @@ def test_build_streaming__faces_matched_against_a_gallery_republished_as_it_grow
     assert gallery.accumulation_mode == trigger.AccumulationMode.ACCUMULATING
     assert applied["TimeLive/IdentifyAthletes/Identify/ParDo(_Identify)"].side_inputs, "the gallery"
     assert applied["AnalyseContent/Analyse"].fn._faces, "faces looked for on each new photo"
+
+
+def _missed_checkpoints(tmp_path: Path, *later: object) -> list[tuple[str, str]]:
+    """(bib, station) of the missed_checkpoint items once 101 and 102 have started and
+    finished, cp1's camera having sent 102's photo only, and then the `later` photos."""
+    stream = (
+        TestStream()
+        .add_elements([_uploaded("s101", "start", "10:00:05", "101")])
+        .add_elements([_uploaded("s102", "start", "10:00:06", "102")])
+        .add_elements([_uploaded("c102", "cp1", "10:20:00", "102")])
+        .add_elements([_uploaded("f101", "finish", "10:45:00", "101")])
+        .add_elements([_uploaded("f102", "finish", "10:46:00", "102")])
+    )
+    for photo_ in later:
+        stream = stream.add_elements([photo_])
+    with TestPipeline(options=PipelineOptions(["--streaming"])) as p:
+        _ = (
+            p
+            | stream.advance_watermark_to_infinity()
+            | TimeLive(_config(tmp_path), early_s=None, snapshot_s=None)  # type: ignore[arg-type]
+        )
+    review = pq.read_table(tmp_path / "review.parquet").to_pylist()
+    return sorted(
+        (r["candidates"][0], r["station_id"]) for r in review if r["reason"] == "missed_checkpoint"
+    )
+
+
+def test_time_live__no_missed_checkpoint_while_the_checkpoints_photos_can_still_come(
+    tmp_path: Path,
+) -> None:
+    # cp1's phone has sent its photos up to 10:20 only: 101 passed it later, before their
+    # finish at 10:45, and that photo may still come. An official told "not seen at cp1"
+    # meanwhile might disqualify a runner who ran the whole course.
+    assert _missed_checkpoints(tmp_path / "waiting") == []
+    # It comes: 101's passage, nothing to review.
+    assert _missed_checkpoints(tmp_path / "came", _uploaded("c101", "cp1", "10:22:00", "101")) == []
+    # cp1's camera has sent photos from after 101's finish, none of 101: missed.
+    past = _uploaded("c-none", "cp1", "10:50:00", "")
+    assert _missed_checkpoints(tmp_path / "past", past) == [("101", "cp1")]
+    # cp1's camera is silent, but the race is more than the allowed lateness past 101's finish:
+    # a photo of 101 at cp1 would be too late to be timed now.
+    hour_on = _uploaded("f-none", "finish", "11:46:00", "")
+    assert _missed_checkpoints(tmp_path / "late", hour_on) == [("101", "cp1")]
+    # Then cp1's photo of 101 comes, too late to be timed: held for the official, who sees
+    # 101 on it; not a miss.
+    held = _uploaded("c101", "cp1", "10:22:00", "101")
+    assert _missed_checkpoints(tmp_path / "held", hour_on, held) == []

@@ -9,7 +9,8 @@ an official approved or assigned is never flagged: the set kept is the one
 with the most of them, so a read that conflicts with the official goes to
 review instead. A finisher not seen at a station in between is sent to
 review as missed_checkpoint: it is usually a camera that missed them, not a
-short cut.
+short cut. In a live run, only once that station's photos of the athlete's time
+there can no longer come (`Arrivals`): a phone uploading late is not a miss.
 
 A weak read of the athlete's bib where no confirmed passage is counts when
 its time is where the athlete's confirmed passages say they were (within a
@@ -19,8 +20,8 @@ looking; elsewhere it waits in the review queue.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import replace
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import apache_beam as beam
@@ -143,11 +144,54 @@ def corroborated(weak: Passage, kept: dict[str, Passage], course: Course, gun: d
     return abs((weak.passed_at - at).total_seconds()) <= tolerance
 
 
+@dataclass(frozen=True)
+class Arrivals:
+    """How far each station's photos have come in, in a live run (a batch run has them all).
+
+    A checkpoint's photos up to a time are in when the station has sent a photo taken
+    since (cameras upload in the order they shoot), or when the race's watermark is past
+    that time by more than `lateness` (merge window and allowed lateness: a photo that
+    came now would be too late to be timed), or when the watch has `ended`. An athlete
+    read on a photo of the station held as arrived too late was seen there: the official
+    decides that photo.
+    """
+
+    latest: Mapping[str, datetime]  # station -> its latest photo taken in
+    watermark: datetime | None  # the race's
+    lateness: timedelta
+    held: frozenset[tuple[str, str]] = frozenset()  # (station, bib) on photos held too late
+    ended: bool = False
+
+    def missed(self, station_id: str, bib: str, until: datetime) -> bool:
+        """Is the athlete not seen at the station, whose photos up to `until` are in?"""
+        return (station_id, bib) not in self.held and self.complete(station_id, until)
+
+    def complete(self, station_id: str, until: datetime) -> bool:
+        if self.ended:
+            return True
+        seen = self.latest.get(station_id)
+        if seen is not None and seen >= until:
+            return True
+        return self.watermark is not None and until + self.lateness < self.watermark
+
+
+def _next_passage(station_id: str, seen: dict[str, Passage], course: Course) -> datetime:
+    """When the athlete was at the first station after `station_id` where they were seen:
+    they passed `station_id` before that."""
+    after = course.station_ids[course.station_ids.index(station_id) + 1 :]
+    return next(seen[s].passed_at for s in after if s in seen)
+
+
 def check_athlete(
-    passages: Iterable[Passage], course: Course, gun: datetime, listed: bool
+    passages: Iterable[Passage],
+    course: Course,
+    gun: datetime,
+    listed: bool,
+    arrivals: Arrivals | None = None,
 ) -> tuple[list[Passage], list[ReviewItem]]:
     """One athlete's passages with the implausible ones flagged, weak reads that fit the
-    athlete's pace confirmed, and what to review."""
+    athlete's pace confirmed, and what to review (a missed checkpoint, with `arrivals`,
+    once its photos of the athlete can no longer come)."""
     passages = list(passages)
     if not listed:
         return [replace(p, needs_review=True, review_reason="unknown_bib") for p in passages], []
@@ -179,6 +223,10 @@ def check_athlete(
             _review(finish, "missed_checkpoint", s.id)
             for s in course.stations[1:-1]
             if s.id not in confirmed_at
+            and (
+                arrivals is None
+                or arrivals.missed(s.id, finish.bib, _next_passage(s.id, confirmed_at, course))
+            )
         ]
     return checked, review
 
