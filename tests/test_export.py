@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import io
 
-from tests.conftest import at, athlete, make_course, passage
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.conftest import PROPERTY, at, athlete, make_course, passage
 from transforms.export import clock, pace, results_csv
 from transforms.results import build_leaderboard
 
@@ -44,3 +47,21 @@ def test_results_csv__place_bib_name_then_splits_then_times() -> None:
         "RUNNING",
         "0:21:35.0",
     ]  # no close: still out
+
+
+def test_clock__a_time_before_its_start_keeps_its_sign() -> None:
+    # An unknown bib photographed at the finish before the gun (a runner warming up through
+    # it) has a negative time: it reads as one (100 s before: -0:01:40.0, was -1:58:20.0).
+    assert clock(-100.0) == "-0:01:40.0"
+    assert clock(-0.04) == "0:00:00.0"
+    assert clock(-3725.46) == "-1:02:05.4"
+
+
+@PROPERTY
+@given(st.integers(-36_000_000, 36_000_000))
+def test_clock__reads_back_as_the_time_truncated_to_the_tenth(ms: int) -> None:
+    shown = clock(ms / 1000)
+    hours, minutes, seconds = shown.lstrip("-").split(":")
+    tenths_shown = (int(hours) * 3600 + int(minutes) * 60) * 10 + round(float(seconds) * 10)
+    assert shown.startswith("-") == (ms <= -100)
+    assert tenths_shown == abs(ms) // 100

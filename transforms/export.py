@@ -16,11 +16,14 @@ from transforms.schemas import split_column
 
 
 def clock(seconds: float | None) -> str:
-    """1:02:03.4 (tenths truncated, as timing software shows them); '' for no time."""
+    """1:02:03.4 (tenths truncated, as timing software shows them); '' for no time. A time
+    before its start (an unknown bib's photo before the gun) is -0:01:40.0."""
     if seconds is None:
         return ""
-    whole, tenth = divmod(tenths(seconds), 10)
-    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}.{tenth}"
+    shown = tenths(seconds)
+    whole, tenth = divmod(abs(shown), 10)
+    sign = "-" if shown < 0 else ""
+    return f"{sign}{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}.{tenth}"
 
 
 def pace(seconds_per_km: float | None) -> str:

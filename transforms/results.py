@@ -33,9 +33,10 @@ FINISHED, RUNNING, DNF, DNS, DSQ = "finished", "running", "dnf", "dns", "dsq"
 
 
 def tenths(seconds: float) -> int:
-    """Whole tenths of a time as shown: truncated as timing software shows it (to the
-    millisecond first, so 59.9 stored as 59.89999... still shows 59.9)."""
-    return int(round(seconds * 1000)) // 100
+    """Whole tenths of a time as shown: truncated towards zero as timing software shows it
+    (to the millisecond first, so 59.9 stored as 59.89999... still shows 59.9)."""
+    ms = round(seconds * 1000)
+    return ms // 100 if ms >= 0 else -(-ms // 100)
 
 
 def competition_ranks(values: list[float]) -> list[int]:
