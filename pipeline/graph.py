@@ -31,7 +31,7 @@ from pipeline import workers
 from pipeline.memory import launching_workers
 from pipeline.options import RaceConfig, RacelensOptions, ViewedOnce
 from transforms.athlete_photos import AthletePhotos
-from transforms.corrections import decisions_by_image, official_statuses
+from transforms.corrections import TOO_LATE, decisions_by_image, official_statuses
 from transforms.course import ConfigError
 from transforms.dedup import DedupPhotos
 from transforms.exif import ParseExif
@@ -42,7 +42,7 @@ from transforms.faces import (
     reference_photos,
 )
 from transforms.health import ReviewStationHealth
-from transforms.identify import FaceRule, IdentifyAthletes
+from transforms.identify import FaceRule, IdentifyAthletes, LateBatches, held_athletes
 from transforms.passages import PassagesPerStation, StationHealth
 from transforms.photos import (
     AnalyseContent,
@@ -91,12 +91,20 @@ def build_analysis(p: beam.Pipeline, cfg: RaceConfig) -> beam.PCollection:
 
 
 def build_retime(p: beam.Pipeline, cfg: RaceConfig) -> beam.PCollection:
-    """The race again from the photos of the last run and their stored facts, no OCR."""
-    return build_from_groups(p, cfg, photos_of_last_run(cfg.out))
+    """The race again from the photos of the last run and their stored facts, no OCR. The
+    photos its results held as arrived too late (a live run's) stay held until an official
+    decides them: re-timing after a decision is no backfill."""
+    rows = last_run(cfg.out)
+    held = frozenset(row["path"] for row in rows if row["reason"] == TOO_LATE)
+    groups = grouped_copies((row["image_id"], row["path"]) for row in rows)
+    return build_from_groups(p, cfg, groups, held)
 
 
 def build_from_groups(
-    p: beam.Pipeline, cfg: RaceConfig, groups: list[tuple[str, list[str]]]
+    p: beam.Pipeline,
+    cfg: RaceConfig,
+    groups: list[tuple[str, list[str]]],
+    held: frozenset[str] = frozenset(),
 ) -> beam.PCollection:
     """The race from files already hashed: (image_id, paths); photos without stored facts
     are analysed, the others reuse their facts."""
@@ -105,14 +113,17 @@ def build_from_groups(
         | "HashedPhotos" >> beam.Create(groups)
         | "AnalyseContent" >> AnalyseContent(cfg.facts, cfg.images, faces_on(cfg))
     )
-    return time_race(photos, cfg)
+    return time_race(photos, cfg, held)
 
 
 def identify_athletes(
-    cfg: RaceConfig, known: frozenset[str], gallery: beam.PCollection | None
+    cfg: RaceConfig,
+    known: frozenset[str],
+    gallery: beam.PCollection | None,
+    held: frozenset[str] = frozenset(),
 ) -> IdentifyAthletes:
     """IdentifyAthletes as the race's course, start list (`known`) and the officials'
-    decisions set it, batch and live alike."""
+    decisions set it, batch and live alike; the photos `held` as arrived too late stay so."""
     settings = cfg.course.settings
     return IdentifyAthletes(
         known,
@@ -120,11 +131,15 @@ def identify_athletes(
         decisions_by_image(cfg.corrections),
         gallery,
         FaceRule(settings.face_threshold, settings.face_margin),
+        held,
     )
 
 
-def time_race(photos: beam.PCollection, cfg: RaceConfig) -> beam.PCollection:
-    """Photos with facts -> the race's results, written; returns the paths written."""
+def time_race(
+    photos: beam.PCollection, cfg: RaceConfig, held: frozenset[str] = frozenset()
+) -> beam.PCollection:
+    """Photos with facts -> the race's results, written; returns the paths written. The
+    photos `held` (paths) arrived too late in the live run whose results are re-timed."""
     course, settings = cfg.course, cfg.course.settings
     placed = photos | "ParseExif" >> ParseExif(course)
     deduped = placed.timed | "DedupPhotos" >> DedupPhotos(
@@ -144,13 +159,19 @@ def time_race(photos: beam.PCollection, cfg: RaceConfig) -> beam.PCollection:
     identified = (
         (deduped, placed.rejected)
         | "AllPhotos" >> beam.Flatten()
-        | "IdentifyAthletes" >> identify_athletes(cfg, known, gallery)
+        | "IdentifyAthletes" >> identify_athletes(cfg, known, gallery, held)
     )
+    # A station's photos held as too late are one item (as the live modes give them), and
+    # the athletes read on them are not missing at that station.
+    photo_review, on_held = identified.review, None
+    if held:
+        photo_review = identified.review | "LateBatches" >> LateBatches()
+        on_held = photo_review | "OnHeldPhotos" >> beam.FlatMap(held_athletes)
     checked = (
         identified.sightings
         | "PassagesPerStation"
         >> PassagesPerStation(settings.merge_window_s, settings.allowed_lateness_s)
-        | "CheckSplits" >> CheckSplits(course, cfg.athletes)
+        | "CheckSplits" >> CheckSplits(course, cfg.athletes, on_held)
     )
     passages = checked.passages
     leaderboard = passages | "BuildLeaderboard" >> BuildLeaderboard(
@@ -163,8 +184,7 @@ def time_race(photos: beam.PCollection, cfg: RaceConfig) -> beam.PCollection:
     return {
         "images": identified.photos,
         "passages": passages,
-        "review": (identified.review, checked.review, health_review)
-        | "AllReview" >> beam.Flatten(),
+        "review": (photo_review, checked.review, health_review) | "AllReview" >> beam.Flatten(),
         "leaderboard": leaderboard,
         "stations": stations,
         "athlete_photos": (identified.sightings, passages, identified.photos)
@@ -236,15 +256,14 @@ def quiet_workers(opts: PipelineOptions) -> None:
     }
 
 
-def photos_of_last_run(out_dir: str) -> list[tuple[str, list[str]]]:
-    """(image_id, paths) of every file in the last run's images.parquet."""
+def last_run(out_dir: str) -> list[dict]:
+    """image_id, path and reason of every file in the last run's images.parquet."""
     path = FileSystems.join(out_dir, IMAGES_FILE)
     try:
         with FileSystems.open(path) as f:
-            rows = pq.read_table(f, columns=["image_id", "path"]).to_pylist()
+            return pq.read_table(f, columns=["image_id", "path", "reason"]).to_pylist()
     except (OSError, BeamIOError) as e:
         raise ConfigError(f"{path}: no results of an earlier run to re-time ({e})") from e
-    return grouped_copies((row["image_id"], row["path"]) for row in rows)
 
 
 def grouped_copies(files: Iterable[tuple[str, str]]) -> list[tuple[str, list[str]]]:

@@ -27,18 +27,24 @@ from apache_beam.utils.timestamp import Timestamp
 
 from pipeline.options import RaceConfig
 from transforms.athlete_photos import athlete_photos_of
-from transforms.corrections import TOO_LATE, decisions_by_image, official_statuses
+from transforms.corrections import decisions_by_image, official_statuses
 from transforms.dedup import bursting, mark_exact_duplicates, mark_near_duplicates
 from transforms.exif import place_in_race
 from transforms.faces import faces_enabled, gallery_of, reference_photos
 from transforms.health import review_of_health
-from transforms.identify import FaceRule, Identified, ReviewItem, identify_photo
+from transforms.identify import (
+    FaceRule,
+    Identified,
+    ReviewItem,
+    held_athletes,
+    hold_too_late,
+    identify_photo,
+    late_batches,
+)
 from transforms.passages import (
     Frame,
     Passage,
     frame_of,
-    hold_too_late,
-    late_batches,
     merge_sightings,
     silent_windows,
     station_row,
@@ -226,7 +232,7 @@ def arrivals_of(
         p = i.photo
         if p.station_id is not None and p.taken_at is not None:
             latest[p.station_id] = max(p.taken_at, latest.get(p.station_id, p.taken_at))
-        held |= {(r.station_id, b) for r in i.review if r.reason == TOO_LATE for b in r.candidates}
+        held.update(pair for item in i.review for pair in held_athletes(item))
     settings = cfg.course.settings
     return Arrivals(
         latest,

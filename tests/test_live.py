@@ -338,3 +338,33 @@ def test_live_race__no_missed_checkpoint_before_the_checkpoints_photos_can_have_
     live.update(final=True)
     assert [r for r in _table(out, "review.parquet") if r["reason"] == "missed_checkpoint"]
     live.close()
+
+
+def test_results_after_a_live_run__photos_held_as_too_late_stay_held(
+    race: Path, batch: Path, tmp_path: Path
+) -> None:
+    # The live run has stopped; the official's next decision in the dashboard runs
+    # `racelens results`, a batch re-timing, which timed every held photo unseen.
+    late, images = _late_arrival(race, batch, tmp_path)
+    out = tmp_path / "live"
+    live = LiveRace(_argv(race, images, out, batch / "facts", _late_course(race, tmp_path, 60.0)))
+    live.update(final=True)
+    shutil.copyfile(race / "images" / late, images / late)
+    live.update(final=True)
+    live.close()
+    held = {r["path"]: r for r in _table(out, "images.parquet")}[str(images / late)]
+    with restored_logging():
+        assert main(["results", "--out", str(out)]) == 0
+    row = {r["path"]: r for r in _table(out, "images.parquet")}[str(images / late)]
+    assert (row["status"], row["reason"]) == ("review", "too_late")
+    assert [r["image_id"] for r in _table(out, "review.parquet") if r["reason"] == "too_late"] == [
+        held["image_id"]
+    ]
+    assert held["image_id"] not in {p["image_id"] for p in _table(out, "passages.parquet")}
+    # Accepted by the official: timed.
+    log = out / "corrections.csv"
+    decided = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    append_corrections(str(log), [Correction(held["image_id"], "accept", decided_at=decided)])
+    with restored_logging():
+        assert main(["results", "--out", str(out), "--corrections", str(log)]) == 0
+    assert held["image_id"] in {p["image_id"] for p in _table(out, "passages.parquet")}

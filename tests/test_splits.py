@@ -258,3 +258,17 @@ def test_check_splits__weak_read_after_only_a_start_passage_waits_for_review() -
     ]
     checked, review = check_athlete(ps, COURSE, GUN, listed=True)
     assert flagged(checked) == {"cp1": "low_confidence"} and review == []
+
+
+def test_check_splits__no_missed_checkpoint_for_an_athlete_on_a_photo_held_too_late() -> None:
+    # Re-timed after a live run, 101's cp1 photo is held as arrived too late: the official
+    # decides it (accept it, and 101 was at cp1); 102 is on no cp1 photo at all.
+    ps = [passage(b, s, t) for b in ("101", "102") for s, t in (("start", 10), ("finish", 3000))]
+    with TestPipeline() as p:
+        held = p | "Held" >> beam.Create([("cp1", "101")])
+        athletes = (athlete("101"), athlete("102"))
+        checked = p | beam.Create(ps) | CheckSplits(COURSE, athletes, held)
+        assert_that(
+            checked.review | beam.Map(lambda r: (r.candidates, r.station_id, r.reason)),
+            equal_to([(("102",), "cp1", "missed_checkpoint")]),
+        )

@@ -13,7 +13,7 @@ from apache_beam.transforms.window import TimestampedValue
 
 from tests.conftest import BLURRED, COVERED, at, passage, photo, read, sighting
 from transforms.health import ReviewStationHealth
-from transforms.identify import Identified
+from transforms.identify import Identified, hold_too_late
 from transforms.passages import (
     TOO_LATE,
     MarkTooLate,
@@ -23,7 +23,6 @@ from transforms.passages import (
     VisitsPerStation,
     WithPane,
     current_passages,
-    hold_too_late,
     is_too_late,
     merge_sightings,
 )

@@ -19,14 +19,14 @@ unknown_face.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from transforms.bibs import listed_bib
-from transforms.corrections import STATION_CONFLICT, UNPLACED, Decision
+from transforms.corrections import STATION_CONFLICT, TOO_LATE, UNPLACED, Decision
 from transforms.dedup import EXACT_DUPLICATE
 from transforms.faces import Gallery, match_face, untied_faces
 from transforms.quality import is_covered
@@ -282,6 +282,69 @@ def identify_photo(
     return result if gallery is None else identify_faces(result, gallery, faces)
 
 
+def hold_too_late(identified: Identified) -> Identified:
+    """A photo that arrived after the allowed lateness (live modes): its sightings are not
+    timed (the windows would drop them), the photo is kept and goes to review. A photo
+    without sightings has nothing to be late for and keeps its status."""
+    if not identified.sightings:
+        return identified
+    photo = identified.photo
+    bibs = sorted({s.bib for s in identified.sightings})
+    held = replace(photo, status=REVIEW, reason=TOO_LATE)
+    return Identified(held, (), (_review(photo, TOO_LATE, bibs),))
+
+
+def one_late_item(items: Iterable[ReviewItem]) -> ReviewItem:
+    """The too_late items of one station as one: the earliest photo, every athlete read."""
+    items = list(items)
+    first = min(items, key=lambda r: (r.taken_at, r.path))
+    return replace(first, candidates=tuple(sorted({b for r in items for b in r.candidates})))
+
+
+def late_batches(identified: Iterable[Identified]) -> list[Identified]:
+    """The photos, with one too_late review item per station instead of one per photo held.
+
+    A phone that uploads after the race sent every photo of its station to the queue, one
+    item each. Its photos are one question for an official (accept them together, reject
+    them, or open them one by one): the item shows the station's earliest late photo and
+    names every athlete read on its late photos.
+    """
+    identified = list(identified)
+    per_station: dict[str | None, list[ReviewItem]] = {}
+    for item in (r for i in identified for r in i.review if r.reason == TOO_LATE):
+        per_station.setdefault(item.station_id, []).append(item)
+    shown = {(m.image_id, m.path): m for m in map(one_late_item, per_station.values())}
+
+    def batched(i: Identified) -> Identified:
+        item = shown.get((i.photo.image_id, i.photo.path))
+        kept = tuple(r for r in i.review if r.reason != TOO_LATE)
+        return replace(i, review=kept + ((item,) if item else ()))
+
+    return [batched(i) for i in identified]
+
+
+def held_athletes(item: ReviewItem) -> list[tuple[str | None, str]]:
+    """(station, bib) of each athlete read on the photos a too_late item holds."""
+    return [(item.station_id, bib) for bib in item.candidates] if item.reason == TOO_LATE else []
+
+
+class LateBatches(beam.PTransform):
+    """Review items -> the same, with the too_late items of each station as one
+    (`late_batches` in a pipeline)."""
+
+    def expand(self, review: beam.PCollection) -> beam.PCollection:
+        late, other = review | "LateOrNot" >> beam.Partition(
+            lambda item, _: 0 if item.reason == TOO_LATE else 1, 2
+        )
+        merged = (
+            late
+            | "ByStation" >> beam.Map(lambda item: (item.station_id or "", item))
+            | "PerStation" >> beam.GroupByKey()
+            | "OneEach" >> beam.MapTuple(lambda _, items: one_late_item(items))
+        )
+        return (merged, other) | "AllItems" >> beam.Flatten()
+
+
 class _Identify(beam.DoFn):
     SIGHTINGS = "sightings"
     REVIEW = "review"
@@ -292,17 +355,23 @@ class _Identify(beam.DoFn):
         threshold: float,
         decisions: dict[str, Decision],
         faces: FaceRule | None = None,
+        held: frozenset[str] = frozenset(),
     ):
         self._known = known
         self._threshold = threshold
         self._decisions = decisions
         self._faces = faces
+        self._held = held
         self._to_review = Metrics.counter("racelens", "review_items")
 
     def process(self, photo: Photo, gallery: Gallery | None = None) -> Iterator[object]:
         result = identify_photo(
             photo, self._known, self._threshold, self._decisions, gallery, self._faces
         )
+        # Held as arrived too late by the live run that made the results re-timed, until an
+        # official decides it.
+        if photo.path in self._held and photo.image_id not in self._decisions:
+            result = hold_too_late(result)
         yield result.photo
         for s in result.sightings:
             yield beam.pvalue.TaggedOutput(self.SIGHTINGS, s)
@@ -315,7 +384,8 @@ class IdentifyAthletes(beam.PTransform):
     """Timed photos -> (photos with a status, sightings, review items).
 
     With a gallery (a singleton PCollection of `Gallery`, from BuildGallery) and its
-    FaceRule, faces identify the athletes that bibs did not.
+    FaceRule, faces identify the athletes that bibs did not. The photos whose paths are
+    `held` (a live run's too_late photos, re-timed) stay held, one review item each.
     """
 
     def __init__(
@@ -325,9 +395,10 @@ class IdentifyAthletes(beam.PTransform):
         decisions: dict[str, Decision],
         gallery: beam.PCollection | None = None,
         faces: FaceRule | None = None,
+        held: frozenset[str] = frozenset(),
     ):
         super().__init__()
-        self._fn = _Identify(bibs, threshold, decisions, faces)
+        self._fn = _Identify(bibs, threshold, decisions, faces, held)
         self._gallery = gallery
 
     def expand(self, photos: beam.PCollection) -> beam.pvalue.DoOutputsTuple:

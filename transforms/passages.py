@@ -11,7 +11,7 @@ that correct a passage when a phone uploads late).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import apache_beam as beam
@@ -21,9 +21,8 @@ from apache_beam.transforms.window import TimestampedValue
 
 from transforms.corrections import TOO_LATE
 from transforms.dedup import hash_distance
-from transforms.identify import Identified, ReviewItem
 from transforms.quality import is_blurred, is_covered
-from transforms.records import REVIEW, Photo, Sighting, pack_time, unpack_time
+from transforms.records import Photo, Sighting, pack_time, unpack_time
 
 
 @dataclass(frozen=True)
@@ -141,55 +140,6 @@ def advance_watermark(watermark: datetime | None, taken_at: datetime, now: datet
     every other photo late)."""
     seen = min(taken_at, now)
     return seen if watermark is None else max(watermark, seen)
-
-
-def hold_too_late(identified: Identified) -> Identified:
-    """A photo that arrived after the allowed lateness: its sightings are not timed (the
-    windows would drop them), the photo is kept and goes to review. A photo without
-    sightings has nothing to be late for and keeps its status."""
-    if not identified.sightings:
-        return identified
-    photo = identified.photo
-    item = ReviewItem(
-        image_id=photo.image_id,
-        path=photo.path,
-        reason=TOO_LATE,
-        candidates=tuple(sorted({s.bib for s in identified.sightings})),
-        station_id=photo.station_id,
-        taken_at=photo.taken_at,
-    )
-    return Identified(replace(photo, status=REVIEW, reason=TOO_LATE), (), (item,))
-
-
-def late_batches(identified: Iterable[Identified]) -> list[Identified]:
-    """The photos, with one too_late review item per station instead of one per photo held.
-
-    A phone that uploads after the race sent every photo of its station to the queue, one
-    item each. Its photos are one question for an official (accept them together, reject
-    them, or open them one by one): the item shows the station's earliest late photo and
-    names every athlete read on its late photos.
-    """
-    identified = list(identified)
-    per_station: dict[str | None, list[ReviewItem]] = {}
-    for item in (r for i in identified for r in i.review if r.reason == TOO_LATE):
-        per_station.setdefault(item.station_id, []).append(item)
-    shown = {
-        min(items, key=lambda r: (r.taken_at, r.path)): tuple(
-            sorted({bib for r in items for bib in r.candidates})
-        )
-        for items in per_station.values()
-    }
-    return [
-        replace(
-            i,
-            review=tuple(
-                replace(r, candidates=shown[r]) if r in shown else r
-                for r in i.review
-                if r.reason != TOO_LATE or r in shown
-            ),
-        )
-        for i in identified
-    ]
 
 
 def _stamp_sighting(s: Sighting) -> TimestampedValue:

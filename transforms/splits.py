@@ -175,6 +175,12 @@ class Arrivals:
         return self.watermark is not None and until + self.lateness < self.watermark
 
 
+def all_in(held: Iterable[tuple[str, str]] = ()) -> Arrivals:
+    """Every photo is in (a watch that ended, a re-timing); `held`: the (station, bib) read
+    on photos held as arrived too late."""
+    return Arrivals({}, None, timedelta(0), frozenset(held), ended=True)
+
+
 def _next_passage(station_id: str, seen: dict[str, Passage], course: Course) -> datetime:
     """When the athlete was at the first station after `station_id` where they were seen:
     they passed `station_id` before that."""
@@ -238,28 +244,43 @@ class _CheckAthlete(beam.DoFn):
         self._course = course
         self._waves = {a.bib: a.wave for a in athletes}
 
-    def process(self, element: tuple[str, Iterable[Passage]]) -> Iterator[object]:
+    def process(
+        self,
+        element: tuple[str, Iterable[Passage]],
+        held: Iterable[tuple[str, str]] | None = None,
+    ) -> Iterator[object]:
         bib, passages = element
         listed = bib in self._waves
         gun = self._course.wave_start(self._waves.get(bib) or None)
-        checked, review = check_athlete(passages, self._course, gun, listed)
+        arrivals = None if held is None else all_in(held)
+        checked, review = check_athlete(passages, self._course, gun, listed, arrivals)
         yield from checked
         for item in review:
             yield beam.pvalue.TaggedOutput(self.REVIEW, item)
 
 
 class CheckSplits(beam.PTransform):
-    """Passages -> (the same passages, implausible ones flagged; review items)."""
+    """Passages -> (the same passages, implausible ones flagged; review items). With `held`,
+    the (station, bib) read on photos held as arrived too late (a live run's, re-timed),
+    those athletes are not queued as missing there."""
 
-    def __init__(self, course: Course, athletes: tuple[Athlete, ...]):
+    def __init__(
+        self,
+        course: Course,
+        athletes: tuple[Athlete, ...],
+        held: beam.PCollection | None = None,
+    ):
         super().__init__()
         self._fn = _CheckAthlete(course, athletes)
+        self._held = held
 
     def expand(self, passages: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        side = {} if self._held is None else {"held": beam.pvalue.AsList(self._held)}
         return (
             passages
             | "WholeRace" >> beam.WindowInto(beam.window.GlobalWindows())
             | "ByBib" >> beam.Map(lambda p: (p.bib, p))
             | "PerAthlete" >> beam.GroupByKey()
-            | "Check" >> beam.ParDo(self._fn).with_outputs(_CheckAthlete.REVIEW, main="passages")
+            | "Check"
+            >> beam.ParDo(self._fn, **side).with_outputs(_CheckAthlete.REVIEW, main="passages")
         )
