@@ -94,8 +94,10 @@ def build_retime(p: beam.Pipeline, cfg: RaceConfig) -> beam.PCollection:
     """The race again from the photos of the last run and their stored facts, no OCR. The
     photos its results held as arrived too late (a live run's) stay held until an official
     decides them: re-timing after a decision is no backfill."""
-    rows = last_run(cfg.out)
-    held = frozenset(row["path"] for row in rows if row["reason"] == TOO_LATE)
+    rows, decided = last_run(cfg.out), decisions_by_image(cfg.corrections)
+    held = frozenset(
+        row["path"] for row in rows if row["reason"] == TOO_LATE and row["image_id"] not in decided
+    )
     groups = grouped_copies((row["image_id"], row["path"]) for row in rows)
     return build_from_groups(p, cfg, groups, held)
 
@@ -143,7 +145,7 @@ def time_race(
     course, settings = cfg.course, cfg.course.settings
     placed = photos | "ParseExif" >> ParseExif(course)
     deduped = placed.timed | "DedupPhotos" >> DedupPhotos(
-        settings.burst_gap_s, settings.near_duplicate_bits
+        settings.burst_gap_s, settings.near_duplicate_bits, held
     )
     known = frozenset(a.bib for a in cfg.athletes)
     gallery = (

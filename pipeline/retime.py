@@ -28,7 +28,7 @@ from apache_beam.utils.timestamp import Timestamp
 from pipeline.options import RaceConfig
 from transforms.athlete_photos import athlete_photos_of
 from transforms.corrections import decisions_by_image, official_statuses
-from transforms.dedup import bursting, mark_exact_duplicates, mark_near_duplicates
+from transforms.dedup import mark_bursts, mark_exact_duplicates
 from transforms.exif import place_in_race
 from transforms.faces import faces_enabled, gallery_of, reference_photos
 from transforms.health import review_of_health
@@ -94,8 +94,11 @@ def group_in_windows(
     return grouped
 
 
-def dedup(photos: list[Photo], burst_gap_s: float, bits: int) -> list[Photo]:
-    """DedupPhotos: exact copies, then burst sessions per station."""
+def dedup(
+    photos: list[Photo], burst_gap_s: float, bits: int, held: frozenset[str] = frozenset()
+) -> list[Photo]:
+    """DedupPhotos: exact copies, then burst sessions per station. Photos `held` as arrived
+    too late (paths) take no part in bursts: held, they would hide a frame that came in time."""
     copies: dict[str, list[Photo]] = defaultdict(list)
     for p in photos:
         copies[p.image_id].append(p)
@@ -105,8 +108,7 @@ def dedup(photos: list[Photo], burst_gap_s: float, bits: int) -> list[Photo]:
     )
     deduped = []
     for group in bursts.values():
-        deduped += [p for p in group if p.status is not None]
-        deduped += mark_near_duplicates(bursting(group), burst_gap_s, bits)
+        deduped += mark_bursts(group, burst_gap_s, bits, held)
     return deduped
 
 
@@ -192,10 +194,13 @@ def identify_all(
     placed = [place_in_race(p, cfg.course) for p in photos]
     known = frozenset(a.bib for a in cfg.athletes)
     decisions = decisions_by_image(cfg.corrections)
+    # An official's decision on a late photo times it like any other.
+    held = frozenset(p.path for p in placed if p.path in too_late and p.image_id not in decisions)
     deduped = dedup(
         [p for p in placed if p.status != REJECTED],
         settings.burst_gap_s,
         settings.near_duplicate_bits,
+        held,
     )
     gallery = (
         gallery_of(
@@ -213,11 +218,7 @@ def identify_all(
         identify_photo(p, known, settings.review_threshold, decisions, gallery, face_rule)
         for p in deduped + [p for p in placed if p.status == REJECTED]
     ]
-    # An official's decision on a late photo times it like any other.
-    return late_batches(
-        hold_too_late(i) if i.photo.path in too_late and i.photo.image_id not in decisions else i
-        for i in identified
-    )
+    return late_batches(hold_too_late(i) if i.photo.path in held else i for i in identified)
 
 
 def arrivals_of(

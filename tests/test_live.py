@@ -8,8 +8,10 @@ import re
 import shutil
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -20,8 +22,10 @@ from pipeline.cli import main
 from pipeline.drip import differing, drip
 from pipeline.live import LiveRace, LiveState, batch_argv, poll, stable_files, watch
 from pipeline.live_lock import hold_live_lock, live_run_log
-from tests.conftest import restored_logging
+from pipeline.retime import identify_all
+from tests.conftest import athlete, make_course, photo, read, restored_logging
 from transforms.corrections import Correction, append_corrections
+from transforms.records import ExifFacts, Photo
 
 AS_OF = "2026-05-01T16:00:00+00:00"  # after the demo course closed: statuses are final
 
@@ -368,3 +372,30 @@ def test_results_after_a_live_run__photos_held_as_too_late_stay_held(
     with restored_logging():
         assert main(["results", "--out", str(out), "--corrections", str(log)]) == 0
     assert held["image_id"] in {p["image_id"] for p in _table(out, "passages.parquet")}
+
+
+def test_identify_all__a_late_photo_hides_no_burst_frame_that_came_in_time(
+    tmp_path: Path,
+) -> None:
+    # A burst's first frame is uploaded again after the allowed lateness (a retried upload);
+    # the next frame came in time. The late one, held, made the timely one its burst copy:
+    # 101's finish passage was gone until an official accepted the late frame.
+    def frame(name: str, clock: str) -> Photo:
+        exif = ExifFacts(datetime_original=f"2026:05:01 {clock}", offset="+02:00")
+        shot = photo(name, folder="finish", station=None, seconds=None, exif=exif)
+        return replace(
+            shot, facts=replace(shot.facts, bibs=(read("101"),), phash="ffff0000ffff0000")
+        )
+
+    late, timely = frame("late", "10:30:00.0"), frame("timely", "10:30:00.5")
+    cfg = SimpleNamespace(
+        course=make_course(),
+        athletes=(athlete("101"),),
+        corrections=(),
+        start_list_file=str(tmp_path / "startlist.csv"),
+    )
+    identified = {
+        i.photo.path: i for i in identify_all([late, timely], cfg, frozenset({late.path}))
+    }
+    assert (identified[late.path].photo.reason, identified[late.path].sightings) == ("too_late", ())
+    assert [s.bib for s in identified[timely.path].sightings] == ["101"]

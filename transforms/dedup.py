@@ -106,23 +106,33 @@ def _copies(group: tuple[str, Iterable[bytes]]) -> list[Photo]:
     return mark_exact_duplicates(map(unpack_photo, group[1]))
 
 
-def _by_station(packed: tuple[str, Iterable[bytes]], gap_s: float, bits: int) -> Iterator[Photo]:
-    group = [unpack_photo(p) for p in packed[1]]
-    yield from (p for p in group if p.status is not None)
-    yield from mark_near_duplicates(bursting(group), gap_s, bits)
+def _by_station(
+    packed: tuple[str, Iterable[bytes]], gap_s: float, bits: int, held: frozenset[str]
+) -> Iterator[Photo]:
+    yield from mark_bursts([unpack_photo(p) for p in packed[1]], gap_s, bits, held)
 
 
-def bursting(photos: Iterable[Photo]) -> list[Photo]:
-    """The photos that take part in bursts: not copies, nor photos whose station is in
-    doubt (they would hide a frame of the station they were wrongly put in)."""
-    return [p for p in photos if p.status is None]
+def mark_bursts(
+    photos: list[Photo], gap_s: float, bits: int, held: frozenset[str] = frozenset()
+) -> list[Photo]:
+    """A burst session's photos, near duplicates marked among those that take part: not
+    copies, nor photos whose station is in doubt (they would hide a frame of the station
+    they were wrongly put in), nor photos `held` (paths) as arrived too late in the live
+    run timed (they would hide a frame that came in time)."""
+    fresh = [p for p in photos if p.status is None and p.path not in held]
+    taking_part = {id(p) for p in fresh}
+    apart = [p for p in photos if id(p) not in taking_part]
+    return apart + mark_near_duplicates(fresh, gap_s, bits)
 
 
 class DedupPhotos(beam.PTransform):
     """Timed photos -> the same photos, with exact and near duplicates marked."""
 
-    def __init__(self, burst_gap_s: float, near_duplicate_bits: int):
+    def __init__(
+        self, burst_gap_s: float, near_duplicate_bits: int, held: frozenset[str] = frozenset()
+    ):
         super().__init__()
+        self._held = held
         self._gap_s = burst_gap_s
         self._bits = near_duplicate_bits
 
@@ -137,7 +147,7 @@ class DedupPhotos(beam.PTransform):
             | "BurstSessions" >> beam.WindowInto(window.Sessions(self._gap_s))
             | "ByStation" >> beam.Map(_keyed(lambda p: p.station_id))
             | "GroupBursts" >> beam.GroupByKey()
-            | "MarkNear" >> beam.FlatMap(_by_station, self._gap_s, self._bits)
+            | "MarkNear" >> beam.FlatMap(_by_station, self._gap_s, self._bits, self._held)
             | "Unwindow" >> beam.WindowInto(window.GlobalWindows())
             | "StampOnceMore" >> beam.Map(_restamp)
         )
