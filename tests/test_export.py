@@ -65,3 +65,15 @@ def test_clock__reads_back_as_the_time_truncated_to_the_tenth(ms: int) -> None:
     tenths_shown = (int(hours) * 3600 + int(minutes) * 60) * 10 + round(float(seconds) * 10)
     assert shown.startswith("-") == (ms <= -100)
     assert tenths_shown == abs(ms) // 100
+
+
+def test_results_csv__an_unknown_bib_is_not_published() -> None:
+    # A number read but not in the start list is the officials' to settle (its row in
+    # leaderboard.parquet, its review item): imported as a finisher "Unknown #999", a results
+    # website would publish a runner who is not registered.
+    ps = [passage("101", "start", 10), passage("101", "finish", 3010)]
+    ps += [passage("999", "finish", 2900, needs_review=True, review_reason="unknown_bib")]
+    rows = build_leaderboard(ps, COURSE, [athlete("101")], at(99999))
+    assert "999" in [r["bib"] for r in rows]
+    table = list(csv.reader(io.StringIO(results_csv(rows, COURSE))))
+    assert [(r[0], r[1], r[7]) for r in table[1:]] == [("1", "101", "FINISHED")]

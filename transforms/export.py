@@ -2,7 +2,8 @@
 
 Place, bib and name first, then the athlete's details, one column per split
 in course order, the finish times, and the places within gender and
-category. Times are h:mm:ss.t; a blank cell is a time not taken.
+category. Times are h:mm:ss.t; a blank cell is a time not taken. Only athletes of the
+start list are published: an unknown bib's row stays in the leaderboard for officials.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ def results_csv(rows: list[dict], course: Course) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
-    for r in rows:
+    # Unknown bibs are the officials' to settle (leaderboard.parquet, the review queue), not
+    # results: imported, "Unknown #999" would be published as a finisher.
+    for r in (r for r in rows if "unknown_bib" not in r["flags"]):
         writer.writerow(
             [
                 r["rank"] or "",
