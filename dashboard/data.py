@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
-import pyarrow.parquet as pq
 import streamlit as st
 
+from pipeline.results_files import read_table
 from transforms import schemas
 from transforms.corrections import LogReading, read_corrections_leniently
 from transforms.course import load_course
@@ -87,11 +87,7 @@ def has_results(out: str) -> bool:
 def _read_table(path: str, file_version: Version) -> pd.DataFrame:
     if file_version == MISSING:
         return _SCHEMAS[os.path.basename(path)].empty_table().to_pandas()
-    # From one open file: a run replaces its results by renaming new files into place, and
-    # pyarrow given a path opens it again for the pages after the footer, so a replacement
-    # in between (every second in a live run) failed the page.
-    with open(path, "rb") as f:
-        return pq.read_table(f).to_pandas()
+    return read_table(path).to_pandas()  # from one open file: runs replace results meanwhile
 
 
 def _table(out: str, name: str) -> pd.DataFrame:

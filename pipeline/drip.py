@@ -21,9 +21,9 @@ import threading
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 from PIL import Image
 
+from pipeline.results_files import read_table
 from transforms.exif import exif_facts
 from transforms.schemas import LEADERBOARD_FILE, PASSAGES_FILE
 
@@ -86,7 +86,7 @@ def drip(
 
 
 def table(out: Path, name: str) -> list[dict]:
-    return sorted(pq.read_table(out / name).to_pylist(), key=repr)
+    return sorted(read_table(str(out / name)).to_pylist(), key=repr)
 
 
 def differing(live: Path, batch: Path) -> list[str]:

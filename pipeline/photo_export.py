@@ -17,9 +17,8 @@ import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import pyarrow.parquet as pq
-
 from pipeline.cli import unwritable, within
+from pipeline.results_files import read_table
 from transforms.course import ConfigError
 from transforms.photos import os_path
 from transforms.schemas import ATHLETE_PHOTOS_FILE, LEADERBOARD_FILE
@@ -100,7 +99,7 @@ def _read(out: str, name: str, columns: Sequence[str]) -> list[dict]:
             f"with `racelens results --out {out}`)"
         )
     try:
-        return pq.read_table(path, columns=list(columns)).to_pylist()
+        return read_table(path, columns).to_pylist()
     except (OSError, ValueError) as e:  # pyarrow's errors are both
         raise ConfigError(f"{path}: cannot read it ({e})") from e
 

@@ -19,13 +19,16 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.io.filesystems import FileSystems
@@ -35,8 +38,10 @@ from hypothesis import strategies as st
 
 from pipeline.cli import count_files, main
 from pipeline.demo import generate_race
+from pipeline.drip import differing
 from pipeline.live import list_files
 from pipeline.options import RaceConfig, RacelensOptions, run_inputs
+from pipeline.photo_export import export_photos
 from pipeline.selfcheck import (
     BAD_GPS,
     CORPUS,
@@ -59,8 +64,9 @@ from tests.conftest import (
     restored_logging,
 )
 from tests.test_course import BAD_COURSES
-from transforms import photos
+from transforms import photos, schemas
 from transforms.photos import FactStore, analyse_photo, list_photos
+from transforms.schemas import ATHLETE_PHOTOS_FILE, LEADERBOARD_FILE, PASSAGES_FILE
 from transforms.write import (
     STALE_AFTER_S,
     TEMPORARY_MARK,
@@ -523,3 +529,70 @@ def test_selfcheck__passes_only_when_nothing_crashed_was_lost_or_changed() -> No
     assert clean.passed() and "lost files: 0" in clean.report()
     for field in ("crashes", "lost_files", "wrong_reasons", "changed_sources", "rerun_differences"):
         assert not replace(clean, **{field: 1}).passed(), field
+
+
+@contextlib.contextmanager
+def replaced_again_and_again(paths: list[Path]) -> Iterator[None]:
+    """Meanwhile, each of `paths` is replaced again and again by renaming a new file into
+    place, with a row more or less, as a live run and the dashboard's re-timing replace
+    their results."""
+    tables = {path: pq.read_table(path) for path in paths}
+    stop = threading.Event()
+
+    def replace_again_and_again() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            for path, table in tables.items():
+                pq.write_table(table.slice(0, table.num_rows - n % 2), f"{path}.tmp-0-x")
+                os.replace(f"{path}.tmp-0-x", path)
+
+    writer = threading.Thread(target=replace_again_and_again)
+    writer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        writer.join()
+
+
+def test_photos_and_drip_compare__read_results_that_a_run_replaces_meanwhile(
+    tmp_path: Path,
+) -> None:
+    # Read by path, pyarrow opened a file twice (its footer, then its pages): a replacement in
+    # between failed `racelens photos` ("cannot read it", exit 2) and `drip compare`.
+    images, out = tmp_path / "images", tmp_path / "out"
+    (images / "finish").mkdir(parents=True)
+    out.mkdir()
+    (images / "finish" / "a.jpg").write_bytes(b"jpeg")
+    (out / "run.json").write_text(json.dumps({"images": str(images)}), encoding="utf-8")
+    bibs, taken = [str(100 + i) for i in range(3000)], datetime(2026, 5, 1, 10, tzinfo=UTC)
+    photo = dict(image_id="a", station_id="finish", method="bib_ocr", confidence=0.9)
+    tables = {
+        ATHLETE_PHOTOS_FILE: (
+            [
+                {"bib": b, "path": str(images / "finish" / "a.jpg"), "taken_at": taken, **photo}
+                for b in bibs
+            ],
+            schemas.ATHLETE_PHOTOS,
+        ),
+        PASSAGES_FILE: (
+            [{"bib": b, "passed_at": taken, "needs_review": False, **photo} for b in bibs],
+            schemas.PASSAGES,
+        ),
+        LEADERBOARD_FILE: (
+            [{"bib": b, "status": "finished", "name": f"Runner {b}"} for b in bibs],
+            schemas.leaderboard_schema(["finish"]),
+        ),
+    }
+    for name, (rows, schema) in tables.items():
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), out / name)
+    readers = [
+        lambda: export_photos(str(out), str(tmp_path / "dest"), link=True),
+        lambda: differing(out, out),
+    ]
+    with replaced_again_and_again([out / name for name in tables]):
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            for read in readers:
+                read()
