@@ -51,11 +51,9 @@ from transforms.faces import faces_enabled
 from transforms.passages import TOO_LATE, advance_watermark, is_too_late
 from transforms.photos import (
     _AnalyseContent,  # the analysis DoFn itself, called in-process
-    image_id_of,
-    read_bytes,
+    file_id,
     skipped_entries,
     text_path,
-    unreadable_id,
 )
 from transforms.records import Photo
 from transforms.schemas import IMAGES_FILE
@@ -128,13 +126,6 @@ def held_too_late(out: str) -> dict[str, str]:
     return {r["path"]: r["image_id"] for r in rows if r["reason"] == TOO_LATE}
 
 
-def hash_file(path: str) -> str:
-    try:
-        return image_id_of(read_bytes(path))
-    except (BeamIOError, OSError):
-        return unreadable_id(path)
-
-
 def batch_argv(argv: list[str]) -> list[str]:
     """The live command's arguments without the live-only flags (and their values)."""
     kept: list[str] = []
@@ -159,7 +150,7 @@ def poll(state: LiveState, images: str, final: bool = False) -> list[str]:
     # New files, and files rewritten since they were hashed (an upload that was retried).
     new = sorted(p for p in ready if state.hashed.get(p) != current[p])
     for path in new:
-        state.ids[path] = hash_file(path)
+        state.ids[path] = file_id(path)
         state.hashed[path] = current[path]
     for gone in set(state.ids) - set(current):
         del state.ids[gone]  # deleted from the folder: no longer an input

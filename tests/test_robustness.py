@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import random
@@ -189,6 +190,37 @@ def test_analyse_photo__a_decompression_bomb_is_refused_from_its_header(
         tracemalloc.stop()
     assert facts.error == "image_too_large"
     assert peak < 16 * 2**20, "decoding it would take 4.8 GB"
+
+
+def test_reading__a_large_file_that_is_no_photo_is_never_held_whole_in_memory(
+    tmp_path: Path,
+) -> None:
+    # A camera's video under --images was read whole into memory to hash it, and again to
+    # analyse it, in a worker, on every run: a 2 GB one in a 299-photo race took 2.1 GB of
+    # memory and ~10 s a run.
+    video = tmp_path / "images" / "finish" / "VID_0001.mp4"
+    video.parent.mkdir(parents=True)
+    with open(video, "wb") as f:
+        f.write(b"\0\0\0\x18ftypmp42")
+        for _ in range(64):
+            f.write(os.urandom(2**20))
+    store = tmp_path / "facts"
+    storing = photos._StoreFacts(str(store))
+    storing.setup()
+    analysing = photos._AnalyseContent(str(store / "other"), str(tmp_path / "images"))
+    analysing.setup()
+    tracemalloc.start()
+    try:
+        [hashed] = photos._HashFile().process(str(video))
+        [stored] = storing.process(str(video))
+        [photo] = analysing.process((hashed[0], [str(video)]))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    image_id = hashlib.sha256(video.read_bytes()).hexdigest()
+    assert hashed == stored == (image_id, str(video))
+    assert photo.facts.error == FactStore(str(store)).get(image_id).error == "not_an_image"
+    assert peak < 8 * 2**20, f"{peak / 2**20:.0f} MB held for a 64 MB file"
 
 
 SEEDS = [encoded("JPEG", good(8), gps=BAD_GPS, maker_note=noise(64)), encoded("PNG", good(9))]

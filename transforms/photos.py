@@ -22,6 +22,7 @@ import re
 import stat
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import BinaryIO
 
 import apache_beam as beam
 import cv2
@@ -130,13 +131,64 @@ def skipped_entries(images_root: str) -> list[str]:
 
 def read_bytes(path: str) -> bytes:
     """The bytes of a listed file; OSError for an entry that is no regular file."""
+    with _opened(path) as f:
+        return f.read()
+
+
+def _opened(path: str) -> BinaryIO:
     if _is_local(path):
         path = os_path(path)
         if not stat.S_ISREG(os.stat(path).st_mode):
             # Reading a FIFO would wait forever for a writer; a folder has no bytes.
             raise OSError(errno.EINVAL, "not a regular file", path)
-    with FileSystems.open(path, compression_type="uncompressed") as f:
-        return f.read()
+    return FileSystems.open(path, compression_type="uncompressed")
+
+
+# A listed file is read this much at a time where it is no photo: a camera's videos under
+# --images (gigabytes each) were read whole into a worker's memory, on every run.
+HEAD_BYTES = 2**20
+# How the photos begin whose header may lie beyond the head, or that are damaged: read whole.
+_PHOTO_STARTS = (*_SIGNATURES, b"II*\x00", b"MM\x00*")  # JPEG, PNG, TIFF
+
+
+def read_photo_bytes(path: str, digest: hashlib._Hash | None = None) -> bytes:
+    """The bytes of a listed file that may be a photo; of one that is none, its first
+    HEAD_BYTES, which tell that as well as the whole file would (analyse_photo says why
+    from them). With `digest`, all of its bytes are hashed into it, a chunk at a time.
+    OSError for an entry that is no regular file."""
+    with _opened(path) as f:
+        head = f.read(HEAD_BYTES)
+        whole = len(head) < HEAD_BYTES
+        if not whole and _may_be_photo(head):
+            f.seek(0)
+            head, whole = f.read(), True
+        if digest is not None:
+            digest.update(head)
+            while not whole and (chunk := f.read(HEAD_BYTES)):
+                digest.update(chunk)
+        return head
+
+
+def _may_be_photo(head: bytes) -> bool:
+    """Whether a file beginning with `head` may be a photo whose rest is needed."""
+    if head.startswith(_PHOTO_STARTS):
+        return True
+    try:
+        open_photo(head)
+    except Unusable:
+        return False  # no photo, a format it cannot decode, or one too large: the head tells
+    return True
+
+
+def file_id(path: str) -> str:
+    """The image_id of a listed file: its bytes' sha256, read a chunk at a time where it is
+    no photo; `unreadable_id` where it cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        read_photo_bytes(path, digest)
+    except (BeamIOError, OSError):
+        return unreadable_id(path)
+    return digest.hexdigest()
 
 
 def unreadable_reason(path: str) -> str:
@@ -378,10 +430,7 @@ class FactStore:
 
 class _HashFile(beam.DoFn):
     def process(self, path: str) -> Iterator[tuple[str, str]]:
-        try:
-            yield image_id_of(read_bytes(path)), path
-        except (BeamIOError, OSError):
-            yield unreadable_id(path), path
+        yield file_id(path), path
 
 
 class _FactsDoFn(beam.DoFn):
@@ -444,7 +493,7 @@ class _AnalyseContent(_FactsDoFn):
             self._reused.inc()
             return stored
         try:
-            data = read_bytes(path)
+            data = read_photo_bytes(path)
         except (BeamIOError, OSError):
             # Not stored: the file may be readable on the next run.
             return PhotoFacts(image_id=image_id, error=unreadable_reason(path))
@@ -462,12 +511,13 @@ class _StoreFacts(_FactsDoFn):
     """path -> (image_id, path), the photo's facts stored first; the file is read once."""
 
     def process(self, path: str) -> Iterator[tuple[str, str]]:
+        digest = hashlib.sha256()
         try:
-            data = read_bytes(path)
+            data = read_photo_bytes(path, digest)
         except (BeamIOError, OSError):
             yield unreadable_id(path), path  # the timing run finds why it cannot be read
             return
-        image_id = image_id_of(data)
+        image_id = digest.hexdigest()
         if self._reusable(image_id) is None:
             self._analyse(data, image_id, path)
         else:
