@@ -104,6 +104,7 @@ def _execute(beam_argv: list[str], retime: bool = False, own_process: bool = Fal
     from pipeline.interrupted import stopped_on_signals
     from pipeline.options import RaceConfig, RacelensOptions
 
+    check_options(beam_argv)
     opts = PipelineOptions(beam_argv)
     if opts.view_as(StandardOptions).streaming and opts.view_as(RacelensOptions).corrections:
         from transforms.corrections import start_log
@@ -124,6 +125,52 @@ def _execute(beam_argv: list[str], retime: bool = False, own_process: bool = Fal
         return _finish(cfg)
     with stopping as ends:
         return _batch(opts, cfg, beam_argv, retime, own_process, ends)
+
+
+def check_options(beam_argv: list[str]) -> None:
+    """Raises ConfigError for an option that neither racelens nor Beam knows, a value of the
+    wrong kind, or a runner Beam does not have. Beam warned of an unknown option and dropped
+    it (`--correction FILE` timed the race without the officials' decisions, exit 0), printed
+    its whole usage for a wrong value, and ended an unknown runner with a traceback."""
+    import difflib
+
+    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+
+    from pipeline.engines import DASK_RUNNER_NAMES, LocalDaskOptions  # noqa: F401 - registers
+
+    if any(arg.startswith("--dask") for arg in beam_argv):
+        with contextlib.suppress(ImportError):  # registers Beam's DaskOptions
+            import apache_beam.runners.dask.dask_runner  # noqa: F401
+
+    class OneLine(_BeamArgumentParser):  # Beam's, for the options it adds with ValueProviders
+        def error(self, message: str) -> NoReturn:
+            raise ConfigError(message)
+
+    parser = OneLine(allow_abbrev=False, add_help=False)
+    for options in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
+        options._add_argparse_args(parser)
+    known, unknown = parser.parse_known_args(beam_argv)
+    for arg in unknown:
+        if not arg.startswith("-"):  # `--facts /tmp/my facts`: the facts went to /tmp/my
+            raise ConfigError(f"unexpected argument '{arg}' (a path with spaces needs quotes)")
+        flag = arg.split("=", 1)[0]
+        names = [name for action in parser._actions for name in action.option_strings]
+        close = difflib.get_close_matches(flag, names, n=1)
+        raise ConfigError(
+            f"unknown option {flag}" + (f" (did you mean {close[0]}?)" if close else "")
+        )
+    if known.runner and not runner_known(known.runner, DASK_RUNNER_NAMES):
+        raise ConfigError(f"--runner: no runner named '{known.runner}' (see Beam's runners)")
+
+
+def runner_known(name: str, own: tuple[str, ...]) -> bool:
+    """Whether Beam (or racelens, `own` names) has a runner of that name, as Beam resolves it:
+    short, without 'Runner', or a class's full name."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    short = {path.rsplit(".", 1)[-1].lower() for path in StandardOptions.ALL_KNOWN_RUNNERS}
+    lower = name.lower()
+    return "." in name or lower in own or lower in short or f"{lower}runner" in short
 
 
 def within(path: str, folder: str) -> bool:

@@ -304,6 +304,38 @@ def test_run__bad_configuration_is_one_line_exit_2_and_nothing_written(
     assert not out.exists(), "nothing is written before the input is valid"
 
 
+# Options Beam took and did not understand. A typo was warned about and dropped, and the run
+# went on, exit 0 (`--correction FILE`: the race timed without the officials' decisions); a
+# value of the wrong kind printed Beam's usage, its prog '__main__.py'; an unknown runner
+# ended with ValueError's traceback; a word after an option's value was dropped.
+BAD_OPTIONS = {
+    "typo": (
+        ["--correction", "c.csv"],
+        "unknown option --correction (did you mean --corrections?)",
+    ),
+    "unknown": (["--colour"], "unknown option --colour"),
+    "wrong_kind": (
+        ["--direct_num_workers=abc"],
+        "argument --direct_num_workers: invalid int value: 'abc'",
+    ),
+    "runner": (["--runner=Bogus"], "--runner: no runner named 'Bogus'"),
+    # `--facts /tmp/my facts` unquoted: the facts went to /tmp/my.
+    "stray": (["--facts", "/tmp/my", "facts"], "unexpected argument 'facts'"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_OPTIONS)
+def test_run__an_option_beam_does_not_understand_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], keep_logging: None, case: str
+) -> None:
+    argv, out = race_argv(tmp_path), tmp_path / "out"
+    given, problem = BAD_OPTIONS[case]
+    assert main([*argv, *given]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"racelens: error: {problem}") and err.count("\n") == 1, err
+    assert not out.exists(), "nothing is written before the input is valid"
+
+
 def test_run__a_corrections_log_that_is_not_utf8_is_one_line_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], keep_logging: None
 ) -> None:
