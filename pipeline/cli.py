@@ -472,13 +472,19 @@ def _faces_eval(_: argparse.Namespace, rest: list[str]) -> int:
     return evaluate(rest)
 
 
+def _command(sub: argparse._SubParsersAction, name: str, **kwargs: object) -> _Parser:
+    """A subcommand whose own --help starts with what its line in `racelens --help` says."""
+    return sub.add_parser(name, description=kwargs.get("help"), **kwargs)
+
+
 def _parser() -> _Parser:
     from pipeline.options import RacelensOptions
 
     parser = _Parser(prog="racelens", description="Photo-based race timing.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    command = functools.partial(_command, sub)
 
-    demo = sub.add_parser("demo", help="Write a synthetic demo race.")
+    demo = command("demo", help="Write a synthetic demo race.")
     demo.add_argument("--out", required=True, help="Folder for the demo race.")
     demo.add_argument("--athletes", type=int, default=200, help="Number of athletes (200).")
     demo.add_argument("--stations", type=int, default=4, help="Number of stations (4).")
@@ -491,17 +497,20 @@ def _parser() -> _Parser:
     )
     demo.set_defaults(handler=_demo)
 
-    run = sub.add_parser(
+    run = command(
         "run",
         help="Run the pipeline on a folder of photos.",
-        epilog="Any Apache Beam pipeline option (e.g. --runner, --direct_running_mode, "
-        "--direct_num_workers) is passed to Beam.",
+        usage="racelens run --images DIR --course FILE --start-list FILE --out DIR [options]",
+        epilog="--images, --course, --start-list and --out are required. Any Apache Beam "
+        "pipeline option (e.g. --runner, --direct_running_mode, --direct_num_workers) is "
+        "passed to Beam; --runner=DaskRunner [--dask_local_workers=N] analyses the photos on "
+        "Dask.",
     )
     RacelensOptions._add_argparse_args(run)
     run.add_argument("--streaming", action="store_true", help="Live mode: watch --images.")
     run.set_defaults(handler=_run)
 
-    results = sub.add_parser(
+    results = command(
         "results",
         help="Time the last run again from its stored facts (no OCR): after corrections, "
         "a changed course or start list.",
@@ -515,7 +524,7 @@ def _parser() -> _Parser:
     )
     results.set_defaults(handler=_results)
 
-    bibs = sub.add_parser("bibs", help="Read bib numbers on photos, one JSON line per photo.")
+    bibs = command("bibs", help="Read bib numbers on photos, one JSON line per photo.")
     bibs.add_argument("images", nargs="+", help="Photo files.")
     bibs.add_argument(
         "--start-list",
@@ -524,31 +533,36 @@ def _parser() -> _Parser:
     )
     bibs.set_defaults(handler=_bibs)
 
-    check = sub.add_parser(
+    check = command(
         "selfcheck",
         help="Run race day's worst files through the pipeline twice and count what went wrong.",
     )
     check.set_defaults(handler=_selfcheck)
 
-    score = sub.add_parser("score", help="Score a run against a demo race's truth.csv.")
+    score = command("score", help="Score a run against a demo race's truth.csv.")
     score.add_argument("--out", required=True, help="Output folder of the run.")
     score.add_argument("--truth", required=True, help="truth.csv of the demo race.")
     score.add_argument("--images", required=True, help="Images folder of the run.")
-    score.add_argument("--tolerance", type=float, default=2.0, help="Seconds (2.0).")
+    score.add_argument(
+        "--tolerance",
+        type=float,
+        default=2.0,
+        help="Seconds a passage may be off its true time (2.0).",
+    )
     score.add_argument("--course", default=None, help="Course (default: beside truth.csv).")
     score.add_argument("--start-list", default=None, help="Start list (default: beside truth.csv).")
     score.add_argument("--check", action="store_true", help="Exit 1 below the targets.")
     score.set_defaults(handler=_score)
 
     # Its arguments belong to bench/face_eval.py, which parses them (and answers --help).
-    faces = sub.add_parser(
+    faces = command(
         "faces-eval",
         add_help=False,
         help="Measure face identification on labelled faces (correct/wrong/review).",
     )
     faces.set_defaults(handler=_faces_eval)
 
-    photos = sub.add_parser(
+    photos = command(
         "photos",
         help="Copy (or link) each athlete's photos, by bib or face, into DEST/<bib>/.",
     )
@@ -562,7 +576,7 @@ def _parser() -> _Parser:
     )
     photos.set_defaults(handler=_photos)
 
-    board = sub.add_parser("dashboard", help="Start the dashboard for race officials.")
+    board = command("dashboard", help="Start the dashboard for race officials.")
     board.add_argument("--out", required=True, help="Output folder of a run.")
     board.add_argument("--port", type=int, default=8501, help="Port to serve on (8501).")
     board.add_argument(

@@ -660,3 +660,20 @@ def test_photos_and_drip_compare__read_results_that_a_run_replaces_meanwhile(
         while time.monotonic() < deadline:
             for read in readers:
                 read()
+
+
+@pytest.mark.parametrize(
+    "command", ["demo", "run", "results", "bibs", "selfcheck", "score", "photos", "dashboard"]
+)
+def test_help__each_command_says_what_it_does(
+    command: str, capsys: pytest.CaptureFixture[str], keep_logging: None
+) -> None:
+    # A command's --help went from its usage straight to its options; run's showed its
+    # four required options as optional ones.
+    with pytest.raises(SystemExit) as ended:
+        main([command, "--help"])
+    assert ended.value.code == 0
+    usage, what, *_ = capsys.readouterr().out.split("\n\n")
+    assert not what.startswith("options:"), what
+    if command == "run":
+        assert "--images DIR --course FILE --start-list FILE --out DIR" in usage, usage
