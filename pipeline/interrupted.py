@@ -30,7 +30,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.progress import count_facts
 from pipeline.worker_command import WORKER_LOST
 from transforms.photos import FactStore
-from transforms.write import TEMPORARY_MARK, no_room_told_to
+from transforms.write import TEMPORARY_MARK, files_in, no_room_told_to
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # What a process of the run sends the launcher once a write of its found the disk full, the
@@ -198,7 +198,7 @@ def remove_temporaries_of(folders: Iterable[str], writers: Collection[int]) -> l
         {
             m.path
             for folder in folders
-            for m in _matched(f"{folder.rstrip('/')}/**")
+            for m in _matched(files_in(folder))
             if any(mark in posixpath.basename(m.path) for mark in marks)
         }
     )
@@ -219,7 +219,7 @@ def results_state(out: str, since: float) -> str:
     """What the results in `out` are, of a run started at `since` (epoch seconds)."""
     outputs = [
         m
-        for m in _matched(f"{out.rstrip('/')}/*")
+        for m in _matched(files_in(out, "*"))
         if m.path.endswith(OUTPUT_SUFFIXES) and TEMPORARY_MARK not in posixpath.basename(m.path)
     ]
     if not outputs:

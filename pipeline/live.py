@@ -52,6 +52,7 @@ from transforms.passages import TOO_LATE, advance_watermark, is_too_late
 from transforms.photos import (
     _AnalyseContent,  # the analysis DoFn itself, called in-process
     file_id,
+    photos_pattern,
     skipped_entries,
     text_path,
 )
@@ -84,7 +85,7 @@ def list_files(images: str) -> dict[str, tuple[int, float]]:
     as stable and get their row, rejected, like in a batch run.
     """
     try:
-        matched = FileSystems.match([images.rstrip("/") + "/**"])[0].metadata_list
+        matched = FileSystems.match([photos_pattern(images)])[0].metadata_list
     except BeamIOError:
         return {}  # the folder may not exist yet on race morning
     files = {text_path(m.path): (m.size_in_bytes, m.last_updated_in_seconds) for m in matched}

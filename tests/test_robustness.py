@@ -156,6 +156,28 @@ def test_listings__the_analysis_engines_and_live_mode_see_every_entry(fuzz_run: 
     assert count_files(str(fuzz_run.images)) == len(expected)  # the progress lines' total
 
 
+@pytest.mark.filterwarnings("error::FutureWarning")  # re's 'possible nested set'
+@pytest.mark.parametrize("name", ["race [2026]", "race *", "race ?"])
+def test_listings__a_folder_named_with_wildcards_is_taken_literally(
+    tmp_path: Path, name: str
+) -> None:
+    # Beam's file patterns took them as wildcards: 'race [2026]/images' listed no photo
+    # (every athlete dns, exit 0), or the photos of a folder beside it ('race 2/images').
+    images, beside = tmp_path / name / "images", tmp_path / "race 2" / "images"
+    for folder in (images, beside):
+        (folder / "finish").mkdir(parents=True)
+        (folder / "finish" / "a.jpg").write_bytes(b"jpeg")
+    photo = str(images / "finish" / "a.jpg")
+    assert list_photos(str(images)) == [photo]
+    assert list(list_files(str(images))) == [photo]
+    out = tmp_path / name / "out"
+    out.mkdir()
+    stale = out / f"images.parquet{TEMPORARY_MARK}1-x"
+    stale.write_bytes(b"PA")
+    os.utime(stale, (1_000, 1_000))
+    assert remove_stale_temporaries([str(out)]) == [str(stale)]
+
+
 def test_list_photos__a_folder_it_cannot_list_is_an_unreadable_entry(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -51,7 +51,7 @@ from transforms.records import (
     facts_to_json,
 )
 from transforms.tesseract import PPOCR, engine_name
-from transforms.write import write_atomically
+from transforms.write import files_in, write_atomically
 
 # Larger images are refused before decoding: a decompression bomb must not exhaust memory.
 MAX_PIXELS = 120_000_000
@@ -79,7 +79,7 @@ log = logging.getLogger(__name__)
 
 def photos_pattern(images_root: str) -> str:
     """The glob of every file under the images location, at any depth."""
-    return images_root.rstrip("/") + "/**"
+    return files_in(images_root)
 
 
 def list_photos(images_root: str) -> list[str]:

@@ -17,6 +17,7 @@ import logging
 import os
 import pickle
 import posixpath
+import re
 import time
 import uuid
 import zlib
@@ -140,6 +141,20 @@ def no_room_told_to(tell: Callable[[str], None]) -> Iterator[None]:
         _TOLD_OF_NO_ROOM.remove(tell)
 
 
+# What Beam's file patterns take as wildcards, and each written as a class that matches it:
+# '[' as '[][]' (']' or '['), since a class that starts with '[' makes Python's re warn of a
+# nested set (a FutureWarning on the terminal).
+_WILDCARD = re.compile(r"[\[*?]")
+_LITERALLY = {"[": "[][]", "*": "[*]", "?": "[?]"}
+
+
+def files_in(folder: str, depth: str = "**") -> str:
+    """The Beam file pattern of the files in `folder`, at any depth (`**`) or directly in it
+    (`*`), its name taken literally: `[`, `*` and `?` in it were wildcards, so a photos
+    folder named 'race [2026]' listed no photo (every athlete dns), or a folder beside it."""
+    return _WILDCARD.sub(lambda m: _LITERALLY[m[0]], folder.rstrip("/")) + "/" + depth
+
+
 def remove_stale_temporaries(
     folders: Iterable[str], older_than_s: float = STALE_AFTER_S
 ) -> list[str]:
@@ -153,7 +168,7 @@ def remove_stale_temporaries(
         {
             m.path
             for folder in folders
-            for m in FileSystems.match([folder.rstrip("/") + "/**"])[0].metadata_list
+            for m in FileSystems.match([files_in(folder)])[0].metadata_list
             if TEMPORARY_MARK in posixpath.basename(m.path) and m.last_updated_in_seconds < cutoff
         }
     )
