@@ -615,8 +615,19 @@ def _without_beams_worker_noise(record: logging.LogRecord) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    own_process = argv is None  # the `racelens` program, not a call from other code
-    argv = sys.argv[1:] if argv is None else argv
+    if argv is not None:  # a call from other code, which keeps its own handling of Ctrl-C
+        return _main(argv, own_process=False)
+    try:
+        return _main(sys.argv[1:], own_process=True)
+    except KeyboardInterrupt:
+        # Ctrl-C in a command that has no stopping of its own (demo, bibs, photos, selfcheck):
+        # one line, not the traceback of wherever it was (28-92 lines).
+        os.write(sys.stderr.fileno(), b"racelens: interrupted\n")
+        _ended(128 + signal.SIGINT)
+
+
+def _main(argv: list[str], own_process: bool) -> int:
+    """The `racelens` program (`own_process`: it runs only this command) on `argv`."""
     if own_process and argv[:1] in (["run"], ["results"]):
         _stop_plainly_on_signals()  # while Beam is imported, before a run has anything to stop
     _configure_logging()

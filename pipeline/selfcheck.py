@@ -20,13 +20,16 @@ import hashlib
 import io
 import os
 import random
+import shutil
+import signal
 import stat
 import struct
+import sys
 import tempfile
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -343,7 +346,27 @@ def run_selfcheck(work: Path) -> SelfCheck:
 
 
 def selfcheck() -> int:
-    with tempfile.TemporaryDirectory() as work:
+    with tempfile.TemporaryDirectory() as work, _ended_by_signals(work):
         result = run_selfcheck(Path(work))
     print(result.report())
     return 0 if result.passed() else 1
+
+
+@contextlib.contextmanager
+def _ended_by_signals(work: str) -> Iterator[None]:
+    """Meanwhile Ctrl-C (and SIGTERM) end this process at once, in one line, its work folder
+    removed. Its runs are Beam's in this process, whose threads took Ctrl-C's
+    KeyboardInterrupt for a failed bundle: the check went on and reported, exit 0."""
+    from pipeline.interrupted import handled_by
+
+    def stop(signum: int, _: object) -> None:
+        shutil.rmtree(work, ignore_errors=True)
+        os.write(sys.stderr.fileno(), b"racelens: interrupted\n")
+        os._exit(128 + signum)
+
+    previous = handled_by(stop)
+    try:
+        yield
+    finally:
+        for each, handler in previous.items():
+            signal.signal(each, handler)

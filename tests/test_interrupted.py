@@ -212,6 +212,44 @@ def test_run__interrupted_ends_all_its_processes_in_one_line_and_the_next_run_re
     assert stored(out) == stored(uninterrupted)
 
 
+def test_bibs__ctrl_c_is_one_line_exit_130(race: Path) -> None:
+    # A command with no stopping of its own (bibs, demo, photos, selfcheck) ended with the
+    # traceback of wherever Ctrl-C found it (28-92 lines), killed by SIGINT.
+    photos = sorted(str(p) for p in (race / "images").rglob("*.jpg"))
+    command = [sys.executable, "-m", "pipeline", "bibs", *photos * 20]
+    launcher = subprocess.Popen(
+        command,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        process_group=0,
+        preexec_fn=as_a_terminal_starts_it,
+    )
+    assert launcher.stdout.readline().startswith('{"path": '), launcher.communicate()
+    os.killpg(launcher.pid, signal.SIGINT)
+    _, err = launcher.communicate(timeout=WAIT_S)
+    assert (launcher.returncode, err) == (130, "racelens: interrupted\n"), err
+
+
+def test_selfcheck__ctrl_c_is_one_line_exit_130() -> None:
+    # Its runs are Beam's in its own process, whose threads took Ctrl-C for a failed bundle:
+    # the check went on, reported and exited 0.
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "selfcheck"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        process_group=0,
+        preexec_fn=as_a_terminal_starts_it,
+    )
+    time.sleep(1.5)  # within its first run: the whole check takes ~6 s here
+    os.killpg(launcher.pid, signal.SIGINT)
+    out, err = launcher.communicate(timeout=WAIT_S)
+    assert (launcher.returncode, out, err) == (130, "", "racelens: interrupted\n"), err
+
+
 def kill_a_stuck_worker(marks: Path) -> Callable[[int], None]:
     """What kills one stuck worker with SIGKILL, as the kernel's OOM killer does."""
 
