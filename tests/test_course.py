@@ -52,6 +52,21 @@ BAD_COURSES = {
         6,
         "not valid YAML",
     ),
+    # A close on the wrong day made every athlete out on the course dnf from the gun on.
+    "close_before_start": (
+        'race:\n  id: x\n  timezone: Europe/Oslo\n  start: "2026-05-01T10:00:00+02:00"\n'
+        '  close: "2026-04-01T13:00:00+02:00"\n' + TWO_STATIONS,
+        5,
+        "race.close (2026-04-01 11:00 UTC) is not after the start of the race",
+    ),
+    "close_before_a_wave": (
+        RACE.replace("}", ', close: "2026-05-01T10:30:00+02:00"}')
+        + TWO_STATIONS
+        + 'waves:\n  - {id: A, start: "2026-05-01T10:00:00+02:00"}\n'
+        + '  - {id: B, start: "2026-05-01T10:45:00+02:00"}\n',
+        1,
+        "race.close (2026-05-01 08:30 UTC) is not after the start of wave B",
+    ),
     "unknown_setting": (
         RACE + TWO_STATIONS + "settings:\n  merge_window_s: 15\n  burst_gap: 2\n",
         7,

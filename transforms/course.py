@@ -270,16 +270,31 @@ def parse_course(text: str, path: str = "course.yaml") -> Course:
     )
     _check_station_order(stations, lines, path)
     waves = _parse_waves(data.get("waves"), _lines_of_items(node, "waves"), path)
+    start = parse_instant(race["start"], f"{path}: race.start")
+    close = parse_instant(race["close"], f"{path}: race.close") if race.get("close") else None
+    if close is not None:
+        _check_close(close, start, waves, f"{path}: {_line_of(node, 'race', 'close')}")
     return Course(
         race_id=str(race["id"]),
         race_name=str(race.get("name", race["id"])),
         timezone=str(race["timezone"]),
-        start=parse_instant(race["start"], f"{path}: race.start"),
+        start=start,
         stations=stations,
         waves=waves,
         settings=_parse_settings(data.get("settings"), path, node),
-        close=parse_instant(race["close"], f"{path}: race.close") if race.get("close") else None,
+        close=close,
     )
+
+
+def _check_close(close: datetime, start: datetime, waves: tuple[Wave, ...], where: str) -> None:
+    """A close at or before a start (a wrong day or offset) would make every athlete of it
+    dnf the moment they start."""
+    starts = [("the race", start)] + [(f"wave {w.id}", w.start) for w in waves]
+    for what, at in starts:
+        if close <= at:
+            raise ConfigError(
+                f"{where}race.close ({close:%Y-%m-%d %H:%M} UTC) is not after the start of {what}"
+            )
 
 
 def _check_station_order(stations: tuple[Station, ...], lines: list[int], path: str) -> None:
