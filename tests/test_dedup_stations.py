@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pyarrow.parquet as pq
 
 from pipeline.cli import main
-from tests.conftest import restored_logging
+from pipeline.retime import identify_all
+from tests.conftest import athlete, make_course, photo, read, restored_logging
 from transforms.corrections import Correction, append_corrections
+from transforms.records import ExifFacts
 
 AS_OF = "2026-05-01T16:00:00+00:00"
 
@@ -82,3 +86,20 @@ def test_run__a_start_photo_copied_into_finish_waits_for_an_official(
 def _rows_of_run(race: Path, images: Path, out: Path) -> list[dict]:
     _run(race, images, out)
     return _rows(out, "images.parquet")
+
+
+def test_identify_all__a_copy_in_no_station_folder_is_nothing_to_review(tmp_path: Path) -> None:
+    # The finish photo is also in misc/ (a folder of no station): that copy is rejected as
+    # unknown_station; it was queued as a photo to place, while the photo is timed already.
+    exif = ExifFacts(datetime_original="2026:05:01 10:40:00", offset="+02:00")
+    finish = photo("f", folder="finish", station=None, seconds=None, exif=exif, bibs=(read("101"),))
+    misc = replace(finish, path="/race/images/misc/f.jpg", folder="misc")
+    cfg = SimpleNamespace(
+        course=make_course(),
+        athletes=(athlete("101"),),
+        corrections=(),
+        start_list_file=str(tmp_path / "startlist.csv"),
+    )
+    identified = identify_all([finish, misc], cfg)
+    assert [s.station_id for i in identified for s in i.sightings] == ["finish"]
+    assert [r.reason for i in identified for r in i.review] == []

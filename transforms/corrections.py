@@ -39,7 +39,8 @@ ACTIONS = IMAGE_ACTIONS + ATHLETE_ACTIONS + CAMERA_ACTIONS
 # Photos whose place in the race only an official can give (an assignment's station_id and
 # passed_at): the same photo came in for several stations; it has no time or no station.
 STATION_CONFLICT = "station_conflict"
-UNPLACED = frozenset({"bad_exif", "unknown_station"})
+BAD_EXIF = "bad_exif"
+UNPLACED = frozenset({BAD_EXIF, "unknown_station"})
 # A photo that arrived after the allowed lateness (live modes), held until an official
 # accepts it (or decides it otherwise).
 TOO_LATE = "too_late"
