@@ -12,7 +12,7 @@ import pandas as pd
 
 from dashboard.data import Race, StationInfo
 from dashboard.formats import clock_or_blank, local_time, missing, pace_or_blank, place_text
-from transforms.export import clock
+from transforms.export import clock, split_label
 from transforms.schemas import pace_column, sector_column, split_column, time_of_day_column
 
 STATUSES = ("finished", "running", "dnf", "dns", "dsq")
@@ -74,9 +74,7 @@ def status_counts(board: pd.DataFrame) -> dict[str, int]:
 
 def station_label(station: StationInfo) -> str:
     """The station's name, with its distance unless the name already says it."""
-    if station.km is None or station.name.endswith("km"):
-        return station.name
-    return f"{station.name} ({station.km:g} km)"
+    return split_label(station.name, station.km)
 
 
 def _gap(seconds: object) -> str:

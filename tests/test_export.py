@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import replace
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import PROPERTY, at, athlete, make_course, passage
-from transforms.export import clock, pace, results_csv
+from transforms.export import clock, pace, results_csv, split_label
 from transforms.results import build_leaderboard
 
 COURSE = make_course()
@@ -37,7 +38,7 @@ def test_results_csv__place_bib_name_then_splits_then_times() -> None:
     rows = build_leaderboard(ps, COURSE, [athlete("101"), athlete("102")], at(99999))
     table = list(csv.reader(io.StringIO(results_csv(rows, COURSE))))
     assert table[0] == [
-        "Place", "Bib", "Name", "Gender", "Category", "Club", "Wave", "Status", "5 km (5 km)",
+        "Place", "Bib", "Name", "Gender", "Category", "Club", "Wave", "Status", "5 km",
         "Chip Time", "Gun Time", "Pace (min/km)", "Gap", "Gender Place", "Category Place",
         "Flags",
     ]  # fmt: skip
@@ -77,3 +78,13 @@ def test_results_csv__an_unknown_bib_is_not_published() -> None:
     assert "999" in [r["bib"] for r in rows]
     table = list(csv.reader(io.StringIO(results_csv(rows, COURSE))))
     assert [(r[0], r[1], r[7]) for r in table[1:]] == [("1", "101", "FINISHED")]
+
+
+def test_results_csv__a_split_is_headed_by_its_name_and_distance_once() -> None:
+    # The demo's stations are named by their distance ("3.3 km" at km 3.333): the header is
+    # the name alone, as the dashboard shows it, not "3.3 km (3.333 km)".
+    named = (COURSE.stations[0], replace(COURSE.stations[1], name="Holmenkollen"))
+    course = replace(COURSE, stations=(*named, COURSE.stations[2]))
+    assert split_label("3.3 km", 3.333) == "3.3 km"
+    assert split_label("Holmenkollen", 5.0) == "Holmenkollen (5 km)"
+    assert results_csv([], course).splitlines()[0].split(",")[8] == "Holmenkollen (5 km)"

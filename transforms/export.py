@@ -35,11 +35,18 @@ def pace(seconds_per_km: float | None) -> str:
     return f"{whole // 60}:{whole % 60:02d}"
 
 
+def split_label(name: str, km: float | None) -> str:
+    """A station's name, with its distance unless the name already says it ("3.3 km")."""
+    if km is None or name.endswith("km"):
+        return name
+    return f"{name} ({km:g} km)"
+
+
 def results_csv(rows: list[dict], course: Course) -> str:
     splits = course.stations[1:-1]
     header = (
         ["Place", "Bib", "Name", "Gender", "Category", "Club", "Wave", "Status"]
-        + [f"{s.name} ({s.km:g} km)" for s in splits]
+        + [split_label(s.name, s.km) for s in splits]
         + ["Chip Time", "Gun Time", "Pace (min/km)", "Gap", "Gender Place", "Category Place"]
         + ["Flags"]
     )
