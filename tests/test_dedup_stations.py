@@ -79,6 +79,11 @@ def test_run__a_start_photo_copied_into_finish_waits_for_an_official(
     assert {(b, "start", start["taken_at"]) for b in start["bibs"]} <= timed
     rows = {r["path"]: r for r in _rows(out, "images.parquet")}
     assert rows[str(copy)]["reason"] == "assigned_by_official"
+    # Its row says where and when the official placed it.
+    assert (rows[str(copy)]["station_id"], rows[str(copy)]["taken_at"]) == (
+        "start",
+        start["taken_at"],
+    )
     assert rows[start["path"]]["status"] == "duplicate"  # still the other copy's row
     assert start["image_id"] not in {r["image_id"] for r in _rows(out, "review.parquet")}
 

@@ -155,7 +155,12 @@ def apply_decision(photo: Photo, decision: Decision, known: frozenset[str]) -> I
         )
         if not sightings:
             return Identified(photo)
-        return Identified(replace(photo, status=PASSAGE, reason="assigned_by_official"), sightings)
+        # Placed by the official at one station and time (a photo that came in for several
+        # stations, one without time): its row says so.
+        places = {(s.station_id, s.at) for s in sightings}
+        station_id, taken_at = places.pop() if len(places) == 1 else (photo.station_id, None)
+        placed = replace(photo, station_id=station_id, taken_at=taken_at or photo.taken_at)
+        return Identified(replace(placed, status=PASSAGE, reason="assigned_by_official"), sightings)
     if photo.status == REJECTED:
         return Identified(photo)
     approved = tuple(
