@@ -229,10 +229,14 @@ def race_day_time(text: str, timezone: str, start: datetime) -> datetime:
     return datetime.combine(start.astimezone(zone).date(), clock, zone).astimezone(UTC)
 
 
-def late_batch(images: pd.DataFrame, item: Item) -> list[str]:
+def late_batch(
+    images: pd.DataFrame, item: Item, corrections: Iterable[Correction] = ()
+) -> list[str]:
     """The photos (image_ids, in the order taken) that a too_late item stands for: its
-    station's photos held as arrived too late."""
-    late = images[images["reason"] == TOO_LATE]
+    station's photos held as arrived too late, but for those the log decides already (one
+    opened and decided alone, not re-timed yet, keeps that decision)."""
+    decided = {c.image_id for c in corrections if c.action in IMAGE_ACTIONS}
+    late = images[(images["reason"] == TOO_LATE) & ~images["image_id"].isin(decided)]
     at_station = late[late["station_id"].map(text_or_none) == item.station_id]
     return list(dict.fromkeys(at_station.sort_values(["taken_at", "path"])["image_id"]))
 

@@ -779,11 +779,8 @@ def test_review__a_photo_without_time_is_timed_where_and_when_the_official_says(
     assert row["passed_at"] == "2026-05-01T08:21:40.500000+00:00"
 
 
-def test_review__a_station_uploading_late_is_accepted_together(
-    open_page: Callable[..., AppTest], race: Race
-) -> None:
-    # finish-101 and finish-103 came in after the allowed lateness: one item for both.
-    late = [race.ids["finish-101"], race.ids["finish-103"]]  # in the order taken
+def _held_too_late(race: Race, late: list[str]) -> None:
+    """These finish photos came in after the allowed lateness: held, one item for them."""
     images = pq.read_table(race.out / "images.parquet")
     rows = images.to_pylist()
     for row in rows:
@@ -797,6 +794,14 @@ def test_review__a_station_uploading_late_is_accepted_together(
     ]  # fmt: skip
     schema = pq.read_schema(race.out / "review.parquet")
     pq.write_table(pa.Table.from_pylist(review, schema=schema), race.out / "review.parquet")
+
+
+def test_review__a_station_uploading_late_is_accepted_together(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # finish-101 and finish-103 came in after the allowed lateness: one item for both.
+    late = [race.ids["finish-101"], race.ids["finish-103"]]  # in the order taken
+    _held_too_late(race, late)
     at = open_page(REVIEW)
     assert "Arrived too late to be timed" in [s.value for s in at.subheader]
     assert "Finish · 2 photos held" in texts(at)
@@ -807,3 +812,21 @@ def test_review__a_station_uploading_late_is_accepted_together(
         (late[1], "accept", "finish"),
     ]
     assert "Nothing to review." in [s.value for s in at.success]
+
+
+def test_review__accept_all_leaves_a_photo_decided_alone_as_decided(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # finish-103, of the late batch, was opened by its link and rejected; the re-timing has
+    # not run yet. Accept all must not overrule that.
+    late = [race.ids["finish-101"], race.ids["finish-103"]]
+    _held_too_late(race, late)
+    decided = pd.Timestamp("2026-05-01T09:00:00Z").to_pydatetime()
+    append_corrections(str(race.corrections), [Correction(late[1], "reject", decided_at=decided)])
+    at = open_page(REVIEW)
+    assert "Finish · 1 photo held" in texts(at)
+    at.button(key="accept").click().run()
+    assert [(r["image_id"], r["action"]) for r in log_rows(race)] == [
+        (late[1], "reject"),
+        (late[0], "accept"),
+    ]

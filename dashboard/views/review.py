@@ -208,7 +208,8 @@ def describe(item: Item, settings: Settings, shown: Shown) -> None:
     elif item.reason == STATION_CONFLICT:
         st.text(" and ".join(names.get(p.station_id, p.station_id) for p in shown.places))
     elif item.reason == TOO_LATE:
-        st.text(f"{where} · {len(shown.batch)} photos held")
+        held = len(shown.batch)
+        st.text(f"{where} · {held} photo{'s' if held != 1 else ''} held")
     else:
         taken = formats.local_time(item.taken_at, race.timezone)
         st.text(f"{where} · {taken}" if taken else where)
@@ -351,13 +352,15 @@ def decision_form(item: Item, shown: Shown, settings: Settings) -> None:
             )
 
 
-def show_item(images: pd.DataFrame, item: Item, settings: Settings) -> None:
+def show_item(
+    images: pd.DataFrame, item: Item, settings: Settings, corrections: tuple[Correction, ...]
+) -> None:
     # The photo's own row: an exact copy's shares its image_id.
     photo = images[(images["image_id"] == item.image_id) & (images["reason"] != "exact_duplicate")]
     shown = Shown(
         station=text_or_none(photo["station_id"].iloc[0]) if not photo.empty else None,
         places=copies_of(images, item.image_id),
-        batch=late_batch(images, item) if item.reason == TOO_LATE else [],
+        batch=late_batch(images, item, corrections) if item.reason == TOO_LATE else [],
     )
     left, right = st.columns([3, 2], gap="medium")
     with left:
@@ -427,4 +430,4 @@ if item is None:
         f"{reason_text(r)} {n}" for r, n in counts_by_reason(open_items).items()
     )
     st.caption(f"{len(queue)} to review here. Open in all: {per_reason}.")
-show_item(images, item, settings)
+show_item(images, item, settings, log.corrections)
