@@ -40,7 +40,7 @@ from apache_beam.transforms import trigger, window
 
 from pipeline.graph import identify_athletes
 from pipeline.options import RaceConfig, RacelensOptions
-from pipeline.retime import identify_all, results_of
+from pipeline.retime import identify_all, passages_per_station, results_of
 from transforms.exif import ParseExif
 from transforms.faces import BuildGallery, faces_enabled, reference_photos
 from transforms.passages import (
@@ -69,7 +69,16 @@ def publish_snapshot(items: list[tuple[str, object]], cfg: RaceConfig) -> list[s
     panes = [item for kind, item in items if kind == PANE]
     identified = identify_all(photos, cfg, late)
     sightings = {s for i in identified for s in i.sightings}
-    timed = results_of(identified, current_passages(panes, sightings), cfg, live=True)
+    # A photo that arrived too late never entered a passage window: where an official has
+    # decided one since, the passages are merged from every sighting timed, as the windows
+    # would have merged them.
+    released = any(i.photo.path in late and i.sightings for i in identified)
+    passages = (
+        passages_per_station(list(sightings), cfg.course.settings.merge_window_s)
+        if released
+        else current_passages(panes, sightings)
+    )
+    timed = results_of(identified, passages, cfg, live=True)
     return write_results(timed.tables(), cfg.out, cfg.course)
 
 

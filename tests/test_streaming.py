@@ -23,6 +23,7 @@ from pipeline.options import RaceConfig, RacelensOptions
 from pipeline.streaming import TimeLive, build_streaming, runs_locally
 from tests.conftest import at, athlete, make_course, photo, read
 from tests.test_faces import bib_below, face, needs_models, unit
+from transforms.corrections import Correction
 from transforms.exif import parse_taken_at
 from transforms.records import ExifFacts, FaceSeen
 
@@ -251,3 +252,24 @@ def test_time_live__no_missed_checkpoint_while_the_checkpoints_photos_can_still_
     # 101 on it; not a miss.
     held = _uploaded("c101", "cp1", "10:22:00", "101")
     assert _missed_checkpoints(tmp_path / "held", hour_on, held) == []
+
+
+def test_time_live__a_late_photo_an_official_accepted_is_timed(tmp_path: Path) -> None:
+    # 101's start photo is uploaded 80 minutes behind the race: held. The official accepts
+    # it; it never entered a passage window, and the snapshots timed it nowhere.
+    stale = _uploaded("stale", "start", "10:00:10", "101")
+    accepted = Correction(stale.value.image_id, "accept", decided_at=at(9000))
+    cfg = _config(tmp_path)
+    cfg.corrections = (accepted,)
+    stream = (
+        TestStream()
+        .add_elements([_uploaded("finish-102", "finish", "11:20:00", "102")])
+        .add_elements([stale])
+        .advance_watermark_to_infinity()
+    )
+    with TestPipeline(options=PipelineOptions(["--streaming"])) as p:
+        _ = p | stream | TimeLive(cfg, early_s=None, snapshot_s=None)  # type: ignore[arg-type]
+    passages = pq.read_table(tmp_path / "passages.parquet").to_pylist()
+    assert ("101", "start", at(10)) in {
+        (r["bib"], r["station_id"], r["passed_at"]) for r in passages
+    }
