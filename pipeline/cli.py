@@ -415,9 +415,13 @@ def check_score_inputs(out: str, truth: str, images: str) -> None:
 
 
 def _photos(args: argparse.Namespace, _: list[str]) -> int:
-    from pipeline.photo_export import export_photos
+    from pipeline.photo_export import DestinationFull, export_photos
 
-    summary = export_photos(args.out, args.to, link=args.link, bibs=args.bib or ())
+    try:
+        summary = export_photos(args.out, args.to, link=args.link, bibs=args.bib or ())
+    except DestinationFull as e:
+        print(f"racelens: {e}", file=sys.stderr)
+        return 1
     print(summary.report(args.to, "linked" if args.link else "copied"))
     return 0
 

@@ -10,6 +10,7 @@ file) is left alone, so a second run after more photos arrived adds only the new
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -22,7 +23,7 @@ from pipeline.results_files import read_table
 from transforms.course import ConfigError
 from transforms.photos import os_path
 from transforms.schemas import ATHLETE_PHOTOS_FILE, LEADERBOARD_FILE
-from transforms.write import temporary_name
+from transforms.write import is_no_room, temporary_name
 
 RUN_FILE = "run.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -83,12 +84,38 @@ def place(source: str, target: str, link: bool) -> bool:
         return False
     os.makedirs(os.path.dirname(target), exist_ok=True)
     temporary = temporary_name(target)
-    if link:
-        os.symlink(source, temporary)
-    else:
-        shutil.copy2(source, temporary)
-    os.replace(temporary, target)
+    try:
+        if link:
+            os.symlink(source, temporary)
+        else:
+            shutil.copy2(source, temporary)
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):  # not made: nothing half-written stays
+            os.remove(temporary)
+        raise
     return True
+
+
+class DestinationFull(Exception):
+    """The destination's disk filled; what was written before stays, whole."""
+
+    def __init__(self, dest: str, written: int, link: bool):
+        done = f"{written} photo{'' if written == 1 else 's'} {'linked' if link else 'copied'}"
+        super().__init__(
+            f"no space left on device in {dest}; the {done} so far are kept; "
+            "make room there, then run the same command again to carry on"
+        )
+
+
+def _placed(source: str, target: str, link: bool, so_far: tuple[str, int]) -> bool:
+    """`place`, its disk filling up raised as DestinationFull (`so_far`: dest, written)."""
+    try:
+        return place(source, target, link)
+    except OSError as e:
+        if is_no_room(e):
+            raise DestinationFull(*so_far, link) from e
+        raise
 
 
 def _read(out: str, name: str, columns: Sequence[str]) -> list[dict]:
@@ -147,7 +174,7 @@ def export_photos(
         local = os.path.abspath(os_path(source))
         if not os.path.isfile(local):
             missing += 1
-        elif place(local, target, link):
+        elif _placed(local, target, link, (dest, written)):
             written += 1
         else:
             unchanged += 1

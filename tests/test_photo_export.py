@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -172,3 +174,29 @@ def test_export_plan__unsafe_bibs_and_names_stay_inside_dest(tmp_path: Path) -> 
         f"7_8/cp1_{'c' * 12}_p.jpg",
     ]
     assert safe_name("..") == "_"
+
+
+def test_photos__a_full_disk_is_one_line_exit_1_nothing_half_written_and_a_rerun_carries_on(
+    results, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It ended with OSError's traceback (30 lines, exit 1), a half-copied photo left.
+    out, sources = results
+    dest = tmp_path / "export"
+    copy = shutil.copy2
+
+    def copy_to_a_disk_that_fills(source: str, target: str) -> None:
+        if len(list(dest.rglob("*.jpg"))) >= 2:
+            Path(target).write_bytes(b"half")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), source, target)
+        copy(source, target)
+
+    monkeypatch.setattr(shutil, "copy2", copy_to_a_disk_that_fills)
+    assert main(["photos", "--out", str(out), "--to", str(dest)]) == 1
+    assert capsys.readouterr().err == (
+        f"racelens: no space left on device in {dest}; the 2 photos copied so far are kept; "
+        "make room there, then run the same command again to carry on\n"
+    )
+    assert len(list(dest.rglob("*"))) == 4, "two folders, two photos, nothing half written"
+    monkeypatch.setattr(shutil, "copy2", copy)
+    assert main(["photos", "--out", str(out), "--to", str(dest)]) == 0
+    assert (dest / "103" / "finish_c.jpg").read_bytes() == sources["c.jpg"].read_bytes()

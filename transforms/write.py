@@ -98,7 +98,7 @@ def write_atomically_by(path: str, write: Callable[[object], object]) -> None:
     except BaseException as e:
         with contextlib.suppress(BeamIOError):  # not made, or gone
             FileSystems.delete([tmp])
-        if not _no_room(e):
+        if not is_no_room(e):
             raise
         tell_no_room(path)
         raise NoRoom(errno.ENOSPC, "no space left on device", path) from e
@@ -112,10 +112,10 @@ class NoRoom(OSError):
     """A write found its disk (or quota) full; `filename` is the file it was writing."""
 
 
-def _no_room(error: BaseException) -> bool:
+def is_no_room(error: BaseException) -> bool:
     """Whether `error` is a write's that found its disk full (Beam wraps a rename's)."""
     if isinstance(error, BeamIOError):
-        return any(map(_no_room, error.exception_details.values()))
+        return any(map(is_no_room, error.exception_details.values()))
     return isinstance(error, OSError) and error.errno in NO_ROOM
 
 
