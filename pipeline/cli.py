@@ -112,6 +112,7 @@ def _execute(beam_argv: list[str], retime: bool = False, own_process: bool = Fal
         start_log(opts.view_as(RacelensOptions).corrections)  # race morning: no decision yet
     cfg = RaceConfig(opts.view_as(RacelensOptions))  # validate before anything starts
     check_images_folder(cfg.images)
+    check_reference_photos(cfg)
     check_output_folders(cfg)
     stopping = stopped_on_signals(cfg.out, cfg.facts) if own_process else contextlib.nullcontext([])
     if opts.view_as(StandardOptions).streaming:
@@ -192,6 +193,23 @@ def unwritable(folder: str) -> str | None:
     if not os.access(existing, os.W_OK | os.X_OK):  # also false on a read-only file system
         return f"'{existing}' is not writable"
     return None
+
+
+def check_reference_photos(cfg: RaceConfig) -> None:
+    """Raises ConfigError naming the first local reference photo of the start list that is
+    not there, where faces are matched: a typo was a warning ('no face found on reference
+    photo') and the athlete went without face matching."""
+    from transforms.faces import faces_enabled, reference_photos
+
+    if not faces_enabled(cfg.course.settings):
+        return  # the photo column is not read
+    line_of = {a.bib: a.line for a in cfg.athletes}
+    for bib, path in reference_photos(cfg.athletes, cfg.start_list_file):
+        if "://" not in path and not os.path.isfile(path):
+            raise ConfigError(
+                f"{cfg.start_list_file}: line {line_of[bib]}: bib {bib}: "
+                f"reference photo {path} not found"
+            )
 
 
 def check_images_folder(images: str) -> None:

@@ -371,6 +371,22 @@ def test_run__a_corrections_log_that_is_not_utf8_is_one_line_exit_2(
     assert not out.exists(), "nothing is written before the input is valid"
 
 
+def test_run__a_reference_photo_not_there_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], keep_logging: None
+) -> None:
+    # A typo in the start list's photo column was a warning, 'no face found on reference
+    # photo', and the athlete went without face matching, exit 0.
+    argv, out = race_argv(tmp_path), tmp_path / "out"
+    start_list = tmp_path / "startlist.csv"
+    start_list.write_text("bib,name,photo\n101,Kari,faces/kari.jpg\n102,Ola,\n", encoding="utf-8")
+    assert main(argv) == 2
+    missing = tmp_path / "faces" / "kari.jpg"
+    assert capsys.readouterr().err == (
+        f"racelens: error: {start_list}: line 2: bib 101: reference photo {missing} not found\n"
+    )
+    assert not out.exists(), "nothing is written before the input is valid"
+
+
 def test_run_inputs__a_relative_facts_folder_is_recorded_absolute(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
