@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import stat
 import sys
 import time
@@ -457,6 +458,7 @@ def dashboard_command(args: argparse.Namespace) -> list[str]:
         raise ConfigError(
             f"{args.out}: no results here (run `racelens run --out {args.out}` first)"
         )
+    check_port(args.port)
     app = Path(dashboard.__file__).with_name("app.py")
     server = ["--server.port", str(args.port), "--server.headless", "true"]
     # The finish line is often offline: no usage statistics, and no welcome banner, whose
@@ -472,6 +474,24 @@ def dashboard_command(args: argparse.Namespace) -> list[str]:
         if value:
             app_args += [flag, os.path.abspath(value)]
     return [sys.executable, "-m", "streamlit", "run", str(app), *server, "--", *app_args]
+
+
+def check_port(port: int) -> None:
+    """Raises ConfigError where the dashboard cannot serve on `port`: Streamlit said 'Port P
+    is not available' after racelens had said it served there, or, above 65535, ended with
+    its traceback. Asked as Streamlit's server binds: every address, reusing one in
+    TIME_WAIT."""
+    if not 0 < port < 65536:
+        raise ConfigError(f"--port {port}: no such port (1-65535)")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("", port))
+        except OSError as e:
+            raise ConfigError(
+                f"--port {port}: cannot serve there: {e.strerror} (a dashboard already on it? "
+                "give another --port)"
+            ) from e
 
 
 def _dashboard(args: argparse.Namespace, _: list[str]) -> int:

@@ -11,6 +11,7 @@ what was wrong and loses nothing.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import hashlib
@@ -18,6 +19,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -37,7 +39,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.cli import count_files, main
+from pipeline.cli import count_files, dashboard_command, main
 from pipeline.demo import generate_race
 from pipeline.drip import differing
 from pipeline.live import list_files
@@ -66,6 +68,7 @@ from tests.conftest import (
 )
 from tests.test_course import BAD_COURSES
 from transforms import photos, schemas
+from transforms.course import ConfigError
 from transforms.photos import FactStore, analyse_photo, list_photos
 from transforms.schemas import ATHLETE_PHOTOS_FILE, LEADERBOARD_FILE, PASSAGES_FILE
 from transforms.write import (
@@ -715,3 +718,21 @@ def test_help__each_command_says_what_it_does(
     assert not what.startswith("options:"), what
     if command == "run":
         assert "--images DIR --course FILE --start-list FILE --out DIR" in usage, usage
+
+
+@pytest.mark.parametrize("taken", [True, False])
+def test_dashboard__a_port_in_use_or_no_port_is_refused_in_one_line(
+    tmp_path: Path, taken: bool
+) -> None:
+    # It said 'racelens: dashboard on http://localhost:P' and then Streamlit 'Port P is not
+    # available', exit 1; a port above 65535 ended with Streamlit's traceback.
+    (tmp_path / "leaderboard.parquet").write_bytes(b"PAR1")
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1] if taken else 70000
+        args = argparse.Namespace(
+            out=str(tmp_path), port=port, corrections=None, password_file=None
+        )
+        with pytest.raises(ConfigError, match=f"^--port {port}: "):
+            dashboard_command(args)
