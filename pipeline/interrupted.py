@@ -27,19 +27,39 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.cli import RUN_FILE
 from pipeline.progress import count_facts
 from pipeline.worker_command import WORKER_LOST
 from transforms.photos import FactStore
+from transforms.schemas import (
+    ATHLETE_PHOTOS_FILE,
+    IMAGES_FILE,
+    LEADERBOARD_FILE,
+    PASSAGES_FILE,
+    RESULTS_CSV,
+    REVIEW_FILE,
+    STATIONS_FILE,
+)
 from transforms.write import TEMPORARY_MARK, files_in, no_room_told_to
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# What a run writes into its results folder (not others': the dashboard's corrections log).
+RUN_FILES = (
+    IMAGES_FILE,
+    PASSAGES_FILE,
+    REVIEW_FILE,
+    LEADERBOARD_FILE,
+    STATIONS_FILE,
+    ATHLETE_PHOTOS_FILE,
+    RESULTS_CSV,
+    RUN_FILE,
+)
 # What a process of the run sends the launcher once a write of its found the disk full, the
 # write's path told through a pipe: a failed write would end the run with the tracebacks of
 # every worker and of Beam (~250 lines).
 NO_ROOM = signal.SIGUSR2
 # How long that process waits to be ended by the launcher before it fails the write itself.
 NO_ROOM_WAIT_S = 30.0
-OUTPUT_SUFFIXES = (".parquet", ".csv", ".json")
 
 # What ends processes this one started (its workers) at once.
 Ender = Callable[[], None]
@@ -217,18 +237,21 @@ def _matched(pattern: str) -> list:
 
 def results_state(out: str, since: float) -> str:
     """What the results in `out` are, of a run started at `since` (epoch seconds)."""
-    outputs = [
-        m
+    written = {
+        posixpath.basename(m.path): m.last_updated_in_seconds
         for m in _matched(files_in(out, "*"))
-        if m.path.endswith(OUTPUT_SUFFIXES) and TEMPORARY_MARK not in posixpath.basename(m.path)
-    ]
-    if not outputs:
+        if posixpath.basename(m.path) in RUN_FILES
+    }
+    if not written:
         return f"no results are written in {out} yet"
-    if all(m.last_updated_in_seconds < since for m in outputs):
+    new = {name for name, at in written.items() if at >= since}
+    if not new:
         return f"the results in {out} are the previous run's, untouched"
-    if all(m.last_updated_in_seconds >= since for m in outputs):
-        return f"the results in {out} are this run's"
-    return f"some results in {out} are this run's and some the previous run's"
+    if len(new) < len(written):
+        return f"some results in {out} are this run's and some the previous run's"
+    if len(new) < len(RUN_FILES):
+        return f"some results in {out} are this run's and the others not written yet"
+    return f"the results in {out} are this run's"
 
 
 def interrupted_line(kept: int, facts: str, results: str) -> str:

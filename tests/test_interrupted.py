@@ -18,6 +18,7 @@ import pytest
 
 from pipeline.demo import generate_race
 from pipeline.interrupted import (
+    RUN_FILES,
     handled_by,
     interrupted_line,
     no_room_line,
@@ -392,18 +393,24 @@ def test_run_on_dask__ctrl_c_ends_it_in_the_one_line_alone_and_the_next_run_resu
 
 def test_results_state__none_the_previous_runs_or_some_of_this_ones(tmp_path: Path) -> None:
     assert results_state(str(tmp_path), time.time()) == f"no results are written in {tmp_path} yet"
-    (tmp_path / "images.parquet").write_bytes(b"PAR1")
-    (tmp_path / "results.csv").write_text("bib\n")
+    for name in RUN_FILES:
+        (tmp_path / name).write_bytes(b"PAR1")
+        os.utime(tmp_path / name, (1_000, 1_000))
     (tmp_path / "leaderboard.parquet.tmp-7-a").write_bytes(b"PA")  # being written: not one
-    os.utime(tmp_path / "images.parquet", (1_000, 1_000))
-    os.utime(tmp_path / "results.csv", (1_000, 1_000))
+    # The dashboard's corrections log, appended to meanwhile, is none of the run's results.
+    (tmp_path / "corrections.csv").write_text("image_id,action\n")
     previous = f"the results in {tmp_path} are the previous run's, untouched"
     assert results_state(str(tmp_path), 2_000) == previous
     os.utime(tmp_path / "results.csv", (3_000, 3_000))
     mixed = f"some results in {tmp_path} are this run's and some the previous run's"
     assert results_state(str(tmp_path), 2_000) == mixed
-    os.utime(tmp_path / "images.parquet", (3_000, 3_000))
+    for name in RUN_FILES:
+        os.utime(tmp_path / name, (3_000, 3_000))
     assert results_state(str(tmp_path), 2_000) == f"the results in {tmp_path} are this run's"
+    # The disk filled after two: this run's, but not all of them.
+    (tmp_path / "stations.parquet").unlink()
+    some = f"some results in {tmp_path} are this run's and the others not written yet"
+    assert results_state(str(tmp_path), 2_000) == some
 
 
 def test_remove_temporaries_of__the_ended_processes_only(tmp_path: Path) -> None:
