@@ -72,6 +72,21 @@ BAD_COURSES = {
         7,
         "unknown setting 'burst_gap'",
     ),
+    # Each was taken, exit 0: a radius of 0 or less placed no photo by GPS there (a demo
+    # race's 71 GPS-placed photos rejected unknown_station); a camera listed twice put its
+    # photos at the first station listing it.
+    "radius_not_above_0": (
+        RACE + "stations:\n  - {id: start, km: 0}\n  - {id: finish, km: 10, lat: 59.9, "
+        "lon: 10.7, radius_m: -5}\n",
+        4,
+        "station 'finish' radius_m must be above 0, not -5",
+    ),
+    "camera_at_two_stations": (
+        RACE + "stations:\n  - {id: start, km: 0, cameras: [SN1]}\n"
+        "  - {id: finish, km: 10, cameras: [SN2, SN1]}\n",
+        4,
+        "camera 'SN1' is listed for 'start' and 'finish'",
+    ),
 }
 
 

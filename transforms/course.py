@@ -185,13 +185,16 @@ def _parse_station(raw: Any, where: str) -> Station:
     cameras = raw.get("cameras") or []
     if not isinstance(cameras, list):
         raise ConfigError(f"{where}: station '{sid}' cameras must be a list")
+    radius_m = _number(raw, "radius_m", 50.0, where)
+    if radius_m <= 0:  # no photo would be near enough: every one placed by GPS rejected
+        raise ConfigError(f"{where}: station '{sid}' radius_m must be above 0, not {radius_m:g}")
     return Station(
         id=sid,
         name=str(raw.get("name", sid)),
         km=km,
         lat=lat,
         lon=lon,
-        radius_m=_number(raw, "radius_m", 50.0, where),
+        radius_m=radius_m,
         cameras=tuple(str(c) for c in cameras),
         clock_offset_s=_number(raw, "clock_offset_s", 0.0, where),
     )
@@ -299,11 +302,18 @@ def _check_close(close: datetime, start: datetime, waves: tuple[Wave, ...], wher
 
 def _check_station_order(stations: tuple[Station, ...], lines: list[int], path: str) -> None:
     seen: set[str] = set()
+    camera_at: dict[str, str] = {}  # a camera's photos go to one station: the first listing it
     for i, s in enumerate(stations):
         where = f"{path}: line {lines[i] if i < len(lines) else '?'}"
         if s.id in seen:
             raise ConfigError(f"{where}: duplicate station id '{s.id}'")
         seen.add(s.id)
+        for camera in s.cameras:
+            if camera in camera_at:
+                raise ConfigError(
+                    f"{where}: camera '{camera}' is listed for '{camera_at[camera]}' and '{s.id}'"
+                )
+            camera_at[camera] = s.id
         if i and s.km <= stations[i - 1].km:
             raise ConfigError(
                 f"{where}: station '{s.id}' (km {s.km}) is not after "
