@@ -87,6 +87,12 @@ BAD_COURSES = {
         4,
         "camera 'SN1' is listed for 'start' and 'finish'",
     ),
+    # Photo folders are matched to station ids ignoring case: 'Finish' and 'finish' are one.
+    "station_ids_differ_in_case_only": (
+        RACE + "stations:\n  - {id: start, km: 0}\n  - {id: Start, km: 5}\n",
+        4,
+        "station id 'Start' differs from 'start' only in case",
+    ),
 }
 
 

@@ -301,13 +301,16 @@ def _check_close(close: datetime, start: datetime, waves: tuple[Wave, ...], wher
 
 
 def _check_station_order(stations: tuple[Station, ...], lines: list[int], path: str) -> None:
-    seen: set[str] = set()
+    seen: dict[str, str] = {}  # ids by their case-folded form: folders match them in any case
     camera_at: dict[str, str] = {}  # a camera's photos go to one station: the first listing it
     for i, s in enumerate(stations):
         where = f"{path}: line {lines[i] if i < len(lines) else '?'}"
-        if s.id in seen:
+        if s.id in seen.values():
             raise ConfigError(f"{where}: duplicate station id '{s.id}'")
-        seen.add(s.id)
+        if s.id.casefold() in seen:
+            first = seen[s.id.casefold()]
+            raise ConfigError(f"{where}: station id '{s.id}' differs from '{first}' only in case")
+        seen[s.id.casefold()] = s.id
         for camera in s.cameras:
             if camera in camera_at:
                 raise ConfigError(
