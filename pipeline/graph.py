@@ -53,7 +53,7 @@ from transforms.photos import (
     list_photos,
 )
 from transforms.results import BuildLeaderboard
-from transforms.splits import CheckSplits
+from transforms.splits import CheckedUntil, CheckSplits
 from transforms.write import IMAGES_FILE, WriteResults
 
 # The transforms that analyse photos: with forked worker processes, they run in those, each
@@ -169,14 +169,17 @@ def time_race(
     if held:
         photo_review = identified.review | "LateBatches" >> LateBatches()
         on_held = photo_review | "OnHeldPhotos" >> beam.FlatMap(held_athletes)
-    checked = (
-        identified.sightings
-        | "PassagesPerStation"
-        >> PassagesPerStation(settings.merge_window_s, settings.allowed_lateness_s)
-        | "CheckSplits" >> CheckSplits(course, cfg.athletes, on_held)
+    merged = identified.sightings | "PassagesPerStation" >> PassagesPerStation(
+        settings.merge_window_s, settings.allowed_lateness_s
     )
+    checked = merged | "CheckSplits" >> CheckSplits(course, cfg.athletes, on_held)
     passages = checked.passages
-    leaderboard = passages | "BuildLeaderboard" >> BuildLeaderboard(
+    counted = (
+        passages
+        if cfg.as_of is None
+        else merged | "CheckedAsOf" >> CheckedUntil(course, cfg.athletes, cfg.as_of)
+    )
+    leaderboard = counted | "BuildLeaderboard" >> BuildLeaderboard(
         course, cfg.athletes, cfg.as_of, official_statuses(cfg.corrections)
     )
     stations = (identified.photos, passages) | "StationHealth" >> StationHealth(

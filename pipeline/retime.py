@@ -139,6 +139,12 @@ def check_splits(
     return checked, review
 
 
+def checked_until(passages: list[Passage], cfg: RaceConfig, as_of: datetime) -> list[Passage]:
+    """The passages as CheckSplits judged them at `as_of`, from those until then: a weak read
+    is not yet backed up by a passage that came after it."""
+    return check_splits([p for p in passages if p.passed_at <= as_of], cfg)[0]
+
+
 def station_health(photos: list[Photo], passages: list[Passage], window_s: float) -> list[dict]:
     """StationHealth: one row per station and fixed window, and the silent windows."""
     fixed = window.FixedWindows(window_s)
@@ -265,7 +271,11 @@ def results_of(
         + split_review
         + review_of_health(stations, images),
         leaderboard=build_leaderboard(
-            checked, cfg.course, cfg.athletes, cfg.as_of, official_statuses(cfg.corrections)
+            checked if cfg.as_of is None else checked_until(passages, cfg, cfg.as_of),
+            cfg.course,
+            cfg.athletes,
+            cfg.as_of,
+            official_statuses(cfg.corrections),
         ),
         stations=stations,
         athlete_photos=athlete_photos_of(

@@ -16,7 +16,7 @@ from transforms.corrections import Correction, decisions_by_image
 from transforms.course import Settings
 from transforms.identify import identify_photo
 from transforms.results import build_leaderboard
-from transforms.splits import CheckSplits, check_athlete, plausible
+from transforms.splits import CheckedUntil, CheckSplits, check_athlete, plausible
 
 COURSE = make_course()  # start km 0, cp1 km 5, finish km 10; pace 150..1800 s/km
 
@@ -272,3 +272,43 @@ def test_check_splits__no_missed_checkpoint_for_an_athlete_on_a_photo_held_too_l
             checked.review | beam.Map(lambda r: (r.candidates, r.station_id, r.reason)),
             equal_to([(("102",), "cp1", "missed_checkpoint")]),
         )
+
+
+# A weak cp1 read at 20:00 counts once the finish at 40:00 backs it up, not before: the
+# results at 25:00 are those an official saw then, with the read still in review.
+WEAK_CP1 = [
+    passage("101", "start", 0),
+    passage("101", "cp1", 1200, needs_review=True, confidence=0.5),
+    passage("101", "finish", 2400),
+]
+
+
+@pytest.mark.parametrize(("as_of", "cp1_counts"), [(1500, False), (2500, True)])
+def test_checked_until__a_weak_read_is_judged_by_the_passages_until_then(
+    as_of: float, cp1_counts: bool
+) -> None:
+    with TestPipeline() as p:
+        checked = (
+            p
+            | beam.Create(WEAK_CP1)
+            | CheckedUntil(COURSE, (athlete("101"),), at(as_of))
+            | beam.Map(lambda q: (q.station_id, q.needs_review))
+        )
+        expected = [("start", False), ("cp1", not cp1_counts)]
+        assert_that(checked, equal_to(expected + ([("finish", False)] if cp1_counts else [])))
+
+
+def test_results_of__as_of_a_time_a_weak_read_is_judged_by_the_passages_until_then() -> None:
+    def cp1_at(as_of: float | None) -> float | None:
+        cfg = SimpleNamespace(
+            course=COURSE,
+            athletes=(athlete("101"),),
+            as_of=None if as_of is None else at(as_of),
+            corrections=(),
+        )
+        (row,) = results_of([], WEAK_CP1, cfg).leaderboard
+        return row["at_cp1_s"]
+
+    assert cp1_at(None) == 1200.0
+    assert cp1_at(2500) == 1200.0
+    assert cp1_at(1500) is None

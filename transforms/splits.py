@@ -284,3 +284,20 @@ class CheckSplits(beam.PTransform):
             | "Check"
             >> beam.ParDo(self._fn, **side).with_outputs(_CheckAthlete.REVIEW, main="passages")
         )
+
+
+class CheckedUntil(beam.PTransform):
+    """Passages -> those until `as_of`, as CheckSplits judged them then: a weak read is not
+    yet backed up by a passage that came after it (the results at --as-of)."""
+
+    def __init__(self, course: Course, athletes: tuple[Athlete, ...], as_of: datetime):
+        super().__init__()
+        self._check = CheckSplits(course, athletes)
+        self._as_of = as_of
+
+    def expand(self, passages: beam.PCollection) -> beam.PCollection:
+        return (
+            passages
+            | "UntilAsOf" >> beam.Filter(lambda p, as_of: p.passed_at <= as_of, self._as_of)
+            | "CheckSplits" >> self._check
+        ).passages
