@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import posixpath
 from collections import Counter
 from collections.abc import Sequence
 
 import pyarrow.parquet as pq
 
 from dashboard.review_queue import items_of, pending
-from transforms.corrections import Correction
+from transforms.corrections import UNKNOWN_STATION, Correction
 from transforms.export import clock
+from transforms.records import REJECTED
 from transforms.write import (
     ATHLETE_PHOTOS_FILE,
     IMAGES_FILE,
@@ -46,9 +48,35 @@ def review_line(out_dir: str, corrections: Sequence[Correction]) -> str:
     )
 
 
+def images_lines(out_dir: str) -> list[str]:
+    """The photos read, by status, the rejected ones by reason; and the folders whose photos
+    found no station (a camera's folder named otherwise than its station loses them all)."""
+    images = pq.read_table(os.path.join(out_dir, IMAGES_FILE), columns=["status", "reason", "path"])
+    rows = images.to_pylist()
+    statuses = Counter(r["status"] for r in rows)
+    why = Counter(r["reason"] for r in rows if r["status"] == REJECTED)
+    counts = [
+        f"{n} {s}" + (": " + _counted(why) if s == REJECTED and why else "")
+        for s, n in sorted(statuses.items())
+    ]
+    lines = [f"images read: {len(rows)}" + (f" ({', '.join(counts)})" if counts else "")]
+    folders = Counter(
+        posixpath.basename(posixpath.dirname(r["path"]))
+        for r in rows
+        if r["reason"] == UNKNOWN_STATION
+    )
+    if folders:
+        lines.append("no station for the photos of folders: " + _counted(folders, "{v} ({n})"))
+    return lines
+
+
+def _counted(counts: Counter, form: str = "{n} {v}") -> str:
+    """The counted values, most first (then by value), as one phrase."""
+    ranked = sorted(counts.items(), key=lambda vn: (-vn[1], str(vn[0])))
+    return ", ".join(form.format(v=v, n=n) for v, n in ranked)
+
+
 def summarise(out_dir: str, corrections: Sequence[Correction] = (), top: int = 10) -> str:
-    images = pq.read_table(os.path.join(out_dir, IMAGES_FILE), columns=["status"])
-    statuses = Counter(images["status"].to_pylist())
     passages = pq.read_table(os.path.join(out_dir, PASSAGES_FILE), columns=["needs_review"])
     unsure = sum(passages["needs_review"].to_pylist())
     board = pq.read_table(os.path.join(out_dir, LEADERBOARD_FILE)).to_pylist()
@@ -58,12 +86,7 @@ def summarise(out_dir: str, corrections: Sequence[Correction] = (), top: int = 1
     athletes = Counter(r["status"] for r in listed)
     unknown = len(board) - len(listed)
     lines = [
-        f"images read: {images.num_rows}"
-        + (
-            " (" + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) + ")"
-            if statuses
-            else ""
-        ),
+        *images_lines(out_dir),
         f"passages: {passages.num_rows} ({unsure} need review)",
         review_line(out_dir, corrections),
         "athletes: "
@@ -83,7 +106,7 @@ def summarise(out_dir: str, corrections: Sequence[Correction] = (), top: int = 1
     for row in ranked:
         lines.append(
             f"  {row['rank']:>4}  {row['bib']:>6}  {row['name'][:24]:<24} "
-            f"{row['category'][:8]:<8} {clock(row['total_s']):>10}"
+            f"{(row['category'] or '')[:8]:<8} {clock(row['total_s']):>10}"
         )
     lines.append("results: " + ", ".join(os.path.join(out_dir, f) for f in OUTPUT_FILES))
     return "\n".join(lines)

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 
 from pipeline.summary import summarise
 from transforms.corrections import Correction
-from transforms.schemas import REVIEW
+from transforms.schemas import IMAGES, REVIEW
 from transforms.write import IMAGES_FILE, LEADERBOARD_FILE, PASSAGES_FILE, REVIEW_FILE
 
 
@@ -25,6 +25,13 @@ def finisher(rank: int | None, bib: str, name: str, category: str | None, total_
     }
 
 
+def write_images(out: Path, *rows: tuple[str, str | None, str]) -> None:
+    """images.parquet rows: (status, reason, path)."""
+    table = [{"status": s, "reason": r, "path": path} for s, r, path in rows]
+    schema = pa.schema([IMAGES.field(name) for name in ("status", "reason", "path")])
+    pq.write_table(pa.Table.from_pylist(table, schema=schema), out / IMAGES_FILE)
+
+
 def write_review(out: Path, *items: tuple[str, str, list[str]]) -> None:
     rows = [
         {"image_id": image_id, "reason": reason, "candidates": bibs, "station_id": "finish"}
@@ -38,7 +45,9 @@ def test_summary__top_lists_ranked_finishers_and_counts_an_unknown_bib_apart(
 ) -> None:
     # A real race's photos read bibs that are not on the start list: each becomes an
     # unranked "Unknown #bib" finisher without a category, which once crashed the summary.
-    pq.write_table(pa.table({"status": ["passage", "review"]}), tmp_path / IMAGES_FILE)
+    write_images(
+        tmp_path, ("passage", None, "/r/finish/a.jpg"), ("review", None, "/r/finish/b.jpg")
+    )
     pq.write_table(pa.table({"needs_review": [False, True]}), tmp_path / PASSAGES_FILE)
     write_review(tmp_path, ("img1", "unknown_bib", ["3638"]))
     board = [
@@ -55,7 +64,7 @@ def test_summary__top_lists_ranked_finishers_and_counts_an_unknown_bib_apart(
 
 
 def test_summary__says_so_when_no_finisher_is_ranked(tmp_path: Path) -> None:
-    pq.write_table(pa.table({"status": ["review"]}), tmp_path / IMAGES_FILE)
+    write_images(tmp_path, ("review", None, "/r/finish/b.jpg"))
     pq.write_table(pa.table({"needs_review": [True]}), tmp_path / PASSAGES_FILE)
     write_review(tmp_path, ("img1", "unknown_bib", ["3638"]))
     board = [finisher(None, "3638", "Unknown #3638", None, 3500.0)]
@@ -71,7 +80,7 @@ def test_summary__says_so_when_no_finisher_is_ranked(tmp_path: Path) -> None:
 def test_summary__counts_the_items_the_corrections_log_settles_apart(tmp_path: Path) -> None:
     # The pipeline writes every item it raised; the official's queue shows only those no
     # decision settles, and the summary must give the same count of work left.
-    pq.write_table(pa.table({"status": ["review"] * 3}), tmp_path / IMAGES_FILE)
+    write_images(tmp_path, *[("review", None, f"/r/finish/{i}.jpg") for i in range(3)])
     pq.write_table(pa.table({"needs_review": [True]}), tmp_path / PASSAGES_FILE)
     write_review(
         tmp_path,
@@ -90,7 +99,7 @@ def test_summary__counts_the_items_the_corrections_log_settles_apart(tmp_path: P
 
 
 def test_summary__no_photo_read_is_said_plainly(tmp_path: Path) -> None:
-    pq.write_table(pa.table({"status": pa.array([], pa.string())}), tmp_path / IMAGES_FILE)
+    write_images(tmp_path)
     pq.write_table(pa.table({"needs_review": pa.array([], pa.bool_())}), tmp_path / PASSAGES_FILE)
     write_review(tmp_path)
     board = [{**finisher(None, "101", "Ada", "M40", 0.0), "status": "dns", "total_s": None}]
@@ -99,3 +108,28 @@ def test_summary__no_photo_read_is_said_plainly(tmp_path: Path) -> None:
     lines = summarise(str(tmp_path)).splitlines()
 
     assert lines[:3] == ["images read: 0", "passages: 0 (0 need review)", "review items: 0 open"]
+
+
+def test_summary__says_why_photos_were_rejected_and_where_photos_found_no_station(
+    tmp_path: Path,
+) -> None:
+    # A camera's folder named otherwise than its station ("Finsh") loses every photo in it
+    # to unknown_station: the timer must see that at the end of the run, not at the podium.
+    write_images(
+        tmp_path,
+        ("passage", None, "/r/images/finish/1.jpg"),
+        ("rejected", "unknown_station", "/r/images/Finsh/2.jpg"),
+        ("rejected", "unknown_station", "/r/images/Finsh/3.jpg"),
+        ("rejected", "unknown_station", "/r/images/misc/4.jpg"),
+        ("rejected", "unreadable", "/r/images/finish/5.jpg"),
+    )
+    pq.write_table(pa.table({"needs_review": [False]}), tmp_path / PASSAGES_FILE)
+    write_review(tmp_path)
+    pq.write_table(
+        pa.Table.from_pylist([finisher(1, "101", "Ada", None, 3600.0)]), tmp_path / LEADERBOARD_FILE
+    )
+
+    lines = summarise(str(tmp_path)).splitlines()
+
+    assert lines[0] == "images read: 5 (1 passage, 4 rejected: 3 unknown_station, 1 unreadable)"
+    assert lines[1] == "no station for the photos of folders: Finsh (2), misc (1)"

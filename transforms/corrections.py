@@ -40,7 +40,8 @@ ACTIONS = IMAGE_ACTIONS + ATHLETE_ACTIONS + CAMERA_ACTIONS
 # passed_at): the same photo came in for several stations; it has no time or no station.
 STATION_CONFLICT = "station_conflict"
 BAD_EXIF = "bad_exif"
-UNPLACED = frozenset({BAD_EXIF, "unknown_station"})
+UNKNOWN_STATION = "unknown_station"
+UNPLACED = frozenset({BAD_EXIF, UNKNOWN_STATION})
 # A photo that arrived after the allowed lateness (live modes), held until an official
 # accepts it (or decides it otherwise).
 TOO_LATE = "too_late"
