@@ -144,7 +144,10 @@ def time_race(
     photos `held` (paths) arrived too late in the live run whose results are re-timed."""
     course, settings = cfg.course, cfg.course.settings
     placed = photos | "ParseExif" >> ParseExif(course)
-    deduped = placed.timed | "DedupPhotos" >> DedupPhotos(
+    # Rejected photos too: a copy in a folder of no station is a duplicate of the photo
+    # placed, and an official may place one that EXIF could not.
+    deduped = (placed.timed, placed.rejected) | "TimedAndRejected" >> beam.Flatten()
+    deduped = deduped | "DedupPhotos" >> DedupPhotos(
         settings.burst_gap_s, settings.near_duplicate_bits, held
     )
     known = frozenset(a.bib for a in cfg.athletes)
@@ -157,12 +160,7 @@ def time_race(
         if faces_on(cfg)
         else None
     )
-    # Rejected photos pass through too: an official may place one that EXIF could not.
-    identified = (
-        (deduped, placed.rejected)
-        | "AllPhotos" >> beam.Flatten()
-        | "IdentifyAthletes" >> identify_athletes(cfg, known, gallery, held)
-    )
+    identified = deduped | "IdentifyAthletes" >> identify_athletes(cfg, known, gallery, held)
     # A station's photos held as too late are one item (as the live modes give them), and
     # the athletes read on them are not missing at that station.
     photo_review, on_held = identified.review, None

@@ -49,7 +49,7 @@ from transforms.passages import (
     silent_windows,
     station_row,
 )
-from transforms.records import REJECTED, Photo, Sighting
+from transforms.records import Photo, Sighting
 from transforms.results import build_leaderboard
 from transforms.splits import Arrivals, check_athlete
 
@@ -97,16 +97,21 @@ def group_in_windows(
 def dedup(
     photos: list[Photo], burst_gap_s: float, bits: int, held: frozenset[str] = frozenset()
 ) -> list[Photo]:
-    """DedupPhotos: exact copies, then burst sessions per station. Photos `held` as arrived
-    too late (paths) take no part in bursts: held, they would hide a frame that came in time."""
+    """DedupPhotos: exact copies (rejected photos too), then burst sessions per station.
+    Photos `held` as arrived too late (paths) take no part in bursts: held, they would hide
+    a frame that came in time."""
     copies: dict[str, list[Photo]] = defaultdict(list)
     for p in photos:
         copies[p.image_id].append(p)
     marked = [p for group in copies.values() for p in mark_exact_duplicates(group)]
+    # Photos without time (rejected) are in no burst.
+    deduped = [p for p in marked if p.taken_at is None]
     bursts = group_in_windows(
-        marked, lambda p: p.station_id, lambda p: p.taken_at, window.Sessions(burst_gap_s)
+        [p for p in marked if p.taken_at is not None],
+        lambda p: p.station_id,
+        lambda p: p.taken_at,
+        window.Sessions(burst_gap_s),
     )
-    deduped = []
     for group in bursts.values():
         deduped += mark_bursts(group, burst_gap_s, bits, held)
     return deduped
@@ -203,7 +208,7 @@ def identify_all(
     # An official's decision on a late photo times it like any other.
     held = frozenset(p.path for p in placed if p.path in too_late and p.image_id not in decisions)
     deduped = dedup(
-        [p for p in placed if p.status != REJECTED],
+        placed,
         settings.burst_gap_s,
         settings.near_duplicate_bits,
         held,
@@ -222,7 +227,7 @@ def identify_all(
     face_rule = FaceRule(settings.face_threshold, settings.face_margin)
     identified = [
         identify_photo(p, known, settings.review_threshold, decisions, gallery, face_rule)
-        for p in deduped + [p for p in placed if p.status == REJECTED]
+        for p in deduped
     ]
     return late_batches(hold_too_late(i) if i.photo.path in held else i for i in identified)
 

@@ -172,13 +172,14 @@ def test_approving_a_missed_checkpoint_leaves_the_finish_photo_as_read() -> None
 
 
 def test_a_photo_without_time_is_in_review_and_timed_where_the_official_places_it() -> None:
-    # Bad EXIF: the photo of 101's finish has no time; read surely all the same. An official
-    # must see it, and can place it (and one in no station folder, opened by its link).
+    # Bad EXIF: the photo of 101's finish has no time (and one in no station folder has no
+    # station); read surely all the same. An official must see it, and can place it.
     no_time = replace(photo("f", bibs=(read("101", 0.98),)), status="rejected", reason="bad_exif")
     no_station = replace(no_time, station_id=None, reason="unknown_station")
-    shown = identify_photo(no_time, LISTED, THRESHOLD, {})
-    assert shown.photo == no_time and shown.sightings == ()
-    assert [(i.reason, i.candidates) for i in shown.review] == [("bad_exif", ("101",))]
+    for rejected in (no_time, no_station):
+        shown = identify_photo(rejected, LISTED, THRESHOLD, {})
+        assert shown.photo == rejected and shown.sightings == ()
+        assert [(i.reason, i.candidates) for i in shown.review] == [(rejected.reason, ("101",))]
     item = Item(no_time.image_id, "bad_exif", "finish", ("101",))
     placed = Placement("finish", DECIDED - timedelta(minutes=50))
     rows = decision_rows("assign", item, official="kari", now=DECIDED, bibs=("101",), placed=placed)

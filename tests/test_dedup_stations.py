@@ -108,3 +108,79 @@ def test_identify_all__a_copy_in_no_station_folder_is_nothing_to_review(tmp_path
     identified = identify_all([finish, misc], cfg)
     assert [s.station_id for i in identified for s in i.sightings] == ["finish"]
     assert [r.reason for i in identified for r in i.review] == []
+    # Its row is a duplicate of the photo timed, not a rejected photo of no station.
+    [copy] = [i.photo for i in identified if i.photo.path == misc.path]
+    assert (copy.status, copy.reason, copy.duplicate_of_path) == (
+        "duplicate",
+        "exact_duplicate",
+        finish.path,
+    )
+
+
+def _cfg(tmp_path: Path) -> SimpleNamespace:
+    return SimpleNamespace(
+        course=make_course(),
+        athletes=(athlete("101"),),
+        corrections=(),
+        start_list_file=str(tmp_path / "startlist.csv"),
+    )
+
+
+def test_identify_all__a_unique_photo_of_no_station_is_queued(tmp_path: Path) -> None:
+    # A camera folder named wrongly: its photos are copies of nothing; an official places them.
+    exif = ExifFacts(datetime_original="2026:05:01 10:40:00", offset="+02:00")
+    lost = photo("f", folder="Finsh", station=None, seconds=None, exif=exif, bibs=(read("101"),))
+    [shown] = identify_all([lost], _cfg(tmp_path))
+    assert (shown.photo.status, shown.photo.reason) == ("rejected", "unknown_station")
+    assert [(r.reason, r.candidates) for r in shown.review] == [("unknown_station", ("101",))]
+
+
+def test_identify_all__copies_of_a_rejected_photo_are_one_to_review(tmp_path: Path) -> None:
+    # Two copies of a photo with a broken clock: one rejected photo, one duplicate of it.
+    broken = ExifFacts(datetime_original="nonsense", offset="+02:00")
+    first = photo(
+        "f", folder="finish", station=None, seconds=None, exif=broken, bibs=(read("101"),)
+    )
+    second = replace(first, path="/race/images/finish/g.jpg")
+    identified = identify_all([second, first], _cfg(tmp_path))
+    rows = sorted((i.photo.path, i.photo.status, i.photo.reason) for i in identified)
+    assert rows == [
+        (first.path, "rejected", "bad_exif"),
+        (second.path, "duplicate", "exact_duplicate"),
+    ]
+    assert [r.reason for i in identified for r in i.review] == ["bad_exif"]
+
+
+def test_run__copies_in_folders_of_no_station(race: Path, tmp_path: Path) -> None:
+    # A finish photo copied into misc/; another moved into lost/ and copied into lost2/.
+    images = tmp_path / "images"
+    shutil.copytree(race / "images", images)
+    first = _rows_of_run(race, images, tmp_path / "before")
+    timed, moved = [
+        r
+        for r in sorted(first, key=lambda r: r["path"])
+        if r["station_id"] == "finish" and r["status"] == "passage"
+    ][:2]
+    (images / "misc").mkdir()
+    shutil.copyfile(timed["path"], images / "misc" / "a.jpg")
+    for folder in ("lost", "lost2"):
+        (images / folder).mkdir()
+        shutil.copyfile(moved["path"], images / folder / "b.jpg")
+    Path(moved["path"]).unlink()
+    out = tmp_path / "out"
+    _run(race, images, out)
+
+    rows = {r["path"]: r for r in _rows(out, "images.parquet")}
+    copy = rows[str(images / "misc" / "a.jpg")]
+    assert (copy["status"], copy["reason"], copy["duplicate_of_path"]) == (
+        "duplicate",
+        "exact_duplicate",
+        timed["path"],
+    )
+    lost, lost2 = rows[str(images / "lost" / "b.jpg")], rows[str(images / "lost2" / "b.jpg")]
+    assert (lost["status"], lost["reason"]) == ("rejected", "unknown_station")
+    assert (lost2["status"], lost2["reason"]) == ("duplicate", "exact_duplicate")
+    review = _rows(out, "review.parquet")
+    assert timed["image_id"] not in {r["image_id"] for r in review}
+    [item] = [r for r in review if r["image_id"] == moved["image_id"]]
+    assert item["reason"] == "unknown_station"

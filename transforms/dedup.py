@@ -4,6 +4,9 @@ An exact duplicate has the same SHA-256 as another file; the first by path is
 kept. Copies of one photo in the folders of different stations (a start photo
 copied into finish/ by mistake) leave its station in doubt: the first copy is
 kept, timed at neither station, for an official to place (station_conflict).
+Rejected photos take part too: a copy in a folder of no station of a photo placed at
+its station is a duplicate of it (not a photo to place), and the copies of a photo
+rejected everywhere are one rejected photo and its duplicates (one review item).
 
 A near duplicate is a photo taken at the same station within a burst gap of a
 kept one, with a perceptual hash within a few bits of it, and no bib read that
@@ -21,18 +24,19 @@ from apache_beam.transforms import window
 from apache_beam.transforms.window import TimestampedValue
 
 from transforms.corrections import STATION_CONFLICT
-from transforms.records import DUPLICATE, REVIEW, Photo, pack_photo, unpack_photo
+from transforms.records import DUPLICATE, REJECTED, REVIEW, Photo, pack_photo, unpack_photo
 
 EXACT_DUPLICATE = "exact_duplicate"
 
 
 def mark_exact_duplicates(copies: Iterable[Photo]) -> list[Photo]:
-    """Photos of one image_id: the first by path is kept, the others point at it. Copies
-    placed at different stations put the kept one in review: timing it at either station
-    would be a guess (a start photo in finish/ took its runners' start passages)."""
-    ordered = sorted(copies, key=lambda p: p.path)
+    """Photos of one image_id: the first by path of those placed (of all, if none is) is
+    kept, the others point at it. Copies placed at different stations put the kept one in
+    review: timing it at either station would be a guess (a start photo in finish/ took
+    its runners' start passages)."""
+    ordered = sorted(copies, key=lambda p: (p.status == REJECTED, p.path))
     first = ordered[0]
-    if len({p.station_id for p in ordered}) > 1:
+    if len({p.station_id for p in ordered if p.status != REJECTED}) > 1:
         first = replace(first, status=REVIEW, reason=STATION_CONFLICT)
     return [first] + [
         replace(
@@ -125,8 +129,13 @@ def mark_bursts(
     return apart + mark_near_duplicates(fresh, gap_s, bits)
 
 
+def _untimed(photo: Photo, partitions: int) -> int:
+    """1 for a photo without time (rejected: no burst to be in), 0 for a timed one."""
+    return int(photo.taken_at is None)
+
+
 class DedupPhotos(beam.PTransform):
-    """Timed photos -> the same photos, with exact and near duplicates marked."""
+    """Timed and rejected photos -> the same photos, with exact and near duplicates marked."""
 
     def __init__(
         self, burst_gap_s: float, near_duplicate_bits: int, held: frozenset[str] = frozenset()
@@ -137,11 +146,15 @@ class DedupPhotos(beam.PTransform):
         self._bits = near_duplicate_bits
 
     def expand(self, photos: beam.PCollection) -> beam.PCollection:
-        return (
+        timed, untimed = (
             photos
             | "ByContent" >> beam.Map(_keyed(lambda p: p.image_id))
             | "GroupCopies" >> beam.GroupByKey()
             | "MarkExact" >> beam.FlatMap(_copies)
+            | "Untimed" >> beam.Partition(_untimed, 2)
+        )
+        bursts = (
+            timed
             | "StampAgain" >> beam.Map(_restamp)
             # A burst is a session of photos at one station with gaps shorter than burst_gap_s.
             | "BurstSessions" >> beam.WindowInto(window.Sessions(self._gap_s))
@@ -151,3 +164,4 @@ class DedupPhotos(beam.PTransform):
             | "Unwindow" >> beam.WindowInto(window.GlobalWindows())
             | "StampOnceMore" >> beam.Map(_restamp)
         )
+        return (bursts, untimed) | "WithUntimed" >> beam.Flatten()

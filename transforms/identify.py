@@ -26,7 +26,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from transforms.bibs import listed_bib
-from transforms.corrections import BAD_EXIF, STATION_CONFLICT, TOO_LATE, Decision
+from transforms.corrections import STATION_CONFLICT, TOO_LATE, UNPLACED, Decision
 from transforms.dedup import EXACT_DUPLICATE
 from transforms.faces import Gallery, match_face, untied_faces
 from transforms.quality import is_covered
@@ -121,11 +121,11 @@ def in_doubt(photo: Photo, known: frozenset[str]) -> ReviewItem:
     return replace(_review(photo, STATION_CONFLICT, bibs), station_id=None, taken_at=None)
 
 
-def without_time(photo: Photo, known: frozenset[str]) -> Identified:
-    """A photo without time (bad EXIF): rejected, and in review where a listed bib was read
-    on it (a finish photo with a broken clock would otherwise lose its runners unseen). A
-    photo without station is not queued: it is often a copy, in a folder of no station, of
-    a photo placed and timed already (an official may still open and place it)."""
+def unplaced(photo: Photo, known: frozenset[str]) -> Identified:
+    """A photo without time or station: rejected, and in review where a listed bib was read
+    on it (a finish photo with a broken clock, or from a camera folder named wrongly, would
+    otherwise lose its runners unseen). A copy of a photo placed at a station is no such
+    photo: DedupPhotos made it a duplicate of that one."""
     bibs = [r.bib for r in listed_reads(as_listed(best_reads(photo.facts.bibs), known))]
     return Identified(photo, (), (_review(photo, photo.reason, bibs),) if bibs else ())
 
@@ -281,8 +281,8 @@ def identify_photo(
         return apply_decision(photo, decision, known)
     if photo.reason == STATION_CONFLICT:
         return Identified(photo, (), (in_doubt(photo, known),))
-    if photo.status == REJECTED and photo.reason == BAD_EXIF:
-        return without_time(photo, known)
+    if photo.status == REJECTED and photo.reason in UNPLACED:
+        return unplaced(photo, known)
     if photo.status is not None:
         return Identified(photo)  # duplicates and rejects keep their status
     result = identify(photo, known, threshold)
