@@ -218,3 +218,37 @@ def test_check_waves__wave_not_in_course_names_the_line(write_file: Callable[...
     path = write_file("startlist.csv", "bib,name,wave\n1,Ola Hansen,A\n2,Kari Lie,C\n")
     with pytest.raises(ConfigError, match="line 3"):
         check_waves(make_course(), load_start_list(path), path)
+
+
+def test_load_start_list__gender_is_one_group_whatever_its_case(
+    write_file: Callable[..., str],
+) -> None:
+    # "F", "f" and " F " from three people typing into one sheet are one gender: as written,
+    # each was its own group with its own places (two "first woman").
+    path = write_file("startlist.csv", "bib,name,gender\n1,A,F\n2,B,f\n3,C, F \n4,D,\n")
+    assert [a.gender for a in load_start_list(path)] == ["F", "F", "F", ""]
+
+
+def test_load_start_list__categories_differing_only_in_case_name_both_lines(
+    write_file: Callable[..., str],
+) -> None:
+    path = write_file("startlist.csv", "bib,name,category\n1,A,M40\n2,B, M40 \n3,C,m40\n")
+    message = _error(load_start_list, path)
+    assert message.startswith(
+        f"{path}: line 4: bib 3: category 'm40' differs from 'M40' (line 2) only in case"
+    )
+
+
+def test_load_start_list__bibs_equal_as_numbers_name_both_lines(
+    write_file: Callable[..., str],
+) -> None:
+    path = write_file("startlist.csv", "bib,name\n007,A\n101,B\n7,C\n")
+    message = _error(load_start_list, path)
+    assert message.startswith(f"{path}: line 4: bib 7 is bib 007 (line 2) as a number")
+
+
+def test_load_start_list__bibs_with_letters_are_compared_as_written(
+    write_file: Callable[..., str],
+) -> None:
+    path = write_file("startlist.csv", "bib,name\nA7,A\nA07,B\n7,C\n")
+    assert [a.bib for a in load_start_list(path)] == ["A7", "A07", "7"]

@@ -357,6 +357,7 @@ def parse_start_list(text: str, path: str = "startlist.csv") -> tuple[Athlete, .
     reader.fieldnames = header
     athletes: list[Athlete] = []
     lines_of: dict[str, int] = {}
+    spellings: Spellings = {}
     for row in reader:
         line = reader.line_num
         values = {k: (row.get(k) or "").strip() for k in START_LIST_COLUMNS}
@@ -377,10 +378,47 @@ def parse_start_list(text: str, path: str = "startlist.csv") -> tuple[Athlete, .
                 f"(first on line {lines_of[values['bib']]})"
             )
         lines_of[values["bib"]] = line
+        _check_spellings(values, line, path, spellings)
+        # Gender is a code (F, M, X) typed by many hands: "f" is "F", one group of places.
+        values["gender"] = values["gender"].upper()
         athletes.append(Athlete(**values, line=line))
     if not athletes:
         raise ConfigError(f"{path}: no athletes")
     return tuple(athletes)
+
+
+# The first spelling seen of a bib's number or of a category (case-folded), and its line.
+Spellings = dict[tuple[str, object], tuple[str, int]]
+
+
+def _other_spelling(
+    spellings: Spellings, key: tuple[str, object], written: str, line: int
+) -> tuple[str, int] | None:
+    """The first spelling under key and its line where it is not written; remembers the first."""
+    first = spellings.setdefault(key, (written, line))
+    return None if first[0] == written else first
+
+
+def _check_spellings(values: dict[str, str], line: int, path: str, spellings: Spellings) -> None:
+    """Refuses a bib or category that an earlier line wrote otherwise.
+
+    Bibs "007" and "7" are two strings but one number: a results website (or the
+    spreadsheet the list went through) reads both as 7, and reads one edit off both ("07")
+    are no athlete's. Categories "M40" and "m40" would be two groups with two winners; the
+    category is shown as written, so which spelling is right is the organiser's to say.
+    """
+    bib, category = values["bib"], values["category"]
+    if bib.isdecimal() and (first := _other_spelling(spellings, ("bib", int(bib)), bib, line)):
+        raise ConfigError(
+            f"{path}: line {line}: bib {bib} is bib {first[0]} (line {first[1]}) as a "
+            "number (leading zeros lost in a spreadsheet? write each bib as printed)"
+        )
+    key = ("category", category.casefold())
+    if category and (first := _other_spelling(spellings, key, category, line)):
+        raise ConfigError(
+            f"{path}: line {line}: bib {bib}: category '{category}' differs from '{first[0]}' "
+            f"(line {first[1]}) only in case (one category: write it one way)"
+        )
 
 
 def load_start_list(path: str) -> tuple[Athlete, ...]:
