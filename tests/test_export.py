@@ -88,3 +88,19 @@ def test_results_csv__a_split_is_headed_by_its_name_and_distance_once() -> None:
     assert split_label("3.3 km", 3.333) == "3.3 km"
     assert split_label("Holmenkollen", 5.0) == "Holmenkollen (5 km)"
     assert results_csv([], course).splitlines()[0].split(",")[8] == "Holmenkollen (5 km)"
+
+
+def test_results_csv__text_a_spreadsheet_would_run_is_written_as_text() -> None:
+    # A start list's name "=HYPERLINK(...)" went into results.csv as it was: opened in a
+    # spreadsheet it is a formula (CSV injection). OWASP's form: a ' before the cell's first
+    # character, for the cells that start as a formula does; the times ("-0:01:40.0") are ours.
+    evil = replace(athlete("101", category="+M40"), name='=HYPERLINK("http://x","y")', club="@x")
+    tab = replace(athlete("102", category="-"), name="\tTab", wave="A")
+    ps = [passage("101", "start", 10), passage("101", "finish", 3010)]
+    named = (COURSE.stations[0], replace(COURSE.stations[1], name="=cp"), COURSE.stations[2])
+    course = replace(COURSE, stations=named)
+    rows = build_leaderboard(ps, course, [evil, tab], at(99999))
+    table = list(csv.reader(io.StringIO(results_csv(rows, course))))
+    assert table[0][8] == "'=cp (5 km)"
+    assert table[1][2:6] == ['\'=HYPERLINK("http://x","y")', "", "'+M40", "'@x"]
+    assert table[2][2:5] == ["'\tTab", "", "'-"]

@@ -4,6 +4,8 @@ Place, bib and name first, then the athlete's details, one column per split
 in course order, the finish times, and the places within gender and
 category. Times are h:mm:ss.t; a blank cell is a time not taken. Only athletes of the
 start list are published: an unknown bib's row stays in the leaderboard for officials.
+Text from the start list or the course that a spreadsheet would take for a formula
+(starting with = + - @, a tab or a carriage return) is written with a ' before it.
 """
 
 from __future__ import annotations
@@ -42,11 +44,21 @@ def split_label(name: str, km: float | None) -> str:
     return f"{name} ({km:g} km)"
 
 
+# What a spreadsheet takes a cell's start for a formula by (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def text_cell(text: str) -> str:
+    """A start list's or course's text as a cell no spreadsheet runs as a formula: a name
+    "=HYPERLINK(...)" is written '=HYPERLINK(...), as OWASP recommends; other text as is."""
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
+
+
 def results_csv(rows: list[dict], course: Course) -> str:
     splits = course.stations[1:-1]
     header = (
         ["Place", "Bib", "Name", "Gender", "Category", "Club", "Wave", "Status"]
-        + [split_label(s.name, s.km) for s in splits]
+        + [text_cell(split_label(s.name, s.km)) for s in splits]
         + ["Chip Time", "Gun Time", "Pace (min/km)", "Gap", "Gender Place", "Category Place"]
         + ["Flags"]
     )
@@ -59,12 +71,7 @@ def results_csv(rows: list[dict], course: Course) -> str:
         writer.writerow(
             [
                 r["rank"] or "",
-                r["bib"],
-                r["name"],
-                r["gender"],
-                r["category"],
-                r["club"],
-                r["wave"],
+                *(text_cell(r[k]) for k in ("bib", "name", "gender", "category", "club", "wave")),
                 r["status"].upper(),
             ]
             + [clock(r[split_column(s.id)]) for s in splits]
