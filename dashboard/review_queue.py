@@ -27,6 +27,7 @@ from transforms.corrections import (
     UNPLACED,
     Correction,
 )
+from transforms.records import DUPLICATE
 
 APPROVE, ASSIGN, REJECT, DSQ, ACCEPT = "approve", "assign", "reject", "dsq", "accept"
 # "The result stands": logged as an athlete decision, so that it decides nothing about the
@@ -199,8 +200,14 @@ def opened_item(images: pd.DataFrame, image_id: str) -> Item | None:
     rows = images[images["image_id"] == image_id]
     if rows.empty:
         return None
-    row = rows.iloc[0]
+    # The photo's own row: a copy's (exact_duplicate) has its own folder's station.
+    kept = rows[rows["status"] != DUPLICATE]
+    row = (kept if not kept.empty else rows).iloc[0]
     bibs = tuple(row["bibs"]) if row["bibs"] is not None else ()
+    if row["reason"] == STATION_CONFLICT:
+        # Still in doubt: placed by the official as in the queue, never approved where a
+        # copy's folder put it.
+        return Item(image_id, STATION_CONFLICT, None, bibs, None)
     return Item(image_id, OPENED, text_or_none(row["station_id"]), bibs, _when(row["taken_at"]))
 
 

@@ -735,6 +735,20 @@ def test_review__a_photo_of_two_stations_is_assigned_where_the_official_says(
     assert row["passed_at"] == "2026-05-01T08:21:43+00:00"  # finish's time of the photo
 
 
+def test_review__a_photo_of_two_stations_opened_by_its_link_is_not_approved(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    image_id = _photo_in_two_folders(race)
+    # Its item settled by another official, not re-timed yet: the link opens the photo.
+    decided = pd.Timestamp("2026-05-01T09:00:00Z").to_pydatetime()
+    other = Correction(image_id, "assign", "102", "finish", None, decided, "ola")
+    append_corrections(str(race.corrections), [other])
+    at = open_page(REVIEW, image=image_id)
+    assert "Came in for several stations" in [s.value for s in at.subheader]
+    assert "approve" not in [b.key for b in at.button]
+    assert at.radio(key="place_station").options == ["5 km · 10:21:40", "Finish · 10:21:43"]
+
+
 def _photo_without_time(race: Race) -> str:
     """cp1-weak's photo with a broken clock: rejected as bad_exif, in review (a listed bib
     was read on it), as the pipeline leaves it."""
