@@ -6,6 +6,8 @@ Pure functions of the results tables, so tests call them without Streamlit.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pandas as pd
 
 from dashboard.board import station_label
@@ -14,19 +16,27 @@ from dashboard.formats import local_time
 from transforms.corrections import Correction
 
 REVIEW, DUPLICATE = "review", "duplicate"
+ACCEPT = "accept"  # the log's action: a photo held as too late timed all the same
 
 
-def settled_by_official(images: pd.DataFrame) -> pd.Series:
-    """Photos whose status an official's decision set (assigned, approved, rejected)."""
-    return images["reason"].fillna("").str.endswith("_by_official")
+def settled_by_official(images: pd.DataFrame, corrections: Iterable[Correction] = ()) -> pd.Series:
+    """Photos whose status an official's decision set (assigned, approved, rejected), and
+    those timed because an official accepted them although they arrived too late (their
+    rows are timed as read, so their reason does not say it; a copy's row stays the
+    pipeline's)."""
+    accepted = {c.image_id for c in corrections if c.action == ACCEPT}
+    by_reason = images["reason"].fillna("").str.endswith("_by_official")
+    return by_reason | (images["image_id"].isin(accepted) & (images["status"] != DUPLICATE))
 
 
-def auto_resolved_share(images: pd.DataFrame) -> float | None:
+def auto_resolved_share(
+    images: pd.DataFrame, corrections: Iterable[Correction] = ()
+) -> float | None:
     """Of all photos, the share the pipeline settled by itself: neither waiting for review
-    nor decided by an official. None for a run without photos."""
+    nor decided by an official (`corrections`, the log). None for a run without photos."""
     if images.empty:
         return None
-    auto = (images["status"] != REVIEW) & ~settled_by_official(images)
+    auto = (images["status"] != REVIEW) & ~settled_by_official(images, corrections)
     return float(auto.mean())
 
 

@@ -169,6 +169,7 @@ class LiveRace:
         self.state = LiveState()
         self._log = log
         self._held = held_too_late(self.cfg.out)
+        self._held_now = 0  # photos the results hold as arrived too late
         self._closed = self._closed_now()
         # Decisions are logged while the run goes on: by the dashboard, into its default log
         # in the results folder, unless both are given another.
@@ -202,7 +203,7 @@ class LiveRace:
         self._publish(final)
         print(
             f"live: +{len(new)} files, {len(self.state.photos)} in the results "
-            f"({len(self.state.too_late)} arrived too late), "
+            f"({self._held_now} held as arrived too late), "
             f"updated in {time.monotonic() - started:.1f} s",
             file=self._log,
             flush=True,
@@ -256,6 +257,8 @@ class LiveRace:
         self._closed = self._closed_now()
         late = frozenset(self.state.too_late)
         timed = time_photos(self.state.photos.values(), self.cfg, late, live=True, ended=final)
+        # Those an official accepted or decided are timed or settled: no longer held.
+        self._held_now = sum(p.reason == TOO_LATE for p in timed.images)
         write_results(timed.tables(), self.cfg.out, self.cfg.course)
         if self.state.cycles == 0:  # with the first results: the dashboard's race and stations
             record_inputs(self.cfg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dashboard.review_queue import ACCEPT, decision_rows, items_of
+from dashboard.tallies import settled_by_official
 from pipeline.cli import main
 from pipeline.drip import differing, drip
 from pipeline.live import LiveRace, LiveState, batch_argv, poll, stable_files, watch
@@ -303,11 +305,13 @@ def test_live_race__a_station_uploading_late_is_one_review_item_accepted_at_once
     course = _late_course(race, tmp_path, 60.0)
     images = _live_copy(race, tmp_path, ("start", "unsorted"))
     out = tmp_path / "live"
-    live = LiveRace(_argv(race, images, out, batch / "facts", course))
+    log = io.StringIO()
+    live = LiveRace(_argv(race, images, out, batch / "facts", course), log)
     live.update(final=True)
     shutil.copytree(race / "images" / "finish", images / "finish")
     live.update(final=True)
     held = [r for r in _table(out, "images.parquet") if r["reason"] == "too_late"]
+    assert f"({len(held)} held as arrived too late)" in log.getvalue().splitlines()[-1]
     assert len(held) > 1 and {r["station_id"] for r in held} == {"finish"}
     [item] = [r for r in _table(out, "review.parquet") if r["reason"] == "too_late"]
     assert item["station_id"] == "finish"
@@ -324,6 +328,13 @@ def test_live_race__a_station_uploading_late_is_one_review_item_accepted_at_once
     assert not [r for r in _table(out, "images.parquet") if r["reason"] == "too_late"]
     assert not [r for r in _table(out, "review.parquet") if r["reason"] == "too_late"]
     assert _table(out, "passages.parquet") == _table(batch, "passages.parquet")
+    assert "(0 held as arrived too late)" in log.getvalue().splitlines()[-1]  # accepted
+    # The stats page: settled by the official who accepted them, not by the pipeline.
+    images_now = pd.read_parquet(out / "images.parquet")
+    official = set(images_now[settled_by_official(images_now, rows)]["image_id"])
+    held_ids = {r["image_id"] for r in held}
+    timed = set(images_now[images_now["status"] == "passage"]["image_id"]) & held_ids
+    assert timed and timed <= official <= held_ids
     live.close()
 
 

@@ -27,7 +27,7 @@ def show_figures(settings: Settings) -> None:
     review = data.review(settings.out)
     log = data.corrections(settings.corrections)
     open_items = pending(items_of(review), log.corrections)
-    share = tallies.auto_resolved_share(images)
+    share = tallies.auto_resolved_share(images, log.corrections)
     figures = {
         "Photos": f"{len(images)}",
         "Settled automatically": "–" if share is None else f"{share:.1%}",
