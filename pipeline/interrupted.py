@@ -29,7 +29,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.cli import RUN_FILE
 from pipeline.progress import count_facts
-from pipeline.worker_command import WORKER_LOST
+from pipeline.worker_command import STOP_THREAD, WORKER_LOST
 from transforms.photos import FactStore
 from transforms.schemas import (
     ATHLETE_PHOTOS_FILE,
@@ -86,10 +86,12 @@ def stopped_on_signals(out: str, facts: str) -> Iterator[list[Ender]]:
 
     def stop(signum: int, _: object) -> None:
         stopping.set()
+        once.acquire()  # a stop already begun (on the other thread) ends the process
         # An impatient second Ctrl-C must not interrupt the stopping, nor the commands of the
         # workers it ends, which see them end without a word.
-        for each in (*SIGNALS, WORKER_LOST, NO_ROOM):
-            signal.signal(each, signal.SIG_IGN)
+        if threading.current_thread() is threading.main_thread():
+            for each in (*SIGNALS, WORKER_LOST, NO_ROOM):
+                signal.signal(each, signal.SIG_IGN)
         terminal = _quieted_stderr()
         try:
             started_here = descendants(os.getpid())
@@ -110,17 +112,43 @@ def stopped_on_signals(out: str, facts: str) -> Iterator[list[Ender]]:
         finally:
             os._exit(1 if signum in (WORKER_LOST, NO_ROOM) else 128 + signum)
 
+    once = threading.RLock()
     previous = handled_by(stop)
     previous[WORKER_LOST] = signal.signal(WORKER_LOST, stop)  # from a worker's command
     previous[NO_ROOM] = signal.signal(NO_ROOM, stop)
+    wakeup = stopped_off_the_main_thread(stop, set(previous))
     try:
         with news_held_back_for(stopping), no_room_told_to(no_room):
             yield ends
+    except Exception as error:
+        if tells_of_a_lost_worker(error):
+            stopping.wait(LOST_WORKER_WAIT_S)  # its command's WORKER_LOST ends the process
+        raise
     finally:
+        signal.set_wakeup_fd(wakeup)
         for each, handler in previous.items():
             signal.signal(each, handler)
         os.close(told)
         os.close(telling)
+
+
+def stopped_off_the_main_thread(stop: Callable[[int, object], None], signums: set[int]) -> int:
+    """Has a thread call `stop` for each of `signums` this process receives, as its handler on
+    the main thread does; returns the wakeup fd it replaced. Python runs a handler only once
+    the main thread wakes, and a signal taken by another thread wakes it not: waiting for a
+    stuck worker, it never did (a worker killed on a loaded machine hung the run)."""
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+
+    def watch() -> None:
+        while signum := os.read(read, 1):
+            # Not where live mode handles it itself (its Ctrl-C completes the outputs).
+            if signum[0] in signums and signal.getsignal(signum[0]) is stop:
+                stop(signum[0], None)
+
+    threading.Thread(target=watch, name=STOP_THREAD, daemon=True).start()
+    return previous
 
 
 def folder_of(path: str, folders: Iterable[str]) -> str:
@@ -135,20 +163,46 @@ def folder_of(path: str, folders: Iterable[str]) -> str:
 # streams to this process at once, and Beam's threads report them (a traceback each) before
 # its command has told this process (WORKER_LOST). Once the stop has begun they are no news.
 HELD_BACK_S = 0.5
+# How long an error that tells of a worker's lost streams (the main thread's too) waits for its
+# command's WORKER_LOST: on a loaded machine (load ~6) it came over 0.5 s after them. Only a
+# run whose worker is gone waits so long; its command then ends it at once.
+LOST_WORKER_WAIT_S = 15.0
+# The exceptions by which Beam's threads see a worker's streams closed.
+LOST_STREAM_MESSAGES = ("Channel closed prematurely",)
+
+
+def tells_of_a_lost_worker(error: BaseException | None) -> bool:
+    """Whether `error`, or one it was raised from or during, is a worker's streams closed."""
+    while error is not None:
+        if type(error).__name__ == "RpcError" or any(
+            message in str(error) for message in LOST_STREAM_MESSAGES
+        ):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 @contextlib.contextmanager
 def news_held_back_for(stopping: threading.Event) -> Iterator[None]:
     """Meanwhile, an exception that ends a thread other than the main one, and an error it
-    logs, is reported HELD_BACK_S later, unless `stopping` is set by then: then never."""
+    logs, is reported HELD_BACK_S later (LOST_WORKER_WAIT_S for one that tells of a lost
+    worker, the main thread's too), unless `stopping` is set by then: then never."""
 
     def reported(report: Callable[[threading.ExceptHookArgs], object]) -> Callable:
-        return lambda args: None if stopping.wait(HELD_BACK_S) else report(args)
+        def held_back(args: threading.ExceptHookArgs) -> None:
+            lost = tells_of_a_lost_worker(args.exc_value)
+            if not stopping.wait(LOST_WORKER_WAIT_S if lost else HELD_BACK_S):
+                report(args)
+
+        return held_back
 
     def unless_stopping(record: logging.LogRecord) -> bool:
-        if record.levelno < logging.ERROR or threading.current_thread() is threading.main_thread():
+        if record.levelno < logging.ERROR:
             return True
-        return not stopping.wait(HELD_BACK_S)
+        lost = tells_of_a_lost_worker(record.exc_info[1] if record.exc_info else None)
+        if threading.current_thread() is threading.main_thread() and not lost:
+            return True
+        return not stopping.wait(LOST_WORKER_WAIT_S if lost else HELD_BACK_S)
 
     hook = threading.excepthook
     threading.excepthook = reported(hook)

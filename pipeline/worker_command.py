@@ -23,6 +23,9 @@ LAUNCHER_VARIABLE = "RACELENS_WORKER_LAUNCHER"  # the pid of the launcher the zy
 # killer, say): Beam would end the run with its threads' tracebacks (pipeline/interrupted.py
 # ends it with one line instead).
 WORKER_LOST = signal.SIGUSR1
+# The launcher's thread that stops it on a signal another thread took (pipeline/interrupted.py):
+# it holds no lock, only waits to read, so the zygote may be forked beside it.
+STOP_THREAD = "racelens-stop"
 EXIT = struct.Struct("!i")  # a worker's exit status, sent back to its command
 SIZE = struct.Struct("!I")  # the length of the environment that follows it
 

@@ -58,7 +58,14 @@ from apache_beam.utils import thread_pool_executor
 
 from pipeline import worker_command
 from pipeline.memory import hold_worker_arenas
-from pipeline.worker_command import ADDRESS_VARIABLE, EXIT, LAUNCHER_VARIABLE, SIZE, exactly
+from pipeline.worker_command import (
+    ADDRESS_VARIABLE,
+    EXIT,
+    LAUNCHER_VARIABLE,
+    SIZE,
+    STOP_THREAD,
+    exactly,
+)
 
 # What a worker imports that the launcher has not: Beam's worker main, and what the
 # analysis imports on its first photo (imagehash's phash scipy's FFT, dlib). Imported by the
@@ -297,7 +304,8 @@ def forked_workers(
     where this process runs a thread of its own: the zygote would hold a copy of any lock
     that thread holds at the fork (the stderr buffer's, say), locked for good. Nor where a
     socket cannot be had: Beam then starts its workers as it does by itself."""
-    if not (forkable(opts) and threading.active_count() == 1 and hasattr(os, "fork")):
+    threads = [t for t in threading.enumerate() if t.name != STOP_THREAD]
+    if not (forkable(opts) and len(threads) == 1 and hasattr(os, "fork")):
         yield no_workers_to_end
         return
     folder = tempfile.mkdtemp(prefix="racelens-workers-")
@@ -380,6 +388,7 @@ def _serve(listener: socket.socket, launcher_alive: int, load: Callable[[], obje
         # forked with this process's copy of the launcher.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)  # the launcher's: its signals, not this group's
         hold_worker_arenas()
         for name in WARM_MODULES:
             with contextlib.suppress(ImportError):

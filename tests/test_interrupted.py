@@ -261,13 +261,34 @@ def kill_a_stuck_worker(marks: Path) -> Callable[[int], None]:
     return send
 
 
+# Imported by every process of the run (sitecustomize): a worker's command tells the launcher
+# of its worker's death TOLD_LATE_S late, as a loaded machine (load ~6) had it.
+TOLD_LATE = """
+import os, signal, time
+kill = os.kill
+
+def kill_late(pid, signum):
+    if signum == signal.SIGUSR1:
+        time.sleep(float(os.environ["TOLD_LATE_S"]))
+    kill(pid, signum)
+
+os.kill = kill_late
+"""
+
+
+@pytest.mark.parametrize("told_late_s", [0.0, 2.0])
 def test_run__a_worker_killed_ends_it_in_one_line_exit_1_and_the_next_run_resumes(
-    race: Path, uninterrupted: Path, tmp_path: Path
+    race: Path, uninterrupted: Path, tmp_path: Path, told_late_s: float
 ) -> None:
-    # It ended with 116-236 lines of Beam's threads' tracebacks ("Channel closed prematurely").
-    out, marks = tmp_path / "out", tmp_path / "marks"
+    # It ended with 116-236 lines of Beam's threads' tracebacks ("Channel closed prematurely");
+    # then again where its command told the launcher over 0.5 s late (exit -10, 30-330 lines).
+    out, marks, preload = tmp_path / "out", tmp_path / "marks", tmp_path / "preload"
+    preload.mkdir()
+    (preload / "sitecustomize.py").write_text(TOLD_LATE)
+    path = os.pathsep.join(filter(None, [str(preload), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "TOLD_LATE_S": str(told_late_s)}
     command = stuck_run(race, out, marks)
-    returncode, err, left = interrupted_run(command, marks, kill_a_stuck_worker(marks))
+    returncode, err, left = interrupted_run(command, marks, kill_a_stuck_worker(marks), env)
     results_now = f"no results are written in {out} yet"
     assert (returncode, err.splitlines()) == (
         1,
