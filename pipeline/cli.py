@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, NoReturn
 from transforms.course import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from pipeline.interrupted import Ender
@@ -127,6 +129,36 @@ def _execute(beam_argv: list[str], retime: bool = False, own_process: bool = Fal
         return _finish(cfg)
     with stopping as ends:
         return _batch(opts, cfg, beam_argv, retime, own_process, ends)
+
+
+# Held by a batch run (`racelens run`, `racelens results`) in its results folder while it
+# runs, with its pid inside (pipeline/live_lock.py): two at once would mix their results.
+RUN_LOCK_FILE = ".run.lock"
+
+
+def another_run_writes(out: str, pid: str) -> str:
+    return (
+        f"--out {out}: another racelens run (pid {pid}) writes these results; wait for it "
+        "to end, or give another --out"
+    )
+
+
+@contextlib.contextmanager
+def held_by_this_run(out: str) -> Iterator[None]:
+    """Meanwhile a local `out` is this process's; raises ConfigError when another batch run
+    holds it (a live run is refused in check_output_folders)."""
+    from pipeline.live_lock import hold_lock, lock_holder
+
+    if "://" in out:
+        yield
+        return
+    os.makedirs(out, exist_ok=True)
+    lock = hold_lock(os.path.join(out, RUN_LOCK_FILE), str(os.getpid()))
+    if lock is None:  # started since check_output_folders looked
+        holder = lock_holder(os.path.join(out, RUN_LOCK_FILE))
+        raise ConfigError(another_run_writes(out, holder or "?"))
+    with lock:
+        yield
 
 
 def check_options(beam_argv: list[str]) -> None:
@@ -230,7 +262,7 @@ def check_output_folders(cfg: RaceConfig) -> None:
     inside --images, where a second run read the first one's outputs and facts as photos, or
     where a live run keeps the results in --out: each run would replace the other's files
     (a batch run, `racelens results` by hand or the dashboard's, another live run)."""
-    from pipeline.live_lock import live_run_log
+    from pipeline.live_lock import live_run_log, lock_holder
 
     for flag, folder in (("--out", cfg.out), ("--facts", cfg.facts)):
         if "://" in folder:
@@ -243,6 +275,9 @@ def check_output_folders(cfg: RaceConfig) -> None:
         problem = unwritable(folder)
         if problem:
             raise ConfigError(f"{flag}: cannot write in '{folder}': {problem}")
+    batch = None if "://" in cfg.out else lock_holder(os.path.join(cfg.out, RUN_LOCK_FILE))
+    if batch is not None:
+        raise ConfigError(another_run_writes(cfg.out, batch))
     live_log = live_run_log(cfg.out)
     if live_log is not None:
         raise ConfigError(
@@ -275,7 +310,11 @@ def _batch(
     # pipeline before: gRPC's state would be copied, broken (see pipeline/workers.py).
     loading = functools.partial(load_models, cfg, analyses=not retime)
     in_here = contextlib.nullcontext(no_workers_to_end)
-    with forked_workers(opts, loading) if own_process else in_here as end_workers:
+    # Held once the zygote is forked: a lock its processes shared would outlive a killed run.
+    with (
+        forked_workers(opts, loading) if own_process else in_here as end_workers,
+        held_by_this_run(cfg.out),
+    ):
         ends.append(end_workers)
         if cfg.progress and not retime:
             total = count_files(cfg.images)

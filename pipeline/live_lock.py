@@ -28,23 +28,37 @@ def hold_live_lock(out: str, log: str) -> TextIO | None:
     if "://" in out:
         return None
     os.makedirs(out, exist_ok=True)
-    path = os.path.join(out, LIVE_LOCK_FILE)
-    lock = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open while the run lasts
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as e:
-        lock.close()
-        raise ConfigError(f"--out {out}: another live run writes these results") from e
-    lock.truncate(0)
-    lock.write(log)
-    lock.flush()
+    lock = hold_lock(os.path.join(out, LIVE_LOCK_FILE), log)
+    if lock is None:
+        raise ConfigError(f"--out {out}: another live run writes these results")
     return lock
 
 
 def live_run_log(out: str) -> str | None:
     """The corrections log that a live run on `out` reads, or None when none runs there."""
+    return lock_holder(os.path.join(out, LIVE_LOCK_FILE))
+
+
+def hold_lock(path: str, content: str) -> TextIO | None:
+    """Holds an advisory lock on the file `path` with `content` in it, until the returned
+    file is closed; None when another process holds it. The system drops a lock with its
+    process, however that ends: a run killed leaves no lock that blocks the next one."""
+    lock = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open while the run lasts
     try:
-        with open(os.path.join(out, LIVE_LOCK_FILE), encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        return None
+    lock.truncate(0)
+    lock.write(content)
+    lock.flush()
+    return lock
+
+
+def lock_holder(path: str) -> str | None:
+    """What the process holding the lock on `path` put in it, or None when none holds it."""
+    try:
+        with open(path, encoding="utf-8") as lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:

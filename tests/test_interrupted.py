@@ -508,3 +508,30 @@ def test_handled_by__not_a_signal_this_process_ignores() -> None:
     finally:
         for each, previous in before.items():
             signal.signal(each, previous)
+
+
+def test_run__a_second_run_on_the_same_out_is_refused_until_the_first_ends_however(
+    race: Path, uninterrupted: Path, tmp_path: Path
+) -> None:
+    # Both ran, each replacing the other's results: outputs of two runs mixed in one folder.
+    out, marks = tmp_path / "out", tmp_path / "marks"
+    marks.mkdir()
+    first = subprocess.Popen(
+        stuck_run(race, out, marks), cwd=REPO, stderr=subprocess.PIPE, process_group=0
+    )
+    try:
+        wait_for(lambda: any(p.name.startswith("stuck-") for p in marks.iterdir()), first)
+        second = racelens(run_argv(race, out))
+        assert (second.returncode, second.stderr.splitlines()) == (
+            2,
+            [
+                f"racelens: error: --out {out}: another racelens run (pid {first.pid}) writes "
+                "these results; wait for it to end, or give another --out"
+            ],
+        ), second.stderr
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # its lock is left behind, held by no one
+        first.communicate(timeout=WAIT_S)
+    resumed = racelens(run_argv(race, out))
+    assert resumed.returncode == 0, resumed.stderr
+    assert results(out) == results(uninterrupted)
