@@ -87,6 +87,13 @@ BAD_COURSES = {
         4,
         "camera 'SN1' is listed for 'start' and 'finish'",
     ),
+    # Three days made every photo of the station bad_exif, blaming the photos' EXIF.
+    "clock_offset_over_a_day": (
+        RACE + "stations:\n  - {id: start, km: 0}\n  - {id: finish, km: 10, "
+        "clock_offset_s: 259200}\n",
+        4,
+        "station 'finish' clock_offset_s 259200 is more than a day (86400 s)",
+    ),
     # Photo folders are matched to station ids ignoring case: 'Finish' and 'finish' are one.
     "station_ids_differ_in_case_only": (
         RACE + "stations:\n  - {id: start, km: 0}\n  - {id: Start, km: 5}\n",

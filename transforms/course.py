@@ -188,6 +188,12 @@ def _parse_station(raw: Any, where: str) -> Station:
     radius_m = _number(raw, "radius_m", 50.0, where)
     if radius_m <= 0:  # no photo would be near enough: every one placed by GPS rejected
         raise ConfigError(f"{where}: station '{sid}' radius_m must be above 0, not {radius_m:g}")
+    offset = _number(raw, "clock_offset_s", 0.0, where)
+    if abs(offset) > MAX_CLOCK_OFFSET_S:  # every photo would be beyond the race: bad_exif
+        raise ConfigError(
+            f"{where}: station '{sid}' clock_offset_s {offset:g} is more than a day "
+            f"({MAX_CLOCK_OFFSET_S:g} s): it is the camera clock's error, in seconds"
+        )
     return Station(
         id=sid,
         name=str(raw.get("name", sid)),
@@ -196,8 +202,12 @@ def _parse_station(raw: Any, where: str) -> Station:
         lon=lon,
         radius_m=radius_m,
         cameras=tuple(str(c) for c in cameras),
-        clock_offset_s=_number(raw, "clock_offset_s", 0.0, where),
+        clock_offset_s=offset,
     )
+
+
+# A camera clock set to the wrong day is a day out; more is no clock error (milliseconds?).
+MAX_CLOCK_OFFSET_S = 86400.0
 
 
 # Settings that are a length of time: a window, a session gap, a burst's gap.
