@@ -26,6 +26,7 @@ import signal
 import socket
 import stat
 import sys
+import threading
 import time
 from typing import TYPE_CHECKING, NoReturn
 
@@ -716,13 +717,28 @@ def _without_beams_worker_noise(record: logging.LogRecord) -> bool:
 def main(argv: list[str] | None = None) -> int:
     if argv is not None:  # a call from other code, which keeps its own handling of Ctrl-C
         return _main(argv, own_process=False)
+    signal.signal(signal.SIGINT, _noting_ctrl_c)
     try:
         return _main(sys.argv[1:], own_process=True)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ImportError) as e:
         # Ctrl-C in a command that has no stopping of its own (demo, bibs, photos, selfcheck):
-        # one line, not the traceback of wherever it was (28-92 lines).
+        # one line, not the traceback of wherever it was (28-92 lines). Ctrl-C while a
+        # compiled module initialises (onnxruntime, dlib) comes out as that module's
+        # ImportError ("initialization failed"), the KeyboardInterrupt lost inside it.
+        if isinstance(e, ImportError) and not _CTRL_C.is_set():
+            raise
         os.write(sys.stderr.fileno(), b"racelens: interrupted\n")
         _ended(128 + signal.SIGINT)
+
+
+_CTRL_C = threading.Event()
+
+
+def _noting_ctrl_c(signum: int, frame: object) -> None:
+    """Python's own Ctrl-C (KeyboardInterrupt), noted, so that main can tell it where an
+    import turned it into an ImportError."""
+    _CTRL_C.set()
+    signal.default_int_handler(signum, frame)
 
 
 def _main(argv: list[str], own_process: bool) -> int:

@@ -535,3 +535,45 @@ def test_run__a_second_run_on_the_same_out_is_refused_until_the_first_ends_howev
     resumed = racelens(run_argv(race, out))
     assert resumed.returncode == 0, resumed.stderr
     assert results(out) == results(uninterrupted)
+
+
+# A command whose Ctrl-C lands while a compiled module initialises: pybind11 turns the
+# KeyboardInterrupt raised in the module's Python imports into ImportError("initialization
+# failed"), as onnxruntime's did under load in selfcheck's first seconds.
+CTRL_C_IN_AN_IMPORT = """
+import os, signal, time
+from pipeline import cli
+
+def command(argv, own_process):
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+    except KeyboardInterrupt:
+        raise ImportError("initialization failed") from None
+
+cli._main = command
+cli.main()
+"""
+
+
+def test_main__ctrl_c_turned_into_an_import_error_is_one_line_exit_130() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", CTRL_C_IN_AN_IMPORT],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+    )
+    assert (done.returncode, done.stderr) == (130, "racelens: interrupted\n"), done.stderr
+
+
+def test_main__an_import_error_without_ctrl_c_is_not_called_an_interruption() -> None:
+    broken = "from pipeline import cli\ndef command(*_, **__):\n    raise ImportError('no dlib')\n"
+    done = subprocess.run(
+        [sys.executable, "-c", broken + "cli._main = command\ncli.main()\n"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+    )
+    assert done.returncode == 1 and "ImportError: no dlib" in done.stderr, done.stderr
