@@ -31,29 +31,12 @@ from pipeline.cli import RUN_FILE
 from pipeline.progress import count_facts
 from pipeline.worker_command import STOP_THREAD, WORKER_LOST
 from transforms.photos import FactStore
-from transforms.schemas import (
-    ATHLETE_PHOTOS_FILE,
-    IMAGES_FILE,
-    LEADERBOARD_FILE,
-    PASSAGES_FILE,
-    RESULTS_CSV,
-    REVIEW_FILE,
-    STATIONS_FILE,
-)
+from transforms.schemas import OUTPUT_FILES
 from transforms.write import TEMPORARY_MARK, files_in, no_room_told_to
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # What a run writes into its results folder (not others': the dashboard's corrections log).
-RUN_FILES = (
-    IMAGES_FILE,
-    PASSAGES_FILE,
-    REVIEW_FILE,
-    LEADERBOARD_FILE,
-    STATIONS_FILE,
-    ATHLETE_PHOTOS_FILE,
-    RESULTS_CSV,
-    RUN_FILE,
-)
+RUN_FILES = (*OUTPUT_FILES, RUN_FILE)
 # What a process of the run sends the launcher once a write of its found the disk full, the
 # write's path told through a pipe: a failed write would end the run with the tracebacks of
 # every worker and of Beam (~250 lines).

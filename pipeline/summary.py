@@ -13,24 +13,12 @@ from dashboard.review_queue import items_of, pending
 from transforms.corrections import UNKNOWN_STATION, Correction
 from transforms.export import clock
 from transforms.records import REJECTED
-from transforms.write import (
-    ATHLETE_PHOTOS_FILE,
+from transforms.schemas import (
     IMAGES_FILE,
     LEADERBOARD_FILE,
-    PASSAGES_FILE,
-    RESULTS_CSV,
-    REVIEW_FILE,
-    STATIONS_FILE,
-)
-
-OUTPUT_FILES = (
-    IMAGES_FILE,
+    OUTPUT_FILES,
     PASSAGES_FILE,
     REVIEW_FILE,
-    LEADERBOARD_FILE,
-    STATIONS_FILE,
-    ATHLETE_PHOTOS_FILE,
-    RESULTS_CSV,
 )
 
 

@@ -19,6 +19,16 @@ STATIONS_FILE = "stations.parquet"
 RESULTS_CSV = "results.csv"
 # Extension: "photos of me", one row per athlete and photo they were identified on.
 ATHLETE_PHOTOS_FILE = "athlete_photos.parquet"
+# Every file a run writes into its results folder, in the order the summary names them.
+OUTPUT_FILES = (
+    IMAGES_FILE,
+    PASSAGES_FILE,
+    REVIEW_FILE,
+    LEADERBOARD_FILE,
+    STATIONS_FILE,
+    ATHLETE_PHOTOS_FILE,
+    RESULTS_CSV,
+)
 
 UTC_TIME = pa.timestamp("ms", tz="UTC")
 
