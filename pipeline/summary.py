@@ -43,11 +43,10 @@ def images_lines(out_dir: str) -> list[str]:
     rows = images.to_pylist()
     statuses = Counter(r["status"] for r in rows)
     why = Counter(r["reason"] for r in rows if r["status"] == REJECTED)
-    counts = [
-        f"{n} {s}" + (": " + _counted(why) if s == REJECTED and why else "")
-        for s, n in sorted(statuses.items())
-    ]
-    lines = [f"images read: {len(rows)}" + (f" ({', '.join(counts)})" if counts else "")]
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
+    lines = [f"images read: {len(rows)}" + (f" ({counts})" if counts else "")]
+    if why:
+        lines.append("rejected: " + _counted(why))
     folders = Counter(
         posixpath.basename(posixpath.dirname(r["path"]))
         for r in rows
