@@ -147,6 +147,23 @@ def as_a_terminal_starts_it() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def started_as_from_a_terminal(
+    command: list[str], env: dict | None = None, stdout: int = subprocess.PIPE
+) -> subprocess.Popen:
+    """`command` as a terminal runs it: its own foreground process group, Ctrl-C at its
+    default; text stderr (and stdout) piped."""
+    return subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=env,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        process_group=0,
+        preexec_fn=as_a_terminal_starts_it,
+    )
+
+
 def stuck_run(race: Path, out: Path, marks: Path) -> list[str]:
     return [sys.executable, "-c", STUCK_RUN, str(marks), "2", *run_argv(race, out)]
 
@@ -158,16 +175,7 @@ def interrupted_run(
     stderr and its processes (the zygote, the workers, their commands) that outlived it by
     WAIT_S."""
     marks.mkdir()
-    launcher = subprocess.Popen(
-        command,
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        process_group=0,  # as a terminal runs a command: its own foreground process group
-        preexec_fn=as_a_terminal_starts_it,
-    )
+    launcher = started_as_from_a_terminal(command, env)
     wait_for(lambda: any(p.name.startswith("stuck-") for p in marks.iterdir()), launcher)
     started = psutil.Process(launcher.pid).children(recursive=True)
     stuck = {int(p.name.removeprefix("stuck-")) for p in marks.glob("stuck-*")}
@@ -218,15 +226,7 @@ def test_bibs__ctrl_c_is_one_line_exit_130(race: Path) -> None:
     # traceback of wherever Ctrl-C found it (28-92 lines), killed by SIGINT.
     photos = sorted(str(p) for p in (race / "images").rglob("*.jpg"))
     command = [sys.executable, "-m", "pipeline", "bibs", *photos * 20]
-    launcher = subprocess.Popen(
-        command,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        process_group=0,
-        preexec_fn=as_a_terminal_starts_it,
-    )
+    launcher = started_as_from_a_terminal(command)
     assert launcher.stdout.readline().startswith('{"path": '), launcher.communicate()
     os.killpg(launcher.pid, signal.SIGINT)
     _, err = launcher.communicate(timeout=WAIT_S)
@@ -236,15 +236,7 @@ def test_bibs__ctrl_c_is_one_line_exit_130(race: Path) -> None:
 def test_selfcheck__ctrl_c_is_one_line_exit_130() -> None:
     # Its runs are Beam's in its own process, whose threads took Ctrl-C for a failed bundle:
     # the check went on, reported and exited 0.
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "selfcheck"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        process_group=0,
-        preexec_fn=as_a_terminal_starts_it,
-    )
+    launcher = started_as_from_a_terminal([sys.executable, "-m", "pipeline", "selfcheck"])
     time.sleep(1.5)  # within its first run: the whole check takes ~6 s here
     os.killpg(launcher.pid, signal.SIGINT)
     out, err = launcher.communicate(timeout=WAIT_S)
@@ -452,15 +444,7 @@ def live_argv(race: Path, out: Path) -> list[str]:
 def started_live(argv: list[str]) -> subprocess.Popen:
     """`argv` run in a process group of its own (as a terminal runs a command), once it
     watches: signals end the watch from then on."""
-    launcher = subprocess.Popen(
-        [sys.executable, *argv],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        process_group=0,
-        preexec_fn=as_a_terminal_starts_it,
-    )
+    launcher = started_as_from_a_terminal([sys.executable, *argv], stdout=subprocess.DEVNULL)
     first = launcher.stderr.readline()
     assert first.startswith("racelens: watching "), first + launcher.communicate()[1]
     return launcher
