@@ -146,9 +146,10 @@ def time_race(
     placed = photos | "ParseExif" >> ParseExif(course)
     # Rejected photos too: a copy in a folder of no station is a duplicate of the photo
     # placed, and an official may place one that EXIF could not.
-    deduped = (placed.timed, placed.rejected) | "TimedAndRejected" >> beam.Flatten()
-    deduped = deduped | "DedupPhotos" >> DedupPhotos(
-        settings.burst_gap_s, settings.near_duplicate_bits, held
+    deduped = (
+        (placed.timed, placed.rejected)
+        | "TimedAndRejected" >> beam.Flatten()
+        | "DedupPhotos" >> DedupPhotos(settings.burst_gap_s, settings.near_duplicate_bits, held)
     )
     known = frozenset(a.bib for a in cfg.athletes)
     gallery = (
