@@ -9,6 +9,7 @@ from dataclasses import replace
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dashboard.formats import pace_or_blank
 from tests.conftest import PROPERTY, at, athlete, make_course, passage
 from transforms.export import clock, pace, results_csv, split_label
 from transforms.results import build_leaderboard
@@ -22,9 +23,13 @@ def test_clock__tenths_truncated_like_timing_software() -> None:
     assert clock(None) == ""
 
 
-def test_pace__minutes_and_seconds_per_km() -> None:
+def test_pace__minutes_and_seconds_per_km_truncated_like_the_times() -> None:
+    # Truncated as the times are (4:31.6 per km reads 4:31, was rounded to 4:32): a timer's
+    # m:ss, one rule for every time shown; the dashboard shows the same.
     assert pace(300.0) == "5:00"
-    assert pace(271.6) == "4:32"
+    assert pace(271.6) == "4:31"
+    assert pace(239.9999999) == "4:00"  # to the millisecond first, as the times
+    assert pace_or_blank(271.6) == "4:31" and pace_or_blank(None) == ""
 
 
 def test_results_csv__place_bib_name_then_splits_then_times() -> None:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import PROPERTY, at, athlete, make_course, passage
 from transforms.course import Athlete, Course
-from transforms.export import clock
+from transforms.export import clock, pace
 from transforms.passages import Passage
 from transforms.results import (
     BuildLeaderboard,
@@ -202,6 +202,16 @@ def test_build_leaderboard__unlisted_bib_gets_an_unranked_row_of_its_own() -> No
     )
     assert "unknown_bib" in unknown["flags"]
     assert [r["rank"] for r in rows if r["bib"] == "101"] == [1]
+
+
+def test_build_leaderboard__pace_is_of_the_time_shown() -> None:
+    # 39:59.99 reads 0:39:59.9: its pace over 10 km is 3:59 /km, not 4:00 (3:59.999 rounded
+    # to the tenth and then to the second), as 3:59.9 x 10 is under 40:00; so is the sector's.
+    seen = [passage("1", "start", 0), passage("1", "cp1", 1199.99), passage("1", "finish", 2399.99)]
+    (row,) = build_leaderboard(seen, COURSE, [athlete("1")], AS_OF)
+    assert clock(row["total_s"]) == "0:39:59.9"
+    assert (pace(row["pace_s_per_km"]), pace(row["pace_cp1_s_per_km"])) == ("3:59", "3:59")
+    assert pace(row["pace_finish_s_per_km"]) == "4:00"
 
 
 def test_build_leaderboard_transform__ranks_the_whole_race() -> None:

@@ -30,11 +30,13 @@ def clock(seconds: float | None) -> str:
 
 
 def pace(seconds_per_km: float | None) -> str:
-    """min:ss per km."""
+    """m:ss per km, the seconds truncated as the times' tenths are (4:31.6 reads 4:31):
+    one rule for every time a timer shows."""
     if seconds_per_km is None:
         return ""
-    whole = int(round(seconds_per_km))
-    return f"{whole // 60}:{whole % 60:02d}"
+    whole = abs(tenths(seconds_per_km)) // 10
+    sign = "-" if seconds_per_km < 0 and whole else ""
+    return f"{sign}{whole // 60}:{whole % 60:02d}"
 
 
 def split_label(name: str, km: float | None) -> str:

@@ -69,6 +69,14 @@ def _seconds(later: datetime, earlier: datetime) -> float:
     return round((later - earlier).total_seconds(), 3)
 
 
+def pace_per_km(seconds: float, km: float) -> float | None:
+    """Seconds per km of a time over a distance, from the time as shown (its tenths): a
+    pace from the unshown hundredths could read a second slower than the time beside it
+    (39:59.99 shows 0:39:59.9, whose pace over 10 km is 3:59, not 4:00). None for no
+    distance (stations at one km)."""
+    return round(tenths(seconds) / 10 / km, 3) if km > 0 else None
+
+
 def _status(
     times: dict[str, datetime], course: Course, as_of: datetime, official: str | None
 ) -> str:
@@ -94,8 +102,7 @@ def _splits(times: dict[str, datetime], course: Course, start: datetime) -> dict
         sector = pace = None
         if at is not None and station != first:
             sector = _seconds(at, previous[1])
-            km = station.km - previous[0]
-            pace = round(sector / km, 1) if km > 0 else None
+            pace = pace_per_km(sector, station.km - previous[0])
         row[sector_column(station.id)] = sector
         row[pace_column(station.id)] = pace
         if at is not None:
@@ -153,7 +160,7 @@ def athlete_row(
         "gun_s": gun_s,
         "chip_start": "own" if first.id in times else "gun",
         "gap_s": None,
-        "pace_s_per_km": round(total_s / distance, 1) if total_s and distance > 0 else None,
+        "pace_s_per_km": pace_per_km(total_s, distance) if total_s else None,
         "missed": missed,
         "flags": flags,
     }
