@@ -204,6 +204,33 @@ def test_build_leaderboard__unlisted_bib_gets_an_unranked_row_of_its_own() -> No
     assert [r["rank"] for r in rows if r["bib"] == "101"] == [1]
 
 
+def test_build_leaderboard__a_finish_after_the_close_is_dnf_over_the_time_limit() -> None:
+    # The course closes at 2500 s (41:40): 102 crossed the line at the close (in time), 103
+    # (wave B) and 104 after it. A timer lists those two unranked, dnf over the time limit,
+    # with the times they ran still shown; the others' places close up.
+    closed = replace(COURSE, close=at(2500))
+    rows = {r["bib"]: r for r in build_leaderboard(PASSAGES, closed, ATHLETES, AS_OF)}
+    assert [(b, rows[b]["status"], rows[b]["rank"]) for b in ("101", "102", "103", "104")] == [
+        ("101", "finished", 1),
+        ("102", "finished", 2),
+        ("103", "dnf", None),
+        ("104", "dnf", None),
+    ]
+    late = rows["104"]
+    assert "over_time_limit" in late["flags"] and "over_time_limit" not in rows["102"]["flags"]
+    assert (late["total_s"], late["chip_s"], late["gun_s"], late["at_finish_s"]) == (
+        None,
+        2600.0,
+        2620.0,
+        2600.0,
+    )
+    assert late["pace_s_per_km"] == 260.0 and late["gap_s"] is None
+    # Before the close nobody is over it: as of 2450 s, 102 is still running.
+    assert {r["bib"]: r["status"] for r in board(PASSAGES, closed, as_of=at(2450))}["102"] == (
+        "running"
+    )
+
+
 def test_build_leaderboard__pace_is_of_the_time_shown() -> None:
     # 39:59.99 reads 0:39:59.9: its pace over 10 km is 3:59 /km, not 4:00 (3:59.999 rounded
     # to the tenth and then to the second), as 3:59.9 x 10 is under 40:00; so is the sector's.

@@ -12,7 +12,8 @@ are those shown (truncated), so equal times on the results share a place, and th
 leader is the difference of the times shown.
 
 Statuses: finished; running (seen, not finished, course still open); dnf
-(seen, not finished after the course closed, or an official said so); dns
+(seen, not finished after the course closed, finished after it: flag over_time_limit,
+their times shown but unranked, or an official said so); dns
 (never seen); dsq (an official's decision). Only confirmed passages count;
 a number read confidently but missing from the start list gets a row of its
 own, "Unknown #1234", flagged and unranked, so no runner disappears.
@@ -30,6 +31,7 @@ from transforms.passages import Passage
 from transforms.schemas import pace_column, sector_column, split_column, time_of_day_column
 
 FINISHED, RUNNING, DNF, DNS, DSQ = "finished", "running", "dnf", "dns", "dsq"
+OVER_TIME_LIMIT = "over_time_limit"  # the flag of a dnf who finished after the close
 
 
 def tenths(seconds: float) -> int:
@@ -77,13 +79,20 @@ def pace_per_km(seconds: float, km: float) -> float | None:
     return round(tenths(seconds) / 10 / km, 3) if km > 0 else None
 
 
+def over_time_limit(times: dict[str, datetime], course: Course) -> bool:
+    """A finish after the course closed (race.close): over the time limit, as a timer lists
+    it (dnf, unranked, the time run still shown); a finish at the close is in time."""
+    finish = course.stations[-1].id
+    return course.close is not None and finish in times and times[finish] > course.close
+
+
 def _status(
     times: dict[str, datetime], course: Course, as_of: datetime, official: str | None
 ) -> str:
     if official in (DSQ, DNF):
         return official
     if course.stations[-1].id in times:
-        return FINISHED
+        return DNF if over_time_limit(times, course) else FINISHED
     if not times:
         return DNS
     return DNF if course.is_closed(as_of) else RUNNING
@@ -132,15 +141,20 @@ def athlete_row(
     times = _started_at_the_gun(times, first.id, gun)
     start = times.get(first.id, gun)
     status = _status(times, course, as_of, official)
-    finished = finish.id in times and status == FINISHED
-    chip_s = _seconds(times[finish.id], start) if finished else None
-    gun_s = _seconds(times[finish.id], gun) if finished else None
-    total_s = (chip_s if course.settings.rank_by == "chip" else gun_s) if finished else None
-    missed = [s.id for s in course.stations[1:-1] if s.id not in times] if finished else []
+    late = official is None and over_time_limit(times, course)
+    # The finish is timed for a finisher and for one over the time limit (their time is
+    # still shown, unranked); an official's dnf or dsq shows none.
+    timed = finish.id in times and (status == FINISHED or late)
+    chip_s = _seconds(times[finish.id], start) if timed else None
+    gun_s = _seconds(times[finish.id], gun) if timed else None
+    run_s = chip_s if course.settings.rank_by == "chip" else gun_s
+    total_s = run_s if status == FINISHED else None  # the ranked time: finishers only
+    missed = [s.id for s in course.stations[1:-1] if s.id not in times] if timed else []
     flags = (
         (["unknown_bib"] if unknown else [])
         + (["gun_start"] if first.id not in times and times else [])
         + (["missed_checkpoint"] if missed else [])
+        + ([OVER_TIME_LIMIT] if late else [])
     )
     distance = finish.km - first.km
     return {
@@ -160,7 +174,7 @@ def athlete_row(
         "gun_s": gun_s,
         "chip_start": "own" if first.id in times else "gun",
         "gap_s": None,
-        "pace_s_per_km": pace_per_km(total_s, distance) if total_s else None,
+        "pace_s_per_km": pace_per_km(run_s, distance) if run_s is not None else None,
         "missed": missed,
         "flags": flags,
     }

@@ -154,7 +154,8 @@ def leaderboard_schema(station_ids: Iterable[str]) -> pa.Schema:
             pa.field("gap_s", pa.float64()),  # behind the winner, in the ranked time
             pa.field("pace_s_per_km", pa.float64()),
             pa.field("missed", pa.list_(pa.string())),  # stations between not seen at
-            pa.field("flags", pa.list_(pa.string())),  # unknown_bib, gun_start, missed_checkpoint
+            # unknown_bib, gun_start, missed_checkpoint, over_time_limit
+            pa.field("flags", pa.list_(pa.string())),
         ]
         + _per_station(ids, time_of_day_column, UTC_TIME)
         + _per_station(ids, sector_column, pa.float64())
