@@ -16,6 +16,7 @@ from transforms.export import clock, split_label
 from transforms.schemas import pace_column, sector_column, split_column, time_of_day_column
 
 STATUSES = ("finished", "running", "dnf", "dns", "dsq")
+UNKNOWN = "unknown"  # an unknown bib's row (a number not in the start list): no athlete
 PODIUM = 3
 SPLIT, SECTOR_PACE, TIME_OF_DAY = "Split", "Sector pace", "Time of day"
 PER_STATION = (SPLIT, SECTOR_PACE, TIME_OF_DAY)
@@ -68,8 +69,10 @@ def podium(board: pd.DataFrame, category: str | None = None) -> list[Placing]:
 
 
 def status_counts(board: pd.DataFrame) -> dict[str, int]:
+    """Athletes by status; unknown bibs read, where there are any, counted apart."""
     counts = board["status"].value_counts()
-    return {s: int(counts.get(s, 0)) for s in STATUSES}
+    unknown = {UNKNOWN: int(counts[UNKNOWN])} if UNKNOWN in counts else {}
+    return {s: int(counts.get(s, 0)) for s in STATUSES} | unknown
 
 
 def station_label(station: StationInfo) -> str:

@@ -192,16 +192,22 @@ def test_build_leaderboard__no_passages_every_athlete_is_dns_in_bib_order() -> N
 
 
 def test_build_leaderboard__unlisted_bib_gets_an_unranked_row_of_its_own() -> None:
+    # "Unknown #999" is no athlete of the race: status unknown (was finished, which a
+    # results import or a count of finishers took for a finisher), its time kept for the
+    # official who settles it, after every athlete of the start list.
     seen = [passage("999", "finish", 2000, needs_review=True, review_reason="unknown_bib")]
     rows = build_leaderboard(seen + PASSAGES, COURSE, ATHLETES, AS_OF)
     unknown = next(r for r in rows if r["bib"] == "999")
-    assert (unknown["name"], unknown["rank"], unknown["status"]) == (
+    assert (unknown["name"], unknown["rank"], unknown["status"], unknown["total_s"]) == (
         "Unknown #999",
         None,
-        "finished",
+        "unknown",
+        None,
     )
+    assert (unknown["gun_s"], unknown["at_finish_s"]) == (2000.0, 2000.0)
     assert "unknown_bib" in unknown["flags"]
     assert [r["rank"] for r in rows if r["bib"] == "101"] == [1]
+    assert rows[-1] is unknown
 
 
 def test_build_leaderboard__a_finish_after_the_close_is_dnf_over_the_time_limit() -> None:

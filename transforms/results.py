@@ -16,7 +16,8 @@ Statuses: finished; running (seen, not finished, course still open); dnf
 their times shown but unranked, or an official said so); dns
 (never seen); dsq (an official's decision). Only confirmed passages count;
 a number read confidently but missing from the start list gets a row of its
-own, "Unknown #1234", flagged and unranked, so no runner disappears.
+own, "Unknown #1234", status unknown (no athlete of the race: no finisher), flagged,
+unranked, its times kept for the official, so no runner disappears.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from transforms.passages import Passage
 from transforms.schemas import pace_column, sector_column, split_column, time_of_day_column
 
 FINISHED, RUNNING, DNF, DNS, DSQ = "finished", "running", "dnf", "dns", "dsq"
+UNKNOWN = "unknown"  # an unknown bib's row: a number read that is not in the start list
 OVER_TIME_LIMIT = "over_time_limit"  # the flag of a dnf who finished after the close
 
 
@@ -140,11 +142,14 @@ def athlete_row(
     gun = course.wave_start(athlete.wave or None)
     times = _started_at_the_gun(times, first.id, gun)
     start = times.get(first.id, gun)
-    status = _status(times, course, as_of, official)
-    late = official is None and over_time_limit(times, course)
-    # The finish is timed for a finisher and for one over the time limit (their time is
-    # still shown, unranked); an official's dnf or dsq shows none.
-    timed = finish.id in times and (status == FINISHED or late)
+    # An unknown bib is no athlete of the race: as "finished" it was counted and imported
+    # as a finisher.
+    status = UNKNOWN if unknown else _status(times, course, as_of, official)
+    late = not unknown and official is None and over_time_limit(times, course)
+    # The finish is timed for a finisher, for one over the time limit (their time is still
+    # shown, unranked) and for an unknown bib (the official's to settle); an official's dnf
+    # or dsq shows none.
+    timed = finish.id in times and (status in (FINISHED, UNKNOWN) or late)
     chip_s = _seconds(times[finish.id], start) if timed else None
     gun_s = _seconds(times[finish.id], gun) if timed else None
     run_s = chip_s if course.settings.rank_by == "chip" else gun_s
@@ -190,7 +195,7 @@ def _rank(rows: list[dict], rank_key: str, group: str | None = None) -> None:
         # A blank category or gender is none: no place among the others left blank.
         if group and not row[group]:
             continue
-        if row["status"] == FINISHED and "unknown_bib" not in row["flags"]:
+        if row["status"] == FINISHED:
             groups.setdefault(row[group] if group else "", []).append(row)
     for members in groups.values():
         members.sort(key=lambda r: (r["total_s"], bib_order(r["bib"])))
@@ -240,12 +245,12 @@ def build_leaderboard(
     return sorted(rows, key=results_order(course))
 
 
-_STATUS_ORDER = {FINISHED: 0, RUNNING: 1, DNF: 2, DSQ: 3, DNS: 4}
+_STATUS_ORDER = {FINISHED: 0, RUNNING: 1, DNF: 2, DSQ: 3, DNS: 4, UNKNOWN: 5}
 
 
 def results_order(course: Course) -> Callable[[dict], tuple]:
     """Sort key of leaderboard rows: finishers by rank, then those out on the course by how
-    far they got, then dnf, dsq and dns; bib order last."""
+    far they got, then dnf, dsq and dns, then unknown bibs; bib order last."""
 
     def key(row: dict) -> tuple:
         return (

@@ -32,9 +32,8 @@ def show_podium(rows: pd.DataFrame, category: str | None) -> None:
 
 
 def show_counts(rows: pd.DataFrame) -> None:
-    for column, (status, count) in zip(
-        st.columns(len(board.STATUSES)), board.status_counts(rows).items(), strict=True
-    ):
+    counts = board.status_counts(rows)
+    for column, (status, count) in zip(st.columns(len(counts)), counts.items(), strict=True):
         column.metric(status.upper(), count)
 
 
