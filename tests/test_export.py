@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from dataclasses import replace
+from pathlib import Path
 
+import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,6 +16,7 @@ from dashboard.formats import pace_or_blank
 from tests.conftest import PROPERTY, at, athlete, make_course, passage
 from transforms.export import clock, pace, results_csv, split_label
 from transforms.results import build_leaderboard
+from transforms.write import write_csv
 
 COURSE = make_course()
 
@@ -109,3 +113,17 @@ def test_results_csv__text_a_spreadsheet_would_run_is_written_as_text() -> None:
     assert table[0][8] == "'=cp (5 km)"
     assert table[1][2:6] == ['\'=HYPERLINK("http://x","y")', "", "'+M40", "'@x"]
     assert table[2][2:5] == ["'\tTab", "", "'-"]
+
+
+def test_write_csv__excel_reads_it_as_utf8(tmp_path: Path) -> None:
+    # Excel on Windows opens a CSV without a byte-order mark in the ANSI code page: "Åse
+    # Ødegård" read "Ã…se Ã˜degÃ¥rd". With the BOM (utf-8-sig) it reads UTF-8; Python's csv
+    # through utf-8-sig and pandas read the same header and names.
+    ps = [passage("101", "start", 10), passage("101", "finish", 3010)]
+    rows = build_leaderboard(ps, COURSE, [athlete("101", name="Åse Ødegård")], at(99999))
+    path = write_csv(rows, str(tmp_path / "results.csv"), COURSE)
+    raw = Path(path).read_bytes()
+    assert raw.startswith(codecs.BOM_UTF8) and raw.count(codecs.BOM_UTF8) == 1
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        assert [(r["Place"], r["Name"]) for r in csv.DictReader(f)] == [("1", "Åse Ødegård")]
+    assert list(pd.read_csv(path)["Name"]) == ["Åse Ødegård"]

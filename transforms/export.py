@@ -46,6 +46,11 @@ def split_label(name: str, km: float | None) -> str:
     return f"{name} ({km:g} km)"
 
 
+# results.csv's bytes: UTF-8 with a byte-order mark, as timers open it in Excel, which reads
+# a CSV without one in the Windows code page ("Åse" as "Ã…se"); Python's csv (through
+# utf-8-sig), pandas, LibreOffice and results websites' importers read it as plain UTF-8.
+CSV_ENCODING = "utf-8-sig"
+
 # What a spreadsheet takes a cell's start for a formula by (OWASP, "CSV Injection").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 

@@ -35,7 +35,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms import schemas
 from transforms.course import Course
-from transforms.export import results_csv
+from transforms.export import CSV_ENCODING, results_csv
 from transforms.identify import ReviewItem, best_reads
 from transforms.passages import Passage
 from transforms.records import Photo
@@ -488,7 +488,7 @@ def outputs_of(course: Course) -> dict[str, Output]:
 
 def write_csv(rows: list[dict], path: str, course: Course) -> str:
     ordered = sorted(rows, key=results_order(course))
-    write_atomically(path, results_csv(ordered, course).encode("utf-8"))
+    write_atomically(path, results_csv(ordered, course).encode(CSV_ENCODING))
     return path
 
 
