@@ -94,7 +94,7 @@ def _finish(cfg: RaceConfig) -> int:
     from pipeline.summary import summarise
 
     record_inputs(cfg)
-    print(summarise(cfg.out, cfg.corrections))
+    print(summarise(cfg.out, cfg.corrections, course=cfg.course))
     return 0
 
 

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 
 from dashboard.review_queue import items_of, pending
 from transforms.corrections import UNKNOWN_STATION, Correction
+from transforms.course import Course
 from transforms.export import clock
 from transforms.records import REJECTED
 from transforms.schemas import (
@@ -63,7 +64,25 @@ def _counted(counts: Counter, form: str = "{n} {v}") -> str:
     return ", ".join(form.format(v=v, n=n) for v, n in ranked)
 
 
-def summarise(out_dir: str, corrections: Sequence[Correction] = (), top: int = 10) -> str:
+def running_lines(athletes: Counter, course: Course | None) -> list[str]:
+    """Without race.close nobody is ever dnf: an athlete last seen at the start stays
+    running in a run days after the race, which the timer must be told (and how to end it)."""
+    running = athletes["running"]  # transforms.results.RUNNING, whose module loads Beam
+    if course is None or course.close is not None or not running:
+        return []
+    return [
+        f"{running} athlete{'s' if running > 1 else ''} still running: the course has no "
+        "race.close, so nobody is dnf (add race.close to the course, then racelens results "
+        "--course FILE)"
+    ]
+
+
+def summarise(
+    out_dir: str,
+    corrections: Sequence[Correction] = (),
+    top: int = 10,
+    course: Course | None = None,
+) -> str:
     passages = pq.read_table(os.path.join(out_dir, PASSAGES_FILE), columns=["needs_review"])
     unsure = sum(passages["needs_review"].to_pylist())
     board = pq.read_table(os.path.join(out_dir, LEADERBOARD_FILE)).to_pylist()
@@ -79,6 +98,7 @@ def summarise(out_dir: str, corrections: Sequence[Correction] = (), top: int = 1
         "athletes: "
         + (", ".join(f"{n} {s}" for s, n in sorted(athletes.items())) or "none")
         + (f"; unknown bibs read: {unknown}" if unknown else ""),
+        *running_lines(athletes, course),
     ]
     # Ranked finishers only: an unknown bib's row (a read not on the start list, flagged for
     # review) finishes unranked and has no category.

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.summary import summarise
+from tests.conftest import at, make_course
 from transforms.corrections import Correction
 from transforms.schemas import IMAGES, REVIEW
 from transforms.write import IMAGES_FILE, LEADERBOARD_FILE, PASSAGES_FILE, REVIEW_FILE
@@ -136,3 +137,23 @@ def test_summary__says_why_photos_were_rejected_and_where_photos_found_no_statio
         "rejected: 3 unknown_station, 1 unreadable",
         "no station for the photos of folders: Finsh (2), misc (1)",
     ]
+
+
+def test_summary__says_who_stays_running_for_want_of_a_close(tmp_path: Path) -> None:
+    # Without race.close an athlete seen at the start and nowhere after stays "running",
+    # even in a batch run days after the race: the timer must read why, and what to do.
+    write_images(tmp_path, ("passage", None, "/r/images/start/1.jpg"))
+    pq.write_table(pa.table({"needs_review": [False]}), tmp_path / PASSAGES_FILE)
+    write_review(tmp_path)
+    out = [{**finisher(None, b, "Bo", "M40", 0.0), "status": "running", "flags": []} for b in "12"]
+    board = [finisher(1, "101", "Ada", "M40", 3600.0), *out]
+    pq.write_table(pa.Table.from_pylist(board), tmp_path / LEADERBOARD_FILE)
+
+    summary = summarise(str(tmp_path), course=make_course())
+    assert (
+        "2 athletes still running: the course has no race.close, so nobody is dnf "
+        "(add race.close to the course, then racelens results --course FILE)"
+    ) in summary.splitlines()
+    closes = make_course(close=at(7200))  # a live run before the close: running is right
+    assert "still running" not in summarise(str(tmp_path), course=closes)
+    assert "still running" not in summarise(str(tmp_path))
