@@ -94,6 +94,49 @@ BAD_COURSES = {
         4,
         "station 'finish' clock_offset_s 259200 is more than a day (86400 s)",
     ),
+    # A camera of its own clock (a phone beside the finish's DSLR): a mapping under cameras.
+    "camera_without_serial_or_name": (
+        RACE + "stations:\n  - {id: start, km: 0}\n  - {id: finish, km: 10, "
+        "cameras: [{clock_offset_s: -2}]}\n",
+        4,
+        "station 'finish': a camera mapping needs serial or name",
+    ),
+    "camera_with_serial_and_name": (
+        RACE + "stations:\n  - {id: start, km: 0}\n  - {id: finish, km: 10, "
+        "cameras: [{serial: SN1, name: Apple iPhone 15}]}\n",
+        4,
+        "station 'finish': a camera mapping has serial or name, not both",
+    ),
+    "camera_unknown_key": (
+        RACE + "stations:\n  - {id: start, km: 0}\n  - {id: finish, km: 10, "
+        "cameras: [{serial: SN1, offset: -2}]}\n",
+        4,
+        "station 'finish': camera 'SN1': unknown key 'offset' (serial or name, clock_offset_s)",
+    ),
+    "camera_clock_offset_not_a_number": (
+        RACE + "stations:\n  - {id: start, km: 0}\n  - {id: finish, km: 10, "
+        "cameras: [{serial: SN1, clock_offset_s: fast}]}\n",
+        4,
+        "camera 'SN1': clock_offset_s must be a number, not 'fast'",
+    ),
+    "camera_clock_offset_over_a_day": (
+        RACE + "stations:\n  - {id: start, km: 0}\n  - {id: finish, km: 10, "
+        "cameras: [{name: Apple iPhone 15, clock_offset_s: 90000}]}\n",
+        4,
+        "camera 'Apple iPhone 15' clock_offset_s 90000 is more than a day (86400 s)",
+    ),
+    "camera_neither_text_nor_mapping": (
+        RACE + "stations:\n  - {id: start, km: 0}\n  - {id: finish, km: 10, cameras: [[SN1]]}\n",
+        4,
+        "station 'finish': a camera is a serial or name, or a mapping of serial or name and "
+        "clock_offset_s, not '['SN1']'",
+    ),
+    "camera_twice_at_one_station": (
+        RACE + "stations:\n  - {id: start, km: 0}\n  - {id: finish, km: 10, "
+        "cameras: [SN1, {serial: SN1, clock_offset_s: 1}]}\n",
+        4,
+        "camera 'SN1' is listed twice for 'finish'",
+    ),
     # Photo folders are matched to station ids ignoring case: 'Finish' and 'finish' are one.
     "station_ids_differ_in_case_only": (
         RACE + "stations:\n  - {id: start, km: 0}\n  - {id: Start, km: 5}\n",
@@ -116,6 +159,36 @@ def test_load_course__valid_course_parses_into_stations_waves_and_utc_start(
     write_file: Callable[..., str],
 ) -> None:
     assert load_course(write_file("course.yaml", COURSE_YAML)) == make_course()
+
+
+def test_load_course__a_camera_may_have_its_own_clock_offset(
+    write_file: Callable[..., str],
+) -> None:
+    # A phone (its clock 1.5 s fast) and a DSLR (0.4 s slow) at the finish, a plain entry
+    # beside them: each photo's clock is corrected by its camera's own offset where the course
+    # gives one (wherever the photo is placed: by folder, serial or GPS), else its station's.
+    text = COURSE_YAML.replace(
+        "  - {id: finish, name: Finish, km: 10.0, lat: 59.94, lon: 10.79}",
+        "  - {id: finish, name: Finish, km: 10.0, lat: 59.94, lon: 10.79, clock_offset_s: 1,\n"
+        "     cameras: [SN-DSLR, {serial: SN-X, clock_offset_s: 0.4},\n"
+        "               {name: Apple iPhone 15, clock_offset_s: -1.5}]}",
+    )
+    course = load_course(write_file("course.yaml", text))
+    finish = course.station("finish")
+    assert finish.cameras == ("SN-DSLR", "SN-X", "Apple iPhone 15")
+    assert finish.camera_clock_offsets == (("SN-X", 0.4), ("Apple iPhone 15", -1.5))
+    offsets = [
+        course.photo_clock_offset_s(station, serial, name)
+        for station, serial, name in (
+            ("finish", "SN-X", "Canon EOS R5"),
+            ("finish", "F2GX", "Apple iPhone 15"),
+            ("finish", "SN-DSLR", "Nikon Z 6II"),
+            ("finish", None, None),
+            ("cp1", "SN1234", None),
+            ("start", None, "Apple iPhone 15"),  # the phone moved to the start: its own clock
+        )
+    ]
+    assert offsets == [0.4, -1.5, 1.0, 1.0, -2.5, -1.5]
 
 
 def test_load_course__settings_override_the_defaults(write_file: Callable[..., str]) -> None:

@@ -31,8 +31,10 @@ class Station:
     lat: float | None = None
     lon: float | None = None
     radius_m: float = 50.0
-    cameras: tuple[str, ...] = ()
+    cameras: tuple[str, ...] = ()  # serials or names (EXIF Make and Model) of its cameras
     clock_offset_s: float = 0.0
+    # Cameras with a clock of their own (a phone beside the DSLR): (serial or name, offset).
+    camera_clock_offsets: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,17 @@ class Course:
             if s.id == station_id:
                 return s
         raise KeyError(station_id)
+
+    def photo_clock_offset_s(self, station_id: str, serial: str | None, name: str | None) -> float:
+        """What to add to a photo's EXIF time: its camera's own clock_offset_s where the course
+        gives one (a camera's clock is its own wherever its photos are placed), else that of
+        the station it was placed at. serial and name are the photo's EXIF BodySerialNumber
+        and Make and Model, either matched as a station's plain camera entry is."""
+        for station in self.stations:
+            for camera, offset in station.camera_clock_offsets:
+                if camera in (serial, name):
+                    return offset
+        return self.station(station_id).clock_offset_s
 
     def wave_start(self, wave_id: str | None) -> datetime:
         for w in self.waves:
@@ -185,15 +198,11 @@ def _parse_station(raw: Any, where: str) -> Station:
     cameras = raw.get("cameras") or []
     if not isinstance(cameras, list):
         raise ConfigError(f"{where}: station '{sid}' cameras must be a list")
+    listed = [_parse_camera(c, f"{where}: station '{sid}'") for c in cameras]
     radius_m = _number(raw, "radius_m", 50.0, where)
     if radius_m <= 0:  # no photo would be near enough: every one placed by GPS rejected
         raise ConfigError(f"{where}: station '{sid}' radius_m must be above 0, not {radius_m:g}")
-    offset = _number(raw, "clock_offset_s", 0.0, where)
-    if abs(offset) > MAX_CLOCK_OFFSET_S:  # every photo would be beyond the race: bad_exif
-        raise ConfigError(
-            f"{where}: station '{sid}' clock_offset_s {offset:g} is more than a day "
-            f"({MAX_CLOCK_OFFSET_S:g} s): it is the camera clock's error, in seconds"
-        )
+    offset = _clock_offset(raw, f"{where}: station '{sid}'", 0.0)
     return Station(
         id=sid,
         name=str(raw.get("name", sid)),
@@ -201,9 +210,51 @@ def _parse_station(raw: Any, where: str) -> Station:
         lat=lat,
         lon=lon,
         radius_m=radius_m,
-        cameras=tuple(str(c) for c in cameras),
+        cameras=tuple(camera for camera, _ in listed),
         clock_offset_s=offset,
+        camera_clock_offsets=tuple((c, o) for c, o in listed if o is not None),
     )
+
+
+def _clock_offset(raw: dict, what: str, default: float | None) -> float | None:
+    """A station's or a camera's clock_offset_s, seconds, within a day."""
+    offset = _number(raw, "clock_offset_s", default, what)
+    if offset is not None and abs(offset) > MAX_CLOCK_OFFSET_S:  # every photo bad_exif
+        raise ConfigError(
+            f"{what} clock_offset_s {offset:g} is more than a day "
+            f"({MAX_CLOCK_OFFSET_S:g} s): it is the camera clock's error, in seconds"
+        )
+    return offset
+
+
+CAMERA_KEYS = ("serial", "name", "clock_offset_s")
+
+
+def _parse_camera(raw: Any, where: str) -> tuple[str, float | None]:
+    """A station's camera entry: a serial or name ("SN1234", the station's clock), or a
+    mapping of serial or name and the camera's own clock_offset_s (a phone beside a DSLR at
+    one station, each clock off by its own error). Both are matched against a photo's EXIF
+    serial and camera name alike: the key says which the organiser copied."""
+    if isinstance(raw, (str, int)) and not isinstance(raw, bool):
+        return str(raw), None
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{where}: a camera is a serial or name, or a mapping of serial or name and "
+            f"clock_offset_s, not '{raw}'"
+        )
+    given = [raw[k] for k in ("serial", "name") if raw.get(k) not in (None, "")]
+    if not given:
+        raise ConfigError(f"{where}: a camera mapping needs serial or name")
+    if len(given) > 1:
+        raise ConfigError(f"{where}: a camera mapping has serial or name, not both")
+    camera = str(given[0])
+    unknown = sorted(str(k) for k in raw if k not in CAMERA_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{where}: camera '{camera}': unknown key '{unknown[0]}' "
+            "(serial or name, clock_offset_s)"
+        )
+    return camera, _clock_offset(raw, f"{where}: camera '{camera}'", None)
 
 
 # A camera clock set to the wrong day is a day out; more is no clock error (milliseconds?).
@@ -322,6 +373,8 @@ def _check_station_order(stations: tuple[Station, ...], lines: list[int], path: 
             raise ConfigError(f"{where}: station id '{s.id}' differs from '{first}' only in case")
         seen[s.id.casefold()] = s.id
         for camera in s.cameras:
+            if camera_at.get(camera) == s.id:
+                raise ConfigError(f"{where}: camera '{camera}' is listed twice for '{s.id}'")
             if camera in camera_at:
                 raise ConfigError(
                     f"{where}: camera '{camera}' is listed for '{camera_at[camera]}' and '{s.id}'"

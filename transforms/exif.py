@@ -3,7 +3,7 @@
 Two halves. `read_exif` runs in the per-photo analysis and only copies the
 tags out of the file header (no pixel decoding). `ParseExif` runs in race
 timing: it turns those tags into a UTC event time (sub-seconds, the photo's
-UTC offset or else the course's timezone, the station's clock offset) and a
+UTC offset or else the course's timezone, the camera's or else the station's clock offset) and a
 station (folder, then camera serial, then nearest station by GPS), and stamps
 the photo with its event time for the windows downstream.
 """
@@ -151,8 +151,9 @@ def place_in_race(photo: Photo, course: Course) -> Photo:
     if station_id is None:
         return replace(photo, status=REJECTED, reason="unknown_station")
     try:
-        offset = course.station(station_id).clock_offset_s
-        taken_at = parse_taken_at(photo.facts.exif, course.timezone, offset)
+        exif = photo.facts.exif
+        offset = course.photo_clock_offset_s(station_id, exif.serial, exif.camera)
+        taken_at = parse_taken_at(exif, course.timezone, offset)
     except (ValueError, OverflowError):
         return replace(photo, station_id=station_id, status=REJECTED, reason="bad_exif")
     if abs(taken_at - course.start) > MAX_DISTANCE_FROM_RACE:
