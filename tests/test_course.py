@@ -137,6 +137,38 @@ BAD_COURSES = {
         4,
         "camera 'SN1' is listed twice for 'finish'",
     ),
+    # A wave named twice: its athletes were timed from the first wave's start, silently.
+    "duplicate_wave_id": (
+        RACE + TWO_STATIONS + 'waves:\n  - {id: A, start: "2026-05-01T10:00:00+02:00"}\n'
+        '  - {id: A, start: "2026-05-01T10:15:00+02:00"}\n',
+        7,
+        "duplicate wave id 'A' (first on line 6)",
+    ),
+    # A misspelt key was ignored, silently: every photo of the station timed without its
+    # clock offset, no close, chip ranking instead of the gun's. Keys far from any known
+    # one (an organiser's notes) are still ignored.
+    "misspelt_station_key": (
+        RACE + "stations:\n  - {id: start, km: 0}\n  - {id: finish, km: 10, clock_offset: -2.5}\n",
+        4,
+        "station 'finish': unknown key 'clock_offset' (did you mean clock_offset_s?)",
+    ),
+    "misspelt_race_key": (
+        'race:\n  id: x\n  timezone: Europe/Oslo\n  start: "2026-05-01T10:00:00+02:00"\n'
+        '  closes: "2026-05-01T16:00:00+02:00"\n' + TWO_STATIONS,
+        5,
+        "race: unknown key 'closes' (did you mean close?)",
+    ),
+    "misspelt_section": (
+        RACE + TWO_STATIONS + "setting:\n  rank_by: gun\n",
+        5,
+        "unknown key 'setting' (did you mean settings?)",
+    ),
+    "misspelt_wave_key": (
+        RACE + TWO_STATIONS + 'waves:\n  - {id: A, starts: "2026-05-01T10:00:00+02:00", '
+        'start: "2026-05-01T10:00:00+02:00"}\n',
+        6,
+        "wave 'A': unknown key 'starts' (did you mean start?)",
+    ),
     # Photo folders are matched to station ids ignoring case: 'Finish' and 'finish' are one.
     "station_ids_differ_in_case_only": (
         RACE + "stations:\n  - {id: start, km: 0}\n  - {id: Start, km: 5}\n",
@@ -189,6 +221,13 @@ def test_load_course__a_camera_may_have_its_own_clock_offset(
         )
     ]
     assert offsets == [0.4, -1.5, 1.0, 1.0, -2.5, -1.5]
+
+
+def test_load_course__keys_far_from_any_known_one_are_notes(
+    write_file: Callable[..., str],
+) -> None:
+    text = COURSE_YAML.replace("race: {", "description: spring race\nrace: {organiser: IL, ")
+    assert load_course(write_file("course.yaml", text)) == make_course()
 
 
 def test_load_course__settings_override_the_defaults(write_file: Callable[..., str]) -> None:

@@ -9,8 +9,10 @@ CLI can print it on one line and exit 2 before any work starts.
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -171,6 +173,27 @@ def _line_of(node: yaml.Node, *keys: str) -> str:
     return f"line {line}: " if line else ""
 
 
+# The keys the course reads, by section (settings are checked apart, every key).
+COURSE_KEYS = ("race", "stations", "waves", "settings")
+RACE_KEYS = ("id", "name", "timezone", "start", "close")
+STATION_KEYS = ("id", "name", "km", "lat", "lon", "radius_m", "cameras", "clock_offset_s")
+WAVE_KEYS = ("id", "start")
+# How like a known key a key must be to be taken for its misspelling (difflib's ratio):
+# clock_offset, closes, setting, radius, camera are; description, organiser, notes are not.
+MISSPELT = 0.75
+
+
+def _check_keys(raw: dict, known: tuple[str, ...], where: Callable[[str], str]) -> None:
+    """Refuses a key that is a misspelling of a known one (`where(key)` says where it is):
+    ignored, "clock_offset" left every photo of its station off by the camera's error,
+    "closes" left the course open, "setting" ranked by chip instead of gun, and nothing said
+    so. Keys far from any known one are the organiser's notes, ignored as before."""
+    for key in map(str, raw):
+        near = difflib.get_close_matches(key, known, n=1, cutoff=MISSPELT)
+        if key not in known and near:
+            raise ConfigError(f"{where(key)}unknown key '{key}' (did you mean {near[0]}?)")
+
+
 def _number(raw: dict, key: str, default: float | None, where: str) -> float | None:
     value = raw.get(key, default)
     if value is None:
@@ -186,6 +209,7 @@ def _parse_station(raw: Any, where: str) -> Station:
     sid = str(raw["id"])
     if "/" in sid or sid.strip() != sid:
         raise ConfigError(f"{where}: station id '{sid}' must be a plain word")
+    _check_keys(raw, STATION_KEYS, lambda _: f"{where}: station '{sid}': ")
     km = _number(raw, "km", None, where)
     if km is None:
         raise ConfigError(f"{where}: station '{sid}' needs km")
@@ -313,9 +337,11 @@ def parse_course(text: str, path: str = "course.yaml") -> Course:
         raise ConfigError(f"{path}: {line}not valid YAML ({getattr(e, 'problem', e)})") from e
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with race and stations")
+    _check_keys(data, COURSE_KEYS, lambda key: f"{path}: {_line_of(node, key)}")
     race = data.get("race")
     if not isinstance(race, dict):
         raise ConfigError(f"{path}: missing 'race' section")
+    _check_keys(race, RACE_KEYS, lambda key: f"{path}: {_line_of(node, 'race', key)}race: ")
     for key in ("id", "timezone", "start"):
         if not race.get(key):
             raise ConfigError(f"{path}: {_line_of(node, 'race')}race needs '{key}'")
@@ -392,13 +418,27 @@ def _parse_waves(raw: Any, lines: list[int], path: str) -> tuple[Wave, ...]:
         return ()
     if not isinstance(raw, list):
         raise ConfigError(f"{path}: waves must be a list")
-    waves = []
+    waves: list[Wave] = []
+    lines_of: dict[str, object] = {}
     for i, w in enumerate(raw):
-        where = f"{path}: line {lines[i] if i < len(lines) else '?'}"
-        if not isinstance(w, dict) or not w.get("id") or not w.get("start"):
-            raise ConfigError(f"{where}: a wave needs id and start")
-        waves.append(Wave(id=str(w["id"]), start=parse_instant(w["start"], where)))
+        line = lines[i] if i < len(lines) else "?"
+        wave = _parse_wave(w, f"{path}: line {line}")
+        if wave.id in lines_of:  # its athletes would all be timed from the first one's start
+            raise ConfigError(
+                f"{path}: line {line}: duplicate wave id '{wave.id}' "
+                f"(first on line {lines_of[wave.id]})"
+            )
+        lines_of[wave.id] = line
+        waves.append(wave)
     return tuple(waves)
+
+
+def _parse_wave(raw: Any, where: str) -> Wave:
+    if not isinstance(raw, dict) or not raw.get("id") or not raw.get("start"):
+        raise ConfigError(f"{where}: a wave needs id and start")
+    wid = str(raw["id"])
+    _check_keys(raw, WAVE_KEYS, lambda _: f"{where}: wave '{wid}': ")
+    return Wave(id=wid, start=parse_instant(raw["start"], where))
 
 
 def load_course(path: str) -> Course:
