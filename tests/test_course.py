@@ -286,6 +286,13 @@ def test_load_start_list__only_bib_and_name_are_required(write_file: Callable[..
     assert load_start_list(path) == (Athlete("7", "Ola Hansen"),)
 
 
+def test_load_start_list__headers_in_any_case(write_file: Callable[..., str]) -> None:
+    # A spreadsheet's export heads its columns "Bib", "Name", "Category": read as the
+    # lower-case ones (a "Category" beside "bib,name" was ignored: no category places).
+    path = write_file("startlist.csv", "Bib,Name,Category, GENDER ,Notes\n7,Ola Hansen,M40,m,x\n")
+    assert load_start_list(path) == (Athlete("7", "Ola Hansen", "M40", "M"),)
+
+
 def test_load_start_list__a_bom_from_a_spreadsheet_is_tolerated(
     write_file: Callable[..., str],
 ) -> None:
@@ -309,8 +316,23 @@ def test_load_start_list__duplicate_bib_names_both_lines(write_file: Callable[..
         ("number,name\n101,Ingrid Berg\n", 1, "missing column 'bib'"),
         # The quote ran on to the file's end: bib 102 was lost, 101 named "Ingrid\n102,Ola".
         ('bib,name\n100,Kari Lie\n101,"Ingrid\n102,Ola\n', 4, "bib 101: a value runs over"),
+        # Ignored, the misspelt column left every athlete without a category: no places.
+        (
+            "bib,name,categroy\n101,Ingrid Berg,F35\n",
+            1,
+            "unknown column 'categroy' (did you mean category?)",
+        ),
+        ("Bib,Name,Gender,Gender\n101,Ingrid Berg,F,M\n", 1, "column 'gender' twice"),
     ],
-    ids=["empty_name", "empty_bib", "semicolons", "missing_bib_column", "unclosed_quote"],
+    ids=[
+        "empty_name",
+        "empty_bib",
+        "semicolons",
+        "missing_bib_column",
+        "unclosed_quote",
+        "misspelt_column",
+        "column_twice",
+    ],
 )
 def test_load_start_list__error_names_the_file_the_line_and_the_problem(
     write_file: Callable[..., str], text: str, line: int, problem: str

@@ -183,7 +183,9 @@ WAVE_KEYS = ("id", "start")
 MISSPELT = 0.75
 
 
-def _check_keys(raw: dict, known: tuple[str, ...], where: Callable[[str], str]) -> None:
+def _check_keys(
+    raw: dict, known: tuple[str, ...], where: Callable[[str], str], what: str = "key"
+) -> None:
     """Refuses a key that is a misspelling of a known one (`where(key)` says where it is):
     ignored, "clock_offset" left every photo of its station off by the camera's error,
     "closes" left the course open, "setting" ranked by chip instead of gun, and nothing said
@@ -191,7 +193,7 @@ def _check_keys(raw: dict, known: tuple[str, ...], where: Callable[[str], str]) 
     for key in map(str, raw):
         near = difflib.get_close_matches(key, known, n=1, cutoff=MISSPELT)
         if key not in known and near:
-            raise ConfigError(f"{where(key)}unknown key '{key}' (did you mean {near[0]}?)")
+            raise ConfigError(f"{where(key)}unknown {what} '{key}' (did you mean {near[0]}?)")
 
 
 def _number(raw: dict, key: str, default: float | None, where: str) -> float | None:
@@ -451,9 +453,11 @@ START_LIST_COLUMNS = ("bib", "name", "category", "gender", "club", "wave", "phot
 def parse_start_list(text: str, path: str = "startlist.csv") -> tuple[Athlete, ...]:
     """Parses a start list; raises ConfigError naming the file, line and problem."""
     reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip() for h in (reader.fieldnames or [])]
+    # In any case: a spreadsheet's export heads them "Bib", "Name", "Category".
+    header = [h.strip().casefold() for h in (reader.fieldnames or [])]
     if len(header) == 1 and ";" in header[0]:
         raise ConfigError(f"{path}: line 1: columns are separated by ';', expected ','")
+    _check_header(header, path)
     missing = [c for c in ("bib", "name") if c not in header]
     if missing:
         raise ConfigError(f"{path}: line 1: missing column '{missing[0]}' (header: bib,name,...)")
@@ -488,6 +492,16 @@ def parse_start_list(text: str, path: str = "startlist.csv") -> tuple[Athlete, .
     if not athletes:
         raise ConfigError(f"{path}: no athletes")
     return tuple(athletes)
+
+
+def _check_header(header: list[str], path: str) -> None:
+    """Refuses a column given twice (the later one's values silently won) or misspelt
+    ("categroy": ignored, no athlete had a category place); other columns are ignored."""
+    named = [h for h in header if h]  # a spreadsheet's trailing commas head no column
+    twice = next((h for i, h in enumerate(named) if h in named[:i]), None)
+    if twice is not None:
+        raise ConfigError(f"{path}: line 1: column '{twice}' twice")
+    _check_keys(dict.fromkeys(named), START_LIST_COLUMNS, lambda _: f"{path}: line 1: ", "column")
 
 
 # The first spelling seen of a bib's number or of a category (case-folded), and its line.
