@@ -12,6 +12,7 @@ import pandas as pd
 
 from dashboard.data import Race, StationInfo
 from dashboard.formats import clock_or_blank, local_time, missing, pace_or_blank, place_text
+from transforms.course import still_running
 from transforms.export import clock, split_label
 from transforms.schemas import pace_column, sector_column, split_column, time_of_day_column
 
@@ -73,6 +74,15 @@ def status_counts(board: pd.DataFrame) -> dict[str, int]:
     counts = board["status"].value_counts()
     unknown = {UNKNOWN: int(counts[UNKNOWN])} if UNKNOWN in counts else {}
     return {s: int(counts.get(s, 0)) for s in STATUSES} | unknown
+
+
+def running_note(board: pd.DataFrame, race: Race) -> str:
+    """Why athletes stay running, where the course has no race.close (nobody is ever dnf
+    then, even days after the race); '' otherwise, or where the course is not known."""
+    running = int((board["status"] == "running").sum())
+    if not running or race.start is None or race.close is not None:
+        return ""
+    return still_running(running)
 
 
 def station_label(station: StationInfo) -> str:

@@ -61,7 +61,8 @@ class Race:
     name: str
     timezone: str
     stations: tuple[StationInfo, ...]
-    start: datetime | None = None  # the gun, UTC: the race's day
+    start: datetime | None = None  # the gun, UTC: the race's day; None: no course known
+    close: datetime | None = None  # race.close, UTC; None: the course never closes
 
 
 Version = tuple[int, int, int]
@@ -162,6 +163,7 @@ def _read_race(out: str, run_version: Version, board_version: Version) -> Race:
         course.timezone,
         tuple(StationInfo(s.id, s.name, s.km) for s in course.stations),
         course.start,
+        course.close,
     )
 
 

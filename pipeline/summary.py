@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 
 from dashboard.review_queue import items_of, pending
 from transforms.corrections import UNKNOWN_STATION, Correction
-from transforms.course import Course
+from transforms.course import Course, still_running
 from transforms.export import clock
 from transforms.records import REJECTED
 from transforms.schemas import (
@@ -70,11 +70,7 @@ def running_lines(athletes: Counter, course: Course | None) -> list[str]:
     running = athletes["running"]  # transforms.results.RUNNING, whose module loads Beam
     if course is None or course.close is not None or not running:
         return []
-    return [
-        f"{running} athlete{'s' if running > 1 else ''} still running: the course has no "
-        "race.close, so nobody is dnf (add race.close to the course, then racelens results "
-        "--course FILE)"
-    ]
+    return [still_running(running)]
 
 
 def summarise(

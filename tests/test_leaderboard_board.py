@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 
-from dashboard.board import status_counts
+from dashboard.board import running_note, status_counts
+from dashboard.data import Race, StationInfo
 from tests.conftest import at, athlete, make_course, passage
 from transforms.results import build_leaderboard
 
@@ -19,3 +22,19 @@ def test_status_counts__an_unknown_bib_is_no_finisher() -> None:
     assert counts == {"finished": 2, "running": 0, "dnf": 0, "dns": 0, "dsq": 0, "unknown": 1}
     listed = pd.DataFrame(rows[:2])
     assert list(status_counts(listed)) == ["finished", "running", "dnf", "dns", "dsq"]
+
+
+def test_running_note__says_why_athletes_stay_running_without_a_close() -> None:
+    # 102 was seen at the start only: without race.close they are running forever, which
+    # the leaderboard page says under its counts, as the run summary does.
+    course = make_course()
+    seen = [passage("101", "finish", 2400), passage("102", "start", 5)]
+    rows = pd.DataFrame(build_leaderboard(seen, course, [athlete("101"), athlete("102")], None))
+    stations = tuple(StationInfo(s.id, s.name, s.km) for s in course.stations)
+    race = Race("Oslo 10k", course.timezone, stations, course.start)
+    assert running_note(rows, race) == (
+        "1 athlete still running: the course has no race.close, so nobody is dnf "
+        "(add race.close to the course, then racelens results --course FILE)"
+    )
+    assert running_note(rows, replace(race, close=at(7200))) == ""  # closes later: running
+    assert running_note(rows, replace(race, start=None)) == ""  # no course known: unsaid

@@ -378,6 +378,16 @@ def parse_course(text: str, path: str = "course.yaml") -> Course:
     )
 
 
+def still_running(athletes: int) -> str:
+    """Why athletes stay running after the race, where the course has no race.close (the run
+    summary's line and the dashboard's note: one wording)."""
+    return (
+        f"{athletes} athlete{'s' if athletes != 1 else ''} still running: the course has no "
+        "race.close, so nobody is dnf (add race.close to the course, then racelens results "
+        "--course FILE)"
+    )
+
+
 def _check_close(close: datetime, start: datetime, waves: tuple[Wave, ...], where: str) -> None:
     """A close at or before a start (a wrong day or offset) would make every athlete of it
     dnf the moment they start."""

@@ -81,6 +81,8 @@ def live_board(settings: Settings, category: str | None, query: str, show: str) 
     everyone = data.leaderboard(out)
     show_podium(everyone, category)
     show_counts(board.select(everyone, category))
+    if note := board.running_note(everyone, race):
+        st.caption(note)
     rows = board.select(everyone, category, query)
     changed = pd.Timestamp(data.results_written_at(out), unit="ns", tz="UTC")
     st.caption(
