@@ -146,7 +146,8 @@ def table(
 def positions(rows: pd.DataFrame, race: Race, leaders: int) -> pd.DataFrame:
     """Long table (bib, athlete, station, order, position, split) of the first `leaders`
     athletes of `rows`: their position among `rows` at each station after the start, by
-    split."""
+    split. An unknown bib's row is no athlete: it takes no position and is not followed."""
+    rows = rows[rows["status"] != UNKNOWN]
     followed = rows.head(leaders)
     out = []
     for order, station in enumerate(race.stations[1:]):

@@ -556,7 +556,7 @@ def test_positions__order_at_each_station_after_the_start() -> None:
     race = RaceInfo("r", "UTC", (StationInfo("s", "S", 0), StationInfo("f", "F", 1)))
     rows = pd.DataFrame(
         {"bib": ["1", "2"], "name": ["A", "B"], "at_s_s": [0.0, 0.0], "at_f_s": [90.0, 80.0]}
-    )
+    ).assign(status="finished")
     positions = board.positions(rows, race, leaders=2)
     assert list(zip(positions["bib"], positions["position"], strict=True)) == [("1", 2), ("2", 1)]
 

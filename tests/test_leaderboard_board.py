@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pandas as pd
 
-from dashboard.board import running_note, status_counts
+from dashboard.board import positions, running_note, status_counts
 from dashboard.data import Race, StationInfo
 from tests.conftest import at, athlete, make_course, passage
 from transforms.results import build_leaderboard
@@ -38,3 +38,15 @@ def test_running_note__says_why_athletes_stay_running_without_a_close() -> None:
     )
     assert running_note(rows, replace(race, close=at(7200))) == ""  # closes later: running
     assert running_note(rows, replace(race, start=None)) == ""  # no course known: unsaid
+
+
+def test_positions__an_unknown_bib_takes_no_position() -> None:
+    # "Unknown #999" passed cp1 first: the athletes' positions there are 1 and 2, not 2 and 3.
+    course = make_course()
+    seen = [passage("101", "cp1", 1200), passage("102", "cp1", 1300)]
+    seen += [passage("999", "cp1", 1100, needs_review=True, review_reason="unknown_bib")]
+    rows = pd.DataFrame(build_leaderboard(seen, course, [athlete("101"), athlete("102")], None))
+    stations = tuple(StationInfo(s.id, s.name, s.km) for s in course.stations)
+    race = Race("Oslo 10k", course.timezone, stations, course.start)
+    shown = positions(rows, race, leaders=3)
+    assert list(zip(shown["bib"], shown["position"], strict=True)) == [("101", 1), ("102", 2)]
