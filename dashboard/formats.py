@@ -6,6 +6,8 @@ instants h:mm:ss in the race's own time zone.
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from transforms.export import clock, pace
@@ -32,3 +34,12 @@ def local_time(value: object, timezone: str) -> str:
     if missing(value):
         return ""
     return pd.Timestamp(value).tz_convert(timezone).strftime("%H:%M:%S")  # type: ignore[arg-type]
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def plain(text: str) -> str:
+    """Text from outside (a file name) for a label Streamlit renders as Markdown, shown as
+    written: `*` or `[` in a photographer's file name is not formatting."""
+    return _MARKDOWN.sub(r"\\\1", text)

@@ -16,6 +16,11 @@ from dashboard.settings import Settings, SettingsError, current_settings
 from pipeline.live_lock import live_run_log
 
 WAIT_FOR_RESULTS_S = 2
+OFFICIAL_NAME = "official_name"  # outlives the review page's widget on the other pages
+# The official's name in the address too: a link opened in a new tab, or a reload, starts a
+# new session, and without it that session's decisions were logged without a name.
+OFFICIAL_PARAM = "official"
+NAME_MAX_CHARS = 40
 
 
 def settings_or_stop() -> Settings:
@@ -68,3 +73,17 @@ def retime_status(retimer: Retimer) -> None:
         st.info("Re-timing the results with the latest decisions…", icon=":material/sync:")
     elif retimer.last is not None and not retimer.last.ok:
         problem("Re-timing after the last decision failed:", retimer.last.message)
+
+
+def official_name() -> str:
+    """Who the official is, as they typed it in this session or as the address says."""
+    if OFFICIAL_NAME not in st.session_state:
+        given = st.query_params.get(OFFICIAL_PARAM) or ""
+        st.session_state[OFFICIAL_NAME] = given.strip()[:NAME_MAX_CHARS]
+    return st.session_state[OFFICIAL_NAME]
+
+
+def official_params() -> dict[str, str]:
+    """The query parameters that carry the official's name along a link."""
+    name = official_name()
+    return {OFFICIAL_PARAM: name} if name else {}

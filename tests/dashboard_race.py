@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 
 from transforms import schemas
 from transforms.course import load_course, load_start_list
-from transforms.passages import Passage
+from transforms.passages import TOO_LATE, Passage
 from transforms.results import build_leaderboard
 
 GUN = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)  # 10:00 in Oslo
@@ -210,3 +210,20 @@ def build_race(root: Path) -> Race:
     }
     (race.out / "run.json").write_text(json.dumps(run), encoding="utf-8")
     return race
+
+
+def hold_too_late(race: Race, late: list[str]) -> None:
+    """These finish photos came in after the allowed lateness: held, one item for them."""
+    images = pq.read_table(race.out / "images.parquet")
+    rows = images.to_pylist()
+    for row in rows:
+        if row["image_id"] in late:
+            row.update(status="review", reason=TOO_LATE)
+    pq.write_table(pa.Table.from_pylist(rows, schema=images.schema), race.out / "images.parquet")
+    first = next(r for r in rows if r["image_id"] == late[0])
+    review = [
+        {"image_id": late[0], "reason": TOO_LATE, "candidates": ["101", "103"],
+         "station_id": "finish", "taken_at": first["taken_at"], "path": ""}
+    ]  # fmt: skip
+    schema = pq.read_schema(race.out / "review.parquet")
+    pq.write_table(pa.Table.from_pylist(review, schema=schema), race.out / "review.parquet")

@@ -36,7 +36,7 @@ from dashboard.settings import PASSWORD_ENV, SettingsError, parse_settings
 from pipeline.cli import main
 from pipeline.live_lock import hold_live_lock
 from tests.conftest import restored_logging
-from tests.dashboard_race import HTML_NAME, Race, build_race
+from tests.dashboard_race import HTML_NAME, Race, build_race, hold_too_late
 from transforms.corrections import (
     Correction,
     append_corrections,
@@ -793,29 +793,12 @@ def test_review__a_photo_without_time_is_timed_where_and_when_the_official_says(
     assert row["passed_at"] == "2026-05-01T08:21:40.500000+00:00"
 
 
-def _held_too_late(race: Race, late: list[str]) -> None:
-    """These finish photos came in after the allowed lateness: held, one item for them."""
-    images = pq.read_table(race.out / "images.parquet")
-    rows = images.to_pylist()
-    for row in rows:
-        if row["image_id"] in late:
-            row.update(status="review", reason=TOO_LATE)
-    pq.write_table(pa.Table.from_pylist(rows, schema=images.schema), race.out / "images.parquet")
-    first = next(r for r in rows if r["image_id"] == late[0])
-    review = [
-        {"image_id": late[0], "reason": TOO_LATE, "candidates": ["101", "103"],
-         "station_id": "finish", "taken_at": first["taken_at"], "path": ""}
-    ]  # fmt: skip
-    schema = pq.read_schema(race.out / "review.parquet")
-    pq.write_table(pa.Table.from_pylist(review, schema=schema), race.out / "review.parquet")
-
-
 def test_review__a_station_uploading_late_is_accepted_together(
     open_page: Callable[..., AppTest], race: Race
 ) -> None:
     # finish-101 and finish-103 came in after the allowed lateness: one item for both.
     late = [race.ids["finish-101"], race.ids["finish-103"]]  # in the order taken
-    _held_too_late(race, late)
+    hold_too_late(race, late)
     at = open_page(REVIEW)
     assert "Arrived too late to be timed" in [s.value for s in at.subheader]
     assert "Finish · 2 photos held" in texts(at)
@@ -834,7 +817,7 @@ def test_review__accept_all_leaves_a_photo_decided_alone_as_decided(
     # finish-103, of the late batch, was opened by its link and rejected; the re-timing has
     # not run yet. Accept all must not overrule that.
     late = [race.ids["finish-101"], race.ids["finish-103"]]
-    _held_too_late(race, late)
+    hold_too_late(race, late)
     decided = pd.Timestamp("2026-05-01T09:00:00Z").to_pydatetime()
     append_corrections(str(race.corrections), [Correction(late[1], "reject", decided_at=decided)])
     at = open_page(REVIEW)
@@ -844,3 +827,31 @@ def test_review__accept_all_leaves_a_photo_decided_alone_as_decided(
         (late[1], "reject"),
         (late[0], "accept"),
     ]
+
+
+def test_review__a_late_photos_link_keeps_the_officials_session(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # The links to a late batch's photos were Markdown links, which open a new tab: a new
+    # session, where the official's name was gone (decisions logged as "official").
+    late = [race.ids["finish-101"], race.ids["finish-103"]]
+    hold_too_late(race, late)
+    at = open_page(REVIEW)
+    at.sidebar.text_input(key="official").set_value("kari").run()
+    assert not [m for m in at.markdown if "?image=" in m.value]
+    links = at.get("page_link")
+    assert [link.proto.page for link in links] == ["review"] * 2
+    assert [link.proto.query_string for link in links] == [
+        f"image={image_id}&official=kari" for image_id in late
+    ]
+
+
+def test_review__the_officials_name_comes_with_the_address(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # A link opened in a new tab, or the page reloaded: a new session, the same official.
+    at = open_page(REVIEW, image=race.ids["finish-101"], official="kari")
+    assert at.sidebar.text_input(key="official").value == "kari"
+    at.button(key="reject").click().run()
+    assert [(r["action"], r["by"]) for r in log_rows(race)] == [("reject", "kari")]
+    assert at.query_params["official"] == "kari"  # a reload keeps it

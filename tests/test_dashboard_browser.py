@@ -9,6 +9,7 @@ only when they are missing.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import shutil
@@ -28,6 +29,9 @@ from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+
+from tests.dashboard_race import build_race, hold_too_late
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(
@@ -86,8 +90,9 @@ def eventually(probe: Callable[[], T | None], what: str, timeout_s: float = WAIT
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture(scope="module")
-def dashboard_url(results: Path) -> Iterator[str]:
+@contextlib.contextmanager
+def dashboard_on(results: Path) -> Iterator[str]:
+    """`racelens dashboard` on the folder, at the address it gives."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "dashboard", "--out", str(results)]
@@ -103,7 +108,13 @@ def dashboard_url(results: Path) -> Iterator[str]:
         yield url
     finally:
         server.terminate()
-        server.wait(10)
+        server.wait(WAIT_S)  # a re-timing a decision started ends first (busy machine: slow)
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(results: Path) -> Iterator[str]:
+    with dashboard_on(results) as url:
+        yield url
 
 
 @pytest.fixture
@@ -159,3 +170,39 @@ def test_browser__podium_then_a_review_decision(
     eventually(retimed, "the re-timing with the log")
     after = pq.read_table(results / "images.parquet").to_pylist()
     assert after == before  # what the photo says is as it was
+
+
+def test_browser__a_late_photo_opened_by_its_link_is_decided_by_the_same_official(
+    browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    # The late batch's links opened a new tab: a new session, without the official's name.
+    race = build_race(tmp_path)
+    late = [race.ids["finish-101"], race.ids["finish-103"]]
+    hold_too_late(race, late)
+    with dashboard_on(race.out) as url:
+        browser.get(f"{url}/review")
+        eventually(lambda: browser.find_elements(By.XPATH, "//button[.//p='Accept all 2']"), "item")
+        field = "//input[@aria-label='Your name, for the log']"
+        name = eventually(lambda: browser.find_elements(By.XPATH, field), "the name field")[0]
+        name.send_keys("kari", Keys.ENTER)
+        eventually(lambda: "official=kari" in browser.current_url, "the name in the address")
+        browser.find_element(By.XPATH, "//summary[.//p[starts-with(., 'The 2 photos')]]").click()
+        links = "[data-testid=stPageLink] a"
+        eventually(
+            lambda: all(a.is_displayed() for a in browser.find_elements(By.CSS_SELECTOR, links)),
+            "the links",
+        )
+        browser.find_elements(By.CSS_SELECTOR, links)[1].click()
+        eventually(lambda: "Opened for correction" in browser.page_source, "the photo")
+        assert len(browser.window_handles) == 1
+        reject = "//button[.//p='Reject']"
+        eventually(lambda: browser.find_elements(By.XPATH, reject), "the form")[0].click()
+        eventually(lambda: race.corrections.exists() and log_of(race.corrections), "the log")
+    assert [(r["image_id"], r["action"], r["by"]) for r in log_of(race.corrections)] == [
+        (late[1], "reject", "kari")
+    ]
+
+
+def log_of(path: Path) -> list[dict[str, str]]:
+    with open(path, encoding="utf-8") as f:
+        return list(csv.DictReader(f))

@@ -93,7 +93,7 @@ def show_photos(images: pd.DataFrame, mine: pd.DataFrame, race: data.Race, bib: 
                     "views/review.py",
                     label="Correct this photo",
                     icon=":material/edit:",
-                    query_params={"image": photo["image_id"]},
+                    query_params={"image": photo["image_id"], **ui.official_params()},
                 )
 
 

@@ -53,7 +53,6 @@ from transforms.corrections import (
 )
 
 OFFICIAL_KEY = "official"
-OFFICIAL_NAME = "official_name"  # outlives the widget when the official visits other pages
 SKIPPED = "skipped"
 SHOWN = "review_shown"
 BIBS_KEY = "assign_bibs"
@@ -71,7 +70,16 @@ DONE = {
 
 
 def _remember_official() -> None:
-    st.session_state[OFFICIAL_NAME] = st.session_state[OFFICIAL_KEY].strip()
+    st.session_state[ui.OFFICIAL_NAME] = st.session_state[OFFICIAL_KEY].strip()
+
+
+def _address_names_official() -> None:
+    """The address carries the name, so that a reload keeps it."""
+    params = ui.official_params()
+    if params:
+        st.query_params.update(params)
+    else:
+        st.query_params.pop(ui.OFFICIAL_PARAM, None)
 
 
 def _leave_item(item: Item) -> None:
@@ -121,7 +129,7 @@ def _decide(action: str, item: Item, shown: Shown, settings: Settings) -> None:
         rows = decision_rows(
             action,
             item,
-            official=st.session_state.get(OFFICIAL_NAME) or "official",
+            official=ui.official_name() or "official",
             now=datetime.now(UTC),
             bibs=st.session_state.get(BIBS_KEY) or (),
             photo_station=shown.station,
@@ -374,14 +382,19 @@ def show_item(
 
 
 def late_photos(images: pd.DataFrame, batch: list[str], settings: Settings) -> None:
-    """Links to each photo a too_late item stands for, to decide one by one."""
+    """Links to each photo a too_late item stands for, to decide one by one. Page links stay
+    in this tab and session (a Markdown link opens a new tab, a session without the
+    official's name); they carry the name for a tab opened from them all the same."""
     race = data.race(settings.out)
     rows = images[images["image_id"].isin(batch)].drop_duplicates("image_id")
     with st.expander(f"The {len(batch)} photos, one by one"):
         for row in rows.sort_values(["taken_at", "path"]).itertuples():
             taken = formats.local_time(row.taken_at, race.timezone)
-            name = os.path.basename(row.path)
-            st.markdown(f"[{taken} · {name}](?image={row.image_id})")
+            st.page_link(
+                "views/review.py",
+                label=f"{taken} · {formats.plain(os.path.basename(row.path))}",
+                query_params={"image": row.image_id, **ui.official_params()},
+            )
 
 
 def linked_item(open_items: list[Item], images: pd.DataFrame) -> Item | None:
@@ -407,10 +420,14 @@ def retime_notice(settings: Settings) -> None:
 settings = ui.settings_or_stop()
 ui.header("Review queue", data.race(settings.out))
 with st.sidebar:
-    st.session_state[OFFICIAL_KEY] = st.session_state.get(OFFICIAL_NAME, "")
+    st.session_state[OFFICIAL_KEY] = ui.official_name()
     st.text_input(
-        "Your name, for the log", key=OFFICIAL_KEY, on_change=_remember_official, max_chars=40
+        "Your name, for the log",
+        key=OFFICIAL_KEY,
+        on_change=_remember_official,
+        max_chars=ui.NAME_MAX_CHARS,
     )
+_address_names_official()
 show_notice()
 with st.sidebar:
     retime_notice(settings)
