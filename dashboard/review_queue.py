@@ -268,6 +268,7 @@ def decision_rows(
     photo_station: str | None = None,
     placed: Placement | None = None,
     batch: Sequence[str] = (),
+    assigned: Sequence[str] = (),
 ) -> list[Correction]:
     """The log rows for one decision about an item; raises ValueError for one that cannot be.
 
@@ -275,7 +276,10 @@ def decision_rows(
     was taken at the finish, and it stays there. An assignment names the station and time
     the official `placed` the photo at, where given (a photo that came in for several
     stations must be placed). A too_late item's accept or reject is one row for each photo
-    of its `batch` (late_batch).
+    of its `batch` (late_batch). An assignment that leaves out an athlete the log has
+    `assigned` the photo to already starts with a reject: assignments add up in the log
+    (two officials may each name one athlete of a group photo), and the official changing
+    their mind means the athletes chosen now, not those and the earlier ones.
     """
 
     def row(
@@ -318,5 +322,7 @@ def decision_rows(
                 "This photo has no station or no time (its EXIF?), so an assignment would "
                 "time nothing: give its station and time, or reject it."
             )
-        return [row(ASSIGN, bib, station, at) for bib in dict.fromkeys(bibs)]
+        assigns = [row(ASSIGN, bib, station, at) for bib in dict.fromkeys(bibs)]
+        replaces = any(b not in bibs for b in assigned)
+        return ([row(REJECT)] if replaces else []) + assigns
     raise ValueError(f"{action} is not a decision about {reason_text(item.reason).lower()}")

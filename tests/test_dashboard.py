@@ -855,3 +855,35 @@ def test_review__the_officials_name_comes_with_the_address(
     at.button(key="reject").click().run()
     assert [(r["action"], r["by"]) for r in log_rows(race)] == [("reject", "kari")]
     assert at.query_params["official"] == "kari"  # a reload keeps it
+
+
+def test_review__changing_an_assignment_replaces_it(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # kari assigned finish-999's photo to 101; it is 102's. Opened again, the photo proposes
+    # the athletes assigned, and the new choice replaces them: assignments add up in the log
+    # (two officials may each name one athlete of a group), so 101 kept the passage too.
+    image_id = race.ids["finish-999"]
+    decided = pd.Timestamp("2026-05-01T09:00:00Z").to_pydatetime()
+    first = Correction(image_id, "assign", "101", "finish", None, decided, "kari")
+    append_corrections(str(race.corrections), [first])
+    at = open_page(REVIEW, image=image_id)
+    assert at.multiselect(key="assign_bibs").value == ["101"]
+    at.multiselect(key="assign_bibs").set_value(["102"])
+    at.button(key="assign").click().run()
+    log = read_corrections_leniently(str(race.corrections)).corrections
+    assert [b.bib for b in decisions_by_image(log)[image_id].assigned] == ["102"]
+
+
+def test_decision_rows__an_assignment_adding_an_athlete_keeps_the_earlier_ones() -> None:
+    now = pd.Timestamp("2026-05-01T09:00:00Z").to_pydatetime()
+
+    def rows(bibs: tuple[str, ...]) -> list[tuple[str, str]]:
+        made = review_queue.decision_rows(
+            "assign", ITEM, official="kari", now=now, bibs=bibs, photo_station="cp1",
+            assigned=("101",),
+        )  # fmt: skip
+        return [(r.action, r.bib) for r in made]
+
+    assert rows(("101", "102")) == [("assign", "101"), ("assign", "102")]
+    assert rows(("102",)) == [("reject", ""), ("assign", "102")]

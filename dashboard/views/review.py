@@ -49,6 +49,7 @@ from transforms.corrections import (
     TOO_LATE,
     Correction,
     append_corrections,
+    decisions_by_image,
     read_corrections_leniently,
 )
 
@@ -101,6 +102,7 @@ class Shown:
     station: str | None  # the photo's own station (its folder's, its camera's)
     places: list[Placement]  # the stations its copies came in for
     batch: list[str]  # the photos a too_late item stands for (image_ids)
+    assigned: tuple[str, ...]  # the athletes the log assigns the photo to already
 
 
 def _placement(item: Item, shown: Shown, settings: Settings) -> Placement | None:
@@ -135,6 +137,7 @@ def _decide(action: str, item: Item, shown: Shown, settings: Settings) -> None:
             photo_station=shown.station,
             placed=_placement(item, shown, settings),
             batch=shown.batch,
+            assigned=shown.assigned,
         )
         append_corrections(settings.corrections, rows)
     except (ValueError, OSError) as e:
@@ -313,7 +316,9 @@ def decision_form(item: Item, shown: Shown, settings: Settings) -> None:
     to_place = needs_place(item, shown.station)
     if st.session_state.get(SHOWN) != item.key:  # a new item: propose its own candidates
         st.session_state[SHOWN] = item.key
-        st.session_state[BIBS_KEY] = [b for b in item.candidates if b in names]
+        # A photo assigned already (opened again to change it): the athletes the log says.
+        proposed = shown.assigned or item.candidates
+        st.session_state[BIBS_KEY] = [b for b in proposed if b in names]
         st.session_state[PLACE_KEY] = shown.station if to_place else None
         st.session_state[TIME_KEY] = formats.local_time(
             item.taken_at, data.race(settings.out).timezone
@@ -360,6 +365,12 @@ def decision_form(item: Item, shown: Shown, settings: Settings) -> None:
             )
 
 
+def assigned_to(image_id: str, corrections: tuple[Correction, ...]) -> tuple[str, ...]:
+    """The athletes the log assigns the photo to now (none where it says otherwise)."""
+    decision = decisions_by_image(c for c in corrections if c.image_id == image_id).get(image_id)
+    return tuple(dict.fromkeys(c.bib for c in decision.assigned)) if decision else ()
+
+
 def show_item(
     images: pd.DataFrame, item: Item, settings: Settings, corrections: tuple[Correction, ...]
 ) -> None:
@@ -369,6 +380,7 @@ def show_item(
         station=text_or_none(photo["station_id"].iloc[0]) if not photo.empty else None,
         places=copies_of(images, item.image_id),
         batch=late_batch(images, item, corrections) if item.reason == TOO_LATE else [],
+        assigned=assigned_to(item.image_id, corrections),
     )
     left, right = st.columns([3, 2], gap="medium")
     with left:
