@@ -887,3 +887,36 @@ def test_decision_rows__an_assignment_adding_an_athlete_keeps_the_earlier_ones()
 
     assert rows(("101", "102")) == [("assign", "101"), ("assign", "102")]
     assert rows(("102",)) == [("reject", ""), ("assign", "102")]
+
+
+def test_athlete__an_official_retires_and_reinstates_an_athlete(
+    open_page: Callable[..., AppTest], race: Race, retimed: list
+) -> None:
+    # A runner tells the finish they stopped at 5 km: no photo, no review item says so, and
+    # the athlete page was the only place with the athlete and it offered no decision.
+    at = open_page(ATHLETE, bib="104", official="kari")
+    at.button(key="athlete_dnf").click().run()
+    [row] = log_rows(race)
+    assert (row["image_id"], row["action"], row["bib"], row["by"]) == ("", "dnf", "104", "kari")
+    wait_for(lambda: retimed == [(str(race.out), str(race.corrections))])
+    assert "DNF by kari." in texts(at)
+    assert "Decisions here are logged as kari's." in [c.value for c in at.caption]
+    assert "athlete_dsq" not in [b.key for b in at.button]
+    at.button(key="athlete_reinstate").click().run()
+    assert [(r["action"], r["bib"]) for r in log_rows(race)] == [
+        ("dnf", "104"),
+        ("reinstate", "104"),
+    ]
+    assert {"athlete_dsq", "athlete_dnf"} <= {b.key for b in at.button}
+
+
+def test_athlete__a_disqualification_shown_as_the_officials(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    decided = pd.Timestamp("2026-05-01T09:00:00Z").to_pydatetime()
+    append_corrections(
+        str(race.corrections), [Correction("", "dsq", "106", decided_at=decided, by="ola")]
+    )
+    at = open_page(ATHLETE, bib="106")
+    assert "DSQ by ola." in texts(at)
+    assert [b.key for b in at.button if b.key.startswith("athlete_")] == ["athlete_reinstate"]

@@ -5,21 +5,36 @@ The photos are those the pipeline identified the athlete on, by bib or by face
 
 `?bib=123` opens an athlete directly (the leaderboard links here). Each photo links to
 the review page, where an official can correct what the pipeline made of it; the photos
-download as one zip.
+download as one zip. An official disqualifies or retires the athlete here (or reinstates
+one they had), for what no photo shows: a runner who tells the finish they stopped, a rule
+broken.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import pandas as pd
 import streamlit as st
 
 from dashboard import board, data, formats, photos, ui
+from dashboard.retime import retimer
+from dashboard.settings import Settings
+from transforms.corrections import (
+    ATHLETE_ACTIONS,
+    Correction,
+    append_corrections,
+    in_order,
+)
 
 PHOTO_COLUMNS = 4
 HOW = {"bib_ocr": "by bib", "face_match": "by face", "manual": "by an official"}
 BIB_KEY = "athlete_bib"
+NOTICE = "athlete_notice"
+REINSTATE = "reinstate"
+DECISIONS = {"dsq": "Disqualify", "dnf": "Did not finish", REINSTATE: "Reinstate"}
+DONE = {"dsq": "Disqualified", "dnf": "Retired (DNF)", REINSTATE: "Reinstated"}
 
 
 def _address_names_athlete() -> None:
@@ -64,6 +79,48 @@ def show_result(athlete: pd.Series) -> None:
         column.metric(label, value or "–")
 
 
+def _decide_about(action: str, bib: str, settings: Settings) -> None:
+    row = Correction("", action, bib, "", None, datetime.now(UTC), ui.official_name() or "official")
+    try:
+        append_corrections(settings.corrections, [row])
+    except OSError as e:
+        st.session_state[NOTICE] = (False, str(e))
+        return
+    retimer(settings.out, settings.corrections).request()
+    st.session_state[NOTICE] = (True, f"{DONE[action]} bib {bib}.")
+
+
+def standing_decision(bib: str, corrections: tuple[Correction, ...]) -> Correction | None:
+    """The official's disqualification or retirement of the athlete that stands, if any."""
+    about = [c for c in in_order(corrections) if c.bib == bib and c.action in ATHLETE_ACTIONS]
+    return about[-1] if about and about[-1].action != REINSTATE else None
+
+
+def official_decision(bib: str, settings: Settings) -> None:
+    """Disqualify, retire or reinstate the athlete: logged as the review page logs it."""
+    notice = st.session_state.pop(NOTICE, None)
+    if notice is not None:
+        (st.success if notice[0] else st.error)(notice[1])
+    standing = standing_decision(bib, data.corrections(settings.corrections).corrections)
+    if standing is not None:
+        st.text(f"{standing.action.upper()} by {standing.by or 'an official'}.")
+    name = ui.official_name()
+    st.caption(
+        f"Decisions here are logged as {name}'s."
+        if name
+        else "Give your name on the review page to be named in the log."
+    )
+    actions = [REINSTATE] if standing is not None else ["dsq", "dnf"]
+    for column, action in zip(st.columns(4), actions, strict=False):
+        column.button(
+            DECISIONS[action],
+            key=f"athlete_{action}",
+            on_click=_decide_about,
+            args=(action, bib, settings),
+            width="stretch",
+        )
+
+
 def show_photos(images: pd.DataFrame, mine: pd.DataFrame, race: data.Race, bib: str) -> None:
     st.subheader(f"Photos ({len(mine)})")
     if mine.empty:
@@ -105,6 +162,7 @@ athlete = choose_athlete(everyone)
 if athlete is None:
     st.stop()
 show_result(athlete)
+official_decision(athlete["bib"], settings)
 st.subheader("Passages and splits")
 passages = data.passages(settings.out)
 st.dataframe(board.passages_table(athlete, passages, race), hide_index=True)
