@@ -920,3 +920,20 @@ def test_athlete__a_disqualification_shown_as_the_officials(
     at = open_page(ATHLETE, bib="106")
     assert "DSQ by ola." in texts(at)
     assert [b.key for b in at.button if b.key.startswith("athlete_")] == ["athlete_reinstate"]
+
+
+def test_review__a_decision_can_be_changed_from_its_notice(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # The decided item leaves the queue: the notice links to it, to change one's mind.
+    at = open_page(REVIEW, official="kari")
+    at.button(key="approve").click().run()
+    [link] = at.sidebar.get("page_link")
+    assert (link.proto.page, link.proto.query_string) == (
+        "review",
+        f"image={race.ids['cp1-weak']}&official=kari",
+    )
+    at.pills(key="filter_reasons").set_value(["missed_checkpoint"]).run()
+    at.button(key="dsq").click().run()  # undone where an athlete is reinstated
+    [link] = at.sidebar.get("page_link")
+    assert (link.proto.page, link.proto.query_string) == ("athlete", "bib=102&official=kari")

@@ -60,6 +60,7 @@ BIBS_KEY = "assign_bibs"
 PLACE_KEY = "place_station"
 TIME_KEY = "place_time"
 NOTICE = "review_notice"
+CHANGE = "review_change"  # the link to change the decision just noticed
 RETIME_POLL_S = 2
 DONE = {
     APPROVE: "Approved",
@@ -148,7 +149,19 @@ def _decide(action: str, item: Item, shown: Shown, settings: Settings) -> None:
         f"{len(rows)} photos" if len(rows) > 1 else ""
     )
     st.session_state[NOTICE] = (True, f"{DONE[action]} {detail}".strip() + ".")
+    st.session_state[CHANGE] = change_link(item, rows)
     _leave_item(item)
+
+
+def change_link(item: Item, rows: list[Correction]) -> tuple[str, dict[str, str]] | None:
+    """Where the official changes the decision just made (the item has left the queue): the
+    photo opened again, or the athlete's page (reinstate); none for a camera seen to or a
+    late batch decided together."""
+    if item.about_athlete:
+        return "views/athlete.py", {"bib": rows[0].bib}
+    if item.about_photo and len({r.image_id for r in rows}) == 1:
+        return "views/review.py", {"image": item.image_id}
+    return None
 
 
 def _skip(item: Item) -> None:
@@ -166,6 +179,15 @@ def show_notice() -> None:
     if ok:
         st.sidebar.success("Saved.", icon=":material/check:")
         st.sidebar.text(text)
+        change = st.session_state.pop(CHANGE, None)
+        if change is not None:
+            page, params = change
+            st.sidebar.page_link(
+                page,
+                label="Change this decision",
+                icon=":material/undo:",
+                query_params=params | ui.official_params(),
+            )
     else:
         st.error("Not saved.")
         st.text(text)
