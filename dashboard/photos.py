@@ -47,12 +47,16 @@ def _row(images: pd.DataFrame, image_id: str) -> pd.Series | None:
     return (originals if not originals.empty else rows).iloc[0]
 
 
+def listed_path(images: pd.DataFrame, image_id: str) -> str | None:
+    """The path images.parquet lists for the photo with this image_id, there or not."""
+    row = _row(images, image_id)
+    return None if row is None else row["path"]
+
+
 def photo_path(images: pd.DataFrame, image_id: str) -> str | None:
     """The listed path of the photo with this image_id, if it is listed and still exists."""
-    row = _row(images, image_id)
-    if row is None or not os.path.isfile(row["path"]):
-        return None
-    return row["path"]
+    path = listed_path(images, image_id)
+    return path if path is not None and os.path.isfile(path) else None
 
 
 def reads_of(images: pd.DataFrame, image_id: str) -> tuple[Read, ...]:

@@ -937,3 +937,19 @@ def test_review__a_decision_can_be_changed_from_its_notice(
     at.button(key="dsq").click().run()  # undone where an athlete is reinstated
     [link] = at.sidebar.get("page_link")
     assert (link.proto.page, link.proto.query_string) == ("athlete", "bib=102&official=kari")
+
+
+def test_review__a_photo_moved_away_says_which_and_keeps_its_reads(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # The card was copied again, the folder renamed: the official must know which file to
+    # look for, and the reads are still what the pipeline found ("no bib box" was false).
+    path = race.images / "cp1" / "cp1-weak.jpg"
+    path.rename(race.root / "moved.jpg")
+    at = open_page(REVIEW)
+    assert [w.value for w in at.warning] == [
+        "This photo cannot be shown (missing or unreadable file)."
+    ]
+    assert str(path) in texts(at)
+    assert "No bib box on this photo." not in texts(at)
+    assert list(at.dataframe[0].value["Read"]) == ["55%"]

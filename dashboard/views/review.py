@@ -219,9 +219,10 @@ def show_photo(images: pd.DataFrame, item: Item) -> None:
     jpeg = photos.annotated_photo(images, item.image_id)
     if jpeg is None:
         st.warning("This photo cannot be shown (missing or unreadable file).")
-        return
-    st.image(jpeg, width="stretch", alt="Photo with the bib boxes the pipeline found")
-    st.text(photos.photo_path(images, item.image_id) or "")
+    else:
+        st.image(jpeg, width="stretch", alt="Photo with the bib boxes the pipeline found")
+    # Its path either way: a photo moved away is found again by it.
+    st.text(photos.listed_path(images, item.image_id) or "")
 
 
 def describe(item: Item, settings: Settings, shown: Shown) -> None:
@@ -255,7 +256,8 @@ def show_evidence(images: pd.DataFrame, item: Item, settings: Settings) -> None:
     crops = photos.bib_crops(images, item.image_id, item.candidates if item.about_athlete else None)
     for read, jpeg in crops:
         st.image(jpeg, caption=f"{read.bib} read at {read.confidence:.0%}", alt=f"Bib {read.bib}")
-    if not crops and not item.about_athlete:
+    # A photo that cannot be read has no crops, but its reads stand (in the table below).
+    if not crops and not item.about_athlete and not photos.reads_of(images, item.image_id):
         st.text("No bib box on this photo.")
     show_candidates(images, item, settings)
 
