@@ -242,10 +242,16 @@ def late_batch(
     """The photos (image_ids, in the order taken) that a too_late item stands for: its
     station's photos held as arrived too late, but for those the log decides already (one
     opened and decided alone, not re-timed yet, keeps that decision)."""
-    decided = {c.image_id for c in corrections if c.action in IMAGE_ACTIONS}
-    late = images[(images["reason"] == TOO_LATE) & ~images["image_id"].isin(decided)]
+    late = images[images["reason"] == TOO_LATE]
     at_station = late[late["station_id"].map(text_or_none) == item.station_id]
-    return list(dict.fromkeys(at_station.sort_values(["taken_at", "path"])["image_id"]))
+    held = dict.fromkeys(at_station.sort_values(["taken_at", "path"])["image_id"])
+    return undecided(list(held), corrections)
+
+
+def undecided(image_ids: Iterable[str], corrections: Iterable[Correction]) -> list[str]:
+    """The photos the log holds no decision about yet."""
+    decided = {c.image_id for c in corrections if c.action in IMAGE_ACTIONS}
+    return [i for i in image_ids if i not in decided]
 
 
 def copies_of(images: pd.DataFrame, image_id: str) -> list[Placement]:

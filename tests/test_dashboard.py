@@ -953,3 +953,22 @@ def test_review__a_photo_moved_away_says_which_and_keeps_its_reads(
     assert str(path) in texts(at)
     assert "No bib box on this photo." not in texts(at)
     assert list(at.dataframe[0].value["Read"]) == ["55%"]
+
+
+def test_review__accept_all_leaves_a_photo_another_official_just_decided(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # This page shows "Accept all 2"; meanwhile ola opened finish-103 by its link and
+    # rejected it. Accepting all must not overrule ola's later-read decision unseen.
+    late = [race.ids["finish-101"], race.ids["finish-103"]]
+    hold_too_late(race, late)
+    at = open_page(REVIEW)
+    assert "Finish · 2 photos held" in texts(at)
+    decided = pd.Timestamp("2026-05-01T09:00:00Z").to_pydatetime()
+    other = Correction(late[1], "reject", decided_at=decided, by="ola")
+    append_corrections(str(race.corrections), [other])
+    at.button(key="accept").click().run()
+    assert [(r["image_id"], r["action"]) for r in log_rows(race)] == [
+        (late[1], "reject"),
+        (late[0], "accept"),
+    ]

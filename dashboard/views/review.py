@@ -42,6 +42,7 @@ from dashboard.review_queue import (
     reason_text,
     settled_by,
     text_or_none,
+    undecided,
 )
 from dashboard.settings import Settings
 from transforms.corrections import (
@@ -89,11 +90,11 @@ def _leave_item(item: Item) -> None:
         del st.query_params["image"]  # back to the queue once the linked photo is dealt with
 
 
-def _decided_meanwhile(item: Item, settings: Settings) -> Correction | None:
+def _decided_meanwhile(item: Item, log: tuple[Correction, ...]) -> Correction | None:
     """Another official's decision about a queued item since this page showed it."""
     if item.reason == OPENED:  # opened on purpose, to override what was decided
         return None
-    return settled_by(item, read_corrections_leniently(settings.corrections).corrections)
+    return settled_by(item, log)
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,8 @@ def _placement(item: Item, shown: Shown, settings: Settings) -> Placement | None
 
 
 def _decide(action: str, item: Item, shown: Shown, settings: Settings) -> None:
-    earlier = _decided_meanwhile(item, settings)
+    log = read_corrections_leniently(settings.corrections).corrections
+    earlier = _decided_meanwhile(item, log)
     if earlier is not None:
         who = earlier.by or "another official"
         st.session_state[NOTICE] = (False, f"{who} decided this one already ({earlier.action}).")
@@ -137,7 +139,9 @@ def _decide(action: str, item: Item, shown: Shown, settings: Settings) -> None:
             bibs=st.session_state.get(BIBS_KEY) or (),
             photo_station=shown.station,
             placed=_placement(item, shown, settings),
-            batch=shown.batch,
+            # A late photo another official decided alone since this page showed the
+            # batch keeps that decision.
+            batch=undecided(shown.batch, log),
             assigned=shown.assigned,
         )
         append_corrections(settings.corrections, rows)
