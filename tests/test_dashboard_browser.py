@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -206,3 +207,20 @@ def test_browser__a_late_photo_opened_by_its_link_is_decided_by_the_same_officia
 def log_of(path: Path) -> list[dict[str, str]]:
     with open(path, encoding="utf-8") as f:
         return list(csv.DictReader(f))
+
+
+def test_browser__an_empty_queue_shows_the_next_item_when_it_comes(
+    browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    # Live, near the finish: the official waits on "Nothing to review." while the live run
+    # queues a finish photo. The page showed nothing until the official clicked something.
+    race = build_race(tmp_path)
+    review = race.out / "review.parquet"
+    queued = pq.read_table(review)
+    pq.write_table(queued.schema.empty_table(), review)
+    with dashboard_on(race.out) as url:
+        browser.get(f"{url}/review")
+        eventually(lambda: "Nothing to review." in browser.page_source, "the empty queue")
+        pq.write_table(queued, f"{review}.tmp")
+        os.replace(f"{review}.tmp", review)  # as a run writes its results
+        eventually(lambda: "Bib read, but not surely" in browser.page_source, "the new item", 20)

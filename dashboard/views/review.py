@@ -53,6 +53,7 @@ from transforms.corrections import (
     decisions_by_image,
     read_corrections_leniently,
 )
+from transforms.schemas import REVIEW_FILE
 
 OFFICIAL_KEY = "official"
 SKIPPED = "skipped"
@@ -452,6 +453,14 @@ def linked_item(open_items: list[Item], images: pd.DataFrame) -> Item | None:
 
 
 @st.fragment(run_every=RETIME_POLL_S)
+def await_new_items(out: str, seen: data.Version) -> None:
+    """An empty queue shows new items as they come: a live run queues them while the
+    official waits (a camera covered at the finish), and the page ran only on a click."""
+    if data.version(os.path.join(out, REVIEW_FILE)) != seen:
+        st.rerun()
+
+
+@st.fragment(run_every=RETIME_POLL_S)
 def retime_notice(settings: Settings) -> None:
     """Whether the decisions are in the results yet, kept current while the official works."""
     ui.retime_status(retimer(settings.out, settings.corrections))
@@ -474,6 +483,7 @@ with st.sidebar:
 log = data.corrections(settings.corrections)
 ui.log_problems(log.problems)
 images = data.images(settings.out)
+queue_version = data.version(os.path.join(settings.out, REVIEW_FILE))
 items = items_of(data.review(settings.out))
 open_items = pending(items, log.corrections)
 item = linked_item(open_items, images)
@@ -481,6 +491,7 @@ if item is None:
     queue = in_turn(choose_items(items, open_items), st.session_state.get(SKIPPED, []))
     if not queue:
         st.success("Nothing to review." if not open_items else "Nothing to review here.")
+        await_new_items(settings.out, queue_version)
         st.stop()
     item = queue[0]
     per_reason = " · ".join(
