@@ -21,6 +21,7 @@ OFFICIAL_NAME = "official_name"  # outlives the review page's widget on the othe
 # new session, and without it that session's decisions were logged without a name.
 OFFICIAL_PARAM = "official"
 NAME_MAX_CHARS = 40
+UNNAMED = "official"  # the log's `by` for a decision made before a name was given
 
 
 def settings_or_stop() -> Settings:

@@ -972,3 +972,13 @@ def test_review__accept_all_leaves_a_photo_another_official_just_decided(
         (late[1], "reject"),
         (late[0], "accept"),
     ]
+
+
+def test_review__an_official_without_a_name_is_told_how_decisions_are_logged(
+    open_page: Callable[..., AppTest],
+) -> None:
+    at = open_page(REVIEW)
+    unnamed = "Decisions are logged as 'official' until you give your name."
+    assert unnamed in [c.value for c in at.sidebar.caption]
+    at.sidebar.text_input(key="official").set_value("kari").run()
+    assert unnamed not in [c.value for c in at.sidebar.caption]

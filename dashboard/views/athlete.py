@@ -80,7 +80,7 @@ def show_result(athlete: pd.Series) -> None:
 
 
 def _decide_about(action: str, bib: str, settings: Settings) -> None:
-    row = Correction("", action, bib, "", None, datetime.now(UTC), ui.official_name() or "official")
+    row = Correction("", action, bib, "", None, datetime.now(UTC), ui.official_name() or ui.UNNAMED)
     try:
         append_corrections(settings.corrections, [row])
     except OSError as e:

@@ -135,7 +135,7 @@ def _decide(action: str, item: Item, shown: Shown, settings: Settings) -> None:
         rows = decision_rows(
             action,
             item,
-            official=ui.official_name() or "official",
+            official=ui.official_name() or ui.UNNAMED,
             now=datetime.now(UTC),
             bibs=st.session_state.get(BIBS_KEY) or (),
             photo_station=shown.station,
@@ -476,6 +476,8 @@ with st.sidebar:
         on_change=_remember_official,
         max_chars=ui.NAME_MAX_CHARS,
     )
+    if not ui.official_name():  # with several officials at work, an unnamed row is no one's
+        st.caption(f"Decisions are logged as '{ui.UNNAMED}' until you give your name.")
 _address_names_official()
 show_notice()
 with st.sidebar:
