@@ -982,3 +982,31 @@ def test_review__an_official_without_a_name_is_told_how_decisions_are_logged(
     assert unnamed in [c.value for c in at.sidebar.caption]
     at.sidebar.text_input(key="official").set_value("kari").run()
     assert unnamed not in [c.value for c in at.sidebar.caption]
+
+
+def test_review__two_officials_at_once_are_shown_different_items(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # Both were shown the queue's first item; the slower one's every decision was refused
+    # ("kari decided this one already").
+    kari = open_page(REVIEW, official="kari")
+    ola = open_page(REVIEW, official="ola")
+    assert "Bib read, but not surely" in [s.value for s in kari.subheader]
+    assert "Number not in the start list" in [s.value for s in ola.subheader]
+    kari.button(key="approve").click().run()  # next: the one ola is not looking at
+    assert "Camera covered?" in [s.value for s in kari.subheader]
+    ola.button(key="reject").click().run()
+    assert [(r["action"], r["by"]) for r in log_rows(race)] == [
+        ("approve", "kari"),
+        ("reject", "ola"),
+    ]
+
+
+def test_claims__an_item_left_open_is_offered_again() -> None:
+    claims = review_queue.Claims()
+    claims.show("kari", ITEM.key, 0.0)
+    assert claims.taken("ola", 1.0) == {ITEM.key}
+    assert claims.taken("kari", 1.0) == set()
+    assert claims.taken("ola", review_queue.CLAIM_S + 1) == set()
+    assert review_queue.first_free([ITEM, MISSED], {ITEM.key}) == MISSED
+    assert review_queue.first_free([ITEM], {ITEM.key}) == ITEM  # everyone busy: share

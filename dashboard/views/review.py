@@ -10,6 +10,8 @@ pipeline was wrongly sure of can be corrected too.
 from __future__ import annotations
 
 import os
+import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -26,11 +28,13 @@ from dashboard.review_queue import (
     OPENED,
     REASON_NOTES,
     REJECT,
+    Claims,
     Item,
     Placement,
     copies_of,
     counts_by_reason,
     decision_rows,
+    first_free,
     in_turn,
     in_view,
     items_of,
@@ -62,6 +66,7 @@ BIBS_KEY = "assign_bibs"
 PLACE_KEY = "place_station"
 TIME_KEY = "place_time"
 NOTICE = "review_notice"
+SESSION = "review_session"  # this page's id among the officials' (Claims)
 CHANGE = "review_change"  # the link to change the decision just noticed
 RETIME_POLL_S = 2
 DONE = {
@@ -452,6 +457,16 @@ def linked_item(open_items: list[Item], images: pd.DataFrame) -> Item | None:
     return item
 
 
+@st.cache_resource(show_spinner=False)
+def claims(out: str) -> Claims:
+    """The items each official's page of this dashboard shows, shared by every session."""
+    return Claims()
+
+
+def session_id() -> str:
+    return st.session_state.setdefault(SESSION, uuid.uuid4().hex)
+
+
 @st.fragment(run_every=RETIME_POLL_S)
 def await_new_items(out: str, seen: data.Version) -> None:
     """An empty queue shows new items as they come: a live run queues them while the
@@ -495,9 +510,10 @@ if item is None:
         st.success("Nothing to review." if not open_items else "Nothing to review here.")
         await_new_items(settings.out, queue_version)
         st.stop()
-    item = queue[0]
+    item = first_free(queue, claims(settings.out).taken(session_id(), time.monotonic()))
     per_reason = " · ".join(
         f"{reason_text(r)} {n}" for r, n in counts_by_reason(open_items).items()
     )
     st.caption(f"{len(queue)} to review here. Open in all: {per_reason}.")
+claims(settings.out).show(session_id(), item.key, time.monotonic())
 show_item(images, item, settings, log.corrections)
