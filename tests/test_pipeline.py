@@ -34,6 +34,7 @@ from tests.conftest import (
     restored_logging,
     write_jpeg,
 )
+from transforms.photos import FactStore
 
 REPO = Path(__file__).resolve().parents[1]
 UTC_COLUMNS = {
@@ -79,7 +80,7 @@ def result_files(out: Path) -> dict[str, bytes]:
 
 def stored_facts(out: Path) -> dict[str, tuple[int, int]]:
     facts = {}
-    for root, _, names in os.walk(out / "facts"):
+    for root, _, names in os.walk(FactStore(str(out / "facts")).version_root):
         for name in names:
             stat = os.stat(os.path.join(root, name))
             facts[os.path.join(root, name)] = (stat.st_ino, stat.st_mtime_ns)

@@ -248,6 +248,77 @@ def test_reading__a_large_file_that_is_no_photo_is_never_held_whole_in_memory(
     assert peak < 8 * 2**20, f"{peak / 2**20:.0f} MB held for a 64 MB file"
 
 
+@pytest.fixture
+def settled_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files count as settled as soon as written (HashCache), not 2 s later."""
+    monkeypatch.setattr(photos, "SETTLED_NS", 0)
+
+
+def _unread(monkeypatch: pytest.MonkeyPatch) -> None:
+    def read(*_: object) -> bytes:
+        raise AssertionError("read again")
+
+    monkeypatch.setattr(photos, "read_photo_bytes", read)
+
+
+@pytest.mark.usefixtures("settled_at_once")
+def test_hash_cache__a_file_hashed_before_is_not_read_again_until_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A camera's 2 GB video under --images was hashed on every run (4-8 CPU s).
+    video = tmp_path / "images" / "VID_0001.mp4"
+    video.parent.mkdir()
+    video.write_bytes(b"\0\0\0\x18ftypmp42" + os.urandom(3 * 2**20))
+    hashes = photos.HashCache(str(tmp_path / "facts"))
+    first = photos.cached_file_id(str(video), hashes)
+    assert first == hashlib.sha256(video.read_bytes()).hexdigest()
+    with monkeypatch.context() as patched:
+        _unread(patched)
+        assert photos.cached_file_id(str(video), hashes) == first
+        # The stores of the two engines take it from there too.
+        hashing = photos._HashFile(str(tmp_path / "facts"))
+        hashing.setup()
+        [(hashed, _)] = hashing.process(str(video))
+        assert hashed == first
+    # Rewritten in place, the same size, its modification time put back (`cp -p`): hashed
+    # again, its change time tells.
+    mtime = video.stat().st_mtime_ns
+    video.write_bytes(b"\0\0\0\x18ftypmp42" + os.urandom(3 * 2**20))
+    os.utime(video, ns=(mtime, mtime))
+    second = photos.cached_file_id(str(video), hashes)
+    assert second == hashlib.sha256(video.read_bytes()).hexdigest() != first
+
+
+def test_hash_cache__a_file_changed_just_now_is_hashed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its next change may come within its clock's resolution, its times unchanged.
+    upload = tmp_path / "a.jpg"
+    upload.write_bytes(b"half an upload")
+    hashes = photos.HashCache(str(tmp_path / "facts"))
+    photos.cached_file_id(str(upload), hashes)
+    assert not (tmp_path / "facts").exists()
+    monkeypatch.setattr(photos, "SETTLED_NS", 0)  # as it is 2 s later
+    photos.cached_file_id(str(upload), hashes)
+    _unread(monkeypatch)
+    kept = photos.cached_file_id(str(upload), hashes)
+    assert kept == hashlib.sha256(b"half an upload").hexdigest()
+
+
+@pytest.mark.usefixtures("settled_at_once")
+def test_store_facts__a_file_hashed_before_with_stored_facts_is_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Dask's analysis reads and hashes each file itself.
+    video = tmp_path / "VID_0001.mp4"
+    video.write_bytes(b"\0\0\0\x18ftypmp42" + os.urandom(2**21))
+    storing = photos._StoreFacts(str(tmp_path / "facts"))
+    storing.setup()
+    [first] = storing.process(str(video))
+    _unread(monkeypatch)
+    assert list(storing.process(str(video))) == [first]
+
+
 SEEDS = [encoded("JPEG", good(8), gps=BAD_GPS, maker_note=noise(64)), encoded("PNG", good(9))]
 
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
+import json
 import logging
 import os
 import posixpath
 import re
 import stat
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import BinaryIO
@@ -189,6 +191,82 @@ def file_id(path: str) -> str:
     except (BeamIOError, OSError):
         return unreadable_id(path)
     return digest.hexdigest()
+
+
+# Where a FactStore keeps the image_ids of the files hashed before (HashCache).
+HASHES_FOLDER = "hashes"
+# A file changed this recently may be changed again within its clock's resolution without its
+# times changing (git's "racily clean" entries): its image_id is not kept.
+SETTLED_NS = 2_000_000_000
+# What tells a local file's content apart without reading it: inode (a file replaced by
+# another under its name, e.g. rsync's), size, modification and change times in ns (a copy
+# that keeps the old mtime, `cp -p`, still changes ctime).
+Stamp = tuple[int, int, int, int]
+
+
+def stamp_of(path: str) -> Stamp | None:
+    """The stamp of a local listed file, links followed; None for another or none."""
+    if not _is_local(path):
+        return None
+    try:
+        st = os.stat(os_path(path))
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class HashCache:
+    """The image_ids of local files hashed before, one small JSON file per path in the fact
+    store's folder, each valid while the file's stamp stays the one it was hashed at: a
+    camera's 2 GB video under --images was read and hashed again on every run (1.7 CPU s,
+    ~3 s here), and so was every photo of a re-run whose facts were all stored."""
+
+    def __init__(self, facts_root: str):
+        self.root = f"{facts_root.rstrip('/')}/{HASHES_FOLDER}"
+
+    def _entry(self, path: str) -> str:
+        key = hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()
+        # Not .json: what counts stored facts by their files (progress, tests) counts no hash.
+        return f"{self.root}/{key[:2]}/{key}.hash"
+
+    def get(self, path: str, stamp: Stamp | None) -> str | None:
+        """The image_id of `path` hashed at `stamp`; None where it was not."""
+        if stamp is None or not _is_local(self.root):
+            return None
+        try:
+            with open(self._entry(path), encoding="utf-8") as f:
+                kept = json.load(f)
+        except (OSError, ValueError):
+            return None  # none kept, or damaged: hashed again
+        same = kept.get("path") == path and tuple(kept.get("stamp", ())) == stamp
+        return kept.get("image_id") if same else None
+
+    def put(self, path: str, stamp: Stamp | None, image_id: str) -> None:
+        """Keeps the image_id of `path` as hashed at `stamp` (taken before it was read),
+        unless the file changed too recently to tell a later change by its stamp."""
+        if stamp is None or not _is_local(self.root):
+            return
+        if time.time_ns() - max(stamp[2], stamp[3]) < SETTLED_NS:
+            return
+        kept = {"path": path, "stamp": list(stamp), "image_id": image_id}
+        write_atomically(self._entry(path), json.dumps(kept).encode("utf-8"))
+
+
+def cached_file_id(path: str, hashes: HashCache | None) -> str:
+    """file_id(path), taken from `hashes` where they hold it, kept there where not."""
+    if hashes is None:
+        return file_id(path)
+    stamp = stamp_of(path)
+    image_id = hashes.get(path, stamp)
+    if image_id is None:
+        image_id = file_id(path)
+        # Not where it changed while it was read, nor where it could not be read (its
+        # permissions changed may not change its stamp on every filesystem).
+        if stamp_of(path) == stamp and image_id != unreadable_id(path):
+            hashes.put(path, stamp, image_id)
+    return image_id
 
 
 def unreadable_reason(path: str) -> str:
@@ -429,8 +507,18 @@ class FactStore:
 
 
 class _HashFile(beam.DoFn):
+    """path -> (image_id, path); with a fact store, a file hashed before is not read again
+    while its stamp is unchanged (HashCache)."""
+
+    def __init__(self, store_root: str | None = None):
+        self._store_root = store_root
+        self._hashes: HashCache | None = None
+
+    def setup(self) -> None:
+        self._hashes = HashCache(self._store_root) if self._store_root else None
+
     def process(self, path: str) -> Iterator[tuple[str, str]]:
-        yield file_id(path), path
+        yield cached_file_id(path, self._hashes), path
 
 
 class _FactsDoFn(beam.DoFn):
@@ -510,7 +598,17 @@ class _AnalyseContent(_FactsDoFn):
 class _StoreFacts(_FactsDoFn):
     """path -> (image_id, path), the photo's facts stored first; the file is read once."""
 
+    def setup(self) -> None:
+        super().setup()
+        self._hashes = HashCache(self._store_root)
+
     def process(self, path: str) -> Iterator[tuple[str, str]]:
+        stamp = stamp_of(path)
+        known = self._hashes.get(path, stamp)
+        if known is not None and self._reusable(known) is not None:
+            self._reused.inc()  # hashed before and its facts stored: not read at all
+            yield known, path
+            return
         digest = hashlib.sha256()
         try:
             data = read_photo_bytes(path, digest)
@@ -518,6 +616,8 @@ class _StoreFacts(_FactsDoFn):
             yield unreadable_id(path), path  # the timing run finds why it cannot be read
             return
         image_id = digest.hexdigest()
+        if stamp_of(path) == stamp:  # not changed while it was read
+            self._hashes.put(path, stamp, image_id)
         if self._reusable(image_id) is None:
             self._analyse(data, image_id, path)
         else:
@@ -574,7 +674,7 @@ class AnalysePhotos(beam.PTransform):
     def expand(self, paths: beam.PCollection) -> beam.PCollection:
         return (
             paths
-            | "HashFiles" >> beam.ParDo(_HashFile())
+            | "HashFiles" >> beam.ParDo(_HashFile(self._store_root))
             | "GroupCopies" >> beam.GroupByKey()
             | "AnalyseContent" >> AnalyseContent(self._store_root, self._images_root, self._faces)
         )
