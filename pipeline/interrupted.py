@@ -32,7 +32,7 @@ from pipeline.progress import count_facts
 from pipeline.worker_command import STOP_THREAD, WORKER_LOST
 from transforms.photos import FactStore
 from transforms.schemas import OUTPUT_FILES
-from transforms.write import TEMPORARY_MARK, files_in, no_room_told_to
+from transforms.write import TEMPORARY_MARK, delete_files, files_in, no_room_told_to
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # What a run writes into its results folder (not others': the dashboard's corrections log).
@@ -260,7 +260,7 @@ def remove_temporaries_of(folders: Iterable[str], writers: Collection[int]) -> l
         }
     )
     with contextlib.suppress(BeamIOError):  # gone already: nothing to remove
-        FileSystems.delete(left)
+        delete_files(left)
     return left
 
 

@@ -173,12 +173,17 @@ def test_listings__a_folder_named_with_wildcards_is_taken_literally(
     photo = str(images / "finish" / "a.jpg")
     assert list_photos(str(images)) == [photo]
     assert list(list_files(str(images))) == [photo]
-    out = tmp_path / name / "out"
-    out.mkdir()
-    stale = out / f"images.parquet{TEMPORARY_MARK}1-x"
-    stale.write_bytes(b"PA")
-    os.utime(stale, (1_000, 1_000))
-    assert remove_stale_temporaries([str(out)]) == [str(stale)]
+    # Deleted as named: Beam's delete found no file 'race [2026]/out/...', and took
+    # 'race */out/...' for the same file in 'race 2/out' too.
+    out, out_beside = tmp_path / name / "out", tmp_path / "race 2" / "out"
+    for folder in (out, out_beside):
+        folder.mkdir()
+        stale = folder / f"images.parquet{TEMPORARY_MARK}1-x"
+        stale.write_bytes(b"PA")
+        os.utime(stale, (1_000, 1_000))
+    assert remove_stale_temporaries([str(out)]) == [str(out / stale.name)]
+    assert [p.name for p in out.iterdir()] == []
+    assert [p.name for p in out_beside.iterdir()] == [stale.name]
 
 
 def test_list_photos__a_folder_it_cannot_list_is_an_unreadable_entry(

@@ -97,7 +97,7 @@ def write_atomically_by(path: str, write: Callable[[object], object]) -> None:
         FileSystems.rename([tmp], [path])
     except BaseException as e:
         with contextlib.suppress(BeamIOError):  # not made, or gone
-            FileSystems.delete([tmp])
+            delete_files([tmp])
         if not is_no_room(e):
             raise
         tell_no_room(path)
@@ -155,6 +155,34 @@ def files_in(folder: str, depth: str = "**") -> str:
     return _WILDCARD.sub(lambda m: _LITERALLY[m[0]], folder.rstrip("/")) + "/" + depth
 
 
+def _is_local(path: str) -> bool:
+    """Whether `path` is on this machine's disk (no Beam filesystem's scheme://)."""
+    return "://" not in path
+
+
+def delete_files(paths: list[str]) -> None:
+    """Deletes the files named, each taken literally (one gone already is no error); raises
+    BeamIOError naming those that could not be. Beam's delete takes each path for a pattern:
+    a temporary file in 'race [2026]/out' was never found, and one in 'race */out' would be
+    deleted in 'race 1/out' too."""
+    failed: dict[str, Exception] = {}
+    remote = [path for path in paths if not _is_local(path)]
+    for path in (path for path in paths if _is_local(path)):
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            failed[path] = e
+    if remote:
+        try:
+            FileSystems.delete(remote)
+        except BeamIOError as e:
+            failed.update(e.exception_details)
+    if failed:
+        raise BeamIOError("Delete operation failed", failed)
+
+
 def remove_stale_temporaries(
     folders: Iterable[str], older_than_s: float = STALE_AFTER_S
 ) -> list[str]:
@@ -173,7 +201,7 @@ def remove_stale_temporaries(
         }
     )
     try:
-        FileSystems.delete(stale)
+        delete_files(stale)
     except BeamIOError as e:  # another run cleaned up at the same time: nothing is lost
         log.warning("could not remove every stale temporary file: %s", e)
     return stale
