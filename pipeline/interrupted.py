@@ -25,14 +25,13 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 
 from apache_beam.io.filesystem import BeamIOError
-from apache_beam.io.filesystems import FileSystems
 
 from pipeline.cli import RUN_FILE
 from pipeline.progress import count_facts
 from pipeline.worker_command import STOP_THREAD, WORKER_LOST
 from transforms.photos import FactStore
 from transforms.schemas import OUTPUT_FILES
-from transforms.write import TEMPORARY_MARK, delete_files, files_in, no_room_told_to
+from transforms.write import TEMPORARY_MARK, delete_files, listed_files, no_room_told_to
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # What a run writes into its results folder (not others': the dashboard's corrections log).
@@ -255,7 +254,7 @@ def remove_temporaries_of(folders: Iterable[str], writers: Collection[int]) -> l
         {
             m.path
             for folder in folders
-            for m in _matched(files_in(folder))
+            for m in _matched(folder)
             if any(mark in posixpath.basename(m.path) for mark in marks)
         }
     )
@@ -264,10 +263,11 @@ def remove_temporaries_of(folders: Iterable[str], writers: Collection[int]) -> l
     return left
 
 
-def _matched(pattern: str) -> list:
-    """The metadata of the files `pattern` matches; none where its folder does not exist."""
+def _matched(folder: str, depth: str = "**") -> list:
+    """The metadata of the files in `folder` (transforms/write.py's listed_files); none
+    where it does not exist."""
     try:
-        return FileSystems.match([pattern])[0].metadata_list
+        return listed_files(folder, depth)
     except BeamIOError:
         return []
 
@@ -276,7 +276,7 @@ def results_state(out: str, since: float) -> str:
     """What the results in `out` are, of a run started at `since` (epoch seconds)."""
     written = {
         posixpath.basename(m.path): m.last_updated_in_seconds
-        for m in _matched(files_in(out, "*"))
+        for m in _matched(out, "*")
         if posixpath.basename(m.path) in RUN_FILES
     }
     if not written:

@@ -36,7 +36,6 @@ from typing import TextIO
 
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import BeamIOError
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from dashboard.settings import CORRECTIONS_FILE
@@ -52,13 +51,12 @@ from transforms.passages import TOO_LATE, advance_watermark, is_too_late
 from transforms.photos import (
     _AnalyseContent,  # the analysis DoFn itself, called in-process
     file_id,
-    photos_pattern,
     skipped_entries,
     text_path,
 )
 from transforms.records import Photo
 from transforms.schemas import IMAGES_FILE
-from transforms.write import write_results
+from transforms.write import listed_files, write_results
 
 # Flags of the live command that the batch cycles must not see.
 LIVE_FLAGS = ("--streaming", "--stop-after", "--stop_after")
@@ -85,7 +83,7 @@ def list_files(images: str) -> dict[str, tuple[int, float]]:
     as stable and get their row, rejected, like in a batch run.
     """
     try:
-        matched = FileSystems.match([photos_pattern(images)])[0].metadata_list
+        matched = listed_files(images)
     except BeamIOError:
         return {}  # the folder may not exist yet on race morning
     files = {text_path(m.path): (m.size_in_bytes, m.last_updated_in_seconds) for m in matched}

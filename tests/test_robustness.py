@@ -36,12 +36,15 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.cli import count_files, dashboard_command, main
 from pipeline.demo import generate_race
 from pipeline.drip import differing
+from pipeline.interrupted import remove_temporaries_of, results_state
 from pipeline.live import list_files
 from pipeline.options import RaceConfig, RacelensOptions, run_inputs
 from pipeline.photo_export import export_photos
@@ -69,7 +72,7 @@ from tests.conftest import (
 from tests.test_course import BAD_COURSES
 from transforms import photos, schemas
 from transforms.course import ConfigError
-from transforms.photos import FactStore, analyse_photo, list_photos
+from transforms.photos import FactStore, ReadPhotos, analyse_photo, list_photos
 from transforms.schemas import ATHLETE_PHOTOS_FILE, LEADERBOARD_FILE, PASSAGES_FILE
 from transforms.write import (
     STALE_AFTER_S,
@@ -161,8 +164,8 @@ def test_listings__the_analysis_engines_and_live_mode_see_every_entry(fuzz_run: 
 
 @pytest.mark.filterwarnings("error::FutureWarning")  # re's 'possible nested set'
 @pytest.mark.parametrize("name", ["race [2026]", "race *", "race ?"])
-def test_listings__a_folder_named_with_wildcards_is_taken_literally(
-    tmp_path: Path, name: str
+def test_listings__a_folder_named_with_wildcards_is_taken_literally_and_listed_from_itself(
+    tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Beam's file patterns took them as wildcards: 'race [2026]/images' listed no photo
     # (every athlete dns, exit 0), or the photos of a folder beside it ('race 2/images').
@@ -171,8 +174,20 @@ def test_listings__a_folder_named_with_wildcards_is_taken_literally(
         (folder / "finish").mkdir(parents=True)
         (folder / "finish" / "a.jpg").write_bytes(b"jpeg")
     photo = str(images / "finish" / "a.jpg")
+    # Each listing starts at the folder itself: Beam's starts at the folder that holds the
+    # first wildcard character's, here tmp_path, which may be a disk of a season's races.
+    walked: list[str] = []
+    walk = os.walk
+
+    def recorded(top: str, *args: object, **kwargs: object) -> Iterator:
+        walked.append(os.fspath(top))
+        return walk(top, *args, **kwargs)
+
+    monkeypatch.setattr(os, "walk", recorded)
     assert list_photos(str(images)) == [photo]
     assert list(list_files(str(images))) == [photo]
+    with TestPipeline() as p:
+        assert_that(p | ReadPhotos(str(images)), equal_to([photo]))
     # Deleted as named: Beam's delete found no file 'race [2026]/out/...', and took
     # 'race */out/...' for the same file in 'race 2/out' too.
     out, out_beside = tmp_path / name / "out", tmp_path / "race 2" / "out"
@@ -184,6 +199,9 @@ def test_listings__a_folder_named_with_wildcards_is_taken_literally(
     assert remove_stale_temporaries([str(out)]) == [str(out / stale.name)]
     assert [p.name for p in out.iterdir()] == []
     assert [p.name for p in out_beside.iterdir()] == [stale.name]
+    assert remove_temporaries_of([str(out)], [1]) == []
+    assert results_state(str(out), 0) == f"no results are written in {out} yet"
+    assert {top for top in walked if not top.startswith((str(images), str(out)))} == set()
 
 
 def test_list_photos__a_folder_it_cannot_list_is_an_unreadable_entry(

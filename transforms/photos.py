@@ -30,7 +30,6 @@ import apache_beam as beam
 import cv2
 import imagehash
 import numpy as np
-from apache_beam.io import fileio
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
@@ -53,7 +52,7 @@ from transforms.records import (
     facts_to_json,
 )
 from transforms.tesseract import PPOCR, engine_name
-from transforms.write import files_in, write_atomically
+from transforms.write import _is_local, files_in, listed_files, write_atomically
 
 # Larger images are refused before decoding: a decompression bomb must not exhaust memory.
 MAX_PIXELS = 120_000_000
@@ -86,12 +85,8 @@ def photos_pattern(images_root: str) -> str:
 
 def list_photos(images_root: str) -> list[str]:
     """Every file under the images location, listed now rather than inside the pipeline."""
-    matched = FileSystems.match([photos_pattern(images_root)])[0].metadata_list
+    matched = listed_files(images_root)
     return sorted([text_path(m.path) for m in matched] + skipped_entries(images_root))
-
-
-def _is_local(path: str) -> bool:
-    return "://" not in path
 
 
 def text_path(path: str) -> str:
@@ -631,23 +626,9 @@ class ReadPhotos(beam.PTransform):
     def __init__(self, images_root: str):
         super().__init__()
         self._root = images_root
-        self._pattern = photos_pattern(images_root)
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        matched = (
-            pbegin
-            | "MatchFiles"
-            >> fileio.MatchFiles(
-                self._pattern, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW
-            )
-            | "Paths" >> beam.Map(lambda meta: text_path(meta.path))
-        )
-        skipped = (
-            pbegin
-            | "Root" >> beam.Create([self._root])
-            | "SkippedEntries" >> beam.FlatMap(skipped_entries)
-        )
-        return (matched, skipped) | "AllEntries" >> beam.Flatten()
+        return pbegin | "Root" >> beam.Create([self._root]) | "Entries" >> beam.FlatMap(list_photos)
 
 
 class AnalyseContent(beam.PTransform):

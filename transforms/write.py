@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.io.filesystem import BeamIOError
+from apache_beam.io.filesystem import BeamIOError, FileMetadata
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
@@ -155,6 +155,26 @@ def files_in(folder: str, depth: str = "**") -> str:
     return _WILDCARD.sub(lambda m: _LITERALLY[m[0]], folder.rstrip("/")) + "/" + depth
 
 
+def listed_files(folder: str, depth: str = "**") -> list[FileMetadata]:
+    """The files in `folder`, at any depth (`**`) or directly in it (`*`), as Beam's match
+    lists them (`files_in`). A local folder is walked from itself: Beam walks from the folder
+    that holds a pattern's first wildcard character, so for a photos folder named
+    'race [2026]' it walked the folder above whole, every race on that disk."""
+    if not _is_local(folder):
+        return FileSystems.match([files_in(folder, depth)])[0].metadata_list
+    # As Beam's LocalFileSystem lists them: links to files followed, links to folders not,
+    # entries that cannot be looked at (a broken link, a file gone meanwhile) left out.
+    found = []
+    for parent, _, names in os.walk(folder.rstrip("/") or "/"):
+        for path in (os.path.join(parent, name) for name in names):
+            with contextlib.suppress(OSError):
+                st = os.stat(path)
+                found.append(FileMetadata(path, st.st_size, st.st_mtime))
+        if depth != "**":
+            break
+    return found
+
+
 def _is_local(path: str) -> bool:
     """Whether `path` is on this machine's disk (no Beam filesystem's scheme://)."""
     return "://" not in path
@@ -196,7 +216,7 @@ def remove_stale_temporaries(
         {
             m.path
             for folder in folders
-            for m in FileSystems.match([files_in(folder)])[0].metadata_list
+            for m in listed_files(folder)
             if TEMPORARY_MARK in posixpath.basename(m.path) and m.last_updated_in_seconds < cutoff
         }
     )
