@@ -300,6 +300,32 @@ def test_load_start_list__a_bom_from_a_spreadsheet_is_tolerated(
     assert [a.bib for a in load_start_list(path)] == ["101", "102", "103"]
 
 
+@pytest.mark.parametrize(("mark", "encoding"), [("", "utf-16"), ("\ufeff", "utf-16-be")])
+def test_load_start_list__utf16_with_its_byte_order_mark_is_read(
+    write_file: Callable[..., str], mark: str, encoding: str
+) -> None:
+    # A spreadsheet's "Unicode text" (Python's utf-16 writes the mark, little-endian here):
+    # it was "not UTF-8 text (byte 0)".
+    path = write_file("startlist.csv", (mark + START_LIST_CSV).encode(encoding))
+    assert load_start_list(path) == load_start_list(write_file("utf8.csv", START_LIST_CSV))
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("bib,name\n1,Åse Berg\n".encode("cp1252"), "not UTF-8 text (byte 11): save it as UTF-8"),
+        ("bib,name\n1,Åse Berg\n".encode("utf-16-le"), "UTF-16 text without a byte-order mark"),
+    ],
+    ids=["windows_1252", "utf16_without_bom"],
+)
+def test_load_start_list__other_text_says_what_it_is_and_how_to_save_it(
+    write_file: Callable[..., str], content: bytes, problem: str
+) -> None:
+    path = write_file("startlist.csv", content)
+    message = _error(load_start_list, path)
+    assert message.startswith(f"{path}: {problem}") and "'CSV UTF-8'" in message
+
+
 def test_load_start_list__duplicate_bib_names_both_lines(write_file: Callable[..., str]) -> None:
     path = write_file("startlist.csv", "bib,name\n101,Ingrid Berg\n102,Ola Hansen\n101,Kari Lie\n")
     message = _error(load_start_list, path)
@@ -313,6 +339,7 @@ def test_load_start_list__duplicate_bib_names_both_lines(write_file: Callable[..
         ("bib,name\n101,Ingrid Berg\n102,  \n", 3, "empty name for bib 102"),
         ("bib,name\n101,Ingrid Berg\n,Ola Hansen\n", 3, "empty bib"),
         ("bib;name\n101;Ingrid Berg\n", 1, "separated by ';'"),
+        ("bib\tname\n101\tIngrid Berg\n", 1, "separated by tabs"),
         ("number,name\n101,Ingrid Berg\n", 1, "missing column 'bib'"),
         # The quote ran on to the file's end: bib 102 was lost, 101 named "Ingrid\n102,Ola".
         ('bib,name\n100,Kari Lie\n101,"Ingrid\n102,Ola\n', 4, "bib 101: a value runs over"),
@@ -328,6 +355,7 @@ def test_load_start_list__duplicate_bib_names_both_lines(write_file: Callable[..
         "empty_name",
         "empty_bib",
         "semicolons",
+        "tabs",
         "missing_bib_column",
         "unclosed_quote",
         "misspelt_column",

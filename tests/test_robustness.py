@@ -71,7 +71,7 @@ from tests.conftest import (
 )
 from tests.test_course import BAD_COURSES
 from transforms import photos, schemas
-from transforms.course import ConfigError
+from transforms.course import SAVE_AS_UTF8, ConfigError
 from transforms.photos import FactStore, ReadPhotos, analyse_photo, list_photos
 from transforms.schemas import ATHLETE_PHOTOS_FILE, LEADERBOARD_FILE, PASSAGES_FILE
 from transforms.write import (
@@ -464,7 +464,7 @@ def test_run__a_corrections_log_that_is_not_utf8_is_one_line_exit_2(
     log.write_bytes(b"image_id,action,bib,station_id,passed_at,decided_at,by\n\xe9")
     assert main([*argv, "--corrections", str(log)]) == 2
     err = capsys.readouterr().err
-    assert err == f"racelens: error: {log}: not UTF-8 text (byte 55)\n", err
+    assert err == f"racelens: error: {log}: not UTF-8 text (byte 55){SAVE_AS_UTF8}\n", err
     assert not out.exists(), "nothing is written before the input is valid"
 
 

@@ -8,6 +8,7 @@ CLI can print it on one line and exit 2 before any work starts.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import difflib
 import io
@@ -131,10 +132,26 @@ def _read_text(path: str) -> str:
             raw = f.read()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
+    encoding = _encoding_of(raw)
+    if encoding != "utf-16" and b"\0" in raw:  # every other byte of Latin text in UTF-16
+        raise ConfigError(f"{path}: UTF-16 text without a byte-order mark?{SAVE_AS_UTF8}")
     try:
-        return raw.decode("utf-8-sig")  # tolerate the BOM that spreadsheet programs write
+        return raw.decode(encoding)
     except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from e
+        name = "UTF-16" if encoding == "utf-16" else "UTF-8"
+        raise ConfigError(f"{path}: not {name} text (byte {e.start}){SAVE_AS_UTF8}") from e
+
+
+# What a spreadsheet program saves as "Unicode text" begins with UTF-16's byte-order mark;
+# decoded as UTF-8 it was "not UTF-8 text (byte 0)".
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+SAVE_AS_UTF8 = ": save it as UTF-8 text (a spreadsheet program's 'CSV UTF-8')"
+
+
+def _encoding_of(raw: bytes) -> str:
+    """UTF-16 where a byte-order mark says so, else UTF-8 (with the BOM that spreadsheet
+    programs write, or without)."""
+    return "utf-16" if raw.startswith(_UTF16_BOMS) else "utf-8-sig"
 
 
 def parse_instant(value: Any, where: str) -> datetime:
@@ -465,8 +482,9 @@ def parse_start_list(text: str, path: str = "startlist.csv") -> tuple[Athlete, .
     reader = csv.DictReader(io.StringIO(text))
     # In any case: a spreadsheet's export heads them "Bib", "Name", "Category".
     header = [h.strip().casefold() for h in (reader.fieldnames or [])]
-    if len(header) == 1 and ";" in header[0]:
-        raise ConfigError(f"{path}: line 1: columns are separated by ';', expected ','")
+    for separator, name in ((";", "';'"), ("\t", "tabs")):
+        if len(header) == 1 and separator in header[0]:
+            raise ConfigError(f"{path}: line 1: columns are separated by {name}, expected ','")
     _check_header(header, path)
     missing = [c for c in ("bib", "name") if c not in header]
     if missing:
