@@ -98,39 +98,60 @@ def stopped_on_signals(out: str, facts: str) -> Iterator[list[Ender]]:
     previous = handled_by(stop)
     previous[WORKER_LOST] = signal.signal(WORKER_LOST, stop)  # from a worker's command
     previous[NO_ROOM] = signal.signal(NO_ROOM, stop)
-    wakeup = stopped_off_the_main_thread(stop, set(previous))
     try:
-        with news_held_back_for(stopping), no_room_told_to(no_room):
-            yield ends
-    except Exception as error:
-        if tells_of_a_lost_worker(error):
-            stopping.wait(LOST_WORKER_WAIT_S)  # its command's WORKER_LOST ends the process
-        raise
+        # The thread stays while the error waits: the signal it waits for may be another's.
+        with stopped_off_the_main_thread(stop, set(previous)):
+            try:
+                with news_held_back_for(stopping), no_room_told_to(no_room):
+                    yield ends
+            except Exception as error:
+                if tells_of_a_lost_worker(error):
+                    stopping.wait(LOST_WORKER_WAIT_S)  # its command's WORKER_LOST ends it
+                raise
     finally:
-        signal.set_wakeup_fd(wakeup)
         for each, handler in previous.items():
             signal.signal(each, handler)
         os.close(told)
         os.close(telling)
 
 
-def stopped_off_the_main_thread(stop: Callable[[int, object], None], signums: set[int]) -> int:
-    """Has a thread call `stop` for each of `signums` this process receives, as its handler on
-    the main thread does; returns the wakeup fd it replaced. Python runs a handler only once
-    the main thread wakes, and a signal taken by another thread wakes it not: waiting for a
-    stuck worker, it never did (a worker killed on a loaded machine hung the run)."""
+# What the thread of stopped_off_the_main_thread reads as its end: no signal's number.
+_WATCH_ENDS = b"\0"
+# How long the end waits for that thread (it ends at once, unless it is stopping the process).
+_WATCH_END_WAIT_S = 5.0
+
+
+@contextlib.contextmanager
+def stopped_off_the_main_thread(
+    stop: Callable[[int, object], None], signums: set[int]
+) -> Iterator[None]:
+    """Meanwhile a thread calls `stop` for each of `signums` this process receives, as its
+    handler on the main thread does. Python runs a handler only once the main thread wakes,
+    and a signal taken by another thread wakes it not: waiting for a stuck worker, it never
+    did (a worker killed on a loaded machine hung the run). The thread ends with this
+    context (it stayed after the run, blocked on its pipe, one more each run)."""
     read, write = os.pipe()
     os.set_blocking(write, False)
     previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
 
     def watch() -> None:
-        while signum := os.read(read, 1):
+        while (signum := os.read(read, 1)) not in (b"", _WATCH_ENDS):
             # Not where live mode handles it itself (its Ctrl-C completes the outputs).
             if signum[0] in signums and signal.getsignal(signum[0]) is stop:
                 stop(signum[0], None)
 
-    threading.Thread(target=watch, name=STOP_THREAD, daemon=True).start()
-    return previous
+    watcher = threading.Thread(target=watch, name=STOP_THREAD, daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(previous)
+        # Told, not left to see the pipe close: a process forked meanwhile (the zygote,
+        # its workers) holds its ends too.
+        os.write(write, _WATCH_ENDS)
+        watcher.join(_WATCH_END_WAIT_S)
+        os.close(write)
+        os.close(read)
 
 
 def folder_of(path: str, folders: Iterable[str]) -> str:

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,9 +25,11 @@ from pipeline.interrupted import (
     no_room_line,
     remove_temporaries_of,
     results_state,
+    stopped_on_signals,
     worker_lost_line,
 )
 from pipeline.progress import count_facts
+from pipeline.worker_command import STOP_THREAD
 from transforms.photos import FactStore
 from transforms.write import TEMPORARY_MARK
 
@@ -476,6 +479,21 @@ def test_live__a_second_ctrl_c_ends_a_stuck_update_at_once_in_one_line(
     assert launcher.returncode == 130, err
     line = interrupted_line(stored(out), str(out / "facts"), f"no results are written in {out} yet")
     assert err.splitlines()[-1] == line and "Traceback" not in err, err
+
+
+def test_stopped_on_signals__leaves_no_thread_nor_open_file_behind(tmp_path: Path) -> None:
+    # The thread reading the signal wakeup fd stayed, blocked on its pipe, after the run:
+    # one more each run in a process that runs several (the tests, a dashboard's).
+    def watching() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name == STOP_THREAD]
+
+    open_files = sorted(os.listdir("/proc/self/fd"))
+    for _ in range(2):
+        with stopped_on_signals(str(tmp_path / "out"), str(tmp_path / "facts")):
+            assert watching() == [STOP_THREAD]
+        assert watching() == []
+        assert sorted(os.listdir("/proc/self/fd")) == open_files
+        assert signal.set_wakeup_fd(-1) == -1  # none before, none after
 
 
 def test_handled_by__not_a_signal_this_process_ignores() -> None:
