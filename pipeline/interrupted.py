@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass
 
 from apache_beam.io.filesystem import BeamIOError
 
@@ -55,6 +56,7 @@ def stopped_on_signals(out: str, facts: str) -> Iterator[list[Ender]]:
     ends: list[Ender] = []
     started = time.time()
     stopping = threading.Event()
+    command_ended = CommandEnded()
     launcher = os.getpid()
     told, telling = os.pipe()  # a forked process tells the launcher a full disk's path here
     os.set_blocking(told, False)
@@ -102,11 +104,11 @@ def stopped_on_signals(out: str, facts: str) -> Iterator[list[Ender]]:
         # The thread stays while the error waits: the signal it waits for may be another's.
         with stopped_off_the_main_thread(stop, set(previous)):
             try:
-                with news_held_back_for(stopping), no_room_told_to(no_room):
+                with news_held_back_for(stopping, command_ended), no_room_told_to(no_room):
                     yield ends
             except Exception as error:
-                if tells_of_a_lost_worker(error):
-                    stopping.wait(LOST_WORKER_WAIT_S)  # its command's WORKER_LOST ends it
+                # Its command's WORKER_LOST ends the process meanwhile, if it comes.
+                stop_came(stopping, command_ended, tells_of_a_lost_worker(error))
                 raise
     finally:
         for each, handler in previous.items():
@@ -170,8 +172,40 @@ HELD_BACK_S = 0.5
 # command's WORKER_LOST: on a loaded machine (load ~6) it came over 0.5 s after them. Only a
 # run whose worker is gone waits so long; its command then ends it at once.
 LOST_WORKER_WAIT_S = 15.0
+# How long after a worker's command has ended such errors wait no more: a command tells of
+# its worker's death before it ends, so the stop has begun by then, but for this process's
+# own handling of it. A worker that ended with an error of its own (its command ends with its
+# status, no WORKER_LOST) closes its streams too: a run so failing showed its tracebacks 15 s
+# late and ended after 50-68 s (a 2-worker run of 18 photos, load ~6).
+COMMAND_ENDED_WAIT_S = 2.0
+# How often a lost worker's error looks whether a command has ended.
+ENDED_POLL_S = 0.05
 # The exceptions by which Beam's threads see a worker's streams closed.
 LOST_STREAM_MESSAGES = ("Channel closed prematurely",)
+# The exception by which Beam's thread that runs a worker's command sees it end with an error.
+COMMAND_ENDED_MESSAGES = ("Worker subprocess exited with return code",)
+
+
+@dataclass
+class CommandEnded:
+    """When a worker's command was first seen to end with an error (time.monotonic)."""
+
+    at: float | None = None
+
+
+def stop_came(stopping: threading.Event, command_ended: CommandEnded, lost: bool) -> bool:
+    """Whether `stopping` is set within HELD_BACK_S; for an error that tells of a `lost`
+    worker, within LOST_WORKER_WAIT_S, and no later than COMMAND_ENDED_WAIT_S after a
+    worker's command ended."""
+    if not lost:
+        return stopping.wait(HELD_BACK_S)
+    deadline = time.monotonic() + LOST_WORKER_WAIT_S
+    while (now := time.monotonic()) < deadline:
+        if command_ended.at is not None:
+            deadline = min(deadline, command_ended.at + COMMAND_ENDED_WAIT_S)
+        if stopping.wait(max(0.0, min(ENDED_POLL_S, deadline - now))):
+            return True
+    return stopping.is_set()
 
 
 def tells_of_a_lost_worker(error: BaseException | None) -> bool:
@@ -185,16 +219,23 @@ def tells_of_a_lost_worker(error: BaseException | None) -> bool:
     return False
 
 
+def tells_of_an_ended_command(error: BaseException | None) -> bool:
+    """Whether `error` is Beam's news that a worker's command ended with an error."""
+    return any(message in str(error) for message in COMMAND_ENDED_MESSAGES)
+
+
 @contextlib.contextmanager
-def news_held_back_for(stopping: threading.Event) -> Iterator[None]:
+def news_held_back_for(stopping: threading.Event, command_ended: CommandEnded) -> Iterator[None]:
     """Meanwhile, an exception that ends a thread other than the main one, and an error it
-    logs, is reported HELD_BACK_S later (LOST_WORKER_WAIT_S for one that tells of a lost
-    worker, the main thread's too), unless `stopping` is set by then: then never."""
+    logs, is reported once `stop_came` says no stop came (longer for one that tells of a
+    lost worker, the main thread's too), unless `stopping` is set by then: then never. An
+    exception that tells of a worker's command ended marks `command_ended`."""
 
     def reported(report: Callable[[threading.ExceptHookArgs], object]) -> Callable:
         def held_back(args: threading.ExceptHookArgs) -> None:
-            lost = tells_of_a_lost_worker(args.exc_value)
-            if not stopping.wait(LOST_WORKER_WAIT_S if lost else HELD_BACK_S):
+            if tells_of_an_ended_command(args.exc_value) and command_ended.at is None:
+                command_ended.at = time.monotonic()
+            if not stop_came(stopping, command_ended, tells_of_a_lost_worker(args.exc_value)):
                 report(args)
 
         return held_back
@@ -205,7 +246,7 @@ def news_held_back_for(stopping: threading.Event) -> Iterator[None]:
         lost = tells_of_a_lost_worker(record.exc_info[1] if record.exc_info else None)
         if threading.current_thread() is threading.main_thread() and not lost:
             return True
-        return not stopping.wait(LOST_WORKER_WAIT_S if lost else HELD_BACK_S)
+        return not stop_came(stopping, command_ended, lost)
 
     hook = threading.excepthook
     threading.excepthook = reported(hook)

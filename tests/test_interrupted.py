@@ -297,6 +297,39 @@ def test_run__a_worker_killed_ends_it_in_one_line_exit_1_and_the_next_run_resume
     assert results(out) == results(uninterrupted)
 
 
+# `racelens` (its arguments after sys.argv[0]) whose workers end with an error of their own: a
+# worker's first analysis interrupts the worker itself, whose harness fails (KeyboardInterrupt)
+# and which ends with status 1, told to its command: no WORKER_LOST comes. A lost worker's
+# errors would wait an hour for one here.
+FAILING_WORKER_RUN = """
+import logging, os, runpy, signal, sys, time
+logging.basicConfig(level=logging.ERROR)  # Beam's import warning, as `racelens` silences it
+import pipeline.interrupted
+import transforms.photos as photos
+
+pipeline.interrupted.LOST_WORKER_WAIT_S = 3600.0
+
+def failing(data, image_id, faces=None):
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(60)
+
+photos.analyse_photo = failing
+sys.argv = ["racelens", *sys.argv[1:]]
+runpy.run_module("pipeline", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_run__a_worker_ending_with_an_error_of_its_own_shows_it_at_once(
+    race: Path, tmp_path: Path
+) -> None:
+    # Its streams closed look like a lost worker's: the tracebacks waited 15 s for a
+    # WORKER_LOST that never came (the run ended after 50-68 s, load ~6).
+    command = [sys.executable, "-c", FAILING_WORKER_RUN, *run_argv(race, tmp_path / "out")]
+    returncode, err, left = run_to_its_end(command, dict(os.environ))
+    assert returncode == 1 and "KeyboardInterrupt" in err, err
+    assert not left, [p.cmdline() for p in left]
+
+
 # A disk that fills once FULL_AFTER facts are stored in the folder FULL_FACTS: a file created
 # under FULL_FOLDER from then on is left half written, and its write fails as a full disk
 # fails it (ENOSPC).
