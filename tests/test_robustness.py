@@ -269,6 +269,14 @@ def test_reading__a_large_file_that_is_no_photo_is_never_held_whole_in_memory(
     assert hashed == stored == (image_id, str(video))
     assert photo.facts.error == FactStore(str(store)).get(image_id).error == "not_an_image"
     assert peak < 8 * 2**20, f"{peak / 2**20:.0f} MB held for a 64 MB file"
+    # `racelens bibs` given it.
+    tracemalloc.start()
+    try:
+        assert photos.read_photo_bibs(str(video)) == ()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20, f"racelens bibs: {peak / 2**20:.0f} MB held for a 64 MB file"
 
 
 @pytest.fixture
