@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 EXIT_USAGE = 2
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line, as the contract asks."""
 
     def error(self, message: str) -> NoReturn:
@@ -572,16 +572,16 @@ def _faces_eval(_: argparse.Namespace, rest: list[str]) -> int:
     return evaluate(rest)
 
 
-def _command(sub: argparse._SubParsersAction, name: str, **kwargs: object) -> _Parser:
+def _command(sub: argparse._SubParsersAction, name: str, **kwargs: object) -> OneLineParser:
     """A subcommand whose own --help starts with what its line in `racelens --help` says."""
     return sub.add_parser(name, description=kwargs.get("help"), **kwargs)
 
 
-def _parser() -> _Parser:
+def _parser() -> OneLineParser:
     from pipeline.options import RacelensOptions
 
-    parser = _Parser(prog="racelens", description="Photo-based race timing.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog="racelens", description="Photo-based race timing.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     command = functools.partial(_command, sub)
 
     demo = command("demo", help="Write a synthetic demo race.")

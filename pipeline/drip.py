@@ -14,7 +14,6 @@ and tests/test_live.py use both.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import threading
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from pipeline.cli import OneLineParser
 from pipeline.results_files import read_table
 from transforms.exif import exif_facts
 from transforms.schemas import LEADERBOARD_FILE, PASSAGES_FILE
@@ -94,8 +94,29 @@ def differing(live: Path, batch: Path) -> list[str]:
     return [name for name in COMPARED if table(live, name) != table(batch, name)]
 
 
+def drip_problem(source: Path, target: Path) -> str | None:
+    """Why the photos of `source` cannot be dripped into `target`, or None: a source that is
+    no folder dripped nothing (exit 0); a target inside it would have its copies dripped
+    again by the next drip."""
+    if not source.is_dir():
+        return f"{source}: not a folder"
+    if target.resolve().is_relative_to(source.resolve()):
+        return (
+            f"{target} is inside {source}: its copies would be photos of the race (put it beside)"
+        )
+    return None
+
+
+def missing_result(*outs: Path) -> Path | None:
+    """The first results file `compare` reads that is not there (it ended in a traceback)."""
+    return next(
+        (out / name for out in outs for name in COMPARED if not (out / name).is_file()), None
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.drip", description=__doc__)
+    # One line and exit 2 for a bad argument, as racelens' own commands (argparse: usage too).
+    parser = OneLineParser(prog="python -m pipeline.drip", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("drip", help="Drip a race's photos into a folder.")
     d.add_argument("source", type=Path, help="The race's images folder.")
@@ -108,8 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("batch", type=Path)
     args = parser.parse_args(argv)
     if args.command == "drip":
+        if problem := drip_problem(args.source, args.target):
+            parser.error(problem)
         drip(args.source, args.target, args.seconds)
         return 0
+    if missing := missing_result(args.live, args.batch):
+        parser.error(f"{missing}: not found")
     diff = differing(args.live, args.batch)
     same = ", ".join(n.removesuffix(".parquet") for n in COMPARED)
     print(f"streaming results equal batch results ({same}): {not diff}")

@@ -44,6 +44,7 @@ from hypothesis import strategies as st
 from pipeline.cli import count_files, dashboard_command, main
 from pipeline.demo import generate_race
 from pipeline.drip import differing
+from pipeline.drip import main as drip_main
 from pipeline.interrupted import remove_temporaries_of, results_state
 from pipeline.live import list_files
 from pipeline.options import RaceConfig, RacelensOptions, run_inputs
@@ -348,6 +349,25 @@ def test_store_facts__a_file_hashed_before_with_stored_facts_is_not_read(
     [first] = storing.process(str(video))
     _unread(monkeypatch)
     assert list(storing.process(str(video))) == [first]
+
+
+def test_drip__a_source_that_is_no_folder_a_target_inside_it_and_missing_results_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A mistyped source dripped nothing, exit 0; `compare` without results ended in a traceback.
+    images = tmp_path / "race" / "images"
+    images.mkdir(parents=True)
+    cases = {
+        ("drip", str(tmp_path / "race" / "imgaes"), str(tmp_path / "live")): "not a folder",
+        ("drip", str(images), str(images / "live")): "is inside",
+        ("compare", str(tmp_path / "live"), str(tmp_path / "batch")): "passages.parquet: not found",
+    }
+    for argv, problem in cases.items():
+        with pytest.raises(SystemExit) as ended:
+            drip_main(list(argv))
+        err = capsys.readouterr().err
+        assert (ended.value.code, err.count("\n")) == (2, 1) and problem in err, err
+    assert not (tmp_path / "live").exists() and not (images / "live").exists()
 
 
 SEEDS = [encoded("JPEG", good(8), gps=BAD_GPS, maker_note=noise(64)), encoded("PNG", good(9))]
