@@ -49,8 +49,9 @@ from transforms.exif import place_in_race
 from transforms.faces import faces_enabled
 from transforms.passages import TOO_LATE, advance_watermark, is_too_late
 from transforms.photos import (
+    HashCache,
     _AnalyseContent,  # the analysis DoFn itself, called in-process
-    file_id,
+    cached_file_id,
     skipped_entries,
     text_path,
 )
@@ -141,15 +142,18 @@ def batch_argv(argv: list[str]) -> list[str]:
     return kept
 
 
-def poll(state: LiveState, images: str, final: bool = False) -> list[str]:
-    """Takes in the files ready since the last poll (all present ones when final)."""
+def poll(
+    state: LiveState, images: str, final: bool = False, hashes: HashCache | None = None
+) -> list[str]:
+    """Takes in the files ready since the last poll (all present ones when final); a file
+    `hashes` hold unchanged is not read (a restarted live run read every photo again)."""
     current = list_files(images)
     ready = set(current) if final else stable_files(state.sizes, current)
     state.sizes = current
     # New files, and files rewritten since they were hashed (an upload that was retried).
     new = sorted(p for p in ready if state.hashed.get(p) != current[p])
     for path in new:
-        state.ids[path] = file_id(path)
+        state.ids[path] = cached_file_id(path, hashes)
         state.hashed[path] = current[path]
     for gone in set(state.ids) - set(current):
         del state.ids[gone]  # deleted from the folder: no longer an input
@@ -191,7 +195,7 @@ class LiveRace:
         returns the new files."""
         started = time.monotonic()
         known = set(self.state.photos)
-        new = poll(self.state, self.cfg.images, final)
+        new = poll(self.state, self.cfg.images, final, HashCache(self.cfg.facts))
         decided = self._decisions_changed()
         if not (new or final or decided or self._closing() or known != set(self.state.photos)):
             return new

@@ -46,7 +46,7 @@ from pipeline.demo import generate_race
 from pipeline.drip import differing
 from pipeline.drip import main as drip_main
 from pipeline.interrupted import remove_temporaries_of, results_state
-from pipeline.live import list_files
+from pipeline.live import LiveState, list_files, poll
 from pipeline.options import RaceConfig, RacelensOptions, run_inputs
 from pipeline.photo_export import export_photos
 from pipeline.selfcheck import (
@@ -335,6 +335,24 @@ def test_hash_cache__a_file_changed_just_now_is_hashed_again(
     _unread(monkeypatch)
     kept = photos.cached_file_id(str(upload), hashes)
     assert kept == hashlib.sha256(b"half an upload").hexdigest()
+
+
+@pytest.mark.usefixtures("settled_at_once")
+def test_live_poll__a_restarted_live_run_reads_no_file_hashed_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Stopped and started again on race day, it read and hashed every photo there was.
+    images = tmp_path / "images" / "finish"
+    images.mkdir(parents=True)
+    for name in ("a.jpg", "b.jpg"):
+        (images / name).write_bytes(name.encode() * 1000)
+    hashes = photos.HashCache(str(tmp_path / "facts"))
+    first = LiveState()
+    poll(first, str(tmp_path / "images"), final=True, hashes=hashes)
+    _unread(monkeypatch)
+    restarted = LiveState()
+    poll(restarted, str(tmp_path / "images"), final=True, hashes=hashes)
+    assert restarted.ids == first.ids and len(first.ids) == 2
 
 
 @pytest.mark.usefixtures("settled_at_once")
