@@ -299,11 +299,13 @@ def _outputs(out: Path) -> dict[str, bytes]:
 
 
 def _run(main: Callable[[list[str]], int], argv: list[str]) -> int:
-    """The run's exit code, -1 for a crash; its summary is not part of the report."""
+    """The run's exit code, -1 for a crash, told in one line on stderr (a count of crashes
+    alone left nothing to go on); its summary is not part of the report."""
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             return main(argv)
-    except Exception:  # noqa: BLE001 - a crash is what the self-check counts
+    except Exception as e:  # noqa: BLE001 - a crash is what the self-check counts
+        print(f"racelens selfcheck: a run crashed: {type(e).__name__}: {e}", file=sys.stderr)
         return -1
 
 

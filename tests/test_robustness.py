@@ -54,6 +54,7 @@ from pipeline.selfcheck import (
     CORPUS,
     Entry,
     SelfCheck,
+    _run,
     build_corpus,
     encoded,
     good,
@@ -367,6 +368,17 @@ def test_store_facts__a_file_hashed_before_with_stored_facts_is_not_read(
     [first] = storing.process(str(video))
     _unread(monkeypatch)
     assert list(storing.process(str(video))) == [first]
+
+
+def test_selfcheck__a_crashed_run_is_told_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    # It was counted ("crashes 1") and nothing more: the engineer had no error to go on.
+    def crashing(_: list[str]) -> int:
+        raise OSError(28, "No space left on device")
+
+    assert _run(crashing, []) == -1
+    assert capsys.readouterr().err == (
+        "racelens selfcheck: a run crashed: OSError: [Errno 28] No space left on device\n"
+    )
 
 
 def test_drip__a_source_that_is_no_folder_a_target_inside_it_and_missing_results_are_one_line(
