@@ -24,6 +24,7 @@ import functools
 import logging
 import os
 import signal
+import sys
 from collections.abc import Callable, Iterator
 from multiprocessing import resource_tracker
 from typing import TYPE_CHECKING
@@ -93,6 +94,7 @@ def analyse_on_dask(argv: list[str]) -> list[tuple[str, list[str]]]:
     with dask_scheduler(opts) as scheduler_argv:
         dask_opts = PipelineOptions([*argv, *scheduler_argv, *partitioning(opts)])
         with scheduler_client(dask_opts.view_as(DaskOptions)) as client:
+            a_worker_joined(client)
             require_same_analysis(client)
         p = beam.Pipeline(runner=DaskRunner(), options=dask_opts)
         build_analysis(p, RaceConfig(dask_opts.view_as(RacelensOptions)))
@@ -125,6 +127,21 @@ def scheduler_client(named: DaskOptions) -> Client:
     except OSError as e:  # refused, timed out, an address that does not resolve
         where = named.address or f"the address in {named.scheduler_file}"
         raise ConfigError(f"cannot reach the Dask scheduler at {where}: {e}") from e
+
+
+def a_worker_joined(client: Client) -> None:
+    """Returns once the scheduler has a worker, saying first in one line that it waits where
+    none has joined yet: with none (never started, or each failed to start), the run waited
+    without a word for good, and the analysis version of workers joining later is not asked."""
+    if client.scheduler_info()["workers"]:
+        return
+    print(
+        f"racelens: no Dask worker has joined the scheduler at {client.scheduler.address} yet; "
+        "waiting for one (`dask worker ADDRESS` on each worker machine)",
+        file=sys.stderr,
+        flush=True,
+    )
+    client.wait_for_workers(1)
 
 
 def analysis_version() -> int:

@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import dask
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
-from dask.distributed import Client, get_task_stream
+from dask.distributed import Client, LocalCluster, get_task_stream
 
 from pipeline import engines
 from pipeline.cli import main
@@ -240,6 +241,28 @@ def test_dask_scheduler__starts_a_local_cluster_of_worker_processes_when_none_is
     assert len(pids) == 2 and os.getpid() not in pids
     assert threads == {1}, "one task thread per worker process"
     assert set(profiling.values()) == {False}, "no statistical profiler taking CPU"
+
+
+def test_a_worker_joined__waits_for_one_saying_so_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A cluster of yours whose workers never started (or all failed to): the run waited
+    # without a word.
+    with (
+        LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        waiting = threading.Thread(target=engines.a_worker_joined, args=(client,))
+        waiting.start()
+        waiting.join(0.5)
+        assert waiting.is_alive()
+        cluster.scale(1)
+        waiting.join(60)
+        assert not waiting.is_alive()
+    err = capsys.readouterr().err
+    assert err.startswith("racelens: no Dask worker has joined the scheduler at ") and (
+        err.count("\n") == 1
+    ), err
 
 
 @pytest.mark.parametrize("workers", ["0", "-1"])
