@@ -426,18 +426,21 @@ def check_facts_stored(facts: str, images: str, saved_path: str) -> None:
 def _bibs(args: argparse.Namespace, _: list[str]) -> int:
     from transforms.bibs import StartList
     from transforms.course import load_start_list
-    from transforms.photos import read_photo_bibs
+    from transforms.photos import Unusable, read_photo_bibs
 
     listed = StartList(a.bib for a in load_start_list(args.start_list)) if args.start_list else None
     for path in photo_files(args.images):
         started = time.perf_counter()
-        reads = read_photo_bibs(path, listed)
+        try:
+            reads, error = read_photo_bibs(path, listed), None
+        except Unusable as e:  # the pipeline's reason, as its images.parquet row would give
+            reads, error = (), e.reason
         line = {
             "path": path,
             "bibs": [{"bib": r.bib, "confidence": r.confidence, "box": list(r.box)} for r in reads],
             "ms": round((time.perf_counter() - started) * 1000, 1),
         }
-        print(json.dumps(line), flush=True)
+        print(json.dumps(line if error is None else {**line, "error": error}), flush=True)
     return 0
 
 

@@ -274,7 +274,8 @@ def test_reading__a_large_file_that_is_no_photo_is_never_held_whole_in_memory(
     # `racelens bibs` given it.
     tracemalloc.start()
     try:
-        assert photos.read_photo_bibs(str(video)) == ()
+        with pytest.raises(photos.Unusable, match="not_an_image"):
+            photos.read_photo_bibs(str(video))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -368,6 +369,36 @@ def test_store_facts__a_file_hashed_before_with_stored_facts_is_not_read(
     [first] = storing.process(str(video))
     _unread(monkeypatch)
     assert list(storing.process(str(video))) == [first]
+
+
+def test_bibs__a_file_it_reads_no_bib_on_is_a_line_with_the_pipelines_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A disk's I/O error on one photo ended it with a traceback, the photos after it unread.
+    files = {
+        "failing-disk.jpg": encoded("JPEG", good(1)),
+        "empty.jpg": b"",
+        "cut.png": encoded("PNG", good(2))[:-30],
+        "good.jpg": encoded("JPEG", good(3)),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    read = photos.read_photo_bytes
+
+    def failing_disk(path: str, *args: object) -> bytes:
+        if path.endswith("failing-disk.jpg"):
+            raise OSError(errno.EIO, "Input/output error", path)
+        return read(path, *args)
+
+    monkeypatch.setattr(photos, "read_photo_bytes", failing_disk)
+    assert main(["bibs", *(str(tmp_path / name) for name in files)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(line["path"], line.get("error")) for line in lines] == [
+        (str(tmp_path / "failing-disk.jpg"), "unreadable"),
+        (str(tmp_path / "empty.jpg"), "empty_file"),
+        (str(tmp_path / "cut.png"), "truncated_image"),
+        (str(tmp_path / "good.jpg"), None),
+    ]
 
 
 def test_selfcheck__a_crashed_run_is_told_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -463,15 +463,22 @@ def analysis_models(faces: bool) -> FaceModels | None:
 
 
 def read_photo_bibs(path: str, start_list: StartList | None = None) -> tuple[BibSeen, ...]:
-    """The bib reads of one photo file, as the pipeline makes them (for `racelens bibs`); a
-    file that is no photo is not read whole (a 2 GB video took 2.3 GB of memory and 4.5 s)."""
-    data = read_photo_bytes(path)
+    """The bib reads of one photo file, as the pipeline makes them (for `racelens bibs`);
+    raises Unusable with the pipeline's reason for a file it reads none on, unreadable ones
+    too (an I/O error ended `racelens bibs` with a traceback). A file that is no photo is not
+    read whole (a 2 GB video took 2.3 GB of memory and 4.5 s)."""
     try:
-        header = open_photo(data)
-    except Unusable:
-        return ()
-    image, factor = decode(data, *header.size, header.format or "")
-    return () if image is None else bib_reads(image, factor, start_list)
+        data = read_photo_bytes(path)
+    except (BeamIOError, OSError) as e:
+        raise Unusable(unreadable_reason(path)) from e
+    header = open_photo(data)
+    fmt = header.format or ""
+    if _is_truncated(data, fmt):
+        raise Unusable("truncated_image", *header.size)
+    image, factor = decode(data, *header.size, fmt)
+    if image is None:
+        raise Unusable("corrupt_image", *header.size)
+    return bib_reads(image, factor, start_list)
 
 
 class FactStore:
