@@ -34,6 +34,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipeline.graph import build, build_analysis, build_from_groups, grouped_copies, run
 from pipeline.options import RaceConfig, RacelensOptions
+from pipeline.worker_command import WorkerLost
 from transforms import records
 from transforms.course import ConfigError
 from transforms.write import NoRoom, tell_no_room
@@ -100,15 +101,28 @@ def analyse_on_dask(argv: list[str]) -> list[tuple[str, list[str]]]:
         build_analysis(p, RaceConfig(dask_opts.view_as(RacelensOptions)))
         result = p.run()
         try:
-            # The runner computes the graph's last step as one collection, whose elements
-            # the client gathers (raising a worker's error here): (image_id, path) pairs.
-            [files] = result.client.gather(result.futures)
-        except NoRoom as e:  # a worker's disk full: told here, as a forked worker tells it
-            tell_no_room(e.filename)
-            raise
+            files = gathered(result.client, result.futures)
         finally:
             result.client.close()  # the runner opens a client and leaves it open
     return grouped_copies(files)
+
+
+def gathered(client: Client, futures: list) -> list[tuple[str, str]]:
+    """The (image_id, path) pairs of the analysis: the runner computes the graph's last step
+    as one collection, whose elements the client gathers, raising a worker's error here. A
+    worker's disk full is told as a forked worker tells it; workers that died on the same
+    photos, one after the other (the OOM killer), are WorkerLost: one line, as a forked
+    worker's death (they ended the run with Dask's KilledWorker traceback, ~30 lines)."""
+    from distributed.scheduler import KilledWorker
+
+    try:
+        [files] = client.gather(futures)
+    except NoRoom as e:
+        tell_no_room(e.filename)
+        raise
+    except KilledWorker as e:
+        raise WorkerLost(str(e)) from e
+    return files
 
 
 def scheduler_client(named: DaskOptions) -> Client:

@@ -29,7 +29,7 @@ from apache_beam.io.filesystem import BeamIOError
 
 from pipeline.cli import RUN_FILE
 from pipeline.progress import count_facts
-from pipeline.worker_command import STOP_THREAD, WORKER_LOST
+from pipeline.worker_command import STOP_THREAD, WORKER_LOST, WorkerLost
 from transforms.photos import FactStore
 from transforms.schemas import OUTPUT_FILES
 from transforms.write import TEMPORARY_MARK, delete_files, listed_files, no_room_told_to
@@ -106,6 +106,8 @@ def stopped_on_signals(out: str, facts: str) -> Iterator[list[Ender]]:
             try:
                 with news_held_back_for(stopping, command_ended), no_room_told_to(no_room):
                     yield ends
+            except WorkerLost:
+                stop(WORKER_LOST, None)
             except Exception as error:
                 # Its command's WORKER_LOST ends the process meanwhile, if it comes.
                 stop_came(stopping, command_ended, tells_of_a_lost_worker(error))

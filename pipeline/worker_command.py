@@ -23,6 +23,13 @@ LAUNCHER_VARIABLE = "RACELENS_WORKER_LAUNCHER"  # the pid of the launcher the zy
 # killer, say): Beam would end the run with its threads' tracebacks (pipeline/interrupted.py
 # ends it with one line instead).
 WORKER_LOST = signal.SIGUSR1
+
+
+class WorkerLost(Exception):
+    """Worker processes died without a word (Dask's, which it restarted and which died
+    again): the launcher ends the run as on WORKER_LOST (pipeline/interrupted.py)."""
+
+
 # The launcher's thread that stops it on a signal another thread took (pipeline/interrupted.py):
 # it holds no lock, only waits to read, so the zygote may be forked beside it.
 STOP_THREAD = "racelens-stop"

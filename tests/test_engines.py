@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import dask
@@ -22,11 +23,13 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from dask.distributed import Client, LocalCluster, get_task_stream
+from distributed.scheduler import KilledWorker
 
 from pipeline import engines
 from pipeline.cli import main
 from pipeline.graph import build, build_retime
 from pipeline.summary import OUTPUT_FILES
+from pipeline.worker_command import WorkerLost
 from tests.conftest import restored_logging
 from tests.test_robustness import time_limit
 from transforms import photos, records
@@ -263,6 +266,16 @@ def test_a_worker_joined__waits_for_one_saying_so_in_one_line(
     assert err.startswith("racelens: no Dask worker has joined the scheduler at ") and (
         err.count("\n") == 1
     ), err
+
+
+def test_gathered__workers_that_died_on_the_same_photos_are_a_lost_worker() -> None:
+    # The OOM killer on Dask: its KilledWorker ended the run with ~30 lines of traceback.
+    class Dying:
+        def gather(self, _: object) -> None:
+            raise KilledWorker("from_sequence-1", SimpleNamespace(address="tcp://w:1"), 3)
+
+    with pytest.raises(WorkerLost):
+        engines.gathered(Dying(), [])
 
 
 @pytest.mark.parametrize("workers", ["0", "-1"])

@@ -529,6 +529,27 @@ def test_stopped_on_signals__leaves_no_thread_nor_open_file_behind(tmp_path: Pat
         assert signal.set_wakeup_fd(-1) == -1  # none before, none after
 
 
+def test_stopped_on_signals__a_worker_lost_error_ends_it_as_a_lost_worker(tmp_path: Path) -> None:
+    # Dask's workers, restarted and dead again on the same photos (WorkerLost, pipeline/engines).
+    out, facts = tmp_path / "out", tmp_path / "facts"
+    script = (
+        "import sys\n"
+        "from pipeline.interrupted import stopped_on_signals\n"
+        "from pipeline.worker_command import WorkerLost\n"
+        "with stopped_on_signals(sys.argv[1], sys.argv[2]):\n"
+        "    raise WorkerLost('4 workers died')\n"
+    )
+    ended = subprocess.run(
+        [sys.executable, "-c", script, str(out), str(facts)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+    )
+    line = worker_lost_line(0, str(facts), f"no results are written in {out} yet")
+    assert (ended.returncode, ended.stderr.splitlines()[-1:]) == (1, [line]), ended.stderr
+
+
 def test_handled_by__not_a_signal_this_process_ignores() -> None:
     def handler(signum: int, _: object) -> None:
         raise AssertionError(signum)
