@@ -119,8 +119,11 @@ def stopped_on_signals(out: str, facts: str) -> Iterator[list[Ender]]:
         os.close(telling)
 
 
-# What the thread of stopped_off_the_main_thread reads as its end: no signal's number.
-_WATCH_ENDS = b"\0"
+# What the thread of stopped_off_the_main_thread reads besides signals' numbers (1-64): its
+# end, and that the signals after are others' handlers' (handled_meanwhile), or again its.
+_WATCH_ENDS, _OTHERS_HANDLE, _OURS_AGAIN = b"\0", b"\xfe", b"\xff"
+# The write ends of the pipes such threads read (one per stopped_on_signals).
+_WATCHING: list[int] = []
 # How long the end waits for that thread (it ends at once, unless it is stopping the process).
 _WATCH_END_WAIT_S = 5.0
 
@@ -139,16 +142,21 @@ def stopped_off_the_main_thread(
     previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
 
     def watch() -> None:
+        ours = True
         while (signum := os.read(read, 1)) not in (b"", _WATCH_ENDS):
+            if signum in (_OTHERS_HANDLE, _OURS_AGAIN):
+                ours = signum == _OURS_AGAIN
             # Not where live mode handles it itself (its Ctrl-C completes the outputs).
-            if signum[0] in signums and signal.getsignal(signum[0]) is stop:
+            elif ours and signum[0] in signums and signal.getsignal(signum[0]) is stop:
                 stop(signum[0], None)
 
     watcher = threading.Thread(target=watch, name=STOP_THREAD, daemon=True)
     watcher.start()
+    _WATCHING.append(write)
     try:
         yield
     finally:
+        _WATCHING.remove(write)
         signal.set_wakeup_fd(previous)
         # Told, not left to see the pipe close: a process forked meanwhile (the zygote,
         # its workers) holds its ends too.
@@ -261,6 +269,28 @@ def news_held_back_for(stopping: threading.Event, command_ended: CommandEnded) -
         threading.excepthook = hook
         for handler in handlers:
             handler.removeFilter(unless_stopping)
+
+
+@contextlib.contextmanager
+def handled_meanwhile(handler: Callable[[int, object], None]) -> Iterator[dict[int, object]]:
+    """Meanwhile `handler` handles SIGNALS (as handled_by), and a signal that comes meanwhile
+    is its alone; yields the handlers it replaced, restored after. The thread of
+    stopped_off_the_main_thread may read such a signal only once they are back: it took live
+    mode's Ctrl-C ("complete the outputs") for its own, and ended the run (exit 130)."""
+    _tell_watchers(_OTHERS_HANDLE)
+    previous = handled_by(handler)
+    try:
+        yield previous
+    finally:
+        for each, replaced in previous.items():
+            signal.signal(each, replaced)
+        _tell_watchers(_OURS_AGAIN)
+
+
+def _tell_watchers(news: bytes) -> None:
+    for write in _WATCHING:
+        with contextlib.suppress(BlockingIOError):  # 64 KB of signals unread: none to tell
+            os.write(write, news)
 
 
 def handled_by(handler: Callable[[int, object], None]) -> dict[int, object]:

@@ -24,6 +24,7 @@ photo as if all had been there from the start (a backfill).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -40,7 +41,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from dashboard.settings import CORRECTIONS_FILE
 from pipeline.cli import record_inputs
-from pipeline.interrupted import handled_by
+from pipeline.interrupted import handled_meanwhile
 from pipeline.live_lock import hold_live_lock
 from pipeline.options import RaceConfig, RacelensOptions
 from pipeline.retime import time_photos
@@ -294,10 +295,9 @@ def watch(
         stopping = True
 
     on_main = threading.current_thread() is threading.main_thread()
-    previous = handled_by(stop) if on_main else {}
-    if watching:
-        print(watching, file=log, flush=True)
-    try:
+    with handled_meanwhile(stop) if on_main else contextlib.nullcontext({}) as previous:
+        if watching:
+            print(watching, file=log, flush=True)
         race = LiveRace(argv, log)
         deadline = time.monotonic() + stop_after if stop_after is not None else None
         while not (stopping or should_stop()):
@@ -305,9 +305,6 @@ def watch(
                 break
             race.update()
             time.sleep(poll_s)
-    finally:
-        for each, handler in previous.items():
-            signal.signal(each, handler)
     if stopping:
         print(
             "live: stopping; taking in the files present (Ctrl-C again: at once)",

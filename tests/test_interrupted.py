@@ -550,6 +550,30 @@ def test_stopped_on_signals__a_worker_lost_error_ends_it_as_a_lost_worker(tmp_pa
     assert (ended.returncode, ended.stderr.splitlines()[-1:]) == (1, [line]), ended.stderr
 
 
+# A signal that live mode's handler took (handled_meanwhile), read by the signal-watching
+# thread only once the run's handlers are back: the main thread keeps the GIL until it sleeps.
+TAKEN_MEANWHILE = """
+import os, signal, sys, time
+from pipeline.interrupted import handled_meanwhile, stopped_on_signals
+
+sys.setswitchinterval(30)
+with stopped_on_signals(sys.argv[1], sys.argv[2]):
+    taken = []
+    with handled_meanwhile(lambda signum, _: taken.append(signum)):
+        os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(1)
+print(taken)
+"""
+
+
+def test_handled_meanwhile__a_signal_taken_meanwhile_is_not_the_runs_later(tmp_path: Path) -> None:
+    # A single Ctrl-C to a live run ended it at once (exit 130) now and then, its outputs not
+    # completed: the thread read it after live mode had put the run's handlers back.
+    command = [sys.executable, "-c", TAKEN_MEANWHILE, str(tmp_path / "out"), str(tmp_path)]
+    ended = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=WAIT_S)
+    assert (ended.returncode, ended.stdout) == (0, f"[{int(signal.SIGINT)}]\n"), ended.stderr
+
+
 def test_handled_by__not_a_signal_this_process_ignores() -> None:
     def handler(signum: int, _: object) -> None:
         raise AssertionError(signum)
