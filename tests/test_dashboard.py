@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import subprocess
 import sys
@@ -1010,3 +1011,42 @@ def test_claims__an_item_left_open_is_offered_again() -> None:
     assert claims.taken("ola", review_queue.CLAIM_S + 1) == set()
     assert review_queue.first_free([ITEM, MISSED], {ITEM.key}) == MISSED
     assert review_queue.first_free([ITEM], {ITEM.key}) == ITEM  # everyone busy: share
+
+
+def test_settings__the_log_the_results_were_made_with_is_the_dashboards(
+    race: Race, tmp_path: Path
+) -> None:
+    # `racelens run --corrections decisions.csv` and `racelens dashboard --out`: the
+    # dashboard kept its own empty log, showed the decided items again, and its re-timing
+    # with that log dropped every earlier decision from the results.
+    run = json.loads((race.out / "run.json").read_text(encoding="utf-8"))
+    decisions = tmp_path / "decisions.csv"
+    (race.out / "run.json").write_text(json.dumps(run | {"corrections": str(decisions)}))
+    assert parse_settings(["--out", str(race.out)], {}).corrections == str(decisions)
+    mine = str(tmp_path / "mine.csv")
+    assert parse_settings(["--out", str(race.out), "--corrections", mine], {}).corrections == mine
+    live = hold_live_lock(str(race.out), str(tmp_path / "live.csv"))  # the log it reads now
+    try:
+        assert parse_settings(["--out", str(race.out)], {}).corrections == str(
+            tmp_path / "live.csv"
+        )
+    finally:
+        live.close()
+
+
+def test_review__decisions_go_to_the_log_of_the_run(
+    open_page: Callable[..., AppTest], race: Race, retimed: list
+) -> None:
+    decisions = race.root / "decisions.csv"
+    decided = pd.Timestamp("2026-05-01T09:00:00Z").to_pydatetime()
+    append_corrections(
+        str(decisions), [Correction(race.ids["cp1-weak"], "approve", decided_at=decided)]
+    )
+    run = json.loads((race.out / "run.json").read_text(encoding="utf-8"))
+    (race.out / "run.json").write_text(json.dumps(run | {"corrections": str(decisions)}))
+    at = open_page(REVIEW)
+    assert "Number not in the start list" in [s.value for s in at.subheader]  # decided: gone
+    at.button(key="reject").click().run()
+    rows = read_corrections_leniently(str(decisions)).corrections
+    assert [c.action for c in rows] == ["approve", "reject"]
+    wait_for(lambda: retimed == [(str(race.out), str(decisions))])
