@@ -47,6 +47,7 @@ REASON_TEXT = {
     "number_unreadable": "Number not readable",
     "several_athletes": "Several athletes",
     "face_uncertain": "Face match uncertain",
+    "unknown_face": "Face not recognised",
     "camera_covered": "Camera covered?",
     "camera_blurred": "Camera blurred?",
     "camera_frozen": "Camera frozen?",
@@ -79,6 +80,9 @@ REASON_NOTES = HEALTH_NOTES | {
     "after the race's latest photos (a camera that uploaded late?), so what was read on them "
     "is not timed. Accept all to time them as if they had come in time (sure reads timed, "
     "unsure ones to this queue), reject all to leave them out, or open them one by one.",
+    "unknown_face": "A face on this photo is like none of the start list's reference photos, "
+    "and nobody on it was timed (a runner without a reference photo? a spectator?). Assign "
+    "the athlete if you know them; reject if nobody on it is racing.",
     STATION_CONFLICT: "The same photo came in in the folders of several stations (copied "
     "into the wrong one?), so it is timed at none of them. Choose its station: assign times "
     "the athletes you choose there, at that station's time of the photo; reject leaves it out.",

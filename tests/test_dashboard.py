@@ -1050,3 +1050,9 @@ def test_review__decisions_go_to_the_log_of_the_run(
     rows = read_corrections_leniently(str(decisions)).corrections
     assert [c.action for c in rows] == ["approve", "reject"]
     wait_for(lambda: retimed == [(str(race.out), str(decisions))])
+
+
+def test_reason_text__an_unknown_face_is_explained() -> None:
+    # It read "Unknown face", with no word on what to do.
+    assert review_queue.reason_text("unknown_face") == "Face not recognised"
+    assert "Assign the athlete if you know them" in review_queue.REASON_NOTES["unknown_face"]
