@@ -74,6 +74,8 @@ HEALTH_NOTES = {
 
 
 HEALTH_REASONS = frozenset(HEALTH_NOTES)
+# The health of stations.parquet's windows that each camera item is a spell of.
+SPELL_HEALTH = {"camera_covered": "covered", "camera_blurred": "blurred", "camera_frozen": "frozen"}
 # What else an official needs to know to decide an item, beside its photo and reads.
 REASON_NOTES = HEALTH_NOTES | {
     TOO_LATE: "These photos of the station came in more than the course's allowed lateness "
@@ -153,9 +155,50 @@ def items_of(review: pd.DataFrame) -> list[Item]:
     ]
 
 
-def _settles(c: Correction, item: Item) -> bool:
+@dataclass(frozen=True)
+class Spells:
+    """What tells whether a camera was seen to in the spell of bad health an item stands
+    for: the stations' windows (stations.parquet) and when each photo was taken."""
+
+    windows: pd.DataFrame
+    taken: dict[str, datetime]  # image_id -> taken_at
+
+    @classmethod
+    def of(cls, windows: pd.DataFrame, images: pd.DataFrame) -> Spells:
+        timed = images.dropna(subset=["taken_at"]).drop_duplicates("image_id")
+        return cls(windows, dict(zip(timed["image_id"], timed["taken_at"], strict=True)))
+
+    def same(self, item: Item, seen: Correction) -> bool:
+        """Was the photo seen to taken in the item's spell (back-to-back windows of its
+        station, all in that state)? A covered, blurred or frozen spell shows its latest
+        photo, so its item changes photo while the camera goes on shooting: a camera seen
+        to came back to the queue with each frame. A spell after a good window is anew."""
+        health, at = SPELL_HEALTH.get(item.reason), self.taken.get(seen.image_id)
+        if health is None or at is None or item.taken_at is None:
+            return False
+        first, last = sorted((pd.Timestamp(at), pd.Timestamp(item.taken_at)))
+        w = self.windows
+        between = w[
+            (w["station_id"] == item.station_id)
+            & (w["window_end"] > first)
+            & (w["window_start"] <= last)
+        ].sort_values("window_start")
+        starts, ends = list(between["window_start"]), list(between["window_end"])
+        return (
+            not between.empty
+            and starts[0] <= first
+            and ends[-1] > last
+            and starts[1:] == ends[:-1]
+            and bool((between["health"] == health).all())
+        )
+
+
+def _settles(c: Correction, item: Item, spells: Spells | None = None) -> bool:
     if item.about_camera:
-        return c.image_id == item.image_id and c.action == SEEN
+        return c.action == SEEN and (
+            c.image_id == item.image_id
+            or (spells is not None and c.station_id == item.station_id and spells.same(item, c))
+        )
     if item.about_photo:
         return c.image_id == item.image_id and c.action in IMAGE_ACTIONS
     if c.action in ("dsq", "dnf"):
@@ -168,14 +211,19 @@ def _settles(c: Correction, item: Item) -> bool:
     )
 
 
-def settled_by(item: Item, corrections: Iterable[Correction]) -> Correction | None:
-    """The first decision in the log that settles the item, if any."""
-    return next((c for c in corrections if _settles(c, item)), None)
+def settled_by(
+    item: Item, corrections: Iterable[Correction], spells: Spells | None = None
+) -> Correction | None:
+    """The first decision in the log that settles the item, if any (a camera item: with
+    `spells`, a camera seen to earlier in the same spell too)."""
+    return next((c for c in corrections if _settles(c, item, spells)), None)
 
 
-def pending(items: Iterable[Item], corrections: Sequence[Correction]) -> list[Item]:
+def pending(
+    items: Iterable[Item], corrections: Sequence[Correction], spells: Spells | None = None
+) -> list[Item]:
     """The items no decision in the log settles yet, in the queue's order."""
-    return [i for i in items if settled_by(i, corrections) is None]
+    return [i for i in items if settled_by(i, corrections, spells) is None]
 
 
 def in_view(items: Iterable[Item], reasons: Sequence[str], stations: Sequence[str]) -> list[Item]:

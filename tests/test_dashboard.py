@@ -1056,3 +1056,53 @@ def test_reason_text__an_unknown_face_is_explained() -> None:
     # It read "Unknown face", with no word on what to do.
     assert review_queue.reason_text("unknown_face") == "Face not recognised"
     assert "Assign the athlete if you know them" in review_queue.REASON_NOTES["unknown_face"]
+
+
+def _spell_grew(race: Race) -> None:
+    """The covered finish lens shot another dark frame: the spell's item shows it now."""
+    path = race.out / "images.parquet"
+    images = pq.read_table(path)
+    rows = images.to_pylist()
+    [dark] = [r for r in rows if r["image_id"] == race.ids["finish-dark"]]
+    later = dark | {"image_id": "d" * 64, "path": str(race.images / "finish" / "dark2.jpg")}
+    later["taken_at"] = dark["taken_at"] + pd.Timedelta(seconds=60)
+    pq.write_table(pa.Table.from_pylist([*rows, later], schema=images.schema), path)
+    review = pq.read_table(race.out / "review.parquet").to_pylist()
+    for item in review:
+        if item["reason"] == "camera_covered":
+            item.update(image_id=later["image_id"], taken_at=later["taken_at"])
+    schema = pq.read_schema(race.out / "review.parquet")
+    pq.write_table(pa.Table.from_pylist(review, schema=schema), race.out / "review.parquet")
+
+
+def test_review__a_camera_seen_to_stays_seen_to_while_its_spell_lasts(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # Live: kari saw to the covered finish camera; its next dark frame made the spell's
+    # item another photo, and "Camera covered?" was back in the queue with every frame.
+    decided = pd.Timestamp("2026-05-01T09:00:00Z").to_pydatetime()
+    seen = Correction(race.ids["finish-dark"], "seen", "", "finish", None, decided, "kari")
+    append_corrections(str(race.corrections), [seen])
+    _spell_grew(race)
+    at = open_page(REVIEW)
+    at.pills(key="filter_reasons").set_value(["camera_covered"]).run()
+    assert "Nothing to review here." in [s.value for s in at.success]
+
+
+def test_spells__a_new_spell_after_a_good_window_is_a_new_problem() -> None:
+    at = pd.Timestamp("2026-05-01T08:00:00Z")
+    minutes = [at + pd.Timedelta(minutes=5 * n) for n in range(4)]
+    windows = pd.DataFrame(
+        {
+            "station_id": ["cp1"] * 3,
+            "window_start": minutes[:3],
+            "window_end": minutes[1:],
+            "health": ["covered", "ok", "covered"],
+        }
+    )
+    spells = review_queue.Spells(windows, {"a": minutes[0], "b": minutes[0] + pd.Timedelta(60)})
+    later = Item("c", "camera_covered", "cp1", (), minutes[0] + pd.Timedelta(minutes=2))
+    anew = replace(later, taken_at=minutes[2] + pd.Timedelta(minutes=1))
+    assert spells.same(later, Correction("a", "seen", station_id="cp1"))
+    assert not spells.same(anew, Correction("a", "seen", station_id="cp1"))
+    assert not spells.same(later, Correction("unknown", "seen", station_id="cp1"))

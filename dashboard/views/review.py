@@ -31,6 +31,7 @@ from dashboard.review_queue import (
     Claims,
     Item,
     Placement,
+    Spells,
     copies_of,
     counts_by_reason,
     decision_rows,
@@ -502,7 +503,8 @@ ui.log_problems(log.problems)
 images = data.images(settings.out)
 queue_version = data.version(os.path.join(settings.out, REVIEW_FILE))
 items = items_of(data.review(settings.out))
-open_items = pending(items, log.corrections)
+spells = Spells.of(data.stations(settings.out), images)
+open_items = pending(items, log.corrections, spells)
 item = linked_item(open_items, images)
 if item is None:
     queue = in_turn(choose_items(items, open_items), st.session_state.get(SKIPPED, []))

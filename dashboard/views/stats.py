@@ -11,7 +11,7 @@ import os
 import streamlit as st
 
 from dashboard import data, tallies, ui
-from dashboard.review_queue import items_of, pending
+from dashboard.review_queue import Spells, items_of, pending
 from dashboard.settings import Settings
 from transforms.schemas import RESULTS_CSV
 
@@ -26,7 +26,8 @@ def show_figures(settings: Settings) -> None:
     images = data.images(settings.out)
     review = data.review(settings.out)
     log = data.corrections(settings.corrections)
-    open_items = pending(items_of(review), log.corrections)
+    spells = Spells.of(data.stations(settings.out), images)
+    open_items = pending(items_of(review), log.corrections, spells)
     share = tallies.auto_resolved_share(images, log.corrections)
     figures = {
         "Photos": f"{len(images)}",
