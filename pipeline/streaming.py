@@ -59,7 +59,9 @@ SNAPSHOT_S = 5  # results rewritten this often (processing time)
 
 PHOTO, LATE, PANE = "photo", "late", "pane"
 # Runners that have no unbounded file source here: `--streaming` on them is the local live mode.
-LOCAL_RUNNERS = {"DirectRunner", "SwitchingDirectRunner", "BundleBasedDirectRunner", "DaskRunner"}
+# By the short name without "Runner", in lower case: Beam and racelens take any of a runner's
+# names ("dask" ended in Beam's 'Unexpected pipeline runner' traceback, "direct" ran Beam's).
+LOCAL_RUNNERS = {"direct", "switchingdirect", "bundlebaseddirect", "dask"}
 
 
 def publish_snapshot(items: list[tuple[str, object]], cfg: RaceConfig) -> list[str]:
@@ -183,7 +185,7 @@ def runs_locally(opts: PipelineOptions) -> bool:
     """Is the runner one without unbounded sources here, so the local live mode serves?"""
     runner = opts.view_as(StandardOptions).runner
     name = runner if isinstance(runner, str) or runner is None else type(runner).__name__
-    return (name or "DirectRunner") in LOCAL_RUNNERS
+    return (name or "direct").rsplit(".", 1)[-1].lower().removesuffix("runner") in LOCAL_RUNNERS
 
 
 def run_streaming(argv: list[str], stop_after: float | None) -> RaceConfig:

@@ -80,7 +80,17 @@ def test_build_streaming__watches_the_folder_and_times_passages_in_event_time_wi
 
 @pytest.mark.parametrize(
     ("runner", "local"),
-    [(None, True), ("DirectRunner", True), ("DaskRunner", True), ("FlinkRunner", False)],
+    [
+        (None, True),
+        ("DirectRunner", True),
+        ("DaskRunner", True),
+        ("FlinkRunner", False),
+        # Any of a runner's names: "dask" ended in Beam's traceback.
+        ("dask", True),
+        ("direct", True),
+        ("apache_beam.runners.dask.dask_runner.DaskRunner", True),
+        ("flink", False),
+    ],
 )
 def test_runs_locally__only_runners_without_unbounded_sources(
     runner: str | None, local: bool
