@@ -527,6 +527,11 @@ BAD_OPTIONS = {
         "argument --direct_num_workers: invalid int value: 'abc'",
     ),
     "runner": (["--runner=Bogus"], "--runner: no runner named 'Bogus'"),
+    # IndexError's traceback, exit 1.
+    "workers": (
+        ["--direct_num_workers=-2"],
+        "--direct_num_workers must be 0 (one per core) or more, not -2",
+    ),
     # `--facts /tmp/my facts` unquoted: the facts went to /tmp/my.
     "stray": (["--facts", "/tmp/my", "facts"], "unexpected argument 'facts'"),
 }
