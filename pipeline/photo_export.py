@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -36,12 +37,14 @@ class ExportSummary:
     written: int
     unchanged: int
     missing: int  # photos listed whose file is gone
+    unreadable: int = 0  # photos whose file could not be read (each told on stderr)
 
     def report(self, dest: str, verb: str) -> str:
+        unreadable = f", {self.unreadable} unreadable" if self.unreadable else ""
         return (
             f"racelens: {self.photos} photos of {self.athletes} athletes in {dest} "
             f"({self.written} {verb}, {self.unchanged} already there, "
-            f"{self.missing} missing at their source)"
+            f"{self.missing} missing at their source{unreadable})"
         )
 
 
@@ -108,14 +111,19 @@ class DestinationFull(Exception):
         )
 
 
-def _placed(source: str, target: str, link: bool, so_far: tuple[str, int]) -> bool:
-    """`place`, its disk filling up raised as DestinationFull (`so_far`: dest, written)."""
+def _placed(source: str, target: str, link: bool, so_far: tuple[str, int]) -> bool | None:
+    """`place`, its disk filling up raised as DestinationFull (`so_far`: dest, written);
+    None where the source cannot be read, told in one line on stderr: a photo's I/O error
+    ended the export with a traceback, the photos after it not copied."""
     try:
         return place(source, target, link)
     except OSError as e:
         if is_no_room(e):
             raise DestinationFull(*so_far, link) from e
-        raise
+        if e.filename != source:
+            raise
+        print(f"racelens: cannot read {source}: {e.strerror}; left out", file=sys.stderr)
+        return None
 
 
 def _read(out: str, name: str, columns: Sequence[str]) -> list[dict]:
@@ -168,15 +176,19 @@ def export_photos(
         if unknown:
             raise ConfigError(f"--bib {' '.join(unknown)}: no athlete with this bib in {out}")
         rows = [r for r in rows if r["bib"] in set(bibs)]
-    written = unchanged = missing = 0
+    written = unchanged = missing = unreadable = 0
     plan = export_plan(rows, dest)
     for source, target in plan:
         local = os.path.abspath(os_path(source))
         if not os.path.isfile(local):
             missing += 1
-        elif _placed(local, target, link, (dest, written)):
+            continue
+        placed = _placed(local, target, link, (dest, written))
+        if placed is None:
+            unreadable += 1
+        elif placed:
             written += 1
         else:
             unchanged += 1
     athletes = len({os.path.dirname(target) for _, target in plan})
-    return ExportSummary(athletes, len(plan), written, unchanged, missing)
+    return ExportSummary(athletes, len(plan), written, unchanged, missing, unreadable)

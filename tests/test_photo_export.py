@@ -122,6 +122,26 @@ def test_photos__missing_source_is_counted_not_fatal(results, tmp_path: Path) ->
     assert (summary.photos, summary.written, summary.missing) == (4, 3, 1)
 
 
+def test_photos__an_unreadable_source_is_told_and_the_others_copied(
+    results, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A photo's I/O error ended the export with a traceback, the photos after it not copied.
+    out, sources = results
+    copy = shutil.copy2
+
+    def failing_disk(source: str, target: str) -> None:
+        if source == str(sources["a.jpg"]):
+            raise OSError(errno.EIO, "Input/output error", source)
+        copy(source, target)
+
+    monkeypatch.setattr(shutil, "copy2", failing_disk)
+    summary = export_photos(str(out), str(tmp_path / "export"))
+    assert (summary.photos, summary.written, summary.unreadable) == (4, 2, 2)  # a.jpg: 2 bibs
+    err = capsys.readouterr().err
+    assert err == f"racelens: cannot read {sources['a.jpg']}: Input/output error; left out\n" * 2
+    assert "2 unreadable)" in summary.report("export", "copied")
+
+
 @pytest.mark.parametrize(
     ("case", "message"),
     [
