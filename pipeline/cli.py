@@ -631,7 +631,11 @@ def _parser() -> OneLineParser:
     )
     results.set_defaults(handler=_results)
 
-    bibs = command("bibs", help="Read bib numbers on photos, one JSON line per photo.")
+    bibs = command(
+        "bibs",
+        help="Read bib numbers on photos, one JSON line per photo (with 'error', the reason, "
+        "where none could be read).",
+    )
     bibs.add_argument("images", nargs="+", help="Photo files.")
     bibs.add_argument(
         "--start-list",
