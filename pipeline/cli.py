@@ -623,7 +623,11 @@ def _parser() -> OneLineParser:
         "a changed course or start list.",
     )
     results.add_argument("--out", required=True, help="Output folder of an earlier run.")
-    results.add_argument("--corrections", default=None, help="Corrections log CSV.")
+    results.add_argument(
+        "--corrections",
+        default=None,
+        help="Corrections log CSV (default: the run's, else OUT/corrections.csv where it exists).",
+    )
     results.add_argument("--course", default=None, help="Course YAML (default: the run's).")
     results.add_argument("--start-list", default=None, help="Start list CSV (default: the run's).")
     results.add_argument(

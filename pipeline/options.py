@@ -7,6 +7,7 @@ from datetime import datetime
 
 from apache_beam.options.pipeline_options import PipelineOptions, PipelineOptionsT, StandardOptions
 
+from dashboard.settings import CORRECTIONS_FILE
 from transforms.corrections import Correction, load_corrections
 from transforms.course import (
     Athlete,
@@ -38,7 +39,10 @@ class RacelensOptions(PipelineOptions):
         )
         parser.add_argument("--out", default=None, help="Output folder for the Parquet results.")
         parser.add_argument(
-            "--corrections", default=None, help="Corrections log CSV written by the dashboard."
+            "--corrections",
+            default=None,
+            help="Corrections log CSV written by the dashboard (default: OUT/corrections.csv, "
+            "the dashboard's, where it exists).",
         )
         parser.add_argument(
             "--facts",
@@ -110,14 +114,15 @@ class RaceConfig:
         self.course: Course = load_course(opts.course)
         self.athletes: tuple[Athlete, ...] = load_start_list(opts.start_list)
         check_waves(self.course, self.athletes, opts.start_list)
+        corrections = opts.corrections or (
+            None if opts.view_as(StandardOptions).streaming else _dashboards_log(self.out)
+        )
         self.corrections: tuple[Correction, ...] = (
-            load_corrections(opts.corrections) if opts.corrections else ()
+            load_corrections(corrections) if corrections else ()
         )
         self.course_file: str = _absolute(opts.course)
         self.start_list_file: str = _absolute(opts.start_list)
-        self.corrections_file: str | None = (
-            _absolute(opts.corrections) if opts.corrections else None
-        )
+        self.corrections_file: str | None = _absolute(corrections) if corrections else None
         self.progress: bool = opts.progress
         self.as_of: datetime | None = parse_instant(opts.as_of, "--as-of") if opts.as_of else None
 
@@ -131,6 +136,15 @@ def run_inputs(cfg: RaceConfig) -> dict[str, str | None]:
         "facts": cfg.facts,
         "corrections": cfg.corrections_file,
     }
+
+
+def _dashboards_log(out: str) -> str | None:
+    """OUT/corrections.csv where the dashboard has written it (its default log): a batch run
+    or re-timing without --corrections applies it, as the dashboard shows it, rather than
+    dropping the officials' decisions (a dsq vanished from results.csv after a backfill run).
+    A live run reads that log itself, leniently, at every poll (pipeline/live.py)."""
+    log = os.path.join(out, CORRECTIONS_FILE)
+    return log if "://" not in out and os.path.isfile(log) else None
 
 
 def _absolute(location: str) -> str:

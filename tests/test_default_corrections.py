@@ -1,0 +1,61 @@
+"""A batch run or re-timing without --corrections applies the dashboard's own log in --out.
+
+The dashboard (and a live run) default to OUT/corrections.csv; a batch `racelens run` over
+the same folder (the backfill) or `racelens results` without --corrections ignored it, and
+an official's dsq vanished from the published results."""
+
+from pathlib import Path
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.options import RaceConfig, RacelensOptions
+
+LOG = (
+    "image_id,action,bib,station_id,passed_at,decided_at,by\n"
+    ",dsq,101,,,2026-05-01T12:00:00+00:00,ref\n"
+)
+
+
+def _config(race: Path, out: Path, *extra: str) -> RaceConfig:
+    argv = [
+        f"--images={race / 'images'}",
+        f"--course={race / 'course.yaml'}",
+        f"--start-list={race / 'startlist.csv'}",
+        f"--out={out}",
+        *extra,
+    ]
+    return RaceConfig(PipelineOptions(argv).view_as(RacelensOptions))
+
+
+def test_batch_run__the_dashboards_log_in_out_is_applied(race: Path, tmp_path: Path) -> None:
+    (tmp_path / "corrections.csv").write_text(LOG, encoding="utf-8")
+
+    cfg = _config(race, tmp_path)
+
+    assert cfg.corrections_file == str(tmp_path / "corrections.csv")
+    assert [(c.action, c.bib) for c in cfg.corrections] == [("dsq", "101")]
+
+
+def test_batch_run__no_log_in_out_no_corrections(race: Path, tmp_path: Path) -> None:
+    cfg = _config(race, tmp_path)
+
+    assert (cfg.corrections_file, cfg.corrections) == (None, ())
+
+
+def test_batch_run__a_log_given_stands(race: Path, tmp_path: Path) -> None:
+    (tmp_path / "corrections.csv").write_text(LOG, encoding="utf-8")
+    other = tmp_path / "other.csv"
+    other.write_text(LOG.splitlines()[0] + "\n", encoding="utf-8")
+
+    cfg = _config(race, tmp_path, f"--corrections={other}")
+
+    assert (cfg.corrections_file, cfg.corrections) == (str(other), ())
+
+
+def test_live_run__reads_the_log_itself(race: Path, tmp_path: Path) -> None:
+    """Live mode reads OUT/corrections.csv leniently at every poll (pipeline/live.py)."""
+    (tmp_path / "corrections.csv").write_text(LOG, encoding="utf-8")
+
+    cfg = _config(race, tmp_path, "--streaming")
+
+    assert cfg.corrections_file is None
