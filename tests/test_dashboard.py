@@ -1106,3 +1106,17 @@ def test_spells__a_new_spell_after_a_good_window_is_a_new_problem() -> None:
     assert spells.same(later, Correction("a", "seen", station_id="cp1"))
     assert not spells.same(anew, Correction("a", "seen", station_id="cp1"))
     assert not spells.same(later, Correction("unknown", "seen", station_id="cp1"))
+
+
+def test_review__the_last_decision_outlasts_the_page_running_again(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # Live, with the queue empty, the page runs again each time the run writes: the notice
+    # and its "Change this decision" link were gone within seconds.
+    at = open_page(REVIEW, official="kari")
+    at.pills(key="filter_reasons").set_value(["low_confidence"]).run()
+    at.button(key="approve").click().run()
+    assert "Nothing to review here." in [s.value for s in at.success]
+    at.run()  # as await_new_items does when review.parquet changes
+    assert "Approved." in [t.value for t in at.sidebar.text]
+    assert len(at.sidebar.get("page_link")) == 1

@@ -182,15 +182,17 @@ def _skip(item: Item) -> None:
 
 
 def show_notice() -> None:
-    """The last decision in the sidebar, where it moves nothing; a failure on the page."""
-    notice = st.session_state.pop(NOTICE, None)
+    """The last decision in the sidebar, where it moves nothing, until the next one: its
+    link to change it must outlast the page running again by itself (an empty queue does,
+    each time a live run writes); a failure on the page, once."""
+    notice = st.session_state.get(NOTICE)
     if notice is None:
         return
     ok, text = notice
     if ok:
         st.sidebar.success("Saved.", icon=":material/check:")
         st.sidebar.text(text)
-        change = st.session_state.pop(CHANGE, None)
+        change = st.session_state.get(CHANGE)
         if change is not None:
             page, params = change
             st.sidebar.page_link(
@@ -202,6 +204,7 @@ def show_notice() -> None:
     else:
         st.error("Not saved.")
         st.text(text)
+        del st.session_state[NOTICE]
 
 
 def choose_items(items: list[Item], open_items: list[Item]) -> list[Item]:
