@@ -237,9 +237,12 @@ def in_view(items: Iterable[Item], reasons: Sequence[str], stations: Sequence[st
 
 
 def in_turn(items: Sequence[Item], skipped: Sequence[str]) -> list[Item]:
-    """The queue in the order to work through it: skipped items last, in the order skipped."""
+    """The queue in the order to work through it: an athlete's missed checkpoint after the
+    photos (review.parquet puts these untimed items first), as deciding a photo may show
+    the athlete there (a weak read approved, a late batch accepted) where a disqualification
+    decided first stood; skipped items last, in the order skipped."""
     later = {key: n for n, key in enumerate(skipped)}
-    return sorted(items, key=lambda i: (i.key in later, later.get(i.key, 0)))
+    return sorted(items, key=lambda i: (i.key in later, later.get(i.key, 0), i.about_athlete))
 
 
 CLAIM_S = 120.0  # how long an item shown to one official is left to them

@@ -1120,3 +1120,10 @@ def test_review__the_last_decision_outlasts_the_page_running_again(
     at.run()  # as await_new_items does when review.parquet changes
     assert "Approved." in [t.value for t in at.sidebar.text]
     assert len(at.sidebar.get("page_link")) == 1
+
+
+def test_in_turn__a_missed_checkpoint_after_the_photos_that_may_show_the_athlete_there() -> None:
+    # review.parquet lists the untimed missed_checkpoint items first: an official was asked
+    # to disqualify 102 before the photo of 102 at cp1, unsure, that approving would time.
+    assert review_queue.in_turn([MISSED, ITEM, COVERED], []) == [ITEM, COVERED, MISSED]
+    assert review_queue.in_turn([MISSED, ITEM], [ITEM.key]) == [MISSED, ITEM]
