@@ -479,7 +479,8 @@ START_LIST_COLUMNS = ("bib", "name", "category", "gender", "club", "wave", "phot
 
 def parse_start_list(text: str, path: str = "startlist.csv") -> tuple[Athlete, ...]:
     """Parses a start list; raises ConfigError naming the file, line and problem."""
-    reader = csv.DictReader(io.StringIO(text))
+    # Universal newlines: Excel for Mac's "CSV (Macintosh)" ends lines with CR alone.
+    reader = csv.DictReader(io.StringIO(text, newline=None))
     # In any case: a spreadsheet's export heads them "Bib", "Name", "Category".
     header = [h.strip().casefold() for h in (reader.fieldnames or [])]
     for separator, name in ((";", "';'"), ("\t", "tabs")):
