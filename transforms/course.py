@@ -497,6 +497,8 @@ def parse_start_list(text: str, path: str = "startlist.csv") -> tuple[Athlete, .
     for row in reader:
         line = reader.line_num
         values = {k: (row.get(k) or "").strip() for k in START_LIST_COLUMNS}
+        if not any(values.values()):
+            continue  # a row cleared of its contents: a spreadsheet still exports it, ',,'
         if any("\n" in v for v in values.values()):
             # A quote left open runs on to the next one, swallowing the athletes between
             # (the line is where the value ends: the bib names where it began).
