@@ -293,6 +293,31 @@ def test_load_start_list__headers_in_any_case(write_file: Callable[..., str]) ->
     assert load_start_list(path) == (Athlete("7", "Ola Hansen", "M40", "M"),)
 
 
+def test_load_start_list__first_and_last_name_are_joined_into_name(
+    write_file: Callable[..., str],
+) -> None:
+    # Registration systems export "First Name,Last Name", no "name": the list was refused
+    # ("missing column 'name'"); the parts are joined, first then last, into the name shown.
+    text = "Bib,First Name,Last_Name,Category\n7,Ola,Hansen,M40\n8,,Madonna,F35\n"
+    path = write_file("startlist.csv", text)
+    assert load_start_list(path) == (
+        Athlete("7", "Ola Hansen", "M40"),
+        Athlete("8", "Madonna", "F35"),
+    )
+    # A name column, where there is one, is the name.
+    path = write_file("named.csv", "bib,name,FirstName,lastname\n7,Ola H.,Ola,Hansen\n")
+    assert load_start_list(path)[0].name == "Ola H."
+
+
+def test_load_start_list__first_or_last_name_alone_is_refused(
+    write_file: Callable[..., str],
+) -> None:
+    path = write_file("startlist.csv", "bib,first_name,club\n7,Ola,IL Tyrving\n")
+    message = _error(load_start_list, path)
+    assert message.startswith(f"{path}: line 1: ")
+    assert "first_name without last_name" in message
+
+
 def test_load_start_list__a_bom_from_a_spreadsheet_is_tolerated(
     write_file: Callable[..., str],
 ) -> None:

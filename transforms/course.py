@@ -475,6 +475,31 @@ def load_course(path: str) -> Course:
 
 
 START_LIST_COLUMNS = ("bib", "name", "category", "gender", "club", "wave", "photo")
+# A registration system's export names athletes in two columns; where there is no name
+# column they are joined, first then last, into the name.
+NAME_PARTS = ("first_name", "last_name")
+
+
+def _header_key(heading: str) -> str:
+    """A column heading as the list's key: in any case, spaces as underscores ("Bib",
+    "First Name", as spreadsheets head them; "firstname" is first_name)."""
+    key = heading.strip().casefold().replace(" ", "_")
+    return {"firstname": "first_name", "lastname": "last_name"}.get(key, key)
+
+
+def _check_name_parts(header: list[str], path: str) -> bool:
+    """Does the name come from first_name and last_name (there is no name column)? One of
+    them alone is refused: a list of first names only would publish "Ola" for each Ola."""
+    given = [part for part in NAME_PARTS if part in header]
+    if "name" in header or not given:
+        return False
+    if len(given) == 1:
+        other = next(part for part in NAME_PARTS if part not in given)
+        raise ConfigError(
+            f"{path}: line 1: column {given[0]} without {other} (add {other}, or give a name "
+            "column)"
+        )
+    return True
 
 
 def parse_start_list(text: str, path: str = "startlist.csv") -> tuple[Athlete, ...]:
@@ -482,12 +507,13 @@ def parse_start_list(text: str, path: str = "startlist.csv") -> tuple[Athlete, .
     # Universal newlines: Excel for Mac's "CSV (Macintosh)" ends lines with CR alone.
     reader = csv.DictReader(io.StringIO(text, newline=None))
     # In any case: a spreadsheet's export heads them "Bib", "Name", "Category".
-    header = [h.strip().casefold() for h in (reader.fieldnames or [])]
+    header = [_header_key(h) for h in (reader.fieldnames or [])]
     for separator, name in ((";", "';'"), ("\t", "tabs")):
         if len(header) == 1 and separator in header[0]:
             raise ConfigError(f"{path}: line 1: columns are separated by {name}, expected ','")
     _check_header(header, path)
-    missing = [c for c in ("bib", "name") if c not in header]
+    joined = _check_name_parts(header, path)
+    missing = [c for c in ("bib",) + (() if joined else ("name",)) if c not in header]
     if missing:
         raise ConfigError(f"{path}: line 1: missing column '{missing[0]}' (header: bib,name,...)")
     reader.fieldnames = header
@@ -497,6 +523,10 @@ def parse_start_list(text: str, path: str = "startlist.csv") -> tuple[Athlete, .
     for row in reader:
         line = reader.line_num
         values = {k: (row.get(k) or "").strip() for k in START_LIST_COLUMNS}
+        if joined:
+            values["name"] = " ".join(
+                p for p in ((row.get(k) or "").strip() for k in NAME_PARTS) if p
+            )
         if not any(values.values()):
             continue  # a row cleared of its contents: a spreadsheet still exports it, ',,'
         if any("\n" in v for v in values.values()):
@@ -532,7 +562,8 @@ def _check_header(header: list[str], path: str) -> None:
     twice = next((h for i, h in enumerate(named) if h in named[:i]), None)
     if twice is not None:
         raise ConfigError(f"{path}: line 1: column '{twice}' twice")
-    _check_keys(dict.fromkeys(named), START_LIST_COLUMNS, lambda _: f"{path}: line 1: ", "column")
+    known = START_LIST_COLUMNS + NAME_PARTS
+    _check_keys(dict.fromkeys(named), known, lambda _: f"{path}: line 1: ", "column")
 
 
 # The first spelling seen of a bib's number or of a category (case-folded), and its line.
