@@ -13,7 +13,7 @@ import pandas as pd
 from dashboard.data import Race, StationInfo
 from dashboard.formats import clock_or_blank, local_time, missing, pace_or_blank, place_text
 from transforms.course import still_running
-from transforms.export import clock, split_label
+from transforms.export import clock, gap, split_label
 from transforms.schemas import pace_column, sector_column, split_column, time_of_day_column
 
 STATUSES = ("finished", "running", "dnf", "dns", "dsq")
@@ -91,7 +91,7 @@ def station_label(station: StationInfo) -> str:
 
 
 def _gap(seconds: object) -> str:
-    return f"+{clock_or_blank(seconds)}" if not missing(seconds) and seconds else ""
+    return "" if missing(seconds) else gap(float(seconds))  # type: ignore[arg-type]
 
 
 def _flags(row: pd.Series, names: dict[str, str]) -> str:

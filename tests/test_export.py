@@ -12,9 +12,11 @@ import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dashboard.board import table
+from dashboard.data import Race
 from dashboard.formats import pace_or_blank
 from tests.conftest import PROPERTY, at, athlete, make_course, passage
-from transforms.export import clock, pace, results_csv, split_label
+from transforms.export import clock, gap, pace, results_csv, split_label
 from transforms.results import build_leaderboard
 from transforms.write import write_csv
 
@@ -127,3 +129,16 @@ def test_write_csv__excel_reads_it_as_utf8(tmp_path: Path) -> None:
     with open(path, encoding="utf-8-sig", newline="") as f:
         assert [(r["Place"], r["Name"]) for r in csv.DictReader(f)] == [("1", "Åse Ødegård")]
     assert list(pd.read_csv(path)["Name"]) == ["Åse Ødegård"]
+
+
+def test_results_csv__a_gap_reads_as_the_dashboard_shows_it() -> None:
+    # results.csv wrote the gap "0:01:43.7" where the dashboard showed "+0:01:43.7": timers
+    # print a gap behind the leader with its "+", one text in both; the leader's is blank.
+    ps = [passage("101", "start", 0), passage("101", "finish", 3000)]
+    ps += [passage("102", "start", 0), passage("102", "finish", 3103.75)]
+    rows = build_leaderboard(ps, COURSE, [athlete("101"), athlete("102")], at(99999))
+    table_csv = list(csv.DictReader(io.StringIO(results_csv(rows, COURSE))))
+    assert [r["Gap"] for r in table_csv] == ["", "+0:01:43.7"]
+    race = Race(name="Oslo 10k", timezone="Europe/Oslo", stations=())
+    assert list(table(pd.DataFrame(rows), race)["Gap"]) == ["", "+0:01:43.7"]
+    assert (gap(None), gap(0.0), gap(103.79)) == ("", "", "+0:01:43.7")

@@ -247,6 +247,17 @@ def test_build_leaderboard__pace_is_of_the_time_shown() -> None:
     assert pace(row["pace_finish_s_per_km"]) == "4:00"
 
 
+def test_build_leaderboard__pace_is_of_the_chip_time_when_ranked_by_gun() -> None:
+    # Ranked by gun time, the pace was of the gun time: 104 (wave B, crossed the start 20 s
+    # after its gun) read 4:22 /km beside a chip time of 43:20 (4:20 /km). Timers publish the
+    # pace of the chip time, the time the athlete ran, whichever time ranks.
+    by_gun = replace(COURSE, settings=replace(COURSE.settings, rank_by="gun"))
+    rows = {r["bib"]: r for r in build_leaderboard(PASSAGES, by_gun, ATHLETES, AS_OF)}
+    assert (rows["104"]["total_s"], rows["104"]["chip_s"]) == (2620.0, 2600.0)
+    assert pace(rows["104"]["pace_s_per_km"]) == "4:20"
+    assert pace(rows["102"]["pace_s_per_km"]) == "4:10"  # no start seen: chip time is gun time
+
+
 def test_build_leaderboard_transform__ranks_the_whole_race() -> None:
     with TestPipeline() as p:
         rows = (

@@ -29,6 +29,12 @@ def clock(seconds: float | None) -> str:
     return f"{sign}{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}.{tenth}"
 
 
+def gap(seconds: float | None) -> str:
+    """+0:01:43.7 behind the leader, as timers print a gap (results.csv and the dashboard
+    alike); '' for the leader's (no gap) and for no time."""
+    return f"+{clock(seconds)}" if seconds else ""
+
+
 def pace(seconds_per_km: float | None) -> str:
     """m:ss per km, the seconds truncated as the times' tenths are (4:31.6 reads 4:31):
     one rule for every time a timer shows."""
@@ -86,7 +92,7 @@ def results_csv(rows: list[dict], course: Course) -> str:
                 clock(r["chip_s"]),
                 clock(r["gun_s"]),
                 pace(r["pace_s_per_km"]),
-                clock(r["gap_s"]) if r["gap_s"] else "",
+                gap(r["gap_s"]),
                 r["gender_rank"] or "",
                 r["category_rank"] or "",
             ]

@@ -124,7 +124,9 @@ def _splits(times: dict[str, datetime], course: Course, start: datetime) -> dict
 def _started_at_the_gun(times: dict[str, datetime], start_id: str, gun: datetime) -> dict:
     """A start passage before the athlete's gun (the front row photographed waiting on the
     line; a later wave's runner in the pen as an earlier wave left) is a start at the gun:
-    no chip starts before it, so no chip time is longer than the gun time."""
+    no chip starts before it, so no chip time is longer than the gun time. The start's time of
+    day is the gun's too: the photo shows the athlete waiting, not crossing (its own time
+    stays in passages.parquet)."""
     if start_id in times and times[start_id] < gun:
         return {**times, start_id: gun}
     return times
@@ -179,7 +181,9 @@ def athlete_row(
         "gun_s": gun_s,
         "chip_start": "own" if first.id in times else "gun",
         "gap_s": None,
-        "pace_s_per_km": pace_per_km(run_s, distance) if run_s is not None else None,
+        # The pace of the chip time, the time the athlete ran, whichever time ranks (timers
+        # publish it so; from the gun time it read slower than the chip time beside it).
+        "pace_s_per_km": pace_per_km(chip_s, distance) if chip_s is not None else None,
         "missed": missed,
         "flags": flags,
     }
