@@ -62,7 +62,8 @@ class Race:
     timezone: str
     stations: tuple[StationInfo, ...]
     start: datetime | None = None  # the gun, UTC: the race's day; None: no course known
-    close: datetime | None = None  # race.close, UTC; None: the course never closes
+    # The course's last close (race.close or the last wave's time limit), UTC; None: never.
+    close: datetime | None = None
 
 
 Version = tuple[int, int, int]
@@ -163,7 +164,7 @@ def _read_race(out: str, run_version: Version, board_version: Version) -> Race:
         course.timezone,
         tuple(StationInfo(s.id, s.name, s.km) for s in course.stations),
         course.start,
-        course.close,
+        course.last_close,
     )
 
 

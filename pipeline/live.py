@@ -230,9 +230,11 @@ class LiveRace:
             print(f"live: ignored: {problem}", file=self._log, flush=True)
         self.cfg.corrections = reading.corrections
 
-    def _closed_now(self) -> bool:
-        """Is the course closed for the leaderboard built now (as of --as-of, if given)?"""
-        return self.cfg.course.is_closed(self.cfg.as_of or datetime.now(UTC))
+    def _closed_now(self) -> int:
+        """How many of the course's closes (race.close, each wave's time limit) have passed
+        for the leaderboard built now (as of --as-of, if given)? Each makes athletes dnf."""
+        now = self.cfg.as_of or datetime.now(UTC)
+        return sum(close <= now for close in self.cfg.course.closes())
 
     def _closing(self) -> bool:
         """Has the course closed since the results were last written? Athletes still out

@@ -68,7 +68,7 @@ def running_lines(athletes: Counter, course: Course | None) -> list[str]:
     """Without race.close nobody is ever dnf: an athlete last seen at the start stays
     running in a run days after the race, which the timer must be told (and how to end it)."""
     running = athletes["running"]  # transforms.results.RUNNING, whose module loads Beam
-    if course is None or course.close is not None or not running:
+    if course is None or course.last_close is not None or not running:
         return []
     return [still_running(running)]
 

@@ -7,6 +7,7 @@ without reading code; the CLI prints the message as it is and exits 2.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 
@@ -247,6 +248,39 @@ def test_load_course__a_window_or_gap_of_no_length_is_a_config_error(
     path = write_file("course.yaml", RACE + TWO_STATIONS + f"settings: {{{setting}}}\n")
     name = setting.split(":")[0]
     assert f"settings: {name} must be above 0" in _error(load_course, path)
+
+
+def test_load_course__time_limit_from_each_wave_start(write_file: Callable[..., str]) -> None:
+    # race.close is one clock time: wave B, 30 min after A, had 30 min less. A time limit
+    # counts from each wave's start; with race.close too, the earlier of the two closes.
+    waves = 'waves: [{id: A, start: "2026-05-01T10:00:00+02:00"}, '
+    waves += '{id: B, start: "2026-05-01T10:30:00+02:00"}]\n'
+    text = RACE + TWO_STATIONS + waves + "settings: {time_limit_s: 7200}\n"
+    course = load_course(write_file("course.yaml", text))
+    assert course.settings.time_limit_s == 7200.0
+    assert course.close_of("A") == datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
+    assert course.close_of("B") == datetime(2026, 5, 1, 10, 30, tzinfo=UTC)
+    assert course.close_of(None) == course.close_of("A")  # no wave: the race's start
+    closing = text.replace("Europe/Oslo,", 'Europe/Oslo, close: "2026-05-01T12:15:00+02:00",')
+    course = load_course(write_file("closing.yaml", closing))
+    assert course.close_of("B") == datetime(2026, 5, 1, 10, 15, tzinfo=UTC)
+    assert course.closes() == (course.close_of("A"), course.close_of("B"))
+    assert load_course(write_file("none.yaml", RACE + TWO_STATIONS)).closes() == ()
+
+
+@pytest.mark.parametrize(
+    ("setting", "problem"),
+    [
+        ("time_limit_s: 0", "time_limit_s must be at least 60 seconds"),
+        ("time_limit_s: 6", "time_limit_s must be at least 60 seconds (6 hours: 21600), not 6"),
+        ("time_limit_s: six hours", "time_limit_s must be a number"),
+    ],
+)
+def test_load_course__a_time_limit_that_is_no_length_of_race_is_refused(
+    write_file: Callable[..., str], setting: str, problem: str
+) -> None:
+    path = write_file("course.yaml", RACE + TWO_STATIONS + f"settings: {{{setting}}}\n")
+    assert problem in _error(load_course, path)
 
 
 def test_load_course__a_bom_is_tolerated(write_file: Callable[..., str]) -> None:

@@ -237,6 +237,23 @@ def test_build_leaderboard__a_finish_after_the_close_is_dnf_over_the_time_limit(
     )
 
 
+def test_build_leaderboard__a_time_limit_counts_from_each_athletes_wave_start() -> None:
+    # race.close is one clock time: wave B (gun at 300 s) had 300 s less than wave A. With
+    # time_limit_s: 2550 A closes at 2550 s and B at 2850 s: 103 (B, finish at 2800) is in
+    # time, 104 (B, 2920) over it; as of 2700 s, A's runners still out are dnf, B's running.
+    limited = replace(COURSE, settings=replace(COURSE.settings, time_limit_s=2550.0))
+    rows = {r["bib"]: r for r in build_leaderboard(PASSAGES, limited, ATHLETES, AS_OF)}
+    assert [(b, rows[b]["status"], rows[b]["rank"]) for b in ("101", "102", "103", "104")] == [
+        ("101", "finished", 1),
+        ("102", "finished", 2),
+        ("103", "finished", 2),
+        ("104", "dnf", None),
+    ]
+    assert "over_time_limit" in rows["104"]["flags"] and rows["104"]["chip_s"] == 2600.0
+    early = {r["bib"]: r["status"] for r in board(PASSAGES, limited, as_of=at(2700))}
+    assert (early["104"], early["105"], early["106"]) == ("running", "dnf", "dnf")
+
+
 def test_build_leaderboard__pace_is_of_the_time_shown() -> None:
     # 39:59.99 reads 0:39:59.9: its pace over 10 km is 3:59 /km, not 4:00 (3:59.999 rounded
     # to the tenth and then to the second), as 3:59.9 x 10 is under 40:00; so is the sector's.

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 from pipeline.summary import summarise
 from tests.conftest import at, make_course
 from transforms.corrections import Correction
+from transforms.course import Settings
 from transforms.schemas import IMAGES, REVIEW
 from transforms.write import IMAGES_FILE, LEADERBOARD_FILE, PASSAGES_FILE, REVIEW_FILE
 
@@ -156,4 +157,6 @@ def test_summary__says_who_stays_running_for_want_of_a_close(tmp_path: Path) -> 
     ) in summary.splitlines()
     closes = make_course(close=at(7200))  # a live run before the close: running is right
     assert "still running" not in summarise(str(tmp_path), course=closes)
+    limited = make_course(settings=Settings(time_limit_s=7200.0))  # closes for each wave
+    assert "still running" not in summarise(str(tmp_path), course=limited)
     assert "still running" not in summarise(str(tmp_path))

@@ -15,7 +15,7 @@ import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -68,6 +68,9 @@ class Settings:
     faces: bool = True
     face_threshold: float = 0.6
     face_margin: float = 0.1
+    # Seconds each athlete has from their wave's start (the race's without waves): race.close
+    # is one clock time, which gives a later wave less time. None: no limit but race.close.
+    time_limit_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,32 @@ class Course:
     settings: Settings = field(default_factory=Settings)
     close: datetime | None = None  # UTC; after it, athletes still out are dnf
 
-    def is_closed(self, as_of: datetime) -> bool:
-        return self.close is not None and as_of >= self.close
+    def close_of(self, wave_id: str | None) -> datetime | None:
+        """When the course closes for an athlete of the wave: race.close, or the wave's start
+        plus settings.time_limit_s, whichever comes first; None: it never closes."""
+        limit = self.settings.time_limit_s
+        ends = [
+            self.close,
+            None if limit is None else self.wave_start(wave_id) + timedelta(seconds=limit),
+        ]
+        return min((end for end in ends if end is not None), default=None)
+
+    def closes(self) -> tuple[datetime, ...]:
+        """Every time the course closes for some athletes (the race start's and each wave's),
+        in order: a live leaderboard is published again at each."""
+        ids = [None] + [w.id for w in self.waves]
+        return tuple(sorted({c for c in map(self.close_of, ids) if c is not None}))
+
+    @property
+    def last_close(self) -> datetime | None:
+        """When the course has closed for every athlete (the latest wave's close); None: it
+        never closes, so an athlete last seen at the start stays running."""
+        return max(self.closes(), default=None)
+
+    def is_closed(self, as_of: datetime, wave_id: str | None = None) -> bool:
+        """Is the course closed, as of then, for the athletes of the wave?"""
+        close = self.close_of(wave_id)
+        return close is not None and as_of >= close
 
     @property
     def station_ids(self) -> tuple[str, ...]:
@@ -324,6 +351,7 @@ def _parse_settings(raw: Any, path: str, node: yaml.Node | None = None) -> Setti
     faces = raw.get("faces", defaults.faces)
     if not isinstance(faces, bool):
         raise ConfigError(f"{path}: settings: faces must be true or false, not '{faces}'")
+    _check_time_limit(raw.get("time_limit_s"), path)
     numbers = {k: v for k, v in raw.items() if k not in ("rank_by", "faces")}
     values = {k: _number(raw, k, getattr(defaults, k), f"{path}: settings") for k in numbers}
     values = {k: int(v) if k == "near_duplicate_bits" else v for k, v in values.items()}
@@ -343,6 +371,22 @@ def _parse_settings(raw: Any, path: str, node: yaml.Node | None = None) -> Setti
     if settings.min_pace_s_per_km >= settings.max_pace_s_per_km:
         raise ConfigError(f"{path}: settings: min_pace_s_per_km must be below max_pace_s_per_km")
     return settings
+
+
+# Under a minute a time limit is no race's: hours or minutes written where seconds are meant,
+# which would make every athlete dnf within seconds of their start.
+MIN_TIME_LIMIT_S = 60.0
+
+
+def _check_time_limit(value: Any, path: str) -> None:
+    if value is None:
+        return
+    limit = _number({"time_limit_s": value}, "time_limit_s", None, f"{path}: settings")
+    if limit is not None and limit < MIN_TIME_LIMIT_S:
+        raise ConfigError(
+            f"{path}: settings: time_limit_s must be at least {MIN_TIME_LIMIT_S:g} seconds "
+            f"(6 hours: 21600), not {limit:g}"
+        )
 
 
 def parse_course(text: str, path: str = "course.yaml") -> Course:

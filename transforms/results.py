@@ -12,7 +12,8 @@ are those shown (truncated), so equal times on the results share a place, and th
 leader is the difference of the times shown.
 
 Statuses: finished; running (seen, not finished, course still open); dnf
-(seen, not finished after the course closed, finished after it: flag over_time_limit,
+(seen, not finished after the course closed for their wave (race.close, or their wave's
+start plus time_limit_s, whichever is first), finished after it: flag over_time_limit,
 their times shown but unranked, or an official said so); dns
 (never seen); dsq (an official's decision). Only confirmed passages count;
 a number read confidently but missing from the start list gets a row of its
@@ -81,23 +82,28 @@ def pace_per_km(seconds: float, km: float) -> float | None:
     return round(tenths(seconds) / 10 / km, 3) if km > 0 else None
 
 
-def over_time_limit(times: dict[str, datetime], course: Course) -> bool:
-    """A finish after the course closed (race.close): over the time limit, as a timer lists
-    it (dnf, unranked, the time run still shown); a finish at the close is in time."""
-    finish = course.stations[-1].id
-    return course.close is not None and finish in times and times[finish] > course.close
+def over_time_limit(times: dict[str, datetime], course: Course, wave: str | None) -> bool:
+    """A finish after the course closed for the athlete's wave (race.close, or the wave's
+    start plus time_limit_s): over the time limit, as a timer lists it (dnf, unranked, the
+    time run still shown); a finish at the close is in time."""
+    finish, close = course.stations[-1].id, course.close_of(wave)
+    return close is not None and finish in times and times[finish] > close
 
 
 def _status(
-    times: dict[str, datetime], course: Course, as_of: datetime, official: str | None
+    times: dict[str, datetime],
+    course: Course,
+    wave: str | None,
+    as_of: datetime,
+    official: str | None,
 ) -> str:
     if official in (DSQ, DNF):
         return official
     if course.stations[-1].id in times:
-        return DNF if over_time_limit(times, course) else FINISHED
+        return DNF if over_time_limit(times, course, wave) else FINISHED
     if not times:
         return DNS
-    return DNF if course.is_closed(as_of) else RUNNING
+    return DNF if course.is_closed(as_of, wave) else RUNNING
 
 
 def _splits(times: dict[str, datetime], course: Course, start: datetime) -> dict:
@@ -141,13 +147,14 @@ def athlete_row(
     unknown: bool = False,
 ) -> dict:
     first, finish = course.stations[0], course.stations[-1]
-    gun = course.wave_start(athlete.wave or None)
+    wave = athlete.wave or None
+    gun = course.wave_start(wave)
     times = _started_at_the_gun(times, first.id, gun)
     start = times.get(first.id, gun)
     # An unknown bib is no athlete of the race: as "finished" it was counted and imported
     # as a finisher.
-    status = UNKNOWN if unknown else _status(times, course, as_of, official)
-    late = not unknown and official is None and over_time_limit(times, course)
+    status = UNKNOWN if unknown else _status(times, course, wave, as_of, official)
+    late = not unknown and official is None and over_time_limit(times, course, wave)
     # The finish is timed for a finisher, for one over the time limit (their time is still
     # shown, unranked) and for an unknown bib (the official's to settle); an official's dnf
     # or dsq shows none.
