@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 from transforms.corrections import (
+    AMBIGUOUS_STATION,
     IMAGE_ACTIONS,
     STATION_CONFLICT,
     TOO_LATE,
@@ -57,6 +58,7 @@ REASON_TEXT = {
     STATION_CONFLICT: "Came in for several stations",
     "bad_exif": "No time on the photo",
     "unknown_station": "No station for the photo",
+    AMBIGUOUS_STATION: "At several stations' place",
     "missed_checkpoint": "Not seen at a checkpoint",
     OPENED: "Opened for correction",
 }
@@ -98,6 +100,9 @@ REASON_NOTES |= {
     + _PLACE_IT,
     "unknown_station": "Neither its folder nor its camera or GPS names a station, so it is "
     "not timed." + _PLACE_IT,
+    AMBIGUOUS_STATION: "Its GPS puts it where several stations are (a loop's start and "
+    "finish), at a time athletes could pass more than one of them (a wave leaving as another "
+    "finishes), so it is not timed." + _PLACE_IT,
 }
 
 

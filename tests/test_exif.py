@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from tests.conftest import GUN, PROPERTY, at, make_course, photo, write_jpeg
-from transforms.course import Course, Station
+from transforms.course import Course, Station, Wave
 from transforms.exif import (
     MAX_DISTANCE_FROM_RACE,
     ParseExif,
@@ -208,6 +208,46 @@ def test_resolve_station__no_folder_serial_or_gps_is_no_station(course: Course) 
     assert resolve_station("unsorted", ExifFacts(serial="SN9999"), course) is None
 
 
+def loop_course(wave_b_min: float = 5.0) -> Course:
+    """A 10 km loop: start and finish at one place (a cp1 elsewhere), wave B after A."""
+    start, cp1, finish = make_course().stations
+    loop = (start, cp1, replace(finish, lat=start.lat, lon=start.lon, radius_m=60))
+    waves = (Wave("A", GUN), Wave("B", GUN + timedelta(minutes=wave_b_min)))
+    return make_course(stations=loop, waves=waves)
+
+
+def gps_photo_at(minutes: float) -> ExifFacts:
+    """A phone's photo by the loop's line, by GPS only, `minutes` after the gun."""
+    local = datetime(2026, 5, 1, 10, 0) + timedelta(minutes=minutes)
+    return ExifFacts(datetime_original=f"{local:%Y:%m:%d %H:%M:%S}", gps=START_POS)
+
+
+@pytest.mark.parametrize(
+    ("minutes", "station"),
+    [(-5, "start"), (8, "start"), (25, "finish"), (90, "finish"), (22, None)],
+    ids=["in_the_pen", "wave_b_crossing", "earliest_finish", "finishing", "nobody_there"],
+)
+def test_resolve_station__a_loops_start_and_finish_by_the_photos_time(
+    minutes: float, station: str | None
+) -> None:
+    # Start and finish share coordinates: a photo placed by GPS was at both, and went to the
+    # station whose id sorts first ("finish": every start photo timed as a finish). The time
+    # tells them apart: the start from before the gun until 15 min after the last wave's, the
+    # finish from the fastest plausible run of 10 km (min_pace 150 s/km: 25 min).
+    assert resolve_station("", gps_photo_at(minutes), loop_course()) == station
+
+
+def test_place_in_race__a_loop_photo_its_time_cannot_place_goes_to_an_official() -> None:
+    # Wave B leaves 40 min after A, while A's fastest finish: a photo at the line at 45 min
+    # is B's start or A's finish, and the photo is the same for both: an official places it.
+    course = loop_course(wave_b_min=40)
+    assert resolve_station("", gps_photo_at(45), course) is None
+    placed = place_in_race(photo("a", station=None, seconds=None, exif=gps_photo_at(45)), course)
+    assert (placed.status, placed.reason) == (REJECTED, "ambiguous_station")
+    # Without a time on it, nothing tells: not guessed either.
+    assert resolve_station("", ExifFacts(gps=START_POS), course) is None
+
+
 @st.composite
 def courses(draw: st.DrawFn) -> Course:
     """2-5 stations within a few km of START_POS, some without a position or a camera."""
@@ -241,7 +281,10 @@ def test_resolve_station__folder_beats_serial_beats_gps(
     folder = data.draw(st.sampled_from(course.station_ids))
     assert resolve_station(folder, facts, course) == folder
     by_serial = [s.id for s in course.stations if serial in s.cameras]
-    assert resolve_station("unsorted", facts, course) == (by_serial or [gps_station.id])[0]
+    at_one_place = [s for s in course.stations if _at_one_place(s, gps_station)]
+    # Stations at one place, the photo without a time: GPS and time cannot tell them apart.
+    by_gps = [gps_station.id] if len(at_one_place) == 1 else [None]
+    assert resolve_station("unsorted", facts, course) == (by_serial or by_gps)[0]
 
 
 @PROPERTY
@@ -255,11 +298,20 @@ def test_resolve_station__gps_gives_the_nearest_station_within_its_radius_or_non
     }
     inside = {sid: d for sid, d in distances.items() if d <= course.station(sid).radius_m}
     found = resolve_station("unsorted", ExifFacts(gps=position), course)
-    if not inside:
+    nearest = [sid for sid, d in inside.items() if d - min(inside.values(), default=0) <= 1.0]
+    if len(nearest) != 1:  # none, or several at one distance: no time on the photo to tell
         assert found is None
     else:
         assert found in inside, "never a station outside its radius"
         assert inside[found] == min(inside.values())
+
+
+def _at_one_place(station: Station, other: Station) -> bool:
+    """Is the station where the other is, and is a photo there inside its radius?"""
+    if station.lat is None or other.lat is None:
+        return False
+    apart = distance_m((station.lat, station.lon), (other.lat, other.lon))
+    return apart <= 1.0 and apart <= station.radius_m
 
 
 # --- place_in_race ----------------------------------------------------------------------------

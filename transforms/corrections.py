@@ -41,7 +41,10 @@ ACTIONS = IMAGE_ACTIONS + ATHLETE_ACTIONS + CAMERA_ACTIONS
 STATION_CONFLICT = "station_conflict"
 BAD_EXIF = "bad_exif"
 UNKNOWN_STATION = "unknown_station"
-UNPLACED = frozenset({BAD_EXIF, UNKNOWN_STATION})
+# Placed by GPS where several stations are (a loop's start and finish), at a time when
+# athletes could pass more than one (or none) of them.
+AMBIGUOUS_STATION = "ambiguous_station"
+UNPLACED = frozenset({BAD_EXIF, UNKNOWN_STATION, AMBIGUOUS_STATION})
 # A photo that arrived after the allowed lateness (live modes), held until an official
 # accepts it (or decides it otherwise).
 TOO_LATE = "too_late"

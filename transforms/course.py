@@ -73,6 +73,11 @@ class Settings:
     time_limit_s: float | None = None
 
 
+# How long the back of a wave may take to cross the start line after its gun (a big city
+# race's last runners cross minutes after the first).
+START_CROSSING = timedelta(minutes=15)
+
+
 @dataclass(frozen=True)
 class Course:
     race_id: str
@@ -120,6 +125,21 @@ class Course:
             if s.id == station_id:
                 return s
         raise KeyError(station_id)
+
+    def passing_window(self, station_id: str) -> tuple[datetime | None, datetime]:
+        """When athletes can pass a station: from the first gun plus the fastest plausible
+        run to it (min_pace_s_per_km; the start: any time before, the front row waits on the
+        line) until the last gun plus a field's time to cross the start and the slowest
+        plausible run to it (max_pace_s_per_km). A photo at one place with other stations (a
+        loop's start and finish) is placed by it."""
+        guns = [self.start, *(w.start for w in self.waves)]
+        first, station = self.stations[0], self.station(station_id)
+        km = station.km - first.km
+        earliest = min(guns) + timedelta(seconds=km * self.settings.min_pace_s_per_km)
+        latest = (
+            max(guns) + START_CROSSING + timedelta(seconds=km * self.settings.max_pace_s_per_km)
+        )
+        return (None if station == first else earliest, latest)
 
     def photo_clock_offset_s(self, station_id: str, serial: str | None, name: str | None) -> float:
         """What to add to a photo's EXIF time: its camera's own clock_offset_s where the course

@@ -22,6 +22,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import TimestampedValue
 from PIL import Image
 
+from transforms.corrections import AMBIGUOUS_STATION
 from transforms.course import Course
 from transforms.records import REJECTED, ExifFacts, Photo
 
@@ -125,22 +126,56 @@ def distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
 
 def resolve_station(folder: str, exif: ExifFacts, course: Course) -> str | None:
     """Station of a photo: its folder (a station id in any case: photographers name theirs
-    'Finish'), else its camera serial or name, else GPS within radius."""
+    'Finish'), else its camera serial or name, else GPS within radius (of stations at one
+    place, the one its time fits)."""
     for station_id in course.station_ids:
         if folder.casefold() == station_id.casefold():
             return station_id
     for station in course.stations:
         if station.cameras and {exif.serial, exif.camera} & set(station.cameras):
             return station.id
+    tied = nearest_stations(exif, course)
+    if len(tied) > 1:
+        return by_time(exif, tied, course)
+    return tied[0] if tied else None
+
+
+# Stations whose distances from a photo differ by no more than this are at one place for its
+# GPS (a loop's start and finish share coordinates; a phone's GPS is metres off anyway).
+SAME_PLACE_M = 1.0
+
+
+def nearest_stations(exif: ExifFacts, course: Course) -> list[str]:
+    """The stations nearest the photo's GPS within their radius, in course order: one, or
+    several at one place (a loop's start and finish), which GPS cannot tell apart (the id
+    sorting first took every photo: start photos timed as finishes)."""
     if exif.gps is None:
-        return None
+        return []
     near = [
-        (distance_m(exif.gps, (s.lat, s.lon)), s.id)
+        (distance_m(exif.gps, (s.lat, s.lon)), s)
         for s in course.stations
         if s.lat is not None and s.lon is not None
     ]
-    inside = [(d, sid) for d, sid in near if d <= course.station(sid).radius_m]
-    return min(inside)[1] if inside else None
+    inside = [(d, s.id) for d, s in near if d <= s.radius_m]
+    nearest = min((d for d, _ in inside), default=0.0)
+    return [sid for d, sid in inside if d - nearest <= SAME_PLACE_M]
+
+
+def by_time(exif: ExifFacts, stations: list[str], course: Course) -> str | None:
+    """Of stations at one place, the one athletes could pass when the photo was taken (its
+    time by each station's clock); None where none or several could (a wave leaving while
+    another finishes) or the photo has no time: an official places it, nothing is guessed."""
+    fits = []
+    for station_id in stations:
+        offset = course.photo_clock_offset_s(station_id, exif.serial, exif.camera)
+        try:
+            taken_at = parse_taken_at(exif, course.timezone, offset)
+        except (ValueError, OverflowError):
+            return None
+        earliest, latest = course.passing_window(station_id)
+        if (earliest is None or earliest <= taken_at) and taken_at <= latest:
+            fits.append(station_id)
+    return fits[0] if len(fits) == 1 else None
 
 
 def place_in_race(photo: Photo, course: Course) -> Photo:
@@ -149,7 +184,10 @@ def place_in_race(photo: Photo, course: Course) -> Photo:
         return replace(photo, status=REJECTED, reason=photo.facts.error)
     station_id = resolve_station(photo.folder, photo.facts.exif, course)
     if station_id is None:
-        return replace(photo, status=REJECTED, reason="unknown_station")
+        several = len(nearest_stations(photo.facts.exif, course)) > 1
+        return replace(
+            photo, status=REJECTED, reason=AMBIGUOUS_STATION if several else "unknown_station"
+        )
     try:
         exif = photo.facts.exif
         offset = course.photo_clock_offset_s(station_id, exif.serial, exif.camera)
