@@ -20,6 +20,7 @@ OFFICIAL_NAME = "official_name"  # outlives the review page's widget on the othe
 # The official's name in the address too: a link opened in a new tab, or a reload, starts a
 # new session, and without it that session's decisions were logged without a name.
 OFFICIAL_PARAM = "official"
+NAME_FROM_LINK = "official_from_link"
 NAME_MAX_CHARS = 40
 UNNAMED = "official"  # the log's `by` for a decision made before a name was given
 
@@ -79,9 +80,16 @@ def retime_status(retimer: Retimer) -> None:
 def official_name() -> str:
     """Who the official is, as they typed it in this session or as the address says."""
     if OFFICIAL_NAME not in st.session_state:
-        given = st.query_params.get(OFFICIAL_PARAM) or ""
-        st.session_state[OFFICIAL_NAME] = given.strip()[:NAME_MAX_CHARS]
+        given = (st.query_params.get(OFFICIAL_PARAM) or "").strip()[:NAME_MAX_CHARS]
+        st.session_state[OFFICIAL_NAME] = given
+        st.session_state[NAME_FROM_LINK] = bool(given)
     return st.session_state[OFFICIAL_NAME]
+
+
+def name_from_link() -> bool:
+    """Did the name come with the address, not typed in this session? A link copied to a
+    colleague carries it too, and their decisions would be logged under it unnoticed."""
+    return bool(official_name()) and st.session_state.get(NAME_FROM_LINK, False)
 
 
 def official_params() -> dict[str, str]:

@@ -1127,3 +1127,13 @@ def test_in_turn__a_missed_checkpoint_after_the_photos_that_may_show_the_athlete
     # to disqualify 102 before the photo of 102 at cp1, unsure, that approving would time.
     assert review_queue.in_turn([MISSED, ITEM, COVERED], []) == [ITEM, COVERED, MISSED]
     assert review_queue.in_turn([MISSED, ITEM], [ITEM.key]) == [MISSED, ITEM]
+
+
+def test_review__a_name_from_the_link_is_pointed_out(open_page: Callable[..., AppTest]) -> None:
+    # A link copied to a colleague carries the name: their decisions would be logged as kari.
+    at = open_page(REVIEW, official="kari")
+    from_link = "This name came with the link: change it if it is not yours."
+    assert from_link in [c.value for c in at.sidebar.caption]
+    at.sidebar.text_input(key="official").set_value("ola").run()
+    assert from_link not in [c.value for c in at.sidebar.caption]
+    assert at.query_params["official"] == "ola"

@@ -81,6 +81,7 @@ DONE = {
 
 def _remember_official() -> None:
     st.session_state[ui.OFFICIAL_NAME] = st.session_state[OFFICIAL_KEY].strip()
+    st.session_state[ui.NAME_FROM_LINK] = False  # typed here: theirs
 
 
 def _address_names_official() -> None:
@@ -497,6 +498,8 @@ with st.sidebar:
     )
     if not ui.official_name():  # with several officials at work, an unnamed row is no one's
         st.caption(f"Decisions are logged as '{ui.UNNAMED}' until you give your name.")
+    elif ui.name_from_link():
+        st.caption("This name came with the link: change it if it is not yours.")
 _address_names_official()
 show_notice()
 with st.sidebar:
