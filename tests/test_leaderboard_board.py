@@ -33,8 +33,8 @@ def test_running_note__says_why_athletes_stay_running_without_a_close() -> None:
     stations = tuple(StationInfo(s.id, s.name, s.km) for s in course.stations)
     race = Race("Oslo 10k", course.timezone, stations, course.start)
     assert running_note(rows, race) == (
-        "1 athlete still running: the course has no race.close, so nobody is dnf "
-        "(add race.close to the course, then racelens results --course FILE)"
+        "1 athlete still running: the course has no race.close or time_limit_s, so nobody "
+        "is dnf (add one to the course, then racelens results --course FILE)"
     )
     assert running_note(rows, replace(race, close=at(7200))) == ""  # closes later: running
     assert running_note(rows, replace(race, start=None)) == ""  # no course known: unsaid

@@ -152,8 +152,8 @@ def test_summary__says_who_stays_running_for_want_of_a_close(tmp_path: Path) -> 
 
     summary = summarise(str(tmp_path), course=make_course())
     assert (
-        "2 athletes still running: the course has no race.close, so nobody is dnf "
-        "(add race.close to the course, then racelens results --course FILE)"
+        "2 athletes still running: the course has no race.close or time_limit_s, so nobody "
+        "is dnf (add one to the course, then racelens results --course FILE)"
     ) in summary.splitlines()
     closes = make_course(close=at(7200))  # a live run before the close: running is right
     assert "still running" not in summarise(str(tmp_path), course=closes)

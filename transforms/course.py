@@ -460,12 +460,13 @@ def parse_course(text: str, path: str = "course.yaml") -> Course:
 
 
 def still_running(athletes: int) -> str:
-    """Why athletes stay running after the race, where the course has no race.close (the run
-    summary's line and the dashboard's note: one wording)."""
+    """Why athletes stay running after the race, where the course never closes (the run
+    summary's line and the dashboard's note: one wording). Either closes it: race.close, or
+    settings: time_limit_s where waves start apart."""
     return (
         f"{athletes} athlete{'s' if athletes != 1 else ''} still running: the course has no "
-        "race.close, so nobody is dnf (add race.close to the course, then racelens results "
-        "--course FILE)"
+        "race.close or time_limit_s, so nobody is dnf (add one to the course, then racelens "
+        "results --course FILE)"
     )
 
 
