@@ -125,11 +125,11 @@ def distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
 
 
 def resolve_station(folder: str, exif: ExifFacts, course: Course) -> str | None:
-    """Station of a photo: its folder (a station id in any case: photographers name theirs
-    'Finish'), else its camera serial or name, else GPS within radius (of stations at one
-    place, the one its time fits)."""
+    """Station of a photo: its folder (a station id in any case, spaces around it left out:
+    photographers name theirs 'Finish', 'Finish '), else its camera serial or name, else GPS
+    within radius (of stations at one place, the one its time fits)."""
     for station_id in course.station_ids:
-        if folder.casefold() == station_id.casefold():
+        if folder.strip().casefold() == station_id.casefold():
             return station_id
     for station in course.stations:
         if station.cameras and {exif.serial, exif.camera} & set(station.cameras):
