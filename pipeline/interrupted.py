@@ -348,7 +348,7 @@ def remove_temporaries_of(folders: Iterable[str], writers: Collection[int]) -> l
         {
             m.path
             for folder in folders
-            for m in _matched(folder)
+            for m in _matched(folder, marked=TEMPORARY_MARK)
             if any(mark in posixpath.basename(m.path) for mark in marks)
         }
     )
@@ -357,11 +357,11 @@ def remove_temporaries_of(folders: Iterable[str], writers: Collection[int]) -> l
     return left
 
 
-def _matched(folder: str, depth: str = "**") -> list:
+def _matched(folder: str, depth: str = "**", marked: str = "") -> list:
     """The metadata of the files in `folder` (transforms/write.py's listed_files); none
     where it does not exist."""
     try:
-        return listed_files(folder, depth)
+        return listed_files(folder, depth, marked)
     except BeamIOError:
         return []
 

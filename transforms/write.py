@@ -155,18 +155,22 @@ def files_in(folder: str, depth: str = "**") -> str:
     return _WILDCARD.sub(lambda m: _LITERALLY[m[0]], folder.rstrip("/")) + "/" + depth
 
 
-def listed_files(folder: str, depth: str = "**") -> list[FileMetadata]:
+def listed_files(folder: str, depth: str = "**", marked: str = "") -> list[FileMetadata]:
     """The files in `folder`, at any depth (`**`) or directly in it (`*`), as Beam's match
-    lists them (`files_in`). A local folder is walked from itself: Beam walks from the folder
-    that holds a pattern's first wildcard character, so for a photos folder named
-    'race [2026]' it walked the folder above whole, every race on that disk."""
+    lists them (`files_in`); only those whose name holds `marked`, where given. A local
+    folder is walked from itself: Beam walks from the folder that holds a pattern's first
+    wildcard character, so for a photos folder named 'race [2026]' it walked the folder above
+    whole, every race on that disk. Nor is a local file not `marked` looked at: the search
+    for temporary files (a stat a file) took 0.25 CPU s per 40,000 facts, at every run's
+    start and in every stop."""
     if not _is_local(folder):
-        return FileSystems.match([files_in(folder, depth)])[0].metadata_list
+        matched = FileSystems.match([files_in(folder, depth)])[0].metadata_list
+        return [m for m in matched if marked in posixpath.basename(m.path)]
     # As Beam's LocalFileSystem lists them: links to files followed, links to folders not,
     # entries that cannot be looked at (a broken link, a file gone meanwhile) left out.
     found = []
     for parent, _, names in os.walk(folder.rstrip("/") or "/"):
-        for path in (os.path.join(parent, name) for name in names):
+        for path in (os.path.join(parent, name) for name in names if marked in name):
             with contextlib.suppress(OSError):
                 st = os.stat(path)
                 found.append(FileMetadata(path, st.st_size, st.st_mtime))
@@ -216,8 +220,8 @@ def remove_stale_temporaries(
         {
             m.path
             for folder in folders
-            for m in listed_files(folder)
-            if TEMPORARY_MARK in posixpath.basename(m.path) and m.last_updated_in_seconds < cutoff
+            for m in listed_files(folder, marked=TEMPORARY_MARK)
+            if m.last_updated_in_seconds < cutoff
         }
     )
     try:
