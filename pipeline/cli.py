@@ -196,6 +196,8 @@ def check_options(beam_argv: list[str]) -> None:
         )
     if known.runner and not runner_known(known.runner, DASK_RUNNER_NAMES):
         raise ConfigError(f"--runner: no runner named '{known.runner}' (see Beam's runners)")
+    if known.stop_after is not None and known.stop_after < 0:  # it stopped at once, exit 0
+        raise ConfigError(f"--stop-after must be 0 or more seconds, not {known.stop_after:g}")
     if known.direct_num_workers < 0:  # Beam's runner failed on it with an IndexError
         raise ConfigError(
             f"{WORKERS_FLAG} must be 0 (one per core) or more, not {known.direct_num_workers}"

@@ -557,6 +557,11 @@ BAD_OPTIONS = {
         "argument --direct_num_workers: invalid int value: 'abc'",
     ),
     "runner": (["--runner=Bogus"], "--runner: no runner named 'Bogus'"),
+    # A live run that stopped at once, exit 0.
+    "stop_after": (
+        ["--streaming", "--stop-after", "-5"],
+        "--stop-after must be 0 or more seconds, not -5",
+    ),
     # IndexError's traceback, exit 1.
     "workers": (
         ["--direct_num_workers=-2"],
