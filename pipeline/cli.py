@@ -115,6 +115,8 @@ def _execute(beam_argv: list[str], retime: bool = False, own_process: bool = Fal
 
         start_log(opts.view_as(RacelensOptions).corrections)  # race morning: no decision yet
     cfg = RaceConfig(opts.view_as(RacelensOptions))  # validate before anything starts
+    for flag, location in (("--images", cfg.images), ("--out", cfg.out), ("--facts", cfg.facts)):
+        check_filesystem(flag, location)
     check_images_folder(cfg.images)
     check_reference_photos(cfg)
     check_output_folders(cfg)
@@ -250,6 +252,27 @@ def check_reference_photos(cfg: RaceConfig) -> None:
                 f"{cfg.start_list_file}: line {line_of[bib]}: bib {bib}: "
                 f"reference photo {path} not found"
             )
+
+
+def check_filesystem(flag: str, location: str) -> None:
+    """Raises ConfigError where Beam has no filesystem here for a location's scheme (gs://
+    without the GCP extra, a typo): the run ended in a traceback of 141 lines, exit 1."""
+    from apache_beam.io.filesystem import BeamIOError
+    from apache_beam.io.filesystems import FileSystems
+
+    if "://" not in location:
+        return
+    scheme = location.split("://", 1)[0]
+    try:
+        FileSystems.get_filesystem(location)
+    except (ValueError, BeamIOError) as e:
+        extra = EXTRAS.get(scheme)
+        hint = f" (pip install '.[{extra}]' installs it)" if extra else ""
+        raise ConfigError(f"{flag}: no filesystem for {scheme}:// here{hint}") from e
+
+
+# racelens' extras (setup.py) that install a remote filesystem, by its scheme.
+EXTRAS = {"gs": "gcp", "s3": "aws"}
 
 
 def check_images_folder(images: str) -> None:

@@ -557,6 +557,8 @@ BAD_OPTIONS = {
         "argument --direct_num_workers: invalid int value: 'abc'",
     ),
     "runner": (["--runner=Bogus"], "--runner: no runner named 'Bogus'"),
+    # A scheme Beam has no filesystem for here (gs:// without the GCP extra): 141 lines.
+    "scheme": (["--facts", "nosuchfs://bucket/facts"], "--facts: no filesystem for nosuchfs://"),
     # A live run that stopped at once, exit 0.
     "stop_after": (
         ["--streaming", "--stop-after", "-5"],
