@@ -540,6 +540,7 @@ def dashboard_command(args: argparse.Namespace) -> list[str]:
     from pathlib import Path
 
     import dashboard
+    from dashboard.settings import SettingsError, parse_settings
     from pipeline.live_lock import live_run_log
 
     # A live run writes its first results with its first photos: its folder is one to open.
@@ -548,6 +549,17 @@ def dashboard_command(args: argparse.Namespace) -> list[str]:
         raise ConfigError(
             f"{args.out}: no results here (run `racelens run --out {args.out}` first)"
         )
+    app_args = ["--out", os.path.abspath(args.out)]
+    for flag, value in (
+        ("--corrections", args.corrections),
+        ("--password-file", args.password_file),
+    ):
+        if value:
+            app_args += [flag, os.path.abspath(value)]
+    try:  # as the app will read them: a password file it cannot use let nobody in
+        parse_settings(app_args, os.environ)
+    except SettingsError as e:
+        raise ConfigError(str(e)) from e
     check_port(args.port)
     app = Path(dashboard.__file__).with_name("app.py")
     server = ["--server.port", str(args.port), "--server.headless", "true"]
@@ -556,13 +568,6 @@ def dashboard_command(args: argparse.Namespace) -> list[str]:
     # the installed app's source for changes either, and no developer menu for officials.
     server += ["--browser.gatherUsageStats", "false", "--logger.hideWelcomeMessage", "true"]
     server += ["--server.fileWatcherType", "none", "--client.toolbarMode", "viewer"]
-    app_args = ["--out", os.path.abspath(args.out)]
-    for flag, value in (
-        ("--corrections", args.corrections),
-        ("--password-file", args.password_file),
-    ):
-        if value:
-            app_args += [flag, os.path.abspath(value)]
     return [sys.executable, "-m", "streamlit", "run", str(app), *server, "--", *app_args]
 
 

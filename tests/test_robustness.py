@@ -974,6 +974,23 @@ def test_help__each_command_says_what_it_does(
         assert "--images DIR --course FILE --start-list FILE --out DIR" in usage, usage
 
 
+@pytest.mark.parametrize(("content", "problem"), [(None, "cannot read"), ("\n", "is empty")])
+def test_dashboard__a_password_file_it_cannot_use_is_refused_in_one_line(
+    tmp_path: Path, content: str | None, problem: str
+) -> None:
+    # It said 'racelens: dashboard on http://localhost:P', and each official's browser then
+    # showed 'The dashboard cannot start': nobody could get in until someone read the page.
+    (tmp_path / "leaderboard.parquet").write_bytes(b"PAR1")
+    password = tmp_path / "password"
+    if content is not None:
+        password.write_text(content)
+    args = argparse.Namespace(
+        out=str(tmp_path), port=0, corrections=None, password_file=str(password)
+    )
+    with pytest.raises(ConfigError, match=f"^--password-file {password}: .*{problem}"):
+        dashboard_command(args)
+
+
 @pytest.mark.parametrize("taken", [True, False])
 def test_dashboard__a_port_in_use_or_no_port_is_refused_in_one_line(
     tmp_path: Path, taken: bool
