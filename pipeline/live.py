@@ -149,6 +149,10 @@ def poll(
 ) -> list[str]:
     """Takes in the files ready since the last poll (all present ones when final); a file
     `hashes` hold unchanged is not read (a restarted live run read every photo again)."""
+    if state.ids and "://" not in images and not os.path.isdir(images):
+        # Gone at once (a USB disk or a network share dropped): its photos are kept until it
+        # is back, as forgetting them rewrote the results with none, every athlete dns.
+        return []
     listing = time.monotonic()
     current = list_files(images)
     state.listed_s = time.monotonic() - listing

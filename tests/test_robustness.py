@@ -378,6 +378,23 @@ def test_live_poll__a_restarted_live_run_reads_no_file_hashed_before(
     assert restarted.ids == first.ids and len(first.ids) == 2
 
 
+def test_live_poll__a_photos_folder_gone_at_once_keeps_its_photos(tmp_path: Path) -> None:
+    # A USB disk or network share dropped mid-race: every photo was forgotten and the live
+    # results rewritten with none (every athlete dns) until it came back.
+    images = tmp_path / "images"
+    (images / "finish").mkdir(parents=True)
+    (images / "finish" / "a.jpg").write_bytes(b"a photo")
+    state = LiveState()
+    poll(state, str(images), final=True)
+    images.rename(tmp_path / "unmounted")
+    assert poll(state, str(images), final=True) == []
+    assert list(state.ids) == [str(images / "finish" / "a.jpg")]
+    (tmp_path / "unmounted").rename(images)
+    (images / "finish" / "a.jpg").unlink()  # a photo deleted while it is there is forgotten
+    poll(state, str(images), final=True)
+    assert state.ids == {}
+
+
 def test_live_poll__a_folder_slow_to_list_is_polled_less_often(tmp_path: Path) -> None:
     # 40,000 photos take ~0.35 s to list: polled every 0.25 s, ~57 % of a core went on it.
     state = LiveState()
