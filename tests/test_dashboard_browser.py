@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import math
 import os
 import shutil
 import socket
@@ -51,6 +52,7 @@ CHROMIUM_FLAGS = (
     "--disable-sync",
 )
 WAIT_S = 60
+RETRY_S = 5  # how long a click is given to show its effect before it is made again
 T = TypeVar("T")
 
 
@@ -187,14 +189,11 @@ def test_browser__a_late_photo_opened_by_its_link_is_decided_by_the_same_officia
         name = eventually(lambda: browser.find_elements(By.XPATH, field), "the name field")[0]
         name.send_keys("kari", Keys.ENTER)
         eventually(lambda: "official=kari" in browser.current_url, "the name in the address")
-        browser.find_element(By.XPATH, "//summary[.//p[starts-with(., 'The 2 photos')]]").click()
-        links = "[data-testid=stPageLink] a"
-        eventually(
-            lambda: all(a.is_displayed() for a in browser.find_elements(By.CSS_SELECTOR, links)),
-            "the links",
+        retried(
+            lambda: open_second_link(browser),
+            lambda: "Opened for correction" in browser.page_source,
+            "the photo",
         )
-        browser.find_elements(By.CSS_SELECTOR, links)[1].click()
-        eventually(lambda: "Opened for correction" in browser.page_source, "the photo")
         assert len(browser.window_handles) == 1
         reject = "//button[.//p='Reject']"
         eventually(lambda: browser.find_elements(By.XPATH, reject), "the form")[0].click()
@@ -202,6 +201,31 @@ def test_browser__a_late_photo_opened_by_its_link_is_decided_by_the_same_officia
     assert [(r["image_id"], r["action"], r["by"]) for r in log_of(race.corrections)] == [
         (late[1], "reject", "kari")
     ]
+
+
+def open_second_link(browser: webdriver.Chrome) -> None:
+    """Open the batch's list, then its second photo's link."""
+    links = browser.find_elements(By.CSS_SELECTOR, "[data-testid=stPageLink] a")
+    if len(links) < 2 or not all(a.is_displayed() for a in links):
+        browser.find_element(By.XPATH, "//summary[.//p[starts-with(., 'The 2 photos')]]").click()
+    else:
+        links[1].click()
+
+
+def retried(act: Callable[[], None], done: Callable[[], bool], what: str) -> None:
+    """Act until it is done, again every few seconds: a click landing while Streamlit runs
+    the page again (the name just typed) is lost with the element it hit, under load."""
+    last = -math.inf
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        if done():
+            return
+        if time.monotonic() - last >= RETRY_S:
+            last = time.monotonic()
+            with contextlib.suppress(WebDriverException):
+                act()
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def log_of(path: Path) -> list[dict[str, str]]:
