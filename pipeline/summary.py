@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import pyarrow.parquet as pq
 
-from dashboard.review_queue import items_of, pending
+from dashboard.review_queue import Spells, items_of, pending
 from transforms.corrections import UNKNOWN_STATION, Correction
 from transforms.course import Course, still_running
 from transforms.export import clock
@@ -20,6 +20,7 @@ from transforms.schemas import (
     OUTPUT_FILES,
     PASSAGES_FILE,
     REVIEW_FILE,
+    STATIONS_FILE,
 )
 
 
@@ -27,7 +28,7 @@ def review_line(out_dir: str, corrections: Sequence[Correction]) -> str:
     """The items still open, as the dashboard's queue shows them: the pipeline writes every
     item it raised, and an item the corrections log already settles is no work left."""
     items = items_of(pq.read_table(os.path.join(out_dir, REVIEW_FILE)).to_pandas())
-    open_items = pending(items, corrections)
+    open_items = pending(items, corrections, spells_of(out_dir))
     reasons = Counter(i.reason for i in open_items)
     settled = len(items) - len(open_items)
     return (
@@ -35,6 +36,15 @@ def review_line(out_dir: str, corrections: Sequence[Correction]) -> str:
         + (" (" + ", ".join(f"{n} {r}" for r, n in reasons.most_common()) + ")" if reasons else "")
         + (f"; {settled} settled in the corrections log" if settled else "")
     )
+
+
+def spells_of(out_dir: str) -> Spells:
+    """The stations' windows and the photos' times: a camera seen to stays seen to while its
+    spell of bad health lasts, though its item shows the spell's latest photo, and the
+    dashboard's queue counts it so (review_queue.Spells)."""
+    windows = pq.read_table(os.path.join(out_dir, STATIONS_FILE)).to_pandas()
+    images = pq.read_table(os.path.join(out_dir, IMAGES_FILE), columns=["image_id", "taken_at"])
+    return Spells.of(windows, images.to_pandas())
 
 
 def images_lines(out_dir: str) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -11,8 +13,14 @@ from pipeline.summary import summarise
 from tests.conftest import at, make_course
 from transforms.corrections import Correction
 from transforms.course import Settings
-from transforms.schemas import IMAGES, REVIEW
-from transforms.write import IMAGES_FILE, LEADERBOARD_FILE, PASSAGES_FILE, REVIEW_FILE
+from transforms.schemas import IMAGES, REVIEW, STATIONS
+from transforms.write import (
+    IMAGES_FILE,
+    LEADERBOARD_FILE,
+    PASSAGES_FILE,
+    REVIEW_FILE,
+    STATIONS_FILE,
+)
 
 
 def finisher(rank: int | None, bib: str, name: str, category: str | None, total_s: float) -> dict:
@@ -27,11 +35,31 @@ def finisher(rank: int | None, bib: str, name: str, category: str | None, total_
     }
 
 
-def write_images(out: Path, *rows: tuple[str, str | None, str]) -> None:
-    """images.parquet rows: (status, reason, path)."""
-    table = [{"status": s, "reason": r, "path": path} for s, r, path in rows]
-    schema = pa.schema([IMAGES.field(name) for name in ("status", "reason", "path")])
+def write_images(
+    out: Path, *rows: tuple[str, str | None, str], windows: Sequence[dict] = ()
+) -> None:
+    """images.parquet rows: (status, reason, path), each photo named and timed by its file
+    name (img1.jpg at 08:01); and stations.parquet's windows (none unless given)."""
+    table = [
+        {
+            "image_id": Path(path).stem,
+            "status": s,
+            "reason": r,
+            "path": path,
+            "taken_at": taken(path),
+        }
+        for s, r, path in rows
+    ]
+    columns = ("image_id", "status", "reason", "path", "taken_at")
+    schema = pa.schema([IMAGES.field(name) for name in columns])
     pq.write_table(pa.Table.from_pylist(table, schema=schema), out / IMAGES_FILE)
+    pq.write_table(pa.Table.from_pylist(list(windows), schema=STATIONS), out / STATIONS_FILE)
+
+
+def taken(path: str) -> datetime:
+    """When a test photo was taken: N minutes after the gun for imgN.jpg, else at the gun."""
+    digits = "".join(c for c in Path(path).stem if c.isdigit())
+    return at(60 * int(digits or 0))
 
 
 def write_review(out: Path, *items: tuple[str, str, list[str]]) -> None:
@@ -98,6 +126,44 @@ def test_summary__counts_the_items_the_corrections_log_settles_apart(tmp_path: P
     assert "review items: 3 open (2 low_confidence, 1 unknown_bib)" in summarise(str(tmp_path))
     summary = summarise(str(tmp_path), decisions)
     assert "review items: 2 open (1 unknown_bib, 1 low_confidence); 1 settled" in summary
+
+
+def test_summary__a_camera_seen_to_stays_seen_to_while_its_spell_lasts(tmp_path: Path) -> None:
+    # An official saw to the covered finish camera on its dark frame of minute 2; it shot
+    # another at minute 7, which its item shows now. The dashboard's queue has nothing open
+    # (the spell, 0-10 min, was seen to), and the summary said one camera item was.
+    covered = [
+        {
+            "station_id": "finish",
+            "window_start": at(300 * n),
+            "window_end": at(300 * (n + 1)),
+            "images": 1,
+            "passages": 0,
+            "health": "covered",
+        }
+        for n in range(2)
+    ]
+    write_images(
+        tmp_path,
+        ("review", "camera_covered", "/r/finish/img2.jpg"),
+        ("review", "camera_covered", "/r/finish/img7.jpg"),
+        windows=covered,
+    )
+    pq.write_table(pa.table({"needs_review": pa.array([], pa.bool_())}), tmp_path / PASSAGES_FILE)
+    item = {
+        "image_id": "img7",
+        "reason": "camera_covered",
+        "station_id": "finish",
+        "taken_at": taken("img7"),
+    }
+    pq.write_table(pa.Table.from_pylist([item], schema=REVIEW), tmp_path / REVIEW_FILE)
+    pq.write_table(
+        pa.Table.from_pylist([finisher(1, "101", "Ada", "M40", 1.0)]), tmp_path / LEADERBOARD_FILE
+    )
+    seen = Correction("img2", "seen", station_id="finish")
+
+    assert "review items: 1 open (1 camera_covered)" in summarise(str(tmp_path))
+    assert "review items: 0 open; 1 settled" in summarise(str(tmp_path), (seen,))
 
 
 def test_summary__no_photo_read_is_said_plainly(tmp_path: Path) -> None:
