@@ -725,7 +725,10 @@ def _parser() -> OneLineParser:
     board.add_argument("--out", required=True, help="Output folder of a run.")
     board.add_argument("--port", type=int, default=8501, help="Port to serve on (8501).")
     board.add_argument(
-        "--corrections", default=None, help="Corrections log (default: OUT/corrections.csv)."
+        "--corrections",
+        default=None,
+        help="Corrections log (default: the one the results are kept from: a live run's, "
+        "else the last run's, else OUT/corrections.csv).",
     )
     board.add_argument(
         "--password-file",

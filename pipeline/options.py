@@ -7,7 +7,7 @@ from datetime import datetime
 
 from apache_beam.options.pipeline_options import PipelineOptions, PipelineOptionsT, StandardOptions
 
-from dashboard.settings import CORRECTIONS_FILE
+from dashboard.settings import results_log
 from transforms.corrections import Correction, load_corrections
 from transforms.course import (
     Athlete,
@@ -41,8 +41,8 @@ class RacelensOptions(PipelineOptions):
         parser.add_argument(
             "--corrections",
             default=None,
-            help="Corrections log CSV written by the dashboard (default: OUT/corrections.csv, "
-            "the dashboard's, where it exists).",
+            help="Corrections log CSV written by the dashboard (default: the dashboard's, where "
+            "it exists: the last run's log, else OUT/corrections.csv).",
         )
         parser.add_argument(
             "--facts",
@@ -139,12 +139,15 @@ def run_inputs(cfg: RaceConfig) -> dict[str, str | None]:
 
 
 def _dashboards_log(out: str) -> str | None:
-    """OUT/corrections.csv where the dashboard has written it (its default log): a batch run
-    or re-timing without --corrections applies it, as the dashboard shows it, rather than
-    dropping the officials' decisions (a dsq vanished from results.csv after a backfill run).
-    A live run reads that log itself, leniently, at every poll (pipeline/live.py)."""
-    log = os.path.join(out, CORRECTIONS_FILE)
-    return log if "://" not in out and os.path.isfile(log) else None
+    """The log a dashboard on `out` appends to by default (the last run's, else
+    OUT/corrections.csv), where it exists: a batch run or re-timing without --corrections
+    applies it, as the dashboard shows it, rather than dropping the officials' decisions (a
+    dsq vanished from results.csv after a backfill run). A live run reads that log itself,
+    leniently, at every poll (pipeline/live.py)."""
+    if "://" in out:
+        return None
+    log = results_log(out)
+    return log if os.path.isfile(log) else None
 
 
 def _absolute(location: str) -> str:

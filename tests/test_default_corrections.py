@@ -4,6 +4,7 @@ The dashboard (and a live run) default to OUT/corrections.csv; a batch `racelens
 the same folder (the backfill) or `racelens results` without --corrections ignored it, and
 an official's dsq vanished from the published results."""
 
+import json
 from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -59,3 +60,16 @@ def test_live_run__reads_the_log_itself(race: Path, tmp_path: Path) -> None:
     cfg = _config(race, tmp_path, "--streaming")
 
     assert cfg.corrections_file is None
+
+
+def test_batch_run__the_log_the_last_run_recorded_is_applied(race: Path, tmp_path: Path) -> None:
+    """`racelens run --corrections decisions.csv`, the dashboard then appending to that log
+    (the one run.json records), then a backfill run without --corrections."""
+    log = tmp_path / "decisions.csv"
+    log.write_text(LOG, encoding="utf-8")
+    (tmp_path / "run.json").write_text(json.dumps({"corrections": str(log)}), encoding="utf-8")
+
+    cfg = _config(race, tmp_path)
+
+    assert cfg.corrections_file == str(log)
+    assert [(c.action, c.bib) for c in cfg.corrections] == [("dsq", "101")]
