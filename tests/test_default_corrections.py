@@ -1,8 +1,9 @@
-"""A batch run or re-timing without --corrections applies the dashboard's own log in --out.
+"""A batch run or re-timing without --corrections applies the log the dashboard appends to.
 
-The dashboard (and a live run) default to OUT/corrections.csv; a batch `racelens run` over
-the same folder (the backfill) or `racelens results` without --corrections ignored it, and
-an official's dsq vanished from the published results."""
+The dashboard defaults to the last run's log, else OUT/corrections.csv (a live run to the
+latter); a batch `racelens run` over the same folder (the backfill) or `racelens results`
+without --corrections ignored it, and an official's dsq vanished from the published
+results."""
 
 import json
 from pathlib import Path
