@@ -144,7 +144,7 @@ def _dashboards_log(out: str) -> str | None:
     applies it, as the dashboard shows it, rather than dropping the officials' decisions (a
     dsq vanished from results.csv after a backfill run). A live run reads that log itself,
     leniently, at every poll (pipeline/live.py)."""
-    if "://" in out:
+    if "://" in out or not os.path.isdir(out):  # none yet, or a file in its way (refused later)
         return None
     log = results_log(out)
     return log if os.path.isfile(log) else None
