@@ -20,6 +20,15 @@ from transforms.course import (
 )
 
 
+def runner_name(opts: PipelineOptions) -> str:
+    """The runner's short name, in lower case and without "Runner" ("direct" for none given):
+    Beam takes any of a runner's names (direct, Direct, DirectRunner, a module path), so
+    racelens compares them so too."""
+    runner = opts.view_as(StandardOptions).runner
+    name = runner if isinstance(runner, str) or runner is None else type(runner).__name__
+    return (name or "direct").rsplit(".", 1)[-1].lower().removesuffix("runner")
+
+
 class RacelensOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser) -> None:

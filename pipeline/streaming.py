@@ -35,11 +35,11 @@ from __future__ import annotations
 
 import apache_beam as beam
 from apache_beam.io import fileio
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.transforms import trigger, window
 
 from pipeline.graph import identify_athletes
-from pipeline.options import RaceConfig, RacelensOptions
+from pipeline.options import RaceConfig, RacelensOptions, runner_name
 from pipeline.retime import identify_all, passages_per_station, results_of
 from transforms.exif import ParseExif
 from transforms.faces import BuildGallery, faces_enabled, reference_photos
@@ -183,9 +183,7 @@ def build_streaming(p: beam.Pipeline, cfg: RaceConfig) -> beam.PCollection:
 
 def runs_locally(opts: PipelineOptions) -> bool:
     """Is the runner one without unbounded sources here, so the local live mode serves?"""
-    runner = opts.view_as(StandardOptions).runner
-    name = runner if isinstance(runner, str) or runner is None else type(runner).__name__
-    return (name or "direct").rsplit(".", 1)[-1].lower().removesuffix("runner") in LOCAL_RUNNERS
+    return runner_name(opts) in LOCAL_RUNNERS
 
 
 def run_streaming(argv: list[str], stop_after: float | None) -> RaceConfig:

@@ -58,6 +58,7 @@ from apache_beam.utils import thread_pool_executor
 
 from pipeline import worker_command
 from pipeline.memory import hold_worker_arenas
+from pipeline.options import runner_name
 from pipeline.worker_command import (
     ADDRESS_VARIABLE,
     EXIT,
@@ -83,7 +84,7 @@ def forkable(opts: PipelineOptions) -> bool:
     """Whether the options run the batch DirectRunner with worker processes."""
     standard = opts.view_as(StandardOptions)
     return (
-        (standard.runner or "DirectRunner").rsplit(".", 1)[-1] in ("DirectRunner", "FnApiRunner")
+        runner_name(opts) in ("direct", "fnapi")  # --runner=direct too: Beam's DirectRunner
         and not standard.streaming
         and opts.view_as(DirectOptions).direct_running_mode == "multi_processing"
     )

@@ -14,7 +14,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import worker_handlers
 
 import pipeline.state_sampler  # noqa: F401  (applied at import, as pipeline/graph.py does)
-from pipeline.workers import forked_workers, in_launcher, late_workers_ended, runner_for
+from pipeline.workers import forkable, forked_workers, in_launcher, late_workers_ended, runner_for
 
 REPO = Path(__file__).resolve().parents[1]
 TWO_WORKERS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
@@ -280,3 +280,20 @@ def test_state_sampler__a_bundles_sampler_tracks_its_step_without_a_thread() -> 
     assert started == threads, "no sampling thread, so no waiting for it at the end"
     assert sampler.started and sampler.finished
     assert statesampler.get_current_tracker() is None
+
+
+@pytest.mark.parametrize(
+    ("runner", "forked"),
+    [
+        (None, True),
+        ("DirectRunner", True),
+        ("direct", True),  # Beam's DirectRunner by another of its names: ran Beam's workers
+        ("Direct", True),
+        ("apache_beam.runners.direct.direct_runner.DirectRunner", True),
+        ("DaskRunner", False),
+        ("dask", False),
+    ],
+)
+def test_forkable__any_name_of_the_direct_runner(runner: str | None, forked: bool) -> None:
+    argv = ["--direct_running_mode=multi_processing"] + ([f"--runner={runner}"] if runner else [])
+    assert forkable(PipelineOptions(argv)) is forked
