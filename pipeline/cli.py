@@ -94,7 +94,11 @@ def _finish(cfg: RaceConfig) -> int:
     from pipeline.summary import summarise
 
     record_inputs(cfg)
-    print(summarise(cfg.out, cfg.corrections, course=cfg.course))
+    print(
+        summarise(
+            cfg.out, cfg.corrections, course=cfg.course, corrections_file=cfg.corrections_file
+        )
+    )
     return 0
 
 

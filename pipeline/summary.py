@@ -47,6 +47,13 @@ def spells_of(out_dir: str) -> Spells:
     return Spells.of(windows, images.to_pandas())
 
 
+def corrections_lines(corrections: Sequence[Correction], log: str | None) -> list[str]:
+    """Which officials' log the results apply: a run without --corrections takes the
+    dashboard's own where it exists, so an --out folder reused from another race would
+    apply its decisions (by bib) unseen."""
+    return [f"corrections applied: {len(corrections)} from {log}"] if log else []
+
+
 def images_lines(out_dir: str) -> list[str]:
     """The photos read, by status, the rejected ones by reason; and the folders whose photos
     found no station (a camera's folder named otherwise than its station loses them all)."""
@@ -88,6 +95,7 @@ def summarise(
     corrections: Sequence[Correction] = (),
     top: int = 10,
     course: Course | None = None,
+    corrections_file: str | None = None,
 ) -> str:
     passages = pq.read_table(os.path.join(out_dir, PASSAGES_FILE), columns=["needs_review"])
     unsure = sum(passages["needs_review"].to_pylist())
@@ -100,6 +108,7 @@ def summarise(
     lines = [
         *images_lines(out_dir),
         f"passages: {passages.num_rows} ({unsure} need review)",
+        *corrections_lines(corrections, corrections_file),
         review_line(out_dir, corrections),
         "athletes: "
         + (", ".join(f"{n} {s}" for s, n in sorted(athletes.items())) or "none")

@@ -124,8 +124,11 @@ def test_summary__counts_the_items_the_corrections_log_settles_apart(tmp_path: P
     decisions = (Correction("img1", "approve", "101", "finish"), Correction("img9", "reject"))
 
     assert "review items: 3 open (2 low_confidence, 1 unknown_bib)" in summarise(str(tmp_path))
-    summary = summarise(str(tmp_path), decisions)
+    summary = summarise(str(tmp_path), decisions, corrections_file="/race/out/corrections.csv")
     assert "review items: 2 open (1 unknown_bib, 1 low_confidence); 1 settled" in summary
+    # The log is named: a run without --corrections takes the dashboard's own, unasked.
+    assert "corrections applied: 2 from /race/out/corrections.csv" in summary
+    assert "corrections applied" not in summarise(str(tmp_path))
 
 
 def test_summary__a_camera_seen_to_stays_seen_to_while_its_spell_lasts(tmp_path: Path) -> None:
