@@ -556,6 +556,9 @@ TAKEN_MEANWHILE = """
 import os, signal, sys, time
 from pipeline.interrupted import handled_meanwhile, stopped_on_signals
 
+# Ctrl-C handled as when started from a terminal: a background job (CI's script run with
+# `&`) inherits it ignored, and the run rightly leaves an ignored signal ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.setswitchinterval(30)
 with stopped_on_signals(sys.argv[1], sys.argv[2]):
     taken = []
