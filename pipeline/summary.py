@@ -7,6 +7,7 @@ import posixpath
 from collections import Counter
 from collections.abc import Sequence
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dashboard.review_queue import Spells, items_of, pending
@@ -23,12 +24,14 @@ from transforms.schemas import (
     STATIONS_FILE,
 )
 
+IMAGE_COLUMNS = ["image_id", "taken_at", "status", "reason", "path"]
 
-def review_line(out_dir: str, corrections: Sequence[Correction]) -> str:
+
+def review_line(out_dir: str, corrections: Sequence[Correction], images: pa.Table) -> str:
     """The items still open, as the dashboard's queue shows them: the pipeline writes every
     item it raised, and an item the corrections log already settles is no work left."""
     items = items_of(pq.read_table(os.path.join(out_dir, REVIEW_FILE)).to_pandas())
-    open_items = pending(items, corrections, spells_of(out_dir))
+    open_items = pending(items, corrections, spells_of(out_dir, images))
     reasons = Counter(i.reason for i in open_items)
     settled = len(items) - len(open_items)
     return (
@@ -38,13 +41,12 @@ def review_line(out_dir: str, corrections: Sequence[Correction]) -> str:
     )
 
 
-def spells_of(out_dir: str) -> Spells:
+def spells_of(out_dir: str, images: pa.Table) -> Spells:
     """The stations' windows and the photos' times: a camera seen to stays seen to while its
     spell of bad health lasts, though its item shows the spell's latest photo, and the
     dashboard's queue counts it so (review_queue.Spells)."""
     windows = pq.read_table(os.path.join(out_dir, STATIONS_FILE)).to_pandas()
-    images = pq.read_table(os.path.join(out_dir, IMAGES_FILE), columns=["image_id", "taken_at"])
-    return Spells.of(windows, images.to_pandas())
+    return Spells.of(windows, images.select(["image_id", "taken_at"]).to_pandas())
 
 
 def corrections_lines(corrections: Sequence[Correction], log: str | None) -> list[str]:
@@ -54,11 +56,10 @@ def corrections_lines(corrections: Sequence[Correction], log: str | None) -> lis
     return [f"corrections applied: {len(corrections)} from {log}"] if log else []
 
 
-def images_lines(out_dir: str) -> list[str]:
+def images_lines(images: pa.Table) -> list[str]:
     """The photos read, by status, the rejected ones by reason; and the folders whose photos
     found no station (a camera's folder named otherwise than its station loses them all)."""
-    images = pq.read_table(os.path.join(out_dir, IMAGES_FILE), columns=["status", "reason", "path"])
-    rows = images.to_pylist()
+    rows = images.select(["status", "reason", "path"]).to_pylist()
     statuses = Counter(r["status"] for r in rows)
     why = Counter(r["reason"] for r in rows if r["status"] == REJECTED)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
@@ -97,6 +98,8 @@ def summarise(
     course: Course | None = None,
     corrections_file: str | None = None,
 ) -> str:
+    # Read once for the photos' lines and the review queue's spells.
+    images = pq.read_table(os.path.join(out_dir, IMAGES_FILE), columns=IMAGE_COLUMNS)
     passages = pq.read_table(os.path.join(out_dir, PASSAGES_FILE), columns=["needs_review"])
     unsure = sum(passages["needs_review"].to_pylist())
     board = pq.read_table(os.path.join(out_dir, LEADERBOARD_FILE)).to_pylist()
@@ -106,10 +109,10 @@ def summarise(
     athletes = Counter(r["status"] for r in listed)
     unknown = len(board) - len(listed)
     lines = [
-        *images_lines(out_dir),
+        *images_lines(images),
         f"passages: {passages.num_rows} ({unsure} need review)",
         *corrections_lines(corrections, corrections_file),
-        review_line(out_dir, corrections),
+        review_line(out_dir, corrections, images),
         "athletes: "
         + (", ".join(f"{n} {s}" for s, n in sorted(athletes.items())) or "none")
         + (f"; unknown bibs read: {unknown}" if unknown else ""),
