@@ -6,6 +6,7 @@ without --corrections ignored it, and an official's dsq vanished from the publis
 results."""
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -74,3 +75,15 @@ def test_batch_run__the_log_the_last_run_recorded_is_applied(race: Path, tmp_pat
 
     assert cfg.corrections_file == str(log)
     assert [(c.action, c.bib) for c in cfg.corrections] == [("dsq", "101")]
+
+
+def test_batch_run__a_time_typed_without_offset_is_the_courses_local_time(
+    race: Path, tmp_path: Path
+) -> None:
+    """The course is in Europe/Oslo (+02:00 in May): a hand-typed 10:42:07 is 08:42:07 UTC."""
+    log = tmp_path / "typed.csv"
+    log.write_text(LOG.splitlines()[0] + "\nabc,assign,101,finish,2026-05-01T10:42:07,,ref\n")
+
+    cfg = _config(race, tmp_path, f"--corrections={log}")
+
+    assert [c.passed_at for c in cfg.corrections] == [datetime(2026, 5, 1, 8, 42, 7, tzinfo=UTC)]

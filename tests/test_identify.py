@@ -322,6 +322,17 @@ def test_parse_corrections__reads_the_dashboard_log() -> None:
     )
 
 
+def test_parse_corrections__a_time_without_offset_is_the_races_local_time() -> None:
+    """A timer typing 10:30:00 into the log means the race's clock, as a camera without an
+    offset does (EXIF: the course's timezone): read as UTC it was two hours out in Oslo."""
+    text = HEADER + "ghi,assign,102,finish,2026-05-01T10:30:00,2026-05-01T11:02:00,ola\n"
+
+    (row,) = parse_corrections(text, timezone="Europe/Oslo")
+
+    assert row.passed_at == datetime(2026, 5, 1, 8, 30, tzinfo=UTC)
+    assert row.decided_at == datetime(2026, 5, 1, 9, 2, tzinfo=UTC)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -1,7 +1,8 @@
 """An official's decisions: the append-only corrections log, and what it decides per image.
 
 Each row of the log says what one official decided about one image
-(`image_id, action, bib, station_id, passed_at, decided_at, by`). Rows are
+(`image_id, action, bib, station_id, passed_at, decided_at, by`; times are ISO 8601, the
+race's local time (the course's timezone) where they give no UTC offset). Rows are
 applied in `decided_at` order: `reject` clears what the image says, `assign`
 credits a bib (the official's word replaces the OCR's for that image),
 `approve` confirms the reads the pipeline was unsure of, and `accept` times a
@@ -26,6 +27,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from transforms.course import ConfigError, _read_text
 
@@ -76,7 +78,11 @@ class Decision:
         return self.rejected or self.approved or bool(self.assigned)
 
 
-def _utc(text: str, where: str, column: str) -> datetime | None:
+def _utc(text: str, where: str, column: str, timezone: str) -> datetime | None:
+    """A time of the log as UTC. One without a UTC offset is the race's local time (the
+    course's timezone), as a camera's without one is: a timer typing 10:42:07 reads the
+    race's clock, and taken as UTC it moved the passage by the zone's offset (two hours in
+    Oslo in May). The dashboard writes every time with its offset."""
     if not text:
         return None
     try:
@@ -84,7 +90,7 @@ def _utc(text: str, where: str, column: str) -> datetime | None:
     except ValueError as e:
         raise ConfigError(f"{where}: {column} '{text}' is not an ISO 8601 time") from e
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
+        parsed = parsed.replace(tzinfo=ZoneInfo(timezone))
     return parsed.astimezone(UTC)
 
 
@@ -96,18 +102,21 @@ class LogReading:
     problems: tuple[str, ...] = ()  # one line each, naming the file and the line
 
 
-def _correction(values: dict[str, str], where: str) -> Correction:
+def _correction(values: dict[str, str], where: str, timezone: str = "UTC") -> Correction:
     if values["action"] not in ACTIONS:
         raise ConfigError(f"{where}: action must be one of {', '.join(ACTIONS)}")
     if values["action"] in ("assign",) + ATHLETE_ACTIONS and not values["bib"]:
         raise ConfigError(f"{where}: {values['action']} needs a bib")
     if values["action"] in IMAGE_ACTIONS + CAMERA_ACTIONS and not values["image_id"]:
         raise ConfigError(f"{where}: {values['action']} needs an image_id")
-    times = {column: _utc(values[column], where, column) for column in ("passed_at", "decided_at")}
+    times = {
+        column: _utc(values[column], where, column, timezone)
+        for column in ("passed_at", "decided_at")
+    }
     return Correction(**(values | times))
 
 
-def _read_log(text: str, path: str) -> LogReading:
+def _read_log(text: str, path: str, timezone: str) -> LogReading:
     reader = csv.DictReader(io.StringIO(text))
     if not reader.fieldnames or "image_id" not in reader.fieldnames:
         return LogReading(
@@ -117,27 +126,31 @@ def _read_log(text: str, path: str) -> LogReading:
     for row in reader:
         values = {k: (row.get(k) or "").strip() for k in CORRECTION_COLUMNS}
         try:
-            rows.append(_correction(values, f"{path}: line {reader.line_num}"))
+            rows.append(_correction(values, f"{path}: line {reader.line_num}", timezone))
         except ConfigError as e:
             problems.append(str(e))
     return LogReading(tuple(rows), tuple(problems))
 
 
-def parse_corrections(text: str, path: str = "corrections.csv") -> tuple[Correction, ...]:
-    """The rows of a log; raises ConfigError naming the file and the first bad line."""
-    reading = _read_log(text, path)
+def parse_corrections(
+    text: str, path: str = "corrections.csv", timezone: str = "UTC"
+) -> tuple[Correction, ...]:
+    """The rows of a log, times without an offset in `timezone` (the course's); raises
+    ConfigError naming the file and the first bad line."""
+    reading = _read_log(text, path, timezone)
     if reading.problems:
         raise ConfigError(reading.problems[0])
     return reading.corrections
 
 
-def load_corrections(path: str) -> tuple[Correction, ...]:
+def load_corrections(path: str, timezone: str = "UTC") -> tuple[Correction, ...]:
     # Read as the course and start list are: text that is not UTF-8 is one line too.
-    return parse_corrections(_read_text(path), path)
+    return parse_corrections(_read_text(path), path, timezone)
 
 
-def read_corrections_leniently(path: str) -> LogReading:
-    """Every valid row of the log, and one problem per line that is not; no log is no rows.
+def read_corrections_leniently(path: str, timezone: str = "UTC") -> LogReading:
+    """Every valid row of the log, and one problem per line that is not; no log is no rows;
+    times without an offset in `timezone` (the course's).
 
     For the dashboard, which must keep working when a line was torn or mistyped.
     """
@@ -148,7 +161,7 @@ def read_corrections_leniently(path: str) -> LogReading:
         return LogReading()
     except OSError as e:
         return LogReading(problems=(f"{path}: cannot read: {e.strerror}",))
-    return _read_log(text, path) if text.strip() else LogReading()
+    return _read_log(text, path, timezone) if text.strip() else LogReading()
 
 
 def _csv_line(values: Iterable[str]) -> str:

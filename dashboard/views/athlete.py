@@ -101,7 +101,9 @@ def official_decision(bib: str, settings: Settings) -> None:
     notice = st.session_state.pop(NOTICE, None)
     if notice is not None:
         (st.success if notice[0] else st.error)(notice[1])
-    standing = standing_decision(bib, data.corrections(settings.corrections).corrections)
+    standing = standing_decision(
+        bib, data.corrections(settings.corrections, settings.out).corrections
+    )
     if standing is not None:
         st.text(f"{standing.action.upper()} by {standing.by or 'an official'}.")
     name = ui.official_name()

@@ -132,7 +132,8 @@ def _placement(item: Item, shown: Shown, settings: Settings) -> Placement | None
 
 
 def _decide(action: str, item: Item, shown: Shown, settings: Settings) -> None:
-    log = read_corrections_leniently(settings.corrections).corrections
+    timezone = data.race(settings.out).timezone
+    log = read_corrections_leniently(settings.corrections, timezone).corrections
     earlier = _decided_meanwhile(item, log)
     if earlier is not None:
         who = earlier.by or "another official"
@@ -504,7 +505,7 @@ _address_names_official()
 show_notice()
 with st.sidebar:
     retime_notice(settings)
-log = data.corrections(settings.corrections)
+log = data.corrections(settings.corrections, settings.out)
 ui.log_problems(log.problems)
 images = data.images(settings.out)
 queue_version = data.version(os.path.join(settings.out, REVIEW_FILE))

@@ -25,7 +25,7 @@ DOWNLOADS = (
 def show_figures(settings: Settings) -> None:
     images = data.images(settings.out)
     review = data.review(settings.out)
-    log = data.corrections(settings.corrections)
+    log = data.corrections(settings.corrections, settings.out)
     spells = Spells.of(data.stations(settings.out), images)
     open_items = pending(items_of(review), log.corrections, spells)
     share = tallies.auto_resolved_share(images, log.corrections)
