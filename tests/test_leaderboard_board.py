@@ -24,6 +24,13 @@ def test_status_counts__an_unknown_bib_is_no_finisher() -> None:
     assert list(status_counts(listed)) == ["finished", "running", "dnf", "dns", "dsq"]
 
 
+def test_status_counts__athletes_waiting_for_their_wave_are_counted_apart() -> None:
+    # Wave B's gun is 300 s after wave A's: at 100 s its athlete is waiting, no dns.
+    rows = build_leaderboard([], make_course(), [athlete("101"), athlete("103", wave="B")], at(100))
+    counts = status_counts(pd.DataFrame(rows))
+    assert (counts["dns"], counts["waiting"]) == (1, 1)
+
+
 def test_running_note__says_why_athletes_stay_running_without_a_close() -> None:
     # 102 was seen at the start only: without race.close they are running forever, which
     # the leaderboard page says under its counts, as the run summary does.

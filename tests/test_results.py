@@ -171,6 +171,24 @@ def test_build_leaderboard__as_of_a_time_counts_only_the_passages_until_then() -
     assert {r["bib"]: r["status"] for r in board(PASSAGES, as_of=at(2500))}["102"] == "finished"
 
 
+def test_build_leaderboard__before_their_waves_gun_an_athlete_is_waiting_not_dns() -> None:
+    # Live results 200 s after the first gun: wave B (gun at 300 s) has not started, so its
+    # athletes are waiting, listed after those running; wave A's 107, never seen, is dns.
+    rows = board(PASSAGES, as_of=at(200))
+    statuses = {r["bib"]: r["status"] for r in rows}
+    assert [statuses[b] for b in ("103", "104", "107", "105")] == [
+        "waiting",
+        "waiting",
+        "dns",
+        "running",
+    ]
+    order = [r["status"] for r in rows]
+    assert order.index("waiting") > order.index("running")
+    assert order.index("waiting") < order.index("dns")
+    assert {r["status"] for r in board(PASSAGES, as_of=at(300))} >= {"dns"}
+    assert "waiting" not in {r["status"] for r in board(PASSAGES, as_of=at(300))}
+
+
 def test_build_leaderboard__without_a_time_every_passage_counts_as_of_now() -> None:
     assert board(PASSAGES, as_of=None) == EXPECTED
     closed = replace(COURSE, close=at(2 * 3600))  # at() is in the past: the race has closed
