@@ -50,7 +50,7 @@ def test_results_csv__place_bib_name_then_splits_then_times() -> None:
     table = list(csv.reader(io.StringIO(results_csv(rows, COURSE))))
     assert table[0] == [
         "Place", "Bib", "Name", "Gender", "Category", "Club", "Wave", "Status", "5 km",
-        "Chip Time", "Gun Time", "Pace (min/km)", "Gap", "Gender Place", "Category Place",
+        "Chip Time", "Gun Time", "Chip Pace (min/km)", "Gap", "Gender Place", "Category Place",
         "Flags",
     ]  # fmt: skip
     assert table[1][:4] == ["1", "101", "Runner 101", ""]

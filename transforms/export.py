@@ -72,8 +72,10 @@ def results_csv(rows: list[dict], course: Course) -> str:
     header = (
         ["Place", "Bib", "Name", "Gender", "Category", "Club", "Wave", "Status"]
         + [text_cell(split_label(s.name, s.km)) for s in splits]
-        + ["Chip Time", "Gun Time", "Pace (min/km)", "Gap", "Gender Place", "Category Place"]
-        + ["Flags"]
+        # The pace is of the chip time, whichever time ranks: the header says so, beside a
+        # gun time it would be read as the pace of the time that ranks.
+        + ["Chip Time", "Gun Time", "Chip Pace (min/km)", "Gap"]
+        + ["Gender Place", "Category Place", "Flags"]
     )
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
