@@ -268,6 +268,39 @@ def test_load_course__time_limit_from_each_wave_start(write_file: Callable[..., 
     assert load_course(write_file("none.yaml", RACE + TWO_STATIONS)).closes() == ()
 
 
+def test_load_course__start_crossing_and_same_place_are_settings(
+    write_file: Callable[..., str],
+) -> None:
+    # A big city race's back crosses the start long after 15 minutes: until then (after its
+    # last wave's gun) a photo at a loop's line may still be a start.
+    waves = 'waves: [{id: A, start: "2026-05-01T10:00:00+02:00"}, '
+    waves += '{id: B, start: "2026-05-01T10:30:00+02:00"}]\n'
+    text = RACE + TWO_STATIONS + waves + "settings: {start_crossing_s: 2400, same_place_m: 25}\n"
+    course = load_course(write_file("course.yaml", text))
+    assert (course.settings.start_crossing_s, course.settings.same_place_m) == (2400.0, 25.0)
+    assert course.passing_window("start")[1] == datetime(2026, 5, 1, 9, 10, tzinfo=UTC)
+    default = load_course(write_file("default.yaml", RACE + TWO_STATIONS + waves))
+    assert default.passing_window("start")[1] == datetime(2026, 5, 1, 8, 45, tzinfo=UTC)
+    assert (default.settings.start_crossing_s, default.settings.same_place_m) == (900.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("setting", "problem"),
+    [
+        ("start_crossing_s: -60", "settings: start_crossing_s must be at least 0, not -60"),
+        ("same_place_m: -1", "settings: same_place_m must be at least 0, not -1"),
+        ("same_place_m: near", "settings: same_place_m must be a number"),
+    ],
+)
+def test_load_course__a_negative_start_crossing_or_same_place_is_refused(
+    write_file: Callable[..., str], setting: str, problem: str
+) -> None:
+    # Below 0, no photo at the nearest station's distance was at it: every photo placed by
+    # GPS had no station; a start that closes before its gun took every start photo away.
+    path = write_file("course.yaml", RACE + TWO_STATIONS + f"settings: {{{setting}}}\n")
+    assert problem in _error(load_course, path)
+
+
 @pytest.mark.parametrize(
     ("setting", "problem"),
     [

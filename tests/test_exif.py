@@ -249,6 +249,21 @@ def test_place_in_race__a_loop_photo_its_time_cannot_place_goes_to_an_official()
     assert resolve_station("", ExifFacts(gps=START_POS), course) is None
 
 
+def test_resolve_station__same_place_m_ties_stations_a_few_metres_apart() -> None:
+    # A loop's start and finish gantries 10 m apart: a phone's GPS, metres off, took the
+    # nearer one (a finish photo at 90 min as a start). With same_place_m: 15 both are at
+    # the photo's place, and its time tells them apart.
+    course = loop_course()
+    start, cp1, finish = course.stations
+    apart = (start, cp1, replace(finish, lat=north_of(START_POS, 10)[0]))
+    photo_90 = ExifFacts(datetime_original="2026:05:01 11:30:00", gps=north_of(START_POS, 2))
+    assert resolve_station("", photo_90, replace(course, stations=apart)) == "start"
+    settings = replace(course.settings, same_place_m=15.0)
+    assert resolve_station("", photo_90, replace(course, stations=apart, settings=settings)) == (
+        "finish"
+    )
+
+
 @st.composite
 def courses(draw: st.DrawFn) -> Course:
     """2-5 stations within a few km of START_POS, some without a position or a camera."""

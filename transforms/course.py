@@ -71,11 +71,14 @@ class Settings:
     # Seconds each athlete has from their wave's start (the race's without waves): race.close
     # is one clock time, which gives a later wave less time. None: no limit but race.close.
     time_limit_s: float | None = None
-
-
-# How long the back of a wave may take to cross the start line after its gun (a big city
-# race's last runners cross minutes after the first).
-START_CROSSING = timedelta(minutes=15)
+    # How long the back of a wave may take to cross the start line after its gun: a big
+    # city race's last runners cross many minutes after the first. Until then a photo at a
+    # loop's line may be a start.
+    start_crossing_s: float = 900.0
+    # Stations whose distances from a photo's GPS differ by no more than this are at one
+    # place for it (a loop's start and finish), told apart by the photo's time; a phone's
+    # GPS is metres off, so gantries a few metres apart may need more.
+    same_place_m: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -136,9 +139,8 @@ class Course:
         first, station = self.stations[0], self.station(station_id)
         km = station.km - first.km
         earliest = min(guns) + timedelta(seconds=km * self.settings.min_pace_s_per_km)
-        latest = (
-            max(guns) + START_CROSSING + timedelta(seconds=km * self.settings.max_pace_s_per_km)
-        )
+        crossing = self.settings.start_crossing_s
+        latest = max(guns) + timedelta(seconds=crossing + km * self.settings.max_pace_s_per_km)
         return (None if station == first else earliest, latest)
 
     def photo_clock_offset_s(self, station_id: str, serial: str | None, name: str | None) -> float:
@@ -353,6 +355,9 @@ MAX_CLOCK_OFFSET_S = 86400.0
 
 # Settings that are a length of time: a window, a session gap, a burst's gap.
 POSITIVE_SETTINGS = ("merge_window_s", "burst_gap_s", "health_window_s")
+# Settings that may be 0 but no less: below it a start closed before its gun (every start
+# photo of a loop unplaced), and no photo was at its nearest station.
+NON_NEGATIVE_SETTINGS = ("start_crossing_s", "same_place_m")
 
 
 def _parse_settings(raw: Any, path: str, node: yaml.Node | None = None) -> Settings:
@@ -387,6 +392,9 @@ def _parse_settings(raw: Any, path: str, node: yaml.Node | None = None) -> Setti
     for name in POSITIVE_SETTINGS:
         if values.get(name, 1.0) <= 0:
             raise ConfigError(f"{path}: settings: {name} must be above 0, not {values[name]:g}")
+    for name in NON_NEGATIVE_SETTINGS:
+        if values.get(name, 0.0) < 0:
+            raise ConfigError(f"{path}: settings: {name} must be at least 0, not {values[name]:g}")
     settings = Settings(**values)
     if settings.min_pace_s_per_km >= settings.max_pace_s_per_km:
         raise ConfigError(f"{path}: settings: min_pace_s_per_km must be below max_pace_s_per_km")

@@ -140,11 +140,6 @@ def resolve_station(folder: str, exif: ExifFacts, course: Course) -> str | None:
     return tied[0] if tied else None
 
 
-# Stations whose distances from a photo differ by no more than this are at one place for its
-# GPS (a loop's start and finish share coordinates; a phone's GPS is metres off anyway).
-SAME_PLACE_M = 1.0
-
-
 def nearest_stations(exif: ExifFacts, course: Course) -> list[str]:
     """The stations nearest the photo's GPS within their radius, in course order: one, or
     several at one place (a loop's start and finish), which GPS cannot tell apart (the id
@@ -158,7 +153,9 @@ def nearest_stations(exif: ExifFacts, course: Course) -> list[str]:
     ]
     inside = [(d, s.id) for d, s in near if d <= s.radius_m]
     nearest = min((d for d, _ in inside), default=0.0)
-    return [sid for d, sid in inside if d - nearest <= SAME_PLACE_M]
+    # Within settings.same_place_m of the nearest: at one place for the photo's GPS (a loop's
+    # start and finish share coordinates; a phone's GPS is metres off anyway).
+    return [sid for d, sid in inside if d - nearest <= course.settings.same_place_m]
 
 
 def by_time(exif: ExifFacts, stations: list[str], course: Course) -> str | None:
