@@ -68,6 +68,30 @@ BAD_COURSES = {
         1,
         "race.close (2026-05-01 08:30 UTC) is not after the start of wave B",
     ),
+    # An offset that is not the race's timezone's (last winter's +01:00 copied into a May
+    # race) moved the gun, and every gun time, by an hour without a word.
+    "start_offset_not_the_timezones": (
+        'race:\n  id: x\n  timezone: Europe/Oslo\n  start: "2026-05-01T10:00:00+01:00"\n'
+        + TWO_STATIONS,
+        4,
+        "race.start '2026-05-01T10:00:00+01:00' has UTC offset +01:00, but Europe/Oslo is at "
+        "+02:00 then (write +02:00, or the time in UTC with Z)",
+    ),
+    "wave_offset_not_the_timezones": (
+        RACE
+        + TWO_STATIONS
+        + 'waves:\n  - {id: A, start: "2026-05-01T10:00:00+02:00"}\n'
+        + '  - {id: B, start: "2026-05-01T10:30:00+01:00"}\n',
+        7,
+        "wave 'B' start '2026-05-01T10:30:00+01:00' has UTC offset +01:00, but Europe/Oslo",
+    ),
+    "winter_close_with_summer_offset": (
+        'race: {id: x, timezone: Europe/Oslo, start: "2026-01-10T10:00:00+01:00",\n'
+        '       close: "2026-01-10T16:00:00+02:00"}\n' + TWO_STATIONS,
+        2,
+        "race.close '2026-01-10T16:00:00+02:00' has UTC offset +02:00, but Europe/Oslo is at "
+        "+01:00 then",
+    ),
     "unknown_setting": (
         RACE + TWO_STATIONS + "settings:\n  merge_window_s: 15\n  burst_gap: 2\n",
         7,
@@ -229,6 +253,24 @@ def test_load_course__keys_far_from_any_known_one_are_notes(
 ) -> None:
     text = COURSE_YAML.replace("race: {", "description: spring race\nrace: {organiser: IL, ")
     assert load_course(write_file("course.yaml", text)) == make_course()
+
+
+def test_load_course__times_in_utc_or_the_timezones_offset_are_the_same_gun(
+    write_file: Callable[..., str],
+) -> None:
+    # UTC is always a way to write a time; so is the zone's own offset, unquoted too (YAML's
+    # timestamp).
+    for start in (
+        '"2026-05-01T08:00:00Z"',
+        '"2026-05-01T08:00:00+00:00"',
+        "2026-05-01T10:00:00+02:00",
+    ):
+        text = f"race: {{id: x, timezone: Europe/Oslo, start: {start}}}\n" + TWO_STATIONS
+        course = load_course(write_file("course.yaml", text))
+        assert course.start == datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
+    # A course in UTC (the cameras' clocks) takes the start in the race's own local time.
+    text = 'race: {id: x, timezone: UTC, start: "2026-05-01T10:00:00+02:00"}\n' + TWO_STATIONS
+    assert load_course(write_file("utc.yaml", text)).start == datetime(2026, 5, 1, 8, tzinfo=UTC)
 
 
 def test_load_course__settings_override_the_defaults(write_file: Callable[..., str]) -> None:

@@ -203,7 +203,8 @@ def _encoding_of(raw: bytes) -> str:
     return "utf-16" if raw.startswith(_UTF16_BOMS) else "utf-8-sig"
 
 
-def parse_instant(value: Any, where: str) -> datetime:
+def _as_written(value: Any, where: str) -> datetime:
+    """An ISO 8601 time with its UTC offset, as written (YAML gives an unquoted one parsed)."""
     if isinstance(value, datetime):
         parsed = value
     else:
@@ -213,7 +214,41 @@ def parse_instant(value: Any, where: str) -> datetime:
             raise ConfigError(f"{where}: '{value}' is not an ISO 8601 time") from e
     if parsed.tzinfo is None:
         raise ConfigError(f"{where}: '{value}' needs a UTC offset, e.g. +02:00")
-    return parsed.astimezone(UTC)
+    return parsed
+
+
+def parse_instant(value: Any, where: str) -> datetime:
+    return _as_written(value, where).astimezone(UTC)
+
+
+def _offset_text(offset: timedelta) -> str:
+    minutes = round(offset.total_seconds() / 60)
+    return f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _always_utc(zone: ZoneInfo, year: int) -> bool:
+    """Is the zone UTC all year (UTC, Etc/UTC, Atlantic/Reykjavik)?"""
+    return all(
+        datetime(year, month, 1, tzinfo=zone).utcoffset() == timedelta(0) for month in (1, 7)
+    )
+
+
+def race_instant(value: Any, where: str, timezone: str, what: str) -> datetime:
+    """A time of the race (its start, a wave's, its close) as UTC, refusing a UTC offset that
+    is neither UTC's nor the race's timezone's at that time: last winter's +01:00 copied
+    into a May race in Oslo moved the gun, and every gun time and close, by an hour without
+    a word. A course in UTC (its cameras' clocks, not where the race is) takes any offset.
+    `what` names the time in the message ("race.start")."""
+    written = _as_written(value, f"{where}{what}")
+    zone = ZoneInfo(timezone)
+    offset, local = written.utcoffset(), written.astimezone(zone).utcoffset()
+    if offset not in (timedelta(0), local) and not _always_utc(zone, written.year):
+        raise ConfigError(
+            f"{where}{what} '{value}' has UTC offset {_offset_text(offset)}, but {timezone} "
+            f"is at {_offset_text(local)} then (write {_offset_text(local)}, or the time in "
+            "UTC with Z)"
+        )
+    return written.astimezone(UTC)
 
 
 def _lines_of_items(node: yaml.Node, key: str) -> list[int]:
@@ -450,15 +485,21 @@ def parse_course(text: str, path: str = "course.yaml") -> Course:
         for i, raw in enumerate(raw_stations)
     )
     _check_station_order(stations, lines, path)
-    waves = _parse_waves(data.get("waves"), _lines_of_items(node, "waves"), path)
-    start = parse_instant(race["start"], f"{path}: race.start")
-    close = parse_instant(race["close"], f"{path}: race.close") if race.get("close") else None
+    timezone = str(race["timezone"])
+    waves = _parse_waves(data.get("waves"), _lines_of_items(node, "waves"), path, timezone)
+    start = race_instant(
+        race["start"], f"{path}: {_line_of(node, 'race', 'start')}", timezone, "race.start"
+    )
+    close_at = f"{path}: {_line_of(node, 'race', 'close')}"
+    close = (
+        race_instant(race["close"], close_at, timezone, "race.close") if race.get("close") else None
+    )
     if close is not None:
-        _check_close(close, start, waves, f"{path}: {_line_of(node, 'race', 'close')}")
+        _check_close(close, start, waves, close_at)
     return Course(
         race_id=str(race["id"]),
         race_name=str(race.get("name", race["id"])),
-        timezone=str(race["timezone"]),
+        timezone=timezone,
         start=start,
         stations=stations,
         waves=waves,
@@ -515,7 +556,7 @@ def _check_station_order(stations: tuple[Station, ...], lines: list[int], path: 
             )
 
 
-def _parse_waves(raw: Any, lines: list[int], path: str) -> tuple[Wave, ...]:
+def _parse_waves(raw: Any, lines: list[int], path: str, timezone: str) -> tuple[Wave, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
@@ -524,7 +565,7 @@ def _parse_waves(raw: Any, lines: list[int], path: str) -> tuple[Wave, ...]:
     lines_of: dict[str, object] = {}
     for i, w in enumerate(raw):
         line = lines[i] if i < len(lines) else "?"
-        wave = _parse_wave(w, f"{path}: line {line}")
+        wave = _parse_wave(w, f"{path}: line {line}", timezone)
         if wave.id in lines_of:  # its athletes would all be timed from the first one's start
             raise ConfigError(
                 f"{path}: line {line}: duplicate wave id '{wave.id}' "
@@ -535,12 +576,14 @@ def _parse_waves(raw: Any, lines: list[int], path: str) -> tuple[Wave, ...]:
     return tuple(waves)
 
 
-def _parse_wave(raw: Any, where: str) -> Wave:
+def _parse_wave(raw: Any, where: str, timezone: str) -> Wave:
     if not isinstance(raw, dict) or not raw.get("id") or not raw.get("start"):
         raise ConfigError(f"{where}: a wave needs id and start")
     wid = str(raw["id"])
     _check_keys(raw, WAVE_KEYS, lambda _: f"{where}: wave '{wid}': ")
-    return Wave(id=wid, start=parse_instant(raw["start"], where))
+    return Wave(
+        id=wid, start=race_instant(raw["start"], f"{where}: ", timezone, f"wave '{wid}' start")
+    )
 
 
 def load_course(path: str) -> Course:
