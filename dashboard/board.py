@@ -18,7 +18,7 @@ from transforms.schemas import pace_column, sector_column, split_column, time_of
 
 STATUSES = ("finished", "running", "dnf", "dns", "dsq")
 UNKNOWN = "unknown"  # an unknown bib's row (a number not in the start list): no athlete
-WAITING = "waiting"  # not seen before their wave's gun (transforms.results.WAITING)
+WAITING = "waiting"  # not seen before their wave's start closed (results.WAITING)
 PODIUM = 3
 SPLIT, SECTOR_PACE, TIME_OF_DAY = "Split", "Sector pace", "Time of day"
 PER_STATION = (SPLIT, SECTOR_PACE, TIME_OF_DAY)
@@ -71,7 +71,7 @@ def podium(board: pd.DataFrame, category: str | None = None) -> list[Placing]:
 
 
 def status_counts(board: pd.DataFrame) -> dict[str, int]:
-    """Athletes by status; those waiting for their wave's gun and unknown bibs read, where
+    """Athletes by status; those waiting for their start and unknown bibs read, where
     there are any, counted apart."""
     counts = board["status"].value_counts()
     apart = {s: int(counts[s]) for s in (WAITING, UNKNOWN) if s in counts}

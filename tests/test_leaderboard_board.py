@@ -25,8 +25,11 @@ def test_status_counts__an_unknown_bib_is_no_finisher() -> None:
 
 
 def test_status_counts__athletes_waiting_for_their_wave_are_counted_apart() -> None:
-    # Wave B's gun is 300 s after wave A's: at 100 s its athlete is waiting, no dns.
-    rows = build_leaderboard([], make_course(), [athlete("101"), athlete("103", wave="B")], at(100))
+    # Wave B's gun is 300 s after wave A's: at 1000 s its start is still open (900 s to
+    # cross), so its athlete not seen yet is waiting; wave A's is dns.
+    rows = build_leaderboard(
+        [], make_course(), [athlete("101"), athlete("103", wave="B")], at(1000)
+    )
     counts = status_counts(pd.DataFrame(rows))
     assert (counts["dns"], counts["waiting"]) == (1, 1)
 

@@ -171,22 +171,20 @@ def test_build_leaderboard__as_of_a_time_counts_only_the_passages_until_then() -
     assert {r["bib"]: r["status"] for r in board(PASSAGES, as_of=at(2500))}["102"] == "finished"
 
 
-def test_build_leaderboard__before_their_waves_gun_an_athlete_is_waiting_not_dns() -> None:
-    # Live results 200 s after the first gun: wave B (gun at 300 s) has not started, so its
-    # athletes are waiting, listed after those running; wave A's 107, never seen, is dns.
-    rows = board(PASSAGES, as_of=at(200))
+def test_build_leaderboard__until_their_start_closes_an_athlete_is_waiting_not_dns() -> None:
+    # Live results 1000 s after the first gun: wave B's gun was at 300 s and its back may
+    # cross the start until 300 + 900 s (start_crossing_s), so 103, not seen yet, is
+    # waiting, listed after those running (104, seen at the start at 320 s); wave A's 107
+    # (its start closed at 900 s) is dns. Before the gun, every athlete not seen is waiting.
+    rows = board(PASSAGES, as_of=at(1000))
     statuses = {r["bib"]: r["status"] for r in rows}
-    assert [statuses[b] for b in ("103", "104", "107", "105")] == [
-        "waiting",
-        "waiting",
-        "dns",
-        "running",
-    ]
+    assert [statuses[b] for b in ("103", "104", "107")] == ["waiting", "running", "dns"]
     order = [r["status"] for r in rows]
-    assert order.index("waiting") > order.index("running")
-    assert order.index("waiting") < order.index("dns")
-    assert {r["status"] for r in board(PASSAGES, as_of=at(300))} >= {"dns"}
-    assert "waiting" not in {r["status"] for r in board(PASSAGES, as_of=at(300))}
+    assert order.index("running") < order.index("waiting") < order.index("dns")
+    assert {r["bib"] for r in board(PASSAGES, as_of=at(-60)) if r["status"] == "waiting"} == {
+        a.bib for a in ATHLETES
+    }
+    assert "waiting" not in {r["status"] for r in board(PASSAGES, as_of=at(1200))}
 
 
 def test_build_leaderboard__without_a_time_every_passage_counts_as_of_now() -> None:

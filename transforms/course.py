@@ -154,6 +154,10 @@ class Course:
                     return offset
         return self.station(station_id).clock_offset_s
 
+    def start_closes(self, wave_id: str | None) -> datetime:
+        """When the back of the wave has crossed the start: its gun plus start_crossing_s."""
+        return self.wave_start(wave_id) + timedelta(seconds=self.settings.start_crossing_s)
+
     def wave_start(self, wave_id: str | None) -> datetime:
         for w in self.waves:
             if w.id == wave_id:

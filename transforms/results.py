@@ -14,9 +14,9 @@ leader is the difference of the times shown.
 Statuses: finished; running (seen, not finished, course still open); dnf
 (seen, not finished after the course closed for their wave (race.close, or their wave's
 start plus time_limit_s, whichever is first), finished after it: flag over_time_limit,
-their times shown but unranked, or an official said so); waiting (not seen, and their
-wave's gun has not gone yet: live results or --as-of before it); dns (never seen, after
-their gun); dsq (an official's decision). Only confirmed passages count;
+their times shown but unranked, or an official said so); waiting (not seen while their
+wave's start is open, until its gun plus start_crossing_s: live results or --as-of then);
+dns (never seen, their start closed); dsq (an official's decision). Only confirmed passages count;
 a number read confidently but missing from the start list gets a row of its
 own, "Unknown #1234", status unknown (no athlete of the race: no finisher), flagged,
 unranked, its times kept for the official, so no runner disappears.
@@ -34,8 +34,9 @@ from transforms.passages import Passage
 from transforms.schemas import pace_column, sector_column, split_column, time_of_day_column
 
 FINISHED, RUNNING, DNF, DNS, DSQ = "finished", "running", "dnf", "dns", "dsq"
-# Not seen before their wave's gun: no start yet, so no dns (a later wave read as
-# non-starters on the live leaderboard while they stood in the pen).
+# Not seen while their wave's start is open (its gun plus start_crossing_s): no dns yet (a
+# later wave read as non-starters on the live leaderboard while they stood in the pen, and
+# a wave's back before their first photo).
 WAITING = "waiting"
 UNKNOWN = "unknown"  # an unknown bib's row: a number read that is not in the start list
 OVER_TIME_LIMIT = "over_time_limit"  # the flag of a dnf who finished after the close
@@ -106,7 +107,7 @@ def _status(
     if course.stations[-1].id in times:
         return DNF if over_time_limit(times, course, wave) else FINISHED
     if not times:
-        return WAITING if as_of < course.wave_start(wave) else DNS
+        return WAITING if as_of < course.start_closes(wave) else DNS
     return DNF if course.is_closed(as_of, wave) else RUNNING
 
 
@@ -265,7 +266,7 @@ _STATUS_ORDER = {FINISHED: 0, RUNNING: 1, WAITING: 2, DNF: 3, DSQ: 4, DNS: 5, UN
 
 def results_order(course: Course) -> Callable[[dict], tuple]:
     """Sort key of leaderboard rows: finishers by rank, then those out on the course by how
-    far they got, those waiting for their wave's gun, then dnf, dsq and dns, then unknown
+    far they got, those waiting for their start, then dnf, dsq and dns, then unknown
     bibs; bib order last."""
 
     def key(row: dict) -> tuple:
