@@ -241,13 +241,23 @@ def in_view(items: Iterable[Item], reasons: Sequence[str], stations: Sequence[st
     ]
 
 
+def _turn(item: Item) -> int:
+    """Where an item's kind comes in the queue: a camera (its spell's every photo) and a late
+    batch (every photo held) first, as one decision settles many photos, and a camera seen
+    to is one an official can act on at once; an athlete's missed checkpoint after the
+    photos (review.parquet puts these untimed items first), as deciding a photo may show the
+    athlete there (a weak read approved, a late batch accepted) where a disqualification
+    decided first stood."""
+    if item.about_camera or item.reason == TOO_LATE:
+        return 0
+    return 2 if item.about_athlete else 1
+
+
 def in_turn(items: Sequence[Item], skipped: Sequence[str]) -> list[Item]:
-    """The queue in the order to work through it: an athlete's missed checkpoint after the
-    photos (review.parquet puts these untimed items first), as deciding a photo may show
-    the athlete there (a weak read approved, a late batch accepted) where a disqualification
-    decided first stood; skipped items last, in the order skipped."""
+    """The queue in the order to work through it (_turn, then review.parquet's order);
+    skipped items last, in the order skipped."""
     later = {key: n for n, key in enumerate(skipped)}
-    return sorted(items, key=lambda i: (i.key in later, later.get(i.key, 0), i.about_athlete))
+    return sorted(items, key=lambda i: (i.key in later, later.get(i.key, 0), _turn(i)))
 
 
 CLAIM_S = 120.0  # how long an item shown to one official is left to them
