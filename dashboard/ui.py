@@ -49,6 +49,14 @@ def _await_first_results(out: str) -> None:
         st.rerun()
 
 
+@st.fragment(run_every=WAIT_FOR_RESULTS_S)
+def rerun_on_change(path: str, seen: data.Version) -> None:
+    """Runs the page again once the file at `path` is no longer as `seen`: a live run or a
+    re-timing wrote it, while the official waits on a page that runs only on a click."""
+    if data.version(path) != seen:
+        st.rerun()
+
+
 def header(title: str, race: data.Race) -> None:
     st.title(title)
     st.text(race.name)

@@ -912,6 +912,30 @@ def test_athlete__an_official_retires_and_reinstates_an_athlete(
     assert {"athlete_dsq", "athlete_dnf"} <= {b.key for b in at.button}
 
 
+def test_athlete__the_status_follows_a_decision_at_once(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # The official disqualified 101 and the page still said FINISHED (the leaderboard's,
+    # before the re-timing), until something else made the page run again.
+    def status(at: AppTest) -> str:
+        return {m.label: m.value for m in at.metric}["Status"]
+
+    at = open_page(ATHLETE, bib="101", official="kari")
+    assert status(at) == "FINISHED"
+    at.button(key="athlete_dsq").click().run()
+    assert status(at) == "DSQ"
+    assert "Re-timing with this decision: place and times follow." in [c.value for c in at.caption]
+    at.button(key="athlete_reinstate").click().run()
+    assert status(at) == "REINSTATED"
+    # Re-timed: the results are newer than the decisions, and say what stands.
+    os.utime(race.out / "leaderboard.parquet")
+    at.run()
+    assert status(at) == "FINISHED"
+    assert "Re-timing with this decision: place and times follow." not in [
+        c.value for c in at.caption
+    ]
+
+
 def test_athlete__a_disqualification_shown_as_the_officials(
     open_page: Callable[..., AppTest], race: Race
 ) -> None:
@@ -1120,7 +1144,7 @@ def test_review__the_last_decision_outlasts_the_page_running_again(
     at.pills(key="filter_reasons").set_value(["low_confidence"]).run()
     at.button(key="approve").click().run()
     assert "Nothing to review here." in [s.value for s in at.success]
-    at.run()  # as await_new_items does when review.parquet changes
+    at.run()  # as ui.rerun_on_change does when review.parquet changes
     assert "Approved." in [t.value for t in at.sidebar.text]
     assert len(at.sidebar.get("page_link")) == 1
 

@@ -12,6 +12,7 @@ broken.
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import UTC, datetime
 
@@ -27,6 +28,7 @@ from transforms.corrections import (
     append_corrections,
     in_order,
 )
+from transforms.schemas import LEADERBOARD_FILE
 
 PHOTO_COLUMNS = 4
 HOW = {"bib_ocr": "by bib", "face_match": "by face", "manual": "by an official"}
@@ -35,6 +37,10 @@ NOTICE = "athlete_notice"
 REINSTATE = "reinstate"
 DECISIONS = {"dsq": "Disqualify", "dnf": "Did not finish", REINSTATE: "Reinstate"}
 DONE = {"dsq": "Disqualified", "dnf": "Retired (DNF)", REINSTATE: "Reinstated"}
+# The status a decision gives the athlete, shown until the re-timing puts it in the results
+# (reinstated: as they ran, which only the re-timing knows).
+DECIDED_STATUS = {"dsq": "dsq", "dnf": "dnf", REINSTATE: "reinstated"}
+RETIMING = "Re-timing with this decision: place and times follow."
 
 
 def _address_names_athlete() -> None:
@@ -65,12 +71,16 @@ def choose_athlete(everyone: pd.DataFrame) -> pd.Series | None:
     return None if bib is None else everyone[everyone["bib"] == bib].iloc[0]
 
 
-def show_result(athlete: pd.Series) -> None:
+def show_result(athlete: pd.Series, pending: Correction | None) -> None:
+    """The athlete's result, with the status of an official's decision the results do not
+    show yet (`pending`): the page kept the status of before the decision, until it ran
+    again by chance."""
     st.text(f"{athlete['name']} · bib {athlete['bib']} · {athlete['category'] or ''}".strip())
+    status = athlete["status"] if pending is None else DECIDED_STATUS[pending.action]
     facts = {
         "Place": formats.place_text(athlete["rank"]),
         "Category place": formats.place_text(athlete["category_rank"]),
-        "Status": athlete["status"].upper(),
+        "Status": status.upper(),
         "Chip": formats.clock_or_blank(athlete["chip_s"]),
         "Gun": formats.clock_or_blank(athlete["gun_s"]),
         "Pace /km": formats.pace_or_blank(athlete["pace_s_per_km"]),
@@ -90,10 +100,27 @@ def _decide_about(action: str, bib: str, settings: Settings) -> None:
     st.session_state[NOTICE] = (True, f"{DONE[action]} bib {bib}.")
 
 
+def latest_decision(bib: str, corrections: tuple[Correction, ...]) -> Correction | None:
+    """The official's last disqualification, retirement or reinstatement of the athlete."""
+    about = [c for c in in_order(corrections) if c.bib == bib and c.action in ATHLETE_ACTIONS]
+    return about[-1] if about else None
+
+
 def standing_decision(bib: str, corrections: tuple[Correction, ...]) -> Correction | None:
     """The official's disqualification or retirement of the athlete that stands, if any."""
-    about = [c for c in in_order(corrections) if c.bib == bib and c.action in ATHLETE_ACTIONS]
-    return about[-1] if about and about[-1].action != REINSTATE else None
+    latest = latest_decision(bib, corrections)
+    return latest if latest is not None and latest.action != REINSTATE else None
+
+
+def pending_decision(
+    bib: str, corrections: tuple[Correction, ...], results: data.Version
+) -> Correction | None:
+    """The official's last decision about the athlete where it is newer than the results
+    (of `results`' version): the re-timing has yet to put it in."""
+    latest = latest_decision(bib, corrections)
+    written = datetime.fromtimestamp(results[2] / 1e9, UTC)
+    at = latest.decided_at if latest is not None else None
+    return latest if at is not None and at > written else None
 
 
 def official_decision(bib: str, settings: Settings) -> None:
@@ -159,11 +186,18 @@ def show_photos(images: pd.DataFrame, mine: pd.DataFrame, race: data.Race, bib: 
 settings = ui.settings_or_stop()
 race = data.race(settings.out)
 ui.header("Athlete", race)
+# Its version before it is read: results replaced meanwhile are only taken as older.
+board_version = data.version(os.path.join(settings.out, LEADERBOARD_FILE))
 everyone = data.leaderboard(settings.out)
 athlete = choose_athlete(everyone)
 if athlete is None:
     st.stop()
-show_result(athlete)
+log = data.corrections(settings.corrections, settings.out).corrections
+pending = pending_decision(athlete["bib"], log, board_version)
+show_result(athlete, pending)
+if pending is not None:
+    st.caption(RETIMING)
+    ui.rerun_on_change(os.path.join(settings.out, LEADERBOARD_FILE), board_version)
 official_decision(athlete["bib"], settings)
 st.subheader("Passages and splits")
 passages = data.passages(settings.out)

@@ -474,14 +474,6 @@ def session_id() -> str:
 
 
 @st.fragment(run_every=RETIME_POLL_S)
-def await_new_items(out: str, seen: data.Version) -> None:
-    """An empty queue shows new items as they come: a live run queues them while the
-    official waits (a camera covered at the finish), and the page ran only on a click."""
-    if data.version(os.path.join(out, REVIEW_FILE)) != seen:
-        st.rerun()
-
-
-@st.fragment(run_every=RETIME_POLL_S)
 def retime_notice(settings: Settings) -> None:
     """Whether the decisions are in the results yet, kept current while the official works."""
     ui.retime_status(retimer(settings.out, settings.corrections))
@@ -517,7 +509,8 @@ if item is None:
     queue = in_turn(choose_items(items, open_items), st.session_state.get(SKIPPED, []))
     if not queue:
         st.success("Nothing to review." if not open_items else "Nothing to review here.")
-        await_new_items(settings.out, queue_version)
+        # New items as they come: a live run queues them while the official waits.
+        ui.rerun_on_change(os.path.join(settings.out, REVIEW_FILE), queue_version)
         st.stop()
     item = first_free(queue, claims(settings.out).taken(session_id(), time.monotonic()))
     per_reason = " · ".join(
