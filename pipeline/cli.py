@@ -368,7 +368,9 @@ def _live(cfg: RaceConfig, beam_argv: list[str], stop_after: float | None) -> in
     until = f"for {stop_after:g} s" if stop_after is not None else "until Ctrl-C"
     state = watch(beam_argv, stop_after, watching=f"racelens: watching {cfg.images} {until}")
     print(f"live: stopped after {state.cycles} updates", file=sys.stderr)
-    return _finish(cfg)
+    # The log the live run read and its decisions at the end (cfg has none: it was made
+    # before the run found its log, and the summary counted settled items as open).
+    return _finish(state.config or cfg)
 
 
 def _run(args: argparse.Namespace, beam_argv: list[str]) -> int:

@@ -9,8 +9,10 @@ functions and window functions, no pipeline start-up) and the results are
 replaced atomically, so the dashboard never reads half a file.
 
 The officials' decisions are timed in the same way: the corrections log (--corrections,
-else RESULTS/corrections.csv, the dashboard's own) is read again whenever it changed, and
-a dashboard leaves the re-timing to the live run while it runs (pipeline/live_lock.py).
+else the dashboard's: the one run.json records where it exists, else
+RESULTS/corrections.csv) is read again whenever it changed, and a dashboard leaves the
+re-timing to the live run while it runs (pipeline/live_lock.py); run.json and the summary
+at the end name that log.
 Statuses are as of each update, so athletes still out become dnf when the course closes.
 
 Lateness is judged on arrival, as a streaming runner judges it: the
@@ -77,6 +79,8 @@ class LiveState:
     too_late: set[str] = field(default_factory=set)  # paths that arrived after the lateness
     cycles: int = 0
     listed_s: float = 0.0  # how long the last poll took to list the images folder (wall)
+    # The race's inputs as last timed: the corrections log read, with its decisions of then.
+    config: RaceConfig | None = None
 
 
 def list_files(images: str) -> dict[str, tuple[int, float]]:
@@ -184,6 +188,7 @@ class LiveRace:
         # Decisions are logged while the run goes on: by the dashboard, into its default log
         # in the results folder, unless both are given another.
         self._decisions = self.cfg.corrections_file or os.path.join(self.cfg.out, CORRECTIONS_FILE)
+        self.state.config = self.cfg
         self._decisions_version = file_version(self._decisions)
         self._read_decisions()
         self._lock = hold_live_lock(self.cfg.out, self._decisions)
@@ -233,6 +238,8 @@ class LiveRace:
         for problem in reading.problems:
             print(f"live: ignored: {problem}", file=self._log, flush=True)
         self.cfg.corrections = reading.corrections
+        if os.path.isfile(self._decisions):  # run.json and the summary name it, once it is
+            self.cfg.corrections_file = self._decisions
 
     def _closed_now(self) -> int:
         """How many of the course's closes (race.close, each wave's time limit) have passed

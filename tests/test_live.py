@@ -216,6 +216,34 @@ def test_live_race__an_officials_decision_reaches_the_live_results_at_once(
     assert live_run_log(str(out)) is None  # the dashboard re-times by itself again
 
 
+def test_live_run__reads_the_log_the_results_were_kept_from(
+    race: Path, batch: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `racelens run --corrections decisions.csv`, the officials deciding into it on the
+    # dashboard, then a live run on the folder without --corrections (restarted, say). It
+    # timed their decisions in, but at its end recorded no log in run.json (the dashboard
+    # then appended to OUT/corrections.csv, and its next re-timing dropped every decision
+    # of decisions.csv), and its summary named no log and counted settled items as open.
+    out, log = tmp_path / "live", tmp_path / "decisions.csv"
+    out.mkdir()
+    images = _live_copy(race, tmp_path)
+    argv = _argv(race, images, out, batch / "facts")
+    run = {"images": str(images), "course": str(race / "course.yaml"), "corrections": str(log)}
+    (out / "run.json").write_text(json.dumps(run))
+    rejected = _table(batch, "passages.parquet")[0]["image_id"]
+    decided = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    append_corrections(str(log), [Correction(rejected, "reject", decided_at=decided)])
+    live = LiveRace(argv)
+    assert live_run_log(str(out)) == str(log)
+    live.close()
+    capsys.readouterr()
+    with restored_logging():
+        assert main(["run", "--streaming", "--stop-after", "0", *argv]) == 0
+    assert rejected not in {p["image_id"] for p in _table(out, "passages.parquet")}
+    assert json.loads((out / "run.json").read_text())["corrections"] == str(log)
+    assert f"corrections applied: 1 from {log}" in capsys.readouterr().out
+
+
 def test_live_race__inputs_recorded_from_the_start_and_no_batch_re_timing_beside_it(
     race: Path, batch: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
