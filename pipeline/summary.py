@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dashboard.review_queue import Spells, items_of, pending
-from transforms.corrections import UNKNOWN_STATION, Correction
+from transforms.corrections import BAD_EXIF, UNKNOWN_STATION, Correction
 from transforms.course import Course, still_running
 from transforms.export import clock
 from transforms.records import REJECTED
@@ -25,6 +25,13 @@ from transforms.schemas import (
 )
 
 IMAGE_COLUMNS = ["image_id", "taken_at", "status", "reason", "path"]
+# What the timer can do about photos without a usable time (bad_exif).
+NO_TIME_HINT = (
+    "a copy sent by a messaging app (WhatsApp) has no time: put the originals (from the "
+    "phone or its card, or sent as files) in their place and run again; a camera whose date "
+    "is wrong needs its clock_offset_s in course.yaml (then racelens results --course FILE); "
+    "or give each photo's time in the dashboard's review queue, where those with a bib read are"
+)
 
 
 def review_line(out_dir: str, corrections: Sequence[Correction], images: pa.Table) -> str:
@@ -57,8 +64,10 @@ def corrections_lines(corrections: Sequence[Correction], log: str | None) -> lis
 
 
 def images_lines(images: pa.Table) -> list[str]:
-    """The photos read, by status, the rejected ones by reason; and the folders whose photos
-    found no station (a camera's folder named otherwise than its station loses them all)."""
+    """The photos read, by status, the rejected ones by reason; the folders whose photos
+    found no station (a camera's folder named otherwise than its station loses them all),
+    and those with photos without a usable time, with what to do (photos forwarded by a
+    messaging app lose it: the timer saw a count of bad_exif, not whose or why)."""
     rows = images.select(["status", "reason", "path"]).to_pylist()
     statuses = Counter(r["status"] for r in rows)
     why = Counter(r["reason"] for r in rows if r["status"] == REJECTED)
@@ -66,14 +75,19 @@ def images_lines(images: pa.Table) -> list[str]:
     lines = [f"images read: {len(rows)}" + (f" ({counts})" if counts else "")]
     if why:
         lines.append("rejected: " + _counted(why))
-    folders = Counter(
-        posixpath.basename(posixpath.dirname(r["path"]))
-        for r in rows
-        if r["reason"] == UNKNOWN_STATION
-    )
-    if folders:
-        lines.append("no station for the photos of folders: " + _counted(folders, "{v} ({n})"))
+    if no_station := _folders_of(rows, UNKNOWN_STATION):
+        lines.append(f"no station for the photos of folders: {no_station}")
+    if no_time := _folders_of(rows, BAD_EXIF):
+        lines += [f"no time on the photos of folders: {no_time}", f"  {NO_TIME_HINT}"]
     return lines
+
+
+def _folders_of(rows: list[dict], reason: str) -> str:
+    """The folders of the photos rejected for `reason`, with how many, most first."""
+    folders = Counter(
+        posixpath.basename(posixpath.dirname(r["path"])) for r in rows if r["reason"] == reason
+    )
+    return _counted(folders, "{v} ({n})")
 
 
 def _counted(counts: Counter, form: str = "{n} {v}") -> str:

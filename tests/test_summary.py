@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.summary import summarise
+from pipeline.summary import NO_TIME_HINT, summarise
 from tests.conftest import at, make_course
 from transforms.corrections import Correction
 from transforms.course import Settings
@@ -207,6 +207,32 @@ def test_summary__says_why_photos_were_rejected_and_where_photos_found_no_statio
         "rejected: 3 unknown_station, 1 unreadable",
         "no station for the photos of folders: Finsh (2), misc (1)",
     ]
+
+
+def test_summary__says_where_photos_without_time_are_and_what_to_do(tmp_path: Path) -> None:
+    # Photos forwarded by WhatsApp lose their EXIF: the summary said "rejected: 3 bad_exif"
+    # and the timer had no hint which camera's they were, nor how to get them timed.
+    write_images(
+        tmp_path,
+        ("passage", None, "/r/images/finish/1.jpg"),
+        ("rejected", "bad_exif", "/r/images/finish/2.jpg"),
+        ("rejected", "bad_exif", "/r/images/finish/3.jpg"),
+        ("rejected", "bad_exif", "/r/images/cp1/4.jpg"),
+    )
+    pq.write_table(pa.table({"needs_review": [False]}), tmp_path / PASSAGES_FILE)
+    write_review(tmp_path, ("2", "bad_exif", ["101"]))
+    pq.write_table(
+        pa.Table.from_pylist([finisher(1, "101", "Ada", None, 3600.0)]), tmp_path / LEADERBOARD_FILE
+    )
+
+    lines = summarise(str(tmp_path)).splitlines()
+
+    assert lines[1:4] == [
+        "rejected: 3 bad_exif",
+        "no time on the photos of folders: finish (2), cp1 (1)",
+        "  " + NO_TIME_HINT,
+    ]
+    assert "WhatsApp" in NO_TIME_HINT and "clock_offset_s" in NO_TIME_HINT
 
 
 def test_summary__says_who_stays_running_for_want_of_a_close(tmp_path: Path) -> None:
