@@ -227,8 +227,28 @@ def settled_by(
 def pending(
     items: Iterable[Item], corrections: Sequence[Correction], spells: Spells | None = None
 ) -> list[Item]:
-    """The items no decision in the log settles yet, in the queue's order."""
-    return [i for i in items if settled_by(i, corrections, spells) is None]
+    """The items no decision in the log settles yet, in the queue's order. Each item is
+    held against the decisions that can settle it only (of its photo, its athletes, or a
+    camera seen to at its station): against every decision, 3,200 items and 2,500
+    decisions took 1.4 CPU s, at each click of every official."""
+    by_image: dict[str, list[Correction]] = {}
+    by_bib: dict[str, list[Correction]] = {}
+    seen_at: dict[str, list[Correction]] = {}
+    for c in corrections:
+        by_image.setdefault(c.image_id, []).append(c)
+        by_bib.setdefault(c.bib, []).append(c)
+        if c.action == SEEN:
+            seen_at.setdefault(c.station_id, []).append(c)
+
+    def may_settle(item: Item) -> list[Correction]:
+        about = by_image.get(item.image_id, [])
+        if item.about_camera:
+            return about + seen_at.get(item.station_id or "", [])
+        if item.about_athlete:
+            return about + [c for b in item.candidates for c in by_bib.get(b, [])]
+        return about
+
+    return [i for i in items if settled_by(i, may_settle(i), spells) is None]
 
 
 def in_view(items: Iterable[Item], reasons: Sequence[str], stations: Sequence[str]) -> list[Item]:
