@@ -191,6 +191,12 @@ def test_data__reads_results_that_a_run_replaces_meanwhile(race: Race) -> None:
         writer.join()
 
 
+def test_data__a_table_is_read_once_and_not_copied_at_each_page_run(race: Race) -> None:
+    # st.cache_data unpickled a copy at each call: images.parquet of 30,000 photos cost
+    # 270-360 CPU ms at each run of the review page, most of it.
+    assert data.images(str(race.out)) is data.images(str(race.out))
+
+
 def test_leaderboard__search_by_bib_or_name(open_page: Callable[..., AppTest]) -> None:
     at = open_page(LEADERBOARD)
     at.text_input(key="search").set_value("hansen").run()
