@@ -361,6 +361,12 @@ def race_day_time(text: str, timezone: str, start: datetime) -> datetime:
     return datetime.combine(start.astimezone(zone).date(), clock, zone).astimezone(UTC)
 
 
+# The late photos linked one by one on a too_late item's page: a camera's card uploaded an
+# hour late holds thousands, and a link to each cost 550-700 CPU ms at each run of the page
+# (2,000 photos), besides the browser's drawing them.
+LATE_LINKS = 50
+
+
 def late_batch(
     images: pd.DataFrame, item: Item, corrections: Iterable[Correction] = ()
 ) -> list[str]:

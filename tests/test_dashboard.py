@@ -837,6 +837,23 @@ def test_review__a_station_uploading_late_is_accepted_together(
     assert "Nothing to review." in [s.value for s in at.success]
 
 
+def test_review__a_long_late_batch_links_its_first_photos_only(
+    open_page: Callable[..., AppTest], race: Race, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A finish camera's card uploaded an hour late: the page drew a link to each of its
+    # 2,000 photos at every run (550-700 CPU ms, and the browser drew 2,000 links).
+    monkeypatch.setattr(review_queue, "LATE_LINKS", 1)
+    late = [race.ids["finish-101"], race.ids["finish-103"]]
+    hold_too_late(race, late)
+    at = open_page(REVIEW)
+    assert "Accept all 2" in [b.label for b in at.button]
+    [link] = at.get("page_link")
+    assert f"image={late[0]}" in link.proto.query_string
+    assert "The first 1 of 2 photos, in the order taken: decided, each leaves this list." in [
+        c.value for c in at.caption
+    ]
+
+
 def test_review__accept_all_leaves_a_photo_decided_alone_as_decided(
     open_page: Callable[..., AppTest], race: Race
 ) -> None:

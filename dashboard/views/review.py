@@ -25,6 +25,7 @@ from dashboard.review_queue import (
     APPROVE,
     ASSIGN,
     DSQ,
+    LATE_LINKS,
     OPENED,
     REASON_NOTES,
     REJECT,
@@ -434,12 +435,18 @@ def show_item(
 
 
 def late_photos(images: pd.DataFrame, batch: list[str], settings: Settings) -> None:
-    """Links to each photo a too_late item stands for, to decide one by one. Page links stay
-    in this tab and session (a Markdown link opens a new tab, a session without the
-    official's name); they carry the name for a tab opened from them all the same."""
+    """Links to the first photos a too_late item stands for (LATE_LINKS), to decide one by
+    one: each decided leaves the list for the next. Page links stay in this tab and session
+    (a Markdown link opens a new tab, a session without the official's name); they carry
+    the name for a tab opened from them all the same."""
     race = data.race(settings.out)
-    rows = images[images["image_id"].isin(batch)].drop_duplicates("image_id")
+    rows = images[images["image_id"].isin(batch[:LATE_LINKS])].drop_duplicates("image_id")
     with st.expander(f"The {len(batch)} photos, one by one"):
+        if len(batch) > LATE_LINKS:
+            st.caption(
+                f"The first {LATE_LINKS} of {len(batch)} photos, in the order taken: decided, "
+                "each leaves this list."
+            )
         for row in rows.sort_values(["taken_at", "path"]).itertuples():
             taken = formats.local_time(row.taken_at, race.timezone)
             st.page_link(
