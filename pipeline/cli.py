@@ -105,7 +105,7 @@ def _finish(cfg: RaceConfig) -> int:
 def _execute(beam_argv: list[str], retime: bool = False, own_process: bool = False) -> int:
     """Validates, runs the pipeline (with progress unless it only re-times) and summarises;
     `own_process`: this process runs only this command (pipeline/workers.py forks it, and
-    Ctrl-C and SIGTERM end it cleanly: pipeline/interrupted.py; code calling main() keeps
+    Ctrl-C, SIGTERM and SIGHUP end it cleanly: pipeline/interrupted.py; code calling main() keeps
     its own handling)."""
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
@@ -822,14 +822,16 @@ def _main(argv: list[str], own_process: bool) -> int:
 
 
 def _stop_plainly_on_signals() -> None:
-    """Meanwhile (until a run's own handling, pipeline/interrupted.py, and after it), Ctrl-C
-    and SIGTERM end this process with one line, not a traceback of whatever it imports."""
+    """Meanwhile (until a run's own handling, pipeline/interrupted.py, and after it), Ctrl-C,
+    SIGTERM and SIGHUP end this process with one line, not a traceback of whatever it
+    imports."""
 
     def stop(signum: int, _: object) -> None:
-        os.write(sys.stderr.fileno(), b"racelens: interrupted; nothing was being written\n")
+        with contextlib.suppress(OSError):  # a terminal hung up
+            os.write(sys.stderr.fileno(), b"racelens: interrupted; nothing was being written\n")
         os._exit(128 + signum)
 
-    for each in (signal.SIGINT, signal.SIGTERM):
+    for each in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(each) is not signal.SIG_IGN:  # as pipeline/interrupted.handled_by
             signal.signal(each, stop)
 

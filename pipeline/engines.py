@@ -220,7 +220,7 @@ def local_cluster(workers: int) -> Iterator[LocalCluster]:
     # as in the DirectRunner's worker processes. No dashboard: its fixed port may be taken;
     # and so no profiling either: the workers would sample their stacks 100 times a second
     # for it, 1 to 2 % of a core each (bench/engines.py measures the workers' other threads).
-    with dask.config.set({"distributed.worker.profile.enabled": False}), sigint_blocked():
+    with dask.config.set({"distributed.worker.profile.enabled": False}), terminal_signals_blocked():
         cluster = LocalCluster(
             n_workers=workers,
             threads_per_worker=1,
@@ -237,20 +237,22 @@ def local_cluster(workers: int) -> Iterator[LocalCluster]:
 
 
 @contextlib.contextmanager
-def sigint_blocked() -> Iterator[None]:
-    """Meanwhile SIGINT is blocked in this thread, and so in the threads it starts and the
-    processes they start, for good: a thread and a process inherit the signal mask.
+def terminal_signals_blocked() -> Iterator[None]:
+    """Meanwhile SIGINT and SIGHUP are blocked in this thread, and so in the threads it
+    starts and the processes they start, for good: a thread and a process inherit the
+    signal mask.
 
-    A terminal's Ctrl-C goes to its whole foreground process group. A LocalCluster's worker
-    processes would stop on it by themselves, logging the tasks they cancel, before
-    racelens' one line (pipeline/interrupted.py, which ends them anyway). Started with
-    SIGINT blocked (by the cluster's event-loop thread, started meanwhile) they never see it.
-    In this thread a SIGINT that comes meanwhile waits, and is handled once unblocked.
+    A terminal's Ctrl-C, and its hang-up, go to its whole foreground process group. A
+    LocalCluster's worker processes would stop on them by themselves, logging the tasks they
+    cancel, before racelens' one line (pipeline/interrupted.py, which ends them anyway).
+    Started with them blocked (by the cluster's event-loop thread, started meanwhile) they
+    never see them. In this thread one that comes meanwhile waits, and is handled once
+    unblocked.
     """
     # The first process that multiprocessing starts starts its resource tracker first, and
     # unblocks SIGINT in the starting thread after (Python 3.11): started now, it is not.
     resource_tracker.ensure_running()
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGHUP})
     try:
         yield
     finally:

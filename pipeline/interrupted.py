@@ -1,9 +1,11 @@
 """How `racelens run` and `racelens results` stop when interrupted.
 
 Ctrl-C at a terminal (SIGINT to its foreground process group), a SIGINT sent to the launcher
-alone, and SIGTERM (docker stop, systemd, a CI timeout) all end the launcher at once, with
-the worker processes it started, one line on stderr saying what is kept, and exit 128 + the
-signal's number (130, 143: the shell's convention). Nothing is lost that the next run needs:
+alone, SIGTERM (docker stop, systemd, a CI timeout) and SIGHUP (the terminal hung up: an SSH
+session dropped) all end the launcher at once, with the worker processes it started, one line
+on stderr saying what is kept, and exit 128 + the signal's number (130, 143, 129: the shell's
+convention). A run that must outlive its terminal is started under tmux, screen or nohup
+(which leaves SIGHUP ignored, and racelens leaves it so). Nothing is lost that the next run needs:
 every stored fact and every output is written under a temporary name and renamed into place
 (transforms/write.py), so each is whole or absent; the temporary files of the processes
 ended are removed; the next run of the same command takes up the stored facts.
@@ -19,6 +21,7 @@ import logging
 import os
 import posixpath
 import signal
+import stat
 import sys
 import threading
 import time
@@ -34,7 +37,7 @@ from transforms.photos import FactStore
 from transforms.schemas import OUTPUT_FILES
 from transforms.write import TEMPORARY_MARK, delete_files, listed_files, no_room_told_to
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # What a run writes into its results folder (not others': the dashboard's corrections log).
 RUN_FILES = (*OUTPUT_FILES, RUN_FILE)
 # What a process of the run sends the launcher once a write of its found the disk full, the
@@ -76,6 +79,8 @@ def stopped_on_signals(out: str, facts: str) -> Iterator[list[Ender]]:
         if threading.current_thread() is threading.main_thread():
             for each in (*SIGNALS, WORKER_LOST, NO_ROOM):
                 signal.signal(each, signal.SIG_IGN)
+        if signum == signal.SIGHUP:
+            off_the_terminal()
         terminal = _quieted_stderr()
         try:
             started_here = descendants(os.getpid())
@@ -92,7 +97,8 @@ def stopped_on_signals(out: str, facts: str) -> Iterator[list[Ender]]:
                 line = worker_lost_line(kept, facts, results)
             else:
                 line = interrupted_line(kept, facts, results)
-            os.write(terminal, f"{line}\n".encode())
+            with contextlib.suppress(OSError):  # a reader gone (a pipe's): nothing to tell
+                os.write(terminal, f"{line}\n".encode())
         finally:
             os._exit(1 if signum in (WORKER_LOST, NO_ROOM) else 128 + signum)
 
@@ -279,6 +285,8 @@ def handled_meanwhile(handler: Callable[[int, object], None]) -> Iterator[dict[i
     mode's Ctrl-C ("complete the outputs") for its own, and ended the run (exit 130)."""
     _tell_watchers(_OTHERS_HANDLE)
     previous = handled_by(handler)
+    if signal.SIGHUP in previous:
+        signal.signal(signal.SIGHUP, off_the_terminal_first(handler))
     try:
         yield previous
     finally:
@@ -302,6 +310,31 @@ def handled_by(handler: Callable[[int, object], None]) -> dict[int, object]:
         for each in SIGNALS
         if signal.getsignal(each) is not signal.SIG_IGN
     }
+
+
+def off_the_terminal() -> None:
+    """Points this process's standard streams that are terminals at /dev/null, as nohup
+    would have: once the terminal has hung up, a write to it fails (EIO), and the print of
+    a run stopping (live mode's "taking in the files present") ended it with a traceback
+    instead. A log file or a pipe keeps what it is told."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        for stream in (0, 1, 2):
+            with contextlib.suppress(OSError):  # closed
+                if stat.S_ISCHR(os.fstat(stream).st_mode):
+                    os.dup2(devnull, stream)
+    finally:
+        os.close(devnull)
+
+
+def off_the_terminal_first(handler: Callable[[int, object], None]) -> Callable:
+    """`handler`, called once off_the_terminal has run."""
+
+    def hung_up(signum: int, frame: object) -> None:
+        off_the_terminal()
+        handler(signum, frame)
+
+    return hung_up
 
 
 def _quieted_stderr() -> int:

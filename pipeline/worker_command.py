@@ -3,7 +3,7 @@
 Beam starts it as each worker process and watches it: it has the zygote fork a worker with
 this process's environment (the addresses Beam gives a worker), waits for that worker and
 exits with its status. It imports nothing but the standard library: it must start fast.
-Stopping is the launcher's to handle: Ctrl-C and SIGTERM leave this process alone (no
+Stopping is the launcher's to handle: Ctrl-C, SIGTERM and SIGHUP leave this process alone (no
 traceback on the terminal); the launcher kills the worker, and this process ends with it.
 """
 
@@ -56,7 +56,7 @@ def exactly(connection: socket.socket, size: int) -> bytes:
 def main() -> int:
     """Has the zygote fork a worker with this process's environment, waits for it, returns
     its exit status."""
-    for stop in (signal.SIGINT, signal.SIGTERM):
+    for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(stop, signal.SIG_IGN)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
         connection.connect(os.environ[ADDRESS_VARIABLE])

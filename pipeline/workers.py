@@ -389,6 +389,7 @@ def _serve(listener: socket.socket, launcher_alive: int, load: Callable[[], obje
         # forked with this process's copy of the launcher.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
         signal.set_wakeup_fd(-1)  # the launcher's: its signals, not this group's
         hold_worker_arenas()
         for name in WARM_MODULES:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -196,6 +197,9 @@ STOPS = {
     "Ctrl-C": (lambda pid: os.killpg(pid, signal.SIGINT), 130),
     "SIGINT to the launcher alone": (lambda pid: os.kill(pid, signal.SIGINT), 130),
     "SIGTERM": (lambda pid: os.kill(pid, signal.SIGTERM), 143),
+    # An SSH session dropped: the terminal's hang-up, to the whole foreground group. It ended
+    # the launcher at once, its temporary files left, its workers' for an hour.
+    "SIGHUP": (lambda pid: os.killpg(pid, signal.SIGHUP), 129),
 }
 
 
@@ -499,6 +503,34 @@ def test_live__ctrl_c_completes_the_outputs_and_exits_0(
     assert (out / "leaderboard.parquet").is_file()
 
 
+def test_live__an_ssh_session_dropped_completes_the_outputs_and_exits_0(
+    race: Path, uninterrupted: Path, tmp_path: Path
+) -> None:
+    # Its terminal gone, every write to it fails (EIO): live mode's "stopping" line ended
+    # the run with a traceback nobody saw, its outputs not completed.
+    out = tmp_path / "out"
+    terminal, its_end = pty.openpty()
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *live_argv(race, out)],
+        cwd=REPO,
+        stdout=its_end,
+        stderr=its_end,
+        process_group=0,
+        preexec_fn=as_a_terminal_starts_it,
+    )
+    os.close(its_end)
+    told = b""
+    with os.fdopen(terminal, "rb", buffering=0) as screen:
+        while b"racelens: watching " not in told:
+            assert launcher.poll() is None, told
+            told += screen.read(4096)
+    # The terminal closed (the pty's other end with it), then its hang-up.
+    os.killpg(launcher.pid, signal.SIGHUP)
+    assert launcher.wait(timeout=WAIT_S) == 0
+    assert stored(out) == stored(uninterrupted)
+    assert results(out) == results(uninterrupted)
+
+
 def test_live__a_second_ctrl_c_ends_a_stuck_update_at_once_in_one_line(
     race: Path, tmp_path: Path
 ) -> None:
@@ -581,12 +613,15 @@ def test_handled_by__not_a_signal_this_process_ignores() -> None:
     def handler(signum: int, _: object) -> None:
         raise AssertionError(signum)
 
-    before = {each: signal.signal(each, signal.SIG_DFL) for each in (signal.SIGINT, signal.SIGTERM)}
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    before = {each: signal.signal(each, signal.SIG_DFL) for each in stops}
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # as for a command a script runs in the background
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as for a command nohup runs
     try:
         replaced = handled_by(handler)
         assert replaced == {signal.SIGTERM: signal.SIG_DFL}
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
         assert signal.getsignal(signal.SIGTERM) is handler
     finally:
         for each, previous in before.items():
