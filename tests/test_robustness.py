@@ -499,6 +499,28 @@ def test_analyse_photo__damaged_bytes_give_facts_or_a_reason_never_an_exception(
     assert facts.error is None or facts.error in ANALYSIS_REASONS
 
 
+def test_analyse__a_photo_replaced_after_it_was_hashed_is_stored_under_its_new_id(
+    tmp_path: Path,
+) -> None:
+    # A phone's upload app rewrote a photo under its name between hashing and analysis: the
+    # new bytes' facts were stored under the old bytes' id, and the next run reused them.
+    images = tmp_path / "images" / "finish"
+    images.mkdir(parents=True)
+    paths = [images / "a.jpg", images / "copy-of-a.jpg"]
+    for path in paths:
+        path.write_bytes(encoded("JPEG", good(10)))
+    [(old_id, _), _] = [next(photos._HashFile().process(str(p))) for p in paths]
+    paths[0].write_bytes(encoded("JPEG", good(11)))
+    new_id = hashlib.sha256(paths[0].read_bytes()).hexdigest()
+    analyse = photos._AnalyseContent(str(tmp_path / "facts"), str(tmp_path / "images"))
+    analyse.setup()
+    analysed = {p.path: p.image_id for p in analyse.process((old_id, [str(p) for p in paths]))}
+    assert analysed == {str(paths[0]): new_id, str(paths[1]): old_id}
+    store = FactStore(str(tmp_path / "facts"))
+    assert store.get(new_id) == photos.analyse_photo(paths[0].read_bytes(), new_id)
+    assert store.get(old_id) == photos.analyse_photo(paths[1].read_bytes(), old_id)
+
+
 def test_analyse__a_crash_on_one_photo_rejects_it_and_the_run_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

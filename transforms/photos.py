@@ -579,23 +579,35 @@ class _AnalyseContent(_FactsDoFn):
         self._images_root = images_root
 
     def _facts(self, image_id: str, path: str) -> PhotoFacts:
+        """The facts of the file `path`, hashed as `image_id`; where it was replaced since
+        (an upload app rewriting it under its name), of its new bytes under their own id:
+        analysed under the old one, they were stored as its facts and reused so."""
         stored = self._reusable(image_id)
         if stored is not None:
             self._reused.inc()
             return stored
+        digest = hashlib.sha256()
         try:
-            data = read_photo_bytes(path)
+            data = read_photo_bytes(path, digest)
         except (BeamIOError, OSError):
             # Not stored: the file may be readable on the next run.
             return PhotoFacts(image_id=image_id, error=unreadable_reason(path))
-        return self._analyse(data, image_id, path)
+        read_id = digest.hexdigest()
+        if read_id != image_id and (stored := self._reusable(read_id)) is not None:
+            self._reused.inc()
+            return stored
+        return self._analyse(data, read_id, path)
 
     def process(self, element: tuple[str, list[str]]) -> Iterator[Photo]:
         image_id, paths = element
         paths = sorted(paths)
-        facts = self._facts(image_id, paths[0])
-        for path in paths:
-            yield Photo(path=path, folder=folder_of(path, self._images_root), facts=facts)
+        while paths:
+            facts = self._facts(image_id, paths[0])
+            # A copy replaced since it was hashed is its own; the others are still copies.
+            alike = paths if facts.image_id == image_id else paths[:1]
+            for path in alike:
+                yield Photo(path=path, folder=folder_of(path, self._images_root), facts=facts)
+            paths = paths[len(alike) :]
 
 
 class _StoreFacts(_FactsDoFn):
