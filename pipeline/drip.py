@@ -77,7 +77,11 @@ def drip(
         for relative in copies:
             destination = target / relative
             destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(photo, destination)
+            try:
+                shutil.copyfile(photo, destination)
+            except BaseException:  # Ctrl-C mid-copy: no half photo for the live run to reject
+                destination.unlink(missing_ok=True)
+                raise
             if landed is not None:
                 landed[str(destination)] = time.time()
         time.sleep(gap)
@@ -131,7 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "drip":
         if problem := drip_problem(args.source, args.target):
             parser.error(problem)
-        drip(args.source, args.target, args.seconds)
+        landed: dict[str, float] = {}
+        try:
+            drip(args.source, args.target, args.seconds, landed)
+        except KeyboardInterrupt:  # one line, not the traceback of its sleep
+            print(
+                f"drip: interrupted; {len(landed)} files copied into {args.target}", file=sys.stderr
+            )
+            return 130
         return 0
     if missing := missing_result(args.live, args.batch):
         parser.error(f"{missing}: not found")

@@ -954,6 +954,31 @@ def replaced_again_and_again(paths: list[Path]) -> Iterator[None]:
         writer.join()
 
 
+def test_drip__ctrl_c_is_one_line_exit_130_and_no_half_copied_photo(tmp_path: Path) -> None:
+    # It ended in the traceback of its sleep.
+    race, live = tmp_path / "race", tmp_path / "live"
+    generate_race(str(race), athletes=2, stations=2, seed=3)
+    drip = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.drip", "drip", str(race / "images"), str(live)],
+        cwd=Path(__file__).resolve().parents[1],
+        stderr=subprocess.PIPE,
+        text=True,
+        process_group=0,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal
+    )
+    deadline = time.monotonic() + 60
+    while not (live.is_dir() and any(live.rglob("*.*"))):
+        assert drip.poll() is None and time.monotonic() < deadline, drip.communicate()
+        time.sleep(0.05)
+    os.killpg(drip.pid, signal.SIGINT)
+    _, err = drip.communicate(timeout=60)
+    copied = sorted(live.rglob("*.*"))
+    assert drip.returncode == 130, err
+    assert err.splitlines()[-1:] == [f"drip: interrupted; {len(copied)} files copied into {live}"]
+    sources = {p.name: p.read_bytes() for p in (race / "images").rglob("*.*")}
+    assert all(p.read_bytes() == sources[p.name] for p in copied if p.name in sources)
+
+
 def test_photos_and_drip_compare__read_results_that_a_run_replaces_meanwhile(
     tmp_path: Path,
 ) -> None:
