@@ -139,23 +139,34 @@ def _read(out: str, name: str, columns: Sequence[str]) -> list[dict]:
         raise ConfigError(f"{path}: cannot read it ({e})") from e
 
 
-def _images_root(out: str) -> str | None:
+def _run_inputs(out: str) -> dict:
+    """The inputs of the run that wrote `out` (its run.json); none where it cannot be read."""
     try:
         with open(os.path.join(out, RUN_FILE), encoding="utf-8") as f:
-            return json.load(f)["images"]
-    except (OSError, ValueError, KeyError):
-        return None
+            inputs = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return inputs if isinstance(inputs, dict) else {}
 
 
-def _check_dest(dest: str, images: str | None) -> None:
+def _check_dest(dest: str, out: str) -> None:
     problem = unwritable(dest)
     if problem:
         raise ConfigError(f"--to {dest}: cannot write in it: {problem}")
-    if images is not None and "://" not in images:
-        if within(dest, images):
-            raise ConfigError(
-                f"--to {dest}: inside the race's photos ({images}); the copies would join the race"
-            )
+    inputs = _run_inputs(out)
+    images, facts = inputs.get("images"), inputs.get("facts")
+    if isinstance(images, str) and "://" not in images and within(dest, images):
+        raise ConfigError(
+            f"--to {dest}: inside the race's photos ({images}); the copies would join the race"
+        )
+    # Bib folders among the results would mix with them (a bib "facts" would write into the
+    # fact store): a folder below them, e.g. OUT/photos, keeps them apart.
+    if os.path.realpath(dest) == os.path.realpath(out):
+        raise ConfigError(
+            f"--to {dest}: the results folder itself; name a folder inside it or beside"
+        )
+    if isinstance(facts, str) and "://" not in facts and within(dest, facts):
+        raise ConfigError(f"--to {dest}: inside the race's stored facts ({facts})")
 
 
 def export_photos(
@@ -166,7 +177,7 @@ def export_photos(
     Raises ConfigError for results that cannot be read, a destination that is a file or lies
     among the race's photos, and a bib that is neither in the results nor on a photo.
     """
-    _check_dest(dest, _images_root(out))
+    _check_dest(dest, out)
     rows = _read(out, ATHLETE_PHOTOS_FILE, ("bib", "image_id", "path", "station_id"))
     if bibs:
         known = {r["bib"] for r in _read(out, LEADERBOARD_FILE, ("bib",))} | {

@@ -45,7 +45,9 @@ def _results(root: Path, rows_of: dict[str, list[str]]) -> tuple[Path, dict[str,
     pq.write_table(table, out / schemas.ATHLETE_PHOTOS_FILE)
     board = [{"bib": b, "status": "finished"} for b in ("101", "102", "103", "104")]
     pq.write_table(pa.Table.from_pylist(board), out / schemas.LEADERBOARD_FILE)
-    (out / "run.json").write_text(json.dumps({"images": str(images)}), encoding="utf-8")
+    (out / "run.json").write_text(
+        json.dumps({"images": str(images), "facts": str(out / "facts")}), encoding="utf-8"
+    )
     return out, sources
 
 
@@ -149,6 +151,8 @@ def test_photos__an_unreadable_source_is_told_and_the_others_copied(
         ("dest_is_file", "not a folder"),
         ("dest_under_a_file", "not a folder"),  # it was NotADirectoryError's traceback
         ("dest_in_images", "the copies would join the race"),
+        ("dest_is_results", "the results folder itself"),  # its bib folders among the results
+        ("dest_in_facts", "inside the race's stored facts"),
         ("unknown_bib", "--bib 999: no athlete"),
         ("no_dest", "the following arguments are required: --to"),
     ],
@@ -163,6 +167,8 @@ def test_photos__bad_arguments_exit_2_with_one_line(
         "dest_is_file": ["--out", str(out), "--to", str(tmp_path / "file")],
         "dest_under_a_file": ["--out", str(out), "--to", str(tmp_path / "file" / "mine")],
         "dest_in_images": ["--out", str(out), "--to", str(tmp_path / "images" / "mine")],
+        "dest_is_results": ["--out", str(out), "--to", str(out) + "/"],
+        "dest_in_facts": ["--out", str(out), "--to", str(out / "facts" / "e")],
         "unknown_bib": ["--out", str(out), "--to", str(tmp_path / "e"), "--bib", "101", "999"],
         "no_dest": ["--out", str(out)],
     }[case]
