@@ -208,6 +208,23 @@ def check_options(beam_argv: list[str]) -> None:
         raise ConfigError(
             f"{WORKERS_FLAG} must be 0 (one per core) or more, not {known.direct_num_workers}"
         )
+    check_worker_count(WORKERS_FLAG, known.direct_num_workers)
+    check_worker_count("--dask_local_workers", known.dask_local_workers)
+
+
+# Worker processes on this machine beyond this many per core only take memory: the analysis
+# keeps a core busy each. A mistyped --dask_local_workers=1000 started a thousand processes.
+MOST_WORKERS_PER_CORE = 4
+
+
+def check_worker_count(flag: str, given: int | None) -> None:
+    """Raises ConfigError for more worker processes than MOST_WORKERS_PER_CORE per core."""
+    most = MOST_WORKERS_PER_CORE * (os.cpu_count() or 1)
+    if given is not None and given > most:
+        raise ConfigError(
+            f"{flag}={given}: at most {most} worker processes here ({MOST_WORKERS_PER_CORE} per "
+            "core): the analysis keeps a core busy each, more only take memory"
+        )
 
 
 def runner_known(name: str, own: tuple[str, ...]) -> bool:

@@ -610,6 +610,15 @@ BAD_OPTIONS = {
     ),
     # `--facts /tmp/my facts` unquoted: the facts went to /tmp/my.
     "stray": (["--facts", "/tmp/my", "facts"], "unexpected argument 'facts'"),
+    # Started as many processes (a thousand Dask workers), the machine out of memory.
+    "many_workers": (
+        ["--direct_num_workers=1000"],
+        f"--direct_num_workers=1000: at most {4 * (os.cpu_count() or 1)} worker processes here",
+    ),
+    "many_dask_workers": (
+        ["--runner=DaskRunner", "--dask_local_workers=1000"],
+        f"--dask_local_workers=1000: at most {4 * (os.cpu_count() or 1)} worker processes here",
+    ),
 }
 
 
