@@ -139,6 +139,7 @@ _OWN_DISK_MODULES = {
     "faces.py",
     "face_net.py",
     "kept.py",
+    "hashes.py",
 }
 # Elsewhere, a function may touch a path's disk only after asking this whether it is local:
 # photos.py does, for the links, FIFOs and odd names that Beam's listing passes over.

@@ -72,6 +72,7 @@ from tests.conftest import (
     restored_logging,
 )
 from tests.test_course import BAD_COURSES
+from transforms import hashes as hashes_module
 from transforms import photos, schemas
 from transforms.course import SAVE_AS_UTF8, ConfigError
 from transforms.photos import FactStore, ReadPhotos, analyse_photo, list_photos
@@ -306,7 +307,7 @@ def test_reading__a_large_file_that_is_no_photo_is_never_held_whole_in_memory(
 @pytest.fixture
 def settled_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """Files count as settled as soon as written (HashCache), not 2 s later."""
-    monkeypatch.setattr(photos, "SETTLED_NS", 0)
+    monkeypatch.setattr(hashes_module, "SETTLED_NS", 0)
 
 
 def _unread(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -344,6 +345,73 @@ def test_hash_cache__a_file_hashed_before_is_not_read_again_until_it_changes(
     assert second == hashlib.sha256(video.read_bytes()).hexdigest() != first
 
 
+def _as_a_new_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What this process has read of the hash logs, and the log it appends to, forgotten."""
+    monkeypatch.setattr(hashes_module, "_READ", {})
+    monkeypatch.setattr(hashes_module, "_OWN_LOGS", {})
+
+
+@pytest.mark.usefixtures("settled_at_once")
+def test_hash_cache__one_log_per_process_a_line_torn_by_a_crash_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A small file per photo: 123 MB of disk at 30,000 photos (3.8 GB on exFAT's clusters).
+    images = tmp_path / "images"
+    images.mkdir()
+    paths = [images / f"IMG_{i:04d}.JPG" for i in range(50)]
+    for path in paths:
+        path.write_bytes(path.name.encode() * 100)
+    hashes = photos.HashCache(str(tmp_path / "facts"))
+    ids = [photos.cached_file_id(str(p), hashes) for p in paths]
+    [log] = (tmp_path / "facts" / hashes_module.HASHES_FOLDER).iterdir()
+    with open(log, "ab") as f:
+        f.write(b'["' + str(paths[0]).encode() + b'", 1, 2')  # killed mid-line
+    with monkeypatch.context() as restarted:
+        _as_a_new_process(restarted)
+        _unread(restarted)
+        again = photos.HashCache(str(tmp_path / "facts"))
+        assert [photos.cached_file_id(str(p), again) for p in paths] == ids
+
+
+@pytest.mark.usefixtures("settled_at_once")
+def test_hash_cache__the_logs_of_ended_processes_are_merged_a_living_ones_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images, facts = tmp_path / "images", str(tmp_path / "facts")
+    images.mkdir()
+    paths = [images / f"IMG_{i:04d}.JPG" for i in range(hashes_module.MERGE_LOGS_OVER + 2)]
+    ids = []
+    for path in paths[:-1]:  # each hashed by a run of its own, ended
+        path.write_bytes(path.name.encode())
+        with monkeypatch.context() as run:
+            _as_a_new_process(run)
+            ids.append(photos.cached_file_id(str(path), photos.HashCache(facts)))
+            os.close(hashes_module._OWN_LOGS.popitem()[1][1])
+    paths[-1].write_bytes(b"a live run's")
+    _as_a_new_process(monkeypatch)
+    living = photos.HashCache(facts)  # hashes on, its log open
+    ids.append(photos.cached_file_id(str(paths[-1]), living))
+    own = Path(os.readlink(f"/proc/self/fd/{hashes_module._OWN_LOGS[living.root][1]}"))
+    with monkeypatch.context() as other:
+        _as_a_new_process(other)
+        assert photos.HashCache(facts).get(str(paths[0]), photos.stamp_of(str(paths[0])))
+        logs = sorted(p.name for p in Path(living.root).iterdir())
+    assert len(logs) == 2 and own.name in logs and any(n.startswith("merged-") for n in logs)
+    with monkeypatch.context() as restarted:
+        _as_a_new_process(restarted)
+        _unread(restarted)
+        again = photos.HashCache(facts)
+        assert [photos.cached_file_id(str(p), again) for p in paths] == ids
+
+
+def test_hash_cache__an_earlier_versions_file_per_photo_is_removed(tmp_path: Path) -> None:
+    old = tmp_path / "facts" / hashes_module.HASHES_FOLDER / "ab" / ("ab" + "0" * 62 + ".hash")
+    old.parent.mkdir(parents=True)
+    old.write_text("{}")
+    assert photos.HashCache(str(tmp_path / "facts")).get(str(old), (1, 2, 3, 4)) is None
+    assert not old.parent.exists()
+
+
 def test_hash_cache__a_file_changed_just_now_is_hashed_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -353,7 +421,7 @@ def test_hash_cache__a_file_changed_just_now_is_hashed_again(
     hashes = photos.HashCache(str(tmp_path / "facts"))
     photos.cached_file_id(str(upload), hashes)
     assert not (tmp_path / "facts").exists()
-    monkeypatch.setattr(photos, "SETTLED_NS", 0)  # as it is 2 s later
+    monkeypatch.setattr(hashes_module, "SETTLED_NS", 0)  # as it is 2 s later
     photos.cached_file_id(str(upload), hashes)
     _unread(monkeypatch)
     kept = photos.cached_file_id(str(upload), hashes)
@@ -373,7 +441,9 @@ def test_live_poll__a_restarted_live_run_reads_no_file_hashed_before(
     first = LiveState()
     poll(first, str(tmp_path / "images"), final=True, hashes=hashes)
     _unread(monkeypatch)
+    _as_a_new_process(monkeypatch)
     restarted = LiveState()
+    hashes = photos.HashCache(str(tmp_path / "facts"))
     poll(restarted, str(tmp_path / "images"), final=True, hashes=hashes)
     assert restarted.ids == first.ids and len(first.ids) == 2
 

@@ -15,13 +15,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
-import json
 import logging
 import os
 import posixpath
 import re
 import stat
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import BinaryIO
@@ -38,6 +36,7 @@ from PIL import Image, UnidentifiedImageError
 from transforms.bibs import StartList
 from transforms.exif import exif_facts
 from transforms.faces import FaceModels, face_models, find_faces
+from transforms.hashes import HashCache, Stamp
 from transforms.ocr import BibRead, read_bibs, torso_reads
 from transforms.ppocr import recogniser
 from transforms.quality import measure_quality
@@ -188,17 +187,6 @@ def file_id(path: str) -> str:
     return digest.hexdigest()
 
 
-# Where a FactStore keeps the image_ids of the files hashed before (HashCache).
-HASHES_FOLDER = "hashes"
-# A file changed this recently may be changed again within its clock's resolution without its
-# times changing (git's "racily clean" entries): its image_id is not kept.
-SETTLED_NS = 2_000_000_000
-# What tells a local file's content apart without reading it: inode (a file replaced by
-# another under its name, e.g. rsync's), size, modification and change times in ns (a copy
-# that keeps the old mtime, `cp -p`, still changes ctime).
-Stamp = tuple[int, int, int, int]
-
-
 def stamp_of(path: str) -> Stamp | None:
     """The stamp of a local listed file, links followed; None for another or none."""
     if not _is_local(path):
@@ -210,43 +198,6 @@ def stamp_of(path: str) -> Stamp | None:
     if not stat.S_ISREG(st.st_mode):
         return None
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-class HashCache:
-    """The image_ids of local files hashed before, one small JSON file per path in the fact
-    store's folder, each valid while the file's stamp stays the one it was hashed at: a
-    camera's 2 GB video under --images was read and hashed again on every run (1.7 CPU s,
-    ~3 s here), and so was every photo of a re-run whose facts were all stored."""
-
-    def __init__(self, facts_root: str):
-        self.root = f"{facts_root.rstrip('/')}/{HASHES_FOLDER}"
-
-    def _entry(self, path: str) -> str:
-        key = hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()
-        # Not .json: what counts stored facts by their files (progress, tests) counts no hash.
-        return f"{self.root}/{key[:2]}/{key}.hash"
-
-    def get(self, path: str, stamp: Stamp | None) -> str | None:
-        """The image_id of `path` hashed at `stamp`; None where it was not."""
-        if stamp is None or not _is_local(self.root):
-            return None
-        try:
-            with open(self._entry(path), encoding="utf-8") as f:
-                kept = json.load(f)
-        except (OSError, ValueError):
-            return None  # none kept, or damaged: hashed again
-        same = kept.get("path") == path and tuple(kept.get("stamp", ())) == stamp
-        return kept.get("image_id") if same else None
-
-    def put(self, path: str, stamp: Stamp | None, image_id: str) -> None:
-        """Keeps the image_id of `path` as hashed at `stamp` (taken before it was read),
-        unless the file changed too recently to tell a later change by its stamp."""
-        if stamp is None or not _is_local(self.root):
-            return
-        if time.time_ns() - max(stamp[2], stamp[3]) < SETTLED_NS:
-            return
-        kept = {"path": path, "stamp": list(stamp), "image_id": image_id}
-        write_atomically(self._entry(path), json.dumps(kept).encode("utf-8"))
 
 
 def cached_file_id(path: str, hashes: HashCache | None) -> str:
