@@ -97,7 +97,10 @@ class HashCache:
             # Named for this process alone: on several machines, pids repeat.
             name = f"{self.root}/{os.getpid()}-{uuid.uuid4().hex}{LOG_SUFFIX}"
             log = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            fcntl.flock(log, fcntl.LOCK_SH)
+            # Where the filesystem has no locks (some network shares), another process may
+            # merge it away: its lines are lost, their files hashed again. Never the run's end.
+            with contextlib.suppress(OSError):
+                fcntl.flock(log, fcntl.LOCK_SH)
             own = _OWN_LOGS[self.root] = (os.getpid(), log)
         return own[1]
 
