@@ -1,6 +1,6 @@
 """`racelens run --streaming` on a runner with unbounded sources (Flink, Dataflow, Prism).
 
-The images location is watched with `fileio.MatchContinuously`; each new file
+The images location is watched with Beam's `Watch` (as `fileio.MatchContinuously`); each new file
 is hashed and analysed once, stamped with its event time (ParseExif) and
 judged late or not on arrival (MarkTooLate). Sightings go through the real
 event-time windows of VisitsPerStation: session windows per (station, bib)
@@ -34,7 +34,7 @@ its windowed parts with TestStream.
 from __future__ import annotations
 
 import apache_beam as beam
-from apache_beam.io import fileio
+from apache_beam.io.watch import Watch, never
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.transforms import trigger, window
 
@@ -50,7 +50,7 @@ from transforms.passages import (
     WithPane,
     current_passages,
 )
-from transforms.photos import AnalyseContent, _HashFile, photos_pattern, text_path
+from transforms.photos import AnalyseContent, ListPhotos, _HashFile
 from transforms.write import write_results
 
 POLL_S = 5.0  # how often the images location is listed
@@ -89,14 +89,16 @@ class WatchPhotos(beam.PTransform):
 
     def __init__(self, images_root: str, poll_s: float = POLL_S):
         super().__init__()
-        self._pattern = photos_pattern(images_root)
+        self._root = images_root
         self._poll_s = poll_s
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        # As MatchContinuously polls (Watch, each path once), but listing the folder itself.
         return (
             pbegin
-            | "MatchContinuously" >> fileio.MatchContinuously(self._pattern, interval=self._poll_s)
-            | "Paths" >> beam.Map(lambda meta: text_path(meta.path))
+            | "Root" >> beam.Create([self._root])
+            | "Watch" >> Watch(ListPhotos(), poll_interval=self._poll_s, termination=never())
+            | "Paths" >> beam.Map(lambda polled: polled[1])
         )
 
 

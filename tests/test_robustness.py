@@ -189,6 +189,8 @@ def test_listings__a_folder_named_with_wildcards_is_taken_literally_and_listed_f
     monkeypatch.setattr(os, "walk", recorded)
     assert list_photos(str(images)) == [photo]
     assert list(list_files(str(images))) == [photo]
+    # The streaming graph's (Flink, Dataflow): Beam's MatchContinuously walked from tmp_path.
+    assert [v.value for v in photos.ListPhotos()(str(images)).outputs] == [photo]
     with TestPipeline() as p:
         assert_that(p | ReadPhotos(str(images)), equal_to([photo]))
     # Deleted as named: Beam's delete found no file 'race [2026]/out/...', and took

@@ -58,7 +58,7 @@ def test_build_streaming__watches_the_folder_and_times_passages_in_event_time_wi
     p = beam.Pipeline(options=opts)
     build_streaming(p, cfg)
     applied = _applied(p)
-    assert "WatchPhotos/MatchContinuously" in applied
+    assert "WatchPhotos/Watch" in applied
     assert "TimeLive/MarkTooLate" in applied
     sessions = applied["TimeLive/VisitsPerStation/MergeWindows/SessionWindows"].windowing
     settings = cfg.course.settings

@@ -28,9 +28,12 @@ import apache_beam as beam
 import cv2
 import imagehash
 import numpy as np
+from apache_beam import coders
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.watch import PollFn, PollResult
 from apache_beam.metrics import Metrics
+from apache_beam.utils.timestamp import Timestamp
 from PIL import Image, UnidentifiedImageError
 
 from transforms.bibs import StartList
@@ -51,7 +54,7 @@ from transforms.records import (
     facts_to_json,
 )
 from transforms.tesseract import PPOCR, engine_name
-from transforms.write import _is_local, files_in, listed_files, write_atomically
+from transforms.write import _is_local, listed_files, write_atomically
 
 # Larger images are refused before decoding: a decompression bomb must not exhaust memory.
 MAX_PIXELS = 120_000_000
@@ -77,9 +80,19 @@ _ESCAPED_BYTE = re.compile(r"\\x([89a-f][0-9a-f])")
 log = logging.getLogger(__name__)
 
 
-def photos_pattern(images_root: str) -> str:
-    """The glob of every file under the images location, at any depth."""
-    return files_in(images_root)
+class ListPhotos(PollFn):
+    """A poll of the images location (for `apache_beam.io.watch.Watch`): every file under it
+    as a text path, as ReadPhotos lists them. Beam's MatchContinuously matched a pattern,
+    walked from the folder holding its first wildcard character: for a photos folder named
+    'race [2026]', the folder above, every race on that disk, at each poll; and it left out
+    the entries list_photos gives a row (broken links, folders it cannot list)."""
+
+    def __call__(self, images_root: str) -> PollResult:
+        now = Timestamp.now()
+        return PollResult.incomplete(list_photos(images_root), timestamp=now).with_watermark(now)
+
+    def default_output_coder(self) -> coders.Coder:
+        return coders.StrUtf8Coder()
 
 
 def list_photos(images_root: str) -> list[str]:
