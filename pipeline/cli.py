@@ -26,7 +26,6 @@ import signal
 import socket
 import stat
 import sys
-import threading
 import time
 from typing import TYPE_CHECKING, NoReturn
 
@@ -789,6 +788,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv is not None:  # a call from other code, which keeps its own handling of Ctrl-C
         return _main(argv, own_process=False)
     signal.signal(signal.SIGINT, _noting_ctrl_c)
+    for each in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(each) is not signal.SIG_IGN:  # nohup's SIGHUP stays ignored
+            signal.signal(each, _noting_ctrl_c)
     try:
         return _main(sys.argv[1:], own_process=True)
     except (KeyboardInterrupt, ImportError) as e:
@@ -796,19 +798,23 @@ def main(argv: list[str] | None = None) -> int:
         # one line, not the traceback of wherever it was (28-92 lines). Ctrl-C while a
         # compiled module initialises (onnxruntime, dlib) comes out as that module's
         # ImportError ("initialization failed"), the KeyboardInterrupt lost inside it.
-        if isinstance(e, ImportError) and not _CTRL_C.is_set():
+        if isinstance(e, ImportError) and not _STOPPED_BY:
             raise
-        os.write(sys.stderr.fileno(), b"racelens: interrupted\n")
-        _ended(128 + signal.SIGINT)
+        with contextlib.suppress(OSError):  # a terminal hung up
+            os.write(sys.stderr.fileno(), b"racelens: interrupted\n")
+        _ended(128 + (_STOPPED_BY[0] if _STOPPED_BY else signal.SIGINT))
 
 
-_CTRL_C = threading.Event()
+# The signals that stopped a command with no stopping of its own, in order.
+_STOPPED_BY: list[int] = []
 
 
 def _noting_ctrl_c(signum: int, frame: object) -> None:
     """Python's own Ctrl-C (KeyboardInterrupt), noted, so that main can tell it where an
-    import turned it into an ImportError."""
-    _CTRL_C.set()
+    import turned it into an ImportError. SIGTERM and SIGHUP are taken as Ctrl-C, so that
+    a command ends through its clean-ups too: killed by them, `racelens photos` left a
+    half-made copy under a temporary name in an athlete's folder."""
+    _STOPPED_BY.append(signum)
     signal.default_int_handler(signum, frame)
 
 
