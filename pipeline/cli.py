@@ -311,7 +311,8 @@ def check_output_folders(cfg: RaceConfig) -> None:
     """Raises ConfigError where a local --out or --facts cannot hold the run's files, or lies
     inside --images, where a second run read the first one's outputs and facts as photos, or
     where a live run keeps the results in --out: each run would replace the other's files
-    (a batch run, `racelens results` by hand or the dashboard's, another live run)."""
+    (a batch run, `racelens results` by hand or the dashboard's, another live run). Makes
+    them where all is well."""
     from pipeline.live_lock import live_run_log, lock_holder
 
     for flag, folder in (("--out", cfg.out), ("--facts", cfg.facts)):
@@ -334,6 +335,12 @@ def check_output_folders(cfg: RaceConfig) -> None:
             f"--out {cfg.out}: a live run keeps these results (it times the decisions in "
             f"{live_log} itself); stop it first, or give another --out"
         )
+    for flag, folder in (("--out", cfg.out), ("--facts", cfg.facts)):
+        try:  # made now: where access() says yes, a mount may still refuse (sysfs, FUSE)
+            if "://" not in folder:
+                os.makedirs(folder, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"{flag}: cannot write in '{folder}': {e.strerror}") from e
 
 
 def _batch(

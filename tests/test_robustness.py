@@ -706,6 +706,20 @@ def test_run__an_option_beam_does_not_understand_is_one_line_exit_2(
     assert not out.exists(), "nothing is written before the input is valid"
 
 
+@pytest.mark.parametrize("flag", ["--out", "--facts"])
+def test_run__an_out_or_facts_folder_a_mount_refuses_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], keep_logging: None, flag: str
+) -> None:
+    # access() says a root may write in /sys, and its mkdir fails: the run ended with a
+    # traceback (the launcher's for --out; a worker's, through Beam's, for --facts).
+    if os.geteuid() != 0 or not os.path.isdir("/sys/kernel"):
+        pytest.skip("needs a folder access() calls writable and mkdir refuses: /sys as root")
+    argv, refused = race_argv(tmp_path), "/sys/racelens-test"
+    assert main([*argv, flag, refused]) == 2
+    err = capsys.readouterr().err
+    assert err == f"racelens: error: {flag}: cannot write in '{refused}': Operation not permitted\n"
+
+
 def test_run__a_corrections_log_that_is_not_utf8_is_one_line_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], keep_logging: None
 ) -> None:
