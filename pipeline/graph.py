@@ -32,7 +32,7 @@ from pipeline.memory import launching_workers
 from pipeline.options import RaceConfig, RacelensOptions, ViewedOnce
 from transforms.athlete_photos import AthletePhotos
 from transforms.corrections import TOO_LATE, decisions_by_image, official_statuses
-from transforms.course import ConfigError
+from transforms.course import ConfigError, waves_by_bib
 from transforms.dedup import DedupPhotos
 from transforms.exif import ParseExif
 from transforms.faces import (
@@ -143,7 +143,7 @@ def time_race(
     """Photos with facts -> the race's results, written; returns the paths written. The
     photos `held` (paths) arrived too late in the live run whose results are re-timed."""
     course, settings = cfg.course, cfg.course.settings
-    placed = photos | "ParseExif" >> ParseExif(course)
+    placed = photos | "ParseExif" >> ParseExif(course, waves_by_bib(cfg.athletes))
     # Rejected photos too: a copy in a folder of no station is a duplicate of the photo
     # placed, and an official may place one that EXIF could not.
     deduped = (

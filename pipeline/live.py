@@ -48,6 +48,7 @@ from pipeline.live_lock import hold_live_lock
 from pipeline.options import RaceConfig, RacelensOptions
 from pipeline.retime import time_photos
 from transforms.corrections import read_corrections_leniently
+from transforms.course import waves_by_bib
 from transforms.exif import place_in_race
 from transforms.faces import faces_enabled
 from transforms.passages import TOO_LATE, advance_watermark, is_too_late
@@ -258,11 +259,12 @@ class LiveRace:
         state, course = self.state, self.cfg.course
         watermark, now = state.watermark, datetime.now(UTC)
         gap_s, lateness_s = course.settings.merge_window_s, course.settings.allowed_lateness_s
+        waves = waves_by_bib(self.cfg.athletes)
         for path in paths:
             (photo,) = self._analyser.process((state.ids[path], [path]))
             state.photos[path] = photo
             state.too_late.discard(path)
-            taken_at = place_in_race(photo, course).taken_at
+            taken_at = place_in_race(photo, course, waves).taken_at
             if taken_at is None:
                 continue  # rejected: no event time, nothing to be late for
             held = self._held.pop(path, None) == photo.image_id  # the same file as then

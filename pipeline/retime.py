@@ -28,6 +28,7 @@ from apache_beam.utils.timestamp import Timestamp
 from pipeline.options import RaceConfig
 from transforms.athlete_photos import athlete_photos_of
 from transforms.corrections import decisions_by_image, official_statuses
+from transforms.course import waves_by_bib
 from transforms.dedup import mark_bursts, mark_exact_duplicates
 from transforms.exif import place_in_race
 from transforms.faces import faces_enabled, gallery_of, reference_photos
@@ -202,7 +203,8 @@ def identify_all(
     """ParseExif, DedupPhotos and IdentifyAthletes. Photos whose path is in `too_late` arrived
     after the allowed lateness (live modes only): their sightings are held for review."""
     settings = cfg.course.settings
-    placed = [place_in_race(p, cfg.course) for p in photos]
+    waves = waves_by_bib(cfg.athletes)
+    placed = [place_in_race(p, cfg.course, waves) for p in photos]
     known = frozenset(a.bib for a in cfg.athletes)
     decisions = decisions_by_image(cfg.corrections)
     # An official's decision on a late photo times it like any other.

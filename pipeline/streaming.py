@@ -41,6 +41,7 @@ from apache_beam.transforms import trigger, window
 from pipeline.graph import identify_athletes
 from pipeline.options import RaceConfig, RacelensOptions, runner_name
 from pipeline.retime import identify_all, passages_per_station, results_of
+from transforms.course import waves_by_bib
 from transforms.exif import ParseExif
 from transforms.faces import BuildGallery, faces_enabled, reference_photos
 from transforms.passages import (
@@ -115,7 +116,7 @@ class TimeLive(beam.PTransform):
 
     def expand(self, photos: beam.PCollection) -> beam.PCollection:
         cfg, settings = self._cfg, self._cfg.course.settings
-        placed = photos | "ParseExif" >> ParseExif(cfg.course)
+        placed = photos | "ParseExif" >> ParseExif(cfg.course, waves_by_bib(cfg.athletes))
         judged = placed.timed | "MarkTooLate" >> MarkTooLate(
             settings.merge_window_s, settings.allowed_lateness_s
         )

@@ -25,7 +25,7 @@ from transforms.exif import (
     place_in_race,
     resolve_station,
 )
-from transforms.records import REJECTED, ExifFacts
+from transforms.records import REJECTED, BibSeen, ExifFacts
 
 METRES_PER_DEGREE_LAT = 111_320.0
 START_POS = (59.91, 10.75)  # the start station of make_course(), radius 60 m
@@ -247,6 +247,48 @@ def test_place_in_race__a_loop_photo_its_time_cannot_place_goes_to_an_official()
     assert (placed.status, placed.reason) == (REJECTED, "ambiguous_station")
     # Without a time on it, nothing tells: not guessed either.
     assert resolve_station("", ExifFacts(gps=START_POS), course) is None
+
+
+@pytest.mark.parametrize(
+    ("reads", "station"),
+    [
+        ((("101", 0.95),), "finish"),
+        ((("103", 0.95),), "start"),
+        ((("101", 0.95), ("102", 0.9)), "finish"),
+        ((("101", 0.95), ("103", 0.95)), None),
+        ((("101", 0.5),), None),
+        ((("999", 0.95),), None),
+        ((), None),
+    ],
+    ids=[
+        "wave_a_finishing",
+        "wave_b_starting",
+        "two_of_wave_a",
+        "both_waves",
+        "weak",
+        "unlisted",
+        "no_bib",
+    ],
+)
+def test_place_in_race__a_loop_photo_its_time_cannot_place_is_placed_by_its_athletes_waves(
+    reads: tuple[tuple[str, float], ...], station: str | None
+) -> None:
+    # Wave B leaves 40 min after A: at 45 min a photo at the line is B's start or A's finish.
+    # Wave A's runners read surely on it can only be finishing, wave B's only starting.
+    course = loop_course(wave_b_min=40)
+    waves = {"101": "A", "102": "A", "103": "B"}
+    bibs = tuple(BibSeen(bib, confidence, (0, 0, 10, 10)) for bib, confidence in reads)
+    shot = photo("a", station=None, seconds=None, exif=gps_photo_at(45), bibs=bibs)
+    placed = place_in_race(shot, course, waves)
+    if station is None:
+        assert (placed.status, placed.reason, placed.station_id) == (
+            REJECTED,
+            "ambiguous_station",
+            None,
+        )
+    else:
+        assert (placed.status, placed.station_id, placed.taken_at) == (None, station, at(45 * 60))
+    assert place_in_race(shot, course).reason == "ambiguous_station"  # no start list: as before
 
 
 def test_resolve_station__same_place_m_ties_stations_a_few_metres_apart() -> None:

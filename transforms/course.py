@@ -13,7 +13,7 @@ import csv
 import difflib
 import io
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -129,13 +129,16 @@ class Course:
                 return s
         raise KeyError(station_id)
 
-    def passing_window(self, station_id: str) -> tuple[datetime | None, datetime]:
-        """When athletes can pass a station: from the first gun plus the fastest plausible
-        run to it (min_pace_s_per_km; the start: any time before, the front row waits on the
-        line) until the last gun plus a field's time to cross the start and the slowest
-        plausible run to it (max_pace_s_per_km). A photo at one place with other stations (a
-        loop's start and finish) is placed by it."""
-        guns = [self.start, *(w.start for w in self.waves)]
+    def passing_window(
+        self, station_id: str, wave_ids: Iterable[str | None] | None = None
+    ) -> tuple[datetime | None, datetime]:
+        """When athletes (of `wave_ids`; None: of every wave) can pass a station: from the
+        first gun plus the fastest plausible run to it (min_pace_s_per_km; the start: any
+        time before, the front row waits on the line) until the last gun plus a field's time
+        to cross the start and the slowest plausible run to it (max_pace_s_per_km). A photo at
+        one place with other stations (a loop's start and finish) is placed by it."""
+        every = [self.start, *(w.start for w in self.waves)]
+        guns = every if wave_ids is None else [self.wave_start(w) for w in wave_ids]
         first, station = self.stations[0], self.station(station_id)
         km = station.km - first.km
         earliest = min(guns) + timedelta(seconds=km * self.settings.min_pace_s_per_km)
@@ -175,6 +178,11 @@ class Athlete:
     wave: str = ""
     photo: str = ""  # reference face photo, resolved against the start list's folder
     line: int = field(default=0, compare=False)  # in the start list, for error messages
+
+
+def waves_by_bib(athletes: Iterable[Athlete]) -> dict[str, str]:
+    """bib -> wave id ('' for none) of the start list's athletes."""
+    return {a.bib: a.wave for a in athletes}
 
 
 def _read_text(path: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -24,6 +24,7 @@ from PIL import Image
 
 from transforms.corrections import AMBIGUOUS_STATION
 from transforms.course import Course
+from transforms.identify import as_listed, best_reads, listed_reads
 from transforms.records import REJECTED, ExifFacts, Photo
 
 _EXIF_IFD = 0x8769
@@ -158,10 +159,16 @@ def nearest_stations(exif: ExifFacts, course: Course) -> list[str]:
     return [sid for d, sid in inside if d - nearest <= course.settings.same_place_m]
 
 
-def by_time(exif: ExifFacts, stations: list[str], course: Course) -> str | None:
-    """Of stations at one place, the one athletes could pass when the photo was taken (its
-    time by each station's clock); None where none or several could (a wave leaving while
-    another finishes) or the photo has no time: an official places it, nothing is guessed."""
+def by_time(
+    exif: ExifFacts,
+    stations: list[str],
+    course: Course,
+    wave_ids: Iterable[str | None] | None = None,
+) -> str | None:
+    """Of stations at one place, the one athletes (of `wave_ids`; None: of any wave) could
+    pass when the photo was taken (its time by each station's clock); None where none or
+    several could (a wave leaving while another finishes) or the photo has no time: an
+    official places it, nothing is guessed."""
     fits = []
     for station_id in stations:
         offset = course.photo_clock_offset_s(station_id, exif.serial, exif.camera)
@@ -169,22 +176,39 @@ def by_time(exif: ExifFacts, stations: list[str], course: Course) -> str | None:
             taken_at = parse_taken_at(exif, course.timezone, offset)
         except (ValueError, OverflowError):
             return None
-        earliest, latest = course.passing_window(station_id)
+        earliest, latest = course.passing_window(station_id, wave_ids)
         if (earliest is None or earliest <= taken_at) and taken_at <= latest:
             fits.append(station_id)
     return fits[0] if len(fits) == 1 else None
 
 
-def place_in_race(photo: Photo, course: Course) -> Photo:
-    """The photo with its station and UTC time, or rejected with the reason why not."""
+def by_waves(
+    photo: Photo, stations: list[str], course: Course, waves: Mapping[str, str]
+) -> str | None:
+    """Of stations at one place that the photo's time cannot tell apart, the one the athletes
+    read surely on it could pass then, by their waves' guns: at a loop's line 45 minutes
+    after wave A's gun, as wave B leaves, wave A's runners are finishing and wave B's
+    starting. None where no bib of the start list (`waves`: bib -> wave) is read surely, or
+    their waves leave several stations (both waves on the photo)."""
+    threshold = course.settings.review_threshold
+    reads = listed_reads(as_listed(best_reads(photo.facts.bibs), frozenset(waves)))
+    wave_ids = {waves[r.bib] or None for r in reads if r.confidence >= threshold}
+    return by_time(photo.facts.exif, stations, course, wave_ids) if wave_ids else None
+
+
+def place_in_race(photo: Photo, course: Course, waves: Mapping[str, str] | None = None) -> Photo:
+    """The photo with its station and UTC time, or rejected with the reason why not.
+    `waves` (bib -> wave id, of the start list) places a photo whose time fits several
+    stations at one place by the athletes read on it."""
     if photo.facts.error:
         return replace(photo, status=REJECTED, reason=photo.facts.error)
     station_id = resolve_station(photo.folder, photo.facts.exif, course)
     if station_id is None:
-        several = len(nearest_stations(photo.facts.exif, course)) > 1
-        return replace(
-            photo, status=REJECTED, reason=AMBIGUOUS_STATION if several else "unknown_station"
-        )
+        tied = nearest_stations(photo.facts.exif, course)
+        station_id = by_waves(photo, tied, course, waves) if len(tied) > 1 and waves else None
+        if station_id is None:
+            reason = AMBIGUOUS_STATION if len(tied) > 1 else "unknown_station"
+            return replace(photo, status=REJECTED, reason=reason)
     try:
         exif = photo.facts.exif
         offset = course.photo_clock_offset_s(station_id, exif.serial, exif.camera)
@@ -199,12 +223,13 @@ def place_in_race(photo: Photo, course: Course) -> Photo:
 class _PlaceInRace(beam.DoFn):
     REJECTED = "rejected"
 
-    def __init__(self, course: Course):
+    def __init__(self, course: Course, waves: Mapping[str, str]):
         self._course = course
+        self._waves = waves
         self._rejected = Metrics.counter("racelens", "photos_rejected")
 
     def process(self, photo: Photo) -> Iterator[object]:
-        placed = place_in_race(photo, self._course)
+        placed = place_in_race(photo, self._course, self._waves)
         if placed.status == REJECTED:
             self._rejected.inc()
             yield beam.pvalue.TaggedOutput(self.REJECTED, placed)
@@ -213,14 +238,17 @@ class _PlaceInRace(beam.DoFn):
 
 
 class ParseExif(beam.PTransform):
-    """Photos -> (timed photos stamped with their event time, rejected photos)."""
+    """Photos -> (timed photos stamped with their event time, rejected photos); `waves`
+    (bib -> wave id, of the start list) places photos at a loop's line by their athletes."""
 
-    def __init__(self, course: Course):
+    def __init__(self, course: Course, waves: Mapping[str, str] | None = None):
         super().__init__()
         self._course = course
+        self._waves = dict(waves or {})
 
     def expand(self, photos: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        return photos | "PlaceInRace" >> beam.ParDo(_PlaceInRace(self._course)).with_outputs(
+        place = _PlaceInRace(self._course, self._waves)
+        return photos | "PlaceInRace" >> beam.ParDo(place).with_outputs(
             _PlaceInRace.REJECTED, main="timed"
         )
 
