@@ -243,14 +243,16 @@ class LiveRace:
             self.cfg.corrections_file = self._decisions
 
     def _closed_now(self) -> int:
-        """How many of the course's closes (race.close, each wave's time limit) have passed
-        for the leaderboard built now (as of --as-of, if given)? Each makes athletes dnf."""
+        """How many of the course's closes (race.close, each wave's time limit) and starts'
+        closes have passed for the leaderboard built now (as of --as-of, if given)? Each makes
+        athletes dnf, or dns where they were waiting for their start."""
         now = self.cfg.as_of or datetime.now(UTC)
-        return sum(close <= now for close in self.cfg.course.closes())
+        return sum(change <= now for change in self.cfg.course.status_changes())
 
     def _closing(self) -> bool:
-        """Has the course closed since the results were last written? Athletes still out
-        become dnf then, with no photo arriving to start an update."""
+        """Has the course, or a start, closed since the results were last written? Athletes
+        still out become dnf then, those waiting for their start dns, with no photo arriving
+        to start an update."""
         return self.state.cycles > 0 and self._closed_now() != self._closed
 
     def _take_in(self, paths: list[str]) -> None:

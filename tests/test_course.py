@@ -343,6 +343,21 @@ def test_load_course__a_negative_start_crossing_or_same_place_is_refused(
     assert problem in _error(load_course, path)
 
 
+def test_status_changes__each_start_and_each_close_in_order(
+    write_file: Callable[..., str],
+) -> None:
+    # Without a photo arriving, statuses change as each wave's start closes (waiting: dns)
+    # and as the course closes for it (running: dnf); a live run publishes again at each.
+    waves = 'waves: [{id: A, start: "2026-05-01T10:00:00+02:00"}, '
+    waves += '{id: B, start: "2026-05-01T10:30:00+02:00"}]\n'
+    text = RACE + TWO_STATIONS + waves + "settings: {time_limit_s: 7200}\n"
+    course = load_course(write_file("course.yaml", text))
+    assert course.status_changes() == tuple(
+        datetime(2026, 5, 1, hour, minute, tzinfo=UTC)
+        for hour, minute in ((8, 15), (8, 45), (10, 0), (10, 30))
+    )
+
+
 @pytest.mark.parametrize(
     ("setting", "problem"),
     [

@@ -285,6 +285,28 @@ def test_live_race__athletes_still_out_when_the_course_closes_become_dnf(
     assert _statuses(tmp_path / "live", "dnf") == out
 
 
+def test_live_race__athletes_waiting_when_their_start_closes_become_dns(
+    race: Path, batch: Path, tmp_path: Path
+) -> None:
+    # Wave B's start closes (its gun plus start_crossing_s) a few seconds from now, and no
+    # photo has arrived: its athletes are waiting, then dns, with no photo to start an update.
+    closes = datetime.now(UTC) + timedelta(seconds=3)
+    gun = (closes - timedelta(seconds=900)).isoformat()
+    text = re.sub(r", close: '[^']*'", "", (race / "course.yaml").read_text())
+    course = tmp_path / "course.yaml"
+    course.write_text(re.sub(r"\{id: B, start: '[^']*'\}", f"{{id: B, start: '{gun}'}}", text))
+    images = _live_copy(race, tmp_path, ("no-station",))
+    argv = _argv(race, images, tmp_path / "live", batch / "facts", course)
+    live = LiveRace(argv[:-3] + argv[-1:])  # without --as-of: as of each update
+    live.update(final=True)
+    waiting = _statuses(tmp_path / "live", "waiting")
+    assert waiting
+    time.sleep(max(0.0, (closes - datetime.now(UTC)).total_seconds()) + 0.1)
+    live.update()
+    assert _statuses(tmp_path / "live", "dns") >= waiting
+    assert not _statuses(tmp_path / "live", "waiting")
+
+
 def _statuses(out: Path, status: str) -> set[str]:
     """The bibs of the leaderboard with this status."""
     return {r["bib"] for r in _table(out, "leaderboard.parquet") if r["status"] == status}

@@ -104,9 +104,16 @@ class Course:
 
     def closes(self) -> tuple[datetime, ...]:
         """Every time the course closes for some athletes (the race start's and each wave's),
-        in order: a live leaderboard is published again at each."""
+        in order."""
         ids = [None] + [w.id for w in self.waves]
         return tuple(sorted({c for c in map(self.close_of, ids) if c is not None}))
+
+    def status_changes(self) -> tuple[datetime, ...]:
+        """Every time statuses change with no photo arriving, in order: each start closing
+        (athletes not seen, waiting until then, are dns) and each close (those still out are
+        dnf). A live leaderboard is published again at each."""
+        starts = {self.start_closes(w) for w in [None] + [w.id for w in self.waves]}
+        return tuple(sorted(starts | set(self.closes())))
 
     @property
     def last_close(self) -> datetime | None:
