@@ -132,7 +132,8 @@ def table(
             "Chip": rows["chip_s"].map(clock_or_blank),
             "Gun": rows["gun_s"].map(clock_or_blank),
             "Gap": rows["gap_s"].map(_gap),
-            "Pace /km": rows["pace_s_per_km"].map(pace_or_blank),
+            # The chip time's pace whatever rank_by says: beside Gun it read as the gun time's.
+            "Chip pace /km": rows["pace_s_per_km"].map(pace_or_blank),
         }
     )
     if category is None:

@@ -83,7 +83,7 @@ def show_result(athlete: pd.Series, pending: Correction | None) -> None:
         "Status": status.upper(),
         "Chip": formats.clock_or_blank(athlete["chip_s"]),
         "Gun": formats.clock_or_blank(athlete["gun_s"]),
-        "Pace /km": formats.pace_or_blank(athlete["pace_s_per_km"]),
+        "Chip pace /km": formats.pace_or_blank(athlete["pace_s_per_km"]),
     }
     for column, (label, value) in zip(st.columns(len(facts)), facts.items(), strict=True):
         column.metric(label, value or "–")
