@@ -106,6 +106,35 @@ REASON_NOTES |= {
 }
 
 
+IMPLAUSIBLE = "implausible_split"
+# Open implausible splits at one station from which a wrong camera clock is the likelier
+# cause: a misread bib or a runner's odd split comes alone.
+CLOCK_SUSPECT_ITEMS = 5
+
+
+def clock_suspect(item: Item, open_items: Iterable[Item]) -> int:
+    """How many open implausible splits the item's station has, where they are enough to
+    suspect a camera's clock (a phone set by hand, or to another time zone), else 0: each
+    came as an item of its own, an official approving the wrong times one by one. The
+    station's or its neighbour's: the demo race with cp1's clock 10 minutes off (racelens
+    results with clock_offset_s: 600) sent 2 splits at cp1 and 4 at cp2 to review."""
+    if item.reason != IMPLAUSIBLE:
+        return 0
+    same = sum(i.reason == IMPLAUSIBLE and i.station_id == item.station_id for i in open_items)
+    return same if same >= CLOCK_SUSPECT_ITEMS else 0
+
+
+def clock_note(count: int, where: str) -> str:
+    return (
+        f"{count} athletes' times at {where} are implausible: is a camera's clock wrong, "
+        "here or at a station next to it (a split is between two; the check keeps most of an "
+        "athlete's times)? Compare a photo's time with a clock it shows, or a known time. "
+        "If it is off, give the camera or station its clock_offset_s in course.yaml and run "
+        "racelens results --course FILE (a live run: start it again): every photo of it is "
+        "timed anew. Approving here keeps the wrong time."
+    )
+
+
 def reason_text(reason: str) -> str:
     return REASON_TEXT.get(reason, reason.replace("_", " ").capitalize())
 

@@ -854,6 +854,23 @@ def test_review__a_long_late_batch_links_its_first_photos_only(
     ]
 
 
+def test_review__many_implausible_splits_at_a_station_point_at_its_camera_clock(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # A phone at 5 km set 20 minutes fast: every athlete's split there was implausible, an
+    # item each, and nothing said that one clock_offset_s would settle them all.
+    review = pq.read_table(race.out / "review.parquet")
+    weak = review.to_pylist()[0]
+    odd = [weak | {"image_id": f"{n:064x}", "reason": "implausible_split"} for n in range(5)]
+    pq.write_table(pa.Table.from_pylist(odd, schema=review.schema), race.out / "review.parquet")
+    note = review_queue.clock_note(5, "5 km")
+    assert "clock_offset_s" in note
+    at = open_page(REVIEW)
+    assert note in [w.value for w in at.warning]
+    at.button(key="reject").click().run()  # 4 left: as likely a runner's or a read's
+    assert not [w for w in at.warning if "implausible" in w.value]
+
+
 def test_review__accept_all_leaves_a_photo_decided_alone_as_decided(
     open_page: Callable[..., AppTest], race: Race
 ) -> None:

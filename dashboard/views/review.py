@@ -33,6 +33,8 @@ from dashboard.review_queue import (
     Item,
     Placement,
     Spells,
+    clock_note,
+    clock_suspect,
     copies_of,
     counts_by_reason,
     decision_rows,
@@ -242,7 +244,7 @@ def show_photo(images: pd.DataFrame, item: Item) -> None:
     st.text(photos.listed_path(images, item.image_id) or "")
 
 
-def describe(item: Item, settings: Settings, shown: Shown) -> None:
+def describe(item: Item, settings: Settings, shown: Shown, open_items: list[Item]) -> None:
     """Why the item is here, and where and when (or who, for an athlete)."""
     race = data.race(settings.out)
     names = {s.id: s.name for s in race.stations}
@@ -266,6 +268,8 @@ def describe(item: Item, settings: Settings, shown: Shown) -> None:
         st.text(f"{where} · {taken}" if taken else where)
     if not item.about_athlete and item.reason in REASON_NOTES:
         st.caption(REASON_NOTES[item.reason])
+    if suspects := clock_suspect(item, open_items):
+        st.warning(clock_note(suspects, where), icon=":material/schedule:")
 
 
 def show_evidence(images: pd.DataFrame, item: Item, settings: Settings) -> None:
@@ -413,7 +417,11 @@ def assigned_to(image_id: str, corrections: tuple[Correction, ...]) -> tuple[str
 
 
 def show_item(
-    images: pd.DataFrame, item: Item, settings: Settings, corrections: tuple[Correction, ...]
+    images: pd.DataFrame,
+    item: Item,
+    settings: Settings,
+    corrections: tuple[Correction, ...],
+    open_items: list[Item],
 ) -> None:
     # The photo's own row: an exact copy's shares its image_id.
     photo = images[(images["image_id"] == item.image_id) & (images["reason"] != "exact_duplicate")]
@@ -427,7 +435,7 @@ def show_item(
     with left:
         show_photo(images, item)
     with right:
-        describe(item, settings, shown)
+        describe(item, settings, shown, open_items)
         decision_form(item, shown, settings)
         if item.reason == TOO_LATE:
             late_photos(images, shown.batch, settings)
@@ -525,4 +533,4 @@ if item is None:
     )
     st.caption(f"{len(queue)} to review here. Open in all: {per_reason}.")
 claims(settings.out).show(session_id(), item.key, time.monotonic())
-show_item(images, item, settings, log.corrections)
+show_item(images, item, settings, log.corrections, open_items)
