@@ -291,7 +291,8 @@ def handled_meanwhile(handler: Callable[[int, object], None]) -> Iterator[dict[i
         yield previous
     finally:
         for each, replaced in previous.items():
-            signal.signal(each, replaced)
+            if signal.getsignal(each) is not signal.SIG_IGN:  # a hang-up's, for good
+                signal.signal(each, replaced)
         _tell_watchers(_OURS_AGAIN)
 
 
@@ -328,10 +329,13 @@ def off_the_terminal() -> None:
 
 
 def off_the_terminal_first(handler: Callable[[int, object], None]) -> Callable:
-    """`handler`, called once off_the_terminal has run."""
+    """`handler`, called once off_the_terminal has run; a later SIGHUP is ignored: an SSH
+    session that drops sends two (its shell's to the job, the kernel's as the shell ends),
+    and a second signal ends live mode at once, its outputs not completed."""
 
     def hung_up(signum: int, frame: object) -> None:
         off_the_terminal()
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         handler(signum, frame)
 
     return hung_up

@@ -528,7 +528,10 @@ def test_live__an_ssh_session_dropped_completes_the_outputs_and_exits_0(
         while b"racelens: watching " not in told:
             assert launcher.poll() is None, told
             told += screen.read(4096)
-    # The terminal closed (the pty's other end with it), then its hang-up.
+    # The terminal closed (the pty's other end with it), then its hang-ups: the shell's to
+    # its job, and the kernel's to the foreground group as the shell ends.
+    os.killpg(launcher.pid, signal.SIGHUP)
+    time.sleep(0.1)
     os.killpg(launcher.pid, signal.SIGHUP)
     assert launcher.wait(timeout=WAIT_S) == 0
     assert stored(out) == stored(uninterrupted)
