@@ -180,14 +180,17 @@ def race(out: str) -> Race:
 
 
 @st.cache_data(ttl=CACHE_TTL_S, max_entries=CACHE_ENTRIES, show_spinner=False)
-def _read_corrections(path: str, file_version: Version, timezone: str) -> LogReading:
-    return read_corrections_leniently(path, timezone)
+def _read_corrections(
+    path: str, file_version: Version, timezone: str, start: datetime | None
+) -> LogReading:
+    return read_corrections_leniently(path, timezone, start)
 
 
 def corrections(path: str, out: str) -> LogReading:
     """The corrections log's valid rows and its malformed lines (reported, never fatal); a
     time typed without an offset is the race's local time, as the pipeline reads it."""
-    return _read_corrections(path, version(path), race(out).timezone)
+    known = race(out)
+    return _read_corrections(path, version(path), known.timezone, known.start)
 
 
 @st.cache_data(ttl=CACHE_TTL_S, max_entries=CACHE_ENTRIES, show_spinner=False)

@@ -235,7 +235,8 @@ class LiveRace:
     def _read_decisions(self) -> None:
         """The log's valid rows; a line torn or mistyped while the race goes on is reported
         and left out (the dashboard does the same), not the end of the live run."""
-        reading = read_corrections_leniently(self._decisions, self.cfg.course.timezone)
+        course = self.cfg.course
+        reading = read_corrections_leniently(self._decisions, course.timezone, course.start)
         for problem in reading.problems:
             print(f"live: ignored: {problem}", file=self._log, flush=True)
         self.cfg.corrections = reading.corrections

@@ -127,7 +127,9 @@ class RaceConfig:
             None if opts.view_as(StandardOptions).streaming else _dashboards_log(self.out)
         )
         self.corrections: tuple[Correction, ...] = (
-            load_corrections(corrections, self.course.timezone) if corrections else ()
+            load_corrections(corrections, self.course.timezone, self.course.start)
+            if corrections
+            else ()
         )
         self.course_file: str = _absolute(opts.course)
         self.start_list_file: str = _absolute(opts.start_list)

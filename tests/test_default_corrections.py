@@ -87,3 +87,7 @@ def test_batch_run__a_time_typed_without_offset_is_the_courses_local_time(
     cfg = _config(race, tmp_path, f"--corrections={log}")
 
     assert [c.passed_at for c in cfg.corrections] == [datetime(2026, 5, 1, 8, 42, 7, tzinfo=UTC)]
+    log.write_text(LOG.splitlines()[0] + "\nabc,assign,101,finish,10:42:07,,ref\n")  # day: race's
+    assert [c.passed_at for c in _config(race, tmp_path, f"--corrections={log}").corrections] == [
+        datetime(2026, 5, 1, 8, 42, 7, tzinfo=UTC)
+    ]

@@ -333,6 +333,22 @@ def test_parse_corrections__a_time_without_offset_is_the_races_local_time() -> N
     assert row.decided_at == datetime(2026, 5, 1, 9, 2, tzinfo=UTC)
 
 
+def test_parse_corrections__a_time_of_day_alone_is_on_the_races_day() -> None:
+    """A timer types 10:42:07 alone, as into the dashboard's time field: the race's day,
+    local (its start's date in the course's timezone)."""
+    text = HEADER + "ghi,assign,102,finish,10:42:07.5,,ola\njkl,assign,103,finish,10:43,,ola\n"
+    start = datetime(2026, 5, 1, 8, tzinfo=UTC)
+
+    rows = parse_corrections(text, timezone="Europe/Oslo", race_start=start)
+
+    assert [r.passed_at for r in rows] == [
+        datetime(2026, 5, 1, 8, 42, 7, 500_000, tzinfo=UTC),
+        datetime(2026, 5, 1, 8, 43, tzinfo=UTC),
+    ]
+    with pytest.raises(ConfigError, match="line 2: passed_at '10:42:07.5' is a time of day"):
+        parse_corrections(text, timezone="Europe/Oslo")  # no race day known: not guessed
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

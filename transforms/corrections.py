@@ -2,7 +2,8 @@
 
 Each row of the log says what one official decided about one image
 (`image_id, action, bib, station_id, passed_at, decided_at, by`; times are ISO 8601, the
-race's local time (the course's timezone) where they give no UTC offset). Rows are
+race's local time (the course's timezone) where they give no UTC offset, a time of day alone
+on the race's day). Rows are
 applied in `decided_at` order: `reject` clears what the image says, `assign`
 credits a bib (the official's word replaces the OCR's for that image),
 `approve` confirms the reads the pipeline was unsure of, and `accept` times a
@@ -26,7 +27,7 @@ import io
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
 
 from transforms.course import ConfigError, _read_text
@@ -78,19 +79,39 @@ class Decision:
         return self.rejected or self.approved or bool(self.assigned)
 
 
-def _utc(text: str, where: str, column: str, timezone: str) -> datetime | None:
+def _on_race_day(
+    text: str, where: str, column: str, zone: ZoneInfo, start: datetime | None
+) -> datetime | None:
+    """A time of day alone (10:42:07, as the dashboard's time field takes it) on the race's
+    day, its start's date in the race's timezone; None where the text is no time of day."""
+    try:
+        clock = time.fromisoformat(text)
+    except ValueError:
+        return None
+    if start is None:  # a log read without its course: the day is not guessed
+        raise ConfigError(f"{where}: {column} '{text}' is a time of day: give its date too")
+    return datetime.combine(start.astimezone(zone).date(), clock, clock.tzinfo or zone)
+
+
+def _utc(
+    text: str, where: str, column: str, timezone: str, race_start: datetime | None
+) -> datetime | None:
     """A time of the log as UTC. One without a UTC offset is the race's local time (the
     course's timezone), as a camera's without one is: a timer typing 10:42:07 reads the
     race's clock, and taken as UTC it moved the passage by the zone's offset (two hours in
-    Oslo in May). The dashboard writes every time with its offset."""
+    Oslo in May); a time of day alone is on the race's day. The dashboard writes every time
+    with its date and offset."""
     if not text:
         return None
+    zone = ZoneInfo(timezone)
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as e:
-        raise ConfigError(f"{where}: {column} '{text}' is not an ISO 8601 time") from e
+        parsed = _on_race_day(text, where, column, zone, race_start)
+        if parsed is None:
+            raise ConfigError(f"{where}: {column} '{text}' is not an ISO 8601 time") from e
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=ZoneInfo(timezone))
+        parsed = parsed.replace(tzinfo=zone)
     return parsed.astimezone(UTC)
 
 
@@ -102,7 +123,12 @@ class LogReading:
     problems: tuple[str, ...] = ()  # one line each, naming the file and the line
 
 
-def _correction(values: dict[str, str], where: str, timezone: str = "UTC") -> Correction:
+def _correction(
+    values: dict[str, str],
+    where: str,
+    timezone: str = "UTC",
+    race_start: datetime | None = None,
+) -> Correction:
     if values["action"] not in ACTIONS:
         raise ConfigError(f"{where}: action must be one of {', '.join(ACTIONS)}")
     if values["action"] in ("assign",) + ATHLETE_ACTIONS and not values["bib"]:
@@ -110,13 +136,13 @@ def _correction(values: dict[str, str], where: str, timezone: str = "UTC") -> Co
     if values["action"] in IMAGE_ACTIONS + CAMERA_ACTIONS and not values["image_id"]:
         raise ConfigError(f"{where}: {values['action']} needs an image_id")
     times = {
-        column: _utc(values[column], where, column, timezone)
+        column: _utc(values[column], where, column, timezone, race_start)
         for column in ("passed_at", "decided_at")
     }
     return Correction(**(values | times))
 
 
-def _read_log(text: str, path: str, timezone: str) -> LogReading:
+def _read_log(text: str, path: str, timezone: str, race_start: datetime | None) -> LogReading:
     reader = csv.DictReader(io.StringIO(text))
     if not reader.fieldnames or "image_id" not in reader.fieldnames:
         return LogReading(
@@ -126,31 +152,41 @@ def _read_log(text: str, path: str, timezone: str) -> LogReading:
     for row in reader:
         values = {k: (row.get(k) or "").strip() for k in CORRECTION_COLUMNS}
         try:
-            rows.append(_correction(values, f"{path}: line {reader.line_num}", timezone))
+            where = f"{path}: line {reader.line_num}"
+            rows.append(_correction(values, where, timezone, race_start))
         except ConfigError as e:
             problems.append(str(e))
     return LogReading(tuple(rows), tuple(problems))
 
 
 def parse_corrections(
-    text: str, path: str = "corrections.csv", timezone: str = "UTC"
+    text: str,
+    path: str = "corrections.csv",
+    timezone: str = "UTC",
+    race_start: datetime | None = None,
 ) -> tuple[Correction, ...]:
-    """The rows of a log, times without an offset in `timezone` (the course's); raises
-    ConfigError naming the file and the first bad line."""
-    reading = _read_log(text, path, timezone)
+    """The rows of a log, times without an offset in `timezone` (the course's), a time of day
+    alone on the day of `race_start`; raises ConfigError naming the file and the first bad
+    line."""
+    reading = _read_log(text, path, timezone, race_start)
     if reading.problems:
         raise ConfigError(reading.problems[0])
     return reading.corrections
 
 
-def load_corrections(path: str, timezone: str = "UTC") -> tuple[Correction, ...]:
+def load_corrections(
+    path: str, timezone: str = "UTC", race_start: datetime | None = None
+) -> tuple[Correction, ...]:
     # Read as the course and start list are: text that is not UTF-8 is one line too.
-    return parse_corrections(_read_text(path), path, timezone)
+    return parse_corrections(_read_text(path), path, timezone, race_start)
 
 
-def read_corrections_leniently(path: str, timezone: str = "UTC") -> LogReading:
+def read_corrections_leniently(
+    path: str, timezone: str = "UTC", race_start: datetime | None = None
+) -> LogReading:
     """Every valid row of the log, and one problem per line that is not; no log is no rows;
-    times without an offset in `timezone` (the course's).
+    times without an offset in `timezone` (the course's), a time of day alone on the day of
+    `race_start`.
 
     For the dashboard, which must keep working when a line was torn or mistyped.
     """
@@ -161,7 +197,7 @@ def read_corrections_leniently(path: str, timezone: str = "UTC") -> LogReading:
         return LogReading()
     except OSError as e:
         return LogReading(problems=(f"{path}: cannot read: {e.strerror}",))
-    return _read_log(text, path, timezone) if text.strip() else LogReading()
+    return _read_log(text, path, timezone, race_start) if text.strip() else LogReading()
 
 
 def _csv_line(values: Iterable[str]) -> str:

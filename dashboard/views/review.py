@@ -135,8 +135,8 @@ def _placement(item: Item, shown: Shown, settings: Settings) -> Placement | None
 
 
 def _decide(action: str, item: Item, shown: Shown, settings: Settings) -> None:
-    timezone = data.race(settings.out).timezone
-    log = read_corrections_leniently(settings.corrections, timezone).corrections
+    race = data.race(settings.out)
+    log = read_corrections_leniently(settings.corrections, race.timezone, race.start).corrections
     earlier = _decided_meanwhile(item, log)
     if earlier is not None:
         who = earlier.by or "another official"
