@@ -541,3 +541,21 @@ def test_line_reads__the_rest_is_read_up_to_its_first_sure_read(
 
     assert [r.bib for r in reads] == ["12", "512"]
     assert [x for x in reader.read if x != lefts[0]] == lefts[1 : ocr.PP_FIRST_LINES + 3]
+
+
+@pytest.mark.parametrize(
+    ("faces", "first"),
+    [((), ocr.PP_FIRST_LINES), (((0, 30, 5, 40),), ocr.PP_FIRST_LINES_BEFORE_TORSO)],
+)
+def test_line_reads__with_faces_fewer_lines_are_read_first(
+    monkeypatch: pytest.MonkeyPatch, faces: tuple[tuple[int, ...], ...], first: int
+) -> None:
+    # The torso pass follows where faces were found; the face here lies on no line.
+    lefts = [10 + 50 * i for i in range(14)]
+    reader = _reading(monkeypatch, {lefts[0]: ("512", 0.99)})
+    monkeypatch.setattr(ocr, "_detect", lambda gray, wanted: (_lines_at(lefts), 1.0))
+
+    reads, _ = ocr._line_reads(IMAGE, "ppocr", faces)
+
+    assert [r.bib for r in reads] == ["512"]
+    assert reader.read == lefts[:first]

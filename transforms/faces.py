@@ -63,7 +63,7 @@ MIN_FACE_FRACTION = 0.04
 # at the level where it is 80 to 96 px. The three finest levels (faces of 80 to 138 px) are two
 # thirds of the work. So the pyramid from its fourth level on is searched whole, and the finer
 # levels only around what that search finds at least a little face-like (score PROPOSAL_THRESHOLD,
-# under the detector's 0) in its 4th and 5th levels (SEED_LEVELS), each finer level around those
+# under the detector's 0) in its 4th level (SEED_LEVELS), each finer level around those
 # at most three levels above it: a face of 80 to 138 px still scores so in a window up to three
 # levels too large. Chosen on bibs-dev at 12 MP among 2 to 4 levels searched finer and thresholds
 # from -0.6 to -1.8 (`faces-eval --bibs`); until session 10 every proposal under 1.3 windows of
@@ -88,7 +88,11 @@ MIN_FACE_FRACTION = 0.04
 # Photos enlarged to be searched (under 2000 px) are searched whole by dlib (see hog_faces).
 PYRAMID_RATE = 6  # dlib's pyramid_down<6>: each level 5/6 of the one above
 FINE_LEVELS = 3
-SEED_LEVELS = 2  # the finer levels are searched around proposals of the 4th and 5th levels
+# The finer levels are searched around proposals of the 4th level alone (every finer level is
+# within three levels of it); until session 15 the 2nd and 3rd also around the 5th level's:
+# the same faces on bibs-dev at 12 MP (92 of 92 photos, `faces-eval --bibs` 109 of 110) and on
+# bench/faces_ab.py's demo photos, at 0.985x the CPU of bibs-dev's whole analysis.
+SEED_LEVELS = 1
 WHOLE_LEVELS = (3, 5, 7, 10, 13, 16)  # and the levels below the last, around its finds
 PROPOSAL_THRESHOLD = -1.2
 MIN_LEVEL_PX = 64  # dlib's detector scans no smaller level
