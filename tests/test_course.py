@@ -85,6 +85,14 @@ BAD_COURSES = {
         7,
         "wave 'B' start '2026-05-01T10:30:00+01:00' has UTC offset +01:00, but Europe/Oslo",
     ),
+    # Last winter's course copied whole: the race's start, read first, is named first.
+    "winter_course_copied_whole": (
+        'race:\n  id: x\n  timezone: Europe/Oslo\n  start: "2026-05-01T10:00:00+01:00"\n'
+        + TWO_STATIONS
+        + 'waves:\n  - {id: A, start: "2026-05-01T10:00:00+01:00"}\n',
+        4,
+        "race.start '2026-05-01T10:00:00+01:00' has UTC offset +01:00",
+    ),
     "winter_close_with_summer_offset": (
         'race: {id: x, timezone: Europe/Oslo, start: "2026-01-10T10:00:00+01:00",\n'
         '       close: "2026-01-10T16:00:00+02:00"}\n' + TWO_STATIONS,

@@ -505,10 +505,12 @@ def parse_course(text: str, path: str = "course.yaml") -> Course:
     )
     _check_station_order(stations, lines, path)
     timezone = str(race["timezone"])
-    waves = _parse_waves(data.get("waves"), _lines_of_items(node, "waves"), path, timezone)
+    # The race's start before the waves: a course copied whole from last winter names its
+    # first line first.
     start = race_instant(
         race["start"], f"{path}: {_line_of(node, 'race', 'start')}", timezone, "race.start"
     )
+    waves = _parse_waves(data.get("waves"), _lines_of_items(node, "waves"), path, timezone)
     close_at = f"{path}: {_line_of(node, 'race', 'close')}"
     close = (
         race_instant(race["close"], close_at, timezone, "race.close") if race.get("close") else None
