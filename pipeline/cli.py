@@ -471,14 +471,29 @@ def check_facts_stored(facts: str, images: str, saved_path: str) -> None:
     Some missing (photos added since the run) are analysed, as they must be."""
     from transforms.photos import FactStore
 
-    if "://" in facts or os.path.isdir(FactStore(facts).version_root):
+    version_root = FactStore(facts).version_root
+    if "://" in facts or os.path.isdir(version_root):
         return
     if "://" in images or not any(files for _, _, files in os.walk(images)):
         return  # no photo: nothing to analyse
+    others = _fact_versions(facts)
+    if others:  # an upgrade whose analysis differs: "moved or deleted?" read as facts lost
+        raise ConfigError(
+            f"{saved_path}: the facts in {facts} are of another racelens ({others[-1]}, this "
+            f"one's {os.path.basename(version_root)}): `racelens run` analyses the photos again, "
+            "then racelens results re-times from them"
+        )
     raise ConfigError(
         f"{saved_path}: no stored facts in {facts} (moved or deleted?): racelens results "
         "re-times from them; `racelens run` analyses the photos again"
     )
+
+
+def _fact_versions(facts: str) -> list[str]:
+    """The analysis versions' folders in a fact store (v27, v28), oldest first."""
+    names = os.listdir(facts) if os.path.isdir(facts) else []
+    versions = [n for n in names if n[:1] == "v" and n[1:].isdigit()]
+    return sorted(versions, key=lambda n: int(n[1:]))
 
 
 def _bibs(args: argparse.Namespace, _: list[str]) -> int:

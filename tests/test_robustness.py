@@ -76,6 +76,7 @@ from transforms import hashes as hashes_module
 from transforms import photos, schemas
 from transforms.course import SAVE_AS_UTF8, ConfigError
 from transforms.photos import FactStore, ReadPhotos, analyse_photo, list_photos
+from transforms.records import ANALYSIS_VERSION
 from transforms.schemas import ATHLETE_PHOTOS_FILE, LEADERBOARD_FILE, PASSAGES_FILE
 from transforms.write import (
     STALE_AFTER_S,
@@ -806,6 +807,15 @@ def test_results__no_stored_facts_is_one_line_naming_run_json(
     assert capsys.readouterr().err == (
         f"racelens: error: {run_json}: no stored facts in {gone} (moved or deleted?): racelens "
         "results re-times from them; `racelens run` analyses the photos again\n"
+    )
+    # An upgrade whose analysis differs keeps the earlier version's facts beside: not lost.
+    (gone / "v9").mkdir(parents=True)
+    (gone / "v10").mkdir()
+    assert main(["results", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"racelens: error: {run_json}: the facts in {gone} are of another racelens (v10, "
+        f"this one's v{ANALYSIS_VERSION}): `racelens run` analyses the photos again, then "
+        "racelens results re-times from them\n"
     )
 
 
