@@ -274,14 +274,10 @@ def test_live_race__athletes_still_out_when_the_course_closes_become_dnf(
     course = tmp_path / "course.yaml"
     closing = f"close: '{close.isoformat()}'"
     course.write_text(re.sub(r"close: '[^']*'", closing, (race / "course.yaml").read_text()))
-    images = _live_copy(race, tmp_path, ("start",))
-    argv = _argv(race, images, tmp_path / "live", batch / "facts", course)
-    live = LiveRace(argv[:-3] + argv[-1:])  # without --as-of: as of each update
-    live.update(final=True)
+    live = _live_now(race, _live_copy(race, tmp_path, ("start",)), course, batch, tmp_path)
     out = _statuses(tmp_path / "live", "running")
     assert out
-    time.sleep(max(0.0, (close - datetime.now(UTC)).total_seconds()) + 0.1)
-    live.update()
+    _update_after(live, close)
     assert _statuses(tmp_path / "live", "dnf") == out
 
 
@@ -296,15 +292,26 @@ def test_live_race__athletes_waiting_when_their_start_closes_become_dns(
     course = tmp_path / "course.yaml"
     course.write_text(re.sub(r"\{id: B, start: '[^']*'\}", f"{{id: B, start: '{gun}'}}", text))
     images = _live_copy(race, tmp_path, ("no-station",))
-    argv = _argv(race, images, tmp_path / "live", batch / "facts", course)
-    live = LiveRace(argv[:-3] + argv[-1:])  # without --as-of: as of each update
-    live.update(final=True)
+    live = _live_now(race, images, course, batch, tmp_path)
     waiting = _statuses(tmp_path / "live", "waiting")
     assert waiting
-    time.sleep(max(0.0, (closes - datetime.now(UTC)).total_seconds()) + 0.1)
-    live.update()
+    _update_after(live, closes)
     assert _statuses(tmp_path / "live", "dns") >= waiting
     assert not _statuses(tmp_path / "live", "waiting")
+
+
+def _live_now(race: Path, images: Path, course: Path, batch: Path, tmp_path: Path) -> LiveRace:
+    """A live race into tmp_path/live, as of each update (no --as-of), updated once."""
+    argv = _argv(race, images, tmp_path / "live", batch / "facts", course)
+    live = LiveRace(argv[:-3] + argv[-1:])
+    live.update(final=True)
+    return live
+
+
+def _update_after(live: LiveRace, moment: datetime) -> None:
+    """Wait until `moment` has passed, then update the live race (no photo arrived)."""
+    time.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()) + 0.1)
+    live.update()
 
 
 def _statuses(out: Path, status: str) -> set[str]:
