@@ -145,10 +145,12 @@ def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
 
 
 def as_a_terminal_starts_it() -> None:
-    """In the child before it runs: Ctrl-C's signal at its default, as a terminal's shell
-    leaves it for a command it runs. A suite started in the background (`cmd &`) passes
-    SIGINT on ignored, and Python, like racelens, leaves an ignored SIGINT ignored."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    """In the child before it runs: Ctrl-C's and the hang-up's signals at their defaults, as
+    a terminal's shell leaves them for a command it runs. A suite started in the background
+    (`cmd &`) passes SIGINT on ignored, one started under nohup SIGHUP, and Python, like
+    racelens, leaves an ignored SIGINT ignored, racelens an ignored SIGHUP."""
+    for each in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(each, signal.SIG_DFL)
 
 
 def started_as_from_a_terminal(
