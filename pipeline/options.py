@@ -16,7 +16,7 @@ from transforms.course import (
     check_waves,
     load_course,
     load_start_list,
-    parse_instant,
+    local_instant,
 )
 
 
@@ -135,7 +135,10 @@ class RaceConfig:
         self.start_list_file: str = _absolute(opts.start_list)
         self.corrections_file: str | None = _absolute(corrections) if corrections else None
         self.progress: bool = opts.progress
-        self.as_of: datetime | None = parse_instant(opts.as_of, "--as-of") if opts.as_of else None
+        # As the corrections log's: without an offset the race's local time, on its day.
+        self.as_of: datetime | None = local_instant(
+            opts.as_of, "--as-of", self.course.timezone, self.course.start
+        )
 
 
 def run_inputs(cfg: RaceConfig) -> dict[str, str | None]:

@@ -6,12 +6,15 @@ without --corrections ignored it, and an official's dsq vanished from the publis
 results."""
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.options import RaceConfig, RacelensOptions
+from transforms.course import ConfigError
 
 LOG = (
     "image_id,action,bib,station_id,passed_at,decided_at,by\n"
@@ -91,3 +94,22 @@ def test_batch_run__a_time_typed_without_offset_is_the_courses_local_time(
     assert [c.passed_at for c in _config(race, tmp_path, f"--corrections={log}").corrections] == [
         datetime(2026, 5, 1, 8, 42, 7, tzinfo=UTC)
     ]
+
+
+def test_as_of__without_an_offset_is_the_races_local_time_as_the_logs_times(
+    race: Path, tmp_path: Path
+) -> None:
+    # --as-of refused 2026-05-01T10:03:00 ("needs a UTC offset") where the corrections log
+    # reads the same text as the race's local time: a timer asking for the standings at
+    # 10:03 means the race's clock, as in the log they type.
+    zone = ZoneInfo(_config(race, tmp_path).course.timezone)
+    day = _config(race, tmp_path).course.start.astimezone(zone).date()
+    local = datetime.combine(day, time(10, 3), zone).astimezone(UTC)
+
+    for written in (f"{day}T10:03:00", "10:03", f"{day}T10:03:00{local.astimezone(zone):%z}"):
+        assert _config(race, tmp_path, f"--as-of={written}").as_of == local, written
+
+
+def test_as_of__no_time_is_one_line(race: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^--as-of 'noon' is not an ISO 8601 time$"):
+        _config(race, tmp_path, "--as-of=noon")

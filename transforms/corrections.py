@@ -27,10 +27,9 @@ import io
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
-from zoneinfo import ZoneInfo
+from datetime import UTC, datetime
 
-from transforms.course import ConfigError, _read_text
+from transforms.course import ConfigError, _read_text, local_instant
 
 CORRECTION_COLUMNS = ("image_id", "action", "bib", "station_id", "passed_at", "decided_at", "by")
 # accept: a photo held as arrived too late (live modes) is timed as if it had come in time.
@@ -79,42 +78,6 @@ class Decision:
         return self.rejected or self.approved or bool(self.assigned)
 
 
-def _on_race_day(
-    text: str, where: str, column: str, zone: ZoneInfo, start: datetime | None
-) -> datetime | None:
-    """A time of day alone (10:42:07, as the dashboard's time field takes it) on the race's
-    day, its start's date in the race's timezone; None where the text is no time of day."""
-    try:
-        clock = time.fromisoformat(text)
-    except ValueError:
-        return None
-    if start is None:  # a log read without its course: the day is not guessed
-        raise ConfigError(f"{where}: {column} '{text}' is a time of day: give its date too")
-    return datetime.combine(start.astimezone(zone).date(), clock, clock.tzinfo or zone)
-
-
-def _utc(
-    text: str, where: str, column: str, timezone: str, race_start: datetime | None
-) -> datetime | None:
-    """A time of the log as UTC. One without a UTC offset is the race's local time (the
-    course's timezone), as a camera's without one is: a timer typing 10:42:07 reads the
-    race's clock, and taken as UTC it moved the passage by the zone's offset (two hours in
-    Oslo in May); a time of day alone is on the race's day. The dashboard writes every time
-    with its date and offset."""
-    if not text:
-        return None
-    zone = ZoneInfo(timezone)
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as e:
-        parsed = _on_race_day(text, where, column, zone, race_start)
-        if parsed is None:
-            raise ConfigError(f"{where}: {column} '{text}' is not an ISO 8601 time") from e
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=zone)
-    return parsed.astimezone(UTC)
-
-
 @dataclass(frozen=True)
 class LogReading:
     """A corrections log as far as it could be read: its valid rows and what was wrong."""
@@ -136,7 +99,7 @@ def _correction(
     if values["action"] in IMAGE_ACTIONS + CAMERA_ACTIONS and not values["image_id"]:
         raise ConfigError(f"{where}: {values['action']} needs an image_id")
     times = {
-        column: _utc(values[column], where, column, timezone, race_start)
+        column: local_instant(values[column], f"{where}: {column}", timezone, race_start)
         for column in ("passed_at", "decided_at")
     }
     return Correction(**(values | times))

@@ -15,7 +15,7 @@ import io
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -236,8 +236,38 @@ def _as_written(value: Any, where: str) -> datetime:
     return parsed
 
 
-def parse_instant(value: Any, where: str) -> datetime:
-    return _as_written(value, where).astimezone(UTC)
+def local_instant(
+    text: str, where: str, timezone: str, race_start: datetime | None
+) -> datetime | None:
+    """A time a timer writes (a corrections log's, `--as-of`) as UTC; None for no text. One
+    without a UTC offset is the race's local time (the course's timezone), as a camera's
+    without one is: a timer typing 10:42:07 reads the race's clock, and taken as UTC it
+    moved the passage by the zone's offset (two hours in Oslo in May); a time of day alone
+    is on the race's day. The dashboard writes every time with its date and offset."""
+    if not text:
+        return None
+    zone = ZoneInfo(timezone)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as e:
+        parsed = _on_race_day(text, where, zone, race_start)
+        if parsed is None:
+            raise ConfigError(f"{where} '{text}' is not an ISO 8601 time") from e
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=zone)
+    return parsed.astimezone(UTC)
+
+
+def _on_race_day(text: str, where: str, zone: ZoneInfo, start: datetime | None) -> datetime | None:
+    """A time of day alone (10:42:07, as the dashboard's time field takes it) on the race's
+    day, its start's date in the race's timezone; None where the text is no time of day."""
+    try:
+        clock = time.fromisoformat(text)
+    except ValueError:
+        return None
+    if start is None:  # a log read without its course: the day is not guessed
+        raise ConfigError(f"{where} '{text}' is a time of day: give its date too")
+    return datetime.combine(start.astimezone(zone).date(), clock, clock.tzinfo or zone)
 
 
 def _offset_text(offset: timedelta) -> str:
