@@ -8,7 +8,7 @@ from datetime import datetime
 from apache_beam.options.pipeline_options import PipelineOptions, PipelineOptionsT, StandardOptions
 
 from dashboard.settings import results_log
-from transforms.corrections import Correction, load_corrections
+from transforms.corrections import Correction, load_corrections, read_corrections_leniently
 from transforms.course import (
     Athlete,
     ConfigError,
@@ -123,13 +123,10 @@ class RaceConfig:
         self.course: Course = load_course(opts.course)
         self.athletes: tuple[Athlete, ...] = load_start_list(opts.start_list)
         check_waves(self.course, self.athletes, opts.start_list)
-        corrections = opts.corrections or (
-            None if opts.view_as(StandardOptions).streaming else _dashboards_log(self.out)
-        )
+        streaming = opts.view_as(StandardOptions).streaming
+        corrections = opts.corrections or (None if streaming else _dashboards_log(self.out))
         self.corrections: tuple[Correction, ...] = (
-            load_corrections(corrections, self.course.timezone, self.course.start)
-            if corrections
-            else ()
+            decisions(corrections, self.course, streaming) if corrections else ()
         )
         self.course_file: str = _absolute(opts.course)
         self.start_list_file: str = _absolute(opts.start_list)
@@ -139,6 +136,16 @@ class RaceConfig:
         self.as_of: datetime | None = local_instant(
             opts.as_of, "--as-of", self.course.timezone, self.course.start
         )
+
+
+def decisions(log: str, course: Course, live: bool) -> tuple[Correction, ...]:
+    """The corrections log's decisions. A batch run refuses a bad line in one line (exit 2),
+    so no result silently drops a decision; a live run, restarted mid-race, takes the valid
+    rows as it does at each poll, which names the lines it leaves out (pipeline/live.py):
+    one mistyped line stopped the race's timing until someone found it."""
+    if live:
+        return read_corrections_leniently(log, course.timezone, course.start).corrections
+    return load_corrections(log, course.timezone, course.start)
 
 
 def run_inputs(cfg: RaceConfig) -> dict[str, str | None]:

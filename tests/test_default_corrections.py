@@ -67,6 +67,22 @@ def test_live_run__reads_the_log_itself(race: Path, tmp_path: Path) -> None:
     assert cfg.corrections_file is None
 
 
+def test_live_run__restarted_over_a_mistyped_line_takes_the_valid_rows(
+    race: Path, tmp_path: Path
+) -> None:
+    # A live run restarted mid-race with --corrections refused to start over one mistyped
+    # line (exit 2), though it leaves such a line out at each poll and says so: the race's
+    # timing stopped until someone found the line. A batch run still refuses it.
+    log = tmp_path / "decisions.csv"
+    log.write_text(LOG + ",dsq,,,,2026-05-01T12:01:00+00:00,ref\n", encoding="utf-8")
+
+    cfg = _config(race, tmp_path, f"--corrections={log}", "--streaming")
+
+    assert [(c.action, c.bib) for c in cfg.corrections] == [("dsq", "101")]
+    with pytest.raises(ConfigError, match="line 3: dsq needs a bib"):
+        _config(race, tmp_path, f"--corrections={log}")
+
+
 def test_batch_run__the_log_the_last_run_recorded_is_applied(race: Path, tmp_path: Path) -> None:
     """`racelens run --corrections decisions.csv`, the dashboard then appending to that log
     (the one run.json records), then a backfill run without --corrections."""
