@@ -105,15 +105,18 @@ class Course:
     def closes(self) -> tuple[datetime, ...]:
         """Every time the course closes for some athletes (the race start's and each wave's),
         in order."""
-        ids = [None] + [w.id for w in self.waves]
-        return tuple(sorted({c for c in map(self.close_of, ids) if c is not None}))
+        return tuple(sorted({c for c in map(self.close_of, self._start_ids()) if c is not None}))
 
     def status_changes(self) -> tuple[datetime, ...]:
         """Every time statuses change with no photo arriving, in order: each start closing
         (athletes not seen, waiting until then, are dns) and each close (those still out are
         dnf). A live leaderboard is published again at each."""
-        starts = {self.start_closes(w) for w in [None] + [w.id for w in self.waves]}
+        starts = set(map(self.start_closes, self._start_ids()))
         return tuple(sorted(starts | set(self.closes())))
+
+    def _start_ids(self) -> list[str | None]:
+        """The race's start (None: athletes of no wave) and each wave's."""
+        return [None] + [w.id for w in self.waves]
 
     @property
     def last_close(self) -> datetime | None:
@@ -144,8 +147,7 @@ class Course:
         time before, the front row waits on the line) until the last gun plus a field's time
         to cross the start and the slowest plausible run to it (max_pace_s_per_km). A photo at
         one place with other stations (a loop's start and finish) is placed by it."""
-        every = [self.start, *(w.start for w in self.waves)]
-        guns = every if wave_ids is None else [self.wave_start(w) for w in wave_ids]
+        guns = [self.wave_start(w) for w in (self._start_ids() if wave_ids is None else wave_ids)]
         first, station = self.stations[0], self.station(station_id)
         km = station.km - first.km
         earliest = min(guns) + timedelta(seconds=km * self.settings.min_pace_s_per_km)
