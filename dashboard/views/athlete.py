@@ -123,14 +123,13 @@ def pending_decision(
     return latest if at is not None and at > written else None
 
 
-def official_decision(bib: str, settings: Settings) -> None:
-    """Disqualify, retire or reinstate the athlete: logged as the review page logs it."""
+def official_decision(bib: str, settings: Settings, log: tuple[Correction, ...]) -> None:
+    """Disqualify, retire or reinstate the athlete: logged as the review page logs it (`log`:
+    its decisions so far)."""
     notice = st.session_state.pop(NOTICE, None)
     if notice is not None:
         (st.success if notice[0] else st.error)(notice[1])
-    standing = standing_decision(
-        bib, data.corrections(settings.corrections, settings.out).corrections
-    )
+    standing = standing_decision(bib, log)
     if standing is not None:
         st.text(f"{standing.action.upper()} by {standing.by or 'an official'}.")
     name = ui.official_name()
@@ -198,7 +197,7 @@ show_result(athlete, pending)
 if pending is not None:
     st.caption(RETIMING)
     ui.rerun_on_change(os.path.join(settings.out, LEADERBOARD_FILE), board_version)
-official_decision(athlete["bib"], settings)
+official_decision(athlete["bib"], settings, log)
 st.subheader("Passages and splits")
 passages = data.passages(settings.out)
 st.dataframe(board.passages_table(athlete, passages, race), hide_index=True)
