@@ -52,6 +52,7 @@ from transforms.photos import (
     analysis_models,
     list_photos,
 )
+from transforms.placing import IdentifyAtSharedPlaces
 from transforms.results import BuildLeaderboard
 from transforms.splits import CheckedUntil, CheckSplits
 from transforms.write import IMAGES_FILE, WriteResults
@@ -161,14 +162,16 @@ def time_race(
         if faces_on(cfg)
         else None
     )
-    identified = deduped | "IdentifyAthletes" >> identify_athletes(cfg, known, gallery, held)
+    identified = deduped | "IdentifyAthletes" >> IdentifyAtSharedPlaces(
+        course, cfg.athletes, identify_athletes(cfg, known, gallery, held)
+    )
     # A station's photos held as too late are one item (as the live modes give them), and
     # the athletes read on them are not missing at that station.
-    photo_review, on_held = identified.review, None
+    photo_review, on_held = identified["review"], None
     if held:
-        photo_review = identified.review | "LateBatches" >> LateBatches()
+        photo_review = identified["review"] | "LateBatches" >> LateBatches()
         on_held = photo_review | "OnHeldPhotos" >> beam.FlatMap(held_athletes)
-    merged = identified.sightings | "PassagesPerStation" >> PassagesPerStation(
+    merged = identified["sightings"] | "PassagesPerStation" >> PassagesPerStation(
         settings.merge_window_s, settings.allowed_lateness_s
     )
     checked = merged | "CheckSplits" >> CheckSplits(course, cfg.athletes, on_held)
@@ -181,17 +184,20 @@ def time_race(
     leaderboard = counted | "BuildLeaderboard" >> BuildLeaderboard(
         course, cfg.athletes, cfg.as_of, official_statuses(cfg.corrections)
     )
-    stations = (identified.photos, passages) | "StationHealth" >> StationHealth(
+    stations = (identified["photos"], passages) | "StationHealth" >> StationHealth(
         settings.health_window_s
     )
-    health_review = (stations, identified.photos) | "ReviewStationHealth" >> ReviewStationHealth()
+    health_review = (
+        stations,
+        identified["photos"],
+    ) | "ReviewStationHealth" >> ReviewStationHealth()
     return {
-        "images": identified.photos,
+        "images": identified["photos"],
         "passages": passages,
         "review": (photo_review, checked.review, health_review) | "AllReview" >> beam.Flatten(),
         "leaderboard": leaderboard,
         "stations": stations,
-        "athlete_photos": (identified.sightings, passages, identified.photos)
+        "athlete_photos": (identified["sightings"], passages, identified["photos"])
         | "AthletePhotos" >> AthletePhotos(),
     } | "WriteResults" >> WriteResults(cfg.out, course)
 

@@ -50,6 +50,7 @@ from transforms.passages import (
     silent_windows,
     station_row,
 )
+from transforms.placing import is_asked, place_by_own_passages
 from transforms.records import Photo, Sighting
 from transforms.results import build_leaderboard
 from transforms.splits import Arrivals, check_athlete
@@ -227,11 +228,20 @@ def identify_all(
         else None
     )
     face_rule = FaceRule(settings.face_threshold, settings.face_margin)
-    identified = [
-        identify_photo(p, known, settings.review_threshold, decisions, gallery, face_rule)
-        for p in deduped
-    ]
-    return late_batches(hold_too_late(i) if i.photo.path in held else i for i in identified)
+
+    def identified(photos: Iterable[Photo]) -> list[Identified]:
+        return [
+            identify_photo(p, known, settings.review_threshold, decisions, gallery, face_rule)
+            for p in photos
+        ]
+
+    # IdentifyAtSharedPlaces: photos at a place of several stations that their time left
+    # ambiguous are placed by the passages of the other photos, then identified.
+    asked = [p for p in deduped if is_asked(p, known, settings.review_threshold)]
+    others = identified(p for p in deduped if not is_asked(p, known, settings.review_threshold))
+    theirs = passages_per_station([s for i in others for s in i.sightings], settings.merge_window_s)
+    placed = identified(place_by_own_passages(asked, theirs, cfg.course, waves))
+    return late_batches(hold_too_late(i) if i.photo.path in held else i for i in others + placed)
 
 
 def arrivals_of(

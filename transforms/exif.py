@@ -24,7 +24,7 @@ from PIL import Image
 
 from transforms.corrections import AMBIGUOUS_STATION
 from transforms.course import Course
-from transforms.identify import as_listed, best_reads, listed_reads
+from transforms.identify import sure_bibs
 from transforms.records import REJECTED, ExifFacts, Photo
 
 _EXIF_IFD = 0x8769
@@ -190,9 +190,8 @@ def by_waves(
     after wave A's gun, as wave B leaves, wave A's runners are finishing and wave B's
     starting. None where no bib of the start list (`waves`: bib -> wave) is read surely, or
     their waves leave several stations (both waves on the photo)."""
-    threshold = course.settings.review_threshold
-    reads = listed_reads(as_listed(best_reads(photo.facts.bibs), frozenset(waves)))
-    wave_ids = {waves[r.bib] or None for r in reads if r.confidence >= threshold}
+    bibs = sure_bibs(photo, frozenset(waves), course.settings.review_threshold)
+    wave_ids = {waves[bib] or None for bib in bibs}
     return by_time(photo.facts.exif, stations, course, wave_ids) if wave_ids else None
 
 
@@ -209,6 +208,12 @@ def place_in_race(photo: Photo, course: Course, waves: Mapping[str, str] | None 
         if station_id is None:
             reason = AMBIGUOUS_STATION if len(tied) > 1 else "unknown_station"
             return replace(photo, status=REJECTED, reason=reason)
+    return time_at_station(photo, station_id, course)
+
+
+def time_at_station(photo: Photo, station_id: str, course: Course) -> Photo:
+    """The photo at the station, with its UTC time by that station's (or its camera's)
+    clock; rejected as bad_exif where it has no usable time or one days off the race."""
     try:
         exif = photo.facts.exif
         offset = course.photo_clock_offset_s(station_id, exif.serial, exif.camera)

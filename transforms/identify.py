@@ -88,6 +88,13 @@ def listed_reads(mapped: list[BibSeen | None]) -> list[BibSeen]:
     return best_reads(tuple(m for m in mapped if m is not None))
 
 
+def sure_bibs(photo: Photo, known: frozenset[str], threshold: float) -> list[str]:
+    """The listed bibs read surely on the photo (at `threshold` or above), surest first:
+    those that may place a photo a station's place and time cannot (transforms.exif)."""
+    reads = listed_reads(as_listed(best_reads(photo.facts.bibs), known))
+    return [r.bib for r in reads if r.confidence >= threshold]
+
+
 def _sighting(
     photo: Photo, bib: str, confidence: float, method: str, confirmed: bool, official: bool = False
 ) -> Sighting:
