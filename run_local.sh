@@ -28,10 +28,14 @@ if [ "$LIVE" = 1 ]; then
   .venv/bin/racelens run --streaming --images "$DEMO/live-images" "${RACE[@]}" \
     --out "$DEMO/live-results" &
   live_pid=$!
+  # Ctrl-C stops the drip, not the live run: bash has a script's background job ignore it.
+  # The script ends the live run as at the drip's end (complete outputs), then stops.
+  trap 'kill -TERM "$live_pid" 2>/dev/null; wait "$live_pid"; exit 130' INT TERM
   .venv/bin/python -m pipeline.drip drip "$DEMO/images" "$DEMO/live-images" \
     ${DRIP_SECONDS:+--seconds "$DRIP_SECONDS"}
   kill -TERM "$live_pid"  # the live run takes in what is left, writes complete outputs, exits
   wait "$live_pid"
+  trap - INT TERM
   echo "== batch run over the same files (reusing the live run's photo facts)"
   .venv/bin/racelens run --images "$DEMO/live-images" "${RACE[@]}" --out "$DEMO/batch-results" \
     --facts "$DEMO/live-results/facts" --no-progress >/dev/null

@@ -784,11 +784,6 @@ def _parser() -> OneLineParser:
 
 
 def _configure_logging() -> None:
-    # Importing Beam warns on the root logger that apitools (a GCP extra) is missing, which
-    # is noise for a local race; import it quietly, then log warnings in our own format.
-    logging.basicConfig(level=logging.ERROR, force=True)
-    import apache_beam  # noqa: F401
-
     logging.basicConfig(
         level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True
     )
@@ -809,9 +804,10 @@ def _without_beams_worker_noise(record: logging.LogRecord) -> bool:
 def main(argv: list[str] | None = None) -> int:
     if argv is not None:  # a call from other code, which keeps its own handling of Ctrl-C
         return _main(argv, own_process=False)
-    signal.signal(signal.SIGINT, _noting_ctrl_c)
-    for each in (signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(each) is not signal.SIG_IGN:  # nohup's SIGHUP stays ignored
+    for each in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        # Ignored stays ignored: nohup's SIGHUP, and Ctrl-C for a script's background job,
+        # which the script ends its own way (run_local.sh --live: SIGTERM).
+        if signal.getsignal(each) is not signal.SIG_IGN:
             signal.signal(each, _noting_ctrl_c)
     try:
         return _main(sys.argv[1:], own_process=True)

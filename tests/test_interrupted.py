@@ -540,6 +540,39 @@ def test_live__an_ssh_session_dropped_completes_the_outputs_and_exits_0(
     assert results(out) == results(uninterrupted)
 
 
+def as_a_scripts_background_job_starts_it() -> None:
+    """In the child: Ctrl-C ignored, as bash leaves it for a command a script runs with `&`."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def test_live__started_in_a_scripts_background_ctrl_c_is_the_scripts_and_sigterm_ends_it(
+    race: Path, uninterrupted: Path, tmp_path: Path
+) -> None:
+    # Ctrl-C at the terminal reaches the whole group: the script's foreground command and
+    # its background jobs. racelens took it where bash had set it aside for the script, so
+    # the script could not keep its live run going past a Ctrl-C of its own command.
+    out = tmp_path / "out"
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *live_argv(race, out)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        process_group=0,
+        preexec_fn=as_a_scripts_background_job_starts_it,
+    )
+    first = launcher.stderr.readline()
+    assert first.startswith("racelens: watching "), first + launcher.communicate()[1]
+    os.killpg(launcher.pid, signal.SIGINT)
+    with pytest.raises(subprocess.TimeoutExpired):
+        launcher.wait(timeout=3)
+    launcher.send_signal(signal.SIGTERM)  # as run_local.sh --live ends it
+    _, err = launcher.communicate(timeout=WAIT_S)
+    assert launcher.returncode == 0, err
+    assert "live: stopping; taking in the files present" in err, err
+    assert stored(out) == stored(uninterrupted)
+
+
 def test_live__a_second_ctrl_c_ends_a_stuck_update_at_once_in_one_line(
     race: Path, tmp_path: Path
 ) -> None:
@@ -690,6 +723,7 @@ def test_main__ctrl_c_turned_into_an_import_error_is_one_line_exit_130() -> None
         capture_output=True,
         text=True,
         timeout=WAIT_S,
+        preexec_fn=as_a_terminal_starts_it,
     )
     assert (done.returncode, done.stderr) == (130, "racelens: interrupted\n"), done.stderr
 
