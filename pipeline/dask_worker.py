@@ -5,18 +5,7 @@ from __future__ import annotations
 
 import logging
 
-# Importing Beam warns on the root logger that apitools (a GCP extra) is missing: a line on
-# the terminal from every worker, noise for a local race. The launcher imports Beam quietly
-# too (pipeline/cli.py); the level is the worker's own again after.
-_root = logging.getLogger()
-_level = _root.level
-_root.setLevel(logging.ERROR)
-try:
-    import apache_beam  # noqa: F401
-finally:
-    _root.setLevel(_level)
-
-from transforms.write import NoRoom  # noqa: E402 - after Beam's quiet import
+from transforms.write import NoRoom
 
 # A task that found the disk full: the launcher ends the run with one line naming the folder
 # (pipeline/interrupted.py), which Dask's report of the failed task would only precede.

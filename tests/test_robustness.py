@@ -551,6 +551,19 @@ def test_drip__a_source_that_is_no_folder_a_target_inside_it_and_missing_results
     assert not (tmp_path / "live").exists() and not (images / "live").exists()
 
 
+def test_drip__as_a_command_prints_its_outcome_alone(tmp_path: Path) -> None:
+    # Importing Beam (through the EXIF reading) warned that apitools was missing: the live
+    # demo's last lines on a new user's terminal were that warning and the comparison.
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.jpg").write_bytes(encoded("JPEG", good(8)))
+    argv = ["drip", str(tmp_path / "images"), str(tmp_path / "live"), "--seconds", "0"]
+    dripped = subprocess.run(
+        [sys.executable, "-m", "pipeline.drip", *argv], capture_output=True, text=True, cwd=REPO
+    )
+    assert (dripped.returncode, dripped.stdout, dripped.stderr) == (0, "", "")
+    assert (tmp_path / "live" / "a.jpg").is_file()
+
+
 SEEDS = [encoded("JPEG", good(8), gps=BAD_GPS, maker_note=noise(64)), encoded("PNG", good(9))]
 
 
