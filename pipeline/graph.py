@@ -3,8 +3,9 @@
 Photos are read and analysed one by one (hash, EXIF tags, perceptual hash,
 quality, bib reads, faces; facts stored by image_id), then timed as a race: EXIF
 gives each photo its station and event time, duplicates are marked, bib
-reads are checked against the start list, faces without a read bib are matched
-against a gallery of the athletes' faces, sightings of a bib at a station
+reads are checked against the start list (a photo at a spot the course passes twice
+that its time cannot place is placed by its athletes' own passages), faces without a
+read bib are matched against a gallery of the athletes' faces, sightings of a bib at a station
 merge into one passage per session window, implausible splits and cameras in
 bad health go to review, and the leaderboard, the review queue, station health and each athlete's
 photos are written as Parquet (and the results as CSV).

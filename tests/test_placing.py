@@ -56,7 +56,7 @@ STATIONS = (
     Station("finish", "Finish", 10.0, 59.94, 10.79),
 )
 COURSE = make_course(stations=STATIONS, waves=(Wave("A", GUN),))
-WAVES = {"101": "A", "102": "A", "103": "A"}
+WAVES = {"101": "A", "102": "A", "103": "A", "104": "A"}
 CFG = SimpleNamespace(
     course=COURSE,
     athletes=tuple(athlete(bib) for bib in WAVES),
@@ -144,6 +144,20 @@ def test_identify_all__a_live_run_places_the_photo_once_the_earlier_passage_arri
     assert _placed([back, at_spot("a", 10 * 60, "101")])["b"] == ("back7", None)
 
 
+def test_identify_all__an_athletes_two_photos_at_the_spot_are_out_then_back() -> None:
+    # 103 is seen nowhere else: of two photos 20 min apart, the first is the way out and the
+    # second the way back (one station twice, or back before out, is no runner's). Failed
+    # before (both ambiguous_station), passes.
+    placed = _placed([at_spot("o", 22 * 60, "103"), at_spot("b", 42 * 60, "103")])
+    assert (placed["o"], placed["b"]) == (("out3", None), ("back7", None))
+
+
+def test_identify_all__a_burst_at_the_spot_is_one_passage_of_either_way() -> None:
+    # Two frames 2 s apart are one passage: which way, nothing tells.
+    placed = _placed([at_spot("o", 30 * 60, "103"), at_spot("p", 30 * 60 + 2, "103")])
+    assert placed["o"] == placed["p"] == (None, AMBIGUOUS_STATION)
+
+
 def test_identify_all__a_misread_passage_decides_nothing() -> None:
     # 101's start (0 min) and finish (50 min) are sure, so is a misread "101" in out3's
     # folder at 2 min (3 km in 2 min): their other passages leave it out, as CheckSplits
@@ -161,28 +175,41 @@ def test_identify_all__a_misread_passage_decides_nothing() -> None:
 
 
 def test_place_by_own_passages__per_athlete_then_per_photo() -> None:
-    back, both = ambiguous("b", 30 * 60, "101"), ambiguous("x", 27 * 60, "101", "102")
-    unread = ambiguous("u", 40 * 60)
-    passages = [passage("101", "out3", 600), passage("102", "start", 720, image_id="c")]
+    # 101 and 103 were at out3 at 10 min, 102 started at 12: 101 is coming back, the photo
+    # of 103 and 102 is either's way (they disagree), nobody is read on the next; 104,
+    # seen nowhere else, is on two photos 20 min apart: out, then back.
+    back, both = ambiguous("b", 30 * 60, "101"), ambiguous("x", 27 * 60, "103", "102")
+    unread, out, again = (
+        ambiguous("u", 40 * 60),
+        ambiguous("o", 22 * 60, "104"),
+        ambiguous("a", 42 * 60, "104"),
+    )
+    photos = [back, both, unread, out, again]
+    passages = [
+        passage("101", "out3", 600),
+        passage("103", "out3", 600),
+        passage("102", "start", 720, image_id="c"),
+    ]
+    expected = [
+        (back.path, "back7", at(30 * 60), None),
+        (both.path, None, None, AMBIGUOUS_STATION),
+        (unread.path, None, None, AMBIGUOUS_STATION),
+        (out.path, "out3", at(22 * 60), None),
+        (again.path, "back7", at(42 * 60), None),
+    ]
     with TestPipeline() as p:
         placed = (
-            p | "Photos" >> beam.Create([back, both, unread]),
+            p | "Photos" >> beam.Create(photos),
             p | "Passages" >> beam.Create(passages),
         ) | PlaceByOwnPassages(COURSE, WAVES)
-        assert_that(
-            placed | beam.Map(lambda p: (p.path, p.station_id, p.taken_at, p.reason)),
-            equal_to(
-                [
-                    (back.path, "back7", at(30 * 60), None),
-                    (both.path, None, None, AMBIGUOUS_STATION),
-                    (unread.path, None, None, AMBIGUOUS_STATION),
-                ]
-            ),
-        )
-    # The same as the live modes place them.
-    assert place_by_own_passages([back, both, unread], passages, COURSE, WAVES)[0].station_id == (
-        "back7"
-    )
+        assert_that(placed | beam.Map(_where), equal_to(expected))
+    # The live modes place them alike.
+    placed = place_by_own_passages(photos, passages, COURSE, WAVES)
+    assert list(map(_where, placed)) == expected
+
+
+def _where(photo: Photo) -> tuple[str, str | None, datetime | None, str | None]:
+    return photo.path, photo.station_id, photo.taken_at, photo.reason
 
 
 def test_identify_at_shared_places__the_placed_photo_is_identified_and_not_reviewed() -> None:
@@ -213,30 +240,25 @@ def test_identify_at_shared_places__the_placed_photo_is_identified_and_not_revie
 @given(
     crossing=st.integers(0, 900),
     paces=st.lists(st.integers(150, 1800), min_size=3, max_size=3),
-    back=st.booleans(),
-    known=st.sets(st.sampled_from(["start", "other", "finish"])),
+    seen=st.sets(st.sampled_from(["start", "out3", "back7", "finish"]), min_size=1),
 )
-def test_place_by_own_passages__never_places_a_runner_where_they_were_not(
-    crossing: int, paces: list[int], back: bool, known: set[str]
+def test_identify_all__never_places_a_runner_where_they_were_not(
+    crossing: int, paces: list[int], seen: set[str]
 ) -> None:
-    # A runner within the pace limits, seen at some of their other stations: their photo at
-    # the spot is placed where they were, or left to an official; never at the other one.
-    start = crossing
-    out3 = start + 3 * paces[0]
+    # A runner within the pace limits, photographed at some stations (at the spot by GPS
+    # only): each photo is placed where they were, or left to an official; never at the
+    # spot's other station. Both photos at the spot and the start decide them all.
+    out3 = crossing + 3 * paces[0]
     back7 = out3 + 4 * paces[1]
-    times = {"start": start, "out3": out3, "back7": back7, "finish": back7 + 3 * paces[2]}
-    true, other = ("back7", "out3") if back else ("out3", "back7")
-    named = {"start": "start", "other": other, "finish": "finish"}
-    passages = [passage("101", named[k], times[named[k]]) for k in known]
-    shot = place_in_race(at_spot("x", times[true], "101"), COURSE, WAVES)
-    if shot.station_id is not None:  # its time alone placed it
-        assert shot.station_id == true
-        return
-    [placed] = place_by_own_passages([shot], passages, COURSE, WAVES)
-    assert placed.station_id in (None, true)
-    # Their passage at the spot's other station decides, where their start shows it theirs.
-    if {"other", "start"} <= known:
-        assert placed.station_id == true
+    times = {"start": crossing, "out3": out3, "back7": back7, "finish": back7 + 3 * paces[2]}
+    photos = [
+        at_spot(s, times[s], "101") if s in ("out3", "back7") else in_folder(s, s, times[s], "101")
+        for s in seen
+    ]
+    placed = _placed(photos)
+    assert all(placed[s][0] in (None, s) for s in seen)
+    if {"start", "out3", "back7"} <= seen:
+        assert (placed["out3"][0], placed["back7"][0]) == ("out3", "back7")
 
 
 # --- A real run -------------------------------------------------------------------------------

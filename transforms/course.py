@@ -155,6 +155,14 @@ class Course:
         latest = max(guns) + timedelta(seconds=crossing + km * self.settings.max_pace_s_per_km)
         return (None if station == first else earliest, latest)
 
+    def can_pass(
+        self, station_id: str, at: datetime, wave_ids: Iterable[str | None] | None = None
+    ) -> bool:
+        """Could athletes (of `wave_ids`; None: of every wave) pass the station at `at`, by
+        its passing_window?"""
+        earliest, latest = self.passing_window(station_id, wave_ids)
+        return (earliest is None or earliest <= at) and at <= latest
+
     def photo_clock_offset_s(self, station_id: str, serial: str | None, name: str | None) -> float:
         """What to add to a photo's EXIF time: its camera's own clock_offset_s where the course
         gives one (a camera's clock is its own wherever its photos are placed), else that of

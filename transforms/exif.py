@@ -176,8 +176,7 @@ def by_time(
             taken_at = parse_taken_at(exif, course.timezone, offset)
         except (ValueError, OverflowError):
             return None
-        earliest, latest = course.passing_window(station_id, wave_ids)
-        if (earliest is None or earliest <= taken_at) and taken_at <= latest:
+        if course.can_pass(station_id, taken_at, wave_ids):
             fits.append(station_id)
     return fits[0] if len(fits) == 1 else None
 

@@ -11,14 +11,18 @@ of the stations its time fits for their wave, those their sure passages elsewher
 between stations). The photo is placed where every such athlete allows exactly one
 station; where any allows several or they disagree, it stays for an official, as before.
 
-Only passages from other photos decide (a photo placed here places no other), so the
-answer does not depend on the order photos are looked at. A live run times the race again
-at each update: a photo whose athlete's earlier passage has not arrived yet waits in the
-review queue as ambiguous_station, and is placed at the update after that passage comes.
+An athlete's photos at the spot are judged together: two of them 20 minutes apart are the
+way out and the way back, whatever else is known. A photo placed here places no photo of
+another athlete, so the answer does not depend on the order photos are looked at. A live
+run times the race again at each update: a photo whose athlete's earlier passage has not
+arrived yet waits in the review queue as ambiguous_station, and is placed at the update
+after that passage comes.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -28,14 +32,17 @@ from apache_beam.transforms.window import TimestampedValue
 
 from transforms.corrections import AMBIGUOUS_STATION
 from transforms.course import Athlete, Course, waves_by_bib
-from transforms.exif import by_time, nearest_stations, time_at_station
+from transforms.exif import nearest_stations, time_at_station
 from transforms.identify import IdentifyAthletes, sure_bibs
 from transforms.passages import Passage, PassagesPerStation
 from transforms.records import REJECTED, Photo
 from transforms.splits import plausible, plausible_chain
 
-# (photo path, the stations one athlete read on it allows)
-Verdict = tuple[str, frozenset[str]]
+# A station and a time an athlete was (or may have been) there.
+Place = tuple[str, datetime]
+# (photo path, the places, each a station and the photo's time by its clock, one athlete
+# read on it allows)
+Verdict = tuple[str, frozenset[Place]]
 
 
 def is_asked(photo: Photo, known: frozenset[str], threshold: float) -> bool:
@@ -48,36 +55,36 @@ def is_asked(photo: Photo, known: frozenset[str], threshold: float) -> bool:
     )
 
 
-def _allows(course: Course, station_id: str, at: datetime, p: Passage) -> bool:
-    """Could the athlete of passage `p` be at the station at `at`? At p's own station only
-    within the merge window of p (the same passage: a runner passes a station once);
-    elsewhere at a plausible pace, before or after p in course order."""
-    if p.station_id == station_id:
-        return abs((at - p.passed_at).total_seconds()) <= course.settings.merge_window_s
-    here, there = course.station(station_id), course.station(p.station_id)
-    if course.station_ids.index(p.station_id) < course.station_ids.index(station_id):
-        return plausible(course, there.km, p.passed_at, here.km, at)
-    return plausible(course, here.km, at, there.km, p.passed_at)
+# How many placings of one athlete's asked photos are tried together; past it (a runner on
+# dozens of photos at the spot, never seen elsewhere) each photo is judged alone.
+MAX_PLACINGS = 256
 
 
-def allowed_stations(
-    photo: Photo, course: Course, wave: str | None, passages: Iterable[Passage]
-) -> frozenset[str]:
-    """Of the stations at the photo's place whose time window fits an athlete of `wave`, the
-    ones where the athlete's sure passages (`passages`: theirs, from other photos) allow
-    them to be when it was taken. A passage the athlete's other passages contradict (a
-    misread bib) is left out, as CheckSplits leaves it out of the results."""
-    sure = [p for p in passages if not p.needs_review]
-    chain = [sure[i] for i in plausible_chain(sure, course, course.wave_start(wave))]
-    exif = photo.facts.exif
-    allowed = set()
-    for station_id in nearest_stations(exif, course):
-        timed = time_at_station(photo, station_id, course)
-        if by_time(exif, [station_id], course, [wave]) != station_id or timed.taken_at is None:
-            continue
-        if all(_allows(course, station_id, timed.taken_at, p) for p in chain):
-            allowed.add(station_id)
-    return frozenset(allowed)
+def _allows(course: Course, here: Place, there: Place) -> bool:
+    """Could one runner be at both places? At one station only within the merge window (the
+    same passage: a runner passes a station once); at two at a plausible pace between them,
+    in course order."""
+    (station_id, at), (other_id, other_at) = here, there
+    if other_id == station_id:
+        return abs((at - other_at).total_seconds()) <= course.settings.merge_window_s
+    a, b = sorted((here, there), key=lambda place: course.station_ids.index(place[0]))
+    return plausible(course, course.station(a[0]).km, a[1], course.station(b[0]).km, b[1])
+
+
+def _fitting_places(photo: Photo, course: Course, wave: str | None) -> list[Place]:
+    """The stations at the photo's place whose passing window, for an athlete of `wave`,
+    holds the photo's time by that station's clock, with that time."""
+    places = []
+    for station_id in nearest_stations(photo.facts.exif, course):
+        at = time_at_station(photo, station_id, course).taken_at
+        if at is not None and course.can_pass(station_id, at, [wave]):
+            places.append((station_id, at))
+    return places
+
+
+def _consistent(places: Iterable[Place], course: Course) -> bool:
+    """Could one runner have been at every place?"""
+    return all(_allows(course, a, b) for a, b in itertools.combinations(places, 2))
 
 
 def verdicts_of(
@@ -87,21 +94,41 @@ def verdicts_of(
     course: Course,
     waves: Mapping[str, str],
 ) -> list[Verdict]:
-    """What one athlete's passages say of each asked photo they were read on."""
-    theirs = list(passages)
+    """What one athlete's passages say of each asked photo they were read on: the places
+    (station, time) it has in some placing of all those photos that fits their sure
+    passages (`passages`: theirs, from other photos) and each other. Two photos at the spot
+    20 minutes apart are the way out and the way back, whatever else is known. A passage
+    their other passages contradict (a misread bib) is left out, as CheckSplits leaves it
+    out of the results."""
     wave = waves.get(bib) or None
-    return [(p.path, allowed_stations(p, course, wave, theirs)) for p in photos]
+    sure = [p for p in passages if not p.needs_review]
+    chain = [sure[i] for i in plausible_chain(sure, course, course.wave_start(wave))]
+    known = [(p.station_id, p.passed_at) for p in chain]
+    photos = list(photos)
+    options = [
+        [o for o in _fitting_places(p, course, wave) if all(_allows(course, o, k) for k in known)]
+        for p in photos
+    ]
+    if math.prod(map(len, options)) > MAX_PLACINGS:
+        return [(p.path, frozenset(o)) for p, o in zip(photos, options, strict=True)]
+    allowed: list[set[Place]] = [set() for _ in photos]
+    for placing in itertools.product(*options):
+        if _consistent(placing, course):
+            for places, place in zip(allowed, placing, strict=True):
+                places.add(place)
+    return [(p.path, frozenset(a)) for p, a in zip(photos, allowed, strict=True)]
 
 
-def placed_by(photo: Photo, allowed: Iterable[frozenset[str]], course: Course) -> Photo:
-    """The photo at the one station every athlete read on it allows, with its time there;
-    as it was (ambiguous_station) where they allow none or several."""
+def placed_by(photo: Photo, allowed: Iterable[frozenset[Place]]) -> Photo:
+    """The photo at the one place (station, and its time by that station's clock) every
+    athlete read on it allows; as it was (ambiguous_station) where they allow none or
+    several."""
     allowed = list(allowed)
     common = frozenset.intersection(*allowed) if allowed else frozenset()
     if len(common) != 1:
         return photo
-    (station_id,) = common
-    return time_at_station(replace(photo, status=None, reason=None), station_id, course)
+    ((station_id, at),) = common
+    return replace(photo, station_id=station_id, taken_at=at, status=None, reason=None)
 
 
 def _asked_of_athletes(
@@ -129,11 +156,11 @@ def place_by_own_passages(
     theirs: dict[str, list[Passage]] = {}
     for p in passages:
         theirs.setdefault(p.bib, []).append(p)
-    allowed: dict[str, list[frozenset[str]]] = {p.path: [] for p in photos}
+    allowed: dict[str, list[frozenset[Place]]] = {p.path: [] for p in photos}
     for bib, on in asked.items():
-        for path, stations in verdicts_of(bib, on, theirs.get(bib, ()), course, waves):
-            allowed[path].append(stations)
-    return [placed_by(p, allowed[p.path], course) for p in photos]
+        for path, places in verdicts_of(bib, on, theirs.get(bib, ()), course, waves):
+            allowed[path].append(places)
+    return [placed_by(p, allowed[p.path]) for p in photos]
 
 
 class _Verdicts(beam.DoFn):
@@ -146,12 +173,10 @@ class _Verdicts(beam.DoFn):
         yield from verdicts_of(bib, joined["photos"], joined["passages"], self._course, self._waves)
 
 
-def _placed(
-    element: tuple[str, dict[str, list]], course: Course
-) -> Iterator[TimestampedValue | Photo]:
+def _placed(element: tuple[str, dict[str, list]]) -> Iterator[TimestampedValue | Photo]:
     _, joined = element
     for photo in joined["photo"]:
-        placed = placed_by(photo, joined["allowed"], course)
+        placed = placed_by(photo, joined["allowed"])
         # Stamped with its time where it has one now, as ParseExif stamps the photos it times.
         yield TimestampedValue(placed, placed.taken_at.timestamp()) if placed.taken_at else placed
 
@@ -186,7 +211,7 @@ class PlaceByOwnPassages(beam.PTransform):
         return (
             {"photo": whole | "ByPath" >> beam.Map(lambda p: (p.path, p)), "allowed": verdicts}
             | "PerPhoto" >> beam.CoGroupByKey()
-            | "Placed" >> beam.FlatMap(_placed, self._course)
+            | "Placed" >> beam.FlatMap(_placed)
         )
 
 
