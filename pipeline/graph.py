@@ -173,7 +173,7 @@ def time_race(
         photo_review = identified["review"] | "LateBatches" >> LateBatches()
         on_held = photo_review | "OnHeldPhotos" >> beam.FlatMap(held_athletes)
     merged = identified["sightings"] | "PassagesPerStation" >> PassagesPerStation(
-        settings.merge_window_s, settings.allowed_lateness_s
+        settings.merge_window_s, settings.allowed_lateness_s, course.last_at
     )
     checked = merged | "CheckSplits" >> CheckSplits(course, cfg.athletes, on_held)
     passages = checked.passages

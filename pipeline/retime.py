@@ -119,12 +119,15 @@ def dedup(
     return deduped
 
 
-def passages_per_station(sightings: list[Sighting], merge_window_s: float) -> list[Passage]:
-    """PassagesPerStation: a session window per (station, bib)."""
+def passages_per_station(
+    sightings: list[Sighting], merge_window_s: float, last_at: frozenset[str] = frozenset()
+) -> list[Passage]:
+    """PassagesPerStation: a session window per (station, bib); at the stations in
+    `last_at`, at the session's last photo."""
     sessions = group_in_windows(
         sightings, lambda s: (s.station_id, s.bib), lambda s: s.at, window.Sessions(merge_window_s)
     )
-    return [merge_sightings(group) for group in sessions.values()]
+    return [merge_sightings(group, last_at) for group in sessions.values()]
 
 
 def check_splits(
@@ -239,7 +242,9 @@ def identify_all(
     # ambiguous are placed by the passages of the other photos, then identified.
     asked = [p for p in deduped if is_asked(p, known, settings.review_threshold)]
     others = identified(p for p in deduped if not is_asked(p, known, settings.review_threshold))
-    theirs = passages_per_station([s for i in others for s in i.sightings], settings.merge_window_s)
+    theirs = passages_per_station(
+        [s for i in others for s in i.sightings], settings.merge_window_s, cfg.course.last_at
+    )
     placed = identified(place_by_own_passages(asked, theirs, cfg.course, waves))
     return late_batches(hold_too_late(i) if i.photo.path in held else i for i in others + placed)
 
@@ -311,5 +316,7 @@ def time_photos(
     """`time_race` without a pipeline; `live`: photos may still come, until `ended`."""
     identified = identify_all(photos, cfg, too_late)
     sightings = [s for i in identified for s in i.sightings]
-    passages = passages_per_station(sightings, cfg.course.settings.merge_window_s)
+    passages = passages_per_station(
+        sightings, cfg.course.settings.merge_window_s, cfg.course.last_at
+    )
     return results_of(identified, passages, cfg, live, ended)

@@ -75,11 +75,12 @@ def publish_snapshot(items: list[tuple[str, object]], cfg: RaceConfig) -> list[s
     # A photo that arrived too late never entered a passage window: where an official has
     # decided one since, the passages are merged from every sighting timed, as the windows
     # would have merged them.
+    last_at = cfg.course.last_at
     released = any(i.photo.path in late and i.sightings for i in identified)
     passages = (
-        passages_per_station(list(sightings), cfg.course.settings.merge_window_s)
+        passages_per_station(list(sightings), cfg.course.settings.merge_window_s, last_at)
         if released
-        else current_passages(panes, sightings)
+        else current_passages(panes, sightings, last_at)
     )
     timed = results_of(identified, passages, cfg, live=True)
     return write_results(timed.tables(), cfg.out, cfg.course)
@@ -138,7 +139,7 @@ class TimeLive(beam.PTransform):
             identified.sightings
             | "VisitsPerStation"
             >> VisitsPerStation(settings.merge_window_s, settings.allowed_lateness_s, self._early_s)
-            | "WithPane" >> beam.ParDo(WithPane())
+            | "WithPane" >> beam.ParDo(WithPane(cfg.course.last_at))
         )
         seen = {
             "Photos": photos | "Photos" >> beam.Map(lambda p: (PHOTO, p)),

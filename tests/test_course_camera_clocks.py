@@ -9,6 +9,7 @@ their EXIF header says "Apple iPhone 15" and a time 4 s late, the pixels are unt
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -30,14 +31,24 @@ EXIF_TIME = "%Y:%m:%d %H:%M:%S"
 def as_phone_photo(path: Path) -> None:
     """The photo as the phone would have written it: its make, model and serial, and its
     clock's time (PHONE_FAST_S late); the JPEG's pixels are kept byte for byte."""
+
+    def by_the_phone(exif: Image.Exif) -> None:
+        exif[MAKE], exif[MODEL] = PHONE[:2]
+        exif.get_ifd(EXIF_IFD)[BODY_SERIAL] = PHONE[2]
+
+    edit_exif(path, by_the_phone, timedelta(seconds=PHONE_FAST_S))
+
+
+def edit_exif(path: Path, edit: Callable[[Image.Exif], None], later: timedelta) -> None:
+    """Rewrites the photo's EXIF header (`edit` it, its time `later`); the JPEG's pixels are
+    kept byte for byte."""
     data = path.read_bytes()
     with Image.open(path) as image:
         exif = image.getexif()
     sub = exif.get_ifd(EXIF_IFD)
     taken = datetime.strptime(sub[DATETIME_ORIGINAL], EXIF_TIME)
-    sub[DATETIME_ORIGINAL] = (taken + timedelta(seconds=PHONE_FAST_S)).strftime(EXIF_TIME)
-    exif[MAKE], exif[MODEL] = PHONE[:2]
-    sub[BODY_SERIAL] = PHONE[2]
+    sub[DATETIME_ORIGINAL] = (taken + later).strftime(EXIF_TIME)
+    edit(exif)
     app1 = exif.tobytes()  # b"Exif\0\0" and the TIFF block
     assert data[2:4] == b"\xff\xe1" and data[6:10] == b"Exif", "the demo's APP1 comes first"
     old_end = 4 + int.from_bytes(data[4:6], "big")

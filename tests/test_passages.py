@@ -4,6 +4,7 @@ and the health of each station's camera per time window."""
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 from datetime import timedelta
 
 import apache_beam as beam
@@ -21,8 +22,10 @@ from tests.conftest import BLURRED, COVERED, PROPERTY, SHARP, at, passage, photo
 from transforms.course import Settings
 from transforms.passages import (
     Frame,
+    PassagePane,
     PassagesPerStation,
     StationHealth,
+    current_passages,
     frame_of,
     merge_sightings,
     silent_windows,
@@ -110,6 +113,36 @@ def test_merge_sightings__earliest_of_the_best_evidence_in_any_input_order(
     assert (merged.photos, merged.needs_review) == (len(set(sightings)), not confirmed)
 
 
+@PROPERTY
+@given(sightings=SIGHTINGS, data=st.data())
+def test_merge_sightings__last_crossing_is_the_latest_of_the_same_evidence(
+    sightings: list[Sighting], data: st.DataObject
+) -> None:
+    first, last = merge_sightings(sightings), merge_sightings(sightings, {"finish"})
+    assert merge_sightings(data.draw(st.permutations(sightings)), {"finish"}) == last
+    manual = [s for s in sightings if s.method == "manual"]
+    confirmed = [s for s in sightings if s.confirmed]
+    assert first.passed_at <= last.passed_at == max(s.at for s in manual or confirmed or sightings)
+    # Only the photo timing it moves: the evidence and what it says of the passage stay.
+    same = ("bib", "station_id", "confidence", "needs_review", "review_reason", "photos")
+    assert [getattr(last, f) for f in same] == [getattr(first, f) for f in same]
+    assert merge_sightings(sightings, {"cp1"}) == first, "another station's setting: first"
+
+
+def test_merge_sightings__last_crossing_keeps_the_evidence_rules() -> None:
+    approach = [sighting("101", t, confidence=0.9) for t in (10.0, 14.0, 18.0)]
+    weak_after = sighting("101", 21.0, confidence=0.5, confirmed=False)
+    face_at_line = sighting("101", 18.0, confidence=0.99, method="face_match")
+    merged = merge_sightings([*approach, weak_after, face_at_line], {"finish"})
+    # The weak read after may be the next runner: it never moves a confirmed passage. At
+    # the line's photo the surer read of it decides, as at the first photo.
+    assert (merged.passed_at, merged.method, merged.photos) == (at(18.0), "face_match", 5)
+    official = sighting("101", 12.0, confidence=1.0, method="manual")
+    assert merge_sightings([*approach, official], {"finish"}).passed_at == at(12.0)
+    only_weak = [replace(s, confirmed=False) for s in approach]
+    assert merge_sightings(only_weak, {"finish"}).passed_at == at(18.0)
+
+
 # --- PassagesPerStation, batch ----------------------------------------------------------------
 
 
@@ -161,6 +194,28 @@ def test_passages_per_station__default_merge_window_is_20_s() -> None:
         )
 
 
+def test_passages_per_station__a_last_crossing_station_times_the_visit_at_its_last_photo() -> None:
+    sightings = [
+        sighting("101", 0.0, station="start"),
+        sighting("101", 15.0, station="start"),  # shuffling to the line of a mass start
+        sighting("101", 28.0, station="start"),
+        sighting("101", 600.0, station="finish"),
+        sighting("101", 604.0, station="finish"),  # beside the line: its first photo
+    ]
+    with TestPipeline() as p:
+        passages = (
+            p
+            | beam.Create(sightings)
+            | PassagesPerStation(20.0, LATENESS_S, last_at=frozenset({"start"}))
+        )
+        assert_that(
+            passages,
+            equal_to(
+                [passage("101", "start", 28.0, photos=3), passage("101", "finish", 600.0, photos=2)]
+            ),
+        )
+
+
 # --- PassagesPerStation, streaming ------------------------------------------------------------
 
 
@@ -169,8 +224,10 @@ class _WithPane(beam.DoFn):
         yield p.passed_at, p.photos, pane.timing
 
 
-def _live(p: beam.Pipeline, stream: TestStream, lateness_s: float) -> beam.PCollection:
-    return p | stream | PassagesPerStation(20.0, lateness_s) | beam.ParDo(_WithPane())
+def _live(
+    p: beam.Pipeline, stream: TestStream, lateness_s: float, last_at: frozenset[str] = frozenset()
+) -> beam.PCollection:
+    return p | stream | PassagesPerStation(20.0, lateness_s, last_at) | beam.ParDo(_WithPane())
 
 
 def _streaming() -> PipelineOptions:
@@ -204,6 +261,36 @@ def test_passage_windows__late_upload_makes_the_passage_earlier() -> None:
                 ]
             ),
         )
+
+
+def test_passage_windows__late_upload_moves_a_last_crossing_passage_later() -> None:
+    # The phone facing the runners uploads its photo at the line after the on-time pane.
+    stream = (
+        TestStream()
+        .advance_watermark_to(at(0).timestamp())
+        .add_elements([_stamped(100.0, "approach")])
+        .advance_watermark_to(at(300).timestamp())
+        .add_elements([_stamped(108.0, "at-the-line")])
+        .advance_watermark_to_infinity()
+    )
+    with TestPipeline(options=_streaming()) as p:
+        assert_that(
+            _live(p, stream, LATENESS_S, frozenset({"finish"})),
+            equal_to(
+                [
+                    (at(100.0), 1, PaneInfoTiming.ON_TIME),
+                    (at(108.0), 2, PaneInfoTiming.LATE),
+                ]
+            ),
+        )
+
+
+def test_current_passages__merged_again_at_a_last_crossing_station_at_its_last_photo() -> None:
+    approach, line = sighting("101", 100.0), sighting("101", 108.0)
+    pane = PassagePane(merge_sightings([approach, line]), 100.0, 128.0, 0, (approach, line))
+    # The live run's passages, merged again from the sightings its timing keeps.
+    (current,) = current_passages([pane], {approach, line}, frozenset({"finish"}))
+    assert (current.passed_at, current.image_id) == (at(108.0), line.image_id)
 
 
 def test_passage_windows__sighting_later_than_the_allowed_lateness_is_dropped() -> None:

@@ -38,6 +38,8 @@ class Station:
     clock_offset_s: float = 0.0
     # Cameras with a clock of their own (a phone beside the DSLR): (serial or name, offset).
     camera_clock_offsets: tuple[tuple[str, float], ...] = ()
+    # Which photo of a passage's burst is the crossing (CROSSINGS); None: settings.crossing.
+    crossing: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,14 @@ class Settings:
     # place for it (a loop's start and finish), told apart by the photo's time; a phone's
     # GPS is metres off, so gantries a few metres apart may need more.
     same_place_m: float = 1.0
+    # Which photo of a passage's burst is the crossing, at stations that do not say: first (a
+    # camera beside the line, looking across it) or last (one past the line, facing the
+    # oncoming runners, who are in frame for their last 50-100 m before it).
+    crossing: str = "first"
+
+
+# The values of a station's and the race's `crossing`.
+CROSSINGS = ("first", "last")
 
 
 @dataclass(frozen=True)
@@ -128,6 +138,12 @@ class Course:
         """Is the course closed, as of then, for the athletes of the wave?"""
         close = self.close_of(wave_id)
         return close is not None and as_of >= close
+
+    @property
+    def last_at(self) -> frozenset[str]:
+        """The stations whose passages are at their last photo (crossing: last)."""
+        race = self.settings.crossing
+        return frozenset(s.id for s in self.stations if (s.crossing or race) == "last")
 
     @property
     def station_ids(self) -> tuple[str, ...]:
@@ -336,7 +352,17 @@ def _line_of(node: yaml.Node, *keys: str) -> str:
 # The keys the course reads, by section (settings are checked apart, every key).
 COURSE_KEYS = ("race", "stations", "waves", "settings")
 RACE_KEYS = ("id", "name", "timezone", "start", "close")
-STATION_KEYS = ("id", "name", "km", "lat", "lon", "radius_m", "cameras", "clock_offset_s")
+STATION_KEYS = (
+    "id",
+    "name",
+    "km",
+    "lat",
+    "lon",
+    "radius_m",
+    "cameras",
+    "clock_offset_s",
+    "crossing",
+)
 WAVE_KEYS = ("id", "start")
 # How like a known key a key must be to be taken for its misspelling (difflib's ratio):
 # clock_offset, closes, setting, radius, camera are; description, organiser, notes are not.
@@ -389,6 +415,9 @@ def _parse_station(raw: Any, where: str) -> Station:
     if radius_m <= 0:  # no photo would be near enough: every one placed by GPS rejected
         raise ConfigError(f"{where}: station '{sid}' radius_m must be above 0, not {radius_m:g}")
     offset = _clock_offset(raw, f"{where}: station '{sid}'", 0.0)
+    crossing = raw.get("crossing")
+    if crossing is not None:
+        _check_crossing(crossing, f"{where}: station '{sid}'")
     return Station(
         id=sid,
         name=str(raw.get("name", sid)),
@@ -399,7 +428,15 @@ def _parse_station(raw: Any, where: str) -> Station:
         cameras=tuple(camera for camera, _ in listed),
         clock_offset_s=offset,
         camera_clock_offsets=tuple((c, o) for c, o in listed if o is not None),
+        crossing=crossing,
     )
+
+
+def _check_crossing(value: Any, where: str) -> None:
+    """Refuses a crossing that is not one of CROSSINGS: "Last" or "latest" taken for first
+    would time every runner of a camera facing them at their first photo, seconds early."""
+    if value not in CROSSINGS:
+        raise ConfigError(f"{where} crossing must be first or last, not '{value}'")
 
 
 def _clock_offset(raw: dict, what: str, default: float | None) -> float | None:
@@ -471,11 +508,14 @@ def _parse_settings(raw: Any, path: str, node: yaml.Node | None = None) -> Setti
     if not isinstance(faces, bool):
         raise ConfigError(f"{path}: settings: faces must be true or false, not '{faces}'")
     _check_time_limit(raw.get("time_limit_s"), path)
-    numbers = {k: v for k, v in raw.items() if k not in ("rank_by", "faces")}
+    crossing = raw.get("crossing", defaults.crossing)
+    _check_crossing(crossing, f"{path}: {_line_of(node, 'settings', 'crossing')}settings:")
+    numbers = {k: v for k, v in raw.items() if k not in ("rank_by", "faces", "crossing")}
     values = {k: _number(raw, k, getattr(defaults, k), f"{path}: settings") for k in numbers}
     values = {k: int(v) if k == "near_duplicate_bits" else v for k, v in values.items()}
     values["rank_by"] = rank_by
     values["faces"] = faces
+    values["crossing"] = crossing
     if not 0.0 < values.get("face_threshold", 0.6) < 2.0 or values.get("face_margin", 0) < 0:
         raise ConfigError(
             f"{path}: settings: face_threshold must be between 0 and 2, face_margin at least 0"

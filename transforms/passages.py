@@ -1,8 +1,9 @@
 """Passages per station by event time, and the health of each station's camera.
 
 Sightings of one bib at one station that follow each other within the merge
-window are one passage, at the earliest photo's time: a session window per
-(station, bib). The windowing states its trigger, accumulation and allowed
+window are one passage, at the earliest photo's time, or the latest's at a
+station whose camera faces the oncoming runners (crossing: last): a session
+window per (station, bib). The windowing states its trigger, accumulation and allowed
 lateness explicitly, because the same composite serves batch runs (one pane
 per window) and streaming runs (early panes for the live view, late panes
 that correct a passage when a phone uploads late).
@@ -44,14 +45,18 @@ def _evidence_order(s: Sighting) -> tuple:
     return s.at, s.image_id, -s.confidence, s.method
 
 
-def merge_sightings(sightings: Iterable[Sighting]) -> Passage:
+def merge_sightings(
+    sightings: Iterable[Sighting], last_at: Collection[str] = frozenset()
+) -> Passage:
     """One passage from the sightings of one bib at one station within a merge window.
 
-    The time is the earliest photo's among the best evidence there is: an
-    official's word, else confident reads, else weak ones (a weak read of the
-    same number a few seconds earlier may be someone else, so it never moves
-    a confirmed passage). A passage needs review only when no sighting is
-    confirmed, and is official when an official decided one of its sightings.
+    The time is the earliest photo's among the best evidence there is (the latest's at a
+    station in `last_at`, whose camera sees runners coming until they cross): an
+    official's word, else confident reads, else weak ones (a weak read of the same number
+    a few seconds off may be someone else, so it never moves a confirmed passage). A
+    passage needs review only when no sighting is confirmed, and is official when an
+    official decided one of its sightings. In a streaming run a later photo arriving
+    moves a `last_at` passage later (its window's next pane).
     """
     # One photo can be read twice in the same instant (OCR and a face, say): the surer read,
     # then the method's name, decide, so the passage never depends on the arrival order.
@@ -60,7 +65,7 @@ def merge_sightings(sightings: Iterable[Sighting]) -> Passage:
     ordered = sorted(set(sightings), key=_evidence_order)
     confirmed = [s for s in ordered if s.confirmed]
     manual = [s for s in ordered if s.method == "manual"]
-    best = (manual or confirmed or ordered)[0]
+    best = _crossing(manual or confirmed or ordered, last_at)
     return Passage(
         bib=best.bib,
         station_id=best.station_id,
@@ -73,6 +78,16 @@ def merge_sightings(sightings: Iterable[Sighting]) -> Passage:
         photos=len(ordered),
         official=any(s.official for s in ordered),
     )
+
+
+def _crossing(evidence: list[Sighting], last_at: Collection[str]) -> Sighting:
+    """The sighting at the line of evidence in _evidence_order: its first, or at a
+    `last_at` station the first of its latest instant (the same photo and read the
+    earliest instant's ties would choose)."""
+    if evidence[0].station_id not in last_at:
+        return evidence[0]
+    latest = evidence[-1].at
+    return next(s for s in evidence if s.at == latest)
 
 
 class _GatherSightings(beam.CombineFn):
@@ -171,17 +186,24 @@ class VisitsPerStation(beam.PTransform):
 
 
 class PassagesPerStation(beam.PTransform):
-    """Sightings -> passages, one per athlete per station visit."""
+    """Sightings -> passages, one per athlete per station visit; at the stations in `last_at`
+    (Course.last_at) at the visit's last photo."""
 
-    def __init__(self, merge_window_s: float, allowed_lateness_s: float):
+    def __init__(
+        self,
+        merge_window_s: float,
+        allowed_lateness_s: float,
+        last_at: frozenset[str] = frozenset(),
+    ):
         super().__init__()
         self._visits = VisitsPerStation(merge_window_s, allowed_lateness_s)
+        self._last_at = last_at
 
     def expand(self, sightings: beam.PCollection) -> beam.PCollection:
         return (
             sightings
             | "VisitsPerStation" >> self._visits
-            | "MergeSightings" >> beam.Map(merge_sightings)
+            | "MergeSightings" >> beam.Map(merge_sightings, self._last_at)
         )
 
 
@@ -198,7 +220,11 @@ class PassagePane:
 
 
 class WithPane(beam.DoFn):
-    """A visit's sightings -> PassagePane, from the window and pane it was fired in."""
+    """A visit's sightings -> PassagePane, from the window and pane it was fired in; at the
+    stations in `last_at` at the pane's last photo."""
+
+    def __init__(self, last_at: frozenset[str] = frozenset()):
+        self._last_at = last_at
 
     def process(
         self,
@@ -206,7 +232,7 @@ class WithPane(beam.DoFn):
         w: object = beam.DoFn.WindowParam,
         pane: object = beam.DoFn.PaneInfoParam,
     ) -> Iterator[PassagePane]:
-        passage = merge_sightings(sightings)
+        passage = merge_sightings(sightings, self._last_at)
         yield PassagePane(passage, float(w.start), float(w.end), pane.index, sightings)
 
 
@@ -223,7 +249,9 @@ def _supersedes(newer: PassagePane, older: PassagePane) -> bool:
 
 
 def current_passages(
-    panes: Iterable[PassagePane], timed: Collection[Sighting] | None = None
+    panes: Iterable[PassagePane],
+    timed: Collection[Sighting] | None = None,
+    last_at: frozenset[str] = frozenset(),
 ) -> list[Passage]:
     """The passages the latest panes give, in any arrival order.
 
@@ -236,7 +264,7 @@ def current_passages(
     seen so far, each passage is merged again from those of its sightings: a
     frame that turned out to be a burst duplicate (known only once its burst
     is seen whole, in whatever order its frames arrived) adds nothing to its
-    passage, as in a batch run.
+    passage, as in a batch run (at the stations in `last_at`, at its last photo).
     """
     by_key: dict[tuple[str, str], list[PassagePane]] = {}
     for pane in panes:
@@ -250,7 +278,7 @@ def current_passages(
     if timed is None:
         return [pane.passage for pane in current]
     kept = ([s for s in pane.sightings if s in timed] for pane in current)
-    return [merge_sightings(sightings) for sightings in kept if sightings]
+    return [merge_sightings(sightings, last_at) for sightings in kept if sightings]
 
 
 class _MarkTooLate(beam.DoFn):

@@ -234,7 +234,7 @@ class IdentifyAtSharedPlaces(beam.PTransform):
         )
         identified = other | "IdentifyOthers" >> self._identify
         passages = identified.sightings | "TheirPassages" >> PassagesPerStation(
-            settings.merge_window_s, settings.allowed_lateness_s
+            settings.merge_window_s, settings.allowed_lateness_s, self._course.last_at
         )
         placed = (asked, passages) | "PlaceByOwnPassages" >> PlaceByOwnPassages(
             self._course, self._waves
