@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import cv2
@@ -653,6 +655,68 @@ def test_digit_components__labels_as_opencvs_default_labelling(seed: int, ink: f
 
     assert np.array_equal(labels, expected)
     assert np.array_equal(rows[:, :4], stats[rows[:, 4].astype(int), :4])
+
+
+@contextmanager
+def _opencv_threads(threads: int) -> Iterator[None]:
+    """OpenCV on so many threads (one: as in the pipeline's workers), then as it was."""
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(threads)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
+
+
+@settings(max_examples=5, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.floats(0.05, 0.18))
+def test_digit_components__16_bit_labels_where_the_ink_fits_as_32_bit_ones(
+    seed: int, ink: float
+) -> None:
+    # As large as a 12 MP photo's working image: more blocks than 16 bits count, but fewer
+    # with ink (at most 1 - 0.82**4 of them).
+    binary = (np.random.default_rng(seed).random((800, 533)) < ink).astype(np.uint8) * 255
+    _, expected, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+
+    with _opencv_threads(1):
+        labels, rows = ocr._digit_components(binary)
+
+    assert labels.dtype == np.uint16
+    assert np.array_equal(labels, expected)
+    assert np.array_equal(rows[:, :4], stats[rows[:, 4].astype(int), :4])
+
+
+def test_digit_components__more_ink_blocks_than_16_bits_count_labelled_in_32() -> None:
+    # A speck in each of 70,000 blocks: 70,000 labels, which 16 bits cannot hold.
+    binary = np.zeros((800, 533), np.uint8)
+    binary[0:560:2, 0:500:2] = 255
+    _, expected, _, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+
+    with _opencv_threads(1):
+        labels, _ = ocr._digit_components(binary)
+
+    assert labels.dtype == np.int32
+    assert np.array_equal(labels, expected)
+
+
+def test_label_type__on_several_threads_16_bits_only_for_few_blocks() -> None:
+    # Each thread's stripe numbers its blocks from the count of those above it.
+    with _opencv_threads(2):
+        types = [ocr._label_type(np.zeros(shape, np.uint8)) for shape in [(400, 267), (800, 533)]]
+
+    assert types == [cv2.CV_16U, cv2.CV_32S]
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 40), st.integers(1, 40), st.floats(0, 0.3))
+def test_ink_blocks__counts_the_2x2_blocks_holding_ink(
+    seed: int, height: int, width: int, ink: float
+) -> None:
+    binary = (np.random.default_rng(seed).random((height, width)) < ink).astype(np.uint8) * 255
+    padded = np.zeros((height + height % 2, width + width % 2), np.uint8)
+    padded[:height, :width] = binary
+    blocks = padded.reshape(padded.shape[0] // 2, 2, padded.shape[1] // 2, 2).max(axis=(1, 3))
+
+    assert ocr._ink_blocks(binary) == np.count_nonzero(blocks)
 
 
 @settings(max_examples=20, deadline=None)
