@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from bench.common import DATA
 from pipeline.cli import main
 from tests.test_ocr import SINGLE_BIBS, _photo
-from transforms import ocr
+from transforms import ocr, ppocr
 from transforms.bibs import SNAP_FACTOR, StartList, listed_bib, parse_bib
 from transforms.ocr import read_bibs
 from transforms.ppocr import LineRead, recogniser
@@ -369,6 +369,24 @@ def _steps(chars: list[str], columns: list[dict[str, float]]) -> np.ndarray:
         for char, p in column.items():
             steps[2 * i + 1, chars.index(char)] = p
     return steps
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 60))
+def test_best_classes__as_argmax_of_softmax_steps(seed: int, steps: int) -> None:
+    # The model's classes; blanks from unsure to sure, on either side of BLANK_SURE.
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0.0, 3.0, (steps, 6625))
+    logits[:, 0] += rng.choice([0.0, 24.0], steps) + rng.uniform(10.0, 17.0, steps)
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities = (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    assert np.array_equal(ppocr._best_classes(probabilities), probabilities.argmax(axis=1))
+
+
+def test_best_classes__a_tie_with_the_blank_is_the_blank() -> None:
+    probabilities = np.array([[0.5, 0.5, 0.0], [0.2, 0.4, 0.4], [0.52, 0.0, 0.48]], np.float32)
+
+    assert ppocr._best_classes(probabilities).tolist() == [0, 1, 0]
 
 
 def test_recogniser__a_zero_half_read_as_the_letter_o_keeps_both_readings() -> None:
