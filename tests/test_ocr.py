@@ -6,6 +6,7 @@ import csv
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 
 import cv2
 import numpy as np
@@ -558,6 +559,30 @@ def test_line_box__spans_its_components() -> None:
 
     assert line.box == (4.0, 7.0, 13.75, 19.5)
     assert line.fewest_chars == 2
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 1600), st.integers(0, 1600), st.integers(1, 80), st.integers(8, 80)
+        ),
+        min_size=2,
+        max_size=5,
+        unique_by=lambda c: 2 * c[0] + c[2],  # centres in different columns
+    )
+)
+def test_line_angle__the_least_squares_slope_rounded_once(components: list[tuple]) -> None:
+    # The search's components: whole pixels, their centres multiples of a half.
+    xs = [Fraction(x) + Fraction(w, 2) for x, _, w, _ in components]
+    ys = [Fraction(y) + Fraction(h, 2) for _, y, _, h in components]
+    n, sx, sy = len(xs), sum(xs), sum(ys)
+    slope = (n * sum(x * y for x, y in zip(xs, ys, strict=True)) - sx * sy) / (
+        n * sum(x * x for x in xs) - sx**2
+    )
+
+    line = ocr._Line(np.array(components, np.float64), True, 1.0)
+
+    assert line.angle_deg == float(np.degrees(np.arctan(float(slope))))
 
 
 def _reference_groups(n: int, pairs: list[tuple[int, int]]) -> list[list[int]]:
