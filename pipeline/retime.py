@@ -242,10 +242,11 @@ def identify_all(
     # ambiguous are placed by the passages of the other photos, then identified.
     asked = [p for p in deduped if is_asked(p, known, settings.review_threshold)]
     others = identified(p for p in deduped if not is_asked(p, known, settings.review_threshold))
-    theirs = passages_per_station(
-        [s for i in others for s in i.sightings], settings.merge_window_s, cfg.course.last_at
-    )
-    placed = identified(place_by_own_passages(asked, theirs, cfg.course, waves))
+    placed = []
+    if asked:
+        sightings = [s for i in others for s in i.sightings]
+        theirs = passages_per_station(sightings, settings.merge_window_s, cfg.course.last_at)
+        placed = identified(place_by_own_passages(asked, theirs, cfg.course, waves))
     return late_batches(hold_too_late(i) if i.photo.path in held else i for i in others + placed)
 
 

@@ -45,6 +45,7 @@ from transforms.placing import (
     IdentifyAtSharedPlaces,
     PlaceByOwnPassages,
     place_by_own_passages,
+    shares_places,
 )
 from transforms.records import PASSAGE, REJECTED, BibSeen, ExifFacts, Photo, PhotoFacts
 
@@ -169,6 +170,16 @@ def test_identify_all__a_misread_passage_decides_nothing() -> None:
         None,
         AMBIGUOUS_STATION,
     )
+
+
+def test_shares_places__only_where_two_stations_gps_circles_overlap() -> None:
+    # Elsewhere no photo is at two stations' place, and the graph adds no stage for it.
+    start, out3, back7, finish = STATIONS
+    assert shares_places(COURSE)
+    assert not shares_places(make_course())
+    near = replace(finish, lat=out3.lat + 100 / 111_320, lon=out3.lon, radius_m=50)  # 100 m north
+    assert shares_places(make_course(stations=(start, out3, near)))
+    assert not shares_places(make_course(stations=(start, out3, replace(near, radius_m=30))))
 
 
 # --- The composites ---------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from apache_beam.transforms.window import TimestampedValue
 
 from transforms.corrections import AMBIGUOUS_STATION
 from transforms.course import Athlete, Course, waves_by_bib
-from transforms.exif import nearest_stations, time_at_station
+from transforms.exif import distance_m, nearest_stations, time_at_station
 from transforms.identify import IdentifyAthletes, sure_bibs
 from transforms.passages import Passage, PassagesPerStation
 from transforms.records import REJECTED, Photo
@@ -52,6 +52,16 @@ def is_asked(photo: Photo, known: frozenset[str], threshold: float) -> bool:
         photo.status == REJECTED
         and photo.reason == AMBIGUOUS_STATION
         and bool(sure_bibs(photo, known, threshold))
+    )
+
+
+def shares_places(course: Course) -> bool:
+    """Can a photo be at one place with several stations: do two stations' GPS circles
+    overlap? Where none do (most courses), no photo is ambiguous_station."""
+    located = [s for s in course.stations if s.lat is not None and s.lon is not None]
+    return any(
+        distance_m((a.lat, a.lon), (b.lat, b.lon)) <= a.radius_m + b.radius_m
+        for a, b in itertools.combinations(located, 2)
     )
 
 
@@ -227,6 +237,10 @@ class IdentifyAtSharedPlaces(beam.PTransform):
         self._identify = identify
 
     def expand(self, photos: beam.PCollection) -> dict[str, beam.PCollection]:
+        outputs = ("photos", "sightings", "review")
+        if not shares_places(self._course):  # no photo can be ambiguous_station: no stage
+            identified = photos | "Identify" >> self._identify
+            return {name: identified[name] for name in outputs}
         settings = self._course.settings
         known, threshold = frozenset(self._waves), settings.review_threshold
         asked, other = photos | "AskedOrNot" >> beam.Partition(
@@ -242,5 +256,5 @@ class IdentifyAtSharedPlaces(beam.PTransform):
         more = placed | "IdentifyPlaced" >> self._identify
         return {
             name: (identified[name], more[name]) | f"All{name.title()}" >> beam.Flatten()
-            for name in ("photos", "sightings", "review")
+            for name in outputs
         }
