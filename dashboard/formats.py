@@ -36,6 +36,16 @@ def local_time(value: object, timezone: str) -> str:
     return pd.Timestamp(value).tz_convert(timezone).strftime("%H:%M:%S")  # type: ignore[arg-type]
 
 
+def exact_local_time(value: object, timezone: str) -> str:
+    """A UTC instant as h:mm:ss with its fraction of a second (10:21:40.25) in the race's
+    time zone, for a time the official may keep as it is: an assignment at local_time's
+    whole second would time the photo up to 0.99 s early."""
+    if missing(value):
+        return ""
+    local = pd.Timestamp(value).tz_convert(timezone)  # type: ignore[arg-type]
+    return local.strftime("%H:%M:%S.%f").rstrip("0").rstrip(".")
+
+
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 
 

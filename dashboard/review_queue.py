@@ -146,6 +146,9 @@ class Item:
     station_id: str | None
     candidates: tuple[str, ...]
     taken_at: datetime | None = None
+    # A photo without station or time: the time its EXIF gives, the stations it may be at.
+    exif_taken_at: datetime | None = None
+    could_be_at: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -176,14 +179,21 @@ def text_or_none(value: object) -> str | None:
     return None if pd.isna(value) or not value else str(value)
 
 
+def _texts(cell: object) -> tuple[str, ...]:
+    return tuple(cell) if cell is not None else ()
+
+
 def items_of(review: pd.DataFrame) -> list[Item]:
     return [
         Item(
             image_id=row.image_id,
             reason=row.reason,
             station_id=text_or_none(row.station_id),
-            candidates=tuple(row.candidates if row.candidates is not None else ()),
+            candidates=_texts(row.candidates),
             taken_at=_when(row.taken_at),
+            # Results of a run before these columns have none.
+            exif_taken_at=_when(getattr(row, "exif_taken_at", None)),
+            could_be_at=_texts(getattr(row, "could_be_at", None)),
         )
         for row in review.itertuples(index=False)
     ]

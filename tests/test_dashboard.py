@@ -19,6 +19,7 @@ import time
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -775,23 +776,62 @@ def test_review__a_photo_of_two_stations_opened_by_its_link_is_not_approved(
     assert at.radio(key="place_station").options == ["5 km · 10:21:40", "Finish · 10:21:43"]
 
 
-def _photo_without_time(race: Race) -> str:
-    """cp1-weak's photo with a broken clock: rejected as bad_exif, in review (a listed bib
-    was read on it), as the pipeline leaves it."""
+def _photo_without_time(race: Race, reason: str = "bad_exif", **item: object) -> str:
+    """cp1-weak's photo with a broken clock: rejected as bad_exif (or `reason`), in review (a
+    listed bib was read on it), as the pipeline leaves it; `item`: its review row's other
+    columns (a photo placed nowhere: station_id None)."""
     image_id = race.ids["cp1-weak"]
+    station = item.get("station_id", "cp1")
     images = pq.read_table(race.out / "images.parquet")
     rows = images.to_pylist()
     for row in rows:
         if row["image_id"] == image_id:
-            row.update(status="rejected", reason="bad_exif", taken_at=None)
+            row.update(status="rejected", reason=reason, taken_at=None, station_id=station)
     pq.write_table(pa.Table.from_pylist(rows, schema=images.schema), race.out / "images.parquet")
     review = [
-        {"image_id": image_id, "reason": "bad_exif", "candidates": ["102"],
-         "station_id": "cp1", "taken_at": None, "path": ""}
+        {"image_id": image_id, "reason": reason, "candidates": ["102"],
+         "station_id": "cp1", "taken_at": None, "path": ""} | item
     ]  # fmt: skip
     schema = pq.read_schema(race.out / "review.parquet")
     pq.write_table(pa.Table.from_pylist(review, schema=schema), race.out / "review.parquet")
     return image_id
+
+
+def test_review__a_loop_photo_shows_its_own_time_and_where_it_may_be(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # At a loop's line at a time both its start and finish fit, a photo is placed nowhere
+    # and has no taken_at: the official saw "no station" and an empty time, and had to
+    # find the time it was taken elsewhere.
+    taken = datetime(2026, 5, 1, 8, 21, 40, 250000, tzinfo=UTC)
+    image_id = _photo_without_time(
+        race,
+        "ambiguous_station",
+        station_id=None,
+        exif_taken_at=taken,
+        could_be_at=["cp1", "finish"],
+    )
+    at = open_page(REVIEW)
+    assert "At several stations' place" in [s.value for s in at.subheader]
+    assert "5 km or Finish · its camera says 10:21:40" in texts(at)
+    assert at.text_input(key="place_time").value == "10:21:40.25"  # to the EXIF's precision
+    at.selectbox(key="place_station").set_value("finish")
+    at.button(key="assign").click().run()
+    [row] = log_rows(race)
+    assert (row["image_id"], row["action"], row["bib"], row["station_id"]) == (
+        image_id, "assign", "102", "finish",
+    )  # fmt: skip
+    assert row["passed_at"] == "2026-05-01T08:21:40.250000+00:00"
+
+
+def test_review__a_photo_from_a_camera_set_to_another_day_shows_that_day(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # Its time of day may be right, its day is not: shown, and not proposed as the time.
+    _photo_without_time(race, exif_taken_at=datetime(2025, 1, 1, 9, 21, 40, tzinfo=UTC))
+    at = open_page(REVIEW)
+    assert "5 km · its camera says 2025-01-01 10:21:40" in texts(at)
+    assert at.text_input(key="place_time").value == ""
 
 
 def test_review__a_photo_without_time_is_timed_where_and_when_the_official_says(

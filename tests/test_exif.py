@@ -483,7 +483,8 @@ def test_parse_exif__timed_photos_are_stamped_and_rejected_ones_tagged(course: C
             placed.rejected,
             equal_to(
                 [
-                    replace(lost, status=REJECTED, reason="unknown_station"),
+                    # Placed nowhere, with the time its EXIF gives for the official.
+                    replace(lost, status=REJECTED, reason="unknown_station", exif_taken_at=taken),
                     replace(broken, status=REJECTED, reason="not_an_image"),
                 ]
             ),

@@ -205,8 +205,14 @@ def place_in_race(photo: Photo, course: Course, waves: Mapping[str, str] | None 
         tied = nearest_stations(photo.facts.exif, course)
         station_id = by_waves(photo, tied, course, waves) if len(tied) > 1 and waves else None
         if station_id is None:
-            reason = AMBIGUOUS_STATION if len(tied) > 1 else "unknown_station"
-            return replace(photo, status=REJECTED, reason=reason)
+            ambiguous = len(tied) > 1
+            return replace(
+                photo,
+                status=REJECTED,
+                reason=AMBIGUOUS_STATION if ambiguous else "unknown_station",
+                exif_taken_at=exif_time(photo.facts.exif, course, tied),
+                could_be_at=tuple(tied) if ambiguous else (),
+            )
     return time_at_station(photo, station_id, course)
 
 
@@ -220,8 +226,27 @@ def time_at_station(photo: Photo, station_id: str, course: Course) -> Photo:
     except (ValueError, OverflowError):
         return replace(photo, station_id=station_id, status=REJECTED, reason="bad_exif")
     if abs(taken_at - course.start) > MAX_DISTANCE_FROM_RACE:
-        return replace(photo, station_id=station_id, status=REJECTED, reason="bad_exif")
+        # A camera set to another day: its time of day may still help the official.
+        return replace(
+            photo,
+            station_id=station_id,
+            status=REJECTED,
+            reason="bad_exif",
+            exif_taken_at=taken_at,
+        )
     return replace(photo, station_id=station_id, taken_at=taken_at)
+
+
+def exif_time(exif: ExifFacts, course: Course, stations: Iterable[str]) -> datetime | None:
+    """The time a photo's EXIF gives, for an official placing a photo that could not be
+    placed: with the clock offset the `stations` it may be at agree on (its camera's, or
+    theirs), else as the camera wrote it (no station, or stations whose offsets differ);
+    None where EXIF has no usable time."""
+    offsets = {course.photo_clock_offset_s(s, exif.serial, exif.camera) for s in stations}
+    try:
+        return parse_taken_at(exif, course.timezone, offsets.pop() if len(offsets) == 1 else 0.0)
+    except (ValueError, OverflowError):
+        return None
 
 
 class _PlaceInRace(beam.DoFn):

@@ -51,6 +51,9 @@ class ReviewItem:
     candidates: tuple[str, ...]
     station_id: str | None
     taken_at: object  # datetime (UTC) or None
+    # A photo without station or time: what its EXIF says and where it may be (records.Photo).
+    exif_taken_at: object = None  # datetime (UTC) or None
+    could_be_at: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,8 @@ def _review(photo: Photo, reason: str, candidates: list[str]) -> ReviewItem:
         candidates=tuple(candidates),
         station_id=photo.station_id,
         taken_at=photo.taken_at,
+        exif_taken_at=photo.exif_taken_at,
+        could_be_at=photo.could_be_at,
     )
 
 

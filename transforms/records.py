@@ -131,6 +131,12 @@ class Photo:
     reason: str | None = None
     duplicate_of: str | None = None  # image_id of the photo this one repeats
     duplicate_of_path: str | None = None
+    # A photo rejected for want of a station or time keeps taken_at None (dedup, health and
+    # re-timing read a taken_at as placed); the official placing it is shown these instead:
+    # the time its EXIF gives (UTC, whatever the day) and the stations it may be at (a
+    # loop's start and finish, at one place).
+    exif_taken_at: datetime | None = None
+    could_be_at: tuple[str, ...] = ()
 
     @property
     def image_id(self) -> str:
@@ -244,10 +250,23 @@ def pack_photo(photo: Photo) -> bytes:
         photo.reason,
         photo.duplicate_of,
         photo.duplicate_of_path,
+        pack_time(photo.exif_taken_at),
+        photo.could_be_at,
     )
     return pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def unpack_photo(data: bytes) -> Photo:
-    path, folder, facts, station_id, taken_at, *decided = pickle.loads(data)
-    return Photo(path, folder, _facts_of(facts), station_id, unpack_time(taken_at), *decided)
+    path, folder, facts, station_id, taken_at, *decided, exif_taken_at, could_be_at = pickle.loads(
+        data
+    )
+    return Photo(
+        path,
+        folder,
+        _facts_of(facts),
+        station_id,
+        unpack_time(taken_at),
+        *decided,
+        unpack_time(exif_taken_at),
+        could_be_at,
+    )

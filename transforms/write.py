@@ -481,6 +481,7 @@ def passage_row(p: Passage) -> dict:
 def review_row(item: ReviewItem) -> dict:
     row = asdict(item)
     row["candidates"] = list(item.candidates)
+    row["could_be_at"] = list(item.could_be_at)
     return row
 
 

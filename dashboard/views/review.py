@@ -14,6 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import streamlit as st
@@ -263,6 +264,10 @@ def describe(item: Item, settings: Settings, shown: Shown, open_items: list[Item
     elif item.reason == TOO_LATE:
         held = len(shown.batch)
         st.text(f"{where} · {held} photo{'s' if held != 1 else ''} held")
+    elif item.taken_at is None and (item.exif_taken_at is not None or item.could_be_at):
+        # A photo that could not be placed (its taken_at null): what it says of itself.
+        places = " or ".join(names.get(s, s) for s in item.could_be_at) or where
+        st.text(" · ".join(t for t in (places, camera_time(item, race)) if t))
     else:
         taken = formats.local_time(item.taken_at, race.timezone)
         st.text(f"{where} · {taken}" if taken else where)
@@ -270,6 +275,23 @@ def describe(item: Item, settings: Settings, shown: Shown, open_items: list[Item
         st.caption(REASON_NOTES[item.reason])
     if suspects := clock_suspect(item, open_items):
         st.warning(clock_note(suspects, where), icon=":material/schedule:")
+
+
+def on_race_day(at: datetime, race: data.Race) -> bool:
+    zone = ZoneInfo(race.timezone)
+    return (
+        race.start is not None and at.astimezone(zone).date() == race.start.astimezone(zone).date()
+    )
+
+
+def camera_time(item: Item, race: data.Race) -> str:
+    """The time the photo's EXIF gives, its date too where that is not the race's day (a
+    camera set to another day, whose time of day may still be right)."""
+    if item.exif_taken_at is None:
+        return ""
+    local = item.exif_taken_at.astimezone(ZoneInfo(race.timezone))
+    shown = "%H:%M:%S" if on_race_day(item.exif_taken_at, race) else "%Y-%m-%d %H:%M:%S"
+    return f"its camera says {local:{shown}}"
 
 
 def show_evidence(images: pd.DataFrame, item: Item, settings: Settings) -> None:
@@ -354,6 +376,14 @@ def actions_for(item: Item, shown: Shown) -> list[tuple[str, str, str, str]]:
     return approve + ([(DSQ, "Disqualify", "D", "secondary")] if item.about_athlete else [])
 
 
+def proposed_time(item: Item, race: data.Race) -> str:
+    """The time of day proposed for placing the photo: its own, or, for a photo that could
+    not be placed, the one its EXIF gives on the race's day (not a camera's wrong day)."""
+    exif = item.exif_taken_at
+    at = item.taken_at or (exif if exif is not None and on_race_day(exif, race) else None)
+    return formats.exact_local_time(at, race.timezone)
+
+
 def decision_form(item: Item, shown: Shown, settings: Settings) -> None:
     """The actions; keyboard: A approve, X reject, S skip, D disqualify, Ctrl+Enter assign."""
     listed = data.athletes(settings.out)
@@ -365,9 +395,7 @@ def decision_form(item: Item, shown: Shown, settings: Settings) -> None:
         proposed = shown.assigned or item.candidates
         st.session_state[BIBS_KEY] = [b for b in proposed if b in names]
         st.session_state[PLACE_KEY] = shown.station if to_place else None
-        st.session_state[TIME_KEY] = formats.local_time(
-            item.taken_at, data.race(settings.out).timezone
-        )
+        st.session_state[TIME_KEY] = proposed_time(item, data.race(settings.out))
     with st.form("decision_form", border=True, enter_to_submit=False):
         if item.reason == STATION_CONFLICT:
             choose_station(shown.places, settings)
