@@ -335,12 +335,35 @@ def check_output_folders(cfg: RaceConfig) -> None:
             f"--out {cfg.out}: a live run keeps these results (it times the decisions in "
             f"{live_log} itself); stop it first, or give another --out"
         )
-    for flag, folder in (("--out", cfg.out), ("--facts", cfg.facts)):
-        try:  # made now: where access() says yes, a mount may still refuse (sysfs, FUSE)
-            if "://" not in folder:
+    make_folders([("--out", cfg.out), ("--facts", cfg.facts)])
+
+
+def missing_folders(folder: str) -> list[str]:
+    """The folder and those of its parents that do not exist yet, deepest first."""
+    missing, path = [], os.path.abspath(folder)
+    while not os.path.exists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
+
+
+def make_folders(flagged: list[tuple[str, str]]) -> None:
+    """Makes each local folder (its flag, its path) with its parents; raises ConfigError,
+    one line, at the first one a mount refuses, where access() said yes (sysfs, FUSE), and
+    removes the folders it made meanwhile: a refused --facts left the new, empty --out."""
+    local = [(flag, folder) for flag, folder in flagged if "://" not in folder]
+    made = {path for _, folder in local for path in missing_folders(folder)}
+    try:
+        for flag, folder in local:
+            try:
                 os.makedirs(folder, exist_ok=True)
-        except OSError as e:
-            raise ConfigError(f"{flag}: cannot write in '{folder}': {e.strerror}") from e
+            except OSError as e:
+                raise ConfigError(f"{flag}: cannot write in '{folder}': {e.strerror}") from e
+    except ConfigError:
+        for path in sorted(made, key=len, reverse=True):  # a folder before its parent
+            with contextlib.suppress(OSError):  # not made, or holds what another put there
+                os.rmdir(path)
+        raise
 
 
 def _batch(

@@ -725,13 +725,17 @@ def test_run__an_out_or_facts_folder_a_mount_refuses_is_one_line_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], keep_logging: None, flag: str
 ) -> None:
     # access() says a root may write in /sys, and its mkdir fails: the run ended with a
-    # traceback (the launcher's for --out; a worker's, through Beam's, for --facts).
+    # traceback (the launcher's for --out; a worker's, through Beam's, for --facts). Then
+    # in one line, but a refused --facts left the new --out behind, empty.
     if os.geteuid() != 0 or not os.path.isdir("/sys/kernel"):
         pytest.skip("needs a folder access() calls writable and mkdir refuses: /sys as root")
     argv, refused = race_argv(tmp_path), "/sys/racelens-test"
-    assert main([*argv, flag, refused]) == 2
+    before = sorted(tmp_path.rglob("*"))
+    out = tmp_path / "race-day" / "results"  # new, as its parent is
+    assert main([*argv, "--out", str(out), flag, refused]) == 2
     err = capsys.readouterr().err
     assert err == f"racelens: error: {flag}: cannot write in '{refused}': Operation not permitted\n"
+    assert sorted(tmp_path.rglob("*")) == before, "nothing it made is left"
 
 
 def test_run__a_corrections_log_that_is_not_utf8_is_one_line_exit_2(
