@@ -12,9 +12,8 @@ decides nothing about the photo. Skipped items go to the back of the queue, not 
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
@@ -319,38 +318,6 @@ def in_turn(items: Sequence[Item], skipped: Sequence[str]) -> list[Item]:
     skipped items last, in the order skipped."""
     later = {key: n for n, key in enumerate(skipped)}
     return sorted(items, key=lambda i: (i.key in later, later.get(i.key, 0), _turn(i)))
-
-
-CLAIM_S = 120.0  # how long an item shown to one official is left to them
-
-
-class Claims:
-    """The item each official's page shows (one per session), so that officials working
-    the queue at once are shown different items: each was shown the queue's first, and
-    all but the quickest found it decided already. A claim lapses after CLAIM_S (a page
-    left open) and is never a lock: a decision is refused only once another is logged."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._shown: dict[str, tuple[str, float]] = {}  # session -> (item key, when)
-
-    def show(self, session: str, key: str, now: float) -> None:
-        with self._lock:
-            self._shown[session] = (key, now)
-
-    def taken(self, session: str, now: float) -> set[str]:
-        """The items other sessions show now."""
-        with self._lock:
-            return {
-                key
-                for other, (key, at) in self._shown.items()
-                if other != session and now - at < CLAIM_S
-            }
-
-
-def first_free(queue: Sequence[Item], taken: Collection[str]) -> Item:
-    """The first item no other official is shown; the first of all when each one is."""
-    return next((i for i in queue if i.key not in taken), queue[0])
 
 
 def counts_by_reason(items: Iterable[Item]) -> dict[str, int]:

@@ -30,6 +30,7 @@ from streamlit.testing.v1 import AppTest
 
 import dashboard
 from dashboard import board, data, photos, retime, review_queue
+from dashboard.claims import CLAIM_S, Claims, claim_first_free, claims_folder
 from dashboard.data import Race as RaceInfo
 from dashboard.data import StationInfo
 from dashboard.retime import Retimer
@@ -1127,14 +1128,31 @@ def test_review__two_officials_at_once_are_shown_different_items(
     ]
 
 
-def test_claims__an_item_left_open_is_offered_again() -> None:
-    claims = review_queue.Claims()
-    claims.show("kari", ITEM.key, 0.0)
-    assert claims.taken("ola", 1.0) == {ITEM.key}
-    assert claims.taken("kari", 1.0) == set()
-    assert claims.taken("ola", review_queue.CLAIM_S + 1) == set()
-    assert review_queue.first_free([ITEM, MISSED], {ITEM.key}) == MISSED
-    assert review_queue.first_free([ITEM], {ITEM.key}) == ITEM  # everyone busy: share
+def test_claims__two_dashboards_offer_officials_different_items(tmp_path: Path) -> None:
+    # Two `racelens dashboard` processes on one results folder: each kept its claims in its
+    # own memory, and both officials were shown the queue's first item.
+    folder = claims_folder(str(tmp_path / "corrections.csv"))
+    kari, ola = Claims(folder), Claims(folder)  # one per dashboard
+    assert claim_first_free([ITEM, MISSED], kari, "kari-tab", "kari", 0.0) == ITEM
+    assert ola.taken("ola-tab", 1.0) == {ITEM.key: "kari"}
+    assert claim_first_free([ITEM, MISSED], ola, "ola-tab", "ola", 1.0) == MISSED
+    # A page that claims an item since the other looked is refused it, not given it too.
+    assert not ola.show("ola-tab", "ola", ITEM.key, 2.0)
+    kari.release("kari-tab", 3.0)  # kari decided
+    assert claim_first_free([ITEM, MISSED], ola, "ola-tab", "ola", 4.0) == ITEM
+    assert kari.taken("kari-tab", 5.0) == {ITEM.key: "ola"}  # ola's MISSED released
+    assert claim_first_free([ITEM], kari, "kari-tab", "kari", 6.0) == ITEM  # all busy: share
+    assert claim_first_free([ITEM], kari, "kari-tab", "kari", 4.0 + CLAIM_S) == ITEM
+    assert ola.taken("ola-tab", 7.0) == {ITEM.key: "kari"}  # ola's page left open: lapsed
+    assert all(name.endswith(".json") for name in os.listdir(folder))  # no temporary left
+
+
+def test_claims__a_folder_officials_cannot_write_in_claims_nothing(tmp_path: Path) -> None:
+    folder = tmp_path / "claims"
+    folder.write_text("a file in the way")
+    claims = Claims(str(folder))
+    assert claim_first_free([ITEM, MISSED], claims, "kari-tab", "kari", 0.0) == ITEM
+    assert claims.taken("ola-tab", 1.0) == {}
 
 
 def test_settings__the_log_the_results_were_made_with_is_the_dashboards(

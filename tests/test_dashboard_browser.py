@@ -248,3 +248,27 @@ def test_browser__an_empty_queue_shows_the_next_item_when_it_comes(
         pq.write_table(queued, f"{review}.tmp")
         os.replace(f"{review}.tmp", review)  # as a run writes its results
         eventually(lambda: "Bib read, but not surely" in browser.page_source, "the new item", 20)
+
+
+def test_browser__two_dashboards_show_two_officials_different_items(
+    browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    # Two `racelens dashboard` processes on one results folder (each official's laptop runs
+    # its own): both showed the queue's first item, decided twice while the next waited.
+    race = build_race(tmp_path)
+    shown, heading = [], "[data-testid=stMainBlockContainer] h3"
+    with dashboard_on(race.out) as kari_url, dashboard_on(race.out) as ola_url:
+        for url, official in ((kari_url, "kari"), (ola_url, "ola")):
+            if shown:
+                browser.switch_to.new_window("tab")  # a session of its own
+            browser.get(f"{url}/review?official={official}")
+            eventually(lambda: browser.find_elements(By.XPATH, "//button[.//p='Reject']"), "item")
+            shown.append(
+                eventually(lambda: browser.find_element(By.CSS_SELECTOR, heading).text, "reason")
+            )
+        assert shown == ["Bib read, but not surely", "Number not in the start list"]
+        browser.find_element(By.TAG_NAME, "body").send_keys("x")  # ola rejects theirs
+        eventually(lambda: race.corrections.exists() and log_of(race.corrections), "the log")
+    [row] = log_of(race.corrections)
+    assert (row["action"], row["by"]) == ("reject", "ola")
+    assert row["image_id"] == race.ids["finish-999"]

@@ -20,6 +20,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import data, formats, photos, ui
+from dashboard.claims import Claims, claim_first_free, claims_folder
 from dashboard.retime import retimer
 from dashboard.review_queue import (
     ACCEPT,
@@ -30,7 +31,6 @@ from dashboard.review_queue import (
     OPENED,
     REASON_NOTES,
     REJECT,
-    Claims,
     Item,
     Placement,
     Spells,
@@ -39,7 +39,6 @@ from dashboard.review_queue import (
     copies_of,
     counts_by_reason,
     decision_rows,
-    first_free,
     in_turn,
     in_view,
     items_of,
@@ -161,6 +160,7 @@ def _decide(action: str, item: Item, shown: Shown, settings: Settings) -> None:
     except (ValueError, OSError) as e:
         st.session_state[NOTICE] = (False, str(e))
         return
+    claims(settings).release(session_id(), time.time())  # decided: the next page may have it
     retimer(settings.out, settings.corrections).request()
     detail = ", ".join(r.bib for r in rows if r.bib) or (
         f"{len(rows)} photos" if len(rows) > 1 else ""
@@ -506,10 +506,9 @@ def linked_item(open_items: list[Item], images: pd.DataFrame) -> Item | None:
     return item
 
 
-@st.cache_resource(show_spinner=False)
-def claims(out: str) -> Claims:
-    """The items each official's page of this dashboard shows, shared by every session."""
-    return Claims()
+def claims(settings: Settings) -> Claims:
+    """The items the officials' pages show, of every dashboard deciding into this log."""
+    return Claims(claims_folder(settings.corrections))
 
 
 def session_id() -> str:
@@ -548,6 +547,7 @@ items = items_of(data.review(settings.out))
 spells = Spells.of(data.stations(settings.out), images)
 open_items = pending(items, log.corrections, spells)
 item = linked_item(open_items, images)
+official = ui.official_name() or ui.UNNAMED
 if item is None:
     queue = in_turn(choose_items(items, open_items), st.session_state.get(SKIPPED, []))
     if not queue:
@@ -555,10 +555,11 @@ if item is None:
         # New items as they come: a live run queues them while the official waits.
         ui.rerun_on_change(os.path.join(settings.out, REVIEW_FILE), queue_version)
         st.stop()
-    item = first_free(queue, claims(settings.out).taken(session_id(), time.monotonic()))
+    item = claim_first_free(queue, claims(settings), session_id(), official, time.time())
     per_reason = " · ".join(
         f"{reason_text(r)} {n}" for r, n in counts_by_reason(open_items).items()
     )
     st.caption(f"{len(queue)} to review here. Open in all: {per_reason}.")
-claims(settings.out).show(session_id(), item.key, time.monotonic())
+else:  # a photo opened by its link: no other page is offered it while it is open here
+    claims(settings).show(session_id(), official, item.key, time.time())
 show_item(images, item, settings, log.corrections, open_items)
