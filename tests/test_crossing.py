@@ -8,6 +8,7 @@ EXIF time; the pixels are untouched), and the finish set to last gives their chi
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -18,7 +19,15 @@ from PIL import Image
 
 from pipeline.cli import main
 from pipeline.demo import generate_race
-from tests.conftest import COURSE_YAML, START_LIST_CSV, restored_logging
+from tests.conftest import (
+    COURSE_YAML,
+    GUN,
+    START_LIST_CSV,
+    at,
+    make_course,
+    passage,
+    restored_logging,
+)
 from tests.test_course_camera_clocks import (
     edit_exif,
     finish_times,
@@ -27,6 +36,7 @@ from tests.test_course_camera_clocks import (
 )
 from transforms.course import ConfigError, parse_course
 from transforms.exif import exif_facts, parse_taken_at
+from transforms.splits import check_athlete
 
 APPROACH_S = 12.0  # within the merge window (20 s): one passage with the photo at the line
 
@@ -82,6 +92,24 @@ def test_racelens_run__a_misspelt_crossing_is_exit_2(
         code = main([*argv, "--start-list", str(start_list), "--out", str(tmp_path / "out")])
     assert code == 2
     assert "crossing must be first or last, not 'latest'" in capsys.readouterr().err
+
+
+# --- CheckSplits ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("crossing", "kept_s"), [("first", 30.0), ("last", 90.0)])
+def test_check_splits__of_two_start_passages_the_crossing_keeps_its_photo(
+    crossing: str, kept_s: float
+) -> None:
+    # A back-of-pack runner photographed shuffling to the line, then unseen for longer than
+    # the merge window, then at the line: two plausible start passages, one kept.
+    start, *others = make_course().stations
+    course = make_course(stations=(replace(start, crossing=crossing), *others))
+    ps = [passage("101", "start", 30.0), passage("101", "start", 90.0)]
+    checked, _ = check_athlete([*ps, passage("101", "finish", 3000.0)], course, GUN, True)
+    assert [p.passed_at for p in checked if p.station_id == "start" and not p.needs_review] == [
+        at(kept_s)
+    ]
 
 
 # --- A demo race, end to end ------------------------------------------------------------------

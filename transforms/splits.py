@@ -53,17 +53,16 @@ def plausible_chain(passages: list[Passage], course: Course, gun: datetime) -> s
     holds the most official passages and, of those, the most passages.
 
     Heaviest path through passages ordered by station and time, starting from
-    the gun at the first station's km; ties keep the earlier passages. An
-    official passage counts before any number of reads, so a read that
-    conflicts with an official's decision is the one left out; it may start a
-    chain whatever the gun says (the official saw the photo).
+    the gun at the first station's km; ties keep the earlier passages (the later at a
+    station whose crossing is last). An official passage counts before any number of
+    reads, so a read that conflicts with an official's decision is the one left out; it
+    may start a chain whatever the gun says (the official saw the photo).
     """
     index = {s.id: i for i, s in enumerate(course.stations)}
     km = {s.id: s.km for s in course.stations}
     start_km = course.stations[0].km
-    order = sorted(
-        range(len(passages)), key=lambda i: (index[passages[i].station_id], passages[i].passed_at)
-    )
+    last_at = course.last_at
+    order = sorted(range(len(passages)), key=lambda i: _chain_order(passages[i], index, last_at))
     # node -> ((official passages, passages) of the best chain ending there, previous node);
     # None where no plausible chain reaches the node.
     best: dict[int, tuple[tuple[int, int] | None, int | None]] = {}
@@ -90,6 +89,15 @@ def plausible_chain(passages: list[Passage], course: Course, gun: datetime) -> s
         chain.add(node)
         node = best[node][1]
     return chain
+
+
+def _chain_order(p: Passage, index: dict[str, int], last_at: frozenset[str]) -> tuple[int, float]:
+    """A passage's place in plausible_chain's order: by station, then by time, the latest
+    first at a station whose crossing is its last photo (a runner seen on their approach,
+    unseen for longer than the merge window, then at the line: the line's passage is kept
+    on a tie)."""
+    at = p.passed_at.timestamp()
+    return index[p.station_id], -at if p.station_id in last_at else at
 
 
 def _review(p: Passage, reason: str, station_id: str | None = None) -> ReviewItem:
