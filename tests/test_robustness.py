@@ -567,6 +567,24 @@ def test_drip__as_a_command_prints_its_outcome_alone(tmp_path: Path) -> None:
 SEEDS = [encoded("JPEG", good(8), gps=BAD_GPS, maker_note=noise(64)), encoded("PNG", good(9))]
 
 
+def test_run__a_photo_with_damaged_exif_prints_nothing_but_its_row(tmp_path: Path) -> None:
+    # PIL warned (UserWarning, its own source line) on the official's terminal for a photo
+    # whose EXIF is damaged but partly readable, naming no photo: the row says it all.
+    argv = race_argv(tmp_path)
+    damaged = bytearray(SEEDS[0])
+    damaged[61] = 151  # an EXIF entry's count: PIL expects 2 bytes more than there are
+    (tmp_path / "images" / "damaged.jpg").write_bytes(bytes(damaged))
+    ran = subprocess.run(
+        [sys.executable, "-m", "pipeline", *argv, "--no-progress"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert ran.returncode == 0 and "Warning" not in ran.stderr, ran.stderr
+    rows = pq.read_table(tmp_path / "out" / "images.parquet").to_pylist()
+    assert [row["path"].endswith("damaged.jpg") for row in rows] == [True]
+
+
 @st.composite
 def damaged_photos(draw: st.DrawFn) -> bytes:
     """A small photo with bytes overwritten (mostly in its headers and EXIF), maybe cut."""

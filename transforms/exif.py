@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -68,6 +69,14 @@ def _gps(gps_ifd: dict) -> tuple[float, float] | None:
     if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180):
         return None
     return (lat, lon)
+
+
+# PIL warns (UserWarning: "Corrupt EXIF data", "Truncated File Read") where a photo's EXIF is
+# damaged but partly readable, and reads what it can: a line on the race's terminal that
+# names no photo and says nothing its row in images.parquet does not (its time, or
+# bad_exif). A filter, not a catch_warnings around the read: that swaps the process's
+# filters, and the workers' threads would see each other's.
+warnings.filterwarnings("ignore", category=UserWarning, module="PIL.TiffImagePlugin")
 
 
 def exif_facts(image: Image.Image) -> ExifFacts:
