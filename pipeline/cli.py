@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, NoReturn
 from transforms.course import ConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -824,14 +824,26 @@ def _without_beams_worker_noise(record: logging.LogRecord) -> bool:
     return WORKER_NOISE not in record.getMessage()
 
 
+# The signals that stop racelens: Ctrl-C, SIGTERM (docker stop, systemd, a CI timeout) and
+# SIGHUP (the terminal hung up).
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def handled_by(handler: Callable[[int, object], None]) -> dict[int, object]:
+    """Makes `handler` handle SIGNALS, but those this process ignores: nohup's SIGHUP, and
+    Ctrl-C for a command a script starts in the background, which the script ends its own
+    way (run_local.sh --live: SIGTERM); returns the handlers it replaced."""
+    return {
+        each: signal.signal(each, handler)
+        for each in SIGNALS
+        if signal.getsignal(each) is not signal.SIG_IGN
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is not None:  # a call from other code, which keeps its own handling of Ctrl-C
         return _main(argv, own_process=False)
-    for each in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        # Ignored stays ignored: nohup's SIGHUP, and Ctrl-C for a script's background job,
-        # which the script ends its own way (run_local.sh --live: SIGTERM).
-        if signal.getsignal(each) is not signal.SIG_IGN:
-            signal.signal(each, _noting_ctrl_c)
+    handled_by(_noting_ctrl_c)
     try:
         return _main(sys.argv[1:], own_process=True)
     except (KeyboardInterrupt, ImportError) as e:
@@ -895,9 +907,7 @@ def _stop_plainly_on_signals() -> None:
             os.write(sys.stderr.fileno(), b"racelens: interrupted; nothing was being written\n")
         os._exit(128 + signum)
 
-    for each in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(each) is not signal.SIG_IGN:  # as pipeline/interrupted.handled_by
-            signal.signal(each, stop)
+    handled_by(stop)
 
 
 def _ended(code: int) -> NoReturn:

@@ -30,14 +30,13 @@ from dataclasses import dataclass
 
 from apache_beam.io.filesystem import BeamIOError
 
-from pipeline.cli import RUN_FILE
+from pipeline.cli import RUN_FILE, SIGNALS, handled_by
 from pipeline.progress import count_facts
 from pipeline.worker_command import STOP_THREAD, WORKER_LOST, WorkerLost
 from transforms.photos import FactStore
 from transforms.schemas import OUTPUT_FILES
 from transforms.write import TEMPORARY_MARK, delete_files, listed_files, no_room_told_to
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # What a run writes into its results folder (not others': the dashboard's corrections log).
 RUN_FILES = (*OUTPUT_FILES, RUN_FILE)
 # What a process of the run sends the launcher once a write of its found the disk full, the
@@ -300,17 +299,6 @@ def _tell_watchers(news: bytes) -> None:
     for write in _WATCHING:
         with contextlib.suppress(BlockingIOError):  # 64 KB of signals unread: none to tell
             os.write(write, news)
-
-
-def handled_by(handler: Callable[[int, object], None]) -> dict[int, object]:
-    """Makes `handler` handle SIGNALS, but those this process ignores (a command that a
-    script starts in the background ignores Ctrl-C, as the script means); returns the
-    handlers it replaced."""
-    return {
-        each: signal.signal(each, handler)
-        for each in SIGNALS
-        if signal.getsignal(each) is not signal.SIG_IGN
-    }
 
 
 def off_the_terminal() -> None:
