@@ -185,20 +185,16 @@ def time_race(
     leaderboard = counted | "BuildLeaderboard" >> BuildLeaderboard(
         course, cfg.athletes, cfg.as_of, official_statuses(cfg.corrections)
     )
-    stations = (identified["photos"], passages) | "StationHealth" >> StationHealth(
-        settings.health_window_s
-    )
-    health_review = (
-        stations,
-        identified["photos"],
-    ) | "ReviewStationHealth" >> ReviewStationHealth()
+    images = identified["photos"]  # every photo, timed, rejected or duplicate: images.parquet
+    stations = (images, passages) | "StationHealth" >> StationHealth(settings.health_window_s)
+    health_review = (stations, images) | "ReviewStationHealth" >> ReviewStationHealth()
     return {
-        "images": identified["photos"],
+        "images": images,
         "passages": passages,
         "review": (photo_review, checked.review, health_review) | "AllReview" >> beam.Flatten(),
         "leaderboard": leaderboard,
         "stations": stations,
-        "athlete_photos": (identified["sightings"], passages, identified["photos"])
+        "athlete_photos": (identified["sightings"], passages, images)
         | "AthletePhotos" >> AthletePhotos(),
     } | "WriteResults" >> WriteResults(cfg.out, course)
 

@@ -240,8 +240,11 @@ def identify_all(
 
     # IdentifyAtSharedPlaces: photos at a place of several stations that their time left
     # ambiguous are placed by the passages of the other photos, then identified.
-    asked = [p for p in deduped if is_asked(p, known, settings.review_threshold)]
-    others = identified(p for p in deduped if not is_asked(p, known, settings.review_threshold))
+    asked: list[Photo] = []
+    rest: list[Photo] = []
+    for p in deduped:
+        (asked if is_asked(p, known, settings.review_threshold) else rest).append(p)
+    others = identified(rest)
     placed = []
     if asked:
         sightings = [s for i in others for s in i.sightings]

@@ -138,9 +138,16 @@ def placed_by(photo: Photo, allowed: Iterable[frozenset[Place]]) -> Photo:
     if len(common) != 1:
         return photo
     ((station_id, at),) = common
-    placed = replace(photo, station_id=station_id, taken_at=at, status=None, reason=None)
     # Placed: the EXIF time and stations of its doubt (records.Photo) are no longer shown.
-    return replace(placed, exif_taken_at=None, could_be_at=())
+    return replace(
+        photo,
+        station_id=station_id,
+        taken_at=at,
+        status=None,
+        reason=None,
+        exif_taken_at=None,
+        could_be_at=(),
+    )
 
 
 def _asked_of_athletes(
