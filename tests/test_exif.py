@@ -17,7 +17,12 @@ from PIL import Image
 from tests.conftest import GUN, PROPERTY, at, make_course, photo, write_jpeg
 from transforms.course import Course, Station, Wave
 from transforms.exif import (
+    CAMERA,
+    FOLDER,
+    GPS,
     MAX_DISTANCE_FROM_RACE,
+    TIME,
+    WAVES,
     ParseExif,
     distance_m,
     exif_facts,
@@ -162,7 +167,7 @@ def test_parse_taken_at__equals_the_hand_computed_utc_instant(
 
 def test_resolve_station__folder_wins_over_serial_and_gps(course: Course) -> None:
     facts = ExifFacts(serial="SN1234", gps=START_POS)
-    assert resolve_station("finish", facts, course) == "finish"
+    assert resolve_station("finish", facts, course) == ("finish", FOLDER)
 
 
 @pytest.mark.parametrize("folder", ["Finish", "FINISH", "Finish ", " finish"])
@@ -172,21 +177,23 @@ def test_resolve_station__a_folder_named_as_a_station_id_in_other_case(
     # A photographer's 'Finish' folder was no station: its photos were placed by serial or
     # GPS, or rejected unknown_station (77 of a 299-photo demo race, 39 athletes dnf). So was
     # one named with a space at its end, as a copy on another computer may leave it.
-    assert resolve_station(folder, ExifFacts(), course) == "finish"
+    assert resolve_station(folder, ExifFacts(), course) == ("finish", FOLDER)
 
 
 def test_resolve_station__listed_camera_serial_in_an_unknown_folder(course: Course) -> None:
-    assert resolve_station("unsorted", ExifFacts(serial="SN1234", gps=START_POS), course) == "cp1"
+    placed = resolve_station("unsorted", ExifFacts(serial="SN1234", gps=START_POS), course)
+    assert placed == ("cp1", CAMERA)
 
 
 def test_resolve_station__listed_camera_name(course: Course) -> None:
     phones = replace(course.stations[2], cameras=("Google Pixel 8",))
     course = replace(course, stations=(*course.stations[:2], phones))
-    assert resolve_station("", ExifFacts(camera="Google Pixel 8"), course) == "finish"
+    assert resolve_station("", ExifFacts(camera="Google Pixel 8"), course) == ("finish", CAMERA)
 
 
 def test_resolve_station__gps_within_radius(course: Course) -> None:
-    assert resolve_station("unsorted", ExifFacts(gps=north_of(START_POS, 40)), course) == "start"
+    placed = resolve_station("unsorted", ExifFacts(gps=north_of(START_POS, 40)), course)
+    assert placed == ("start", GPS)
 
 
 def test_resolve_station__gps_picks_the_nearest_of_overlapping_stations() -> None:
@@ -197,16 +204,16 @@ def test_resolve_station__gps_picks_the_nearest_of_overlapping_stations() -> Non
             Station("finish", "Finish", 10.0, 60.5, 11.0),
         )
     )
-    assert resolve_station("", ExifFacts(gps=north_of(START_POS, 200)), course) == "cp1"
-    assert resolve_station("", ExifFacts(gps=north_of(START_POS, 100)), course) == "start"
+    assert resolve_station("", ExifFacts(gps=north_of(START_POS, 200)), course) == ("cp1", GPS)
+    assert resolve_station("", ExifFacts(gps=north_of(START_POS, 100)), course)[0] == "start"
 
 
 def test_resolve_station__gps_outside_every_radius_is_no_station(course: Course) -> None:
-    assert resolve_station("unsorted", ExifFacts(gps=north_of(START_POS, 80)), course) is None
+    assert resolve_station("unsorted", ExifFacts(gps=north_of(START_POS, 80)), course)[0] is None
 
 
 def test_resolve_station__no_folder_serial_or_gps_is_no_station(course: Course) -> None:
-    assert resolve_station("unsorted", ExifFacts(serial="SN9999"), course) is None
+    assert resolve_station("unsorted", ExifFacts(serial="SN9999"), course)[0] is None
 
 
 def loop_course(wave_b_min: float = 5.0) -> Course:
@@ -235,18 +242,19 @@ def test_resolve_station__a_loops_start_and_finish_by_the_photos_time(
     # station whose id sorts first ("finish": every start photo timed as a finish). The time
     # tells them apart: the start from before the gun until 15 min after the last wave's, the
     # finish from the fastest plausible run of 10 km (min_pace 150 s/km: 25 min).
-    assert resolve_station("", gps_photo_at(minutes), loop_course()) == station
+    how = TIME if station else None
+    assert resolve_station("", gps_photo_at(minutes), loop_course()) == (station, how)
 
 
 def test_place_in_race__a_loop_photo_its_time_cannot_place_goes_to_an_official() -> None:
     # Wave B leaves 40 min after A, while A's fastest finish: a photo at the line at 45 min
     # is B's start or A's finish, and the photo is the same for both: an official places it.
     course = loop_course(wave_b_min=40)
-    assert resolve_station("", gps_photo_at(45), course) is None
+    assert resolve_station("", gps_photo_at(45), course)[0] is None
     placed = place_in_race(photo("a", station=None, seconds=None, exif=gps_photo_at(45)), course)
     assert (placed.status, placed.reason) == (REJECTED, "ambiguous_station")
     # Without a time on it, nothing tells: not guessed either.
-    assert resolve_station("", ExifFacts(gps=START_POS), course) is None
+    assert resolve_station("", ExifFacts(gps=START_POS), course)[0] is None
 
 
 @pytest.mark.parametrize(
@@ -288,6 +296,7 @@ def test_place_in_race__a_loop_photo_its_time_cannot_place_is_placed_by_its_athl
         )
     else:
         assert (placed.status, placed.station_id, placed.taken_at) == (None, station, at(45 * 60))
+        assert placed.placed_by == WAVES
     assert place_in_race(shot, course).reason == "ambiguous_station"  # no start list: as before
 
 
@@ -299,10 +308,11 @@ def test_resolve_station__same_place_m_ties_stations_a_few_metres_apart() -> Non
     start, cp1, finish = course.stations
     apart = (start, cp1, replace(finish, lat=north_of(START_POS, 10)[0]))
     photo_90 = ExifFacts(datetime_original="2026:05:01 11:30:00", gps=north_of(START_POS, 2))
-    assert resolve_station("", photo_90, replace(course, stations=apart)) == "start"
+    assert resolve_station("", photo_90, replace(course, stations=apart))[0] == "start"
     settings = replace(course.settings, same_place_m=15.0)
     assert resolve_station("", photo_90, replace(course, stations=apart, settings=settings)) == (
-        "finish"
+        "finish",
+        TIME,
     )
 
 
@@ -337,12 +347,12 @@ def test_resolve_station__folder_beats_serial_beats_gps(
     serial = data.draw(st.sampled_from(["SN-unknown", *cameras]))
     facts = ExifFacts(serial=serial, gps=(gps_station.lat, gps_station.lon))
     folder = data.draw(st.sampled_from(course.station_ids))
-    assert resolve_station(folder, facts, course) == folder
+    assert resolve_station(folder, facts, course)[0] == folder
     by_serial = [s.id for s in course.stations if serial in s.cameras]
     at_one_place = [s for s in course.stations if _at_one_place(s, gps_station)]
     # Stations at one place, the photo without a time: GPS and time cannot tell them apart.
     by_gps = [gps_station.id] if len(at_one_place) == 1 else [None]
-    assert resolve_station("unsorted", facts, course) == (by_serial or by_gps)[0]
+    assert resolve_station("unsorted", facts, course)[0] == (by_serial or by_gps)[0]
 
 
 @PROPERTY
@@ -355,7 +365,7 @@ def test_resolve_station__gps_gives_the_nearest_station_within_its_radius_or_non
         s.id: distance_m(position, (s.lat, s.lon)) for s in course.stations if s.lat is not None
     }
     inside = {sid: d for sid, d in distances.items() if d <= course.station(sid).radius_m}
-    found = resolve_station("unsorted", ExifFacts(gps=position), course)
+    found = resolve_station("unsorted", ExifFacts(gps=position), course)[0]
     nearest = [sid for sid, d in inside.items() if d - min(inside.values(), default=0) <= 1.0]
     if len(nearest) != 1:  # none, or several at one distance: no time on the photo to tell
         assert found is None
@@ -471,7 +481,7 @@ def test_parse_exif__timed_photos_are_stamped_and_rejected_ones_tagged(course: C
         placed = p | beam.Create([good, lost, broken]) | ParseExif(course)
         assert_that(
             placed.timed,
-            equal_to([replace(good, station_id="finish", taken_at=taken)]),
+            equal_to([replace(good, station_id="finish", taken_at=taken, placed_by=FOLDER)]),
             label="Timed",
         )
         assert_that(

@@ -23,7 +23,9 @@ from transforms.corrections import (
     parse_corrections,
 )
 from transforms.course import ConfigError
+from transforms.exif import FOLDER
 from transforms.identify import (
+    OFFICIAL,
     Identified,
     IdentifyAthletes,
     ReviewItem,
@@ -226,6 +228,17 @@ def test_apply_decision__assign_with_its_own_station_and_time() -> None:
     assert apply_decision(ph, decision, LISTED).sightings == (
         seen(ph, "102", 1.0, True, method="manual", station_id="cp1", at=passed, official=True),
     )
+
+
+@pytest.mark.parametrize(("station", "placed_by"), [("cp1", OFFICIAL), ("finish", FOLDER)])
+def test_apply_decision__a_photo_an_official_moves_is_placed_by_the_official(
+    station: str, placed_by: str
+) -> None:
+    # The row says who decided its station: the official where they moved it, its folder
+    # where they kept the one the folder gave. Failed before (no placed_by), passes.
+    ph = replace(photo("a", station="finish"), placed_by=FOLDER)
+    decision = decide([correction("assign", "2026-05-01T09:00:00Z", bib="102", station_id=station)])
+    assert apply_decision(ph, decision, LISTED).photo.placed_by == placed_by
 
 
 def test_apply_decision__approve_confirms_the_weak_listed_reads() -> None:

@@ -38,10 +38,11 @@ from tests.conftest import (
 )
 from transforms.corrections import AMBIGUOUS_STATION
 from transforms.course import Station, Wave
-from transforms.exif import exif_facts, place_in_race
+from transforms.exif import FOLDER, TIME, exif_facts, place_in_race
 from transforms.identify import IdentifyAthletes
 from transforms.photos import FactStore, image_id_of
 from transforms.placing import (
+    PASSAGES,
     IdentifyAtSharedPlaces,
     PlaceByOwnPassages,
     place_by_own_passages,
@@ -285,15 +286,15 @@ settings: {faces: false}
 """
 
 
-def test_run__an_out_and_back_photo_is_timed_by_its_athletes_passages(tmp_path: Path) -> None:
-    # A phone at the turn's spot (GPS only): 101 going out at 10 min, back at 30 (ambiguous
-    # by time alone), 102 at 30 with no other passage (left to an official). Their reads are
-    # stored as the analysis would store them; the run times the race from them.
+def turn_race(tmp_path: Path, shots: dict[str, tuple[float, str]]) -> list[str]:
+    """A race on OUT_AND_BACK_YAML under tmp_path/race: each shot (name: minutes after the
+    gun, bib read) a phone's photo at the turn's spot (GPS only), or the finish's (in its
+    folder) for names starting with "f"; their reads stored in tmp_path/out's fact store as
+    the analysis would store them. The argv of `racelens run` timing it into tmp_path/out."""
     race, out = tmp_path / "race", tmp_path / "out"
-    shots = {"a": (10, "101"), "b": (30, "101"), "c": (30.5, "102"), "f": (50, "101")}
     store = FactStore(str(out / "facts"))
     for name, (minutes, bib) in shots.items():
-        folder, gps = ("finish", None) if name == "f" else ("phone", SPOT)
+        folder, gps = ("finish", None) if name.startswith("f") else ("phone", SPOT)
         path = write_jpeg(
             race / "images" / folder / f"{name}.jpg",
             datetime_original=_local(minutes * 60),
@@ -307,12 +308,27 @@ def test_run__an_out_and_back_photo_is_timed_by_its_athletes_passages(tmp_path: 
     (race / "startlist.csv").write_text(
         "bib,name\n101,Ingrid Berg\n102,Ola Hansen\n", encoding="utf-8"
     )
-    argv = [
+    return [
         "run", "--images", str(race / "images"), "--course", str(race / "course.yaml"),
         "--start-list", str(race / "startlist.csv"), "--out", str(out), "--no-progress",
     ]  # fmt: skip
+
+
+# A phone at the turn's spot: 101 going out at 10 min, back at 30 (ambiguous by time alone),
+# 102 at 30 with no other passage (left to an official); 101 at the finish at 50.
+TURN_SHOTS = {"a": (10, "101"), "b": (30, "101"), "c": (30.5, "102"), "f": (50, "101")}
+
+
+def _stations_placed_by(out: Path) -> dict[str, tuple[str | None, str | None]]:
+    """name -> (station_id, placed_by) of each photo in images.parquet."""
+    rows = pq.read_table(out / "images.parquet").to_pylist()
+    return {Path(r["path"]).stem: (r["station_id"], r["placed_by"]) for r in rows}
+
+
+def test_run__an_out_and_back_photo_is_timed_by_its_athletes_passages(tmp_path: Path) -> None:
+    out = tmp_path / "out"
     with restored_logging():
-        assert main(argv) == 0
+        assert main(turn_race(tmp_path, TURN_SHOTS)) == 0
 
     timed = {
         (p["bib"], p["station_id"]) for p in pq.read_table(out / "passages.parquet").to_pylist()
@@ -322,3 +338,35 @@ def test_run__an_out_and_back_photo_is_timed_by_its_athletes_passages(tmp_path: 
     assert [(r["reason"], r["candidates"]) for r in review] == [(AMBIGUOUS_STATION, ["102"])]
     [row] = [r for r in pq.read_table(out / "leaderboard.parquet").to_pylist() if r["bib"] == "101"]
     assert row["at_back7_s"] == 30 * 60
+
+
+def test_run__images_say_how_each_photos_station_was_decided(tmp_path: Path) -> None:
+    # By its folder, by its time (at the spot at 10 min only the way out fits), by its
+    # athlete's own passages (the way back), and none (left to an official); the same when
+    # `racelens results` times the race again and in a live run (identify_all). Failed
+    # before (a photo placed by passages had nothing to tell it from one placed by its
+    # folder), passes.
+    out = tmp_path / "out"
+    with restored_logging():
+        assert main(turn_race(tmp_path, TURN_SHOTS)) == 0
+    expected = {
+        "a": ("out3", TIME),
+        "b": ("back7", PASSAGES),
+        "c": (None, None),
+        "f": ("finish", FOLDER),
+    }
+    assert _stations_placed_by(out) == expected
+    with restored_logging():
+        assert main(["results", "--out", str(out)]) == 0
+    assert _stations_placed_by(out) == expected
+    live = [
+        at_spot("a", 600, "101"),
+        at_spot("b", 1800, "101"),
+        at_spot("c", 1830, "102"),
+        in_folder("finish", "f", 3000, "101"),
+    ]
+    placed = {
+        Path(i.photo.path).stem: (i.photo.station_id, i.photo.placed_by)
+        for i in identify_all(live, CFG)
+    }
+    assert placed == expected

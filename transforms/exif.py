@@ -134,20 +134,30 @@ def distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
     return 2 * 6_371_000 * math.asin(min(1.0, math.sqrt(h)))
 
 
-def resolve_station(folder: str, exif: ExifFacts, course: Course) -> str | None:
-    """Station of a photo: its folder (a station id in any case, spaces around it left out:
-    photographers name theirs 'Finish', 'Finish '), else its camera serial or name, else GPS
-    within radius (of stations at one place, the one its time fits)."""
+# How a photo's station was decided (images.parquet's placed_by): its folder, its camera
+# (serial or name listed for the station), the one station around its GPS position, the one
+# of several there its time fits, the one the waves of the athletes read on it fit; placing
+# by the athletes' own passages (transforms.placing) and officials (transforms.identify) add
+# theirs. A timer reading the results sees which stations were inferred.
+FOLDER, CAMERA, GPS, TIME, WAVES = "folder", "camera", "gps", "time", "waves"
+
+
+def resolve_station(folder: str, exif: ExifFacts, course: Course) -> tuple[str | None, str | None]:
+    """Station of a photo and how it was found (FOLDER...TIME): its folder (a station id in
+    any case, spaces around it left out: photographers name theirs 'Finish', 'Finish '),
+    else its camera serial or name, else GPS within radius (of stations at one place, the
+    one its time fits); (None, None) where none is found."""
     for station_id in course.station_ids:
         if folder.strip().casefold() == station_id.casefold():
-            return station_id
+            return station_id, FOLDER
     for station in course.stations:
         if station.cameras and {exif.serial, exif.camera} & set(station.cameras):
-            return station.id
+            return station.id, CAMERA
     tied = nearest_stations(exif, course)
     if len(tied) > 1:
-        return by_time(exif, tied, course)
-    return tied[0] if tied else None
+        station_id = by_time(exif, tied, course)
+        return station_id, TIME if station_id else None
+    return (tied[0], GPS) if tied else (None, None)
 
 
 def nearest_stations(exif: ExifFacts, course: Course) -> list[str]:
@@ -204,15 +214,16 @@ def by_waves(
 
 
 def place_in_race(photo: Photo, course: Course, waves: Mapping[str, str] | None = None) -> Photo:
-    """The photo with its station and UTC time, or rejected with the reason why not.
-    `waves` (bib -> wave id, of the start list) places a photo whose time fits several
-    stations at one place by the athletes read on it."""
+    """The photo with its station, how that was decided (`placed_by`) and its UTC time, or
+    rejected with the reason why not. `waves` (bib -> wave id, of the start list) places a
+    photo whose time fits several stations at one place by the athletes read on it."""
     if photo.facts.error:
         return replace(photo, status=REJECTED, reason=photo.facts.error)
-    station_id = resolve_station(photo.folder, photo.facts.exif, course)
+    station_id, how = resolve_station(photo.folder, photo.facts.exif, course)
     if station_id is None:
         tied = nearest_stations(photo.facts.exif, course)
         station_id = by_waves(photo, tied, course, waves) if len(tied) > 1 and waves else None
+        how = WAVES  # where it placed one
         if station_id is None:
             ambiguous = len(tied) > 1
             return replace(
@@ -222,7 +233,7 @@ def place_in_race(photo: Photo, course: Course, waves: Mapping[str, str] | None 
                 exif_taken_at=exif_time(photo.facts.exif, course, tied),
                 could_be_at=tuple(tied) if ambiguous else (),
             )
-    return time_at_station(photo, station_id, course)
+    return time_at_station(replace(photo, placed_by=how), station_id, course)
 
 
 def time_at_station(photo: Photo, station_id: str, course: Course) -> Photo:

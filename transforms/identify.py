@@ -41,6 +41,9 @@ from transforms.records import (
 )
 
 WEAK_READ_FLOOR = 0.3
+# How a photo an official placed at another station (or one it had none) got its station
+# (records.Photo.placed_by), beside transforms.exif's.
+OFFICIAL = "official"
 
 
 @dataclass(frozen=True)
@@ -171,7 +174,11 @@ def apply_decision(photo: Photo, decision: Decision, known: frozenset[str]) -> I
         # stations, one without time): its row says so.
         places = {(s.station_id, s.at) for s in sightings}
         station_id, taken_at = places.pop() if len(places) == 1 else (photo.station_id, None)
-        placed = replace(photo, station_id=station_id, taken_at=taken_at or photo.taken_at)
+        # Where the official's station is the one the pipeline found, that found it.
+        how = photo.placed_by if station_id == photo.station_id else OFFICIAL
+        placed = replace(
+            photo, station_id=station_id, placed_by=how, taken_at=taken_at or photo.taken_at
+        )
         return Identified(replace(placed, status=PASSAGE, reason="assigned_by_official"), sightings)
     if photo.status == REJECTED:
         return Identified(photo)

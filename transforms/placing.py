@@ -38,6 +38,9 @@ from transforms.passages import Passage, PassagesPerStation
 from transforms.records import REJECTED, Photo
 from transforms.splits import plausible, plausible_chain
 
+# How such a photo's station was decided (records.Photo.placed_by), beside transforms.exif's.
+PASSAGES = "passages"
+
 # A station and a time an athlete was (or may have been) there.
 Place = tuple[str, datetime]
 # (photo path, the places, each a station and the photo's time by its clock, one athlete
@@ -142,6 +145,7 @@ def placed_by(photo: Photo, allowed: Iterable[frozenset[Place]]) -> Photo:
     return replace(
         photo,
         station_id=station_id,
+        placed_by=PASSAGES,
         taken_at=at,
         status=None,
         reason=None,

@@ -137,6 +137,9 @@ class Photo:
     # loop's start and finish, at one place).
     exif_taken_at: datetime | None = None
     could_be_at: tuple[str, ...] = ()
+    # How its station was decided (transforms.exif's FOLDER ... WAVES, transforms.placing's
+    # PASSAGES, transforms.identify's OFFICIAL); None while it has no station.
+    placed_by: str | None = None
 
     @property
     def image_id(self) -> str:
@@ -252,13 +255,14 @@ def pack_photo(photo: Photo) -> bytes:
         photo.duplicate_of_path,
         pack_time(photo.exif_taken_at),
         photo.could_be_at,
+        photo.placed_by,
     )
     return pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def unpack_photo(data: bytes) -> Photo:
-    path, folder, facts, station_id, taken_at, *decided, exif_taken_at, could_be_at = pickle.loads(
-        data
+    path, folder, facts, station_id, taken_at, *decided, exif_taken_at, could_be_at, placed_by = (
+        pickle.loads(data)
     )
     return Photo(
         path,
@@ -269,4 +273,5 @@ def unpack_photo(data: bytes) -> Photo:
         *decided,
         unpack_time(exif_taken_at),
         could_be_at,
+        placed_by,
     )

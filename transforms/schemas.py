@@ -56,6 +56,10 @@ IMAGES = pa.schema(
         pa.field("reads", pa.list_(READ)),
         pa.field("width", pa.int32()),
         pa.field("height", pa.int32()),
+        # How its station was decided: folder, camera, gps, time (of stations at one place,
+        # the one its time fits), waves, passages (its athletes' own, at an out-and-back
+        # spot), official; null where it has no station.
+        pa.field("placed_by", pa.string()),
     ]
 )
 

@@ -469,6 +469,7 @@ def image_row(photo: Photo) -> dict:
         ],
         "width": facts.width or None,
         "height": facts.height or None,
+        "placed_by": photo.placed_by,
     }
 
 
