@@ -164,7 +164,7 @@ def time_race(
         else None
     )
     identified = deduped | "IdentifyAthletes" >> IdentifyAtSharedPlaces(
-        course, cfg.athletes, identify_athletes(cfg, known, gallery, held)
+        course, cfg.athletes, identify_athletes(cfg, known, gallery, held), held
     )
     # A station's photos held as too late are one item (as the live modes give them), and
     # the athletes read on them are not missing at that station.

@@ -106,17 +106,24 @@ def dedup(
     for p in photos:
         copies[p.image_id].append(p)
     marked = [p for group in copies.values() for p in mark_exact_duplicates(group)]
+    return bursts_marked(marked, burst_gap_s, bits, held)
+
+
+def bursts_marked(
+    photos: list[Photo], burst_gap_s: float, bits: int, held: frozenset[str]
+) -> list[Photo]:
+    """MarkBursts: near duplicates marked in each station's burst sessions."""
     # Photos without time (rejected) are in no burst.
-    deduped = [p for p in marked if p.taken_at is None]
+    marked = [p for p in photos if p.taken_at is None]
     bursts = group_in_windows(
-        [p for p in marked if p.taken_at is not None],
+        [p for p in photos if p.taken_at is not None],
         lambda p: p.station_id,
         lambda p: p.taken_at,
         window.Sessions(burst_gap_s),
     )
     for group in bursts.values():
-        deduped += mark_bursts(group, burst_gap_s, bits, held)
-    return deduped
+        marked += mark_bursts(group, burst_gap_s, bits, held)
+    return marked
 
 
 def passages_per_station(
@@ -249,7 +256,14 @@ def identify_all(
     if asked:
         sightings = [s for i in others for s in i.sightings]
         theirs = passages_per_station(sightings, settings.merge_window_s, cfg.course.last_at)
-        placed = identified(place_by_own_passages(asked, theirs, cfg.course, waves))
+        placed = identified(
+            bursts_marked(
+                place_by_own_passages(asked, theirs, cfg.course, waves),
+                settings.burst_gap_s,
+                settings.near_duplicate_bits,
+                held,
+            )
+        )
     return late_batches(hold_too_late(i) if i.photo.path in held else i for i in others + placed)
 
 

@@ -48,9 +48,18 @@ from transforms.placing import (
     place_by_own_passages,
     shares_places,
 )
-from transforms.records import PASSAGE, REJECTED, BibSeen, ExifFacts, Photo, PhotoFacts
+from transforms.records import (
+    DUPLICATE,
+    PASSAGE,
+    REJECTED,
+    BibSeen,
+    ExifFacts,
+    Photo,
+    PhotoFacts,
+)
 
 SPOT = (59.925, 10.77)
+NEAR = "near_duplicate"
 STATIONS = (
     Station("start", "Start", 0.0, 59.91, 10.75, radius_m=60),
     Station("out3", "3 km out", 3.0, *SPOT, radius_m=60),
@@ -286,6 +295,10 @@ settings: {faces: false}
 """
 
 
+# Every photo of the turn race looks the same: frames of one runner seconds apart are a burst.
+PHASH = "ffff0000ffff0000"
+
+
 def turn_race(tmp_path: Path, shots: dict[str, tuple[float, str]]) -> list[str]:
     """A race on OUT_AND_BACK_YAML under tmp_path/race: each shot (name: minutes after the
     gun, bib read) a phone's photo at the turn's spot (GPS only), or the finish's (in its
@@ -303,7 +316,7 @@ def turn_race(tmp_path: Path, shots: dict[str, tuple[float, str]]) -> list[str]:
         with Image.open(path) as image:
             exif = exif_facts(image)
         facts = PhotoFacts(image_id_of(path.read_bytes()), width=64, height=48, exif=exif)
-        store.put(replace(facts, quality=SHARP, bibs=(read(bib),)))
+        store.put(replace(facts, phash=PHASH, quality=SHARP, bibs=(read(bib),)))
     (race / "course.yaml").write_text(OUT_AND_BACK_YAML, encoding="utf-8")
     (race / "startlist.csv").write_text(
         "bib,name\n101,Ingrid Berg\n102,Ola Hansen\n", encoding="utf-8"
@@ -370,3 +383,40 @@ def test_run__images_say_how_each_photos_station_was_decided(tmp_path: Path) -> 
         for i in identify_all(live, CFG)
     }
     assert placed == expected
+
+
+def _marked(
+    path: str, status: str | None, reason: str | None, duplicate_of_path: str | None
+) -> tuple[str, tuple[str | None, str | None, str | None]]:
+    """(name, (status, reason, name of the photo it duplicates)) of a photo."""
+    return Path(path).stem, (status, reason, duplicate_of_path and Path(duplicate_of_path).stem)
+
+
+def test_run__a_burst_placed_by_passages_is_deduplicated_as_any_stations(tmp_path: Path) -> None:
+    # 101 at the turn's spot going out at 10 min, then two frames 1 s apart coming back at
+    # 30 min, placed at back7 by the way out: the second adds nothing, a near duplicate of
+    # the first, as at any station. Failed before (both passage: DedupPhotos ran while the
+    # two were still ambiguous_station, and rejected photos take part in no burst), passes.
+    out = tmp_path / "out"
+    shots = {"a": (10, "101"), "b": (30, "101"), "b2": (30 + 1 / 60, "101"), "f": (50, "101")}
+    with restored_logging():
+        assert main(turn_race(tmp_path, shots)) == 0
+    rows = pq.read_table(out / "images.parquet").to_pylist()
+    marked = dict(
+        _marked(r["path"], r["status"], r["reason"], r["duplicate_of_path"]) for r in rows
+    )
+    assert (marked["b"], marked["b2"]) == ((PASSAGE, None, None), (DUPLICATE, NEAR, "b"))
+    passages = pq.read_table(out / "passages.parquet").to_pylist()
+    assert [p["passed_at"] for p in passages if p["station_id"] == "back7"] == [at(1800)]
+    # The same in a live run (identify_all).
+    live = [
+        (
+            in_folder("finish", name, minutes * 60, bib)
+            if name == "f"
+            else at_spot(name, minutes * 60, bib)
+        )
+        for name, (minutes, bib) in shots.items()
+    ]
+    photos = [i.photo for i in identify_all(live, CFG)]
+    marked = dict(_marked(p.path, p.status, p.reason, p.duplicate_of_path) for p in photos)
+    assert (marked["b"], marked["b2"]) == ((PASSAGE, None, None), (DUPLICATE, NEAR, "b"))

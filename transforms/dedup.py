@@ -134,25 +134,19 @@ def _untimed(photo: Photo, partitions: int) -> int:
     return int(photo.taken_at is None)
 
 
-class DedupPhotos(beam.PTransform):
-    """Timed and rejected photos -> the same photos, with exact and near duplicates marked."""
+class MarkBursts(beam.PTransform):
+    """Photos -> the same photos, near duplicates marked in each station's burst sessions
+    (photos without time are in none): DedupPhotos' second half, and what marks the frames
+    placed only later, by their athletes' passages (transforms.placing)."""
 
-    def __init__(
-        self, burst_gap_s: float, near_duplicate_bits: int, held: frozenset[str] = frozenset()
-    ):
+    def __init__(self, burst_gap_s: float, near_duplicate_bits: int, held: frozenset[str]):
         super().__init__()
         self._held = held
         self._gap_s = burst_gap_s
         self._bits = near_duplicate_bits
 
     def expand(self, photos: beam.PCollection) -> beam.PCollection:
-        timed, untimed = (
-            photos
-            | "ByContent" >> beam.Map(_keyed(lambda p: p.image_id))
-            | "GroupCopies" >> beam.GroupByKey()
-            | "MarkExact" >> beam.FlatMap(_copies)
-            | "Untimed" >> beam.Partition(_untimed, 2)
-        )
+        timed, untimed = photos | "Untimed" >> beam.Partition(_untimed, 2)
         bursts = (
             timed
             | "StampAgain" >> beam.Map(_restamp)
@@ -165,3 +159,22 @@ class DedupPhotos(beam.PTransform):
             | "StampOnceMore" >> beam.Map(_restamp)
         )
         return (bursts, untimed) | "WithUntimed" >> beam.Flatten()
+
+
+class DedupPhotos(beam.PTransform):
+    """Timed and rejected photos -> the same photos, with exact and near duplicates marked."""
+
+    def __init__(
+        self, burst_gap_s: float, near_duplicate_bits: int, held: frozenset[str] = frozenset()
+    ):
+        super().__init__()
+        self._bursts = MarkBursts(burst_gap_s, near_duplicate_bits, held)
+
+    def expand(self, photos: beam.PCollection) -> beam.PCollection:
+        return (
+            photos
+            | "ByContent" >> beam.Map(_keyed(lambda p: p.image_id))
+            | "GroupCopies" >> beam.GroupByKey()
+            | "MarkExact" >> beam.FlatMap(_copies)
+            | "MarkBursts" >> self._bursts
+        )

@@ -32,6 +32,7 @@ from apache_beam.transforms.window import TimestampedValue
 
 from transforms.corrections import AMBIGUOUS_STATION
 from transforms.course import Athlete, Course, waves_by_bib
+from transforms.dedup import MarkBursts
 from transforms.exif import distance_m, nearest_stations, time_at_station
 from transforms.identify import IdentifyAthletes, sure_bibs
 from transforms.passages import Passage, PassagesPerStation
@@ -241,13 +242,22 @@ class PlaceByOwnPassages(beam.PTransform):
 class IdentifyAtSharedPlaces(beam.PTransform):
     """Photos -> {"photos", "sightings", "review"} as `identify` (IdentifyAthletes) makes
     them, with the photos left ambiguous_station that athletes' passages may place
-    (`is_asked`) placed first, by the passages of every other photo (PlaceByOwnPassages)."""
+    (`is_asked`) placed first, by the passages of every other photo (PlaceByOwnPassages),
+    and their bursts marked as DedupPhotos marks any station's (`held`: the paths it holds
+    as arrived too late)."""
 
-    def __init__(self, course: Course, athletes: Iterable[Athlete], identify: IdentifyAthletes):
+    def __init__(
+        self,
+        course: Course,
+        athletes: Iterable[Athlete],
+        identify: IdentifyAthletes,
+        held: frozenset[str] = frozenset(),
+    ):
         super().__init__()
         self._course = course
         self._waves = waves_by_bib(athletes)
         self._identify = identify
+        self._held = held
 
     def expand(self, photos: beam.PCollection) -> dict[str, beam.PCollection]:
         outputs = ("photos", "sightings", "review")
@@ -263,8 +273,12 @@ class IdentifyAtSharedPlaces(beam.PTransform):
         passages = identified.sightings | "TheirPassages" >> PassagesPerStation(
             settings.merge_window_s, settings.allowed_lateness_s, self._course.last_at
         )
-        placed = (asked, passages) | "PlaceByOwnPassages" >> PlaceByOwnPassages(
-            self._course, self._waves
+        placed = (
+            (asked, passages)
+            | "PlaceByOwnPassages" >> PlaceByOwnPassages(self._course, self._waves)
+            # Rejected (ambiguous_station) when DedupPhotos ran, they took part in no burst.
+            | "MarkBursts"
+            >> MarkBursts(settings.burst_gap_s, settings.near_duplicate_bits, self._held)
         )
         more = placed | "IdentifyPlaced" >> self._identify
         return {
