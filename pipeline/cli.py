@@ -1,6 +1,7 @@
 """The `racelens` command: demo race, pipeline run, bib reading and scoring.
 
     racelens demo --out DIR [--athletes N] [--stations M] [--seed S] [--faces DIR]
+                  [--course line|out-and-back] [--approach STATION]
     racelens run --images DIR --course FILE --start-list FILE --out DIR [Beam options]
     racelens results --out DIR [--corrections FILE] [--course FILE] [--start-list FILE]
     racelens bibs IMAGE... [--start-list FILE]
@@ -53,7 +54,7 @@ def _demo(args: argparse.Namespace, _: list[str]) -> int:
     from pipeline.demo import generate_race
 
     summary = generate_race(
-        args.out, athletes=args.athletes, stations=args.stations, seed=args.seed, faces=args.faces
+        args.out, args.athletes, args.stations, args.seed, args.faces, args.course, args.approach
     )
     print(
         f"demo race in {args.out}: {summary.images} images, {summary.athletes} athletes, "
@@ -698,6 +699,20 @@ def _parser() -> OneLineParser:
         default=None,
         help="Folder of real face photos (one folder per person, or labels.csv file,person) "
         "to put on some runners.",
+    )
+    demo.add_argument(
+        "--course",
+        choices=("line", "out-and-back"),
+        default="line",
+        help="line (start to finish), or out-and-back: checkpoints of the way out and back "
+        "at one place, photographed by one phone known only by its GPS (line).",
+    )
+    demo.add_argument(
+        "--approach",
+        default=None,
+        metavar="STATION",
+        help="Station whose camera faces the oncoming runners, photographing them from "
+        "10-25 s before the line; course.yaml gives it crossing: last (none).",
     )
     demo.set_defaults(handler=_demo)
 

@@ -7,6 +7,13 @@ camera serial or by GPS, a camera clock that runs fast, a camera without a UTC o
 the same file uploaded twice, bibs hidden by an arm, empty frames, a covered lens and a
 corrupt file. `truth.csv` records what really happened, for scoring the pipeline's output.
 
+Two options add what the default race has not (its files stay byte for byte the same): an
+out-and-back course (`layout=OUT_AND_BACK`), whose checkpoints on the way back stand where
+those on the way out stood, each such place photographed by one phone known only by its
+GPS (the pipeline places its photos by the runners' own passages); and an approach camera
+(`approach=STATION`) that photographs each runner coming up to the line, its station given
+`crossing: last`.
+
 With real faces (`faces=DIR`, see `pipeline.demo_faces`) some runners wear a real person's
 face, the start list gives their reference photo, and some of them have their bib hidden at
 one station, where only the face can identify them (truth.csv's `face_only` column). Faces
@@ -57,6 +64,9 @@ RACE_START = datetime(2026, 5, 1, 10, 0, tzinfo=TIMEZONE)
 WAVE_DELAYS = {"A": timedelta(0), "B": timedelta(minutes=5)}
 COURSE_OPEN = timedelta(hours=3)  # the course closes three hours after the gun
 COURSE_KM = 10.0
+# The course's layout: a line from start to finish, or out to half way and back.
+LINE, OUT_AND_BACK = "line", "out-and-back"
+LAYOUTS = (LINE, OUT_AND_BACK)
 START_SPREAD_MS = 60_000  # athletes cross the start line up to a minute after their wave
 PACE_S_PER_KM = (210.0, 420.0)  # 3:30 to 7:00 min/km
 SECTOR_PACE_VARIATION = 0.05
@@ -78,6 +88,10 @@ JPEG_QUALITY = 88
 HORIZON_Y = 430
 BACKGROUND_NOISE_SIGMA = 2.0
 PHOTO_JITTER_MS = 800  # a trigger fires this close to the crossing, either side
+# An approach camera (demo --approach) faces the oncoming runners: it photographs each from
+# 10-25 s before the line, every 4-8 s (more than burst_gap_s, less than merge_window_s).
+APPROACH_MS = (10_000, 25_000)
+APPROACH_STEP_MS = (4_000, 8_000)
 COMPANION_WINDOW_MS = 1_500  # other runners this close to the photo time are in the frame
 MAX_RUNNERS = 3  # the frame is split into this many slots, one runner each
 BURST_SHARE = 0.15
@@ -212,6 +226,7 @@ class Camera:
     writes_offset: bool = True  # False: no OffsetTimeOriginal, the course timezone applies
     listed: bool = False  # its serial is in the station's `cameras` in course.yaml
     gps: tuple[float, float] | None = None
+    approach: bool = False  # faces the oncoming runners: `crossing: last` in course.yaml
 
 
 @dataclass(frozen=True)
@@ -307,29 +322,41 @@ class FaceCasting:
 
 
 def generate_race(
-    out_dir: str, athletes: int = 200, stations: int = 4, seed: int = 7, faces: str | None = None
+    out_dir: str,
+    athletes: int = 200,
+    stations: int = 4,
+    seed: int = 7,
+    faces: str | None = None,
+    layout: str = LINE,
+    approach: str | None = None,
 ) -> DemoSummary:
     """Writes course.yaml, startlist.csv, truth.csv and images/ for a demo race into out_dir.
 
     The output depends only on the arguments (and the photos under `faces`): the same seed
     gives byte-identical files. With `faces`, real faces from that folder go on some runners
-    and their reference photos into out_dir/faces/.
-    Raises ValueError for fewer than 1 athlete or 2 stations, when out_dir is not empty
-    (stale photos from an earlier run would silently join the race) or when `faces` holds
-    no usable person.
+    and their reference photos into out_dir/faces/. `layout` OUT_AND_BACK turns the course
+    back at half way; `approach` (a station id) gives that station an approach camera.
+    Raises ValueError for fewer than 1 athlete or 2 stations, an unknown course or approach
+    station, when out_dir is not empty (stale photos from an earlier run would silently join
+    the race) or when `faces` holds no usable person.
     """
     if athletes < 1:
         raise ValueError(f"a demo race needs at least 1 athlete, got {athletes}")
     if stations < 2:
         raise ValueError(f"a demo race needs at least 2 stations (start, finish), got {stations}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"a demo course is one of {', '.join(LAYOUTS)}, got {layout!r}")
+    course = _course(stations, layout == OUT_AND_BACK)
+    if approach is not None and approach not in {s.id for s in course}:
+        ids = ", ".join(s.id for s in course)
+        raise ValueError(f"no station {approach!r} for the approach camera; the demo's: {ids}")
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out_dir} exists and is not an empty directory; choose a new one")
 
     cast = load_cast(faces) if faces is not None else ()
     rng = np.random.default_rng(seed)
-    course = _course(stations)
-    cameras = _cameras(rng, course)
+    cameras = _cameras(rng, course, approach)
     roster = _athletes(rng, athletes)
     passages = _passages(rng, roster, course)
     shots = _shots(rng, passages, cameras)
@@ -367,8 +394,10 @@ def generate_race(
 # --- Planning -------------------------------------------------------------------------------
 
 
-def _course(n_stations: int) -> tuple[Station, ...]:
-    """Start, cp1..cp{n-2} and finish, evenly spaced along the 10 km."""
+def _course(n_stations: int, out_and_back: bool = False) -> tuple[Station, ...]:
+    """Start, cp1..cp{n-2} and finish, evenly spaced along the 10 km; `out_and_back`, the
+    way back passes the places of the way out (of four stations, km 3.3 and 6.7 at one
+    place, the start and finish at another)."""
     course = []
     for i in range(n_stations):
         km = round(COURSE_KM * i / (n_stations - 1), 3)
@@ -378,18 +407,26 @@ def _course(n_stations: int) -> tuple[Station, ...]:
             station_id, name = "finish", "Finish"
         else:
             station_id, name = f"cp{i}", f"{km:.1f} km"
-        lat = round(START_LAT + i * STATION_STEP_DEG[0], 4)
-        lon = round(START_LON + i * STATION_STEP_DEG[1], 4)
+        along = min(i, n_stations - 1 - i) if out_and_back else i  # stations from the start
+        lat = round(START_LAT + along * STATION_STEP_DEG[0], 4)
+        lon = round(START_LON + along * STATION_STEP_DEG[1], 4)
         course.append(Station(station_id, name, km, lat, lon))
     return tuple(course)
 
 
-def _cameras(rng: np.random.Generator, course: Sequence[Station]) -> tuple[Camera, ...]:
-    """One camera per station, each exercising a different way of finding its station."""
+def _cameras(
+    rng: np.random.Generator, course: Sequence[Station], approach: str | None = None
+) -> tuple[Camera, ...]:
+    """One camera per station, each exercising a different way of finding its station;
+    checkpoints at one place (out and back) share one phone known only by its GPS, and the
+    station `approach` faces the oncoming runners."""
     cameras = []
+    phones = _turn_phones(rng, course)
     for station in course:
         sid = station.id
-        if sid == "start":
+        if (station.lat, station.lon) in phones:
+            camera = replace(phones[(station.lat, station.lon)], station_id=sid)
+        elif sid == "start":
             camera = Camera(
                 sid,
                 sid,
@@ -419,8 +456,29 @@ def _cameras(rng: np.random.Generator, course: Sequence[Station]) -> tuple[Camer
             )
         else:
             camera = Camera(sid, sid, sid.upper(), "Nikon", "Z 6II", f"SN-{sid.upper()}-0001")
-        cameras.append(camera)
+        cameras.append(replace(camera, approach=sid == approach))
     return tuple(cameras)
+
+
+def _turn_phones(
+    rng: np.random.Generator, course: Sequence[Station]
+) -> dict[tuple[float, float], Camera]:
+    """A phone (station_id left to set) at each place that several checkpoints share: on
+    an out-and-back course, the way out and the way back pass it. None on a line course."""
+    checkpoints = [(s.lat, s.lon) for s in course[1:-1]]
+    shared = sorted({place for place in checkpoints if checkpoints.count(place) > 1})
+    return {
+        place: Camera(
+            "",
+            "unsorted",
+            f"TURN{k}",
+            "Apple",
+            "iPhone 15",
+            f"IP15-{k:04d}",
+            gps=_near(rng, *place),
+        )
+        for k, place in enumerate(shared, start=1)
+    }
 
 
 def _near(rng: np.random.Generator, lat: float, lon: float) -> tuple[float, float]:
@@ -516,10 +574,12 @@ def _shots(
         )
         times = np.array([p.time_ms for p in here], dtype=np.int64)
         for index, passage in enumerate(here):
+            if camera.approach:
+                shots += _approach(rng, camera, passage)
             for _ in range(int(rng.integers(1, 3))):
                 time_ms = passage.time_ms + int(rng.integers(-PHOTO_JITTER_MS, PHOTO_JITTER_MS + 1))
                 runners = [passage.athlete] + _companions(times, here, index, time_ms)
-                figures = _layout(rng, runners, camera.station_id not in ("start", "finish"))
+                figures = _layout(rng, runners, _hides_bibs(camera))
                 shot = Shot(camera, time_ms, figures, blur_sigma=_blur(rng))
                 shots += _burst(rng, shot)
     first, last = min(s.time_ms for s in shots), max(s.time_ms for s in shots)
@@ -538,6 +598,18 @@ def _shots(
     return shots
 
 
+def _approach(rng: np.random.Generator, camera: Camera, passage: Passage) -> list[Shot]:
+    """Photos of the runner coming up to the line, before the shots as they cross it: alone
+    in the frame (the runners near them are photographed on their own way up)."""
+    shots = []
+    time_ms = passage.time_ms - int(rng.integers(APPROACH_MS[0], APPROACH_MS[1] + 1))
+    while time_ms < passage.time_ms - PHOTO_JITTER_MS:
+        figures = _layout(rng, [passage.athlete], _hides_bibs(camera))
+        shots.append(Shot(camera, time_ms, figures, blur_sigma=_blur(rng)))
+        time_ms += int(rng.integers(APPROACH_STEP_MS[0], APPROACH_STEP_MS[1] + 1))
+    return shots
+
+
 def _companions(
     times: np.ndarray, here: Sequence[Passage], index: int, time_ms: int
 ) -> list[Athlete]:
@@ -549,6 +621,11 @@ def _companions(
         if distance[i] <= COMPANION_WINDOW_MS and i != index
     ]
     return [here[i].athlete for i in near[: MAX_RUNNERS - 1]]
+
+
+def _hides_bibs(camera: Camera) -> bool:
+    """Are bibs hidden by an arm at this camera's station now and then (see _layout)?"""
+    return camera.station_id not in ("start", "finish")
 
 
 def _blur(rng: np.random.Generator) -> float:
@@ -650,16 +727,16 @@ def _with_faces(shot: Shot, casting: FaceCasting) -> Shot:
 
 
 def _file_names(shots: Iterable[Shot]) -> list[tuple[str, Shot]]:
-    """Each shot with its path under images/, numbered per camera in capture order."""
-    by_camera: dict[Camera, list[Shot]] = {}
+    """Each shot with its path under images/, numbered per camera in capture order (a
+    phone shared by two stations, out and back, numbers its photos of both in one run)."""
+    by_camera: dict[tuple[str, str], list[Shot]] = {}
     for shot in shots:
-        by_camera.setdefault(shot.camera, []).append(shot)
+        by_camera.setdefault((shot.camera.folder, shot.camera.prefix), []).append(shot)
     photos = []
-    for camera, taken in by_camera.items():
+    for (folder, prefix), taken in by_camera.items():
         taken.sort(key=lambda s: s.time_ms)
         photos += [
-            (f"{camera.folder}/{camera.prefix}_{n:05d}.jpg", shot)
-            for n, shot in enumerate(taken, start=1)
+            (f"{folder}/{prefix}_{n:05d}.jpg", shot) for n, shot in enumerate(taken, start=1)
         ]
     return photos
 
@@ -702,6 +779,8 @@ def _write_course(
             entry["clock_offset_s"] = -camera.clock_fast_ms / 1000
         if camera.listed:
             entry["cameras"] = [camera.serial]
+        if camera.approach:
+            entry["crossing"] = "last"  # its runners' last photo is the one at the line
         stations.append(entry)
     course_doc = {
         "race": {

@@ -14,11 +14,15 @@ from zoneinfo import ZoneInfo
 
 import cv2
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from PIL import Image
 
+from pipeline.cli import main
 from pipeline.demo import BIB_FONTS, DemoSummary, generate_race, random_bib_style, render_bib
+from pipeline.score import score_leaderboard, score_run
+from tests.conftest import restored_logging
 
 # 30 athletes is the smallest field with one DNS and one DNF (2 % each, rounded).
 ATHLETES, STATIONS, SEED = 30, 4, 11
@@ -126,6 +130,31 @@ def test_generate_race__same_seed_same_bytes_other_seed_other_bytes(tmp_path: Pa
     assert runs["a"] == runs["b"]
     assert runs["a"]["truth.csv"] != runs["c"]["truth.csv"]
     assert set(runs["a"].values()) & set(runs["c"].values()) == set()
+
+
+def _plan_digest(root: Path) -> str:
+    """One digest of a race's text files, its photos' names and their EXIF: what the plan
+    decided (every random draw shows in a name, a time or truth.csv), not how this OpenCV
+    and Pillow encode its pixels."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if path.suffix == ".jpg":
+            with Image.open(path) as image:
+                data = image.info.get("exif", b"")
+        else:
+            data = path.read_bytes()
+        digest.update(f"{path.relative_to(root)}\0".encode() + hashlib.sha256(data).digest())
+    return digest.hexdigest()
+
+
+def test_generate_race__the_default_race_is_the_one_it_always_was(tmp_path: Path) -> None:
+    # run_local.sh's figures (773 of 773 visible passages, 1490 files, ...) are those of the
+    # default race: an option added to the demo must leave it as it was, draw for draw.
+    # The digest is main's at 5c2538e, before --course and --approach.
+    generate_race(str(tmp_path), athletes=4, stations=3, seed=2)
+    assert _plan_digest(tmp_path) == (
+        "84113a05b54af7bc90344e10f9a9186f650007abed8ba43c8a4ad18b77952562"
+    )
 
 
 @pytest.mark.parametrize(("athletes", "stations"), [(0, 4), (10, 1)])
@@ -278,3 +307,79 @@ def test_render_bib__tesseract_reads_the_digits() -> None:
             read += text.strip() == str(number)
             total += 1
     assert read >= total - 1
+
+
+# --- Out and back, and an approach camera ---------------------------------------------------
+
+
+def test_generate_race__out_and_back_puts_the_way_back_where_the_way_out_was(
+    tmp_path: Path,
+) -> None:
+    generate_race(str(tmp_path), athletes=6, stations=4, seed=3, layout="out-and-back")
+    course = yaml.safe_load((tmp_path / "course.yaml").read_text(encoding="utf-8"))
+    start, cp1, cp2, finish = ((s["lat"], s["lon"]) for s in course["stations"])
+    assert (cp1, start) == (cp2, finish) and cp1 != start
+    # One phone at the turn's place, known only by its GPS, photographs both ways.
+    photos = {}
+    for path in (tmp_path / "images" / "unsorted").glob("*.jpg"):
+        with Image.open(path) as image:
+            photos[path.name] = image.getexif()
+    assert {exif.get_ifd(EXIF_IFD)[BODY_SERIAL] for exif in photos.values()} == {"IP15-0001"}
+    assert all(10 <= _distance_m(*_gps(exif), *cp1) <= 30 for exif in photos.values())
+    truth = _rows(tmp_path / "truth.csv")
+    assert {r["station_id"] for r in truth} == {"start", "cp1", "cp2", "finish"}
+
+
+def test_generate_race__an_approach_camera_sees_each_runner_before_the_line(
+    tmp_path: Path,
+) -> None:
+    generate_race(str(tmp_path), athletes=6, stations=3, seed=3, approach="finish")
+    course = yaml.safe_load((tmp_path / "course.yaml").read_text(encoding="utf-8"))
+    assert [s.get("crossing") for s in course["stations"]] == [None, None, "last"]
+    finish = course["stations"][-1]
+    taken = []
+    for path in (tmp_path / "images" / "finish").glob("*.jpg"):
+        with Image.open(path) as image:
+            taken.append(_taken_at(image.getexif(), finish, course))
+    for row in _rows(tmp_path / "truth.csv"):
+        if row["station_id"] == "finish":
+            line = datetime.fromisoformat(row["passed_at"])
+            before = [(line - t).total_seconds() for t in taken if t < line]
+            assert any(10 <= s <= 25 for s in before), row  # first seen 10-25 s before
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"layout": "loop"}, "one of line, out-and-back"), ({"approach": "cp9"}, "no station")],
+)
+def test_generate_race__refuses_an_unknown_course_or_approach_station(
+    tmp_path: Path, options: dict, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        generate_race(str(tmp_path / "race"), athletes=3, **options)
+
+
+def test_racelens_run__scores_an_out_and_back_race_with_an_approach_camera(
+    tmp_path: Path,
+) -> None:
+    # The demo race run_local.sh never makes: photos at the turn placed by their runners'
+    # own passages, finish times from the approach camera's last photo (crossing: last).
+    race, out = tmp_path / "race", tmp_path / "out"
+    demo = ["demo", "--out", str(race), "--athletes", "12", "--seed", "3"]
+    assert main([*demo, "--course", "out-and-back", "--approach", "finish"]) == 0
+    argv = [
+        "run", "--images", str(race / "images"), "--course", str(race / "course.yaml"),
+        "--start-list", str(race / "startlist.csv"), "--out", str(out), "--no-progress",
+    ]  # fmt: skip
+    with restored_logging():
+        assert main(argv) == 0
+    truth = str(race / "truth.csv")
+    score = score_run(str(out), truth, str(race / "images"))
+    assert score.found_visible == score.visible_passages == score.true_passages
+    assert (score.false_passages, score.duplicate_rows, score.files_missing) == (0, 0, 0)
+    board = score_leaderboard(
+        str(out), truth, str(race / "course.yaml"), str(race / "startlist.csv")
+    )
+    assert board.all_agree(), board.disagreements  # times within tolerance, ranks possible
+    placed_by = {r["placed_by"] for r in pq.read_table(out / "images.parquet").to_pylist()}
+    assert "passages" in placed_by
