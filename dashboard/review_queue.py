@@ -339,7 +339,17 @@ def opened_item(images: pd.DataFrame, image_id: str) -> Item | None:
         # Still in doubt: placed by the official as in the queue, never approved where a
         # copy's folder put it.
         return Item(image_id, STATION_CONFLICT, None, bibs, None)
-    return Item(image_id, OPENED, text_or_none(row["station_id"]), bibs, _when(row["taken_at"]))
+    return Item(
+        image_id,
+        OPENED,
+        text_or_none(row["station_id"]),
+        bibs,
+        _when(row["taken_at"]),
+        # A photo placed nowhere: what it says of itself, as its queued item did (none in
+        # the images.parquet of a run before these columns).
+        exif_taken_at=_when(row.get("exif_taken_at")),
+        could_be_at=_texts(row.get("could_be_at")),
+    )
 
 
 @dataclass(frozen=True)

@@ -788,6 +788,7 @@ def _photo_without_time(race: Race, reason: str = "bad_exif", **item: object) ->
     for row in rows:
         if row["image_id"] == image_id:
             row.update(status="rejected", reason=reason, taken_at=None, station_id=station)
+            row.update(exif_taken_at=item.get("exif_taken_at"), could_be_at=item.get("could_be_at"))
     pq.write_table(pa.Table.from_pylist(rows, schema=images.schema), race.out / "images.parquet")
     review = [
         {"image_id": image_id, "reason": reason, "candidates": ["102"],
@@ -823,6 +824,28 @@ def test_review__a_loop_photo_shows_its_own_time_and_where_it_may_be(
         image_id, "assign", "102", "finish",
     )  # fmt: skip
     assert row["passed_at"] == "2026-05-01T08:21:40.250000+00:00"
+
+
+def test_review__a_loop_photo_opened_by_its_link_shows_its_time_and_where_it_may_be(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # Rejected by an official and re-timed, it has left the queue; opened again to place it
+    # after all, it showed no time and offered the stations in course order.
+    taken = datetime(2026, 5, 1, 8, 21, 40, 250000, tzinfo=UTC)
+    image_id = _photo_without_time(
+        race,
+        "ambiguous_station",
+        station_id=None,
+        exif_taken_at=taken,
+        could_be_at=["start", "finish"],
+    )
+    review = pq.read_table(race.out / "review.parquet")
+    pq.write_table(review.schema.empty_table(), race.out / "review.parquet")
+    at = open_page(REVIEW, image=image_id)
+    assert "Opened for correction" in [s.value for s in at.subheader]
+    assert "Start or Finish · its camera says 10:21:40" in texts(at)
+    assert at.text_input(key="place_time").value == "10:21:40.25"
+    assert at.selectbox(key="place_station").options == ["Start", "Finish", "5 km"]
 
 
 def test_review__a_photo_from_a_camera_set_to_another_day_shows_that_day(

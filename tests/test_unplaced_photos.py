@@ -1,5 +1,6 @@
-"""A photo the pipeline cannot place keeps taken_at null, and its review item says what the
-photo says of itself: the time its EXIF gives and the stations it may be at."""
+"""A photo the pipeline cannot place keeps taken_at null, and its review item (and its row
+of images.parquet) says what the photo says of itself: the time its EXIF gives and the
+stations it may be at."""
 
 from __future__ import annotations
 
@@ -79,9 +80,16 @@ def test_run__a_photo_not_placed_is_in_review_with_its_own_time(race: Path, tmp_
         assert item["exif_taken_at"] == own.replace(microsecond=own.microsecond // 1000 * 1000)
         stations = ["cp2", "finish"] if reason == "ambiguous_station" else []
         assert item["could_be_at"] == stations
-    # images.parquet still reads them as not placed.
+    # images.parquet still reads them as not placed, and says the same of them as their
+    # items: what a photo opened by its link shows once its item has left the queue.
     placed = {Path(r["path"]).name: r for r in pq.read_table(out / "images.parquet").to_pylist()}
-    assert all(placed[name]["taken_at"] is None for name, _ in items)
+    for (name, _), item in items.items():
+        row = placed[name]
+        assert row["taken_at"] is None
+        assert (row["exif_taken_at"], row["could_be_at"]) == (
+            item["exif_taken_at"],
+            item["could_be_at"],
+        )
 
 
 @pytest.mark.parametrize(

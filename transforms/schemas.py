@@ -60,6 +60,10 @@ IMAGES = pa.schema(
         # the one its time fits), waves, passages (its athletes' own, at an out-and-back
         # spot), official; null where it has no station.
         pa.field("placed_by", pa.string()),
+        # A photo placed nowhere, as in review.parquet (REVIEW): also for one not in the queue
+        # (no listed bib read, or decided already), which an official may open by its link.
+        pa.field("exif_taken_at", UTC_TIME),
+        pa.field("could_be_at", pa.list_(pa.string())),
     ]
 )
 

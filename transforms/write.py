@@ -470,6 +470,8 @@ def image_row(photo: Photo) -> dict:
         "width": facts.width or None,
         "height": facts.height or None,
         "placed_by": photo.placed_by,
+        "exif_taken_at": photo.exif_taken_at,
+        "could_be_at": list(photo.could_be_at),
     }
 
 

@@ -341,13 +341,15 @@ def choose_station(places: list[Placement], settings: Settings) -> None:
     )
 
 
-def place_photo(settings: Settings) -> None:
-    """The station and local time of day of a photo that has none (bad EXIF)."""
+def place_photo(item: Item, settings: Settings) -> None:
+    """The station and local time of day of a photo that has none (bad EXIF); the stations
+    it may be at first (a loop's start and finish), any other still possible (its GPS
+    may be wrong)."""
     race = data.race(settings.out)
     names = {s.id: s.name for s in race.stations}
     st.selectbox(
         "Taken at",
-        list(names),
+        list(dict.fromkeys([*(s for s in item.could_be_at if s in names), *names])),
         format_func=lambda s: names[s],
         key=PLACE_KEY,
         placeholder="Station",
@@ -400,7 +402,7 @@ def decision_form(item: Item, shown: Shown, settings: Settings) -> None:
         if item.reason == STATION_CONFLICT:
             choose_station(shown.places, settings)
         if to_place:
-            place_photo(settings)
+            place_photo(item, settings)
         if item.about_photo and item.reason != TOO_LATE:
             st.multiselect(
                 "Athletes on the photo (type a bib or a name)",
