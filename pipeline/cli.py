@@ -114,18 +114,17 @@ def _execute(beam_argv: list[str], retime: bool = False, own_process: bool = Fal
 
     check_options(beam_argv)
     opts = PipelineOptions(beam_argv)
-    if opts.view_as(StandardOptions).streaming and opts.view_as(RacelensOptions).corrections:
-        from transforms.corrections import start_log
-
-        start_log(opts.view_as(RacelensOptions).corrections)  # race morning: no decision yet
+    streaming = opts.view_as(StandardOptions).streaming
     cfg = RaceConfig(opts.view_as(RacelensOptions))  # validate before anything starts
     for flag, location in (("--images", cfg.images), ("--out", cfg.out), ("--facts", cfg.facts)):
         check_filesystem(flag, location)
     check_images_folder(cfg.images)
     check_reference_photos(cfg)
-    check_output_folders(cfg)
+    # A live run makes its log (race morning: no decision yet; a live run reads no log as
+    # none): after every check, so that a run refused leaves no log folder behind.
+    check_output_folders(cfg, opts.view_as(RacelensOptions).corrections if streaming else None)
     stopping = stopped_on_signals(cfg.out, cfg.facts) if own_process else contextlib.nullcontext([])
-    if opts.view_as(StandardOptions).streaming:
+    if streaming:
         from pipeline.streaming import run_streaming, runs_locally
 
         stop_after = opts.view_as(RacelensOptions).stop_after
@@ -308,13 +307,14 @@ def check_images_folder(images: str) -> None:
         raise ConfigError(f"--images: cannot list '{images}': {e.strerror}") from e
 
 
-def check_output_folders(cfg: RaceConfig) -> None:
+def check_output_folders(cfg: RaceConfig, log: str | None = None) -> None:
     """Raises ConfigError where a local --out or --facts cannot hold the run's files, or lies
     inside --images, where a second run read the first one's outputs and facts as photos, or
     where a live run keeps the results in --out: each run would replace the other's files
     (a batch run, `racelens results` by hand or the dashboard's, another live run). Makes
-    them where all is well."""
+    them where all is well, and the corrections log `log` where given and not there yet."""
     from pipeline.live_lock import live_run_log, lock_holder
+    from transforms.corrections import start_log
 
     for flag, folder in (("--out", cfg.out), ("--facts", cfg.facts)):
         if "://" in folder:
@@ -336,7 +336,12 @@ def check_output_folders(cfg: RaceConfig) -> None:
             f"--out {cfg.out}: a live run keeps these results (it times the decisions in "
             f"{live_log} itself); stop it first, or give another --out"
         )
-    make_folders([("--out", cfg.out), ("--facts", cfg.facts)])
+    folders = [("--out", cfg.out), ("--facts", cfg.facts)]
+    if log is not None:
+        folders.append(("--corrections", os.path.dirname(os.path.abspath(log))))
+    with folders_made(folders):
+        if log is not None:
+            start_log(log)
 
 
 def missing_folders(folder: str) -> list[str]:
@@ -348,10 +353,12 @@ def missing_folders(folder: str) -> list[str]:
     return missing
 
 
-def make_folders(flagged: list[tuple[str, str]]) -> None:
-    """Makes each local folder (its flag, its path) with its parents; raises ConfigError,
-    one line, at the first one a mount refuses, where access() said yes (sysfs, FUSE), and
-    removes the folders it made meanwhile: a refused --facts left the new, empty --out."""
+@contextlib.contextmanager
+def folders_made(flagged: list[tuple[str, str]]) -> Iterator[None]:
+    """Makes each local folder (its flag, its path) with its parents, for the block to put
+    files in; raises ConfigError, one line, at the first one a mount refuses, where access()
+    said yes (sysfs, FUSE). Where that or the block raises ConfigError, removes the folders
+    it made: a refused --facts left the new, empty --out, a refused log its new folder."""
     local = [(flag, folder) for flag, folder in flagged if "://" not in folder]
     made = {path for _, folder in local for path in missing_folders(folder)}
     try:
@@ -360,6 +367,7 @@ def make_folders(flagged: list[tuple[str, str]]) -> None:
                 os.makedirs(folder, exist_ok=True)
             except OSError as e:
                 raise ConfigError(f"{flag}: cannot write in '{folder}': {e.strerror}") from e
+        yield
     except ConfigError:
         for path in sorted(made, key=len, reverse=True):  # a folder before its parent
             with contextlib.suppress(OSError):  # not made, or holds what another put there

@@ -354,6 +354,29 @@ def test_live_run__a_corrections_log_not_there_yet_starts_empty(
     assert err.count("\n") == 1 and "decisions" in err, err
 
 
+def test_live_run__refused_in_one_line_leaves_no_log_folder(
+    race: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The log and its new folder were made before --out and --facts were checked, and stayed
+    # behind a run refused for its --facts.
+    images = tmp_path / "live-images"
+    images.mkdir()
+    before = sorted(tmp_path.rglob("*"))
+    log = tmp_path / "decisions" / "corrections.csv"
+    argv = _argv(race, images, tmp_path / "out", images / "facts")
+    with restored_logging():
+        assert main(["run", "--streaming", *argv, "--corrections", str(log)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--facts" in err, err
+    assert sorted(tmp_path.rglob("*")) == before, "nothing it made is left"
+    # A log that cannot be a file (a folder) is refused after --out and --facts are made.
+    argv = _argv(race, images, tmp_path / "new" / "out", tmp_path / "new" / "facts")
+    with restored_logging():
+        assert main(["run", "--streaming", *argv, "--corrections", str(images)]) == 2
+    assert "--corrections" in capsys.readouterr().err
+    assert sorted(tmp_path.rglob("*")) == before, "nothing it made is left"
+
+
 def test_live_race__a_station_uploading_late_is_one_review_item_accepted_at_once(
     race: Path, batch: Path, tmp_path: Path
 ) -> None:
