@@ -42,5 +42,5 @@ setup(
         "gcp": ["apache-beam[gcp]==2.77.0"],
         "aws": ["apache-beam[aws]==2.77.0"],
     },
-    entry_points={"console_scripts": ["racelens=pipeline.cli:main"]},
+    entry_points={"console_scripts": ["racelens=pipeline.__main__:command"]},
 )

@@ -30,10 +30,11 @@ import sys
 import time
 from typing import TYPE_CHECKING, NoReturn
 
+from pipeline.signals import ending_at_once, handled_by
 from transforms.course import ConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
 
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -847,22 +848,6 @@ def _without_beams_worker_noise(record: logging.LogRecord) -> bool:
     return WORKER_NOISE not in record.getMessage()
 
 
-# The signals that stop racelens: Ctrl-C, SIGTERM (docker stop, systemd, a CI timeout) and
-# SIGHUP (the terminal hung up).
-SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-def handled_by(handler: Callable[[int, object], None]) -> dict[int, object]:
-    """Makes `handler` handle SIGNALS, but those this process ignores: nohup's SIGHUP, and
-    Ctrl-C for a command a script starts in the background, which the script ends its own
-    way (run_local.sh --live: SIGTERM); returns the handlers it replaced."""
-    return {
-        each: signal.signal(each, handler)
-        for each in SIGNALS
-        if signal.getsignal(each) is not signal.SIG_IGN
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     if argv is not None:  # a call from other code, which keeps its own handling of Ctrl-C
         return _main(argv, own_process=False)
@@ -924,13 +909,7 @@ def _stop_plainly_on_signals() -> None:
     """Meanwhile (until a run's own handling, pipeline/interrupted.py, and after it), Ctrl-C,
     SIGTERM and SIGHUP end this process with one line, not a traceback of whatever it
     imports."""
-
-    def stop(signum: int, _: object) -> None:
-        with contextlib.suppress(OSError):  # a terminal hung up
-            os.write(sys.stderr.fileno(), b"racelens: interrupted; nothing was being written\n")
-        os._exit(128 + signum)
-
-    handled_by(stop)
+    handled_by(ending_at_once(b"racelens: interrupted; nothing was being written\n"))
 
 
 def _ended(code: int) -> NoReturn:

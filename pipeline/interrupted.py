@@ -30,8 +30,9 @@ from dataclasses import dataclass
 
 from apache_beam.io.filesystem import BeamIOError
 
-from pipeline.cli import RUN_FILE, SIGNALS, handled_by
+from pipeline.cli import RUN_FILE
 from pipeline.progress import count_facts
+from pipeline.signals import SIGNALS, handled_by
 from pipeline.worker_command import STOP_THREAD, WORKER_LOST, WorkerLost
 from transforms.photos import FactStore
 from transforms.schemas import OUTPUT_FILES

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import pty
+import re
 import signal
 import subprocess
 import sys
@@ -726,6 +727,44 @@ def test_main__ctrl_c_turned_into_an_import_error_is_one_line_exit_130() -> None
         preexec_fn=as_a_terminal_starts_it,
     )
     assert (done.returncode, done.stderr) == (130, "racelens: interrupted\n"), done.stderr
+
+
+# A module that racelens imports (yaml, with its course) found first, and slow to import: it
+# says so in the file $IMPORTING and waits, Ctrl-C's moment.
+SLOW_YAML = """
+import os, time
+open(os.environ["IMPORTING"], "w").close()
+time.sleep(60)
+"""
+# The console script pip makes of setup.py's entry point, as `python -c`.
+SCRIPT = "import sys; from {module} import {function}; sys.exit({function}())"
+
+
+@pytest.mark.parametrize("entry", ["console script", "python -m pipeline"])
+def test_racelens__ctrl_c_while_it_is_imported_is_one_line_exit_130(
+    race: Path, tmp_path: Path, entry: str
+) -> None:
+    # Before racelens's main handled signals (its first 0.06-0.15 s), Ctrl-C printed the
+    # KeyboardInterrupt's traceback of the import it fell in.
+    (tmp_path / "yaml.py").write_text(SLOW_YAML, encoding="utf-8")
+    importing = tmp_path / "importing"
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    env = os.environ | {"PYTHONPATH": path, "IMPORTING": str(importing)}
+    [(module, function)] = re.findall(r"racelens=([\w.]+):(\w+)", (REPO / "setup.py").read_text())
+    start = (
+        ["-m", "pipeline"]
+        if entry != "console script"
+        else ["-c", SCRIPT.format(module=module, function=function)]
+    )
+    command = [sys.executable, *start, *run_argv(race, tmp_path / "out")]
+    launcher = started_as_from_a_terminal(command, env=env)
+    deadline = time.monotonic() + WAIT_S
+    while not importing.exists():
+        assert launcher.poll() is None and time.monotonic() < deadline, launcher.communicate()
+        time.sleep(0.01)
+    os.killpg(launcher.pid, signal.SIGINT)
+    out, err = launcher.communicate(timeout=WAIT_S)
+    assert (launcher.returncode, out, err) == (130, "", "racelens: interrupted\n"), err
 
 
 def test_main__an_import_error_without_ctrl_c_is_not_called_an_interruption() -> None:
