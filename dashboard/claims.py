@@ -6,10 +6,11 @@ its own in a folder beside the corrections log, which every `racelens dashboard`
 results shares: two officials on two dashboards (two processes, as two laptops running
 their own) were both shown the queue's first item, and all but the quickest found it
 decided already while the items after it waited. A claim is made whole (written, then
-linked into place, so a second page's claim of the same item fails), replaced when its page
-shows another item, released by the page's decision, and lapses after CLAIM_S (a page left
-open). It is never a lock: where every item is shown elsewhere, a page shares the first, and
-the corrections log orders the decisions (the second is refused: "kari decided this one
+linked into place, so a second page's claim of the same item fails; where the filesystem
+has no hard links, created exclusively and written), replaced when its page shows another
+item, released by the page's decision, and lapses after CLAIM_S (a page left open). It is
+never a lock: where every item is shown elsewhere, a page shares the first, and the
+corrections log orders the decisions (the second is refused: "kari decided this one
 already").
 """
 
@@ -19,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -49,6 +51,28 @@ def _read(path: str) -> Claim | None:
             return Claim(**json.load(f))
     except (OSError, ValueError, TypeError):
         return None
+
+
+def _made(temp: str, path: str) -> bool:
+    """Puts the claim written in `temp` at `path` where none is there; False where one is:
+    two pages cannot both make it. By a hard link, whole at once; where the filesystem
+    has none (some SMB and FUSE mounts: every page was shown the first item), `path` is
+    created exclusively and the claim copied in, a page reading it meanwhile finding no
+    claim there (two officials may then share an item, as without claims)."""
+    try:
+        os.link(temp, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError:
+        pass  # no hard links here (EPERM, ENOTSUP): any other trouble fails the create too
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    with open(temp, "rb") as claim, os.fdopen(fd, "wb") as f:
+        shutil.copyfileobj(claim, f)
+    return True
 
 
 class Claims:
@@ -86,9 +110,7 @@ class Claims:
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as f:
                     json.dump(asdict(claim), f)
-                try:
-                    os.link(temp, path)  # fails where a claim is: two pages cannot both make it
-                except FileExistsError:
+                if not _made(temp, path):
                     held = _read(path)
                     if held is not None and held.session != session and held.until > now:
                         return False

@@ -9,6 +9,7 @@ recorder: a real `racelens results` is exercised by the browser test.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -1151,9 +1152,20 @@ def test_review__two_officials_at_once_are_shown_different_items(
     ]
 
 
-def test_claims__two_dashboards_offer_officials_different_items(tmp_path: Path) -> None:
+def no_hard_links(source: str, target: str) -> None:
+    """os.link on a filesystem without hard links (some SMB and FUSE mounts)."""
+    raise PermissionError(errno.EPERM, "Operation not permitted", source)
+
+
+@pytest.mark.parametrize("links", ["hard links", "no hard links"])
+def test_claims__two_dashboards_offer_officials_different_items(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, links: str
+) -> None:
     # Two `racelens dashboard` processes on one results folder: each kept its claims in its
-    # own memory, and both officials were shown the queue's first item.
+    # own memory, and both officials were shown the queue's first item. Then on a log's
+    # filesystem without hard links they were still, as claims were made by linking.
+    if links == "no hard links":
+        monkeypatch.setattr(os, "link", no_hard_links)
     folder = claims_folder(str(tmp_path / "corrections.csv"))
     kari, ola = Claims(folder), Claims(folder)  # one per dashboard
     assert claim_first_free([ITEM, MISSED], kari, "kari-tab", "kari", 0.0) == ITEM
