@@ -176,6 +176,16 @@ def poll(
     return new
 
 
+def held_photos(state: LiveState) -> frozenset[str]:
+    """The files (paths) whose photo arrived too late: a photo arrives with its first copy.
+    A copy judged alone (the finish's photos copied in again after the race, into the
+    folder renamed with a capital) was held as too late and kept as the photo (Finish/
+    sorts first), the copy that came in time made its duplicate, and the athletes'
+    passages on it were gone."""
+    in_time = {photo.image_id for path, photo in state.photos.items() if path not in state.too_late}
+    return frozenset(p for p in state.too_late if state.photos[p].image_id not in in_time)
+
+
 class LiveRace:
     """The race as the live mode knows it: the files taken in, their facts and lateness."""
 
@@ -279,7 +289,7 @@ class LiveRace:
         """Times the race over every photo taken in and replaces the results; `final`: the
         watch ends, so every photo is in (as for a batch run)."""
         self._closed = self._closed_now()
-        late = frozenset(self.state.too_late)
+        late = held_photos(self.state)
         timed = time_photos(self.state.photos.values(), self.cfg, late, live=True, ended=final)
         # Those an official accepted or decided are timed or settled: no longer held.
         self._held_now = sum(p.reason == TOO_LATE for p in timed.images)

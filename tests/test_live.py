@@ -377,6 +377,33 @@ def test_live_run__refused_in_one_line_leaves_no_log_folder(
     assert sorted(tmp_path.rglob("*")) == before, "nothing it made is left"
 
 
+def test_live_race__a_photo_copied_in_again_late_keeps_its_passages(
+    race: Path, batch: Path, tmp_path: Path
+) -> None:
+    # The finish's photos copied in again, after the race, into the folder renamed with a
+    # capital (Finish/): judged alone, each copy was held as too late, kept as the photo
+    # (Finish/ sorts first), the photo that came in time made its duplicate, and finishers
+    # lost their finish passages to a review item "Arrived too late to be timed".
+    course = _late_course(race, tmp_path, 60.0)
+    images = _live_copy(race, tmp_path)
+    out = tmp_path / "live"
+    live = LiveRace(_argv(race, images, out, batch / "facts", course))
+    live.update(final=True)
+    timed = _table(out, "passages.parquet")
+    shutil.copytree(race / "images" / "finish", images / "Finish")
+    live.update(final=True)
+    assert not [r for r in _table(out, "images.parquet") if r["reason"] == "too_late"]
+    assert _table(out, "passages.parquet") == timed
+    copies = [r for r in _table(out, "images.parquet") if r["reason"] == "exact_duplicate"]
+    assert len(copies) >= len(list((race / "images" / "finish").iterdir()))
+    live.close()
+    # Started again (Ctrl-C, a new start): the same.
+    again = LiveRace(_argv(race, images, out, batch / "facts", course))
+    again.update(final=True)
+    again.close()
+    assert _table(out, "passages.parquet") == timed
+
+
 def test_live_race__a_station_uploading_late_is_one_review_item_accepted_at_once(
     race: Path, batch: Path, tmp_path: Path
 ) -> None:
