@@ -213,22 +213,24 @@ def show_notice() -> None:
         del st.session_state[NOTICE]
 
 
-def choose_items(items: list[Item], open_items: list[Item]) -> list[Item]:
+def choose_items(items: list[Item], open_items: list[Item], race: data.Race) -> list[Item]:
     """The filters by reason and station, and the open items they leave.
 
     The filters offer every reason and station of the whole queue, decided items included,
     and their labels carry no counts: a chosen filter must survive the decision that
-    empties it (Streamlit keeps a choice by its label).
+    empties it (Streamlit keeps a choice by its label). Stations by name, as the items
+    show them (the ids, cp2 for "6.7 km", were the course file's words).
     """
     reasons = list(dict.fromkeys(i.reason for i in items))
     stations = list(dict.fromkeys(i.station_id or "" for i in items))
+    names = {s.id: s.name for s in race.stations}
     chosen_reasons = st.sidebar.pills(
         "Reason", reasons, format_func=reason_text, selection_mode="multi", key="filter_reasons"
     )
     chosen_stations = st.sidebar.pills(
         "Station",
         stations,
-        format_func=lambda s: s or "no station",
+        format_func=lambda s: names.get(s, s) or "no station",
         selection_mode="multi",
         key="filter_stations",
     )
@@ -551,7 +553,8 @@ open_items = pending(items, log.corrections, spells)
 item = linked_item(open_items, images)
 official = ui.official_name() or ui.UNNAMED
 if item is None:
-    queue = in_turn(choose_items(items, open_items), st.session_state.get(SKIPPED, []))
+    chosen = choose_items(items, open_items, data.race(settings.out))
+    queue = in_turn(chosen, st.session_state.get(SKIPPED, []))
     if not queue:
         st.success("Nothing to review." if not open_items else "Nothing to review here.")
         # New items as they come: a live run queues them while the official waits.
