@@ -151,7 +151,8 @@ def time_race(
     deduped = (
         (placed.timed, placed.rejected)
         | "TimedAndRejected" >> beam.Flatten()
-        | "DedupPhotos" >> DedupPhotos(settings.burst_gap_s, settings.near_duplicate_bits, held)
+        | "DedupPhotos"
+        >> DedupPhotos(settings.burst_gap_s, settings.near_duplicate_bits, held, course.last_at)
     )
     known = frozenset(a.bib for a in cfg.athletes)
     gallery = (

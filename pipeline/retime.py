@@ -97,20 +97,29 @@ def group_in_windows(
 
 
 def dedup(
-    photos: list[Photo], burst_gap_s: float, bits: int, held: frozenset[str] = frozenset()
+    photos: list[Photo],
+    burst_gap_s: float,
+    bits: int,
+    held: frozenset[str] = frozenset(),
+    last_at: frozenset[str] = frozenset(),
 ) -> list[Photo]:
     """DedupPhotos: exact copies (rejected photos too), then burst sessions per station.
     Photos `held` as arrived too late (paths) take no part in bursts: held, they would hide
-    a frame that came in time."""
+    a frame that came in time; at the stations `last_at` (crossing: last) a burst's last
+    frame is kept."""
     copies: dict[str, list[Photo]] = defaultdict(list)
     for p in photos:
         copies[p.image_id].append(p)
     marked = [p for group in copies.values() for p in mark_exact_duplicates(group)]
-    return bursts_marked(marked, burst_gap_s, bits, held)
+    return bursts_marked(marked, burst_gap_s, bits, held, last_at)
 
 
 def bursts_marked(
-    photos: list[Photo], burst_gap_s: float, bits: int, held: frozenset[str]
+    photos: list[Photo],
+    burst_gap_s: float,
+    bits: int,
+    held: frozenset[str],
+    last_at: frozenset[str],
 ) -> list[Photo]:
     """MarkBursts: near duplicates marked in each station's burst sessions."""
     # Photos without time (rejected) are in no burst.
@@ -121,8 +130,8 @@ def bursts_marked(
         lambda p: p.taken_at,
         window.Sessions(burst_gap_s),
     )
-    for group in bursts.values():
-        marked += mark_bursts(group, burst_gap_s, bits, held)
+    for (station_id, _), group in bursts.items():
+        marked += mark_bursts(group, burst_gap_s, bits, held, station_id in last_at)
     return marked
 
 
@@ -221,10 +230,7 @@ def identify_all(
     # An official's decision on a late photo times it like any other.
     held = frozenset(p.path for p in placed if p.path in too_late and p.image_id not in decisions)
     deduped = dedup(
-        placed,
-        settings.burst_gap_s,
-        settings.near_duplicate_bits,
-        held,
+        placed, settings.burst_gap_s, settings.near_duplicate_bits, held, cfg.course.last_at
     )
     gallery = (
         gallery_of(
@@ -262,6 +268,7 @@ def identify_all(
                 settings.burst_gap_s,
                 settings.near_duplicate_bits,
                 held,
+                cfg.course.last_at,
             )
         )
     return late_batches(hold_too_late(i) if i.photo.path in held else i for i in others + placed)

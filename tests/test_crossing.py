@@ -34,6 +34,7 @@ from tests.test_course_camera_clocks import (
     passages_at_finish,
     racelens,
 )
+from tests.test_placing import OUT_AND_BACK_YAML, turn_race
 from transforms.course import ConfigError, parse_course
 from transforms.exif import exif_facts, parse_taken_at
 from transforms.splits import check_athlete
@@ -173,3 +174,25 @@ def test_run__a_finish_facing_the_runners_is_timed_at_their_last_photo(
     assert all(abs(last[b] - truth[b]) <= timedelta(seconds=1) for b in truth), (last, truth)
     moved = (last[alone] - first[alone]).total_seconds()
     assert last_chip[alone] - first_chip[alone] == pytest.approx(moved, abs=0.01)
+
+
+def test_run__a_burst_at_a_crossing_last_finish_keeps_and_times_its_last_frame(
+    tmp_path: Path,
+) -> None:
+    # Three frames of 101 a second apart as they come up to a finish facing them (crossing:
+    # last): the last, at the line, is kept and times the passage; the two before it are
+    # its near duplicates, through `racelens run` and `racelens results`. Failed before (the
+    # first frame kept, the finish timed 2 s early), passes.
+    out = tmp_path / "out"
+    shots = {"f1": (50, "101"), "f2": (50 + 1 / 60, "101"), "f3": (50 + 2 / 60, "101")}
+    last = OUT_AND_BACK_YAML.replace("km: 10,", "km: 10, crossing: last,")
+    with restored_logging():
+        assert main(turn_race(tmp_path, shots, last)) == 0
+    for timing in ("run", "results"):
+        if timing == "results":
+            racelens("results", "--out", str(out))
+        rows = pq.read_table(out / "images.parquet").to_pylist()
+        stem = {r["path"]: Path(r["path"]).stem for r in rows}
+        duplicate_of = {stem[r["path"]]: stem.get(r["duplicate_of_path"]) for r in rows}
+        assert duplicate_of == {"f1": "f3", "f2": "f3", "f3": None}, timing
+        assert passages_at_finish(out) == {"101": at(3002)}, timing

@@ -20,6 +20,7 @@ from transforms.dedup import (
     DedupPhotos,
     hash_distance,
     is_near_duplicate,
+    mark_bursts,
     mark_exact_duplicates,
     mark_near_duplicates,
 )
@@ -114,6 +115,17 @@ def test_dedup__burst_of_three_keeps_first() -> None:
     third = photo("f3", seconds=0.6, bibs=(), phash=HASH_2_BITS)  # the bib turned away
     marked = mark_near_duplicates([third, first, second], GAP_S, BITS)
     assert marked == [first, near_of(second, first), near_of(third, first)]
+
+
+def test_dedup__at_a_crossing_last_station_a_burst_keeps_its_last() -> None:
+    # A camera facing the oncoming runners: the last frame is the one at the line, and
+    # it times the passage (crossing: last). Failed before (the first frame was kept, the
+    # passage timed up to burst_gap_s early), passes.
+    first = photo("f1", seconds=0.0, bibs=(read("101"),), phash=HASH)
+    second = photo("f2", seconds=1.0, bibs=(read("101"),), phash=HASH_1_BIT)
+    third = photo("f3", seconds=2.0, bibs=(read("101"),), phash=HASH_2_BITS)
+    marked = mark_bursts([second, first, third], GAP_S, BITS, latest=True)
+    assert marked == [third, near_of(second, third), near_of(first, third)]
 
 
 def test_dedup__frame_with_a_new_bib_is_never_a_duplicate() -> None:

@@ -299,8 +299,10 @@ settings: {faces: false}
 PHASH = "ffff0000ffff0000"
 
 
-def turn_race(tmp_path: Path, shots: dict[str, tuple[float, str]]) -> list[str]:
-    """A race on OUT_AND_BACK_YAML under tmp_path/race: each shot (name: minutes after the
+def turn_race(
+    tmp_path: Path, shots: dict[str, tuple[float, str]], course_yaml: str = OUT_AND_BACK_YAML
+) -> list[str]:
+    """A race on `course_yaml` under tmp_path/race: each shot (name: minutes after the
     gun, bib read) a phone's photo at the turn's spot (GPS only), or the finish's (in its
     folder) for names starting with "f"; their reads stored in tmp_path/out's fact store as
     the analysis would store them. The argv of `racelens run` timing it into tmp_path/out."""
@@ -317,7 +319,7 @@ def turn_race(tmp_path: Path, shots: dict[str, tuple[float, str]]) -> list[str]:
             exif = exif_facts(image)
         facts = PhotoFacts(image_id_of(path.read_bytes()), width=64, height=48, exif=exif)
         store.put(replace(facts, phash=PHASH, quality=SHARP, bibs=(read(bib),)))
-    (race / "course.yaml").write_text(OUT_AND_BACK_YAML, encoding="utf-8")
+    (race / "course.yaml").write_text(course_yaml, encoding="utf-8")
     (race / "startlist.csv").write_text(
         "bib,name\n101,Ingrid Berg\n102,Ola Hansen\n", encoding="utf-8"
     )

@@ -11,7 +11,10 @@ rejected everywhere are one rejected photo and its duplicates (one review item).
 A near duplicate is a photo taken at the same station within a burst gap of a
 kept one, with a perceptual hash within a few bits of it, and no bib read that
 the kept one does not have: it shows nothing new, so it needs neither a passage
-nor a review. A frame in which a new bib appears is never a duplicate.
+nor a review. A frame in which a new bib appears is never a duplicate. The kept
+frame is the burst's first, or at a `crossing: last` station its last: there the
+last photo times the passage (a camera facing the oncoming runners), and keeping
+the first timed it up to burst_gap_s before the line.
 """
 
 from __future__ import annotations
@@ -72,11 +75,14 @@ def is_near_duplicate(photo: Photo, kept: Photo, gap_s: float, max_bits: int) ->
     )
 
 
-def mark_near_duplicates(photos: Iterable[Photo], gap_s: float, max_bits: int) -> list[Photo]:
-    """Photos of one station: each burst frame that adds nothing points at the kept frame."""
+def mark_near_duplicates(
+    photos: Iterable[Photo], gap_s: float, max_bits: int, latest: bool = False
+) -> list[Photo]:
+    """Photos of one station: each burst frame that adds nothing points at the kept frame,
+    the burst's first, or its last where the station is timed by the `latest` photo."""
     kept: list[Photo] = []
     marked: list[Photo] = []
-    for photo in sorted(photos, key=lambda p: (p.taken_at, p.path)):
+    for photo in sorted(photos, key=lambda p: (p.taken_at, p.path), reverse=latest):
         original = next(
             (k for k in reversed(kept) if is_near_duplicate(photo, k, gap_s, max_bits)), None
         )
@@ -111,22 +117,33 @@ def _copies(group: tuple[str, Iterable[bytes]]) -> list[Photo]:
 
 
 def _by_station(
-    packed: tuple[str, Iterable[bytes]], gap_s: float, bits: int, held: frozenset[str]
+    packed: tuple[str, Iterable[bytes]],
+    gap_s: float,
+    bits: int,
+    held: frozenset[str],
+    last_at: frozenset[str],
 ) -> Iterator[Photo]:
-    yield from mark_bursts([unpack_photo(p) for p in packed[1]], gap_s, bits, held)
+    station_id, photos = packed
+    unpacked = [unpack_photo(p) for p in photos]
+    yield from mark_bursts(unpacked, gap_s, bits, held, station_id in last_at)
 
 
 def mark_bursts(
-    photos: list[Photo], gap_s: float, bits: int, held: frozenset[str] = frozenset()
+    photos: list[Photo],
+    gap_s: float,
+    bits: int,
+    held: frozenset[str] = frozenset(),
+    latest: bool = False,
 ) -> list[Photo]:
     """A burst session's photos, near duplicates marked among those that take part: not
     copies, nor photos whose station is in doubt (they would hide a frame of the station
     they were wrongly put in), nor photos `held` (paths) as arrived too late in the live
-    run timed (they would hide a frame that came in time)."""
+    run timed (they would hide a frame that came in time). `latest`: the station is timed
+    by a passage's last photo (crossing: last), which is kept."""
     fresh = [p for p in photos if p.status is None and p.path not in held]
     taking_part = {id(p) for p in fresh}
     apart = [p for p in photos if id(p) not in taking_part]
-    return apart + mark_near_duplicates(fresh, gap_s, bits)
+    return apart + mark_near_duplicates(fresh, gap_s, bits, latest)
 
 
 def _untimed(photo: Photo, partitions: int) -> int:
@@ -136,12 +153,20 @@ def _untimed(photo: Photo, partitions: int) -> int:
 
 class MarkBursts(beam.PTransform):
     """Photos -> the same photos, near duplicates marked in each station's burst sessions
-    (photos without time are in none): DedupPhotos' second half, and what marks the frames
-    placed only later, by their athletes' passages (transforms.placing)."""
+    (photos without time are in none; at the stations `last_at`, crossing: last, the last
+    frame is kept): DedupPhotos' second half, and what marks the frames placed only later,
+    by their athletes' passages (transforms.placing)."""
 
-    def __init__(self, burst_gap_s: float, near_duplicate_bits: int, held: frozenset[str]):
+    def __init__(
+        self,
+        burst_gap_s: float,
+        near_duplicate_bits: int,
+        held: frozenset[str],
+        last_at: frozenset[str] = frozenset(),
+    ):
         super().__init__()
         self._held = held
+        self._last_at = last_at
         self._gap_s = burst_gap_s
         self._bits = near_duplicate_bits
 
@@ -154,7 +179,8 @@ class MarkBursts(beam.PTransform):
             | "BurstSessions" >> beam.WindowInto(window.Sessions(self._gap_s))
             | "ByStation" >> beam.Map(_keyed(lambda p: p.station_id))
             | "GroupBursts" >> beam.GroupByKey()
-            | "MarkNear" >> beam.FlatMap(_by_station, self._gap_s, self._bits, self._held)
+            | "MarkNear"
+            >> beam.FlatMap(_by_station, self._gap_s, self._bits, self._held, self._last_at)
             | "Unwindow" >> beam.WindowInto(window.GlobalWindows())
             | "StampOnceMore" >> beam.Map(_restamp)
         )
@@ -162,13 +188,18 @@ class MarkBursts(beam.PTransform):
 
 
 class DedupPhotos(beam.PTransform):
-    """Timed and rejected photos -> the same photos, with exact and near duplicates marked."""
+    """Timed and rejected photos -> the same photos, with exact and near duplicates marked
+    (`held` and `last_at` as MarkBursts takes them)."""
 
     def __init__(
-        self, burst_gap_s: float, near_duplicate_bits: int, held: frozenset[str] = frozenset()
+        self,
+        burst_gap_s: float,
+        near_duplicate_bits: int,
+        held: frozenset[str] = frozenset(),
+        last_at: frozenset[str] = frozenset(),
     ):
         super().__init__()
-        self._bursts = MarkBursts(burst_gap_s, near_duplicate_bits, held)
+        self._bursts = MarkBursts(burst_gap_s, near_duplicate_bits, held, last_at)
 
     def expand(self, photos: beam.PCollection) -> beam.PCollection:
         return (

@@ -278,7 +278,12 @@ class IdentifyAtSharedPlaces(beam.PTransform):
             | "PlaceByOwnPassages" >> PlaceByOwnPassages(self._course, self._waves)
             # Rejected (ambiguous_station) when DedupPhotos ran, they took part in no burst.
             | "MarkBursts"
-            >> MarkBursts(settings.burst_gap_s, settings.near_duplicate_bits, self._held)
+            >> MarkBursts(
+                settings.burst_gap_s,
+                settings.near_duplicate_bits,
+                self._held,
+                self._course.last_at,
+            )
         )
         more = placed | "IdentifyPlaced" >> self._identify
         return {
