@@ -169,6 +169,18 @@ def test_identify_all__a_burst_at_the_spot_is_one_passage_of_either_way() -> Non
     assert placed["o"] == placed["p"] == (None, AMBIGUOUS_STATION)
 
 
+def test_identify_all__bursts_out_and_back_are_judged_together_however_many_frames() -> None:
+    # 103 seen only at the spot: eight frames a second apart at 20 min, two at 40 min. Each
+    # alone fits both stations (7 km in 20 min is within min_pace); together they are the
+    # way out and the way back. Failed before (2**10 combinations, past MAX_PLACINGS: each
+    # frame judged alone, all ten left to an official), passes.
+    out = [at_spot(f"o{k}", 20 * 60 + k, "103") for k in range(8)]
+    back = [at_spot(f"b{k}", 40 * 60 + k, "103") for k in range(2)]
+    placed = _placed(out + back)
+    assert {placed[f"o{k}"][0] for k in range(8)} == {"out3"}
+    assert {placed[f"b{k}"][0] for k in range(2)} == {"back7"}
+
+
 def test_identify_all__a_misread_passage_decides_nothing() -> None:
     # 101's start (0 min) and finish (50 min) are sure, so is a misread "101" in out3's
     # folder at 2 min (3 km in 2 min): their other passages leave it out, as CheckSplits

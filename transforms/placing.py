@@ -22,7 +22,6 @@ after that passage comes.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -69,8 +68,8 @@ def shares_places(course: Course) -> bool:
     )
 
 
-# How many placings of one athlete's asked photos are tried together; past it (a runner on
-# dozens of photos at the spot, never seen elsewhere) each photo is judged alone.
+# How many consistent placings of one athlete's asked photos are gathered; past it (a runner
+# on dozens of photos at the spot, never seen elsewhere) each photo is judged alone.
 MAX_PLACINGS = 256
 
 
@@ -96,9 +95,21 @@ def _fitting_places(photo: Photo, course: Course, wave: str | None) -> list[Plac
     return places
 
 
-def _consistent(places: Iterable[Place], course: Course) -> bool:
-    """Could one runner have been at every place?"""
-    return all(_allows(course, a, b) for a, b in itertools.combinations(places, 2))
+def consistent_placings(
+    options: list[list[Place]], course: Course, placed: tuple[Place, ...] = ()
+) -> Iterator[tuple[Place, ...]]:
+    """Every placing (one of each photo's `options`, after the `placed` ones) at all of
+    whose places one runner could have been. Depth first, each branch left at its first
+    contradiction: a burst's frames seconds apart are at one station in any placing, so
+    eight frames of the way out and two of the way back give two branches to follow, not
+    the 1,024 of every combination (past MAX_PLACINGS each photo was judged alone, and a
+    runner on a burst or two with companions was left to an official)."""
+    if len(placed) == len(options):
+        yield placed
+        return
+    for place in options[len(placed)]:
+        if all(_allows(course, place, other) for other in placed):
+            yield from consistent_placings(options, course, (*placed, place))
 
 
 def verdicts_of(
@@ -118,18 +129,20 @@ def verdicts_of(
     sure = [p for p in passages if not p.needs_review]
     chain = [sure[i] for i in plausible_chain(sure, course, course.wave_start(wave))]
     known = [(p.station_id, p.passed_at) for p in chain]
-    photos = list(photos)
+    # In time order, so that the frames of one passage follow each other and a branch that
+    # splits them is left at once.
+    photos = sorted(photos, key=lambda p: (p.facts.exif.datetime_original or "", p.path))
     options = [
         [o for o in _fitting_places(p, course, wave) if all(_allows(course, o, k) for k in known)]
         for p in photos
     ]
-    if math.prod(map(len, options)) > MAX_PLACINGS:
-        return [(p.path, frozenset(o)) for p, o in zip(photos, options, strict=True)]
     allowed: list[set[Place]] = [set() for _ in photos]
-    for placing in itertools.product(*options):
-        if _consistent(placing, course):
-            for places, place in zip(allowed, placing, strict=True):
-                places.add(place)
+    placings = consistent_placings(options, course)
+    for placing in itertools.islice(placings, MAX_PLACINGS):
+        for places, place in zip(allowed, placing, strict=True):
+            places.add(place)
+    if next(placings, None) is not None:
+        return [(p.path, frozenset(o)) for p, o in zip(photos, options, strict=True)]
     return [(p.path, frozenset(a)) for p, a in zip(photos, allowed, strict=True)]
 
 
