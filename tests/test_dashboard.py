@@ -840,20 +840,22 @@ def _photo_without_time(race: Race, reason: str = "bad_exif", **item: object) ->
     return image_id
 
 
+def _loop_photo(race: Race, could_be_at: list[str]) -> str:
+    """cp1-weak's photo at a place several stations share (`could_be_at`), its EXIF's time
+    10:21:40.25 fitting more than one: placed nowhere, in review as ambiguous_station."""
+    taken = datetime(2026, 5, 1, 8, 21, 40, 250000, tzinfo=UTC)
+    return _photo_without_time(
+        race, "ambiguous_station", station_id=None, exif_taken_at=taken, could_be_at=could_be_at
+    )
+
+
 def test_review__a_loop_photo_shows_its_own_time_and_where_it_may_be(
     open_page: Callable[..., AppTest], race: Race
 ) -> None:
     # At a loop's line at a time both its start and finish fit, a photo is placed nowhere
     # and has no taken_at: the official saw "no station" and an empty time, and had to
     # find the time it was taken elsewhere.
-    taken = datetime(2026, 5, 1, 8, 21, 40, 250000, tzinfo=UTC)
-    image_id = _photo_without_time(
-        race,
-        "ambiguous_station",
-        station_id=None,
-        exif_taken_at=taken,
-        could_be_at=["cp1", "finish"],
-    )
+    image_id = _loop_photo(race, ["cp1", "finish"])
     at = open_page(REVIEW)
     assert "At several stations' place" in [s.value for s in at.subheader]
     assert "5 km or Finish · its camera says 10:21:40" in texts(at)
@@ -872,14 +874,7 @@ def test_review__a_loop_photo_opened_by_its_link_shows_its_time_and_where_it_may
 ) -> None:
     # Rejected by an official and re-timed, it has left the queue; opened again to place it
     # after all, it showed no time and offered the stations in course order.
-    taken = datetime(2026, 5, 1, 8, 21, 40, 250000, tzinfo=UTC)
-    image_id = _photo_without_time(
-        race,
-        "ambiguous_station",
-        station_id=None,
-        exif_taken_at=taken,
-        could_be_at=["start", "finish"],
-    )
+    image_id = _loop_photo(race, ["start", "finish"])
     review = pq.read_table(race.out / "review.parquet")
     pq.write_table(review.schema.empty_table(), race.out / "review.parquet")
     at = open_page(REVIEW, image=image_id)
