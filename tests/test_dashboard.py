@@ -1331,7 +1331,7 @@ def test_review__the_last_decision_outlasts_the_page_running_again(
     at.button(key="approve").click().run()
     assert "Nothing to review here." in [s.value for s in at.success]
     at.run()  # as ui.rerun_on_change does when review.parquet changes
-    assert "Approved." in [t.value for t in at.sidebar.text]
+    assert "Approved 102." in [t.value for t in at.sidebar.text]  # the athlete it confirmed
     assert len(at.sidebar.get("page_link")) == 1
 
 

@@ -163,9 +163,10 @@ def _decide(action: str, item: Item, shown: Shown, settings: Settings) -> None:
         return
     claims(settings).release(session_id(), time.time())  # decided: the next page may have it
     retimer(settings.out, settings.corrections).request()
-    detail = ", ".join(r.bib for r in rows if r.bib) or (
-        f"{len(rows)} photos" if len(rows) > 1 else ""
-    )
+    # An approval's rows name no athlete: the notice names those it confirmed ("Approved."
+    # alone left an official asking which photo the undo link was for).
+    bibs = [r.bib for r in rows if r.bib] or (list(item.candidates) if action == APPROVE else [])
+    detail = ", ".join(bibs) or (f"{len(rows)} photos" if len(rows) > 1 else "")
     st.session_state[NOTICE] = (True, f"{DONE[action]} {detail}".strip() + ".")
     st.session_state[CHANGE] = change_link(item, rows)
     _leave_item(item)
