@@ -181,6 +181,31 @@ def test_identify_all__bursts_out_and_back_are_judged_together_however_many_fram
     assert {placed[f"b{k}"][0] for k in range(2)} == {"back7"}
 
 
+def test_identify_all__an_approach_burst_longer_than_the_merge_window_is_one_passage() -> None:
+    # An approach camera: 103 photographed every 6 s for 30 s coming up to the line (more
+    # than merge_window_s, 20 s, from first to last frame, each gap within it), out and back.
+    # One visit, as PassagesPerStation merges them. Failed before (no two frames 30 s apart
+    # at one station: no placing at all, every frame left to an official), passes.
+    out = [at_spot(f"o{k}", 20 * 60 + 6 * k, "103") for k in range(6)]
+    back = [at_spot(f"b{k}", 40 * 60 + 6 * k, "103") for k in range(6)]
+    placed = _placed(out + back)
+    assert {placed[f"o{k}"] for k in range(6)} == {("out3", None)}
+    assert {placed[f"b{k}"] for k in range(6)} == {("back7", None)}
+
+
+def test_identify_all__a_station_is_passed_once_however_its_frames_are_spread() -> None:
+    # 101 was at out3 at 10 min (a sure passage): frames of 101 at the spot 30 s before
+    # and after 20 min are not out3 again (a gap of 10 min from it), nor two visits to back7.
+    placed = _placed(
+        [
+            at_spot("a", 10 * 60, "101"),
+            at_spot("b", 19 * 60 + 30, "101"),
+            at_spot("c", 20 * 60 + 30, "101"),
+        ]
+    )
+    assert (placed["b"], placed["c"]) == ((None, AMBIGUOUS_STATION), (None, AMBIGUOUS_STATION))
+
+
 def test_identify_all__a_misread_passage_decides_nothing() -> None:
     # 101's start (0 min) and finish (50 min) are sure, so is a misread "101" in out3's
     # folder at 2 min (3 km in 2 min): their other passages leave it out, as CheckSplits

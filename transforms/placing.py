@@ -73,15 +73,30 @@ def shares_places(course: Course) -> bool:
 MAX_PLACINGS = 256
 
 
-def _allows(course: Course, here: Place, there: Place) -> bool:
-    """Could one runner be at both places? At one station only within the merge window (the
-    same passage: a runner passes a station once); at two at a plausible pace between them,
-    in course order."""
-    (station_id, at), (other_id, other_at) = here, there
-    if other_id == station_id:
-        return abs((at - other_at).total_seconds()) <= course.settings.merge_window_s
+def _paced(course: Course, here: Place, there: Place) -> bool:
+    """Could one runner be at two stations at these times: at a plausible pace between
+    them, in course order? (At one station, whether two times are one visit is told by all
+    the times there: `_one_visit_each`.)"""
+    if here[0] == there[0]:
+        return True
     a, b = sorted((here, there), key=lambda place: course.station_ids.index(place[0]))
     return plausible(course, course.station(a[0]).km, a[1], course.station(b[0]).km, b[1])
+
+
+def _one_visit_each(course: Course, places: Iterable[Place]) -> bool:
+    """Are the times at each station one visit, as PassagesPerStation merges them: a chain
+    of gaps each shorter than the merge window (a session), not a span within it? An
+    approach camera photographs a runner every few seconds for 10-25 s before the line, more
+    than merge_window_s from first to last frame, and that is one passage."""
+    times: dict[str, list[datetime]] = {}
+    for station_id, at in places:
+        times.setdefault(station_id, []).append(at)
+    window = course.settings.merge_window_s
+    return all(
+        (later - earlier).total_seconds() < window
+        for visit in times.values()
+        for earlier, later in itertools.pairwise(sorted(visit))
+    )
 
 
 def _fitting_places(photo: Photo, course: Course, wave: str | None) -> list[Place]:
@@ -96,20 +111,27 @@ def _fitting_places(photo: Photo, course: Course, wave: str | None) -> list[Plac
 
 
 def consistent_placings(
-    options: list[list[Place]], course: Course, placed: tuple[Place, ...] = ()
+    options: list[list[Place]],
+    course: Course,
+    known: tuple[Place, ...] = (),
+    placed: tuple[Place, ...] = (),
 ) -> Iterator[tuple[Place, ...]]:
     """Every placing (one of each photo's `options`, after the `placed` ones) at all of
-    whose places one runner could have been. Depth first, each branch left at its first
+    whose places, and the `known` ones, one runner could have been: at a plausible pace
+    between stations, once at each. Depth first, each branch left at its first pace
     contradiction: a burst's frames seconds apart are at one station in any placing, so
-    eight frames of the way out and two of the way back give two branches to follow, not
+    eight frames of the way out and two of the way back give a few branches to follow, not
     the 1,024 of every combination (past MAX_PLACINGS each photo was judged alone, and a
-    runner on a burst or two with companions was left to an official)."""
+    runner on a burst or two with companions was left to an official). Whether a station's
+    times are one visit is judged on the whole placing: a frame placed later may be the link
+    between two placed ones."""
     if len(placed) == len(options):
-        yield placed
+        if _one_visit_each(course, (*known, *placed)):
+            yield placed
         return
     for place in options[len(placed)]:
-        if all(_allows(course, place, other) for other in placed):
-            yield from consistent_placings(options, course, (*placed, place))
+        if all(_paced(course, place, other) for other in placed):
+            yield from consistent_placings(options, course, known, (*placed, place))
 
 
 def verdicts_of(
@@ -128,21 +150,22 @@ def verdicts_of(
     wave = waves.get(bib) or None
     sure = [p for p in passages if not p.needs_review]
     chain = [sure[i] for i in plausible_chain(sure, course, course.wave_start(wave))]
-    known = [(p.station_id, p.passed_at) for p in chain]
+    known = tuple((p.station_id, p.passed_at) for p in chain)
     # In time order, so that the frames of one passage follow each other and a branch that
     # splits them is left at once.
     photos = sorted(photos, key=lambda p: (p.facts.exif.datetime_original or "", p.path))
     options = [
-        [o for o in _fitting_places(p, course, wave) if all(_allows(course, o, k) for k in known)]
+        [o for o in _fitting_places(p, course, wave) if all(_paced(course, o, k) for k in known)]
         for p in photos
     ]
     allowed: list[set[Place]] = [set() for _ in photos]
-    placings = consistent_placings(options, course)
+    placings = consistent_placings(options, course, known)
     for placing in itertools.islice(placings, MAX_PLACINGS):
         for places, place in zip(allowed, placing, strict=True):
             places.add(place)
-    if next(placings, None) is not None:
-        return [(p.path, frozenset(o)) for p, o in zip(photos, options, strict=True)]
+    if next(placings, None) is not None:  # too many: each photo judged alone
+        alone = [{fit for (fit,) in consistent_placings([fits], course, known)} for fits in options]
+        return [(p.path, frozenset(a)) for p, a in zip(photos, alone, strict=True)]
     return [(p.path, frozenset(a)) for p, a in zip(photos, allowed, strict=True)]
 
 
