@@ -10,7 +10,9 @@ with the most of them, so a read that conflicts with the official goes to
 review instead. A finisher not seen at a station in between is sent to
 review as missed_checkpoint: it is usually a camera that missed them, not a
 short cut. In a live run, only once that station's photos of the athlete's time
-there can no longer come (`Arrivals`): a phone uploading late is not a miss.
+there can no longer come (`Arrivals`): a phone uploading late is not a miss. One seen
+there at a doubted time has that implausible split in review instead, the one question
+about them there: rejected, they are missed.
 
 A weak read of the athlete's bib where no confirmed passage is counts when
 its time is where the athlete's confirmed passages say they were (within a
@@ -36,6 +38,8 @@ START_TOLERANCE_S = 60.0
 MIN_TOLERANCE_S = 20.0
 INTERPOLATION_TOLERANCE = 0.05  # of the time between the passages around it
 EXTRAPOLATION_TOLERANCE = 0.10  # of the time extrapolated at the athlete's pace
+# The review reason of a passage whose pace the athlete's other passages contradict.
+IMPLAUSIBLE = "implausible_split"
 
 
 def plausible(course: Course, a_km: float, a_at: datetime, b_km: float, b_at: datetime) -> bool:
@@ -219,9 +223,9 @@ def check_athlete(
         if i in chain or p.official:
             checked.append(p)
         else:
-            flagged = replace(p, needs_review=True, review_reason="implausible_split")
+            flagged = replace(p, needs_review=True, review_reason=IMPLAUSIBLE)
             checked.append(flagged)
-            review.append(_review(flagged, "implausible_split"))
+            review.append(_review(flagged, IMPLAUSIBLE))
     kept = {confirmed[i].station_id: confirmed[i] for i in chain}
     for weak in sorted((p for p in passages if p.needs_review), key=lambda p: p.passed_at):
         if weak.station_id in kept:
@@ -231,12 +235,18 @@ def check_athlete(
         else:
             checked.append(weak)
     confirmed_at = {p.station_id: p for p in checked if not p.needs_review}
+    # Seen at a doubted time is not "not seen": the implausible split is the one item an
+    # official decides there (approved, the passage counts; rejected, the next run finds
+    # the athlete missing). Two items for one question counted the athlete twice, and an
+    # official working the missed checkpoints alone could disqualify a runner who passed.
+    doubted = {p.station_id for p in checked if p.review_reason == IMPLAUSIBLE}
     finish = confirmed_at.get(course.stations[-1].id)
     if finish is not None:
         review += [
             _review(finish, "missed_checkpoint", s.id)
             for s in course.stations[1:-1]
             if s.id not in confirmed_at
+            and s.id not in doubted
             and (
                 arrivals is None
                 or arrivals.missed(s.id, finish.bib, _next_passage(s.id, confirmed_at, course))
