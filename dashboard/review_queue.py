@@ -62,6 +62,19 @@ REASON_TEXT = {
     OPENED: "Opened for correction",
 }
 
+# How a photo's station was decided (images.parquet's placed_by) where the pipeline inferred
+# it or an official moved it, not its folder, camera or GPS: an official deciding the photo
+# should know its station is a conclusion they may overturn. The values as transforms.exif,
+# placing and identify write them, spelled out: importing those loads Beam into each page.
+PLACED_BY_NOTES = {
+    "time": "Placed here by its time: of the stations at this place, the one its time fits.",
+    "waves": "Placed here by the waves of the athletes on it: of the stations at this place, "
+    "the one their waves fit.",
+    "passages": "Placed here by its athletes' passages: of the stations at this place, the one "
+    "their times elsewhere fit.",
+    "official": "Placed here by an official's assignment.",
+}
+
 # Station health items (transforms/health.py) are about a camera, shown by one of its photos.
 _SEE_TO = " Approve once the camera is seen to (the photo keeps what was read on it)."
 HEALTH_NOTES = {

@@ -49,7 +49,10 @@ from transforms.corrections import (
     decisions_by_image,
     read_corrections_leniently,
 )
+from transforms.exif import TIME, WAVES
+from transforms.identify import OFFICIAL
 from transforms.passages import TOO_LATE
+from transforms.placing import PASSAGES
 
 APP = Path(dashboard.__file__).with_name("app.py")
 LEADERBOARD, REVIEW, STATIONS, ATHLETE, STATS = (
@@ -1358,3 +1361,78 @@ def test_review__a_name_from_the_link_is_pointed_out(open_page: Callable[..., Ap
     at.sidebar.text_input(key="official").set_value("ola").run()
     assert from_link not in [c.value for c in at.sidebar.caption]
     assert at.query_params["official"] == "ola"
+
+
+def _placed(race: Race, name: str, placed_by: str | None) -> str:
+    """images.parquet with the photo `name`'s station decided `placed_by`, every other photo
+    by its folder; None: written by a run before the column (no placed_by at all)."""
+    image_id = race.ids[name]
+    images = pq.read_table(race.out / "images.parquet")
+    if placed_by is None:
+        images = images.drop_columns(["placed_by"])
+    else:
+        how = pa.array(
+            [placed_by if i == image_id else "folder" for i in images["image_id"].to_pylist()]
+        )
+        images = images.set_column(images.schema.get_field_index("placed_by"), "placed_by", how)
+    pq.write_table(images, race.out / "images.parquet")
+    return image_id
+
+
+def placing_notes(at: AppTest) -> list[str]:
+    return [c.value for c in at.caption if c.value.startswith("Placed here")]
+
+
+@pytest.mark.parametrize(
+    ("placed_by", "note"),
+    [
+        ("passages", "Placed here by its athletes' passages: "),
+        ("time", "Placed here by its time: "),
+        ("waves", "Placed here by the waves of the athletes on it: "),
+        ("official", "Placed here by an official's assignment."),
+    ],
+)
+def test_review__a_photo_whose_station_was_inferred_says_how(
+    open_page: Callable[..., AppTest], race: Race, placed_by: str, note: str
+) -> None:
+    # At an out-and-back spot or a loop's line the station is the pipeline's conclusion, not
+    # the photographer's folder: the official saw "5 km · 10:21:40" as if it were given.
+    _placed(race, "cp1-weak", placed_by)
+    at = open_page(REVIEW)
+    assert "5 km · 10:21:40" in texts(at)
+    [shown] = placing_notes(at)
+    assert shown.startswith(note)
+
+
+def test_review__a_photo_opened_by_its_link_says_how_it_was_placed(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    image_id = _placed(race, "finish-101", "official")
+    assert placing_notes(open_page(REVIEW, image=image_id)) == [
+        "Placed here by an official's assignment."
+    ]
+
+
+@pytest.mark.parametrize("placed_by", ["folder", None])
+def test_review__a_photo_placed_by_its_folder_or_in_older_results_adds_nothing(
+    open_page: Callable[..., AppTest], race: Race, placed_by: str | None
+) -> None:
+    # Results of a run before placed_by still open, queue and link alike.
+    image_id = _placed(race, "finish-101", placed_by)
+    for at in (open_page(REVIEW), open_page(REVIEW, image=image_id)):
+        assert not at.error and placing_notes(at) == []
+
+
+def test_placed_by_notes__name_the_values_the_pipeline_writes() -> None:
+    # Spelled out in the dashboard (transforms.placing loads Beam): a renamed value there
+    # would leave the photos it places without their note.
+    assert set(review_queue.PLACED_BY_NOTES) == {TIME, WAVES, PASSAGES, OFFICIAL}
+
+
+def test_review__a_missed_checkpoint_says_nothing_of_how_its_finish_photo_was_placed(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # The item is about 5 km, where the athlete was not seen: "placed here" would be false.
+    at = open_page(REVIEW, image=_placed(race, "finish-102", "time"))
+    assert "Not seen at a checkpoint" in [s.value for s in at.subheader]
+    assert placing_notes(at) == []

@@ -29,6 +29,7 @@ from dashboard.review_queue import (
     DSQ,
     LATE_LINKS,
     OPENED,
+    PLACED_BY_NOTES,
     REASON_NOTES,
     REJECT,
     Item,
@@ -117,6 +118,7 @@ class Shown:
     places: list[Placement]  # the stations its copies came in for
     batch: list[str]  # the photos a too_late item stands for (image_ids)
     assigned: tuple[str, ...]  # the athletes the log assigns the photo to already
+    placed_by: str | None  # how the photo's station was decided (images.parquet)
 
 
 def _placement(item: Item, shown: Shown, settings: Settings) -> Placement | None:
@@ -275,6 +277,9 @@ def describe(item: Item, settings: Settings, shown: Shown, open_items: list[Item
     else:
         taken = formats.local_time(item.taken_at, race.timezone)
         st.text(f"{where} · {taken}" if taken else where)
+    # An athlete's item shows their finish photo about another station: its placing is moot.
+    if not item.about_athlete and shown.placed_by in PLACED_BY_NOTES:
+        st.caption(PLACED_BY_NOTES[shown.placed_by])
     if not item.about_athlete and item.reason in REASON_NOTES:
         st.caption(REASON_NOTES[item.reason])
     if suspects := clock_suspect(item, open_items):
@@ -462,6 +467,12 @@ def assigned_to(image_id: str, corrections: tuple[Correction, ...]) -> tuple[str
     return tuple(dict.fromkeys(c.bib for c in decision.assigned)) if decision else ()
 
 
+def own_text(photo: pd.DataFrame, column: str) -> str | None:
+    """A text cell of the photo's own row; None where it has no row, or the results (of a run
+    before the column) no such column."""
+    return text_or_none(photo[column].iloc[0]) if column in photo and not photo.empty else None
+
+
 def show_item(
     images: pd.DataFrame,
     item: Item,
@@ -472,10 +483,11 @@ def show_item(
     # The photo's own row: an exact copy's shares its image_id.
     photo = images[(images["image_id"] == item.image_id) & (images["reason"] != "exact_duplicate")]
     shown = Shown(
-        station=text_or_none(photo["station_id"].iloc[0]) if not photo.empty else None,
+        station=own_text(photo, "station_id"),
         places=copies_of(images, item.image_id),
         batch=late_batch(images, item, corrections) if item.reason == TOO_LATE else [],
         assigned=assigned_to(item.image_id, corrections),
+        placed_by=own_text(photo, "placed_by"),
     )
     left, right = st.columns([3, 2], gap="medium")
     with left:
