@@ -14,6 +14,26 @@ HEALTH_COLOURS = {  # health state: (name of the colour, the colour)
 }
 
 
+def passages_line(frame: pd.DataFrame) -> pd.DataFrame:
+    """The passages line's points: each window's at its middle, and a zero at the empty window
+    each side of a gap (stations.parquet has no row for a window without photos), so the line
+    drops to zero and runs along it. Joined point to point, a camera's clock off made passages
+    seem to go on through the hours between (a rehearsal); a zero for every empty window
+    would be thousands of points for a camera set to another day."""
+    frame = frame.sort_values("start")
+    length = frame["end"] - frame["start"]  # the windows are fixed: one length
+    gap_after = frame["end"] < frame["start"].shift(-1)
+    gap_before = frame["start"] > frame["end"].shift(1)
+    empty = pd.concat(
+        [
+            frame.loc[gap_after, "end"] + length[gap_after] / 2,
+            frame.loc[gap_before, "start"] - length[gap_before] / 2,
+        ]
+    )
+    zeros = pd.DataFrame({"middle": empty.drop_duplicates(), "passages": 0})
+    return pd.concat([frame[["middle", "passages"]], zeros]).sort_values("middle")
+
+
 def activity_chart(windows: pd.DataFrame, station: str, timezone: str, span: tuple) -> alt.Chart:
     """Photos per window as bars coloured by the camera's health, passages as a line."""
     frame = windows.assign(
@@ -39,7 +59,7 @@ def activity_chart(windows: pd.DataFrame, station: str, timezone: str, span: tup
         )
     )
     passages = (
-        alt.Chart(frame)
+        alt.Chart(passages_line(frame))
         .mark_line(point=alt.OverlayMarkDef(color="#212121"), color="#212121")
         .encode(x=alt.X("middle:T", scale=alt.Scale(domain=span)), y=alt.Y("passages:Q"))
     )

@@ -606,6 +606,28 @@ def test_activity_chart__no_channel_is_looked_up_in_altairs_schema(
     assert looked_up == []
 
 
+def test_activity_chart__passages_drop_to_zero_across_hours_without_photos() -> None:
+    # A rehearsal's camera with its clock off: windows at 10:00-10:02 and at 13:00, and the
+    # line joined 2 passages at 10:01 to 4 at 13:00, as if passages went on in between.
+    starts = pd.to_datetime(["2026-05-01T10:00", "2026-05-01T10:01", "2026-05-01T13:00"], utc=True)
+    windows = pd.DataFrame(
+        {
+            "station_id": "cp1",
+            "window_start": starts,
+            "window_end": starts + pd.Timedelta(minutes=1),
+            "images": [5, 4, 6],
+            "passages": [3, 2, 4],
+            "health": "ok",
+        }
+    )
+    span = ("2026-05-01T10:00:00", "2026-05-01T13:01:00")
+    spec = activity_chart(windows, "5 km", "UTC", span).to_dict()
+    line = spec["datasets"][spec["layer"][1]["data"]["name"]]
+    assert [(p["middle"][11:19], p["passages"]) for p in line] == [
+        ("10:00:30", 3), ("10:01:30", 2), ("10:02:30", 0), ("12:59:30", 0), ("13:00:30", 4),
+    ]  # fmt: skip
+
+
 def test_podium__ties_share_a_place() -> None:
     rows = pd.DataFrame(
         {
