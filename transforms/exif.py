@@ -76,11 +76,22 @@ def _gps(gps_ifd: dict) -> tuple[float, float] | None:
 # names no photo and says nothing its row in images.parquet does not (its time, or
 # bad_exif). A filter, not a catch_warnings around the read: that swaps the process's
 # filters, and the workers' threads would see each other's.
-warnings.filterwarnings("ignore", category=UserWarning, module="PIL.TiffImagePlugin")
+_PIL_TIFF = "PIL.TiffImagePlugin"
+
+
+def _quiet_pil() -> None:
+    """Puts the filter in where it is not: set once at import, it was gone wherever the host
+    puts back the filters it had (pytest does, after collecting and after each test: PIL's
+    warning was the suite's one). Looked up first, as the warnings module keeps a filter,
+    (action, message, category, module, lineno): adding it again at each photo would make
+    every other warning shown once per place show again."""
+    if ("ignore", None, UserWarning, re.compile(_PIL_TIFF), 0) not in warnings.filters:
+        warnings.filterwarnings("ignore", category=UserWarning, module=_PIL_TIFF)
 
 
 def exif_facts(image: Image.Image) -> ExifFacts:
     """Copies the timing-relevant tags out of an opened (not decoded) image."""
+    _quiet_pil()
     exif = image.getexif()
     sub = exif.get_ifd(_EXIF_IFD)
     original = _text(sub.get(_DATETIME_ORIGINAL))
