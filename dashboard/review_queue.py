@@ -136,26 +136,6 @@ def clock_suspect(item: Item, open_items: Iterable[Item]) -> int:
     return same if same >= CLOCK_SUSPECT_ITEMS else 0
 
 
-def doubted_passage(item: Item, open_items: Iterable[Item]) -> Item | None:
-    """The open implausible split of an athlete at the checkpoint their missed_checkpoint
-    item says they were not seen at: they were, at a time the split check doubts (a camera
-    clock off), which the results leave out until an official decides it. In a rehearsal
-    with one station's clock 10 minutes off, 35 athletes had both items; disqualified from
-    this one, an athlete lost a checkpoint they had passed."""
-    if not item.about_athlete:
-        return None
-    return next(
-        (
-            i
-            for i in open_items
-            if i.reason == IMPLAUSIBLE
-            and i.station_id == item.station_id
-            and set(i.candidates) & set(item.candidates)
-        ),
-        None,
-    )
-
-
 def clock_note(count: int, where: str) -> str:
     return (
         f"{count} athletes' times at {where} are implausible: is a camera's clock wrong, "

@@ -363,24 +363,6 @@ def test_review__missed_checkpoint_disqualifies_the_athlete(
     assert "Nothing to review here." in [s.value for s in at.success]
 
 
-def test_review__a_missed_checkpoint_whose_passage_is_in_doubt_says_so(
-    open_page: Callable[..., AppTest], race: Race
-) -> None:
-    # A camera's clock off: the athlete's time at cp1 held as implausible, and the athlete
-    # "not seen" there, two items; disqualified from the second, they lost a checkpoint
-    # they had passed.
-    review = pq.read_table(race.out / "review.parquet")
-    doubted = {"image_id": race.ids["cp1-weak"], "reason": "implausible_split",
-               "candidates": ["102"], "station_id": "cp1", "path": "",
-               "taken_at": pd.Timestamp("2026-05-01T08:21:40Z").to_pydatetime()}  # fmt: skip
-    rows = [*review.to_pylist(), doubted]
-    pq.write_table(pa.Table.from_pylist(rows, schema=review.schema), race.out / "review.parquet")
-    at = open_page(REVIEW)
-    at.pills(key="filter_reasons").set_value(["missed_checkpoint"]).run()
-    assert "Not seen at a checkpoint" in [s.value for s in at.subheader]
-    assert any(w.value.startswith("Seen at 5 km at 10:21:40") for w in at.warning)
-
-
 def test_review__filter_by_station_with_counts(open_page: Callable[..., AppTest]) -> None:
     at = open_page(REVIEW)
     stations = at.pills(key="filter_stations")

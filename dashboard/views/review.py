@@ -40,7 +40,6 @@ from dashboard.review_queue import (
     copies_of,
     counts_by_reason,
     decision_rows,
-    doubted_passage,
     in_turn,
     in_view,
     items_of,
@@ -284,18 +283,6 @@ def describe(item: Item, settings: Settings, shown: Shown, open_items: list[Item
         st.caption(REASON_NOTES[item.reason])
     if suspects := clock_suspect(item, open_items):
         st.warning(clock_note(suspects, where), icon=":material/schedule:")
-    if (doubted := doubted_passage(item, open_items)) is not None:
-        seen = formats.local_time(doubted.taken_at, race.timezone)
-        st.warning(
-            f"Seen at {where} at {seen}, a time the split check doubts: decide that item "
-            "first (approved, the athlete is no longer missing here).",
-            icon=":material/schedule:",
-        )
-        st.page_link(
-            "views/review.py",
-            label=reason_text(doubted.reason),
-            query_params={"image": doubted.image_id, **ui.official_params()},
-        )
 
 
 def on_race_day(at: datetime, race: data.Race) -> bool:
