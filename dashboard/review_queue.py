@@ -304,6 +304,15 @@ def pending(
     return [i for i in items if settled_by(i, may_settle(i), spells) is None]
 
 
+def stations_of(items: Iterable[Item], course_order: Sequence[str]) -> list[str]:
+    """The items' stations ("" for none) in course order, as an official walks the course,
+    then any the course does not list, then none: in the queue's order the filter read
+    "6.7 km, 3.3 km, no station, Finish"."""
+    rank = {station_id: n for n, station_id in enumerate(course_order)}
+    present = {i.station_id or "" for i in items}
+    return sorted(present, key=lambda s: (s == "", rank.get(s, len(rank)), s))
+
+
 def in_view(items: Iterable[Item], reasons: Sequence[str], stations: Sequence[str]) -> list[Item]:
     """The items of the chosen reasons and stations (an empty choice means all)."""
     return [

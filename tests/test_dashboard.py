@@ -37,7 +37,7 @@ from dashboard.claims import CLAIM_S, Claims, claim_first_free, claims_folder
 from dashboard.data import Race as RaceInfo
 from dashboard.data import StationInfo
 from dashboard.retime import Retimer
-from dashboard.review_queue import KEEP, SEEN, Item
+from dashboard.review_queue import KEEP, SEEN, Item, stations_of
 from dashboard.settings import PASSWORD_ENV, SettingsError, parse_settings
 from pipeline.cli import main
 from pipeline.live_lock import hold_live_lock
@@ -361,6 +361,20 @@ def test_review__missed_checkpoint_disqualifies_the_athlete(
         "cp1",
     )
     assert "Nothing to review here." in [s.value for s in at.success]
+
+
+def test_stations_of__course_order_then_unlisted_then_none() -> None:
+    # In the queue's order: a missed checkpoint at cp2, a photo placed nowhere, cp1, finish.
+    items = [
+        Item("a", "missed_checkpoint", "cp2", ("7",)),
+        Item("b", "ambiguous_station", None, ("8",)),
+        Item("c", "low_confidence", "cp1", ("9",)),
+        Item("d", "unknown_bib", "finish", ()),
+        Item("e", "low_confidence", "old", ()),
+        Item("f", "low_confidence", "cp2", ("10",)),
+    ]
+    order = ["start", "cp1", "cp2", "finish"]
+    assert stations_of(items, order) == ["cp1", "cp2", "finish", "old", ""]
 
 
 def test_review__filter_by_station_with_counts(open_page: Callable[..., AppTest]) -> None:

@@ -50,6 +50,7 @@ from dashboard.review_queue import (
     race_day_time,
     reason_text,
     settled_by,
+    stations_of,
     text_or_none,
     undecided,
 )
@@ -222,10 +223,10 @@ def choose_items(items: list[Item], open_items: list[Item], race: data.Race) -> 
     The filters offer every reason and station of the whole queue, decided items included,
     and their labels carry no counts: a chosen filter must survive the decision that
     empties it (Streamlit keeps a choice by its label). Stations by name, as the items
-    show them (the ids, cp2 for "6.7 km", were the course file's words).
+    show them (the ids, cp2 for "6.7 km", were the course file's words), in course order.
     """
     reasons = list(dict.fromkeys(i.reason for i in items))
-    stations = list(dict.fromkeys(i.station_id or "" for i in items))
+    stations = stations_of(items, [s.id for s in race.stations])
     names = {s.id: s.name for s in race.stations}
     chosen_reasons = st.sidebar.pills(
         "Reason", reasons, format_func=reason_text, selection_mode="multi", key="filter_reasons"
