@@ -23,12 +23,13 @@ import pandas as pd
 from transforms.corrections import (
     AMBIGUOUS_STATION,
     IMAGE_ACTIONS,
+    IMPLAUSIBLE_SPLIT,
     STATION_CONFLICT,
     TOO_LATE,
     UNPLACED,
     Correction,
 )
-from transforms.records import DUPLICATE
+from transforms.records import DUPLICATE, OFFICIAL, PASSAGES, TIME, WAVES
 
 APPROVE, ASSIGN, REJECT, DSQ, ACCEPT = "approve", "assign", "reject", "dsq", "accept"
 # "The result stands": logged as an athlete decision, so that it decides nothing about the
@@ -64,15 +65,14 @@ REASON_TEXT = {
 
 # How a photo's station was decided (images.parquet's placed_by) where the pipeline inferred
 # it or an official moved it, not its folder, camera or GPS: an official deciding the photo
-# should know its station is a conclusion they may overturn. The values as transforms.exif,
-# placing and identify write them, spelled out: importing those loads Beam into each page.
+# should know its station is a conclusion they may overturn.
 PLACED_BY_NOTES = {
-    "time": "Placed here by its time: of the stations at this place, the one its time fits.",
-    "waves": "Placed here by the waves of the athletes on it: of the stations at this place, "
+    TIME: "Placed here by its time: of the stations at this place, the one its time fits.",
+    WAVES: "Placed here by the waves of the athletes on it: of the stations at this place, "
     "the one their waves fit.",
-    "passages": "Placed here by its athletes' passages: of the stations at this place, the one "
+    PASSAGES: "Placed here by its athletes' passages: of the stations at this place, the one "
     "their times elsewhere fit.",
-    "official": "Placed here by an official's assignment.",
+    OFFICIAL: "Placed here by an official's assignment.",
 }
 
 # Station health items (transforms/health.py) are about a camera, shown by one of its photos.
@@ -118,7 +118,6 @@ REASON_NOTES |= {
 }
 
 
-IMPLAUSIBLE = "implausible_split"
 # Open implausible splits at one station from which a wrong camera clock is the likelier
 # cause: a misread bib or a runner's odd split comes alone.
 CLOCK_SUSPECT_ITEMS = 5
@@ -130,9 +129,11 @@ def clock_suspect(item: Item, open_items: Iterable[Item]) -> int:
     came as an item of its own, an official approving the wrong times one by one. The
     station's or its neighbour's: the demo race with cp1's clock 10 minutes off (racelens
     results with clock_offset_s: 600) sent 2 splits at cp1 and 4 at cp2 to review."""
-    if item.reason != IMPLAUSIBLE:
+    if item.reason != IMPLAUSIBLE_SPLIT:
         return 0
-    same = sum(i.reason == IMPLAUSIBLE and i.station_id == item.station_id for i in open_items)
+    same = sum(
+        i.reason == IMPLAUSIBLE_SPLIT and i.station_id == item.station_id for i in open_items
+    )
     return same if same >= CLOCK_SUSPECT_ITEMS else 0
 
 

@@ -1442,8 +1442,8 @@ def test_review__a_photo_placed_by_its_folder_or_in_older_results_adds_nothing(
 
 
 def test_placed_by_notes__name_the_values_the_pipeline_writes() -> None:
-    # Spelled out in the dashboard (transforms.placing loads Beam): a renamed value there
-    # would leave the photos it places without their note.
+    # Every inferred value the pipeline writes has its note (folder, camera and GPS need
+    # none): a value added without one would leave the photos it places without a note.
     assert set(review_queue.PLACED_BY_NOTES) == {TIME, WAVES, PASSAGES, OFFICIAL}
 
 

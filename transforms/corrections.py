@@ -50,6 +50,9 @@ UNPLACED = frozenset({BAD_EXIF, UNKNOWN_STATION, AMBIGUOUS_STATION})
 # A photo that arrived after the allowed lateness (live modes), held until an official
 # accepts it (or decides it otherwise).
 TOO_LATE = "too_late"
+# A passage whose pace the athlete's other passages contradict (transforms.splits): the one
+# item about that athlete at that station while it is open.
+IMPLAUSIBLE_SPLIT = "implausible_split"
 
 
 @dataclass(frozen=True)

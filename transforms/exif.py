@@ -26,7 +26,7 @@ from PIL import Image
 from transforms.corrections import AMBIGUOUS_STATION
 from transforms.course import Course
 from transforms.identify import sure_bibs
-from transforms.records import REJECTED, ExifFacts, Photo
+from transforms.records import CAMERA, FOLDER, GPS, REJECTED, TIME, WAVES, ExifFacts, Photo
 
 _EXIF_IFD = 0x8769
 _GPS_IFD = 0x8825
@@ -143,14 +143,6 @@ def distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
         + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
     )
     return 2 * 6_371_000 * math.asin(min(1.0, math.sqrt(h)))
-
-
-# How a photo's station was decided (images.parquet's placed_by): its folder, its camera
-# (serial or name listed for the station), the one station around its GPS position, the one
-# of several there its time fits, the one the waves of the athletes read on it fit; placing
-# by the athletes' own passages (transforms.placing) and officials (transforms.identify) add
-# theirs. A timer reading the results sees which stations were inferred.
-FOLDER, CAMERA, GPS, TIME, WAVES = "folder", "camera", "gps", "time", "waves"
 
 
 def resolve_station(folder: str, exif: ExifFacts, course: Course) -> tuple[str | None, str | None]:

@@ -32,6 +32,7 @@ from transforms.faces import Gallery, match_face, untied_faces
 from transforms.quality import is_covered
 from transforms.records import (
     NO_ATHLETE,
+    OFFICIAL,
     PASSAGE,
     REJECTED,
     REVIEW,
@@ -41,9 +42,6 @@ from transforms.records import (
 )
 
 WEAK_READ_FLOOR = 0.3
-# How a photo an official placed at another station (or one it had none) got its station
-# (records.Photo.placed_by), beside transforms.exif's.
-OFFICIAL = "official"
 
 
 @dataclass(frozen=True)

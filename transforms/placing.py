@@ -35,11 +35,8 @@ from transforms.dedup import MarkBursts
 from transforms.exif import distance_m, nearest_stations, time_at_station
 from transforms.identify import IdentifyAthletes, sure_bibs
 from transforms.passages import Passage, PassagesPerStation
-from transforms.records import REJECTED, Photo
+from transforms.records import PASSAGES, REJECTED, Photo
 from transforms.splits import plausible, plausible_chain
-
-# How such a photo's station was decided (records.Photo.placed_by), beside transforms.exif's.
-PASSAGES = "passages"
 
 # A station and a time an athlete was (or may have been) there.
 Place = tuple[str, datetime]

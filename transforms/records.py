@@ -117,6 +117,15 @@ DUPLICATE = "duplicate"
 REJECTED = "rejected"
 NO_ATHLETE = "no_athlete"
 
+# How a photo's station was decided (Photo.placed_by, images.parquet's placed_by): its folder,
+# its camera (serial or name listed for the station), the one station around its GPS
+# position, the one of several there its time fits, the one the waves of the athletes read
+# on it fit (transforms.exif); its athletes' own passages at an out-and-back spot
+# (transforms.placing); an official's assignment (transforms.identify). A timer reading the
+# results sees which stations were inferred.
+FOLDER, CAMERA, GPS, TIME, WAVES = "folder", "camera", "gps", "time", "waves"
+PASSAGES, OFFICIAL = "passages", "official"
+
 
 @dataclass(frozen=True)
 class Photo:
@@ -137,8 +146,7 @@ class Photo:
     # loop's start and finish, at one place).
     exif_taken_at: datetime | None = None
     could_be_at: tuple[str, ...] = ()
-    # How its station was decided (transforms.exif's FOLDER ... WAVES, transforms.placing's
-    # PASSAGES, transforms.identify's OFFICIAL); None while it has no station.
+    # How its station was decided (FOLDER ... OFFICIAL above); None while it has no station.
     placed_by: str | None = None
 
     @property

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 
 import apache_beam as beam
 
+from transforms.corrections import IMPLAUSIBLE_SPLIT
 from transforms.course import Athlete, Course
 from transforms.identify import ReviewItem
 from transforms.passages import Passage
@@ -38,8 +39,6 @@ START_TOLERANCE_S = 60.0
 MIN_TOLERANCE_S = 20.0
 INTERPOLATION_TOLERANCE = 0.05  # of the time between the passages around it
 EXTRAPOLATION_TOLERANCE = 0.10  # of the time extrapolated at the athlete's pace
-# The review reason of a passage whose pace the athlete's other passages contradict.
-IMPLAUSIBLE = "implausible_split"
 
 
 def plausible(course: Course, a_km: float, a_at: datetime, b_km: float, b_at: datetime) -> bool:
@@ -223,9 +222,9 @@ def check_athlete(
         if i in chain or p.official:
             checked.append(p)
         else:
-            flagged = replace(p, needs_review=True, review_reason=IMPLAUSIBLE)
+            flagged = replace(p, needs_review=True, review_reason=IMPLAUSIBLE_SPLIT)
             checked.append(flagged)
-            review.append(_review(flagged, IMPLAUSIBLE))
+            review.append(_review(flagged, IMPLAUSIBLE_SPLIT))
     kept = {confirmed[i].station_id: confirmed[i] for i in chain}
     for weak in sorted((p for p in passages if p.needs_review), key=lambda p: p.passed_at):
         if weak.station_id in kept:
@@ -239,7 +238,7 @@ def check_athlete(
     # official decides there (approved, the passage counts; rejected, the next run finds
     # the athlete missing). Two items for one question counted the athlete twice, and an
     # official working the missed checkpoints alone could disqualify a runner who passed.
-    doubted = {p.station_id for p in checked if p.review_reason == IMPLAUSIBLE}
+    doubted = {p.station_id for p in checked if p.review_reason == IMPLAUSIBLE_SPLIT}
     finish = confirmed_at.get(course.stations[-1].id)
     if finish is not None:
         review += [
