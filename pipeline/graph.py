@@ -152,7 +152,9 @@ def time_race(
         (placed.timed, placed.rejected)
         | "TimedAndRejected" >> beam.Flatten()
         | "DedupPhotos"
-        >> DedupPhotos(settings.burst_gap_s, settings.near_duplicate_bits, held, course.last_at)
+        >> DedupPhotos(
+            settings.burst_gap_s, settings.near_duplicate_bits, held, course.last_at, course=course
+        )
     )
     known = frozenset(a.bib for a in cfg.athletes)
     gallery = (

@@ -28,7 +28,7 @@ from apache_beam.utils.timestamp import Timestamp
 from pipeline.options import RaceConfig
 from transforms.athlete_photos import athlete_photos_of
 from transforms.corrections import decisions_by_image, official_statuses
-from transforms.course import waves_by_bib
+from transforms.course import Course, waves_by_bib
 from transforms.dedup import mark_bursts, mark_exact_duplicates
 from transforms.exif import place_in_race
 from transforms.faces import faces_enabled, gallery_of, reference_photos
@@ -102,6 +102,8 @@ def dedup(
     bits: int,
     held: frozenset[str] = frozenset(),
     last_at: frozenset[str] = frozenset(),
+    *,
+    course: Course,
 ) -> list[Photo]:
     """DedupPhotos: exact copies (rejected photos too), then burst sessions per station.
     Photos `held` as arrived too late (paths) take no part in bursts: held, they would hide
@@ -110,7 +112,7 @@ def dedup(
     copies: dict[str, list[Photo]] = defaultdict(list)
     for p in photos:
         copies[p.image_id].append(p)
-    marked = [p for group in copies.values() for p in mark_exact_duplicates(group)]
+    marked = [p for group in copies.values() for p in mark_exact_duplicates(group, course)]
     return bursts_marked(marked, burst_gap_s, bits, held, last_at)
 
 
@@ -230,7 +232,12 @@ def identify_all(
     # An official's decision on a late photo times it like any other.
     held = frozenset(p.path for p in placed if p.path in too_late and p.image_id not in decisions)
     deduped = dedup(
-        placed, settings.burst_gap_s, settings.near_duplicate_bits, held, cfg.course.last_at
+        placed,
+        settings.burst_gap_s,
+        settings.near_duplicate_bits,
+        held,
+        cfg.course.last_at,
+        course=cfg.course,
     )
     gallery = (
         gallery_of(

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from tests.conftest import PROPERTY, photo, read
+from tests.conftest import PROPERTY, at, make_course, photo, read
 from transforms.corrections import STATION_CONFLICT
 from transforms.dedup import (
     DedupPhotos,
@@ -24,9 +24,12 @@ from transforms.dedup import (
     mark_exact_duplicates,
     mark_near_duplicates,
 )
-from transforms.records import DUPLICATE, REVIEW, Photo
+from transforms.records import DUPLICATE, REVIEW, ExifFacts, Photo
 
 GAP_S, BITS = 3.0, 8
+COURSE = make_course()
+# Five seconds after the gun (10:00 in Oslo), as the camera wrote it.
+TEN_AM = ExifFacts(datetime_original="2026:05:01 10:00:05")
 HASH = "ffff0000ffff0000"
 HASH_1_BIT = "ffff0000ffff0001"
 HASH_2_BITS = "ffff0000ffff0003"
@@ -79,7 +82,7 @@ def test_mark_exact_duplicates__keeps_the_first_by_path() -> None:
     first = photo("a")
     copies = [replace(first, path="/race/images/finish/c.jpg"), first]
     copies.append(replace(first, path="/race/images/finish/b.jpg"))
-    assert mark_exact_duplicates(copies) == [
+    assert mark_exact_duplicates(copies, COURSE) == [
         first,
         exact_of(copies[2], first),
         exact_of(copies[0], first),
@@ -89,18 +92,36 @@ def test_mark_exact_duplicates__keeps_the_first_by_path() -> None:
 def test_mark_exact_duplicates__one_photo_in_two_station_folders_is_timed_at_neither() -> None:
     # A start photo copied by mistake into finish/: which station is it? Only an official
     # can say; the first copy by path (finish/ before start/) was kept and timed there.
-    start = photo("a", station="start", seconds=5.0, bibs=(read("101"),))
+    start = photo("a", station="start", seconds=5.0, bibs=(read("101"),), exif=TEN_AM)
     copy = replace(start, path="/race/images/finish/a.jpg", folder="finish", station_id="finish")
-    assert mark_exact_duplicates([start, copy]) == [
-        replace(copy, status=REVIEW, reason=STATION_CONFLICT),
-        exact_of(start, copy),
-    ]
+    # The stations it may be at and its time, for whoever reads review.parquet (both were
+    # empty, though the dashboard offered the choices: failed before, passes).
+    doubted = replace(
+        copy,
+        status=REVIEW,
+        reason=STATION_CONFLICT,
+        exif_taken_at=at(5),
+        could_be_at=("finish", "start"),
+    )
+    assert mark_exact_duplicates([start, copy], COURSE) == [doubted, exact_of(start, copy)]
+
+
+def test_mark_exact_duplicates__stations_whose_clocks_differ_give_the_camera_s_own_time() -> None:
+    # cp1's clock offset (-2.5 s) gives its copy another time than the finish's: the time
+    # is the camera's own, as for a photo placed nowhere (exif.exif_time), not either copy's.
+    cp1 = photo("a", station="cp1", seconds=2.5, bibs=(read("101"),), exif=TEN_AM)
+    copy = replace(cp1, path="/race/images/finish/a.jpg", station_id="finish", taken_at=at(5))
+    [doubted, _] = mark_exact_duplicates([cp1, copy], make_course())
+    assert (doubted.exif_taken_at, doubted.could_be_at) == (at(5), ("cp1", "finish"))
+    offset = make_course(stations=tuple(replace(s, clock_offset_s=-2.5) for s in COURSE.stations))
+    [agreed, _] = mark_exact_duplicates([cp1, copy], offset)
+    assert agreed.exif_taken_at == at(2.5)  # the offset both stations agree on
 
 
 @PROPERTY
 @given(st.permutations(["/x/4.jpg", "/x/1.jpg", "/x/3.jpg", "/x/2.jpg"]))
 def test_mark_exact_duplicates__choice_does_not_depend_on_arrival_order(paths: list[str]) -> None:
-    marked = mark_exact_duplicates([replace(photo("a"), path=p) for p in paths])
+    marked = mark_exact_duplicates([replace(photo("a"), path=p) for p in paths], COURSE)
     assert [(p.path, p.status) for p in marked] == [
         ("/x/1.jpg", None),
         ("/x/2.jpg", DUPLICATE),
@@ -167,7 +188,11 @@ def test_dedup_photos__marks_copies_and_bursts_and_keeps_the_rest() -> None:
     c1 = photo("c1", station="cp1", seconds=0.3, bibs=(read("101"),), phash=HASH)
     upload_again = replace(f1, path="/race/images/finish/upload-again.jpg")
     with TestPipeline() as p:
-        marked = p | beam.Create([upload_again, f4, f3, c1, f2, f1]) | DedupPhotos(GAP_S, BITS)
+        marked = (
+            p
+            | beam.Create([upload_again, f4, f3, c1, f2, f1])
+            | DedupPhotos(GAP_S, BITS, course=COURSE)
+        )
         assert_that(
             marked,
             equal_to([f1, near_of(f2, f1), f3, f4, c1, exact_of(upload_again, f1)]),
@@ -179,9 +204,11 @@ def test_dedup_photos__a_photo_of_two_stations_is_no_burst_frame_at_either() -> 
     f1 = photo("f1", seconds=0.2, bibs=(read("101"),), phash=HASH)
     start = photo("s1", station="start", seconds=0.0, bibs=(read("101"),), phash=HASH)
     copy = replace(start, path="/race/images/finish/s1.jpg", folder="finish", station_id="finish")
-    conflict = replace(copy, status=REVIEW, reason=STATION_CONFLICT)
+    conflict = replace(
+        copy, status=REVIEW, reason=STATION_CONFLICT, could_be_at=("finish", "start")
+    )
     with TestPipeline() as p:
-        marked = p | beam.Create([f1, start, copy]) | DedupPhotos(GAP_S, BITS)
+        marked = p | beam.Create([f1, start, copy]) | DedupPhotos(GAP_S, BITS, course=COURSE)
         assert_that(marked, equal_to([f1, conflict, exact_of(start, copy)]))
 
 
@@ -191,7 +218,7 @@ def test_dedup_photos__output_is_stamped_with_event_time() -> None:
         stamped = (
             p
             | beam.Create([f1])
-            | DedupPhotos(GAP_S, BITS)
+            | DedupPhotos(GAP_S, BITS, course=COURSE)
             | beam.Map(lambda ph, ts=beam.DoFn.TimestampParam: float(ts))
         )
         assert_that(stamped, equal_to([f1.taken_at.timestamp()]))

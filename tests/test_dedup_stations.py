@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -59,6 +59,12 @@ def test_run__a_start_photo_copied_into_finish_waits_for_an_official(
     assert item["reason"] == "station_conflict"
     assert set(item["candidates"]) == set(start["bibs"])
     assert (item["station_id"], item["taken_at"]) == (None, None)
+    # What an official (or any reader of review.parquet) places it by: the stations its
+    # copies came in for and its time, the camera's own as the start's clock offset (-3 s)
+    # is not the finish's (0, so the finish copy's time). Both were empty: failed before,
+    # passes.
+    assert (item["could_be_at"], item["exif_taken_at"]) == (["finish", "start"], kept["taken_at"])
+    assert kept["taken_at"] - start["taken_at"] == timedelta(seconds=3)
     # Timed at neither station: no passage from it, no implausible finish to review.
     passages = _rows(out, "passages.parquet")
     assert start["image_id"] not in {p["image_id"] for p in passages}

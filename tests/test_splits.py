@@ -188,8 +188,9 @@ def test_check_splits__finisher_not_seen_between_is_a_missed_checkpoint() -> Non
     ps = [passage("101", "start", 10), passage("101", "finish", 3010, image_id="fin")]
     checked, review = check_athlete(ps, COURSE, GUN, listed=True)
     assert flagged(checked) == {}
-    assert [(r.reason, r.station_id, r.image_id, r.candidates) for r in review] == [
-        ("missed_checkpoint", "cp1", "fin", ("101",))
+    # No photo of the athlete there: the path is null, not '' (failed before, passes).
+    assert [(r.reason, r.station_id, r.image_id, r.candidates, r.path) for r in review] == [
+        ("missed_checkpoint", "cp1", "fin", ("101",), None)
     ]
 
 

@@ -200,14 +200,15 @@ def _write_results(
     leaderboard: list[dict],
     passages: list[Passage] | None = None,
     athlete_photos: list[dict] | None = None,
+    review: list[ReviewItem] | None = None,
 ) -> None:
-    review = ReviewItem("id-r", "/x/r.jpg", "unknown_bib", ("999",), "finish", at(5))
+    review = review or [ReviewItem("id-r", "/x/r.jpg", "unknown_bib", ("999",), "finish", at(5))]
     image = photo("b", status="passage", bibs=(read("101"),))
     with TestPipeline() as p:
         outputs = {
             "images": p | "Images" >> beam.Create([image]),
             "passages": p | "Passages" >> beam.Create(passages or [], reshuffle=False),
-            "review": p | "Review" >> beam.Create([review]),
+            "review": p | "Review" >> beam.Create(review),
             # One element unpacked in one bundle: the arrival order is exactly this list's.
             "leaderboard": p | "Board" >> beam.Create([leaderboard]) | beam.FlatMap(lambda r: r),
             "stations": p | "Stations" >> beam.Create([]),
@@ -266,6 +267,21 @@ def test_write_results__every_file_is_gathered_in_one_grouping(course: Course) -
         and t.unique_name.startswith("WriteResults/")
     ]
     assert len(groupings) == 1, groupings
+
+
+def test_write_results__review_rows_without_a_photo_path_have_it_null(
+    tmp_path: Path, course: Course
+) -> None:
+    # A missed checkpoint is about an athlete, not a photo file: its path is null, not ''
+    # (failed before, passes), and sorts beside photos that have no time either.
+    missed = ReviewItem("id-fin", None, "missed_checkpoint", ("101",), "cp1", None)
+    no_time = ReviewItem("id-x", "/x/x.jpg", "bad_exif", ("102",), None, None)
+    _write_results(tmp_path, course, [], review=[no_time, missed])
+    rows = pq.read_table(tmp_path / REVIEW_FILE).to_pylist()
+    assert [(r["reason"], r["path"]) for r in rows] == [
+        ("missed_checkpoint", None),
+        ("bad_exif", "/x/x.jpg"),
+    ]
 
 
 def test_write_results__athlete_photos_by_bib_then_time(tmp_path: Path, course: Course) -> None:

@@ -38,6 +38,8 @@ ATHLETE_ACTIONS = ("dsq", "dnf", "reinstate")
 CAMERA_ACTIONS = ("seen",)
 ACTIONS = IMAGE_ACTIONS + ATHLETE_ACTIONS + CAMERA_ACTIONS
 
+# A copy of a photo kept under another path (transforms.dedup): one row each, as read.
+EXACT_DUPLICATE = "exact_duplicate"
 # Photos whose place in the race only an official can give (an assignment's station_id and
 # passed_at): the same photo came in for several stations; it has no time or no station.
 STATION_CONFLICT = "station_conflict"

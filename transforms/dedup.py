@@ -26,21 +26,22 @@ import apache_beam as beam
 from apache_beam.transforms import window
 from apache_beam.transforms.window import TimestampedValue
 
-from transforms.corrections import STATION_CONFLICT
+from transforms.corrections import EXACT_DUPLICATE, STATION_CONFLICT
+from transforms.course import Course
+from transforms.exif import exif_time
 from transforms.records import DUPLICATE, REJECTED, REVIEW, Photo, pack_photo, unpack_photo
 
-EXACT_DUPLICATE = "exact_duplicate"
 
-
-def mark_exact_duplicates(copies: Iterable[Photo]) -> list[Photo]:
+def mark_exact_duplicates(copies: Iterable[Photo], course: Course) -> list[Photo]:
     """Photos of one image_id: the first by path of those placed (of all, if none is) is
     kept, the others point at it. Copies placed at different stations put the kept one in
     review: timing it at either station would be a guess (a start photo in finish/ took
     its runners' start passages)."""
     ordered = sorted(copies, key=lambda p: (p.status == REJECTED, p.path))
     first = ordered[0]
-    if len({p.station_id for p in ordered if p.status != REJECTED}) > 1:
-        first = replace(first, status=REVIEW, reason=STATION_CONFLICT)
+    placed = [p for p in ordered if p.status != REJECTED]
+    if len({p.station_id for p in placed}) > 1:
+        first = kept_in_doubt(first, placed, course)
     return [first] + [
         replace(
             p,
@@ -51,6 +52,21 @@ def mark_exact_duplicates(copies: Iterable[Photo]) -> list[Photo]:
         )
         for p in ordered[1:]
     ]
+
+
+def kept_in_doubt(photo: Photo, placed: list[Photo], course: Course) -> Photo:
+    """The kept copy of a photo `placed` at several stations, for an official to place: the
+    stations it may be at (its copies', in path order, as the dashboard lists them) and the
+    time its EXIF gives, as a photo placed nowhere has them (records.Photo), so that
+    review.parquet says them to whoever reads it, not only to the dashboard."""
+    stations = tuple(dict.fromkeys(p.station_id for p in placed))
+    return replace(
+        photo,
+        status=REVIEW,
+        reason=STATION_CONFLICT,
+        exif_taken_at=exif_time(photo.facts.exif, course, stations),
+        could_be_at=stations,
+    )
 
 
 def _bibs(photo: Photo) -> set[str]:
@@ -112,8 +128,8 @@ def _keyed(key: Callable[[Photo], str]) -> Callable[[Photo], tuple[str, bytes]]:
     return lambda photo: (key(photo), pack_photo(photo))
 
 
-def _copies(group: tuple[str, Iterable[bytes]]) -> list[Photo]:
-    return mark_exact_duplicates(map(unpack_photo, group[1]))
+def _copies(group: tuple[str, Iterable[bytes]], course: Course) -> list[Photo]:
+    return mark_exact_duplicates(map(unpack_photo, group[1]), course)
 
 
 def _by_station(
@@ -189,7 +205,8 @@ class MarkBursts(beam.PTransform):
 
 class DedupPhotos(beam.PTransform):
     """Timed and rejected photos -> the same photos, with exact and near duplicates marked
-    (`held` and `last_at` as MarkBursts takes them)."""
+    (`held` and `last_at` as MarkBursts takes them; the `course` says when a photo in the
+    folders of several stations was taken)."""
 
     def __init__(
         self,
@@ -197,8 +214,11 @@ class DedupPhotos(beam.PTransform):
         near_duplicate_bits: int,
         held: frozenset[str] = frozenset(),
         last_at: frozenset[str] = frozenset(),
+        *,
+        course: Course,
     ):
         super().__init__()
+        self._course = course
         self._bursts = MarkBursts(burst_gap_s, near_duplicate_bits, held, last_at)
 
     def expand(self, photos: beam.PCollection) -> beam.PCollection:
@@ -206,6 +226,6 @@ class DedupPhotos(beam.PTransform):
             photos
             | "ByContent" >> beam.Map(_keyed(lambda p: p.image_id))
             | "GroupCopies" >> beam.GroupByKey()
-            | "MarkExact" >> beam.FlatMap(_copies)
+            | "MarkExact" >> beam.FlatMap(_copies, self._course)
             | "MarkBursts" >> self._bursts
         )

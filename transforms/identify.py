@@ -26,8 +26,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from transforms.bibs import listed_bib
-from transforms.corrections import STATION_CONFLICT, TOO_LATE, UNPLACED, Decision
-from transforms.dedup import EXACT_DUPLICATE
+from transforms.corrections import EXACT_DUPLICATE, STATION_CONFLICT, TOO_LATE, UNPLACED, Decision
 from transforms.faces import Gallery, match_face, untied_faces
 from transforms.quality import is_covered
 from transforms.records import (
@@ -47,7 +46,7 @@ WEAK_READ_FLOOR = 0.3
 @dataclass(frozen=True)
 class ReviewItem:
     image_id: str
-    path: str
+    path: str | None  # None: an item about a passage (transforms.splits), not a photo file
     reason: str
     candidates: tuple[str, ...]
     station_id: str | None

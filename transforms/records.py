@@ -143,7 +143,8 @@ class Photo:
     # A photo rejected for want of a station or time keeps taken_at None (dedup, health and
     # re-timing read a taken_at as placed); the official placing it is shown these instead:
     # the time its EXIF gives (UTC, whatever the day) and the stations it may be at (a
-    # loop's start and finish, at one place).
+    # loop's start and finish, at one place). So is a photo in the folders of several
+    # stations (station_conflict), which keeps its first copy's station and time.
     exif_taken_at: datetime | None = None
     could_be_at: tuple[str, ...] = ()
     # How its station was decided (FOLDER ... OFFICIAL above); None while it has no station.

@@ -88,10 +88,11 @@ REVIEW = pa.schema(
         pa.field("candidates", pa.list_(pa.string())),
         pa.field("station_id", pa.string()),
         pa.field("taken_at", UTC_TIME),
-        pa.field("path", pa.string()),
-        # A photo without station or time (bad_exif, unknown_station, ambiguous_station),
-        # whose taken_at is null: the time its EXIF gives, whatever the day, and the
-        # stations it may be at (a loop's start and finish), for the official placing it.
+        pa.field("path", pa.string()),  # null for an item about a passage (missed_checkpoint)
+        # A photo without station or time (bad_exif, unknown_station, ambiguous_station,
+        # station_conflict), whose taken_at is null: the time its EXIF gives, whatever the
+        # day, and the stations it may be at (a loop's start and finish; the stations of the
+        # folders its copies came in), for the official placing it.
         pa.field("exif_taken_at", UTC_TIME),
         pa.field("could_be_at", pa.list_(pa.string())),
     ]

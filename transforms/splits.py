@@ -104,9 +104,10 @@ def _chain_order(p: Passage, index: dict[str, int], last_at: frozenset[str]) -> 
 
 
 def _review(p: Passage, reason: str, station_id: str | None = None) -> ReviewItem:
+    # A passage knows its photo's image_id, not its path: the path column is null.
     return ReviewItem(
         image_id=p.image_id,
-        path="",
+        path=None,
         reason=reason,
         candidates=(p.bib,),
         station_id=station_id or p.station_id,

@@ -518,7 +518,7 @@ def outputs_of(course: Course) -> dict[str, Output]:
             "Review",
             REVIEW_FILE,
             schemas.REVIEW,
-            lambda r: (r["taken_at"] or _NEVER, r["path"], r["reason"], r["candidates"]),
+            lambda r: (r["taken_at"] or _NEVER, r["path"] or "", r["reason"], r["candidates"]),
             review_row,
         ),
         "leaderboard": Output(
