@@ -7,7 +7,9 @@ what the photo says; for an athlete (missed_checkpoint, whose photo is the athle
 finish) an approval of that athlete there (logged as `reinstate`: the athlete stays in
 the results), or a disqualification; for a camera (camera_covered, ...: the photo stands
 for the spell of bad health) the official's word that it was seen to (`seen`), which
-decides nothing about the photo. Skipped items go to the back of the queue, not away.
+decides nothing about the photo. An early start (the athlete's start photo) is settled the
+same way as a missed checkpoint, or by timing the athlete from their gun (`from_gun`).
+Skipped items go to the back of the queue, not away.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import pandas as pd
 
 from transforms.corrections import (
     AMBIGUOUS_STATION,
+    EARLY_START,
+    FROM_GUN,
     IMAGE_ACTIONS,
     IMPLAUSIBLE_SPLIT,
     STATION_CONFLICT,
@@ -39,7 +43,7 @@ KEEP = "reinstate"
 # "The camera was seen to": not an image approval, which would confirm the weak reads of
 # the photo shown (the spell's last one) unseen, and settle that photo's own items.
 SEEN = "seen"
-ATHLETE_REASONS = frozenset({"missed_checkpoint"})
+ATHLETE_REASONS = frozenset({"missed_checkpoint", EARLY_START})
 OPENED = "opened"  # not in the queue: an official opened the photo to correct it
 
 REASON_TEXT = {
@@ -60,6 +64,7 @@ REASON_TEXT = {
     "unknown_station": "No station for the photo",
     AMBIGUOUS_STATION: "At several stations' place",
     "missed_checkpoint": "Not seen at a checkpoint",
+    EARLY_START: "Started before their wave's gun",
     OPENED: "Opened for correction",
 }
 
@@ -263,7 +268,7 @@ def _settles(c: Correction, item: Item, spells: Spells | None = None) -> bool:
     if c.action in ("dsq", "dnf"):
         return c.bib in item.candidates
     return (
-        c.action in (KEEP, APPROVE)  # APPROVE: the rows of dashboards before KEEP
+        c.action in (KEEP, APPROVE, FROM_GUN)  # APPROVE: the rows of dashboards before KEEP
         and c.image_id == item.image_id
         and c.bib in item.candidates
         and c.station_id == (item.station_id or "")
@@ -463,9 +468,12 @@ def decision_rows(
     ) -> Correction:
         return Correction(item.image_id, action, bib, station or "", at, now, official)
 
-    if item.about_athlete and action in (APPROVE, DSQ):
-        logged = KEEP if action == APPROVE else DSQ
-        return [row(logged, bib, item.station_id) for bib in item.candidates]
+    # An early start rejected is the athlete timed from their wave's gun (they waited).
+    athlete_actions = {APPROVE: KEEP, DSQ: DSQ} | (
+        {REJECT: FROM_GUN} if item.reason == EARLY_START else {}
+    )
+    if item.about_athlete and action in athlete_actions:
+        return [row(athlete_actions[action], bib, item.station_id) for bib in item.candidates]
     if item.about_camera and action == APPROVE:
         return [row(SEEN, "", item.station_id)]
     if item.reason == TOO_LATE and action in (ACCEPT, REJECT):

@@ -192,3 +192,22 @@ def test_a_photo_without_time_is_in_review_and_timed_where_the_official_places_i
     # A photo without reads stays as it was: nothing for an official there.
     blank = replace(no_time, facts=replace(no_time.facts, bibs=()))
     assert identify_photo(blank, LISTED, THRESHOLD, {}).review == ()
+
+
+def test_an_early_start_stays_open_until_an_official_decides_how_the_athlete_is_timed(
+    tmp_path: Path,
+) -> None:
+    # The audit's official approved the wave jumper's start photo (its implausible split):
+    # that says he is on it, not how he is timed, so the early start stays in the queue.
+    # Approve keeps him timed from the photo (reinstate), reject times him from his wave's
+    # gun (from_gun, read back from the log), disqualify is his dsq. Failed before, passes.
+    item = Item("start-photo", "early_start", "start", ("110",))
+    photo_approved = Correction("start-photo", "approve", decided_at=DECIDED)
+    assert pending([item], [photo_approved]) == [item]
+    for action, logged in (("approve", "reinstate"), ("reject", "from_gun"), ("dsq", "dsq")):
+        rows = decision_rows(action, item, official="kari", now=DECIDED)
+        assert [(r.action, r.bib, r.station_id) for r in rows] == [(logged, "110", "start")]
+        assert pending([item], rows) == []
+    log = str(tmp_path / "corrections.csv")
+    append_corrections(log, decision_rows("reject", item, official="kari", now=DECIDED))
+    assert official_statuses(load_corrections(log)) == {"110": "from_gun"}

@@ -117,8 +117,11 @@ def time_walker(*corrections: Correction) -> Timed:
     return time_photos([WALKER], *corrections)
 
 
-def time_photos(photos: list[Photo], *corrections: Correction) -> Timed:
-    """Race timing of `photos` as the live mode and the dashboard's re-timing do it."""
+def time_photos(
+    photos: list[Photo], *corrections: Correction, waves: tuple[str, str] = ("A", "A")
+) -> Timed:
+    """Race timing of `photos` as the live mode and the dashboard's re-timing do it; `waves`:
+    of 101 and 102."""
     settings = COURSE.settings
     decisions = decisions_by_image(corrections)
     known = frozenset({"101", "102"})
@@ -127,7 +130,7 @@ def time_photos(photos: list[Photo], *corrections: Correction) -> Timed:
     passages = passages_per_station(sightings, settings.merge_window_s)
     cfg = SimpleNamespace(
         course=COURSE,
-        athletes=(athlete("101"), athlete("102")),
+        athletes=(athlete("101", wave=waves[0]), athlete("102", wave=waves[1])),
         as_of=at(8 * 3600),
         corrections=corrections,
     )
@@ -347,3 +350,72 @@ def test_results_of__as_of_a_time_a_weak_read_is_judged_by_the_passages_until_th
     assert cp1_at(None) == 1200.0
     assert cp1_at(2500) == 1200.0
     assert cp1_at(1500) is None
+
+
+# 102 of wave B (gun at 300 s) crossed the start with wave A, 11 s after its gun (the
+# audit's bib 110): cp1 (km 5) 1000 s and the finish 2000 s after that photo, 200 s per km;
+# from wave B's gun cp1 is 142 s per km, faster than the course allows (150).
+JUMPER = [
+    photo(f"jumper-{station}", station=station, seconds=seconds, bibs=(read("102"),))
+    for station, seconds in (("start", 11), ("cp1", 1011), ("finish", 2011))
+]
+JUMPER_START = JUMPER[0].image_id
+DECIDED = at(4000)
+
+
+def jumper_outcome(*corrections: Correction) -> tuple:
+    timed = time_photos(JUMPER, *corrections, waves=("A", "B"))
+    (row,) = [r for r in timed.leaderboard if r["bib"] == "102"]
+    items = [(r.reason, r.station_id, r.image_id) for r in timed.review]
+    times = (row["status"], row["chip_s"], row["gun_s"], row["tod_start"], row["flags"])
+    return times, items
+
+
+@pytest.mark.parametrize(
+    "approved",
+    [(), (JUMPER_START, JUMPER[1].image_id)],
+    ids=["as_read", "start_and_cp1_approved"],
+)
+def test_check_splits__a_wave_jumper_is_timed_from_the_start_photo_flagged_and_queued(
+    approved: tuple[str, ...],
+) -> None:
+    # The audit's case: timed from wave B's gun, 102 was 1st at 1711 s, 289 s short, with
+    # the start and cp1 photos in review as implausible splits; once an official approved
+    # them (he is on them), with no flag at all and the start shown at wave B's gun. From
+    # the start photo his later passages are plausible and from the gun not: he crossed
+    # there. Chip time from the photo, gun time from wave A's gun he left with, flagged,
+    # and an item stays in the queue for the official to decide. Failed before, passes.
+    decisions = [Correction(i, "approve", decided_at=DECIDED) for i in approved]
+    assert jumper_outcome(*decisions) == (
+        ("finished", 2000.0, 2011.0, at(11), ["early_start"]),
+        [("early_start", "start", JUMPER_START)],
+    )
+
+
+@pytest.mark.parametrize(
+    ("decision", "times"),
+    [
+        ("reinstate", ("finished", 2000.0, 2011.0, at(11), ["early_start"])),
+        ("from_gun", ("finished", 1711.0, 1711.0, at(300), [])),
+        ("dsq", ("dsq", None, None, at(11), ["early_start"])),
+    ],
+    ids=["from_the_photo", "from_the_gun", "dsq"],
+)
+def test_check_splits__an_officials_decision_on_an_early_start_times_the_athlete(
+    decision: str, times: tuple
+) -> None:
+    # The item's three decisions: the result stands (the dashboard's approval of an athlete
+    # item, logged as reinstate), timed from their wave's gun after all (the official
+    # judged the photo shows 102 waiting, not crossing), or disqualified.
+    row = Correction(JUMPER_START, decision, "102", "start", decided_at=DECIDED)
+    assert jumper_outcome(row)[0] == times
+
+
+def test_check_splits__a_later_waves_runner_in_the_pen_is_no_early_start() -> None:
+    # 104 of wave B photographed at the start as wave A left, 290 s before their gun, then
+    # at cp1 and the finish at 4:10 per km from it: plausible from the gun too, so nothing
+    # says the photo was the crossing. The photo is in doubt as before (approved, the
+    # results count it at the gun: test_results), no early start.
+    ps = [passage("104", "start", 10), passage("104", "cp1", 1550), passage("104", "finish", 2800)]
+    _, review = check_athlete(ps, COURSE, at(300), listed=True)
+    assert [(r.reason, r.station_id) for r in review] == [("implausible_split", "start")]

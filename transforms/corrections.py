@@ -7,10 +7,11 @@ on the race's day). Rows are
 applied in `decided_at` order: `reject` clears what the image says, `assign`
 credits a bib (the official's word replaces the OCR's for that image),
 `approve` confirms the reads the pipeline was unsure of, and `accept` times a
-photo that arrived too late (live modes) as if it had come in time. Two further actions
+photo that arrived too late (live modes) as if it had come in time. Further actions
 concern an athlete rather than an image (image_id may be empty): `dsq`
-disqualifies and `dnf` retires the athlete with that bib; `reinstate` undoes
-either. `seen` says an official saw to a camera (a station health item, named by
+disqualifies and `dnf` retires the athlete with that bib; `from_gun` times their early
+start (early_start) from their wave's gun; `reinstate` undoes any of them. `seen` says an
+official saw to a camera (a station health item, named by
 the photo that stood for the spell): it decides nothing about that photo.
 
 The dashboard appends to the log with `append_corrections` (several officials
@@ -35,8 +36,13 @@ CORRECTION_COLUMNS = ("image_id", "action", "bib", "station_id", "passed_at", "d
 # accept: a photo held as arrived too late (live modes) is timed as if it had come in time.
 IMAGE_ACTIONS = ("assign", "reject", "approve", "accept")
 ATHLETE_ACTIONS = ("dsq", "dnf", "reinstate")
+# An early start (EARLY_START) timed from the athlete's wave's gun after all (the official
+# judged the photo shows them waiting on the line, not crossing it): about the athlete's
+# start, not their status, which the athlete page shows and decides.
+FROM_GUN = "from_gun"
+START_ACTIONS = (FROM_GUN,)
 CAMERA_ACTIONS = ("seen",)
-ACTIONS = IMAGE_ACTIONS + ATHLETE_ACTIONS + CAMERA_ACTIONS
+ACTIONS = IMAGE_ACTIONS + ATHLETE_ACTIONS + START_ACTIONS + CAMERA_ACTIONS
 
 # A copy of a photo kept under another path (transforms.dedup): one row each, as read.
 EXACT_DUPLICATE = "exact_duplicate"
@@ -55,6 +61,10 @@ TOO_LATE = "too_late"
 # A passage whose pace the athlete's other passages contradict (transforms.splits): the one
 # item about that athlete at that station while it is open.
 IMPLAUSIBLE_SPLIT = "implausible_split"
+# A start passage the athlete's later passages show was their crossing, before their wave's
+# gun (a wave jumper): timed from the photo and flagged until an official decides (the
+# result stands; `from_gun`; `dsq`). Both a review reason and a leaderboard flag.
+EARLY_START = "early_start"
 
 
 @dataclass(frozen=True)
@@ -99,7 +109,7 @@ def _correction(
 ) -> Correction:
     if values["action"] not in ACTIONS:
         raise ConfigError(f"{where}: action must be one of {', '.join(ACTIONS)}")
-    if values["action"] in ("assign",) + ATHLETE_ACTIONS and not values["bib"]:
+    if values["action"] in ("assign",) + ATHLETE_ACTIONS + START_ACTIONS and not values["bib"]:
         raise ConfigError(f"{where}: {values['action']} needs a bib")
     if values["action"] in IMAGE_ACTIONS + CAMERA_ACTIONS and not values["image_id"]:
         raise ConfigError(f"{where}: {values['action']} needs an image_id")
@@ -271,11 +281,12 @@ def decisions_by_image(corrections: Iterable[Correction]) -> dict[str, Decision]
 
 
 def official_statuses(corrections: Iterable[Correction]) -> dict[str, str]:
-    """bib -> dsq or dnf, as the latest athlete decision says (reinstate clears it)."""
+    """bib -> dsq, dnf or from_gun, as the latest athlete decision says (reinstate clears
+    it)."""
     statuses: dict[str, str] = {}
     for c in in_order(corrections):
         if c.action == "reinstate":
             statuses.pop(c.bib, None)
-        elif c.action in ATHLETE_ACTIONS:
+        elif c.action in ATHLETE_ACTIONS + START_ACTIONS:
             statuses[c.bib] = c.action
     return statuses

@@ -3,7 +3,10 @@
 Gun time counts from the athlete's wave start (the race start without
 waves). Chip time counts from the athlete's own passage at the first station
 when it was seen, else from the gun, which `chip_start` flags; a start passage
-before the gun counts as at the gun. Splits are
+before the gun counts as at the gun (the athlete waiting on the line), unless their later
+passages show it was their crossing (transforms.splits.started_early): a wave jumper is
+timed from that photo, their gun time from the gun they left with, flagged early_start,
+until an official times them from their own gun (`from_gun`) or disqualifies them. Splits are
 chip times at each station, with the time of day, the sector time since the
 previous station seen, and the pace over that sector. Ranks (overall, by
 gender, by category) use the course's `rank_by` time at tenth-of-a-second
@@ -25,13 +28,15 @@ unranked, its times kept for the official, so no runner disappears.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import apache_beam as beam
 
+from transforms.corrections import EARLY_START, FROM_GUN
 from transforms.course import Athlete, Course
 from transforms.passages import Passage
 from transforms.schemas import pace_column, sector_column, split_column, time_of_day_column
+from transforms.splits import START_TOLERANCE_S, started_early
 
 FINISHED, RUNNING, DNF, DNS, DSQ = "finished", "running", "dnf", "dns", "dsq"
 # Not seen while their wave's start is open (its gun plus start_crossing_s): no dns yet (a
@@ -143,6 +148,15 @@ def _started_at_the_gun(times: dict[str, datetime], start_id: str, gun: datetime
     return times
 
 
+def gun_left_with(course: Course, start: datetime) -> datetime:
+    """The gun an early starter left with: the latest at or before their start passage (or
+    up to START_TOLERANCE_S after it: that wave's front row), else the passage itself (they
+    left before every gun). Their gun time counts from it: never the later wave's gap."""
+    guns = [course.start, *(w.start for w in course.waves)]
+    latest = start + timedelta(seconds=START_TOLERANCE_S)
+    return max((g for g in guns if g <= latest), default=start)
+
+
 def athlete_row(
     athlete: Athlete,
     times: dict[str, datetime],
@@ -154,12 +168,15 @@ def athlete_row(
     first, finish = course.stations[0], course.stations[-1]
     wave = athlete.wave or None
     gun = course.wave_start(wave)
+    early = official != FROM_GUN and started_early(times, course, gun)
+    if early:
+        gun = gun_left_with(course, times[first.id])
     times = _started_at_the_gun(times, first.id, gun)
     start = times.get(first.id, gun)
     # An unknown bib is no athlete of the race: as "finished" it was counted and imported
     # as a finisher.
     status = UNKNOWN if unknown else _status(times, course, wave, as_of, official)
-    late = not unknown and official is None and over_time_limit(times, course, wave)
+    late = not unknown and official not in (DSQ, DNF) and over_time_limit(times, course, wave)
     # The finish is timed for a finisher, for one over the time limit (their time is still
     # shown, unranked) and for an unknown bib (the official's to settle); an official's dnf
     # or dsq shows none.
@@ -173,6 +190,7 @@ def athlete_row(
         (["unknown_bib"] if unknown else [])
         + (["gun_start"] if first.id not in times and times else [])
         + (["missed_checkpoint"] if missed else [])
+        + ([EARLY_START] if early else [])
         + ([OVER_TIME_LIMIT] if late else [])
     )
     distance = finish.km - first.km

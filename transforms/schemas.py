@@ -168,7 +168,7 @@ def leaderboard_schema(station_ids: Iterable[str]) -> pa.Schema:
             pa.field("gap_s", pa.float64()),  # behind the winner, in the ranked time
             pa.field("pace_s_per_km", pa.float64()),
             pa.field("missed", pa.list_(pa.string())),  # stations between not seen at
-            # unknown_bib, gun_start, missed_checkpoint, over_time_limit
+            # unknown_bib, gun_start, missed_checkpoint, over_time_limit, early_start
             pa.field("flags", pa.list_(pa.string())),
         ]
         + _per_station(ids, time_of_day_column, UTC_TIME)

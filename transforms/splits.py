@@ -14,6 +14,13 @@ there can no longer come (`Arrivals`): a phone uploading late is not a miss. One
 there at a doubted time has that implausible split in review instead, the one question
 about them there: rejected, they are missed.
 
+A start passage long before the athlete's gun is them waiting on the line (the front row, a
+later wave's runner in the pen as an earlier wave leaves) or crossing it early (a wave
+jumper): where the next station they were seen at is too fast to reach from the gun but
+plausible from the photo, the photo was the crossing. Their passages are then checked from
+it, and the early start goes to review as early_start: an official decides how they are
+timed, never the gap credited silently.
+
 A weak read of the athlete's bib where no confirmed passage is counts when
 its time is where the athlete's confirmed passages say they were (within a
 few percent of the predicted time): a timer accepts that read without
@@ -28,7 +35,7 @@ from datetime import datetime, timedelta
 
 import apache_beam as beam
 
-from transforms.corrections import IMPLAUSIBLE_SPLIT
+from transforms.corrections import EARLY_START, IMPLAUSIBLE_SPLIT
 from transforms.course import Athlete, Course
 from transforms.identify import ReviewItem
 from transforms.passages import Passage
@@ -49,6 +56,23 @@ def plausible(course: Course, a_km: float, a_at: datetime, b_km: float, b_at: da
         return dt >= -START_TOLERANCE_S
     pace = dt / dkm
     return course.settings.min_pace_s_per_km <= pace <= course.settings.max_pace_s_per_km
+
+
+def started_early(times: Mapping[str, datetime], course: Course, gun: datetime) -> bool:
+    """Did the athlete (station -> time seen) cross the start before their gun, rather than
+    wait on the line? Only a start passage more than START_TOLERANCE_S before it can tell:
+    the next station they were seen at is too fast to reach from the gun but plausible from
+    the photo. Where either is plausible, they waited (the photos alone cannot tell)."""
+    first = course.stations[0]
+    start = times.get(first.id)
+    if start is None or (gun - start).total_seconds() <= START_TOLERANCE_S:
+        return False
+    seen = next(((s.km, times[s.id]) for s in course.stations[1:] if s.id in times), None)
+    return (
+        seen is not None
+        and not plausible(course, first.km, gun, *seen)
+        and plausible(course, first.km, start, *seen)
+    )
 
 
 def plausible_chain(passages: list[Passage], course: Course, gun: datetime) -> set[int]:
@@ -101,6 +125,42 @@ def _chain_order(p: Passage, index: dict[str, int], last_at: frozenset[str]) -> 
     on a tie)."""
     at = p.passed_at.timestamp()
     return index[p.station_id], -at if p.station_id in last_at else at
+
+
+def _weight(chain: set[int], passages: list[Passage]) -> tuple[int, int]:
+    """A chain's official passages, then its passages: plausible_chain's order."""
+    return sum(passages[i].official for i in chain), len(chain)
+
+
+def _times(chain: set[int], passages: list[Passage]) -> dict[str, datetime]:
+    return {passages[i].station_id: passages[i].passed_at for i in chain}
+
+
+def athletes_chain(passages: list[Passage], course: Course, gun: datetime) -> set[int]:
+    """plausible_chain from the gun, or from the athlete's earliest start passage where that
+    chain holds more and shows the photo was their crossing (started_early): a wave jumper's
+    later passages are too fast from their gun, so from it the start photo and the
+    passages after it were all in doubt, and the gap was theirs."""
+    chain = plausible_chain(passages, course, gun)
+    starts = [p.passed_at for p in passages if p.station_id == course.stations[0].id]
+    if not starts:
+        return chain
+    early = plausible_chain(passages, course, min(starts))
+    heavier = _weight(early, passages) > _weight(chain, passages)
+    return early if heavier and started_early(_times(early, passages), course, gun) else chain
+
+
+def _early_start(checked: list[Passage], course: Course, gun: datetime) -> list[ReviewItem]:
+    """The early_start item of an athlete whose counted passages (the first at each station,
+    as the results count them) show a start before their gun; none for any other."""
+    first: dict[str, Passage] = {}
+    for p in sorted(checked, key=lambda p: p.passed_at):
+        if not p.needs_review:
+            first.setdefault(p.station_id, p)
+    times = {sid: p.passed_at for sid, p in first.items()}
+    if not started_early(times, course, gun):
+        return []
+    return [_review(first[course.stations[0].id], EARLY_START)]
 
 
 def _review(p: Passage, reason: str, station_id: str | None = None) -> ReviewItem:
@@ -214,7 +274,7 @@ def check_athlete(
     if not listed:
         return [replace(p, needs_review=True, review_reason="unknown_bib") for p in passages], []
     confirmed = [p for p in passages if not p.needs_review]
-    chain = plausible_chain(confirmed, course, gun)
+    chain = athletes_chain(confirmed, course, gun)
     checked: list[Passage] = []
     review: list[ReviewItem] = []
     for i, p in enumerate(confirmed):
@@ -235,6 +295,7 @@ def check_athlete(
         else:
             checked.append(weak)
     confirmed_at = {p.station_id: p for p in checked if not p.needs_review}
+    review += _early_start(checked, course, gun)
     # Seen at a doubted time is not "not seen": the implausible split is the one item an
     # official decides there (approved, the passage counts; rejected, the next run finds
     # the athlete missing). Two items for one question counted the athlete twice, and an

@@ -56,6 +56,7 @@ from dashboard.review_queue import (
 )
 from dashboard.settings import Settings
 from transforms.corrections import (
+    EARLY_START,
     STATION_CONFLICT,
     TOO_LATE,
     Correction,
@@ -260,11 +261,7 @@ def describe(item: Item, settings: Settings, shown: Shown, open_items: list[Item
     if item.about_athlete:
         listed = data.athletes(settings.out).set_index("bib")["name"]
         who = ", ".join(f"{b} {listed.get(b, '')}".strip() for b in item.candidates)
-        st.text(
-            f"{who}: finished, but not seen at {where}. The photo is the finish photo. "
-            "Approve keeps the result (the missed checkpoint stays flagged); disqualify if "
-            "the course was cut."
-        )
+        st.text(f"{who}: {ATHLETE_NOTES[item.reason].format(where=where)}")
     elif item.reason == STATION_CONFLICT:
         st.text(" and ".join(names.get(p.station_id, p.station_id) for p in shown.places))
     elif item.reason == TOO_LATE:
@@ -366,6 +363,18 @@ def place_photo(item: Item, settings: Settings) -> None:
     st.text_input("Time of day, local", key=TIME_KEY, placeholder="10:21:40", max_chars=15)
 
 
+# Why an athlete's item is here and what its decisions do ({where}: its station's name).
+ATHLETE_NOTES = {
+    "missed_checkpoint": "finished, but not seen at {where}. The photo is the finish photo. "
+    "Approve keeps the result (the missed checkpoint stays flagged); disqualify if the "
+    "course was cut.",
+    EARLY_START: "photographed at {where} before their wave's gun, and their next passage "
+    "is too fast from the gun: they crossed then (an earlier wave?). Approve keeps them "
+    "timed from this photo (flagged early start); reject times them from their wave's gun "
+    "(the photo shows them waiting); or disqualify.",
+}
+
+
 def actions_for(item: Item, shown: Shown) -> list[tuple[str, str, str, str]]:
     """(action, label, shortcut, kind) of the buttons an item offers, Skip aside."""
     assign, reject = (
@@ -384,6 +393,11 @@ def actions_for(item: Item, shown: Shown) -> list[tuple[str, str, str, str]]:
     if item.about_photo:
         return [assign, (APPROVE, "Approve", "A", "secondary"), reject]
     approve = [(APPROVE, "Approve", "A", "primary")]
+    if item.reason == EARLY_START:
+        return approve + [
+            (REJECT, "From the gun", "X", "secondary"),
+            (DSQ, "Disqualify", "D", "secondary"),
+        ]
     return approve + ([(DSQ, "Disqualify", "D", "secondary")] if item.about_athlete else [])
 
 
