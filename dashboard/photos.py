@@ -19,6 +19,7 @@ import streamlit as st
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from dashboard.data import CACHE_ENTRIES, CACHE_TTL_S, Version, version
+from dashboard.review_queue import text_or_none
 
 PHOTO_WIDTH = 1200  # wide enough to judge a finish-line photo on a laptop screen
 THUMBNAIL_WIDTH = 360
@@ -45,6 +46,13 @@ def _row(images: pd.DataFrame, image_id: str) -> pd.Series | None:
     # An exact copy shares its original's image_id; the original's row has the reads.
     originals = rows[rows["status"] != "duplicate"]
     return (originals if not originals.empty else rows).iloc[0]
+
+
+def placed_by(images: pd.DataFrame, image_id: str) -> str | None:
+    """How the photo's station was decided (images.parquet's placed_by); None where it has
+    no row or none was decided, or the results (of a run before the column) do not say."""
+    row = _row(images, image_id)
+    return None if row is None else text_or_none(row.get("placed_by"))
 
 
 def listed_path(images: pd.DataFrame, image_id: str) -> str | None:

@@ -70,14 +70,22 @@ REASON_TEXT = {
 
 # How a photo's station was decided (images.parquet's placed_by) where the pipeline inferred
 # it or an official moved it, not its folder, camera or GPS: an official deciding the photo
-# should know its station is a conclusion they may overturn.
+# should know its station is a conclusion they may overturn. (What, why): the athlete page
+# shows what under each photo, the review page the whole note.
+PLACED_BY = {
+    TIME: ("Placed here by its time", "of the stations at this place, the one its time fits."),
+    WAVES: (
+        "Placed here by the waves of the athletes on it",
+        "of the stations at this place, the one their waves fit.",
+    ),
+    PASSAGES: (
+        "Placed here by its athletes' passages",
+        "of the stations at this place, the one their times elsewhere fit.",
+    ),
+    OFFICIAL: ("Placed here by an official's assignment", ""),
+}
 PLACED_BY_NOTES = {
-    TIME: "Placed here by its time: of the stations at this place, the one its time fits.",
-    WAVES: "Placed here by the waves of the athletes on it: of the stations at this place, "
-    "the one their waves fit.",
-    PASSAGES: "Placed here by its athletes' passages: of the stations at this place, the one "
-    "their times elsewhere fit.",
-    OFFICIAL: "Placed here by an official's assignment.",
+    how: f"{what}: {why}" if why else f"{what}." for how, (what, why) in PLACED_BY.items()
 }
 
 # Station health items (transforms/health.py) are about a camera, shown by one of its photos.

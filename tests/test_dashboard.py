@@ -1441,6 +1441,28 @@ def test_review__a_photo_placed_by_its_folder_or_in_older_results_adds_nothing(
         assert not at.error and placing_notes(at) == []
 
 
+def test_athlete__a_photo_whose_station_was_inferred_says_how(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # The athlete's photos listed "5 km · 10:21:40 · by bib" as if a folder said 5 km, where
+    # the review page says how it was placed (failed before, passes); the why on hover.
+    _placed(race, "cp1-weak", "time")
+    at = open_page(ATHLETE, bib="102")
+    [shown] = [c for c in at.caption if c.value.startswith("Placed here")]
+    note = review_queue.PLACED_BY_NOTES[TIME]
+    assert (shown.value, shown.help) == ("Placed here by its time", note)
+
+
+@pytest.mark.parametrize("placed_by", ["folder", None])
+def test_athlete__photos_placed_by_their_folder_or_in_older_results_add_nothing(
+    open_page: Callable[..., AppTest], race: Race, placed_by: str | None
+) -> None:
+    _placed(race, "cp1-weak", placed_by)
+    at = open_page(ATHLETE, bib="102")
+    assert not at.error and "Photos (3)" in [s.value for s in at.subheader]
+    assert placing_notes(at) == []
+
+
 def test_placed_by_notes__name_the_values_the_pipeline_writes() -> None:
     # Every inferred value the pipeline writes has its note (folder, camera and GPS need
     # none): a value added without one would leave the photos it places without a note.

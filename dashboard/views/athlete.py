@@ -21,6 +21,7 @@ import streamlit as st
 
 from dashboard import board, data, formats, photos, ui
 from dashboard.retime import retimer
+from dashboard.review_queue import PLACED_BY, PLACED_BY_NOTES
 from dashboard.settings import Settings
 from transforms.corrections import (
     ATHLETE_ACTIONS,
@@ -149,6 +150,15 @@ def official_decision(bib: str, settings: Settings, log: tuple[Correction, ...])
         )
 
 
+def show_placing(how: str | None) -> None:
+    """How the photo's station was decided, where it was inferred (the review page's note,
+    its why on hover): a photo at an out-and-back spot or a loop's line is at a station the
+    pipeline concluded, which an official may overturn by correcting it."""
+    if how in PLACED_BY:
+        what, why = PLACED_BY[how]
+        st.caption(what, help=PLACED_BY_NOTES[how] if why else None)
+
+
 def show_photos(images: pd.DataFrame, mine: pd.DataFrame, race: data.Race, bib: str) -> None:
     st.subheader(f"Photos ({len(mine)})")
     if mine.empty:
@@ -174,6 +184,7 @@ def show_photos(images: pd.DataFrame, mine: pd.DataFrame, race: data.Race, bib: 
                 station = names.get(photo["station_id"], photo["station_id"] or "no station")
                 when = formats.local_time(photo["taken_at"], race.timezone)
                 st.text(f"{station} · {when} · {HOW.get(photo['method'], photo['method'])}")
+                show_placing(photos.placed_by(images, photo["image_id"]))
                 st.page_link(
                     "views/review.py",
                     label="Correct this photo",
