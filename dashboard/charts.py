@@ -19,11 +19,14 @@ def passages_line(frame: pd.DataFrame) -> pd.DataFrame:
     each side of a gap (stations.parquet has no row for a window without photos), so the line
     drops to zero and runs along it. Joined point to point, a camera's clock off made passages
     seem to go on through the hours between (a rehearsal); a zero for every empty window
-    would be thousands of points for a camera set to another day."""
+    would be thousands of points for a camera set to another day. So also before the first
+    window and after the last: a station that stopped sending photos ends in a drop, not in
+    its last count, and the first window rises from zero as any after a gap."""
     frame = frame.sort_values("start")
     length = frame["end"] - frame["start"]  # the windows are fixed: one length
-    gap_after = frame["end"] < frame["start"].shift(-1)
-    gap_before = frame["start"] > frame["end"].shift(1)
+    after, before = frame["start"].shift(-1), frame["end"].shift(1)
+    gap_after = (frame["end"] < after) | after.isna()
+    gap_before = (frame["start"] > before) | before.isna()
     empty = pd.concat(
         [
             frame.loc[gap_after, "end"] + length[gap_after] / 2,
@@ -32,6 +35,15 @@ def passages_line(frame: pd.DataFrame) -> pd.DataFrame:
     )
     zeros = pd.DataFrame({"middle": empty.drop_duplicates(), "passages": 0})
     return pd.concat([frame[["middle", "passages"]], zeros]).sort_values("middle")
+
+
+def chart_span(windows: pd.DataFrame, timezone: str) -> tuple[str, str]:
+    """The time axis every station's chart shares (local, as the charts draw it): the race's
+    windows and one more each side, where the passages lines start and end at zero."""
+    length = (windows["window_end"] - windows["window_start"]).max()
+    first, last = windows["window_start"].min() - length, windows["window_end"].max() + length
+    start, end = (at.tz_convert(timezone).tz_localize(None).isoformat() for at in (first, last))
+    return start, end
 
 
 def activity_chart(windows: pd.DataFrame, station: str, timezone: str, span: tuple) -> alt.Chart:

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 import pytest
 from altair.utils.schemapi import SchemaBase
 from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import UnknownElement
 
 import dashboard
 from dashboard import board, data, photos, retime, review_queue
@@ -619,9 +620,34 @@ def test_activity_chart__passages_drop_to_zero_across_hours_without_photos() -> 
     span = ("2026-05-01T10:00:00", "2026-05-01T13:01:00")
     spec = activity_chart(windows, "5 km", "UTC", span).to_dict()
     line = spec["datasets"][spec["layer"][1]["data"]["name"]]
+    # From zero before the first window and back to zero after the last, as across the gap
+    # (drawn from the first window to the last: failed before, passes).
     assert [(p["middle"][11:19], p["passages"]) for p in line] == [
-        ("10:00:30", 3), ("10:01:30", 2), ("10:02:30", 0), ("12:59:30", 0), ("13:00:30", 4),
+        ("09:59:30", 0), ("10:00:30", 3), ("10:01:30", 2), ("10:02:30", 0),
+        ("12:59:30", 0), ("13:00:30", 4), ("13:01:30", 0),
     ]  # fmt: skip
+
+
+def _line_and_axis(chart: UnknownElement) -> tuple[list[tuple[str, int]], list[str]]:
+    """A Stations chart's passages line as (local time, passages) and its time axis."""
+    spec = json.loads(chart.proto.spec)
+    layer = spec["layer"][1]
+    data = next(d for d in chart.proto.datasets if d.name == layer["data"]["name"])
+    line = pa.ipc.open_stream(data.data.data).read_all().to_pylist()
+    points = [(p["middle"].strftime("%H:%M"), p["passages"]) for p in line]
+    return points, layer["encoding"]["x"]["scale"]["domain"]
+
+
+def test_stations__a_station_s_passages_line_rises_from_zero_and_falls_back_in_view(
+    open_page: Callable[..., AppTest],
+) -> None:
+    # The race's one window per station was a lone point, no line: a station that stopped
+    # sending photos showed its last count, not a drop (failed before, passes). The axis has
+    # a window each side, so the zeros are in view.
+    start = open_page(STATIONS).get("vega_lite_chart")[0]
+    line, axis = _line_and_axis(start)
+    assert line == [("09:30", 0), ("10:30", 5), ("11:30", 0)]
+    assert axis == ["2026-05-01T09:00:00", "2026-05-01T12:00:00"]
 
 
 def test_podium__ties_share_a_place() -> None:

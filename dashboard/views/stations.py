@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import board, data, formats, photos, tallies, ui
-from dashboard.charts import HEALTH_COLOURS, activity_chart
+from dashboard.charts import HEALTH_COLOURS, activity_chart, chart_span
 
 REFRESH_S = 10
 
@@ -20,10 +20,7 @@ def show_activity(windows: pd.DataFrame, race: data.Race) -> None:
     # One legend for all the charts, as text: a legend inside a chart would narrow its plot
     # and misalign the time axes.
     st.caption("Bar colour: " + ", ".join(f"{name} {h}" for h, (name, _) in HEALTH_COLOURS.items()))
-    local = windows[["window_start", "window_end"]].apply(
-        lambda c: c.dt.tz_convert(race.timezone).dt.tz_localize(None)
-    )
-    span = (local["window_start"].min().isoformat(), local["window_end"].max().isoformat())
+    span = chart_span(windows, race.timezone)
     for s in race.stations:
         mine = windows[windows["station_id"] == s.id]
         if not mine.empty:
