@@ -15,7 +15,7 @@ Skipped items go to the back of the queue, not away.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
@@ -165,6 +165,12 @@ def reason_text(reason: str) -> str:
     return REASON_TEXT.get(reason, reason.replace("_", " ").capitalize())
 
 
+def station_text(station_id: str | None, names: Mapping[str, str]) -> str:
+    """A station as officials know it (`names`: the course's, by id): its name, else its id
+    (a station the course does not list), else 'no station'."""
+    return names.get(station_id or "", station_id or "no station")
+
+
 @dataclass(frozen=True)
 class Item:
     image_id: str
@@ -223,6 +229,13 @@ def items_of(review: pd.DataFrame) -> list[Item]:
         )
         for row in review.itertuples(index=False)
     ]
+
+
+def where_text(item: Item, names: Mapping[str, str]) -> str:
+    """Where the item's photo is: the stations a photo placed nowhere may be at (a loop's
+    start or finish), else its station (station_text)."""
+    places = " or ".join(names.get(s, s) for s in item.could_be_at)
+    return places or station_text(item.station_id, names)
 
 
 @dataclass(frozen=True)

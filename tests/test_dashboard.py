@@ -64,6 +64,7 @@ LEADERBOARD, REVIEW, STATIONS, ATHLETE, STATS = (
     "views/stats.py",
 )
 PAGES = (LEADERBOARD, REVIEW, STATIONS, ATHLETE, STATS)
+CORRECT = "Correct this photo"  # the athlete page's link under each photo
 TIMEOUT_S = 30
 
 
@@ -236,7 +237,49 @@ def test_athlete__passages_and_photos_of_an_athlete(open_page: Callable[..., App
     assert list(passages["Station"]) == ["Start (0 km)", "5 km", "Finish (10 km)"]
     assert list(passages["Counted"]) == ["yes", "no", "yes"]
     assert "Photos (3)" in [s.value for s in at.subheader]
-    assert len(at.get("page_link")) == 3  # one "correct this photo" link per photo
+    corrects = [link for link in at.get("page_link") if link.proto.label == CORRECT]
+    assert len(corrects) == 3  # one per photo
+
+
+def test_athlete__the_review_items_naming_the_athlete_link_to_the_queue(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # 102 "not seen" at 5 km: the page did not say that the queue holds a photo of them
+    # there and a missed checkpoint to decide (failed before, passes).
+    at = open_page(ATHLETE, bib="102")
+    assert "In the review queue (2)" in [s.value for s in at.subheader]
+    weak, finish = race.ids["cp1-weak"], race.ids["finish-102"]
+    links = [link.proto for link in at.get("page_link")]
+    assert [(p.label, p.page, p.query_string) for p in links if p.label != CORRECT] == [
+        ("Bib read, but not surely · 5 km", "review", f"image={weak}&station=cp1"),
+        ("Not seen at a checkpoint · 5 km", "review", f"image={finish}&station=cp1"),
+    ]
+    # Decided, an item is no longer listed.
+    append_corrections(str(race.corrections), [Correction(race.ids["cp1-weak"], "approve")])
+    at = open_page(ATHLETE, bib="102")
+    assert "In the review queue (1)" in [s.value for s in at.subheader]
+
+
+def test_review__a_link_with_a_station_opens_that_station_s_item_of_the_photo(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # 102's finish photo stands for two items: the missed 5 km and a doubted finish. Each
+    # link of the athlete page opened the first of them (failed before, passes).
+    review = pq.read_table(race.out / "review.parquet")
+    [missed] = [r for r in review.to_pylist() if r["reason"] == "missed_checkpoint"]
+    doubted = missed | {"reason": "implausible_split", "station_id": "finish"}
+    rows = [*review.to_pylist(), doubted]
+    pq.write_table(pa.Table.from_pylist(rows, schema=review.schema), race.out / "review.parquet")
+    for station, reason in (("cp1", "Not seen at a checkpoint"), ("finish", "Implausible split")):
+        at = open_page(REVIEW, image=missed["image_id"], station=station)
+        assert [s.value for s in at.subheader][0].startswith(reason), station
+
+
+def test_athlete__an_athlete_no_review_item_names_shows_no_queue(
+    open_page: Callable[..., AppTest],
+) -> None:
+    at = open_page(ATHLETE, bib="101")
+    assert not [s for s in at.subheader if s.value.startswith("In the review queue")]
 
 
 def test_athlete__photos_recognised_by_face_are_among_the_athletes_photos(

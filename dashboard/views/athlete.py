@@ -21,7 +21,18 @@ import streamlit as st
 
 from dashboard import board, data, formats, photos, ui
 from dashboard.retime import retimer
-from dashboard.review_queue import PLACED_BY, PLACED_BY_NOTES
+from dashboard.review_queue import (
+    PLACED_BY,
+    PLACED_BY_NOTES,
+    Item,
+    Spells,
+    items_of,
+    pending,
+    reason_text,
+    station_text,
+    text_or_none,
+    where_text,
+)
 from dashboard.settings import Settings
 from transforms.corrections import (
     ATHLETE_ACTIONS,
@@ -159,6 +170,35 @@ def show_placing(how: str | None) -> None:
         st.caption(what, help=PLACED_BY_NOTES[how] if why else None)
 
 
+def at_station(item: Item) -> dict[str, str]:
+    """The link's ?station=, which of the items of one photo it opens (a finish photo stands
+    for each checkpoint the athlete was not seen at)."""
+    return {"station": item.station_id} if item.station_id else {}
+
+
+def show_open_items(
+    bib: str, images: pd.DataFrame, log: tuple[Correction, ...], race: data.Race, out: str
+) -> None:
+    """The review queue's open items naming the athlete (`log`: the decisions so far), each
+    a link to it: the page said 'not seen' at a checkpoint without a word of the photo of
+    them the queue holds there, unplaced (a demo's out-and-back turn: bib read at 100 %,
+    3.3 km or 6.7 km)."""
+    spells = Spells.of(data.stations(out), images)
+    items = pending(items_of(data.review(out)), log, spells)
+    mine = [i for i in items if bib in i.candidates]
+    if not mine:
+        return
+    st.subheader(f"In the review queue ({len(mine)})")
+    names = {s.id: s.name for s in race.stations}
+    for item in mine:
+        st.page_link(
+            "views/review.py",
+            label=f"{reason_text(item.reason)} · {where_text(item, names)}",
+            icon=":material/fact_check:",
+            query_params={"image": item.image_id, **at_station(item), **ui.official_params()},
+        )
+
+
 def show_photos(images: pd.DataFrame, mine: pd.DataFrame, race: data.Race, bib: str) -> None:
     st.subheader(f"Photos ({len(mine)})")
     if mine.empty:
@@ -181,7 +221,7 @@ def show_photos(images: pd.DataFrame, mine: pd.DataFrame, race: data.Race, bib: 
                 jpeg = photos.annotated_photo(images, photo["image_id"], photos.THUMBNAIL_WIDTH)
                 if jpeg is not None:
                     st.image(jpeg, alt="Photo of the athlete")
-                station = names.get(photo["station_id"], photo["station_id"] or "no station")
+                station = station_text(text_or_none(photo["station_id"]), names)
                 when = formats.local_time(photo["taken_at"], race.timezone)
                 st.text(f"{station} · {when} · {HOW.get(photo['method'], photo['method'])}")
                 show_placing(photos.placed_by(images, photo["image_id"]))
@@ -203,9 +243,9 @@ athlete = choose_athlete(everyone)
 if athlete is None:
     st.stop()
 log = data.corrections(settings.corrections, settings.out).corrections
-pending = pending_decision(athlete["bib"], log, board_version)
-show_result(athlete, pending)
-if pending is not None:
+awaited = pending_decision(athlete["bib"], log, board_version)  # not in the results yet
+show_result(athlete, awaited)
+if awaited is not None:
     st.caption(RETIMING)
     ui.rerun_on_change(os.path.join(settings.out, LEADERBOARD_FILE), board_version)
 official_decision(athlete["bib"], settings, log)
@@ -213,5 +253,6 @@ st.subheader("Passages and splits")
 passages = data.passages(settings.out)
 st.dataframe(board.passages_table(athlete, passages, race), hide_index=True)
 images = data.images(settings.out)
+show_open_items(athlete["bib"], images, log, race, settings.out)
 mine = photos.photos_of(data.athlete_photos(settings.out), athlete["bib"])
 show_photos(images, mine, race, athlete["bib"])

@@ -50,9 +50,11 @@ from dashboard.review_queue import (
     race_day_time,
     reason_text,
     settled_by,
+    station_text,
     stations_of,
     text_or_none,
     undecided,
+    where_text,
 )
 from dashboard.settings import Settings
 from transforms.corrections import (
@@ -102,6 +104,7 @@ def _address_names_official() -> None:
 def _leave_item(item: Item) -> None:
     if st.query_params.get("image") == item.image_id:
         del st.query_params["image"]  # back to the queue once the linked photo is dealt with
+        st.query_params.pop("station", None)
 
 
 def _decided_meanwhile(item: Item, log: tuple[Correction, ...]) -> Correction | None:
@@ -256,7 +259,7 @@ def describe(item: Item, settings: Settings, shown: Shown, open_items: list[Item
     """Why the item is here, and where and when (or who, for an athlete)."""
     race = data.race(settings.out)
     names = {s.id: s.name for s in race.stations}
-    where = names.get(item.station_id or "", item.station_id or "no station")
+    where = station_text(item.station_id, names)
     st.subheader(reason_text(item.reason))
     if item.about_athlete:
         listed = data.athletes(settings.out).set_index("bib")["name"]
@@ -269,8 +272,7 @@ def describe(item: Item, settings: Settings, shown: Shown, open_items: list[Item
         st.text(f"{where} · {held} photo{'s' if held != 1 else ''} held")
     elif item.taken_at is None and (item.exif_taken_at is not None or item.could_be_at):
         # A photo that could not be placed (its taken_at null): what it says of itself.
-        places = " or ".join(names.get(s, s) for s in item.could_be_at) or where
-        st.text(" · ".join(t for t in (places, camera_time(item, race)) if t))
+        st.text(" · ".join(t for t in (where_text(item, names), camera_time(item, race)) if t))
     else:
         taken = formats.local_time(item.taken_at, race.timezone)
         st.text(f"{where} · {taken}" if taken else where)
@@ -531,6 +533,10 @@ def linked_item(open_items: list[Item], images: pd.DataFrame) -> Item | None:
     if not image_id:
         return None
     queued = [i for i in open_items if i.image_id == image_id]
+    # A finish photo stands for each checkpoint its athlete was not seen at: ?station= says
+    # which item (the athlete page links each); those at that station first, in queue order.
+    if station := st.query_params.get("station"):
+        queued.sort(key=lambda i: i.station_id != station)
     item = queued[0] if queued else opened_item(images, image_id)
     if item is None:
         ui.problem("No photo of this run has this id:", image_id)
