@@ -693,6 +693,15 @@ def test_stations__a_station_s_passages_line_rises_from_zero_and_falls_back_in_v
     assert axis == ["2026-05-01T09:00:00", "2026-05-01T12:00:00"]
 
 
+def test_stations__each_last_photo_says_what_it_became_in_words(
+    open_page: Callable[..., AppTest],
+) -> None:
+    # 'passage' and 'review' as images.parquet spells them, and 'no_athlete' or 'duplicate'
+    # (a burst's later frame) read as faults of the camera (failed before, passes).
+    lasts = [t for t in texts(open_page(STATIONS)) if t[:2].isdigit() and " · " in t]
+    assert lasts == ["10:00:09 · timed", "10:25:00 · timed", "10:46:40 · to review"]
+
+
 def test_podium__ties_share_a_place() -> None:
     rows = pd.DataFrame(
         {

@@ -11,8 +11,18 @@ import streamlit as st
 
 from dashboard import board, data, formats, photos, tallies, ui
 from dashboard.charts import HEALTH_COLOURS, activity_chart, chart_span
+from transforms.records import DUPLICATE, NO_ATHLETE, PASSAGE, REJECTED, REVIEW
 
 REFRESH_S = 10
+# What a station's last photo became (images.parquet's status), in an official's words: the
+# page said 'no_athlete', and 'duplicate' for a burst's later frame, which read as a fault.
+STATUS_TEXT = {
+    PASSAGE: "timed",
+    REVIEW: "to review",
+    DUPLICATE: "a burst frame or copy",
+    REJECTED: "rejected",
+    NO_ATHLETE: "no athlete read",
+}
 
 
 def show_activity(windows: pd.DataFrame, race: data.Race) -> None:
@@ -42,7 +52,8 @@ def last_photos(images: pd.DataFrame, race: data.Race) -> None:
             jpeg = photos.annotated_photo(images, last["image_id"], photos.THUMBNAIL_WIDTH)
             if jpeg is not None:
                 st.image(jpeg, alt=f"Last photo at {s.name}")
-            st.text(f"{formats.local_time(last['taken_at'], race.timezone)} · {last['status']}")
+            became = STATUS_TEXT.get(last["status"], last["status"])
+            st.text(f"{formats.local_time(last['taken_at'], race.timezone)} · {became}")
 
 
 @st.fragment(run_every=REFRESH_S)
