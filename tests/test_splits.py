@@ -419,3 +419,37 @@ def test_check_splits__a_later_waves_runner_in_the_pen_is_no_early_start() -> No
     ps = [passage("104", "start", 10), passage("104", "cp1", 1550), passage("104", "finish", 2800)]
     _, review = check_athlete(ps, COURSE, at(300), listed=True)
     assert [(r.reason, r.station_id) for r in review] == [("implausible_split", "start")]
+
+
+@pytest.mark.parametrize(
+    ("pace", "early"),
+    [(300.0, True), (250.0, False)],
+    ids=["jumper_at_5_00_per_km", "pen_then_own_gun"],
+)
+def test_check_splits__the_athletes_own_pace_tells_a_slower_wave_jumper(
+    pace: float, early: bool
+) -> None:
+    # 102 of wave B photographed at the start at 11 s. At 5:00 per km from that photo, cp1
+    # and the finish are plausible from wave B's gun too (4:02 per km to cp1), so "too fast
+    # from the gun" cannot tell; his pace from cp1 to the finish, carried back to the
+    # start, puts his crossing at the photo (11 s), not at his gun: he crossed with wave A.
+    # Before, the photo was an implausible split and, approved, counted at wave B's gun:
+    # 289 s credited. One who waited in the pen and left at his gun (300 s) at 4:10 per km
+    # is timed from the gun as before, the photo in doubt. Failed before, passes.
+    crossed = 11.0 if early else 300.0
+    ps = [passage("102", "start", 11)]
+    ps += [passage("102", s, crossed + pace * km) for s, km in (("cp1", 5), ("finish", 10))]
+    checked, review = check_athlete(ps, COURSE, at(300), listed=True)
+    expected = ("early_start", None) if early else ("implausible_split", "implausible_split")
+    assert ([r.reason for r in review], flagged(checked).get("start")) == (
+        [expected[0]],
+        expected[1],
+    )
+    approved = [replace(p, official=True) for p in ps]
+    (row,) = build_leaderboard(approved, COURSE, [athlete("102", wave="B")], at(3 * 3600))
+    from_gun = 10 * pace + crossed - 300
+    chip = (10 * pace, 10 * pace + 11) if early else (from_gun, from_gun)
+    assert (row["chip_s"], row["gun_s"], row["flags"]) == (
+        *chip,
+        ["early_start"] if early else [],
+    )

@@ -16,10 +16,11 @@ about them there: rejected, they are missed.
 
 A start passage long before the athlete's gun is them waiting on the line (the front row, a
 later wave's runner in the pen as an earlier wave leaves) or crossing it early (a wave
-jumper): where the next station they were seen at is too fast to reach from the gun but
-plausible from the photo, the photo was the crossing. Their passages are then checked from
-it, and the early start goes to review as early_start: an official decides how they are
-timed, never the gap credited silently.
+jumper): where the next station they were seen at is plausible from the photo and too fast
+to reach from the gun, or their pace further on puts their crossing nearer the photo than
+the gun, the photo was the crossing. Their passages are then checked from it, and the early
+start goes to review as early_start: an official decides how they are timed, never the gap
+credited silently.
 
 A weak read of the athlete's bib where no confirmed passage is counts when
 its time is where the athlete's confirmed passages say they were (within a
@@ -60,19 +61,31 @@ def plausible(course: Course, a_km: float, a_at: datetime, b_km: float, b_at: da
 
 def started_early(times: Mapping[str, datetime], course: Course, gun: datetime) -> bool:
     """Did the athlete (station -> time seen) cross the start before their gun, rather than
-    wait on the line? Only a start passage more than START_TOLERANCE_S before it can tell:
-    the next station they were seen at is too fast to reach from the gun but plausible from
-    the photo. Where either is plausible, they waited (the photos alone cannot tell)."""
+    wait on the line? Only a start passage more than START_TOLERANCE_S before it can tell,
+    where the next station they were seen at is plausible from the photo and either too fast
+    to reach from the gun, or the athlete's pace after it, carried back to the start, puts
+    their crossing nearer the photo than the gun (a jumper of any speed). Otherwise they
+    waited (the photos alone cannot tell)."""
     first = course.stations[0]
     start = times.get(first.id)
-    if start is None or (gun - start).total_seconds() <= START_TOLERANCE_S:
+    seen = [(s.km, times[s.id]) for s in course.stations[1:] if s.id in times]
+    if start is None or not seen or (gun - start).total_seconds() <= START_TOLERANCE_S:
         return False
-    seen = next(((s.km, times[s.id]) for s in course.stations[1:] if s.id in times), None)
-    return (
-        seen is not None
-        and not plausible(course, first.km, gun, *seen)
-        and plausible(course, first.km, start, *seen)
+    if not plausible(course, first.km, start, *seen[0]):
+        return False
+    crossed = _paced_start(seen, first.km)
+    return not plausible(course, first.km, gun, *seen[0]) or (
+        crossed is not None and crossed - start < gun - crossed
     )
+
+
+def _paced_start(seen: list[tuple[float, datetime]], start_km: float) -> datetime | None:
+    """When an athlete seen at (km, time) after the start crossed it, at the pace they ran
+    from the first of those to the last; None without two at different km."""
+    (k0, t0), (k1, t1) = seen[0], seen[-1]
+    if k1 <= k0:
+        return None
+    return t0 - (t1 - t0) * ((k0 - start_km) / (k1 - k0))
 
 
 def plausible_chain(passages: list[Passage], course: Course, gun: datetime) -> set[int]:
