@@ -187,6 +187,36 @@ def test_check_splits__a_doubted_passage_is_one_item_missed_only_once_rejected(
     assert sorted(r.reason for r in timed.review if r.station_id == "cp1") == items
 
 
+# 101 read weakly at cp1 at 40 min, where their start and finish (50 min) do not back it up.
+WEAK = [
+    photo(name, station=station, seconds=seconds, bibs=(read("101", confidence),))
+    for name, station, seconds, confidence in (
+        ("s", "start", 10, 0.95),
+        ("w", "cp1", 2400, 0.5),
+        ("f", "finish", 3010, 0.95),
+    )
+]
+
+
+@pytest.mark.parametrize(
+    ("decisions", "items"),
+    [
+        ((), ["low_confidence"]),
+        ((Correction(WEAK[1].image_id, "reject", decided_at=at(4000)),), ["missed_checkpoint"]),
+        ((Correction(WEAK[1].image_id, "approve", decided_at=at(4000)),), []),
+    ],
+    ids=["open", "rejected", "approved"],
+)
+def test_check_splits__a_weak_read_is_one_item_missed_only_once_rejected(
+    decisions: tuple[Correction, ...], items: list[str]
+) -> None:
+    # Read weakly at cp1, 101 is not also "not seen at a checkpoint" there: one doubt, one
+    # item, as for a doubted passage. Failed before (open: low_confidence and
+    # missed_checkpoint), passes.
+    timed = time_photos(WEAK, *decisions)
+    assert sorted(r.reason for r in timed.review if r.station_id == "cp1") == items
+
+
 def test_check_splits__finisher_not_seen_between_is_a_missed_checkpoint() -> None:
     ps = [passage("101", "start", 10), passage("101", "finish", 3010, image_id="fin")]
     checked, review = check_athlete(ps, COURSE, GUN, listed=True)

@@ -11,8 +11,8 @@ review instead. A finisher not seen at a station in between is sent to
 review as missed_checkpoint: it is usually a camera that missed them, not a
 short cut. In a live run, only once that station's photos of the athlete's time
 there can no longer come (`Arrivals`): a phone uploading late is not a miss. One seen
-there at a doubted time has that implausible split in review instead, the one question
-about them there: rejected, they are missed.
+there at a doubted time, or read there weakly, has that implausible split or weak read in
+review instead, the one question about them there: rejected, they are missed.
 
 A start passage long before the athlete's gun is them waiting on the line (the front row, a
 later wave's runner in the pen as an earlier wave leaves) or crossing it early (a wave
@@ -309,11 +309,12 @@ def check_athlete(
             checked.append(weak)
     confirmed_at = {p.station_id: p for p in checked if not p.needs_review}
     review += _early_start(checked, course, gun)
-    # Seen at a doubted time is not "not seen": the implausible split is the one item an
-    # official decides there (approved, the passage counts; rejected, the next run finds
-    # the athlete missing). Two items for one question counted the athlete twice, and an
-    # official working the missed checkpoints alone could disqualify a runner who passed.
-    doubted = {p.station_id for p in checked if p.review_reason == IMPLAUSIBLE_SPLIT}
+    # Seen at a doubted time, or read there weakly, is not "not seen": the implausible split
+    # or the weak read's item is the one item an official decides there (approved, the
+    # passage counts; rejected, the next run finds the athlete missing). Two items for one
+    # question counted the athlete twice, and an official working the missed checkpoints
+    # alone could disqualify a runner who passed.
+    doubted = {p.station_id for p in checked if p.needs_review}
     finish = confirmed_at.get(course.stations[-1].id)
     if finish is not None:
         review += [
