@@ -33,7 +33,7 @@ from transforms.corrections import (
     UNPLACED,
     Correction,
 )
-from transforms.records import DUPLICATE, OFFICIAL, PASSAGES, TIME, WAVES
+from transforms.records import DUPLICATE, OFFICIAL, PACE, PASSAGES, TIME, WAVES
 
 APPROVE, ASSIGN, REJECT, DSQ, ACCEPT = "approve", "assign", "reject", "dsq", "accept"
 # "The result stands": logged as an athlete decision, so that it decides nothing about the
@@ -81,6 +81,11 @@ PLACED_BY = {
     PASSAGES: (
         "Placed here by its athletes' passages",
         "of the stations at this place, the one their times elsewhere fit.",
+    ),
+    PACE: (
+        "Placed here by its athletes' pace",
+        "their times elsewhere fit either station at this place, and their splits are much "
+        "the most even at this one.",
     ),
     OFFICIAL: ("Placed here by an official's assignment", ""),
 }

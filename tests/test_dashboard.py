@@ -53,7 +53,7 @@ from transforms.corrections import (
 from transforms.exif import TIME, WAVES
 from transforms.identify import OFFICIAL
 from transforms.passages import TOO_LATE
-from transforms.placing import PASSAGES
+from transforms.placing import PACE, PASSAGES
 
 APP = Path(dashboard.__file__).with_name("app.py")
 LEADERBOARD, REVIEW, STATIONS, ATHLETE, STATS = (
@@ -1544,7 +1544,7 @@ def test_athlete__photos_placed_by_their_folder_or_in_older_results_add_nothing(
 def test_placed_by_notes__name_the_values_the_pipeline_writes() -> None:
     # Every inferred value the pipeline writes has its note (folder, camera and GPS need
     # none): a value added without one would leave the photos it places without a note.
-    assert set(review_queue.PLACED_BY_NOTES) == {TIME, WAVES, PASSAGES, OFFICIAL}
+    assert set(review_queue.PLACED_BY_NOTES) == {TIME, WAVES, PASSAGES, PACE, OFFICIAL}
 
 
 def test_review__a_missed_checkpoint_says_nothing_of_how_its_finish_photo_was_placed(

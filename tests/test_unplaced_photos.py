@@ -18,7 +18,7 @@ from pipeline.cli import main
 from tests.conftest import photo, restored_logging
 from transforms.course import load_course
 from transforms.exif import exif_facts, parse_taken_at, place_in_race
-from transforms.placing import placed_by
+from transforms.placing import Allowed, placed_by
 from transforms.records import REJECTED, ExifFacts
 
 PHOTOS_EACH = 3
@@ -128,6 +128,7 @@ def test_placed_by__a_photo_its_athletes_place_keeps_nothing_of_its_doubt() -> N
         exif_taken_at=taken,
         could_be_at=("start", "finish"),
     )
-    placed = placed_by(doubted, [frozenset({("finish", taken)})])
+    finish = frozenset({("finish", taken)})
+    placed = placed_by(doubted, [Allowed(by_passages=finish, by_pace=finish)])
     assert (placed.status, placed.station_id, placed.taken_at) == (None, "finish", taken)
     assert (placed.exif_taken_at, placed.could_be_at) == (None, ())

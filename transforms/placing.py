@@ -11,6 +11,13 @@ of the stations its time fits for their wave, those their sure passages elsewher
 between stations). The photo is placed where every such athlete allows exactly one
 station; where any allows several or they disagree, it stays for an official, as before.
 
+Where an athlete's passages allow either station (seen at the start and the finish only),
+a timer goes by pace: at the way back, a runner who started at 10:00 and finished at 10:57
+was at 10:37 at the pace they ran the rest; at the way out they would have run 3.3 km in 37
+minutes and 6.7 km in the 20 after. Such a photo is placed by the placing of the athlete's
+photos whose pace is much the most even (EVEN_PACE_MARGIN), and says so (placed_by: pace);
+a close call stays for an official. A decision by their passages comes first.
+
 An athlete's photos at the spot are judged together: two of them 20 minutes apart are the
 way out and the way back, whatever else is known. A photo placed here places no photo of
 another athlete, so the answer does not depend on the order photos are looked at. A live
@@ -25,6 +32,7 @@ import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime
+from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.transforms.window import TimestampedValue
@@ -35,14 +43,24 @@ from transforms.dedup import MarkBursts
 from transforms.exif import distance_m, nearest_stations, time_at_station
 from transforms.identify import IdentifyAthletes, sure_bibs
 from transforms.passages import Passage, PassagesPerStation
-from transforms.records import PASSAGES, REJECTED, Photo
-from transforms.splits import plausible, plausible_chain
+from transforms.records import PACE, PASSAGES, REJECTED, Photo
+from transforms.splits import pace_spread, plausible, plausible_chain
 
 # A station and a time an athlete was (or may have been) there.
 Place = tuple[str, datetime]
-# (photo path, the places, each a station and the photo's time by its clock, one athlete
-# read on it allows)
-Verdict = tuple[str, frozenset[Place]]
+
+
+class Allowed(NamedTuple):
+    """The places (each a station and the photo's time by its clock) one athlete read on a
+    photo allows it: by their passages, and of those, by their pace (the same where their
+    pace decides nothing)."""
+
+    by_passages: frozenset[Place]
+    by_pace: frozenset[Place]
+
+
+# (photo path, what one athlete read on it allows)
+Verdict = tuple[str, Allowed]
 
 
 def is_asked(photo: Photo, known: frozenset[str], threshold: float) -> bool:
@@ -68,6 +86,15 @@ def shares_places(course: Course) -> bool:
 # How many consistent placings of one athlete's asked photos are gathered; past it (a runner
 # on dozens of photos at the spot, never seen elsewhere) each photo is judged alone.
 MAX_PLACINGS = 256
+
+# A placing is decided by pace alone where its pace_spread (slowest sector's pace over the
+# fastest's) is this many times below every other placing's. A wrong one then needs a
+# runner whose slowest sector is at least this many times their fastest (the wrong placing's
+# spread is at least 1): at 5 min/km, a half-hour stop within 3.3 km. In the out-and-back
+# demo races (sectors within 5 % of a runner's pace) the placings decided were 3.35 to 4.00
+# times more even than the other, all right; at 2, a runner who fades to half speed could
+# look even the wrong way where the spot's distances allow it.
+EVEN_PACE_MARGIN = 3.0
 
 
 def _paced(course: Course, here: Place, there: Place) -> bool:
@@ -131,6 +158,21 @@ def consistent_placings(
             yield from consistent_placings(options, course, known, (*placed, place))
 
 
+def evenest(
+    placings: list[tuple[Place, ...]], known: tuple[Place, ...], course: Course
+) -> tuple[Place, ...] | None:
+    """Of several placings of an athlete's photos, the one at whose places, with the
+    `known` ones, their pace is much more even than at every other's (EVEN_PACE_MARGIN);
+    None where none is, or where some placing's pace cannot be judged (fewer than two
+    sectors between the places seen: the gun is not one, a runner crosses the start up to
+    minutes after it)."""
+    spreads = [pace_spread(course, (*known, *placing)) for placing in placings]
+    if len(placings) < 2 or None in spreads:
+        return None
+    best, second = sorted(range(len(placings)), key=spreads.__getitem__)[:2]
+    return placings[best] if spreads[second] >= EVEN_PACE_MARGIN * spreads[best] else None
+
+
 def verdicts_of(
     bib: str,
     photos: Iterable[Photo],
@@ -140,10 +182,11 @@ def verdicts_of(
 ) -> list[Verdict]:
     """What one athlete's passages say of each asked photo they were read on: the places
     (station, time) it has in some placing of all those photos that fits their sure
-    passages (`passages`: theirs, from other photos) and each other. Two photos at the spot
-    20 minutes apart are the way out and the way back, whatever else is known. A passage
-    their other passages contradict (a misread bib) is left out, as CheckSplits leaves it
-    out of the results."""
+    passages (`passages`: theirs, from other photos) and each other, and the places it has
+    in the placing their pace makes clear (`evenest`), if any. Two photos at the spot 20
+    minutes apart are the way out and the way back, whatever else is known. A passage their
+    other passages contradict (a misread bib) is left out, as CheckSplits leaves it out of
+    the results."""
     wave = waves.get(bib) or None
     sure = [p for p in passages if not p.needs_review]
     chain = [sure[i] for i in plausible_chain(sure, course, course.wave_start(wave))]
@@ -155,31 +198,41 @@ def verdicts_of(
         [o for o in _fitting_places(p, course, wave) if all(_paced(course, o, k) for k in known)]
         for p in photos
     ]
-    allowed: list[set[Place]] = [set() for _ in photos]
-    placings = consistent_placings(options, course, known)
-    for placing in itertools.islice(placings, MAX_PLACINGS):
-        for places, place in zip(allowed, placing, strict=True):
-            places.add(place)
-    if next(placings, None) is not None:  # too many: each photo judged alone
-        alone = [{fit for (fit,) in consistent_placings([fits], course, known)} for fits in options]
-        return [(p.path, frozenset(a)) for p, a in zip(photos, alone, strict=True)]
-    return [(p.path, frozenset(a)) for p, a in zip(photos, allowed, strict=True)]
+    placings = list(itertools.islice(consistent_placings(options, course, known), MAX_PLACINGS + 1))
+    if len(placings) > MAX_PLACINGS:  # too many: each photo judged alone
+        alone = [
+            frozenset(fit for (fit,) in consistent_placings([fits], course, known))
+            for fits in options
+        ]
+        return [(p.path, Allowed(a, a)) for p, a in zip(photos, alone, strict=True)]
+    by_passages = [frozenset(placing[i] for placing in placings) for i in range(len(photos))]
+    paced = evenest(placings, known, course)
+    by_pace = by_passages if paced is None else [frozenset((place,)) for place in paced]
+    return [(p.path, Allowed(a, b)) for p, a, b in zip(photos, by_passages, by_pace, strict=True)]
 
 
-def placed_by(photo: Photo, allowed: Iterable[frozenset[Place]]) -> Photo:
+def placed_by(photo: Photo, allowed: Iterable[Allowed]) -> Photo:
     """The photo at the one place (station, and its time by that station's clock) every
-    athlete read on it allows; as it was (ambiguous_station) where they allow none or
-    several."""
+    athlete read on it allows by their passages, else by their pace; as it was
+    (ambiguous_station) where they allow none or several."""
     allowed = list(allowed)
-    common = frozenset.intersection(*allowed) if allowed else frozenset()
-    if len(common) != 1:
-        return photo
-    ((station_id, at),) = common
+    for how, sets in (
+        (PASSAGES, [a.by_passages for a in allowed]),
+        (PACE, [a.by_pace for a in allowed]),
+    ):
+        common = frozenset.intersection(*sets) if sets else frozenset()
+        if len(common) == 1:
+            return _placed_at(photo, *common, how)
+    return photo
+
+
+def _placed_at(photo: Photo, place: Place, how: str) -> Photo:
+    station_id, at = place
     # Placed: the EXIF time and stations of its doubt (records.Photo) are no longer shown.
     return replace(
         photo,
         station_id=station_id,
-        placed_by=PASSAGES,
+        placed_by=how,
         taken_at=at,
         status=None,
         reason=None,
@@ -213,7 +266,7 @@ def place_by_own_passages(
     theirs: dict[str, list[Passage]] = {}
     for p in passages:
         theirs.setdefault(p.bib, []).append(p)
-    allowed: dict[str, list[frozenset[Place]]] = {p.path: [] for p in photos}
+    allowed: dict[str, list[Allowed]] = {p.path: [] for p in photos}
     for bib, on in asked.items():
         for path, places in verdicts_of(bib, on, theirs.get(bib, ()), course, waves):
             allowed[path].append(places)

@@ -120,11 +120,11 @@ NO_ATHLETE = "no_athlete"
 # How a photo's station was decided (Photo.placed_by, images.parquet's placed_by): its folder,
 # its camera (serial or name listed for the station), the one station around its GPS
 # position, the one of several there its time fits, the one the waves of the athletes read
-# on it fit (transforms.exif); its athletes' own passages at an out-and-back spot
-# (transforms.placing); an official's assignment (transforms.identify). A timer reading the
-# results sees which stations were inferred.
+# on it fit (transforms.exif); its athletes' own passages at an out-and-back spot, or where
+# those allow either station, their even pace (transforms.placing); an official's assignment
+# (transforms.identify). A timer reading the results sees which stations were inferred.
 FOLDER, CAMERA, GPS, TIME, WAVES = "folder", "camera", "gps", "time", "waves"
-PASSAGES, OFFICIAL = "passages", "official"
+PASSAGES, PACE, OFFICIAL = "passages", "pace", "official"
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ looking; elsewhere it waits in the review queue.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -188,6 +189,25 @@ def _review(p: Passage, reason: str, station_id: str | None = None) -> ReviewIte
     )
 
 
+def by_km(course: Course, places: Iterable[tuple[str, datetime]]) -> list[tuple[float, datetime]]:
+    """(km, time) of the stations a runner was at (`places`: station, time), in course
+    order; one time per km, the last given (a sector over 0 km has no pace)."""
+    return sorted({course.station(station_id).km: at for station_id, at in places}.items())
+
+
+def pace_spread(course: Course, places: Iterable[tuple[str, datetime]]) -> float | None:
+    """How uneven a runner's pace is between the stations they were at (`places`: station,
+    time): the slowest sector's pace over the fastest's, 1.0 for an even pace. None where
+    there is nothing to compare (fewer than two sectors) or a sector is not run forward."""
+    paces = [
+        (t1 - t0).total_seconds() / (k1 - k0)
+        for (k0, t0), (k1, t1) in itertools.pairwise(by_km(course, places))
+    ]
+    if len(paces) < 2 or min(paces) <= 0:
+        return None
+    return max(paces) / min(paces)
+
+
 def predicted_at(
     station_id: str, kept: dict[str, Passage], course: Course, gun: datetime
 ) -> tuple[datetime, float] | None:
@@ -199,12 +219,11 @@ def predicted_at(
     passage, else the gun). A runner's pace varies, so the tolerance is a
     share of the time predicted over, never under MIN_TOLERANCE_S.
     """
-    km = {s.id: s.km for s in course.stations}
-    # One anchor per km: the start passage replaces the gun (twice, the start alone was
-    # two anchors and the pace over their 0 km divided by zero).
-    at_km = {course.stations[0].km: gun} | {km[sid]: p.passed_at for sid, p in kept.items()}
-    anchors = sorted(at_km.items())
-    here = km[station_id]
+    # The start passage replaces the gun (twice, the start alone was two anchors and the
+    # pace over their 0 km divided by zero).
+    gun_then_kept = [(course.stations[0].id, gun), *((s, p.passed_at) for s, p in kept.items())]
+    anchors = by_km(course, gun_then_kept)
+    here = course.station(station_id).km
     before = [a for a in anchors if a[0] < here]
     after = [a for a in anchors if a[0] > here]
     if before and after:
