@@ -53,7 +53,7 @@ from transforms.photos import (
     analysis_models,
     list_photos,
 )
-from transforms.placing import IdentifyAtSharedPlaces
+from transforms.placing import IdentifyAtSharedPlaces, unplaced_sightings
 from transforms.results import BuildLeaderboard
 from transforms.splits import CheckedUntil, CheckSplits
 from transforms.write import IMAGES_FILE, WriteResults
@@ -178,12 +178,14 @@ def time_race(
     merged = identified["sightings"] | "PassagesPerStation" >> PassagesPerStation(
         settings.merge_window_s, settings.allowed_lateness_s, course.last_at
     )
-    checked = merged | "CheckSplits" >> CheckSplits(course, cfg.athletes, on_held)
+    # A passage an approach camera timed before its athlete's photo placed nowhere waits.
+    unplaced = identified["photos"] | "Unplaced" >> beam.FlatMap(unplaced_sightings, course, known)
+    checked = merged | "CheckSplits" >> CheckSplits(course, cfg.athletes, on_held, unplaced)
     passages = checked.passages
     counted = (
         passages
         if cfg.as_of is None
-        else merged | "CheckedAsOf" >> CheckedUntil(course, cfg.athletes, cfg.as_of)
+        else merged | "CheckedAsOf" >> CheckedUntil(course, cfg.athletes, cfg.as_of, unplaced)
     )
     leaderboard = counted | "BuildLeaderboard" >> BuildLeaderboard(
         course, cfg.athletes, cfg.as_of, official_statuses(cfg.corrections)

@@ -50,7 +50,7 @@ from transforms.passages import (
     silent_windows,
     station_row,
 )
-from transforms.placing import is_asked, place_by_own_passages
+from transforms.placing import is_asked, place_by_own_passages, unplaced_sightings
 from transforms.records import Photo, Sighting
 from transforms.results import build_leaderboard
 from transforms.splits import Arrivals, check_athlete
@@ -149,28 +149,39 @@ def passages_per_station(
 
 
 def check_splits(
-    passages: list[Passage], cfg: RaceConfig, arrivals: Arrivals | None = None
+    passages: list[Passage],
+    cfg: RaceConfig,
+    arrivals: Arrivals | None = None,
+    photos: Iterable[Photo] = (),
 ) -> tuple[list[Passage], list[ReviewItem]]:
     """CheckSplits: each athlete's passages checked as a whole (live: as far as the
-    stations' photos have come in)."""
+    stations' photos have come in), with the `photos` placed nowhere as its `unplaced`."""
     waves = {a.bib: a.wave for a in cfg.athletes}
     by_bib: dict[str, list[Passage]] = defaultdict(list)
     for p in passages:
         by_bib[p.bib].append(p)
+    unplaced: dict[str, list[tuple[str, datetime]]] = defaultdict(list)
+    for photo in photos:
+        for bib, place in unplaced_sightings(photo, cfg.course, frozenset(waves)):
+            unplaced[bib].append(place)
     checked: list[Passage] = []
     review: list[ReviewItem] = []
     for bib, theirs in by_bib.items():
         gun = cfg.course.wave_start(waves.get(bib) or None)
-        kept, flagged = check_athlete(theirs, cfg.course, gun, bib in waves, arrivals)
+        kept, flagged = check_athlete(
+            theirs, cfg.course, gun, bib in waves, arrivals, unplaced[bib]
+        )
         checked += kept
         review += flagged
     return checked, review
 
 
-def checked_until(passages: list[Passage], cfg: RaceConfig, as_of: datetime) -> list[Passage]:
+def checked_until(
+    passages: list[Passage], cfg: RaceConfig, as_of: datetime, photos: Iterable[Photo] = ()
+) -> list[Passage]:
     """The passages as CheckSplits judged them at `as_of`, from those until then: a weak read
     is not yet backed up by a passage that came after it."""
-    return check_splits([p for p in passages if p.passed_at <= as_of], cfg)[0]
+    return check_splits([p for p in passages if p.passed_at <= as_of], cfg, photos=photos)[0]
 
 
 def station_health(photos: list[Photo], passages: list[Passage], window_s: float) -> list[dict]:
@@ -316,7 +327,7 @@ def results_of(
     until the watch has `ended`."""
     images = [i.photo for i in identified]
     arrivals = arrivals_of(identified, cfg, datetime.now(UTC), ended) if live else None
-    checked, split_review = check_splits(passages, cfg, arrivals)
+    checked, split_review = check_splits(passages, cfg, arrivals, images)
     stations = station_health(images, checked, cfg.course.settings.health_window_s)
     return Timed(
         images=images,
@@ -325,7 +336,7 @@ def results_of(
         + split_review
         + review_of_health(stations, images),
         leaderboard=build_leaderboard(
-            checked if cfg.as_of is None else checked_until(passages, cfg, cfg.as_of),
+            checked if cfg.as_of is None else checked_until(passages, cfg, cfg.as_of, images),
             cfg.course,
             cfg.athletes,
             cfg.as_of,

@@ -418,10 +418,10 @@ def turn_race(
     tmp_path: Path, shots: dict[str, tuple[float, str]], course_yaml: str = OUT_AND_BACK_YAML
 ) -> list[str]:
     """A race on `course_yaml` under tmp_path/race: each shot (name: minutes after the
-    gun, bib read) a phone's photo at the turn's spot (GPS only), or the finish's or the
-    start's (in its folder) for names starting with "f" or "s"; their reads stored in
-    tmp_path/out's fact store as the analysis would store them. The argv of `racelens run`
-    timing it into tmp_path/out."""
+    gun, bibs read, comma-separated) a phone's photo at the turn's spot (GPS only), or the
+    finish's or the start's (in its folder) for names starting with "f" or "s"; their reads
+    stored in tmp_path/out's fact store as the analysis would store them. The argv of
+    `racelens run` timing it into tmp_path/out."""
     race, out = tmp_path / "race", tmp_path / "out"
     store = FactStore(str(out / "facts"))
     for name, (minutes, bib) in shots.items():
@@ -434,7 +434,8 @@ def turn_race(
         with Image.open(path) as image:
             exif = exif_facts(image)
         facts = PhotoFacts(image_id_of(path.read_bytes()), width=64, height=48, exif=exif)
-        store.put(replace(facts, phash=PHASH, quality=SHARP, bibs=(read(bib),)))
+        reads = tuple(map(read, bib.split(",")))
+        store.put(replace(facts, phash=PHASH, quality=SHARP, bibs=reads))
     (race / "course.yaml").write_text(course_yaml, encoding="utf-8")
     (race / "startlist.csv").write_text(
         "bib,name\n101,Ingrid Berg\n102,Ola Hansen\n", encoding="utf-8"
@@ -522,6 +523,44 @@ def test_run__a_photo_placed_by_pace_says_so(tmp_path: Path) -> None:
     with restored_logging():
         assert main(["results", "--out", str(out)]) == 0
     assert _stations_placed_by(out) == expected
+
+
+def test_run__a_passage_timed_before_the_athletes_frame_placed_nowhere_waits(
+    tmp_path: Path,
+) -> None:
+    # back7 timed by its last photo (an approach camera). 101, at out3 at 10 min, comes up
+    # to back7 on frames at 30:00, 30:06 and 30:12 (placed there by that), and crosses on a
+    # frame at 30:18 beside 102, who started at 15 min and is going out (7 km in 15 min is
+    # too fast): the two disagree, and the photo is left to an official. back7's passage
+    # was timed at 30:12, an approach frame; now it waits for that photo's item, with no
+    # other item. Failed before (101 at back7 at 30:12, counted), passes.
+    back7 = '{id: back7, name: "7 km back", km: 7, lat: 59.925, lon: 10.77, radius_m: 60'
+    last = OUT_AND_BACK_YAML.replace(back7, back7 + ", crossing: last")
+    shots = {
+        "s": (0, "101"),
+        "s2": (15, "102"),
+        "a": (10, "101"),
+        **{f"b{k}": (30 + k / 10, "101") for k in range(3)},
+        "line": (30.3, "101,102"),
+        "f": (42, "101"),
+    }
+    out = tmp_path / "out"
+    with restored_logging():
+        assert main(turn_race(tmp_path, shots, last)) == 0
+    for _ in range(2):  # the run, then `racelens results` timing it again
+        [back7] = [
+            (p["passed_at"], p["needs_review"], p["review_reason"])
+            for p in pq.read_table(out / "passages.parquet").to_pylist()
+            if p["station_id"] == "back7"
+        ]
+        assert back7 == (at(30 * 60 + 12), True, AMBIGUOUS_STATION)
+        review = pq.read_table(out / "review.parquet").to_pylist()
+        about_athletes = [(r["reason"], r["candidates"]) for r in review if r["candidates"]]
+        assert about_athletes == [(AMBIGUOUS_STATION, ["101", "102"])]
+        board = pq.read_table(out / "leaderboard.parquet").to_pylist()
+        assert [r["at_back7_s"] for r in board if r["bib"] == "101"] == [None]
+        with restored_logging():
+            assert main(["results", "--out", str(out)]) == 0
 
 
 def _marked(

@@ -217,6 +217,48 @@ def test_check_splits__a_weak_read_is_one_item_missed_only_once_rejected(
     assert sorted(r.reason for r in timed.review if r.station_id == "cp1") == items
 
 
+# The finish timed by its last photo (an approach camera): 101 there at 50:00 by the frames
+# placed, and on a frame placed nowhere `after` seconds later.
+LAST_AT_FINISH = make_course(
+    stations=tuple(replace(s, crossing="last") if s.id == "finish" else s for s in COURSE.stations)
+)
+APPROACHED = [
+    passage("101", "start", 10),
+    passage("101", "cp1", 1510),
+    passage("101", "finish", 3000),
+]
+
+
+@pytest.mark.parametrize(
+    ("course", "after", "held"),
+    [
+        (LAST_AT_FINISH, 6, True),
+        (LAST_AT_FINISH, 25, False),  # past the merge window (20 s): another visit's
+        (LAST_AT_FINISH, -6, False),  # before the passage: its time is the later one
+        (COURSE, 6, False),  # crossing: first: the passage is the visit's first photo
+    ],
+    ids=["line_frame_unplaced", "later_visit", "earlier_frame", "crossing_first"],
+)
+def test_check_splits__a_passage_before_a_frame_placed_nowhere_waits_for_it(
+    course: object, after: float, held: bool
+) -> None:
+    # An approach camera's frames placed, the one at the line left to an official: the
+    # finish would be timed up to half a minute early. It waits for that photo's item
+    # (ambiguous_station), uncounted and not corroborated by the athlete's pace, with no
+    # other item (the photo's is the one question). Failed before (timed at 50:00), passes.
+    unplaced = [("finish", at(3000 + after))]
+    checked, review = check_athlete(APPROACHED, course, GUN, listed=True, unplaced=unplaced)
+    assert flagged(checked) == ({"finish": "ambiguous_station"} if held else {})
+    assert review == []
+
+
+def test_check_splits__an_officials_passage_never_waits_for_an_unplaced_frame() -> None:
+    official = [*APPROACHED[:2], replace(APPROACHED[2], official=True)]
+    unplaced = [("finish", at(3006))]
+    checked, _ = check_athlete(official, LAST_AT_FINISH, GUN, listed=True, unplaced=unplaced)
+    assert flagged(checked) == {}
+
+
 def test_check_splits__finisher_not_seen_between_is_a_missed_checkpoint() -> None:
     ps = [passage("101", "start", 10), passage("101", "finish", 3010, image_id="fin")]
     checked, review = check_athlete(ps, COURSE, GUN, listed=True)

@@ -241,6 +241,22 @@ def _placed_at(photo: Photo, place: Place, how: str) -> Photo:
     )
 
 
+def unplaced_sightings(
+    photo: Photo, course: Course, known: frozenset[str]
+) -> Iterator[tuple[str, Place]]:
+    """(bib, place) of each listed athlete read surely on a photo left ambiguous_station, at
+    each station of its place timed by a passage's last photo (crossing: last), with the
+    photo's time by that station's clock: the line's frame an approach camera's passage
+    there may have missed (CheckSplits holds that passage)."""
+    if not is_asked(photo, known, course.settings.review_threshold):
+        return
+    for station_id in course.last_at.intersection(photo.could_be_at):
+        at = time_at_station(photo, station_id, course).taken_at
+        if at is not None:
+            for bib in sure_bibs(photo, known, course.settings.review_threshold):
+                yield bib, (station_id, at)
+
+
 def _asked_of_athletes(
     photo: Photo, known: frozenset[str], threshold: float
 ) -> Iterator[tuple[str, Photo]]:

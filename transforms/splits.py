@@ -22,6 +22,12 @@ the gun, the photo was the crossing. Their passages are then checked from it, an
 start goes to review as early_start: an official decides how they are timed, never the gap
 credited silently.
 
+At a station timed by a passage's last photo (crossing: last, an approach camera), a passage
+whose athlete is read surely on a later photo of the visit that is placed nowhere (the
+line's frame, left to an official as ambiguous_station while the approach frames were
+placed) would be timed at an approach frame, up to half a minute early. It waits for that
+photo's item instead of counting.
+
 A weak read of the athlete's bib where no confirmed passage is counts when
 its time is where the athlete's confirmed passages say they were (within a
 few percent of the predicted time): a timer accepts that read without
@@ -37,7 +43,7 @@ from datetime import datetime, timedelta
 
 import apache_beam as beam
 
-from transforms.corrections import EARLY_START, IMPLAUSIBLE_SPLIT
+from transforms.corrections import AMBIGUOUS_STATION, EARLY_START, IMPLAUSIBLE_SPLIT
 from transforms.course import Athlete, Course
 from transforms.identify import ReviewItem
 from transforms.passages import Passage
@@ -285,6 +291,19 @@ def all_in(held: Iterable[tuple[str, str]] = ()) -> Arrivals:
     return Arrivals({}, None, timedelta(0), frozenset(held), ended=True)
 
 
+def _before_unplaced(p: Passage, unplaced: Iterable[tuple[str, datetime]], course: Course) -> bool:
+    """Is a passage at a crossing: last station followed, within its merge window (the same
+    visit, as PassagesPerStation merges it), by a photo of the athlete there placed nowhere
+    (`unplaced`: station, time by its clock)? Its time is then an approach frame's, not the
+    line's. An official's passage stands."""
+    window = timedelta(seconds=course.settings.merge_window_s)
+    return (
+        p.station_id in course.last_at
+        and not p.official
+        and any(s == p.station_id and p.passed_at < at < p.passed_at + window for s, at in unplaced)
+    )
+
+
 def _next_passage(station_id: str, seen: dict[str, Passage], course: Course) -> datetime:
     """When the athlete was at the first station after `station_id` where they were seen:
     they passed `station_id` before that."""
@@ -298,13 +317,23 @@ def check_athlete(
     gun: datetime,
     listed: bool,
     arrivals: Arrivals | None = None,
+    unplaced: Iterable[tuple[str, datetime]] = (),
 ) -> tuple[list[Passage], list[ReviewItem]]:
     """One athlete's passages with the implausible ones flagged, weak reads that fit the
-    athlete's pace confirmed, and what to review (a missed checkpoint, with `arrivals`,
-    once its photos of the athlete can no longer come)."""
+    athlete's pace confirmed, passages followed by a photo of them placed nowhere
+    (`unplaced`: station, time) held, and what to review (a missed checkpoint, with
+    `arrivals`, once its photos of the athlete can no longer come)."""
     passages = list(passages)
     if not listed:
         return [replace(p, needs_review=True, review_reason="unknown_bib") for p in passages], []
+    unplaced = list(unplaced)
+    # Held for the photo's own item (ambiguous_station): deciding it times the passage.
+    passages = [
+        replace(p, needs_review=True, review_reason=AMBIGUOUS_STATION)
+        if _before_unplaced(p, unplaced, course)
+        else p
+        for p in passages
+    ]
     confirmed = [p for p in passages if not p.needs_review]
     chain = athletes_chain(confirmed, course, gun)
     checked: list[Passage] = []
@@ -322,7 +351,9 @@ def check_athlete(
     for weak in sorted((p for p in passages if p.needs_review), key=lambda p: p.passed_at):
         if weak.station_id in kept:
             continue  # a confirmed passage is there: the weak read adds nothing
-        if corroborated(weak, kept, course, gun):
+        # A held passage's time is the doubt: the athlete's pace cannot settle it.
+        held = weak.review_reason == AMBIGUOUS_STATION
+        if not held and corroborated(weak, kept, course, gun):
             checked.append(replace(weak, needs_review=False, review_reason=None))
         else:
             checked.append(weak)
@@ -360,12 +391,14 @@ class _CheckAthlete(beam.DoFn):
         self,
         element: tuple[str, Iterable[Passage]],
         held: Iterable[tuple[str, str]] | None = None,
+        unplaced: Mapping[str, list[tuple[str, datetime]]] | None = None,
     ) -> Iterator[object]:
         bib, passages = element
         listed = bib in self._waves
         gun = self._course.wave_start(self._waves.get(bib) or None)
         arrivals = None if held is None else all_in(held)
-        checked, review = check_athlete(passages, self._course, gun, listed, arrivals)
+        theirs = () if unplaced is None else unplaced[bib]  # a multimap: [] where none
+        checked, review = check_athlete(passages, self._course, gun, listed, arrivals, theirs)
         yield from checked
         for item in review:
             yield beam.pvalue.TaggedOutput(self.REVIEW, item)
@@ -374,20 +407,29 @@ class _CheckAthlete(beam.DoFn):
 class CheckSplits(beam.PTransform):
     """Passages -> (the same passages, implausible ones flagged; review items). With `held`,
     the (station, bib) read on photos held as arrived too late (a live run's, re-timed),
-    those athletes are not queued as missing there."""
+    those athletes are not queued as missing there. With `unplaced`, (bib, (station, time))
+    of the photos placed nowhere (placing.unplaced_sightings), a passage an approach frame
+    timed before such a photo of its athlete waits for that photo's item."""
 
     def __init__(
         self,
         course: Course,
         athletes: tuple[Athlete, ...],
         held: beam.PCollection | None = None,
+        unplaced: beam.PCollection | None = None,
     ):
         super().__init__()
         self._fn = _CheckAthlete(course, athletes)
         self._held = held
+        self._unplaced = unplaced
 
     def expand(self, passages: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         side = {} if self._held is None else {"held": beam.pvalue.AsList(self._held)}
+        if self._unplaced is not None:
+            whole = self._unplaced | "UnplacedOfTheRace" >> beam.WindowInto(
+                beam.window.GlobalWindows()
+            )
+            side["unplaced"] = beam.pvalue.AsMultiMap(whole)
         return (
             passages
             | "WholeRace" >> beam.WindowInto(beam.window.GlobalWindows())
@@ -400,11 +442,18 @@ class CheckSplits(beam.PTransform):
 
 class CheckedUntil(beam.PTransform):
     """Passages -> those until `as_of`, as CheckSplits judged them then: a weak read is not
-    yet backed up by a passage that came after it (the results at --as-of)."""
+    yet backed up by a passage that came after it (the results at --as-of). `unplaced` as
+    for CheckSplits."""
 
-    def __init__(self, course: Course, athletes: tuple[Athlete, ...], as_of: datetime):
+    def __init__(
+        self,
+        course: Course,
+        athletes: tuple[Athlete, ...],
+        as_of: datetime,
+        unplaced: beam.PCollection | None = None,
+    ):
         super().__init__()
-        self._check = CheckSplits(course, athletes)
+        self._check = CheckSplits(course, athletes, unplaced=unplaced)
         self._as_of = as_of
 
     def expand(self, passages: beam.PCollection) -> beam.PCollection:
