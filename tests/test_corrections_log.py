@@ -189,6 +189,11 @@ def test_a_photo_without_time_is_in_review_and_timed_where_the_official_places_i
             ("101", "finish", placed.passed_at)
         ]
         assert timed.review == ()
+    # Placed, it no longer says where it could be and what its camera said: those were the
+    # official's question (images.parquet kept them on the placed photo: failed before).
+    doubted = replace(no_station, exif_taken_at=placed.passed_at, could_be_at=("cp1", "finish"))
+    timed = identify_photo(doubted, LISTED, THRESHOLD, decisions_by_image(rows)).photo
+    assert (timed.station_id, timed.exif_taken_at, timed.could_be_at) == ("finish", None, ())
     # A photo without reads stays as it was: nothing for an official there.
     blank = replace(no_time, facts=replace(no_time.facts, bibs=()))
     assert identify_photo(blank, LISTED, THRESHOLD, {}).review == ()

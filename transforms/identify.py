@@ -176,6 +176,10 @@ def apply_decision(photo: Photo, decision: Decision, known: frozenset[str]) -> I
         placed = replace(
             photo, station_id=station_id, placed_by=how, taken_at=taken_at or photo.taken_at
         )
+        if placed.station_id is not None and placed.taken_at is not None:
+            # Placed: what a photo placed nowhere says of itself goes, as transforms.placing
+            # drops it (images.parquet said 'could be at cp1, cp2' of a photo timed at cp2).
+            placed = replace(placed, exif_taken_at=None, could_be_at=())
         return Identified(replace(placed, status=PASSAGE, reason="assigned_by_official"), sightings)
     if photo.status == REJECTED:
         return Identified(photo)
