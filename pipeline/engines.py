@@ -25,7 +25,9 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from multiprocessing import resource_tracker
 from typing import TYPE_CHECKING
 
@@ -52,6 +54,18 @@ DASK_RUNNER_NAMES = ("daskrunner", "dask")
 # otherwise. A partition is one task on one worker: at ~0.2 s a photo, 16 photos keep
 # every worker busy to the end, where Beam's default of 128 would leave most of them idle.
 DEFAULT_PARTITION_SIZE = 16
+# How often the launcher looks at the scheduler's workers while they analyse, and how long
+# the scheduler may have none before the launcher says so: long enough for a LocalCluster's
+# nanny to restart a worker that died (a few seconds), short enough for an engineer to know.
+LOOK_EVERY_S = 1.0
+NO_WORKER_TOLD_AFTER_S = 10.0
+# What the launcher waits for where the scheduler of a cluster of yours has no worker.
+WAITING_FOR_A_WORKER = "waiting for one (`dask worker ADDRESS` on each worker machine)"
+# ... and where racelens' LocalCluster has none.
+WAITING_FOR_A_RESTART = "waiting for Dask to restart its worker processes"
+# Dask's log lines on the terminal are cut to this length: one warned of a lost worker with
+# every task key it had computed (~1.5 kB).
+DASK_LINE_CHARS = 160
 
 
 class LocalDaskOptions(PipelineOptions):
@@ -92,8 +106,8 @@ def analyse_on_dask(argv: list[str]) -> list[tuple[str, list[str]]]:
     from apache_beam.runners.dask.dask_runner import DaskOptions, DaskRunner
 
     opts = PipelineOptions(argv)
-    with dask_scheduler(opts) as scheduler_argv:
-        dask_opts = PipelineOptions([*argv, *scheduler_argv, *partitioning(opts)])
+    with dask_lines_cut(), dask_scheduler(opts) as scheduler:
+        dask_opts = PipelineOptions([*argv, *scheduler.argv, *partitioning(opts)])
         with scheduler_client(dask_opts.view_as(DaskOptions)) as client:
             a_worker_joined(client)
             require_same_analysis(client)
@@ -101,20 +115,26 @@ def analyse_on_dask(argv: list[str]) -> list[tuple[str, list[str]]]:
         build_analysis(p, RaceConfig(dask_opts.view_as(RacelensOptions)))
         result = p.run()
         try:
-            files = gathered(result.client, result.futures)
+            files = gathered(result.client, result.futures, scheduler)
         finally:
             result.client.close()  # the runner opens a client and leaves it open
     return grouped_copies(files)
 
 
-def gathered(client: Client, futures: list) -> list[tuple[str, str]]:
+def gathered(client: Client, futures: list, scheduler: Scheduler) -> list[tuple[str, str]]:
     """The (image_id, path) pairs of the analysis: the runner computes the graph's last step
     as one collection, whose elements the client gathers, raising a worker's error here. A
     worker's disk full is told as a forked worker tells it; workers that died on the same
     photos, one after the other (the OOM killer), are WorkerLost: one line, as a forked
-    worker's death (they ended the run with Dask's KilledWorker traceback, ~30 lines)."""
+    worker's death (they ended the run with Dask's KilledWorker traceback, ~30 lines).
+    Meanwhile the scheduler's workers are watched (`WorkerWatch`): a cluster that lost them
+    all left the run waiting without a word."""
     from distributed.scheduler import KilledWorker
 
+    watch = WorkerWatch(client.scheduler.address, scheduler)
+    while not all(future.done() for future in futures):
+        watch.look(len(client.nthreads()), time.monotonic())
+        time.sleep(LOOK_EVERY_S)
     try:
         [files] = client.gather(futures)
     except NoRoom as e:
@@ -143,6 +163,41 @@ def scheduler_client(named: DaskOptions) -> Client:
         raise ConfigError(f"cannot reach the Dask scheduler at {where}: {e}") from e
 
 
+@dataclass
+class WorkerWatch:
+    """What the launcher says while the scheduler at `address` has no worker during the
+    analysis. Workers killed again and again (a worker image that crashes, the OOM killer)
+    leave a LocalCluster with none once its nannies give up restarting them, and a cluster
+    of yours with none until you start one: either way the run waited without a word. Once
+    none has been there for NO_WORKER_TOLD_AFTER_S the launcher says so in one line and
+    waits, where a worker may still join `scheduler`; where nothing can bring one back it
+    ends the run at once, as a lost worker (exit 1, the stored facts kept)."""
+
+    address: str
+    scheduler: Scheduler
+    # Since when (time.monotonic) the scheduler has had no worker; None while it has one.
+    since: float | None = None
+    told: bool = False
+
+    def look(self, workers: int, now: float) -> None:
+        """Takes the scheduler's worker count at `now`; raises WorkerLost where it has none
+        and none can come."""
+        if workers:
+            self.since, self.told = None, False
+            return
+        if not self.scheduler.can_get_a_worker():
+            raise WorkerLost(f"the Dask cluster at {self.address} has no worker left")
+        self.since = now if self.since is None else self.since
+        if not self.told and now - self.since >= NO_WORKER_TOLD_AFTER_S:
+            print(
+                f"racelens: the Dask scheduler at {self.address} has had no worker for "
+                f"{now - self.since:.0f} s (all lost); {self.scheduler.waiting_for}",
+                file=sys.stderr,
+                flush=True,
+            )
+            self.told = True
+
+
 def a_worker_joined(client: Client) -> None:
     """Returns once the scheduler has a worker, saying first in one line that it waits where
     none has joined yet: with none (never started, or each failed to start), the run waited
@@ -151,7 +206,7 @@ def a_worker_joined(client: Client) -> None:
         return
     print(
         f"racelens: no Dask worker has joined the scheduler at {client.scheduler.address} yet; "
-        "waiting for one (`dask worker ADDRESS` on each worker machine)",
+        f"{WAITING_FOR_A_WORKER}",
         file=sys.stderr,
         flush=True,
     )
@@ -171,10 +226,12 @@ def require_same_analysis(client: Client) -> None:
     none of them and, without this check, analyses every photo again on its own (as a
     benchmark did whose launcher started before main moved to a new version and its
     second cluster's workers after). Checked before any photo is sent: workers that join
-    later are not checked.
+    later are not checked, nor one that dies meanwhile (its restart is a worker joining
+    later): its lost connection ended the run with Dask's traceback (~40 lines).
     """
     here = analysis_version()
-    other = {w: v for w, v in client.run(analysis_version).items() if v != here}
+    asked = client.run(analysis_version, on_error="ignore")
+    other = {w: v for w, v in asked.items() if v != here}
     if other:
         raise ConfigError(
             f"Dask workers {', '.join(sorted(other))} analyse photos as racelens analysis "
@@ -183,19 +240,36 @@ def require_same_analysis(client: Client) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Scheduler:
+    """The scheduler a run sends its photos to."""
+
+    argv: list[str]  # options naming it: none where the user named one
+    # Whether a worker may still join it where it has none: one started by hand may, at any
+    # time; a LocalCluster's only while a nanny of it is there to restart one.
+    can_get_a_worker: Callable[[], bool]
+    waiting_for: str  # meanwhile, told in the line saying it has none
+
+
 @contextlib.contextmanager
-def dask_scheduler(opts: PipelineOptions) -> Iterator[list[str]]:
-    """Options naming the scheduler: none when the user named one, else those of a
-    LocalCluster started for this run and closed after it."""
+def dask_scheduler(opts: PipelineOptions) -> Iterator[Scheduler]:
+    """The scheduler the user named, else a LocalCluster's, started for this run and closed
+    after it."""
     from apache_beam.runners.dask.dask_runner import DaskOptions
 
     named = opts.view_as(DaskOptions)
     if named.address or named.scheduler_file:
-        yield []
+        yield Scheduler([], lambda: True, WAITING_FOR_A_WORKER)
         return
     workers = local_workers(opts.view_as(LocalDaskOptions).dask_local_workers)
     with local_cluster(workers) as cluster:
-        yield [f"--dask_client_address={cluster.scheduler_address}"]
+        # A nanny that failed to restart its worker (killed while starting) closes, and the
+        # cluster forgets it: with none left, no worker comes back.
+        yield Scheduler(
+            [f"--dask_client_address={cluster.scheduler_address}"],
+            lambda: bool(cluster.workers),
+            WAITING_FOR_A_RESTART,
+        )
 
 
 def local_workers(given: int | None) -> int:
@@ -257,6 +331,51 @@ def terminal_signals_blocked() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+class OneLine(logging.Filter):
+    """Cuts a Dask log record to one line of DASK_LINE_CHARS at most, traceback dropped, and
+    drops one that says again what an earlier one said: Dask's warnings of a lost worker
+    list every task key it held (~1.5 kB a line), its nanny warns at each restart of a
+    worker killed again and again, and racelens keeps no log beyond the terminal to put
+    them in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Each line shown, and the record that showed it (a record passes every handler).
+        self.said: dict[str, logging.LogRecord] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("distributed"):
+            return True
+        message = record.getMessage().strip() or _error_of(record)
+        first = message.split("\n", 1)[0]
+        if len(first) > DASK_LINE_CHARS:
+            first = f"{first[: DASK_LINE_CHARS - 25]} ... ({len(message)} characters)"
+        record.msg, record.args, record.exc_info, record.exc_text = first, (), None, None
+        return self.said.setdefault(first, record) is record
+
+
+def _error_of(record: logging.LogRecord) -> str:
+    """The error a record of no message logs (Dask logs some errors so, their text empty)."""
+    error = record.exc_info[1] if record.exc_info else None
+    return f"{type(error).__name__}: {error}" if error else ""
+
+
+@contextlib.contextmanager
+def dask_lines_cut() -> Iterator[None]:
+    """Meanwhile Dask's log lines reach the terminal cut to one line (OneLine), through the
+    handlers of the root logger or of Dask's own (which it gives itself where the root has
+    none)."""
+    one_line = OneLine()
+    handlers = [*logging.getLogger().handlers, *logging.getLogger("distributed").handlers]
+    for handler in handlers:
+        handler.addFilter(one_line)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(one_line)
 
 
 def partitioning(opts: PipelineOptions) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -331,3 +332,21 @@ def restored_logging() -> Iterator[None]:
 def keep_logging() -> Iterator[None]:
     with restored_logging():
         yield
+
+
+@contextlib.contextmanager
+def repeated_meanwhile(action: Callable[[], object], every_s: float) -> Iterator[None]:
+    """Meanwhile a thread calls `action` every `every_s` seconds; it ends with the context."""
+    stop = threading.Event()
+
+    def repeat() -> None:
+        while not stop.wait(every_s):
+            action()
+
+    thread = threading.Thread(target=repeat)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

@@ -8,21 +8,26 @@ its own fact store) and must write the same rows in every output file.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import multiprocessing
 import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
 import dask
+import psutil
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from dask.distributed import Client, LocalCluster, get_task_stream
+from distributed.comm import CommClosedError
 from distributed.scheduler import KilledWorker
 
 from pipeline import engines
@@ -30,7 +35,7 @@ from pipeline.cli import main
 from pipeline.graph import build, build_retime
 from pipeline.summary import OUTPUT_FILES
 from pipeline.worker_command import WorkerLost
-from tests.conftest import restored_logging
+from tests.conftest import repeated_meanwhile, restored_logging
 from tests.test_robustness import time_limit
 from transforms import photos, records
 from transforms.course import ConfigError
@@ -203,6 +208,18 @@ def test_dask__workers_of_another_analysis_version_are_refused_before_the_timing
     assert not (tmp_path / "out" / "images.parquet").exists(), "no race was timed"
 
 
+def test_require_same_analysis__a_worker_dying_meanwhile_is_not_asked() -> None:
+    # Killed 25 s after launch, under load, a worker died as the launcher asked it: the run
+    # ended with the traceback of Dask's CommClosedError.
+    class OneDied:
+        def run(self, function: Callable[[], int], on_error: str = "raise") -> dict[str, int]:
+            if on_error == "raise":
+                raise CommClosedError("in <TCP (closed) Scheduler Broadcast>: Stream is closed")
+            return {"tcp://alive:1": function()}
+
+    engines.require_same_analysis(OneDied())
+
+
 @pytest.mark.parametrize(
     ("named", "problem"),
     [
@@ -235,8 +252,10 @@ def test_dask__a_scheduler_not_there_is_one_line_exit_2(
 
 
 def test_dask_scheduler__starts_a_local_cluster_of_worker_processes_when_none_is_named() -> None:
-    with engines.dask_scheduler(PipelineOptions(["--dask_local_workers=2"])) as argv:
-        [address] = [a.split("=", 1)[1] for a in argv if a.startswith("--dask_client_address=")]
+    with engines.dask_scheduler(PipelineOptions(["--dask_local_workers=2"])) as scheduler:
+        [address] = [
+            a.split("=", 1)[1] for a in scheduler.argv if a.startswith("--dask_client_address=")
+        ]
         with Client(address) as client:
             pids = set(client.run(os.getpid).values())
             threads = set(client.run(lambda dask_worker: dask_worker.state.nthreads).values())
@@ -271,11 +290,95 @@ def test_a_worker_joined__waits_for_one_saying_so_in_one_line(
 def test_gathered__workers_that_died_on_the_same_photos_are_a_lost_worker() -> None:
     # The OOM killer on Dask: its KilledWorker ended the run with ~30 lines of traceback.
     class Dying:
+        scheduler = SimpleNamespace(address="tcp://s:1")
+
         def gather(self, _: object) -> None:
             raise KilledWorker("from_sequence-1", SimpleNamespace(address="tcp://w:1"), 3)
 
     with pytest.raises(WorkerLost):
-        engines.gathered(Dying(), [])
+        engines.gathered(Dying(), [], engines.Scheduler([], lambda: True, "one"))
+
+
+def test_gathered__a_local_cluster_whose_worker_processes_keep_dying_is_a_lost_worker() -> None:
+    # The audit killed both worker processes 5 times, 10 s apart: the nannies restarted them
+    # 4 times, then gave up, and the run waited without a word until SIGTERM. Here the one
+    # worker is killed as soon as it is there, the one its nanny restarts too.
+    with (
+        engines.dask_scheduler(PipelineOptions(["--dask_local_workers=1"])) as scheduler,
+        Client(scheduler.argv[0].split("=", 1)[1]) as client,
+        worker_processes_killed(),
+        time_limit(120),
+        pytest.raises(WorkerLost, match="no worker left"),
+    ):
+        analysis = client.submit(time.sleep, 600, pure=False)
+        engines.gathered(client, [analysis], scheduler)
+
+
+def worker_processes_killed() -> contextlib.AbstractContextManager[None]:
+    """Meanwhile every Dask worker process this process starts is killed (SIGKILL) within
+    0.1 s, as the OOM killer or a crash at start-up would end it."""
+
+    def kill() -> None:
+        for child in psutil.Process().children():
+            with contextlib.suppress(psutil.Error):
+                if "spawn_main" in " ".join(child.cmdline()):
+                    child.kill()
+
+    return repeated_meanwhile(kill, 0.1)
+
+
+def test_gathered__a_scheduler_left_with_no_worker_is_waited_for_saying_so_in_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A cluster of yours whose workers all died: the run waited without a word.
+    monkeypatch.setattr(engines, "NO_WORKER_TOLD_AFTER_S", 0.5)
+    monkeypatch.setattr(engines, "LOOK_EVERY_S", 0.1)
+    files: list = []
+    with (
+        LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        analysis = client.submit(list, [("id", "a.jpg")])
+        named = engines.Scheduler([], lambda: True, engines.WAITING_FOR_A_WORKER)
+        gathering = threading.Thread(
+            target=lambda: files.extend(engines.gathered(client, [analysis], named))
+        )
+        gathering.start()
+        gathering.join(2)
+        assert gathering.is_alive()
+        told = capsys.readouterr().err
+        cluster.scale(1)
+        gathering.join(60)
+        assert not gathering.is_alive()
+    assert told.startswith("racelens: the Dask scheduler at ") and told.count("\n") == 1, told
+    assert "has had no worker for 1 s (all lost); waiting for one" in told
+    assert files == [("id", "a.jpg")]
+
+
+def dask_record(message: str, *args: object) -> logging.LogRecord:
+    return logging.LogRecord("distributed.nanny", logging.WARNING, __file__, 1, message, args, None)
+
+
+def test_dask_lines_cut__a_long_dask_warning_is_one_short_line_and_a_repeat_is_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # distributed's warning of a lost worker listed every task key it held (~1.5 kB a line);
+    # its nanny warned at every restart of workers killed again and again.
+    keys = {f"from_sequence-{i:032x}" for i in range(40)}
+    lost = dask_record("lost %s\nmore", keys)
+    restarting = [dask_record("Restarting worker (status=%s)", "running") for _ in range(3)]
+    # Its nanny logs some errors with no text but their traceback's.
+    failed = dask_record("")
+    failed.exc_info = (AssertionError, AssertionError("Status.starting"), None)
+    with engines.dask_lines_cut():
+        # The handlers of the root logger, the terminal's among them.
+        shown = [bool(caplog.handler.filter(r)) for r in [lost, *restarting, failed]]
+        assert all(h.filter(lost) for h in logging.getLogger().handlers), "each handler shows it"
+    assert lost.getMessage().startswith("lost {") and "\n" not in lost.getMessage()
+    assert len(lost.getMessage()) <= engines.DASK_LINE_CHARS
+    assert shown == [True, True, False, False, True]
+    assert (failed.getMessage(), failed.exc_info) == ("AssertionError: Status.starting", None)
+    assert caplog.handler.filter(dask_record("lost %s", keys)), "only meanwhile"
 
 
 @pytest.mark.parametrize("workers", ["0", "-1"])
@@ -290,8 +393,8 @@ def test_dask_scheduler__a_local_cluster_of_no_worker_is_a_config_error(workers:
     "named", ["--dask_client_address=tcp://127.0.0.1:8786", "--dask_scheduler_file=s.json"]
 )
 def test_dask_scheduler__a_named_scheduler_is_used_as_given(named: str) -> None:
-    with engines.dask_scheduler(PipelineOptions([named])) as argv:
-        assert argv == []
+    with engines.dask_scheduler(PipelineOptions([named])) as scheduler:
+        assert scheduler.argv == [] and scheduler.can_get_a_worker()
 
 
 @pytest.mark.parametrize(
