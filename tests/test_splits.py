@@ -66,6 +66,16 @@ def test_check_splits__the_largest_plausible_set_wins_over_a_wrong_first_read() 
     assert flagged(checked) == {"start": "implausible_split"}
 
 
+def test_check_splits__a_checkpoint_at_odds_with_the_finish_is_doubted_not_the_finish() -> None:
+    # A winner at 2:50/km, cp1's camera 4 minutes slow: start -> cp1 (3:38/km) and start ->
+    # finish are plausible, cp1 -> finish (2:02/km) is not. Of the two chains of two, the one
+    # holding the finish is kept: the other published the winner as not finished (the audit).
+    ps = [passage("101", "start", 10), passage("101", "cp1", 1100), passage("101", "finish", 1710)]
+    checked, review = check_athlete(ps, COURSE, GUN, listed=True)
+    assert flagged(checked) == {"cp1": "implausible_split"}
+    assert [(r.reason, r.station_id) for r in review] == [("implausible_split", "cp1")]
+
+
 def test_check_splits__an_approved_passage_stays_and_the_read_against_it_is_flagged() -> None:
     # cp1 at 400 s is faster than the course allows, from the gun or the start read: the pace
     # check drops it (test above), but an official approved it, so the start read goes.

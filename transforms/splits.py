@@ -130,7 +130,13 @@ def plausible_chain(passages: list[Passage], course: Course, gun: datetime) -> s
     reached = [i for i in order if best[i][0] is not None]
     if not reached:
         return set()
-    node: int | None = max(reached, key=lambda i: (best[i][0], -order.index(i)))
+    # Of equally heavy chains, the one reaching furthest along the course: where a checkpoint
+    # and the finish disagree (a checkpoint camera's clock minutes off), the finish is kept
+    # and the checkpoint doubted, not the athlete left unfinished (a winner published as DNF).
+    node: int | None = max(
+        reached,
+        key=lambda i: (best[i][0], index[passages[i].station_id], -order.index(i)),
+    )
     chain: set[int] = set()
     while node is not None:
         chain.add(node)
