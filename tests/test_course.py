@@ -6,12 +6,16 @@ without reading code; the CLI prints the message as it is and exits 2.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from tests.conftest import COURSE_YAML, START_LIST_CSV, athlete, make_course
+from tests.conftest import COURSE_YAML, PROPERTY, START_LIST_CSV, athlete, make_course
 from transforms.course import (
     Athlete,
     ConfigError,
@@ -19,6 +23,7 @@ from transforms.course import (
     check_waves,
     load_course,
     load_start_list,
+    parse_start_list,
 )
 
 RACE = 'race: {id: x, timezone: Europe/Oslo, start: "2026-05-01T10:00:00+02:00"}\n'
@@ -500,6 +505,16 @@ def test_load_start_list__duplicate_bib_names_both_lines(write_file: Callable[..
         ("number,name\n101,Ingrid Berg\n", 1, "missing column 'bib'"),
         # The quote ran on to the file's end: bib 102 was lost, 101 named "Ingrid\n102,Ola".
         ('bib,name\n100,Kari Lie\n101,"Ingrid\n102,Ola\n', 4, "bib 101: a value runs over"),
+        # On the last line it took the rest of the line as the name, with or without a line
+        # break after it.
+        ('bib,name,category\n100,Kari Lie,F35\n110,"Unclosed quote,M40\n', 3, "bib 110: a value"),
+        ('bib,name,category\n100,Kari Lie,F35\n110,"Unclosed quote,M40', 3, "bib 110: a value"),
+        # Ignored: a comma in a name, unquoted, shifted the category into the gender.
+        (
+            "bib,name,category,gender\n101,Hansen, Ola,M40,M\n",
+            2,
+            "bib 101: more values than the 4 columns ('M' beyond the last",
+        ),
         # Ignored, the misspelt column left every athlete without a category: no places.
         (
             "bib,name,categroy\n101,Ingrid Berg,F35\n",
@@ -515,6 +530,9 @@ def test_load_start_list__duplicate_bib_names_both_lines(write_file: Callable[..
         "tabs",
         "missing_bib_column",
         "unclosed_quote",
+        "unclosed_quote_on_the_last_line",
+        "unclosed_quote_on_the_last_line_without_its_line_break",
+        "extra_value",
         "misspelt_column",
         "column_twice",
     ],
@@ -526,6 +544,69 @@ def test_load_start_list__error_names_the_file_the_line_and_the_problem(
     message = _error(load_start_list, path)
     assert message.startswith(f"{path}: line {line}: ")
     assert problem in message
+
+
+def test_load_start_list__a_spreadsheets_trailing_commas_are_no_values(
+    write_file: Callable[..., str],
+) -> None:
+    path = write_file("startlist.csv", "bib,name\n101,Ingrid Berg,,\n102,Ola Hansen, \n")
+    assert [a.bib for a in load_start_list(path)] == ["101", "102"]
+
+
+# Start-list rows as written by a spreadsheet: distinct bibs, a name (commas and quotes
+# included, which it quotes), a category.
+NAMES = (
+    st.text(st.characters(codec="utf-8", exclude_categories=["C", "Zl", "Zp"]), min_size=1)
+    .filter(str.strip)
+    .map(lambda name: name.replace('"', "'"))
+)
+ROWS = st.lists(
+    st.tuples(st.integers(1, 99_999), NAMES, st.sampled_from(["", "F35", "M40"])),
+    min_size=1,
+    max_size=6,
+    unique_by=lambda row: row[0],
+)
+
+
+def start_list(rows: list[tuple[int, str, str]], ending: str, last_break: bool) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator=ending).writerows([("bib", "name", "category"), *rows])
+    return out.getvalue() if last_break else out.getvalue().removesuffix(ending)
+
+
+@PROPERTY
+@given(ROWS, st.sampled_from(["\n", "\r\n", "\r"]), st.booleans())
+def test_parse_start_list__rows_as_a_spreadsheet_writes_them_are_read_as_written(
+    rows: list[tuple[int, str, str]], ending: str, last_break: bool
+) -> None:
+    athletes = parse_start_list(start_list(rows, ending, last_break))
+    assert [(a.bib, a.name, a.category) for a in athletes] == [
+        (str(bib), name.strip(), category) for bib, name, category in rows
+    ]
+
+
+@PROPERTY
+@given(ROWS, st.data(), st.sampled_from(["\n", "\r\n", "\r"]), st.booleans())
+def test_parse_start_list__a_row_with_an_unclosed_quote_or_an_extra_value_is_refused(
+    rows: list[tuple[int, str, str]], data: st.DataObject, ending: str, last_break: bool
+) -> None:
+    # Any row, the last one included: there the quote took the rest of the line as the
+    # name, and values beyond the header's were ignored on every row.
+    bad = data.draw(st.integers(0, len(rows) - 1))
+    bib, name, category = rows[bad]
+    text = start_list(rows, ending, last_break).splitlines(keepends=True)
+    extra = data.draw(st.booleans())
+    written = text[bad + 1].rstrip("\r\n")
+    broken = f"{written},x" if extra else f'{bib},"{name.replace(",", ";")},{category}'
+    text[bad + 1] = broken + text[bad + 1][len(written) :]
+    with pytest.raises(ConfigError) as caught:
+        parse_start_list("".join(text), "s.csv")
+    message = str(caught.value)
+    if extra:
+        assert message.startswith(f"s.csv: line {bad + 2}: bib {bib}: more values than the 3 ")
+    else:  # the value ends at the next quote, or at the file's end
+        assert f"bib {bib}: a value runs over several lines" in message
+        assert bad + 1 < len(rows) or message.startswith(f"s.csv: line {bad + 2}: ")
 
 
 def test_check_waves__every_listed_wave_exists() -> None:

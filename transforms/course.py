@@ -721,8 +721,11 @@ def _check_name_parts(header: list[str], path: str) -> bool:
 
 def parse_start_list(text: str, path: str = "startlist.csv") -> tuple[Athlete, ...]:
     """Parses a start list; raises ConfigError naming the file, line and problem."""
-    # Universal newlines: Excel for Mac's "CSV (Macintosh)" ends lines with CR alone.
-    reader = csv.DictReader(io.StringIO(text, newline=None))
+    # Universal newlines: Excel for Mac's "CSV (Macintosh)" ends lines with CR alone. A last
+    # line without its line break gets one: a quote left open on it then runs over a line, as
+    # on any other line (it took the rest of the line as the value).
+    ended = text if text.endswith(("\n", "\r")) else f"{text}\n"
+    reader = csv.DictReader(io.StringIO(ended, newline=None))
     # In any case: a spreadsheet's export heads them "Bib", "Name", "Category".
     header = [_header_key(h) for h in (reader.fieldnames or [])]
     for separator, name in ((";", "';'"), ("\t", "tabs")):
@@ -739,6 +742,7 @@ def parse_start_list(text: str, path: str = "startlist.csv") -> tuple[Athlete, .
     spellings: Spellings = {}
     for row in reader:
         line = reader.line_num
+        _check_row(row, len(header), line, path)
         values = {k: (row.get(k) or "").strip() for k in START_LIST_COLUMNS}
         if joined:
             values["name"] = " ".join(
@@ -746,13 +750,6 @@ def parse_start_list(text: str, path: str = "startlist.csv") -> tuple[Athlete, .
             )
         if not any(values.values()):
             continue  # a row cleared of its contents: a spreadsheet still exports it, ',,'
-        if any("\n" in v for v in values.values()):
-            # A quote left open runs on to the next one, swallowing the athletes between
-            # (the line is where the value ends: the bib names where it began).
-            raise ConfigError(
-                f"{path}: line {line}: bib {values['bib']}: a value runs over several lines "
-                "(an unclosed quote?)"
-            )
         if not values["bib"]:
             raise ConfigError(f"{path}: line {line}: empty bib")
         if not values["name"]:
@@ -770,6 +767,28 @@ def parse_start_list(text: str, path: str = "startlist.csv") -> tuple[Athlete, .
     if not athletes:
         raise ConfigError(f"{path}: no athletes")
     return tuple(athletes)
+
+
+def _check_row(row: dict, columns: int, line: int, path: str) -> None:
+    """Refuses a row with a value running over several lines, or with values beyond the
+    header's columns.
+
+    A quote left open runs on to the next one, swallowing the athletes between (the line is
+    where the value ends: the bib names where it began). Values beyond the columns were
+    ignored: an unquoted comma in a name ("Hansen, Ola") shifts every value after it. Empty
+    ones are a spreadsheet's trailing commas.
+    """
+    bib = (row.get("bib") or "").strip()
+    if any("\n" in v for v in row.values() if isinstance(v, str)):
+        raise ConfigError(
+            f"{path}: line {line}: bib {bib}: a value runs over several lines (an unclosed quote?)"
+        )
+    extra = next((v.strip() for v in row.get(None, ()) if v.strip()), None)
+    if extra is not None:
+        raise ConfigError(
+            f"{path}: line {line}: bib {bib}: more values than the {columns} columns ('{extra}' "
+            "beyond the last: a comma in a value? quote the value)"
+        )
 
 
 def _check_header(header: list[str], path: str) -> None:
