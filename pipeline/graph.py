@@ -55,7 +55,7 @@ from transforms.photos import (
 )
 from transforms.placing import IdentifyAtSharedPlaces, unplaced_sightings
 from transforms.results import BuildLeaderboard
-from transforms.splits import CheckedUntil, CheckSplits
+from transforms.splits import CheckedUntil, CheckSplits, DueAtStations
 from transforms.write import IMAGES_FILE, WriteResults
 
 # The transforms that analyse photos: with forked worker processes, they run in those, each
@@ -191,7 +191,8 @@ def time_race(
         course, cfg.athletes, cfg.as_of, official_statuses(cfg.corrections)
     )
     images = identified["photos"]  # every photo, timed, rejected or duplicate: images.parquet
-    stations = (images, passages) | "StationHealth" >> StationHealth(settings.health_window_s)
+    due = passages | "DueAtStations" >> DueAtStations(course, cfg.athletes)
+    stations = (images, passages, due) | "StationHealth" >> StationHealth(settings.health_window_s)
     health_review = (stations, images) | "ReviewStationHealth" >> ReviewStationHealth()
     return {
         "images": images,

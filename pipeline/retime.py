@@ -53,7 +53,7 @@ from transforms.passages import (
 from transforms.placing import is_asked, place_by_own_passages, unplaced_sightings
 from transforms.records import Photo, Sighting
 from transforms.results import build_leaderboard
-from transforms.splits import Arrivals, check_athlete
+from transforms.splits import Arrivals, check_athlete, due_of_bib
 
 
 class _Merges(WindowFn.MergeContext):
@@ -157,16 +157,13 @@ def check_splits(
     """CheckSplits: each athlete's passages checked as a whole (live: as far as the
     stations' photos have come in), with the `photos` placed nowhere as its `unplaced`."""
     waves = {a.bib: a.wave for a in cfg.athletes}
-    by_bib: dict[str, list[Passage]] = defaultdict(list)
-    for p in passages:
-        by_bib[p.bib].append(p)
     unplaced: dict[str, list[tuple[str, datetime]]] = defaultdict(list)
     for photo in photos:
         for bib, place in unplaced_sightings(photo, cfg.course, frozenset(waves)):
             unplaced[bib].append(place)
     checked: list[Passage] = []
     review: list[ReviewItem] = []
-    for bib, theirs in by_bib.items():
+    for bib, theirs in _by_bib(passages).items():
         gun = cfg.course.wave_start(waves.get(bib) or None)
         kept, flagged = check_athlete(
             theirs, cfg.course, gun, bib in waves, arrivals, unplaced[bib]
@@ -174,6 +171,23 @@ def check_splits(
         checked += kept
         review += flagged
     return checked, review
+
+
+def _by_bib(passages: Iterable[Passage]) -> dict[str, list[Passage]]:
+    by_bib: dict[str, list[Passage]] = defaultdict(list)
+    for p in passages:
+        by_bib[p.bib].append(p)
+    return by_bib
+
+
+def due_at_stations(passages: list[Passage], cfg: RaceConfig) -> list[tuple[str, datetime]]:
+    """DueAtStations: when each runner not seen at a station was due there."""
+    waves = {a.bib: a.wave for a in cfg.athletes}
+    return [
+        d
+        for bib, theirs in _by_bib(passages).items()
+        for d in due_of_bib(bib, theirs, cfg.course, waves)
+    ]
 
 
 def checked_until(
@@ -184,8 +198,14 @@ def checked_until(
     return check_splits([p for p in passages if p.passed_at <= as_of], cfg, photos=photos)[0]
 
 
-def station_health(photos: list[Photo], passages: list[Passage], window_s: float) -> list[dict]:
-    """StationHealth: one row per station and fixed window, and the silent windows."""
+def station_health(
+    photos: list[Photo],
+    passages: list[Passage],
+    window_s: float,
+    due: Iterable[tuple[str, datetime]] = (),
+) -> list[dict]:
+    """StationHealth: one row per station and fixed window, and the silent windows (`due`:
+    DueAtStations')."""
     fixed = window.FixedWindows(window_s)
     frames: dict[tuple, list[Frame]] = defaultdict(list)
     counted: dict[tuple, list[int]] = defaultdict(list)
@@ -205,7 +225,14 @@ def station_health(photos: list[Photo], passages: list[Passage], window_s: float
     by_station: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         by_station[row["station_id"]].append(row)
-    return rows + [s for rs in by_station.values() for s in silent_windows(rs, window_s)]
+    due_at_station: dict[str, list[datetime]] = defaultdict(list)
+    for station_id, at in due:
+        due_at_station[station_id].append(at)
+    return rows + [
+        s
+        for sid in by_station | due_at_station
+        for s in silent_windows(by_station[sid], window_s, due_at_station[sid], sid)
+    ]
 
 
 @dataclass(frozen=True)
@@ -328,7 +355,9 @@ def results_of(
     images = [i.photo for i in identified]
     arrivals = arrivals_of(identified, cfg, datetime.now(UTC), ended) if live else None
     checked, split_review = check_splits(passages, cfg, arrivals, images)
-    stations = station_health(images, checked, cfg.course.settings.health_window_s)
+    stations = station_health(
+        images, checked, cfg.course.settings.health_window_s, due_at_stations(checked, cfg)
+    )
     return Timed(
         images=images,
         passages=checked,

@@ -408,25 +408,38 @@ def _utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def silent_windows(rows: Iterable[dict], window_s: float) -> list[dict]:
+def _window_of(at: datetime, window_s: float) -> datetime:
+    """The start of the fixed window (FixedWindows(window_s)'s, from the epoch) holding `at`."""
+    seconds = at.timestamp()
+    return _utc(seconds - seconds % window_s)
+
+
+def silent_windows(
+    rows: Iterable[dict], window_s: float, due: Iterable[datetime] = (), station_id: str = ""
+) -> list[dict]:
     """The windows of one station without a photo while runners were due there.
 
-    Runners are due between the station's first and last window with a
-    passage; a window in between with no photo at all is a camera gone
-    silent (flat battery, full card, no signal).
+    Runners are due from the station's first window with a passage to its last, and
+    until the last time `due` (when runners seen at other stations but not at this one
+    should have passed it, splits.due_at): a camera that stops mid-race (flat battery,
+    full card, no signal) and never comes back is silent up to there. A working camera
+    sees its last runners, so no time is due after its last passage: no silent window
+    once the field has passed.
     """
     rows = sorted(rows, key=lambda r: r["window_start"])
-    busy = [r["window_start"] for r in rows if r["passages"]]
-    if not busy:
+    span = [r["window_start"] for r in rows if r["passages"]]
+    span += [_window_of(at, window_s) for at in due]
+    if not span:
         return []
     seen = {r["window_start"] for r in rows}
     step = timedelta(seconds=window_s)
-    silent, start = [], busy[0]
-    while start < busy[-1]:
+    station_id = rows[0]["station_id"] if rows else station_id
+    silent, start, end = [], min(span), max(span)
+    while start <= end:
         if start not in seen:
             silent.append(
                 {
-                    "station_id": rows[0]["station_id"],
+                    "station_id": station_id,
                     "window_start": start,
                     "window_end": start + step,
                     "images": 0,
@@ -466,8 +479,9 @@ def whole_day() -> beam.WindowInto:
 
 
 class StationHealth(beam.PTransform):
-    """(photos, passages) -> one row per station and fixed window of event time, with the
-    windows in which a station was silent."""
+    """(photos, passages[, due]) -> one row per station and fixed window of event time, with
+    the windows in which a station was silent; `due`: (station, time) a runner not seen
+    there was due there (splits.DueAtStations)."""
 
     def __init__(self, window_s: float):
         super().__init__()
@@ -480,8 +494,8 @@ class StationHealth(beam.PTransform):
             | f"{label}WithWindow" >> beam.ParDo(_Keyed())
         )
 
-    def expand(self, inputs: tuple[beam.PCollection, beam.PCollection]) -> beam.PCollection:
-        photos, passages = inputs
+    def expand(self, inputs: tuple[beam.PCollection, ...]) -> beam.PCollection:
+        photos, passages, *due = inputs
         frames = self._windowed(
             photos
             | "Timed" >> beam.Filter(lambda p: p.taken_at is not None)
@@ -502,10 +516,17 @@ class StationHealth(beam.PTransform):
             # Silent windows are gaps between busy ones.
             | "Day" >> whole_day()
         )
+        by_station = {"rows": rows | "RowsByStation" >> beam.Map(lambda r: (r["station_id"], r))}
+        if due:
+            by_station["due"] = due[0] | "DueDay" >> whole_day()
         silent = (
-            rows
-            | "RowsByStation" >> beam.Map(lambda r: (r["station_id"], r))
-            | "WholeDay" >> beam.GroupByKey()
-            | "SilentWindows" >> beam.FlatMapTuple(lambda _, rs: silent_windows(rs, self._window_s))
+            by_station
+            | "WholeDay" >> beam.CoGroupByKey()
+            | "SilentWindows"
+            >> beam.FlatMapTuple(
+                lambda sid, got: silent_windows(
+                    got["rows"], self._window_s, got.get("due", ()), sid
+                )
+            )
         )
         return (rows, silent) | "AllWindows" >> beam.Flatten()

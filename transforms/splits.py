@@ -260,6 +260,53 @@ def corroborated(weak: Passage, kept: dict[str, Passage], course: Course, gun: d
     return abs((weak.passed_at - at).total_seconds()) <= tolerance
 
 
+def due_at(
+    passages: Iterable[Passage], course: Course, gun: datetime
+) -> list[tuple[str, datetime]]:
+    """When one athlete (their checked passages) should have passed the stations before
+    their last confirmed one where nothing of them was seen, from their confirmed passages
+    (predicted_at): the times a camera there had a runner to photograph. A camera with no
+    photo then went silent (passages.silent_windows); past their last passage they are due
+    nowhere (they may have stopped)."""
+    passages = list(passages)
+    kept = {p.station_id: p for p in passages if not p.needs_review}
+    if not kept:
+        return []
+    last = max(course.station_ids.index(sid) for sid in kept)
+    seen = {p.station_id for p in passages}
+    due = []
+    for s in course.stations[:last]:
+        if s.id not in seen and (predicted := predicted_at(s.id, kept, course, gun)):
+            due.append((s.id, predicted[0]))
+    return due
+
+
+class DueAtStations(beam.PTransform):
+    """Checked passages -> (station, time) at which each runner not seen at a station was
+    due there (due_at): StationHealth's measure of a camera gone silent mid-race."""
+
+    def __init__(self, course: Course, athletes: tuple[Athlete, ...]):
+        super().__init__()
+        self._course = course
+        self._waves = {a.bib: a.wave for a in athletes}
+
+    def expand(self, passages: beam.PCollection) -> beam.PCollection:
+        course, waves = self._course, self._waves  # the lambda pickles these, not the transform
+        return (
+            passages
+            | "ByBib" >> beam.Map(lambda p: (p.bib, p))
+            | "PerAthlete" >> beam.GroupByKey()
+            | "Due" >> beam.FlatMapTuple(lambda bib, ps: due_of_bib(bib, ps, course, waves))
+        )
+
+
+def due_of_bib(
+    bib: str, passages: Iterable[Passage], course: Course, waves: Mapping[str, str]
+) -> list[tuple[str, datetime]]:
+    # An unknown bib's passages are all in review (check_athlete): nothing to predict from.
+    return due_at(passages, course, course.wave_start(waves.get(bib) or None))
+
+
 @dataclass(frozen=True)
 class Arrivals:
     """How far each station's photos have come in, in a live run (a batch run has them all).

@@ -1,0 +1,118 @@
+"""A camera that stops mid-race (flat battery, full card) is silent while runners it did not
+see were due there: its silent windows run to the last of them, and one camera_silent item
+shows its last photo; a camera that saw its last runner goes silent nowhere after them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import apache_beam as beam
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline.retime import station_health
+from tests.conftest import GUN, at, athlete, make_course, passage, photo
+from transforms.health import ReviewStationHealth, review_of_health
+from transforms.identify import ReviewItem
+from transforms.passages import StationHealth, silent_windows
+from transforms.splits import DueAtStations, due_at
+
+COURSE = make_course()  # start km 0, cp1 km 5, finish km 10
+ATHLETES = (athlete("101"), athlete("102"), athlete("103"))
+WINDOW_S = 300.0
+
+
+def window(start_s: float) -> tuple[str, object, object]:
+    return "cp1", at(start_s), at(start_s) + timedelta(seconds=WINDOW_S)
+
+
+def silent_at(rows: list[dict]) -> list[tuple[str, object, object]]:
+    return sorted(
+        (r["station_id"], r["window_start"], r["window_end"])
+        for r in rows
+        if r["health"] == "silent" and r["station_id"] == "cp1"
+    )
+
+
+def test_due_at__unseen_at_a_checkpoint_is_due_there_between_their_passages() -> None:
+    ps = [passage("102", "start", 10), passage("102", "finish", 3010)]
+    assert due_at(ps, COURSE, GUN) == [("cp1", at(1510))]
+
+
+def test_due_at__seen_there_or_stopped_before_it_is_due_nowhere() -> None:
+    everywhere = [passage("101", "start", 10), passage("101", "cp1", 1500)]
+    assert due_at([*everywhere, passage("101", "finish", 3010)], COURSE, GUN) == []
+    assert due_at(everywhere[:1], COURSE, GUN) == [], "a runner who stopped is due nowhere further"
+    unsure = passage("101", "cp1", 1500, needs_review=True, review_reason="low_confidence")
+    finished = [everywhere[0], unsure, passage("101", "finish", 3010)]
+    assert due_at(finished, COURSE, GUN) == [], "seen there, if unsurely: the camera worked"
+
+
+def _row(start_s: float, passages: int) -> dict:
+    return {"station_id": "cp1", "window_start": at(start_s), "passages": passages}
+
+
+def test_silent_windows__a_camera_that_stops_is_silent_until_its_last_runner_was_due() -> None:
+    rows = [_row(1500, 2)]  # photos and passages in [1500, 1800), then nothing
+    silent = silent_windows(rows, WINDOW_S, due=[at(2010), at(2420)])
+    assert silent_at(silent) == [window(1800), window(2100), window(2400)]
+    assert silent_windows(rows, WINDOW_S) == [], "no runner due after its last passage"
+
+
+def test_silent_windows__a_camera_dead_from_the_start_is_silent_when_runners_were_due() -> None:
+    silent = silent_windows([], WINDOW_S, due=[at(1510)], station_id="cp1")
+    assert silent_at(silent) == [window(1500)]
+
+
+# cp1's camera photographs 101 at 1500 s, then dies: 102 and 103 finish, unseen at cp1, due
+# there at 2010 s and 2420 s (halfway in time between their start and finish). (The finish,
+# with one photo here, has gaps of its own: not this test's.)
+LAST_PHOTO = photo("cp1-last", station="cp1", seconds=1501)
+PHOTOS = [
+    photo("cp1-101", station="cp1", seconds=1500),
+    LAST_PHOTO,
+    photo("finish-103", station="finish", seconds=4820),
+]
+PASSAGES = [
+    passage("101", "start", 5),
+    passage("101", "cp1", 1500),
+    passage("101", "finish", 3000),
+    passage("102", "start", 10),
+    passage("102", "finish", 4010),
+    passage("103", "start", 20),
+    passage("103", "finish", 4820),
+]
+SILENT = [window(1800), window(2100), window(2400)]
+ONE_ITEM = [
+    ReviewItem(
+        LAST_PHOTO.image_id, LAST_PHOTO.path, "camera_silent", (), "cp1", LAST_PHOTO.taken_at
+    )
+]
+
+
+def test_station_health__a_camera_that_stops_mid_race_is_one_camera_silent_item() -> None:
+    with TestPipeline() as p:
+        photos = p | "Photos" >> beam.Create(PHOTOS)
+        passages = p | "Passages" >> beam.Create(PASSAGES)
+        due = passages | DueAtStations(COURSE, ATHLETES)
+        stations = (photos, passages, due) | StationHealth(WINDOW_S)
+        silent = (
+            stations
+            | beam.Filter(lambda r: r["health"] == "silent" and r["station_id"] == "cp1")
+            | beam.Map(lambda r: (r["station_id"], r["window_start"], r["window_end"]))
+        )
+        assert_that(silent, equal_to(SILENT), label="SilentWindows")
+        review = (stations, photos) | ReviewStationHealth()
+        at_cp1 = review | "AtCp1" >> beam.Filter(lambda i: i.station_id == "cp1")
+        assert_that(at_cp1, equal_to(ONE_ITEM), label="OneItem")
+
+
+def test_station_health__in_process_the_same_silence_and_item() -> None:
+    due = [
+        d
+        for bib in ("101", "102", "103")
+        for d in due_at([p for p in PASSAGES if p.bib == bib], COURSE, GUN)
+    ]
+    rows = station_health(PHOTOS, PASSAGES, WINDOW_S, due)
+    assert silent_at(rows) == SILENT
+    assert [i for i in review_of_health(rows, PHOTOS) if i.station_id == "cp1"] == ONE_ITEM
