@@ -166,6 +166,34 @@ def clock_note(count: int, where: str) -> str:
     )
 
 
+def silent_while_due(
+    item: Item, stations: pd.DataFrame, passages: pd.DataFrame, course_order: Sequence[str]
+) -> tuple[datetime, datetime] | None:
+    """When the camera of a missed checkpoint's station took no photo (stations.parquet's
+    silent windows) between the athlete's passages before and after it, the span in which
+    they may have passed unseen (from its last photo before); None if it photographed
+    throughout. A camera that stopped
+    is not a course cut: the official needs to know before deciding."""
+    here = course_order.index(item.station_id)
+    theirs = passages[(passages["bib"] == item.candidates[0]) & ~passages["needs_review"]]
+    silent = stations[
+        (stations["station_id"] == item.station_id) & (stations["health"] == "silent")
+    ]
+    before = theirs[theirs["station_id"].isin(course_order[:here])]["passed_at"]
+    after = theirs[theirs["station_id"].isin(course_order[here + 1 :])]["passed_at"]
+    if len(before):
+        silent = silent[silent["window_end"] > before.max()]
+    if len(after):
+        silent = silent[silent["window_start"] < after.min()]
+    if silent.empty:
+        return None
+    # From the camera's last photo before the silence: the item shows that photo.
+    start = silent["window_start"].min()
+    camera = stations[(stations["station_id"] == item.station_id)]
+    earlier = camera[camera["window_end"] <= start]["last_photo_at"].dropna()
+    return (earlier.max() if len(earlier) else start), silent["window_end"].max()
+
+
 def reason_text(reason: str) -> str:
     return REASON_TEXT.get(reason, reason.replace("_", " ").capitalize())
 

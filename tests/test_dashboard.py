@@ -1554,3 +1554,27 @@ def test_review__a_missed_checkpoint_says_nothing_of_how_its_finish_photo_was_pl
     at = open_page(REVIEW, image=_placed(race, "finish-102", "time"))
     assert "Not seen at a checkpoint" in [s.value for s in at.subheader]
     assert placing_notes(at) == []
+
+
+def test_review__a_missed_checkpoint_while_its_camera_was_silent_says_so(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # cp1's camera took no photo from 10:30 to 10:35, between 102's start and finish: they
+    # may have passed unseen, so the item says so and does not invite a disqualification.
+    path = race.out / "stations.parquet"
+    table = pq.read_table(path)
+    silent = {
+        "station_id": "cp1",
+        "window_start": datetime(2026, 5, 1, 8, 30, tzinfo=UTC),
+        "window_end": datetime(2026, 5, 1, 8, 35, tzinfo=UTC),
+        "images": 0,
+        "passages": 0,
+        "health": "silent",
+        "last_photo_at": None,
+    }
+    pq.write_table(pa.Table.from_pylist([*table.to_pylist(), silent], schema=table.schema), path)
+    at = open_page(REVIEW)
+    at.pills(key="filter_reasons").set_value(["missed_checkpoint"]).run()
+    [said] = [t for t in texts(at) if t.startswith("102 ")]
+    assert "whose camera took no photo from 10:30:00 to 10:35:00" in said
+    assert "course was cut" not in said

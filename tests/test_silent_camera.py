@@ -7,9 +7,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import apache_beam as beam
+import pandas as pd
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from dashboard.review_queue import Item, silent_while_due
 from pipeline.retime import station_health
 from tests.conftest import GUN, at, athlete, make_course, passage, photo
 from transforms.health import ReviewStationHealth, review_of_health
@@ -116,3 +118,13 @@ def test_station_health__in_process_the_same_silence_and_item() -> None:
     rows = station_health(PHOTOS, PASSAGES, WINDOW_S, due)
     assert silent_at(rows) == SILENT
     assert [i for i in review_of_health(rows, PHOTOS) if i.station_id == "cp1"] == ONE_ITEM
+
+
+def test_silent_while_due__a_missed_checkpoint_in_the_silence_says_so() -> None:
+    stations = pd.DataFrame(station_health(PHOTOS, PASSAGES, WINDOW_S, [("cp1", at(2010))]))
+    passages = pd.DataFrame([vars(p) for p in PASSAGES])
+    order = ["start", "cp1", "finish"]
+    missed = Item("finish-102", "missed_checkpoint", "cp1", ("102",))
+    assert silent_while_due(missed, stations, passages, order) == (at(1501), at(2100))
+    quick = passages.assign(passed_at=[at(s) for s in (5, 1500, 3000, 10, 1790, 20, 4820)])
+    assert silent_while_due(missed, stations, quick, order) is None, "finished before it"

@@ -50,6 +50,7 @@ from dashboard.review_queue import (
     race_day_time,
     reason_text,
     settled_by,
+    silent_while_due,
     station_text,
     stations_of,
     text_or_none,
@@ -264,7 +265,7 @@ def describe(item: Item, settings: Settings, shown: Shown, open_items: list[Item
     if item.about_athlete:
         listed = data.athletes(settings.out).set_index("bib")["name"]
         who = ", ".join(f"{b} {listed.get(b, '')}".strip() for b in item.candidates)
-        st.text(f"{who}: {ATHLETE_NOTES[item.reason].format(where=where)}")
+        st.text(f"{who}: {athlete_note(item, settings, race, where)}")
     elif item.reason == STATION_CONFLICT:
         st.text(" and ".join(names.get(p.station_id, p.station_id) for p in shown.places))
     elif item.reason == TOO_LATE:
@@ -375,6 +376,26 @@ ATHLETE_NOTES = {
     "timed from this photo (flagged early start); reject times them from their wave's gun "
     "(the photo shows them waiting); or disqualify.",
 }
+
+
+# A missed checkpoint whose camera was silent then: no invitation to disqualify.
+MISSED_WHILE_SILENT = (
+    "finished, but not seen at {where}, whose camera took no photo from {start} to {end} "
+    "while they were due there (see its 'Camera silent?' item): they may have passed unseen. "
+    "The photo is the finish photo. Approve keeps the result (the missed checkpoint stays "
+    "flagged)."
+)
+
+
+def athlete_note(item: Item, settings: Settings, race: data.Race, where: str) -> str:
+    """ATHLETE_NOTES' text for the item, unless its station's camera was silent then."""
+    if item.reason == "missed_checkpoint":
+        order = [s.id for s in race.stations]
+        stations, passages = data.stations(settings.out), data.passages(settings.out)
+        if silent := silent_while_due(item, stations, passages, order):
+            start, end = (formats.local_time(t, race.timezone) for t in silent)
+            return MISSED_WHILE_SILENT.format(where=where, start=start, end=end)
+    return ATHLETE_NOTES[item.reason].format(where=where)
 
 
 def actions_for(item: Item, shown: Shown) -> list[tuple[str, str, str, str]]:
