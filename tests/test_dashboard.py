@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import errno
 import io
+import itertools
 import json
 import os
 import subprocess
@@ -42,7 +43,7 @@ from dashboard.review_queue import KEEP, SEEN, Item, stations_of
 from dashboard.settings import PASSWORD_ENV, SettingsError, parse_settings
 from pipeline.cli import main
 from pipeline.live_lock import hold_live_lock
-from tests.conftest import restored_logging
+from tests.conftest import repeated_meanwhile, restored_logging
 from tests.dashboard_race import HTML_NAME, Race, build_race, cover_the_finish, hold_too_late
 from transforms.corrections import (
     Correction,
@@ -181,24 +182,17 @@ def test_data__reads_results_that_a_run_replaces_meanwhile(race: Race) -> None:
     # replacement in between failed the page ("Unexpected end of stream").
     path = race.out / "leaderboard.parquet"
     table = pq.read_table(path)
-    stop = threading.Event()
+    replacements = itertools.count(1)
 
-    def replace_again_and_again() -> None:
-        n = 0
-        while not stop.is_set():
-            n += 1
-            pq.write_table(table.slice(0, 1 + n % table.num_rows), f"{path}.tmp")
-            os.replace(f"{path}.tmp", path)
+    def replace() -> None:
+        n = next(replacements)
+        pq.write_table(table.slice(0, 1 + n % table.num_rows), f"{path}.tmp")
+        os.replace(f"{path}.tmp", path)
 
-    writer = threading.Thread(target=replace_again_and_again)
-    writer.start()
-    try:
+    with repeated_meanwhile(replace, every_s=0):
         deadline = time.monotonic() + 2
         while time.monotonic() < deadline:
             assert not data.leaderboard(str(race.out)).empty
-    finally:
-        stop.set()
-        writer.join()
 
 
 def test_data__a_table_is_read_once_and_not_copied_at_each_page_run(race: Race) -> None:

@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import errno
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -22,7 +23,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import tracemalloc
 import warnings
@@ -70,6 +70,7 @@ from tests.conftest import (
     COURSE_YAML,
     PROPERTY,
     START_LIST_CSV,
+    repeated_meanwhile,
     restored_logging,
 )
 from tests.test_course import BAD_COURSES
@@ -1091,23 +1092,16 @@ def replaced_again_and_again(paths: list[Path]) -> Iterator[None]:
     place, with a row more or less, as a live run and the dashboard's re-timing replace
     their results."""
     tables = {path: pq.read_table(path) for path in paths}
-    stop = threading.Event()
+    replacements = itertools.count(1)
 
-    def replace_again_and_again() -> None:
-        n = 0
-        while not stop.is_set():
-            n += 1
-            for path, table in tables.items():
-                pq.write_table(table.slice(0, table.num_rows - n % 2), f"{path}.tmp-0-x")
-                os.replace(f"{path}.tmp-0-x", path)
+    def replace_each() -> None:
+        n = next(replacements)
+        for path, table in tables.items():
+            pq.write_table(table.slice(0, table.num_rows - n % 2), f"{path}.tmp-0-x")
+            os.replace(f"{path}.tmp-0-x", path)
 
-    writer = threading.Thread(target=replace_again_and_again)
-    writer.start()
-    try:
+    with repeated_meanwhile(replace_each, every_s=0):
         yield
-    finally:
-        stop.set()
-        writer.join()
 
 
 def test_drip__ctrl_c_is_one_line_exit_130_and_no_half_copied_photo(tmp_path: Path) -> None:
