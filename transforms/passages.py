@@ -52,8 +52,11 @@ def merge_sightings(
 
     The time is the earliest photo's among the best evidence there is (the latest's at a
     station in `last_at`, whose camera sees runners coming until they cross): an
-    official's word, else confident reads, else weak ones (a weak read of the same number
-    a few seconds off may be someone else, so it never moves a confirmed passage). A
+    official's word and confident reads, else weak ones (a weak read of the same number
+    a few seconds off may be someone else, so it never moves a confirmed passage). An
+    official's word joins the confident reads rather than overruling them: placing a burst's
+    second frame says the athlete was there, not that the sure read of its first frame, the
+    crossing, was wrong (a rejected read is no sighting). A
     passage needs review only when no sighting is confirmed, and is official when an
     official decided one of its sightings. In a streaming run a later photo arriving
     moves a `last_at` passage later (its window's next pane).
@@ -64,8 +67,7 @@ def merge_sightings(
     # reach the window (in different panes); they are one piece of evidence.
     ordered = sorted(set(sightings), key=_evidence_order)
     confirmed = [s for s in ordered if s.confirmed]
-    manual = [s for s in ordered if s.method == "manual"]
-    best = _crossing(manual or confirmed or ordered, last_at)
+    best = _crossing(confirmed or ordered, last_at)
     return Passage(
         bib=best.bib,
         station_id=best.station_id,
