@@ -493,6 +493,28 @@ def copies_of(images: pd.DataFrame, image_id: str) -> list[Placement]:
     return list(places.values())
 
 
+# What the sidebar says was done, by the action logged: X on an early_start item logs
+# from_gun, which "Rejected" misnamed (the athlete is timed, from their gun).
+DONE = {
+    APPROVE: "Approved",
+    ASSIGN: "Assigned",
+    REJECT: "Rejected",
+    DSQ: "Disqualified",
+    ACCEPT: "Accepted",
+    FROM_GUN: "Timed from the gun:",
+}
+
+
+def decision_notice(action: str, item: Item, rows: list[Correction]) -> str:
+    """The notice of a decision (`action`, pressed on `item`, logged as `rows`). An
+    approval's rows name no athlete: the notice names those it confirmed ("Approved."
+    alone left an official asking which photo the undo link was for)."""
+    logged = rows[0].action if rows and rows[0].action in DONE else action
+    bibs = [r.bib for r in rows if r.bib] or (list(item.candidates) if action == APPROVE else [])
+    detail = ", ".join(bibs) or (f"{len(rows)} photos" if len(rows) > 1 else "")
+    return f"{DONE[logged]} {detail}".strip() + "."
+
+
 def decision_rows(
     action: str,
     item: Item,

@@ -1414,6 +1414,20 @@ def test_spells__a_new_spell_after_a_good_window_is_a_new_problem() -> None:
     assert not spells.same(later, Correction("unknown", "seen", station_id="cp1"))
 
 
+def test_decision_notice__says_what_was_logged() -> None:
+    # X on an early_start item logs from_gun: the notice read "Rejected 110." of an athlete
+    # now timed from their gun.
+    early = Item("img-s", "early_start", "start", ("110",))
+    from_gun = [Correction("", "from_gun", bib="110")]
+    assert review_queue.decision_notice("reject", early, from_gun) == "Timed from the gun: 110."
+    photo = Item("img-a", "low_confidence", "finish", ("102",))
+    assert review_queue.decision_notice("approve", photo, [Correction("img-a", "approve")]) == (
+        "Approved 102."
+    )
+    two = [Correction("img-a", "reject"), Correction("img-b", "reject")]
+    assert review_queue.decision_notice("reject", photo, two) == "Rejected 2 photos."
+
+
 def test_review__the_last_decision_outlasts_the_page_running_again(
     open_page: Callable[..., AppTest], race: Race
 ) -> None:

@@ -39,6 +39,7 @@ from dashboard.review_queue import (
     clock_suspect,
     copies_of,
     counts_by_reason,
+    decision_notice,
     decision_rows,
     in_turn,
     in_view,
@@ -79,13 +80,6 @@ NOTICE = "review_notice"
 SESSION = "review_session"  # this page's id among the officials' (Claims)
 CHANGE = "review_change"  # the link to change the decision just noticed
 RETIME_POLL_S = 2
-DONE = {
-    APPROVE: "Approved",
-    ASSIGN: "Assigned",
-    REJECT: "Rejected",
-    DSQ: "Disqualified",
-    ACCEPT: "Accepted",
-}
 
 
 def _remember_official() -> None:
@@ -170,11 +164,7 @@ def _decide(action: str, item: Item, shown: Shown, settings: Settings) -> None:
         return
     claims(settings).release(session_id(), time.time())  # decided: the next page may have it
     retimer(settings.out, settings.corrections).request()
-    # An approval's rows name no athlete: the notice names those it confirmed ("Approved."
-    # alone left an official asking which photo the undo link was for).
-    bibs = [r.bib for r in rows if r.bib] or (list(item.candidates) if action == APPROVE else [])
-    detail = ", ".join(bibs) or (f"{len(rows)} photos" if len(rows) > 1 else "")
-    st.session_state[NOTICE] = (True, f"{DONE[action]} {detail}".strip() + ".")
+    st.session_state[NOTICE] = (True, decision_notice(action, item, rows))
     st.session_state[CHANGE] = change_link(item, rows)
     _leave_item(item)
 
