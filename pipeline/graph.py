@@ -151,10 +151,7 @@ def time_race(
     deduped = (
         (placed.timed, placed.rejected)
         | "TimedAndRejected" >> beam.Flatten()
-        | "DedupPhotos"
-        >> DedupPhotos(
-            settings.burst_gap_s, settings.near_duplicate_bits, held, course.last_at, course=course
-        )
+        | "DedupPhotos" >> DedupPhotos(course, held)
     )
     known = frozenset(a.bib for a in cfg.athletes)
     gallery = (

@@ -96,24 +96,19 @@ def group_in_windows(
     return grouped
 
 
-def dedup(
-    photos: list[Photo],
-    burst_gap_s: float,
-    bits: int,
-    held: frozenset[str] = frozenset(),
-    last_at: frozenset[str] = frozenset(),
-    *,
-    course: Course,
-) -> list[Photo]:
+def dedup(photos: list[Photo], course: Course, held: frozenset[str] = frozenset()) -> list[Photo]:
     """DedupPhotos: exact copies (rejected photos too), then burst sessions per station.
     Photos `held` as arrived too late (paths) take no part in bursts: held, they would hide
-    a frame that came in time; at the stations `last_at` (crossing: last) a burst's last
+    a frame that came in time; at the course's crossing: last stations a burst's last
     frame is kept."""
     copies: dict[str, list[Photo]] = defaultdict(list)
     for p in photos:
         copies[p.image_id].append(p)
     marked = [p for group in copies.values() for p in mark_exact_duplicates(group, course)]
-    return bursts_marked(marked, burst_gap_s, bits, held, last_at)
+    settings = course.settings
+    return bursts_marked(
+        marked, settings.burst_gap_s, settings.near_duplicate_bits, held, course.last_at
+    )
 
 
 def bursts_marked(
@@ -269,14 +264,7 @@ def identify_all(
     decisions = decisions_by_image(cfg.corrections)
     # An official's decision on a late photo times it like any other.
     held = frozenset(p.path for p in placed if p.path in too_late and p.image_id not in decisions)
-    deduped = dedup(
-        placed,
-        settings.burst_gap_s,
-        settings.near_duplicate_bits,
-        held,
-        cfg.course.last_at,
-        course=cfg.course,
-    )
+    deduped = dedup(placed, cfg.course, held)
     gallery = (
         gallery_of(
             deduped,

@@ -188,11 +188,7 @@ def test_dedup_photos__marks_copies_and_bursts_and_keeps_the_rest() -> None:
     c1 = photo("c1", station="cp1", seconds=0.3, bibs=(read("101"),), phash=HASH)
     upload_again = replace(f1, path="/race/images/finish/upload-again.jpg")
     with TestPipeline() as p:
-        marked = (
-            p
-            | beam.Create([upload_again, f4, f3, c1, f2, f1])
-            | DedupPhotos(GAP_S, BITS, course=COURSE)
-        )
+        marked = p | beam.Create([upload_again, f4, f3, c1, f2, f1]) | DedupPhotos(COURSE)
         assert_that(
             marked,
             equal_to([f1, near_of(f2, f1), f3, f4, c1, exact_of(upload_again, f1)]),
@@ -208,7 +204,7 @@ def test_dedup_photos__a_photo_of_two_stations_is_no_burst_frame_at_either() -> 
         copy, status=REVIEW, reason=STATION_CONFLICT, could_be_at=("finish", "start")
     )
     with TestPipeline() as p:
-        marked = p | beam.Create([f1, start, copy]) | DedupPhotos(GAP_S, BITS, course=COURSE)
+        marked = p | beam.Create([f1, start, copy]) | DedupPhotos(COURSE)
         assert_that(marked, equal_to([f1, conflict, exact_of(start, copy)]))
 
 
@@ -218,7 +214,7 @@ def test_dedup_photos__output_is_stamped_with_event_time() -> None:
         stamped = (
             p
             | beam.Create([f1])
-            | DedupPhotos(GAP_S, BITS, course=COURSE)
+            | DedupPhotos(COURSE)
             | beam.Map(lambda ph, ts=beam.DoFn.TimestampParam: float(ts))
         )
         assert_that(stamped, equal_to([f1.taken_at.timestamp()]))

@@ -205,21 +205,17 @@ class MarkBursts(beam.PTransform):
 
 class DedupPhotos(beam.PTransform):
     """Timed and rejected photos -> the same photos, with exact and near duplicates marked
-    (`held` and `last_at` as MarkBursts takes them; the `course` says when a photo in the
-    folders of several stations was taken)."""
+    (bursts by the `course`'s settings and its crossing: last stations, `held` as MarkBursts
+    takes it; the course also says when a photo in the folders of several stations was
+    taken)."""
 
-    def __init__(
-        self,
-        burst_gap_s: float,
-        near_duplicate_bits: int,
-        held: frozenset[str] = frozenset(),
-        last_at: frozenset[str] = frozenset(),
-        *,
-        course: Course,
-    ):
+    def __init__(self, course: Course, held: frozenset[str] = frozenset()):
         super().__init__()
         self._course = course
-        self._bursts = MarkBursts(burst_gap_s, near_duplicate_bits, held, last_at)
+        settings = course.settings
+        self._bursts = MarkBursts(
+            settings.burst_gap_s, settings.near_duplicate_bits, held, course.last_at
+        )
 
     def expand(self, photos: beam.PCollection) -> beam.PCollection:
         return (
