@@ -4,6 +4,7 @@ SIGTERM (pipeline/interrupted.py), with real processes."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import pty
@@ -11,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -175,14 +177,21 @@ def stuck_run(race: Path, out: Path, marks: Path) -> list[str]:
     return [sys.executable, "-c", STUCK_RUN, str(marks), "2", *run_argv(race, out)]
 
 
+Start = Callable[[list[str], dict | None], subprocess.Popen]
+
+
 def interrupted_run(
-    command: list[str], marks: Path, send: Callable[[int], None], env: dict | None = None
+    command: list[str],
+    marks: Path,
+    send: Callable[[int], None],
+    env: dict | None = None,
+    start: Start = started_as_from_a_terminal,
 ) -> tuple:
-    """`command`, a stuck run, `send(its pid)` once a worker is stuck; its exit code, its
-    stderr and its processes (the zygote, the workers, their commands) that outlived it by
-    WAIT_S."""
+    """`command`, a stuck run started by `start`, `send(its pid)` once a worker is stuck; its
+    exit code, its stderr and its processes (the zygote, the workers, their commands) that
+    outlived it by WAIT_S."""
     marks.mkdir()
-    launcher = started_as_from_a_terminal(command, env)
+    launcher = start(command, env)
     wait_for(lambda: any(p.name.startswith("stuck-") for p in marks.iterdir()), launcher)
     started = psutil.Process(launcher.pid).children(recursive=True)
     stuck = {int(p.name.removeprefix("stuck-")) for p in marks.glob("stuck-*")}
@@ -423,9 +432,41 @@ def test_run__a_full_disk_ends_it_in_one_line_naming_the_folder_and_the_next_run
     assert count_facts(FactStore(str(facts))) == stored(uninterrupted)
 
 
-def test_run_on_dask__ctrl_c_ends_it_in_the_one_line_alone_and_the_next_run_resumes(
-    race: Path, uninterrupted: Path, tmp_path: Path
+def on_its_own_terminal() -> tuple[Start, Callable[[int], None]]:
+    """What starts a command as the one process of a terminal's session (as `ssh HOST
+    racelens ...` does): stdin and stdout that terminal, stderr piped; and what closes the
+    terminal, whose hang-up the kernel sends that process (SIGHUP), and its foreground group
+    as that process ends."""
+    terminal, its_end = pty.openpty()
+
+    def start(command: list[str], env: dict | None) -> subprocess.Popen:
+        def on_the_terminal() -> None:
+            as_a_terminal_starts_it()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # the session's controlling terminal
+
+        try:
+            return subprocess.Popen(
+                command,
+                cwd=REPO,
+                env=env,
+                stdin=its_end,
+                stdout=its_end,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+                preexec_fn=on_the_terminal,
+            )
+        finally:
+            os.close(its_end)
+
+    return start, lambda _: os.close(terminal)
+
+
+@pytest.mark.parametrize("stop", ["Ctrl-C", "terminal closed"])
+def test_run_on_dask__stopped_ends_it_in_the_one_line_alone_and_the_next_run_resumes(
+    race: Path, uninterrupted: Path, tmp_path: Path, stop: str
 ) -> None:
+    # The hang-up of a terminal closed, racelens' LocalCluster running: untested before.
     out, marks, worker = tmp_path / "out", tmp_path / "marks", tmp_path / "stuck_worker.py"
     worker.write_text(STUCK_DASK_WORKER)
     argv = [*run_argv(race, out), "--runner=DaskRunner", "--dask_local_workers=2"]
@@ -436,8 +477,11 @@ def test_run_on_dask__ctrl_c_ends_it_in_the_one_line_alone_and_the_next_run_resu
         "STUCK_STORE": str(out / "facts"),
     }
     send, code = STOPS["Ctrl-C"]
+    start: Start = started_as_from_a_terminal
+    if stop == "terminal closed":
+        (start, send), code = on_its_own_terminal(), 128 + signal.SIGHUP
     command = [sys.executable, "-m", "pipeline", *argv]
-    returncode, err, left = interrupted_run(command, marks, send, stuck_workers)
+    returncode, err, left = interrupted_run(command, marks, send, stuck_workers, start)
     line = interrupted_line(stored(out), str(out / "facts"), f"no results are written in {out} yet")
     # The workers' own Ctrl-C (a task cancelled) and their Beam import's warning are not in it.
     assert (returncode, err.splitlines()) == (code, [line]), err
