@@ -23,6 +23,7 @@ import contextlib
 import functools
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -36,7 +37,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipeline.graph import build, build_analysis, build_from_groups, grouped_copies, run
 from pipeline.options import RaceConfig, RacelensOptions
-from pipeline.worker_command import WorkerLost
+from pipeline.worker_command import WorkerLost, ended_how
 from transforms import records
 from transforms.course import ConfigError
 from transforms.write import NoRoom, tell_no_room
@@ -44,6 +45,7 @@ from transforms.write import NoRoom, tell_no_room
 if TYPE_CHECKING:
     from apache_beam.runners.dask.dask_runner import DaskOptions
     from dask.distributed import Client, LocalCluster
+    from distributed.scheduler import KilledWorker
 
 Graph = Callable[[beam.Pipeline, RaceConfig], beam.PCollection]
 
@@ -66,6 +68,19 @@ WAITING_FOR_A_RESTART = "waiting for Dask to restart its worker processes"
 # Dask's log lines on the terminal are cut to this length: one warned of a lost worker with
 # every task key it had computed (~1.5 kB).
 DASK_LINE_CHARS = 160
+# How a nanny of racelens' LocalCluster logs the end of its worker process (at INFO,
+# distributed/nanny.py), the one place that says how it ended.
+NANNY_SAYS_ENDED = re.compile(
+    r"Worker process (\d+) (?:exited with status (\d+)|was killed by signal (\d+))"
+)
+# What Dask says of a worker process that failed to start without sending its error: how its
+# process ended says more.
+NANNY_NO_NEWS = "Nanny failed to start worker process"
+# What to do where racelens' LocalCluster cannot start its worker processes.
+WHERE_NO_WORKER_STARTS = (
+    "fix that, or run without --runner=DaskRunner (the DirectRunner's worker processes), "
+    "then run the same command again to carry on"
+)
 
 
 class LocalDaskOptions(PipelineOptions):
@@ -141,8 +156,18 @@ def gathered(client: Client, futures: list, scheduler: Scheduler) -> list[tuple[
         tell_no_room(e.filename)
         raise
     except KilledWorker as e:
-        raise WorkerLost(str(e)) from e
+        raise WorkerLost(killed_why(e, scheduler.last_end())) from e
     return files
+
+
+def killed_why(killed: KilledWorker, last_end: str | None) -> str:
+    """What a run's one line says of Dask workers that died on the same photos, one after
+    the other: how the last ended where its nanny said it (racelens' LocalCluster)."""
+    how = f", {last_end}" if last_end else ""
+    return (
+        f"Dask worker processes died {killed.allowed_failures + 1} times running the same "
+        f"photos (the last at {killed.last_worker.address}{how})"
+    )
 
 
 def scheduler_client(named: DaskOptions) -> Client:
@@ -186,7 +211,9 @@ class WorkerWatch:
             self.since, self.told = None, False
             return
         if not self.scheduler.can_get_a_worker():
-            raise WorkerLost(f"the Dask cluster at {self.address} has no worker left")
+            last_end = self.scheduler.last_end()
+            how = f" (the last worker process {last_end})" if last_end else ""
+            raise WorkerLost(f"the Dask cluster at {self.address} has no worker left{how}")
         self.since = now if self.since is None else self.since
         if not self.told and now - self.since >= NO_WORKER_TOLD_AFTER_S:
             print(
@@ -249,6 +276,8 @@ class Scheduler:
     # time; a LocalCluster's only while a nanny of it is there to restart one.
     can_get_a_worker: Callable[[], bool]
     waiting_for: str  # meanwhile, told in the line saying it has none
+    # How its last worker process that ended ended, where known (a LocalCluster's nanny says).
+    last_end: Callable[[], str | None] = lambda: None
 
 
 @contextlib.contextmanager
@@ -262,13 +291,14 @@ def dask_scheduler(opts: PipelineOptions) -> Iterator[Scheduler]:
         yield Scheduler([], lambda: True, WAITING_FOR_A_WORKER)
         return
     workers = local_workers(opts.view_as(LocalDaskOptions).dask_local_workers)
-    with local_cluster(workers) as cluster:
+    with worker_ends_noted() as ends, local_cluster(workers, ends) as cluster:
         # A nanny that failed to restart its worker (killed while starting) closes, and the
         # cluster forgets it: with none left, no worker comes back.
         yield Scheduler(
             [f"--dask_client_address={cluster.scheduler_address}"],
             lambda: bool(cluster.workers),
             WAITING_FOR_A_RESTART,
+            ends.last_end,
         )
 
 
@@ -282,9 +312,56 @@ def local_workers(given: int | None) -> int:
     return given
 
 
+class WorkerEnds(logging.Filter):
+    """On this process's logger of Dask's nannies: notes how each worker process of a
+    LocalCluster ended, which its nanny logs at INFO, and keeps INFO off the terminal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: tuple[int, str] | None = None  # the pid and how it ended
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if said := NANNY_SAYS_ENDED.match(record.getMessage()):
+            pid, status, signum = said.groups()
+            self.last = (int(pid), ended_how(int(status) if signum is None else -int(signum)))
+        return record.levelno >= logging.WARNING
+
+    def last_end(self) -> str | None:
+        """How the last worker process that ended ended ("was killed by signal 9 ...")."""
+        return self.last[1] if self.last else None
+
+
 @contextlib.contextmanager
-def local_cluster(workers: int) -> Iterator[LocalCluster]:
-    """A LocalCluster of `workers` single-threaded worker processes, closed on exit."""
+def worker_ends_noted() -> Iterator[WorkerEnds]:
+    """Meanwhile the ends of this process's LocalCluster's worker processes are noted."""
+    nanny = logging.getLogger("distributed.nanny")
+    ends, level = WorkerEnds(), nanny.level
+    nanny.addFilter(ends)
+    nanny.setLevel(logging.INFO)
+    try:
+        yield ends
+    finally:
+        nanny.setLevel(level)
+        nanny.removeFilter(ends)
+
+
+def why_not_started(error: BaseException, ends: WorkerEnds) -> str:
+    """What kept a LocalCluster from starting: the error at the root of Dask's (a worker's
+    own, which it sends its nanny), else how the worker process ended."""
+    root = error
+    while root.__cause__ is not None:
+        root = root.__cause__
+    if str(root) == NANNY_NO_NEWS and ends.last:
+        pid, how = ends.last
+        return f"worker process {pid} {how}"
+    return f"{type(root).__name__}: {root}"
+
+
+@contextlib.contextmanager
+def local_cluster(workers: int, ends: WorkerEnds) -> Iterator[LocalCluster]:
+    """A LocalCluster of `workers` single-threaded worker processes, closed on exit. Raises
+    WorkerLost where they fail to start (Dask's traceback, ~70 lines, ended the run; ~180
+    with the workers' own), saying why from what Dask tells (`ends`)."""
     import dask
     from dask.distributed import LocalCluster
 
@@ -294,18 +371,30 @@ def local_cluster(workers: int) -> Iterator[LocalCluster]:
     # as in the DirectRunner's worker processes. No dashboard: its fixed port may be taken;
     # and so no profiling either: the workers would sample their stacks 100 times a second
     # for it, 1 to 2 % of a core each (bench/engines.py measures the workers' other threads).
-    with dask.config.set({"distributed.worker.profile.enabled": False}), terminal_signals_blocked():
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            # Without a dashboard the scheduler still serves its other pages, at port 8787
-            # unless told, warning on the terminal when another Dask cluster holds it.
-            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-            # Each worker imports Beam quietly before anything else (pipeline/dask_worker.py).
-            preload=["pipeline.dask_worker", *dask.config.get("distributed.worker.preload")],
-        )
+    with (
+        dask.config.set({"distributed.worker.profile.enabled": False}),
+        terminal_signals_blocked(),
+        dask_lines_held(),
+    ):
+        try:
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                # Without a dashboard the scheduler still serves its other pages, at port 8787
+                # unless told, warning on the terminal when another Dask cluster holds it.
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                # Each worker imports Beam quietly before anything else, and leaves the telling
+                # of a failed start to this process (pipeline/dask_worker.py).
+                preload=["pipeline.dask_worker", *dask.config.get("distributed.worker.preload")],
+            )
+        except RuntimeError as e:  # Dask's "Nanny failed to start.", from the worker's error
+            raise WorkerLost(
+                f"the Dask LocalCluster's worker processes failed to start "
+                f"({why_not_started(e, ends)})",
+                WHERE_NO_WORKER_STARTS,
+            ) from e
     with cluster:
         yield cluster
 
@@ -360,6 +449,32 @@ def _error_of(record: logging.LogRecord) -> str:
     """The error a record of no message logs (Dask logs some errors so, their text empty)."""
     error = record.exc_info[1] if record.exc_info else None
     return f"{type(error).__name__}: {error}" if error else ""
+
+
+@contextlib.contextmanager
+def dask_lines_held() -> Iterator[None]:
+    """Meanwhile Dask's log records are held back from the terminal (the handlers of the root
+    logger and of Dask's own); shown after, unless an error ends it: a cluster that fails to
+    start logs each step of its failure, which the run's one line says."""
+    held: list[logging.LogRecord] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        if not record.name.startswith("distributed"):
+            return True
+        if not any(record is r for r in held):  # a record passes each handler
+            held.append(record)
+        return False
+
+    handlers = [*logging.getLogger().handlers, *logging.getLogger("distributed").handlers]
+    for handler in handlers:
+        handler.addFilter(hold)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(hold)
+    for record in held:
+        logging.getLogger(record.name).handle(record)
 
 
 @contextlib.contextmanager

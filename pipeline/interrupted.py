@@ -58,6 +58,8 @@ def stopped_on_signals(out: str, facts: str) -> Iterator[list[Ender]]:
     ends without unwinding, other threads and all."""
     ends: list[Ender] = []
     started = time.time()
+    oom_kills_before = oom_kills()
+    lost: list[WorkerLost] = []  # what is known of a worker lost, where the run knows it
     stopping = threading.Event()
     command_ended = CommandEnded()
     launcher = os.getpid()
@@ -94,7 +96,10 @@ def stopped_on_signals(out: str, facts: str) -> Iterator[list[Ender]]:
                 full = os.read(told, 65536).split(b"\0")[0].decode(errors="surrogateescape")
                 line = no_room_line(folder_of(full, (facts, out)), kept, facts, results)
             elif signum == WORKER_LOST:
-                line = worker_lost_line(kept, facts, results)
+                how = lost[0] if lost else WorkerLost(LOST_WITHOUT_A_WORD)
+                line = worker_lost_line(
+                    how, kept, facts, results, oom_kills_since(oom_kills_before)
+                )
             else:
                 line = interrupted_line(kept, facts, results)
             with contextlib.suppress(OSError):  # a reader gone (a pipe's): nothing to tell
@@ -112,7 +117,8 @@ def stopped_on_signals(out: str, facts: str) -> Iterator[list[Ender]]:
             try:
                 with news_held_back_for(stopping, command_ended), no_room_told_to(no_room):
                     yield ends
-            except WorkerLost:
+            except WorkerLost as e:
+                lost.append(e)
                 stop(WORKER_LOST, None)
             except Exception as error:
                 # Its command's WORKER_LOST ends the process meanwhile, if it comes.
@@ -416,11 +422,45 @@ def interrupted_line(kept: int, facts: str, results: str) -> str:
     return _stopped_line("interrupted", kept, facts, results)
 
 
-def worker_lost_line(kept: int, facts: str, results: str) -> str:
-    """The one line a run leaves on the terminal when a worker process of its died."""
-    return _stopped_line(
-        "a worker process ended without a word (killed: out of memory?)", kept, facts, results
-    )
+# What a lost worker's line says where nothing more is known of how it ended.
+LOST_WITHOUT_A_WORD = "a worker process ended without a word"
+# The kernel's counts, one a line ("oom_kill 3"), among them the processes its out-of-memory
+# killer has killed since the machine started (Linux 4.13 on): whether a worker killed by
+# SIGKILL was killed for memory, which the line said ("killed: out of memory?") of any end.
+VMSTAT = "/proc/vmstat"
+
+
+def oom_kills() -> int | None:
+    """The processes the kernel's out-of-memory killer has killed on this machine since it
+    started; None where the kernel does not say."""
+    with contextlib.suppress(OSError, ValueError), open(VMSTAT, encoding="ascii") as counts:
+        for line in counts:
+            name, _, value = line.partition(" ")
+            if name == "oom_kill":
+                return int(value)
+    return None
+
+
+def oom_kills_since(before: int | None) -> int:
+    """The processes the kernel's out-of-memory killer has killed since it had killed
+    `before` (0 where it does not say)."""
+    now = oom_kills()
+    return now - before if now is not None and before is not None else 0
+
+
+def worker_lost_line(
+    lost: WorkerLost, kept: int, facts: str, results: str, oom_killed: int = 0
+) -> str:
+    """The one line a run leaves on the terminal when a worker process of its died: what is
+    known of how (`lost`), and the out-of-memory killer's kills meanwhile, if any."""
+    why = lost.why
+    if oom_killed:
+        processes = "process" if oom_killed == 1 else "processes"
+        why += (
+            f" (the kernel's out-of-memory killer killed {oom_killed} {processes} on this "
+            "machine during the run)"
+        )
+    return _stopped_line(why, kept, facts, results, lost.then or CARRY_ON)
 
 
 def no_room_line(folder: str, kept: int, facts: str, results: str) -> str:
@@ -431,17 +471,15 @@ def no_room_line(folder: str, kept: int, facts: str, results: str) -> str:
         kept,
         facts,
         results,
-        then="make room there, then run the same command again to carry on",
+        then=f"make room there, then {CARRY_ON}",
     )
 
 
-def _stopped_line(
-    why: str,
-    kept: int,
-    facts: str,
-    results: str,
-    then: str = "run the same command again to carry on",
-) -> str:
+# What a stopped run's line says to do, unless it knows better.
+CARRY_ON = "run the same command again to carry on"
+
+
+def _stopped_line(why: str, kept: int, facts: str, results: str, then: str = CARRY_ON) -> str:
     photos = "photo" if kept == 1 else "photos"
     return (
         f"racelens: {why}; the facts of {kept} {photos} analysed so far are kept in "

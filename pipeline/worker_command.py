@@ -27,7 +27,25 @@ WORKER_LOST = signal.SIGUSR1
 
 class WorkerLost(Exception):
     """Worker processes died without a word (Dask's, which it restarted and which died
-    again): the launcher ends the run as on WORKER_LOST (pipeline/interrupted.py)."""
+    again, or which never started): the launcher ends the run as on WORKER_LOST
+    (pipeline/interrupted.py), its one line saying `why` (what is known of how they ended)
+    and, where given, what to do `then`."""
+
+    def __init__(self, why: str, then: str | None = None) -> None:
+        super().__init__(why)
+        self.why, self.then = why, then
+
+
+def ended_how(exitcode: int) -> str:
+    """How a process ended, from its exit code as multiprocessing gives it (-N: killed by
+    signal N): said as it is, not guessed at (the OOM killer is one sender of SIGKILL)."""
+    if exitcode >= 0:
+        return f"exited with status {exitcode}"
+    try:
+        name = f" ({signal.Signals(-exitcode).name})"
+    except ValueError:  # a real-time signal, say: no name
+        name = ""
+    return f"was killed by signal {-exitcode}{name}"
 
 
 # The launcher's thread that stops it on a signal another thread took (pipeline/interrupted.py):

@@ -295,8 +295,20 @@ def test_gathered__workers_that_died_on_the_same_photos_are_a_lost_worker() -> N
         def gather(self, _: object) -> None:
             raise KilledWorker("from_sequence-1", SimpleNamespace(address="tcp://w:1"), 3)
 
-    with pytest.raises(WorkerLost):
+    with pytest.raises(WorkerLost) as lost:
         engines.gathered(Dying(), [], engines.Scheduler([], lambda: True, "one"))
+    # Not the traceback's advice, nor a guess at the cause: a cluster of yours does not say.
+    assert lost.value.why == (
+        "Dask worker processes died 4 times running the same photos (the last at tcp://w:1)"
+    )
+
+
+def test_killed_why__says_how_the_last_ended_where_its_nanny_said_it() -> None:
+    killed = KilledWorker("from_sequence-1", SimpleNamespace(address="tcp://w:1"), 2)
+    assert engines.killed_why(killed, "was killed by signal 9 (SIGKILL)") == (
+        "Dask worker processes died 3 times running the same photos (the last at tcp://w:1, "
+        "was killed by signal 9 (SIGKILL))"
+    )
 
 
 def test_gathered__a_local_cluster_whose_worker_processes_keep_dying_is_a_lost_worker() -> None:
@@ -308,7 +320,11 @@ def test_gathered__a_local_cluster_whose_worker_processes_keep_dying_is_a_lost_w
         Client(scheduler.argv[0].split("=", 1)[1]) as client,
         worker_processes_killed(),
         time_limit(120),
-        pytest.raises(WorkerLost, match="no worker left"),
+        # It said "killed: out of memory?" of any end.
+        pytest.raises(
+            WorkerLost,
+            match=r"no worker left \(the last worker process was killed by signal 9 \(SIGKILL\)\)$",
+        ),
     ):
         analysis = client.submit(time.sleep, 600, pure=False)
         engines.gathered(client, [analysis], scheduler)
@@ -355,8 +371,45 @@ def test_gathered__a_scheduler_left_with_no_worker_is_waited_for_saying_so_in_on
     assert files == [("id", "a.jpg")]
 
 
-def dask_record(message: str, *args: object) -> logging.LogRecord:
-    return logging.LogRecord("distributed.nanny", logging.WARNING, __file__, 1, message, args, None)
+@pytest.mark.parametrize(
+    ("said", "how"),
+    [
+        ("Worker process 12 exited with status 3", "exited with status 3"),
+        ("Worker process 12 was killed by signal 9", "was killed by signal 9 (SIGKILL)"),
+        ("Worker process 12 was killed by signal 15", "was killed by signal 15 (SIGTERM)"),
+    ],
+)
+def test_worker_ends__notes_how_a_worker_process_ended_and_keeps_info_off_the_terminal(
+    said: str, how: str
+) -> None:
+    ends = engines.WorkerEnds()
+    assert not ends.filter(dask_record(said, level=logging.INFO))
+    assert (ends.last, ends.last_end()) == ((12, how), how)
+    assert ends.filter(dask_record("Restarting worker"))
+
+
+@pytest.mark.parametrize(
+    ("error", "why"),
+    [
+        # A worker's own error, sent to its nanny.
+        (RuntimeError("broken install"), "RuntimeError: broken install"),
+        # A worker process that ended without sending one: how it ended.
+        (RuntimeError(engines.NANNY_NO_NEWS), "worker process 12 exited with status 3"),
+    ],
+)
+def test_why_not_started__the_workers_error_else_how_its_process_ended(
+    error: Exception, why: str
+) -> None:
+    ends = engines.WorkerEnds()
+    ends.filter(dask_record("Worker process 12 exited with status 3", level=logging.INFO))
+    try:
+        raise RuntimeError("Nanny failed to start.") from error
+    except RuntimeError as dasks:
+        assert engines.why_not_started(dasks, ends) == why
+
+
+def dask_record(message: str, *args: object, level: int = logging.WARNING) -> logging.LogRecord:
+    return logging.LogRecord("distributed.nanny", level, __file__, 1, message, args, None)
 
 
 def test_dask_lines_cut__a_long_dask_warning_is_one_short_line_and_a_repeat_is_dropped(

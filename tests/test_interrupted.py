@@ -21,8 +21,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from pipeline import engines, interrupted
 from pipeline.demo import generate_race
 from pipeline.interrupted import (
+    LOST_WITHOUT_A_WORD,
     RUN_FILES,
     handled_by,
     interrupted_line,
@@ -33,7 +35,7 @@ from pipeline.interrupted import (
     worker_lost_line,
 )
 from pipeline.progress import count_facts
-from pipeline.worker_command import STOP_THREAD
+from pipeline.worker_command import STOP_THREAD, WorkerLost
 from transforms.photos import FactStore
 from transforms.write import TEMPORARY_MARK
 
@@ -305,9 +307,10 @@ def test_run__a_worker_killed_ends_it_in_one_line_exit_1_and_the_next_run_resume
     command = stuck_run(race, out, marks)
     returncode, err, left = interrupted_run(command, marks, kill_a_stuck_worker(marks), env)
     results_now = f"no results are written in {out} yet"
+    lost = WorkerLost(LOST_WITHOUT_A_WORD)
     assert (returncode, err.splitlines()) == (
         1,
-        [worker_lost_line(stored(out), str(out / "facts"), results_now)],
+        [worker_lost_line(lost, stored(out), str(out / "facts"), results_now)],
     ), err
     assert not left, [p.cmdline() for p in left]
     assert not list(out.rglob(f"*{TEMPORARY_MARK}*"))
@@ -495,6 +498,41 @@ def test_run_on_dask__stopped_ends_it_in_the_one_line_alone_and_the_next_run_res
     assert stored(out) == stored(uninterrupted)
 
 
+# A Dask worker process that ends as it starts (its preload): killed (the OOM killer, say), or
+# failing on an error of its own (a broken install); what the one line says of it.
+DYING_AT_START = {
+    "killed": (
+        "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n",
+        r"worker process \d+ was killed by signal 9 \(SIGKILL\)",
+    ),
+    "an error": ("raise RuntimeError('broken install')\n", "RuntimeError: broken install"),
+}
+
+
+@pytest.mark.parametrize("dying", DYING_AT_START)
+def test_run_on_dask__workers_that_die_as_the_cluster_starts_are_one_line_exit_1(
+    race: Path, tmp_path: Path, dying: str
+) -> None:
+    # Dask's "Nanny failed to start" traceback ended the run (73 lines; 181 with each worker's
+    # own traceback of its error).
+    preload, why = DYING_AT_START[dying]
+    (tmp_path / "dying.py").write_text(preload)
+    out = tmp_path / "out"
+    env = {
+        **os.environ,
+        "DASK_DISTRIBUTED__WORKER__PRELOAD": json.dumps([str(tmp_path / "dying.py")]),
+    }
+    argv = [*run_argv(race, out), "--runner=DaskRunner", "--dask_local_workers=2"]
+    returncode, err, left = run_to_its_end([sys.executable, "-m", "pipeline", *argv], env)
+    lost = WorkerLost(
+        "the Dask LocalCluster's worker processes failed to start (WHY)",
+        engines.WHERE_NO_WORKER_STARTS,
+    )
+    line = worker_lost_line(lost, 0, str(out / "facts"), f"no results are written in {out} yet")
+    assert returncode == 1 and re.fullmatch(re.escape(line).replace("WHY", why) + "\n", err), err
+    assert not left, [p.cmdline() for p in left]
+
+
 def test_results_state__none_the_previous_runs_or_some_of_this_ones(tmp_path: Path) -> None:
     assert results_state(str(tmp_path), time.time()) == f"no results are written in {tmp_path} yet"
     for name in RUN_FILES:
@@ -665,8 +703,33 @@ def test_stopped_on_signals__a_worker_lost_error_ends_it_as_a_lost_worker(tmp_pa
         text=True,
         timeout=WAIT_S,
     )
-    line = worker_lost_line(0, str(facts), f"no results are written in {out} yet")
+    lost = WorkerLost("4 workers died")
+    line = worker_lost_line(lost, 0, str(facts), f"no results are written in {out} yet")
     assert (ended.returncode, ended.stderr.splitlines()[-1:]) == (1, [line]), ended.stderr
+
+
+def test_worker_lost_line__tells_the_out_of_memory_killers_kills_during_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The line said "killed: out of memory?" of any end; the kernel counts what it killed.
+    vmstat = tmp_path / "vmstat"
+    monkeypatch.setattr(interrupted, "VMSTAT", str(vmstat))
+    vmstat.write_text("pgfault 10\noom_kill 2\n")
+    before = interrupted.oom_kills()
+    vmstat.write_text("pgfault 12\noom_kill 3\n")
+    killed = interrupted.oom_kills_since(before)
+    lost = WorkerLost("a worker process was killed by signal 9 (SIGKILL)")
+    assert (before, killed) == (2, 1)
+    assert worker_lost_line(lost, 5, "F", "R", killed) == (
+        "racelens: a worker process was killed by signal 9 (SIGKILL) (the kernel's "
+        "out-of-memory killer killed 1 process on this machine during the run); the facts of "
+        "5 photos analysed so far are kept in F, R; run the same command again to carry on"
+    )
+    assert worker_lost_line(lost, 5, "F", "R").startswith(
+        "racelens: a worker process was killed by signal 9 (SIGKILL); the facts"
+    )
+    vmstat.unlink()  # not Linux, or a kernel before 4.13: nothing said
+    assert (interrupted.oom_kills(), interrupted.oom_kills_since(before)) == (None, 0)
 
 
 # A signal that live mode's handler took (handled_meanwhile), read by the signal-watching
