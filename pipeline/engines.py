@@ -453,9 +453,9 @@ def _error_of(record: logging.LogRecord) -> str:
 
 @contextlib.contextmanager
 def dask_lines_held() -> Iterator[None]:
-    """Meanwhile Dask's log records are held back from the terminal (the handlers of the root
-    logger and of Dask's own); shown after, unless an error ends it: a cluster that fails to
-    start logs each step of its failure, which the run's one line says."""
+    """Meanwhile Dask's log records are held back from the terminal; shown after, unless an
+    error ends it: a cluster that fails to start logs each step of its failure, which the
+    run's one line says."""
     held: list[logging.LogRecord] = []
 
     def hold(record: logging.LogRecord) -> bool:
@@ -465,32 +465,31 @@ def dask_lines_held() -> Iterator[None]:
             held.append(record)
         return False
 
-    handlers = [*logging.getLogger().handlers, *logging.getLogger("distributed").handlers]
-    for handler in handlers:
-        handler.addFilter(hold)
-    try:
+    with dask_lines_filtered(hold):
         yield
-    finally:
-        for handler in handlers:
-            handler.removeFilter(hold)
     for record in held:
         logging.getLogger(record.name).handle(record)
 
 
+def dask_lines_cut() -> contextlib.AbstractContextManager[None]:
+    """Meanwhile Dask's log lines reach the terminal cut to one line (OneLine)."""
+    return dask_lines_filtered(OneLine())
+
+
 @contextlib.contextmanager
-def dask_lines_cut() -> Iterator[None]:
-    """Meanwhile Dask's log lines reach the terminal cut to one line (OneLine), through the
-    handlers of the root logger or of Dask's own (which it gives itself where the root has
-    none)."""
-    one_line = OneLine()
+def dask_lines_filtered(
+    check: logging.Filter | Callable[[logging.LogRecord], bool],
+) -> Iterator[None]:
+    """Meanwhile `check` filters the log records reaching the terminal through the handlers
+    of the root logger or of Dask's own (which it gives itself where the root has none)."""
     handlers = [*logging.getLogger().handlers, *logging.getLogger("distributed").handlers]
     for handler in handlers:
-        handler.addFilter(one_line)
+        handler.addFilter(check)
     try:
         yield
     finally:
         for handler in handlers:
-            handler.removeFilter(one_line)
+            handler.removeFilter(check)
 
 
 def partitioning(opts: PipelineOptions) -> list[str]:
