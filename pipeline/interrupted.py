@@ -33,7 +33,7 @@ from apache_beam.io.filesystem import BeamIOError
 from pipeline.cli import RUN_FILE
 from pipeline.progress import count_facts
 from pipeline.signals import SIGNALS, handled_by
-from pipeline.worker_command import STOP_THREAD, WORKER_LOST, WorkerLost
+from pipeline.worker_command import STOP_THREAD, WORKER_LOST, WorkerLost, lost_worker_told
 from transforms.photos import FactStore
 from transforms.schemas import OUTPUT_FILES
 from transforms.write import TEMPORARY_MARK, delete_files, listed_files, no_room_told_to
@@ -85,6 +85,8 @@ def stopped_on_signals(out: str, facts: str) -> Iterator[list[Ender]]:
             off_the_terminal()
         terminal = _quieted_stderr()
         try:
+            # Read before the workers' ends remove the zygote's folder, where it is noted.
+            how = (lost or [lost_worker_told()])[0] if signum == WORKER_LOST else None
             started_here = descendants(os.getpid())
             for end in ends:
                 end()
@@ -95,11 +97,9 @@ def stopped_on_signals(out: str, facts: str) -> Iterator[list[Ender]]:
             if signum == NO_ROOM:
                 full = os.read(told, 65536).split(b"\0")[0].decode(errors="surrogateescape")
                 line = no_room_line(folder_of(full, (facts, out)), kept, facts, results)
-            elif signum == WORKER_LOST:
-                how = lost[0] if lost else WorkerLost(LOST_WITHOUT_A_WORD)
-                line = worker_lost_line(
-                    how, kept, facts, results, oom_kills_since(oom_kills_before)
-                )
+            elif how is not None:
+                oom_killed = oom_kills_since(oom_kills_before)
+                line = worker_lost_line(how, kept, facts, results, oom_killed)
             else:
                 line = interrupted_line(kept, facts, results)
             with contextlib.suppress(OSError):  # a reader gone (a pipe's): nothing to tell
@@ -422,8 +422,6 @@ def interrupted_line(kept: int, facts: str, results: str) -> str:
     return _stopped_line("interrupted", kept, facts, results)
 
 
-# What a lost worker's line says where nothing more is known of how it ended.
-LOST_WITHOUT_A_WORD = "a worker process ended without a word"
 # The kernel's counts, one a line ("oom_kill 3"), among them the processes its out-of-memory
 # killer has killed since the machine started (Linux 4.13 on): whether a worker killed by
 # SIGKILL was killed for memory, which the line said ("killed: out of memory?") of any end.

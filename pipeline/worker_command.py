@@ -9,6 +9,8 @@ traceback on the terminal); the launcher kills the worker, and this process ends
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import os
 import shlex
@@ -36,6 +38,10 @@ class WorkerLost(Exception):
         self.why, self.then = why, then
 
 
+# What a lost worker's line says where nothing more is known of how it ended.
+LOST_WITHOUT_A_WORD = "a worker process ended without a word"
+
+
 def ended_how(exitcode: int) -> str:
     """How a process ended, from its exit code as multiprocessing gives it (-N: killed by
     signal N): said as it is, not guessed at (the OOM killer is one sender of SIGKILL)."""
@@ -51,7 +57,15 @@ def ended_how(exitcode: int) -> str:
 # The launcher's thread that stops it on a signal another thread took (pipeline/interrupted.py):
 # it holds no lock, only waits to read, so the zygote may be forked beside it.
 STOP_THREAD = "racelens-stop"
-EXIT = struct.Struct("!i")  # a worker's exit status, sent back to its command
+# What a worker's command reads: who says it, and how the worker ended. The worker itself
+# sends its exit status as it ends; the zygote, once the worker has ended (after whatever it
+# sent), its exit code as multiprocessing gives it (-N: killed by signal N), which the command
+# reads where the worker died without a word.
+EXIT = struct.Struct("!ci")
+SAID_BY_WORKER, SAID_BY_ZYGOTE = b"w", b"z"
+# A command whose worker died without a word leaves how it ended in a file so named beside the
+# zygote's socket, for the launcher's one line, before it tells the launcher.
+LOST_NOTE = "lost-"
 SIZE = struct.Struct("!I")  # the length of the environment that follows it
 
 
@@ -81,19 +95,41 @@ def main() -> int:
         environment = json.dumps(dict(os.environ)).encode()
         connection.sendall(SIZE.pack(len(environment)) + environment)
         try:
-            (code,) = EXIT.unpack(exactly(connection, EXIT.size))
-        except ConnectionError:  # the worker died without a word
-            _tell_launcher()
-            return 1
-    return code
+            said_by, code = EXIT.unpack(exactly(connection, EXIT.size))
+        except ConnectionError:  # the zygote gone too: killed with its group
+            said_by, code = SAID_BY_ZYGOTE, None
+    if said_by == SAID_BY_WORKER:
+        return code
+    _tell_launcher(LOST_WITHOUT_A_WORD if code is None else f"a worker process {ended_how(code)}")
+    return 1
 
 
-def _tell_launcher() -> None:
-    """Sends WORKER_LOST to the launcher, where it is still this process's parent: where it
-    died, a process that adopted this one (init, a service manager) must not be signalled."""
+def _tell_launcher(how: str) -> None:
+    """Sends WORKER_LOST to the launcher, where it is still this process's parent (where it
+    died, a process that adopted this one, init or a service manager, must not be
+    signalled), once `how` its worker ended is noted for it (`lost_worker_told`)."""
     launcher = int(os.environ.get(LAUNCHER_VARIABLE, "0"))
-    if launcher and os.getppid() == launcher:
-        os.kill(launcher, WORKER_LOST)
+    if not launcher or os.getppid() != launcher:
+        return
+    with contextlib.suppress(OSError):  # the zygote's folder gone: the launcher is stopping
+        with open(_note_of(os.getpid()), "w", encoding="utf-8") as note:
+            note.write(how)
+    os.kill(launcher, WORKER_LOST)
+
+
+def lost_worker_told() -> WorkerLost:
+    """In the launcher, on WORKER_LOST: how a worker ended, as its command noted it (none
+    noted where no zygote serves: not its folder, but the working one's files, "lost-*")."""
+    for note in glob.glob(_note_of("*")) if ADDRESS_VARIABLE in os.environ else ():
+        with contextlib.suppress(OSError), open(note, encoding="utf-8") as told:
+            return WorkerLost(told.read())
+    return WorkerLost(LOST_WITHOUT_A_WORD)
+
+
+def _note_of(command: int | str) -> str:
+    """The file in which the command of pid `command` notes how its worker ended."""
+    zygote = os.environ.get(ADDRESS_VARIABLE, "")
+    return os.path.join(os.path.dirname(zygote), f"{LOST_NOTE}{command}")
 
 
 if __name__ == "__main__":

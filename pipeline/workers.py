@@ -63,6 +63,8 @@ from pipeline.worker_command import (
     ADDRESS_VARIABLE,
     EXIT,
     LAUNCHER_VARIABLE,
+    SAID_BY_WORKER,
+    SAID_BY_ZYGOTE,
     SIZE,
     STOP_THREAD,
     exactly,
@@ -397,18 +399,27 @@ def _serve(listener: socket.socket, launcher_alive: int, load: Callable[[], obje
                 importlib.import_module(name)
         if load is not None:
             _loaded(load)
+        # Each worker watched, by a pidfd of it: its pid and its command's connection.
+        working: dict[int, tuple[int, socket.socket]] = {}
         while True:
-            ready, _, _ = select.select([listener, launcher_alive], [], [])
+            ready, _, _ = select.select([listener, launcher_alive, *working], [], [])
             if launcher_alive in ready:
                 break
-            connection, _ = listener.accept()
-            if os.fork() == 0:
-                listener.close()
-                os.close(launcher_alive)
-                _work(connection)
-            connection.close()
-            _reap(os.WNOHANG)
-        _reap(0)
+            for ended in working.keys() & set(ready):
+                _tell_how_it_ended(*working.pop(ended))
+                os.close(ended)
+            if listener in ready:
+                connection, _ = listener.accept()
+                pid = os.fork()
+                if pid == 0:
+                    listener.close()
+                    os.close(launcher_alive)
+                    for pidfd, (_, others) in working.items():
+                        os.close(pidfd)
+                        others.close()
+                    _work(connection)
+                _watch(pid, connection, working)
+        _reap_all()
     except BaseException:  # noqa: BLE001 - a zygote must not return into the launcher's code
         logging.exception("racelens worker zygote failed")
         code = 1
@@ -448,12 +459,33 @@ def native_threads() -> int:
     return 1
 
 
-def _reap(options: int) -> None:
-    """Collects the workers that have ended (their status went to their clients); with
-    `options` 0, waits for all of them (so that their CPU time counts as the zygote's
+def _watch(pid: int, connection: socket.socket, working: dict) -> None:
+    """Puts worker `pid`, its command's `connection` with it, in `working`, by a pidfd that
+    select() finds ready once it has ended; where there is none (Linux before 5.3, not Linux),
+    closes the connection: its command then sees it close as its worker ends, not how."""
+    try:
+        working[os.pidfd_open(pid)] = (pid, connection)
+    except (AttributeError, OSError):
+        connection.close()
+
+
+def _tell_how_it_ended(pid: int, connection: socket.socket) -> None:
+    """Sends the command of worker `pid`, which has ended, how it ended, after what the
+    worker sent it if anything (which stands): a worker killed, by the OOM killer or anyone,
+    sends nothing, and its command told the launcher no more than that it was gone. The
+    worker is left to reap at the end (`_reap_all`): until then the launcher finds it among
+    its descendants, whose temporary files a stopped run removes."""
+    ended = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    code = ended.si_status if ended.si_code == os.CLD_EXITED else -ended.si_status
+    with contextlib.suppress(OSError), connection:  # the command gone: its worker's status read
+        connection.sendall(EXIT.pack(SAID_BY_ZYGOTE, code))
+
+
+def _reap_all() -> None:
+    """Waits for the workers that are left (so that their CPU time counts as the zygote's
     children's, as Beam's own workers' counts as the launcher's)."""
     with contextlib.suppress(ChildProcessError):
-        while os.waitpid(-1, options)[0]:
+        while os.waitpid(-1, 0)[0]:
             pass
 
 
@@ -480,7 +512,7 @@ def _work(connection: socket.socket) -> None:
         logging.exception("racelens worker failed")
     finally:
         with contextlib.suppress(OSError):
-            connection.sendall(EXIT.pack(code))
+            connection.sendall(EXIT.pack(SAID_BY_WORKER, code))
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

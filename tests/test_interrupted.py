@@ -24,7 +24,6 @@ import pytest
 from pipeline import engines, interrupted
 from pipeline.demo import generate_race
 from pipeline.interrupted import (
-    LOST_WITHOUT_A_WORD,
     RUN_FILES,
     handled_by,
     interrupted_line,
@@ -35,7 +34,7 @@ from pipeline.interrupted import (
     worker_lost_line,
 )
 from pipeline.progress import count_facts
-from pipeline.worker_command import STOP_THREAD, WorkerLost
+from pipeline.worker_command import ADDRESS_VARIABLE, STOP_THREAD, WorkerLost, lost_worker_told
 from transforms.photos import FactStore
 from transforms.write import TEMPORARY_MARK
 
@@ -268,12 +267,12 @@ def test_selfcheck__ctrl_c_is_one_line_exit_130() -> None:
     assert (launcher.returncode, out, err) == (130, "", "racelens: interrupted\n"), err
 
 
-def kill_a_stuck_worker(marks: Path) -> Callable[[int], None]:
-    """What kills one stuck worker with SIGKILL, as the kernel's OOM killer does."""
+def kill_a_stuck_worker(marks: Path, kill: int) -> Callable[[int], None]:
+    """What kills one stuck worker with `kill` (SIGKILL: as the kernel's OOM killer does)."""
 
     def send(_: int) -> None:
         stuck = min(marks.glob("stuck-*"))
-        os.kill(int(stuck.name.removeprefix("stuck-")), signal.SIGKILL)
+        os.kill(int(stuck.name.removeprefix("stuck-")), kill)
 
     return send
 
@@ -293,21 +292,22 @@ os.kill = kill_late
 """
 
 
-@pytest.mark.parametrize("told_late_s", [0.0, 2.0])
+@pytest.mark.parametrize(("told_late_s", "kill"), [(0.0, signal.SIGKILL), (2.0, signal.SIGTERM)])
 def test_run__a_worker_killed_ends_it_in_one_line_exit_1_and_the_next_run_resumes(
-    race: Path, uninterrupted: Path, tmp_path: Path, told_late_s: float
+    race: Path, uninterrupted: Path, tmp_path: Path, told_late_s: float, kill: signal.Signals
 ) -> None:
     # It ended with 116-236 lines of Beam's threads' tracebacks ("Channel closed prematurely");
     # then again where its command told the launcher over 0.5 s late (exit -10, 30-330 lines).
+    # Its line said "killed: out of memory?" of any end; the zygote knows the signal.
     out, marks, preload = tmp_path / "out", tmp_path / "marks", tmp_path / "preload"
     preload.mkdir()
     (preload / "sitecustomize.py").write_text(TOLD_LATE)
     path = os.pathsep.join(filter(None, [str(preload), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path, "TOLD_LATE_S": str(told_late_s)}
     command = stuck_run(race, out, marks)
-    returncode, err, left = interrupted_run(command, marks, kill_a_stuck_worker(marks), env)
+    returncode, err, left = interrupted_run(command, marks, kill_a_stuck_worker(marks, kill), env)
     results_now = f"no results are written in {out} yet"
-    lost = WorkerLost(LOST_WITHOUT_A_WORD)
+    lost = WorkerLost(f"a worker process was killed by signal {kill:d} ({kill.name})")
     assert (returncode, err.splitlines()) == (
         1,
         [worker_lost_line(lost, stored(out), str(out / "facts"), results_now)],
@@ -884,3 +884,18 @@ def test_main__an_import_error_without_ctrl_c_is_not_called_an_interruption() ->
         timeout=WAIT_S,
     )
     assert done.returncode == 1 and "ImportError: no dlib" in done.stderr, done.stderr
+
+
+def test_lost_worker_told__nothing_noted_where_no_zygote_serves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The notes' folder is the zygote's socket's; without one it was the working folder.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(ADDRESS_VARIABLE, raising=False)
+    (tmp_path / "lost-1").write_text("a file of the user's")
+    assert lost_worker_told().why == "a worker process ended without a word"
+    zygote = tmp_path / "workers"
+    zygote.mkdir()
+    monkeypatch.setenv(ADDRESS_VARIABLE, str(zygote / "zygote"))
+    (zygote / "lost-2").write_text("a worker process exited with status 3")
+    assert lost_worker_told().why == "a worker process exited with status 3"
