@@ -475,7 +475,11 @@ def test_load_start_list__utf16_with_its_byte_order_mark_is_read(
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
-        ("bib,name\n1,Åse Berg\n".encode("cp1252"), "not UTF-8 text (byte 11): save it as UTF-8"),
+        # It said "not UTF-8 text (byte 11)": neither the line nor what the byte is.
+        (
+            "bib,name\n1,Åse Berg\n".encode("cp1252"),
+            "line 2: not UTF-8 text (byte 11, 0xC5, 'Å' in Windows-1252): save it as UTF-8",
+        ),
         ("bib,name\n1,Åse Berg\n".encode("utf-16-le"), "UTF-16 text without a byte-order mark"),
     ],
     ids=["windows_1252", "utf16_without_bom"],
@@ -486,6 +490,18 @@ def test_load_start_list__other_text_says_what_it_is_and_how_to_save_it(
     path = write_file("startlist.csv", content)
     message = _error(load_start_list, path)
     assert message.startswith(f"{path}: {problem}") and "'CSV UTF-8'" in message
+
+
+@pytest.mark.parametrize("separator", [";", "\t"])
+def test_load_start_list__columns_separated_as_a_spreadsheet_saves_them_are_read(
+    write_file: Callable[..., str], separator: str
+) -> None:
+    # Excel's "CSV" where the list separator is ';' (Norway, Germany; its "CSV UTF-8" too) and
+    # its "Unicode text" (tabs) were refused ("columns are separated by ';', expected ','"); a
+    # comma in a name is then no separator.
+    text = START_LIST_CSV.replace(",", separator) + f"104{separator}Hansen, Ola\n"
+    expected = load_start_list(write_file("commas.csv", START_LIST_CSV + '104,"Hansen, Ola"\n'))
+    assert load_start_list(write_file("startlist.csv", text)) == expected
 
 
 def test_load_start_list__duplicate_bib_names_both_lines(write_file: Callable[..., str]) -> None:
@@ -500,8 +516,8 @@ def test_load_start_list__duplicate_bib_names_both_lines(write_file: Callable[..
     [
         ("bib,name\n101,Ingrid Berg\n102,  \n", 3, "empty name for bib 102"),
         ("bib,name\n101,Ingrid Berg\n,Ola Hansen\n", 3, "empty bib"),
-        ("bib;name\n101;Ingrid Berg\n", 1, "separated by ';'"),
-        ("bib\tname\n101\tIngrid Berg\n", 1, "separated by tabs"),
+        # A database's or pandas' number column: the athlete was dns, their photos unknown_bib.
+        ("bib,name\n101.0,Ingrid Berg\n", 2, "bib 101.0 is a number with decimals"),
         ("number,name\n101,Ingrid Berg\n", 1, "missing column 'bib'"),
         # The quote ran on to the file's end: bib 102 was lost, 101 named "Ingrid\n102,Ola".
         ('bib,name\n100,Kari Lie\n101,"Ingrid\n102,Ola\n', 4, "bib 101: a value runs over"),
@@ -526,8 +542,7 @@ def test_load_start_list__duplicate_bib_names_both_lines(write_file: Callable[..
     ids=[
         "empty_name",
         "empty_bib",
-        "semicolons",
-        "tabs",
+        "bib_with_decimals",
         "missing_bib_column",
         "unclosed_quote",
         "unclosed_quote_on_the_last_line",

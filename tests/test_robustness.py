@@ -675,7 +675,7 @@ BAD_CONFIG = {
     "start_list_empty_name": ("startlist.csv", "bib,name\n101,Kari\n102, \n", 3, "empty name"),
     # A spreadsheet's BOM is tolerated, and the lines after it are still counted right.
     "start_list_bom": ("startlist.csv", "\ufeffbib,name\n101,Kari\n101,Ida\n", 3, "duplicate"),
-    "start_list_semicolons": ("startlist.csv", "bib;name\n101;Kari\n", 1, "separated by ';'"),
+    "start_list_bib_with_decimals": ("startlist.csv", "bib,name\n101.0,Kari\n", 2, "decimals"),
 }
 
 
@@ -782,7 +782,8 @@ def test_run__a_corrections_log_that_is_not_utf8_is_one_line_exit_2(
     log.write_bytes(b"image_id,action,bib,station_id,passed_at,decided_at,by\n\xe9")
     assert main([*argv, "--corrections", str(log)]) == 2
     err = capsys.readouterr().err
-    assert err == f"racelens: error: {log}: not UTF-8 text (byte 55){SAVE_AS_UTF8}\n", err
+    not_utf8 = "line 2: not UTF-8 text (byte 55, 0xE9, 'é' in Windows-1252)"
+    assert err == f"racelens: error: {log}: {not_utf8}{SAVE_AS_UTF8}\n", err
     assert not out.exists(), "nothing is written before the input is valid"
 
 

@@ -13,6 +13,7 @@ import csv
 import difflib
 import io
 import math
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -232,8 +233,24 @@ def _read_text(path: str) -> str:
     try:
         return raw.decode(encoding)
     except UnicodeDecodeError as e:
-        name = "UTF-16" if encoding == "utf-16" else "UTF-8"
-        raise ConfigError(f"{path}: not {name} text (byte {e.start}){SAVE_AS_UTF8}") from e
+        if encoding == "utf-16":
+            raise ConfigError(f"{path}: not UTF-16 text (byte {e.start}){SAVE_AS_UTF8}") from e
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ConfigError(
+            f"{path}: line {line}: not UTF-8 text (byte {e.start}{_as_windows_1252(raw[e.start])})"
+            f"{SAVE_AS_UTF8}"
+        ) from e
+
+
+def _as_windows_1252(byte: int) -> str:
+    """What a byte that is not UTF-8 is in Windows-1252, the encoding in which a Western
+    European spreadsheet saves "CSV" (Latin-1's letters where both have them): ', 0xC5 is
+    'Å' in Windows-1252', the letter a timer can find in the file; '' for none."""
+    try:
+        character = bytes([byte]).decode("cp1252")
+    except UnicodeDecodeError:  # one of the five bytes it leaves undefined
+        return ""
+    return f", 0x{byte:02X}, '{character}' in Windows-1252" if character.isprintable() else ""
 
 
 # What a spreadsheet program saves as "Unicode text" begins with UTF-16's byte-order mark;
@@ -719,18 +736,31 @@ def _check_name_parts(header: list[str], path: str) -> bool:
     return True
 
 
+# A bib as a database or pandas exports a number column ("101.0"): no printed bib reads so,
+# and the athlete's photos were "Unknown #101", the athlete dns.
+DECIMAL_BIB = re.compile(r"\d+\.0+")
+# What separates a start list's columns, in the order looked for in its header: a comma, else
+# what a spreadsheet writes where the decimal mark is a comma (Excel's "CSV" in Norway or
+# Germany, whose list separator is ';') or in its "Unicode text" (tabs). A header without a
+# comma is unambiguous: every list needs two columns (bib and name).
+SEPARATORS = (",", ";", "\t")
+
+
+def _separator_of(text: str) -> str:
+    """The separator of the columns of the start list `text`, from its header line."""
+    header = text.splitlines()[0] if text else ""
+    return next((s for s in SEPARATORS if s in header), ",")
+
+
 def parse_start_list(text: str, path: str = "startlist.csv") -> tuple[Athlete, ...]:
     """Parses a start list; raises ConfigError naming the file, line and problem."""
     # Universal newlines: Excel for Mac's "CSV (Macintosh)" ends lines with CR alone. A last
     # line without its line break gets one: a quote left open on it then runs over a line, as
     # on any other line (it took the rest of the line as the value).
     ended = text if text.endswith(("\n", "\r")) else f"{text}\n"
-    reader = csv.DictReader(io.StringIO(ended, newline=None))
+    reader = csv.DictReader(io.StringIO(ended, newline=None), delimiter=_separator_of(text))
     # In any case: a spreadsheet's export heads them "Bib", "Name", "Category".
     header = [_header_key(h) for h in (reader.fieldnames or [])]
-    for separator, name in ((";", "';'"), ("\t", "tabs")):
-        if len(header) == 1 and separator in header[0]:
-            raise ConfigError(f"{path}: line 1: columns are separated by {name}, expected ','")
     _check_header(header, path)
     joined = _check_name_parts(header, path)
     missing = [c for c in ("bib",) + (() if joined else ("name",)) if c not in header]
@@ -752,6 +782,11 @@ def parse_start_list(text: str, path: str = "startlist.csv") -> tuple[Athlete, .
             continue  # a row cleared of its contents: a spreadsheet still exports it, ',,'
         if not values["bib"]:
             raise ConfigError(f"{path}: line {line}: empty bib")
+        if DECIMAL_BIB.fullmatch(values["bib"]):
+            raise ConfigError(
+                f"{path}: line {line}: bib {values['bib']} is a number with decimals (from a "
+                "database or spreadsheet export? write each bib as printed)"
+            )
         if not values["name"]:
             raise ConfigError(f"{path}: line {line}: empty name for bib {values['bib']}")
         if values["bib"] in lines_of:
