@@ -155,14 +155,21 @@ def held_by_this_run(out: str) -> Iterator[None]:
     """Meanwhile a local `out` is this process's; raises ConfigError when another batch run
     holds it (a live run is refused in check_output_folders)."""
     from pipeline.live_lock import hold_lock, lock_holder
+    from transforms.write import is_no_room, tell_no_room
 
     if "://" in out:
         yield
         return
     os.makedirs(out, exist_ok=True)
-    lock = hold_lock(os.path.join(out, RUN_LOCK_FILE), str(os.getpid()))
+    path = os.path.join(out, RUN_LOCK_FILE)
+    try:
+        lock = hold_lock(path, str(os.getpid()))
+    except OSError as e:
+        if is_no_room(e):  # a first run on a full disk: one line naming `out`, as any write's
+            tell_no_room(path)
+        raise
     if lock is None:  # started since check_output_folders looked
-        holder = lock_holder(os.path.join(out, RUN_LOCK_FILE))
+        holder = lock_holder(path)
         raise ConfigError(another_run_writes(out, holder or "?"))
     with lock:
         yield

@@ -465,6 +465,41 @@ def on_its_own_terminal() -> tuple[Start, Callable[[int], None]]:
     return start, lambda _: os.close(terminal)
 
 
+# `racelens` (its arguments after sys.argv[0]) on a disk full from the start: the first file
+# it writes in --out, its lock (the run's pid in it), fails as a full disk fails it (ENOSPC).
+FULL_FROM_THE_START_RUN = """
+import errno, logging, runpy, sys
+import pipeline.live_lock as live_lock
+logging.basicConfig(level=logging.ERROR)  # Beam's import warning, as `racelens` silences it
+
+class OnAFullDisk:
+    def __init__(self, file):
+        self.file = file
+
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+
+    def write(self, _):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+live_lock.open = lambda path, *args, **kwargs: OnAFullDisk(open(path, *args, **kwargs))
+sys.argv = ["racelens", *sys.argv[1:]]
+runpy.run_module("pipeline", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_run__a_disk_full_from_the_start_is_one_line_naming_out_exit_1(
+    race: Path, tmp_path: Path
+) -> None:
+    # The run's lock, written before anything else, ended it with OSError's traceback.
+    out = tmp_path / "out"
+    command = [sys.executable, "-c", FULL_FROM_THE_START_RUN, *run_argv(race, out)]
+    returncode, err, left = run_to_its_end(command, dict(os.environ))
+    line = no_room_line(str(out), 0, str(out / "facts"), f"no results are written in {out} yet")
+    assert (returncode, err.splitlines()) == (1, [line]), err
+    assert not left, [p.cmdline() for p in left]
+
+
 @pytest.mark.parametrize("stop", ["Ctrl-C", "terminal closed"])
 def test_run_on_dask__stopped_ends_it_in_the_one_line_alone_and_the_next_run_resumes(
     race: Path, uninterrupted: Path, tmp_path: Path, stop: str
