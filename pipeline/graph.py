@@ -32,6 +32,7 @@ from pipeline import workers
 from pipeline.memory import launching_workers
 from pipeline.options import RaceConfig, RacelensOptions, ViewedOnce
 from transforms.athlete_photos import AthletePhotos
+from transforms.clocks import EstimateClocks, clock_review_of, with_clock_error
 from transforms.corrections import TOO_LATE, decisions_by_image, official_statuses
 from transforms.course import ConfigError, waves_by_bib
 from transforms.dedup import DedupPhotos
@@ -189,12 +190,17 @@ def time_race(
     )
     images = identified["photos"]  # every photo, timed, rejected or duplicate: images.parquet
     due = passages | "DueAtStations" >> DueAtStations(course, cfg.athletes)
-    stations = (images, passages, due) | "StationHealth" >> StationHealth(settings.health_window_s)
-    health_review = (stations, images) | "ReviewStationHealth" >> ReviewStationHealth()
+    health = (images, passages, due) | "StationHealth" >> StationHealth(settings.health_window_s)
+    health_review = (health, images) | "ReviewStationHealth" >> ReviewStationHealth()
+    # Before the split check, which doubts the passages of a clock far off.
+    clocks = merged | "EstimateClocks" >> EstimateClocks(course, cfg.athletes)
+    stations = health | "StationClocks" >> beam.Map(with_clock_error, beam.pvalue.AsList(clocks))
+    clock_review = clocks | "ReviewClocks" >> beam.FlatMap(clock_review_of, course)
     return {
         "images": images,
         "passages": passages,
-        "review": (photo_review, checked.review, health_review) | "AllReview" >> beam.Flatten(),
+        "review": (photo_review, checked.review, health_review, clock_review)
+        | "AllReview" >> beam.Flatten(),
         "leaderboard": leaderboard,
         "stations": stations,
         "athlete_photos": (identified["sightings"], passages, images)

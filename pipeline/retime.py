@@ -27,6 +27,7 @@ from apache_beam.utils.timestamp import Timestamp
 
 from pipeline.options import RaceConfig
 from transforms.athlete_photos import athlete_photos_of
+from transforms.clocks import clock_review_of, estimate_clocks, guns_of, with_clock_error
 from transforms.corrections import decisions_by_image, official_statuses
 from transforms.course import Course, waves_by_bib
 from transforms.dedup import mark_bursts, mark_exact_duplicates
@@ -337,21 +338,24 @@ def results_of(
     live: bool = False,
     ended: bool = False,
 ) -> Timed:
-    """CheckSplits, BuildLeaderboard, StationHealth and ReviewStationHealth over the photos
+    """CheckSplits, BuildLeaderboard, StationHealth, ReviewStationHealth and EstimateClocks
+    over the photos
     and their passages; `live`: photos may still come (a missed checkpoint waits for them),
     until the watch has `ended`."""
     images = [i.photo for i in identified]
     arrivals = arrivals_of(identified, cfg, datetime.now(UTC), ended) if live else None
     checked, split_review = check_splits(passages, cfg, arrivals, images)
-    stations = station_health(
+    health = station_health(
         images, checked, cfg.course.settings.health_window_s, due_at_stations(checked, cfg)
     )
+    clocks = estimate_clocks(passages, cfg.course, guns_of(cfg.course, cfg.athletes))
     return Timed(
         images=images,
         passages=checked,
         review=[r for i in identified for r in i.review]
         + split_review
-        + review_of_health(stations, images),
+        + review_of_health(health, images)
+        + [r for e in clocks for r in clock_review_of(e, cfg.course)],
         leaderboard=build_leaderboard(
             checked if cfg.as_of is None else checked_until(passages, cfg, cfg.as_of, images),
             cfg.course,
@@ -359,7 +363,7 @@ def results_of(
             cfg.as_of,
             official_statuses(cfg.corrections),
         ),
-        stations=stations,
+        stations=[with_clock_error(row, clocks) for row in health],
         athlete_photos=athlete_photos_of(
             [s for i in identified for s in i.sightings], checked, images
         ),

@@ -54,6 +54,9 @@ class ReviewItem:
     # A photo without station or time: what its EXIF says and where it may be (records.Photo).
     exif_taken_at: object = None  # datetime (UTC) or None
     could_be_at: tuple[str, ...] = ()
+    # What the official needs to know that the reason alone cannot say (clock_suspect: the
+    # error estimated and the course's fix), in words.
+    note: str | None = None
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,9 @@ REVIEW = pa.schema(
         # folders its copies came in), for the official placing it.
         pa.field("exif_taken_at", UTC_TIME),
         pa.field("could_be_at", pa.list_(pa.string())),
+        # In words, what the reason alone cannot say (clock_suspect: the station's estimated
+        # clock error, the athletes it rests on, the clock_offset_s to write); else null.
+        pa.field("note", pa.string()),
     ]
 )
 
@@ -107,6 +110,12 @@ STATIONS = pa.schema(
         pa.field("passages", pa.int32(), nullable=False),
         pa.field("health", pa.string(), nullable=False),
         pa.field("last_photo_at", UTC_TIME),
+        # How far the station's clock runs ahead of the start's and finish's (+ fast, - slow;
+        # its clock_offset_s included), estimated from the athletes seen there and either side
+        # (transforms.clocks), and half the width of its 90 % margin; null for the start, the
+        # finish and a checkpoint too few athletes were seen at.
+        pa.field("clock_error_s", pa.float64()),
+        pa.field("clock_error_margin_s", pa.float64()),
     ]
 )
 

@@ -1,0 +1,241 @@
+"""A checkpoint's clock error estimated from the race itself (transforms/clocks.py)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import apache_beam as beam
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.cli import main
+from pipeline.demo import generate_race
+from tests.conftest import GUN, athlete, make_course, passage, restored_logging
+from transforms.clocks import (
+    CLOCK_SUSPECT,
+    ClockEstimate,
+    EstimateClocks,
+    Fit,
+    clock_note,
+    clock_review_of,
+    estimate_clocks,
+    fit_constant,
+    guns_of,
+    seconds_in_words,
+    solve_errors,
+    with_clock_error,
+)
+from transforms.course import Station
+from transforms.passages import Passage
+
+# A 10 km line with three checkpoints (the demo's has two; three tests the linear system).
+STATIONS = (
+    Station("start", "Start", 0.0),
+    Station("cp1", "2.5 km", 2.5),
+    Station("cp2", "5 km", 5.0, clock_offset_s=-3.0),
+    Station("cp3", "7.5 km", 7.5),
+    Station("finish", "Finish", 10.0),
+)
+COURSE = make_course(stations=STATIONS, waves=())
+
+
+def race(
+    paces: list[float],
+    offset: dict[str, float] | None = None,
+    unevenness: list[list[float]] | None = None,
+    hill: float = 0.0,
+) -> list[Passage]:
+    """Passages of athletes running at `paces` (s/km) from the gun, each sector stretched by
+    its `unevenness` (a share per athlete and sector), the second sector `hill` longer for
+    everyone; `offset`: seconds added to a station's every passage (its clock)."""
+    offset = offset or {}
+    passages = []
+    for n, pace in enumerate(paces):
+        elapsed = 0.0
+        for k, (before, here) in enumerate(zip(STATIONS, STATIONS[1:], strict=False)):
+            uneven = unevenness[n][k] if unevenness else 0.0
+            elapsed += (here.km - before.km) * pace * (1 + uneven + (hill if k == 1 else 0.0))
+            passages.append(passage(f"{100 + n}", here.id, elapsed + offset.get(here.id, 0.0)))
+    return passages
+
+
+GUNS = {f"{100 + n}": GUN for n in range(400)}
+
+
+def errors(passages: list[Passage]) -> dict[str, float]:
+    return {e.station_id: e.error_s for e in estimate_clocks(passages, COURSE, GUNS)}
+
+
+def test_solve_errors__a_checkpoint_off_is_told_from_its_neighbours():
+    # cp2 10 s fast: its own constant is +10, its neighbours' -5 (half way between theirs).
+    found = solve_errors(
+        {1: Fit(-5.0, 1.0, 0.0), 2: Fit(10.0, 1.0, 0.0), 3: Fit(-5.0, 1.0, 0.0)}, COURSE
+    )
+    assert {i: round(e, 6) for i, (e, _) in found.items()} == {1: 0.0, 2: 10.0, 3: 0.0}
+
+
+def test_fit_constant__pace_shares_are_not_a_clock():
+    # Everyone 4 % of their time later than by distance (a hill), no constant.
+    sectors = np.array([1200.0, 1500.0, 1900.0, 2400.0])
+    fit = fit_constant(sectors, 0.04 * sectors)
+    assert (fit.constant, fit.share) == (pytest.approx(0.0, abs=1e-9), pytest.approx(0.04))
+
+
+def test_fit_constant__misread_bibs_do_not_move_it():
+    rng = np.random.default_rng(3)
+    sectors = rng.uniform(1000, 2400, 60)
+    off = 30.0 + 0.02 * sectors + rng.normal(0, 2, 60)
+    off[:4] = [900.0, -700.0, 1500.0, -1200.0]  # four athletes' passages are another's
+    assert fit_constant(sectors, off).constant == pytest.approx(30.0, abs=5)
+
+
+def test_estimate__a_constant_pace_race_with_right_clocks_raises_nothing():
+    passages = race([210.0 + 3 * n for n in range(40)])
+    estimates = estimate_clocks(passages, COURSE, GUNS)
+    assert [e.station_id for e in estimates] == ["cp1", "cp2", "cp3"]
+    assert all(abs(e.error_s) < 0.1 and not e.sure for e in estimates)
+    assert [r for e in estimates for r in clock_review_of(e, COURSE)] == []
+
+
+@settings(max_examples=30)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    station=st.sampled_from(["cp1", "cp2", "cp3"]),
+    offset=st.floats(-600, 600),
+    hill=st.floats(-0.1, 0.1),
+)
+def test_estimate__a_known_offset_is_recovered_over_random_paces(seed, station, offset, hill):
+    rng = np.random.default_rng(seed)
+    paces = list(rng.uniform(180, 480, 60))
+    # Runners' own unevenness, 0.3 % a sector; a hill on the second sector for everyone.
+    uneven = rng.uniform(-0.003, 0.003, (60, 4)).tolist()
+    found = errors(race(paces, {station: offset}, uneven, hill))
+    assert found[station] == pytest.approx(offset, abs=6)
+    assert all(abs(e) < 6 for s, e in found.items() if s != station)
+
+
+def test_estimate__too_few_athletes_give_no_estimate():
+    assert estimate_clocks(race([300.0] * 14, {"cp2": 120}), COURSE, GUNS) == []
+
+
+def test_estimate__weak_reads_and_unlisted_bibs_are_left_out():
+    passages = race([240.0 + 5 * n for n in range(20)])
+    wrong = [passage("101", "cp2", 5000.0, needs_review=True), passage("999", "cp2", 10.0)]
+    assert all(abs(e) < 0.1 for e in errors(passages + wrong).values())
+
+
+def test_estimate__the_start_is_the_gun_of_the_athletes_wave():
+    # Wave B's gun 5 min later: their times from their own gun are those of wave A's.
+    late = {f"{100 + n}": GUN + timedelta(minutes=5) for n in range(0, 30, 2)}
+    moved = [
+        replace(p, passed_at=p.passed_at + (late[p.bib] - GUN)) if p.bib in late else p
+        for p in race([230.0 + 4 * n for n in range(30)])
+    ]
+    found = estimate_clocks(moved, COURSE, GUNS | late)
+    assert all(abs(e.error_s) < 0.1 for e in found)
+
+
+def estimate(error_s: float, margin_s: float = 4.0, athletes: int = 142) -> ClockEstimate:
+    return ClockEstimate("cp2", error_s, margin_s, athletes, "img-1", GUN)
+
+
+def test_clock_note__says_the_station_the_error_in_words_and_the_fix():
+    note = clock_note(estimate(38.2), STATIONS[2])
+    assert "The clock of 5 km looks about 38 s fast" in note
+    assert "142 athletes' times there are that much later" in note
+    # The station's offset now is -3: a clock 38 s fast needs -41.2.
+    assert "clock_offset_s: -41.2 for station cp2 in course.yaml (now -3)" in note
+    assert "racelens results --course FILE" in note
+    assert "about 4 min 2 s slow" in clock_note(estimate(-242.0), STATIONS[2])
+
+
+def test_clock_review__one_item_for_a_sure_estimate_none_for_an_unsure_one():
+    (item,) = clock_review_of(estimate(38.2), COURSE)
+    assert (item.reason, item.station_id, item.image_id) == (CLOCK_SUSPECT, "cp2", "img-1")
+    assert item.note == clock_note(estimate(38.2), STATIONS[2])
+    assert clock_review_of(estimate(8.0, margin_s=1.0), COURSE) == []  # too small to matter
+    assert clock_review_of(estimate(38.2, margin_s=20.0), COURSE) == []  # not sure
+
+
+def test_with_clock_error__the_station_rows_carry_their_estimate():
+    row = {"station_id": "cp2", "images": 3}
+    assert with_clock_error(row, [estimate(38.2)]) == row | {
+        "clock_error_s": 38.2,
+        "clock_error_margin_s": 4.0,
+    }
+    assert with_clock_error({"station_id": "finish"}, [estimate(38.2)])["clock_error_s"] is None
+
+
+def test_estimate_clocks__composite_gives_one_estimate_per_checkpoint():
+    passages = race([220.0 + 6 * n for n in range(30)], {"cp3": 90.0})
+    athletes = tuple(athlete(bib, wave="") for bib in sorted({p.bib for p in passages}))
+    expected = estimate_clocks(passages, COURSE, guns_of(COURSE, athletes))
+    assert [e.error_s for e in expected] == [0.0, 0.0, 90.0]
+    with TestPipeline() as p:
+        found = p | beam.Create(passages) | EstimateClocks(COURSE, athletes)
+        assert_that(found, equal_to(expected))
+
+
+# --- End to end: a demo race whose checkpoint camera is 10 minutes fast --------------------
+
+
+def racelens(*argv: str) -> None:
+    with restored_logging():
+        assert main(list(argv)) == 0
+
+
+@pytest.fixture(scope="module")
+def timed_race(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 25-athlete demo race with one checkpoint (cp1, km 5), timed."""
+    race = tmp_path_factory.mktemp("clock-race") / "race"
+    generate_race(str(race), athletes=25, stations=3, seed=5)
+    racelens(
+        "run",
+        *("--images", str(race / "images"), "--course", str(race / "course.yaml")),
+        *("--start-list", str(race / "startlist.csv"), "--out", str(race / "results")),
+        "--no-progress",
+    )
+    return race
+
+
+def clocks_of(out: Path) -> tuple[dict[str, tuple], list[dict]]:
+    """stations.parquet's estimate per station, and review.parquet's clock_suspect items."""
+    rows = pq.read_table(out / "stations.parquet").to_pylist()
+    estimates = {r["station_id"]: (r["clock_error_s"], r["clock_error_margin_s"]) for r in rows}
+    items = pq.read_table(out / "review.parquet").to_pylist()
+    return estimates, [i for i in items if i["reason"] == CLOCK_SUSPECT]
+
+
+def test_run__a_right_clock_is_estimated_and_raises_nothing(timed_race: Path):
+    estimates, items = clocks_of(timed_race / "results")
+    assert estimates["start"] == estimates["finish"] == (None, None)
+    error, margin = estimates["cp1"]
+    assert abs(error) <= margin and items == []
+
+
+def test_results__a_checkpoint_clock_10_minutes_fast_is_one_item_with_the_fix(
+    timed_race: Path, tmp_path: Path
+):
+    course = yaml.safe_load((timed_race / "course.yaml").read_text(encoding="utf-8"))
+    (cp1,) = [s for s in course["stations"] if s["id"] == "cp1"]
+    cp1["clock_offset_s"] = cp1.get("clock_offset_s", 0) + 600  # its photos 10 min late
+    fast = tmp_path / "fast.yaml"
+    fast.write_text(yaml.safe_dump(course), encoding="utf-8")
+    out = tmp_path / "results"
+    shutil.copytree(timed_race / "results", out)
+    racelens("results", "--out", str(out), "--course", str(fast))
+    estimates, (item,) = clocks_of(out)
+    error, margin = estimates["cp1"]
+    assert abs(error - 600) <= margin
+    assert item["station_id"] == "cp1" and item["image_id"]
+    assert f"about {seconds_in_words(error)} fast" in item["note"]
+    assert f"clock_offset_s: {600 - error:g} for station cp1" in item["note"]
