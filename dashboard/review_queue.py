@@ -459,6 +459,28 @@ def race_day_time(text: str, timezone: str, start: datetime) -> datetime:
     return datetime.combine(start.astimezone(zone).date(), clock, zone).astimezone(UTC)
 
 
+def timed_at(images: pd.DataFrame, image_id: str) -> str | None:
+    """The station a photo in doubt is timed at all the same, or None: live, a copy that
+    came in for another station after the photo was timed is the one in doubt, and the
+    photo's first copy stays timed (transforms.dedup); in a batch run none is."""
+    rows = images[
+        (images["image_id"] == image_id)
+        & (images["status"] != DUPLICATE)
+        & (images["reason"] != STATION_CONFLICT)
+    ]
+    return text_or_none(rows["station_id"].iloc[0]) if len(rows) else None
+
+
+def stray_note(where: str) -> str:
+    """What an official needs to know of a photo in doubt that is timed at `where`."""
+    return (
+        f"This photo came in first for {where} and is timed there; this copy of it came in "
+        "later for another station (copied into the wrong folder?). It stays timed at "
+        f"{where} until you choose its station: assign times the athletes you choose there, "
+        "at that station's time of the photo; reject leaves the photo out."
+    )
+
+
 # The late photos linked one by one on a too_late item's page: a camera's card uploaded an
 # hour late holds thousands, and a link to each cost 550-700 CPU ms at each run of the page
 # (2,000 photos), besides the browser's drawing them.

@@ -56,7 +56,9 @@ def uploads(plan: list[Path], source: Path) -> list[list[Path]]:
     landed = []
     for i, photo in enumerate(plan):
         relative = photo.relative_to(source)
-        again = relative.with_name(f"{photo.stem} (again){photo.suffix}")
+        # After the first by path too ("_" sorts after "."), as it lands after it: a live run
+        # keeps the copy that arrived first, a batch run the first by path; these agree.
+        again = relative.with_name(f"{photo.stem}_again{photo.suffix}")
         landed.append([relative, again] if i % TWICE_EVERY == 0 else [relative])
     return landed
 

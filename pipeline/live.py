@@ -21,12 +21,15 @@ clock), and a photo whose passage window would end more than the course's
 allowed_lateness_s behind it is recorded as too_late and sent to review
 instead of being timed; started again, the live run keeps holding the photos that the
 results hold as too late. A batch run has no arrival order: it times every
-photo as if all had been there from the start (a backfill).
+photo as if all had been there from the start (a backfill). Arrival also decides which
+copy of a photo is kept: the first to arrive (transforms.dedup), in the order logged in
+RESULTS/.live-arrivals so that a restart keeps the choice.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import os
 import signal
 import sys
@@ -63,6 +66,9 @@ from transforms.records import Photo
 from transforms.schemas import IMAGES_FILE
 from transforms.write import listed_files, write_results
 
+# The order files reached the live run in, kept beside the results for its restarts.
+# Not .csv: the .csv and .parquet files of a results folder are its results.
+ARRIVALS_FILE = ".live-arrivals"  # rows of poll,path (csv)
 # Flags of the live command that the batch cycles must not see.
 LIVE_FLAGS = ("--streaming", "--stop-after", "--stop_after")
 
@@ -78,6 +84,8 @@ class LiveState:
     photos: dict[str, Photo] = field(default_factory=dict)  # path -> analysed photo
     watermark: datetime | None = None  # latest photo time seen (event time)
     too_late: set[str] = field(default_factory=set)  # paths that arrived after the lateness
+    # path -> the poll that took the file in (0 first; a restart's go on from the logged ones)
+    arrived: dict[str, int] = field(default_factory=dict)
     cycles: int = 0
     listed_s: float = 0.0  # how long the last poll took to list the images folder (wall)
     # The race's inputs as last timed: the corrections log read, with its decisions of then.
@@ -165,15 +173,42 @@ def poll(
     state.sizes = current
     # New files, and files rewritten since they were hashed (an upload that was retried).
     new = sorted(p for p in ready if state.hashed.get(p) != current[p])
+    arrival = 1 + max(state.arrived.values(), default=-1)
     for path in new:
         state.ids[path] = cached_file_id(path, hashes)
         state.hashed[path] = current[path]
+        state.arrived.setdefault(path, arrival)  # a rewritten file arrived with its first upload
     for gone in set(state.ids) - set(current):
         del state.ids[gone]  # deleted from the folder: no longer an input
         del state.hashed[gone]
         state.photos.pop(gone, None)
         state.too_late.discard(gone)
+        state.arrived.pop(gone, None)  # copied in again, it arrives again
     return new
+
+
+def read_arrivals(out: str) -> dict[str, int]:
+    """The poll that took each file in (path -> poll), as the live runs on `out` logged it: a
+    live run started again takes in every file present at its first poll, all together, and
+    the copy of a photo kept went back to the first by path (a stray copy put the published
+    photo in doubt). A line torn by a crash is left out; results on another file system
+    (gs://...) keep no log."""
+    if "://" in out:
+        return {}
+    try:
+        with open(os.path.join(out, ARRIVALS_FILE), newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except FileNotFoundError:
+        return {}
+    return {row[1]: int(row[0]) for row in rows if len(row) == 2 and row[0].isdigit()}
+
+
+def log_arrivals(out: str, arrived: dict[str, int]) -> None:
+    """Adds the files `arrived` (path -> poll) to the log read_arrivals reads."""
+    if "://" in out or not arrived:
+        return
+    with open(os.path.join(out, ARRIVALS_FILE), "a", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows((poll, path) for path, poll in arrived.items())
 
 
 def held_photos(state: LiveState) -> frozenset[str]:
@@ -191,7 +226,7 @@ class LiveRace:
 
     def __init__(self, argv: list[str], log: TextIO = sys.stderr):
         self.cfg = RaceConfig(PipelineOptions(batch_argv(argv)).view_as(RacelensOptions))
-        self.state = LiveState()
+        self.state = LiveState(arrived=read_arrivals(self.cfg.out))
         self._log = log
         self._held = held_too_late(self.cfg.out)
         self._held_now = 0  # photos the results hold as arrived too late
@@ -273,6 +308,7 @@ class LiveRace:
         watermark, now = state.watermark, datetime.now(UTC)
         gap_s, lateness_s = course.settings.merge_window_s, course.settings.allowed_lateness_s
         waves = waves_by_bib(self.cfg.athletes)
+        log_arrivals(self.cfg.out, {path: state.arrived[path] for path in paths})
         for path in paths:
             (photo,) = self._analyser.process((state.ids[path], [path]))
             state.photos[path] = photo
@@ -290,7 +326,9 @@ class LiveRace:
         watch ends, so every photo is in (as for a batch run)."""
         self._closed = self._closed_now()
         late = held_photos(self.state)
-        timed = time_photos(self.state.photos.values(), self.cfg, late, live=True, ended=final)
+        timed = time_photos(
+            self.state.photos.values(), self.cfg, late, True, final, self.state.arrived
+        )
         # Those an official accepted or decided are timed or settled: no longer held.
         self._held_now = sum(p.reason == TOO_LATE for p in timed.images)
         write_results(timed.tables(), self.cfg.out, self.cfg.course)

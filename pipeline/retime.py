@@ -16,7 +16,7 @@ is added here.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -97,15 +97,26 @@ def group_in_windows(
     return grouped
 
 
-def dedup(photos: list[Photo], course: Course, held: frozenset[str] = frozenset()) -> list[Photo]:
+def dedup(
+    photos: list[Photo],
+    course: Course,
+    held: frozenset[str] = frozenset(),
+    arrived: Mapping[str, int] | None = None,
+    decided: frozenset[str] = frozenset(),
+) -> list[Photo]:
     """DedupPhotos: exact copies (rejected photos too), then burst sessions per station.
     Photos `held` as arrived too late (paths) take no part in bursts: held, they would hide
     a frame that came in time; at the course's crossing: last stations a burst's last
-    frame is kept."""
+    frame is kept. Live, the copy of a photo `arrived` first is kept (mark_exact_duplicates;
+    the photos an official `decided`, image_ids, are placed by the decision)."""
     copies: dict[str, list[Photo]] = defaultdict(list)
     for p in photos:
         copies[p.image_id].append(p)
-    marked = [p for group in copies.values() for p in mark_exact_duplicates(group, course)]
+    marked = [
+        p
+        for image_id, group in copies.items()
+        for p in mark_exact_duplicates(group, course, arrived, image_id in decided)
+    ]
     settings = course.settings
     return bursts_marked(
         marked, settings.burst_gap_s, settings.near_duplicate_bits, held, course.last_at
@@ -254,10 +265,14 @@ class Timed:
 
 
 def identify_all(
-    photos: Iterable[Photo], cfg: RaceConfig, too_late: frozenset[str] = frozenset()
+    photos: Iterable[Photo],
+    cfg: RaceConfig,
+    too_late: frozenset[str] = frozenset(),
+    arrived: Mapping[str, int] | None = None,
 ) -> list[Identified]:
     """ParseExif, DedupPhotos and IdentifyAthletes. Photos whose path is in `too_late` arrived
-    after the allowed lateness (live modes only): their sightings are held for review."""
+    after the allowed lateness (live modes only): their sightings are held for review;
+    `arrived` (live: path -> the poll that took it in) says which copy of a photo is kept."""
     settings = cfg.course.settings
     waves = waves_by_bib(cfg.athletes)
     placed = [place_in_race(p, cfg.course, waves) for p in photos]
@@ -265,7 +280,8 @@ def identify_all(
     decisions = decisions_by_image(cfg.corrections)
     # An official's decision on a late photo times it like any other.
     held = frozenset(p.path for p in placed if p.path in too_late and p.image_id not in decisions)
-    deduped = dedup(placed, cfg.course, held)
+    decided = frozenset(i for i, d in decisions.items() if d.overrides)
+    deduped = dedup(placed, cfg.course, held, arrived, decided)
     gallery = (
         gallery_of(
             deduped,
@@ -376,9 +392,11 @@ def time_photos(
     too_late: frozenset[str] = frozenset(),
     live: bool = False,
     ended: bool = False,
+    arrived: Mapping[str, int] | None = None,
 ) -> Timed:
-    """`time_race` without a pipeline; `live`: photos may still come, until `ended`."""
-    identified = identify_all(photos, cfg, too_late)
+    """`time_race` without a pipeline; `live`: photos may still come, until `ended`, and
+    have `arrived` in an order (identify_all)."""
+    identified = identify_all(photos, cfg, too_late, arrived)
     sightings = [s for i in identified for s in i.sightings]
     passages = passages_per_station(
         sightings, cfg.course.settings.merge_window_s, cfg.course.last_at

@@ -847,20 +847,24 @@ def test_reason_text__a_photo_held_as_too_late_is_explained() -> None:
     assert "allowed lateness" in review_queue.REASON_NOTES[TOO_LATE]
 
 
-def _photo_in_two_folders(race: Race) -> str:
+def _photo_in_two_folders(race: Race, stray: bool = False) -> str:
     """cp1-weak's photo, copied into finish/ too (where a clock offset gives it another time):
-    in review as station_conflict, timed nowhere, as the pipeline leaves it."""
+    in review as station_conflict, timed nowhere, as the pipeline leaves it; `stray`: as a
+    live run leaves a copy that came in after the photo was timed, the copy in review and
+    the photo timed at cp1."""
     copy = race.images / "finish" / "cp1-weak.jpg"
     copy.write_bytes((race.images / "cp1" / "cp1-weak.jpg").read_bytes())
     image_id = race.ids["cp1-weak"]
     images = pq.read_table(race.out / "images.parquet")
     rows = images.to_pylist()
     [kept] = [r for r in rows if r["image_id"] == image_id]
-    kept.update(status="review", reason="station_conflict")
+    copied = {"status": "duplicate", "reason": "exact_duplicate"}
+    (copied if stray else kept).update(status="review", reason="station_conflict")
     rows.append(
         kept
-        | {"path": str(copy), "station_id": "finish", "status": "duplicate"}
-        | {"reason": "exact_duplicate", "duplicate_of": image_id, "duplicate_of_path": kept["path"]}
+        | {"path": str(copy), "station_id": "finish", "duplicate_of": image_id}
+        | copied
+        | {"duplicate_of_path": kept["path"]}
         | {"taken_at": pd.Timestamp("2026-05-01T08:21:43Z").to_pydatetime()}
     )
     pq.write_table(pa.Table.from_pylist(rows, schema=images.schema), race.out / "images.parquet")
@@ -895,6 +899,24 @@ def test_review__a_photo_of_two_stations_is_assigned_where_the_official_says(
         image_id, "assign", "102", "finish",
     )  # fmt: skip
     assert row["passed_at"] == "2026-05-01T08:21:43+00:00"  # finish's time of the photo
+
+
+def test_review__a_stray_copy_says_the_photo_stays_timed_where_it_came_in_first(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # Live, a copy into finish/ of a photo timed at cp1 is the one in doubt, and the photo
+    # stays timed: the note said it was timed at none of the stations (failed before,
+    # passes). The choice is the same.
+    image_id = _photo_in_two_folders(race, stray=True)
+    at = open_page(REVIEW)
+    assert "Came in for several stations" in [s.value for s in at.subheader]
+    [note] = [c.value for c in at.caption if "copy of it came in later" in c.value]
+    assert "came in first for 5 km and is timed there" in note
+    assert "approve" not in [b.key for b in at.button]
+    at.radio(key="place_station").set_value("cp1")
+    at.button(key="assign").click().run()
+    [row] = log_rows(race)
+    assert (row["image_id"], row["action"], row["station_id"]) == (image_id, "assign", "cp1")
 
 
 def test_review__a_photo_of_two_stations_opened_by_its_link_is_not_approved(

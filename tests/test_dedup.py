@@ -130,6 +130,72 @@ def test_mark_exact_duplicates__choice_does_not_depend_on_arrival_order(paths: l
     ]
 
 
+def test_mark_exact_duplicates__live_keeps_the_copy_that_arrived_first() -> None:
+    # The finish's photos copied in again later into `Finish/`: by path the later copy
+    # became the photo of record, and the dashboard's links pointed at it (failed before,
+    # passes).
+    first = photo("a")
+    later = replace(first, path="/race/images/Finish/a.jpg", folder="Finish")
+    arrived = {first.path: 0, later.path: 3}
+    assert mark_exact_duplicates([later, first], COURSE, arrived) == [first, exact_of(later, first)]
+
+
+def test_mark_exact_duplicates__live_a_stray_copy_for_another_station_is_queued_alone() -> None:
+    # A finish photo timed, then a copy of it dropped into start/: the published finish
+    # went to review, timed nowhere (failed before, passes). Now only the stray copy is
+    # queued, for an official to place, and it names the copy kept.
+    finish = photo("a", bibs=(read("101"),), exif=TEN_AM, seconds=5.0)
+    stray = replace(finish, path="/race/images/start/a.jpg", folder="start", station_id="start")
+    arrived = {finish.path: 0, stray.path: 1}
+    queued = replace(
+        exact_of(stray, finish),
+        status=REVIEW,
+        reason=STATION_CONFLICT,
+        exif_taken_at=at(5),
+        could_be_at=("finish", "start"),
+    )
+    assert mark_exact_duplicates([finish, stray], COURSE, arrived) == [finish, queued]
+    # Once an official has placed the photo (a decision about its image), the stray copy
+    # is its copy, and the decision applies to the photo kept.
+    decided = mark_exact_duplicates([finish, stray], COURSE, arrived, decided=True)
+    assert decided == [finish, exact_of(stray, finish)]
+
+
+@PROPERTY
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["start", "finish"]), st.integers(0, 2)),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_mark_exact_duplicates__live_keeps_the_first_arrived_in_doubt_only_if_not_alone(
+    copies: list[tuple[str, int]],
+) -> None:
+    # Copies (station, the poll that took them in) of one photo: one row each; the first
+    # to arrive is kept; it is in doubt only where copies for another station arrived with
+    # it; otherwise at most one later copy, for another station, is queued.
+    base = photo("a", seconds=5.0)
+    files = [
+        replace(base, path=f"/race/images/{station}/{n}.jpg", folder=station, station_id=station)
+        for n, (station, _) in enumerate(copies)
+    ]
+    arrived = {f.path: poll for f, (_, poll) in zip(files, copies, strict=True)}
+    kept, *rest = mark_exact_duplicates(files, COURSE, arrived)
+    assert sorted(p.path for p in [kept, *rest]) == sorted(f.path for f in files)
+    first_poll = min(arrived.values())
+    assert arrived[kept.path] == first_poll
+    together = {s for s, poll in copies if poll == first_poll}
+    assert (kept.reason == STATION_CONFLICT) == (len(together) > 1)
+    queued = [p for p in rest if p.status == REVIEW]
+    assert len(queued) == (len(together) == 1 and len({s for s, _ in copies}) > 1)
+    assert all(p.duplicate_of_path == kept.path for p in rest)
+    # All arrived together (a batch run, or one poll): the batch rule, first by path.
+    assert mark_exact_duplicates(files, COURSE, dict.fromkeys(arrived, 0)) == (
+        mark_exact_duplicates(files, COURSE)
+    )
+
+
 def test_dedup__burst_of_three_keeps_first() -> None:
     first = photo("f1", seconds=0.0, bibs=(read("101"),), phash=HASH)
     second = photo("f2", seconds=0.3, bibs=(read("101", 0.9),), phash=HASH_1_BIT)

@@ -394,14 +394,70 @@ def test_live_race__a_photo_copied_in_again_late_keeps_its_passages(
     live.update(final=True)
     assert not [r for r in _table(out, "images.parquet") if r["reason"] == "too_late"]
     assert _table(out, "passages.parquet") == timed
-    copies = [r for r in _table(out, "images.parquet") if r["reason"] == "exact_duplicate"]
-    assert len(copies) >= len(list((race / "images" / "finish").iterdir()))
+    # The copies that came first stay the photos of record: by path (Finish/ sorts first)
+    # the later copies were, and the dashboard's links pointed at them (failed before,
+    # passes).
+    rows = _table(out, "images.parquet")
+    later = [r for r in rows if "/Finish/" in r["path"]]
+    assert len(later) == len(list((race / "images" / "finish").iterdir()))
+    assert {r["reason"] for r in later} == {"exact_duplicate"}
+    assert all("/finish/" in r["duplicate_of_path"] for r in later)
     live.close()
-    # Started again (Ctrl-C, a new start): the same.
+    # Started again (Ctrl-C, a new start), all files at its first poll: the same.
     again = LiveRace(_argv(race, images, out, batch / "facts", course))
     again.update(final=True)
     again.close()
     assert _table(out, "passages.parquet") == timed
+    assert _table(out, "images.parquet") == rows
+
+
+def test_live_race__a_stray_copy_for_another_station_is_queued_the_passage_stays(
+    race: Path, batch: Path, tmp_path: Path
+) -> None:
+    # A finish photo timed, then a copy of it dropped into start/: the published finish was
+    # put in doubt (station_conflict), timed nowhere until an official decided (failed
+    # before, passes). Now the stray copy alone is queued, and the finish stays.
+    images = _live_copy(race, tmp_path)
+    out = tmp_path / "live"
+    argv = _argv(race, images, out, batch / "facts")
+    live = LiveRace(argv)
+    live.update(final=True)
+    timed = _table(out, "passages.parquet")
+    finish = next(p for p in timed if p["station_id"] == "finish")
+    [kept] = [r for r in _table(out, "images.parquet") if r["image_id"] == finish["image_id"]]
+    stray = images / "start" / f"stray-{Path(kept['path']).name}"
+    shutil.copyfile(kept["path"], stray)
+    live.update(final=True)
+    assert _table(out, "passages.parquet") == timed
+    rows = {r["path"]: r for r in _table(out, "images.parquet")}
+    assert rows[kept["path"]] == kept
+    assert (rows[str(stray)]["status"], rows[str(stray)]["reason"]) == (
+        "review",
+        "station_conflict",
+    )
+    assert rows[str(stray)]["duplicate_of_path"] == kept["path"]
+    [item] = [r for r in _table(out, "review.parquet") if r["reason"] == "station_conflict"]
+    assert (item["path"], item["could_be_at"]) == (str(stray), ["finish", "start"])
+    live.close()
+    # Started again, every file at its first poll: the choice stays.
+    again = LiveRace(argv)
+    again.update(final=True)
+    assert _table(out, "passages.parquet") == timed
+    assert {r["path"]: r for r in _table(out, "images.parquet")} == rows
+    # The official places the photo (at the finish, as it was): the stray copy is its copy.
+    decided = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    append_corrections(
+        str(out / "corrections.csv"),
+        [Correction(kept["image_id"], "assign", finish["bib"], "finish", None, decided)],
+    )
+    again.update()
+    assert rows[kept["path"]]["image_id"] in {
+        p["image_id"] for p in _table(out, "passages.parquet")
+    }
+    after = {r["path"]: r for r in _table(out, "images.parquet")}
+    assert after[str(stray)]["reason"] == "exact_duplicate"
+    assert not [r for r in _table(out, "review.parquet") if r["reason"] == "station_conflict"]
+    again.close()
 
 
 def test_live_race__a_station_uploading_late_is_one_review_item_accepted_at_once(

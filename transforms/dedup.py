@@ -1,9 +1,11 @@
 """Duplicate photos: the same file uploaded twice, and burst shots that add nothing.
 
 An exact duplicate has the same SHA-256 as another file; the first by path is
-kept. Copies of one photo in the folders of different stations (a start photo
-copied into finish/ by mistake) leave its station in doubt: the first copy is
-kept, timed at neither station, for an official to place (station_conflict).
+kept (in a live run, the first to arrive). Copies of one photo in the folders of
+different stations (a start photo copied into finish/ by mistake) leave its
+station in doubt: the first copy is kept, timed at neither station, for an
+official to place (station_conflict); live, a copy that comes in for another
+station after the photo was timed is the one in doubt, and the timing stays.
 Rejected photos take part too: a copy in a folder of no station of a photo placed at
 its station is a duplicate of it (not a photo to place), and the copies of a photo
 rejected everywhere are one rejected photo and its duplicates (one review item).
@@ -19,7 +21,7 @@ the first timed it up to burst_gap_s before the line.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 
 import apache_beam as beam
@@ -32,17 +34,33 @@ from transforms.exif import exif_time
 from transforms.records import DUPLICATE, REJECTED, REVIEW, Photo, pack_photo, unpack_photo
 
 
-def mark_exact_duplicates(copies: Iterable[Photo], course: Course) -> list[Photo]:
-    """Photos of one image_id: the first by path of those placed (of all, if none is) is
-    kept, the others point at it. Copies placed at different stations put the kept one in
-    review: timing it at either station would be a guess (a start photo in finish/ took
-    its runners' start passages)."""
-    ordered = sorted(copies, key=lambda p: (p.status == REJECTED, p.path))
+def mark_exact_duplicates(
+    copies: Iterable[Photo],
+    course: Course,
+    arrived: Mapping[str, int] | None = None,
+    decided: bool = False,
+) -> list[Photo]:
+    """Photos of one image_id: the first of those placed (of all, if none is) is kept, the
+    others point at it. Copies placed at different stations put the kept one in review:
+    timing it at either station would be a guess (a start photo in finish/ took its
+    runners' start passages).
+
+    First by path in a batch run; in a live run (`arrived`: path -> the poll that took the
+    file in) first to arrive, then by path: a copy that came in later (into `Finish/`
+    beside `finish/`) became the photo of record by path, and the dashboard's links
+    pointed at it. Of the copies that came in later for another station than the photo's
+    first ones, the first is in review in their stead (a stray copy into start/ of a finish
+    photo put the published finish in doubt, timed nowhere), unless an official has
+    `decided` the photo, which places it."""
+    rank = arrived or {}
+    ordered = sorted(copies, key=lambda p: (p.status == REJECTED, rank.get(p.path, 0), p.path))
     first = ordered[0]
     placed = [p for p in ordered if p.status != REJECTED]
-    if len({p.station_id for p in placed}) > 1:
+    together = {p.station_id for p in placed if rank.get(p.path, 0) == rank.get(first.path, 0)}
+    in_doubt = len(together) > 1
+    if in_doubt:
         first = kept_in_doubt(first, placed, course)
-    return [first] + [
+    marked = [
         replace(
             p,
             status=DUPLICATE,
@@ -52,13 +70,22 @@ def mark_exact_duplicates(copies: Iterable[Photo], course: Course) -> list[Photo
         )
         for p in ordered[1:]
     ]
+    stray = next((p for p in placed if p.station_id not in together), None)
+    if in_doubt or stray is None or decided:
+        return [first] + marked
+    queued = replace(
+        kept_in_doubt(stray, placed, course),
+        duplicate_of=first.image_id,
+        duplicate_of_path=first.path,
+    )
+    return [first] + [queued if p.path == stray.path else p for p in marked]
 
 
 def kept_in_doubt(photo: Photo, placed: list[Photo], course: Course) -> Photo:
-    """The kept copy of a photo `placed` at several stations, for an official to place: the
-    stations it may be at (its copies', in path order, as the dashboard lists them) and the
-    time its EXIF gives, as a photo placed nowhere has them (records.Photo), so that
-    review.parquet says them to whoever reads it, not only to the dashboard."""
+    """The copy of a photo `placed` at several stations that an official is to place: the
+    stations it may be at (its copies', the first kept's first) and the time its EXIF
+    gives, as a photo placed nowhere has them (records.Photo), so that review.parquet says
+    them to whoever reads it, not only to the dashboard."""
     stations = tuple(dict.fromkeys(p.station_id for p in placed))
     return replace(
         photo,

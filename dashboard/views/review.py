@@ -54,7 +54,9 @@ from dashboard.review_queue import (
     silent_while_due,
     station_text,
     stations_of,
+    stray_note,
     text_or_none,
+    timed_at,
     undecided,
     where_text,
 )
@@ -118,6 +120,7 @@ class Shown:
     batch: list[str]  # the photos a too_late item stands for (image_ids)
     assigned: tuple[str, ...]  # the athletes the log assigns the photo to already
     placed_by: str | None  # how the photo's station was decided (images.parquet)
+    timed_at: str | None  # a photo in doubt: the station its first copy is timed at, live
 
 
 def _placement(item: Item, shown: Shown, settings: Settings) -> Placement | None:
@@ -270,7 +273,9 @@ def describe(item: Item, settings: Settings, shown: Shown, open_items: list[Item
     # An athlete's item shows their finish photo about another station: its placing is moot.
     if not item.about_athlete and shown.placed_by in PLACED_BY_NOTES:
         st.caption(PLACED_BY_NOTES[shown.placed_by])
-    if not item.about_athlete and item.reason in REASON_NOTES:
+    if shown.timed_at:
+        st.caption(stray_note(station_text(shown.timed_at, names)))
+    elif not item.about_athlete and item.reason in REASON_NOTES:
         st.caption(REASON_NOTES[item.reason])
     if suspects := clock_suspect(item, open_items):
         st.warning(clock_note(suspects, where), icon=":material/schedule:")
@@ -503,6 +508,7 @@ def show_item(
         batch=late_batch(images, item, corrections) if item.reason == TOO_LATE else [],
         assigned=assigned_to(item.image_id, corrections),
         placed_by=own_text(photo, "placed_by"),
+        timed_at=timed_at(images, item.image_id) if item.reason == STATION_CONFLICT else None,
     )
     left, right = st.columns([3, 2], gap="medium")
     with left:
