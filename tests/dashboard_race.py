@@ -239,3 +239,17 @@ def hold_too_late(race: Race, late: list[str]) -> None:
     ]  # fmt: skip
     schema = pq.read_schema(race.out / "review.parquet")
     pq.write_table(pa.Table.from_pylist(review, schema=schema), race.out / "review.parquet")
+
+
+def start_early(race: Race, bib: str) -> str:
+    """The athlete's start photo shows them crossing before their wave's gun: the one item of
+    the queue, early_start, as CheckSplits leaves it; returns the photo's image_id."""
+    images = pq.read_table(race.out / "images.parquet").to_pylist()
+    start = next(r for r in images if r["image_id"] == race.ids[f"start-{bib}"])
+    review = [
+        {"image_id": start["image_id"], "reason": "early_start", "candidates": [bib],
+         "station_id": "start", "taken_at": start["taken_at"], "path": ""}
+    ]  # fmt: skip
+    schema = pq.read_schema(race.out / "review.parquet")
+    pq.write_table(pa.Table.from_pylist(review, schema=schema), race.out / "review.parquet")
+    return start["image_id"]

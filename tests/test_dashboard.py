@@ -44,7 +44,14 @@ from dashboard.settings import PASSWORD_ENV, SettingsError, parse_settings
 from pipeline.cli import main
 from pipeline.live_lock import hold_live_lock
 from tests.conftest import repeated_meanwhile, restored_logging
-from tests.dashboard_race import HTML_NAME, Race, build_race, cover_the_finish, hold_too_late
+from tests.dashboard_race import (
+    HTML_NAME,
+    Race,
+    build_race,
+    cover_the_finish,
+    hold_too_late,
+    start_early,
+)
 from transforms.corrections import (
     Correction,
     append_corrections,
@@ -399,6 +406,56 @@ def test_review__missed_checkpoint_disqualifies_the_athlete(
         "cp1",
     )
     assert "Nothing to review here." in [s.value for s in at.success]
+
+
+def test_review__an_early_start_is_timed_from_the_gun(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # Session 18's early_start item had no AppTest: its actions, its note and the notice.
+    image_id = start_early(race, "101")
+    at = open_page(REVIEW)
+    assert "Started before their wave's gun" in [s.value for s in at.subheader]
+    [note] = [t for t in texts(at) if t.startswith("101 Ingrid Berg: ")]
+    # The note named the button "reject", which the page labels "From the gun" (failed
+    # before, passes).
+    assert "'From the gun' times them from their wave's gun" in note
+    assert {b.key: b.label for b in at.button if b.key != "skip"} == {
+        "approve": "Approve",
+        "reject": "From the gun",
+        "dsq": "Disqualify",
+    }
+    at.button(key="reject").click().run()
+    [row] = log_rows(race)
+    assert (row["image_id"], row["action"], row["bib"], row["station_id"]) == (
+        image_id, "from_gun", "101", "start",
+    )  # fmt: skip
+    assert "Timed from the gun: 101." in [t.value for t in at.sidebar.text]
+    [change] = [p for p in at.sidebar.get("page_link") if p.proto.label == "Change this decision"]
+    assert (change.proto.page, change.proto.query_string) == ("athlete", "bib=101")
+    assert "Nothing to review." in [s.value for s in at.success]
+
+
+def test_athlete__a_start_timed_from_the_gun_is_shown_and_undone(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # "Change this decision" after "From the gun" leads here, and the page said nothing of
+    # it, nor offered to undo it (failed before, passes).
+    decided = pd.Timestamp("2026-05-01T09:00:00Z").to_pydatetime()
+    from_gun = Correction("", "from_gun", "101", decided_at=decided, by="ola")
+    append_corrections(str(race.corrections), [from_gun])
+    at = open_page(ATHLETE, bib="101", official="kari")
+    assert "Timed from the gun by ola." in texts(at)
+    assert {b.key: b.label for b in at.button if b.key.startswith("athlete_")} == {
+        "athlete_reinstate": "Time from the start photo",
+        "athlete_dsq": "Disqualify",
+        "athlete_dnf": "Did not finish",
+    }
+    at.button(key="athlete_reinstate").click().run()
+    assert [(r["action"], r["bib"]) for r in log_rows(race)] == [
+        ("from_gun", "101"),
+        ("reinstate", "101"),
+    ]
+    assert "Timed from the gun by ola." not in texts(at)
 
 
 def test_stations_of__course_order_then_unlisted_then_none() -> None:

@@ -33,7 +33,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from tests.dashboard_race import build_race, hold_too_late
+from tests.dashboard_race import build_race, hold_too_late, start_early
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(
@@ -201,6 +201,27 @@ def test_browser__a_late_photo_opened_by_its_link_is_decided_by_the_same_officia
     assert [(r["image_id"], r["action"], r["by"]) for r in log_of(race.corrections)] == [
         (late[1], "reject", "kari")
     ]
+
+
+def test_browser__an_early_start_is_timed_from_the_gun(
+    browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    # Session 18's early_start item, as an official works it: its X key is "From the gun".
+    race = build_race(tmp_path)
+    image_id = start_early(race, "101")
+    with dashboard_on(race.out) as url:
+        browser.get(f"{url}/review?official=kari")
+        gun = "//button[.//p='From the gun']"
+        eventually(lambda: browser.find_elements(By.XPATH, gun), "the item")
+        assert "Started before their wave's gun" in browser.page_source
+        browser.find_element(By.TAG_NAME, "body").send_keys("x")
+        sidebar = browser.find_element(By.CSS_SELECTOR, "[data-testid=stSidebar]")
+        eventually(lambda: "Timed from the gun: 101." in sidebar.text, "the notice")
+        eventually(lambda: race.corrections.exists() and log_of(race.corrections), "the log")
+    [row] = log_of(race.corrections)
+    assert (row["image_id"], row["action"], row["bib"], row["by"]) == (
+        image_id, "from_gun", "101", "kari",
+    )  # fmt: skip
 
 
 def open_second_link(browser: webdriver.Chrome) -> None:

@@ -36,6 +36,8 @@ from dashboard.review_queue import (
 from dashboard.settings import Settings
 from transforms.corrections import (
     ATHLETE_ACTIONS,
+    FROM_GUN,
+    START_ACTIONS,
     Correction,
     append_corrections,
     in_order,
@@ -52,6 +54,12 @@ DONE = {"dsq": "Disqualified", "dnf": "Retired (DNF)", REINSTATE: "Reinstated"}
 # The status a decision gives the athlete, shown until the re-timing puts it in the results
 # (reinstated: as they ran, which only the re-timing knows).
 DECIDED_STATUS = {"dsq": "dsq", "dnf": "dnf", REINSTATE: "reinstated"}
+# An early start timed from the wave's gun (the review page's "From the gun"): its notice links
+# here to change it, and the page showed nothing of it. It stands as a decision that leaves
+# the athlete racing; reinstating times them from their start photo again.
+DECIDED = ATHLETE_ACTIONS + START_ACTIONS
+STANDING = {FROM_GUN: "Timed from the gun"}
+UNDO = {FROM_GUN: "Time from the start photo"}
 RETIMING = "Re-timing with this decision: place and times follow."
 
 
@@ -88,7 +96,8 @@ def show_result(athlete: pd.Series, pending: Correction | None) -> None:
     show yet (`pending`): the page kept the status of before the decision, until it ran
     again by chance."""
     st.text(f"{athlete['name']} · bib {athlete['bib']} · {athlete['category'] or ''}".strip())
-    status = athlete["status"] if pending is None else DECIDED_STATUS[pending.action]
+    status = athlete["status"] if pending is None else DECIDED_STATUS.get(pending.action)
+    status = status or athlete["status"]
     facts = {
         "Place": formats.place_text(athlete["rank"]),
         "Category place": formats.place_text(athlete["category_rank"]),
@@ -113,13 +122,15 @@ def _decide_about(action: str, bib: str, settings: Settings) -> None:
 
 
 def latest_decision(bib: str, corrections: tuple[Correction, ...]) -> Correction | None:
-    """The official's last disqualification, retirement or reinstatement of the athlete."""
-    about = [c for c in in_order(corrections) if c.bib == bib and c.action in ATHLETE_ACTIONS]
+    """The official's last disqualification, retirement, timing from the gun or reinstatement
+    of the athlete."""
+    about = [c for c in in_order(corrections) if c.bib == bib and c.action in DECIDED]
     return about[-1] if about else None
 
 
 def standing_decision(bib: str, corrections: tuple[Correction, ...]) -> Correction | None:
-    """The official's disqualification or retirement of the athlete that stands, if any."""
+    """The official's disqualification, retirement or timing from the gun of the athlete that
+    stands, if any."""
     latest = latest_decision(bib, corrections)
     return latest if latest is not None and latest.action != REINSTATE else None
 
@@ -135,6 +146,17 @@ def pending_decision(
     return latest if at is not None and at > written else None
 
 
+def offered(standing: Correction | None) -> list[tuple[str, str]]:
+    """(action, label) of the decisions offered where `standing` stands: a disqualification or
+    retirement can only be undone (reinstate); an athlete timed from the gun is still racing,
+    and may be disqualified or retired too."""
+    ends = [(action, DECISIONS[action]) for action in ("dsq", "dnf")]
+    if standing is None:
+        return ends
+    undo = [(REINSTATE, UNDO.get(standing.action, DECISIONS[REINSTATE]))]
+    return undo + (ends if standing.action in UNDO else [])
+
+
 def official_decision(bib: str, settings: Settings, log: tuple[Correction, ...]) -> None:
     """Disqualify, retire or reinstate the athlete: logged as the review page logs it (`log`:
     its decisions so far)."""
@@ -143,17 +165,17 @@ def official_decision(bib: str, settings: Settings, log: tuple[Correction, ...])
         (st.success if notice[0] else st.error)(notice[1])
     standing = standing_decision(bib, log)
     if standing is not None:
-        st.text(f"{standing.action.upper()} by {standing.by or 'an official'}.")
+        what = STANDING.get(standing.action, standing.action.upper())
+        st.text(f"{what} by {standing.by or 'an official'}.")
     name = ui.official_name()
     st.caption(
         f"Decisions here are logged as {name}'s."
         if name
         else "Give your name on the review page to be named in the log."
     )
-    actions = [REINSTATE] if standing is not None else ["dsq", "dnf"]
-    for column, action in zip(st.columns(4), actions, strict=False):
+    for column, (action, label) in zip(st.columns(4), offered(standing), strict=False):
         column.button(
-            DECISIONS[action],
+            label,
             key=f"athlete_{action}",
             on_click=_decide_about,
             args=(action, bib, settings),

@@ -368,8 +368,8 @@ ATHLETE_NOTES = {
     "course was cut.",
     EARLY_START: "photographed at {where} before their wave's gun, and their next passage "
     "is too fast from the gun: they crossed then (an earlier wave?). Approve keeps them "
-    "timed from this photo (flagged early start); reject times them from their wave's gun "
-    "(the photo shows them waiting); or disqualify.",
+    "timed from this photo (flagged early start); 'From the gun' times them from their "
+    "wave's gun (the photo shows them waiting); or disqualify.",
 }
 
 
