@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dashboard.review_queue import Spells, items_of, pending
-from transforms.corrections import BAD_EXIF, UNKNOWN_STATION, Correction
+from transforms.corrections import BAD_EXIF, IMAGE_ACTIONS, UNKNOWN_STATION, Correction
 from transforms.course import Course, still_running
 from transforms.export import clock
 from transforms.records import REJECTED
@@ -56,11 +56,27 @@ def spells_of(out_dir: str, images: pa.Table) -> Spells:
     return Spells.of(windows, images.select(["image_id", "taken_at"]).to_pandas())
 
 
-def corrections_lines(corrections: Sequence[Correction], log: str | None) -> list[str]:
+def corrections_lines(
+    corrections: Sequence[Correction], log: str | None, images: pa.Table
+) -> list[str]:
     """Which officials' log the results apply: a run without --corrections takes the
     dashboard's own where it exists, so an --out folder reused from another race would
-    apply its decisions (by bib) unseen."""
-    return [f"corrections applied: {len(corrections)} from {log}"] if log else []
+    apply its decisions (by bib) unseen. A decision about a photo names it by its SHA-256:
+    a photo re-saved since (re-exported in place by the photographer) is another, so the
+    decision applies to nothing, and it was counted as applied while its athlete went back
+    to dns (the audit's case); those are counted apart, for the official to decide again."""
+    if not log:
+        return []
+    present = set(images.column("image_id").to_pylist())
+    lost = [c for c in corrections if c.action in IMAGE_ACTIONS and c.image_id not in present]
+    lines = [f"corrections applied: {len(corrections) - len(lost)} from {log}"]
+    if lost:
+        photos = ", ".join(dict.fromkeys(c.image_id[:12] for c in lost))
+        lines.append(
+            f"  not applied: {len(lost)} about photos no longer in the race (changed or "
+            f"removed since?): {photos}; decide them again in the review queue"
+        )
+    return lines
 
 
 def images_lines(images: pa.Table) -> list[str]:
@@ -125,7 +141,7 @@ def summarise(
     lines = [
         *images_lines(images),
         f"passages: {passages.num_rows} ({unsure} need review)",
-        *corrections_lines(corrections, corrections_file),
+        *corrections_lines(corrections, corrections_file, images),
         review_line(out_dir, corrections, images),
         "athletes: "
         + (", ".join(f"{n} {s}" for s, n in sorted(athletes.items())) or "none")
