@@ -11,6 +11,8 @@ HEALTH_COLOURS = {  # health state: (name of the colour, the colour)
     "blurred": ("orange", "#ef6c00"),
     "frozen": ("purple", "#6a1b9a"),
     "silent": ("grey", "#757575"),
+    # Live: no photo yet while runners were due, and the station's photos may still come.
+    "awaited": ("light grey", "#bdbdbd"),
 }
 
 

@@ -103,6 +103,11 @@ HEALTH_NOTES = {
     "camera_silent": "No photo while runners were due; this is the last photo before the "
     "silence (battery, card, signal?)." + _SEE_TO,
 }
+# A camera silent with no photo before (none all day, or none yet when runners were due).
+NO_PHOTO_SILENT = (
+    "No photo from this camera while runners were due there, since the time above, and none "
+    "before (is it on, its card in, its phone uploading?)." + _SEE_TO
+)
 
 
 HEALTH_REASONS = frozenset(HEALTH_NOTES)
@@ -313,9 +318,15 @@ class Spells:
 
 def _settles(c: Correction, item: Item, spells: Spells | None = None) -> bool:
     if item.about_camera:
-        return c.action == SEEN and (
-            c.image_id == item.image_id
-            or (spells is not None and c.station_id == item.station_id and spells.same(item, c))
+        # An item about no photo (a camera that sent none) is seen to at its station only.
+        elsewhere = not item.image_id and c.station_id != item.station_id
+        return (
+            c.action == SEEN
+            and not elsewhere
+            and (
+                c.image_id == item.image_id
+                or (spells is not None and c.station_id == item.station_id and spells.same(item, c))
+            )
         )
     if item.about_photo:
         return c.image_id == item.image_id and c.action in IMAGE_ACTIONS

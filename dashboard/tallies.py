@@ -16,6 +16,7 @@ from dashboard.formats import local_time
 from transforms.corrections import Correction
 
 REVIEW, DUPLICATE = "review", "duplicate"
+AWAITED = "awaited"  # transforms.health.AWAITED, whose module loads Beam
 ACCEPT = "accept"  # the log's action: a photo held as too late timed all the same
 
 
@@ -69,6 +70,28 @@ def duplicates(images: pd.DataFrame) -> pd.DataFrame:
 def decisions(corrections: tuple[Correction, ...]) -> pd.DataFrame:
     frame = pd.DataFrame({"action": [c.action for c in corrections]})
     return counts(frame, "action", "Decision")
+
+
+def awaited_notes(windows: pd.DataFrame, images: pd.DataFrame, race: Race) -> list[str]:
+    """A line per station whose photos are awaited (stations.parquet's `awaited` windows, live:
+    runners were due there, no photo has come, and its photos may still come, as a phone
+    uploading in batches sends them), in course order: since its last photo, or since
+    runners were due where none came. It was reported as a silent camera until they came."""
+    notes = []
+    for s in race.stations:
+        mine = windows[(windows["station_id"] == s.id) & (windows["health"] == AWAITED)]
+        if mine.empty:
+            continue
+        taken = images.loc[images["station_id"] == s.id, "taken_at"].dropna()
+        due = local_time(mine["window_start"].min(), race.timezone)
+        last = local_time(taken.max(), race.timezone)
+        since = f"since {last}" if len(taken) else f"(runners due there since {due})"
+        notes.append(
+            f"No photo received yet from {station_label(s)} {since}: its photos may still be on "
+            "their way (a phone uploading late). It is reported silent once they can no longer "
+            "come."
+        )
+    return notes
 
 
 def station_health(windows: pd.DataFrame, images: pd.DataFrame, race: Race) -> pd.DataFrame:

@@ -33,7 +33,7 @@ from transforms.course import Course, waves_by_bib
 from transforms.dedup import mark_bursts, mark_exact_duplicates
 from transforms.exif import place_in_race
 from transforms.faces import faces_enabled, gallery_of, reference_photos
-from transforms.health import review_of_health
+from transforms.health import awaited, review_of_health
 from transforms.identify import (
     FaceRule,
     Identified,
@@ -364,6 +364,8 @@ def results_of(
     health = station_health(
         images, checked, cfg.course.settings.health_window_s, due_at_stations(checked, cfg)
     )
+    if arrivals is not None:  # live: a station's silence may be photos still on their way
+        health = awaited(health, arrivals)
     clocks = estimate_clocks(passages, cfg.course, guns_of(cfg.course, cfg.athletes))
     return Timed(
         images=images,

@@ -253,3 +253,24 @@ def start_early(race: Race, bib: str) -> str:
     schema = pq.read_schema(race.out / "review.parquet")
     pq.write_table(pa.Table.from_pylist(review, schema=schema), race.out / "review.parquet")
     return start["image_id"]
+
+
+def await_cp1(race: Race) -> None:
+    """Live: cp1's phone has sent nothing since its last photo (10:25:00, local) while runners
+    were due there, and its photos may still come: its window from 11:00 is `awaited`."""
+    windows = pq.read_table(race.out / "stations.parquet")
+    awaited = {"station_id": "cp1", "window_start": _at(3600), "window_end": _at(3900),
+               "images": 0, "passages": 0, "health": "awaited", "last_photo_at": None}  # fmt: skip
+    rows = [*windows.to_pylist(), awaited]
+    pq.write_table(pa.Table.from_pylist(rows, schema=windows.schema), race.out / "stations.parquet")
+
+
+def silent_all_day(race: Race, station: str) -> None:
+    """The station's camera sent no photo while runners were due there from 10:10: the one
+    item of the queue, camera_silent about no photo (transforms.health)."""
+    review = [
+        {"image_id": "", "reason": "camera_silent", "candidates": [], "station_id": station,
+         "taken_at": _at(600), "path": None}
+    ]  # fmt: skip
+    schema = pq.read_schema(race.out / "review.parquet")
+    pq.write_table(pa.Table.from_pylist(review, schema=schema), race.out / "review.parquet")

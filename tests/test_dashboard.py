@@ -33,7 +33,7 @@ from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import UnknownElement
 
 import dashboard
-from dashboard import board, data, photos, retime, review_queue
+from dashboard import board, data, photos, retime, review_queue, tallies
 from dashboard.charts import activity_chart
 from dashboard.claims import CLAIM_S, Claims, claim_first_free, claims_folder
 from dashboard.data import Race as RaceInfo
@@ -47,9 +47,11 @@ from tests.conftest import repeated_meanwhile, restored_logging
 from tests.dashboard_race import (
     HTML_NAME,
     Race,
+    await_cp1,
     build_race,
     cover_the_finish,
     hold_too_late,
+    silent_all_day,
     start_early,
 )
 from transforms.corrections import (
@@ -751,6 +753,55 @@ def test_stations__each_last_photo_says_what_it_became_in_words(
     # (a burst's later frame) read as faults of the camera (failed before, passes).
     lasts = [t for t in texts(open_page(STATIONS)) if t[:2].isdigit() and " · " in t]
     assert lasts == ["10:00:09 · timed", "10:25:00 · timed", "10:46:40 · to review"]
+
+
+def test_stations__a_phone_uploading_late_is_awaited_not_silent(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # Live, cp1's photos since 10:25 are on their way: the station was reported a silent
+    # camera until they came. The stations and review pages now say what is known (failed
+    # before, passes).
+    await_cp1(race)
+    note = (
+        "No photo received yet from 5 km since 10:25:00: its photos may still be on their way "
+        "(a phone uploading late). It is reported silent once they can no longer come."
+    )
+    assert note in [i.value for i in open_page(STATIONS).info]
+    assert note in [i.value for i in open_page(REVIEW).info]
+    # Nothing from cp1 yet: since when runners were due there.
+    due = pd.DataFrame(
+        {"station_id": ["cp1"], "window_start": [pd.Timestamp("2026-05-01T08:10Z")]}
+    ).assign(health="awaited")
+    images = pd.read_parquet(race.out / "images.parquet").iloc[:0]
+    oslo = RaceInfo("r", "Europe/Oslo", (StationInfo("cp1", "5 km", 5.0),))
+    assert tallies.awaited_notes(due, images, oslo) == [
+        "No photo received yet from 5 km (runners due there since 10:10:00): its photos may "
+        "still be on their way (a phone uploading late). It is reported silent once they can "
+        "no longer come."
+    ]
+
+
+def test_review__a_camera_with_no_photo_all_day_is_one_item_seen_to_there(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # The item names no photo (transforms.health): the page said the photo could not be
+    # shown, and that the item showed the last photo before the silence.
+    silent_all_day(race, "cp1")
+    at = open_page(REVIEW)
+    assert "Camera silent?" in [s.value for s in at.subheader]
+    assert "No photo from this camera." in [i.value for i in at.info]
+    assert any(c.value.startswith("No photo from this camera while") for c in at.caption)
+    assert not at.warning
+    at.button(key="approve").click().run()
+    [row] = log_rows(race)
+    assert (row["image_id"], row["action"], row["station_id"]) == ("", "seen", "cp1")
+    assert "Nothing to review." in [s.value for s in at.success]
+
+
+def test_pending__a_camera_without_photo_is_seen_to_at_its_own_station_only() -> None:
+    item = Item("", "camera_silent", "cp1", ())
+    assert review_queue.pending([item], [Correction("", "seen", "", "cp2")]) == [item]
+    assert review_queue.pending([item], [Correction("", "seen", "", "cp1")]) == []
 
 
 def test_podium__ties_share_a_place() -> None:

@@ -85,8 +85,12 @@ def test_health_review__back_to_back_windows_in_one_state_are_one_item() -> None
 def test_health_review__covered_frames_already_in_review_add_no_second_item() -> None:
     dark = [shot(300 + i, reason="camera_covered") for i in range(3)]
     assert health_review("cp1", [row(300, "covered")], [*dark, shot(400)]) == []
+    # Silent from the start, no photo before: one item about no photo, silent since then
+    # (there was none, and a camera with no photo all day went unreported).
     silent_from_start = [row(0, "silent")]
-    assert health_review("cp1", silent_from_start, [shot(400)]) == [], "no photo to show"
+    assert health_review("cp1", silent_from_start, [shot(400)]) == [
+        ReviewItem("", None, "camera_silent", (), "cp1", at(0))
+    ]
 
 
 def _frames(name: str, start_s: float, n: int, **kw: object) -> list[Photo]:

@@ -383,6 +383,10 @@ def test_parse_corrections__a_time_of_day_alone_is_on_the_races_day() -> None:
             "corrections.csv: line 2: approve needs an image_id",
         ),
         (HEADER + ",dsq,,,,2026-05-01T09:00:00Z,x\n", "corrections.csv: line 2: dsq needs a bib"),
+        (
+            HEADER + ",seen,,,,2026-05-01T09:00:00Z,x\n",
+            "corrections.csv: line 2: seen needs an image_id or a station_id",
+        ),
         (HEADER + "abc,reject,,,,yesterday,x\n", "corrections.csv: line 2: decided_at"),
     ],
     ids=[
@@ -392,6 +396,7 @@ def test_parse_corrections__a_time_of_day_alone_is_on_the_races_day() -> None:
         "bad_passed_at",
         "approve_without_image",
         "dsq_without_bib",
+        "seen_of_nothing",
         "bad_decided_at",
     ],
 )

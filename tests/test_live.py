@@ -518,6 +518,35 @@ def test_live_race__no_missed_checkpoint_before_the_checkpoints_photos_can_have_
     live.close()
 
 
+def test_live_race__a_checkpoint_phone_not_uploaded_yet_is_awaited_not_silent(
+    race: Path, batch: Path, tmp_path: Path
+) -> None:
+    # The checkpoints' phones (unsorted/) upload later, within the allowed lateness: their
+    # stations were reported silent cameras, one camera_silent item each, until the photos
+    # came (failed before, passes).
+    out = tmp_path / "live"
+    images = _live_copy(race, tmp_path, ("start", "finish"))
+    course = _late_course(race, tmp_path, 3 * 3600.0)
+    live = LiveRace(_argv(race, images, out, batch / "facts", course))
+    live.update()
+    live.update()  # the files have stopped growing: taken in
+    windows = _table(out, "stations.parquet")
+    waiting = {r["station_id"] for r in windows if r["health"] == "awaited"}
+    assert waiting and not waiting & {"start", "finish"}
+    assert not [r for r in windows if r["health"] == "silent" and r["station_id"] in waiting]
+    review = _table(out, "review.parquet")
+    assert not [r for r in review if r["reason"] == "camera_silent" and r["station_id"] in waiting]
+    # The watch ends: the phones never sent a photo. One item each, about no photo (a
+    # camera silent all day had silent windows and no item: failed before, passes).
+    live.update(final=True)
+    live.close()
+    windows = _table(out, "stations.parquet")
+    assert {r["health"] for r in windows if r["station_id"] in waiting} == {"silent"}
+    silent = [r for r in _table(out, "review.parquet") if r["reason"] == "camera_silent"]
+    items = [(r["station_id"], r["image_id"]) for r in silent if r["station_id"] in waiting]
+    assert sorted(items) == sorted((s, "") for s in waiting)
+
+
 def test_results_after_a_live_run__photos_held_as_too_late_stay_held(
     race: Path, batch: Path, tmp_path: Path
 ) -> None:

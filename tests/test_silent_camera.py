@@ -14,10 +14,10 @@ from apache_beam.testing.util import assert_that, equal_to
 from dashboard.review_queue import Item, silent_while_due
 from pipeline.retime import station_health
 from tests.conftest import GUN, at, athlete, make_course, passage, photo
-from transforms.health import ReviewStationHealth, review_of_health
+from transforms.health import AWAITED, ReviewStationHealth, awaited, review_of_health
 from transforms.identify import ReviewItem
 from transforms.passages import StationHealth, silent_windows
-from transforms.splits import DueAtStations, due_at
+from transforms.splits import Arrivals, DueAtStations, all_in, due_at
 
 COURSE = make_course()  # start km 0, cp1 km 5, finish km 10
 ATHLETES = (athlete("101"), athlete("102"), athlete("103"))
@@ -128,3 +128,44 @@ def test_silent_while_due__a_missed_checkpoint_in_the_silence_says_so() -> None:
     assert silent_while_due(missed, stations, passages, order) == (at(1501), at(2100))
     quick = passages.assign(passed_at=[at(s) for s in (5, 1500, 3000, 10, 1790, 20, 4820)])
     assert silent_while_due(missed, stations, quick, order) is None, "finished before it"
+
+
+def test_station_health__a_camera_with_no_photo_all_day_is_one_item_without_a_photo() -> None:
+    # cp1's camera never sent a photo: 102 and 103 were due there, its windows were silent,
+    # and no item said so, as a silent spell's item showed the photo before it (failed
+    # before, passes). The item names no photo, and says since when.
+    photos = [p for p in PHOTOS if p.station_id != "cp1"]
+    passages = [p for p in PASSAGES if p.station_id != "cp1"]
+    due = [d for bib in ("101", "102", "103") for d in due_at(
+        [p for p in passages if p.bib == bib], COURSE, GUN)]  # fmt: skip
+    rows = station_health(photos, passages, WINDOW_S, due)
+    first = min(start for _, start, _ in silent_at(rows))
+    assert [i for i in review_of_health(rows, photos) if i.station_id == "cp1"] == [
+        ReviewItem("", None, "camera_silent", (), "cp1", first)
+    ]
+
+
+def _arrivals(latest_s: float | None, watermark_s: float, lateness_s: float = 3600) -> Arrivals:
+    """cp1's photos in up to latest_s (the finish's all in), the race's watermark."""
+    latest = {"finish": at(4820)} | ({"cp1": at(latest_s)} if latest_s is not None else {})
+    return Arrivals(latest, at(watermark_s), timedelta(seconds=lateness_s))
+
+
+def test_awaited__live_a_silence_whose_photos_may_still_come_is_awaited_not_silent() -> None:
+    # A phone uploading in batches: cp1's photos after 1501 s are not in yet, within the
+    # allowed lateness. It was reported silent (a camera_silent item, an official sent to a
+    # working phone) until they came (failed before, passes).
+    due = [("cp1", at(2010)), ("cp1", at(2420))]
+    rows = station_health(PHOTOS, PASSAGES, WINDOW_S, due)
+    live = awaited(rows, _arrivals(1501, 4820))
+    assert [(r["station_id"], r["window_start"], r["window_end"]) for r in live
+            if r["health"] == AWAITED] == SILENT  # fmt: skip
+    assert not [i for i in review_of_health(live, PHOTOS) if i.station_id == "cp1"]
+    # Nothing from cp1 yet: the same.
+    assert awaited(rows, _arrivals(None, 4820)) == live
+    # The photos can no longer come (the race's watermark an hour past, or the watch
+    # ended): silent, one item, as in a batch run.
+    for done in (_arrivals(1501, 2700 + 3601), all_in()):
+        assert awaited(rows, done) == rows
+    # A gap before the station's latest photo is a silence, not photos on their way.
+    assert awaited(rows, _arrivals(2800, 4820)) == rows

@@ -215,7 +215,12 @@ WEAK = [
     ("decisions", "items"),
     [
         ((), ["low_confidence"]),
-        ((Correction(WEAK[1].image_id, "reject", decided_at=at(4000)),), ["missed_checkpoint"]),
+        # Rejected, cp1's only photo is the reject: the camera sent none while 101 was due,
+        # one camera_silent item (about no photo) beside the missed checkpoint.
+        (
+            (Correction(WEAK[1].image_id, "reject", decided_at=at(4000)),),
+            ["camera_silent", "missed_checkpoint"],
+        ),
         ((Correction(WEAK[1].image_id, "approve", decided_at=at(4000)),), []),
     ],
     ids=["open", "rejected", "approved"],

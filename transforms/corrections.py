@@ -12,7 +12,8 @@ concern an athlete rather than an image (image_id may be empty): `dsq`
 disqualifies and `dnf` retires the athlete with that bib; `from_gun` times their early
 start (early_start) from their wave's gun; `reinstate` undoes any of them. `seen` says an
 official saw to a camera (a station health item, named by
-the photo that stood for the spell): it decides nothing about that photo.
+the photo that stood for the spell, or by its station alone where the camera sent none): it
+decides nothing about that photo.
 
 The dashboard appends to the log with `append_corrections` (several officials
 may decide at once) and reads it with `read_corrections_leniently`, which
@@ -111,8 +112,11 @@ def _correction(
         raise ConfigError(f"{where}: action must be one of {', '.join(ACTIONS)}")
     if values["action"] in ("assign",) + ATHLETE_ACTIONS + START_ACTIONS and not values["bib"]:
         raise ConfigError(f"{where}: {values['action']} needs a bib")
-    if values["action"] in IMAGE_ACTIONS + CAMERA_ACTIONS and not values["image_id"]:
+    if values["action"] in IMAGE_ACTIONS and not values["image_id"]:
         raise ConfigError(f"{where}: {values['action']} needs an image_id")
+    # A camera that sent no photo has its item about no photo: seen to at its station.
+    if values["action"] in CAMERA_ACTIONS and not (values["image_id"] or values["station_id"]):
+        raise ConfigError(f"{where}: {values['action']} needs an image_id or a station_id")
     times = {
         column: local_instant(values[column], f"{where}: {column}", timezone, race_start)
         for column in ("passed_at", "decided_at")

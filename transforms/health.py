@@ -7,8 +7,15 @@ sees to a camera once per problem, not once per health window. A review item nam
 photo (review.parquet's image_id, and the photo the dashboard shows), so the item shows
 the spell's last photo: the camera's latest state, the one to judge whether it is still
 so. A silent spell has no photo of its own; it shows the last photo before the silence,
-the camera's last sign of life. Covered lenses usually reach review already, photo by
-photo (camera_covered on a dark frame without a read): such a spell adds no second item.
+the camera's last sign of life, or none where the camera sent none before it (one that
+sent no photo all day had silent windows and no item). Covered lenses usually reach review
+already, photo by photo (camera_covered on a dark frame without a read): such a spell adds
+no second item.
+
+Live, a station's photos may still be on their way (a phone uploading in batches): its
+silent windows whose photos can still come are `awaited`, not silent, and raise no item
+until they can no longer come (splits.Arrivals, the rule of missed checkpoints). A camera
+reported silent until its photos arrived sent an official to a working phone.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import apache_beam as beam
 from transforms.identify import ReviewItem
 from transforms.passages import whole_day
 from transforms.records import Photo, pack_time, unpack_time
+from transforms.splits import Arrivals
 
 HEALTH_REASONS = {
     "covered": "camera_covered",
@@ -30,6 +38,9 @@ HEALTH_REASONS = {
     "frozen": "camera_frozen",
     "silent": "camera_silent",
 }
+# stations.parquet's health of a window without a photo while runners were due, in a live
+# run, whose photos may still come.
+AWAITED = "awaited"
 
 
 @dataclass(frozen=True)
@@ -81,11 +92,26 @@ def health_review(station_id: str, rows: Iterable[dict], shots: Iterable[Shot]) 
         during = [s for s in ordered if start <= s.at < end]
         shown = [s for s in ordered if s.at < start] if health == "silent" else during
         reason = HEALTH_REASONS[health]
+        if health == "silent" and not shown:
+            # No photo before the silence: an item about no photo, silent since its start.
+            items.append(ReviewItem("", None, reason, (), station_id, start))
+            continue
         if not shown or any(s.reason == reason for s in during):
             continue  # nothing to show, or the photos are in review for it already
         last = shown[-1]
         items.append(ReviewItem(last.image_id, last.path, reason, (), station_id, last.at))
     return items
+
+
+def awaited(rows: Iterable[dict], arrivals: Arrivals) -> list[dict]:
+    """The stations' windows, live: a silent one whose station's photos up to its end may
+    still come is AWAITED (see the module's docstring)."""
+    return [
+        r | {"health": AWAITED}
+        if r["health"] == "silent" and not arrivals.complete(r["station_id"], r["window_end"])
+        else r
+        for r in rows
+    ]
 
 
 def review_of_health(rows: Iterable[dict], photos: Iterable[Photo]) -> list[ReviewItem]:

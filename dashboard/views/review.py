@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, formats, photos, ui
+from dashboard import data, formats, photos, tallies, ui
 from dashboard.claims import Claims, claim_first_free, claims_folder
 from dashboard.retime import retimer
 from dashboard.review_queue import (
@@ -28,6 +28,7 @@ from dashboard.review_queue import (
     ASSIGN,
     DSQ,
     LATE_LINKS,
+    NO_PHOTO_SILENT,
     OPENED,
     PLACED_BY_NOTES,
     REASON_NOTES,
@@ -240,6 +241,9 @@ def choose_items(items: list[Item], open_items: list[Item], race: data.Race) -> 
 
 
 def show_photo(images: pd.DataFrame, item: Item) -> None:
+    if not item.image_id:  # a camera that sent no photo before its silence
+        st.info("No photo from this camera.", icon=":material/no_photography:")
+        return
     jpeg = photos.annotated_photo(images, item.image_id)
     if jpeg is None:
         st.warning("This photo cannot be shown (missing or unreadable file).")
@@ -275,6 +279,8 @@ def describe(item: Item, settings: Settings, shown: Shown, open_items: list[Item
         st.caption(PLACED_BY_NOTES[shown.placed_by])
     if shown.timed_at:
         st.caption(stray_note(station_text(shown.timed_at, names)))
+    elif item.about_camera and not item.image_id:
+        st.caption(NO_PHOTO_SILENT)
     elif not item.about_athlete and item.reason in REASON_NOTES:
         st.caption(REASON_NOTES[item.reason])
     if suspects := clock_suspect(item, open_items):
@@ -518,7 +524,8 @@ def show_item(
         decision_form(item, shown, settings)
         if item.reason == TOO_LATE:
             late_photos(images, shown.batch, settings)
-        show_evidence(images, item, settings)
+        if item.image_id:  # a camera silent with no photo has no bib to show
+            show_evidence(images, item, settings)
 
 
 def late_photos(images: pd.DataFrame, batch: list[str], settings: Settings) -> None:
@@ -599,8 +606,11 @@ ui.log_problems(log.problems)
 images = data.images(settings.out)
 queue_version = data.version(os.path.join(settings.out, REVIEW_FILE))
 items = items_of(data.review(settings.out))
-spells = Spells.of(data.stations(settings.out), images)
+windows = data.stations(settings.out)
+spells = Spells.of(windows, images)
 open_items = pending(items, log.corrections, spells)
+for note in tallies.awaited_notes(windows, images, data.race(settings.out)):
+    st.info(note, icon=":material/hourglass_empty:")
 item = linked_item(open_items, images)
 official = ui.official_name() or ui.UNNAMED
 if item is None:

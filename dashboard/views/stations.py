@@ -61,6 +61,8 @@ def live_stations(out: str) -> None:
     race = data.race(out)
     windows = data.stations(out)
     images = data.images(out)
+    for note in tallies.awaited_notes(windows, images, race):
+        st.info(note, icon=":material/hourglass_empty:")
     st.dataframe(tallies.station_health(windows, images, race), hide_index=True)
     if not windows.empty:
         show_activity(windows, race)
