@@ -15,7 +15,7 @@ Skipped items go to the back of the queue, not away.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
@@ -536,6 +536,22 @@ DONE = {
     ACCEPT: "Accepted",
     FROM_GUN: "Timed from the gun:",
 }
+
+
+def refusal(item: Item, log: Iterable[Correction], decided_here: Collection[str]) -> str | None:
+    """Why a decision about `item` is not logged: None where it is to be; '' where this page
+    decided the item already (`decided_here`: the keys of the items it decided), which says
+    nothing more. The page goes on showing an item just decided while it runs again (slow
+    when a re-timing has just replaced the results), and a second press there reached the
+    item's decision again: "Not saved. kari decided this one already." told an official the
+    decision saved a moment ago was lost (the audit: 4 times in 90 decisions). A decision by
+    another official (another page) is said, by name."""
+    earlier = None if item.reason == OPENED else settled_by(item, log)
+    if earlier is None:
+        return None
+    if item.key in decided_here:
+        return ""
+    return f"{earlier.by or 'another official'} decided this one already ({earlier.action})."
 
 
 def decision_notice(action: str, item: Item, rows: list[Correction]) -> str:

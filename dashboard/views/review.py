@@ -29,7 +29,6 @@ from dashboard.review_queue import (
     DSQ,
     LATE_LINKS,
     NO_PHOTO_SILENT,
-    OPENED,
     PLACED_BY_NOTES,
     REASON_NOTES,
     REJECT,
@@ -51,7 +50,7 @@ from dashboard.review_queue import (
     pending,
     race_day_time,
     reason_text,
-    settled_by,
+    refusal,
     silent_while_due,
     station_text,
     stations_of,
@@ -82,6 +81,7 @@ TIME_KEY = "place_time"
 NOTICE = "review_notice"
 SESSION = "review_session"  # this page's id among the officials' (Claims)
 CHANGE = "review_change"  # the link to change the decision just noticed
+DECIDED = "review_decided"  # the keys of the items this page decided (review_queue.refusal)
 RETIME_POLL_S = 2
 
 
@@ -103,13 +103,6 @@ def _leave_item(item: Item) -> None:
     if st.query_params.get("image") == item.image_id:
         del st.query_params["image"]  # back to the queue once the linked photo is dealt with
         st.query_params.pop("station", None)
-
-
-def _decided_meanwhile(item: Item, log: tuple[Correction, ...]) -> Correction | None:
-    """Another official's decision about a queued item since this page showed it."""
-    if item.reason == OPENED:  # opened on purpose, to override what was decided
-        return None
-    return settled_by(item, log)
 
 
 @dataclass(frozen=True)
@@ -143,10 +136,10 @@ def _placement(item: Item, shown: Shown, settings: Settings) -> Placement | None
 def _decide(action: str, item: Item, shown: Shown, settings: Settings) -> None:
     race = data.race(settings.out)
     log = read_corrections_leniently(settings.corrections, race.timezone, race.start).corrections
-    earlier = _decided_meanwhile(item, log)
-    if earlier is not None:
-        who = earlier.by or "another official"
-        st.session_state[NOTICE] = (False, f"{who} decided this one already ({earlier.action}).")
+    refused = refusal(item, log, st.session_state.get(DECIDED, set()))
+    if refused is not None:
+        if refused:  # else pressed again on the item just decided: its notice stands
+            st.session_state[NOTICE] = (False, refused)
         return
     try:
         rows = decision_rows(
@@ -168,6 +161,7 @@ def _decide(action: str, item: Item, shown: Shown, settings: Settings) -> None:
         return
     claims(settings).release(session_id(), time.time())  # decided: the next page may have it
     retimer(settings.out, settings.corrections).request()
+    st.session_state.setdefault(DECIDED, set()).add(item.key)
     st.session_state[NOTICE] = (True, decision_notice(action, item, rows))
     st.session_state[CHANGE] = change_link(item, rows)
     _leave_item(item)
