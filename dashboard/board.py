@@ -20,6 +20,13 @@ STATUSES = ("finished", "running", "dnf", "dns", "dsq")
 UNKNOWN = "unknown"  # an unknown bib's row (a number not in the start list): no athlete
 WAITING = "waiting"  # not seen before their wave's start closed (results.WAITING)
 PODIUM = 3
+# Short headers (their help says them whole), so that a four-station race's table fits.
+CATEGORY, CATEGORY_PLACE, PACE = "Cat.", "Cat. pl.", "Pace /km"
+HELP = {
+    CATEGORY: "Category",
+    CATEGORY_PLACE: "Place in the category",
+    PACE: "The chip time's pace, per km",
+}
 SPLIT, SECTOR_PACE, TIME_OF_DAY = "Split", "Sector pace", "Time of day"
 PER_STATION = (SPLIT, SECTOR_PACE, TIME_OF_DAY)
 
@@ -125,25 +132,50 @@ def table(
             "Place": rows[column].map(place_text),
             "Bib": rows["bib"],
             "Name": rows["name"],
-            "Category": rows["category"],
+            CATEGORY: rows["category"],
             "Status": rows["status"],
             # Before the times, where a missed checkpoint cannot scroll out of sight.
             "Flags": [_flags(row, names) for _, row in rows.iterrows()],
             "Chip": rows["chip_s"].map(clock_or_blank),
+            # The chip time's pace whatever rank_by says: beside Gun it read as the gun time's.
+            PACE: rows["pace_s_per_km"].map(pace_or_blank),
             "Gun": rows["gun_s"].map(clock_or_blank),
             "Gap": rows["gap_s"].map(_gap),
-            # The chip time's pace whatever rank_by says: beside Gun it read as the gun time's.
-            "Chip pace /km": rows["pace_s_per_km"].map(pace_or_blank),
         }
     )
     if category is None:
-        shown.insert(4, "Cat. place", rows["category_rank"].map(place_text))
+        shown.insert(4, CATEGORY_PLACE, rows["category_rank"].map(place_text))
     # Chip splits and sector paces start at the first station; its time of day still counts.
     for station in race.stations if show == TIME_OF_DAY else race.stations[1:]:
         shown[station_label(station)] = [
             _per_station(row, station, show, race.timezone) for _, row in rows.iterrows()
         ]
     return shown.reset_index(drop=True)
+
+
+# Each column's width in pixels, for values of known form (a place, a time; a name and the
+# flags are cut where longer, and whole on the athlete's page). Sized by their contents and
+# headers, the columns of a four-station race took ~1,070 px, and at 1440 px with the
+# sidebar open (968 px for the table) the last splits were behind a horizontal scroll.
+COLUMN_WIDTHS = {
+    "Place": 48,
+    "Bib": 50,
+    "Name": 110,
+    CATEGORY: 54,
+    CATEGORY_PLACE: 58,
+    "Status": 64,
+    "Flags": 70,
+    "Chip": 66,
+    PACE: 64,
+    "Gun": 66,
+    "Gap": 76,
+}
+TIME_WIDTH = 66  # a split, sector pace or time of day, whose header is the station's label
+
+
+def column_widths(shown: pd.DataFrame) -> dict[str, int]:
+    """The width of each column of `table`'s result, in pixels."""
+    return {name: COLUMN_WIDTHS.get(name, TIME_WIDTH) for name in shown.columns}
 
 
 def positions(rows: pd.DataFrame, race: Race, leaders: int) -> pd.DataFrame:

@@ -38,9 +38,14 @@ def show_counts(rows: pd.DataFrame) -> None:
 
 
 def show_table(rows: pd.DataFrame, race: data.Race, category: str | None, show: str) -> None:
+    shown = board.table(rows, race, category, show)
     picked = st.dataframe(
-        board.table(rows, race, category, show),
+        shown,
         hide_index=True,
+        column_config={
+            name: st.column_config.Column(width=width, help=board.HELP.get(name, name))
+            for name, width in board.column_widths(shown).items()
+        },
         # Tall enough for a category's whole field, where officials expect a results list.
         height=ROW_PX * (min(len(rows), ROWS_SHOWN) + 1) + 3,
         on_select="rerun",
