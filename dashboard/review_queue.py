@@ -44,6 +44,11 @@ KEEP = "reinstate"
 # the photo shown (the spell's last one) unseen, and settle that photo's own items.
 SEEN = "seen"
 ATHLETE_REASONS = frozenset({"missed_checkpoint", EARLY_START})
+# Items about particular reads of a photo: rejecting one rejects those reads (the log's
+# reject with the bib), and the photo's other reads stand. It rejected the whole photo: the
+# race clock read as 3304 beside a runner's 3719 at 99 %, X on "Number not in the start
+# list", and 3719 was dns (the audit).
+READ_REASONS = frozenset({"unknown_bib", "low_confidence"})
 OPENED = "opened"  # not in the queue: an official opened the photo to correct it
 
 REASON_TEXT = {
@@ -329,7 +334,13 @@ def _settles(c: Correction, item: Item, spells: Spells | None = None) -> bool:
             )
         )
     if item.about_photo:
-        return c.image_id == item.image_id and c.action in IMAGE_ACTIONS
+        # A read rejected is about that read's items of the photo, not its others.
+        of_a_read = c.action == REJECT and bool(c.bib)
+        return (
+            c.image_id == item.image_id
+            and c.action in IMAGE_ACTIONS
+            and (not of_a_read or c.bib in item.candidates)
+        )
     if c.action in ("dsq", "dnf"):
         return c.bib in item.candidates
     return (
@@ -585,7 +596,8 @@ def decision_rows(
     of its `batch` (late_batch). An assignment that leaves out an athlete the log has
     `assigned` the photo to already starts with a reject: assignments add up in the log
     (two officials may each name one athlete of a group photo), and the official changing
-    their mind means the athletes chosen now, not those and the earlier ones.
+    their mind means the athletes chosen now, not those and the earlier ones. A reject of
+    an item about reads (READ_REASONS) rejects those reads, a row for each.
     """
 
     def row(
@@ -617,6 +629,8 @@ def decision_rows(
             "Approving times nothing on a photo without station or time: give them and "
             "assign the athletes on it."
         )
+    if item.reason in READ_REASONS and action == REJECT:
+        return [row(REJECT, bib) for bib in item.candidates]
     if item.about_photo and action in (APPROVE, REJECT):
         return [row(action)]
     if item.about_photo and action == ASSIGN:

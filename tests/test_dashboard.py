@@ -371,9 +371,14 @@ def test_review__reject_and_skip(open_page: Callable[..., AppTest], race: Race) 
     at = open_page(REVIEW)
     at.button(key="skip").click().run()
     assert "Number not in the start list" in [s.value for s in at.subheader]
+    # X says, and logs, that the read is not so: the photo's other reads stand (it rejected
+    # the whole photo: the race clock read as 3304 beside 3719 at 99 %, and 3719 was dns;
+    # failed before, passes).
+    assert {b.key: b.label for b in at.button}["reject"] == "Not 999"
     at.button(key="reject").click().run()
     [row] = log_rows(race)
-    assert (row["image_id"], row["action"]) == (race.ids["finish-999"], "reject")
+    assert (row["image_id"], row["action"], row["bib"]) == (race.ids["finish-999"], "reject", "999")
+    assert "Rejected 999." in [t.value for t in at.sidebar.text]
     # Skipped items come back after the others.
     assert "Not seen at a checkpoint" in [s.value for s in at.subheader]
     at.button(key="skip").click().run()
@@ -623,6 +628,21 @@ def test_decision_rows__image_decisions_name_the_photos_station() -> None:
         ("assign", "2", "finish"),
     ]
     assert [(r.action, r.station_id) for r in _rows("reject", ITEM)] == [("reject", "finish")]
+
+
+def test_decision_rows__a_reject_of_reads_names_them_and_settles_only_their_items() -> None:
+    # The race clock (3304) and a spectator's 250, unknown, on a photo that times 101: each
+    # X rejects its read, and leaves the other's item in the queue.
+    clock = Item("img", "unknown_bib", "finish", ("3304",), TAKEN)
+    spectator = replace(clock, candidates=("250",))
+    [row] = _rows("reject", clock)
+    assert (row.image_id, row.action, row.bib) == ("img", "reject", "3304")
+    assert review_queue.pending([clock, spectator], [row]) == [spectator]
+    assert [(r.action, r.bib) for r in _rows("reject", ITEM)] == [("reject", "102")]
+    # A photo opened to correct it is rejected whole, and every item of it with it.
+    opened = Item("img", review_queue.OPENED, "finish", ("3304", "250"), TAKEN)
+    [whole] = _rows("reject", opened)
+    assert whole.bib == "" and review_queue.pending([clock, spectator], [whole]) == []
 
 
 def test_decision_rows__no_assignment_where_the_photo_has_no_station_or_time() -> None:

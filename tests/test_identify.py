@@ -31,6 +31,7 @@ from transforms.identify import (
     ReviewItem,
     apply_decision,
     identify,
+    identify_photo,
 )
 from transforms.records import (
     DUPLICATE,
@@ -206,6 +207,32 @@ def test_apply_decision__reject_clears_what_the_photo_says() -> None:
     )
 
 
+def test_identify_photo__a_rejected_read_leaves_the_photo_s_other_reads_timing_it() -> None:
+    # The race clock over the finish read as 3304 (no athlete) beside 101 at 99 %: X on the
+    # item "Number not in the start list" rejected the whole photo, and 101 was dns (the
+    # audit; failed before, passes). A reject with a bib rejects that read only.
+    ph = photo("a", bibs=(read("101", 0.99), read("3304", 0.99)))
+    decisions = {ph.image_id: decide([correction("reject", "2026-05-01T09:00:00Z", bib="3304")])}
+    identified = identify_photo(ph, LISTED, THRESHOLD, decisions)
+    kept = replace(ph, facts=replace(ph.facts, bibs=(read("101", 0.99),)))
+    assert identified == Identified(replace(kept, status=PASSAGE), (seen(kept, "101", 0.99, True),))
+    # A weak read rejected by the listed bib it stands for (201 read, 101 shown): gone too.
+    weak = photo("a", bibs=(read("201", 0.6), read("102", 0.99)))
+    decisions = {weak.image_id: decide([correction("reject", "2026-05-01T09:00:00Z", bib="101")])}
+    assert [s.bib for s in identify_photo(weak, LISTED, THRESHOLD, decisions).sightings] == ["102"]
+
+
+def test_decide__a_rejected_read_stays_rejected_through_an_approval_not_a_photo_reject() -> None:
+    read_rejected = correction("reject", "2026-05-01T09:00:00Z", bib="3304")
+    approved = correction("approve", "2026-05-01T09:01:00Z")
+    assert decide([read_rejected, approved]) == Decision(
+        approved=True, not_read=frozenset({"3304"})
+    )
+    assert not decide([read_rejected]).overrides, "the photo's other reads stand"
+    photo_rejected = correction("reject", "2026-05-01T09:02:00Z")
+    assert decide([read_rejected, approved, photo_rejected]) == Decision(rejected=True)
+
+
 def test_apply_decision__assign_credits_the_bib_at_the_photo_station_and_time() -> None:
     ph = photo("a", bibs=(read("101"),))
     decision = decide([correction("assign", "2026-05-01T09:00:00Z", bib="103")])
@@ -268,7 +295,9 @@ def test_apply_decision__approve_confirms_the_corrected_bib_the_official_was_sho
     ids=["reject_then_assign", "logged_out_of_order", "assign_then_reject", "reject_last"],
 )
 def test_decide__the_latest_decision_counts(rows: list[tuple[str, str]], expected: str) -> None:
-    decision = decide(correction(action, when, bib="101") for action, when in rows)
+    decision = decide(
+        correction(action, when, bib="101" if action == "assign" else "") for action, when in rows
+    )
     assert (decision.rejected, bool(decision.assigned)) == (
         expected == "rejected",
         expected == "assigned",

@@ -4,7 +4,8 @@ Each row of the log says what one official decided about one image
 (`image_id, action, bib, station_id, passed_at, decided_at, by`; times are ISO 8601, the
 race's local time (the course's timezone) where they give no UTC offset, a time of day alone
 on the race's day). Rows are
-applied in `decided_at` order: `reject` clears what the image says, `assign`
+applied in `decided_at` order: `reject` clears what the image says (with a bib: that read
+of the image is not so, its other reads stand), `assign`
 credits a bib (the official's word replaces the OCR's for that image),
 `approve` confirms the reads the pipeline was unsure of, and `accept` times a
 photo that arrived too late (live modes) as if it had come in time. Further actions
@@ -28,7 +29,7 @@ import fcntl
 import io
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from transforms.course import ConfigError, _read_text, local_instant
@@ -87,6 +88,9 @@ class Decision:
     approved: bool = False
     assigned: tuple[Correction, ...] = ()
     accepted: bool = False  # timed as read, although it arrived too late
+    # Bibs whose read on the photo is not so (`reject` with a bib): the race clock read as
+    # 3304 beside a runner's 3719; rejecting the whole photo lost 3719's passage.
+    not_read: frozenset[str] = frozenset()
 
     @property
     def overrides(self) -> bool:
@@ -265,14 +269,17 @@ def decide(corrections: Iterable[Correction]) -> Decision:
     """The net decision about one image from its corrections, in the order they were made."""
     decision = Decision()
     for c in in_order(corrections):
-        if c.action == "reject":
+        not_read = decision.not_read
+        if c.action == "reject" and c.bib:
+            decision = replace(decision, not_read=not_read | {c.bib})
+        elif c.action == "reject":
             decision = Decision(rejected=True)
         elif c.action == "assign":
-            decision = Decision(assigned=decision.assigned + (c,))
+            decision = Decision(assigned=decision.assigned + (c,), not_read=not_read)
         elif c.action == "approve":
-            decision = Decision(approved=True, assigned=decision.assigned)
+            decision = Decision(approved=True, assigned=decision.assigned, not_read=not_read)
         elif c.action == "accept":
-            decision = Decision(accepted=True)
+            decision = Decision(accepted=True, not_read=not_read)
     return decision
 
 

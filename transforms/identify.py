@@ -299,6 +299,8 @@ def identify_photo(
     """What the pipeline (or an official, who has the last word) makes of one photo; with
     a gallery, faces identify the athletes that bibs did not."""
     decision = decisions.get(photo.image_id)
+    if decision is not None and decision.not_read:
+        photo = without_reads(photo, decision.not_read, known)
     # An exact copy stays the copy of the photo decided: one row each, as read.
     if decision is not None and decision.overrides and photo.reason != EXACT_DUPLICATE:
         return apply_decision(photo, decision, known)
@@ -310,6 +312,18 @@ def identify_photo(
         return Identified(photo)  # duplicates and rejects keep their status
     result = identify(photo, known, threshold)
     return result if gallery is None else identify_faces(result, gallery, faces)
+
+
+def without_reads(photo: Photo, not_read: frozenset[str], known: frozenset[str]) -> Photo:
+    """The photo without the reads an official said are not so (`not_read`: bibs, as read or
+    as the listed bib they stand for), so that its other reads time it."""
+
+    def stands_for(read: BibSeen) -> set[str]:
+        listed = listed_bib(read.bib, read.confidence, known, read.unprefixed)
+        return {read.bib} | ({listed[0]} if listed else set())
+
+    kept = tuple(r for r in photo.facts.bibs if not stands_for(r) & not_read)
+    return replace(photo, facts=replace(photo.facts, bibs=kept))
 
 
 def hold_too_late(identified: Identified) -> Identified:

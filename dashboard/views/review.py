@@ -30,6 +30,7 @@ from dashboard.review_queue import (
     LATE_LINKS,
     NO_PHOTO_SILENT,
     PLACED_BY_NOTES,
+    READ_REASONS,
     REASON_NOTES,
     REJECT,
     Item,
@@ -408,6 +409,8 @@ def actions_for(item: Item, shown: Shown) -> list[tuple[str, str, str, str]]:
     if item.reason == STATION_CONFLICT or needs_place(item, shown.station):
         # Approving would time the reads at a station in doubt, or nothing at all.
         return [assign, reject]
+    if item.reason in READ_REASONS:  # X rejects those reads: the photo's others stand
+        reject = (REJECT, f"Not {', '.join(item.candidates)}", "X", "secondary")
     if item.about_photo:
         return [assign, (APPROVE, "Approve", "A", "secondary"), reject]
     approve = [(APPROVE, "Approve", "A", "primary")]
