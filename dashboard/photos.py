@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 import streamlit as st
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFile, ImageFont, ImageOps
 
 from dashboard.data import CACHE_ENTRIES, CACHE_TTL_S, Version, version
 from dashboard.review_queue import text_or_none
@@ -28,6 +28,9 @@ CROP_MARGIN = 0.6  # of the box's size on every side: the number with some shirt
 BOX_COLOUR = (255, 190, 0)
 LABEL_TEXT = (20, 20, 20)
 JPEG_QUALITY = 85
+# A JPEG cut short on upload is timed on what arrived (transforms.photos.arrived): the official
+# deciding it must see that part, the rest grey, not "no photo". This process only shows photos.
+ImageFile.LOAD_TRUNCATED_IMAGES = True
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,7 @@ REASON_TEXT = {
     TOO_LATE: "Arrived too late to be timed",
     STATION_CONFLICT: "Came in for several stations",
     "bad_exif": "No time on the photo",
+    "truncated_image": "Photo cut short on upload",
     "unknown_station": "No station for the photo",
     AMBIGUOUS_STATION: "At several stations' place",
     "missed_checkpoint": "Not seen at a checkpoint",

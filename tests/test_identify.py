@@ -501,3 +501,37 @@ def test_identify_athletes__photos_sightings_and_review_are_tagged_outputs() -> 
             ),
             label="Review",
         )
+
+
+# --- a photo cut short on upload --------------------------------------------------------------
+
+
+def cut_short(ph: Photo) -> Photo:
+    return replace(ph, facts=replace(ph.facts, truncated=True))
+
+
+def test_identify_photo__a_photo_cut_short_counts_its_reads_as_weak_and_is_one_item() -> None:
+    # Its bibs were read on what arrived: one at the cut may have lost digits.
+    ph = cut_short(photo("a", bibs=(read("101", 0.99), read("58", 0.4))))
+    assert identify_photo(ph, LISTED, THRESHOLD, {}) == Identified(
+        replace(ph, status=REVIEW, reason="truncated_image"),
+        (seen(ph, "101", 0.99, False),),
+        (item(ph, "truncated_image", "101", "58"),),
+    )
+
+
+def test_identify_photo__a_photo_cut_short_with_nothing_read_is_still_queued() -> None:
+    ph = cut_short(photo("a"))
+    assert identify_photo(ph, LISTED, THRESHOLD, {}) == Identified(
+        replace(ph, status=REVIEW, reason="truncated_image"), (), (item(ph, "truncated_image"),)
+    )
+
+
+def test_identify_photo__an_approved_photo_cut_short_times_its_reads() -> None:
+    ph = cut_short(photo("a", bibs=(read("101", 0.99),)))
+    decided = {ph.image_id: decide([correction("approve", "2026-05-01T09:00:00Z")])}
+    identified = identify_photo(ph, LISTED, THRESHOLD, decided)
+    assert (identified.photo.status, identified.sightings) == (
+        PASSAGE,
+        (seen(ph, "101", 0.99, True, official=True),),
+    )

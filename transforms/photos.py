@@ -20,6 +20,7 @@ import os
 import posixpath
 import re
 import stat
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import BinaryIO
@@ -34,7 +35,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.watch import PollFn, PollResult
 from apache_beam.metrics import Metrics
 from apache_beam.utils.timestamp import Timestamp
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from transforms.bibs import StartList
 from transforms.exif import exif_facts
@@ -61,6 +62,7 @@ MAX_PIXELS = 120_000_000
 # Decode with libjpeg's DCT scaling down to about this long side: enough for bib digits.
 TARGET_LONG_SIDE = 2000
 THUMB_WIDTH = 256
+_KEEP_WHAT_ARRIVED = threading.Lock()  # Pillow's switch for cut-short JPEGs is process-wide
 # Every stage works on grey (bib search, OCR, phash, quality), so photos are decoded straight
 # to grey: libjpeg skips the colour planes' IDCT and upsampling and there is no colour
 # conversion, about 10 of 25 ms (CPU) per 12 MP photo (bench/perf.py).
@@ -341,11 +343,11 @@ def analyse_photo(data: bytes, image_id: str, faces: FaceModels | None = None) -
         exif = exif_facts(header)
     except (OSError, ValueError, SyntaxError):
         return PhotoFacts(image_id=image_id, error="bad_exif", width=width, height=height)
-    if _is_truncated(data, fmt):
-        return PhotoFacts(image_id=image_id, error="truncated_image", width=width, height=height)
-    gray, factor = decode(data, width, height, fmt)
+    truncated = _is_truncated(data, fmt)
+    gray, factor = (arrived if truncated else decode)(data, width, height, fmt)
     if gray is None:
-        return PhotoFacts(image_id=image_id, error="corrupt_image", width=width, height=height)
+        error = "truncated_image" if truncated else "corrupt_image"
+        return PhotoFacts(image_id=image_id, error=error, width=width, height=height)
     phash, quality = thumbnail_facts(gray)
     found = None if faces is None else find_faces(gray, factor, faces)
     bibs = bib_reads(gray, factor, faces=found or ())
@@ -358,6 +360,7 @@ def analyse_photo(data: bytes, image_id: str, faces: FaceModels | None = None) -
         quality=quality,
         bibs=bibs if not found else torso_bibs(gray, factor, found, bibs),
         faces=found,
+        truncated=truncated,
     )
 
 
@@ -381,6 +384,32 @@ def decode(data: bytes, width: int, height: int, fmt: str) -> tuple[np.ndarray |
     """The photo in grey at the resolution bibs need, and the reduction factor used."""
     factor = reduction_for(width, height) if fmt in ("JPEG", "MPO") else 1
     return cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED[factor]), factor
+
+
+def arrived(data: bytes, width: int, height: int, fmt: str) -> tuple[np.ndarray | None, int]:
+    """What arrived of a JPEG cut short (an upload that broke off), in grey as `decode` gives
+    it, the part lost grey; None where nothing decodes (a PNG, a JPEG cut in its header).
+
+    The top of the photo holds its runner as often as not, and its EXIF is intact: rejecting
+    it lost the athlete with no word (a finish photo cut at 97 %: the athlete dns). OpenCV
+    decodes nothing of such a JPEG, so Pillow reads it, at the same DCT scale; Pillow keeps
+    what arrived only under a process-wide switch, held here for this one load."""
+    if fmt not in ("JPEG", "MPO"):
+        return None, 1
+    factor = reduction_for(width, height)
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.draft("L", (width // factor, height // factor))  # the scale, as OpenCV's
+            with _KEEP_WHAT_ARRIVED:
+                ImageFile.LOAD_TRUNCATED_IMAGES = True
+                try:
+                    image.load()
+                finally:
+                    ImageFile.LOAD_TRUNCATED_IMAGES = False
+            grey = np.asarray(image.convert("L"))
+    except (OSError, ValueError, SyntaxError):
+        return None, factor
+    return grey, round(width / grey.shape[1])
 
 
 def bib_reads(

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 # Bump when the analysis changes what it would store, so old facts are recomputed.
-ANALYSIS_VERSION = 28
+ANALYSIS_VERSION = 29
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,7 @@ class PhotoFacts:
     quality: Quality | None = None
     bibs: tuple[BibSeen, ...] = ()
     faces: tuple[FaceSeen, ...] | None = None  # None: not looked for (face matching off)
+    truncated: bool = False  # a JPEG cut short: analysed on what arrived (photos.arrived)
     version: int = ANALYSIS_VERSION
 
 
@@ -106,6 +107,7 @@ def facts_from_json(text: str) -> PhotoFacts:
         else tuple(
             FaceSeen(box=tuple(f["box"]), embedding=tuple(f["embedding"])) for f in raw["faces"]
         ),
+        truncated=raw.get("truncated", False),
         version=raw.get("version", 0),
     )
 
@@ -225,12 +227,13 @@ def _facts_fields(facts: PhotoFacts) -> tuple:
         None
         if facts.faces is None
         else tuple((f.box, pack_embedding(f.embedding)) for f in facts.faces),
+        facts.truncated,
         facts.version,
     )
 
 
 def _facts_of(fields: tuple) -> PhotoFacts:
-    image_id, error, width, height, exif, phash, quality, bibs, faces, version = fields
+    image_id, error, width, height, exif, phash, quality, bibs, faces, truncated, version = fields
     return PhotoFacts(
         image_id=image_id,
         error=error,
@@ -243,6 +246,7 @@ def _facts_of(fields: tuple) -> PhotoFacts:
         faces=None
         if faces is None
         else tuple(FaceSeen(box, unpack_embedding(packed)) for box, packed in faces),
+        truncated=truncated,
         version=version,
     )
 
