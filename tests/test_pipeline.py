@@ -11,7 +11,6 @@ import csv
 import hashlib
 import json
 import os
-import re
 import subprocess
 import sys
 from collections import Counter, defaultdict
@@ -124,7 +123,7 @@ def test_run__every_input_file_is_exactly_one_image_row(race: Path, first_run: R
         assert row["status"] in statuses
 
 
-def test_run__corrupt_file_is_rejected_with_a_reason(race: Path, first_run: Run) -> None:
+def test_run__corrupt_file_is_queued_with_a_reason(race: Path, first_run: Run) -> None:
     corrupt = []
     for path in input_files(race):
         try:
@@ -134,8 +133,8 @@ def test_run__corrupt_file_is_rejected_with_a_reason(race: Path, first_run: Run)
             corrupt.append(path)
     assert len(corrupt) == 1, "the demo race has one corrupt file"
     row = image_rows(first_run)[corrupt[0]]
-    assert row["status"] == "rejected"
-    assert re.fullmatch(r"[a-z]+(_[a-z]+)*", row["reason"] or "")
+    # A JPEG cut short: analysed on what arrived, and one question for an official.
+    assert (row["status"], row["reason"]) == ("review", "truncated_image")
 
 
 def test_run__exact_copies_are_duplicates_with_reason_exact_duplicate(
