@@ -187,7 +187,9 @@ def _by_bib(passages: Iterable[Passage]) -> dict[str, list[Passage]]:
     return by_bib
 
 
-def due_at_stations(passages: list[Passage], cfg: RaceConfig) -> list[tuple[str, datetime]]:
+def due_at_stations(
+    passages: list[Passage], cfg: RaceConfig
+) -> list[tuple[str, tuple[datetime, bool]]]:
     """DueAtStations: when each runner not seen at a station was due there."""
     waves = {a.bib: a.wave for a in cfg.athletes}
     return [
@@ -209,7 +211,7 @@ def station_health(
     photos: list[Photo],
     passages: list[Passage],
     window_s: float,
-    due: Iterable[tuple[str, datetime]] = (),
+    due: Iterable[tuple[str, tuple[datetime, bool]]] = (),
 ) -> list[dict]:
     """StationHealth: one row per station and fixed window, and the silent windows (`due`:
     DueAtStations')."""
@@ -232,9 +234,9 @@ def station_health(
     by_station: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         by_station[row["station_id"]].append(row)
-    due_at_station: dict[str, list[datetime]] = defaultdict(list)
-    for station_id, at in due:
-        due_at_station[station_id].append(at)
+    due_at_station: dict[str, list[tuple[datetime, bool]]] = defaultdict(list)
+    for station_id, when in due:
+        due_at_station[station_id].append(when)
     return rows + [
         s
         for sid in by_station | due_at_station

@@ -123,13 +123,15 @@ def test_review_station_health__each_state_reaches_review() -> None:
         for p, reason in [
             (frozen[-1], "camera_frozen"),
             (blurred[-1], "camera_blurred"),
-            (blurred[-1], "camera_silent"),  # [600, 900): the last photo before it
+            (blurred[-1], "camera_silent"),  # [600, 900), 102 due: the last photo before it
             (covered[-1], "camera_covered"),
         ]
     ]
     with TestPipeline() as p:
         photos_in = p | "Photos" >> beam.Create(photos)
-        stations = (photos_in, p | "Passages" >> beam.Create(passages)) | StationHealth(WINDOW_S)
+        passages_in = p | "Passages" >> beam.Create(passages)
+        due = p | "Due" >> beam.Create([("cp1", (at(700), False))])  # 102, missed at cp1
+        stations = (photos_in, passages_in, due) | StationHealth(WINDOW_S)
         review = (stations, photos_in) | ReviewStationHealth()
         assert_that(review, equal_to(expected))
     rows = [row(0, "frozen"), row(300, "blurred"), row(600, "silent"), row(900, "covered")]

@@ -366,10 +366,11 @@ def test_silent_windows__no_photo_while_runners_are_due() -> None:
         return {"station_id": "cp1", "window_start": start, "images": images, "passages": passages}
 
     rows = [row(0, 4, 2), row(10, 3, 1), row(20, 1, 0)]
-    silent = silent_windows(rows, 300.0)
+    silent = silent_windows(rows, 300.0, due=[(at(320), False)])
     assert [(r["window_start"], r["health"], r["images"]) for r in silent] == [
         (at(300), "silent", 0)
-    ], "the gap between two busy windows; not after the last passage"
+    ], "the gap between two busy windows a missed runner was due in; not after the last photo"
+    assert silent_windows(rows, 300.0) == [], "a gap nobody was due in"
 
 
 def test_station_health__one_row_per_station_and_window() -> None:

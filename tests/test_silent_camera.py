@@ -38,7 +38,7 @@ def silent_at(rows: list[dict]) -> list[tuple[str, object, object]]:
 
 def test_due_at__unseen_at_a_checkpoint_is_due_there_between_their_passages() -> None:
     ps = [passage("102", "start", 10), passage("102", "finish", 3010)]
-    assert due_at(ps, COURSE, GUN) == [("cp1", at(1510))]
+    assert due_at(ps, COURSE, GUN) == [("cp1", (at(1510), False))]
 
 
 def test_due_at__seen_there_or_stopped_before_it_is_due_nowhere() -> None:
@@ -54,16 +54,48 @@ def _row(start_s: float, passages: int) -> dict:
     return {"station_id": "cp1", "window_start": at(start_s), "passages": passages}
 
 
+def between(*seconds: float) -> list[tuple[object, bool]]:
+    """Runners due at these times between their passages."""
+    return [(at(s), False) for s in seconds]
+
+
 def test_silent_windows__a_camera_that_stops_is_silent_until_its_last_runner_was_due() -> None:
     rows = [_row(1500, 2)]  # photos and passages in [1500, 1800), then nothing
-    silent = silent_windows(rows, WINDOW_S, due=[at(2010), at(2420)])
+    silent = silent_windows(rows, WINDOW_S, due=between(2010, 2420))
     assert silent_at(silent) == [window(1800), window(2100), window(2400)]
     assert silent_windows(rows, WINDOW_S) == [], "no runner due after its last passage"
 
 
 def test_silent_windows__a_camera_dead_from_the_start_is_silent_when_runners_were_due() -> None:
-    silent = silent_windows([], WINDOW_S, due=[at(1510)], station_id="cp1")
+    silent = silent_windows([], WINDOW_S, due=between(1510), station_id="cp1")
     assert silent_at(silent) == [window(1500)]
+
+
+def test_silent_windows__a_gap_nobody_missed_was_due_in_is_no_silence() -> None:
+    # The leader minutes ahead of the pack (session 19's audit: a working finish camera,
+    # 10:35-10:40 reported silent, an official sent to check it); or one photo timed wrong,
+    # hours before the pack.
+    rows = [_row(0, 1), _row(1500, 5), _row(1800, 4)]
+    assert silent_windows(rows, WINDOW_S) == []
+    later = silent_windows(rows, WINDOW_S, due=between(2400))
+    assert silent_at(later) == [window(2100), window(2400)], "a runner missed after the pack"
+
+
+def test_silent_windows__a_gap_a_missed_runner_was_due_in_is_silent_from_photo_to_photo() -> None:
+    rows = [_row(0, 3), _row(1500, 5)]
+    silent = silent_windows(rows, WINDOW_S, due=between(700))
+    assert silent_at(silent) == [window(s) for s in (300, 600, 900, 1200)]
+
+
+def test_silent_windows__a_runner_due_past_their_last_passage_counts_between_photos_only() -> None:
+    # A finish camera silent in the pack: its runners are seen at cp2, due at the finish
+    # after it; past the last photo they may simply have stopped.
+    rows = [_row(0, 3), _row(900, 5)]
+    assert silent_at(silent_windows(rows, WINDOW_S, due=[(at(400), True)])) == [
+        window(300),
+        window(600),
+    ]
+    assert silent_windows(rows, WINDOW_S, due=[(at(1500), True)]) == [], "stopped, maybe"
 
 
 # cp1's camera photographs 101 at 1500 s, then dies: 102 and 103 finish, unseen at cp1, due
@@ -121,7 +153,8 @@ def test_station_health__in_process_the_same_silence_and_item() -> None:
 
 
 def test_silent_while_due__a_missed_checkpoint_in_the_silence_says_so() -> None:
-    stations = pd.DataFrame(station_health(PHOTOS, PASSAGES, WINDOW_S, [("cp1", at(2010))]))
+    due = [("cp1", (at(2010), False))]
+    stations = pd.DataFrame(station_health(PHOTOS, PASSAGES, WINDOW_S, due))
     passages = pd.DataFrame([vars(p) for p in PASSAGES])
     order = ["start", "cp1", "finish"]
     missed = Item("finish-102", "missed_checkpoint", "cp1", ("102",))
@@ -155,7 +188,7 @@ def test_awaited__live_a_silence_whose_photos_may_still_come_is_awaited_not_sile
     # A phone uploading in batches: cp1's photos after 1501 s are not in yet, within the
     # allowed lateness. It was reported silent (a camera_silent item, an official sent to a
     # working phone) until they came (failed before, passes).
-    due = [("cp1", at(2010)), ("cp1", at(2420))]
+    due = [("cp1", (at(2010), False)), ("cp1", (at(2420), False))]
     rows = station_health(PHOTOS, PASSAGES, WINDOW_S, due)
     live = awaited(rows, _arrivals(1501, 4820))
     assert [(r["station_id"], r["window_start"], r["window_end"]) for r in live

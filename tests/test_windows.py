@@ -181,17 +181,19 @@ def _frames(station: str, start_s: float, n: int, **kw: object) -> list[Photo]:
 def test_station_health__each_state_in_its_window_as_photos_stream_in() -> None:
     photos = (
         _frames("start", 0, 3, quality=COVERED)  # window [0, 300): covered
-        + _frames("start", 600, 3)  # [600, 900): ok; [300, 600) had none: silent
+        + _frames("start", 600, 3)  # [600, 900): ok; [300, 600) had none, 102 due: silent
         + _frames("cp1", 0, 3, quality=BLURRED)  # blurred
         + _frames("finish", 0, 5, phash="f0e0c0a080402010")  # the same picture: frozen
     )
     passages = [passage("101", "start", 10.0), passage("101", "start", 610.0)]
+    due = ("start", (at(320), False))  # 102, never seen at the start, was due in [300, 600)
     stream = TestStream().advance_watermark_to(at(0).timestamp())
     for item in sorted(
         photos + passages, key=lambda x: getattr(x, "taken_at", None) or x.passed_at
     ):
         at_s = (getattr(item, "taken_at", None) or item.passed_at).timestamp()
         stream = stream.add_elements([TimestampedValue(item, at_s)])
+    stream = stream.add_elements([TimestampedValue(due, at(320).timestamp())])
     stream = stream.advance_watermark_to(at(400).timestamp()).advance_watermark_to_infinity()
     with TestPipeline(options=_streaming()) as p:
         items = p | stream
@@ -199,6 +201,7 @@ def test_station_health__each_state_in_its_window_as_photos_stream_in() -> None:
         rows = (
             streamed,
             items | "Passages" >> beam.Filter(lambda x: isinstance(x, Passage)),
+            items | "Due" >> beam.Filter(lambda x: isinstance(x, tuple)),
         ) | StationHealth(300.0)
         assert_that(
             rows | beam.Map(lambda r: (r["station_id"], r["window_start"], r["health"])),

@@ -417,41 +417,70 @@ def _window_of(at: datetime, window_s: float) -> datetime:
 
 
 def silent_windows(
-    rows: Iterable[dict], window_s: float, due: Iterable[datetime] = (), station_id: str = ""
+    rows: Iterable[dict],
+    window_s: float,
+    due: Iterable[tuple[datetime, bool]] = (),
+    station_id: str = "",
 ) -> list[dict]:
     """The windows of one station without a photo while runners were due there.
 
-    Runners are due from the station's first window with a passage to its last, and
-    until the last time `due` (when runners seen at other stations but not at this one
-    should have passed it, splits.due_at): a camera that stops mid-race (flat battery,
-    full card, no signal) and never comes back is silent up to there. A working camera
-    sees its last runners, so no time is due after its last passage: no silent window
-    once the field has passed.
+    `due`: (when, past_last) a runner not seen at the station should have passed it
+    (splits.due_at): between their passages, or, `past_last`, just after their last one.
+    A gap in a station's photos is no silence by itself: a leader minutes ahead of the pack
+    leaves one at the finish (session 19's audit: a working camera reported silent). A gap
+    is silent where a runner missed there was due in it, and then from photo to photo (a
+    camera that stops stays stopped until it takes one again); before the station's first
+    photo or after its last, from and to the runners due. A runner due just past their last
+    passage counts only between two photos: they may have stopped, and a gap there, where
+    the camera was at work before and after, is where a silent finish camera loses its
+    finishers.
     """
-    rows = sorted(rows, key=lambda r: r["window_start"])
-    span = [r["window_start"] for r in rows if r["passages"]]
-    span += [_window_of(at, window_s) for at in due]
-    if not span:
-        return []
-    seen = {r["window_start"] for r in rows}
     step = timedelta(seconds=window_s)
-    station_id = rows[0]["station_id"] if rows else station_id
-    silent, start, end = [], min(span), max(span)
-    while start <= end:
-        if start not in seen:
-            silent.append(
-                {
-                    "station_id": station_id,
-                    "window_start": start,
-                    "window_end": start + step,
-                    "images": 0,
-                    "passages": 0,
-                    "last_photo_at": None,
-                    "health": "silent",
-                }
-            )
-        start += step
-    return silent
+    photos = sorted({r["window_start"] for r in rows})
+    due = [(_window_of(at, window_s), past_last) for at, past_last in due]
+    station_id = next((r["station_id"] for r in rows), station_id)
+    silent: list[datetime] = []
+    for first, last in _gaps(photos, [w for w, _ in due], step):
+        bounded = first - step in photos and last + step in photos
+        counted = [w for w, past_last in due if first <= w <= last and (bounded or not past_last)]
+        if counted:
+            start = first if first - step in photos else min(counted)
+            end = last if last + step in photos else max(counted)
+            silent += [start + i * step for i in range(round((end - start) / step) + 1)]
+    return [_silent_row(station_id, start, step) for start in silent]
+
+
+def _gaps(
+    photos: list[datetime], due: list[datetime], step: timedelta
+) -> Iterator[tuple[datetime, datetime]]:
+    """(first, last) window of each run of windows without a photo, from the earliest window
+    with a photo or a runner due to the latest."""
+    if not due:
+        return  # nobody missed there: no gap is a silence
+    windows = sorted({*photos, *due})
+    first: datetime | None = None
+    at, end, taken = windows[0], windows[-1], set(photos)
+    while at <= end:
+        if at in taken and first is not None:
+            yield first, at - step
+            first = None
+        elif at not in taken and first is None:
+            first = at
+        at += step
+    if first is not None:
+        yield first, end
+
+
+def _silent_row(station_id: str, start: datetime, step: timedelta) -> dict:
+    return {
+        "station_id": station_id,
+        "window_start": start,
+        "window_end": start + step,
+        "images": 0,
+        "passages": 0,
+        "last_photo_at": None,
+        "health": "silent",
+    }
 
 
 def station_row(key: tuple[str, float, float], grouped: dict[str, list]) -> dict:

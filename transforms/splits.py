@@ -262,12 +262,14 @@ def corroborated(weak: Passage, kept: dict[str, Passage], course: Course, gun: d
 
 def due_at(
     passages: Iterable[Passage], course: Course, gun: datetime
-) -> list[tuple[str, datetime]]:
-    """When one athlete (their checked passages) should have passed the stations before
-    their last confirmed one where nothing of them was seen, from their confirmed passages
-    (predicted_at): the times a camera there had a runner to photograph. A camera with no
-    photo then went silent (passages.silent_windows); past their last passage they are due
-    nowhere (they may have stopped)."""
+) -> list[tuple[str, tuple[datetime, bool]]]:
+    """(station, (when, past_last)) one athlete (their checked passages) should have passed
+    the stations where nothing of them was seen, from their confirmed passages
+    (predicted_at): those before their last confirmed one, and, `past_last`, the station
+    right after it, at their pace so far: the times a camera there had a runner to
+    photograph. Where it took no photo then, it went silent (passages.silent_windows, which
+    counts a runner past their last passage only where the camera was at work before and
+    after: they may have stopped); further on they are due nowhere."""
     passages = list(passages)
     kept = {p.station_id: p for p in passages if not p.needs_review}
     if not kept:
@@ -275,15 +277,15 @@ def due_at(
     last = max(course.station_ids.index(sid) for sid in kept)
     seen = {p.station_id for p in passages}
     due = []
-    for s in course.stations[:last]:
+    for i, s in enumerate(course.stations[: last + 2]):
         if s.id not in seen and (predicted := predicted_at(s.id, kept, course, gun)):
-            due.append((s.id, predicted[0]))
+            due.append((s.id, (predicted[0], i > last)))
     return due
 
 
 class DueAtStations(beam.PTransform):
-    """Checked passages -> (station, time) at which each runner not seen at a station was
-    due there (due_at): StationHealth's measure of a camera gone silent mid-race."""
+    """Checked passages -> (station, (time, past_last)) at which each runner not seen at a
+    station was due there (due_at): StationHealth's measure of a camera gone silent."""
 
     def __init__(self, course: Course, athletes: tuple[Athlete, ...]):
         super().__init__()
@@ -302,7 +304,7 @@ class DueAtStations(beam.PTransform):
 
 def due_of_bib(
     bib: str, passages: Iterable[Passage], course: Course, waves: Mapping[str, str]
-) -> list[tuple[str, datetime]]:
+) -> list[tuple[str, tuple[datetime, bool]]]:
     # An unknown bib's passages are all in review (check_athlete): nothing to predict from.
     return due_at(passages, course, course.wave_start(waves.get(bib) or None))
 
