@@ -28,9 +28,6 @@ CROP_MARGIN = 0.6  # of the box's size on every side: the number with some shirt
 BOX_COLOUR = (255, 190, 0)
 LABEL_TEXT = (20, 20, 20)
 JPEG_QUALITY = 85
-# A JPEG cut short on upload is timed on what arrived (transforms.photos.arrived): the official
-# deciding it must see that part, the rest grey, not "no photo". This process only shows photos.
-ImageFile.LOAD_TRUNCATED_IMAGES = True
 
 
 @dataclass(frozen=True)
@@ -82,12 +79,19 @@ def reads_of(images: pd.DataFrame, image_id: str) -> tuple[Read, ...]:
 
 
 def _open(path: str) -> Image.Image | None:
+    # A JPEG cut short on upload is timed on what arrived (transforms.photos.arrived): the
+    # official deciding it must see that part, the rest grey, not "no photo". Pillow keeps
+    # what arrived only under a process-wide switch: on for this load alone (a page shown
+    # meanwhile in another session at worst shows no photo of such a JPEG).
+    before, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, True
     try:
         with Image.open(path) as img:
             # The pipeline decodes with EXIF orientation applied; its boxes are in that frame.
             return ImageOps.exif_transpose(img).convert("RGB")
     except (OSError, Image.DecompressionBombError):
         return None
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = before
 
 
 def _jpeg(img: Image.Image) -> bytes:

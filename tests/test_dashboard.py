@@ -24,11 +24,13 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from altair.utils.schemapi import SchemaBase
+from PIL import Image, ImageFile
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import UnknownElement
 
@@ -1753,3 +1755,15 @@ def test_review__a_missed_checkpoint_while_its_camera_was_silent_says_so(
     [said] = [t for t in texts(at) if t.startswith("102 ")]
     assert "whose camera took no photo from 10:30:00 to 10:35:00" in said
     assert "course was cut" not in said
+
+
+def test_photos__a_jpeg_cut_short_shows_what_arrived(tmp_path: Path) -> None:
+    # It is timed on what arrived (transforms.photos.arrived) and queued: the official saw
+    # no photo at all to decide it on.
+    noise = np.random.default_rng(1).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(noise).save(out, "JPEG")
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(out.getvalue()[: len(out.getvalue()) * 7 // 10])
+    assert photos._open(str(cut)).size == (640, 480)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False, "Pillow's switch is put back"
