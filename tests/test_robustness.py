@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import errno
 import hashlib
+import io
 import itertools
 import json
 import os
@@ -41,6 +42,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given
 from hypothesis import strategies as st
+from PIL import Image
 
 from pipeline.cli import count_files, dashboard_command, main
 from pipeline.demo import generate_race
@@ -272,6 +274,42 @@ def test_analyse_photo__a_jpeg_cut_short_is_analysed_on_what_arrived(
     assert (cut.error, cut.truncated, complete.truncated) == (None, True, False)
     assert cut.exif == complete.exif
     assert {b.bib for b in cut.bibs} == {b.bib for b in complete.bibs} != set()
+
+
+def _shot_sideways(data: bytes) -> bytes:
+    """The photo as a camera held on its side stores it: its pixels turned a quarter, with an
+    EXIF orientation (6: turn clockwise to show) that turns them back, its other tags kept."""
+    with Image.open(io.BytesIO(data)) as image:
+        exif = image.getexif()
+        exif[0x0112] = 6
+        stored = image.transpose(Image.Transpose.ROTATE_90)
+        out = io.BytesIO()
+        stored.save(out, "JPEG", quality=95, exif=exif.tobytes())
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("kept", [1.0, 0.97])
+def test_analyse_photo__a_photo_shot_sideways_is_measured_and_boxed_upright(
+    race: Path, kept: float
+) -> None:
+    # images.parquet gave such a photo's stored width and height while its boxes were upright
+    # (swapped against the photo the dashboard shows), and a cut-short one was read on its
+    # stored pixels, its boxes off the photo shown.
+    data, upright = next(
+        (data, facts)
+        for path in sorted((race / "images" / "finish").glob("FINISH_*[0-9].jpg"))
+        for data in [path.read_bytes()]
+        for facts in [analyse_photo(data, "upright")]
+        if facts.bibs
+    )
+    sideways = _shot_sideways(data)
+    facts = analyse_photo(sideways[: round(kept * len(sideways))], "sideways")
+    assert (facts.error, facts.truncated) == (None, kept < 1)
+    assert (facts.width, facts.height) == (upright.width, upright.height)
+    assert {b.bib for b in facts.bibs} == {b.bib for b in upright.bibs}
+    for seen in facts.bibs:
+        shown = next(b.box for b in upright.bibs if b.bib == seen.bib)
+        assert max(abs(a - b) for a, b in zip(seen.box, shown, strict=True)) <= 16
 
 
 def test_analyse_photo__a_jpeg_cut_in_its_header_is_still_rejected(race: Path) -> None:

@@ -35,7 +35,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.watch import PollFn, PollResult
 from apache_beam.metrics import Metrics
 from apache_beam.utils.timestamp import Timestamp
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from transforms.bibs import StartList
 from transforms.exif import exif_facts
@@ -348,6 +348,7 @@ def analyse_photo(data: bytes, image_id: str, faces: FaceModels | None = None) -
     if gray is None:
         error = "truncated_image" if truncated else "corrupt_image"
         return PhotoFacts(image_id=image_id, error=error, width=width, height=height)
+    width, height = upright(width, height, gray)
     phash, quality = thumbnail_facts(gray)
     found = None if faces is None else find_faces(gray, factor, faces)
     bibs = bib_reads(gray, factor, faces=found or ())
@@ -362,6 +363,14 @@ def analyse_photo(data: bytes, image_id: str, faces: FaceModels | None = None) -
         faces=found,
         truncated=truncated,
     )
+
+
+def upright(width: int, height: int, decoded: np.ndarray) -> tuple[int, int]:
+    """The stored photo's width and height in the frame it was `decoded` in: the decoders turn
+    it upright by its EXIF orientation (as the dashboard shows it), and its boxes are in that
+    frame, so a portrait shot with the camera on its side is taller than wide here too."""
+    rows, columns = decoded.shape[:2]
+    return (height, width) if (rows > columns) != (height > width) else (width, height)
 
 
 def thumbnail_facts(gray: np.ndarray) -> tuple[str, Quality]:
@@ -406,10 +415,11 @@ def arrived(data: bytes, width: int, height: int, fmt: str) -> tuple[np.ndarray 
                     image.load()
                 finally:
                     ImageFile.LOAD_TRUNCATED_IMAGES = False
-            grey = np.asarray(image.convert("L"))
+            # Upright, as OpenCV decodes a whole photo: its boxes are in the frame shown.
+            grey = np.asarray(ImageOps.exif_transpose(image).convert("L"))
     except (OSError, ValueError, SyntaxError):
         return None, factor
-    return grey, round(width / grey.shape[1])
+    return grey, round(max(width, height) / max(grey.shape))
 
 
 def bib_reads(

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 # Bump when the analysis changes what it would store, so old facts are recomputed.
-ANALYSIS_VERSION = 29
+ANALYSIS_VERSION = 30
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ IMAGES = pa.schema(
         # Extensions: where the duplicate's original lies, and the reads with their boxes.
         pa.field("duplicate_of_path", pa.string()),
         pa.field("reads", pa.list_(READ)),
+        # The photo's size as shown, turned upright by its EXIF orientation: its boxes' frame.
         pa.field("width", pa.int32()),
         pa.field("height", pa.int32()),
         # How its station was decided: folder, camera, gps, time (of stations at one place,
