@@ -31,6 +31,11 @@ TWO_STATIONS = "stations:\n  - {id: start, km: 0}\n  - {id: finish, km: 10}\n"
 
 # (case, course text, line the message must name, what it must say)
 BAD_COURSES = {
+    "bad_csv_separator": (
+        RACE + TWO_STATIONS + "settings:\n  csv_separator: '|'\n",
+        6,
+        "csv_separator must be ',', ';' or tab, not '|'",
+    ),
     "duplicate_station_id": (
         RACE + "stations:\n  - {id: start, km: 0}\n  - {id: start, km: 5}\n",
         4,

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -16,6 +17,7 @@ from dashboard.board import table
 from dashboard.data import Race
 from dashboard.formats import pace_or_blank
 from tests.conftest import PROPERTY, at, athlete, make_course, passage
+from transforms.course import Settings
 from transforms.export import clock, gap, pace, results_csv, split_label
 from transforms.results import build_leaderboard
 from transforms.write import write_csv
@@ -59,6 +61,23 @@ def test_results_csv__place_bib_name_then_splits_then_times() -> None:
         "RUNNING",
         "0:21:35.0",
     ]  # no close: still out
+
+
+@pytest.mark.parametrize(("setting", "separator"), [(";", ";"), ("tab", "\t")])
+def test_results_csv__separated_as_the_course_says_for_excel_in_europe(
+    setting: str, separator: str
+) -> None:
+    # Excel splits a CSV at the region's list separator: a semicolon where the comma is the
+    # decimal point, so a comma-separated results.csv opened there as one column.
+    ps = [passage("101", "start", 10), passage("101", "finish", 3010)]
+    entrants = [replace(athlete("101"), club="Tjalve, Oslo")]
+    european = replace(COURSE, settings=Settings(csv_separator=setting))
+    rows = build_leaderboard(ps, european, entrants, at(99999))
+    text = results_csv(rows, european)
+    assert text.startswith(separator.join(["Place", "Bib", "Name"]))
+    table = list(csv.reader(io.StringIO(text), delimiter=separator))
+    assert table == list(csv.reader(io.StringIO(results_csv(rows, COURSE))))
+    assert table[1][5] == "Tjalve, Oslo"
 
 
 def test_clock__a_time_before_its_start_keeps_its_sign() -> None:

@@ -86,10 +86,16 @@ class Settings:
     # camera beside the line, looking across it) or last (one past the line, facing the
     # oncoming runners, who are in frame for their last 50-100 m before it).
     crossing: str = "first"
+    # results.csv's separator: Excel splits a CSV at the list separator of the computer's
+    # region, a comma in English, a semicolon where the comma is the decimal point (most of
+    # Europe), so a comma-separated file opens there as one column. "tab" for a tab.
+    csv_separator: str = ","
 
 
 # The values of a station's and the race's `crossing`.
 CROSSINGS = ("first", "last")
+# The values of `csv_separator`, and the character each stands for.
+CSV_SEPARATORS = {",": ",", ";": ";", "tab": "\t"}
 
 
 @dataclass(frozen=True)
@@ -527,12 +533,20 @@ def _parse_settings(raw: Any, path: str, node: yaml.Node | None = None) -> Setti
     _check_time_limit(raw.get("time_limit_s"), path)
     crossing = raw.get("crossing", defaults.crossing)
     _check_crossing(crossing, f"{path}: {_line_of(node, 'settings', 'crossing')}settings:")
-    numbers = {k: v for k, v in raw.items() if k not in ("rank_by", "faces", "crossing")}
+    separator = raw.get("csv_separator", defaults.csv_separator)
+    if separator not in CSV_SEPARATORS:
+        where = _line_of(node, "settings", "csv_separator")
+        raise ConfigError(
+            f"{path}: {where}settings: csv_separator must be ',', ';' or tab, not '{separator}'"
+        )
+    texts = ("rank_by", "faces", "crossing", "csv_separator")
+    numbers = {k: v for k, v in raw.items() if k not in texts}
     values = {k: _number(raw, k, getattr(defaults, k), f"{path}: settings") for k in numbers}
     values = {k: int(v) if k == "near_duplicate_bits" else v for k, v in values.items()}
     values["rank_by"] = rank_by
     values["faces"] = faces
     values["crossing"] = crossing
+    values["csv_separator"] = separator
     if not 0.0 < values.get("face_threshold", 0.6) < 2.0 or values.get("face_margin", 0) < 0:
         raise ConfigError(
             f"{path}: settings: face_threshold must be between 0 and 2, face_margin at least 0"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 
-from transforms.course import Course
+from transforms.course import CSV_SEPARATORS, Course
 from transforms.results import tenths
 from transforms.schemas import split_column
 
@@ -78,7 +78,9 @@ def results_csv(rows: list[dict], course: Course) -> str:
         + ["Gender Place", "Category Place", "Flags"]
     )
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(
+        out, delimiter=CSV_SEPARATORS[course.settings.csv_separator], lineterminator="\n"
+    )
     writer.writerow(header)
     # Unknown bibs are the officials' to settle (leaderboard.parquet, the review queue), not
     # results: imported, "Unknown #999" would be published as a finisher.
