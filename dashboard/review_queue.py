@@ -28,6 +28,7 @@ from transforms.corrections import (
     FROM_GUN,
     IMAGE_ACTIONS,
     IMPLAUSIBLE_SPLIT,
+    OTHER_TIME_ZONE,
     STATION_CONFLICT,
     TOO_LATE,
     UNPLACED,
@@ -71,6 +72,7 @@ REASON_TEXT = {
     AMBIGUOUS_STATION: "At several stations' place",
     "missed_checkpoint": "Not seen at a checkpoint",
     EARLY_START: "Started before their wave's gun",
+    OTHER_TIME_ZONE: "Camera on another time zone",
     OPENED: "Opened for correction",
 }
 
@@ -116,11 +118,19 @@ NO_PHOTO_SILENT = (
 )
 
 
-HEALTH_REASONS = frozenset(HEALTH_NOTES)
+# A camera on another time zone (transforms/zones.py) is about the camera too: its note
+# (review.parquet) says how its photos are timed and the course's fix; approving logs that
+# it was seen to, not an approval of the photo shown (its reads stay as they are).
+CAMERA_NOTES = HEALTH_NOTES | {
+    OTHER_TIME_ZONE: "Its photos carry another UTC offset than the race's. Approve once its "
+    "time zone is seen to (the course fixed and the race timed again, or its times judged "
+    "right).",
+}
+HEALTH_REASONS = frozenset(CAMERA_NOTES)
 # The health of stations.parquet's windows that each camera item is a spell of.
 SPELL_HEALTH = {"camera_covered": "covered", "camera_blurred": "blurred", "camera_frozen": "frozen"}
 # What else an official needs to know to decide an item, beside its photo and reads.
-REASON_NOTES = HEALTH_NOTES | {
+REASON_NOTES = CAMERA_NOTES | {
     TOO_LATE: "These photos of the station came in more than the course's allowed lateness "
     "after the race's latest photos (a camera that uploaded late?), so what was read on them "
     "is not timed. Accept all to time them as if they had come in time (sure reads timed, "
@@ -225,6 +235,9 @@ class Item:
     # A photo without station or time: the time its EXIF gives, the stations it may be at.
     exif_taken_at: datetime | None = None
     could_be_at: tuple[str, ...] = ()
+    # In words, what the reason alone cannot say (review.parquet's note: a clock's estimated
+    # error, a camera's time zone, and the course's fix).
+    note: str | None = None
 
     @property
     def key(self) -> str:
@@ -270,6 +283,7 @@ def items_of(review: pd.DataFrame) -> list[Item]:
             # Results of a run before these columns have none.
             exif_taken_at=_when(getattr(row, "exif_taken_at", None)),
             could_be_at=_texts(getattr(row, "could_be_at", None)),
+            note=text_or_none(getattr(row, "note", None)),
         )
         for row in review.itertuples(index=False)
     ]

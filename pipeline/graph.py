@@ -7,8 +7,9 @@ reads are checked against the start list (a photo at a spot the course passes tw
 that its time cannot place is placed by its athletes' own passages), faces without a
 read bib are matched against a gallery of the athletes' faces, sightings of a bib at a station
 merge into one passage per session window, implausible splits and cameras in
-bad health go to review, and the leaderboard, the review queue, station health and each athlete's
-photos are written as Parquet (and the results as CSV).
+bad health or on another time zone than the race's go to review, and the leaderboard,
+the review queue, station health and each athlete's photos are written as Parquet
+(and the results as CSV).
 
 Run it with `racelens run --images DIR --course FILE --start-list FILE --out DIR`;
 `racelens results --out DIR` times the race again from the stored facts.
@@ -58,6 +59,7 @@ from transforms.placing import IdentifyAtSharedPlaces, unplaced_sightings
 from transforms.results import BuildLeaderboard
 from transforms.splits import CheckedUntil, CheckSplits, DueAtStations
 from transforms.write import IMAGES_FILE, WriteResults
+from transforms.zones import ReviewTimeZones
 
 # The transforms that analyse photos: with forked worker processes, they run in those, each
 # worker taking photos while it is free, and so does the hashing of each file before them
@@ -196,10 +198,11 @@ def time_race(
     clocks = merged | "EstimateClocks" >> EstimateClocks(course, cfg.athletes)
     stations = health | "StationClocks" >> beam.Map(with_clock_error, beam.pvalue.AsList(clocks))
     clock_review = clocks | "ReviewClocks" >> beam.FlatMap(clock_review_of, course)
+    zone_review = (merged, images) | "ReviewTimeZones" >> ReviewTimeZones(course, cfg.athletes)
     return {
         "images": images,
         "passages": passages,
-        "review": (photo_review, checked.review, health_review, clock_review)
+        "review": (photo_review, checked.review, health_review, clock_review, zone_review)
         | "AllReview" >> beam.Flatten(),
         "leaderboard": leaderboard,
         "stations": stations,

@@ -55,6 +55,7 @@ from transforms.placing import is_asked, place_by_own_passages, unplaced_sightin
 from transforms.records import Photo, Sighting
 from transforms.results import build_leaderboard
 from transforms.splits import Arrivals, check_athlete, due_of_bib
+from transforms.zones import zone_review, zone_shots
 
 
 class _Merges(WindowFn.MergeContext):
@@ -356,8 +357,8 @@ def results_of(
     live: bool = False,
     ended: bool = False,
 ) -> Timed:
-    """CheckSplits, BuildLeaderboard, StationHealth, ReviewStationHealth and EstimateClocks
-    over the photos
+    """CheckSplits, BuildLeaderboard, StationHealth, ReviewStationHealth, EstimateClocks and
+    ReviewTimeZones over the photos
     and their passages; `live`: photos may still come (a missed checkpoint waits for them),
     until the watch has `ended`."""
     images = [i.photo for i in identified]
@@ -368,14 +369,17 @@ def results_of(
     )
     if arrivals is not None:  # live: a station's silence may be photos still on their way
         health = awaited(health, arrivals)
-    clocks = estimate_clocks(passages, cfg.course, guns_of(cfg.course, cfg.athletes))
+    guns = guns_of(cfg.course, cfg.athletes)
+    clocks = estimate_clocks(passages, cfg.course, guns)
+    shots = [s for p in images for s in zone_shots(p, cfg.course)]
     return Timed(
         images=images,
         passages=checked,
         review=[r for i in identified for r in i.review]
         + split_review
         + review_of_health(health, images)
-        + [r for e in clocks for r in clock_review_of(e, cfg.course)],
+        + [r for e in clocks for r in clock_review_of(e, cfg.course)]
+        + zone_review(shots, passages, cfg.course, guns),
         leaderboard=build_leaderboard(
             checked if cfg.as_of is None else checked_until(passages, cfg, cfg.as_of, images),
             cfg.course,

@@ -57,6 +57,7 @@ from tests.dashboard_race import (
     start_early,
 )
 from transforms.corrections import (
+    OTHER_TIME_ZONE,
     Correction,
     append_corrections,
     decisions_by_image,
@@ -496,6 +497,28 @@ def test_stations_of__course_order_then_unlisted_then_none() -> None:
     ]
     order = ["start", "cp1", "cp2", "finish"]
     assert stations_of(items, order) == ["cp1", "cp2", "finish", "old", ""]
+
+
+def test_review__a_camera_on_another_time_zone_shows_its_note_and_is_seen_to(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # review.parquet's note (the race's verdict and the course's fix) was shown nowhere, and
+    # Approve on the photo it stands for would have approved that photo's reads.
+    review = pq.read_table(race.out / "review.parquet")
+    image_id = race.ids["finish-999"]
+    note = "The 12 photos of Finish from camera PX8 carry UTC offset +01:00; ..."
+    item = {"image_id": image_id, "reason": OTHER_TIME_ZONE, "candidates": [],
+            "station_id": "finish", "taken_at": None, "path": "", "note": note}  # fmt: skip
+    rows = [*review.to_pylist(), item]
+    pq.write_table(pa.Table.from_pylist(rows, schema=review.schema), race.out / "review.parquet")
+    at = open_page(REVIEW)
+    at.pills(key="filter_reasons").set_value([OTHER_TIME_ZONE]).run()
+    assert "Camera on another time zone" in [s.value for s in at.subheader]
+    assert note in [c.value for c in at.caption]
+    assert not {"Assign", "Reject"} & {b.label for b in at.button}
+    at.button(key="approve").click().run()
+    (seen,) = read_corrections_leniently(str(race.corrections)).corrections
+    assert (seen.action, seen.station_id, seen.image_id) == ("seen", "finish", image_id)
 
 
 def test_review__filter_by_station_with_counts(open_page: Callable[..., AppTest]) -> None:

@@ -112,6 +112,14 @@ def test_parse_taken_at__offset_in_the_photo_beats_the_course_timezone() -> None
     assert taken == datetime(2026, 5, 1, 9, 42, 7, tzinfo=UTC)
 
 
+@pytest.mark.parametrize("zero", ["Z", "z", "+00:00"])
+def test_parse_taken_at__z_is_utc_not_the_course_timezone(zero: str) -> None:
+    # ISO 8601's "Z", which some writers put in OffsetTimeOriginal: read as no offset, the
+    # photo was timed in Oslo's +02:00, two hours early.
+    taken = parse_taken_at(exif("2026:05:01 08:42:07", offset=zero), "Europe/Oslo")
+    assert taken == datetime(2026, 5, 1, 8, 42, 7, tzinfo=UTC)
+
+
 @pytest.mark.parametrize(
     ("when", "utc"),
     [

@@ -67,6 +67,9 @@ IMPLAUSIBLE_SPLIT = "implausible_split"
 # gun (a wave jumper): timed from the photo and flagged until an official decides (the
 # result stands; `from_gun`; `dsq`). Both a review reason and a leaderboard flag.
 EARLY_START = "early_start"
+# A camera whose photos carry another UTC offset than the race's (transforms.zones): one item
+# per camera and station, shown by its first photo; its note says how it is timed.
+OTHER_TIME_ZONE = "other_time_zone"
 
 
 @dataclass(frozen=True)

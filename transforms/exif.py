@@ -107,7 +107,11 @@ def exif_facts(image: Image.Image) -> ExifFacts:
 
 
 def parse_offset(text: str | None) -> timezone | None:
-    """'+02:00' -> UTC+2; None for a missing or malformed offset."""
+    """'+02:00' -> UTC+2, 'Z' -> UTC (ISO 8601's zero offset, which some writers put in
+    OffsetTimeOriginal: read as none, it timed UTC photos in the race's zone, hours off);
+    None for a missing or malformed offset."""
+    if (text or "").strip().upper() == "Z":
+        return UTC
     match = _OFFSET.match(text or "")
     if not match:
         return None

@@ -278,6 +278,8 @@ def describe(item: Item, settings: Settings, shown: Shown, open_items: list[Item
         st.caption(NO_PHOTO_SILENT)
     elif not item.about_athlete and item.reason in REASON_NOTES:
         st.caption(REASON_NOTES[item.reason])
+    if item.note:
+        st.caption(item.note)
     if suspects := clock_suspect(item, open_items):
         st.warning(clock_note(suspects, where), icon=":material/schedule:")
 
