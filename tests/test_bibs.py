@@ -21,7 +21,7 @@ from bench.common import DATA
 from pipeline.cli import main
 from tests.test_ocr import SINGLE_BIBS, _photo
 from transforms import ocr, ppocr
-from transforms.bibs import SNAP_FACTOR, StartList, listed_bib, parse_bib
+from transforms.bibs import SNAP_FACTOR, StartList, listed_bib, parse_bib, with_lettered
 from transforms.ocr import read_bibs
 from transforms.ppocr import LineRead, recogniser
 from transforms.tesseract import engine_name
@@ -92,6 +92,29 @@ def test_start_list__ambiguous_or_far_reads_are_dropped() -> None:
 
     assert start_list.match("3678", 1.0) is None  # one edit from two runners
     assert start_list.match("1958", 1.0) is None  # far from every runner
+
+
+@pytest.mark.parametrize(
+    ("read", "unprefixed", "expected"),
+    [
+        ("12", 0.0, ("12", 0.9 * SNAP_FACTOR)),  # a sure read of 12 may be A12's
+        ("812", 0.9, ("12", 0.9 * SNAP_FACTOR)),  # A read as 8, the rest as sure
+        ("13", 0.0, ("12", 0.9 * SNAP_FACTOR)),  # snapped: once for review, not twice
+        ("40", 0.0, ("40", 0.9)),  # no 40 after a letter: it stands
+    ],
+)
+def test_start_list__a_number_listed_bare_and_after_a_letter_goes_to_review(
+    read: str, unprefixed: float, expected: tuple[str, float]
+) -> None:
+    # Runner 12 and runner A12 (a half-marathon's prefix, say): the read carries no letter.
+    start_list = StartList(["12", "A12", "40", "0495", "SO495"])
+    assert start_list.match(read, 0.9, unprefixed) == pytest.approx(expected)
+    assert start_list.match("0495", 0.9) == pytest.approx(("0495", 0.9 * SNAP_FACTOR))
+
+
+def test_with_lettered__names_the_bibs_a_read_cannot_tell_apart() -> None:
+    listed = frozenset(["12", "A12", "B12", "AB40", "C7", "77"])
+    assert with_lettered(["12", "40", "77"], listed) == ["12", "A12", "B12", "40", "77"]
 
 
 def test_start_list__empty_list_is_an_error() -> None:

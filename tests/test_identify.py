@@ -90,6 +90,17 @@ def test_identify__weak_listed_bib_needs_review_with_an_unconfirmed_sighting() -
     )
 
 
+def test_identify__a_number_listed_bare_and_after_a_letter_is_one_item_naming_both() -> None:
+    # A12's bib read 12 at 0.96 was timed as runner 12, with nothing to review.
+    ph = photo("a", bibs=(read("12", 0.96),))
+    result = identify(ph, LISTED | {"12", "A12"}, THRESHOLD)
+    assert result == Identified(
+        replace(ph, status=REVIEW, reason="low_confidence"),
+        (seen(ph, "12", 0.96 * SNAP_FACTOR, False),),
+        (item(ph, "low_confidence", "12", "A12"),),
+    )
+
+
 def test_identify__a_read_below_the_floor_is_only_a_review_item() -> None:
     ph = photo("a", bibs=(read("102", 0.1),))
     assert identify(ph, LISTED, THRESHOLD).sightings == ()

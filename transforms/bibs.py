@@ -10,7 +10,10 @@ one such bib exists, and its confidence is cut by SNAP_FACTOR so that such a rea
 review; a read further from every listed bib is not a bib of this race. A prefix letter
 read as a digit ("S0424" read "80424") is the one guess a start list settles: where the
 read is longer than every listed bib and the recogniser saw a letter in its first digit's
-place too, it stands for its other digits if those are listed, at their confidence.
+place too, it stands for its other digits if those are listed, at their confidence. A read
+carries no prefix letter (the rules leave it out), so where the list has a number both bare
+and after a letter (12 and A12), a read of it cannot tell the two runners apart: it stands
+for the bare one at SNAP_FACTOR of its confidence, to review, and the review names both.
 """
 
 from __future__ import annotations
@@ -74,11 +77,11 @@ def listed_bib(
     bib at SNAP_FACTOR of its confidence; anything else is no bib of this race.
     """
     if bib in listed:
-        return bib, confidence
+        return bib, _unsure_of_letter(bib, confidence, listed)
     # Only a read too long for any bib of the race: a digit is more often misread than a
     # letter is (a race clock's edge read "6157" has a little of a letter in its 6).
     if unprefixed > 0.0 and len(bib) > _longest(listed) and bib[1:] in listed:
-        return bib[1:], unprefixed
+        return bib[1:], _unsure_of_letter(bib[1:], unprefixed, listed)
     near = _one_edit(bib) & listed
     if len(near) != 1:  # none, or ambiguous: no guessing between runners
         return None
@@ -88,6 +91,31 @@ def listed_bib(
 @lru_cache(maxsize=4)  # a race's list, looked up for every read
 def _longest(listed: frozenset[str]) -> int:
     return max(map(len, listed), default=0)
+
+
+def _unsure_of_letter(bib: str, confidence: float, listed: frozenset[str]) -> float:
+    """The confidence of a read of the listed `bib`: cut by SNAP_FACTOR where the list has
+    it after a letter too (A12 beside 12), which the read cannot exclude (its prefix is
+    left out, or its letter was not seen): a sure read of 12 timed runner A12 as 12."""
+    return confidence * SNAP_FACTOR if bib in _lettered(listed) else confidence
+
+
+@lru_cache(maxsize=4)
+def _lettered(listed: frozenset[str]) -> dict[str, tuple[str, ...]]:
+    """The listed bibs a read gives as another listed bib, by that bib: A12 and B12 by 12,
+    where 12 is listed too (a prefix of one or two letters, as the bib rules read one)."""
+    twins: dict[str, list[str]] = {}
+    for entry in sorted(listed):
+        number = parse_bib(entry)
+        if number is not None and number != entry and number in listed:
+            twins.setdefault(number, []).append(entry)
+    return {number: tuple(bibs) for number, bibs in twins.items()}
+
+
+def with_lettered(bibs: Iterable[str], listed: frozenset[str]) -> list[str]:
+    """The bibs and, after each, the listed bibs a read of it cannot be told from (A12 after
+    12): what an official chooses between."""
+    return list(dict.fromkeys(b for bib in bibs for b in (bib, *_lettered(listed).get(bib, ()))))
 
 
 class StartList:

@@ -3,7 +3,9 @@
 A read counts only if the bib is in the start list, which serves as a dictionary:
 a read one edit (a digit misread, lost or added) from exactly one listed bib
 stands for that bib at 0.7 of its confidence (transforms.bibs.listed_bib), so
-that with the default threshold such a correction is always looked at. A
+that with the default threshold such a correction is always looked at; so does a
+read of a number the list has both bare and after a letter (12 and A12: a read
+carries no prefix letter), whose review item names both. A
 confident read of a listed bib is a sighting; a weak one goes to review as low_confidence and is
 an unconfirmed sighting that counts only where it fits the athlete's pace; a
 confident number that is not in the start list goes to review as
@@ -26,7 +28,7 @@ from dataclasses import dataclass, replace
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from transforms.bibs import listed_bib
+from transforms.bibs import listed_bib, with_lettered
 from transforms.corrections import EXACT_DUPLICATE, STATION_CONFLICT, TOO_LATE, UNPLACED, Decision
 from transforms.faces import Gallery, match_face, untied_faces
 from transforms.quality import is_covered
@@ -217,7 +219,9 @@ def identify(photo: Photo, known: frozenset[str], threshold: float) -> Identifie
         _sighting(photo, r.bib, r.confidence, "bib_ocr", r in confident) for r in evidence
     )
     unknown_items = tuple(_review(photo, "unknown_bib", [r.bib]) for r in unknown)
-    weak_items = (_review(photo, "low_confidence", [r.bib for r in weak]),) if weak else ()
+    # A read of 12 where A12 is listed too names both: the official chooses.
+    weak_bibs = with_lettered((r.bib for r in weak), known)
+    weak_items = (_review(photo, "low_confidence", weak_bibs),) if weak else ()
     if confident:
         return Identified(replace(photo, status=PASSAGE), sightings, weak_items + unknown_items)
     if weak:
