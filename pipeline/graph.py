@@ -135,7 +135,7 @@ def identify_athletes(
     return IdentifyAthletes(
         known,
         settings.review_threshold,
-        decisions_by_image(cfg.corrections),
+        decisions_by_image(cfg.corrections, cfg.course.station_ids),
         gallery,
         FaceRule(settings.face_threshold, settings.face_margin),
         held,

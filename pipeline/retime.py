@@ -280,7 +280,7 @@ def identify_all(
     waves = waves_by_bib(cfg.athletes)
     placed = [place_in_race(p, cfg.course, waves) for p in photos]
     known = frozenset(a.bib for a in cfg.athletes)
-    decisions = decisions_by_image(cfg.corrections)
+    decisions = decisions_by_image(cfg.corrections, cfg.course.station_ids)
     # An official's decision on a late photo times it like any other.
     held = frozenset(p.path for p in placed if p.path in too_late and p.image_id not in decisions)
     decided = frozenset(i for i, d in decisions.items() if d.overrides)

@@ -5,13 +5,19 @@ from __future__ import annotations
 import os
 import posixpath
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dashboard.review_queue import Spells, items_of, pending
-from transforms.corrections import BAD_EXIF, IMAGE_ACTIONS, UNKNOWN_STATION, Correction
+from transforms.corrections import (
+    BAD_EXIF,
+    IMAGE_ACTIONS,
+    UNKNOWN_STATION,
+    Correction,
+    off_course,
+)
 from transforms.course import Course, still_running
 from transforms.export import clock
 from transforms.records import REJECTED
@@ -57,24 +63,41 @@ def spells_of(out_dir: str, images: pa.Table) -> Spells:
 
 
 def corrections_lines(
-    corrections: Sequence[Correction], log: str | None, images: pa.Table
+    corrections: Sequence[Correction],
+    log: str | None,
+    images: pa.Table,
+    station_ids: Collection[str] | None = None,
 ) -> list[str]:
     """Which officials' log the results apply: a run without --corrections takes the
     dashboard's own where it exists, so an --out folder reused from another race would
     apply its decisions (by bib) unseen. A decision about a photo names it by its SHA-256:
     a photo re-saved since (re-exported in place by the photographer) is another, so the
     decision applies to nothing, and it was counted as applied while its athlete went back
-    to dns (the audit's case); those are counted apart, for the official to decide again."""
+    to dns (the audit's case); those are counted apart, for the official to decide again.
+    So are, with the course's `station_ids`, the decisions naming a station it no longer
+    has (a station renamed since: off_course), whose items came back to the queue."""
     if not log:
         return []
     present = set(images.column("image_id").to_pylist())
     lost = [c for c in corrections if c.action in IMAGE_ACTIONS and c.image_id not in present]
-    lines = [f"corrections applied: {len(corrections) - len(lost)} from {log}"]
+    gone = (
+        [c for c in off_course(corrections, station_ids) if c not in lost]
+        if station_ids is not None
+        else []
+    )
+    lines = [f"corrections applied: {len(corrections) - len(lost) - len(gone)} from {log}"]
     if lost:
         photos = ", ".join(dict.fromkeys(c.image_id[:12] for c in lost))
         lines.append(
             f"  not applied: {len(lost)} about photos no longer in the race (changed or "
             f"removed since?): {photos}; decide them again in the review queue"
+        )
+    if gone:
+        stations = _counted(Counter(c.station_id for c in gone), "{v} ({n})")
+        lines.append(
+            f"  not applied: {len(gone)} about stations no longer in the course (renamed or "
+            f"removed since?): {stations}; put the station's id back in the course, or decide "
+            "them again in the review queue"
         )
     return lines
 
@@ -141,7 +164,9 @@ def summarise(
     lines = [
         *images_lines(images),
         f"passages: {passages.num_rows} ({unsure} need review)",
-        *corrections_lines(corrections, corrections_file, images),
+        *corrections_lines(
+            corrections, corrections_file, images, course.station_ids if course else None
+        ),
         review_line(out_dir, corrections, images),
         "athletes: "
         + (", ".join(f"{n} {s}" for s, n in sorted(athletes.items())) or "none")

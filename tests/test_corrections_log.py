@@ -19,6 +19,7 @@ from transforms.corrections import (
     append_corrections,
     decisions_by_image,
     load_corrections,
+    off_course,
     official_statuses,
     read_corrections_leniently,
 )
@@ -216,3 +217,43 @@ def test_an_early_start_stays_open_until_an_official_decides_how_the_athlete_is_
     log = str(tmp_path / "corrections.csv")
     append_corrections(log, decision_rows("reject", item, official="kari", now=DECIDED))
     assert official_statuses(load_corrections(log)) == {"110": "from_gun"}
+
+
+# --- Decisions naming a station the course no longer has --------------------------------------
+
+
+def test_off_course__the_decisions_whose_station_is_gone_and_matters():
+    # cp1 renamed km5 in the course since: the decisions keyed by cp1 match no station.
+    at = datetime(2026, 5, 1, 8, 30, tzinfo=UTC)
+    keyed = [
+        Correction("img1", "assign", "101", "cp1", at),
+        Correction("img2", "reinstate", "102", "cp1"),
+        Correction("img2", "approve", "102", "cp1"),  # an athlete kept, as logged before KEEP
+        Correction("img3", "from_gun", "103", "cp1"),
+        Correction("img4", "seen", "", "cp1"),
+    ]
+    # About the photo wherever it is (the dashboard writes its station for the record), about
+    # the athlete, or at a station still in the course.
+    unkeyed = [
+        Correction("img5", "approve", "", "cp1"),
+        Correction("img5", "reject", "104", "cp1"),
+        Correction("img6", "accept", "", "cp1"),
+        Correction("", "dsq", "105", "cp1"),
+        Correction("img7", "assign", "101", "km5", at),
+        Correction("img8", "assign", "101", "", None),
+    ]
+    assert off_course(keyed + unkeyed, ("start", "km5", "finish")) == keyed
+
+
+def test_decisions_by_image__an_assignment_to_a_station_gone_is_not_applied():
+    # Applied, it timed the athlete at a station the course has not, and the split check
+    # failed on it (KeyError 'cp1': racelens results ended in a traceback).
+    at = datetime(2026, 5, 1, 8, 30, tzinfo=UTC)
+    rows = [
+        Correction("img1", "assign", "101", "cp1", at),
+        Correction("img1", "assign", "102", "km5", at),
+        Correction("img2", "assign", "103", "cp1", at),
+    ]
+    decided = decisions_by_image(rows, ("start", "km5", "finish"))
+    assert [c.bib for c in decided["img1"].assigned] == ["102"] and "img2" not in decided
+    assert len(decisions_by_image(rows)["img1"].assigned) == 2  # without a course: all

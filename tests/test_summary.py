@@ -137,6 +137,33 @@ def test_summary__counts_the_items_the_corrections_log_settles_apart(tmp_path: P
     assert "corrections applied" not in summarise(str(tmp_path))
 
 
+def test_summary__names_the_decisions_at_a_station_the_course_no_longer_has(
+    tmp_path: Path,
+) -> None:
+    # cp1 renamed km5 in the course since the official decided: the log keys decisions by
+    # the station's id, so these match no station, and their items came back unseen.
+    write_images(tmp_path, ("passage", None, "/r/unsorted/img1.jpg"))
+    pq.write_table(pa.table({"needs_review": [False]}), tmp_path / PASSAGES_FILE)
+    write_review(tmp_path)
+    pq.write_table(
+        pa.Table.from_pylist([finisher(1, "101", "Ada", "M40", 1.0)]), tmp_path / LEADERBOARD_FILE
+    )
+    decisions = (
+        Correction("img1", "assign", "101", "cp1", at(1500)),
+        Correction("img1", "reinstate", "102", "cp1"),
+        Correction("img1", "approve", "", "cp1"),  # about the photo: applied wherever it is
+        Correction("img1", "seen", "", "start"),
+    )
+    renamed = make_course(stations=(*make_course().stations[::2],))  # start, finish
+    summary = summarise(str(tmp_path), decisions, course=renamed, corrections_file="log.csv")
+    assert "corrections applied: 2 from log.csv" in summary
+    assert (
+        "  not applied: 2 about stations no longer in the course (renamed or removed since?): "
+        "cp1 (2); put the station's id back in the course, or decide them again in the review "
+        "queue"
+    ) in summary.splitlines()
+
+
 def test_summary__a_camera_seen_to_stays_seen_to_while_its_spell_lasts(tmp_path: Path) -> None:
     # An official saw to the covered finish camera on its dark frame of minute 2; it shot
     # another at minute 7, which its item shows now. The dashboard's queue has nothing open

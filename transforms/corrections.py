@@ -28,7 +28,7 @@ import csv
 import fcntl
 import io
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -286,12 +286,40 @@ def decide(corrections: Iterable[Correction]) -> Decision:
     return decision
 
 
-def decisions_by_image(corrections: Iterable[Correction]) -> dict[str, Decision]:
+def decisions_by_image(
+    corrections: Iterable[Correction], station_ids: Collection[str] | None = None
+) -> dict[str, Decision]:
+    """The net decision about each image; with the course's `station_ids`, without the
+    assignments to a station it no longer has (off_course: they would time athletes at no
+    station, and the split check failed on them)."""
     grouped: dict[str, list[Correction]] = {}
+    gone = set(off_course(corrections, station_ids)) if station_ids is not None else set()
     for c in corrections:
-        if c.action in IMAGE_ACTIONS:
+        if c.action in IMAGE_ACTIONS and c not in gone:
             grouped.setdefault(c.image_id, []).append(c)
     return {image_id: decide(rows) for image_id, rows in grouped.items()}
+
+
+def names_station(c: Correction) -> bool:
+    """Does the decision's effect depend on its station: an assignment times its athlete
+    there; an athlete's item kept (reinstate, or approve with a bib as dashboards logged it
+    before), timed from the gun, or a camera seen to settles the item at that station. A
+    photo's approve, reject or accept is about the photo wherever it is (the dashboard
+    writes the photo's station into every row, for the record)."""
+    return c.action in ("assign", "reinstate", FROM_GUN, "seen") or (
+        c.action == "approve" and bool(c.bib)
+    )
+
+
+def off_course(corrections: Iterable[Correction], station_ids: Collection[str]) -> list[Correction]:
+    """The decisions naming a station the course no longer has (renamed or removed since
+    they were made): a decision is keyed by the station's id, so after a rename its item
+    came back to the queue unseen, and an assignment there timed nobody."""
+    return [
+        c
+        for c in corrections
+        if c.station_id and c.station_id not in station_ids and names_station(c)
+    ]
 
 
 def official_statuses(corrections: Iterable[Correction]) -> dict[str, str]:
