@@ -120,6 +120,8 @@ def _execute(beam_argv: list[str], retime: bool = False, own_process: bool = Fal
     for flag, location in (("--images", cfg.images), ("--out", cfg.out), ("--facts", cfg.facts)):
         check_filesystem(flag, location)
     check_images_folder(cfg.images)
+    if not (streaming or retime):  # a live run's folder starts empty; re-timing lists none
+        check_not_emptied(cfg)
     check_reference_photos(cfg)
     # A live run makes its log (race morning: no decision yet; a live run reads no log as
     # none): after every check, so that a run refused leaves no log folder behind.
@@ -313,6 +315,43 @@ def check_images_folder(images: str) -> None:
             pass
     except OSError as e:
         raise ConfigError(f"--images: cannot list '{images}': {e.strerror}") from e
+
+
+def holds_files(folder: str) -> bool:
+    """Whether local `folder` or a folder below it holds a file (read until the first)."""
+    return any(files for _, _, files in os.walk(folder))
+
+
+def check_not_emptied(cfg: RaceConfig) -> None:
+    """Raises ConfigError where a local --images holds no file at all and --out the results of
+    an earlier run on photos: a card not mounted (its mount point an empty folder) replaced
+    the published results by every athlete dns, exit 0."""
+    if "://" in cfg.images or "://" in cfg.out or holds_files(cfg.images):
+        return
+    earlier = earlier_run(cfg.out)
+    if earlier is not None:
+        photos, folder = earlier
+        raise ConfigError(
+            f"--images {cfg.images}: no file there, but --out {cfg.out} holds the results of "
+            f"an earlier run on {photos} photos in {folder} (a card not mounted?); to time no "
+            f"photo deliberately, remove {cfg.out} first"
+        )
+
+
+def earlier_run(out: str) -> tuple[int, str] | None:
+    """The photo count and photos folder of the run whose results are in local `out`, or
+    None where there are none, or of no photo."""
+    import pyarrow.parquet as pq
+
+    from transforms.schemas import IMAGES_FILE
+
+    try:
+        with open(os.path.join(out, RUN_FILE), encoding="utf-8") as f:
+            folder = json.load(f)["images"]
+        photos = pq.read_metadata(os.path.join(out, IMAGES_FILE)).num_rows
+    except (OSError, ValueError, KeyError, TypeError):  # pyarrow's ArrowInvalid is a ValueError
+        return None
+    return (photos, folder) if photos else None
 
 
 def check_output_folders(cfg: RaceConfig, log: str | None = None) -> None:
@@ -514,7 +553,7 @@ def check_facts_stored(facts: str, images: str, saved_path: str) -> None:
     version_root = FactStore(facts).version_root
     if "://" in facts or os.path.isdir(version_root):
         return
-    if "://" in images or not any(files for _, _, files in os.walk(images)):
+    if "://" in images or not holds_files(images):
         return  # no photo: nothing to analyse
     others = _fact_versions(facts)
     if others:  # an upgrade whose analysis differs: "moved or deleted?" read as facts lost

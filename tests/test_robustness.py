@@ -20,6 +20,7 @@ import itertools
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -965,6 +966,30 @@ def test_run__an_images_folder_it_cannot_list_is_one_line_exit_2(
     err = capsys.readouterr().err
     assert err == f"racelens: error: --images: cannot list '{images}': Permission denied\n", err
     assert not out.exists(), "nothing is written before the input is valid"
+
+
+def test_run__no_file_in_images_over_an_earlier_runs_results_is_one_line_and_nothing_changed(
+    small_race: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], keep_logging: None
+) -> None:
+    # A card not mounted (its mount point an empty folder) replaced the published results by
+    # every athlete dns and pointed run.json at the empty folder, exit 0.
+    out, empty = tmp_path / "out", tmp_path / "card"
+    assert main(small_race_argv(small_race, out)) == 0
+    empty.mkdir()
+    (empty / "DCIM").mkdir()  # a folder, but no file in it
+    before = snapshot(tmp_path)
+    capsys.readouterr()
+    argv = run_argv(empty, small_race / "course.yaml", small_race / "startlist.csv", out)
+    assert main(argv) == 2
+    photos = pq.read_metadata(out / "images.parquet").num_rows
+    assert capsys.readouterr().err == (
+        f"racelens: error: --images {empty}: no file there, but --out {out} holds the results "
+        f"of an earlier run on {photos} photos in {small_race / 'images'} (a card not "
+        f"mounted?); to time no photo deliberately, remove {out} first\n"
+    )
+    assert snapshot(tmp_path) == before
+    shutil.rmtree(out)  # the way the message gives to time no photo deliberately
+    assert main(argv) == 0
 
 
 # Where an engineer points --out or --facts wrongly: (its folder, the message's end)
