@@ -47,6 +47,18 @@ BAD_COURSES = {
         5,
         "station 'cp2' (km 3.0) is not after 'cp1'",
     ),
+    # Without its start line the chip times ran from the first checkpoint (the demo's winner
+    # 0:23:23.1 instead of 0:34:47.7), exit 0; a start at km 1 or -1 was taken too.
+    "first_station_not_the_start": (
+        RACE + "stations:\n  - {id: cp1, km: 3.5}\n  - {id: finish, km: 10}\n",
+        3,
+        "the first station 'cp1' is at km 3.5; the start comes first, at km 0",
+    ),
+    "start_at_minus_one_km": (
+        RACE + "stations:\n  - {id: start, km: -1.0}\n  - {id: finish, km: 10}\n",
+        3,
+        "the first station 'start' is at km -1.0; the start comes first, at km 0",
+    ),
     "missing_race_start": (
         "race:\n  id: x\n  timezone: Europe/Oslo\n" + TWO_STATIONS,
         1,

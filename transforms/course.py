@@ -681,6 +681,11 @@ def _check_station_order(stations: tuple[Station, ...], lines: list[int], path: 
                     f"{where}: camera '{camera}' is listed for '{camera_at[camera]}' and '{s.id}'"
                 )
             camera_at[camera] = s.id
+        if not i and s.km != 0:  # chip times run from the first station: it is the start
+            raise ConfigError(
+                f"{where}: the first station '{s.id}' is at km {s.km}; the start comes first, "
+                "at km 0 (list it even without a camera: athletes are timed from the gun)"
+            )
         if i and s.km <= stations[i - 1].km:
             raise ConfigError(
                 f"{where}: station '{s.id}' (km {s.km}) is not after "
