@@ -90,8 +90,9 @@ def record_inputs(cfg: RaceConfig) -> None:
     write_atomically(f"{cfg.out}/{RUN_FILE}", json.dumps(run_inputs(cfg), indent=2).encode())
 
 
-def _finish(cfg: RaceConfig) -> int:
-    """Records the run's inputs for `racelens results` and prints the summary."""
+def _finish(cfg: RaceConfig, retime: bool = False) -> int:
+    """Records the run's inputs for `racelens results` and prints the summary; re-timed, with
+    the photos added to or gone from the run's folder since."""
     from pipeline.summary import summarise
 
     record_inputs(cfg)
@@ -100,7 +101,28 @@ def _finish(cfg: RaceConfig) -> int:
             cfg.out, cfg.corrections, course=cfg.course, corrections_file=cfg.corrections_file
         )
     )
+    changed = photos_changed(cfg.images, cfg.out) if retime else None
+    if changed:
+        print(changed)
     return 0
+
+
+def photos_changed(images: str, out: str) -> str | None:
+    """The files added under `images` and gone from it since the run whose results are in
+    `out`, as one line, or None: `racelens results` re-times that run's files only, and said
+    nothing of the others (a photo added and one deleted: the same results, no word)."""
+    from pipeline.graph import last_run
+    from transforms.photos import list_photos
+
+    timed = {row["path"] for row in last_run(out)}
+    there = set(list_photos(images))
+    added, gone = len(there - timed), len(timed - there)
+    if not (added or gone):
+        return None
+    return (
+        f"photos since the run under {images}: {added} added, {gone} gone; these results are "
+        "of the run's photos (`racelens run` takes the changes in)"
+    )
 
 
 def _execute(beam_argv: list[str], retime: bool = False, own_process: bool = False) -> int:
@@ -460,7 +482,7 @@ def _batch(
         else:
             execute(beam_argv, graph=graph)
     print(f"finished in {time.monotonic() - started:.1f} s", file=sys.stderr)
-    return _finish(cfg)
+    return _finish(cfg, retime)
 
 
 def _live(cfg: RaceConfig, beam_argv: list[str], stop_after: float | None) -> int:

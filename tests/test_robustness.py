@@ -935,6 +935,27 @@ def test_results__no_stored_facts_is_one_line_naming_run_json(
     )
 
 
+def test_results__photos_added_or_gone_since_the_run_are_counted_in_one_line(
+    small_race: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], keep_logging: None
+) -> None:
+    # A photo added and one deleted since the run: the same results, and not a word of them.
+    race, out = tmp_path / "race", tmp_path / "out"
+    shutil.copytree(small_race, race)
+    assert main(small_race_argv(race, out)) == 0
+    assert main(["results", "--out", str(out)]) == 0
+    assert "photos since the run" not in capsys.readouterr().out
+    board = (out / "results.csv").read_bytes()
+    finish = sorted((race / "images" / "finish").iterdir())
+    shutil.copy(finish[0], finish[0].with_name("AGAIN.jpg"))
+    finish[-1].unlink()
+    assert main(["results", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.endswith(
+        f"photos since the run under {race / 'images'}: 1 added, 1 gone; these results are of "
+        "the run's photos (`racelens run` takes the changes in)\n"
+    )
+    assert (out / "results.csv").read_bytes() == board, "re-timed as before"
+
+
 def test_results__other_photos_are_refused_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], keep_logging: None
 ) -> None:
