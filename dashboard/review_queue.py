@@ -25,10 +25,12 @@ import pandas as pd
 from transforms.corrections import (
     AMBIGUOUS_STATION,
     EARLY_START,
+    FACE_UNCERTAIN,
     FROM_GUN,
     IMAGE_ACTIONS,
     IMPLAUSIBLE_SPLIT,
     OTHER_TIME_ZONE,
+    REJECT_FACE,
     STATION_CONFLICT,
     TOO_LATE,
     UNPLACED,
@@ -50,6 +52,10 @@ ATHLETE_REASONS = frozenset({"missed_checkpoint", EARLY_START})
 # race clock read as 3304 beside a runner's 3719 at 99 %, X on "Number not in the start
 # list", and 3719 was dns (the audit).
 READ_REASONS = frozenset({"unknown_bib", "low_confidence"})
+# What X logs, one row per candidate, on an item about some reads or one face of a photo: an
+# unsure face rejected is not those athletes (it rejected the whole photo, its weak reads
+# and other faces with it).
+BIB_REJECTS = dict.fromkeys(READ_REASONS, REJECT) | {FACE_UNCERTAIN: REJECT_FACE}
 OPENED = "opened"  # not in the queue: an official opened the photo to correct it
 
 REASON_TEXT = {
@@ -57,7 +63,7 @@ REASON_TEXT = {
     "unknown_bib": "Number not in the start list",
     "number_unreadable": "Number not readable",
     "several_athletes": "Several athletes",
-    "face_uncertain": "Face match uncertain",
+    FACE_UNCERTAIN: "Face match uncertain",
     "unknown_face": "Face not recognised",
     "camera_covered": "Camera covered?",
     "camera_blurred": "Camera blurred?",
@@ -135,6 +141,10 @@ REASON_NOTES = CAMERA_NOTES | {
     "after the race's latest photos (a camera that uploaded late?), so what was read on them "
     "is not timed. Accept all to time them as if they had come in time (sure reads timed, "
     "unsure ones to this queue), reject all to leave them out, or open them one by one.",
+    FACE_UNCERTAIN: "A face on this photo is like the reference photos of the athletes "
+    "below, but not surely one of them, and no bib times anyone on it surely. Assign the "
+    "athlete if you know them; 'Face not ...' says the face is none of them (the photo's "
+    "bib reads and other faces still count); Approve confirms the photo's bib reads.",
     "unknown_face": "A face on this photo is like none of the start list's reference photos, "
     "and nobody on it was timed (a runner without a reference photo? a spectator?). Assign "
     "the athlete if you know them; reject if nobody on it is racing.",
@@ -349,12 +359,13 @@ def _settles(c: Correction, item: Item, spells: Spells | None = None) -> bool:
             )
         )
     if item.about_photo:
-        # A read rejected is about that read's items of the photo, not its others.
-        of_a_read = c.action == REJECT and bool(c.bib)
+        # A read or a face rejected is about its items of the photo, not the photo's others.
+        of_one = c.action in (REJECT, REJECT_FACE) and bool(c.bib)
         return (
             c.image_id == item.image_id
             and c.action in IMAGE_ACTIONS
-            and (not of_a_read or c.bib in item.candidates)
+            and (not of_one or c.bib in item.candidates)
+            and (c.action != REJECT_FACE or item.reason == FACE_UNCERTAIN)
         )
     if c.action in ("dsq", "dnf"):
         return c.bib in item.candidates
@@ -561,6 +572,7 @@ DONE = {
     DSQ: "Disqualified",
     ACCEPT: "Accepted",
     FROM_GUN: "Timed from the gun:",
+    REJECT_FACE: "Face not",
 }
 
 
@@ -612,7 +624,8 @@ def decision_rows(
     `assigned` the photo to already starts with a reject: assignments add up in the log
     (two officials may each name one athlete of a group photo), and the official changing
     their mind means the athletes chosen now, not those and the earlier ones. A reject of
-    an item about reads (READ_REASONS) rejects those reads, a row for each.
+    an item about reads or a face (BIB_REJECTS) rejects those reads, or the face's
+    candidates, a row for each.
     """
 
     def row(
@@ -644,8 +657,8 @@ def decision_rows(
             "Approving times nothing on a photo without station or time: give them and "
             "assign the athletes on it."
         )
-    if item.reason in READ_REASONS and action == REJECT:
-        return [row(REJECT, bib) for bib in item.candidates]
+    if item.reason in BIB_REJECTS and action == REJECT:
+        return [row(BIB_REJECTS[item.reason], bib) for bib in item.candidates]
     if item.about_photo and action in (APPROVE, REJECT):
         return [row(action)]
     if item.about_photo and action == ASSIGN:

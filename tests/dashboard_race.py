@@ -274,3 +274,16 @@ def silent_all_day(race: Race, station: str) -> None:
     ]  # fmt: skip
     schema = pq.read_schema(race.out / "review.parquet")
     pq.write_table(pa.Table.from_pylist(review, schema=schema), race.out / "review.parquet")
+
+
+def doubt_a_face(race: Race, candidates: list[str]) -> str:
+    """A face on cp1's weak photo (102 read at 55 %) is like these athletes' reference photos,
+    surely none of them: the one item of the queue; returns the photo's image_id."""
+    image_id = race.ids["cp1-weak"]
+    review = [
+        {"image_id": image_id, "reason": "face_uncertain", "candidates": candidates,
+         "station_id": "cp1", "taken_at": _at(1300), "path": ""}
+    ]  # fmt: skip
+    schema = pq.read_schema(race.out / "review.parquet")
+    pq.write_table(pa.Table.from_pylist(review, schema=schema), race.out / "review.parquet")
+    return image_id

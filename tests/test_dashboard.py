@@ -52,6 +52,7 @@ from tests.dashboard_race import (
     await_cp1,
     build_race,
     cover_the_finish,
+    doubt_a_face,
     hold_too_late,
     silent_all_day,
     start_early,
@@ -386,6 +387,25 @@ def test_review__reject_and_skip(open_page: Callable[..., AppTest], race: Race) 
     assert "Not seen at a checkpoint" in [s.value for s in at.subheader]
     at.button(key="skip").click().run()
     assert "Bib read, but not surely" in [s.value for s in at.subheader]
+
+
+def test_review__x_on_an_unsure_face_says_and_logs_that_the_face_is_not_them(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # X was "Reject" and rejected the whole photo (its weak read of 102 with it); it now
+    # names the athletes the face is not, and logs that (failed before, passes).
+    image_id = doubt_a_face(race, ["104", "105"])
+    at = open_page(REVIEW)
+    assert "Face match uncertain" in [s.value for s in at.subheader]
+    assert any("'Face not ...' says the face is none of them" in c.value for c in at.caption)
+    assert {b.key: b.label for b in at.button}["reject"] == "Face not 104, 105"
+    at.button(key="reject").click().run()
+    assert [(r["image_id"], r["action"], r["bib"]) for r in log_rows(race)] == [
+        (image_id, "reject_face", "104"),
+        (image_id, "reject_face", "105"),
+    ]
+    assert "Face not 104, 105." in [t.value for t in at.sidebar.text]
+    assert "Nothing to review." in [s.value for s in at.success]
 
 
 def test_review__a_photo_another_official_just_decided_is_not_decided_twice(

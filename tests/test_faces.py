@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import apache_beam as beam
@@ -14,7 +15,9 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from bench.common import DATA
-from tests.conftest import athlete, photo
+from dashboard.review_queue import REJECT, Item, decision_rows, pending
+from tests.conftest import athlete, photo, read
+from transforms.corrections import append_corrections, decisions_by_image, load_corrections
 from transforms.course import Settings, parse_course
 from transforms.faces import (
     FRONT_FILTER,
@@ -58,7 +61,13 @@ from transforms.faces import (
     untied_faces,
     with_filters,
 )
-from transforms.identify import FaceRule, IdentifyAthletes, identify, identify_faces
+from transforms.identify import (
+    FaceRule,
+    IdentifyAthletes,
+    identify,
+    identify_faces,
+    identify_photo,
+)
 from transforms.records import (
     NO_ATHLETE,
     PASSAGE,
@@ -757,6 +766,52 @@ def test_identify_faces__face_between_two_athletes_goes_to_review_with_both() ->
     assert result.sightings == ()
     assert [(i.reason, set(i.candidates)) for i in result.review] == [
         ("face_uncertain", {"101", "102"})
+    ]
+
+
+def test_identify_photo__x_on_an_unsure_face_rejects_that_match_not_the_photo(
+    tmp_path: Path,
+) -> None:
+    # A weak read of 103, a face between 101 and 102 and a stranger's face: X on "Face match
+    # uncertain" rejected the whole photo, and 103's read (counted where it fits their pace)
+    # and the stranger's item went with it (failed before, passes). X says the face is not
+    # 101 or 102; the re-timing keeps the rest.
+    close = Gallery.of([("101", unit(0.5)), ("102", unit(0.0, 0.5)), ("103", unit(0, 0, 1.0))])
+    unsure, stranger = (
+        face(100, 100, embedding=unit(0.27, 0.25)),
+        face(400, 100, 60, unit(0, 0, 0, 1.0)),
+    )
+    ph = with_faces("a", (unsure, stranger), bibs=(read("103", 0.55),))
+    before = identify_photo(ph, KNOWN, 0.75, {}, close, RULE)
+    assert [(i.reason, set(i.candidates)) for i in before.review] == [
+        ("low_confidence", {"103"}),
+        ("face_uncertain", {"101", "102"}),
+        ("unknown_face", set()),
+    ]
+    items = [
+        Item(i.image_id, i.reason, i.station_id, i.candidates, i.taken_at) for i in before.review
+    ]
+    log = str(tmp_path / "corrections.csv")
+    now = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
+    rows = decision_rows(REJECT, items[1], official="kari", now=now, photo_station="finish")
+    append_corrections(log, rows)
+
+    logged = load_corrections(log)
+    after = identify_photo(ph, KNOWN, 0.75, decisions_by_image(logged), close, RULE)
+
+    assert sorted((r.action, r.bib) for r in logged) == [
+        ("reject_face", "101"),
+        ("reject_face", "102"),
+    ]
+    assert after.photo.status == REVIEW
+    assert after.sightings == before.sightings  # 103's weak read still counts
+    assert [i.reason for i in after.review] == ["low_confidence", "unknown_face"]
+    assert pending(items, logged) == [items[0], items[2]]  # only the face's item is settled
+    # A face with another candidate left is asked again about that one only.
+    other = Gallery.of([("101", unit(0.5)), ("104", unit(0.0, 0.5))])
+    again = identify_photo(ph, KNOWN | {"104"}, 0.75, decisions_by_image(logged), other, RULE)
+    assert [(i.reason, i.candidates) for i in again.review if i.reason == "face_uncertain"] == [
+        ("face_uncertain", ("104",))
     ]
 
 

@@ -5,7 +5,8 @@ Each row of the log says what one official decided about one image
 race's local time (the course's timezone) where they give no UTC offset, a time of day alone
 on the race's day). Rows are
 applied in `decided_at` order: `reject` clears what the image says (with a bib: that read
-of the image is not so, its other reads stand), `assign`
+of the image is not so, its other reads stand), `reject_face` with a bib says a face on the
+image is not that athlete (the image's reads and other faces stand), `assign`
 credits a bib (the official's word replaces the OCR's for that image),
 `approve` confirms the reads the pipeline was unsure of, and `accept` times a
 photo that arrived too late (live modes) as if it had come in time. Further actions
@@ -35,8 +36,13 @@ from datetime import UTC, datetime
 from transforms.course import ConfigError, _read_text, local_instant
 
 CORRECTION_COLUMNS = ("image_id", "action", "bib", "station_id", "passed_at", "decided_at", "by")
+# A face like some athletes' reference photos, surely none of them (transforms.identify).
+FACE_UNCERTAIN = "face_uncertain"
+# An unsure face match (face_uncertain) rejected: the face is not that athlete. Apart from
+# `reject`, which rejected the whole photo there, its weak reads and other faces with it.
+REJECT_FACE = "reject_face"
 # accept: a photo held as arrived too late (live modes) is timed as if it had come in time.
-IMAGE_ACTIONS = ("assign", "reject", "approve", "accept")
+IMAGE_ACTIONS = ("assign", "reject", "approve", "accept", REJECT_FACE)
 ATHLETE_ACTIONS = ("dsq", "dnf", "reinstate")
 # An early start (EARLY_START) timed from the athlete's wave's gun after all (the official
 # judged the photo shows them waiting on the line, not crossing it): about the athlete's
@@ -94,6 +100,8 @@ class Decision:
     # Bibs whose read on the photo is not so (`reject` with a bib): the race clock read as
     # 3304 beside a runner's 3719; rejecting the whole photo lost 3719's passage.
     not_read: frozenset[str] = frozenset()
+    # Athletes an unsure face on the photo is not (`reject_face`): no longer its candidates.
+    not_faces: frozenset[str] = frozenset()
 
     @property
     def overrides(self) -> bool:
@@ -117,7 +125,8 @@ def _correction(
 ) -> Correction:
     if values["action"] not in ACTIONS:
         raise ConfigError(f"{where}: action must be one of {', '.join(ACTIONS)}")
-    if values["action"] in ("assign",) + ATHLETE_ACTIONS + START_ACTIONS and not values["bib"]:
+    needs_bib = ("assign", REJECT_FACE) + ATHLETE_ACTIONS + START_ACTIONS
+    if values["action"] in needs_bib and not values["bib"]:
         raise ConfigError(f"{where}: {values['action']} needs a bib")
     if values["action"] in IMAGE_ACTIONS and not values["image_id"]:
         raise ConfigError(f"{where}: {values['action']} needs an image_id")
@@ -269,20 +278,23 @@ def in_order(corrections: Iterable[Correction]) -> list[Correction]:
 
 
 def decide(corrections: Iterable[Correction]) -> Decision:
-    """The net decision about one image from its corrections, in the order they were made."""
+    """The net decision about one image from its corrections, in the order they were made.
+    What was said of single reads and faces outlasts every decision but a whole reject."""
     decision = Decision()
     for c in in_order(corrections):
-        not_read = decision.not_read
+        kept = {"not_read": decision.not_read, "not_faces": decision.not_faces}
         if c.action == "reject" and c.bib:
-            decision = replace(decision, not_read=not_read | {c.bib})
+            decision = replace(decision, not_read=decision.not_read | {c.bib})
+        elif c.action == REJECT_FACE:
+            decision = replace(decision, not_faces=decision.not_faces | {c.bib})
         elif c.action == "reject":
             decision = Decision(rejected=True)
         elif c.action == "assign":
-            decision = Decision(assigned=decision.assigned + (c,), not_read=not_read)
+            decision = Decision(assigned=decision.assigned + (c,), **kept)
         elif c.action == "approve":
-            decision = Decision(approved=True, assigned=decision.assigned, not_read=not_read)
+            decision = Decision(approved=True, assigned=decision.assigned, **kept)
         elif c.action == "accept":
-            decision = Decision(accepted=True, not_read=not_read)
+            decision = Decision(accepted=True, **kept)
     return decision
 
 

@@ -29,7 +29,14 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from transforms.bibs import listed_bib, with_lettered
-from transforms.corrections import EXACT_DUPLICATE, STATION_CONFLICT, TOO_LATE, UNPLACED, Decision
+from transforms.corrections import (
+    EXACT_DUPLICATE,
+    FACE_UNCERTAIN,
+    STATION_CONFLICT,
+    TOO_LATE,
+    UNPLACED,
+    Decision,
+)
 from transforms.faces import Gallery, match_face, untied_faces
 from transforms.quality import is_covered
 from transforms.records import (
@@ -256,7 +263,9 @@ class FaceRule:
     margin: float
 
 
-def identify_faces(result: Identified, gallery: Gallery, rule: FaceRule) -> Identified:
+def identify_faces(
+    result: Identified, gallery: Gallery, rule: FaceRule, not_faces: frozenset[str] = frozenset()
+) -> Identified:
     """Adds what the faces of a photo say to what its bibs said.
 
     Only faces that no read bib is tied to are matched: a number under a face is that
@@ -264,7 +273,9 @@ def identify_faces(result: Identified, gallery: Gallery, rule: FaceRule) -> Iden
     bib was already read on the photo adds nothing. On a photo that already has a passage,
     unsure and unknown faces (spectators, runners behind) are left alone; on any other
     photo they go to review: face_uncertain with the candidates, unknown_face, or
-    several_athletes when more than one face needs an official.
+    several_athletes when more than one face needs an official. The athletes an official
+    said the photo's unsure faces are not (`not_faces`) are no candidates: a face left
+    without any is no question any more.
     """
     photo = result.photo
     faces = photo.facts.faces
@@ -274,12 +285,12 @@ def identify_faces(result: Identified, gallery: Gallery, rule: FaceRule) -> Iden
     sightings, unsure = [], []
     for face in untied_faces(photo.facts.bibs, faces):
         m = match_face(face.embedding, gallery, rule.threshold, rule.margin)
+        candidates = [b for b in m.candidates if b not in not_faces]
+        if m.bib is None and m.candidates and not candidates:
+            continue  # an official said it is none of them
         if m.bib is None:
-            unsure.append(
-                _review(
-                    photo, "face_uncertain" if m.candidates else "unknown_face", list(m.candidates)
-                )
-            )
+            reason = FACE_UNCERTAIN if candidates else "unknown_face"
+            unsure.append(_review(photo, reason, candidates))
         elif m.bib not in read:
             read.add(m.bib)
             sightings.append(_sighting(photo, m.bib, m.confidence, "face_match", True))
@@ -320,7 +331,8 @@ def identify_photo(
         return Identified(photo)  # duplicates and rejects keep their status
     cut_short = photo.facts.truncated
     result = identify(photo, known, math.inf if cut_short else threshold)  # every read weak
-    result = result if gallery is None else identify_faces(result, gallery, faces)
+    not_faces = decision.not_faces if decision is not None else frozenset()
+    result = result if gallery is None else identify_faces(result, gallery, faces, not_faces)
     return held_cut_short(result) if cut_short else result
 
 

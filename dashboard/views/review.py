@@ -26,11 +26,11 @@ from dashboard.review_queue import (
     ACCEPT,
     APPROVE,
     ASSIGN,
+    BIB_REJECTS,
     DSQ,
     LATE_LINKS,
     NO_PHOTO_SILENT,
     PLACED_BY_NOTES,
-    READ_REASONS,
     REASON_NOTES,
     REJECT,
     Item,
@@ -64,6 +64,7 @@ from dashboard.review_queue import (
 from dashboard.settings import Settings
 from transforms.corrections import (
     EARLY_START,
+    REJECT_FACE,
     STATION_CONFLICT,
     TOO_LATE,
     Correction,
@@ -396,6 +397,10 @@ def athlete_note(item: Item, settings: Settings, race: data.Race, where: str) ->
     return ATHLETE_NOTES[item.reason].format(where=where)
 
 
+# X on an item about reads or a face names them: what it rejects, not the photo.
+REJECT_LABELS = {REJECT: "Not {}", REJECT_FACE: "Face not {}"}
+
+
 def actions_for(item: Item, shown: Shown) -> list[tuple[str, str, str, str]]:
     """(action, label, shortcut, kind) of the buttons an item offers, Skip aside."""
     assign, reject = (
@@ -411,8 +416,9 @@ def actions_for(item: Item, shown: Shown) -> list[tuple[str, str, str, str]]:
     if item.reason == STATION_CONFLICT or needs_place(item, shown.station):
         # Approving would time the reads at a station in doubt, or nothing at all.
         return [assign, reject]
-    if item.reason in READ_REASONS:  # X rejects those reads: the photo's others stand
-        reject = (REJECT, f"Not {', '.join(item.candidates)}", "X", "secondary")
+    if item.reason in BIB_REJECTS:  # X rejects those reads or that face: the others stand
+        label = REJECT_LABELS[BIB_REJECTS[item.reason]].format(", ".join(item.candidates))
+        reject = (REJECT, label, "X", "secondary")
     if item.about_photo:
         return [assign, (APPROVE, "Approve", "A", "secondary"), reject]
     approve = [(APPROVE, "Approve", "A", "primary")]
