@@ -64,6 +64,7 @@ class Race:
     start: datetime | None = None  # the gun, UTC: the race's day; None: no course known
     # The course's last close (race.close or the last wave's time limit), UTC; None: never.
     close: datetime | None = None
+    course: str | None = None  # the course file the results were made with (run.json)
 
 
 Version = tuple[int, int, int]
@@ -161,7 +162,8 @@ def _race_from_columns(out: str) -> Race:
 def _read_race(out: str, run_version: Version, board_version: Version) -> Race:
     try:
         with open(os.path.join(out, RUN_FILE), encoding="utf-8") as f:
-            course = load_course(json.load(f)["course"])
+            path = json.load(f)["course"]
+        course = load_course(path)
     except (OSError, ValueError, KeyError):  # ConfigError is a ValueError
         return _race_from_columns(out)
     return Race(
@@ -170,6 +172,7 @@ def _read_race(out: str, run_version: Version, board_version: Version) -> Race:
         tuple(StationInfo(s.id, s.name, s.km) for s in course.stations),
         course.start,
         course.last_close,
+        path,
     )
 
 

@@ -24,6 +24,9 @@ import pandas as pd
 
 from transforms.corrections import (
     AMBIGUOUS_STATION,
+    CAMERA_ACTIONS,
+    CLOCK_SEEN,
+    CLOCK_SUSPECT,
     EARLY_START,
     FACE_UNCERTAIN,
     FROM_GUN,
@@ -70,6 +73,7 @@ REASON_TEXT = {
     "camera_frozen": "Camera frozen?",
     "camera_silent": "Camera silent?",
     "implausible_split": "Implausible split time",
+    CLOCK_SUSPECT: "Camera clock off?",
     TOO_LATE: "Arrived too late to be timed",
     STATION_CONFLICT: "Came in for several stations",
     "bad_exif": "No time on the photo",
@@ -133,6 +137,10 @@ CAMERA_NOTES = HEALTH_NOTES | {
     "right).",
 }
 HEALTH_REASONS = frozenset(CAMERA_NOTES)
+# Items about a station rather than a photo, and what seeing to one logs: a camera seen to,
+# a checkpoint's clock seen to (fixed in the course, or judged right). Approving the photo
+# a clock item shows confirmed that photo's reads, and settled the clock nowhere.
+STATION_SEEN = dict.fromkeys(HEALTH_REASONS, SEEN) | {CLOCK_SUSPECT: CLOCK_SEEN}
 # The health of stations.parquet's windows that each camera item is a spell of.
 SPELL_HEALTH = {"camera_covered": "covered", "camera_blurred": "blurred", "camera_frozen": "frozen"}
 # What else an official needs to know to decide an item, beside its photo and reads.
@@ -248,6 +256,7 @@ class Item:
     # In words, what the reason alone cannot say (review.parquet's note: a clock's estimated
     # error, a camera's time zone, and the course's fix).
     note: str | None = None
+    clock_offset_s: float | None = None  # clock_suspect: the station's offset to write
 
     @property
     def key(self) -> str:
@@ -263,9 +272,14 @@ class Item:
         return self.reason in HEALTH_REASONS
 
     @property
+    def about_station(self) -> bool:
+        """A camera or its clock, seen to at the station (STATION_SEEN)."""
+        return self.reason in STATION_SEEN
+
+    @property
     def about_photo(self) -> bool:
-        """What the photo says is the question (not an athlete's result, not a camera)."""
-        return not (self.about_athlete or self.about_camera)
+        """What the photo says is the question (not an athlete's result, not a station)."""
+        return not (self.about_athlete or self.about_station)
 
 
 def _when(value: object) -> datetime | None:
@@ -276,6 +290,10 @@ def text_or_none(value: object) -> str | None:
     """A text cell as text, or None where it is null or empty (pandas reads a null string
     cell as NaN, which is truthy)."""
     return None if pd.isna(value) or not value else str(value)
+
+
+def _number(cell: object) -> float | None:
+    return None if cell is None or pd.isna(cell) else float(cell)
 
 
 def _texts(cell: object) -> tuple[str, ...]:
@@ -294,6 +312,7 @@ def items_of(review: pd.DataFrame) -> list[Item]:
             exif_taken_at=_when(getattr(row, "exif_taken_at", None)),
             could_be_at=_texts(getattr(row, "could_be_at", None)),
             note=text_or_none(getattr(row, "note", None)),
+            clock_offset_s=_number(getattr(row, "clock_offset_s", None)),
         )
         for row in review.itertuples(index=False)
     ]
@@ -347,6 +366,10 @@ class Spells:
 
 
 def _settles(c: Correction, item: Item, spells: Spells | None = None) -> bool:
+    if item.reason == CLOCK_SUSPECT:
+        # Its station's clock, whichever photo shows it: the athlete in the middle of the
+        # field there, another as athletes come and decisions are re-timed.
+        return c.action == CLOCK_SEEN and c.station_id == item.station_id
     if item.about_camera:
         # An item about no photo (a camera that sent none) is seen to at its station only.
         elsewhere = not item.image_id and c.station_id != item.station_id
@@ -398,12 +421,12 @@ def pending(
     for c in corrections:
         by_image.setdefault(c.image_id, []).append(c)
         by_bib.setdefault(c.bib, []).append(c)
-        if c.action == SEEN:
+        if c.action in CAMERA_ACTIONS:
             seen_at.setdefault(c.station_id, []).append(c)
 
     def may_settle(item: Item) -> list[Correction]:
         about = by_image.get(item.image_id, [])
-        if item.about_camera:
+        if item.about_station:
             return about + seen_at.get(item.station_id or "", [])
         if item.about_athlete:
             return about + [c for b in item.candidates for c in by_bib.get(b, [])]
@@ -432,13 +455,14 @@ def in_view(items: Iterable[Item], reasons: Sequence[str], stations: Sequence[st
 
 
 def _turn(item: Item) -> int:
-    """Where an item's kind comes in the queue: a camera (its spell's every photo) and a late
-    batch (every photo held) first, as one decision settles many photos, and a camera seen
-    to is one an official can act on at once; an athlete's missed checkpoint after the
+    """Where an item's kind comes in the queue: a camera (its spell's every photo), a clock
+    (its station's every passage) and a late batch (every photo held) first, as one decision
+    settles many photos, and a camera seen to is one an official can act on at once; an
+    athlete's missed checkpoint after the
     photos (review.parquet puts these untimed items first), as deciding a photo may show the
     athlete there (a weak read approved, a late batch accepted) where a disqualification
     decided first stood."""
-    if item.about_camera or item.reason == TOO_LATE:
+    if item.about_station or item.reason == TOO_LATE:
         return 0
     return 2 if item.about_athlete else 1
 
@@ -573,6 +597,7 @@ DONE = {
     ACCEPT: "Accepted",
     FROM_GUN: "Timed from the gun:",
     REJECT_FACE: "Face not",
+    CLOCK_SEEN: "Clock seen to",
 }
 
 
@@ -639,8 +664,8 @@ def decision_rows(
     )
     if item.about_athlete and action in athlete_actions:
         return [row(athlete_actions[action], bib, item.station_id) for bib in item.candidates]
-    if item.about_camera and action == APPROVE:
-        return [row(SEEN, "", item.station_id)]
+    if item.about_station and action == APPROVE:
+        return [row(STATION_SEEN[item.reason], "", item.station_id)]
     if item.reason == TOO_LATE and action in (ACCEPT, REJECT):
         return [
             Correction(image_id, action, "", photo_station or "", None, now, official)

@@ -287,3 +287,21 @@ def doubt_a_face(race: Race, candidates: list[str]) -> str:
     schema = pq.read_schema(race.out / "review.parquet")
     pq.write_table(pa.Table.from_pylist(review, schema=schema), race.out / "review.parquet")
     return image_id
+
+
+CLOCK_NOTE = (
+    "The clock of 5 km looks about 38 s fast: ... write clock_offset_s: -41 for station cp1"
+)
+
+
+def suspect_cp1_clock(race: Race) -> str:
+    """cp1's clock looks 38 s fast (transforms.clocks), shown by 103's photo there: the one
+    item of the queue; returns that photo's image_id."""
+    image_id = race.ids["cp1-103"]
+    review = [
+        {"image_id": image_id, "reason": "clock_suspect", "candidates": [], "station_id": "cp1",
+         "taken_at": _at(1250), "path": None, "note": CLOCK_NOTE, "clock_offset_s": -41.0}
+    ]  # fmt: skip
+    schema = pq.read_schema(race.out / "review.parquet")
+    pq.write_table(pa.Table.from_pylist(review, schema=schema), race.out / "review.parquet")
+    return image_id

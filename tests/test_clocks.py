@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import apache_beam as beam
@@ -17,6 +17,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dashboard.review_queue import APPROVE, decision_rows, items_of, pending
 from pipeline.cli import main
 from pipeline.demo import generate_race
 from tests.conftest import GUN, athlete, make_course, passage, restored_logging
@@ -34,6 +35,7 @@ from transforms.clocks import (
     solve_errors,
     with_clock_error,
 )
+from transforms.corrections import append_corrections, load_corrections
 from transforms.course import Station
 from transforms.passages import Passage
 
@@ -222,20 +224,65 @@ def test_run__a_right_clock_is_estimated_and_raises_nothing(timed_race: Path):
     assert abs(error) <= margin and items == []
 
 
+def cp1_offset(race: Path) -> float:
+    text = yaml.safe_load((race / "course.yaml").read_text(encoding="utf-8"))
+    return next(s.get("clock_offset_s", 0) for s in text["stations"] if s["id"] == "cp1")
+
+
+def with_cp1_offset(race: Path, course: Path, offset_s: float) -> None:
+    """Writes the race's course with cp1's clock_offset_s `offset_s` to `course`."""
+    text = yaml.safe_load((race / "course.yaml").read_text(encoding="utf-8"))
+    (cp1,) = [s for s in text["stations"] if s["id"] == "cp1"]
+    cp1["clock_offset_s"] = offset_s
+    course.write_text(yaml.safe_dump(text), encoding="utf-8")
+
+
+def fast_copy(timed_race: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """The timed race's results re-timed with cp1's clock 10 minutes fast: (results, course)."""
+    fast, out = tmp_path / "fast.yaml", tmp_path / "results"
+    with_cp1_offset(timed_race, fast, cp1_offset(timed_race) + 600)  # its photos 10 min late
+    shutil.copytree(timed_race / "results", out)
+    racelens("results", "--out", str(out), "--course", str(fast))
+    return out, fast
+
+
 def test_results__a_checkpoint_clock_10_minutes_fast_is_one_item_with_the_fix(
     timed_race: Path, tmp_path: Path
 ):
-    course = yaml.safe_load((timed_race / "course.yaml").read_text(encoding="utf-8"))
-    (cp1,) = [s for s in course["stations"] if s["id"] == "cp1"]
-    cp1["clock_offset_s"] = cp1.get("clock_offset_s", 0) + 600  # its photos 10 min late
-    fast = tmp_path / "fast.yaml"
-    fast.write_text(yaml.safe_dump(course), encoding="utf-8")
-    out = tmp_path / "results"
-    shutil.copytree(timed_race / "results", out)
-    racelens("results", "--out", str(out), "--course", str(fast))
+    out, _ = fast_copy(timed_race, tmp_path)
     estimates, (item,) = clocks_of(out)
     error, margin = estimates["cp1"]
     assert abs(error - 600) <= margin
     assert item["station_id"] == "cp1" and item["image_id"]
     assert f"about {seconds_in_words(error)} fast" in item["note"]
     assert f"clock_offset_s: {600 - error:g} for station cp1" in item["note"]
+    assert item["clock_offset_s"] == round(cp1_offset(timed_race) + 600 - error, 1)
+
+
+def test_results__a_clock_seen_to_leaves_the_queue_and_its_fix_retimes_the_station(
+    timed_race: Path, tmp_path: Path
+):
+    # Approve on the clock's item logged an approval of the photo it showed (that athlete's
+    # reads confirmed) and settled nothing of the clock: the item came back at the next
+    # timing (failed before, passes). Seen logs clock_seen at the station.
+    out, fast = fast_copy(timed_race, tmp_path)
+    items = items_of(pq.read_table(out / "review.parquet").to_pandas())
+    (clock,) = [i for i in items if i.reason == CLOCK_SUSPECT]
+    now = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
+    rows = decision_rows(APPROVE, clock, official="kari", now=now, photo_station="cp1")
+    assert [(r.image_id, r.action, r.bib, r.station_id) for r in rows] == [
+        (clock.image_id, "clock_seen", "", "cp1")
+    ]
+    log = tmp_path / "corrections.csv"
+    append_corrections(str(log), rows)
+    assert clock not in pending(items, load_corrections(str(log)))
+    # Another photo showing the same clock (the field's middle moved) is seen to as well.
+    assert pending([replace(clock, image_id="another")], load_corrections(str(log))) == []
+    # The offset shown, written into the course, and the results re-timed with the log.
+    with_cp1_offset(timed_race, fast, clock.clock_offset_s)
+    racelens("results", "--out", str(out), "--course", str(fast), "--corrections", str(log))
+    estimates, raised = clocks_of(out)
+    error, margin = estimates["cp1"]
+    assert abs(error) <= margin and raised == []
+    approved = pq.read_table(out / "images.parquet").to_pandas()
+    assert "approved_by_official" not in set(approved["reason"].dropna())

@@ -47,6 +47,7 @@ from pipeline.cli import main
 from pipeline.live_lock import hold_live_lock
 from tests.conftest import repeated_meanwhile, restored_logging
 from tests.dashboard_race import (
+    CLOCK_NOTE,
     HTML_NAME,
     Race,
     await_cp1,
@@ -56,6 +57,7 @@ from tests.dashboard_race import (
     hold_too_late,
     silent_all_day,
     start_early,
+    suspect_cp1_clock,
 )
 from transforms.corrections import (
     OTHER_TIME_ZONE,
@@ -878,6 +880,33 @@ def test_review__a_camera_with_no_photo_all_day_is_one_item_seen_to_there(
     [row] = log_rows(race)
     assert (row["image_id"], row["action"], row["station_id"]) == ("", "seen", "cp1")
     assert "Nothing to review." in [s.value for s in at.success]
+
+
+def test_review__a_suspect_clock_is_seen_to_at_its_station_with_its_fix_shown(
+    open_page: Callable[..., AppTest], race: Race, retimed: list
+) -> None:
+    # The item offered the photo's actions (Approve approved 103's reads there), showed
+    # neither the note nor the offset to write (failed before, passes).
+    image_id = suspect_cp1_clock(race)
+    at = open_page(REVIEW)
+    assert "Camera clock off?" in [s.value for s in at.subheader]
+    assert CLOCK_NOTE in [c.value for c in at.caption]
+    course = str(race.root / "course.yaml")
+    assert [c.value for c in at.code] == [
+        "clock_offset_s: -41",
+        f"racelens results --out {race.out} --course {course}",
+    ]
+    assert f"If the clock is off, give station cp1 in {course}:" in texts(at)
+    assert {b.key: b.label for b in at.button} == {"approve": "Seen", "skip": "Skip"}
+    assert not at.multiselect  # no athletes to assign
+    at.button(key="approve").click().run()
+    [row] = log_rows(race)
+    assert (row["image_id"], row["action"], row["bib"], row["station_id"]) == (
+        image_id, "clock_seen", "", "cp1",
+    )  # fmt: skip
+    assert "Clock seen to." in [t.value for t in at.sidebar.text]
+    assert "Nothing to review." in [s.value for s in at.success]
+    wait_for(lambda: retimed == [(str(race.out), str(race.corrections))])  # with the course
 
 
 def test_pending__a_camera_without_photo_is_seen_to_at_its_own_station_only() -> None:

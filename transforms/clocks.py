@@ -32,11 +32,11 @@ from datetime import datetime
 import apache_beam as beam
 import numpy as np
 
-from transforms.course import Athlete, Course, Station
+from transforms.corrections import CLOCK_SUSPECT
+from transforms.course import Athlete, Course, Station, corrected_offset
 from transforms.identify import ReviewItem
 from transforms.passages import Passage
 
-CLOCK_SUSPECT = "clock_suspect"
 # Fewer athletes than this at a checkpoint and both its neighbours give no estimate.
 MIN_ATHLETES = 15
 # What makes an estimate sure, from the demo race's measurements (docs/using.md): at least
@@ -222,7 +222,7 @@ def clock_note(estimate: ClockEstimate, station: Station) -> str:
     """What the official reads on a clock_suspect item: the station, the error in words, what
     it rests on, and the fix."""
     way = "fast" if estimate.error_s > 0 else "slow"
-    fixed = round(station.clock_offset_s - estimate.error_s, 1)
+    fixed = corrected_offset(station.clock_offset_s, estimate.error_s)
     return (
         f"The clock of {station.name} looks about {seconds_in_words(estimate.error_s)} {way}: "
         f"{estimate.athletes} athletes' times there are that much "
@@ -239,7 +239,7 @@ def clock_review_of(estimate: ClockEstimate, course: Course) -> list[ReviewItem]
     on; else none."""
     if not estimate.sure:
         return []
-    note = clock_note(estimate, course.station(estimate.station_id))
+    station = course.station(estimate.station_id)
     return [
         ReviewItem(
             estimate.image_id,
@@ -248,7 +248,8 @@ def clock_review_of(estimate: ClockEstimate, course: Course) -> list[ReviewItem]
             (),
             estimate.station_id,
             estimate.taken_at,
-            note=note,
+            note=clock_note(estimate, station),
+            clock_offset_s=corrected_offset(station.clock_offset_s, estimate.error_s),
         )
     ]
 

@@ -15,7 +15,8 @@ disqualifies and `dnf` retires the athlete with that bib; `from_gun` times their
 start (early_start) from their wave's gun; `reinstate` undoes any of them. `seen` says an
 official saw to a camera (a station health item, named by
 the photo that stood for the spell, or by its station alone where the camera sent none): it
-decides nothing about that photo.
+decides nothing about that photo; `clock_seen` says an official saw to a checkpoint's
+clock (clock_suspect, named by its station), which decides nothing either.
 
 The dashboard appends to the log with `append_corrections` (several officials
 may decide at once) and reads it with `read_corrections_leniently`, which
@@ -49,7 +50,10 @@ ATHLETE_ACTIONS = ("dsq", "dnf", "reinstate")
 # start, not their status, which the athlete page shows and decides.
 FROM_GUN = "from_gun"
 START_ACTIONS = (FROM_GUN,)
-CAMERA_ACTIONS = ("seen",)
+# A checkpoint's clock_suspect item seen to at its station (the course's clock_offset_s
+# fixed, or the clock judged right): it decides nothing about the photo it showed.
+CLOCK_SEEN = "clock_seen"
+CAMERA_ACTIONS = ("seen", CLOCK_SEEN)
 ACTIONS = IMAGE_ACTIONS + ATHLETE_ACTIONS + START_ACTIONS + CAMERA_ACTIONS
 
 # A copy of a photo kept under another path (transforms.dedup): one row each, as read.
@@ -76,6 +80,8 @@ EARLY_START = "early_start"
 # A camera whose photos carry another UTC offset than the race's (transforms.zones): one item
 # per camera and station, shown by its first photo; its note says how it is timed.
 OTHER_TIME_ZONE = "other_time_zone"
+# A checkpoint whose camera clock looks off (transforms.clocks): about the station, not a photo.
+CLOCK_SUSPECT = "clock_suspect"
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,8 @@ def _correction(
     # A camera that sent no photo has its item about no photo: seen to at its station.
     if values["action"] in CAMERA_ACTIONS and not (values["image_id"] or values["station_id"]):
         raise ConfigError(f"{where}: {values['action']} needs an image_id or a station_id")
+    if values["action"] == CLOCK_SEEN and not values["station_id"]:
+        raise ConfigError(f"{where}: {CLOCK_SEEN} needs a station_id")  # a clock is a station's
     times = {
         column: local_instant(values[column], f"{where}: {column}", timezone, race_start)
         for column in ("passed_at", "decided_at")
@@ -315,10 +323,10 @@ def decisions_by_image(
 def names_station(c: Correction) -> bool:
     """Does the decision's effect depend on its station: an assignment times its athlete
     there; an athlete's item kept (reinstate, or approve with a bib as dashboards logged it
-    before), timed from the gun, or a camera seen to settles the item at that station. A
-    photo's approve, reject or accept is about the photo wherever it is (the dashboard
-    writes the photo's station into every row, for the record)."""
-    return c.action in ("assign", "reinstate", FROM_GUN, "seen") or (
+    before), timed from the gun, or a camera or its clock seen to settles the item at that
+    station. A photo's approve, reject or accept is about the photo wherever it is (the
+    dashboard writes the photo's station into every row, for the record)."""
+    return c.action in ("assign", "reinstate", FROM_GUN, *CAMERA_ACTIONS) or (
         c.action == "approve" and bool(c.bib)
     )
 

@@ -70,6 +70,7 @@ class ReviewItem:
     # What the official needs to know that the reason alone cannot say (clock_suspect: the
     # error estimated and the course's fix), in words.
     note: str | None = None
+    clock_offset_s: float | None = None  # clock_suspect: the station's offset to write
 
 
 @dataclass(frozen=True)

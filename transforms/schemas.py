@@ -99,6 +99,9 @@ REVIEW = pa.schema(
         # In words, what the reason alone cannot say (clock_suspect: the station's estimated
         # clock error, the athletes it rests on, the clock_offset_s to write); else null.
         pa.field("note", pa.string()),
+        # clock_suspect: the station's clock_offset_s that cancels the error (the note's
+        # figure, for the dashboard to show as the line to write); else null.
+        pa.field("clock_offset_s", pa.float64()),
     ]
 )
 

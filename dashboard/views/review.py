@@ -63,6 +63,7 @@ from dashboard.review_queue import (
 )
 from dashboard.settings import Settings
 from transforms.corrections import (
+    CLOCK_SUSPECT,
     EARLY_START,
     REJECT_FACE,
     STATION_CONFLICT,
@@ -281,8 +282,27 @@ def describe(item: Item, settings: Settings, shown: Shown, open_items: list[Item
         st.caption(REASON_NOTES[item.reason])
     if item.note:
         st.caption(item.note)
+    if item.reason == CLOCK_SUSPECT:
+        clock_fix(item, settings)
     if suspects := clock_suspect(item, open_items):
         st.warning(clock_note(suspects, where), icon=":material/schedule:")
+
+
+def clock_fix(item: Item, settings: Settings) -> None:
+    """The line to write into the course file and the command that re-times with it, to
+    copy: the note says them in a sentence. Seen re-times too (batch: `racelens results`
+    reads the course file again), so it is the last step, not a way around the fix."""
+    if item.clock_offset_s is None:  # results of a run before the column: the note alone
+        return
+    course = data.race(settings.out).course or "course.yaml"
+    st.text(f"If the clock is off, give station {item.station_id} in {course}:")
+    st.code(f"clock_offset_s: {item.clock_offset_s:g}", language="yaml")
+    st.text("then press Seen: the results are re-timed with it. By hand:")
+    st.code(f"racelens results --out {settings.out} --course {course}", language="bash")
+    st.caption(
+        "A live run reads the course once: stop it and start it again. If the clock is "
+        "right (a queue at a gate delays everyone), press Seen and change nothing."
+    )
 
 
 def on_race_day(at: datetime, race: data.Race) -> bool:
@@ -407,6 +427,8 @@ def actions_for(item: Item, shown: Shown) -> list[tuple[str, str, str, str]]:
         (ASSIGN, "Assign", "Ctrl+Enter", "primary"),
         (REJECT, "Reject", "X", "secondary"),
     )
+    if item.reason == CLOCK_SUSPECT:  # a station's clock: no photo action
+        return [(APPROVE, "Seen", "A", "primary")]
     if item.reason == TOO_LATE:
         n = len(shown.batch)
         return [
