@@ -15,7 +15,7 @@ Skipped items go to the back of the queue, not away.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
@@ -38,6 +38,7 @@ from transforms.corrections import (
     TOO_LATE,
     UNPLACED,
     Correction,
+    locked_log,
 )
 from transforms.records import DUPLICATE, OFFICIAL, PACE, PASSAGES, TIME, WAVES
 
@@ -601,20 +602,56 @@ DONE = {
 }
 
 
-def refusal(item: Item, log: Iterable[Correction], decided_here: Collection[str]) -> str | None:
+def refusal(
+    item: Item, log: Iterable[Correction], decided_here: Collection[str], timezone: str = "UTC"
+) -> str | None:
     """Why a decision about `item` is not logged: None where it is to be; '' where this page
     decided the item already (`decided_here`: the keys of the items it decided), which says
     nothing more. The page goes on showing an item just decided while it runs again (slow
     when a re-timing has just replaced the results), and a second press there reached the
     item's decision again: "Not saved. kari decided this one already." told an official the
     decision saved a moment ago was lost (the audit: 4 times in 90 decisions). A decision by
-    another official (another page) is said, by name."""
+    another official (another page) is said: by whom, what and when (`timezone`'s time)."""
     earlier = None if item.reason == OPENED else settled_by(item, log)
     if earlier is None:
         return None
     if item.key in decided_here:
         return ""
-    return f"{earlier.by or 'another official'} decided this one already ({earlier.action})."
+    when = earlier.decided_at
+    at = f", at {when.astimezone(ZoneInfo(timezone)):%H:%M:%S}" if when else ""
+    who = earlier.by or "another official"
+    return f"{who} decided this one already ({earlier.action}{at})."
+
+
+@dataclass(frozen=True)
+class Logged:
+    """What became of a decision: its rows logged, or why none was (`refusal`)."""
+
+    rows: tuple[Correction, ...] = ()
+    refused: str | None = None
+
+
+def log_decision(
+    path: str,
+    item: Item,
+    rows_for: Callable[[Sequence[Correction]], list[Correction]],
+    decided_here: Collection[str],
+    timezone: str = "UTC",
+    race_start: datetime | None = None,
+) -> Logged:
+    """A decision about `item` checked against the log (`refusal`) and appended to it as one
+    step, under the log's lock: two officials deciding one item within 0.1 s both read the
+    log before either wrote, both were told "Saved." and the later decision counted. The
+    rows are made (`rows_for`) from the log as it stands then: a late batch leaves out the
+    photos decided meanwhile. ValueError from `rows_for` logs nothing."""
+    with locked_log(path) as log:
+        now = log.reading(timezone, race_start).corrections
+        refused = refusal(item, now, decided_here, timezone)
+        if refused is not None:
+            return Logged(refused=refused)
+        rows = rows_for(now)
+        log.append(rows)
+    return Logged(tuple(rows))
 
 
 def decision_notice(action: str, item: Item, rows: list[Correction]) -> str:

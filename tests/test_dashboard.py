@@ -419,7 +419,52 @@ def test_review__a_photo_another_official_just_decided_is_not_decided_twice(
     append_corrections(str(race.corrections), [other])  # while this page still shows it
     at.button(key="approve").click().run()
     assert [r["action"] for r in log_rows(race)] == ["reject"]
-    assert "ola decided this one already (reject)." in texts(at)
+    # What landed first, and when (race time: 09:00 UTC is 11:00 in Oslo).
+    assert "ola decided this one already (reject, at 11:00:00)." in texts(at)
+
+
+def test_log_decision__two_officials_deciding_one_item_at_once_one_is_told(
+    tmp_path: Path,
+) -> None:
+    # Two pages deciding one item within 0.1 s both read the log before either wrote: both
+    # were told "Saved." and the later decision counted (failed before, passes: the check
+    # and the append are one step under the log's lock). Two threads decide each of 200
+    # items at the same moment.
+    log = str(tmp_path / "corrections.csv")
+    items = [Item(f"img-{n}", "low_confidence", "cp1", ("101",)) for n in range(200)]
+    start = threading.Barrier(2)
+    outcomes: dict[str, list[review_queue.Logged]] = {"kari": [], "ola": []}
+
+    def official(name: str) -> None:
+        for item in items:
+            start.wait()
+            outcomes[name].append(
+                review_queue.log_decision(
+                    log,
+                    item,
+                    lambda _, item=item: review_queue.decision_rows(
+                        "approve", item, official=name, now=datetime.now(UTC), photo_station="cp1"
+                    ),
+                    set(),
+                    "Europe/Oslo",
+                )
+            )
+
+    threads = [threading.Thread(target=official, args=(name,)) for name in outcomes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rows = read_corrections_leniently(log).corrections
+    assert sorted(r.image_id for r in rows) == sorted(i.image_id for i in items)  # one each
+    for n, row in enumerate(sorted(rows, key=lambda r: int(r.image_id[4:]))):
+        kari, ola = outcomes["kari"][n], outcomes["ola"][n]
+        saved, told = (kari, ola) if row.by == "kari" else (ola, kari)
+        assert saved.rows == (row,) and saved.refused is None
+        when = pd.Timestamp(row.decided_at).tz_convert("Europe/Oslo").strftime("%H:%M:%S")
+        assert told == review_queue.Logged(
+            refused=f"{row.by} decided this one already (approve, at {when})."
+        )
 
 
 def test_refusal__a_second_press_on_the_item_just_decided_says_nothing() -> None:

@@ -30,7 +30,8 @@ import csv
 import fcntl
 import io
 import os
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -203,6 +204,10 @@ def read_corrections_leniently(
         return LogReading()
     except OSError as e:
         return LogReading(problems=(f"{path}: cannot read: {e.strerror}",))
+    return _lenient(text, path, timezone, race_start)
+
+
+def _lenient(text: str, path: str, timezone: str, race_start: datetime | None) -> LogReading:
     return _read_log(text, path, timezone, race_start) if text.strip() else LogReading()
 
 
@@ -229,32 +234,65 @@ def _log_line(c: Correction) -> str:
     return _csv_line(values[k] for k in CORRECTION_COLUMNS)
 
 
+class LockedLog:
+    """The log at one path, held under its exclusive flock (`locked_log`): what it holds now,
+    and rows appended to it, with no other writer in between."""
+
+    def __init__(self, fd: int, path: str):
+        self._fd = fd
+        self._path = path
+
+    def reading(self, timezone: str = "UTC", race_start: datetime | None = None) -> LogReading:
+        """Every valid row, and a problem per line that is not (read_corrections_leniently)."""
+        data = os.pread(self._fd, os.fstat(self._fd).st_size, 0)
+        text = data.decode("utf-8-sig", errors="replace")
+        return _lenient(text, self._path, timezone, race_start)
+
+    def append(self, rows: Iterable[Correction]) -> None:
+        """Writes rows with a single write() and fsyncs them; raises ValueError for an
+        invalid row before anything is written."""
+        text = "".join(_log_line(c) for c in rows)
+        if not text:
+            return
+        size = os.fstat(self._fd).st_size
+        if os.pread(self._fd, 1, size - 1) != b"\n":
+            text = "\n" + text  # a writer died mid-line: keep that torn line apart from ours
+        data = text.encode("utf-8")
+        while data:
+            data = data[os.write(self._fd, data) :]
+        os.fsync(self._fd)
+
+
+@contextmanager
+def locked_log(path: str) -> Iterator[LockedLog]:
+    """The log at `path` under an exclusive flock while the block runs (made with its header
+    where there is none, or it is empty): a decision checked against the log and appended
+    to it is one step, so two officials deciding one item at once are told apart (the
+    second reads the first's row)."""
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_size == 0:  # exactly one writer makes the header
+            os.write(fd, _csv_line(CORRECTION_COLUMNS).encode("utf-8"))
+        yield LockedLog(fd, path)
+    finally:
+        os.close(fd)  # also releases the lock
+
+
 def append_corrections(path: str, rows: Iterable[Correction]) -> None:
     """Appends rows to the log at `path`, creating it with its header.
 
     Several officials may decide at the same moment, from one dashboard or several. Each
-    call holds an exclusive flock while it writes its rows with a single write() and
-    fsyncs them, so concurrent writers neither interleave within a line nor lose a row, and
-    exactly one of them writes the header. Invalid rows raise ValueError before anything
-    is written.
+    call holds the log's exclusive flock while it writes (locked_log), so concurrent
+    writers neither interleave within a line nor lose a row, and exactly one of them writes
+    the header. Invalid rows raise ValueError before anything is written.
     """
-    text = "".join(_log_line(c) for c in rows)
-    if not text:
-        return
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        size = os.fstat(fd).st_size
-        if size == 0:
-            text = _csv_line(CORRECTION_COLUMNS) + text
-        elif os.pread(fd, 1, size - 1) != b"\n":
-            text = "\n" + text  # a writer died mid-line: keep that torn line apart from ours
-        data = text.encode("utf-8")
-        while data:
-            data = data[os.write(fd, data) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)  # also releases the lock
+    rows = list(rows)
+    for c in rows:
+        _log_line(c)  # refused before the log is made or locked
+    if rows:
+        with locked_log(path) as log:
+            log.append(rows)
 
 
 def start_log(path: str) -> None:
@@ -266,15 +304,10 @@ def start_log(path: str) -> None:
         return
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        with locked_log(path):
+            pass  # a dashboard may have made it meanwhile: its header stays the one
     except OSError as e:
         raise ConfigError(f"--corrections: cannot make the log '{path}': {e.strerror}") from e
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        if os.fstat(fd).st_size == 0:  # a dashboard may have made it meanwhile
-            os.write(fd, _csv_line(CORRECTION_COLUMNS).encode("utf-8"))
-    finally:
-        os.close(fd)
 
 
 _UNDATED = datetime.min.replace(tzinfo=UTC)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -46,12 +47,12 @@ from dashboard.review_queue import (
     in_view,
     items_of,
     late_batch,
+    log_decision,
     needs_place,
     opened_item,
     pending,
     race_day_time,
     reason_text,
-    refusal,
     silent_while_due,
     station_text,
     stations_of,
@@ -69,9 +70,7 @@ from transforms.corrections import (
     STATION_CONFLICT,
     TOO_LATE,
     Correction,
-    append_corrections,
     decisions_by_image,
-    read_corrections_leniently,
 )
 from transforms.schemas import REVIEW_FILE
 
@@ -138,30 +137,40 @@ def _placement(item: Item, shown: Shown, settings: Settings) -> Placement | None
 
 def _decide(action: str, item: Item, shown: Shown, settings: Settings) -> None:
     race = data.race(settings.out)
-    log = read_corrections_leniently(settings.corrections, race.timezone, race.start).corrections
-    refused = refusal(item, log, st.session_state.get(DECIDED, set()))
-    if refused is not None:
-        if refused:  # else pressed again on the item just decided: its notice stands
-            st.session_state[NOTICE] = (False, refused)
-        return
+    official, bibs = ui.official_name() or ui.UNNAMED, st.session_state.get(BIBS_KEY) or ()
     try:
-        rows = decision_rows(
-            action,
-            item,
-            official=ui.official_name() or ui.UNNAMED,
-            now=datetime.now(UTC),
-            bibs=st.session_state.get(BIBS_KEY) or (),
-            photo_station=shown.station,
-            placed=_placement(item, shown, settings),
-            # A late photo another official decided alone since this page showed the
-            # batch keeps that decision.
-            batch=undecided(shown.batch, log),
-            assigned=shown.assigned,
+        placed = _placement(item, shown, settings)
+
+        def rows_for(log: Sequence[Correction]) -> list[Correction]:
+            return decision_rows(
+                action,
+                item,
+                official=official,
+                now=datetime.now(UTC),
+                bibs=bibs,
+                photo_station=shown.station,
+                placed=placed,
+                # A late photo another official decided alone since this page showed the
+                # batch keeps that decision.
+                batch=undecided(shown.batch, log),
+                assigned=shown.assigned,
+            )
+
+        # A decision that cannot be is said before the log is made or locked: from the log
+        # the page shows, as it is checked again against the log as it stands.
+        rows_for(data.corrections(settings.corrections, settings.out).corrections)
+        decided_here = st.session_state.get(DECIDED, set())
+        logged = log_decision(
+            settings.corrections, item, rows_for, decided_here, race.timezone, race.start
         )
-        append_corrections(settings.corrections, rows)
     except (ValueError, OSError) as e:
         st.session_state[NOTICE] = (False, str(e))
         return
+    if logged.refused is not None:
+        if logged.refused:  # else pressed again on the item just decided: its notice stands
+            st.session_state[NOTICE] = (False, logged.refused)
+        return
+    rows = list(logged.rows)
     claims(settings).release(session_id(), time.time())  # decided: the next page may have it
     retimer(settings.out, settings.corrections).request()
     st.session_state.setdefault(DECIDED, set()).add(item.key)
