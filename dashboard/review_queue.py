@@ -32,8 +32,10 @@ from transforms.corrections import (
     FROM_GUN,
     IMAGE_ACTIONS,
     IMPLAUSIBLE_SPLIT,
+    LISTED_SINCE_REJECTED,
     OTHER_TIME_ZONE,
     REJECT_FACE,
+    REJECT_UNLISTED,
     STATION_CONFLICT,
     TOO_LATE,
     UNPLACED,
@@ -51,15 +53,17 @@ KEEP = "reinstate"
 # the photo shown (the spell's last one) unseen, and settle that photo's own items.
 SEEN = "seen"
 ATHLETE_REASONS = frozenset({"missed_checkpoint", EARLY_START})
-# Items about particular reads of a photo: rejecting one rejects those reads (the log's
-# reject with the bib), and the photo's other reads stand. It rejected the whole photo: the
-# race clock read as 3304 beside a runner's 3719 at 99 %, X on "Number not in the start
-# list", and 3719 was dns (the audit).
-READ_REASONS = frozenset({"unknown_bib", "low_confidence"})
-# What X logs, one row per candidate, on an item about some reads or one face of a photo: an
-# unsure face rejected is not those athletes (it rejected the whole photo, its weak reads
-# and other faces with it).
-BIB_REJECTS = dict.fromkeys(READ_REASONS, REJECT) | {FACE_UNCERTAIN: REJECT_FACE}
+# What X logs, one row per candidate, on an item about some reads or one face of a photo:
+# those reads are not so, and the photo's other reads and faces stand. It rejected the whole
+# photo: the race clock read as 3304 beside a runner's 3719 at 99 %, X on "Number not in the
+# start list", and 3719 was dns (the audit). A number not in the start list is rejected as
+# such (it counts again once listed: a late entry); an unsure face is not those athletes.
+BIB_REJECTS = {
+    "low_confidence": REJECT,
+    "unknown_bib": REJECT_UNLISTED,
+    LISTED_SINCE_REJECTED: REJECT,
+    FACE_UNCERTAIN: REJECT_FACE,
+}
 OPENED = "opened"  # not in the queue: an official opened the photo to correct it
 
 REASON_TEXT = {
@@ -75,6 +79,7 @@ REASON_TEXT = {
     "camera_silent": "Camera silent?",
     "implausible_split": "Implausible split time",
     CLOCK_SUSPECT: "Camera clock off?",
+    LISTED_SINCE_REJECTED: "Rejected while not in the start list",
     TOO_LATE: "Arrived too late to be timed",
     STATION_CONFLICT: "Came in for several stations",
     "bad_exif": "No time on the photo",
@@ -382,9 +387,17 @@ def _settles(c: Correction, item: Item, spells: Spells | None = None) -> bool:
                 or (spells is not None and c.station_id == item.station_id and spells.same(item, c))
             )
         )
+    if item.reason == LISTED_SINCE_REJECTED:
+        # Asked again since the read's number was listed: only an answer about that read
+        # settles it, not the photo's decisions before (an approval of its other reads).
+        return (
+            c.image_id == item.image_id
+            and c.bib in item.candidates
+            and c.action in (REJECT, APPROVE, ASSIGN)
+        )
     if item.about_photo:
         # A read or a face rejected is about its items of the photo, not the photo's others.
-        of_one = c.action in (REJECT, REJECT_FACE) and bool(c.bib)
+        of_one = c.action in (REJECT, REJECT_FACE, REJECT_UNLISTED) and bool(c.bib)
         return (
             c.image_id == item.image_id
             and c.action in IMAGE_ACTIONS
@@ -598,6 +611,7 @@ DONE = {
     ACCEPT: "Accepted",
     FROM_GUN: "Timed from the gun:",
     REJECT_FACE: "Face not",
+    REJECT_UNLISTED: "Rejected",
     CLOCK_SEEN: "Clock seen to",
 }
 
@@ -721,6 +735,8 @@ def decision_rows(
         )
     if item.reason in BIB_REJECTS and action == REJECT:
         return [row(BIB_REJECTS[item.reason], bib) for bib in item.candidates]
+    if item.reason == LISTED_SINCE_REJECTED and action == APPROVE:  # that read, seen: it stands
+        return [row(APPROVE, bib) for bib in item.candidates]
     if item.about_photo and action in (APPROVE, REJECT):
         return [row(action)]
     if item.about_photo and action == ASSIGN:

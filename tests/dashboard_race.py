@@ -305,3 +305,19 @@ def suspect_cp1_clock(race: Race) -> str:
     schema = pq.read_schema(race.out / "review.parquet")
     pq.write_table(pa.Table.from_pylist(review, schema=schema), race.out / "review.parquet")
     return image_id
+
+
+def list_since_rejected(race: Race, bib: str) -> str:
+    """The finish photo of 999, rejected while no athlete had that number, which the start
+    list lists now: the one item of the queue, as transforms.identify raises it; returns the
+    photo's image_id."""
+    image_id = race.ids["finish-999"]
+    note = (f"The number read here was rejected while no athlete in the start list had it; "
+            f"the start list lists {bib} now, so the read counts again.")  # fmt: skip
+    review = [
+        {"image_id": image_id, "reason": "listed_since_rejected", "candidates": [bib],
+         "station_id": "finish", "taken_at": _at(2700), "path": "", "note": note}
+    ]  # fmt: skip
+    schema = pq.read_schema(race.out / "review.parquet")
+    pq.write_table(pa.Table.from_pylist(review, schema=schema), race.out / "review.parquet")
+    return image_id

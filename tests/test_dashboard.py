@@ -55,6 +55,7 @@ from tests.dashboard_race import (
     cover_the_finish,
     doubt_a_face,
     hold_too_late,
+    list_since_rejected,
     silent_all_day,
     start_early,
     suspect_cp1_clock,
@@ -383,7 +384,9 @@ def test_review__reject_and_skip(open_page: Callable[..., AppTest], race: Race) 
     assert {b.key: b.label for b in at.button}["reject"] == "Not 999"
     at.button(key="reject").click().run()
     [row] = log_rows(race)
-    assert (row["image_id"], row["action"], row["bib"]) == (race.ids["finish-999"], "reject", "999")
+    assert (row["image_id"], row["action"], row["bib"]) == (
+        race.ids["finish-999"], "reject_unlisted", "999",
+    )  # fmt: skip
     assert "Rejected 999." in [t.value for t in at.sidebar.text]
     # Skipped items come back after the others.
     assert "Not seen at a checkpoint" in [s.value for s in at.subheader]
@@ -407,6 +410,25 @@ def test_review__x_on_an_unsure_face_says_and_logs_that_the_face_is_not_them(
         (image_id, "reject_face", "105"),
     ]
     assert "Face not 104, 105." in [t.value for t in at.sidebar.text]
+    assert "Nothing to review." in [s.value for s in at.success]
+
+
+def test_review__a_read_rejected_unlisted_and_listed_since_is_asked_about_with_why(
+    open_page: Callable[..., AppTest], race: Race
+) -> None:
+    # 999 was rejected while not in the start list; the list lists it now: the item says so,
+    # X rejects it for good, Approve keeps it (no such item before: failed, passes).
+    image_id = list_since_rejected(race, "999")
+    at = open_page(REVIEW)
+    assert "Rejected while not in the start list" in [s.value for s in at.subheader]
+    assert any("the start list lists 999 now" in c.value for c in at.caption)
+    labels = {b.key: b.label for b in at.button}
+    assert (labels["reject"], labels["approve"]) == ("Not 999", "Approve")
+    at.button(key="approve").click().run()
+    assert [(r["image_id"], r["action"], r["bib"]) for r in log_rows(race)] == [
+        (image_id, "approve", "999")
+    ]
+    assert "Approved 999." in [t.value for t in at.sidebar.text]
     assert "Nothing to review." in [s.value for s in at.success]
 
 
@@ -724,11 +746,12 @@ def test_decision_rows__image_decisions_name_the_photos_station() -> None:
 
 def test_decision_rows__a_reject_of_reads_names_them_and_settles_only_their_items() -> None:
     # The race clock (3304) and a spectator's 250, unknown, on a photo that times 101: each
-    # X rejects its read, and leaves the other's item in the queue.
+    # X rejects its read, and leaves the other's item in the queue. A number not in the start
+    # list is rejected as such (it counts again, asked about, once listed).
     clock = Item("img", "unknown_bib", "finish", ("3304",), TAKEN)
     spectator = replace(clock, candidates=("250",))
     [row] = _rows("reject", clock)
-    assert (row.image_id, row.action, row.bib) == ("img", "reject", "3304")
+    assert (row.image_id, row.action, row.bib) == ("img", "reject_unlisted", "3304")
     assert review_queue.pending([clock, spectator], [row]) == [spectator]
     assert [(r.action, r.bib) for r in _rows("reject", ITEM)] == [("reject", "102")]
     # A photo opened to correct it is rejected whole, and every item of it with it.
@@ -1639,7 +1662,7 @@ def test_review__decisions_go_to_the_log_of_the_run(
     assert "Number not in the start list" in [s.value for s in at.subheader]  # decided: gone
     at.button(key="reject").click().run()
     rows = read_corrections_leniently(str(decisions)).corrections
-    assert [c.action for c in rows] == ["approve", "reject"]
+    assert [c.action for c in rows] == ["approve", "reject_unlisted"]
     wait_for(lambda: retimed == [(str(race.out), str(decisions))])
 
 

@@ -308,5 +308,5 @@ def test_browser__two_dashboards_show_two_officials_different_items(
         browser.find_element(By.TAG_NAME, "body").send_keys("x")  # ola rejects theirs
         eventually(lambda: race.corrections.exists() and log_of(race.corrections), "the log")
     [row] = log_of(race.corrections)
-    assert (row["action"], row["by"]) == ("reject", "ola")
+    assert (row["action"], row["by"]) == ("reject_unlisted", "ola")
     assert row["image_id"] == race.ids["finish-999"]

@@ -11,11 +11,13 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from dashboard.review_queue import Item, decision_rows, pending
 from tests.conftest import COVERED, photo, read
 from transforms.bibs import SNAP_FACTOR, listed_bib
 from transforms.corrections import (
     Correction,
     Decision,
+    append_corrections,
     decide,
     decisions_by_image,
     load_corrections,
@@ -231,6 +233,50 @@ def test_identify_photo__a_rejected_read_leaves_the_photo_s_other_reads_timing_i
     weak = photo("a", bibs=(read("201", 0.6), read("102", 0.99)))
     decisions = {weak.image_id: decide([correction("reject", "2026-05-01T09:00:00Z", bib="101")])}
     assert [s.bib for s in identify_photo(weak, LISTED, THRESHOLD, decisions).sightings] == ["102"]
+
+
+def test_identify_photo__a_number_rejected_unlisted_counts_again_and_is_asked_once_listed(
+    tmp_path: Path,
+) -> None:
+    # 999 read surely beside 101: X on "Number not in the start list". The start list later
+    # lists 999 (a late entry): the read stayed rejected and nothing said so (failed before,
+    # passes). Now it counts again and is one review item, with a note, until an official
+    # answers it; the log keeps its rows.
+    ph = photo("a", bibs=(read("101", 0.99), read("999", 0.95)))
+    log = str(tmp_path / "corrections.csv")
+
+    def decided(item: ReviewItem, action: str, minute: int) -> None:
+        queued = Item(item.image_id, item.reason, item.station_id, item.candidates)
+        now = at(f"2026-05-01T09:{minute:02}:00Z")
+        append_corrections(log, decision_rows(action, queued, official="kari", now=now))
+
+    def timed(known: frozenset[str]) -> Identified:
+        decisions = decisions_by_image(load_corrections(log)) if Path(log).exists() else {}
+        return identify_photo(ph, known, THRESHOLD, decisions)
+
+    [unknown] = timed(LISTED).review
+    decided(unknown, "reject", 0)
+    assert [(r.action, r.bib) for r in load_corrections(log)] == [("reject_unlisted", "999")]
+    assert [s.bib for s in timed(LISTED).sightings] == ["101"]
+    assert timed(LISTED).review == ()
+
+    listed = LISTED | {"999"}
+    again = timed(listed)
+    assert [(s.bib, s.confirmed) for s in again.sightings] == [("101", True), ("999", True)]
+    [item] = again.review
+    assert (item.reason, item.candidates) == ("listed_since_rejected", ("999",))
+    assert "the start list lists 999 now, so the read counts again" in item.note
+    queued = Item(item.image_id, item.reason, item.station_id, item.candidates)
+    assert pending([queued], load_corrections(log)) == [queued]  # the earlier X is no answer
+    # Approve keeps it (an official's read); X rejects it for good.
+    decided(item, "approve", 1)
+    assert pending([queued], load_corrections(log)) == []
+    assert [(s.bib, s.official) for s in timed(listed).sightings] == [
+        ("101", True),
+        ("999", True),
+    ]
+    decided(item, "reject", 2)
+    assert ([s.bib for s in timed(listed).sightings], timed(listed).review) == (["101"], ())
 
 
 def test_decide__a_rejected_read_stays_rejected_through_an_approval_not_a_photo_reject() -> None:

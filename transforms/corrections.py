@@ -6,9 +6,12 @@ race's local time (the course's timezone) where they give no UTC offset, a time 
 on the race's day). Rows are
 applied in `decided_at` order: `reject` clears what the image says (with a bib: that read
 of the image is not so, its other reads stand), `reject_face` with a bib says a face on the
-image is not that athlete (the image's reads and other faces stand), `assign`
+image is not that athlete (the image's reads and other faces stand), `reject_unlisted` with a
+bib rejects a read of a number the start list did not list (it counts again, and is asked
+about, once the list lists it), `assign`
 credits a bib (the official's word replaces the OCR's for that image),
-`approve` confirms the reads the pipeline was unsure of, and `accept` times a
+`approve` confirms the reads the pipeline was unsure of (with a bib: the official saw that
+read, listed since it was rejected unlisted, and it stands), and `accept` times a
 photo that arrived too late (live modes) as if it had come in time. Further actions
 concern an athlete rather than an image (image_id may be empty): `dsq`
 disqualifies and `dnf` retires the athlete with that bib; `from_gun` times their early
@@ -43,8 +46,14 @@ FACE_UNCERTAIN = "face_uncertain"
 # An unsure face match (face_uncertain) rejected: the face is not that athlete. Apart from
 # `reject`, which rejected the whole photo there, its weak reads and other faces with it.
 REJECT_FACE = "reject_face"
+# A confident number not in the start list rejected (unknown_bib): the race clock, a
+# spectator's shirt, or a runner the list lacks. Apart from `reject`, which stayed rejected
+# once the list named the runner (a late entry), untold: such a read counts again once its
+# number is listed, and goes to review as LISTED_SINCE_REJECTED.
+REJECT_UNLISTED = "reject_unlisted"
+LISTED_SINCE_REJECTED = "listed_since_rejected"
 # accept: a photo held as arrived too late (live modes) is timed as if it had come in time.
-IMAGE_ACTIONS = ("assign", "reject", "approve", "accept", REJECT_FACE)
+IMAGE_ACTIONS = ("assign", "reject", "approve", "accept", REJECT_FACE, REJECT_UNLISTED)
 ATHLETE_ACTIONS = ("dsq", "dnf", "reinstate")
 # An early start (EARLY_START) timed from the athlete's wave's gun after all (the official
 # judged the photo shows them waiting on the line, not crossing it): about the athlete's
@@ -109,6 +118,8 @@ class Decision:
     not_read: frozenset[str] = frozenset()
     # Athletes an unsure face on the photo is not (`reject_face`): no longer its candidates.
     not_faces: frozenset[str] = frozenset()
+    # Numbers read on the photo rejected while the start list did not list them.
+    not_listed: frozenset[str] = frozenset()
 
     @property
     def overrides(self) -> bool:
@@ -132,7 +143,7 @@ def _correction(
 ) -> Correction:
     if values["action"] not in ACTIONS:
         raise ConfigError(f"{where}: action must be one of {', '.join(ACTIONS)}")
-    needs_bib = ("assign", REJECT_FACE) + ATHLETE_ACTIONS + START_ACTIONS
+    needs_bib = ("assign", REJECT_FACE, REJECT_UNLISTED) + ATHLETE_ACTIONS + START_ACTIONS
     if values["action"] in needs_bib and not values["bib"]:
         raise ConfigError(f"{where}: {values['action']} needs a bib")
     if values["action"] in IMAGE_ACTIONS and not values["image_id"]:
@@ -323,11 +334,17 @@ def decide(corrections: Iterable[Correction]) -> Decision:
     What was said of single reads and faces outlasts every decision but a whole reject."""
     decision = Decision()
     for c in in_order(corrections):
-        kept = {"not_read": decision.not_read, "not_faces": decision.not_faces}
+        kept = {
+            "not_read": decision.not_read,
+            "not_faces": decision.not_faces,
+            "not_listed": decision.not_listed,
+        }
         if c.action == "reject" and c.bib:
             decision = replace(decision, not_read=decision.not_read | {c.bib})
         elif c.action == REJECT_FACE:
             decision = replace(decision, not_faces=decision.not_faces | {c.bib})
+        elif c.action == REJECT_UNLISTED:
+            decision = replace(decision, not_listed=decision.not_listed | {c.bib})
         elif c.action == "reject":
             decision = Decision(rejected=True)
         elif c.action == "assign":

@@ -32,6 +32,7 @@ from transforms.bibs import listed_bib, with_lettered
 from transforms.corrections import (
     EXACT_DUPLICATE,
     FACE_UNCERTAIN,
+    LISTED_SINCE_REJECTED,
     STATION_CONFLICT,
     TOO_LATE,
     UNPLACED,
@@ -318,11 +319,25 @@ def identify_photo(
 ) -> Identified:
     """What the pipeline (or an official, who has the last word) makes of one photo; with
     a gallery, faces identify the athletes that bibs did not."""
-    decision = decisions.get(photo.image_id)
-    if decision is not None and decision.not_read:
+    decision = decisions.get(photo.image_id, Decision())
+    if decision.not_read:
         photo = without_reads(photo, decision.not_read, known)
+    photo, listed_since = without_unlisted(photo, decision.not_listed, known)
+    result = _identified(photo, known, threshold, decision, gallery, faces)
+    # The official's assignment replaces every read: a read listed since is no question.
+    return result if decision.assigned else asked_again(result, listed_since)
+
+
+def _identified(
+    photo: Photo,
+    known: frozenset[str],
+    threshold: float,
+    decision: Decision,
+    gallery: Gallery | None,
+    faces: FaceRule | None,
+) -> Identified:
     # An exact copy stays the copy of the photo decided: one row each, as read.
-    if decision is not None and decision.overrides and photo.reason != EXACT_DUPLICATE:
+    if decision.overrides and photo.reason != EXACT_DUPLICATE:
         return apply_decision(photo, decision, known)
     if photo.reason == STATION_CONFLICT:
         return Identified(photo, (), (in_doubt(photo, known),))
@@ -332,9 +347,41 @@ def identify_photo(
         return Identified(photo)  # duplicates and rejects keep their status
     cut_short = photo.facts.truncated
     result = identify(photo, known, math.inf if cut_short else threshold)  # every read weak
-    not_faces = decision.not_faces if decision is not None else frozenset()
-    result = result if gallery is None else identify_faces(result, gallery, faces, not_faces)
+    if gallery is not None:
+        result = identify_faces(result, gallery, faces, decision.not_faces)
     return held_cut_short(result) if cut_short else result
+
+
+def without_unlisted(
+    photo: Photo, not_listed: frozenset[str], known: frozenset[str]
+) -> tuple[Photo, list[BibSeen]]:
+    """The photo without the reads an official rejected while the start list did not list
+    their numbers (`not_listed`), but for those it lists now, which count again; and those,
+    as the listed bibs they stand for. A runner entered late, read surely and rejected as
+    nobody of the race, stayed rejected once listed, and nothing said so."""
+    rejected = [r for r in photo.facts.bibs if r.bib in not_listed]
+    now = as_listed(rejected, known)
+    still = frozenset(r.bib for r, m in zip(rejected, now, strict=True) if m is None)
+    kept = without_reads(photo, still, known) if still else photo
+    return kept, best_reads(tuple(m for m in now if m is not None))
+
+
+def asked_again(result: Identified, listed_since: list[BibSeen]) -> Identified:
+    """The photo's result with a review item for each read rejected while its number was not
+    in the start list, listed now: it counts again, and the official who rejected it is
+    asked again. A photo that times nothing (rejected, a duplicate) asks nothing."""
+    if result.photo.status not in (PASSAGE, REVIEW, NO_ATHLETE):
+        return result
+    items = tuple(
+        replace(
+            _review(result.photo, LISTED_SINCE_REJECTED, [r.bib]),
+            note=f"The number read here was rejected while no athlete in the start list had "
+            f"it; the start list lists {r.bib} now, so the read counts again. X rejects it for "
+            f"good; Approve keeps it (and confirms the photo's other reads).",
+        )
+        for r in listed_since
+    )
+    return replace(result, review=result.review + items)
 
 
 def held_cut_short(result: Identified) -> Identified:

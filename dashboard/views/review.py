@@ -67,6 +67,7 @@ from transforms.corrections import (
     CLOCK_SUSPECT,
     EARLY_START,
     REJECT_FACE,
+    REJECT_UNLISTED,
     STATION_CONFLICT,
     TOO_LATE,
     Correction,
@@ -427,7 +428,7 @@ def athlete_note(item: Item, settings: Settings, race: data.Race, where: str) ->
 
 
 # X on an item about reads or a face names them: what it rejects, not the photo.
-REJECT_LABELS = {REJECT: "Not {}", REJECT_FACE: "Face not {}"}
+REJECT_LABELS = {REJECT: "Not {}", REJECT_UNLISTED: "Not {}", REJECT_FACE: "Face not {}"}
 
 
 def actions_for(item: Item, shown: Shown) -> list[tuple[str, str, str, str]]:
