@@ -360,6 +360,18 @@ def test_window_health__the_same_picture_again_and_again_is_a_frozen_camera() ->
     assert window_health(moving) == "ok"
 
 
+def test_window_health__a_copy_of_a_photo_is_no_second_frame() -> None:
+    # A burst of four near-identical frames and a re-saved copy of one (its EXIF time kept,
+    # the acceptance audit's FINISH_00013): four shots, no frozen camera.
+    burst = [Frame(at(i * 0.3), False, False, phash="f0e0c0a080402010") for i in range(4)]
+    copy = replace(burst[1], phash="f0e0c0a080402011")
+    assert window_health([*burst, copy]) == "ok"
+    # The camera repeating itself at new times is still frozen, copies or not.
+    assert window_health([*burst, copy, replace(burst[0], at=at(60))]) == "frozen"
+    covered = [Frame(at(i), True, False) for i in range(2)]
+    assert window_health([*covered, covered[1]]) == "ok", "two covered shots, one sent twice"
+
+
 def test_silent_windows__no_photo_while_runners_are_due() -> None:
     def row(minute: int, images: int, passages: int) -> dict:
         start = at(minute * 60)

@@ -370,9 +370,17 @@ def _is_repeat(f: Frame, previous: Frame | None) -> bool:
     )
 
 
+def _shots(frames: Iterable[Frame]) -> list[Frame]:
+    """The frames in time order, one per moment: a copy of a photo (re-saved, or sent
+    twice) keeps its EXIF time, and a camera takes no two photos at one instant. Counted
+    twice, a copy of the last frame of a four-frame burst made five frames "the same
+    picture again and again" (the acceptance audit's false camera_frozen at the finish)."""
+    return list({f.at: f for f in sorted(frames, key=lambda f: f.at)}.values())
+
+
 def window_health(frames: Iterable[Frame], run_length: int = 3) -> str:
-    """ok, or covered / frozen / blurred when several frames in a row are so."""
-    ordered = sorted(frames, key=lambda f: f.at)
+    """ok, or covered / frozen / blurred when several shots in a row are so."""
+    ordered = _shots(frames)
     if _longest_run(ordered, lambda f, _: f.covered) >= run_length:
         return "covered"
     if _longest_run(ordered, _is_repeat) + 1 >= FROZEN_RUN:
