@@ -29,8 +29,10 @@ from transforms.clocks import (
     clock_note,
     clock_review_of,
     estimate_clocks,
+    finish_error,
     fit_constant,
     guns_of,
+    likely_error,
     seconds_in_words,
     solve_errors,
     with_clock_error,
@@ -125,6 +127,34 @@ def test_estimate__a_known_offset_is_recovered_over_random_paces(seed, station, 
     assert all(abs(e) < 6 for s, e in found.items() if s != station)
 
 
+@settings(max_examples=30)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    offset=st.one_of(st.floats(-600, -60), st.floats(60, 3600)),
+    hill=st.floats(-0.1, 0.1),
+)
+def test_estimate__a_finish_clock_off_is_the_finish_not_its_checkpoints(seed, offset, hill):
+    # A finish an hour fast (summer time not set) was read as cp1 and cp2 off by 20 and 40
+    # minutes, the finish taken as right, and the fix offered made every split wrong.
+    rng = np.random.default_rng(seed)
+    paces = list(rng.uniform(180, 480, 60))
+    uneven = rng.uniform(-0.003, 0.003, (60, 4)).tolist()
+    found = errors(race(paces, {"finish": offset}, uneven, hill))
+    # The finish rests on one fit (its last sector shortened or stretched): 2 % of its error.
+    assert found["finish"] == pytest.approx(offset, rel=0.02, abs=6)
+    assert all(abs(e) < 6 for s, e in found.items() if s != "finish")
+
+
+def test_finish_error__a_checkpoint_off_is_not_the_finish():
+    # cp3 off moves cp2's constant too (its time interpolated towards cp3): not the finish.
+    fits = {1: Fit(0.0, 1.0, 0.0), 2: Fit(-30.0, 1.0, 0.0), 3: Fit(60.0, 1.0, 0.0)}
+    assert finish_error(fits, COURSE) is None
+    # The finish off moves cp3's alone; with cp2 unfitted nothing tells the two apart.
+    finish = {1: Fit(0.0, 1.0, 0.0), 2: Fit(0.0, 1.0, 0.0), 3: Fit(-30.0, 1.0, 0.0)}
+    assert finish_error(finish, COURSE) == (pytest.approx(60.0), pytest.approx(2.0))
+    assert finish_error({1: finish[1], 3: finish[3]}, COURSE) is None
+
+
 def test_estimate__too_few_athletes_give_no_estimate():
     assert estimate_clocks(race([300.0] * 14, {"cp2": 120}), COURSE, GUNS) == []
 
@@ -158,6 +188,15 @@ def test_clock_note__says_the_station_the_error_in_words_and_the_fix():
     assert "clock_offset_s: -41.2 for station cp2 in course.yaml (now -3)" in note
     assert "racelens results --course FILE" in note
     assert "about 4 min 2 s slow" in clock_note(estimate(-242.0), STATIONS[2])
+
+
+def test_likely_error__whole_hours_within_the_margin_are_a_time_zone():
+    assert likely_error(estimate(3526.8, 193.5)) == 3600.0  # summer time not set
+    assert likely_error(estimate(-7150.0, 60.0)) == -7200.0
+    assert likely_error(estimate(3300.0, 100.0)) == 3300.0  # an hour is beyond its margin
+    assert likely_error(estimate(40.0, 70.0)) == 40.0  # no hour at all
+    note = clock_note(estimate(3526.8, 193.5), STATIONS[2])  # cp2's offset now -3
+    assert "write clock_offset_s: -3603 for station cp2" in note and "summer time" in note
 
 
 def test_clock_review__one_item_for_a_sure_estimate_none_for_an_unsure_one():
@@ -286,3 +325,44 @@ def test_results__a_clock_seen_to_leaves_the_queue_and_its_fix_retimes_the_stati
     assert abs(error) <= margin and raised == []
     approved = pq.read_table(out / "images.parquet").to_pandas()
     assert "approved_by_official" not in set(approved["reason"].dropna())
+
+
+@pytest.fixture(scope="module")
+def two_checkpoint_race(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 40-athlete demo race with two checkpoints (cp1 and cp2), timed."""
+    race = tmp_path_factory.mktemp("finish-clock-race") / "race"
+    generate_race(str(race), athletes=40, stations=4, seed=3)
+    racelens(
+        "run",
+        *("--images", str(race / "images"), "--course", str(race / "course.yaml")),
+        *("--start-list", str(race / "startlist.csv"), "--out", str(race / "results")),
+        "--no-progress",
+    )
+    return race
+
+
+def test_results__a_finish_clock_an_hour_fast_is_the_finishs_item_and_its_fix_is_right(
+    two_checkpoint_race: Path, tmp_path: Path
+):
+    # Session 20's audit: the finish camera on summer time not set. The checkpoints were
+    # blamed, 20 and 40 minutes off, and writing their offsets made every split wrong.
+    course = yaml.safe_load((two_checkpoint_race / "course.yaml").read_text(encoding="utf-8"))
+    finish = course["stations"][-1]
+    right = finish.get("clock_offset_s", 0)
+    finish["clock_offset_s"] = right + 3600  # its photos 1 h late
+    late = tmp_path / "late.yaml"
+    late.write_text(yaml.safe_dump(course), encoding="utf-8")
+    out = tmp_path / "results"
+    shutil.copytree(two_checkpoint_race / "results", out)
+    racelens("results", "--out", str(out), "--course", str(late))
+    estimates, (item,) = clocks_of(out)
+    error, margin = estimates["finish"]
+    assert abs(error - 3600) <= margin and item["station_id"] == "finish"
+    assert all(abs(e) <= m for s, (e, m) in estimates.items() if s in ("cp1", "cp2"))
+    # Within its margin of a whole hour: the fix is the hour, not the estimate's 3,527 s.
+    assert f"clock_offset_s: {right:g} for station finish" in item["note"]
+    finish["clock_offset_s"] = right
+    late.write_text(yaml.safe_dump(course), encoding="utf-8")
+    racelens("results", "--out", str(out), "--course", str(late))
+    published = (out / "results.csv").read_bytes()
+    assert published == (two_checkpoint_race / "results" / "results.csv").read_bytes()

@@ -12,10 +12,13 @@ many, do not move it.
 A checkpoint's own clock error shows in its constant whole, and in its neighbours'
 constants scaled by distance (their interpolation leans on it). The start (from the gun
 where it has no camera) and the finish are the references: the gun and the finish clock
-are what timers synchronise first, and the finish decides the results. A clock error
-there would show as every checkpoint off by a share of it; racelens does not estimate it.
-The checkpoints' errors solve one small linear system of their constants, and their
-margins follow from the fits' scatter.
+are what timers synchronise first, and the finish decides the results. The checkpoints'
+errors solve one small linear system of their constants, and their margins follow from the
+fits' scatter. A finish clock off shows in the last checkpoint's constant alone, where a
+checkpoint's own error moves its neighbour's too: where the finish alone explains the
+constants better than any one checkpoint's clock, surely, and no checkpoint is surely off
+once its error is taken, the finish is the clock suspected (finish_error). The start's
+clock is not estimated.
 
 Only an estimate that is sure and large enough to matter becomes a review item,
 clock_suspect, one per station: an alarm on a correct clock costs an official more than
@@ -48,6 +51,7 @@ SURE_MARGINS = 2.0
 MAX_PAIRS = 20_000
 # An estimate's margin: its standard error times this (90 % of a normal spread).
 MARGIN_SPREADS = 1.645
+HOUR_S = 3600
 _SEED = 19
 
 
@@ -155,33 +159,88 @@ def fit_constant(sectors: np.ndarray, off: np.ndarray) -> Fit:
     return Fit(constant, float(scatter / np.sqrt(np.sum((x - x.mean()) ** 2))), share)
 
 
-def solve_errors(fits: Mapping[int, Fit], course: Course) -> dict[int, tuple[float, float]]:
-    """Each checkpoint's own clock error and its standard error, from the fits of the
-    checkpoints that have one (by index): c_i = e_i - (1 - d_i - k_i) e_(i-1) - (d_i + k_i)
-    e_(i+1), d_i its share of the distance between its neighbours (their errors move the
-    time interpolated, and through T the share k_i fitted); the start's, the finish's and
-    an unestimated checkpoint's error taken as 0."""
+def _share(fits: Mapping[int, Fit], course: Course, i: int) -> float:
+    """d_i + k_i: how much of the error of checkpoint i's next station its interpolated time
+    takes (d_i its share of the distance between its neighbours, k_i the share fitted)."""
+    km = [s.km for s in course.stations]
+    return (km[i] - km[i - 1]) / (km[i + 1] - km[i - 1]) + fits[i].share
+
+
+def _system(fits: Mapping[int, Fit], course: Course) -> np.ndarray:
+    """The checkpoints' constants as a linear function of their clock errors (sorted by
+    index): c_i = e_i - (1 - d_i - k_i) e_(i-1) - (d_i + k_i) e_(i+1)."""
     ids = sorted(fits)
     place = {i: n for n, i in enumerate(ids)}
-    km = [s.km for s in course.stations]
     system = np.eye(len(ids))
     for i in ids:
-        share = (km[i] - km[i - 1]) / (km[i + 1] - km[i - 1]) + fits[i].share
+        share = _share(fits, course, i)
         for j, weight in ((i - 1, 1 - share), (i + 1, share)):
             if j in place:
                 system[place[i], place[j]] = -weight
-    inverse = np.linalg.inv(system)
-    constants = np.array([fits[i].constant for i in ids])
+    return system
+
+
+def _finish_column(fits: Mapping[int, Fit], course: Course) -> np.ndarray:
+    """How the finish clock's error moves each constant: the last checkpoint's time is
+    interpolated towards the finish; no other's sees the finish."""
+    last = len(course.stations) - 2
+    return np.array([-_share(fits, course, i) if i == last else 0.0 for i in sorted(fits)])
+
+
+def solve_errors(
+    fits: Mapping[int, Fit], course: Course, finish_s: float = 0.0
+) -> dict[int, tuple[float, float]]:
+    """Each checkpoint's own clock error and its standard error, from the fits of the
+    checkpoints that have one (by index), their neighbours' errors moving the time
+    interpolated (see _system); the start's and an unestimated checkpoint's error taken as
+    0, the finish's as `finish_s`."""
+    ids = sorted(fits)
+    inverse = np.linalg.inv(_system(fits, course))
+    constants = np.array([fits[i].constant for i in ids]) - _finish_column(fits, course) * finish_s
     spread = np.sqrt((inverse**2) @ np.array([fits[i].error for i in ids]) ** 2)
     errors = inverse @ constants
     return {i: (float(errors[n]), float(spread[n])) for n, i in enumerate(ids)}
+
+
+def finish_error(fits: Mapping[int, Fit], course: Course) -> tuple[float, float] | None:
+    """The finish clock's error and its standard error where the finish alone explains the
+    checkpoints' constants better than any one checkpoint's clock does; else None.
+
+    A finish clock off moves the last checkpoint's constant alone; that checkpoint's own
+    clock off moves its neighbour's too (whose time is interpolated towards it). So with
+    the checkpoint before the last fitted, the two are told apart; taking the finish as
+    right, a finish an hour off (summer time not set) read as both checkpoints off by
+    20 and 40 minutes, and their fix made every split wrong (session 20's audit)."""
+    last = len(course.stations) - 2
+    if not {last - 1, last} <= fits.keys():
+        return None
+    ids = sorted(fits)
+    constants = np.array([fits[i].constant for i in ids])
+    weights = 1.0 / np.maximum(np.array([fits[i].error for i in ids]), 1e-9) ** 2
+    finish, error, unexplained = _one_clock(_finish_column(fits, course), constants, weights)
+    checkpoints = _system(fits, course).T
+    if any(_one_clock(column, constants, weights)[2] <= unexplained for column in checkpoints):
+        return None
+    return finish, error
+
+
+def _one_clock(
+    column: np.ndarray, constants: np.ndarray, weights: np.ndarray
+) -> tuple[float, float, float]:
+    """One clock's error that moves the constants by `column` times it, fitted by weighted
+    least squares: (the error, its standard error, the weighted squares left unexplained)."""
+    information = float(np.sum(weights * column**2))
+    error = float(np.sum(weights * column * constants)) / information
+    unexplained = float(np.sum(weights * (constants - column * error) ** 2))
+    return error, float(np.sqrt(1.0 / information)), unexplained
 
 
 def estimate_clocks(
     passages: Iterable[Passage], course: Course, guns: Mapping[str, datetime]
 ) -> list[ClockEstimate]:
     """The clock error of each checkpoint that MIN_ATHLETES athletes were seen at and at
-    both stations either side, with its margin."""
+    both stations either side, with its margin; and the finish's where it alone is surely
+    off (finish_error), no checkpoint surely off once its error is taken."""
     seen = athletes_seen(passages, course, guns)
     points = {}
     for i in range(1, len(course.stations) - 1):
@@ -189,21 +248,46 @@ def estimate_clocks(
         if len(found[0]) >= MIN_ATHLETES:
             points[i] = found
     fits = {i: fit_constant(sectors, off) for i, (_, sectors, off) in points.items()}
-    estimates = []
-    for i, (error, spread) in (solve_errors(fits, course) if fits else {}).items():
-        station = course.stations[i]
-        shown = _mid_field(seen, points[i][0], station.id)
-        estimates.append(
-            ClockEstimate(
-                station.id,
-                round(error, 1),
-                round(MARGIN_SPREADS * spread, 1),
-                len(points[i][0]),
-                shown.image_id,
-                shown.passed_at,
-            )
-        )
-    return estimates
+    if not fits:
+        return []
+    found = finish_error(fits, course)
+    if found is not None:
+        last = len(course.stations) - 2  # its athletes are seen at the finish too
+        finish = _estimate(course.stations[-1].id, *found, seen, points[last][0])
+        moved = _checkpoints(fits, course, seen, points, finish.error_s)
+        if finish.sure and not any(e.sure for e in moved):
+            return [*moved, finish]
+    return _checkpoints(fits, course, seen, points, 0.0)
+
+
+def _checkpoints(
+    fits: Mapping[int, Fit],
+    course: Course,
+    seen: list[_Seen],
+    points: Mapping[int, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    finish_s: float,
+) -> list[ClockEstimate]:
+    """The fitted checkpoints' estimates, the finish clock `finish_s` off."""
+    return [
+        _estimate(course.stations[i].id, error, spread, seen, points[i][0])
+        for i, (error, spread) in solve_errors(fits, course, finish_s).items()
+    ]
+
+
+def _estimate(
+    station_id: str, error: float, spread: float, seen: list[_Seen], who: np.ndarray
+) -> ClockEstimate:
+    """A station's estimate from its error and standard error, shown on the photo of the
+    mid-field one of `who` (the athletes it rests on)."""
+    shown = _mid_field(seen, who, station_id)
+    return ClockEstimate(
+        station_id,
+        round(error, 1),
+        round(MARGIN_SPREADS * spread, 1),
+        len(who),
+        shown.image_id,
+        shown.passed_at,
+    )
 
 
 def _mid_field(seen: list[_Seen], who: np.ndarray, station_id: str) -> Passage:
@@ -218,17 +302,42 @@ def seconds_in_words(error_s: float) -> str:
     return f"{whole // 60} min {whole % 60} s" if whole >= 120 else f"{whole} s"
 
 
-def clock_note(estimate: ClockEstimate, station: Station) -> str:
-    """What the official reads on a clock_suspect item: the station, the error in words, what
-    it rests on, and the fix."""
+def likely_error(estimate: ClockEstimate) -> float:
+    """The error to correct: whole hours where they lie within the estimate's margin (a
+    camera on summer time or another time zone is off by exactly that, its clock otherwise
+    right; an estimate is seconds to minutes out, which corrected as estimated would shift
+    every time there by that much), else the estimate."""
+    hours = round(estimate.error_s / HOUR_S)
+    if hours and abs(estimate.error_s - hours * HOUR_S) <= estimate.margin_s:
+        return float(hours * HOUR_S)
+    return estimate.error_s
+
+
+def clock_note(estimate: ClockEstimate, station: Station, finish: bool = False) -> str:
+    """What the official reads on a clock_suspect item: the station (the `finish` or a
+    checkpoint), the error in words, what it rests on, and the fix."""
     way = "fast" if estimate.error_s > 0 else "slow"
-    fixed = corrected_offset(station.clock_offset_s, estimate.error_s)
+    error = likely_error(estimate)
+    fixed = corrected_offset(station.clock_offset_s, error)
+    hours = (
+        f" (whole hours within the margin: a camera on summer time or another time zone, "
+        f"its clock otherwise right, is off by {seconds_in_words(error)} exactly)"
+        if error != estimate.error_s
+        else ""
+    )
+    against = (
+        "than their pace over the checkpoints before it puts them (give or take {margin}), "
+        "whose clocks agree with each other and with the start"
+        if finish
+        else "than their times at the stations either side put them (give or take {margin}), "
+        "the start and finish clocks taken as right"
+    )
     return (
         f"The clock of {station.name} looks about {seconds_in_words(estimate.error_s)} {way}: "
         f"{estimate.athletes} athletes' times there are that much "
-        f"{'later' if estimate.error_s > 0 else 'earlier'} than their times at the stations "
-        f"either side put them (give or take {seconds_in_words(estimate.margin_s)}), the start and "
-        f"finish clocks taken as right. Check a photo's time against a clock it shows; if it "
+        f"{'later' if estimate.error_s > 0 else 'earlier'} "
+        f"{against.format(margin=seconds_in_words(estimate.margin_s))}{hours}. "
+        f"Check a photo's time against a clock it shows; if it "
         f"is off, write clock_offset_s: {fixed:g} for station {station.id} in course.yaml "
         f"(now {station.clock_offset_s:g}), then run racelens results --course FILE."
     )
@@ -240,6 +349,7 @@ def clock_review_of(estimate: ClockEstimate, course: Course) -> list[ReviewItem]
     if not estimate.sure:
         return []
     station = course.station(estimate.station_id)
+    finish = station.id == course.stations[-1].id
     return [
         ReviewItem(
             estimate.image_id,
@@ -248,8 +358,8 @@ def clock_review_of(estimate: ClockEstimate, course: Course) -> list[ReviewItem]
             (),
             estimate.station_id,
             estimate.taken_at,
-            note=clock_note(estimate, station),
-            clock_offset_s=corrected_offset(station.clock_offset_s, estimate.error_s),
+            note=clock_note(estimate, station, finish),
+            clock_offset_s=corrected_offset(station.clock_offset_s, likely_error(estimate)),
         )
     ]
 
