@@ -234,11 +234,10 @@ def racelens(*argv: str) -> None:
         assert main(list(argv)) == 0
 
 
-@pytest.fixture(scope="module")
-def timed_race(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 25-athlete demo race with one checkpoint (cp1, km 5), timed."""
-    race = tmp_path_factory.mktemp("clock-race") / "race"
-    generate_race(str(race), athletes=25, stations=3, seed=5)
+def timed_demo(folder: Path, athletes: int, stations: int, seed: int) -> Path:
+    """A demo race generated in folder/race and timed into its results folder."""
+    race = folder / "race"
+    generate_race(str(race), athletes=athletes, stations=stations, seed=seed)
     racelens(
         "run",
         *("--images", str(race / "images"), "--course", str(race / "course.yaml")),
@@ -246,6 +245,12 @@ def timed_race(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--no-progress",
     )
     return race
+
+
+@pytest.fixture(scope="module")
+def timed_race(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 25-athlete demo race with one checkpoint (cp1, km 5), timed."""
+    return timed_demo(tmp_path_factory.mktemp("clock-race"), athletes=25, stations=3, seed=5)
 
 
 def clocks_of(out: Path) -> tuple[dict[str, tuple], list[dict]]:
@@ -330,15 +335,8 @@ def test_results__a_clock_seen_to_leaves_the_queue_and_its_fix_retimes_the_stati
 @pytest.fixture(scope="module")
 def two_checkpoint_race(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 40-athlete demo race with two checkpoints (cp1 and cp2), timed."""
-    race = tmp_path_factory.mktemp("finish-clock-race") / "race"
-    generate_race(str(race), athletes=40, stations=4, seed=3)
-    racelens(
-        "run",
-        *("--images", str(race / "images"), "--course", str(race / "course.yaml")),
-        *("--start-list", str(race / "startlist.csv"), "--out", str(race / "results")),
-        "--no-progress",
-    )
-    return race
+    folder = tmp_path_factory.mktemp("finish-clock-race")
+    return timed_demo(folder, athletes=40, stations=4, seed=3)
 
 
 def test_results__a_finish_clock_an_hour_fast_is_the_finishs_item_and_its_fix_is_right(
