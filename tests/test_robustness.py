@@ -81,7 +81,7 @@ from transforms import hashes as hashes_module
 from transforms import photos, schemas
 from transforms.course import SAVE_AS_UTF8, ConfigError
 from transforms.photos import FactStore, ReadPhotos, analyse_photo, list_photos
-from transforms.records import ANALYSIS_VERSION
+from transforms.records import ANALYSIS_VERSION, PhotoFacts
 from transforms.schemas import ATHLETE_PHOTOS_FILE, LEADERBOARD_FILE, PASSAGES_FILE
 from transforms.write import (
     STALE_AFTER_S,
@@ -258,19 +258,24 @@ def test_list_photos__a_folder_it_cannot_list_is_an_unreadable_entry(
     assert photos.unreadable_reason(str(locked)) == "unreadable"
 
 
+def finish_photo_with_bibs(race: Path, image_id: str) -> tuple[bytes, PhotoFacts]:
+    """The demo race's first finish photo on which a bib is read: its bytes and facts."""
+    return next(
+        (data, facts)
+        for path in sorted((race / "images" / "finish").glob("FINISH_*[0-9].jpg"))
+        for data in [path.read_bytes()]
+        for facts in [analyse_photo(data, image_id)]
+        if facts.bibs
+    )
+
+
 @pytest.mark.parametrize("kept", [0.97, 0.8])
 def test_analyse_photo__a_jpeg_cut_short_is_analysed_on_what_arrived(
     race: Path, kept: float
 ) -> None:
     # An upload that broke off lost its athlete with no word: rejected as truncated_image,
     # no reads, no review item, the athlete dns (session 19's audit, a finish photo at 97 %).
-    data, complete = next(
-        (data, facts)
-        for path in sorted((race / "images" / "finish").glob("FINISH_*[0-9].jpg"))
-        for data in [path.read_bytes()]
-        for facts in [analyse_photo(data, "whole")]
-        if facts.bibs
-    )
+    data, complete = finish_photo_with_bibs(race, "whole")
     cut = analyse_photo(data[: round(kept * len(data))], "cut")
     assert (cut.error, cut.truncated, complete.truncated) == (None, True, False)
     assert cut.exif == complete.exif
@@ -296,13 +301,7 @@ def test_analyse_photo__a_photo_shot_sideways_is_measured_and_boxed_upright(
     # images.parquet gave such a photo's stored width and height while its boxes were upright
     # (swapped against the photo the dashboard shows), and a cut-short one was read on its
     # stored pixels, its boxes off the photo shown.
-    data, upright = next(
-        (data, facts)
-        for path in sorted((race / "images" / "finish").glob("FINISH_*[0-9].jpg"))
-        for data in [path.read_bytes()]
-        for facts in [analyse_photo(data, "upright")]
-        if facts.bibs
-    )
+    data, upright = finish_photo_with_bibs(race, "upright")
     sideways = _shot_sideways(data)
     facts = analyse_photo(sideways[: round(kept * len(sideways))], "sideways")
     assert (facts.error, facts.truncated) == (None, kept < 1)
